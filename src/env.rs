@@ -1,0 +1,13 @@
+//! Every environment variable rbuild reads, declared in one place.
+//!
+//! The README's "Configuration" table lists the same names; keep the two in step.
+
+/// The store root (`--root`).
+pub const RBUILD_ROOT: &str = "RBUILD_ROOT";
+/// The log filter, in `tracing_subscriber::EnvFilter` syntax (`--verbose` raises it).
+pub const RBUILD_LOG: &str = "RBUILD_LOG";
+/// Where the conformance vectors are (tests only).
+#[allow(dead_code)]
+pub const RBUILD_CONFORMANCE_DIR: &str = "RBUILD_CONFORMANCE_DIR";
+/// Disables colour in every output when set to any value (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";

@@ -1,0 +1,84 @@
+//! Logging set-up and error rendering (`error:` / `Caused by:` / `hint:`).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::env;
+
+/// Sends `tracing` output to stderr. `RBUILD_LOG` overrides the level the flags give.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env(env::RBUILD_LOG).unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os(env::NO_COLOR).is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// A hint attached to an error with `anyhow::Context`-like chaining: rendered as `hint:`.
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Hint {}
+
+/// A failure whose exit code is not the default 1 (usage errors exit 2).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Renders an error chain on stderr and returns the exit code.
+///
+/// The first message is `error: ...`; each cause follows as `Caused by: ...`. A message
+/// that spans several lines (a Dockerfile diagnostic with its source line and caret) is
+/// printed as it is.
+pub fn render_error(err: &anyhow::Error) -> ExitCode {
+    let mut out = std::io::stderr().lock();
+    let mut code = 1;
+    let mut first = true;
+    let mut hints = Vec::new();
+    for cause in err.chain() {
+        if let Some(hint) = cause.downcast_ref::<Hint>() {
+            hints.push(hint.0.clone());
+            continue;
+        }
+        if let Some(exit) = cause.downcast_ref::<Exit>() {
+            code = exit.0;
+            continue;
+        }
+        let text = cause.to_string();
+        if first {
+            let _ = writeln!(out, "error: {text}");
+            first = false;
+        } else {
+            let _ = writeln!(out, "Caused by: {text}");
+        }
+    }
+    for hint in hints {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+    ExitCode::from(code)
+}
