@@ -373,7 +373,7 @@ impl Store {
         Ok((descriptor.clone(), self.read_manifest(&digest)?))
     }
 
-    /// Every named image, in `index.json` order.
+    /// Every named image, in `index.json` order (descriptors without their naming annotations).
     pub fn list(&self) -> Result<Vec<ImageRef>> {
         let index = self.read_index()?;
         Ok(index
@@ -383,7 +383,7 @@ impl Store {
                 let name = d.annotations().as_ref()?.get(ANNOTATION_REF_NAME)?.clone();
                 Some(ImageRef {
                     name,
-                    descriptor: d.clone(),
+                    descriptor: strip_name(d),
                 })
             })
             .collect())
@@ -422,7 +422,7 @@ impl Store {
                     Some(prev) if prev.digest() != image.descriptor.digest() => {
                         return Err(StoreError::Ambiguous { id: id.to_string() });
                     }
-                    _ => found = Some(strip_name(&image.descriptor)),
+                    _ => found = Some(image.descriptor),
                 }
             }
         }
