@@ -87,11 +87,11 @@ pub(crate) fn clean_tmp(tmp_dir: &Path) -> io::Result<usize> {
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            if std::fs::remove_file(&path).is_ok() {
-                tracing::debug!("removed leftover temp file {}", path.display());
-                removed += 1;
-            }
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
+            && std::fs::remove_file(&path).is_ok()
+        {
+            tracing::debug!("removed leftover temp file {}", path.display());
+            removed += 1;
         }
     }
     Ok(removed)

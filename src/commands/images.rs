@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn formats_age_and_size() {
         let now = jiff::Timestamp::from_second(1_000_000).unwrap();
-        let at = |s| jiff::Timestamp::from_second(1_000_000 - s).unwrap();
+        let at = |s: i64| jiff::Timestamp::from_second(1_000_000 - s).unwrap();
         assert_eq!(ago(now, at(180)), "3 minutes ago");
         assert_eq!(ago(now, at(3600)), "an hour ago");
         assert_eq!(ago(now, at(2 * 86400)), "2 days ago");

@@ -26,8 +26,10 @@ fn images_json(root: &Path) -> Vec<Value> {
 }
 
 fn names(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        images_json(root).iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = images_json(root)
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
     names
 }
@@ -43,12 +45,17 @@ fn imported_busybox_is_read_by_skopeo_and_umoci() {
 
     let bundle = dir.join("bundle");
     let image = format!("{}:docker.io/library/busybox:latest", root.display());
-    ok(umoci().args(["unpack", "--rootless", "--image", &image]).arg(&bundle));
+    ok(umoci()
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle));
     let unpacked = bundle.join("rootfs/bin/busybox");
     let meta = std::fs::symlink_metadata(&unpacked).expect("busybox unpacked");
     assert!(meta.is_file());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
-    assert_eq!(std::fs::read(&unpacked).unwrap(), std::fs::read(crate::support::BUSYBOX).unwrap());
+    assert_eq!(
+        std::fs::read(&unpacked).unwrap(),
+        std::fs::read(crate::support::BUSYBOX).unwrap()
+    );
     let sh = std::fs::read_link(bundle.join("rootfs/bin/sh")).expect("sh applet is a symlink");
     assert_eq!(sh, Path::new("busybox"));
     // The unpacked busybox runs.
@@ -62,20 +69,44 @@ fn import_is_reproducible_with_source_date_epoch() {
     let rootfs = dir.mkdir("rootfs");
     busybox_rootfs(&rootfs);
     dir.write("rootfs/etc/motd", "hello\n");
-    std::fs::set_permissions(dir.join("rootfs/etc/motd"), std::fs::Permissions::from_mode(0o4711)).unwrap();
-    let a = ok(rbuild(&dir.join("a")).env("SOURCE_DATE_EPOCH", "1700000000").arg("import").arg(&rootfs).arg("x"));
-    let b = ok(rbuild(&dir.join("b")).env("SOURCE_DATE_EPOCH", "1700000000").arg("import").arg(&rootfs).arg("x"));
+    std::fs::set_permissions(
+        dir.join("rootfs/etc/motd"),
+        std::fs::Permissions::from_mode(0o4711),
+    )
+    .unwrap();
+    let a = ok(rbuild(&dir.join("a"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("import")
+        .arg(&rootfs)
+        .arg("x"));
+    let b = ok(rbuild(&dir.join("b"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("import")
+        .arg(&rootfs)
+        .arg("x"));
     assert_eq!(a.stdout, b.stdout, "same tree, same epoch: same image id");
     assert!(a.stdout.starts_with("sha256:"));
     let inspect = ok(rbuild(&dir.join("a")).args(["inspect", "x"]));
     let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(info[0]["config"]["created"], "2023-11-14T22:13:20Z");
     assert_eq!(info[0]["id"].as_str().unwrap(), a.stdout.trim());
-    assert_eq!(info[0]["manifest"]["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(
+        info[0]["manifest"]["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
     // The setuid bit survives a round trip through umoci.
     let bundle = dir.join("bundle");
-    ok(umoci().args(["unpack", "--rootless", "--image"]).arg(format!("{}:docker.io/library/x:latest", dir.join("a").display())).arg(&bundle));
-    let mode = std::fs::metadata(bundle.join("rootfs/etc/motd")).unwrap().permissions().mode();
+    ok(umoci()
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!(
+            "{}:docker.io/library/x:latest",
+            dir.join("a").display()
+        ))
+        .arg(&bundle));
+    let mode = std::fs::metadata(bundle.join("rootfs/etc/motd"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o4711);
 }
 
@@ -85,43 +116,99 @@ fn import_reads_plain_gzip_and_zstd_tarballs() {
     let rootfs = dir.mkdir("rootfs");
     busybox_rootfs(&rootfs);
     let tar = dir.join("rootfs.tar");
-    ok(crate::support::tool("tar", "tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg("."));
+    ok(crate::support::tool("tar", "tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
     ok(crate::support::tool("gzip", "gzip").arg("-k").arg(&tar));
-    ok(crate::support::tool("zstd", "zstd").arg("-q").arg("-k").arg(&tar));
+    ok(crate::support::tool("zstd", "zstd")
+        .arg("-q")
+        .arg("-k")
+        .arg(&tar));
     let root = dir.join("store");
     let mut diff_ids = Vec::new();
-    for (file, name) in [("rootfs.tar", "plain"), ("rootfs.tar.gz", "gz"), ("rootfs.tar.zst", "zst")] {
+    for (file, name) in [
+        ("rootfs.tar", "plain"),
+        ("rootfs.tar.gz", "gz"),
+        ("rootfs.tar.zst", "zst"),
+    ] {
         ok(rbuild(&root).arg("import").arg(dir.join(file)).arg(name));
-        let info: Value = serde_json::from_str(&ok(rbuild(&root).args(["inspect", name])).stdout).unwrap();
-        diff_ids.push(info[0]["config"]["rootfs"]["diff_ids"][0].as_str().unwrap().to_string());
+        let info: Value =
+            serde_json::from_str(&ok(rbuild(&root).args(["inspect", name])).stdout).unwrap();
+        diff_ids.push(
+            info[0]["config"]["rootfs"]["diff_ids"][0]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
         let image = format!("{}:docker.io/library/{name}:latest", root.display());
         let bundle = dir.join(format!("bundle-{name}"));
-        ok(umoci().args(["unpack", "--rootless", "--image", &image]).arg(&bundle));
-        assert!(bundle.join("rootfs/bin/busybox").is_file(), "{file}: busybox missing");
+        ok(umoci()
+            .args(["unpack", "--rootless", "--image", &image])
+            .arg(&bundle));
+        assert!(
+            bundle.join("rootfs/bin/busybox").is_file(),
+            "{file}: busybox missing"
+        );
     }
-    assert_eq!(diff_ids[0], diff_ids[1], "gzip input must give the same layer content");
-    assert_eq!(diff_ids[0], diff_ids[2], "zstd input must give the same layer content");
+    assert_eq!(
+        diff_ids[0], diff_ids[1],
+        "gzip input must give the same layer content"
+    );
+    assert_eq!(
+        diff_ids[0], diff_ids[2],
+        "zstd input must give the same layer content"
+    );
     // Not a tar: a clear error naming the file.
     let junk = dir.write("junk.bin", vec![b'x'; 2000]);
     let run = fails(rbuild(&root).arg("import").arg(&junk).arg("junk"));
-    assert!(run.stderr.contains("junk.bin") && run.stderr.contains("not a tar"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("junk.bin") && run.stderr.contains("not a tar"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn tag_images_rmi() {
     let (_dir, root) = store_with_busybox();
     ok(rbuild(&root).args(["tag", "busybox", "localhost:5000/tools/bb:v1"]));
-    assert_eq!(names(&root), ["docker.io/library/busybox:latest", "localhost:5000/tools/bb:v1"]);
+    assert_eq!(
+        names(&root),
+        [
+            "docker.io/library/busybox:latest",
+            "localhost:5000/tools/bb:v1"
+        ]
+    );
     let table = ok(rbuild(&root).arg("images")).stdout;
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("IMAGE ID") && lines[0].ends_with("SIZE"));
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("IMAGE ID") && lines[0].ends_with("SIZE")
+    );
     let images = images_json(&root);
     let id = images[0]["id"].as_str().unwrap();
     assert_eq!(images[0]["id"], images[1]["id"]);
-    assert!(table.lines().any(|l| l.starts_with("busybox ") && l.contains(" latest ") && l.contains(&id[7..19])), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("localhost:5000/tools/bb ") && l.contains(" v1 ")), "{table}");
-    assert!(table.contains("seconds ago") || table.contains("less than a second ago") || table.contains("a minute ago"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("busybox ") && l.contains(" latest ") && l.contains(&id[7..19])),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("localhost:5000/tools/bb ") && l.contains(" v1 ")),
+        "{table}"
+    );
+    assert!(
+        table.contains("seconds ago")
+            || table.contains("less than a second ago")
+            || table.contains("a minute ago"),
+        "{table}"
+    );
     let blobs = verified_blobs(&root);
     assert_eq!(blobs.len(), 3);
 
@@ -131,12 +218,25 @@ fn tag_images_rmi() {
     assert_eq!(verified_blobs(&root), blobs);
     // The last name takes the blobs with it.
     let run = ok(rbuild(&root).args(["rmi", "localhost:5000/tools/bb:v1"]));
-    assert_eq!(run.stdout.lines().filter(|l| l.starts_with("Deleted: sha256:")).count(), 3, "{}", run.stdout);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("Deleted: sha256:"))
+            .count(),
+        3,
+        "{}",
+        run.stdout
+    );
     assert!(verified_blobs(&root).is_empty());
     assert!(images_json(&root).is_empty());
 
     let run = fails(rbuild(&root).args(["rmi", "busybox"]));
-    assert!(run.stderr.contains("error: no image named docker.io/library/busybox:latest"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: no image named docker.io/library/busybox:latest"),
+        "{}",
+        run.stderr
+    );
     let run = fails(rbuild(&root).args(["tag", "nothing", "x"]));
     assert!(run.stderr.contains("nothing"), "{}", run.stderr);
 }
@@ -147,17 +247,32 @@ fn save_is_read_by_skopeo_in_both_formats() {
     ok(rbuild(&root).args(["tag", "busybox", "example.com/me/bb:2"]));
     let docker = dir.join("docker.tar");
     let oci = dir.join("oci.tar");
-    ok(rbuild(&root).args(["save", "busybox", "example.com/me/bb:2", "-o"]).arg(&docker));
-    ok(rbuild(&root).args(["save", "--format", "oci", "busybox", "-o"]).arg(&oci));
+    ok(rbuild(&root)
+        .args(["save", "busybox", "example.com/me/bb:2", "-o"])
+        .arg(&docker));
+    ok(rbuild(&root)
+        .args(["save", "--format", "oci", "busybox", "-o"])
+        .arg(&oci));
 
     let manifest: Value = serde_json::from_slice(
-        &ok(crate::support::tool("tar", "tar").arg("-xOf").arg(&docker).arg("manifest.json")).stdout.into_bytes(),
+        &ok(crate::support::tool("tar", "tar")
+            .arg("-xOf")
+            .arg(&docker)
+            .arg("manifest.json"))
+        .stdout
+        .into_bytes(),
     )
     .unwrap();
-    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["busybox:latest", "example.com/me/bb:2"]));
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["busybox:latest", "example.com/me/bb:2"])
+    );
 
     let info: Value = serde_json::from_str(
-        &ok(skopeo().arg("inspect").arg(format!("docker-archive:{}", docker.display()))).stdout,
+        &ok(skopeo()
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", docker.display())))
+        .stdout,
     )
     .unwrap();
     assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
@@ -165,14 +280,24 @@ fn save_is_read_by_skopeo_in_both_formats() {
     let copied = dir.join("copied");
     ok(skopeo()
         .arg("copy")
-        .arg(format!("docker-archive:{}:busybox:latest", docker.display()))
+        .arg(format!(
+            "docker-archive:{}:busybox:latest",
+            docker.display()
+        ))
         .arg(format!("oci:{}:bb", copied.display())));
-    ok(umoci().args(["unpack", "--rootless", "--image"]).arg(format!("{}:bb", copied.display())).arg(dir.join("b1")));
+    ok(umoci()
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:bb", copied.display()))
+        .arg(dir.join("b1")));
     assert!(dir.join("b1/rootfs/bin/busybox").is_file());
 
-    let info: Value =
-        serde_json::from_str(&ok(skopeo().arg("inspect").arg(format!("oci-archive:{}", oci.display()))).stdout)
-            .unwrap();
+    let info: Value = serde_json::from_str(
+        &ok(skopeo()
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", oci.display())))
+        .stdout,
+    )
+    .unwrap();
     assert_eq!(info["Architecture"], rbuild_arch());
     ok(skopeo()
         .arg("copy")
@@ -194,19 +319,31 @@ fn load_reads_archives_written_by_skopeo_and_rbuild() {
     let src = format!("oci:{}:docker.io/library/busybox:latest", root.display());
     let docker = dir.join("skopeo-docker.tar");
     let oci = dir.join("skopeo-oci.tar");
-    ok(skopeo().arg("copy").arg(&src).arg(format!("docker-archive:{}:example.com/from/docker:v2", docker.display())));
-    ok(skopeo().arg("copy").arg(&src).arg(format!("oci-archive:{}:example.com/from/oci:v3", oci.display())));
+    ok(skopeo().arg("copy").arg(&src).arg(format!(
+        "docker-archive:{}:example.com/from/docker:v2",
+        docker.display()
+    )));
+    ok(skopeo().arg("copy").arg(&src).arg(format!(
+        "oci-archive:{}:example.com/from/oci:v3",
+        oci.display()
+    )));
 
     let fresh = dir.join("fresh");
     let run = ok(rbuild(&fresh).arg("load").arg("-i").arg(&docker));
     assert_eq!(run.stdout, "Loaded image: example.com/from/docker:v2\n");
     let run = ok(rbuild(&fresh).arg("load").arg("-i").arg(&oci));
     assert_eq!(run.stdout, "Loaded image: example.com/from/oci:v3\n");
-    assert_eq!(names(&fresh), ["example.com/from/docker:v2", "example.com/from/oci:v3"]);
+    assert_eq!(
+        names(&fresh),
+        ["example.com/from/docker:v2", "example.com/from/oci:v3"]
+    );
     verified_blobs(&fresh);
     for name in ["example.com/from/docker:v2", "example.com/from/oci:v3"] {
         let bundle = dir.join(name.replace(['/', ':'], "_"));
-        ok(umoci().args(["unpack", "--rootless", "--image"]).arg(format!("{}:{name}", fresh.display())).arg(&bundle));
+        ok(umoci()
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{name}", fresh.display()))
+            .arg(&bundle));
         assert!(bundle.join("rootfs/bin/busybox").is_file(), "{name}");
     }
 
@@ -216,17 +353,25 @@ fn load_reads_archives_written_by_skopeo_and_rbuild() {
     let again = dir.join("again");
     ok(rbuild(&again).args(["load", "-i"]).arg(&mine));
     let stdin = std::fs::File::open(&mine).unwrap();
-    let run = ok(rbuild(&dir.join("again2")).arg("load").stdin(Stdio::from(stdin)));
+    let run = ok(rbuild(&dir.join("again2"))
+        .arg("load")
+        .stdin(Stdio::from(stdin)));
     assert_eq!(run.stdout, "Loaded image: busybox:latest\n");
     let original = images_json(&root)[0]["id"].clone();
-    assert_eq!(images_json(&again)[0]["id"], original, "the image id survives save and load");
+    assert_eq!(
+        images_json(&again)[0]["id"],
+        original,
+        "the image id survives save and load"
+    );
 }
 
 #[test]
 fn load_refuses_a_tampered_archive() {
     let (dir, root) = store_with_busybox();
     let archive = dir.join("oci.tar");
-    ok(rbuild(&root).args(["save", "--format", "oci", "busybox", "-o"]).arg(&archive));
+    ok(rbuild(&root)
+        .args(["save", "--format", "oci", "busybox", "-o"])
+        .arg(&archive));
     // Flip one byte in the middle of the largest member (the layer).
     let mut bytes = std::fs::read(&archive).unwrap();
     let at = bytes.len() / 2;
@@ -234,11 +379,21 @@ fn load_refuses_a_tampered_archive() {
     std::fs::write(&archive, bytes).unwrap();
     let fresh = dir.join("fresh");
     let run = fails(rbuild(&fresh).args(["load", "-i"]).arg(&archive));
-    assert!(run.stderr.contains("oci.tar") && run.stderr.contains("sha256:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("oci.tar") && run.stderr.contains("sha256:"),
+        "{}",
+        run.stderr
+    );
     assert!(images_json(&fresh).is_empty());
     // Whatever got in before the bad blob is verified; the bad blob is not there.
     verified_blobs(&fresh);
-    assert!(std::fs::read_dir(fresh.join("tmp")).unwrap().next().is_none(), "temp file left");
+    assert!(
+        std::fs::read_dir(fresh.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "temp file left"
+    );
 }
 
 #[test]
@@ -251,7 +406,10 @@ fn eight_processes_tag_and_import_into_one_root() {
             let root = root.clone();
             let small = small.clone();
             s.spawn(move || {
-                ok(rbuild(&root).arg("import").arg(&small).arg(format!("imported/p{p}")));
+                ok(rbuild(&root)
+                    .arg("import")
+                    .arg(&small)
+                    .arg(format!("imported/p{p}")));
                 for i in 0..4 {
                     ok(rbuild(&root).args(["tag", "busybox", &format!("example.com/p{p}/t:{i}")]));
                 }
@@ -263,11 +421,20 @@ fn eight_processes_tag_and_import_into_one_root() {
     for p in 0..8 {
         assert!(names.contains(&format!("docker.io/imported/p{p}:latest")));
         for i in 0..4 {
-            assert!(names.contains(&format!("example.com/p{p}/t:{i}")), "p{p}:{i} lost");
+            assert!(
+                names.contains(&format!("example.com/p{p}/t:{i}")),
+                "p{p}:{i} lost"
+            );
         }
     }
     verified_blobs(&root);
-    assert!(std::fs::read_dir(root.join("tmp")).unwrap().next().is_none(), "temp file left");
+    assert!(
+        std::fs::read_dir(root.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "temp file left"
+    );
 }
 
 /// A cheap pseudo-random number from the standard library's hasher seed.
@@ -293,7 +460,10 @@ fn killed_imports_leave_a_usable_store() {
         dir.write(format!("big/d{}/f{f}", f % 10), data);
     }
     let started = Instant::now();
-    ok(rbuild(&dir.join("timing")).arg("import").arg(&big).arg("timing"));
+    ok(rbuild(&dir.join("timing"))
+        .arg("import")
+        .arg(&big)
+        .arg("timing"));
     let full = started.elapsed().as_millis() as u64;
     for round in 0..4 {
         let delay = random_below(full.max(50));
@@ -315,18 +485,34 @@ fn killed_imports_leave_a_usable_store() {
             ok(rbuild(&root).args(["inspect", name]));
         }
         verified_blobs(&root);
-        ok(rbuild(&root).arg("import").arg(dir.join("big/d0")).arg(format!("after{round}")));
+        ok(rbuild(&root)
+            .arg("import")
+            .arg(dir.join("big/d0"))
+            .arg(format!("after{round}")));
         let archive = dir.join(format!("after{round}.tar"));
-        ok(rbuild(&root).args(["save", &format!("after{round}"), "-o"]).arg(&archive));
-        ok(rbuild(&dir.join(format!("loaded{round}"))).args(["load", "-i"]).arg(&archive));
+        ok(rbuild(&root)
+            .args(["save", &format!("after{round}"), "-o"])
+            .arg(&archive));
+        ok(rbuild(&dir.join(format!("loaded{round}")))
+            .args(["load", "-i"])
+            .arg(&archive));
     }
     // Leftover temp files are cleaned once old enough and unlocked.
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
     for entry in std::fs::read_dir(root.join("tmp")).unwrap() {
-        let file = std::fs::File::options().write(true).open(entry.unwrap().path()).unwrap();
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
         file.set_modified(old).unwrap();
     }
     ok(rbuild(&root).arg("images"));
-    assert!(std::fs::read_dir(root.join("tmp")).unwrap().next().is_none(), "leftovers not cleaned");
+    assert!(
+        std::fs::read_dir(root.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "leftovers not cleaned"
+    );
     verified_blobs(&root);
 }

@@ -14,7 +14,12 @@ pub struct Dir {
 impl Dir {
     /// A new, empty directory.
     pub fn new() -> Dir {
-        Dir { tmp: tempfile::Builder::new().prefix("rbuild-e2e-").tempdir().expect("temp dir") }
+        Dir {
+            tmp: tempfile::Builder::new()
+                .prefix("rbuild-e2e-")
+                .tempdir()
+                .expect("temp dir"),
+        }
     }
 
     /// Its path.
@@ -67,7 +72,9 @@ fn finish(what: &str, output: std::io::Result<Output>) -> Run {
 pub fn rbuild(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
     cmd.arg("--root").arg(root);
-    cmd.env_remove("RBUILD_ROOT").env_remove("SOURCE_DATE_EPOCH").env_remove("RBUILD_LOG");
+    cmd.env_remove("RBUILD_ROOT")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("RBUILD_LOG");
     cmd.stdin(Stdio::null());
     cmd
 }
@@ -76,7 +83,11 @@ pub fn rbuild(root: &Path) -> Command {
 pub fn ok(cmd: &mut Command) -> Run {
     let what = format!("{cmd:?}");
     let run = finish(&what, cmd.output());
-    assert_eq!(run.code, 0, "{what} failed:\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 0,
+        "{what} failed:\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
     run
 }
 
@@ -84,7 +95,11 @@ pub fn ok(cmd: &mut Command) -> Run {
 pub fn fails(cmd: &mut Command) -> Run {
     let what = format!("{cmd:?}");
     let run = finish(&what, cmd.output());
-    assert_eq!(run.code, 1, "{what} should fail:\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "{what} should fail:\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
     run
 }
 
@@ -94,7 +109,10 @@ pub fn tool(name: &str, debian_package: &str) -> Command {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
         .unwrap_or(false);
-    assert!(found, "the tests need `{name}`: install the Debian package {debian_package}");
+    assert!(
+        found,
+        "the tests need `{name}`: install the Debian package {debian_package}"
+    );
     Command::new(name)
 }
 
@@ -116,7 +134,10 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// Makes a minimal root file system in `dir`: `bin/busybox` (from busybox-static) plus one
 /// symlink per applet.
 pub fn busybox_rootfs(dir: &Path) {
-    let list = tool(BUSYBOX, "busybox-static").arg("--list").output().expect("busybox --list");
+    let list = tool(BUSYBOX, "busybox-static")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     assert!(list.status.success(), "busybox --list failed");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir bin");
