@@ -93,10 +93,11 @@ pub enum Format {
 /// An image to save.
 #[derive(Debug, Clone)]
 pub struct SaveImage {
-    /// The full name (`docker.io/library/busybox:latest`), used in OCI archives.
-    pub name: String,
+    /// The full name (`docker.io/library/busybox:latest`), used in OCI archives; `None` for
+    /// an image saved by id.
+    pub name: Option<String>,
     /// The name docker shows (`busybox:latest`), used in docker archives.
-    pub short_name: String,
+    pub short_name: Option<String>,
     /// The manifest (or index) descriptor.
     pub descriptor: Descriptor,
 }
@@ -181,13 +182,12 @@ fn save_oci<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<W> 
     for image in images {
         blobs.extend(store.reachable(&image.descriptor, false)?);
         let mut d = image.descriptor.clone();
-        let mut annotations = d.annotations().clone().unwrap_or_default();
-        annotations.insert(
-            oci_spec::image::ANNOTATION_REF_NAME.into(),
-            image.name.clone(),
-        );
-        annotations.insert(ANNOTATION_CONTAINERD_NAME.into(), image.name.clone());
-        d.set_annotations(Some(annotations));
+        if let Some(name) = &image.name {
+            let mut annotations = d.annotations().clone().unwrap_or_default();
+            annotations.insert(oci_spec::image::ANNOTATION_REF_NAME.into(), name.clone());
+            annotations.insert(ANNOTATION_CONTAINERD_NAME.into(), name.clone());
+            d.set_annotations(Some(annotations));
+        }
         manifests.push(d);
     }
     let index = json!({
@@ -284,9 +284,12 @@ fn save_docker<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<
             }
             layer_names.push(name);
         }
-        let repo_tags: Vec<&str> = group.iter().map(|i| i.short_name.as_str()).collect();
-        for image in group {
-            if let Some((repo, tag)) = split_tag(&image.short_name)
+        let repo_tags: Vec<&str> = group
+            .iter()
+            .filter_map(|i| i.short_name.as_deref())
+            .collect();
+        for name in &repo_tags {
+            if let Some((repo, tag)) = split_tag(name)
                 && let Some(top) = layer_names.last()
             {
                 let top = top.rsplit('/').next().unwrap_or_default().to_string();

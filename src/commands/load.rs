@@ -61,7 +61,8 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
             named = true;
         }
         if !named {
-            println!("Loaded image ID: {}", image.descriptor.digest());
+            let (_, manifest) = store.image_manifest(&image.descriptor)?;
+            println!("Loaded image ID: {}", manifest.config().digest());
         }
     }
     Ok(ExitCode::SUCCESS)

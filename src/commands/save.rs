@@ -37,9 +37,11 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> anyhow::Result<ExitCode> {
     let mut images = Vec::new();
     for arg in &args.names {
         let (name, descriptor) = super::find_image(&store, arg)?;
-        let name = name.unwrap_or_default();
+        let short_name = name
+            .as_deref()
+            .map(|n| crate::names::short_name(n).to_string());
         images.push(SaveImage {
-            short_name: crate::names::short_name(&name).to_string(),
+            short_name,
             name,
             descriptor,
         });
@@ -62,6 +64,16 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> anyhow::Result<ExitCode> {
             let out = archive::save(&store, &images, format, out)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let tmp = out.into_inner().map_err(|e| e.into_error())?;
+            // Temp files are private; the archive is an ordinary file.
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )?;
+            // Temp files are private; the archive is an ordinary file.
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )?;
             tmp.as_file().sync_all()?;
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
