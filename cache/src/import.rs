@@ -122,13 +122,11 @@ pub fn import_dir(
         source,
     })?;
     let sink = layer_sink(store, options)?;
-    let sink = layer::write_dir_tar(
-        dir,
-        sink,
-        TarOptions {
-            clamp_mtime: options.clamp_mtime,
-        },
-    )?;
+    let tar_options = TarOptions {
+        clamp_mtime: options.clamp_mtime,
+        exclude: vec![store.root().to_path_buf()],
+    };
+    let sink = layer::write_dir_tar(dir, sink, tar_options)?;
     finish(store, dir, sink, options)
 }
 

@@ -33,10 +33,13 @@ pub enum LayerError {
 }
 
 /// How a directory becomes a tarball.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TarOptions {
     /// Clamp every mtime to at most this many seconds since the epoch (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<u64>,
+    /// Directories left out wherever they appear in the tree (compared by device and inode),
+    /// such as the store itself when a whole file system is imported.
+    pub exclude: Vec<PathBuf>,
 }
 
 /// Writes the tree under `root` (not `root` itself) as a tar stream to `out`.
@@ -50,133 +53,154 @@ pub fn write_dir_tar<W: Write>(root: &Path, out: W, options: TarOptions) -> Resu
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let mut links = HashMap::new();
-    walk(root, Path::new(""), &mut builder, &mut links, options)?;
+    let exclude: Vec<(u64, u64)> = options
+        .exclude
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    let walker = Walker {
+        clamp_mtime: options.clamp_mtime,
+        exclude,
+    };
+    walker.walk(root, Path::new(""), &mut builder, &mut links)?;
     builder.into_inner().map_err(|source| LayerError::Write {
         path: root.to_path_buf(),
         source,
     })
 }
 
-fn walk<W: Write>(
-    dir: &Path,
-    rel: &Path,
-    builder: &mut tar::Builder<W>,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-    options: TarOptions,
-) -> Result<(), LayerError> {
-    let read_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LayerError::Read { path, source }
-    };
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(read_err(dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(read_err(dir))?;
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
-        let path = dir.join(&name);
-        let rel = rel.join(&name);
-        let meta = std::fs::symlink_metadata(&path).map_err(read_err(&path))?;
-        let ft = meta.file_type();
-        if ft.is_socket() {
-            tracing::warn!("skipping socket {}", path.display());
-            continue;
-        }
-        let mut header = Header::new_ustar();
-        let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        header.set_mode(meta.mode() & 0o7777);
-        set_id(&mut header, &mut pax, "uid", u64::from(meta.uid()));
-        set_id(&mut header, &mut pax, "gid", u64::from(meta.gid()));
-        let mut mtime = u64::try_from(meta.mtime()).unwrap_or(0);
-        if let Some(clamp) = options.clamp_mtime {
-            mtime = mtime.min(clamp);
-        }
-        header.set_mtime(mtime);
-        header.set_size(0);
-        let mut name_bytes = rel.as_os_str().as_bytes().to_vec();
-        let mut body: Option<File> = None;
-        let mut size = 0;
-        if ft.is_dir() {
-            header.set_entry_type(EntryType::Directory);
-            name_bytes.push(b'/');
-        } else if ft.is_symlink() {
-            header.set_entry_type(EntryType::Symlink);
-            let target = std::fs::read_link(&path).map_err(read_err(&path))?;
-            set_link(&mut header, &mut pax, target.as_os_str().as_bytes());
-        } else if ft.is_file() {
-            let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1
-                && let Some(first) = links.get(&key)
-            {
-                header.set_entry_type(EntryType::Link);
-                set_link(&mut header, &mut pax, first.as_os_str().as_bytes());
-            } else {
-                if meta.nlink() > 1 {
-                    links.insert(key, rel.clone());
-                }
-                header.set_entry_type(EntryType::Regular);
-                size = meta.len();
-                header.set_size(size);
-                body = Some(File::open(&path).map_err(read_err(&path))?);
+struct Walker {
+    clamp_mtime: Option<u64>,
+    exclude: Vec<(u64, u64)>,
+}
+
+impl Walker {
+    fn walk<W: Write>(
+        &self,
+        dir: &Path,
+        rel: &Path,
+        builder: &mut tar::Builder<W>,
+        links: &mut HashMap<(u64, u64), PathBuf>,
+    ) -> Result<(), LayerError> {
+        let read_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LayerError::Read { path, source }
+        };
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(read_err(dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(read_err(dir))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let path = dir.join(&name);
+            let rel = rel.join(&name);
+            let meta = std::fs::symlink_metadata(&path).map_err(read_err(&path))?;
+            let ft = meta.file_type();
+            if ft.is_socket() {
+                tracing::warn!("skipping socket {}", path.display());
+                continue;
             }
-        } else if ft.is_char_device() || ft.is_block_device() {
-            header.set_entry_type(if ft.is_char_device() {
-                EntryType::Char
-            } else {
-                EntryType::Block
-            });
-            let rdev = meta.rdev();
+            if ft.is_dir() && self.exclude.contains(&(meta.dev(), meta.ino())) {
+                tracing::info!("leaving out {}", path.display());
+                continue;
+            }
+            let mut header = Header::new_ustar();
+            let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            header.set_mode(meta.mode() & 0o7777);
+            set_id(&mut header, &mut pax, "uid", u64::from(meta.uid()));
+            set_id(&mut header, &mut pax, "gid", u64::from(meta.gid()));
+            let mut mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+            if let Some(clamp) = self.clamp_mtime {
+                mtime = mtime.min(clamp);
+            }
+            header.set_mtime(mtime);
+            header.set_size(0);
+            let mut name_bytes = rel.as_os_str().as_bytes().to_vec();
+            let mut body: Option<File> = None;
+            let mut size = 0;
+            if ft.is_dir() {
+                header.set_entry_type(EntryType::Directory);
+                name_bytes.push(b'/');
+            } else if ft.is_symlink() {
+                header.set_entry_type(EntryType::Symlink);
+                let target = std::fs::read_link(&path).map_err(read_err(&path))?;
+                set_link(&mut header, &mut pax, target.as_os_str().as_bytes());
+            } else if ft.is_file() {
+                let key = (meta.dev(), meta.ino());
+                if meta.nlink() > 1
+                    && let Some(first) = links.get(&key)
+                {
+                    header.set_entry_type(EntryType::Link);
+                    set_link(&mut header, &mut pax, first.as_os_str().as_bytes());
+                } else {
+                    if meta.nlink() > 1 {
+                        links.insert(key, rel.clone());
+                    }
+                    header.set_entry_type(EntryType::Regular);
+                    size = meta.len();
+                    header.set_size(size);
+                    body = Some(File::open(&path).map_err(read_err(&path))?);
+                }
+            } else if ft.is_char_device() || ft.is_block_device() {
+                header.set_entry_type(if ft.is_char_device() {
+                    EntryType::Char
+                } else {
+                    EntryType::Block
+                });
+                let rdev = meta.rdev();
+                let werr = |source| LayerError::Write {
+                    path: path.clone(),
+                    source,
+                };
+                header
+                    .set_device_major(rustix::fs::major(rdev))
+                    .map_err(werr)?;
+                header
+                    .set_device_minor(rustix::fs::minor(rdev))
+                    .map_err(werr)?;
+            } else if ft.is_fifo() {
+                header.set_entry_type(EntryType::Fifo);
+            }
+            if header
+                .set_path(Path::new(std::ffi::OsStr::from_bytes(&name_bytes)))
+                .is_err()
+            {
+                pax.insert("path".into(), name_bytes.clone());
+                let short = &name_bytes[..name_bytes.len().min(100)];
+                let old = header.as_old_mut();
+                old.name = [0; 100];
+                old.name[..short.len()].copy_from_slice(short);
+            }
+            read_xattrs(&path, &mut pax);
             let werr = |source| LayerError::Write {
                 path: path.clone(),
                 source,
             };
-            header
-                .set_device_major(rustix::fs::major(rdev))
-                .map_err(werr)?;
-            header
-                .set_device_minor(rustix::fs::minor(rdev))
-                .map_err(werr)?;
-        } else if ft.is_fifo() {
-            header.set_entry_type(EntryType::Fifo);
-        }
-        if header
-            .set_path(Path::new(std::ffi::OsStr::from_bytes(&name_bytes)))
-            .is_err()
-        {
-            pax.insert("path".into(), name_bytes.clone());
-            let short = &name_bytes[..name_bytes.len().min(100)];
-            let old = header.as_old_mut();
-            old.name = [0; 100];
-            old.name[..short.len()].copy_from_slice(short);
-        }
-        read_xattrs(&path, &mut pax);
-        let werr = |source| LayerError::Write {
-            path: path.clone(),
-            source,
-        };
-        if !pax.is_empty() {
-            builder
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(werr)?;
-        }
-        header.set_cksum();
-        match body {
-            Some(file) => {
-                let reader = ExactReader {
-                    inner: file,
-                    remaining: size,
-                    path: &path,
-                };
-                builder.append(&header, reader).map_err(werr)?;
+            if !pax.is_empty() {
+                builder
+                    .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                    .map_err(werr)?;
             }
-            None => builder.append(&header, io::empty()).map_err(werr)?,
+            header.set_cksum();
+            match body {
+                Some(file) => {
+                    let reader = ExactReader {
+                        inner: file,
+                        remaining: size,
+                        path: &path,
+                    };
+                    builder.append(&header, reader).map_err(werr)?;
+                }
+                None => builder.append(&header, io::empty()).map_err(werr)?,
+            }
+            if ft.is_dir() {
+                self.walk(&path, &rel, builder, links)?;
+            }
         }
-        if ft.is_dir() {
-            walk(&path, &rel, builder, links, options)?;
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn set_id(header: &mut Header, pax: &mut BTreeMap<String, Vec<u8>>, key: &str, id: u64) {
@@ -295,22 +319,12 @@ mod tests {
         std::os::unix::fs::symlink("b/c/file", root.join("s")).unwrap();
         let long = "d".repeat(150);
         std::fs::write(root.join(&long), b"long").unwrap();
-        let one = write_dir_tar(
-            root,
-            Vec::new(),
-            TarOptions {
-                clamp_mtime: Some(1000),
-            },
-        )
-        .unwrap();
-        let two = write_dir_tar(
-            root,
-            Vec::new(),
-            TarOptions {
-                clamp_mtime: Some(1000),
-            },
-        )
-        .unwrap();
+        let options = TarOptions {
+            clamp_mtime: Some(1000),
+            exclude: Vec::new(),
+        };
+        let one = write_dir_tar(root, Vec::new(), options.clone()).unwrap();
+        let two = write_dir_tar(root, Vec::new(), options).unwrap();
         assert_eq!(one, two);
         let mut archive = tar::Archive::new(&one[..]);
         let mut seen = Vec::new();
@@ -337,6 +351,19 @@ mod tests {
             seen.push(path);
         }
         assert_eq!(seen, ["a", "b/", "b/c/", "b/c/file", &long, "s", "z-link"]);
+
+        let options = TarOptions {
+            clamp_mtime: None,
+            exclude: vec![root.join("b/c")],
+        };
+        let without = write_dir_tar(root, Vec::new(), options).unwrap();
+        let mut archive = tar::Archive::new(&without[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a", "b/", &long, "s", "z-link"]);
     }
 
     #[test]

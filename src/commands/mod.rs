@@ -65,6 +65,10 @@ pub fn find_image(
     store: &rbuild_cache::Store,
     arg: &str,
 ) -> anyhow::Result<(Option<String>, oci_spec::image::Descriptor)> {
+    // Names other tools wrote into the layout may not be references: try the text as it is.
+    if let Ok(descriptor) = store.resolve(arg) {
+        return Ok((Some(arg.to_string()), descriptor));
+    }
     if let Ok(name) = crate::names::normalize_name(arg)
         && let Ok(descriptor) = store.resolve(&name)
     {

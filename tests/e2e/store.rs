@@ -303,6 +303,21 @@ fn save_is_read_by_skopeo_in_both_formats() {
         .arg("copy")
         .arg(format!("oci-archive:{}", oci.display()))
         .arg(format!("oci:{}:bb2", copied.display())));
+
+    // What skopeo wrote is a store rbuild reads, names as they are.
+    let listed = names(&copied);
+    assert_eq!(listed, ["bb", "bb2"]);
+    let info: Value =
+        serde_json::from_str(&ok(rbuild(&copied).args(["inspect", "bb2"])).stdout).unwrap();
+    assert_eq!(info[0]["name"], "bb2");
+    ok(rbuild(&copied).args(["tag", "bb", "example.com/again:1"]));
+    let out = dir.join("again.tar");
+    ok(rbuild(&copied)
+        .args(["save", "example.com/again:1", "-o"])
+        .arg(&out));
+    ok(skopeo()
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", out.display())));
 }
 
 fn rbuild_arch() -> &'static str {
