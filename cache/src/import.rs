@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, MediaType};
 use serde_json::json;
 
-use crate::digest::{Digest, HashingWriter};
-use crate::layer::{self, Compression, LayerError, TarOptions};
-use crate::pgzip::ParallelGzWriter;
+use crate::digest::Digest;
+use crate::layer::{self, Compression, LayerError, LayerWriter, TarOptions};
 use crate::store::{Store, StoreError};
 
 /// Why an import failed.
@@ -102,13 +101,8 @@ pub struct Imported {
     pub layer_size: u64,
 }
 
-/// The sink a layer tar is written into: hash of the tar, parallel gzip, verified blob.
-type LayerSink = HashingWriter<ParallelGzWriter<crate::BlobWriter>>;
-
-fn layer_sink(store: &Store, options: &ImportOptions) -> Result<LayerSink, ImportError> {
-    let blob = store.blob_writer(None)?;
-    let gz = ParallelGzWriter::new(blob, flate2::Compression::default(), options.threads);
-    Ok(HashingWriter::new(gz))
+fn layer_sink(store: &Store, options: &ImportOptions) -> Result<LayerWriter, ImportError> {
+    Ok(LayerWriter::new(store, options.threads)?)
 }
 
 /// Imports the tree under `dir` as a one-layer image.
@@ -127,7 +121,7 @@ pub fn import_dir(
         exclude: vec![store.root().to_path_buf()],
     };
     let sink = layer::write_dir_tar(dir, sink, tar_options)?;
-    finish(store, dir, sink, options)
+    finish(store, sink, options)
 }
 
 /// Imports a tar archive (plain, gzip or zstd, detected from its content) read from `input`;
@@ -182,7 +176,7 @@ pub fn import_tar(
     };
     sink.write_all(&first).map_err(werr)?;
     io::copy(&mut tar, &mut sink).map_err(rerr)?;
-    finish(store, path, sink, options)
+    finish(store, sink, options)
 }
 
 /// A valid ustar/gnu header block (checksum right), or the all-zero end-of-archive block.
@@ -209,17 +203,11 @@ fn looks_like_tar_header(block: &[u8]) -> bool {
 
 fn finish(
     store: &Store,
-    source: &Path,
-    sink: LayerSink,
+    sink: LayerWriter,
     options: &ImportOptions,
 ) -> Result<Imported, ImportError> {
-    let werr = |source_err| ImportError::WriteLayer {
-        path: source.to_path_buf(),
-        source: source_err,
-    };
-    let (gz, diff_id, _) = sink.finish();
-    let blob = gz.finish().map_err(werr)?;
-    let layer = blob.commit().map_err(StoreError::from)?;
+    let layer = sink.finish()?;
+    let diff_id = layer.diff_id;
     let created = jiff::Timestamp::from_second(options.created)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_string();

@@ -7,7 +7,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::{Descriptor, MediaType};
 use tar::{EntryType, Header};
+
+use crate::blob::BlobWriter;
+use crate::digest::{Digest, HashingWriter};
+use crate::pgzip::ParallelGzWriter;
+use crate::store::{Store, StoreError};
 
 /// Why a directory could not be turned into a tarball.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,83 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// The compressed layer could not be finished.
+    #[error("cannot finish the compressed layer in {path}")]
+    Compress {
+        /// The temp file of the layer.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The layer blob could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Turns an uncompressed layer tar stream into a gzip blob of the store in one pass: the tar
+/// bytes are hashed (the diff_id), compressed on several threads, hashed again (the blob
+/// digest) and written to a temp file that [`finish`](LayerWriter::finish) moves into place.
+#[derive(Debug)]
+pub struct LayerWriter {
+    inner: HashingWriter<ParallelGzWriter<BlobWriter>>,
+    temp: PathBuf,
+}
+
+/// A layer [`LayerWriter`] stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLayer {
+    /// The digest of the compressed blob.
+    pub digest: Digest,
+    /// The size of the compressed blob.
+    pub size: u64,
+    /// The digest of the uncompressed tar (the config's `rootfs.diff_ids` entry).
+    pub diff_id: Digest,
+}
+
+impl NewLayer {
+    /// The layer's descriptor (`application/vnd.oci.image.layer.v1.tar+gzip`).
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(MediaType::ImageLayerGzip, self.size, self.digest)
+    }
+}
+
+impl LayerWriter {
+    /// A writer of a new gzip layer, compressing on `threads` threads (1: inline).
+    pub fn new(store: &Store, threads: usize) -> Result<LayerWriter, StoreError> {
+        let blob = store.blob_writer(None)?;
+        let temp = blob.temp_path().to_path_buf();
+        let gz = ParallelGzWriter::new(blob, flate2::Compression::default(), threads);
+        Ok(LayerWriter {
+            inner: HashingWriter::new(gz),
+            temp,
+        })
+    }
+
+    /// Finishes compression and stores the blob.
+    pub fn finish(self) -> Result<NewLayer, LayerError> {
+        let (gz, diff_id, _) = self.inner.finish();
+        let blob = gz.finish().map_err(|source| LayerError::Compress {
+            path: self.temp.clone(),
+            source,
+        })?;
+        let committed = blob.commit().map_err(StoreError::from)?;
+        Ok(NewLayer {
+            digest: committed.digest,
+            size: committed.size,
+            diff_id,
+        })
+    }
+}
+
+impl Write for LayerWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// How a directory becomes a tarball.

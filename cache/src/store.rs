@@ -289,6 +289,18 @@ impl Store {
         Ok(writer.commit()?)
     }
 
+    /// Streams `reader` into a new blob, checked against `expected` when given.
+    pub fn copy_blob(
+        &self,
+        reader: &mut impl Read,
+        expected: Option<Expected>,
+    ) -> Result<Committed> {
+        let mut writer = self.blob_writer(expected)?;
+        let tmp = writer.temp_path().to_path_buf();
+        io::copy(reader, &mut writer).map_err(io_err(&tmp))?;
+        Ok(writer.commit()?)
+    }
+
     /// Stores a JSON document exactly as given and returns its descriptor.
     pub fn put_document(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
         let committed = self.put_blob(bytes, None)?;

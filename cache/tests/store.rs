@@ -374,3 +374,36 @@ fn import_dir_makes_a_reproducible_one_layer_image() {
     assert!(files_in(&store.tmp_dir()).is_empty());
     assert_blobs_verify(&store);
 }
+
+#[test]
+fn layer_writer_and_copy_blob_store_streams() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let tar: Vec<u8> = (0..9_000_000u32).map(|i| (i % 97) as u8).collect();
+    let mut writer = rbuild_cache::layer::LayerWriter::new(&store, 2).unwrap();
+    writer.write_all(&tar).unwrap();
+    let layer = writer.finish().unwrap();
+    assert_eq!(layer.diff_id, Digest::of(&tar));
+    let mut unpacked = Vec::new();
+    flate2::read::MultiGzDecoder::new(store.open_blob(&layer.digest).unwrap())
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    assert_eq!(unpacked, tar);
+    assert_eq!(layer.descriptor().media_type(), &MediaType::ImageLayerGzip);
+
+    let copied = store
+        .copy_blob(
+            &mut &b"streamed"[..],
+            Some(Expected::digest(Digest::of(b"streamed"))),
+        )
+        .unwrap();
+    assert!(store.has_blob(&copied.digest));
+    assert!(
+        store
+            .copy_blob(&mut &b"other"[..], Some(Expected::digest(Digest::of(b"x"))))
+            .is_err()
+    );
+    assert_blobs_verify(&store);
+    assert!(files_in(&store.tmp_dir()).is_empty());
+}
