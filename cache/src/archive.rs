@@ -105,7 +105,9 @@ pub struct SaveImage {
 /// An image an archive held, now in the store (not yet tagged).
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    /// The names the archive gives it, as written there (`RepoTags`, or OCI annotations).
+    /// The names the archive gives it, as written there: docker's `RepoTags`, or for OCI
+    /// archives `io.containerd.image.name` or else `org.opencontainers.image.ref.name` (which
+    /// may be a bare tag such as `latest`, naming no repository).
     pub names: Vec<String>,
     /// The manifest (or index) descriptor.
     pub descriptor: Descriptor,
@@ -706,19 +708,18 @@ fn load_oci(store: &Store, archive: &Archive) -> Result<Vec<Loaded>> {
     let mut loaded = Vec::new();
     for d in index.manifests() {
         copy_tree(store, archive, d, true)?;
-        let mut names = Vec::new();
-        if let Some(annotations) = d.annotations() {
-            for key in [
-                ANNOTATION_CONTAINERD_NAME,
-                oci_spec::image::ANNOTATION_REF_NAME,
-            ] {
-                if let Some(name) = annotations.get(key)
-                    && !names.contains(name)
-                {
-                    names.push(name.clone());
-                }
-            }
-        }
+        // containerd and docker put the full name in their own annotation and only the tag
+        // in ref.name; other writers put the name in ref.name.
+        let names: Vec<String> = d
+            .annotations()
+            .as_ref()
+            .and_then(|a| {
+                a.get(ANNOTATION_CONTAINERD_NAME)
+                    .or_else(|| a.get(oci_spec::image::ANNOTATION_REF_NAME))
+            })
+            .cloned()
+            .into_iter()
+            .collect();
         let mut descriptor = d.clone();
         descriptor.set_annotations(None);
         loaded.push(Loaded { names, descriptor });

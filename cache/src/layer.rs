@@ -402,6 +402,8 @@ mod tests {
         std::os::unix::fs::symlink("b/c/file", root.join("s")).unwrap();
         let long = "d".repeat(150);
         std::fs::write(root.join(&long), b"long").unwrap();
+        xattr::set(root.join("b/c/file"), "user.rbuild", b"kept")
+            .expect("the temp dir's file system must support user xattrs");
         let options = TarOptions {
             clamp_mtime: Some(1000),
             exclude: Vec::new(),
@@ -412,12 +414,23 @@ mod tests {
         let mut archive = tar::Archive::new(&one[..]);
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
-            let entry = entry.unwrap();
-            let h = entry.header();
+            let mut entry = entry.unwrap();
+            let h = entry.header().clone();
             let path = entry.path().unwrap().to_string_lossy().into_owned();
             assert_eq!(h.mtime().unwrap(), 1000, "{path}");
+            let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions().unwrap() {
+                Some(exts) => exts
+                    .map(|e| e.unwrap())
+                    .map(|e| (e.key().unwrap().to_string(), e.value_bytes().to_vec()))
+                    .collect(),
+                None => Vec::new(),
+            };
             match path.as_str() {
                 "a" => assert_eq!(h.mode().unwrap(), 0o4755),
+                "b/c/file" => assert!(
+                    pax.contains(&("SCHILY.xattr.user.rbuild".to_string(), b"kept".to_vec())),
+                    "{pax:?}"
+                ),
                 "z-link" => {
                     assert_eq!(h.entry_type(), EntryType::Link);
                     assert_eq!(entry.link_name().unwrap().unwrap().to_str(), Some("a"));

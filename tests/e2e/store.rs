@@ -362,6 +362,17 @@ fn load_reads_archives_written_by_skopeo_and_rbuild() {
         assert!(bundle.join("rootfs/bin/busybox").is_file(), "{name}");
     }
 
+    // An OCI archive whose ref.name is only a tag names no repository: loaded by id.
+    let bare = dir.join("bare.tar");
+    ok(skopeo()
+        .arg("copy")
+        .arg(&src)
+        .arg(format!("oci-archive:{}:latest", bare.display())));
+    let run = ok(rbuild(&fresh).arg("load").arg("-i").arg(&bare));
+    let id = images_json(&root)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(run.stdout, format!("Loaded image ID: {id}\n"));
+    assert!(run.stderr.contains("\"latest\""), "{}", run.stderr);
+
     // rbuild's own archives round-trip, from a file and from stdin.
     let mine = dir.join("mine.tar");
     ok(rbuild(&root).args(["save", "busybox", "-o"]).arg(&mine));
