@@ -731,6 +731,10 @@ fn load_oci(store: &Store, archive: &Archive) -> Result<Vec<Loaded>> {
 fn copy_tree(store: &Store, archive: &Archive, d: &Descriptor, required: bool) -> Result<()> {
     let digest = descriptor_digest(d)?;
     let entry = format!("blobs/sha256/{}", digest.hex());
+    let is_document = store::is_index(d.media_type()) || store::is_manifest(d.media_type());
+    if is_document && d.size() > MAX_DOCUMENT {
+        return Err(archive.invalid(&entry, format!("a {} byte manifest is too large", d.size())));
+    }
     if !store.has_blob(&digest) {
         if !archive.has(&entry) {
             if required {

@@ -8,6 +8,8 @@ use serde_json::json;
 use crate::cli::GlobalArgs;
 
 /// `rbuild images [--format table|json] [-q]`
+///
+/// SIZE is what the store holds for the image: its config and compressed layers.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// Output format: an aligned table, or JSON with full values.
