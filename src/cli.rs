@@ -23,12 +23,29 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The store directory (default: `$XDG_DATA_HOME/rbuild`, or `/var/lib/rbuild` for root).
+    #[arg(long, global = true, value_name = "DIR", env = crate::env::RBUILD_ROOT)]
+    pub root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the build plan (or the parse tree) of a Dockerfile.
     Plan(commands::plan::PlanArgs),
+    /// Make an image from a root file system directory or tarball.
+    Import(commands::import::ImportArgs),
+    /// List the images in the store.
+    Images(commands::images::ImagesArgs),
+    /// Give an image another name.
+    Tag(commands::tag::TagArgs),
+    /// Remove images (their blobs go when no other image uses them).
+    Rmi(commands::rmi::RmiArgs),
+    /// Show an image's manifest and config as JSON.
+    Inspect(commands::inspect::InspectArgs),
+    /// Write images to a docker-archive or OCI-archive tarball.
+    Save(commands::save::SaveArgs),
+    /// Read images from a docker-archive or OCI-archive tarball.
+    Load(commands::load::LoadArgs),
 }
 
 pub fn parse() -> Cli {

@@ -11,3 +11,10 @@ pub const RBUILD_LOG: &str = "RBUILD_LOG";
 pub const RBUILD_CONFORMANCE_DIR: &str = "RBUILD_CONFORMANCE_DIR";
 /// Disables colour in every output when set to any value (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// Fixes the creation time of images (and clamps file mtimes) for reproducible output
+/// (<https://reproducible-builds.org/specs/source-date-epoch/>).
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// Where the default store root lives for a non-root user (`$XDG_DATA_HOME/rbuild`).
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+/// The home directory (`~/.local/share/rbuild` when `XDG_DATA_HOME` is unset).
+pub const HOME: &str = "HOME";

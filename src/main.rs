@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod env;
+mod names;
 mod report;
 
 use std::process::ExitCode;

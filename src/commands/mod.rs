@@ -1,6 +1,13 @@
 //! One module per subcommand. Each resolves its arguments into settings, then does the work.
 
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
 pub mod plan;
+pub mod rmi;
+pub mod save;
+pub mod tag;
 
 use std::process::ExitCode;
 
@@ -10,5 +17,78 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => plan::run(args),
+        Command::Import(args) => import::run(&cli.global, args),
+        Command::Images(args) => images::run(&cli.global, args),
+        Command::Tag(args) => tag::run(&cli.global, args),
+        Command::Rmi(args) => rmi::run(&cli.global, args),
+        Command::Inspect(args) => inspect::run(&cli.global, args),
+        Command::Save(args) => save::run(&cli.global, args),
+        Command::Load(args) => load::run(&cli.global, args),
+    }
+}
+
+/// Opens the store named by `--root` / `RBUILD_ROOT`, or the default one.
+pub fn open_store(global: &crate::cli::GlobalArgs) -> anyhow::Result<rbuild_cache::Store> {
+    use anyhow::Context;
+    let root = match &global.root {
+        Some(root) => root.clone(),
+        None => default_root()?,
+    };
+    rbuild_cache::Store::open(&root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))
+}
+
+/// `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild` or `~/.local/share/rbuild`.
+fn default_root() -> anyhow::Result<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/rbuild"));
+    }
+    if let Some(xdg) = std::env::var_os(crate::env::XDG_DATA_HOME).map(PathBuf::from)
+        && xdg.is_absolute()
+    {
+        return Ok(xdg.join("rbuild"));
+    }
+    match std::env::var_os(crate::env::HOME) {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".local/share/rbuild")),
+        _ => Err(
+            anyhow::anyhow!("cannot find the store: HOME is not set").context(crate::report::Hint(
+                "pass --root DIR or set RBUILD_ROOT".into(),
+            )),
+        ),
+    }
+}
+
+/// Finds an image by name (normalized) or by id prefix; returns the name it is known by
+/// (when found by name) and its descriptor.
+pub fn find_image(
+    store: &rbuild_cache::Store,
+    arg: &str,
+) -> anyhow::Result<(Option<String>, oci_spec::image::Descriptor)> {
+    // Names other tools wrote into the layout may not be references: try the text as it is.
+    if let Ok(descriptor) = store.resolve(arg) {
+        return Ok((Some(arg.to_string()), descriptor));
+    }
+    if let Ok(name) = crate::names::normalize_name(arg)
+        && let Ok(descriptor) = store.resolve(&name)
+    {
+        return Ok((Some(name), descriptor));
+    }
+    if let Some(descriptor) = store.resolve_id(arg)? {
+        return Ok((None, descriptor));
+    }
+    let name = crate::names::normalize_name(arg)?;
+    Err(rbuild_cache::StoreError::NotFound { name }.into())
+}
+
+/// The `SOURCE_DATE_EPOCH` value, if set.
+pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var(crate::env::SOURCE_DATE_EPOCH) {
+        Ok(text) if !text.is_empty() => {
+            text.trim().parse::<i64>().map(Some).map_err(|_| {
+                anyhow::anyhow!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")
+            })
+        }
+        _ => Ok(None),
     }
 }

@@ -1,0 +1,247 @@
+//! `import`: a root file system (directory or tarball) becomes a one-layer image.
+
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, MediaType};
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::layer::{self, Compression, LayerError, LayerWriter, TarOptions};
+use crate::store::{Store, StoreError};
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The source could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The source.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The directory could not be turned into a layer.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The source is compressed in a format rbuild does not read.
+    #[error(
+        "{path} is compressed with {format}, which is not supported (use plain tar, gzip or zstd)"
+    )]
+    UnsupportedCompression {
+        /// The source.
+        path: PathBuf,
+        /// The format's name.
+        format: &'static str,
+    },
+    /// The source is not a tar archive.
+    #[error("{path} is not a tar archive")]
+    NotTar {
+        /// The source.
+        path: PathBuf,
+    },
+    /// The layer could not be written to the store.
+    #[error("cannot write the layer of {path} to the store")]
+    WriteLayer {
+        /// The source.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings of an import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The image's creation time, seconds since the epoch (`SOURCE_DATE_EPOCH` or now).
+    pub created: i64,
+    /// Clamp file mtimes of a directory source to at most this (`SOURCE_DATE_EPOCH`).
+    pub clamp_mtime: Option<u64>,
+    /// The history comment, e.g. `imported from rootfs.tar`.
+    pub comment: String,
+    /// Threads for gzip compression.
+    pub threads: usize,
+    /// The image architecture in GOARCH style (default: the host's).
+    pub architecture: String,
+    /// The image OS.
+    pub os: String,
+}
+
+impl ImportOptions {
+    /// Options for the host platform, created at `created`.
+    pub fn new(created: i64, comment: impl Into<String>) -> ImportOptions {
+        ImportOptions {
+            created,
+            clamp_mtime: None,
+            comment: comment.into(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            architecture: crate::host_arch().to_string(),
+            os: "linux".to_string(),
+        }
+    }
+}
+
+/// The image an import made.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The manifest descriptor (not yet tagged).
+    pub manifest: Descriptor,
+    /// The config digest: the image id.
+    pub config: Digest,
+    /// The layer's compressed digest.
+    pub layer: Digest,
+    /// The digest of the uncompressed layer tar.
+    pub diff_id: Digest,
+    /// The compressed layer size.
+    pub layer_size: u64,
+}
+
+fn layer_sink(store: &Store, options: &ImportOptions) -> Result<LayerWriter, ImportError> {
+    Ok(LayerWriter::new(store, options.threads)?)
+}
+
+/// Imports the tree under `dir` as a one-layer image.
+pub fn import_dir(
+    store: &Store,
+    dir: &Path,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    std::fs::read_dir(dir).map_err(|source| ImportError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let sink = layer_sink(store, options)?;
+    let tar_options = TarOptions {
+        clamp_mtime: options.clamp_mtime,
+        exclude: vec![store.root().to_path_buf()],
+    };
+    let sink = layer::write_dir_tar(dir, sink, tar_options)?;
+    finish(store, sink, options)
+}
+
+/// Imports a tar archive (plain, gzip or zstd, detected from its content) read from `input`;
+/// `path` names it in errors.
+pub fn import_tar(
+    store: &Store,
+    path: &Path,
+    input: impl Read,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let rerr = |source| ImportError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let head = io::BufRead::fill_buf(&mut input).map_err(rerr)?.to_vec();
+    let mut tar: Box<dyn Read> = match Compression::detect(&head) {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(input).map_err(rerr)?),
+        Compression::Bzip2 => {
+            return Err(ImportError::UnsupportedCompression {
+                path: path.into(),
+                format: "bzip2",
+            });
+        }
+        Compression::Xz => {
+            return Err(ImportError::UnsupportedCompression {
+                path: path.into(),
+                format: "xz",
+            });
+        }
+    };
+    let mut first = vec![0u8; 512];
+    let mut got = 0;
+    while got < first.len() {
+        let n = tar.read(&mut first[got..]).map_err(rerr)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    if got < 512 || !looks_like_tar_header(&first) {
+        return Err(ImportError::NotTar {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut sink = layer_sink(store, options)?;
+    let werr = |source| ImportError::WriteLayer {
+        path: path.to_path_buf(),
+        source,
+    };
+    sink.write_all(&first).map_err(werr)?;
+    io::copy(&mut tar, &mut sink).map_err(rerr)?;
+    finish(store, sink, options)
+}
+
+/// A valid ustar/gnu header block (checksum right), or the all-zero end-of-archive block.
+fn looks_like_tar_header(block: &[u8]) -> bool {
+    if block.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&block[..512]);
+    let stored = header.cksum().ok();
+    let computed: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    stored == Some(computed)
+}
+
+fn finish(
+    store: &Store,
+    sink: LayerWriter,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let layer = sink.finish()?;
+    let diff_id = layer.diff_id;
+    let created = jiff::Timestamp::from_second(options.created)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string();
+    let config = json!({
+        "created": created,
+        "architecture": options.architecture,
+        "os": options.os,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+        "history": [{"created": created, "created_by": "rbuild import", "comment": options.comment}],
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
+    let config_desc = store.put_document(MediaType::ImageConfig, &config_bytes)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_desc.digest().to_string(),
+            "size": config_desc.size(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": layer.digest.to_string(),
+            "size": layer.size,
+        }],
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("a JSON value serializes");
+    let manifest_desc = store.put_document(MediaType::ImageManifest, &manifest_bytes)?;
+    Ok(Imported {
+        manifest: manifest_desc,
+        config: crate::store::descriptor_digest(&config_desc)?,
+        layer: layer.digest,
+        diff_id,
+        layer_size: layer.size,
+    })
+}

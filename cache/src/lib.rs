@@ -1,0 +1,48 @@
+//! rbuild's local, daemonless image store: a directory that is an OCI image layout, written
+//! atomically and safely shared by concurrent processes. It never touches the network; a
+//! registry client streams blobs into it through [`BlobWriter`].
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use rbuild_cache::{Expected, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/tmp/rbuild-store")?;
+//! let data = b"hello";
+//! let mut writer = store.blob_writer(Some(Expected::digest(rbuild_cache::Digest::of(data))))?;
+//! writer.write_all(data)?;
+//! let blob = writer.commit()?; // refused if the content does not match the digest
+//! assert!(store.has_blob(&blob.digest));
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod archive;
+mod blob;
+mod digest;
+mod fsutil;
+pub mod import;
+pub mod layer;
+pub mod pgzip;
+mod store;
+
+pub use blob::{BlobError, BlobWriter, Committed, Expected};
+pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use store::{
+    ANNOTATION_CONTAINERD_NAME, ImageRef, Removed, Store, StoreError, descriptor_digest, is_index,
+    is_manifest, ref_name, validate_name,
+};
+
+/// The host's architecture in the GOARCH spelling OCI images use (`amd64`, `arm64`, ...).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}

@@ -1,0 +1,720 @@
+//! The store: an OCI image layout at the root, plus versioned side folders.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    ANNOTATION_REF_NAME, Descriptor, ImageConfiguration, ImageIndex, ImageIndexBuilder,
+    ImageManifest, MediaType,
+};
+use rustix::fs::{FlockOperation, flock};
+
+use crate::blob::{BlobError, BlobWriter, Committed, Expected};
+use crate::digest::{Digest, DigestError};
+use crate::fsutil;
+
+/// The `oci-layout` file's content.
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Docker's media types, which pulled images may use.
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// containerd's annotation for the full image name, which some archives carry.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or directory of the store could not be read or written.
+    #[error("cannot access {path}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The root holds an OCI layout of a version this store does not know.
+    #[error("{path} is not an OCI image layout of version 1.0.0")]
+    LayoutVersion {
+        /// The `oci-layout` file.
+        path: PathBuf,
+    },
+    /// A JSON document in the store does not parse.
+    #[error("cannot parse {what} {path}")]
+    Json {
+        /// What the document is (`index.json`, `manifest`, `config`).
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    /// A blob is not in the store.
+    #[error("blob {digest} is not in the store")]
+    BlobMissing {
+        /// The digest.
+        digest: Digest,
+    },
+    /// A blob could not be stored.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A descriptor carries a digest the store does not accept.
+    #[error("descriptor digest {digest} is not a sha256 digest")]
+    BadDigest {
+        /// The digest text.
+        digest: String,
+        /// The cause.
+        #[source]
+        source: DigestError,
+    },
+    /// No image has this name.
+    #[error("no image named {name} in the store")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// An image name is not a valid `org.opencontainers.image.ref.name`.
+    #[error("invalid image name {name:?}")]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// An image cannot be tagged because a blob it needs is missing.
+    #[error("image {name} is incomplete: blob {digest} is missing")]
+    Incomplete {
+        /// The name it was to get.
+        name: String,
+        /// The missing blob.
+        digest: Digest,
+    },
+    /// An id prefix matches several images.
+    #[error("image id {id} is ambiguous")]
+    Ambiguous {
+        /// The prefix.
+        id: String,
+    },
+    /// JSON could not be serialized.
+    #[error("cannot serialize {what}")]
+    Serialize {
+        /// What.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One named image of the store: an entry of `index.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRef {
+    /// The name (`org.opencontainers.image.ref.name`), e.g. `docker.io/library/busybox:latest`.
+    pub name: String,
+    /// The manifest (or index) descriptor.
+    pub descriptor: Descriptor,
+}
+
+/// What [`Store::remove`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The names removed from `index.json`.
+    pub untagged: Vec<String>,
+    /// The blobs deleted because nothing named references them any more.
+    pub deleted: Vec<Digest>,
+}
+
+/// A daemonless image store rooted in one directory.
+///
+/// The root is an OCI image layout that skopeo, umoci and oras read as it is:
+///
+/// ```text
+/// ROOT/oci-layout        {"imageLayoutVersion":"1.0.0"}
+/// ROOT/index.json        one descriptor per name, with org.opencontainers.image.ref.name
+/// ROOT/blobs/sha256/HEX  content-addressed blobs, each verified on the way in
+/// ROOT/index.lock        flock serializing read-modify-write of index.json
+/// ROOT/tmp/              temp files (same file system as blobs/, for atomic renames)
+/// ```
+///
+/// Reserved for other parts of rbuild, each versioned so a format change takes a new name:
+/// `snapshots-v1/` (unpacked layers), `cache-v1/` (the action cache), `contexts-v1/` (the
+/// context stat index), `mounts-v1/` (cache mounts).
+///
+/// Every write is atomic (temp file, fsync, rename, fsync of the directory), so several
+/// processes can share one root and a process killed at any moment leaves a usable store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout if it is missing, and removes temp
+    /// files that killed processes left behind.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let store = Store { root: root.into() };
+        for dir in [store.root.clone(), store.blobs_dir(), store.tmp_dir()] {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let layout = store.root.join("oci-layout");
+        match std::fs::read(&layout) {
+            Ok(bytes) => {
+                let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                if parsed.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
+                    return Err(StoreError::LayoutVersion { path: layout });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fsutil::write_atomic(&store.tmp_dir(), &layout, OCI_LAYOUT)
+                    .map_err(io_err(&layout))?;
+            }
+            Err(e) => return Err(io_err(&layout)(e)),
+        }
+        let index = store.index_path();
+        if !index.exists() {
+            let _lock = store.lock()?;
+            if !index.exists() {
+                store.write_index(&empty_index())?;
+            }
+        }
+        if let Err(e) = fsutil::clean_tmp(&store.tmp_dir()) {
+            tracing::debug!("cannot clean {}: {e}", store.tmp_dir().display());
+        }
+        Ok(store)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `ROOT/blobs/sha256`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// `ROOT/tmp`: temp space on the store's file system.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// The path of a blob (which may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.hex())
+    }
+
+    /// Whether the store holds the blob.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// The size of a stored blob.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        let path = self.blob_path(digest);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobMissing { digest: *digest })
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::BlobMissing { digest: *digest },
+            _ => io_err(&path)(e),
+        })
+    }
+
+    /// Reads a whole blob (for small JSON documents).
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let path = self.blob_path(digest);
+        self.open_blob(digest)?
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
+        Ok(bytes)
+    }
+
+    /// A writer for a new blob, verified against `expected` (when given) on commit.
+    pub fn blob_writer(&self, expected: Option<Expected>) -> Result<BlobWriter> {
+        Ok(BlobWriter::create(
+            self.blobs_dir(),
+            &self.tmp_dir(),
+            expected,
+        )?)
+    }
+
+    /// Like [`blob_writer`](Store::blob_writer), but continues a partial download of the same
+    /// blob that an interrupted process left; [`BlobWriter::offset`] says where to go on from.
+    pub fn blob_writer_resumable(&self, expected: Expected) -> Result<BlobWriter> {
+        Ok(BlobWriter::resume(
+            self.blobs_dir(),
+            &self.tmp_dir(),
+            expected,
+        )?)
+    }
+
+    /// Stores `bytes`, checked against `expected` when given.
+    pub fn put_blob(&self, bytes: &[u8], expected: Option<Expected>) -> Result<Committed> {
+        if let Some(exp) = expected
+            && self.has_blob(&exp.digest)
+            && self.blob_size(&exp.digest)? == bytes.len() as u64
+            && Digest::of(bytes) == exp.digest
+        {
+            return Ok(Committed {
+                digest: exp.digest,
+                size: bytes.len() as u64,
+            });
+        }
+        let mut writer = self.blob_writer(expected)?;
+        let tmp = writer.temp_path().to_path_buf();
+        io::Write::write_all(&mut writer, bytes).map_err(io_err(&tmp))?;
+        Ok(writer.commit()?)
+    }
+
+    /// Streams `reader` into a new blob, checked against `expected` when given.
+    pub fn copy_blob(
+        &self,
+        reader: &mut impl Read,
+        expected: Option<Expected>,
+    ) -> Result<Committed> {
+        let mut writer = self.blob_writer(expected)?;
+        let tmp = writer.temp_path().to_path_buf();
+        io::copy(reader, &mut writer).map_err(io_err(&tmp))?;
+        Ok(writer.commit()?)
+    }
+
+    /// Stores a JSON document exactly as given and returns its descriptor.
+    pub fn put_document(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
+        let committed = self.put_blob(bytes, None)?;
+        Ok(Descriptor::new(
+            media_type,
+            committed.size,
+            committed.digest,
+        ))
+    }
+
+    /// Serializes and stores an image config.
+    pub fn put_config(&self, config: &ImageConfiguration) -> Result<Descriptor> {
+        let text = config.to_string().map_err(|source| StoreError::Serialize {
+            what: "image config",
+            source,
+        })?;
+        self.put_document(MediaType::ImageConfig, text.as_bytes())
+    }
+
+    /// Serializes and stores an image manifest. The blobs it references should be stored first.
+    pub fn put_manifest(&self, manifest: &ImageManifest) -> Result<Descriptor> {
+        let text = manifest
+            .to_string()
+            .map_err(|source| StoreError::Serialize {
+                what: "image manifest",
+                source,
+            })?;
+        self.put_document(MediaType::ImageManifest, text.as_bytes())
+    }
+
+    /// Reads and parses a manifest blob.
+    pub fn read_manifest(&self, digest: &Digest) -> Result<ImageManifest> {
+        let bytes = self.read_blob(digest)?;
+        ImageManifest::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
+            what: "manifest",
+            path: self.blob_path(digest),
+            source,
+        })
+    }
+
+    /// Reads and parses an image index blob.
+    pub fn read_index_blob(&self, digest: &Digest) -> Result<ImageIndex> {
+        let bytes = self.read_blob(digest)?;
+        ImageIndex::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
+            what: "image index",
+            path: self.blob_path(digest),
+            source,
+        })
+    }
+
+    /// Reads and parses an image config blob.
+    pub fn read_config(&self, digest: &Digest) -> Result<ImageConfiguration> {
+        let bytes = self.read_blob(digest)?;
+        ImageConfiguration::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
+            what: "config",
+            path: self.blob_path(digest),
+            source,
+        })
+    }
+
+    /// The image manifest a descriptor stands for: the descriptor itself, or for an index the
+    /// entry for `linux/<arch>` (falling back to the first manifest).
+    pub fn image_manifest(&self, descriptor: &Descriptor) -> Result<(Descriptor, ImageManifest)> {
+        let digest = descriptor_digest(descriptor)?;
+        if is_index(descriptor.media_type()) {
+            let index = self.read_index_blob(&digest)?;
+            let arch = crate::host_arch();
+            let chosen = index
+                .manifests()
+                .iter()
+                .filter(|d| !is_index(d.media_type()))
+                .find(|d| {
+                    d.platform().as_ref().is_some_and(|p| {
+                        p.architecture().to_string() == arch && p.os().to_string() == "linux"
+                    })
+                })
+                .or_else(|| index.manifests().first())
+                .ok_or(StoreError::BlobMissing { digest })?
+                .clone();
+            return self.image_manifest(&chosen);
+        }
+        Ok((descriptor.clone(), self.read_manifest(&digest)?))
+    }
+
+    /// Every named image, in `index.json` order (descriptors without their naming annotations).
+    pub fn list(&self) -> Result<Vec<ImageRef>> {
+        let index = self.read_index()?;
+        Ok(index
+            .manifests()
+            .iter()
+            .filter_map(|d| {
+                let name = d.annotations().as_ref()?.get(ANNOTATION_REF_NAME)?.clone();
+                Some(ImageRef {
+                    name,
+                    descriptor: strip_name(d),
+                })
+            })
+            .collect())
+    }
+
+    /// The descriptor named `name`.
+    pub fn resolve(&self, name: &str) -> Result<Descriptor> {
+        self.list()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .map(|r| r.descriptor)
+            .ok_or_else(|| StoreError::NotFound {
+                name: name.to_string(),
+            })
+    }
+
+    /// The images whose manifest digest or image id (config digest) starts with `id`
+    /// (`sha256:` optional, at least 4 hex digits). `Ok(None)` when nothing matches.
+    pub fn resolve_id(&self, id: &str) -> Result<Option<Descriptor>> {
+        let hex_part = id.strip_prefix("sha256:").unwrap_or(id);
+        if hex_part.len() < 4 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let hex_part = hex_part.to_ascii_lowercase();
+        let mut found: Option<Descriptor> = None;
+        for image in self.list()? {
+            let manifest_digest = descriptor_digest(&image.descriptor)?;
+            let mut hit = manifest_digest.hex().starts_with(&hex_part);
+            if !hit && let Ok((_, manifest)) = self.image_manifest(&image.descriptor) {
+                hit = descriptor_digest(manifest.config())?
+                    .hex()
+                    .starts_with(&hex_part);
+            }
+            if hit {
+                match &found {
+                    Some(prev) if prev.digest() != image.descriptor.digest() => {
+                        return Err(StoreError::Ambiguous { id: id.to_string() });
+                    }
+                    _ => found = Some(image.descriptor),
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Names `descriptor` `name`, replacing what had that name. Every blob the image needs must
+    /// be in the store already.
+    pub fn tag(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
+        validate_name(name)?;
+        let _lock = self.lock()?;
+        // Checked under the lock, so a concurrent removal cannot take a blob away unseen.
+        for digest in self.reachable(descriptor, true)? {
+            if !self.has_blob(&digest) {
+                return Err(StoreError::Incomplete {
+                    name: name.to_string(),
+                    digest,
+                });
+            }
+        }
+        let mut index = self.read_index()?;
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(name))
+            .cloned()
+            .collect();
+        let mut entry = strip_name(descriptor);
+        let mut annotations = entry.annotations().clone().unwrap_or_default();
+        annotations.insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
+        entry.set_annotations(Some(annotations));
+        manifests.push(entry);
+        index.set_manifests(manifests);
+        self.write_index(&index)
+    }
+
+    /// Removes the name `name` (the blobs stay). Returns the descriptor it had.
+    pub fn untag(&self, name: &str) -> Result<Descriptor> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let found = index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d) == Some(name))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                name: name.to_string(),
+            })?;
+        let manifests = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(name))
+            .cloned()
+            .collect();
+        index.set_manifests(manifests);
+        self.write_index(&index)?;
+        Ok(strip_name(&found))
+    }
+
+    /// Removes the names, then deletes the blobs of the removed images that no remaining
+    /// entry of `index.json` references. All names must exist, or nothing is removed.
+    pub fn remove(&self, names: &[String]) -> Result<Removed> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        for name in names {
+            if !index
+                .manifests()
+                .iter()
+                .any(|d| ref_name(d) == Some(name.as_str()))
+            {
+                return Err(StoreError::NotFound { name: name.clone() });
+            }
+        }
+        let (gone, kept): (Vec<Descriptor>, Vec<Descriptor>) = index
+            .manifests()
+            .iter()
+            .cloned()
+            .partition(|d| ref_name(d).is_some_and(|n| names.iter().any(|x| x == n)));
+        let mut candidates = BTreeSet::new();
+        for d in &gone {
+            candidates.extend(self.reachable(d, false)?);
+        }
+        for d in &kept {
+            for digest in self.reachable(d, false)? {
+                candidates.remove(&digest);
+            }
+        }
+        index.set_manifests(kept);
+        // index.json first: a crash after this leaves unreferenced blobs, never dangling names.
+        self.write_index(&index)?;
+        let mut deleted = Vec::new();
+        for digest in candidates {
+            let path = self.blob_path(&digest);
+            match std::fs::remove_file(&path) {
+                Ok(()) => deleted.push(digest),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        let blobs = self.blobs_dir();
+        fsutil::sync_dir(&blobs).map_err(io_err(&blobs))?;
+        let mut untagged: Vec<String> = gone
+            .iter()
+            .filter_map(|d| ref_name(d).map(str::to_string))
+            .collect();
+        untagged.sort();
+        Ok(Removed { untagged, deleted })
+    }
+
+    /// Every blob digest an image needs: the descriptor's own blob, and for manifests their
+    /// config and layers, for indexes their children (recursively). Children that are not in
+    /// the store are skipped when `strict` is false (a pull may fetch one platform only).
+    pub fn reachable(&self, descriptor: &Descriptor, strict: bool) -> Result<BTreeSet<Digest>> {
+        let mut out = BTreeSet::new();
+        self.walk(descriptor, strict, true, &mut out)?;
+        Ok(out)
+    }
+
+    fn walk(
+        &self,
+        d: &Descriptor,
+        strict: bool,
+        top: bool,
+        out: &mut BTreeSet<Digest>,
+    ) -> Result<()> {
+        let digest = descriptor_digest(d)?;
+        if !out.insert(digest) {
+            return Ok(());
+        }
+        if !self.has_blob(&digest) {
+            if strict && top {
+                return Err(StoreError::BlobMissing { digest });
+            }
+            return Ok(());
+        }
+        if is_index(d.media_type()) {
+            let index = self.read_index_blob(&digest)?;
+            for child in index.manifests() {
+                self.walk(child, false, false, out)?;
+            }
+        } else if is_manifest(d.media_type()) {
+            let manifest = self.read_manifest(&digest)?;
+            out.insert(descriptor_digest(manifest.config())?);
+            for layer in manifest.layers() {
+                out.insert(descriptor_digest(layer)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes temp files left by killed processes; returns how many.
+    pub fn clean_tmp(&self) -> Result<usize> {
+        let tmp = self.tmp_dir();
+        fsutil::clean_tmp(&tmp).map_err(io_err(&tmp))
+    }
+
+    /// Takes the exclusive lock that serializes updates of `index.json`.
+    fn lock(&self) -> Result<File> {
+        let path = self.root.join("index.lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err(&path)(e.into()))?;
+        Ok(file)
+    }
+
+    /// Reads `index.json`.
+    pub fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.index_path();
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        ImageIndex::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
+            what: "index.json",
+            path,
+            source,
+        })
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        let path = self.index_path();
+        let text = index.to_string().map_err(|source| StoreError::Serialize {
+            what: "index.json",
+            source,
+        })?;
+        fsutil::write_atomic(&self.tmp_dir(), &path, text.as_bytes()).map_err(io_err(&path))
+    }
+}
+
+fn empty_index() -> ImageIndex {
+    let mut index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(Vec::<Descriptor>::new())
+        .build()
+        .expect("an empty index has every required field");
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index
+}
+
+/// The `org.opencontainers.image.ref.name` of an index entry.
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()?
+        .get(ANNOTATION_REF_NAME)
+        .map(String::as_str)
+}
+
+/// A copy of `d` without naming annotations.
+fn strip_name(d: &Descriptor) -> Descriptor {
+    let mut d = d.clone();
+    if let Some(mut annotations) = d.annotations().clone() {
+        annotations.remove(ANNOTATION_REF_NAME);
+        annotations.remove(ANNOTATION_CONTAINERD_NAME);
+        d.set_annotations(if annotations.is_empty() {
+            None
+        } else {
+            Some(annotations)
+        });
+    }
+    d
+}
+
+/// The store's digest of a descriptor.
+pub fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
+    Digest::try_from(d.digest()).map_err(|source| StoreError::BadDigest {
+        digest: d.digest().to_string(),
+        source,
+    })
+}
+
+/// Whether a media type is an image index (OCI or Docker manifest list).
+pub fn is_index(media_type: &MediaType) -> bool {
+    match media_type {
+        MediaType::ImageIndex => true,
+        MediaType::Other(s) => s == DOCKER_MANIFEST_LIST,
+        _ => false,
+    }
+}
+
+/// Whether a media type is an image manifest (OCI or Docker schema 2).
+pub fn is_manifest(media_type: &MediaType) -> bool {
+    match media_type {
+        MediaType::ImageManifest => true,
+        MediaType::Other(s) => s == DOCKER_MANIFEST,
+        _ => false,
+    }
+}
+
+/// Checks a name against the OCI `ref.name` grammar: components of `[A-Za-z0-9]` joined by
+/// `/`, and separators `-._:@+` (or `--`) inside components.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = || StoreError::InvalidName {
+        name: name.to_string(),
+    };
+    if name.is_empty() || name.len() > 4096 {
+        return Err(bad());
+    }
+    for component in name.split('/') {
+        let bytes = component.as_bytes();
+        let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+            return Err(bad());
+        };
+        if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+            return Err(bad());
+        }
+        let mut prev_sep = false;
+        for &b in bytes {
+            if b.is_ascii_alphanumeric() {
+                prev_sep = false;
+            } else if b"-._:@+".contains(&b) {
+                if prev_sep && b != b'-' {
+                    return Err(bad());
+                }
+                prev_sep = true;
+            } else {
+                return Err(bad());
+            }
+        }
+    }
+    Ok(())
+}

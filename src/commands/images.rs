@@ -1,0 +1,203 @@
+//! `rbuild images`: the images in the store.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+
+/// `rbuild images [--format table|json] [-q]`
+///
+/// SIZE is what the store holds for the image: its config and compressed layers.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format: an aligned table, or JSON with full values.
+    #[arg(long, value_enum, default_value_t = ImagesFormat::Table)]
+    pub format: ImagesFormat,
+    /// Only print image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImagesFormat {
+    /// NAME, TAG, IMAGE ID, CREATED, SIZE.
+    Table,
+    /// One JSON array with full names, digests, RFC 3339 times and sizes in bytes.
+    Json,
+}
+
+struct Row {
+    name: String,
+    repository: String,
+    tag: String,
+    id: String,
+    manifest: String,
+    created: Option<jiff::Timestamp>,
+    size: u64,
+}
+
+pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(global)?;
+    let mut rows = Vec::new();
+    for image in store.list()? {
+        let (_, manifest) = match store.image_manifest(&image.descriptor) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!("skipping {}: {err}", image.name);
+                continue;
+            }
+        };
+        let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
+        let created = store
+            .read_config(&config_digest)
+            .ok()
+            .and_then(|c| c.created().clone())
+            .and_then(|c| c.parse::<jiff::Timestamp>().ok());
+        // The size of what the store holds for the image: config and (compressed) layers.
+        let size =
+            manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+        let (repository, tag) = crate::names::split_repo_tag(&image.name);
+        rows.push(Row {
+            repository: repository.to_string(),
+            tag: tag.to_string(),
+            name: image.name.clone(),
+            id: config_digest.to_string(),
+            manifest: image.descriptor.digest().to_string(),
+            created,
+            size,
+        });
+    }
+    rows.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+    if args.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for row in &rows {
+            if seen.insert(&row.id) {
+                println!("{}", &row.id[7..19]);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.format {
+        ImagesFormat::Json => {
+            let out: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "repository": r.repository,
+                        "tag": r.tag,
+                        "id": r.id,
+                        "digest": r.manifest,
+                        "created": r.created.map(|c| c.to_string()),
+                        "size": r.size,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ImagesFormat::Table => {
+            let now = jiff::Timestamp::now();
+            let table: Vec<[String; 5]> = rows
+                .iter()
+                .map(|r| {
+                    [
+                        crate::names::short_name(&r.repository).to_string(),
+                        r.tag.clone(),
+                        r.id[7..19].to_string(),
+                        r.created
+                            .map_or_else(|| "unknown".to_string(), |c| ago(now, c)),
+                        human_size(r.size),
+                    ]
+                })
+                .collect();
+            let header = ["NAME", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for row in &table {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(&table) {
+                let mut line = String::new();
+                for (i, cell) in row.iter().enumerate() {
+                    if i + 1 == row.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+                    }
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "3 minutes ago", "2 days ago", as docker prints them.
+fn ago(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
+    let secs = now.as_second() - then.as_second();
+    if secs < 0 {
+        return "in the future".to_string();
+    }
+    let units = [
+        (365 * 86400, "year"),
+        (30 * 86400, "month"),
+        (7 * 86400, "week"),
+        (86400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    if secs < 1 {
+        return "less than a second ago".to_string();
+    }
+    for (unit, name) in units {
+        if secs >= unit {
+            let n = secs / unit;
+            return if n == 1 {
+                format!("{} {name} ago", if name == "hour" { "an" } else { "a" })
+            } else {
+                format!("{n} {name}s ago")
+            };
+        }
+    }
+    unreachable!("secs >= 1 matches the last unit")
+}
+
+/// Sizes in SI units, as docker prints them: `4.27MB`.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", value)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[unit]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_age_and_size() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let at = |s: i64| jiff::Timestamp::from_second(1_000_000 - s).unwrap();
+        assert_eq!(ago(now, at(180)), "3 minutes ago");
+        assert_eq!(ago(now, at(3600)), "an hour ago");
+        assert_eq!(ago(now, at(2 * 86400)), "2 days ago");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_270_000), "4.27MB");
+    }
+}

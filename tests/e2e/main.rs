@@ -1,0 +1,4 @@
+//! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
+
+mod store;
+mod support;
