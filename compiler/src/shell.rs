@@ -66,7 +66,10 @@ impl Env for BTreeMap<String, String> {
 
 impl Env for [(String, String)] {
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -109,13 +112,17 @@ where
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShellError {
     /// A `'` without its closing quote.
-    #[error("failed to process {word:?}: unexpected end of statement while looking for matching single-quote")]
+    #[error(
+        "failed to process {word:?}: unexpected end of statement while looking for matching single-quote"
+    )]
     UnterminatedSingleQuote {
         /// The word being expanded.
         word: String,
     },
     /// A `"` without its closing quote.
-    #[error("failed to process {word:?}: unexpected end of statement while looking for matching double-quote")]
+    #[error(
+        "failed to process {word:?}: unexpected end of statement while looking for matching double-quote"
+    )]
     UnterminatedDoubleQuote {
         /// The word being expanded.
         word: String,
@@ -157,7 +164,9 @@ pub enum ShellError {
         message: String,
     },
     /// A `#`, `%` or `/` pattern with an escape other than `\*`, `\?`, `\\`, `\}`, `\/`.
-    #[error("failed to process {word:?}: invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'")]
+    #[error(
+        "failed to process {word:?}: invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'"
+    )]
     InvalidPattern {
         /// The word being expanded.
         word: String,
@@ -258,7 +267,11 @@ impl Lexer {
     }
 
     /// Expands `word` into one string: whitespace is kept as it is.
-    pub fn process_word<E: Env + ?Sized>(&self, word: &str, env: &E) -> Result<Expansion, ShellError> {
+    pub fn process_word<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<Expansion, ShellError> {
         if self.is_plain(word) {
             return Ok(Expansion {
                 value: word.to_owned(),
@@ -372,8 +385,14 @@ enum ErrKind {
     MissingSlash,
     BadSubstitution,
     Unsupported(String),
-    Required { name: String, message: String },
-    InvalidPattern { pattern: String, escaped: String },
+    Required {
+        name: String,
+        message: String,
+    },
+    InvalidPattern {
+        pattern: String,
+        escaped: String,
+    },
     /// A stop character was not found (turned into a more precise error by the caller).
     Unterminated,
 }
@@ -461,7 +480,12 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
 
     /// Processes text up to `stop` (consumed) or the end of the word. Errors with
     /// `Unterminated` when a stop character was asked for and not found.
-    fn run<S: Sink>(&mut self, stop: Option<char>, raw_escapes: bool, out: &mut S) -> Result<(), ErrKind> {
+    fn run<S: Sink>(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+        out: &mut S,
+    ) -> Result<(), ErrKind> {
         let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
         let r = self.run_inner(stop, out);
         self.raw_escapes = saved;
@@ -631,7 +655,8 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     return Err(ErrKind::Unsupported(modifier));
                 }
                 let mut word = String::new();
-                self.run(Some('}'), trims, &mut word).map_err(|e| self.at_eof(e, ErrKind::MissingBrace))?;
+                self.run(Some('}'), trims, &mut word)
+                    .map_err(|e| self.at_eof(e, ErrKind::MissingBrace))?;
                 let value = self.get(name);
                 if value.is_none() && self.lex.skip_unset {
                     return Ok(Cow::Owned(format!("${{{name}{modifier}{word}}}")));
@@ -653,7 +678,9 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     }),
                     Some('?') => match value {
                         None => Err(required(name, word, "is not allowed to be unset")),
-                        Some("") if colon => Err(required(name, word, "is not allowed to be empty")),
+                        Some("") if colon => {
+                            Err(required(name, word, "is not allowed to be empty"))
+                        }
                         Some(v) => Ok(Cow::Borrowed(v)),
                     },
                     Some(c @ ('#' | '%')) => {
@@ -684,9 +711,11 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     self.pos += 1;
                 }
                 let mut pattern = String::new();
-                self.run(Some('/'), true, &mut pattern).map_err(|e| self.at_eof(e, ErrKind::MissingSlash))?;
+                self.run(Some('/'), true, &mut pattern)
+                    .map_err(|e| self.at_eof(e, ErrKind::MissingSlash))?;
                 let mut replacement = String::new();
-                self.run(Some('}'), true, &mut replacement).map_err(|e| self.at_eof(e, ErrKind::MissingBrace))?;
+                self.run(Some('}'), true, &mut replacement)
+                    .map_err(|e| self.at_eof(e, ErrKind::MissingBrace))?;
                 let value = self.get(name);
                 if value.is_none() && self.lex.skip_unset {
                     return Ok(Cow::Owned(format!("${{{name}/{pattern}/{replacement}}}")));
@@ -968,7 +997,10 @@ mod tests {
     #[test]
     fn skip_unset_leaves_references() {
         let lex = Lexer::default().skip_unset(true);
-        assert_eq!(word(lex, "$A-$NO-${NO}-${NO:-d}-${A:-d}").unwrap(), "alpha-$NO-${NO}-${NO:-d}-alpha");
+        assert_eq!(
+            word(lex, "$A-$NO-${NO}-${NO:-d}-${A:-d}").unwrap(),
+            "alpha-$NO-${NO}-${NO:-d}-alpha"
+        );
         assert_eq!(word(lex, "${NO/a/b}").unwrap(), "${NO/a/b}");
     }
 
@@ -987,13 +1019,24 @@ mod tests {
     #[test]
     fn errors_name_word_and_problem() {
         let e = word(Lexer::default(), "x${NO:?must be set}").unwrap_err();
-        assert_eq!(e.to_string(), r#"failed to process "x${NO:?must be set}": NO: must be set"#);
+        assert_eq!(
+            e.to_string(),
+            r#"failed to process "x${NO:?must be set}": NO: must be set"#
+        );
         let e = word(Lexer::default(), "${E:?}").unwrap_err();
-        assert!(e.to_string().ends_with("E: is not allowed to be empty"), "{e}");
+        assert!(
+            e.to_string().ends_with("E: is not allowed to be empty"),
+            "{e}"
+        );
         let e = word(Lexer::default(), "a${}").unwrap_err();
-        assert_eq!(e.to_string(), r#"failed to process "a${}": syntax error: bad substitution"#);
+        assert_eq!(
+            e.to_string(),
+            r#"failed to process "a${}": syntax error: bad substitution"#
+        );
         let e = word(Lexer::default(), "${A=b}").unwrap_err();
-        assert!(matches!(e, ShellError::UnsupportedModifier { ref modifier, .. } if modifier == "="));
+        assert!(
+            matches!(e, ShellError::UnsupportedModifier { ref modifier, .. } if modifier == "=")
+        );
         let e = word(Lexer::default(), r"${A#\x}").unwrap_err();
         assert!(e.to_string().contains(r"invalid escape '\x'"), "{e}");
         let e = word(Lexer::default(), "${A/b").unwrap_err();
@@ -1005,13 +1048,18 @@ mod tests {
     #[test]
     fn words_split_unquoted_expansions_only() {
         let lex = Lexer::default();
-        let w = lex.process_words("a${SP}b \"$SP\" ${NO:-p q}", &env()).unwrap();
+        let w = lex
+            .process_words("a${SP}b \"$SP\" ${NO:-p q}", &env())
+            .unwrap();
         assert_eq!(w.words, ["a", "x", "y", "b", " x  y ", "p", "q"]);
         assert_eq!(w.vars.unmatched, BTreeSet::from(["NO".to_string()]));
         // Text before a modifier expansion stays in its word.
         let w = lex.process_words("ab${NO:-c}d", &env()).unwrap();
         assert_eq!(w.words, ["abcd"]);
-        assert_eq!(lex.process_words(r#"a "" b"#, &env()).unwrap().words, ["a", "b"]);
+        assert_eq!(
+            lex.process_words(r#"a "" b"#, &env()).unwrap().words,
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -1035,22 +1083,31 @@ mod tests {
         assert_eq!(replace_all(&toks, "ab", "-"), "-a-b-");
         let toks = compile_shell_pattern("x*").unwrap();
         assert_eq!(replace_all(&toks, "axxbx", "<$0>"), "a<xxbx>");
+        assert_eq!(replace_all(&toks, "ax", "$$${1}$"), "a$$");
         let toks = compile_shell_pattern("x?").unwrap();
         assert_eq!(replace_all(&toks, "axxbxy", "<${0}>"), "a<xx>b<xy>");
-        assert_eq!(replace_all(&toks, "ax", "$$${1}$"), "a$$");
     }
 
     #[test]
     fn star_does_not_cross_newlines() {
         let env = HashMap::from([("N".to_string(), "a\nb/c".to_string())]);
-        let v = Lexer::default().process_word("${N##*/}", &env).unwrap().value;
+        let v = Lexer::default()
+            .process_word("${N##*/}", &env)
+            .unwrap()
+            .value;
         assert_eq!(v, "a\nb/c");
     }
 
     #[test]
     fn closure_env_and_slices() {
         let base = [("A", "1"), ("A", "2")];
-        let e = env_fn(|n: &str| if n == "Z" { Some("z") } else { base[..].lookup(n) });
+        let e = env_fn(|n: &str| {
+            if n == "Z" {
+                Some("z")
+            } else {
+                base[..].lookup(n)
+            }
+        });
         let out = Lexer::default().process_word("$A$Z$Q", &e).unwrap();
         assert_eq!(out.value, "2z");
         assert_eq!(out.vars.matched.len(), 2);
@@ -1071,10 +1128,29 @@ mod tests {
         fn alphabet() -> impl Strategy<Value = String> {
             proptest::collection::vec(
                 prop_oneof![
-                    Just('$'), Just('{'), Just('}'), Just(':'), Just('-'), Just('+'), Just('?'),
-                    Just('#'), Just('%'), Just('/'), Just('\\'), Just('`'), Just('\''), Just('"'),
-                    Just('*'), Just(' '), Just('A'), Just('E'), Just('1'), Just('@'), Just('\n'),
-                    Just('é'), any::<char>(),
+                    Just('$'),
+                    Just('{'),
+                    Just('}'),
+                    Just(':'),
+                    Just('-'),
+                    Just('+'),
+                    Just('?'),
+                    Just('#'),
+                    Just('%'),
+                    Just('/'),
+                    Just('\\'),
+                    Just('`'),
+                    Just('\''),
+                    Just('"'),
+                    Just('*'),
+                    Just(' '),
+                    Just('A'),
+                    Just('E'),
+                    Just('1'),
+                    Just('@'),
+                    Just('\n'),
+                    Just('é'),
+                    any::<char>(),
                 ],
                 0..40,
             )
