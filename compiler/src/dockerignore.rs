@@ -259,6 +259,16 @@ impl Pattern {
         self.exclusion
     }
 
+    /// How the pattern is evaluated (Docker's classification).
+    pub fn match_kind(&self) -> MatchKind {
+        match self.kind {
+            Kind::Exact => MatchKind::Exact,
+            Kind::Prefix => MatchKind::Prefix,
+            Kind::Suffix => MatchKind::Suffix,
+            Kind::Program(_) | Kind::Invalid(_) => MatchKind::Wildcard,
+        }
+    }
+
     /// Whether this pattern alone matches `path` (not its parents).
     fn hit(&self, path: &[u8]) -> Result<bool, IgnoreError> {
         let t = self.text.as_bytes();
@@ -278,6 +288,20 @@ impl Pattern {
             }
         })
     }
+}
+
+/// How a [`Pattern`] is evaluated; Docker classifies patterns the same way, and the
+/// classification decides how characters such as `^` read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// No wildcard: the path must equal the pattern.
+    Exact,
+    /// `<literal>**`: the path must start with the text before `**`.
+    Prefix,
+    /// `**<literal>`: the path must end with the text after `**` (`**/x` also matches `x`).
+    Suffix,
+    /// Anything else: a full wildcard match.
+    Wildcard,
 }
 
 #[derive(Debug, Clone)]
