@@ -199,9 +199,8 @@ fn clean_bytes(b: &[u8]) -> Cow<'_, [u8]> {
         dotdot = 1;
     }
     while r < n {
-        if b[r] == b'/' {
-            r += 1;
-        } else if b[r] == b'.' && (r + 1 == n || b[r + 1] == b'/') {
+        if b[r] == b'/' || (b[r] == b'.' && (r + 1 == n || b[r + 1] == b'/')) {
+            // An empty or `.` component.
             r += 1;
         } else if b[r] == b'.' && b[r + 1] == b'.' && (r + 2 == n || b[r + 2] == b'/') {
             r += 2;
@@ -535,10 +534,8 @@ fn check_syntax(p: &str) -> Result<(), &'static str> {
     let mut rest = p;
     while let Some(c) = pop(&mut rest) {
         match c {
-            '\\' => {
-                if pop(&mut rest).is_none() {
-                    return Err("trailing backslash escapes nothing");
-                }
+            '\\' if pop(&mut rest).is_none() => {
+                return Err("trailing backslash escapes nothing");
             }
             '[' => {
                 if let Some(r) = rest.strip_prefix('^') {
@@ -1011,11 +1008,7 @@ impl Program {
             for t in 0..n {
                 if get(sets, pos, t) {
                     match &self.toks[t] {
-                        Tok::Lit(l) => {
-                            if here.starts_with(l) {
-                                set(sets, pos + l.len(), t + 1);
-                            }
-                        }
+                        Tok::Lit(l) if here.starts_with(l) => set(sets, pos + l.len(), t + 1),
                         Tok::AnyOne if c != '/' => set(sets, pos + w, t + 1),
                         Tok::Class(class) if class.contains(c) => set(sets, pos + w, t + 1),
                         Tok::Star if c != '/' => set(sets, pos + w, t),
