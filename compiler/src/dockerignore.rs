@@ -471,6 +471,11 @@ impl Matcher {
     /// that matched a parent are not evaluated again, and parents are never re-checked, so
     /// each path costs one evaluation of the patterns that can still apply. Returns whether
     /// `path` is excluded and the record to hand to its entries if it is a directory.
+    ///
+    /// This is how BuildKit's context transfer evaluates paths. It agrees with
+    /// [`Matcher::matches`] except for lists where a pattern that was not tried at a
+    /// directory (the state already excluded it) would match that directory: the walk then
+    /// does not count the directory's match (`a`, `!a/b`, `a` keeps `a/b`).
     pub fn matches_with_parent(
         &self,
         path: impl AsRef<[u8]>,
@@ -905,7 +910,15 @@ impl ProgramBuilder {
     }
     fn finish(mut self) -> Program {
         self.flush();
-        Program { toks: self.toks }
+        let lit = |t: Option<&Tok>| match t {
+            Some(Tok::Lit(l)) => l.clone(),
+            _ => Box::default(),
+        };
+        Program {
+            prefix: lit(self.toks.first()),
+            suffix: lit(self.toks.last()),
+            toks: self.toks,
+        }
     }
 }
 
@@ -913,6 +926,10 @@ impl ProgramBuilder {
 #[derive(Debug, Clone)]
 struct Program {
     toks: Vec<Tok>,
+    /// The literal the path must start with (the first token's), or empty.
+    prefix: Box<[u8]>,
+    /// The literal the path must end with (the last token's), or empty.
+    suffix: Box<[u8]>,
 }
 
 /// Decodes one character as Go does: an invalid byte is U+FFFD of width 1.
@@ -952,6 +969,16 @@ impl Program {
     /// `n + 1 + t` is "inside the `(.*/)?` of token t". Each position's set is closed over
     /// the empty moves, then advanced; moves only go forward, so one pass suffices.
     fn matches(&self, s: &[u8]) -> bool {
+        // The program spans the whole path, so a leading or trailing literal must be there:
+        // this rejects most paths (`*.log` against `src/main.rs`) without running anything.
+        if !s.starts_with(&self.prefix) || !s.ends_with(&self.suffix) {
+            return false;
+        }
+        if let Some(Tok::Class(class)) = self.toks.first() {
+            if !decode(s).is_some_and(|(c, _)| class.contains(c)) {
+                return false;
+            }
+        }
         let n = self.toks.len();
         let states = 2 * (n + 1);
         let words = states.div_ceil(64);
@@ -1181,6 +1208,20 @@ mod tests {
                 "target/x"
             ]
         );
+    }
+
+    #[test]
+    fn walk_skips_patterns_the_parent_did_not_try_like_docker() {
+        // At `a`, the third pattern is not tried (already excluded), so its record is a
+        // miss, and at `a/b` only `a/b` itself is checked against it. BuildKit's context
+        // transfer walks this way; whole-path evaluation also checks the parent `a`.
+        let matcher = Matcher::new(["a", "!a/b", "a"]).unwrap();
+        let (dir, rec) = matcher
+            .matches_with_parent("a", &ParentMatches::default())
+            .unwrap();
+        assert!(dir);
+        assert!(!matcher.matches_with_parent("a/b", &rec).unwrap().0);
+        assert!(matcher.matches("a/b").unwrap());
     }
 
     #[test]

@@ -15,8 +15,19 @@
 //! | `${V%p}` / `${V%%p}` | `V` without its shortest / longest suffix matching `p` |
 //! | `${V/p/r}` / `${V//p/r}` | `V` with the first / every match of `p` replaced by `r` |
 //!
-//! Patterns `p` are shell patterns with `*`, `?` and `\` escapes (no bracket classes).
+//! Patterns `p` are shell patterns with `*`, `?` and `\` escapes (no bracket classes);
+//! as in BuildKit, `*` and `?` do not match a newline, and in `${V//p/r}` a `$0` in `r`
+//! stands for the match (Go's replacement templates) while `${V/p/r}` inserts `r` as it is.
 //! Positional and special parameters (`$1`, `$@`, `$#`, ...) are never set.
+//!
+//! Where this lexer knowingly differs from BuildKit:
+//!
+//! * [`Lexer::process_words`] keeps the text before a `${V:-...}`-style expansion in its
+//!   word (`ab${X:-c}d` is `abcd`); BuildKit's current lexer reuses one buffer for the
+//!   nested word and drops that text, which is a bug there, not a behaviour to copy.
+//! * An unterminated `${NAME` reports a missing `}` rather than an odd "unsupported
+//!   modifier" error.
+//! * Variable names are case-sensitive (Unix rules); BuildKit folds case for Windows images.
 //!
 //! ```
 //! use std::collections::HashMap;
