@@ -322,6 +322,8 @@ enum Kind {
 pub struct Matcher {
     patterns: Vec<Pattern>,
     exclusions: bool,
+    /// Some exception pattern has a wildcard or escape.
+    wild_exclusions: bool,
 }
 
 /// Per-pattern results recorded for a directory, handed to the evaluation of its entries
@@ -408,6 +410,7 @@ impl Matcher {
                 reason: reason.to_owned(),
             })?;
             out.exclusions |= exclusion;
+            out.wild_exclusions |= exclusion && text.contains(['*', '?', '[', '\\']);
             out.patterns.push(Pattern {
                 source: source.to_owned(),
                 text: text.to_owned(),
@@ -427,6 +430,25 @@ impl Matcher {
     /// have entries that are not excluded, and a walker must look inside it.
     pub fn has_exclusions(&self) -> bool {
         self.exclusions
+    }
+
+    /// During a walk, whether the entries of `dir`, a directory found excluded, can be
+    /// skipped without evaluating them, by BuildKit's rule: yes when there is no exception
+    /// pattern; no when some exception has a wildcard (it could match anything below);
+    /// otherwise yes unless an exception names a path inside `dir`.
+    pub fn can_skip_excluded_dir(&self, dir: &str) -> bool {
+        if !self.exclusions {
+            return true;
+        }
+        if self.wild_exclusions {
+            return false;
+        }
+        !self.patterns.iter().any(|p| {
+            p.exclusion
+                && p.text
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     }
 
     /// True when there is no pattern (nothing is excluded).
@@ -1222,6 +1244,17 @@ mod tests {
         assert!(dir);
         assert!(!matcher.matches_with_parent("a/b", &rec).unwrap().0);
         assert!(matcher.matches("a/b").unwrap());
+    }
+
+    #[test]
+    fn excluded_dirs_are_skipped_only_when_no_exception_can_reach_inside() {
+        let plain = Matcher::new(["build", "vendor", "!vendor/keep.txt"]).unwrap();
+        assert!(plain.can_skip_excluded_dir("build"));
+        assert!(!plain.can_skip_excluded_dir("vendor"));
+        assert!(plain.can_skip_excluded_dir("vend"));
+        assert!(Matcher::new(["x"]).unwrap().can_skip_excluded_dir("x"));
+        let wild = Matcher::new(["build", "!**/*.keep"]).unwrap();
+        assert!(!wild.can_skip_excluded_dir("build"));
     }
 
     #[test]

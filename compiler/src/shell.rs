@@ -579,17 +579,19 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                 Some(c) => {
                     self.pos += c.len_utf8();
                     if c == self.lex.escape {
+                        if self.raw_escapes {
+                            out.raw_ch(c);
+                        }
                         match self.peek() {
                             // An escape at the end is dropped; the missing quote errors next.
                             None => continue,
                             Some(n) if n == '"' || n == '$' || n == self.lex.escape => {
-                                if self.raw_escapes {
-                                    out.raw_ch(c);
-                                }
                                 self.pos += n.len_utf8();
                                 out.raw_ch(n);
                             }
-                            // Other escapes stay literal inside double quotes.
+                            // Other escapes stay literal inside double quotes; with raw
+                            // escapes that literal comes out escaped (`\\`), so text that is
+                            // parsed again (a `${V#"a\x"}` pattern) still reads it as literal.
                             Some(_) => out.raw_ch(c),
                         }
                     } else {
@@ -1024,7 +1026,13 @@ mod tests {
     #[test]
     fn raw_escapes_keep_escapes() {
         let lex = Lexer::default().raw_escapes(true);
-        assert_eq!(word(lex, r#"a\$A "\$A\x""#).unwrap(), r#"a\$A \$A\x"#);
+        assert_eq!(word(lex, r#"a\$A "\$A\x""#).unwrap(), r#"a\$A \$A\\x"#);
+        // Inside a `#` pattern (read with raw escapes), a quoted backslash stays literal.
+        let env = HashMap::from([("V".to_string(), r"a\xyz".to_string())]);
+        let out = Lexer::default()
+            .process_word(r#"${V#"a\x"}"#, &env)
+            .unwrap();
+        assert_eq!(out.value, "yz");
     }
 
     #[test]
