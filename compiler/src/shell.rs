@@ -51,42 +51,52 @@ use std::hash::BuildHasher;
 /// Where the lexer looks variables up: the caller's ARG and ENV scopes.
 ///
 /// Implemented for maps from `String` to `String`, for slices of name/value pairs (the last
-/// pair with a name wins, as in an environment list), and for closures through [`env_fn`].
+/// pair with a name wins, as in an environment list), for `dyn Fn(&str) -> Option<String>`,
+/// and for closures returning borrowed values through [`env_fn`].
 pub trait Env {
     /// The value of `name`, or `None` when it is unset. An empty value is set.
-    fn lookup(&self, name: &str) -> Option<&str>;
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
 impl<E: Env + ?Sized> Env for &E {
-    fn lookup(&self, name: &str) -> Option<&str> {
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
         (**self).lookup(name)
     }
 }
 
+impl Env for dyn Fn(&str) -> Option<String> + '_ {
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
+        self(name).map(Cow::Owned)
+    }
+}
+
 impl<S: BuildHasher> Env for HashMap<String, String, S> {
-    fn lookup(&self, name: &str) -> Option<&str> {
-        self.get(name).map(String::as_str)
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.get(name).map(|v| Cow::Borrowed(v.as_str()))
     }
 }
 
 impl Env for BTreeMap<String, String> {
-    fn lookup(&self, name: &str) -> Option<&str> {
-        self.get(name).map(String::as_str)
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.get(name).map(|v| Cow::Borrowed(v.as_str()))
     }
 }
 
 impl Env for [(String, String)] {
-    fn lookup(&self, name: &str) -> Option<&str> {
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
         self.iter()
             .rev()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| Cow::Borrowed(v.as_str()))
     }
 }
 
 impl Env for [(&str, &str)] {
-    fn lookup(&self, name: &str) -> Option<&str> {
-        self.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| Cow::Borrowed(*v))
     }
 }
 
@@ -104,8 +114,8 @@ impl<'e, F> Env for EnvFn<'e, F>
 where
     F: Fn(&str) -> Option<&'e str>,
 {
-    fn lookup(&self, name: &str) -> Option<&str> {
-        (self.0)(name)
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
+        (self.0)(name).map(Cow::Borrowed)
     }
 }
 
@@ -186,6 +196,33 @@ pub enum ShellError {
         /// The escaped character (empty for a trailing backslash).
         escaped: String,
     },
+}
+
+impl ShellError {
+    /// The word whose expansion failed.
+    pub fn word(&self) -> &str {
+        match self {
+            ShellError::UnterminatedSingleQuote { word }
+            | ShellError::UnterminatedDoubleQuote { word }
+            | ShellError::MissingBrace { word }
+            | ShellError::MissingSlash { word }
+            | ShellError::BadSubstitution { word }
+            | ShellError::UnsupportedModifier { word, .. }
+            | ShellError::Required { word, .. }
+            | ShellError::InvalidPattern { word, .. } => word,
+        }
+    }
+
+    /// The problem without the word (`NAME: must be set`), for callers that show the word
+    /// themselves, such as a diagnostic pointing at the Dockerfile line.
+    pub fn problem(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("failed to process {:?}: ", self.word());
+        match full.strip_prefix(&prefix) {
+            Some(p) => p.to_owned(),
+            None => full,
+        }
+    }
 }
 
 /// The variables an expansion looked up: found ones and missing ones.
@@ -476,7 +513,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
         self.pos >= self.src.len()
     }
 
-    fn get(&mut self, name: &'w str) -> Option<&'e str> {
+    fn get(&mut self, name: &'w str) -> Option<Cow<'e, str>> {
         let v = self.env.lookup(name);
         let set = if v.is_some() {
             &mut self.matched
@@ -631,7 +668,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                 return Ok(Cow::Borrowed("$"));
             }
             return Ok(match self.get(name) {
-                Some(v) => Cow::Borrowed(v),
+                Some(v) => v,
                 None if self.lex.skip_unset => Cow::Owned(format!("${name}")),
                 None => Cow::Borrowed(""),
             });
@@ -648,7 +685,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
         };
         match op {
             '}' => Ok(match self.get(name) {
-                Some(v) => Cow::Borrowed(v),
+                Some(v) => v,
                 None if self.lex.skip_unset => Cow::Owned(format!("${{{name}}}")),
                 None => Cow::Borrowed(""),
             }),
@@ -674,27 +711,24 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                 if value.is_none() && self.lex.skip_unset {
                     return Ok(Cow::Owned(format!("${{{name}{modifier}{word}}}")));
                 }
-                let empty_is_unset = |v: Option<&str>| match v {
+                let unset = match value.as_deref() {
                     None => true,
                     Some(v) => colon && v.is_empty(),
                 };
                 match op {
-                    Some('-') => Ok(if empty_is_unset(value) {
-                        Cow::Owned(word)
-                    } else {
-                        Cow::Borrowed(value.unwrap_or(""))
+                    Some('-') => Ok(match value {
+                        Some(v) if !unset => v,
+                        _ => Cow::Owned(word),
                     }),
-                    Some('+') => Ok(if empty_is_unset(value) {
+                    Some('+') => Ok(if unset {
                         Cow::Borrowed("")
                     } else {
                         Cow::Owned(word)
                     }),
                     Some('?') => match value {
                         None => Err(required(name, word, "is not allowed to be unset")),
-                        Some("") if colon => {
-                            Err(required(name, word, "is not allowed to be empty"))
-                        }
-                        Some(v) => Ok(Cow::Borrowed(v)),
+                        Some(_) if unset => Err(required(name, word, "is not allowed to be empty")),
+                        Some(v) => Ok(v),
                     },
                     Some(c @ ('#' | '%')) => {
                         let (longest, pat) = match word.strip_prefix(c) {
@@ -702,7 +736,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                             None => (false, word.as_str()),
                         };
                         let toks = compile_shell_pattern(pat)?;
-                        let v = value.unwrap_or("");
+                        let v = value.as_deref().unwrap_or("");
                         Ok(Cow::Owned(if c == '#' {
                             match match_at(&toks, v, 0, longest) {
                                 Some(end) => v[end..].to_owned(),
@@ -734,7 +768,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     return Ok(Cow::Owned(format!("${{{name}/{pattern}/{replacement}}}")));
                 }
                 // An unset variable is replaced in as the empty string (`${NO/$E/x}` is `x`).
-                let value = value.unwrap_or("");
+                let value = value.as_deref().unwrap_or("");
                 let toks = compile_shell_pattern(&pattern)?;
                 Ok(Cow::Owned(if all {
                     replace_all(&toks, value, &replacement)
@@ -1124,13 +1158,21 @@ mod tests {
             if n == "Z" {
                 Some("z")
             } else {
-                base[..].lookup(n)
+                base.iter().rev().find(|(k, _)| *k == n).map(|(_, v)| *v)
             }
         });
         let out = Lexer::default().process_word("$A$Z$Q", &e).unwrap();
         assert_eq!(out.value, "2z");
         assert_eq!(out.vars.matched.len(), 2);
         assert_eq!(out.vars.unmatched, BTreeSet::from(["Q".to_string()]));
+        assert_eq!(base[..].lookup("A").as_deref(), Some("2"));
+        // An owning lookup, as a planner holding layered scopes passes it.
+        let owned = |n: &str| (n == "O").then(|| "owned".to_string());
+        let dynamic: &dyn Fn(&str) -> Option<String> = &owned;
+        let out = Lexer::default()
+            .process_word("${O}-${P:-d}", dynamic)
+            .unwrap();
+        assert_eq!(out.value, "owned-d");
     }
 
     #[test]
