@@ -2,3 +2,5 @@
 //! build plan. It does no I/O: every function maps text plus options to a value, so the
 //! crate is deterministic, fuzzable and fast to test.
 #![forbid(unsafe_code)]
+
+pub mod parser;
