@@ -15,7 +15,8 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env(env::RBUILD_LOG).unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env(env::RBUILD_LOG).unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os(env::NO_COLOR).is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)

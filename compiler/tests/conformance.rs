@@ -75,7 +75,12 @@ fn conformance() {
         "process-word",
         "dockerignore",
     ];
-    suites.sort_by_key(|s| ORDER.iter().position(|n| *n == s.name).unwrap_or(ORDER.len()));
+    suites.sort_by_key(|s| {
+        ORDER
+            .iter()
+            .position(|n| *n == s.name)
+            .unwrap_or(ORDER.len())
+    });
     let summary: Vec<String> = suites
         .iter()
         .map(|s| format!("{} {}/{}", s.name, s.passed, s.total))
@@ -93,5 +98,9 @@ fn conformance() {
             "suite {name} ran no case"
         );
     }
-    assert!(failures.is_empty(), "{} conformance case(s) failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} conformance case(s) failed",
+        failures.len()
+    );
 }

@@ -130,7 +130,13 @@ impl ParseError {
     /// Renders `file:line:col: message`, the source line with a caret under the
     /// column, and the hint if there is one.
     pub fn render(&self, file_name: &str, source: &str) -> String {
-        render(&self.to_string(), self.span, self.hint.as_deref(), file_name, source)
+        render(
+            &self.to_string(),
+            self.span,
+            self.hint.as_deref(),
+            file_name,
+            source,
+        )
     }
 }
 
@@ -162,22 +168,17 @@ impl Warning {
     }
 }
 
-fn render(
-    message: &str,
-    span: Span,
-    hint: Option<&str>,
-    file_name: &str,
-    source: &str,
-) -> String {
+fn render(message: &str, span: Span, hint: Option<&str>, file_name: &str, source: &str) -> String {
     let line_no = span.start.line.max(1);
     let column = span.start.column.max(1);
     let mut out = String::new();
     let _ = writeln!(out, "{file_name}:{line_no}:{column}: {message}");
     // The source line, without its BOM or line end; long lines are cut around the column.
-    let text = source
-        .split('\n')
-        .nth(line_no - 1)
-        .map(|l| l.strip_prefix('\u{feff}').unwrap_or(l).trim_end_matches(['\r', '\n']));
+    let text = source.split('\n').nth(line_no - 1).map(|l| {
+        l.strip_prefix('\u{feff}')
+            .unwrap_or(l)
+            .trim_end_matches(['\r', '\n'])
+    });
     if let Some(text) = text {
         let gutter = line_no.to_string();
         let pad = " ".repeat(gutter.len());
@@ -207,9 +208,16 @@ fn render(
 /// caret lines up.
 fn window(text: &str, column: usize) -> (String, usize, usize) {
     const MAX: usize = 120;
-    let chars: Vec<char> = text.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+    let chars: Vec<char> = text
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .collect();
     if chars.len() <= MAX {
-        return (chars.iter().collect(), column.min(chars.len() + 1), chars.len());
+        return (
+            chars.iter().collect(),
+            column.min(chars.len() + 1),
+            chars.len(),
+        );
     }
     let col0 = (column - 1).min(chars.len());
     let start = col0.saturating_sub(MAX / 2);

@@ -121,7 +121,9 @@ fn split_directive(text: &str) -> Option<(&str, &str)> {
         .unwrap_or(bytes.len());
     let rest = text[name_end..].trim_start_matches(is_re_space);
     let rest = rest.strip_prefix('=')?;
-    let value = rest.trim_start_matches(is_re_space).trim_end_matches(is_re_space);
+    let value = rest
+        .trim_start_matches(is_re_space)
+        .trim_end_matches(is_re_space);
     if value.is_empty() {
         return None;
     }

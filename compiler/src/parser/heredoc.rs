@@ -441,7 +441,9 @@ mod tests {
 
     #[test]
     fn fd_overflow_is_zero() {
-        let d = parse_heredoc_word("99999999999999999999<<EOF").unwrap().unwrap();
+        let d = parse_heredoc_word("99999999999999999999<<EOF")
+            .unwrap()
+            .unwrap();
         assert_eq!(d.file_descriptor, u64::MAX);
     }
 

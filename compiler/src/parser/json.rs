@@ -102,6 +102,7 @@ impl Parser<'_> {
                     self.ws();
                     if self.peek() == Some(b'}') {
                         self.i += 1;
+                        stack.pop();
                     } else {
                         self.ws();
                         self.string()?;
@@ -121,6 +122,7 @@ impl Parser<'_> {
                     self.ws();
                     if self.peek() == Some(b']') {
                         self.i += 1;
+                        stack.pop();
                     } else {
                         continue;
                     }
@@ -288,15 +290,26 @@ mod tests {
 
     #[test]
     fn invalid_documents_fall_back() {
-        for text in ["['a']", r#"["a""#, r#"["a"] x"#, r#"["a",]"#, "[1e999]", "[01]"] {
-            assert_eq!(parse_json_array(text), Err(JsonArrayError::NotJsonArray), "{text}");
+        for text in [
+            "['a']",
+            r#"["a""#,
+            r#"["a"] x"#,
+            r#"["a",]"#,
+            "[1e999]",
+            "[01]",
+        ] {
+            assert_eq!(
+                parse_json_array(text),
+                Err(JsonArrayError::NotJsonArray),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn nested_values_are_validated() {
         assert_eq!(
-            parse_json_array(r#"["a", {"b": [1, {"c": null}]}, "d"]"#),
+            parse_json_array(r#"["a", {"b": [1, {"c": null}, [], {}]}, "d"]"#),
             Err(JsonArrayError::NotStringArray)
         );
         assert_eq!(

@@ -40,8 +40,7 @@ mod words;
 
 pub use diagnostic::{ParseError, ParseErrorKind, Position, Span, Warning};
 pub use directives::{
-    DetectedDirective, Directive, DirectiveError, DirectiveParser, detect_syntax,
-    parse_directive,
+    DetectedDirective, Directive, DirectiveError, DirectiveParser, detect_syntax, parse_directive,
 };
 pub use heredoc::{Heredoc, HeredocWordError, chomp, heredocs_from_line, parse_heredoc_word};
 pub use json::{JsonArrayError, parse_json_array};
@@ -253,7 +252,10 @@ pub fn suggest_keyword(word: &str) -> Option<&'static str> {
 
 /// Checks every instruction's keyword (see [`Node::validate_keyword`]).
 pub fn validate_keywords(parsed: &Parsed) -> Result<(), ParseError> {
-    parsed.instructions.iter().try_for_each(Node::validate_keyword)
+    parsed
+        .instructions
+        .iter()
+        .try_for_each(Node::validate_keyword)
 }
 
 /// One physical line of the source.
@@ -379,7 +381,11 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
                 Ok(None) => {}
             }
         }
-        let content = if trimmed.starts_with('#') { "" } else { trimmed };
+        let content = if trimmed.starts_with('#') {
+            ""
+        } else {
+            trimmed
+        };
         let (content, mut ended) = trim_continuation(content, escape);
         if ended && content.is_empty() {
             continue;
@@ -429,7 +435,9 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
         if has_empty_continuation {
             warnings.push(Warning {
                 short: format!("Empty continuation line found in: {buf}"),
-                detail: vec!["Empty continuation lines will become errors in a future release".into()],
+                detail: vec![
+                    "Empty continuation lines will become errors in a future release".into(),
+                ],
                 url: "https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/".into(),
                 span: whole,
             });
@@ -486,11 +494,10 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
 
     if instructions.is_empty() {
         let line = sc.number.max(1);
-        return Err(ParseError::new(
-            ParseErrorKind::NoInstructions,
-            Span::on_line(line, 1, 1),
-        )
-        .with_hint("a Dockerfile needs at least a FROM instruction"));
+        return Err(
+            ParseError::new(ParseErrorKind::NoInstructions, Span::on_line(line, 1, 1))
+                .with_hint("a Dockerfile needs at least a FROM instruction"),
+        );
     }
     if sc.too_long {
         return Err(ParseError::new(
@@ -597,7 +604,8 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
             Err(JsonArrayError::NotJsonArray) => node.args = split_owned(args_text),
         },
         "run" | "cmd" | "entrypoint" | "shell" => {
-            node.json = maybe_json(args_text, &mut node.args).map_err(|()| json_error(keyword, args_span))?;
+            node.json = maybe_json(args_text, &mut node.args)
+                .map_err(|()| json_error(keyword, args_span))?;
         }
         "from" | "expose" => node.args = split_owned(args_text),
         "arg" => node.args = parse_words(args_text, ctx.escape),
@@ -610,11 +618,14 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
             }
         }
         "healthcheck" => {
-            let sep = args_text.find(char::is_whitespace).unwrap_or(args_text.len());
+            let sep = args_text
+                .find(char::is_whitespace)
+                .unwrap_or(args_text.len());
             if sep > 0 {
                 node.args.push(args_text[..sep].to_string());
                 let cmd = args_text[sep..].trim_start();
-                node.json = maybe_json(cmd, &mut node.args).map_err(|()| json_error(keyword, args_span))?;
+                node.json =
+                    maybe_json(cmd, &mut node.args).map_err(|()| json_error(keyword, args_span))?;
             }
         }
         "onbuild" => {
@@ -717,7 +728,9 @@ fn parse_name_val(
                 },
                 ctx.span(base, base + text.len()),
             )
-            .with_hint(format!("write `{upper} name=value` or `{upper} name value`")));
+            .with_hint(format!(
+                "write `{upper} name=value` or `{upper} name value`"
+            )));
         };
         return Ok(vec![
             parts[0].1.to_string(),
