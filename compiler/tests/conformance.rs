@@ -17,6 +17,7 @@ mod lexer_cases;
 mod parser_cases;
 
 /// The outcome of one suite of vectors.
+#[derive(Debug)]
 pub struct Suite {
     /// The name used in the summary line (`parser`, `negative`, `extra`, ...).
     pub name: &'static str,

@@ -48,7 +48,7 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, HeredocWordErro
         Some(rest) => (true, rest),
         None => (false, after),
     };
-    let rest = after.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r'));
+    let rest = after.trim_start_matches([' ', '\t', '\n', '\x0c', '\r']);
     if rest.contains('<') || rest.is_empty() {
         return Ok(None);
     }

@@ -369,7 +369,7 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
                                         ParseErrorKind::InvalidEscape { value: d.value },
                                         Span::on_line(line.number, column, 1),
                                     )
-                                    .with_hint("use `# escape=\\` or `# escape=``"));
+                                    .with_hint("the escape character is either \\ (the default) or a backtick"));
                                 }
                             };
                             directives.escape = Some(d);
@@ -475,9 +475,10 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
                     content.push_str(body.raw);
                 }
                 if !terminated {
+                    let span = heredoc_word_span(&ctx, &doc.name).unwrap_or(whole);
                     return Err(ParseError::new(
                         ParseErrorKind::UnterminatedHeredoc { name: doc.name },
-                        whole,
+                        span,
                     )
                     .with_hint("end the heredoc with a line holding only its delimiter"));
                 }
@@ -667,6 +668,29 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
         }
     }
     Ok(node)
+}
+
+/// Where the `<<word` opening heredoc `name` is written, best effort.
+fn heredoc_word_span(ctx: &LineCtx<'_>, name: &str) -> Option<Span> {
+    let text = ctx.original;
+    text.match_indices("<<").find_map(|(at, _)| {
+        let end = text[at..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |e| at + e);
+        let word_end = if text[at + 2..end].trim_start_matches('-').is_empty() {
+            // `<< EOF`: the word continues after the blanks.
+            let after = text[end..].trim_start();
+            let start = text.len() - after.len();
+            after
+                .find(char::is_whitespace)
+                .map_or(text.len(), |e| start + e)
+        } else {
+            end
+        };
+        text[at..word_end]
+            .contains(name)
+            .then(|| ctx.span(at, word_end))
+    })
 }
 
 fn json_error(keyword: &str, span: Span) -> ParseError {
