@@ -40,11 +40,7 @@ fn flags_are_split_with_spans() {
     let src = "FROM x\nCOPY --from=build --chown=1:2 --chmod=755 --link \\\n  --exclude=*.md --parents a b/\n";
     let p = parse(src).unwrap();
     let copy = &p.instructions[1];
-    let names: Vec<_> = copy
-        .flags
-        .iter()
-        .map(|f| (f.name.as_str(), f.value.as_deref()))
-        .collect();
+    let names: Vec<_> = copy.flags.iter().map(|f| (f.name(), f.value())).collect();
     assert_eq!(
         names,
         [

@@ -46,6 +46,8 @@ pub use heredoc::{Heredoc, HeredocWordError, chomp, heredocs_from_line, parse_he
 pub use json::{JsonArrayError, parse_json_array};
 pub use words::{parse_words, split_whitespace};
 
+use std::borrow::Cow;
+
 use words::{extract_flags, is_split_space, parse_words_spanned};
 
 /// The longest physical line BuildKit's scanner accepts, in bytes (without the `\n`).
@@ -125,12 +127,34 @@ impl Parsed {
 pub struct Flag {
     /// The flag as the dump shows it: `--` included, quotes removed, escapes applied.
     pub raw: String,
-    /// The name, without `--`.
-    pub name: String,
-    /// The value after the first `=`, if there is one.
-    pub value: Option<String>,
     /// Where the flag is written.
     pub span: Span,
+    /// Byte range of the name in `raw`.
+    name: std::ops::Range<usize>,
+}
+
+impl Flag {
+    fn new(raw: String, span: Span) -> Flag {
+        let start = if raw.starts_with("--") { 2 } else { 0 };
+        let end = raw[start..].find('=').map_or(raw.len(), |i| start + i);
+        Flag {
+            raw,
+            span,
+            name: start..end,
+        }
+    }
+
+    /// The name, without `--` (`from` for `--from=build`).
+    pub fn name(&self) -> &str {
+        &self.raw[self.name.clone()]
+    }
+
+    /// The value after the first `=`, if there is one (`build` for `--from=build`).
+    pub fn value(&self) -> Option<&str> {
+        self.raw
+            .get(self.name.end + 1..)
+            .filter(|_| self.name.end < self.raw.len())
+    }
 }
 
 /// One instruction.
@@ -138,8 +162,8 @@ pub struct Flag {
 pub struct Node {
     /// The keyword as written (`Run`).
     pub keyword: String,
-    /// The keyword in lower case (`run`).
-    pub keyword_lower: String,
+    /// The keyword in lower case (`run`); borrowed for the known keywords.
+    pub keyword_lower: Cow<'static, str>,
     /// The `--flags` before the arguments.
     pub flags: Vec<Flag>,
     /// The arguments as the dump shows them (for ENV and LABEL: key, value, separator
@@ -161,7 +185,9 @@ pub struct Node {
     /// From the keyword to the end of the instruction's last line (heredoc bodies
     /// included).
     pub span: Span,
-    segments: Vec<Segment>,
+    /// Where `original` comes from: its first piece, then one per further line.
+    first_segment: Segment,
+    more_segments: Vec<Segment>,
 }
 
 /// A piece of `original` that comes from one physical line.
@@ -175,14 +201,10 @@ struct Segment {
     column: usize,
 }
 
-fn position_in(segments: &[Segment], original: &str, offset: usize) -> Position {
+fn position_in(first: &Segment, more: &[Segment], original: &str, offset: usize) -> Position {
     let offset = offset.min(original.len());
-    let i = segments
-        .partition_point(|s| s.joined <= offset)
-        .saturating_sub(1);
-    let Some(seg) = segments.get(i) else {
-        return Position { line: 1, column: 1 };
-    };
+    let i = more.partition_point(|s| s.joined <= offset);
+    let seg = if i == 0 { first } else { &more[i - 1] };
     let from = seg.joined.min(offset);
     let chars = original
         .get(from..offset)
@@ -196,7 +218,12 @@ fn position_in(segments: &[Segment], original: &str, offset: usize) -> Position 
 impl Node {
     /// The source position of byte `offset` of [`Node::original`].
     pub fn position_in_original(&self, offset: usize) -> Position {
-        position_in(&self.segments, &self.original, offset)
+        position_in(
+            &self.first_segment,
+            &self.more_segments,
+            &self.original,
+            offset,
+        )
     }
 
     /// The source span of bytes `start..end` of [`Node::original`].
@@ -337,7 +364,9 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
     let mut dp = DirectiveParser::default();
     let mut escape = DEFAULT_ESCAPE;
     let mut directives = Directives::default();
-    let mut instructions: Vec<Node> = Vec::new();
+    // Roughly one instruction per two lines; avoids regrowing a vector of large nodes.
+    let mut instructions: Vec<Node> =
+        Vec::with_capacity(source.bytes().filter(|b| *b == b'\n').count() / 2 + 1);
     let mut warnings = Vec::new();
     let mut buf = String::new();
     let mut segments: Vec<Segment> = Vec::new();
@@ -530,8 +559,15 @@ struct LineCtx<'a> {
 impl LineCtx<'_> {
     fn span(&self, start: usize, end: usize) -> Span {
         Span {
-            start: position_in(self.segments, self.original, start),
-            end: position_in(self.segments, self.original, end),
+            start: self.position(start),
+            end: self.position(end),
+        }
+    }
+
+    fn position(&self, offset: usize) -> Position {
+        match self.segments.split_first() {
+            Some((first, more)) => position_in(first, more, self.original, offset),
+            None => Position { line: 1, column: 1 },
         }
     }
 }
@@ -556,24 +592,26 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
     if !after_kw.is_empty() {
         let (raw_flags, args_at) = extract_flags(rest, ctx.escape);
         for f in raw_flags {
-            let body = f.text.strip_prefix("--").unwrap_or(&f.text);
-            let (name, value) = match body.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (body.to_string(), None),
-            };
-            flags.push(Flag {
-                span: ctx.span(rest_base + f.start, rest_base + f.end),
-                raw: f.text,
-                name,
-                value,
-            });
+            let span = ctx.span(rest_base + f.start, rest_base + f.end);
+            flags.push(Flag::new(f.text, span));
         }
         let remaining = &rest[args_at..];
         let l = remaining.len() - remaining.trim_start().len();
         args_text = remaining.trim();
         args_base = rest_base + args_at + l;
     }
-    let keyword_lower = dump::go_lower(keyword);
+    let keyword_lower = match KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(keyword)) {
+        Some(k) => Cow::Borrowed(*k),
+        None => {
+            // Go's lower-casing also maps a few non-ASCII letters (the Kelvin sign) to
+            // ASCII ones, so a keyword can still turn out to be known.
+            let lower = dump::go_lower(keyword);
+            match KEYWORDS.iter().find(|k| **k == lower) {
+                Some(k) => Cow::Borrowed(*k),
+                None => Cow::Owned(lower),
+            }
+        }
+    };
     let args_span = ctx.span(args_base, args_base + args_text.len());
     let keyword_span = ctx.span(kw_start, kw_start + kw_len);
     let mut node = Node {
@@ -591,9 +629,14 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
             start: keyword_span.start,
             end: ctx.whole.end,
         },
-        segments: Vec::new(),
+        first_segment: Segment {
+            joined: 0,
+            line: keyword_span.start.line,
+            column: keyword_span.start.column,
+        },
+        more_segments: Vec::new(),
     };
-    match node.keyword_lower.as_str() {
+    match &*node.keyword_lower {
         "add" | "copy" | "volume" => match parse_json_array(args_text) {
             Ok(list) => {
                 node.args = list;
@@ -638,34 +681,27 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
         _ => node.args.push(String::new()),
     }
     if base == 0 {
-        node.segments = ctx.segments.to_vec();
+        if let Some((first, more)) = ctx.segments.split_first() {
+            node.first_segment = *first;
+            node.more_segments = more.to_vec();
+        }
     } else {
         // Offsets of a sub-instruction are relative to its own text.
-        node.segments = ctx
+        let start = ctx.position(base);
+        node.first_segment = Segment {
+            joined: 0,
+            line: start.line,
+            column: start.column,
+        };
+        node.more_segments = ctx
             .segments
             .iter()
-            .filter_map(|s| {
-                if s.joined >= base {
-                    Some(Segment {
-                        joined: s.joined - base,
-                        ..*s
-                    })
-                } else {
-                    None
-                }
+            .filter(|s| s.joined > base)
+            .map(|s| Segment {
+                joined: s.joined - base,
+                ..*s
             })
             .collect();
-        let start = position_in(ctx.segments, ctx.original, base);
-        if node.segments.first().is_none_or(|s| s.joined > 0) {
-            node.segments.insert(
-                0,
-                Segment {
-                    joined: 0,
-                    line: start.line,
-                    column: start.column,
-                },
-            );
-        }
     }
     Ok(node)
 }
