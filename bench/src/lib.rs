@@ -45,7 +45,7 @@ pub fn generate_dockerfile(lines: usize) -> String {
         out.push_str(&block);
         i += 1;
     }
-    let _ = write!(out, "# end of {n} lines\n");
+    let _ = writeln!(out, "# end of {n} lines");
     out
 }
 
