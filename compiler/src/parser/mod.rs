@@ -622,7 +622,7 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
         json: false,
         heredocs: Vec::new(),
         onbuild: None,
-        original: line.to_string(),
+        original: if base == 0 { line } else { line.trim_end() }.to_string(),
         keyword_span,
         args_span,
         span: Span {
