@@ -108,8 +108,8 @@ fn is_re_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r')
 }
 
-/// Splits `name = value` where the name is `[a-zA-Z][a-zA-Z0-9]*` and the value is not
-/// empty once trimmed.
+/// Splits `name = value` where the name is `[a-zA-Z][a-zA-Z0-9]*` and the value is at
+/// least one character.
 fn split_directive(text: &str) -> Option<(&str, &str)> {
     let bytes = text.as_bytes();
     if !bytes.first()?.is_ascii_alphabetic() {
@@ -121,12 +121,15 @@ fn split_directive(text: &str) -> Option<(&str, &str)> {
         .unwrap_or(bytes.len());
     let rest = text[name_end..].trim_start_matches(is_re_space);
     let rest = rest.strip_prefix('=')?;
-    let value = rest
-        .trim_start_matches(is_re_space)
-        .trim_end_matches(is_re_space);
-    if value.is_empty() {
-        return None;
-    }
+    let value = rest.trim_start_matches(is_re_space);
+    let value = if value.is_empty() {
+        // BuildKit's pattern `=\s*(.+?)\s*$` needs one character of value, so on a
+        // blank value it takes the last blank.
+        let last = rest.chars().next_back()?;
+        &rest[rest.len() - last.len_utf8()..]
+    } else {
+        value.trim_end_matches(is_re_space)
+    };
     Some((&text[..name_end], value))
 }
 
@@ -199,4 +202,48 @@ fn find_directive(key: &str, text: &str, any_format: bool) -> Option<DetectedDir
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(line: &str) -> Result<Option<(String, String)>, DirectiveError> {
+        DirectiveParser::default()
+            .parse_line(line)
+            .map(|d| d.map(|d| (d.name, d.value)))
+    }
+
+    #[test]
+    fn directive_values_are_trimmed() {
+        assert_eq!(
+            one("# Syntax =  a b  ").unwrap(),
+            Some(("syntax".into(), "a b".into()))
+        );
+        assert_eq!(one("#escape=").unwrap(), None);
+        assert_eq!(one("# unknown=x").unwrap(), None);
+        assert_eq!(one("#! syntax=x").unwrap(), None);
+    }
+
+    #[test]
+    fn blank_value_keeps_one_blank() {
+        assert_eq!(
+            one("# escape=  ").unwrap(),
+            Some(("escape".into(), " ".into()))
+        );
+    }
+
+    #[test]
+    fn duplicates_fail_and_other_lines_end_the_run() {
+        let mut p = DirectiveParser::default();
+        assert!(p.parse_line("# check=skip=all").unwrap().is_some());
+        assert_eq!(
+            p.parse_line("# CHECK=x"),
+            Err(DirectiveError::Duplicate("check".into()))
+        );
+        let mut p = DirectiveParser::default();
+        assert_eq!(p.parse_line("FROM x").unwrap(), None);
+        assert_eq!(p.parse_line("# syntax=x").unwrap(), None);
+        assert!(p.is_done());
+    }
 }
