@@ -51,7 +51,17 @@ pub(crate) fn go_lower(s: &str) -> String {
     if s.is_ascii() {
         return s.to_ascii_lowercase();
     }
-    s.chars().flat_map(char::to_lowercase).collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        // Go uses the simple (one-to-one) mapping; U+0130 is the one character whose
+        // full lower case differs from it.
+        if c == '\u{130}' {
+            out.push('i');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 /// Writes one instruction's dump (without the surrounding parentheses).
@@ -103,5 +113,11 @@ mod tests {
         assert_eq!(q("♥ 한"), "\"♥ 한\"");
         assert_eq!(q("\u{a0}\u{200b}"), r#""\u00a0\u200b""#);
         assert_eq!(q("\u{e0001}"), r#""\U000e0001""#);
+    }
+
+    #[test]
+    fn lowers_like_go() {
+        assert_eq!(go_lower("RUN"), "run");
+        assert_eq!(go_lower("\u{130}X\u{212a}"), "ixk");
     }
 }
