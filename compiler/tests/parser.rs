@@ -79,6 +79,34 @@ fn flags_are_split_with_spans() {
 }
 
 #[test]
+fn argument_spans() {
+    let src = "FROM x\nEXPOSE  80 \\\n  443/tcp\nENV A=1 BB=\"2 3\"\nENV K some value\nRUN [\"a\", \"b\"]\n";
+    let p = parse(src).unwrap();
+    let cols = |n: usize| -> Vec<(usize, usize, usize)> {
+        p.instructions[n]
+            .arg_spans()
+            .iter()
+            .map(|s| (s.start.line, s.start.column, s.end.column))
+            .collect()
+    };
+    assert_eq!(cols(1), [(2, 9, 11), (3, 3, 10)]);
+    assert_eq!(
+        cols(2),
+        [
+            (4, 5, 6),
+            (4, 7, 8),
+            (4, 6, 7),
+            (4, 9, 11),
+            (4, 12, 17),
+            (4, 11, 12)
+        ]
+    );
+    assert_eq!(cols(3), [(5, 5, 6), (5, 7, 17), (5, 17, 17)]);
+    assert_eq!(cols(4), [(6, 5, 15), (6, 5, 15)]);
+    assert_eq!(p.instructions[2].args_text(), "A=1 BB=\"2 3\"");
+}
+
+#[test]
 fn run_mount_network_security_flags() {
     let src = "FROM x\nRUN --mount=type=cache,target=/root/.cache --network=none --security=insecure make\n";
     let p = parse(src).unwrap();

@@ -185,6 +185,10 @@ pub struct Node {
     /// From the keyword to the end of the instruction's last line (heredoc bodies
     /// included).
     pub span: Span,
+    /// Byte range of the argument text in `original`.
+    args_range: std::ops::Range<usize>,
+    /// The escape character the instruction was parsed with.
+    escape: char,
     /// Where `original` comes from: its first piece, then one per further line.
     first_segment: Segment,
     more_segments: Vec<Segment>,
@@ -232,6 +236,69 @@ impl Node {
             start: self.position_in_original(start),
             end: self.position_in_original(end),
         }
+    }
+
+    /// The argument text (after the flags) as written, continuations joined.
+    pub fn args_text(&self) -> &str {
+        self.original.get(self.args_range.clone()).unwrap_or("")
+    }
+
+    /// One span per entry of [`Node::args`], computed on demand. Words split from the
+    /// text (FROM, EXPOSE, ARG, ENV/LABEL keys and values, shell-form ADD/COPY/VOLUME,
+    /// the HEALTHCHECK type) get their own span; the single argument of a shell form and
+    /// the elements of a JSON form get the span of the whole argument text. An ENV/LABEL
+    /// separator gets the span of its `=` (an empty span in the `key value` form).
+    pub fn arg_spans(&self) -> Vec<Span> {
+        let text = self.args_text();
+        let base = self.args_range.start;
+        let at = |start: usize, len: usize| self.span_in_original(base + start, base + start + len);
+        let whole = at(0, text.len());
+        let mut spans = Vec::with_capacity(self.args.len());
+        match &*self.keyword_lower {
+            "from" | "expose" => {
+                spans.extend(split_whitespace(text).iter().map(|(o, w)| at(*o, w.len())));
+            }
+            "add" | "copy" | "volume" if !self.json => {
+                spans.extend(split_whitespace(text).iter().map(|(o, w)| at(*o, w.len())));
+            }
+            "arg" => {
+                spans.extend(
+                    parse_words_spanned(text, self.escape)
+                        .iter()
+                        .map(|(o, w)| at(*o, w.len())),
+                );
+            }
+            "env" | "label" => {
+                let words = parse_words_spanned(text, self.escape);
+                if words.first().is_some_and(|(_, w)| !w.contains('=')) {
+                    let parts = split_whitespace(text);
+                    if let (Some(k), Some(v)) = (parts.first(), parts.get(1)) {
+                        spans.push(at(k.0, k.1.len()));
+                        spans.push(at(v.0, text.len() - v.0));
+                        spans.push(at(text.len(), 0));
+                    }
+                } else {
+                    for (o, w) in &words {
+                        let eq = w.find('=').unwrap_or(w.len());
+                        spans.push(at(*o, eq));
+                        spans.push(at(o + eq + 1, w.len().saturating_sub(eq + 1)));
+                        spans.push(at(o + eq, 1));
+                    }
+                }
+            }
+            "healthcheck" => {
+                let sep = text.find(char::is_whitespace).unwrap_or(text.len());
+                spans.push(at(0, sep));
+                let rest = text[sep..].trim_start();
+                let rest_at = text.len() - rest.len();
+                let cmd = at(rest_at, rest.len());
+                spans.resize(self.args.len(), cmd);
+            }
+            _ => {}
+        }
+        // Single-argument and JSON forms, and anything not split above.
+        spans.resize(self.args.len(), whole);
+        spans
     }
 
     /// Whether heredocs are read after this instruction: RUN, COPY and ADD (directly or
@@ -635,6 +702,8 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
             column: keyword_span.start.column,
         },
         more_segments: Vec::new(),
+        args_range: args_base - base..args_base - base + args_text.len(),
+        escape: ctx.escape,
     };
     match &*node.keyword_lower {
         "add" | "copy" | "volume" => match parse_json_array(args_text) {
