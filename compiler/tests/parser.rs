@@ -381,6 +381,12 @@ fn check_stable(src: &str) {
     assert_eq!(first, second);
     if let Ok(p) = parse(src) {
         let _ = parser::validate_keywords(&p);
+        for node in &p.instructions {
+            assert_eq!(node.arg_spans().len(), node.args.len());
+            if let Some(sub) = &node.onbuild {
+                assert_eq!(sub.arg_spans().len(), sub.args.len());
+            }
+        }
         for w in p.warnings() {
             let _ = w.render("Dockerfile", src);
         }

@@ -15,6 +15,12 @@ fuzz_target!(|data: &[u8]| {
         (Ok(a), Ok(b)) => {
             assert_eq!(a.dump(), b.dump(), "dump is not stable");
             let _ = parser::validate_keywords(a);
+            for node in &a.instructions {
+                assert_eq!(node.arg_spans().len(), node.args.len());
+                if let Some(sub) = &node.onbuild {
+                    assert_eq!(sub.arg_spans().len(), sub.args.len());
+                }
+            }
             for w in a.warnings() {
                 let _ = w.render("Dockerfile", source);
             }

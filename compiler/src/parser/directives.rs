@@ -191,17 +191,20 @@ fn find_directive(key: &str, text: &str, any_format: bool) -> Option<DetectedDir
             });
         }
     }
-    if any_format
-        && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text)
-        && let Some(serde_json::Value::String(v)) = map.get(key)
-    {
-        return Some(DetectedDirective {
+    if !any_format {
+        return None;
+    }
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
+        return None;
+    };
+    match map.get(key) {
+        Some(serde_json::Value::String(v)) => Some(DetectedDirective {
             reference: v.clone(),
             cmdline: v.clone(),
             line: first_line,
-        });
+        }),
+        _ => None,
     }
-    None
 }
 
 #[cfg(test)]

@@ -244,7 +244,9 @@ impl Lexer {
         let mut out = String::from("<<");
         // `<<- EOF`: BuildKit's lexer splits this into `<<-` and `EOF` and so finds no
         // heredoc, although its own tests list `EOF` for it; the space is taken here, so
-        // the word stays whole. Only files BuildKit rejects parse differently.
+        // the word stays whole. BuildKit would read the body lines as instructions
+        // (ending with the unknown instruction `EOF`), so in practice only files it
+        // rejects parse differently.
         if self.peek() == Some('-')
             && self
                 .chars

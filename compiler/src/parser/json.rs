@@ -257,9 +257,8 @@ impl Parser<'_> {
                         let save = self.i;
                         if self.s[self.i..].starts_with(b"\\u") {
                             self.i += 2;
-                            if let Some(low) = self.hex4()
-                                && (0xDC00..0xE000).contains(&low)
-                            {
+                            let low = self.hex4().filter(|l| (0xDC00..0xE000).contains(l));
+                            if let Some(low) = low {
                                 let c = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
                                 out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
                                 continue;
