@@ -128,7 +128,7 @@ impl ParseError {
     }
 
     /// Renders `file:line:col: message`, the source line with a caret under the
-    /// column, and the hint if there is one.
+    /// column, and the hint if there is one (no final line end).
     pub fn render(&self, file_name: &str, source: &str) -> String {
         render(
             &self.to_string(),
@@ -159,10 +159,10 @@ impl Warning {
     pub fn render(&self, file_name: &str, source: &str) -> String {
         let mut out = render(&self.short, self.span, None, file_name, source);
         for line in &self.detail {
-            let _ = writeln!(out, "  = note: {line}");
+            let _ = write!(out, "\n  = note: {line}");
         }
         if !self.url.is_empty() {
-            let _ = writeln!(out, "  = see: {}", self.url);
+            let _ = write!(out, "\n  = see: {}", self.url);
         }
         out
     }
@@ -200,6 +200,7 @@ fn render(message: &str, span: Span, hint: Option<&str>, file_name: &str, source
     if let Some(hint) = hint {
         let _ = writeln!(out, "hint: {hint}");
     }
+    out.truncate(out.trim_end().len());
     out
 }
 
