@@ -409,7 +409,15 @@ impl Lexer {
     }
 
     fn nested(&mut self, stop: char, raw_escapes: bool, eof_error: &str) -> Result<String, String> {
-        self.run(Some(stop), raw_escapes, None).map_err(|e| {
+        // BuildKit's nested scan works in the buffer it shares with the outer word: it
+        // clears it on entry and again when it collects its own words on exit, so the
+        // outer word loses what it had gathered before the `${`.
+        let mut words = Words::default();
+        let result = self.run(Some(stop), raw_escapes, Some(&mut words));
+        if result.is_ok() {
+            words.finish(&mut self.buf);
+        }
+        result.map_err(|e| {
             if self.peek().is_none() {
                 eof_error.to_string()
             } else {
@@ -429,6 +437,11 @@ mod tests {
             lex_words("RUN <<  EOF  > foo", true, true).unwrap(),
             ["RUN", "<<  EOF", ">", "foo"]
         );
+    }
+
+    #[test]
+    fn nested_substitution_shares_the_word_buffer() {
+        assert_eq!(lex_words("a${X:-bc}d", true, true).unwrap(), ["${X:-bc}d"]);
     }
 
     #[test]
