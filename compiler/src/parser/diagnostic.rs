@@ -86,10 +86,10 @@ pub enum ParseErrorKind {
         name: String,
     },
     /// A heredoc delimiter word could not be lexed (an unterminated quote, a bad `${`).
-    #[error("invalid heredoc delimiter {word:?}: {reason}")]
+    #[error("invalid heredoc delimiter in {line:?}: {reason}")]
     InvalidHeredocWord {
-        /// The word after `<<`.
-        word: String,
+        /// The instruction line holding the delimiter.
+        line: String,
         /// What the lexer found wrong.
         reason: String,
     },

@@ -550,7 +550,7 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
             let docs = heredocs_from_line(&buf).map_err(|e| {
                 ParseError::new(
                     ParseErrorKind::InvalidHeredocWord {
-                        word: buf.clone(),
+                        line: buf.clone(),
                         reason: e.0,
                     },
                     whole,
