@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod dockerignore;
+pub mod parser;
 pub mod shell;
