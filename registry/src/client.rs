@@ -235,7 +235,7 @@ impl Client {
                 Method::GET,
                 &url,
                 "the registry API",
-                |r| Ok(r),
+                Ok,
             )
             .await?;
         if resp.status().is_success() {

@@ -546,7 +546,9 @@ impl Client {
                 Err(e @ RegistryError::SizeMismatch { received: r, .. }) if r > size => {
                     return Err(e);
                 }
-                Err(e) if transient_error(&e) => {
+                // `send` has already retried error statuses; here only broken transfers
+                // (connection errors, short bodies) are resumed.
+                Err(e) if transient_error(&e) && !matches!(e, RegistryError::Status { .. }) => {
                     failures += 1;
                     if failures >= policy.max_attempts {
                         return Err(e);

@@ -1,0 +1,205 @@
+use std::time::{Duration, Instant};
+
+use rbuild_registry::{Client, ClientOptions, PullOptions, PulledImage, Reference, RegistryError};
+use rbuild_test_support::{BusyboxLayout, Format, Registry};
+
+use crate::proxy::{Fault, Proxy};
+use crate::{CountingTarget, client, test_options};
+
+struct Setup {
+    _registry: Registry,
+    proxy: Proxy,
+    reference: Reference,
+    layer: String,
+    layer_size: u64,
+}
+
+async fn setup() -> Setup {
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    layout.push_with_skopeo(&registry, "busybox:latest", Format::Oci);
+    let direct = Reference::parse(&format!("{}/busybox", registry.host())).unwrap();
+    let m = client().fetch_manifest(&direct).await.unwrap();
+    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&m.bytes).unwrap();
+    let layer = manifest.layers()[0].digest().to_string();
+    let layer_size = manifest.layers()[0].size();
+    let proxy = Proxy::start(&registry.host()).await;
+    let reference = Reference::parse(&format!("{}/busybox", proxy.host())).unwrap();
+    Setup {
+        _registry: registry,
+        proxy,
+        reference,
+        layer,
+        layer_size,
+    }
+}
+
+async fn pull(
+    c: &Client,
+    s: &Setup,
+    target: &CountingTarget,
+) -> Result<PulledImage, RegistryError> {
+    c.pull(&s.reference, target, &PullOptions::default()).await
+}
+
+fn count(proxy: &Proxy, method: &str, path_contains: &str) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|(m, p)| m == method && p.contains(path_contains))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_503_then_succeeds() {
+    let s = setup().await;
+    s.proxy
+        .inject(Some("GET"), "/manifests/", Fault::Status(503, None), 2);
+    s.proxy
+        .inject(Some("GET"), &s.layer, Fault::Status(502, None), 1);
+    let target = CountingTarget::default();
+    pull(&client(), &s, &target).await.unwrap();
+    assert_eq!(count(&s.proxy, "GET", "/manifests/latest"), 3);
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 2);
+    assert!(target.aborted.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn honours_retry_after_on_429() {
+    let s = setup().await;
+    s.proxy
+        .inject(Some("GET"), &s.layer, Fault::Status(429, Some(1)), 1);
+    let start = Instant::now();
+    pull(&client(), &s, &CountingTarget::default())
+        .await
+        .unwrap();
+    // The test policy's own backoff is 20 ms; only Retry-After explains a 1 s wait.
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_with_range_after_reset_mid_blob() {
+    let s = setup().await;
+    s.proxy
+        .inject(Some("GET"), &s.layer, Fault::ResetMidBody, 1);
+    let target = CountingTarget::default();
+    let image = pull(&client(), &s, &target).await.unwrap();
+    assert!(image.fetched.iter().any(|d| d.to_string() == s.layer));
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 2);
+    let ranges = s.proxy.ranges();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    let from: u64 = ranges[0]
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        from > 0 && from < s.layer_size,
+        "resumed from {from} of {}",
+        s.layer_size
+    );
+    assert!(target.aborted.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_after_truncated_body() {
+    let s = setup().await;
+    s.proxy.inject(Some("GET"), &s.layer, Fault::Truncate, 1);
+    let target = CountingTarget::default();
+    pull(&client(), &s, &target).await.unwrap();
+    assert_eq!(s.proxy.ranges(), [format!("bytes={}-", s.layer_size / 2)]);
+    let layer: rbuild_registry::Digest = s.layer.parse().unwrap();
+    assert_eq!(crate::sha256(&target.blobs.get(&layer).unwrap()), s.layer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_blob_is_never_committed() {
+    let s = setup().await;
+    s.proxy.inject(Some("GET"), &s.layer, Fault::Corrupt, 100);
+    let target = CountingTarget::default();
+    let err = pull(&client(), &s, &target).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("content of {} does not match its digest", s.layer)),
+        "{err}"
+    );
+    let layer: rbuild_registry::Digest = s.layer.parse().unwrap();
+    assert!(target.blobs.get(&layer).is_none());
+    assert!(target.aborted.lock().unwrap().contains(&s.layer));
+    assert!(!target.committed.lock().unwrap().contains(&s.layer));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_manifest_is_rejected() {
+    let s = setup().await;
+    s.proxy
+        .inject(Some("GET"), "/manifests/", Fault::Corrupt, 100);
+    let err = client().fetch_manifest(&s.reference).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_server_times_out_then_retries_or_fails_clearly() {
+    let s = setup().await;
+    let c = Client::new(ClientOptions {
+        read_timeout: Duration::from_millis(300),
+        ..test_options()
+    });
+    s.proxy.inject(
+        Some("GET"),
+        &s.layer,
+        Fault::Delay(Duration::from_secs(1)),
+        1,
+    );
+    pull(&c, &s, &CountingTarget::default()).await.unwrap();
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 2);
+
+    s.proxy.inject(
+        Some("GET"),
+        &s.layer,
+        Fault::Delay(Duration::from_secs(1)),
+        100,
+    );
+    let target = CountingTarget::default();
+    let start = Instant::now();
+    let err = pull(&c, &s, &target).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("request GET http://") && msg.contains(&s.layer),
+        "{msg}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+    let layer: rbuild_registry::Digest = s.layer.parse().unwrap();
+    assert!(target.blobs.get(&layer).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_5xx_gives_up_naming_the_url() {
+    let s = setup().await;
+    s.proxy
+        .inject(Some("GET"), &s.layer, Fault::Status(500, None), 100);
+    let target = CountingTarget::default();
+    let err = pull(&client(), &s, &target).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Status { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&s.layer), "{err}");
+    // The policy allows 4 attempts in all.
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 4);
+    assert!(target.aborted.lock().unwrap().contains(&s.layer));
+}
