@@ -29,6 +29,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Print the build plan (or the parse tree) of a Dockerfile.
     Plan(commands::plan::PlanArgs),
+    /// Log in to a registry: check the credentials, then store them in the docker config.
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry: remove its stored credentials.
+    Logout(commands::logout::LogoutArgs),
 }
 
 pub fn parse() -> Cli {

@@ -11,3 +11,7 @@ pub const RBUILD_LOG: &str = "RBUILD_LOG";
 pub const RBUILD_CONFORMANCE_DIR: &str = "RBUILD_CONFORMANCE_DIR";
 /// Disables colour in every output when set to any value (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// The docker config directory (`config.json` with registry credentials); default `~/.docker`.
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+/// A containers-auth.json file; when set, `login`/`logout` write it and pulls read it first.
+pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";

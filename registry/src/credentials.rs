@@ -191,9 +191,9 @@ pub fn config_key(registry: &str) -> String {
     }
 }
 
-/// Reduces a config key (`https://index.docker.io/v1/`, `http://host:5000`, `host`) to the
+/// Reduces a config key or a user-typed registry (`https://index.docker.io/v1/`, `http://host:5000`, `host`) to the
 /// registry name references use.
-fn normalise_key(key: &str) -> &str {
+pub fn normalise_registry(key: &str) -> &str {
     let k = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
@@ -272,7 +272,7 @@ impl DockerConfig {
     pub fn helper_for(&self, registry: &str) -> Option<String> {
         if let Some(helpers) = self.root.get("credHelpers").and_then(Value::as_object) {
             for (k, v) in helpers {
-                if normalise_key(k) == registry {
+                if normalise_registry(k) == registry {
                     if let Some(h) = v.as_str() {
                         return Some(h.to_string());
                     }
@@ -292,7 +292,7 @@ impl DockerConfig {
             return Ok(None);
         };
         for (key, entry) in auths {
-            if normalise_key(key) != registry {
+            if normalise_registry(key) != registry {
                 continue;
             }
             if let Some(token) = entry.get("identitytoken").and_then(Value::as_str) {
@@ -357,7 +357,7 @@ impl DockerConfig {
         };
         let keys: Vec<String> = auths
             .keys()
-            .filter(|k| normalise_key(k) == registry)
+            .filter(|k| normalise_registry(k) == registry)
             .cloned()
             .collect();
         for k in &keys {
@@ -377,36 +377,21 @@ struct HelperReply {
 }
 
 fn run_helper_get(helper: &str, registry: &str) -> Result<Option<Credential>, CredentialsError> {
-    let fail = |message: String| CredentialsError::Helper {
-        helper: helper.to_string(),
-        registry: registry.to_string(),
-        message,
-    };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(config_key(registry).as_bytes())
-            .map_err(|e| fail(format!("cannot write to it: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("cannot wait for it: {e}")))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        if text.contains("credentials not found") {
+    let stdout = match run_helper(helper, registry, "get", config_key(registry).as_bytes()) {
+        Ok(out) => out,
+        Err(CredentialsError::Helper { message, .. })
+            if message.contains("credentials not found") =>
+        {
             return Ok(None);
         }
-        return Err(fail(format!("{} ({})", text.trim(), out.status)));
-    }
-    let reply: HelperReply = serde_json::from_slice(&out.stdout)
-        .map_err(|_| fail("reply is not the expected JSON".into()))?;
+        Err(e) => return Err(e),
+    };
+    let reply: HelperReply =
+        serde_json::from_slice(&stdout).map_err(|_| CredentialsError::Helper {
+            helper: helper.to_string(),
+            registry: registry.to_string(),
+            message: "reply is not the expected JSON".into(),
+        })?;
     if reply.username == "<token>" {
         Ok(Some(Credential::IdentityToken {
             token: Secret::new(reply.secret),
@@ -417,6 +402,61 @@ fn run_helper_get(helper: &str, registry: &str) -> Result<Option<Credential>, Cr
             password: Secret::new(reply.secret),
         }))
     }
+}
+
+/// Stores credentials with `docker-credential-<helper> store` (as `login` does when the
+/// config names a helper for the registry).
+pub fn helper_store(
+    helper: &str,
+    registry: &str,
+    username: &str,
+    password: &Secret,
+) -> Result<(), CredentialsError> {
+    let payload = serde_json::json!({
+        "ServerURL": config_key(registry),
+        "Username": username,
+        "Secret": password.expose(),
+    });
+    run_helper(helper, registry, "store", payload.to_string().as_bytes()).map(drop)
+}
+
+/// Removes credentials with `docker-credential-<helper> erase`.
+pub fn helper_erase(helper: &str, registry: &str) -> Result<(), CredentialsError> {
+    run_helper(helper, registry, "erase", config_key(registry).as_bytes()).map(drop)
+}
+
+fn run_helper(
+    helper: &str,
+    registry: &str,
+    verb: &str,
+    input: &[u8],
+) -> Result<Vec<u8>, CredentialsError> {
+    let fail = |message: String| CredentialsError::Helper {
+        helper: helper.to_string(),
+        registry: registry.to_string(),
+        message,
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg(verb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .map_err(|e| fail(format!("cannot write to it: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("cannot wait for it: {e}")))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        return Err(fail(format!("{verb}: {} ({})", text.trim(), out.status)));
+    }
+    Ok(out.stdout)
 }
 
 #[cfg(test)]

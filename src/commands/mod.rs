@@ -1,6 +1,9 @@
 //! One module per subcommand. Each resolves its arguments into settings, then does the work.
 
+pub mod login;
+pub mod logout;
 pub mod plan;
+pub mod registry;
 
 use std::process::ExitCode;
 
@@ -10,5 +13,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => plan::run(args),
+        Command::Login(args) => login::run(args),
+        Command::Logout(args) => logout::run(args),
     }
 }
