@@ -585,11 +585,12 @@ impl Client {
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| terr("reply has no token".into()))?;
-        // Tokens live at least 60 s by the spec; renew a little before they expire.
-        let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60).max(10));
+        // The spec's default lifetime is 60 s; renew a little before the token expires.
+        let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60));
+        let margin = (lifetime / 2).min(Duration::from_secs(5));
         Ok(Token {
             value,
-            expires: Instant::now() + lifetime.saturating_sub(Duration::from_secs(5)),
+            expires: Instant::now() + lifetime - margin,
         })
     }
 }

@@ -64,7 +64,17 @@ impl Registry {
         Self::launch(true)
     }
 
+    /// Starts a plain-HTTP registry whose config ends with `auth_yaml` (a top-level `auth:`
+    /// block, e.g. `token` auth pointing at a token server of the test).
+    pub fn start_with_auth_config(auth_yaml: &str) -> Self {
+        Self::launch_with(false, auth_yaml)
+    }
+
     fn launch(secure: bool) -> Self {
+        Self::launch_with(secure, "")
+    }
+
+    fn launch_with(secure: bool, extra: &str) -> Self {
         let bin = require_tool(REGISTRY_BIN, "docker-registry");
         let dir = tempfile::tempdir().expect("create temp dir for the registry");
         let port = free_port();
@@ -87,6 +97,7 @@ impl Registry {
                 root.join("htpasswd").display()
             ));
         }
+        config.push_str(extra);
         let config_path = root.join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(root.join("registry.log")).expect("create registry log");

@@ -6,6 +6,7 @@ mod faults;
 mod proxy;
 mod pull;
 mod push;
+mod token;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
