@@ -26,10 +26,13 @@ use crate::test_options;
 const SERVICE: &str = "rbuild-test-registry";
 const ISSUER: &str = "rbuild-test-issuer";
 
+/// Scopes of each token request, and whether it carried the right credentials.
+type Issued = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
+
 struct TokenServer {
     port: u16,
     /// The `scope` parameters of every token issued, and whether credentials came along.
-    issued: Arc<Mutex<Vec<(Vec<String>, bool)>>>,
+    issued: Issued,
     /// When set, the next token grants nothing (the registry will refuse it).
     withhold_next: Arc<std::sync::atomic::AtomicBool>,
     cert_pem: String,
@@ -46,7 +49,7 @@ impl TokenServer {
         let cert_der = STANDARD.encode(cert.der());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let issued = Arc::new(Mutex::new(Vec::new()));
+        let issued: Issued = Arc::new(Mutex::new(Vec::new()));
         let iss = issued.clone();
         let withhold_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let withhold = withhold_next.clone();
