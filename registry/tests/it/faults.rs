@@ -203,3 +203,83 @@ async fn persistent_5xx_gives_up_naming_the_url() {
     assert_eq!(count(&s.proxy, "GET", &s.layer), 4);
     assert!(target.aborted.lock().unwrap().contains(&s.layer));
 }
+
+/// A registry that redirects blob downloads to another host (as registries do to object
+/// storage): the client follows, but the credentials stay with the registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_to_another_host_drops_credentials() {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use rbuild_registry::{Credential, CredentialStore, MemoryBlobs, Secret};
+
+    let s = setup().await;
+    let layer: rbuild_registry::Digest = s.layer.parse().unwrap();
+    let blobs = MemoryBlobs::new();
+    pull(
+        &client(),
+        &s,
+        &crate::CountingTarget {
+            blobs: blobs.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let bytes = Bytes::from(blobs.get(&layer).unwrap().to_vec());
+
+    // "Object storage": another host name (localhost instead of 127.0.0.1), which records the
+    // Authorization headers it receives.
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let storage_port = listener.local_addr().unwrap().port();
+    let (seen2, bytes2) = (seen.clone(), bytes.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (seen, bytes) = (seen2.clone(), bytes2.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    seen.lock().unwrap().push(
+                        req.headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap().to_string()),
+                    );
+                    let body = bytes.clone();
+                    async move { Ok::<_, Infallible>(hyper::Response::new(Full::new(body))) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    s.proxy.inject(
+        Some("GET"),
+        &s.layer,
+        Fault::Redirect(format!("http://localhost:{storage_port}/blob")),
+        1,
+    );
+    // Basic credentials for the proxy's registry name: the proxy's upstream has no auth, so
+    // announce Basic through the proxy's /v2/ answer.
+    s.proxy.inject(Some("GET"), "/v2/", Fault::Challenge, 1);
+    let c = Client::new(ClientOptions {
+        credentials: CredentialStore::anonymous().with_credential(
+            &s.proxy.host(),
+            Credential::Basic {
+                username: "u".into(),
+                password: Secret::new("p"),
+            },
+        ),
+        ..test_options()
+    });
+    let target = CountingTarget::default();
+    pull(&c, &s, &target).await.unwrap();
+    assert_eq!(target.blobs.get(&layer).unwrap().as_slice(), &bytes[..]);
+    assert_eq!(*seen.lock().unwrap(), vec![None]);
+    assert!(s.proxy.authorized().iter().any(|a| a.starts_with("Basic ")));
+}

@@ -26,6 +26,11 @@ pub enum Fault {
     Corrupt,
     /// Wait this long before answering.
     Delay(Duration),
+    /// Answer 307 with this Location without forwarding.
+    Redirect(String),
+    /// Answer 401 with a Basic challenge unless the request carries Authorization (forwarded
+    /// otherwise).
+    Challenge,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +46,7 @@ struct State {
     rules: Vec<Rule>,
     log: Vec<(String, String)>,
     ranges: Vec<String>,
+    authorized: Vec<String>,
 }
 
 /// A running proxy; stops with the test's runtime.
@@ -111,6 +117,11 @@ impl Proxy {
         self.state.lock().unwrap().ranges.clone()
     }
 
+    /// `Authorization` headers seen so far.
+    pub fn authorized(&self) -> Vec<String> {
+        self.state.lock().unwrap().authorized.clone()
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_log(&self) {
         self.state.lock().unwrap().log.clear();
@@ -145,6 +156,13 @@ async fn handle(
         if let Some(r) = req.headers().get("range").and_then(|v| v.to_str().ok()) {
             st.ranges.push(r.to_string());
         }
+        if let Some(a) = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        {
+            st.authorized.push(a.to_string());
+        }
         let mut found = None;
         for r in st.rules.iter_mut() {
             if r.times > 0
@@ -164,6 +182,20 @@ async fn handle(
             b = b.header("retry-after", s.to_string());
         }
         return Ok(b.body(full(Bytes::from_static(b"injected fault"))).unwrap());
+    }
+    if let Some(Fault::Redirect(to)) = &fault {
+        return Ok(Response::builder()
+            .status(307)
+            .header("location", to.as_str())
+            .body(full(Bytes::new()))
+            .unwrap());
+    }
+    if matches!(fault, Some(Fault::Challenge)) && !req.headers().contains_key("authorization") {
+        return Ok(Response::builder()
+            .status(401)
+            .header("www-authenticate", "Basic realm=\"test\"")
+            .body(full(Bytes::new()))
+            .unwrap());
     }
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;

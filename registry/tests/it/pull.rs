@@ -136,3 +136,57 @@ async fn missing_manifest_is_a_clear_error() {
         .unwrap_err();
     assert_eq!(err.to_string(), format!("manifest {reference} not found"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_progress_per_blob() {
+    use std::sync::{Arc, Mutex};
+
+    use rbuild_registry::{Client, ClientOptions, ProgressEvent};
+
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    layout.push_with_skopeo(&registry, "busybox:latest", Format::Oci);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let c = Client::new(ClientOptions {
+        progress: Some(Arc::new(move |e: &ProgressEvent| {
+            sink.lock().unwrap().push(e.clone())
+        })),
+        ..crate::test_options()
+    });
+    let reference = Reference::parse(&format!("{}/busybox", registry.host())).unwrap();
+    let image = c
+        .pull(&reference, &MemoryBlobs::new(), &PullOptions::default())
+        .await
+        .unwrap();
+    let events = events.lock().unwrap();
+    for d in std::iter::once(image.image_manifest.config()).chain(image.image_manifest.layers()) {
+        let mine: Vec<&ProgressEvent> = events
+            .iter()
+            .filter(|e| match e {
+                ProgressEvent::BlobStart { digest, .. }
+                | ProgressEvent::BlobBytes { digest, .. }
+                | ProgressEvent::BlobDone { digest } => digest == d.digest(),
+                _ => false,
+            })
+            .collect();
+        assert_eq!(
+            mine.first(),
+            Some(&&ProgressEvent::BlobStart {
+                digest: d.digest().clone(),
+                size: d.size()
+            })
+        );
+        assert_eq!(
+            mine.last(),
+            Some(&&ProgressEvent::BlobDone {
+                digest: d.digest().clone()
+            })
+        );
+        let last_bytes = mine.iter().rev().find_map(|e| match e {
+            ProgressEvent::BlobBytes { done, total, .. } => Some((*done, *total)),
+            _ => None,
+        });
+        assert_eq!(last_bytes, Some((d.size(), d.size())));
+    }
+}
