@@ -200,9 +200,7 @@ impl Client {
             }
             Some((media_type, bytes)) => {
                 for m in &image.manifests {
-                    let by_digest = dest.with_digest(m.digest());
-                    let pinned = Reference::parse(&format!("{}@{}", dest.name(), m.digest()))
-                        .unwrap_or(by_digest);
+                    let pinned = dest.with_digest(m.digest());
                     result.manifest_uploaded |= self
                         .put_manifest_if_changed(&host, &pinned, &m.media_type, &m.bytes)
                         .await?;

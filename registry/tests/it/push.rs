@@ -153,3 +153,49 @@ async fn repush_costs_only_heads() {
     eprintln!("re-push of an unchanged image took {took:?}");
     assert!(took.as_millis() < 1000, "re-push took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_an_index_with_its_manifests() {
+    use rbuild_registry::{Platform, PushManifest};
+
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    layout.push_tag_with_skopeo("multi", &registry, "multi:latest", Format::Oci);
+    let src = Reference::parse(&format!("{}/multi", registry.host())).unwrap();
+    let c = client();
+    let blobs = MemoryBlobs::new();
+    let mut manifests = Vec::new();
+    let mut index = None;
+    for p in ["linux/amd64", "linux/arm64"] {
+        let opts = PullOptions {
+            platform: Platform::parse(p).unwrap(),
+            ..PullOptions::default()
+        };
+        let image = c.pull(&src, &blobs, &opts).await.unwrap();
+        manifests.push(
+            PushManifest::from_bytes(&image.manifest.media_type, image.manifest.bytes.clone())
+                .unwrap(),
+        );
+        index = image.index;
+    }
+    let index = index.unwrap();
+    let push = PushImage::with_index(&index.media_type, index.bytes.clone(), manifests).unwrap();
+    let dest = Reference::parse(&format!("{}/copy/multi:2", registry.host())).unwrap();
+    let r = c
+        .push(&dest, &push, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, index.digest);
+    // Two configs and one shared layer.
+    assert_eq!(r.uploaded.len(), 3, "{r:?}");
+    assert_eq!(
+        skopeo_digest(&format!("{}/copy/multi:2", registry.host())),
+        index.digest.to_string()
+    );
+    check_with_skopeo_and_umoci(&registry, "copy/multi:2");
+
+    // An index whose manifests are not all given is refused before anything is sent.
+    let err =
+        PushImage::with_index(&index.media_type, index.bytes.clone(), Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("index lists sha256:"), "{err}");
+}
