@@ -283,3 +283,89 @@ async fn redirect_to_another_host_drops_credentials() {
     assert_eq!(*seen.lock().unwrap(), vec![None]);
     assert!(s.proxy.authorized().iter().any(|a| a.starts_with("Basic ")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_manifest_is_refused() {
+    let s = setup().await;
+    let c = Client::new(ClientOptions {
+        max_manifest_size: 100,
+        ..test_options()
+    });
+    let err = c.fetch_manifest(&s.reference).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ManifestTooLarge { limit: 100, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("manifest {} is larger than 100 bytes", s.reference)
+    );
+}
+
+/// A manifest whose layer is marked non-distributable with a URL: without the flag the layer
+/// comes from the registry and the URL is never contacted; with it, from the URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_layer_urls_need_the_flag() {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use rbuild_registry::MemoryBlobs;
+
+    let s = setup().await;
+    let layer: rbuild_registry::Digest = s.layer.parse().unwrap();
+    let blobs = MemoryBlobs::new();
+    let image = client()
+        .pull(&s.reference, &blobs, &PullOptions::default())
+        .await
+        .unwrap();
+    let bytes = Bytes::from(blobs.get(&layer).unwrap().to_vec());
+
+    let hits: Arc<Mutex<usize>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (hits2, bytes2) = (hits.clone(), bytes.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (hits, bytes) = (hits2.clone(), bytes2.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    *hits.lock().unwrap() += 1;
+                    let body = bytes.clone();
+                    async move { Ok::<_, Infallible>(hyper::Response::new(Full::new(body))) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest.bytes).unwrap();
+    manifest["layers"][0]["mediaType"] =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into();
+    manifest["layers"][0]["urls"] = serde_json::json!([format!("http://127.0.0.1:{port}/layer")]);
+    let body = serde_json::to_vec(&manifest).unwrap();
+    s.proxy
+        .inject(Some("GET"), "/manifests/", Fault::Replace(body.clone()), 2);
+    s.proxy.clear_log();
+
+    let target = CountingTarget::default();
+    pull(&client(), &s, &target).await.unwrap();
+    assert_eq!(*hits.lock().unwrap(), 0, "URL contacted without the flag");
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 1);
+
+    s.proxy.clear_log();
+    let target = CountingTarget::default();
+    let opts = PullOptions {
+        allow_foreign_layers: true,
+        ..PullOptions::default()
+    };
+    client().pull(&s.reference, &target, &opts).await.unwrap();
+    assert_eq!(*hits.lock().unwrap(), 1);
+    assert_eq!(count(&s.proxy, "GET", &s.layer), 0);
+    assert_eq!(target.blobs.get(&layer).unwrap().as_slice(), &bytes[..]);
+}

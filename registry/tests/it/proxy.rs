@@ -26,6 +26,8 @@ pub enum Fault {
     Corrupt,
     /// Wait this long before answering.
     Delay(Duration),
+    /// Forward, then send these bytes as the body instead (without `Docker-Content-Digest`).
+    Replace(Vec<u8>),
     /// Answer 307 with this Location without forwarding.
     Redirect(String),
     /// Answer 401 with a Basic challenge unless the request carries Authorization (forwarded
@@ -235,6 +237,11 @@ async fn handle(
             if matches!(fault, Some(Fault::Truncate)) && k == "content-length" {
                 continue;
             }
+            if matches!(fault, Some(Fault::Replace(_)))
+                && (k == "content-length" || k == "docker-content-digest")
+            {
+                continue;
+            }
             out = out.header(k, v);
         }
     }
@@ -252,6 +259,7 @@ async fn handle(
             StreamBody::new(s).boxed()
         }
         Some(Fault::Truncate) => full(bytes.slice(..bytes.len() / 2)),
+        Some(Fault::Replace(b)) => full(Bytes::from(b)),
         Some(Fault::Corrupt) => {
             let mut v = bytes.to_vec();
             let mid = v.len() / 2;
