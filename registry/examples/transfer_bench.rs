@@ -103,6 +103,10 @@ fn main() {
             &format!("oci:{}:x", work.path().join("skopeo-oci").display()),
         ]))
     });
+    // Pushes go to fresh registries so nothing can be skipped or mounted.
+    let skopeo_dest = Registry::start();
+    let rbuild_dest = Registry::start();
+    let rbuild_dest_mono = Registry::start();
     time("skopeo copy oci dir -> registry (push)", || {
         run(Command::new("skopeo").args([
             "--insecure-policy",
@@ -110,7 +114,7 @@ fn main() {
             "--quiet",
             "--dest-tls-verify=false",
             &format!("oci:{}:x", work.path().join("skopeo-oci").display()),
-            &format!("docker://{host}/big/skopeo:1"),
+            &format!("docker://{}/big/skopeo:1", skopeo_dest.host()),
         ]))
     });
 
@@ -128,8 +132,9 @@ fn main() {
             .expect("pull")
     });
     let push = PushImage::from_manifest(&image.manifest).expect("manifest");
-    let dest = Reference::parse(&format!("{host}/big/rbuild:1")).expect("reference");
-    let r = time("rbuild push files -> registry", || {
+    let dest =
+        Reference::parse(&format!("{}/big/rbuild:1", rbuild_dest.host())).expect("reference");
+    let r = time("rbuild push files -> registry (chunked)", || {
         rt.block_on(client.push(&dest, &push, &blobs, &PushOptions::default()))
             .expect("push")
     });
@@ -139,6 +144,17 @@ fn main() {
             .expect("push")
     });
     assert_eq!(r.existing.len(), 2);
+    let mono = Client::new(ClientOptions {
+        credentials: CredentialStore::anonymous(),
+        chunked_upload_threshold: u64::MAX,
+        ..ClientOptions::default()
+    });
+    let dest =
+        Reference::parse(&format!("{}/big/rbuild:1", rbuild_dest_mono.host())).expect("reference");
+    time("rbuild push files -> registry (one PUT)", || {
+        rt.block_on(mono.push(&dest, &push, &blobs, &PushOptions::default()))
+            .expect("push")
+    });
     let layer = image.image_manifest.layers()[0].size();
     eprintln!("layer size: {:.1} MiB", layer as f64 / (1 << 20) as f64);
 }
