@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -63,8 +63,17 @@ impl TokenServer {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let empty = withhold.swap(false, std::sync::atomic::Ordering::SeqCst);
-                        let r = issue(&req, &key, &cert_der, lifetime, empty, &iss);
-                        async move { Ok::<_, Infallible>(r) }
+                        let (key, cert_der, iss) = (key.clone(), cert_der.clone(), iss.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let r = issue(&parts, &body, &key, &cert_der, lifetime, empty, &iss);
+                            Ok::<_, Infallible>(r)
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -91,8 +100,12 @@ impl TokenServer {
     }
 }
 
+/// The refresh token (docker's `identitytoken`) the server accepts.
+const REFRESH_TOKEN: &str = "refresh-me-123";
+
 fn issue(
-    req: &Request<hyper::body::Incoming>,
+    req: &hyper::http::request::Parts,
+    body: &[u8],
     key: &KeyPair,
     cert_der: &str,
     lifetime: Duration,
@@ -100,16 +113,29 @@ fn issue(
     issued: &Mutex<Vec<(Vec<String>, bool)>>,
 ) -> Response<Full<Bytes>> {
     let expected = format!("Basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}")));
-    let authed = req
-        .headers()
-        .get("authorization")
-        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
-    let url = url::Url::parse(&format!("http://x{}", req.uri())).unwrap();
-    let scopes: Vec<String> = url
-        .query_pairs()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.into_owned())
-        .collect();
+    let (authed, scopes): (bool, Vec<String>) = if req.method == hyper::Method::POST {
+        // OAuth2 refresh-token grant: form fields, `scope` space-separated.
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        (
+            field("grant_type").as_deref() == Some("refresh_token")
+                && field("refresh_token").as_deref() == Some(REFRESH_TOKEN),
+            field("scope")
+                .map(|s| s.split(' ').map(str::to_string).collect())
+                .unwrap_or_default(),
+        )
+    } else {
+        let url = url::Url::parse(&format!("http://x{}", req.uri)).unwrap();
+        (
+            req.headers
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == expected.as_bytes()),
+            url.query_pairs()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+                .collect(),
+        )
+    };
     issued.lock().unwrap().push((scopes.clone(), authed));
     if !authed {
         return Response::builder()
@@ -281,4 +307,55 @@ async fn bearer_tokens_per_scope_with_refresh() {
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains(&registry.host()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_token_is_exchanged_at_the_token_server() {
+    let tokens = TokenServer::start(Duration::from_secs(60)).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with_auth_config(&tokens.auth_yaml(scratch.path()));
+    let with = |token: &str| {
+        Client::new(ClientOptions {
+            credentials: CredentialStore::anonymous().with_credential(
+                &registry.host(),
+                Credential::IdentityToken {
+                    token: Secret::new(token),
+                },
+            ),
+            ..test_options()
+        })
+    };
+    // Pushing a manifest-less blob needs push scope: a real write with the exchanged token.
+    let blobs = MemoryBlobs::new();
+    let data = b"identity token blob".to_vec();
+    let digest = rbuild_registry::sha256_digest(&data);
+    blobs.insert(&digest, data.clone());
+    let desc = rbuild_registry::Descriptor::new(
+        "application/octet-stream".into(),
+        data.len() as u64,
+        digest.clone(),
+    );
+    let dest = Reference::parse(&format!("{}/idt/blob:1", registry.host())).unwrap();
+    assert!(
+        with(REFRESH_TOKEN)
+            .push_blob(&dest, &desc, &blobs, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        with(REFRESH_TOKEN)
+            .blob_exists(&dest, &digest)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tokens
+            .issued
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(s, authed)| *authed && s == &["repository:idt/blob:pull,push"])
+    );
+    let err = with("wrong").blob_exists(&dest, &digest).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
 }
