@@ -297,7 +297,13 @@ impl Client {
                 .await
             {
                 Ok(o) => return Ok(o),
-                Err(e) if transient_error(&e) && failures + 1 < policy.max_attempts => {
+                // `send` has already retried error statuses; a broken connection or stream
+                // restarts the upload session.
+                Err(e)
+                    if transient_error(&e)
+                        && !matches!(e, RegistryError::Status { .. })
+                        && failures + 1 < policy.max_attempts =>
+                {
                     failures += 1;
                     let delay = policy
                         .base_delay

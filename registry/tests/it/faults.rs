@@ -369,3 +369,53 @@ async fn foreign_layer_urls_need_the_flag() {
     assert_eq!(count(&s.proxy, "GET", &s.layer), 0);
     assert_eq!(target.blobs.get(&layer).unwrap().as_slice(), &bytes[..]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_retries_then_succeeds_or_names_the_url() {
+    use rbuild_registry::{MemoryBlobs, PushImage, PushOptions};
+
+    let s = setup().await;
+    let blobs = MemoryBlobs::new();
+    let image = client()
+        .pull(&s.reference, &blobs, &PullOptions::default())
+        .await
+        .unwrap();
+    let push = PushImage::from_manifest(&image.manifest).unwrap();
+    let dest = Reference::parse(&format!("{}/up/retry:1", s.proxy.host())).unwrap();
+    // A 503 on the upload PUT and a reset on the session start are retried.
+    s.proxy
+        .inject(Some("PUT"), "/blobs/uploads/", Fault::Status(503, None), 1);
+    s.proxy
+        .inject(Some("POST"), "/blobs/uploads/", Fault::Status(502, None), 1);
+    client()
+        .push(&dest, &push, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::skopeo_digest(&format!("{}/up/retry:1", s._registry.host())),
+        image.manifest.digest.to_string()
+    );
+
+    // A registry that keeps failing: a bounded number of attempts, an error naming the URL.
+    let dest = Reference::parse(&format!("{}/up/fail:1", s.proxy.host())).unwrap();
+    s.proxy.clear_log();
+    s.proxy.inject(
+        Some("POST"),
+        "/blobs/uploads/",
+        Fault::Status(500, None),
+        1000,
+    );
+    let err = client()
+        .push(&dest, &push, &blobs, &PushOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Status { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("/v2/up/fail/blobs/uploads/"),
+        "{err}"
+    );
+    assert!(count(&s.proxy, "POST", "/blobs/uploads/") <= 8);
+}
