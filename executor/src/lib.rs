@@ -20,7 +20,12 @@
 //! ```
 
 pub mod compress;
+pub mod diff;
 pub mod idmap;
+pub mod mounts;
 mod rootfs;
+pub mod sandbox;
+pub mod snapshot;
 mod sys;
 pub mod unpack;
+pub mod user;

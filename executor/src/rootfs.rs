@@ -72,11 +72,6 @@ impl Root {
         Ok(Root { fd })
     }
 
-    /// The root's own fd.
-    pub(crate) fn fd(&self) -> &OwnedFd {
-        &self.fd
-    }
-
     /// Opens the directory at `comps` (resolved inside the root) with `flags`.
     pub(crate) fn open_dir(&self, comps: &[&OsStr], flags: OFlags) -> io::Result<OwnedFd> {
         let p = join(comps);
