@@ -45,10 +45,9 @@ impl SnapshotterKind {
     /// `RBUILD_SNAPSHOTTER` when set to `overlay` or `copy`; otherwise overlay
     /// when a probe mount in a user namespace works (probed once per process).
     pub fn detect() -> Self {
-        match std::env::var(SNAPSHOTTER_ENV).as_deref() {
-            Ok("copy") => SnapshotterKind::Copy,
-            Ok("overlay") => SnapshotterKind::Overlay,
-            _ => {
+        match Self::from_env_value(std::env::var(SNAPSHOTTER_ENV).ok().as_deref()) {
+            Some(k) => k,
+            None => {
                 static PROBE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
                 if *PROBE.get_or_init(crate::sandbox::probe_overlay) {
                     SnapshotterKind::Overlay
@@ -59,6 +58,17 @@ impl SnapshotterKind {
                     SnapshotterKind::Copy
                 }
             }
+        }
+    }
+}
+
+impl SnapshotterKind {
+    /// The kind a `RBUILD_SNAPSHOTTER` value asks for, if any.
+    pub fn from_env_value(v: Option<&str>) -> Option<Self> {
+        match v.map(str::trim) {
+            Some("copy") => Some(SnapshotterKind::Copy),
+            Some("overlay") => Some(SnapshotterKind::Overlay),
+            _ => None,
         }
     }
 }
@@ -134,7 +144,7 @@ pub struct PreparedRoot {
     /// Copy snapshotter: stubs made for mount points (removed in reverse) and
     /// parent dirs whose times must be restored.
     stubs: Vec<(PathBuf, bool)>,
-    parent_times: Vec<(PathBuf, (i64, i64))>,
+    parent_times: Vec<(PathBuf, (i64, i64), (i64, i64))>,
     since: (i64, i64),
 }
 
@@ -217,6 +227,13 @@ pub fn prepare(
                         path: mp.path.clone(),
                         source,
                     })?;
+            }
+            // The parents' times after the stubs exist: a parent whose time
+            // differs after the run was changed by the command too.
+            for (p, _, after) in &mut prepared.parent_times {
+                if let Ok(md) = fs::symlink_metadata(&*p) {
+                    *after = (md.mtime(), md.mtime_nsec());
+                }
             }
             let marker = step_dir.join("ready");
             File::create(&marker).map_err(|source| SnapshotError::Create {
@@ -317,6 +334,11 @@ impl PreparedRoot {
     /// Removes what [`prepare`] created for mount points (copy snapshotter).
     /// Call after the sandbox has exited and before [`Self::write_layer`].
     pub fn remove_stubs(&mut self) -> io::Result<()> {
+        let untouched: Vec<bool> = self
+            .parent_times
+            .iter()
+            .map(|(p, _, after)| fs::symlink_metadata(p).is_ok_and(|md| (md.mtime(), md.mtime_nsec()) == *after))
+            .collect();
         for (p, dir) in self.stubs.drain(..).rev() {
             let r = if dir {
                 fs::remove_dir(&p)
@@ -330,8 +352,10 @@ impl PreparedRoot {
                 Err(e) => return Err(e),
             }
         }
-        for (p, t) in self.parent_times.drain(..).rev() {
-            set_times(&p, t)?;
+        for ((p, before, _), untouched) in self.parent_times.drain(..).zip(untouched).rev() {
+            if untouched {
+                set_times(&p, before)?;
+            }
         }
         Ok(())
     }
@@ -659,5 +683,18 @@ fn copy_xattrs(src: &Path, dst: impl std::os::fd::AsFd) {
         if let Ok(Some(v)) = diff::get_xattr(src, n) {
             let _ = rustix::fs::fsetxattr(&dst, n.as_str(), &v, rustix::fs::XattrFlags::empty());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_value_selects_the_snapshotter() {
+        assert_eq!(SnapshotterKind::from_env_value(Some("copy")), Some(SnapshotterKind::Copy));
+        assert_eq!(SnapshotterKind::from_env_value(Some("overlay")), Some(SnapshotterKind::Overlay));
+        assert_eq!(SnapshotterKind::from_env_value(Some("auto")), None);
+        assert_eq!(SnapshotterKind::from_env_value(None), None);
     }
 }
