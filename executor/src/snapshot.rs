@@ -302,8 +302,8 @@ impl PreparedRoot {
         let top: PathBuf = parents[..existing].iter().collect();
         let top_path = tree.join(&top);
         if let Ok(md) = fs::symlink_metadata(&top_path) {
-            self.parent_times
-                .push((top_path, (md.mtime(), md.mtime_nsec())));
+            let t = (md.mtime(), md.mtime_nsec());
+            self.parent_times.push((top_path, t, t));
         }
         let mut created = Vec::new();
         let parent = root.ensure_dir(parents, Some(&mut created))?;
@@ -337,7 +337,9 @@ impl PreparedRoot {
         let untouched: Vec<bool> = self
             .parent_times
             .iter()
-            .map(|(p, _, after)| fs::symlink_metadata(p).is_ok_and(|md| (md.mtime(), md.mtime_nsec()) == *after))
+            .map(|(p, _, after)| {
+                fs::symlink_metadata(p).is_ok_and(|md| (md.mtime(), md.mtime_nsec()) == *after)
+            })
             .collect();
         for (p, dir) in self.stubs.drain(..).rev() {
             let r = if dir {
@@ -692,8 +694,14 @@ mod tests {
 
     #[test]
     fn env_value_selects_the_snapshotter() {
-        assert_eq!(SnapshotterKind::from_env_value(Some("copy")), Some(SnapshotterKind::Copy));
-        assert_eq!(SnapshotterKind::from_env_value(Some("overlay")), Some(SnapshotterKind::Overlay));
+        assert_eq!(
+            SnapshotterKind::from_env_value(Some("copy")),
+            Some(SnapshotterKind::Copy)
+        );
+        assert_eq!(
+            SnapshotterKind::from_env_value(Some("overlay")),
+            Some(SnapshotterKind::Overlay)
+        );
         assert_eq!(SnapshotterKind::from_env_value(Some("auto")), None);
         assert_eq!(SnapshotterKind::from_env_value(None), None);
     }

@@ -8,7 +8,10 @@ use common::suite::Ctx;
 use rbuild_executor::snapshot::SnapshotterKind;
 
 fn overlay() -> Ctx {
-    assert!(rbuild_executor::sandbox::probe_overlay(), "overlayfs in a user namespace does not work on this machine");
+    assert!(
+        rbuild_executor::sandbox::probe_overlay(),
+        "overlayfs in a user namespace does not work on this machine"
+    );
     Ctx::new(SnapshotterKind::Overlay)
 }
 
@@ -47,12 +50,22 @@ fn many_lower_layers_exceed_one_option_page() {
     let mut layers = vec![c.base.clone()];
     let long = "l".repeat(120);
     for i in 0..60 {
-        let tar = common::Tar::default().dir("deep", 0o755).file(&format!("deep/f{i}"), 0o644, b"x").build();
-        layers.push(common::snapshot(c.tmp.path(), &format!("{long}-{i}"), &tar, &c.id_map));
+        let tar = common::Tar::default()
+            .dir("deep", 0o755)
+            .file(&format!("deep/f{i}"), 0o644, b"x")
+            .build();
+        layers.push(common::snapshot(
+            c.tmp.path(),
+            &format!("{long}-{i}"),
+            &tar,
+            &c.id_map,
+        ));
     }
     let total: usize = layers.iter().map(|l| l.as_os_str().len() + 1).sum();
-    assert!(total > 4096, "the lower dirs must not fit one page: {total}");
+    assert!(
+        total > 4096,
+        "the lower dirs must not fit one page: {total}"
+    );
     let r = c.run_on(&layers, &c.spec("ls /deep | wc -l")).unwrap();
     assert_eq!(r.stdout, ["60"]);
 }
-

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
 
-use rbuild_executor::diff::DiffOptions;
 use rbuild_executor::compress::Compression;
+use rbuild_executor::diff::DiffOptions;
 use rbuild_executor::idmap::IdMap;
 use rbuild_executor::sandbox::{Command, Outcome, RunSpec, Sandbox, SandboxError, Stream};
 use rbuild_executor::snapshot::{self, PreparedRoot, SnapshotterKind};
@@ -21,12 +21,20 @@ pub struct Tar {
 
 impl Default for Tar {
     fn default() -> Self {
-        Tar { b: tar::Builder::new(Vec::new()) }
+        Tar {
+            b: tar::Builder::new(Vec::new()),
+        }
     }
 }
 
 impl Tar {
-    fn header(name: &str, kind: tar::EntryType, mode: u32, size: u64, link: Option<&str>) -> tar::Header {
+    fn header(
+        name: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        size: u64,
+        link: Option<&str>,
+    ) -> tar::Header {
         let mut h = tar::Header::new_ustar();
         assert!(name.len() <= 100, "test names fit a ustar header: {name}");
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
@@ -93,11 +101,18 @@ pub const GROUP: &str = "root:x:0:\nalice:x:1000:\nstaff:x:50:alice\nnogroup:x:6
 
 /// The base layer: /bin/busybox with its applet links, users, and some data.
 pub fn busybox_tar() -> Vec<u8> {
-    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox is missing: install the Debian package busybox-static");
-    let list = Proc::new("/bin/busybox").arg("--list-full").output().expect("run busybox --list-full");
+    let bb = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox is missing: install the Debian package busybox-static");
+    let list = Proc::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .expect("run busybox --list-full");
     assert!(list.status.success(), "busybox --list-full failed");
     let mut t = Tar::default();
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "home", "root", "data", "data/sub", "var"] {
+    for d in [
+        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "home", "root", "data", "data/sub",
+        "var",
+    ] {
         t = t.dir(d, 0o755);
     }
     t = t.dir("tmp", 0o1777);
@@ -135,8 +150,14 @@ pub struct RunResult {
     pub root: PreparedRoot,
 }
 
-pub fn run_in(kind: SnapshotterKind, layers: &[PathBuf], step: &Path, spec: &RunSpec) -> Result<RunResult, SandboxError> {
-    let root = snapshot::prepare(kind, layers, step, &spec.mountpoints()).expect("prepare the root");
+pub fn run_in(
+    kind: SnapshotterKind,
+    layers: &[PathBuf],
+    step: &Path,
+    spec: &RunSpec,
+) -> Result<RunResult, SandboxError> {
+    let root =
+        snapshot::prepare(kind, layers, step, &spec.mountpoints()).expect("prepare the root");
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let outcome = Sandbox::run(spec, &root, &mut |s, l| {
@@ -146,11 +167,19 @@ pub fn run_in(kind: SnapshotterKind, layers: &[PathBuf], step: &Path, spec: &Run
             Stream::Stderr => stderr.push(l),
         }
     })?;
-    Ok(RunResult { outcome, stdout, stderr, root })
+    Ok(RunResult {
+        outcome,
+        stdout,
+        stderr,
+        root,
+    })
 }
 
 pub fn sh(script: &str) -> RunSpec {
-    RunSpec::new(Command::Shell { shell: vec!["/bin/sh".into(), "-c".into()], script: script.into() })
+    RunSpec::new(Command::Shell {
+        shell: vec!["/bin/sh".into(), "-c".into()],
+        script: script.into(),
+    })
 }
 
 /// One entry of a layer, for assertions.
@@ -167,7 +196,11 @@ pub struct Ent {
 
 /// Writes the run's layer (uncompressed) and lists its entries.
 pub fn layer_entries(root: &mut PreparedRoot, id_map: &IdMap) -> Vec<Ent> {
-    let opts = DiffOptions { compression: Compression::None, id_map: id_map.clone(), ..Default::default() };
+    let opts = DiffOptions {
+        compression: Compression::None,
+        id_map: id_map.clone(),
+        ..Default::default()
+    };
     let mut out = Vec::new();
     root.write_layer(&opts, &mut out).expect("write the layer");
     let mut a = tar::Archive::new(&out[..]);
@@ -183,11 +216,22 @@ pub fn layer_entries(root: &mut PreparedRoot, id_map: &IdMap) -> Vec<Ent> {
             tar::EntryType::Char => 'c',
             _ => '?',
         };
-        let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
         let name = e.path().unwrap().to_string_lossy().into_owned();
         let mut data = Vec::new();
         e.read_to_end(&mut data).unwrap();
-        v.push(Ent { name, kind, uid: h.uid().unwrap(), gid: h.gid().unwrap(), mode: h.mode().unwrap(), link, data });
+        v.push(Ent {
+            name,
+            kind,
+            uid: h.uid().unwrap(),
+            gid: h.gid().unwrap(),
+            mode: h.mode().unwrap(),
+            link,
+            data,
+        });
     }
     v
 }

@@ -21,10 +21,19 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(kind: SnapshotterKind) -> Self {
-        let tmp = tempfile::Builder::new().prefix("rbuild-exec-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("rbuild-exec-")
+            .tempdir()
+            .unwrap();
         let id_map = IdMap::for_current_user();
         let base = snapshot(tmp.path(), "base", &busybox_tar(), &id_map);
-        Ctx { kind, id_map, base, tmp, n: std::cell::Cell::new(0) }
+        Ctx {
+            kind,
+            id_map,
+            base,
+            tmp,
+            n: std::cell::Cell::new(0),
+        }
     }
 
     pub fn spec(&self, script: &str) -> RunSpec {
@@ -49,7 +58,9 @@ impl Ctx {
 }
 
 pub fn output_and_exit_code(c: &Ctx) {
-    let r = c.run(&c.spec("echo hello; echo world; echo oops >&2; printf 'no newline'; exit 3")).unwrap();
+    let r = c
+        .run(&c.spec("echo hello; echo world; echo oops >&2; printf 'no newline'; exit 3"))
+        .unwrap();
     assert_eq!(r.stdout, ["hello", "world", "no newline"]);
     assert_eq!(r.stderr, ["oops"]);
     assert_eq!(r.outcome.exit_code, 3);
@@ -84,9 +95,15 @@ pub fn user_switching_and_ownership(c: &Ctx) {
     let mut r = c.run(&s).unwrap();
     assert_eq!(r.stdout, ["1000", "1000", "1000 50", "0022"]);
     let l = c.layer(&mut r);
-    let f = l.iter().find(|e| e.name == "tmp/by-alice").expect("tmp/by-alice in the layer");
+    let f = l
+        .iter()
+        .find(|e| e.name == "tmp/by-alice")
+        .expect("tmp/by-alice in the layer");
     assert_eq!((f.uid, f.gid, f.mode), (1000, 1000, 0o644));
-    let tmp = l.iter().find(|e| e.name == "tmp/").expect("tmp/ in the layer");
+    let tmp = l
+        .iter()
+        .find(|e| e.name == "tmp/")
+        .expect("tmp/ in the layer");
     assert_eq!(tmp.mode, 0o1777, "copied-up dir keeps its mode");
 
     let mut s = c.spec("touch /owned && chown 1234:5678 /owned && chmod 4750 /owned; id -u");
@@ -111,11 +128,21 @@ pub fn whiteout_after_rm(c: &Ctx) {
 }
 
 pub fn opaque_dir(c: &Ctx) {
-    let mut r = c.run(&c.spec("rm -rf /data/sub && mkdir /data/sub && touch /data/sub/new")).unwrap();
+    let mut r = c
+        .run(&c.spec("rm -rf /data/sub && mkdir /data/sub && touch /data/sub/new"))
+        .unwrap();
     let l = c.layer(&mut r);
     let n = names(&l);
     if c.kind == SnapshotterKind::Overlay {
-        assert_eq!(n, ["data/", "data/sub/", "data/sub/.wh..wh..opq", "data/sub/new"]);
+        assert_eq!(
+            n,
+            [
+                "data/",
+                "data/sub/",
+                "data/sub/.wh..wh..opq",
+                "data/sub/new"
+            ]
+        );
     } else {
         // The copy snapshotter cannot tell a recreated dir from a changed one:
         // it deletes the old children one by one, with the same result.
@@ -124,7 +151,9 @@ pub fn opaque_dir(c: &Ctx) {
 }
 
 pub fn hard_links(c: &Ctx) {
-    let mut r = c.run(&c.spec("echo x > /h1 && ln /h1 /h2 && ln /h1 /tmp/h3")).unwrap();
+    let mut r = c
+        .run(&c.spec("echo x > /h1 && ln /h1 /h2 && ln /h1 /tmp/h3"))
+        .unwrap();
     let l = c.layer(&mut r);
     let h1 = l.iter().find(|e| e.name == "h1").unwrap();
     assert_eq!((h1.kind, h1.data.as_slice()), ('f', &b"x\n"[..]));
@@ -135,20 +164,35 @@ pub fn hard_links(c: &Ctx) {
 }
 
 pub fn network_none_has_only_lo(c: &Ctx) {
-    let mut s = c.spec("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo | head -1");
+    let mut s = c.spec(
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo | head -1",
+    );
     s.network = Network::None;
     let r = c.run(&s).unwrap();
     assert_eq!(r.stdout[0], "lo");
     assert_eq!(r.stdout.len(), 2, "{:?}", r.stdout);
     assert!(r.stdout[1].contains("UP"), "{:?}", r.stdout);
-    let host_ifaces = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2;
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count()
+        - 2;
     let r = c.run(&c.spec("tail -n +3 /proc/net/dev | wc -l")).unwrap();
-    assert_eq!(r.stdout, [host_ifaces.to_string()], "host network by default");
+    assert_eq!(
+        r.stdout,
+        [host_ifaces.to_string()],
+        "host network by default"
+    );
 }
 
 pub fn proc_shows_only_the_sandbox(c: &Ctx) {
-    let r = c.run(&c.spec("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; echo $$")).unwrap();
-    let pids: Vec<u32> = r.stdout[0].split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let r = c
+        .run(&c.spec("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; echo $$"))
+        .unwrap();
+    let pids: Vec<u32> = r.stdout[0]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     assert_eq!(pids[0], 1, "{pids:?}");
     // init, the shell and the pipeline's processes: nothing from the host.
     assert!(pids.iter().all(|p| *p < 10), "{pids:?}");
@@ -157,20 +201,29 @@ pub fn proc_shows_only_the_sandbox(c: &Ctx) {
 
 fn host_has_process_with_arg(arg: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).map(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes())).unwrap_or(false)
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+            .unwrap_or(false)
     })
 }
 
 pub fn background_process_is_killed(c: &Ctx) {
     let marker = format!("{}", 4_000_000 + std::process::id() % 100_000);
     let t = Instant::now();
-    let r = c.run(&c.spec(&format!("sleep {marker} >/dev/null 2>&1 & echo started"))).unwrap();
+    let r = c
+        .run(&c.spec(&format!("sleep {marker} >/dev/null 2>&1 & echo started")))
+        .unwrap();
     assert_eq!(r.stdout, ["started"]);
     assert!(t.elapsed() < Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!host_has_process_with_arg(&marker), "the background sleep survived");
+    assert!(
+        !host_has_process_with_arg(&marker),
+        "the background sleep survived"
+    );
     // Even when it keeps the output pipe open.
-    let r = c.run(&c.spec(&format!("sleep {marker} & echo started"))).unwrap();
+    let r = c
+        .run(&c.spec(&format!("sleep {marker} & echo started")))
+        .unwrap();
     assert_eq!(r.stdout, ["started"]);
     assert!(!host_has_process_with_arg(&marker));
 }
@@ -229,7 +282,10 @@ pub fn dev_sys_and_security(c: &Ctx) {
         ))
         .unwrap();
     let devs: Vec<&str> = r.stdout[0].split_whitespace().collect();
-    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin", "stdout", "stderr"] {
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin",
+        "stdout", "stderr",
+    ] {
         assert!(devs.contains(&d), "/dev lacks {d}: {devs:?}");
     }
     assert_eq!(r.stdout[1], "4");
@@ -251,21 +307,40 @@ pub fn extra_mounts(c: &Ctx) {
     std::fs::write(src.join("hello"), "from host\n").unwrap();
     let mut s = c.spec("cat /mnt/in/hello; touch /mnt/in/x 2>/dev/null && echo rw || echo ro; touch /scratch/y && echo tmp-ok");
     s.mounts = vec![
-        ExtraMount { kind: ExtraMountKind::Bind { source: src.clone() }, target: "/mnt/in".into(), readonly: true },
-        ExtraMount { kind: ExtraMountKind::Tmpfs { size: 1 << 20 }, target: "/scratch".into(), readonly: false },
+        ExtraMount {
+            kind: ExtraMountKind::Bind {
+                source: src.clone(),
+            },
+            target: "/mnt/in".into(),
+            readonly: true,
+        },
+        ExtraMount {
+            kind: ExtraMountKind::Tmpfs { size: 1 << 20 },
+            target: "/scratch".into(),
+            readonly: false,
+        },
     ];
     let mut r = c.run(&s).unwrap();
     assert_eq!(r.stdout, ["from host", "ro", "tmp-ok"]);
     assert!(!src.join("x").exists());
     let l = c.layer(&mut r);
-    assert!(l.is_empty(), "mount points are not in the layer: {:?}", names(&l));
+    assert!(
+        l.is_empty(),
+        "mount points are not in the layer: {:?}",
+        names(&l)
+    );
 }
 
 pub fn layers_stack(c: &Ctx) {
     // A second layer made by a run, then used as a lower.
-    let mut r = c.run(&c.spec("echo one > /data/one && rm /data/b")).unwrap();
+    let mut r = c
+        .run(&c.spec("echo one > /data/one && rm /data/b"))
+        .unwrap();
     let mut blob = Vec::new();
-    let opts = rbuild_executor::diff::DiffOptions { id_map: c.id_map.clone(), ..Default::default() };
+    let opts = rbuild_executor::diff::DiffOptions {
+        id_map: c.id_map.clone(),
+        ..Default::default()
+    };
     let info = r.root.write_layer(&opts, &mut blob).unwrap();
     assert!(info.diff_id.starts_with("sha256:") && info.digest != info.diff_id);
     let reader = rbuild_executor::compress::decompress(&blob[..], Some(info.media_type)).unwrap();
@@ -275,6 +350,8 @@ pub fn layers_stack(c: &Ctx) {
     o.id_map = c.id_map.clone();
     o.ignore_chown_errors = rustix::process::getuid().as_raw() != 0;
     rbuild_executor::unpack::apply_layer(reader, &l2, &o).unwrap();
-    let r = c.run_on(&[c.base.clone(), l2], &c.spec("ls /data | tr '\\n' ' '")).unwrap();
+    let r = c
+        .run_on(&[c.base.clone(), l2], &c.spec("ls /data | tr '\\n' ' '"))
+        .unwrap();
     assert_eq!(r.stdout, ["a one sub "]);
 }
