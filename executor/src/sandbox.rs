@@ -206,6 +206,9 @@ pub enum SandboxError {
     /// A step inside the sandbox failed before the command started.
     #[error("sandbox setup failed: {message}")]
     Setup { message: String },
+    /// Writing a layer inside the user namespace failed.
+    #[error("cannot write the layer of {step}: {message}")]
+    Layer { step: PathBuf, message: String },
     /// Installing the id maps failed.
     #[error("cannot install id maps for pid {pid} with {tool}")]
     IdMap {
@@ -897,6 +900,121 @@ fn exec_command(
         126
     };
     child_fail(fail, &format!("exec {:?}", prog), &e, code)
+}
+
+/// Writes the layer of a finished step. As root the files are read
+/// directly; otherwise the diff runs in a child process inside a user
+/// namespace with the step's id map, where files owned by the mapped ids
+/// (mode 0600 files of another user in the image, say) are readable.
+pub fn write_layer(
+    root: &mut PreparedRoot,
+    opts: &crate::diff::DiffOptions,
+    id_map: &IdMap,
+    mut out: impl io::Write,
+) -> Result<crate::diff::LayerInfo, SandboxError> {
+    let step = root.mountpoint.clone();
+    let layer_err = |message: String| SandboxError::Layer {
+        step: step.clone(),
+        message,
+    };
+    if id_map.kind == MappingKind::Root {
+        return root
+            .write_layer(opts, out)
+            .map_err(|e| layer_err(error_chain(&e)));
+    }
+    root.remove_stubs().map_err(|e| layer_err(e.to_string()))?;
+    let (data_r, data_w) = pipe()?;
+    let (info_r, info_w) = pipe()?;
+    let (up_r, up_w) = pipe()?;
+    let (down_r, down_w) = pipe()?;
+    let child = match sys::fork().map_err(host("fork the layer writer"))? {
+        sys::Fork::Child => {
+            drop((data_r, info_r, up_r, down_w));
+            let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+            if sys::unshare(UnshareFlags::NEWUSER).is_err() || write_all_fd(&up_w, b"u").is_err() {
+                sys::exit_now(1);
+            }
+            let mut b = [0u8; 1];
+            if !read_exact_fd(&down_r, &mut b).unwrap_or(false) {
+                sys::exit_now(1);
+            }
+            // Inside the namespace, owners already read as the image's ids.
+            let mut inner = opts.clone();
+            inner.id_map = IdMap::identity();
+            let text = match root.write_layer(&inner, File::from(data_w)) {
+                Ok(i) => format!(
+                    "ok\n{}\n{}\n{}\n{}\n{}\n{}",
+                    i.diff_id, i.digest, i.size, i.uncompressed_size, i.media_type, i.entries
+                ),
+                Err(e) => format!("error\n{}", error_chain(&e)),
+            };
+            let _ = write_all_fd(&info_w, text.as_bytes());
+            sys::exit_now(0)
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    drop((data_w, info_w, up_w, down_r));
+    let child_pid = Pid::from_raw(child).expect("fork returns a positive pid");
+    let result = (|| {
+        let mut b = [0u8; 1];
+        if !read_exact_fd(&up_r, &mut b).map_err(host("wait for the layer writer"))? {
+            return Err(layer_err(
+                "the layer writer could not enter a user namespace".into(),
+            ));
+        }
+        install_maps(child, id_map)?;
+        write_all_fd(&down_w, b"g").map_err(host("signal the layer writer"))?;
+        io::copy(&mut File::from(data_r), &mut out).map_err(host("copy the layer"))?;
+        out.flush().map_err(host("flush the layer"))?;
+        let mut text = String::new();
+        File::from(info_r)
+            .read_to_string(&mut text)
+            .map_err(host("read the layer writer's result"))?;
+        let f: Vec<&str> = text.lines().collect();
+        match f.first() {
+            Some(&"ok") if f.len() == 7 => {
+                let num = |s: &str| {
+                    s.parse::<u64>()
+                        .map_err(|_| layer_err(format!("bad size {s:?}")))
+                };
+                let media_type = [
+                    crate::compress::Compression::None,
+                    crate::compress::Compression::Gzip,
+                    crate::compress::Compression::Zstd,
+                ]
+                .into_iter()
+                .map(|c| c.media_type())
+                .find(|m| *m == f[5])
+                .ok_or_else(|| layer_err(format!("bad media type {:?}", f[5])))?;
+                Ok(crate::diff::LayerInfo {
+                    diff_id: f[1].to_owned(),
+                    digest: f[2].to_owned(),
+                    size: num(f[3])?,
+                    uncompressed_size: num(f[4])?,
+                    media_type,
+                    entries: num(f[6])?,
+                })
+            }
+            Some(&"error") => Err(layer_err(f[1..].join("\n"))),
+            _ => Err(layer_err("the layer writer exited without a result".into())),
+        }
+    })();
+    if result.is_err() {
+        let _ = rustix::process::kill_process(child_pid, Signal::KILL);
+    }
+    let _ = rustix::process::waitpid(Some(child_pid), rustix::process::WaitOptions::empty());
+    result
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Whether overlayfs can be mounted in a user namespace here: mounts a

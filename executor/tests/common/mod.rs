@@ -202,7 +202,7 @@ pub fn layer_entries(root: &mut PreparedRoot, id_map: &IdMap) -> Vec<Ent> {
         ..Default::default()
     };
     let mut out = Vec::new();
-    root.write_layer(&opts, &mut out).expect("write the layer");
+    rbuild_executor::sandbox::write_layer(root, &opts, id_map, &mut out).expect("write the layer");
     let mut a = tar::Archive::new(&out[..]);
     let mut v = Vec::new();
     for e in a.entries().unwrap() {

@@ -341,7 +341,8 @@ pub fn layers_stack(c: &Ctx) {
         id_map: c.id_map.clone(),
         ..Default::default()
     };
-    let info = r.root.write_layer(&opts, &mut blob).unwrap();
+    let info =
+        rbuild_executor::sandbox::write_layer(&mut r.root, &opts, &c.id_map, &mut blob).unwrap();
     assert!(info.diff_id.starts_with("sha256:") && info.digest != info.diff_id);
     let reader = rbuild_executor::compress::decompress(&blob[..], Some(info.media_type)).unwrap();
     let l2 = c.tmp.path().join("l2");
