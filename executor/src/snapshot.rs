@@ -130,6 +130,10 @@ pub enum RootSource {
     },
 }
 
+/// A directory's path, its times before the mount point stubs were made,
+/// and its times after.
+type ParentTimes = (PathBuf, (i64, i64), (i64, i64));
+
 /// The root file system of one step, ready for [`crate::sandbox::Sandbox`].
 #[derive(Debug)]
 pub struct PreparedRoot {
@@ -144,7 +148,7 @@ pub struct PreparedRoot {
     /// Copy snapshotter: stubs made for mount points (removed in reverse) and
     /// parent dirs whose times must be restored.
     stubs: Vec<(PathBuf, bool)>,
-    parent_times: Vec<(PathBuf, (i64, i64), (i64, i64))>,
+    parent_times: Vec<ParentTimes>,
     since: (i64, i64),
 }
 
