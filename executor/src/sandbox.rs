@@ -23,6 +23,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal};
 use rustix::thread::{CapabilitySet, UnshareFlags};
 
+use crate::compress::Compression;
 use crate::idmap::{IdMap, MappingKind};
 use crate::mounts::{self, ExtraMount, HostKernel, PlanInput};
 use crate::snapshot::{LowerView, MountPoint, PreparedRoot};
@@ -206,6 +207,9 @@ pub enum SandboxError {
     /// A step inside the sandbox failed before the command started.
     #[error("sandbox setup failed: {message}")]
     Setup { message: String },
+    /// Unpacking a layer inside the user namespace failed.
+    #[error("cannot unpack a layer into {dest}: {message}")]
+    Unpack { dest: PathBuf, message: String },
     /// Writing a layer inside the user namespace failed.
     #[error("cannot write the layer of {step}: {message}")]
     Layer { step: PathBuf, message: String },
@@ -902,6 +906,74 @@ fn exec_command(
     child_fail(fail, &format!("exec {:?}", prog), &e, code)
 }
 
+/// Runs `child` in a forked process inside a new user namespace with
+/// `id_map` installed, while the caller runs `parent`. They share a pipe:
+/// the child writes to it when `child_writes`, else reads from it. The
+/// child's returned text (`ok\n...` or `error\n...`) comes back as the result.
+fn in_userns(
+    id_map: &IdMap,
+    what: &str,
+    child_writes: bool,
+    child: impl FnOnce(File) -> String,
+    parent: impl FnOnce(File) -> Result<(), SandboxError>,
+) -> Result<Result<Vec<String>, String>, SandboxError> {
+    let (data_r, data_w) = pipe()?;
+    let (info_r, info_w) = pipe()?;
+    let (up_r, up_w) = pipe()?;
+    let (down_r, down_w) = pipe()?;
+    let (child_end, parent_end) = if child_writes {
+        (data_w, data_r)
+    } else {
+        (data_r, data_w)
+    };
+    let pid = match sys::fork().map_err(host(format!("fork the {what}")))? {
+        sys::Fork::Child => {
+            drop((parent_end, info_r, up_r, down_w));
+            let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+            if sys::unshare(UnshareFlags::NEWUSER).is_err() || write_all_fd(&up_w, b"u").is_err() {
+                sys::exit_now(1);
+            }
+            let mut b = [0u8; 1];
+            if !read_exact_fd(&down_r, &mut b).unwrap_or(false) {
+                sys::exit_now(1);
+            }
+            let text = child(File::from(child_end));
+            let _ = write_all_fd(&info_w, text.as_bytes());
+            sys::exit_now(0)
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    drop((child_end, info_w, up_w, down_r));
+    let child_pid = Pid::from_raw(pid).expect("fork returns a positive pid");
+    let result = (|| {
+        let mut b = [0u8; 1];
+        if !read_exact_fd(&up_r, &mut b).map_err(host(format!("wait for the {what}")))? {
+            return Err(SandboxError::Setup {
+                message: format!("the {what} could not enter a user namespace"),
+            });
+        }
+        install_maps(pid, id_map)?;
+        write_all_fd(&down_w, b"g").map_err(host(format!("signal the {what}")))?;
+        drop(down_w);
+        parent(File::from(parent_end))?;
+        let mut text = String::new();
+        File::from(info_r)
+            .read_to_string(&mut text)
+            .map_err(host(format!("read the {what}'s result")))?;
+        let mut lines = text.lines().map(str::to_owned);
+        match lines.next().as_deref() {
+            Some("ok") => Ok(Ok(lines.collect())),
+            Some("error") => Ok(Err(lines.collect::<Vec<_>>().join("\n"))),
+            _ => Ok(Err(format!("the {what} exited without a result"))),
+        }
+    })();
+    if result.is_err() {
+        let _ = rustix::process::kill_process(child_pid, Signal::KILL);
+    }
+    let _ = rustix::process::waitpid(Some(child_pid), rustix::process::WaitOptions::empty());
+    result
+}
+
 /// Writes the layer of a finished step. As root the files are read
 /// directly; otherwise the diff runs in a child process inside a user
 /// namespace with the step's id map, where files owned by the mapped ids
@@ -923,87 +995,122 @@ pub fn write_layer(
             .map_err(|e| layer_err(error_chain(&e)));
     }
     root.remove_stubs().map_err(|e| layer_err(e.to_string()))?;
-    let (data_r, data_w) = pipe()?;
-    let (info_r, info_w) = pipe()?;
-    let (up_r, up_w) = pipe()?;
-    let (down_r, down_w) = pipe()?;
-    let child = match sys::fork().map_err(host("fork the layer writer"))? {
-        sys::Fork::Child => {
-            drop((data_r, info_r, up_r, down_w));
-            let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-            if sys::unshare(UnshareFlags::NEWUSER).is_err() || write_all_fd(&up_w, b"u").is_err() {
-                sys::exit_now(1);
-            }
-            let mut b = [0u8; 1];
-            if !read_exact_fd(&down_r, &mut b).unwrap_or(false) {
-                sys::exit_now(1);
-            }
-            // Inside the namespace, owners already read as the image's ids.
-            let mut inner = opts.clone();
-            inner.id_map = IdMap::identity();
-            let text = match root.write_layer(&inner, File::from(data_w)) {
-                Ok(i) => format!(
-                    "ok\n{}\n{}\n{}\n{}\n{}\n{}",
-                    i.diff_id, i.digest, i.size, i.uncompressed_size, i.media_type, i.entries
-                ),
-                Err(e) => format!("error\n{}", error_chain(&e)),
-            };
-            let _ = write_all_fd(&info_w, text.as_bytes());
-            sys::exit_now(0)
-        }
-        sys::Fork::Parent(pid) => pid,
-    };
-    drop((data_w, info_w, up_w, down_r));
-    let child_pid = Pid::from_raw(child).expect("fork returns a positive pid");
-    let result = (|| {
-        let mut b = [0u8; 1];
-        if !read_exact_fd(&up_r, &mut b).map_err(host("wait for the layer writer"))? {
-            return Err(layer_err(
-                "the layer writer could not enter a user namespace".into(),
-            ));
-        }
-        install_maps(child, id_map)?;
-        write_all_fd(&down_w, b"g").map_err(host("signal the layer writer"))?;
-        io::copy(&mut File::from(data_r), &mut out).map_err(host("copy the layer"))?;
-        out.flush().map_err(host("flush the layer"))?;
-        let mut text = String::new();
-        File::from(info_r)
-            .read_to_string(&mut text)
-            .map_err(host("read the layer writer's result"))?;
-        let f: Vec<&str> = text.lines().collect();
-        match f.first() {
-            Some(&"ok") if f.len() == 7 => {
-                let num = |s: &str| {
-                    s.parse::<u64>()
-                        .map_err(|_| layer_err(format!("bad size {s:?}")))
-                };
-                let media_type = [
-                    crate::compress::Compression::None,
-                    crate::compress::Compression::Gzip,
-                    crate::compress::Compression::Zstd,
-                ]
-                .into_iter()
-                .map(|c| c.media_type())
-                .find(|m| *m == f[5])
-                .ok_or_else(|| layer_err(format!("bad media type {:?}", f[5])))?;
-                Ok(crate::diff::LayerInfo {
-                    diff_id: f[1].to_owned(),
-                    digest: f[2].to_owned(),
-                    size: num(f[3])?,
-                    uncompressed_size: num(f[4])?,
-                    media_type,
-                    entries: num(f[6])?,
-                })
-            }
-            Some(&"error") => Err(layer_err(f[1..].join("\n"))),
-            _ => Err(layer_err("the layer writer exited without a result".into())),
-        }
-    })();
-    if result.is_err() {
-        let _ = rustix::process::kill_process(child_pid, Signal::KILL);
+    // Inside the namespace, owners already read as the image's ids.
+    let mut inner = opts.clone();
+    inner.id_map = IdMap::identity();
+    let f = in_userns(
+        id_map,
+        "layer writer",
+        true,
+        |pipe| match root.write_layer(&inner, pipe) {
+            Ok(i) => format!(
+                "ok\n{}\n{}\n{}\n{}\n{}\n{}",
+                i.diff_id, i.digest, i.size, i.uncompressed_size, i.media_type, i.entries
+            ),
+            Err(e) => format!("error\n{}", error_chain(&e)),
+        },
+        |mut pipe| {
+            io::copy(&mut pipe, &mut out).map_err(host("copy the layer"))?;
+            out.flush().map_err(host("flush the layer"))
+        },
+    )?
+    .map_err(&layer_err)?;
+    if f.len() != 6 {
+        return Err(layer_err(format!("unexpected result {f:?}")));
     }
-    let _ = rustix::process::waitpid(Some(child_pid), rustix::process::WaitOptions::empty());
-    result
+    let num = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| layer_err(format!("bad number {s:?}")))
+    };
+    let media_type = [Compression::None, Compression::Gzip, Compression::Zstd]
+        .into_iter()
+        .map(Compression::media_type)
+        .find(|m| *m == f[4])
+        .ok_or_else(|| layer_err(format!("bad media type {:?}", f[4])))?;
+    Ok(crate::diff::LayerInfo {
+        diff_id: f[0].clone(),
+        digest: f[1].clone(),
+        size: num(&f[2])?,
+        uncompressed_size: num(&f[3])?,
+        media_type,
+        entries: num(&f[5])?,
+    })
+}
+
+/// Applies a layer like [`crate::unpack::apply_layer`], for use by the
+/// sandbox with `id_map`: as root directly (ids mapped by the map); otherwise
+/// in a child process inside a user namespace with the map, so that files
+/// get the image's owners (as subordinate ids on the host). With a
+/// single-id mapping, owners other than root cannot be kept:
+/// `opts.ignore_chown_errors` decides whether that fails.
+pub fn unpack_layer(
+    mut reader: impl Read,
+    dest: &Path,
+    opts: &crate::unpack::UnpackOptions,
+    id_map: &IdMap,
+) -> Result<crate::unpack::Stats, SandboxError> {
+    let unpack_err = |message: String| SandboxError::Unpack {
+        dest: dest.to_owned(),
+        message,
+    };
+    if id_map.kind == MappingKind::Root {
+        let mut o = opts.clone();
+        o.id_map = id_map.clone();
+        return crate::unpack::apply_layer(reader, dest, &o)
+            .map_err(|e| unpack_err(error_chain(&e)));
+    }
+    let mut inner = opts.clone();
+    inner.id_map = IdMap::identity();
+    let f = in_userns(
+        id_map,
+        "layer unpacker",
+        false,
+        |pipe| match crate::unpack::apply_layer(io::BufReader::new(pipe), dest, &inner) {
+            Ok(s) => format!(
+                "ok\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+                s.entries,
+                s.bytes,
+                s.whiteouts,
+                s.opaque_dirs,
+                s.chown_failures,
+                s.skipped_devices,
+                s.skipped_xattrs
+            ),
+            Err(e) => format!("error\n{}", error_chain(&e)),
+        },
+        |mut pipe| {
+            // The child may stop reading early on an error: a broken pipe is
+            // reported through its result instead.
+            match io::copy(&mut reader, &mut pipe) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(SandboxError::Host {
+                    what: format!("read the layer for {}", dest.display()),
+                    source: e,
+                }),
+            }
+        },
+    )?
+    .map_err(&unpack_err)?;
+    let n: Vec<u64> = f
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| unpack_err(format!("bad number {s:?}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if n.len() != 7 {
+        return Err(unpack_err(format!("unexpected result {f:?}")));
+    }
+    Ok(crate::unpack::Stats {
+        entries: n[0],
+        bytes: n[1],
+        whiteouts: n[2],
+        opaque_dirs: n[3],
+        chown_failures: n[4],
+        skipped_devices: n[5],
+        skipped_xattrs: n[6],
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -12,7 +12,7 @@ use rbuild_executor::diff::DiffOptions;
 use rbuild_executor::idmap::IdMap;
 use rbuild_executor::sandbox::{Command, Outcome, RunSpec, Sandbox, SandboxError, Stream};
 use rbuild_executor::snapshot::{self, PreparedRoot, SnapshotterKind};
-use rbuild_executor::unpack::{UnpackOptions, apply_layer};
+use rbuild_executor::unpack::UnpackOptions;
 
 /// Builds tar archives with raw names (so hostile names stay as written).
 pub struct Tar {
@@ -128,6 +128,7 @@ pub fn busybox_tar() -> Vec<u8> {
         .file("data/a", 0o644, b"a\n")
         .file("data/b", 0o4755, b"b\n")
         .file("data/sub/c", 0o644, b"c\n")
+        .file_owned("data/alice-secret", 0o600, b"secret\n", 1000, 1000)
         .build()
 }
 
@@ -136,9 +137,8 @@ pub fn snapshot(dir: &Path, name: &str, tar: &[u8], id_map: &IdMap) -> PathBuf {
     let p = dir.join(name);
     std::fs::create_dir_all(&p).unwrap();
     let mut o = UnpackOptions::new(name);
-    o.id_map = id_map.clone();
-    o.ignore_chown_errors = rustix::process::getuid().as_raw() != 0;
-    apply_layer(tar, &p, &o).unwrap();
+    o.ignore_chown_errors = id_map.kind == rbuild_executor::idmap::MappingKind::Single;
+    rbuild_executor::sandbox::unpack_layer(tar, &p, &o, id_map).unwrap();
     p
 }
 

@@ -90,10 +90,15 @@ pub fn env_and_workdir(c: &Ctx) {
 }
 
 pub fn user_switching_and_ownership(c: &Ctx) {
-    let mut s = c.spec("id -u; id -g; id -G; touch /tmp/by-alice; umask");
+    // The image's file owned by alice keeps its owner and mode.
+    let r = c
+        .run(&c.spec("stat -c '%u:%g %a' /data/alice-secret"))
+        .unwrap();
+    assert_eq!(r.stdout, ["1000:1000 600"]);
+    let mut s = c.spec("cat /data/alice-secret; id -u; id -g; id -G; touch /tmp/by-alice; umask");
     s.user = "alice".into();
     let mut r = c.run(&s).unwrap();
-    assert_eq!(r.stdout, ["1000", "1000", "1000 50", "0022"]);
+    assert_eq!(r.stdout, ["secret", "1000", "1000", "1000 50", "0022"]);
     let l = c.layer(&mut r);
     let f = l
         .iter()
@@ -354,5 +359,5 @@ pub fn layers_stack(c: &Ctx) {
     let r = c
         .run_on(&[c.base.clone(), l2], &c.spec("ls /data | tr '\\n' ' '"))
         .unwrap();
-    assert_eq!(r.stdout, ["a one sub "]);
+    assert_eq!(r.stdout, ["a alice-secret one sub "]);
 }
