@@ -9,6 +9,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 use crate::snapshot::RootSource;
@@ -365,8 +368,66 @@ pub fn execute(kernel: &mut dyn Kernel, steps: &[Step]) -> Result<(), PlanError>
 }
 
 /// The real kernel, used inside the sandbox's namespaces.
+///
+/// Mount targets below the confining root are opened with `openat2(2)`
+/// (`RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS`) and mounted on through
+/// `/proc/self/fd/N`, so a symlink in the image can never redirect a mount.
 #[derive(Debug, Default)]
-pub struct HostKernel;
+pub struct HostKernel {
+    root: Option<PathBuf>,
+}
+
+/// A mount target: a plain path, or an fd opened safely inside the root.
+enum Target<'a> {
+    Path(&'a Path),
+    /// The fd is kept open while its `/proc/self/fd` path is in use.
+    Fd {
+        _fd: OwnedFd,
+        path: PathBuf,
+    },
+}
+
+impl Target<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Path(p) => p,
+            Target::Fd { path, .. } => path,
+        }
+    }
+}
+
+impl HostKernel {
+    /// A kernel whose mount targets under `root` are resolved inside it.
+    pub fn confined_to(root: &Path) -> Self {
+        HostKernel {
+            root: Some(root.to_owned()),
+        }
+    }
+
+    fn target<'a>(&self, t: &'a Path) -> io::Result<Target<'a>> {
+        let Some(rel) = self.root.as_deref().and_then(|r| t.strip_prefix(r).ok()) else {
+            return Ok(Target::Path(t));
+        };
+        if rel.as_os_str().is_empty() {
+            return Ok(Target::Path(t));
+        }
+        let root = self.root.as_deref().unwrap_or(Path::new("/"));
+        let rootfd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let fd = rustix::fs::openat2(
+            &rootfd,
+            rel,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        )?;
+        let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Ok(Target::Fd { _fd: fd, path: p })
+    }
+}
 
 fn ignore_exists(r: rustix::io::Result<()>) -> io::Result<()> {
     match r {
@@ -421,12 +482,17 @@ impl Kernel for HostKernel {
         recursive: bool,
         readonly: bool,
     ) -> io::Result<()> {
+        let t = self.target(target)?;
         if recursive {
-            rustix::mount::mount_bind_recursive(source, target)?;
+            rustix::mount::mount_bind_recursive(source, t.path())?;
         } else {
-            rustix::mount::mount_bind(source, target)?;
+            rustix::mount::mount_bind(source, t.path())?;
         }
         if readonly {
+            // Open the target again: the first fd refers to what is now
+            // under the new mount.
+            let t = self.target(target)?;
+            let target = t.path();
             // A remount must keep the flags the kernel locked on the source.
             let st = rustix::fs::statvfs(target)?;
             let locked = st.f_flag;
@@ -453,6 +519,8 @@ impl Kernel for HostKernel {
         flags: MountFlags,
         data: &str,
     ) -> io::Result<()> {
+        let t = self.target(target)?;
+        let target = t.path();
         let data = std::ffi::CString::new(data)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         rustix::mount::mount(fstype, target, fstype, flags, Some(data.as_c_str()))?;

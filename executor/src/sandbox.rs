@@ -255,6 +255,7 @@ pub struct Sandbox;
 /// Everything the children need, computed before forking.
 struct Prepared {
     steps: Vec<mounts::Step>,
+    rootfs: PathBuf,
     argv: Vec<CString>,
     env: Vec<CString>,
     path_dirs: Vec<Vec<u8>>,
@@ -307,7 +308,7 @@ impl Sandbox {
         ] {
             std::fs::write(p, t).map_err(host(format!("write {}", p.display())))?;
         }
-        let rel = |p: &str| -> PathBuf { view.resolve(Path::new(p)).iter().collect() };
+        let rel = |p: &str| -> PathBuf { view.resolve_mountpoint(Path::new(p)).iter().collect() };
         let extra = spec
             .mounts
             .iter()
@@ -358,6 +359,7 @@ impl Sandbox {
         }
         let prepared = Prepared {
             steps,
+            rootfs: root.mountpoint.clone(),
             argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
             env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
             path_dirs: path_var
@@ -733,7 +735,7 @@ fn helper_main(
 fn init_main(p: &Prepared, fail: OwnedFd, stdin: OwnedFd, out: OwnedFd, err: OwnedFd) -> ! {
     let fail = &fail;
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-    if let Err(e) = mounts::execute(&mut HostKernel, &p.steps) {
+    if let Err(e) = mounts::execute(&mut HostKernel::confined_to(&p.rootfs), &p.steps) {
         let src = e.source.to_string();
         child_fail(fail, &e.to_string(), &src, 125);
     }
@@ -1147,7 +1149,7 @@ pub fn probe_overlay() -> bool {
                 std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
                 std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
                 use crate::mounts::Kernel;
-                let mut k = HostKernel;
+                let mut k = HostKernel::default();
                 k.make_private()?;
                 k.overlay(
                     &[dir.join("l1"), dir.join("l2")],

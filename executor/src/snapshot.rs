@@ -293,7 +293,7 @@ impl PreparedRoot {
         tree: &Path,
         mp: &MountPoint,
     ) -> io::Result<()> {
-        let comps = view.resolve(&mp.path);
+        let comps = view.resolve_mountpoint(&mp.path);
         let refs: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
         let Some((last, parents)) = refs.split_last() else {
             return Ok(());
@@ -394,7 +394,7 @@ impl PreparedRoot {
 }
 
 fn make_init_entry(view: &LowerView, init: &Path, mp: &MountPoint) -> io::Result<()> {
-    let comps = view.resolve(&mp.path);
+    let comps = view.resolve_mountpoint(&mp.path);
     let mut cur = init.to_path_buf();
     for (i, c) in comps.iter().enumerate() {
         cur.push(c);
@@ -516,6 +516,23 @@ impl LowerView {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Resolves a mount point: its parent like [`Self::resolve`], its last
+    /// component as it is, so that a mount point is never a symlink.
+    pub fn resolve_mountpoint(&self, path: &Path) -> Vec<OsString> {
+        let comps = path_comps(path);
+        match comps.split_last() {
+            Some((last, parent)) if last != ".." => {
+                let parent: PathBuf = std::iter::once(OsString::from("/"))
+                    .chain(parent.iter().cloned())
+                    .collect();
+                let mut v = self.resolve(&parent);
+                v.push(last.clone());
+                v
+            }
+            _ => self.resolve(path),
+        }
     }
 
     /// Resolves an absolute container path to its components, following

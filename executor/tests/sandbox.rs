@@ -69,3 +69,41 @@ fn many_lower_layers_exceed_one_option_page() {
     let r = c.run_on(&layers, &c.spec("ls /deep | wc -l")).unwrap();
     assert_eq!(r.stdout, ["60"]);
 }
+
+/// An image whose mount points are symlinks out of the root: the overlay
+/// snapshotter hides them under real mount points; the copy snapshotter
+/// refuses to mount through them. Either way nothing on the host changes.
+#[test]
+fn symlinked_mount_points_never_redirect_mounts() {
+    for kind in [SnapshotterKind::Overlay, SnapshotterKind::Copy] {
+        let c = Ctx::new(kind);
+        let tar = common::Tar::default()
+            .symlink("proc", "/etc")
+            .symlink("dev", "/")
+            .dir("etc", 0o755)
+            .symlink("etc/hosts", "/etc/passwd")
+            .build();
+        let hostile = common::snapshot(c.tmp.path(), "hostile", &tar, &c.id_map);
+        let passwd_before = std::fs::read("/etc/passwd").unwrap();
+        let r = c.run_on(&[c.base.clone(), hostile], &c.spec("ls /proc/self/status && ls /dev/null && grep -c localhost /etc/hosts && head -1 /etc/passwd"));
+        match kind {
+            SnapshotterKind::Overlay => {
+                let r = r.unwrap();
+                assert_eq!(
+                    r.stdout,
+                    [
+                        "/proc/self/status",
+                        "/dev/null",
+                        "2",
+                        "root:x:0:0:root:/root:/bin/sh"
+                    ]
+                );
+            }
+            SnapshotterKind::Copy => {
+                let e = r.err().expect("mounting through a symlink is refused");
+                assert!(e.to_string().contains("proc"), "{e}");
+            }
+        }
+        assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
+    }
+}
