@@ -66,6 +66,18 @@ pub enum Network {
     None,
 }
 
+/// The process's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stdio {
+    /// stdin is /dev/null; stdout and stderr go line by line to the
+    /// caller's callback (build steps).
+    #[default]
+    Lines,
+    /// The caller's own stdin, stdout and stderr (`rbuild run`); the
+    /// callback is not called.
+    Inherit,
+}
+
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -127,6 +139,8 @@ pub struct RunSpec {
     pub id_map: IdMap,
     /// Cancellation.
     pub cancel: CancelHandle,
+    /// Where the process's stdin, stdout and stderr go.
+    pub stdio: Stdio,
 }
 
 impl RunSpec {
@@ -143,6 +157,7 @@ impl RunSpec {
             timeout: None,
             id_map: IdMap::for_current_user(),
             cancel: CancelHandle::new(),
+            stdio: Stdio::Lines,
         }
     }
 
@@ -477,12 +492,29 @@ fn run_prepared(
     p: &Prepared,
     on_line: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<Outcome, SandboxError> {
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
+    let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &str| {
+        rustix::io::fcntl_dupfd_cloexec(fd, 3).map_err(|e| SandboxError::Host {
+            what: format!("duplicate {what}"),
+            source: e.into(),
+        })
+    };
+    let (out_r, out_w, err_r, err_w, devnull) = match spec.stdio {
+        Stdio::Lines => {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let devnull = OwnedFd::from(File::open("/dev/null").map_err(host("open /dev/null"))?);
+            (Some(out_r), out_w, Some(err_r), err_w, devnull)
+        }
+        Stdio::Inherit => {
+            let out_w = dup(rustix::stdio::stdout(), "stdout")?;
+            let err_w = dup(rustix::stdio::stderr(), "stderr")?;
+            let stdin = dup(rustix::stdio::stdin(), "stdin")?;
+            (None, out_w, None, err_w, stdin)
+        }
+    };
     let (up_r, up_w) = pipe()?; // helper -> caller
     let (down_r, down_w) = pipe()?; // caller -> helper
     let (fail_r, fail_w) = pipe()?; // setup errors from inside
-    let devnull = File::open("/dev/null").map_err(host("open /dev/null"))?;
 
     let helper = match sys::fork().map_err(host("fork the sandbox helper"))? {
         sys::Fork::Child => {
@@ -538,7 +570,7 @@ fn run_prepared(
     let deadline = spec.timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     let mut bufs = [Vec::new(), Vec::new()];
-    let mut open = [Some(out_r), Some(err_r)];
+    let mut open = [out_r, err_r];
     let mut exited = false;
     let mut chunk = vec![0u8; 64 * 1024];
     while !(exited && open.iter().all(Option::is_none)) {
