@@ -519,15 +519,7 @@ fn run_prepared(
     let helper = match sys::fork().map_err(host("fork the sandbox helper"))? {
         sys::Fork::Child => {
             drop((out_r, err_r, up_r, down_w, fail_r));
-            helper_main(
-                p,
-                up_w,
-                down_r,
-                fail_w,
-                OwnedFd::from(devnull),
-                out_w,
-                err_w,
-            )
+            helper_main(p, up_w, down_r, fail_w, devnull, out_w, err_w)
         }
         sys::Fork::Parent(pid) => pid,
     };
