@@ -1139,6 +1139,39 @@ pub fn unpack_layer(
     })
 }
 
+/// Removes a step or snapshot directory. Without root, files owned by
+/// subordinate ids (and overlay's work dir) are removed from inside a user
+/// namespace with `id_map`, where they belong to the caller.
+pub fn remove_tree(path: &Path, id_map: &IdMap) -> Result<(), SandboxError> {
+    let direct = std::fs::remove_dir_all(path);
+    match direct {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if id_map.kind == MappingKind::Root => {
+            return Err(SandboxError::Host {
+                what: format!("remove {}", path.display()),
+                source: e,
+            });
+        }
+        Err(_) => {}
+    }
+    in_userns(
+        id_map,
+        "remover",
+        true,
+        |_pipe| match std::fs::remove_dir_all(path) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error\n{e}"),
+        },
+        |_pipe| Ok(()),
+    )?
+    .map_err(|message| SandboxError::Host {
+        what: format!("remove {}", path.display()),
+        source: io::Error::other(message),
+    })?;
+    Ok(())
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -57,6 +57,17 @@ impl Ctx {
     }
 }
 
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // Steps hold files of subordinate ids: removed from inside the namespace.
+        let r = rbuild_executor::sandbox::remove_tree(self.tmp.path(), &self.id_map);
+        if !std::thread::panicking() {
+            r.expect("remove the test's directories");
+            assert!(!self.tmp.path().exists());
+        }
+    }
+}
+
 pub fn output_and_exit_code(c: &Ctx) {
     let r = c
         .run(&c.spec("echo hello; echo world; echo oops >&2; printf 'no newline'; exit 3"))
