@@ -113,7 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             native.push(n1 - n0);
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
+    sandbox::remove_tree(&tmp, &id_map)?;
     println!(
         "snapshotter: {kind:?}, id mapping: {:?}, runs: {}",
         id_map.kind,

@@ -26,7 +26,7 @@ use rustix::thread::{CapabilitySet, UnshareFlags};
 use crate::compress::Compression;
 use crate::idmap::{IdMap, MappingKind};
 use crate::mounts::{self, ExtraMount, HostKernel, PlanInput};
-use crate::snapshot::{LowerView, MountPoint, PreparedRoot};
+use crate::snapshot::{LowerView, MountPoint, PreparedRoot, RootSource};
 use crate::sys;
 use crate::user::{ResolvedUser, UserError, resolve_user};
 
@@ -458,6 +458,8 @@ fn install_maps(pid: i32, map: &IdMap) -> Result<(), SandboxError> {
             proc_write("gid_map", &map.gid_map_text())
         }
         MappingKind::Subordinate => {
+            // Both tools run at once: each is a setuid program start-up.
+            let mut children = Vec::new();
             for (tool, ranges) in [("newuidmap", &map.uids), ("newgidmap", &map.gids)] {
                 let mut cmd = std::process::Command::new(tool);
                 cmd.arg(pid.to_string());
@@ -468,11 +470,24 @@ fn install_maps(pid: i32, map: &IdMap) -> Result<(), SandboxError> {
                         r.size.to_string(),
                     ]);
                 }
-                let out = cmd.output().map_err(|source| SandboxError::IdMap {
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                let child = cmd.spawn().map_err(|source| SandboxError::IdMap {
                     pid,
                     tool: tool.into(),
                     source,
                 })?;
+                children.push((tool, child));
+            }
+            for (tool, child) in children {
+                let out = child
+                    .wait_with_output()
+                    .map_err(|source| SandboxError::IdMap {
+                        pid,
+                        tool: tool.into(),
+                        source,
+                    })?;
                 if !out.status.success() {
                     let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
                     return Err(SandboxError::IdMap {
@@ -1020,6 +1035,17 @@ pub fn write_layer(
             .write_layer(opts, out)
             .map_err(|e| layer_err(error_chain(&e)));
     }
+    if let RootSource::Overlay { upper, .. } = &root.source {
+        if readable_tree(upper) {
+            // Everything is readable from here: no namespace needed, owners
+            // are mapped back through the id map.
+            let mut direct = opts.clone();
+            direct.id_map = id_map.clone();
+            return root
+                .write_layer(&direct, out)
+                .map_err(|e| layer_err(error_chain(&e)));
+        }
+    }
     root.remove_stubs().map_err(|e| layer_err(e.to_string()))?;
     // Inside the namespace, owners already read as the image's ids.
     let mut inner = opts.clone();
@@ -1137,6 +1163,30 @@ pub fn unpack_layer(
         skipped_devices: n[5],
         skipped_xattrs: n[6],
     })
+}
+
+/// Whether every file and directory below `dir` can be read (and every
+/// directory searched) by this process.
+fn readable_tree(dir: &Path) -> bool {
+    use rustix::fs::Access;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for e in entries {
+        let Ok(e) = e else { return false };
+        let Ok(ft) = e.file_type() else { return false };
+        let p = e.path();
+        if ft.is_dir() {
+            if rustix::fs::access(&p, Access::READ_OK | Access::EXEC_OK).is_err()
+                || !readable_tree(&p)
+            {
+                return false;
+            }
+        } else if ft.is_file() && rustix::fs::access(&p, Access::READ_OK).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Removes a step or snapshot directory. Without root, files owned by
