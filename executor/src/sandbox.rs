@@ -219,6 +219,10 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    /// The command could not be started (126: not executable or the
+    /// process set-up failed, 127: not found), as a shell would report it.
+    #[error("cannot start the command: {message}")]
+    Exec { message: String, code: i32 },
     /// A step inside the sandbox failed before the command started.
     #[error("sandbox setup failed: {message}")]
     Setup { message: String },
@@ -682,9 +686,14 @@ fn run_prepared(
     let mut msg = Vec::new();
     let _ = File::from(fail_r).read_to_end(&mut msg);
     if !msg.is_empty() && !timed_out && !cancelled {
-        return Err(SandboxError::Setup {
-            message: String::from_utf8_lossy(&msg).into_owned(),
-        });
+        let message = String::from_utf8_lossy(&msg).into_owned();
+        if matches!(exit_code, 126 | 127) {
+            return Err(SandboxError::Exec {
+                message,
+                code: exit_code,
+            });
+        }
+        return Err(SandboxError::Setup { message });
     }
     Ok(Outcome {
         exit_code,

@@ -88,6 +88,13 @@ pub fn exec_form_and_missing_binary(c: &Ctx) {
     s.command = Command::Exec(vec!["no-such-binary".into()]);
     let e = c.run(&s).err().expect("a missing binary is an error");
     assert!(e.to_string().contains("no-such-binary"), "{e}");
+    assert!(matches!(e, SandboxError::Exec { code: 127, .. }), "{e:?}");
+    s.command = Command::Exec(vec!["/etc/passwd".into()]);
+    let e = c
+        .run(&s)
+        .err()
+        .expect("a file that is not executable is an error");
+    assert!(matches!(e, SandboxError::Exec { code: 126, .. }), "{e:?}");
 }
 
 pub fn env_and_workdir(c: &Ctx) {
