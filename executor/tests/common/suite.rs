@@ -222,6 +222,13 @@ pub fn proc_shows_only_the_sandbox(c: &Ctx) {
     assert_eq!(r.stdout[1], "2", "the command is pid 2, under our init");
 }
 
+/// A number no other concurrent test uses, to find our processes on the host.
+fn unique_marker(base: u32) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{}", base + (std::process::id() % 10_000) * 100 + n)
+}
+
 fn host_has_process_with_arg(arg: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
         std::fs::read(e.path().join("cmdline"))
@@ -231,7 +238,7 @@ fn host_has_process_with_arg(arg: &str) -> bool {
 }
 
 pub fn background_process_is_killed(c: &Ctx) {
-    let marker = format!("{}", 4_000_000 + std::process::id() % 100_000);
+    let marker = unique_marker(4_000_000);
     let t = Instant::now();
     let r = c
         .run(&c.spec(&format!("sleep {marker} >/dev/null 2>&1 & echo started")))
@@ -252,7 +259,7 @@ pub fn background_process_is_killed(c: &Ctx) {
 }
 
 pub fn timeout_and_cancel_kill_everything(c: &Ctx) {
-    let marker = format!("{}", 5_000_000 + std::process::id() % 100_000);
+    let marker = unique_marker(6_000_000);
     let mut s = c.spec(&format!("sleep {marker} & sleep {marker}"));
     s.timeout = Some(Duration::from_millis(500));
     let t = Instant::now();
