@@ -83,7 +83,7 @@ fn run_inner_as(user: &str, filter: &str) -> String {
 fn suite_as_unprivileged_user_with_subordinate_ids() {
     ensure_user(SUBID_USER, true);
     let out = run_inner_as(SUBID_USER, "inner_subid::");
-    assert!(out.contains("15 passed"), "{out}");
+    assert!(out.contains("16 passed"), "{out}");
 }
 
 #[test]
@@ -136,6 +136,7 @@ inner!(
     dev_sys_and_security,
     extra_mounts,
     layers_stack,
+    lower_whiteouts_and_opaque_dirs_hide_what_is_below,
 );
 
 // With one id only, switching to another user and chown to other ids cannot work.

@@ -42,6 +42,7 @@ both!(
     dev_sys_and_security,
     extra_mounts,
     layers_stack,
+    lower_whiteouts_and_opaque_dirs_hide_what_is_below,
 );
 
 #[test]

@@ -386,3 +386,21 @@ pub fn layers_stack(c: &Ctx) {
         .unwrap();
     assert_eq!(r.stdout, ["a alice-secret one sub "]);
 }
+
+pub fn lower_whiteouts_and_opaque_dirs_hide_what_is_below(c: &Ctx) {
+    let tar = Tar::default()
+        .dir("data", 0o755)
+        .file("data/.wh.a", 0, b"")
+        .dir("data/sub", 0o755)
+        .file("data/sub/.wh..wh..opq", 0, b"")
+        .file("data/sub/only", 0o644, b"only\n")
+        .build();
+    let l2 = snapshot(c.tmp.path(), "l2-opaque", &tar, &c.id_map);
+    let r = c
+        .run_on(
+            &[c.base.clone(), l2],
+            &c.spec("ls /data | tr '\\n' ' '; echo; ls /data/sub"),
+        )
+        .unwrap();
+    assert_eq!(r.stdout, ["alice-secret b sub ", "only"]);
+}
