@@ -1281,6 +1281,9 @@ pub fn probe_overlay() -> bool {
             matches!(rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()), Ok(Some((_, s))) if s.exit_status() == Some(0))
         }
     };
+    // overlayfs leaves `work/work` with mode 0, which even its owner cannot
+    // descend into without privileges.
+    let _ = rustix::fs::chmod(dir.join("w/work"), rustix::fs::Mode::from_raw_mode(0o700));
     let _ = std::fs::remove_dir_all(&dir);
     ok
 }
