@@ -2,3 +2,6 @@
 //! build plan. It does no I/O: every function maps text plus options to a value, so the
 //! crate is deterministic, fuzzable and fast to test.
 #![forbid(unsafe_code)]
+
+pub mod instructions;
+pub mod plan;
