@@ -648,7 +648,11 @@ pub fn valid_stage_name(name: &str) -> bool {
 
 /// Lowers every instruction, stopping at the first error.
 pub fn lower(raw: &[RawInstruction]) -> Result<Vec<Instruction>, InstructionError> {
-    raw.iter().map(lower_one).collect()
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        out.push(lower_one(r)?);
+    }
+    Ok(out)
 }
 
 fn command_line(raw: &RawInstruction, args: &[String]) -> CommandLine {

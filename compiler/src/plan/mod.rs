@@ -1062,10 +1062,13 @@ impl<'a> Planner<'a> {
         }
 
         // Pass 2: ops.
-        let mut emitter = Emitter::default();
+        let mut emitter = Emitter {
+            ops: Vec::with_capacity(raw.len() * 2),
+        };
         let mut results: Vec<Option<usize>> = vec![None; works.len()];
         let mut stage_ops: Vec<Vec<usize>> = vec![Vec::new(); works.len()];
         for &si in &order {
+            let steps = std::mem::take(&mut works[si].steps);
             let w = &works[si];
             let start = emitter.ops.len();
             let mut current = match &w.base {
@@ -1084,11 +1087,10 @@ impl<'a> Planner<'a> {
                 ),
                 StageBase::Stage { index } => results[*index].expect("base stage emitted first"),
             };
-            for step in &w.steps {
+            for step in steps {
                 let span = step.span;
-                match &step.kind {
-                    StepKind::Exec(exec, mount_refs) => {
-                        let mut exec = exec.clone();
+                match step.kind {
+                    StepKind::Exec(mut exec, mount_refs) => {
                         let mut inputs = vec![Input {
                             op: current,
                             role: InputRole::Parent,
@@ -1109,7 +1111,7 @@ impl<'a> Planner<'a> {
                                     "context".into(),
                                 ),
                                 SourceRef::Stage(i) => {
-                                    results[*i].expect("dependency emitted first")
+                                    results[i].expect("dependency emitted first")
                                 }
                                 SourceRef::Image(reference) => emitter.push(
                                     si,
@@ -1136,8 +1138,11 @@ impl<'a> Planner<'a> {
                             step.description.clone(),
                         );
                     }
-                    StepKind::Copy { op, from, remote } => {
-                        let mut op = op.clone();
+                    StepKind::Copy {
+                        mut op,
+                        from,
+                        remote,
+                    } => {
                         let mut inputs = vec![Input {
                             op: current,
                             role: InputRole::Parent,
@@ -1165,7 +1170,7 @@ impl<'a> Planner<'a> {
                                     "context".into(),
                                 ),
                                 SourceRef::Stage(i) => {
-                                    results[*i].expect("dependency emitted first")
+                                    results[i].expect("dependency emitted first")
                                 }
                                 SourceRef::Image(reference) => emitter.push(
                                     si,

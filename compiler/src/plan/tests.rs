@@ -431,3 +431,145 @@ fn global_instruction_before_from_is_an_error() {
     let err = plan_with("ARG X=\nFROM $X\n", &PlanOptions::default()).unwrap_err();
     assert!(matches!(*err.kind, PlanErrorKind::EmptyBaseName { .. }));
 }
+
+mod random {
+    //! Random Dockerfiles from a small grammar never make the planner panic, and planning
+    //! is deterministic.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("$A".to_string()),
+            Just("${B:-x}".to_string()),
+            Just("/p/q".to_string()),
+            Just("0".to_string()),
+            Just("1".to_string()),
+            Just("s1".to_string()),
+            Just("S0".to_string()),
+            Just("https://h/f.tar".to_string()),
+            Just("git@h:r.git".to_string()),
+            Just("<<EOF".to_string()),
+            "[a-z0-9./$-]{0,6}",
+        ]
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        let w = word;
+        prop_oneof![
+            (w(), prop::option::of("s[0-3]")).prop_map(|(i, n)| match n {
+                Some(n) => format!("FROM {i} AS {n}"),
+                None => format!("FROM {i}"),
+            }),
+            Just("FROM scratch".to_string()),
+            (w(), w()).prop_map(|(a, b)| format!("ARG {a}={b}")),
+            w().prop_map(|a| format!("ARG {a}")),
+            (w(), w()).prop_map(|(a, b)| format!("ENV {a}={b}")),
+            (w(), w()).prop_map(|(a, b)| format!("LABEL {a}={b}")),
+            w().prop_map(|a| format!("RUN echo {a}")),
+            (w(), w()).prop_map(|(a, b)| format!("RUN --mount=type=bind,from={a},target={b} true")),
+            (w(), w(), w()).prop_map(|(f, s, d)| format!("COPY --from={f} {s} {d}")),
+            (w(), w()).prop_map(|(s, d)| format!("ADD {s} {d}")),
+            (w(), w()).prop_map(|(c, s)| format!("COPY --chmod={c} {s} /d")),
+            w().prop_map(|a| format!("WORKDIR {a}")),
+            w().prop_map(|a| format!("USER {a}")),
+            w().prop_map(|a| format!("EXPOSE {a}")),
+            w().prop_map(|a| format!("VOLUME {a}")),
+            w().prop_map(|a| format!("CMD {a}")),
+            w().prop_map(|a| format!("ENTRYPOINT [\"{a}\"]")),
+            w().prop_map(|a| format!("ONBUILD RUN {a}")),
+            w().prop_map(|a| format!("HEALTHCHECK --interval={a} CMD true")),
+            w().prop_map(|a| format!("STOPSIGNAL {a}")),
+            Just("SHELL [\"/bin/bash\", \"-c\"]".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn planning_never_panics(lines in prop::collection::vec(line(), 0..24), target in prop::option::of("s[0-3]")) {
+            let text = lines.join("\n");
+            let opts = PlanOptions { target, ..args(&[("A", "v"), ("Z", "z")]) };
+            let first = plan_with(&text, &opts);
+            let second = plan_with(&text, &opts);
+            prop_assert_eq!(&first, &second);
+            match first {
+                Ok(p) => {
+                    for op in &p.ops {
+                        prop_assert!(op.inputs.iter().all(|i| i.op < op.id));
+                    }
+                    let _ = (render_text(&p), render_json(&p), render_dot(&p));
+                }
+                Err(e) => {
+                    let r = e.render("Dockerfile", &text);
+                    prop_assert!(r.starts_with("Dockerfile:"), "{}", r);
+                }
+            }
+        }
+    }
+}
+
+/// 200 stages, 5,000 instructions: each stage builds on an image or the previous stage
+/// and copies from two earlier ones.
+fn large_dockerfile() -> String {
+    let mut s = String::from("ARG BASE=alpine:3.19\nARG V=1\n");
+    let mut count = 0;
+    for i in 0..200 {
+        if i % 3 == 0 || i == 0 {
+            s.push_str(&format!("FROM --platform=$BUILDPLATFORM $BASE AS s{i}\n"));
+        } else {
+            s.push_str(&format!("FROM s{} AS s{i}\n", i - 1));
+        }
+        count += 1;
+        s.push_str("ARG V\nENV STAGE_V=$V PATH=/opt/bin:$PATH\nWORKDIR /src/app\n");
+        count += 3;
+        for j in 0..20 {
+            match j % 5 {
+                0 => s.push_str(&format!(
+                    "RUN --mount=type=cache,target=/root/.cache make step{j} V=$V\n"
+                )),
+                1 => s.push_str(&format!("COPY --chown=1000:1000 src/{j}/*.rs ./src/{j}/\n")),
+                2 if i > 1 => s.push_str(&format!("COPY --from=s{} /out/{j} /in/{j}\n", i / 2)),
+                3 => s.push_str(&format!("LABEL step{j}=\"$V\"\n")),
+                4 if i > 0 => s.push_str(&format!("COPY --from=s{} /out/{j} /prev/{j}\n", i - 1)),
+                _ => s.push_str(&format!("EXPOSE {}/tcp\n", 8000 + j)),
+            }
+            count += 1;
+        }
+        s.push_str("CMD [\"/bin/app\"]\n");
+        count += 1;
+    }
+    assert!(count >= 5000, "{count}");
+    s
+}
+
+#[test]
+fn large_dockerfile_plans_quickly() {
+    let text = large_dockerfile();
+    let raw = dockerfile(&text);
+    assert!(raw.len() >= 5000);
+    let planner = Planner::new(&Simple, &Triggers);
+    // The best of five runs: the first pays for page faults of a fresh process.
+    let mut elapsed = std::time::Duration::MAX;
+    let mut p = None;
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        let planned = planner.plan(&raw, '\\', &PlanOptions::default()).unwrap();
+        elapsed = elapsed.min(start.elapsed());
+        p = Some(planned);
+    }
+    let p = p.expect("planned five times");
+    eprintln!(
+        "planned {} instructions, {} stages, {} ops in {elapsed:?}",
+        raw.len(),
+        p.stages.len(),
+        p.ops.len()
+    );
+    assert_eq!(p.stages.len(), 200);
+    assert!(p.stages.iter().all(|s| s.built));
+    // A guard against accidental quadratic work, loose enough for a loaded shared
+    // machine; the 20 ms target is measured with `cargo test --release` (see the output).
+    let budget = if cfg!(debug_assertions) { 1500 } else { 250 };
+    assert!(elapsed.as_millis() < budget, "planning took {elapsed:?}");
+}
