@@ -1933,9 +1933,11 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        let mut from_value = None;
         let from = match &c.from {
             Some(f) => {
                 let value = ex(f)?;
+                from_value = Some(value.clone());
                 if value.is_empty() {
                     return Err(PlanError::at(
                         PlanErrorKind::EmptyValue {
@@ -1984,7 +1986,7 @@ impl<'a> Planner<'a> {
             dest.push('/');
         }
         let mut description = String::from(kw);
-        if let Some(f) = &c.from {
+        if let Some(f) = &from_value {
             description.push_str(&format!(" --from={f}"));
         }
         if let Some(o) = &chown {
@@ -1995,6 +1997,9 @@ impl<'a> Planner<'a> {
         }
         for s in &sources {
             description.push(' ');
+            if s.content.is_some() {
+                description.push_str("<<");
+            }
             description.push_str(&s.path);
         }
         description.push(' ');
@@ -2030,7 +2035,7 @@ fn source_kind_of(path: &str) -> SourceKind {
 fn stage_label_plain(names: &[Option<String>], i: usize) -> String {
     match names.get(i).and_then(|n| n.as_deref()) {
         Some(n) => n.to_string(),
-        None => i.to_string(),
+        None => format!("stage-{i}"),
     }
 }
 
@@ -2244,5 +2249,7 @@ pub fn definition_digest(kind: &OpKind) -> Digest {
     e.finish()
 }
 
+#[cfg(test)]
+mod golden_tests;
 #[cfg(test)]
 mod tests;

@@ -84,7 +84,9 @@ pub fn render_text(plan: &Plan) -> String {
             stage.label(),
             op.span.start.line,
             op.kind.name(),
-            op_summary(&op.kind, &op.description),
+            op_summary(&op.kind, &op.description)
+                .replace('\\', "\\\\")
+                .replace('\n', "\\n"),
         );
         if !inputs.is_empty() {
             let _ = write!(out, "  <- {}", inputs.join(" "));

@@ -1,0 +1,151 @@
+//! Golden tests: every folder of `testdata/plan/` holds a `Dockerfile`, optionally `args`
+//! (lines `build-arg K=V`, `target NAME`, `platform P`) and `bases.json` (base image
+//! configs by reference), and the expected `plan.txt` + `plan.json`, or `error.txt` for
+//! Dockerfiles that must fail. `UPDATE_GOLDEN=1 cargo test -p rbuild-compiler golden`
+//! rewrites the expected files.
+//!
+//! The front end here is the unit-test line splitter and expander; the fixtures stick to
+//! what they handle (one instruction per line, unquoted ENV values).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::expand::testing::Simple;
+use super::*;
+use crate::instructions::testing::{dockerfile, split};
+
+struct Triggers;
+
+impl TriggerParser for Triggers {
+    fn parse_trigger(&self, text: &str) -> Result<RawInstruction, String> {
+        Ok(split(1, text))
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/plan")
+}
+
+fn options(case: &Path) -> PlanOptions {
+    let mut opts = PlanOptions::default();
+    let Ok(text) = std::fs::read_to_string(case.join("args")) else {
+        return opts;
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (key, value) = line.split_once(' ').expect("args lines are `key value`");
+        match key {
+            "build-arg" => {
+                let (k, v) = value.split_once('=').expect("build-arg K=V");
+                opts.build_args.insert(k.to_string(), v.to_string());
+            }
+            "target" => opts.target = Some(value.to_string()),
+            "platform" => opts.target_platform = Platform::parse(value).expect("valid platform"),
+            other => panic!("{}: unknown args key {other}", case.display()),
+        }
+    }
+    opts
+}
+
+fn bases(case: &Path) -> BTreeMap<String, ImageConfig> {
+    match std::fs::read_to_string(case.join("bases.json")) {
+        Ok(text) => serde_json::from_str(&text).expect("bases.json is a map of configs"),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_dir())
+        .expect("testdata/plan exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.join("Dockerfile").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 10,
+        "golden cases missing in {}",
+        golden_dir().display()
+    );
+    cases
+}
+
+fn run_case(case: &Path) -> (Vec<(&'static str, String)>, Option<Plan>) {
+    let text = std::fs::read_to_string(case.join("Dockerfile")).expect("Dockerfile readable");
+    let bases = bases(case);
+    let result = Planner::new(&Simple, &Triggers).with_bases(&bases).plan(
+        &dockerfile(&text),
+        '\\',
+        &options(case),
+    );
+    match result {
+        Ok(plan) => (
+            vec![
+                ("plan.txt", render_text(&plan)),
+                ("plan.json", render_json(&plan)),
+            ],
+            Some(plan),
+        ),
+        Err(e) => (vec![("error.txt", e.render("Dockerfile", &text))], None),
+    }
+}
+
+#[test]
+fn golden_plans() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for case in cases() {
+        let (outputs, _) = run_case(&case);
+        for (file, actual) in outputs {
+            let path = case.join(file);
+            if update {
+                std::fs::write(&path, &actual).expect("golden file writable");
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(expected) if expected == actual => {}
+                Ok(expected) => failures.push(format!(
+                    "{}: differs\n--- expected\n{expected}\n+++ actual\n{actual}",
+                    path.display()
+                )),
+                Err(_) => failures.push(format!(
+                    "{}: missing (run with UPDATE_GOLDEN=1)",
+                    path.display()
+                )),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn dot_output_renders_with_graphviz() {
+    let mut rendered = 0;
+    for case in cases() {
+        let (_, Some(plan)) = run_case(&case) else {
+            continue;
+        };
+        let dot = render_dot(&plan);
+        let mut child = std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("`dot` not found: install the Debian package graphviz");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin piped")
+            .write_all(dot.as_bytes())
+            .expect("dot reads its input");
+        let out = child.wait_with_output().expect("dot runs");
+        assert!(
+            out.status.success() && out.stdout.starts_with(b"<?xml"),
+            "{}: dot rejected the graph: {}\n{dot}",
+            case.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        rendered += 1;
+    }
+    assert!(rendered >= 8, "only {rendered} plans rendered");
+}
