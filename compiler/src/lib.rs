@@ -3,5 +3,8 @@
 //! crate is deterministic, fuzzable and fast to test.
 #![forbid(unsafe_code)]
 
+pub mod dockerignore;
 pub mod instructions;
+pub mod parser;
 pub mod plan;
+pub mod shell;
