@@ -11,6 +11,7 @@
 //! expansion.
 
 pub mod flags;
+pub mod from_ast;
 
 use std::fmt::Write as _;
 

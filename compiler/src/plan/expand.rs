@@ -1,6 +1,8 @@
 //! Variable expansion, as an interface. The planner expands words with BuildKit's rules
-//! (`$VAR`, `${VAR:-default}`, quotes, escapes) through a [`WordExpander`]; the shell
-//! lexer of this crate provides the implementation.
+//! (`$VAR`, `${VAR:-default}`, quotes, escapes) through a [`WordExpander`];
+//! [`ShellExpander`] is the implementation on top of [`crate::shell`].
+
+use crate::shell::{Lexer, ShellError};
 
 /// The result of expanding one word.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,6 +43,71 @@ pub trait WordExpander {
         escape: char,
         lookup: Lookup<'_>,
     ) -> Result<Vec<String>, ExpandError>;
+
+    /// Expands a heredoc body: variables only, quotes and escapes kept as written.
+    fn expand_heredoc(
+        &self,
+        body: &str,
+        escape: char,
+        lookup: Lookup<'_>,
+    ) -> Result<String, ExpandError> {
+        self.expand_word(body, escape, lookup).map(|e| e.value)
+    }
+}
+
+/// The [`WordExpander`] of [`crate::shell`]'s BuildKit-compatible lexer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShellExpander;
+
+fn expand_error(e: ShellError) -> ExpandError {
+    ExpandError {
+        word: e.word().to_string(),
+        reason: e.problem(),
+    }
+}
+
+impl WordExpander for ShellExpander {
+    fn expand_word(
+        &self,
+        word: &str,
+        escape: char,
+        lookup: Lookup<'_>,
+    ) -> Result<Expansion, ExpandError> {
+        let e = Lexer::new(escape)
+            .process_word(word, lookup)
+            .map_err(expand_error)?;
+        Ok(Expansion {
+            value: e.value,
+            matched: e.vars.matched.into_iter().collect(),
+        })
+    }
+
+    fn expand_words(
+        &self,
+        word: &str,
+        escape: char,
+        lookup: Lookup<'_>,
+    ) -> Result<Vec<String>, ExpandError> {
+        Lexer::new(escape)
+            .process_words(word, lookup)
+            .map(|w| w.words)
+            .map_err(expand_error)
+    }
+
+    fn expand_heredoc(
+        &self,
+        body: &str,
+        escape: char,
+        lookup: Lookup<'_>,
+    ) -> Result<String, ExpandError> {
+        // BuildKit expands heredoc bodies with quotes and escapes left as written.
+        Lexer::new(escape)
+            .raw_quotes(true)
+            .raw_escapes(true)
+            .process_word(body, lookup)
+            .map(|e| e.value)
+            .map_err(expand_error)
+    }
 }
 
 #[cfg(test)]

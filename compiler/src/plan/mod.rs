@@ -36,7 +36,7 @@ use crate::instructions::{
 };
 pub use config::{HealthConfig, History, ImageConfig};
 pub use digest::{Digest, Encoder, SCHEMA_VERSION};
-pub use expand::{ExpandError, Expansion, WordExpander};
+pub use expand::{ExpandError, Expansion, ShellExpander, WordExpander};
 pub use render::{render_dot, render_json, render_text};
 
 /// An OS/architecture/variant triple (`linux/arm64/v8`).
@@ -1855,7 +1855,13 @@ impl<'a> Planner<'a> {
                 && let Some(h) = c.heredocs.iter().find(|h| h.name == name)
             {
                 let body = h.body();
-                let content = if h.expand { ex(&body)? } else { body };
+                let content = if h.expand {
+                    self.expander
+                        .expand_heredoc(&body, ctx.escape, &lookup)
+                        .map_err(|e| PlanError::at(PlanErrorKind::Expand(e), span))?
+                } else {
+                    body
+                };
                 sources.push(CopySource {
                     path: name,
                     input: None,
@@ -2249,7 +2255,5 @@ pub fn definition_digest(kind: &OpKind) -> Digest {
     e.finish()
 }
 
-#[cfg(test)]
-mod golden_tests;
 #[cfg(test)]
 mod tests;

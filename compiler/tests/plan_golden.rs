@@ -4,23 +4,16 @@
 //! Dockerfiles that must fail. `UPDATE_GOLDEN=1 cargo test -p rbuild-compiler golden`
 //! rewrites the expected files.
 //!
-//! The front end here is the unit-test line splitter and expander; the fixtures stick to
-//! what they handle (one instruction per line, unquoted ENV values).
+//! It also plans every Dockerfile of the conformance parser vectors: each must plan or
+//! fail with a located error, never panic.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::expand::testing::Simple;
-use super::*;
-use crate::instructions::testing::{dockerfile, split};
-
-struct Triggers;
-
-impl TriggerParser for Triggers {
-    fn parse_trigger(&self, text: &str) -> Result<RawInstruction, String> {
-        Ok(split(1, text))
-    }
-}
+use rbuild_compiler::instructions::from_ast::{SourceError, plan_source};
+use rbuild_compiler::plan::{
+    ImageConfig, NoBaseConfigs, Plan, PlanOptions, Platform, render_dot, render_json, render_text,
+};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/plan")
@@ -71,11 +64,7 @@ fn cases() -> Vec<PathBuf> {
 fn run_case(case: &Path) -> (Vec<(&'static str, String)>, Option<Plan>) {
     let text = std::fs::read_to_string(case.join("Dockerfile")).expect("Dockerfile readable");
     let bases = bases(case);
-    let result = Planner::new(&Simple, &Triggers).with_bases(&bases).plan(
-        &dockerfile(&text),
-        '\\',
-        &options(case),
-    );
+    let result = plan_source(&text, &options(case), &bases);
     match result {
         Ok(plan) => (
             vec![
@@ -148,4 +137,72 @@ fn dot_output_renders_with_graphviz() {
         rendered += 1;
     }
     assert!(rendered >= 8, "only {rendered} plans rendered");
+}
+
+fn conformance_dir() -> PathBuf {
+    let dir = match std::env::var_os("RBUILD_CONFORMANCE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"),
+    };
+    assert!(
+        dir.join("README.md").is_file(),
+        "conformance data not found at {} (set RBUILD_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn conformance_dockerfiles_plan_or_fail_with_a_location() {
+    let dir = conformance_dir();
+    let mut planned = 0;
+    let mut failed = Vec::new();
+    for folder in ["dockerfile-parser", "dockerfile-parser-negative"] {
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join(folder))
+            .expect("conformance folder readable")
+            .map(|e| e.expect("entry").path().join("Dockerfile"))
+            .filter(|p| p.is_file())
+            .collect();
+        cases.sort();
+        for path in cases {
+            let bytes = std::fs::read(&path).expect("Dockerfile readable");
+            let text = String::from_utf8_lossy(&bytes);
+            match plan_source(&text, &PlanOptions::default(), &NoBaseConfigs) {
+                Ok(plan) => {
+                    assert!(!plan.ops.is_empty(), "{}: empty plan", path.display());
+                    planned += 1;
+                }
+                Err(e) => {
+                    let rendered = e.render("Dockerfile", &text);
+                    let located = match &e {
+                        SourceError::Parse(_) => rendered.starts_with("Dockerfile:"),
+                        SourceError::Plan(p) => {
+                            p.span.is_some() && rendered.starts_with("Dockerfile:")
+                        }
+                    };
+                    assert!(
+                        located,
+                        "{}: error without a location:\n{rendered}",
+                        path.display()
+                    );
+                    failed.push(format!(
+                        "{}: {}",
+                        path.display(),
+                        rendered.lines().next().unwrap_or("")
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "conformance Dockerfiles: {planned} planned, {} failed with a located error",
+        failed.len()
+    );
+    for f in &failed {
+        eprintln!("  {f}");
+    }
+    assert!(
+        planned >= 20,
+        "only {planned} conformance Dockerfiles planned"
+    );
 }
