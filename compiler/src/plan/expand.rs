@@ -27,7 +27,7 @@ pub struct ExpandError {
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Expands Dockerfile words with a pluggable environment.
-pub trait WordExpander {
+pub trait WordExpander: Sync {
     /// Expands one word into one string (quotes removed, whitespace kept).
     fn expand_word(
         &self,

@@ -136,13 +136,13 @@ pub const PROXY_ARGS: [&str; 10] = [
 ];
 
 /// Parses an ONBUILD trigger from a base image config into an instruction.
-pub trait TriggerParser {
+pub trait TriggerParser: Sync {
     /// Parses one trigger (`RUN echo hi`); the error says why it is not an instruction.
     fn parse_trigger(&self, text: &str) -> Result<RawInstruction, String>;
 }
 
 /// Supplies the config of base images (fetched by the caller; the compiler does no I/O).
-pub trait BaseConfigs {
+pub trait BaseConfigs: Sync {
     /// The config of `reference` for `platform`, if known.
     fn base_config(&self, reference: &str, platform: &Platform) -> Option<ImageConfig>;
 }

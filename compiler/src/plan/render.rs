@@ -1,5 +1,7 @@
 //! The three renderings of a [`Plan`] that `rbuild plan` prints: text for people, JSON
-//! for tools (schema in `SCHEMA.md` next to this file), and Graphviz DOT.
+//! for tools, and Graphviz DOT.
+//!
+#![doc = include_str!("SCHEMA.md")]
 
 use std::fmt::Write as _;
 
