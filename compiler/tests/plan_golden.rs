@@ -206,3 +206,92 @@ fn conformance_dockerfiles_plan_or_fail_with_a_location() {
         "only {planned} conformance Dockerfiles planned"
     );
 }
+
+mod random {
+    //! Random Dockerfiles from a small grammar, through the real parser and lexer: parse +
+    //! plan never panics, is deterministic, and every error is located.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("$A".to_string()),
+            Just("${B:-x}".to_string()),
+            Just("${C:?required}".to_string()),
+            Just("\"q w\"".to_string()),
+            Just("'s'".to_string()),
+            Just("/p/q".to_string()),
+            Just("0".to_string()),
+            Just("7".to_string()),
+            Just("s1".to_string()),
+            Just("S0".to_string()),
+            Just("https://h/f.tar".to_string()),
+            Just("git@h:r.git".to_string()),
+            Just("<<EOF".to_string()),
+            "[a-z0-9./$={}-]{0,6}",
+        ]
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        let w = word;
+        prop_oneof![
+            (w(), prop::option::of("s[0-3]")).prop_map(|(i, n)| match n {
+                Some(n) => format!("FROM {i} AS {n}"),
+                None => format!("FROM {i}"),
+            }),
+            w().prop_map(|p| format!("FROM --platform={p} scratch")),
+            (w(), w()).prop_map(|(a, b)| format!("ARG {a}={b}")),
+            (w(), w()).prop_map(|(a, b)| format!("ENV {a}={b}")),
+            (w(), w()).prop_map(|(a, b)| format!("LABEL {a}={b}")),
+            w().prop_map(|a| format!("RUN echo {a} \\\n  && true")),
+            Just("RUN <<EOF\necho heredoc $A\nEOF".to_string()),
+            Just("COPY <<EOF /f\nbody $A\nEOF".to_string()),
+            (w(), w())
+                .prop_map(|(a, b)| format!("RUN --mount=type=cache,from={a},target={b} true")),
+            (w(), w()).prop_map(|(a, b)| format!("RUN --network={a} --security={b} true")),
+            (w(), w(), w()).prop_map(|(f, s, d)| format!("COPY --from={f} --chown={s} {s} {d}")),
+            (w(), w()).prop_map(|(s, d)| format!("ADD --checksum={d} {s} {d}")),
+            (w(), w()).prop_map(|(c, s)| format!("COPY --chmod={c} {s} /d")),
+            w().prop_map(|a| format!("WORKDIR {a}")),
+            w().prop_map(|a| format!("USER {a}")),
+            w().prop_map(|a| format!("EXPOSE {a}")),
+            w().prop_map(|a| format!("VOLUME [\"{a}\"]")),
+            w().prop_map(|a| format!("CMD {a}")),
+            w().prop_map(|a| format!("ENTRYPOINT [\"{a}\"]")),
+            w().prop_map(|a| format!("ONBUILD RUN {a}")),
+            w().prop_map(|a| format!("HEALTHCHECK --interval={a} CMD true")),
+            w().prop_map(|a| format!("STOPSIGNAL {a}")),
+            Just("SHELL [\"/bin/bash\", \"-c\"]".to_string()),
+            Just("MAINTAINER someone".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn parse_and_plan_never_panic(
+            lines in prop::collection::vec(line(), 1..20),
+            target in prop::option::of("s[0-3]"),
+        ) {
+            let text = lines.join("\n") + "\n";
+            let mut opts = PlanOptions { target, ..PlanOptions::default() };
+            opts.build_args.insert("A".into(), "v".into());
+            let first = plan_source(&text, &opts, &NoBaseConfigs);
+            let second = plan_source(&text, &opts, &NoBaseConfigs);
+            prop_assert_eq!(&first, &second);
+            match first {
+                Ok(p) => {
+                    for op in &p.ops {
+                        prop_assert!(op.inputs.iter().all(|i| i.op < op.id));
+                    }
+                    let _ = (render_text(&p), render_json(&p), render_dot(&p));
+                }
+                Err(e) => {
+                    let r = e.render("Dockerfile", &text);
+                    prop_assert!(r.starts_with("Dockerfile"), "{}", r);
+                }
+            }
+        }
+    }
+}
