@@ -1130,13 +1130,8 @@ impl<'a> Planner<'a> {
                                 role: InputRole::Mount,
                             });
                         }
-                        current = emitter.push(
-                            si,
-                            span,
-                            OpKind::Exec(exec),
-                            inputs,
-                            step.description.clone(),
-                        );
+                        current =
+                            emitter.push(si, span, OpKind::Exec(exec), inputs, step.description);
                     }
                     StepKind::Copy {
                         mut op,
@@ -1206,13 +1201,8 @@ impl<'a> Planner<'a> {
                                 s.input = Some(inputs.len() - 1);
                             }
                         }
-                        current = emitter.push(
-                            si,
-                            span,
-                            OpKind::Copy(op),
-                            inputs,
-                            step.description.clone(),
-                        );
+                        current =
+                            emitter.push(si, span, OpKind::Copy(op), inputs, step.description);
                     }
                     StepKind::Mkdir(path, user) => {
                         current = emitter.push(
@@ -1226,7 +1216,7 @@ impl<'a> Planner<'a> {
                                 op: current,
                                 role: InputRole::Parent,
                             }],
-                            step.description.clone(),
+                            step.description,
                         );
                     }
                     StepKind::Config(kw) => {
@@ -1241,7 +1231,7 @@ impl<'a> Planner<'a> {
                                 op: current,
                                 role: InputRole::Parent,
                             }],
-                            step.description.clone(),
+                            step.description,
                         );
                     }
                 }
