@@ -4,5 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dockerignore;
+pub mod instructions;
 pub mod parser;
+pub mod plan;
 pub mod shell;
