@@ -3,23 +3,14 @@
 //! of base images are parsed with the same parser) and [`plan_source`], which runs
 //! parse + plan on Dockerfile text.
 
-use super::{Heredoc, Position, RawFlag, RawInstruction, Span};
+use super::{Heredoc, RawFlag, RawInstruction, Span};
 use crate::parser::{self, Node, ParseError};
 use crate::plan::{
     BaseConfigs, Plan, PlanError, PlanOptions, Planner, ShellExpander, TriggerParser,
 };
 
 fn span(s: parser::Span) -> Span {
-    Span {
-        start: Position {
-            line: s.start.line,
-            column: s.start.column,
-        },
-        end: Position {
-            line: s.end.line,
-            column: s.end.column,
-        },
-    }
+    s
 }
 
 /// Converts one parser node.

@@ -13,8 +13,6 @@
 pub mod flags;
 pub mod from_ast;
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 pub use flags::{
@@ -22,36 +20,7 @@ pub use flags::{
     parse_mount,
 };
 
-/// A point in the Dockerfile: 1-based line and column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
-pub struct Position {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-}
-
-/// A range of the Dockerfile (end exclusive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Span {
-    /// Where it starts.
-    pub start: Position,
-    /// Where it ends.
-    pub end: Position,
-}
-
-impl Span {
-    /// A span of `len` characters on one line.
-    pub fn on_line(line: usize, column: usize, len: usize) -> Span {
-        Span {
-            start: Position { line, column },
-            end: Position {
-                line,
-                column: column + len.max(1),
-            },
-        }
-    }
-}
+pub use crate::parser::{Position, Span};
 
 /// One `--name[=value]` flag as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,14 +381,28 @@ impl InstructionError {
         InstructionError { kind, span }
     }
 
-    /// Renders `file:line:col: message`, the source line and a caret.
+    /// Renders `file:line:col: message`, the source line and a caret; an unknown instruction
+    /// gets a "did you mean" hint.
     pub fn render(&self, file_name: &str, source: &str) -> String {
-        render_located(&self.to_string(), self.span, &[], file_name, source)
+        let hint = match &self.kind {
+            InstructionErrorKind::UnknownInstruction { keyword } => {
+                crate::parser::suggest_keyword(&keyword.to_ascii_lowercase())
+                    .map(|best| format!("did you mean {}?", best.to_ascii_uppercase()))
+            }
+            _ => None,
+        };
+        crate::parser::render_diagnostic(
+            &self.to_string(),
+            self.span,
+            hint.as_deref(),
+            file_name,
+            source,
+        )
     }
 }
 
-/// Renders a located message in the parser's style: `file:line:col: message`, the source
-/// line with a caret under the span, then each `note` as `note: ...`.
+/// Renders a located message in the parser's style, then each related place as
+/// `note: file:line:col: ...` with its own source line and caret.
 pub fn render_located(
     message: &str,
     span: Span,
@@ -427,54 +410,15 @@ pub fn render_located(
     file_name: &str,
     source: &str,
 ) -> String {
-    let mut out = String::new();
-    let line = span.start.line.max(1);
-    let col = span.start.column.max(1);
-    let _ = writeln!(out, "{file_name}:{line}:{col}: {message}");
-    excerpt(&mut out, span, source);
+    let mut out = crate::parser::render_diagnostic(message, span, None, file_name, source);
     for (nspan, note) in notes {
-        let _ = writeln!(
-            out,
-            "note: {file_name}:{}:{}: {note}",
-            nspan.start.line.max(1),
-            nspan.start.column.max(1)
-        );
-        excerpt(&mut out, *nspan, source);
+        out.push_str("\nnote: ");
+        out.push_str(&crate::parser::render_diagnostic(
+            note, *nspan, None, file_name, source,
+        ));
     }
+    out.push('\n');
     out
-}
-
-fn excerpt(out: &mut String, span: Span, source: &str) {
-    let line_no = span.start.line.max(1);
-    let column = span.start.column.max(1);
-    let Some(text) = source.split('\n').nth(line_no - 1) else {
-        return;
-    };
-    let text: String = text
-        .strip_prefix('\u{feff}')
-        .unwrap_or(text)
-        .trim_end_matches('\r')
-        .chars()
-        .take(200)
-        .map(|c| if c == '\t' { ' ' } else { c })
-        .collect();
-    let len = text.chars().count();
-    let column = column.min(len + 1);
-    let width = if span.end.line == span.start.line && span.end.column > column {
-        (span.end.column - column).min(len + 1 - column).max(1)
-    } else {
-        1
-    };
-    let gutter = line_no.to_string();
-    let pad = " ".repeat(gutter.len());
-    let _ = writeln!(out, "{pad} |");
-    let _ = writeln!(out, "{gutter} | {text}");
-    let _ = writeln!(
-        out,
-        "{pad} | {}{}",
-        " ".repeat(column - 1),
-        "^".repeat(width)
-    );
 }
 
 /// The flags an instruction accepts: (name, takes a list, boolean).

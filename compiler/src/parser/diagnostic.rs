@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 /// A point in the Dockerfile: 1-based line and column (columns count characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
 pub struct Position {
     /// 1-based line number.
     pub line: usize,
@@ -14,7 +14,7 @@ pub struct Position {
 }
 
 /// A range of the Dockerfile, from `start` to `end` (end exclusive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Span {
     /// Where the range begins.
     pub start: Position,
@@ -168,7 +168,16 @@ impl Warning {
     }
 }
 
-fn render(message: &str, span: Span, hint: Option<&str>, file_name: &str, source: &str) -> String {
+/// Renders a located message: `file:line:col: message`, the source line with a caret under
+/// the span, and an optional `hint:` line. Every Dockerfile diagnostic (parse, lowering,
+/// planning) goes through here so they all look alike.
+pub fn render(
+    message: &str,
+    span: Span,
+    hint: Option<&str>,
+    file_name: &str,
+    source: &str,
+) -> String {
     let line_no = span.start.line.max(1);
     let column = span.start.column.max(1);
     let mut out = String::new();

@@ -38,7 +38,9 @@ mod heredoc;
 mod json;
 mod words;
 
-pub use diagnostic::{ParseError, ParseErrorKind, Position, Span, Warning};
+pub use diagnostic::{
+    ParseError, ParseErrorKind, Position, Span, Warning, render as render_diagnostic,
+};
 pub use directives::{
     DetectedDirective, Directive, DirectiveError, DirectiveParser, detect_syntax, parse_directive,
 };

@@ -308,11 +308,12 @@ impl PlanError {
     /// Renders `file:line:col: message`, the source line and a caret, then a `note:` for
     /// each related place.
     pub fn render(&self, file_name: &str, source: &str) -> String {
-        let span = match (&*self.kind, self.span) {
-            (PlanErrorKind::Instruction(e), _) => Some(e.span),
-            (_, s) => s,
-        };
-        match span {
+        if let PlanErrorKind::Instruction(e) = &*self.kind
+            && self.related.is_empty()
+        {
+            return e.render(file_name, source);
+        }
+        match self.span {
             Some(span) => render_located(&self.to_string(), span, &self.related, file_name, source),
             None => format!("{file_name}: {self}\n"),
         }
