@@ -105,9 +105,46 @@ impl CancelHandle {
         self.cancelled.store(true, Ordering::SeqCst);
         kill_init(self.init_pid.load(Ordering::SeqCst));
     }
+    /// Sends `signal` to the command (the children of the sandbox's init),
+    /// as `docker kill --signal` does; returns how many processes it reached.
+    /// The command may handle it and exit; [`CancelHandle::cancel`] is the
+    /// sure way to end the run.
+    pub fn signal(&self, signal: Signal) -> usize {
+        let init = self.init_pid.load(Ordering::SeqCst);
+        if init <= 0 {
+            return 0;
+        }
+        children_of(init)
+            .into_iter()
+            .filter_map(Pid::from_raw)
+            .filter(|p| rustix::process::kill_process(*p, signal).is_ok())
+            .count()
+    }
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
+}
+
+/// The pids whose parent is `parent`, from `/proc/PID/stat` (the kernel's
+/// `children` file is not always built in).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 fn kill_init(pid: i32) {
