@@ -208,7 +208,10 @@ mod tests {
         assert_ne!(t1, t2);
         let p = s.commit(&t1, &d).unwrap();
         assert_eq!(s.get(&d), Some(p.clone()));
-        assert!(matches!(s.commit(&t2, &d), Err(SnapshotsError::Exists { .. })));
+        assert!(matches!(
+            s.commit(&t2, &d),
+            Err(SnapshotsError::Exists { .. })
+        ));
         assert_eq!(std::fs::read(p.join("f")).unwrap(), b"1");
         assert_eq!(s.list().unwrap(), vec![d]);
         // t2 is a leftover while nobody holds the lock, not while someone does.

@@ -195,7 +195,9 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
         _ => bail!("volume {spec:?} is not HOST:CTR[:ro|:rw]"),
     };
     if !host.starts_with('/') {
-        bail!("volume {spec:?}: the host path {host:?} must be absolute (named volumes are not supported)");
+        bail!(
+            "volume {spec:?}: the host path {host:?} must be absolute (named volumes are not supported)"
+        );
     }
     if !target.starts_with('/') {
         bail!("volume {spec:?}: the container path {target:?} must be absolute");
@@ -238,7 +240,10 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
 
     let containers = Containers::open(store.root())?;
     let id = new_id();
-    let name = args.name.clone().unwrap_or_else(|| format!("run-{}", &id[..12]));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", &id[..12]));
     let mut record = Record {
         id: id.clone(),
         name,
@@ -255,10 +260,12 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     let result = run_in(&dir, &layers, &process, args, mounts, &id_map);
     let exit = match &result {
         Ok(code) => Some(*code),
-        Err(e) => e.chain().find_map(|c| match c.downcast_ref::<SandboxError>() {
-            Some(SandboxError::Exec { code, .. }) => Some(*code),
-            _ => None,
-        }),
+        Err(e) => e
+            .chain()
+            .find_map(|c| match c.downcast_ref::<SandboxError>() {
+                Some(SandboxError::Exec { code, .. }) => Some(*code),
+                _ => None,
+            }),
     };
     if args.rm {
         let forgot = containers.forget(&id);
