@@ -354,3 +354,128 @@ fn sigterm_is_forwarded_to_the_command() {
         started.elapsed()
     );
 }
+
+/// As an unprivileged user with /etc/subuid and /etc/subgid ranges (created here when
+/// missing): import, run, and the snapshot keeps the image's owners as subordinate ids.
+/// Needs: root for the setup, runuser (util-linux), newuidmap/newgidmap (uidmap), useradd
+/// and usermod (passwd).
+#[test]
+fn runs_as_an_unprivileged_user_with_subordinate_ids() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const USER: &str = "rbuild-rootless";
+    assert_eq!(
+        rustix::process::getuid().as_raw(),
+        0,
+        "the rootless test's setup must run as root (it creates a user)"
+    );
+    assert!(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "newuidmap is missing: install the Debian package uidmap"
+    );
+    let id = std::process::Command::new("id").arg(USER).output().unwrap();
+    if !id.status.success() {
+        ok(&mut std::process::Command::new("useradd").args([
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            USER,
+        ]));
+    }
+    let subuid_start = |file: &str| -> Option<u32> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{USER}:"))?
+                    .split(':')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+    };
+    if subuid_start("/etc/subuid").is_none() || subuid_start("/etc/subgid").is_none() {
+        ok(&mut std::process::Command::new("usermod").args([
+            "--add-subuids",
+            "400000-465535",
+            "--add-subgids",
+            "400000-465535",
+            USER,
+        ]));
+    }
+    let host_root_uid = subuid_start("/etc/subuid").unwrap();
+
+    let dir = Dir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rootfs = dir.mkdir("rootfs");
+    busybox_rootfs(&rootfs);
+    let store = dir.mkdir("store");
+    ok(&mut std::process::Command::new("chown").args([USER]).arg(&store));
+    let as_user = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", USER, "--", "env", "HOME=/tmp"])
+            .arg(env!("CARGO_BIN_EXE_rbuild"))
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    };
+    ok(&mut as_user(&["import", rootfs.to_str().unwrap(), "bb"]));
+    let r = ok(&mut as_user(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "id -u; touch /x; chown 1000 /x; stat -c %u /x",
+    ]));
+    assert_eq!(r.stdout, "0\n1000\n", "{}", r.stderr);
+    let r = ok(&mut as_user(&[
+        "run", "--rm", "-u", "1000", "bb", "id", "-u",
+    ]));
+    assert_eq!(r.stdout, "1000\n");
+    // The snapshot belongs to the container's root, which is the user itself.
+    let snaps = snapshot_dirs(&store);
+    assert_eq!(snaps.len(), 1);
+    let busybox = store
+        .join("snapshots-v1")
+        .join(&snaps[0].0)
+        .join("bin/busybox");
+    let user_uid = std::fs::metadata(&store).unwrap().uid();
+    assert_eq!(std::fs::symlink_metadata(busybox).unwrap().uid(), user_uid);
+    // A kept container's file chowned to 1000 is owned by a subordinate id on the host;
+    // rm removes it all the same.
+    ok(&mut as_user(&[
+        "run",
+        "--name",
+        "k",
+        "bb",
+        "sh",
+        "-c",
+        "mkdir /d && chown 1000 /d",
+    ]));
+    let kept = std::fs::read_dir(store.join("containers-v1"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    // The overlay snapshotter's upper dir, or the copy snapshotter's tree.
+    let d = ["fs/upper/d", "fs/tree/d"]
+        .map(|p| kept.path().join(p))
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("the container's /d on the host");
+    let owner = std::fs::symlink_metadata(&d).unwrap().uid();
+    assert!(
+        (host_root_uid..host_root_uid + 65536).contains(&owner),
+        "{} is owned by {owner}",
+        d.display()
+    );
+    ok(&mut as_user(&["rm", "k"]));
+    assert_eq!(
+        std::fs::read_dir(store.join("containers-v1"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
