@@ -212,9 +212,6 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
 }
 
 fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
-    if args.tty {
-        bail!("-t (a pseudo-terminal for the container) is not supported yet");
-    }
     let store = super::open_store(global)?;
     let (_, descriptor) = super::find_image(&store, &args.image).map_err(|e| {
         e.context(format!("image {} is not in the store", args.image))
@@ -305,7 +302,11 @@ fn run_in(
     };
     spec.mounts = mounts;
     spec.id_map = id_map.clone();
-    spec.stdio = sandbox::Stdio::Inherit;
+    spec.stdio = if args.tty {
+        sandbox::Stdio::Tty
+    } else {
+        sandbox::Stdio::Inherit
+    };
     if !args.interactive {
         // Like docker without -i: the command reads an empty stdin.
         let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;

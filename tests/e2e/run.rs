@@ -479,3 +479,72 @@ fn runs_as_an_unprivileged_user_with_subordinate_ids() {
         0
     );
 }
+
+/// `script` (util-linux) gives rbuild a terminal, as a user's shell would.
+fn in_script(root: &Path, run_args: &str, stdin: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let line = format!(
+        "{} --root {} run {run_args}",
+        env!("CARGO_BIN_EXE_rbuild"),
+        root.display()
+    );
+    let mut child = crate::support::tool("script", "util-linux")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(input);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn tty_gives_the_command_a_terminal() {
+    let (_d, root) = store();
+    let (code, out) = in_script(&root, "--rm -t bb sh -c 'tty; exit 5'", "");
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    // Without -t the same command has no terminal, even under one.
+    let (code, out) = in_script(&root, "--rm bb tty", "");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not a tty"), "{out:?}");
+    // Piped into rbuild (no terminal on our side), -t still gives one.
+    let r = run(&root, &["--rm", "-t", "bb", "tty"]);
+    assert_eq!(r.stdout.trim_end(), "/dev/pts/0", "{}", r.stderr);
+}
+
+#[test]
+fn interactive_keeps_stdin_open() {
+    let (_d, root) = store();
+    let mut child = rbuild(&root)
+        .args(["run", "--rm", "-i", "bb", "sh", "-c", "read a; echo got-$a"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"line\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got-line\n");
+    // Without -i the command reads nothing, whatever rbuild's stdin holds.
+    let mut child = rbuild(&root)
+        .args(["run", "--rm", "bb", "sh", "-c", "cat; echo end"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // rbuild may already have let go of its stdin: a broken pipe is fine.
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"ignored\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "end\n");
+    // -i -t: keystrokes reach a shell on the pty.
+    let (code, out) = in_script(&root, "--rm -i -t bb sh", "echo hi-$((6*7)); exit 7\n");
+    assert_eq!(code, Some(7), "{out}");
+    assert!(out.contains("hi-42"), "{out:?}");
+}
