@@ -374,7 +374,7 @@ fn runs_as_an_unprivileged_user_with_subordinate_ids() {
     );
     let id = std::process::Command::new("id").arg(USER).output().unwrap();
     if !id.status.success() {
-        ok(&mut std::process::Command::new("useradd").args([
+        ok(std::process::Command::new("useradd").args([
             "--create-home",
             "--shell",
             "/bin/sh",
@@ -394,7 +394,7 @@ fn runs_as_an_unprivileged_user_with_subordinate_ids() {
             })
     };
     if subuid_start("/etc/subuid").is_none() || subuid_start("/etc/subgid").is_none() {
-        ok(&mut std::process::Command::new("usermod").args([
+        ok(std::process::Command::new("usermod").args([
             "--add-subuids",
             "400000-465535",
             "--add-subgids",
@@ -409,7 +409,7 @@ fn runs_as_an_unprivileged_user_with_subordinate_ids() {
     let rootfs = dir.mkdir("rootfs");
     busybox_rootfs(&rootfs);
     let store = dir.mkdir("store");
-    ok(&mut std::process::Command::new("chown").args([USER]).arg(&store));
+    ok(std::process::Command::new("chown").args([USER]).arg(&store));
     let as_user = |args: &[&str]| {
         let mut cmd = std::process::Command::new("runuser");
         cmd.args(["-u", USER, "--", "env", "HOME=/tmp"])
