@@ -458,3 +458,71 @@ fn unpack_into(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(a: &[&str]) -> RunArgs {
+        T::parse_from(std::iter::once("run").chain(a.iter().copied())).run
+    }
+
+    fn config() -> ImageConfiguration {
+        serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Entrypoint":["/ep"],"Cmd":["default"],"Env":["A=1","B=2"],
+            "WorkingDir":"/w","User":"app"}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn args_replace_cmd_and_entrypoint_clears_it() {
+        let none = |_: &str| None;
+        let p = process(&config(), &args(&["img"]), &none).unwrap();
+        assert_eq!(p.argv, ["/ep", "default"]);
+        assert_eq!((p.workdir.as_str(), p.user.as_str()), ("/w", "app"));
+        let p = process(&config(), &args(&["img", "x", "-y"]), &none).unwrap();
+        assert_eq!(p.argv, ["/ep", "x", "-y"]);
+        let p = process(&config(), &args(&["--entrypoint", "sh", "img"]), &none).unwrap();
+        assert_eq!(p.argv, ["sh"]);
+        let p = process(&config(), &args(&["--entrypoint", "", "img", "ls"]), &none).unwrap();
+        assert_eq!(p.argv, ["ls"]);
+        assert!(process(&config(), &args(&["--entrypoint", "", "img"]), &none).is_err());
+    }
+
+    #[test]
+    fn env_overrides_replace_by_name() {
+        let host = |k: &str| (k == "H").then(|| "host".to_owned());
+        let a = args(&["-e", "B=3", "-e", "H", "-e", "MISSING", "-e", "C=4", "img"]);
+        let p = process(&config(), &a, &host).unwrap();
+        assert_eq!(p.env, ["A=1", "B=3", "H=host", "C=4"]);
+        let p = process(&config(), &args(&["-w", "/x", "-u", "0", "img"]), &host).unwrap();
+        assert_eq!((p.workdir.as_str(), p.user.as_str()), ("/x", "0"));
+        assert!(process(&config(), &args(&["-w", "rel", "img"]), &host).is_err());
+    }
+
+    #[test]
+    fn volumes_parse() {
+        let m = parse_volume("/tmp:/mnt:ro").unwrap();
+        assert!(m.readonly);
+        assert_eq!(m.target, PathBuf::from("/mnt"));
+        assert!(!parse_volume("/tmp:/mnt").unwrap().readonly);
+        for bad in [
+            "named:/mnt",
+            "/tmp:rel",
+            "/tmp",
+            "/tmp:/mnt:xx",
+            "/no/such/dir:/mnt",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad}");
+        }
+    }
+}
