@@ -548,3 +548,46 @@ fn interactive_keeps_stdin_open() {
     assert_eq!(code, Some(7), "{out}");
     assert!(out.contains("hi-42"), "{out:?}");
 }
+
+/// Ctrl-C in a terminal signals rbuild's whole process group: the command gets SIGINT
+/// (forwarded; it runs in its own session) and its trap decides the exit code.
+#[test]
+fn sigint_to_the_process_group_reaches_the_command() {
+    use std::os::unix::process::CommandExt;
+    let (_d, root) = store();
+    let mut child = rbuild(&root)
+        .args([
+            "run",
+            "--rm",
+            "bb",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 9' INT; echo ready; sleep 60 & wait",
+        ])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    std::thread::sleep(Duration::from_millis(100));
+    let group = format!("-{}", child.id());
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rest.starts_with("got-int\n"), "{rest:?}");
+}
