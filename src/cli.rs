@@ -17,8 +17,9 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// More log output on stderr (-v: debug, -vv: trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More log output on stderr (-v: debug, -vv: trace). Given before the subcommand
+    /// (`rbuild -v run ...`): `run -v` is a volume, as in docker.
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
@@ -50,6 +51,12 @@ pub enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry: remove its stored credentials.
     Logout(commands::logout::LogoutArgs),
+    /// Run a command in a new container from an image.
+    Run(commands::run::RunArgs),
+    /// List containers.
+    Ps(commands::ps::PsArgs),
+    /// Remove containers.
+    Rm(commands::rm::RmArgs),
 }
 
 pub fn parse() -> Cli {

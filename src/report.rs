@@ -61,9 +61,19 @@ pub fn render_error(err: &anyhow::Error) -> ExitCode {
     let mut code = 1;
     let mut first = true;
     let mut hints = Vec::new();
+    // A hint added with `.context(Hint(..))` shows in the chain as a context layer, which
+    // only the error itself can downcast: recognise that layer by its text.
+    let context_hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
     for cause in err.chain() {
         if let Some(hint) = cause.downcast_ref::<Hint>() {
             hints.push(hint.0.clone());
+            continue;
+        }
+        if let Some(h) = &context_hint
+            && cause.to_string() == *h
+            && !hints.contains(h)
+        {
+            hints.push(h.clone());
             continue;
         }
         if let Some(exit) = cause.downcast_ref::<Exit>() {

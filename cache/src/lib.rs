@@ -21,11 +21,13 @@
 
 pub mod archive;
 mod blob;
+pub mod containers;
 mod digest;
 mod fsutil;
 pub mod import;
 pub mod layer;
 pub mod pgzip;
+pub mod snapshots;
 mod store;
 
 pub use blob::{BlobError, BlobWriter, Committed, Expected};

@@ -76,6 +76,12 @@ pub enum Stdio {
     /// The caller's own stdin, stdout and stderr (`rbuild run`); the
     /// callback is not called.
     Inherit,
+    /// A pseudo-terminal from the sandbox's own devpts (`rbuild run -t`):
+    /// the command's stdin, stdout, stderr and controlling terminal. Its
+    /// output is copied to the caller's stdout and the caller's stdin to it
+    /// (put into raw mode while the command runs when it is a terminal); the
+    /// callback is not called.
+    Tty,
 }
 
 /// Which output stream a line came from.
@@ -105,9 +111,46 @@ impl CancelHandle {
         self.cancelled.store(true, Ordering::SeqCst);
         kill_init(self.init_pid.load(Ordering::SeqCst));
     }
+    /// Sends `signal` to the command (the children of the sandbox's init),
+    /// as `docker kill --signal` does; returns how many processes it reached.
+    /// The command may handle it and exit; [`CancelHandle::cancel`] is the
+    /// sure way to end the run.
+    pub fn signal(&self, signal: Signal) -> usize {
+        let init = self.init_pid.load(Ordering::SeqCst);
+        if init <= 0 {
+            return 0;
+        }
+        children_of(init)
+            .into_iter()
+            .filter_map(Pid::from_raw)
+            .filter(|p| rustix::process::kill_process(*p, signal).is_ok())
+            .count()
+    }
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
+}
+
+/// The pids whose parent is `parent`, from `/proc/PID/stat` (the kernel's
+/// `children` file is not always built in).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 fn kill_init(pid: i32) {
@@ -422,6 +465,98 @@ fn write_all_fd(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+fn write_all_fd_borrowed(fd: std::os::fd::BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// In init, after pivot_root: opens a pty pair on the sandbox's own devpts,
+/// sends the master over `sock` to the caller, and returns the slave.
+fn open_pty(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let fds = [master.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        sock,
+        &[io::IoSlice::new(b"t")],
+        &mut anc,
+        rustix::net::SendFlags::empty(),
+    )?;
+    Ok(slave)
+}
+
+/// Receives the pty master sent by [`open_pty`]; `None` when init closed
+/// the socket without sending one (it failed, and says why on its error pipe).
+fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut buf = [0u8; 1];
+    loop {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [io::IoSliceMut::new(&mut buf)],
+            &mut anc,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for msg in anc.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(Some(fd));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The caller's terminal in raw mode until dropped (keys such as Ctrl-C go to
+/// the sandbox's pty, whose line discipline acts on them).
+struct RawMode {
+    fd: std::os::fd::BorrowedFd<'static>,
+    saved: rustix::termios::Termios,
+}
+
+impl RawMode {
+    fn enter(fd: std::os::fd::BorrowedFd<'static>) -> Option<RawMode> {
+        if !rustix::termios::isatty(fd) {
+            return None;
+        }
+        let saved = rustix::termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ =
+            rustix::termios::tcsetattr(self.fd, rustix::termios::OptionalActions::Now, &self.saved);
+    }
+}
+
 fn read_exact_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
@@ -517,20 +652,38 @@ fn run_prepared(
             source: e.into(),
         })
     };
-    let (out_r, out_w, err_r, err_w, devnull) = match spec.stdio {
-        Stdio::Lines => {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            let devnull = OwnedFd::from(File::open("/dev/null").map_err(host("open /dev/null"))?);
-            (Some(out_r), out_w, Some(err_r), err_w, devnull)
-        }
-        Stdio::Inherit => {
-            let out_w = dup(rustix::stdio::stdout(), "stdout")?;
-            let err_w = dup(rustix::stdio::stderr(), "stderr")?;
-            let stdin = dup(rustix::stdio::stdin(), "stdin")?;
-            (None, out_w, None, err_w, stdin)
-        }
+    // The pty's master comes back from init over this socket.
+    let (console_parent, console_child) = if spec.stdio == Stdio::Tty {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| SandboxError::Host {
+            what: "create the console socket".into(),
+            source: e.into(),
+        })?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
     };
+    let (out_r, out_w, err_r, err_w, devnull): (Option<OwnedFd>, _, Option<OwnedFd>, _, _) =
+        match spec.stdio {
+            Stdio::Lines => {
+                let (out_r, out_w) = pipe()?;
+                let (err_r, err_w) = pipe()?;
+                let devnull =
+                    OwnedFd::from(File::open("/dev/null").map_err(host("open /dev/null"))?);
+                (Some(out_r), out_w, Some(err_r), err_w, devnull)
+            }
+            Stdio::Inherit | Stdio::Tty => {
+                let out_w = dup(rustix::stdio::stdout(), "stdout")?;
+                let err_w = dup(rustix::stdio::stderr(), "stderr")?;
+                let stdin = dup(rustix::stdio::stdin(), "stdin")?;
+                (None, out_w, None, err_w, stdin)
+            }
+        };
     let (up_r, up_w) = pipe()?; // helper -> caller
     let (down_r, down_w) = pipe()?; // caller -> helper
     let (fail_r, fail_w) = pipe()?; // setup errors from inside
@@ -538,11 +691,19 @@ fn run_prepared(
     let helper = match sys::fork().map_err(host("fork the sandbox helper"))? {
         sys::Fork::Child => {
             drop((out_r, err_r, up_r, down_w, fail_r));
-            helper_main(p, up_w, down_r, fail_w, devnull, out_w, err_w)
+            drop(console_parent);
+            helper_main(
+                p,
+                up_w,
+                down_r,
+                fail_w,
+                [devnull, out_w, err_w],
+                console_child,
+            )
         }
         sys::Fork::Parent(pid) => pid,
     };
-    drop((out_w, err_w, up_w, down_r, fail_w, devnull));
+    drop((out_w, err_w, up_w, down_r, fail_w, devnull, console_child));
     let helper_pid = Pid::from_raw(helper).expect("fork returns a positive pid");
     let reap_helper = || {
         let _ = rustix::process::kill_process(helper_pid, Signal::KILL);
@@ -571,6 +732,41 @@ fn run_prepared(
     if spec.cancel.is_cancelled() {
         kill_init(init_pid);
     }
+    let mut out_r = out_r;
+    let mut relay_stdin = None;
+    let mut _raw = None;
+    if let Some(sock) = &console_parent {
+        let master = match recv_fd(sock) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => {
+                reap_helper();
+                return Err(setup_error(&fail_r));
+            }
+            Err(e) => {
+                reap_helper();
+                return Err(SandboxError::Host {
+                    what: "receive the pseudo-terminal".into(),
+                    source: e,
+                });
+            }
+        };
+        if let Ok(size) = rustix::termios::tcgetwinsize(rustix::stdio::stdout()) {
+            let _ = rustix::termios::tcsetwinsize(&master, size);
+        }
+        _raw = RawMode::enter(rustix::stdio::stdin());
+        relay_stdin = Some(dup(rustix::stdio::stdin(), "stdin")?);
+        out_r = Some(master);
+    }
+    let tty_master = out_r
+        .as_ref()
+        .filter(|_| console_parent.is_some())
+        .map(|m| {
+            rustix::io::fcntl_dupfd_cloexec(m, 3).map_err(|e| SandboxError::Host {
+                what: "duplicate the pseudo-terminal".into(),
+                source: e.into(),
+            })
+        });
+    let tty_master = tty_master.transpose()?;
 
     // 3. Stream output until the helper exits.
     let pidfd = rustix::process::pidfd_open(helper_pid, rustix::process::PidfdFlags::empty())
@@ -596,6 +792,10 @@ fn run_prepared(
         if !exited {
             fds.push(PollFd::new(&pidfd, PollFlags::IN));
             which.push(2);
+        }
+        if let Some(fd) = &relay_stdin {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+            which.push(3);
         }
         let wait_ms = match deadline {
             Some(d) => d
@@ -629,12 +829,31 @@ fn run_prepared(
             }
             if w == 2 {
                 exited = true;
+                // Once the command is gone, stdin has nobody to go to.
+                relay_stdin = None;
+                continue;
+            }
+            if w == 3 {
+                let fd = relay_stdin.as_ref().expect("polled stdin is open");
+                let master = tty_master.as_ref().expect("stdin is relayed to a tty");
+                match rustix::io::read(fd, &mut chunk) {
+                    Ok(0) | Err(_) => relay_stdin = None,
+                    Ok(n) => {
+                        if write_all_fd(master, &chunk[..n]).is_err() {
+                            relay_stdin = None;
+                        }
+                    }
+                }
                 continue;
             }
             let fd = open[w].as_ref().expect("polled fds are open");
             match rustix::io::read(fd, &mut chunk) {
-                Ok(0) | Err(rustix::io::Errno::BADF) => {
+                // A pty master reads EIO once every slave is closed.
+                Ok(0) | Err(rustix::io::Errno::BADF | rustix::io::Errno::IO) => {
                     open[w] = None;
+                }
+                Ok(n) if tty_master.is_some() => {
+                    let _ = write_all_fd_borrowed(rustix::stdio::stdout(), &chunk[..n]);
                 }
                 Ok(n) => emit_lines(
                     &mut bufs[w],
@@ -735,9 +954,8 @@ fn helper_main(
     up: OwnedFd,
     down: OwnedFd,
     fail: OwnedFd,
-    stdin: OwnedFd,
-    out: OwnedFd,
-    err: OwnedFd,
+    [stdin, out, err]: [OwnedFd; 3],
+    console: Option<OwnedFd>,
 ) -> ! {
     let (up, down) = (&up, &down);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -761,9 +979,9 @@ fn helper_main(
     }
     match sys::fork() {
         Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
-        Ok(sys::Fork::Child) => init_main(p, fail, stdin, out, err),
+        Ok(sys::Fork::Child) => init_main(p, fail, [stdin, out, err], console),
         Ok(sys::Fork::Parent(pid)) => {
-            drop((out, err, stdin, fail));
+            drop((out, err, stdin, fail, console));
             if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
                 sys::exit_now(125);
             }
@@ -780,7 +998,12 @@ fn helper_main(
 }
 
 /// Pid 1 of the sandbox.
-fn init_main(p: &Prepared, fail: OwnedFd, stdin: OwnedFd, out: OwnedFd, err: OwnedFd) -> ! {
+fn init_main(
+    p: &Prepared,
+    fail: OwnedFd,
+    [stdin, out, err]: [OwnedFd; 3],
+    console: Option<OwnedFd>,
+) -> ! {
     let fail = &fail;
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     if let Err(e) = mounts::execute(&mut HostKernel::confined_to(&p.rootfs), &p.steps) {
@@ -797,9 +1020,23 @@ fn init_main(p: &Prepared, fail: OwnedFd, stdin: OwnedFd, out: OwnedFd, err: Own
             125,
         );
     }
+    // With a console: a pty from the sandbox's devpts replaces the three streams.
+    let (stdin, out, err, tty) = match console {
+        None => (stdin, out, err, false),
+        Some(sock) => match open_pty(&sock) {
+            Ok(slave) => {
+                let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 3);
+                match (dup(&slave), dup(&slave)) {
+                    (Ok(o), Ok(e)) => (slave, o, e, true),
+                    (Err(e), _) | (_, Err(e)) => child_fail(fail, "duplicate the pty", &e, 125),
+                }
+            }
+            Err(e) => child_fail(fail, "allocate a pseudo-terminal", &e, 125),
+        },
+    };
     let cmd = match sys::fork() {
         Err(e) => child_fail(fail, "fork the command", &e, 125),
-        Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err),
+        Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),
         Ok(sys::Fork::Parent(pid)) => pid,
     };
     // Init keeps no copy of the output pipes, so they close with the command's processes.
@@ -866,6 +1103,7 @@ fn exec_command(
     stdin: std::os::fd::BorrowedFd<'_>,
     out: &OwnedFd,
     err: &OwnedFd,
+    tty: bool,
 ) -> ! {
     let step = |what: &str, r: io::Result<()>| {
         if let Err(e) = r {
@@ -873,6 +1111,12 @@ fn exec_command(
         }
     };
     let _ = rustix::process::setsid();
+    if tty {
+        step(
+            "make the pty the controlling terminal",
+            rustix::process::ioctl_tiocsctty(stdin).map_err(Into::into),
+        );
+    }
     step(
         "set up stdin",
         rustix::stdio::dup2_stdin(stdin).map_err(Into::into),

@@ -7,8 +7,11 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod plan;
+pub mod ps;
 pub mod registry;
+pub mod rm;
 pub mod rmi;
+pub mod run;
 pub mod save;
 pub mod tag;
 
@@ -29,6 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(&cli.global, args),
         Command::Login(args) => login::run(args),
         Command::Logout(args) => logout::run(args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Ps(args) => ps::run(&cli.global, args),
+        Command::Rm(args) => rm::run(&cli.global, args),
     }
 }
 

@@ -2,5 +2,6 @@
 
 mod login;
 mod plan;
+mod run;
 mod store;
 mod support;

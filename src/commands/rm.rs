@@ -1,0 +1,50 @@
+//! `rbuild rm`: removes containers kept by `rbuild run` (their record and writable layer).
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+use rbuild_cache::containers::{Containers, State};
+use rbuild_executor::idmap::IdMap;
+
+use crate::cli::GlobalArgs;
+
+/// `rbuild rm NAME|ID...`
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Container names or id prefixes.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(global)?;
+    let containers = Containers::open(store.root())?;
+    let id_map = IdMap::for_current_user();
+    let mut failed = false;
+    for what in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let r = containers.find(what)?;
+            if r.state == State::Running
+                && std::path::Path::new(&format!("/proc/{}", r.pid)).exists()
+            {
+                bail!("container {what} is running (pid {})", r.pid);
+            }
+            let dir = containers.forget(&r.id)?;
+            rbuild_executor::sandbox::remove_tree(&dir, &id_map)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{what}"),
+            Err(e) => {
+                crate::report::render_error(&e);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

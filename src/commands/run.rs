@@ -1,0 +1,528 @@
+//! `rbuild run`: runs an image's command in a sandbox on an ephemeral overlay of its
+//! layers' snapshots, docker-style.
+//!
+//! Every layer is unpacked once into the store's `snapshots-v1/<diff_id>/` (see
+//! [`ensure_snapshots`]); the container's writable layer lives in `containers-v1/<id>/`,
+//! removed at exit with `--rm`, else kept for `rbuild ps -a` and `rbuild rm`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, ValueEnum};
+use oci_spec::image::ImageConfiguration;
+use rbuild_cache::containers::{Containers, Record, State};
+use rbuild_cache::snapshots::{Snapshots, SnapshotsError};
+use rbuild_cache::{Digest, Store};
+use rbuild_executor::idmap::{IdMap, MappingKind};
+use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
+use rbuild_executor::sandbox::{self, CancelHandle, Command, Network, RunSpec, SandboxError};
+use rbuild_executor::snapshot::{self, SnapshotterKind};
+use rbuild_executor::unpack::UnpackOptions;
+
+use crate::cli::GlobalArgs;
+use crate::report::Hint;
+
+/// Exit code for rbuild's own failures (docker's 125).
+pub const EXIT_RBUILD: u8 = 125;
+/// How long a forwarded SIGINT/SIGTERM has before everything is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `rbuild run [OPTIONS] IMAGE [ARG...]`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when the command exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// The container's name (default: generated from its id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (`K=V`, or `K` to pass the host's value).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (`K=V` lines; `#` comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind a host path: `HOST:CTR[:ro|:rw]`.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volume: Vec<String>,
+    /// The working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The user: `name`, `uid`, `name:group` or `uid:gid`.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// The network: the host's, or only loopback.
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: NetworkArg,
+    /// Replace the image's entrypoint (and clear its default command).
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+    /// Keep stdin open.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+    /// The image (name or id).
+    pub image: String,
+    /// The command and its arguments (replace the image's `Cmd`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// The host's network.
+    Host,
+    /// A new network namespace with only `lo`.
+    None,
+}
+
+/// Runs the command; rbuild's own failures are rendered and exit with 125.
+pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    match run_container(global, &args) {
+        Ok(code) => Ok(ExitCode::from(code)),
+        Err(err) => {
+            // The command's own start-up failures keep the shell's codes (126, 127).
+            let code = err
+                .chain()
+                .find_map(|e| match e.downcast_ref::<SandboxError>() {
+                    Some(SandboxError::Exec { code, .. }) => u8::try_from(*code).ok(),
+                    _ => None,
+                })
+                .unwrap_or(EXIT_RBUILD);
+            crate::report::render_error(&err);
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// The image's process with the user's overrides applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Entrypoint + Cmd.
+    pub argv: Vec<String>,
+    /// The environment, image first, overrides replacing same-named variables.
+    pub env: Vec<String>,
+    /// The working directory.
+    pub workdir: String,
+    /// The user.
+    pub user: String,
+}
+
+/// Resolves argv, env, workdir and user from the image config and the flags, as docker does:
+/// ARGs replace Cmd; `--entrypoint` replaces Entrypoint and clears Cmd.
+pub fn process(
+    config: &ImageConfiguration,
+    args: &RunArgs,
+    host_env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Process> {
+    let c = config.config().clone().unwrap_or_default();
+    let (entrypoint, cmd) = match &args.entrypoint {
+        Some(ep) if ep.is_empty() => (Vec::new(), args.args.clone()),
+        Some(ep) => (vec![ep.clone()], args.args.clone()),
+        None => (
+            c.entrypoint().clone().unwrap_or_default(),
+            if args.args.is_empty() {
+                c.cmd().clone().unwrap_or_default()
+            } else {
+                args.args.clone()
+            },
+        ),
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        bail!("no command given and the image {} has none", args.image);
+    }
+    let mut env: Vec<String> = c.env().clone().unwrap_or_default();
+    let mut overrides = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the env file {}", file.display()))?;
+        overrides.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    overrides.extend(args.env.iter().cloned());
+    for o in overrides {
+        let entry = if o.contains('=') {
+            o
+        } else {
+            match host_env(&o) {
+                Some(v) => format!("{o}={v}"),
+                None => continue,
+            }
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    let workdir = args
+        .workdir
+        .clone()
+        .or_else(|| c.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !workdir.starts_with('/') {
+        bail!("the working directory {workdir:?} is not an absolute path");
+    }
+    let user = args
+        .user
+        .clone()
+        .or_else(|| c.user().clone())
+        .unwrap_or_default();
+    Ok(Process {
+        argv,
+        env,
+        workdir,
+        user,
+    })
+}
+
+/// Parses `-v HOST:CTR[:ro|:rw]`.
+pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, target, readonly) = match parts.as_slice() {
+        [h, t] => (*h, *t, false),
+        [h, t, "ro"] => (*h, *t, true),
+        [h, t, "rw"] => (*h, *t, false),
+        _ => bail!("volume {spec:?} is not HOST:CTR[:ro|:rw]"),
+    };
+    if !host.starts_with('/') {
+        bail!(
+            "volume {spec:?}: the host path {host:?} must be absolute (named volumes are not supported)"
+        );
+    }
+    if !target.starts_with('/') {
+        bail!("volume {spec:?}: the container path {target:?} must be absolute");
+    }
+    let source = std::fs::canonicalize(host)
+        .with_context(|| format!("volume {spec:?}: cannot find the host path {host}"))?;
+    Ok(ExtraMount {
+        kind: ExtraMountKind::Bind { source },
+        target: PathBuf::from(target),
+        readonly,
+    })
+}
+
+fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
+    let store = super::open_store(global)?;
+    let (_, descriptor) = super::find_image(&store, &args.image).map_err(|e| {
+        e.context(format!("image {} is not in the store", args.image))
+            .context(Hint(format!("pull it first: rbuild pull {}", args.image)))
+    })?;
+    let (manifest_desc, manifest) = store.image_manifest(&descriptor)?;
+    let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
+    let config = store.read_config(&config_digest)?;
+    let process = process(&config, args, &|k| std::env::var(k).ok())?;
+    let mounts = args
+        .volume
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let id_map = IdMap::for_current_user();
+    if id_map.kind == MappingKind::Single {
+        tracing::warn!(
+            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
+        );
+    }
+    let layers = ensure_snapshots(&store, &config, &manifest, &id_map)?;
+
+    let containers = Containers::open(store.root())?;
+    let id = new_id();
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", &id[..12]));
+    let mut record = Record {
+        id: id.clone(),
+        name,
+        image: args.image.clone(),
+        image_digest: manifest_desc.digest().to_string(),
+        command: process.argv.clone(),
+        created: jiff::Timestamp::now().as_second(),
+        state: State::Running,
+        exit_code: None,
+        finished: None,
+        pid: std::process::id(),
+    };
+    let dir = containers.create(&record)?;
+    let result = run_in(&dir, &layers, &process, args, mounts, &id_map);
+    let exit = match &result {
+        Ok(code) => Some(*code),
+        Err(e) => e
+            .chain()
+            .find_map(|c| match c.downcast_ref::<SandboxError>() {
+                Some(SandboxError::Exec { code, .. }) => Some(*code),
+                _ => None,
+            }),
+    };
+    if args.rm {
+        let forgot = containers.forget(&id);
+        let removed = sandbox::remove_tree(&dir, &id_map);
+        if let Err(e) = forgot {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = removed {
+            tracing::warn!("cannot remove container {id}: {e}");
+        }
+    } else {
+        record.state = State::Exited;
+        record.exit_code = Some(exit.unwrap_or(i32::from(EXIT_RBUILD)));
+        record.finished = Some(jiff::Timestamp::now().as_second());
+        containers.save(&record)?;
+    }
+    let code = result?;
+    Ok(u8::try_from(code).unwrap_or(255))
+}
+
+/// Prepares the root and runs the process, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT.
+fn run_in(
+    dir: &Path,
+    layers: &[PathBuf],
+    process: &Process,
+    args: &RunArgs,
+    mounts: Vec<ExtraMount>,
+    id_map: &IdMap,
+) -> anyhow::Result<i32> {
+    let mut spec = RunSpec::new(Command::Exec(process.argv.clone()));
+    spec.env = process.env.clone();
+    spec.workdir = process.workdir.clone();
+    spec.user = process.user.clone();
+    spec.network = match args.network {
+        NetworkArg::Host => Network::Host,
+        NetworkArg::None => Network::None,
+    };
+    spec.mounts = mounts;
+    spec.id_map = id_map.clone();
+    spec.stdio = if args.tty {
+        sandbox::Stdio::Tty
+    } else {
+        sandbox::Stdio::Inherit
+    };
+    if !args.interactive {
+        // Like docker without -i: the command reads an empty stdin.
+        let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
+        rustix::stdio::dup2_stdin(&null).context("cannot redirect stdin")?;
+    }
+    spec.hostname = dir
+        .file_name()
+        .map(|n| n.to_string_lossy()[..12].to_owned())
+        .unwrap_or_else(|| "rbuild".into());
+    let root = snapshot::prepare(
+        SnapshotterKind::detect(),
+        layers,
+        &dir.join("fs"),
+        &spec.mountpoints(),
+    )
+    .context("cannot prepare the container's root file system")?;
+    let _forwarder = forward_signals(spec.cancel.clone())?;
+    let outcome = sandbox::Sandbox::run(&spec, &root, &mut |_, _| {})
+        .with_context(|| format!("cannot run {:?}", process.argv))?;
+    Ok(outcome.exit_code)
+}
+
+/// Forwards the stop signals to the command; kills the sandbox when it has not ended
+/// [`STOP_GRACE`] after the first one.
+fn forward_signals(cancel: CancelHandle) -> anyhow::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        .context("cannot install signal handlers")?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        let armed = AtomicBool::new(false);
+        for sig in signals.forever() {
+            let Some(signal) = rustix::process::Signal::from_named_raw(sig) else {
+                continue;
+            };
+            tracing::debug!("forwarding signal {sig} to the container");
+            cancel.signal(signal);
+            if !armed.swap(true, Ordering::SeqCst) {
+                let cancel = cancel.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(STOP_GRACE);
+                    cancel.cancel();
+                });
+            }
+        }
+    });
+    Ok(handle)
+}
+
+/// A new container id: 64 hex digits.
+fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut seed = Vec::new();
+    seed.extend_from_slice(&nanos.to_le_bytes());
+    seed.extend_from_slice(&std::process::id().to_le_bytes());
+    if let Ok(random) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        seed.extend_from_slice(&random);
+    }
+    Digest::of(&seed).hex()
+}
+
+/// The snapshot of every layer of the image (bottom first), unpacking the missing ones
+/// once into `ROOT/snapshots-v1/<diff_id>/`. Concurrent processes wait on the snapshot's
+/// lock; the first to get it unpacks into a temp dir and renames it into place, the others
+/// find it done.
+pub fn ensure_snapshots(
+    store: &Store,
+    config: &ImageConfiguration,
+    manifest: &oci_spec::image::ImageManifest,
+    id_map: &IdMap,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let snapshots = Snapshots::open(store.root())?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        bail!(
+            "the image has {} layers but its config lists {} diff ids",
+            manifest.layers().len(),
+            diff_ids.len()
+        );
+    }
+    let mut out = Vec::with_capacity(diff_ids.len());
+    for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let hex = diff_id
+            .strip_prefix("sha256:")
+            .ok_or_else(|| anyhow!("diff id {diff_id} is not a sha256 digest"))?;
+        let d = Digest::from_hex(hex).with_context(|| format!("bad diff id {diff_id}"))?;
+        if let Some(p) = snapshots.get(&d) {
+            tracing::debug!("snapshot {diff_id} reused");
+            out.push(p);
+            continue;
+        }
+        let _lock = snapshots.lock(&d)?;
+        if let Some(p) = snapshots.get(&d) {
+            tracing::debug!("snapshot {diff_id} unpacked by another process");
+            out.push(p);
+            continue;
+        }
+        let temp = snapshots.temp_dir(&d)?;
+        let result = unpack_into(store, layer, diff_id, &d, &temp, id_map);
+        let published = result.and_then(|()| match snapshots.commit(&temp, &d) {
+            Ok(p) => Ok(p),
+            Err(SnapshotsError::Exists { path }) => Ok(path),
+            Err(e) => Err(e.into()),
+        });
+        if published.is_err() || temp.exists() {
+            if let Err(e) = sandbox::remove_tree(&temp, id_map) {
+                tracing::warn!("cannot remove {}: {e}", temp.display());
+            }
+        }
+        out.push(published?);
+    }
+    Ok(out)
+}
+
+fn unpack_into(
+    store: &Store,
+    layer: &oci_spec::image::Descriptor,
+    diff_id: &str,
+    d: &Digest,
+    temp: &Path,
+    id_map: &IdMap,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let blob = rbuild_cache::descriptor_digest(layer)?;
+    let file = store.open_blob(&blob)?;
+    let media_type = layer.media_type().to_string();
+    let tar = rbuild_executor::compress::decompress(file, Some(&media_type))
+        .with_context(|| format!("cannot read layer {blob}"))?;
+    // Check the uncompressed bytes against the diff id while they stream by.
+    let mut hashing = rbuild_cache::HashingReader::new(tar);
+    let mut opts = UnpackOptions::new(diff_id);
+    opts.ignore_chown_errors = id_map.kind == MappingKind::Single;
+    let stats = sandbox::unpack_layer(&mut hashing, temp, &opts, id_map)
+        .with_context(|| format!("cannot unpack layer {blob}"))?;
+    // Drain what the tar reader left (padding) before checking the digest.
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .with_context(|| format!("cannot read layer {blob}"))?;
+    let (_, actual, _) = hashing.finish();
+    if actual != *d {
+        bail!("layer {blob} unpacks to {actual}, not its diff id {diff_id}");
+    }
+    tracing::debug!(
+        "unpacked snapshot {diff_id}: {} entries in {:?}",
+        stats.entries,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(a: &[&str]) -> RunArgs {
+        T::parse_from(std::iter::once("run").chain(a.iter().copied())).run
+    }
+
+    fn config() -> ImageConfiguration {
+        serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Entrypoint":["/ep"],"Cmd":["default"],"Env":["A=1","B=2"],
+            "WorkingDir":"/w","User":"app"}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn args_replace_cmd_and_entrypoint_clears_it() {
+        let none = |_: &str| None;
+        let p = process(&config(), &args(&["img"]), &none).unwrap();
+        assert_eq!(p.argv, ["/ep", "default"]);
+        assert_eq!((p.workdir.as_str(), p.user.as_str()), ("/w", "app"));
+        let p = process(&config(), &args(&["img", "x", "-y"]), &none).unwrap();
+        assert_eq!(p.argv, ["/ep", "x", "-y"]);
+        let p = process(&config(), &args(&["--entrypoint", "sh", "img"]), &none).unwrap();
+        assert_eq!(p.argv, ["sh"]);
+        let p = process(&config(), &args(&["--entrypoint", "", "img", "ls"]), &none).unwrap();
+        assert_eq!(p.argv, ["ls"]);
+        assert!(process(&config(), &args(&["--entrypoint", "", "img"]), &none).is_err());
+    }
+
+    #[test]
+    fn env_overrides_replace_by_name() {
+        let host = |k: &str| (k == "H").then(|| "host".to_owned());
+        let a = args(&["-e", "B=3", "-e", "H", "-e", "MISSING", "-e", "C=4", "img"]);
+        let p = process(&config(), &a, &host).unwrap();
+        assert_eq!(p.env, ["A=1", "B=3", "H=host", "C=4"]);
+        let p = process(&config(), &args(&["-w", "/x", "-u", "0", "img"]), &host).unwrap();
+        assert_eq!((p.workdir.as_str(), p.user.as_str()), ("/x", "0"));
+        assert!(process(&config(), &args(&["-w", "rel", "img"]), &host).is_err());
+    }
+
+    #[test]
+    fn volumes_parse() {
+        let m = parse_volume("/tmp:/mnt:ro").unwrap();
+        assert!(m.readonly);
+        assert_eq!(m.target, PathBuf::from("/mnt"));
+        assert!(!parse_volume("/tmp:/mnt").unwrap().readonly);
+        for bad in [
+            "named:/mnt",
+            "/tmp:rel",
+            "/tmp",
+            "/tmp:/mnt:xx",
+            "/no/such/dir:/mnt",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad}");
+        }
+    }
+}
