@@ -387,13 +387,12 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
                         digest: digest.clone(),
                         source,
                     })?;
-                let scan = scan::scan_layer(reader, &digest).map_err(|source| {
-                    AnalyzeError::Scan {
+                let scan =
+                    scan::scan_layer(reader, &digest).map_err(|source| AnalyzeError::Scan {
                         image: image.name.to_string(),
                         index,
                         source,
-                    }
-                })?;
+                    })?;
                 Ok((index, scan))
             })
             .collect::<Result<Vec<_>, AnalyzeError>>()
@@ -473,8 +472,8 @@ fn build(
             dockerfile_line: line,
         };
         let remove = |layer: &mut LayerReport,
-                          hidden: &mut BTreeMap<(u32, u32, Hidden), HiddenBytes>,
-                          taken: Vec<(Box<str>, Node)>| {
+                      hidden: &mut BTreeMap<(u32, u32, Hidden), HiddenBytes>,
+                      taken: Vec<(Box<str>, Node)>| {
             for (path, node) in taken {
                 if node.kind == Kind::File {
                     layer.removed_files += 1;
@@ -517,13 +516,13 @@ fn build(
                 layer.shipped_bytes += entry.size;
             }
             let existing = state.get(&*entry.path).copied();
+            if entry.kind != Kind::Dir {
+                // A non-directory replaces a directory (listed or implied by paths under
+                // it): the content goes too.
+                let taken = take_subtree(&mut state, &entry.path, false);
+                remove(&mut layer, &mut hidden, taken);
+            }
             match existing {
-                Some(old) if old.kind == Kind::Dir && entry.kind == Kind::Dir => {}
-                Some(old) if old.kind == Kind::Dir => {
-                    // A directory replaced by a non-directory: its content goes too.
-                    let taken = take_subtree(&mut state, &entry.path, true);
-                    remove(&mut layer, &mut hidden, taken);
-                }
                 Some(old) if old.kind == Kind::File && entry.kind == Kind::File => {
                     let reason = if old.hash == entry.hash && old.size == entry.size {
                         Hidden::MetadataOnly
@@ -751,10 +750,7 @@ mod tests {
             instruction("RUN /bin/sh -c make # buildkit"),
             "RUN /bin/sh -c make"
         );
-        assert_eq!(
-            instruction("|1 V=2 /bin/sh -c echo $V"),
-            "RUN echo $V"
-        );
+        assert_eq!(instruction("|1 V=2 /bin/sh -c echo $V"), "RUN echo $V");
         assert_eq!(dockerfile_line("Dockerfile:12"), Some(12));
         assert_eq!(dockerfile_line("build/app.dockerfile:7 COPY"), Some(7));
         assert_eq!(dockerfile_line("buildkit.dockerfile.v0"), None);

@@ -305,7 +305,11 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
                     mb(hidden.bytes),
                     hidden.files,
                     layer_text(inputs.layers, origin),
-                    if same { "the same layer".to_string() } else { layer_text(inputs.layers, later) },
+                    if same {
+                        "the same layer".to_string()
+                    } else {
+                        layer_text(inputs.layers, later)
+                    },
                 ),
                 format!(
                     "delete them in the same RUN that creates them (layer {origin}), or produce them in a separate build stage and COPY --from only what the final image needs"
@@ -344,7 +348,16 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
             }
         };
         let sev = severity(hidden.bytes, inputs.final_bytes);
-        out.push(finding(inputs, kind, sev, origin, Some(later), group, message, fix));
+        out.push(finding(
+            inputs,
+            kind,
+            sev,
+            origin,
+            Some(later),
+            group,
+            message,
+            fix,
+        ));
     }
 
     // Package manager caches, toolchains and permissions in the final image.
@@ -356,10 +369,16 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
         let layer = node.layer as usize;
         if node.kind == Kind::File {
             if let Some(rule) = CACHES.iter().position(|r| at_component(path, r.needle)) {
-                caches.entry((rule, layer)).or_default().add(node.size, path);
+                caches
+                    .entry((rule, layer))
+                    .or_default()
+                    .add(node.size, path);
             }
             if let Some(rule) = TOOLCHAINS.iter().find(|r| at_component(path, r.needle)) {
-                tools.entry((rule.what, layer)).or_default().add(node.size, path);
+                tools
+                    .entry((rule.what, layer))
+                    .or_default()
+                    .add(node.size, path);
             }
             if node.mode & 0o6000 != 0 {
                 setuid.entry(layer).or_default().add(node.size, path);
@@ -467,7 +486,9 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
                 && entry.kind == Kind::File
                 && let Some(what) = context_junk(&entry.path)
             {
-                junk.entry((what, layer)).or_default().add(entry.size, &entry.path);
+                junk.entry((what, layer))
+                    .or_default()
+                    .add(entry.size, &entry.path);
             }
         }
     }
@@ -534,7 +555,8 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
             None,
             group,
             message,
-            "keep one copy: replace the others with symlinks or hard links, or COPY the file once".to_string(),
+            "keep one copy: replace the others with symlinks or hard links, or COPY the file once"
+                .to_string(),
         ));
     }
 
@@ -556,7 +578,10 @@ mod tests {
     fn needles_match_at_component_starts() {
         assert!(at_component("root/.cache/pip/http/x", ".cache/pip/"));
         assert!(at_component("var/lib/apt/lists/deb", "var/lib/apt/lists/"));
-        assert!(!at_component("opt/myvar/lib/apt/lists/x", "var/lib/apt/lists/"));
+        assert!(!at_component(
+            "opt/myvar/lib/apt/lists/x",
+            "var/lib/apt/lists/"
+        ));
         assert_eq!(context_junk("app/.git/objects/ab"), Some(".git"));
         assert_eq!(context_junk("app/target/release/app"), Some("target"));
         assert_eq!(context_junk("app/target/main.js"), None);

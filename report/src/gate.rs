@@ -231,15 +231,30 @@ mod tests {
     #[test]
     fn parses_gates_and_sizes() {
         let g: Gate = "wasted>20MB".parse().unwrap();
-        assert_eq!((g.metric, g.op, g.threshold), (Metric::Wasted, Op::Gt, 20e6));
+        assert_eq!(
+            (g.metric, g.op, g.threshold),
+            (Metric::Wasted, Op::Gt, 20e6)
+        );
         let g: Gate = "efficiency<0.9".parse().unwrap();
-        assert_eq!((g.metric, g.op, g.threshold), (Metric::Efficiency, Op::Lt, 0.9));
+        assert_eq!(
+            (g.metric, g.op, g.threshold),
+            (Metric::Efficiency, Op::Lt, 0.9)
+        );
         let g: Gate = "efficiency <= 90%".parse().unwrap();
         assert_eq!((g.op, g.threshold), (Op::Le, 0.9));
         let g: Gate = "size>=1.5GiB".parse().unwrap();
         assert_eq!(g.threshold, 1.5 * 1024.0 * 1024.0 * 1024.0);
-        assert!(matches!("size=3".parse::<Gate>(), Err(GateError::NoOperator { .. })));
-        assert!(matches!("bigness>3".parse::<Gate>(), Err(GateError::Metric { .. })));
-        assert!(matches!("size>3XB".parse::<Gate>(), Err(GateError::Value { .. })));
+        assert!(matches!(
+            "size=3".parse::<Gate>(),
+            Err(GateError::NoOperator { .. })
+        ));
+        assert!(matches!(
+            "bigness>3".parse::<Gate>(),
+            Err(GateError::Metric { .. })
+        ));
+        assert!(matches!(
+            "size>3XB".parse::<Gate>(),
+            Err(GateError::Value { .. })
+        ));
     }
 }

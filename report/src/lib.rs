@@ -106,7 +106,7 @@ pub mod render;
 pub mod scan;
 
 pub use analyze::{
-    AnalyzeError, Analysis, BASE_DIGEST, BASE_NAME, ImageInput, LayerSource, Options, analyze,
+    Analysis, AnalyzeError, BASE_DIGEST, BASE_NAME, ImageInput, LayerSource, Options, analyze,
     base_annotations, dockerfile_line, instruction,
 };
 pub use diff::{Diff, diff};

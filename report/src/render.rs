@@ -90,11 +90,21 @@ pub fn text(report: &Report) -> String {
     }
     out.push_str("\n\n");
 
-    let mut rows = vec![[
-        "#", "", "COMPRESSED", "SIZE", "FILES", "ADDED", "MODIFIED", "REMOVED", "WASTED",
-        "INSTRUCTION",
-    ]
-    .map(String::from)];
+    let mut rows = vec![
+        [
+            "#",
+            "",
+            "COMPRESSED",
+            "SIZE",
+            "FILES",
+            "ADDED",
+            "MODIFIED",
+            "REMOVED",
+            "WASTED",
+            "INSTRUCTION",
+        ]
+        .map(String::from),
+    ];
     for l in &report.layers {
         let instruction = match (&l.instruction, l.dockerfile_line) {
             (Some(i), Some(line)) => format!("{} (line {line})", shorten(i, 60)),
@@ -115,18 +125,36 @@ pub fn text(report: &Report) -> String {
         ]);
     }
     out.push_str("Layers (WASTED: bytes of the layer that later layers hide)\n");
-    table(&mut out, &rows, &[false, false, true, true, true, true, true, true, true, false]);
+    table(
+        &mut out,
+        &rows,
+        &[
+            false, false, true, true, true, true, true, true, true, false,
+        ],
+    );
 
     if !report.largest_files.is_empty() {
         out.push_str("\nLargest files\n");
         for f in &report.largest_files {
-            let _ = writeln!(out, "  {:>9}  {}  (layer {})", human(f.bytes), f.path, f.layer);
+            let _ = writeln!(
+                out,
+                "  {:>9}  {}  (layer {})",
+                human(f.bytes),
+                f.path,
+                f.layer
+            );
         }
     }
     if !report.largest_dirs.is_empty() {
         out.push_str("\nLargest directories\n");
         for d in &report.largest_dirs {
-            let _ = writeln!(out, "  {:>9}  {}  ({} files)", human(d.bytes), d.path, d.files);
+            let _ = writeln!(
+                out,
+                "  {:>9}  {}  ({} files)",
+                human(d.bytes),
+                d.path,
+                d.files
+            );
         }
     }
     if !report.duplicates.is_empty() {
@@ -230,7 +258,9 @@ pub fn diff_text(diff: &Diff) -> String {
             "  - #{:<3} {:>10}  {}",
             l.index,
             human(l.uncompressed_bytes),
-            l.instruction.as_deref().map_or("-".into(), |i| shorten(i, 70))
+            l.instruction
+                .as_deref()
+                .map_or("-".into(), |i| shorten(i, 70))
         );
     }
     for l in &diff.added_layers {
@@ -239,7 +269,9 @@ pub fn diff_text(diff: &Diff) -> String {
             "  + #{:<3} {:>10}  {}",
             l.index,
             human(l.uncompressed_bytes),
-            l.instruction.as_deref().map_or("-".into(), |i| shorten(i, 70))
+            l.instruction
+                .as_deref()
+                .map_or("-".into(), |i| shorten(i, 70))
         );
     }
     let mark = |s: Status| match s {

@@ -159,9 +159,9 @@ pub fn scan_layer(reader: impl Read, layer: &str) -> Result<LayerScan, ScanError
     let decoded: Box<dyn Read> = match kind {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered).map_err(read_err)?,
-        ),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(read_err)?)
+        }
     };
     let counted = BufReader::with_capacity(
         256 * 1024,
