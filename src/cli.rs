@@ -46,6 +46,8 @@ pub enum Command {
     Save(commands::save::SaveArgs),
     /// Read images from a docker-archive or OCI-archive tarball.
     Load(commands::load::LoadArgs),
+    /// Where an image's bytes go, what is wasted, and what to change (exit 3 on --fail-on).
+    Report(commands::report::ReportArgs),
 }
 
 pub fn parse() -> Cli {

@@ -481,7 +481,7 @@ pub fn html(analysis: &Analysis) -> String {
         escape(&format!("{:?}", report.base.source).to_lowercase()),
     );
     body.push_str(
-        "<h2>Layers</h2><p class=\"legend\"><span class=\"sw keep\"></span>bytes in the final image \
+        "<h2>Layers</h2><p class=\"legend\"><span class=\"sw keep\"></span>bytes in the final image (in the layer's colour) \
          <span class=\"sw lost\"></span>bytes hidden by later layers (wasted) \
          <span class=\"sw meta\"></span>tar overhead, directories, links</p>\
          <div id=\"timeline\"></div>\

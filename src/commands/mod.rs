@@ -5,6 +5,7 @@ pub mod import;
 pub mod inspect;
 pub mod load;
 pub mod plan;
+pub mod report;
 pub mod rmi;
 pub mod save;
 pub mod tag;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Save(args) => save::run(&cli.global, args),
         Command::Load(args) => load::run(&cli.global, args),
+        Command::Report(args) => report::run(&cli.global, args),
     }
 }
 
