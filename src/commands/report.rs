@@ -91,7 +91,7 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|expr| expr.parse::<Gate>())
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::Error::new(e).context(Exit(2)))?;
+        .map_err(|e| usage(e.to_string()))?;
     let options = Options {
         top: args.top,
         threads: args.threads,
@@ -99,15 +99,10 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     if args.diff {
         let [old, new] = &args.images[..] else {
-            return Err(
-                anyhow::anyhow!("rbuild report --diff takes two images: OLD NEW").context(Exit(2)),
-            );
+            return Err(usage("rbuild report --diff takes two images: OLD NEW"));
         };
         if args.format == ReportFormat::Html {
-            return Err(
-                anyhow::anyhow!("rbuild report --diff writes text or json, not html")
-                    .context(Exit(2)),
-            );
+            return Err(usage("rbuild report --diff writes text or json, not html"));
         }
         let old = analyze(global, old, &options)?;
         let new = analyze(global, new, &options)?;
@@ -120,10 +115,9 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
         return check_gates(&gates, &new);
     }
     let [image] = &args.images[..] else {
-        return Err(anyhow::anyhow!(
-            "rbuild report takes one image (use --diff OLD NEW to compare two)"
-        )
-        .context(Exit(2)));
+        return Err(usage(
+            "rbuild report takes one image (use --diff OLD NEW to compare two)",
+        ));
     };
     let analysis = analyze(global, image, &options)?;
     let text = match args.format {
@@ -133,6 +127,11 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     write_output(args.output.as_deref(), text.as_bytes())?;
     check_gates(&gates, &analysis)
+}
+
+/// A usage error: exit code 2.
+fn usage(message: impl std::fmt::Display + Send + Sync + 'static) -> anyhow::Error {
+    anyhow::Error::new(Exit(2)).context(message)
 }
 
 fn check_gates(gates: &[Gate], analysis: &Analysis) -> anyhow::Result<ExitCode> {
@@ -208,11 +207,11 @@ fn archive_and_name(rest: &str) -> (PathBuf, Option<String>) {
 fn open(global: &GlobalArgs, arg: &str) -> anyhow::Result<Opened> {
     for scheme in ["docker://", "registry:"] {
         if arg.starts_with(scheme) {
-            return Err(anyhow::anyhow!(
-                "rbuild report cannot read {arg}: reading from a registry is not supported yet"
-            )
-            .context(Hint(
+            return Err(anyhow::Error::new(Hint(
                 "copy it to an archive first (`skopeo copy docker://... oci-archive:app.tar`) and run `rbuild report oci-archive:app.tar`".into(),
+            ))
+            .context(format!(
+                "rbuild report cannot read {arg}: reading from a registry is not supported yet"
             )));
         }
     }

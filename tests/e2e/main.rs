@@ -1,4 +1,5 @@
 //! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
 
+mod report;
 mod store;
 mod support;
