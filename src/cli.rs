@@ -46,6 +46,10 @@ pub enum Command {
     Save(commands::save::SaveArgs),
     /// Read images from a docker-archive or OCI-archive tarball.
     Load(commands::load::LoadArgs),
+    /// Log in to a registry: check the credentials, then store them in the docker config.
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry: remove its stored credentials.
+    Logout(commands::logout::LogoutArgs),
     /// Where an image's bytes go, what is wasted, and what to change (exit 3 on --fail-on).
     Report(commands::report::ReportArgs),
 }

@@ -2,3 +2,9 @@
 //! build plan. It does no I/O: every function maps text plus options to a value, so the
 //! crate is deterministic, fuzzable and fast to test.
 #![forbid(unsafe_code)]
+
+pub mod dockerignore;
+pub mod instructions;
+pub mod parser;
+pub mod plan;
+pub mod shell;

@@ -4,7 +4,10 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod login;
+pub mod logout;
 pub mod plan;
+pub mod registry;
 pub mod report;
 pub mod rmi;
 pub mod save;
@@ -25,6 +28,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::Save(args) => save::run(&cli.global, args),
         Command::Load(args) => load::run(&cli.global, args),
+        Command::Login(args) => login::run(args),
+        Command::Logout(args) => logout::run(args),
         Command::Report(args) => report::run(&cli.global, args),
     }
 }

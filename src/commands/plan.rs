@@ -1,20 +1,33 @@
-//! `rbuild plan`: prints what rbuild makes of a Dockerfile.
+//! `rbuild plan`: prints what rbuild makes of a Dockerfile: the build plan (stages, ops, edges,
+//! pruned stages, warnings) as text, JSON or Graphviz, or the parse tree in BuildKit's format.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rbuild_compiler::instructions::from_ast::plan_source;
+use rbuild_compiler::plan::{self, NoBaseConfigs, PlanOptions, Platform};
 
-/// `rbuild plan [-f Dockerfile] [--format ast] [CONTEXT]`
+/// `rbuild plan [-f Dockerfile] [--target T] [--build-arg K=V]... [--format F] [CONTEXT]`
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
-    /// What to print: `ast` is the parse tree in BuildKit's dump format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Ast)]
+    /// The stage to build; stages it does not need are reported, not planned.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// A build argument, `NAME=value`, or `NAME` to take the value from the environment.
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The platform to build for (`os/arch[/variant]`); default: this machine's.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// The build context directory.
     #[arg(default_value = ".")]
@@ -23,35 +36,107 @@ pub struct PlanArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
+    /// For people: one line per op with its stage and Dockerfile line.
+    Text,
+    /// Stable JSON (schema: compiler/src/plan/SCHEMA.md).
+    Json,
+    /// Graphviz: `rbuild plan --format dot | dot -Tsvg > plan.svg`.
+    Dot,
     /// The parse tree, one line per instruction, as BuildKit's parser dumps it.
     Ast,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let (name, source) = read_dockerfile(args.file.as_deref(), &args.context)?;
-    let parsed = match rbuild_compiler::parser::parse(&source) {
-        Ok(parsed) => parsed,
-        Err(err) => bail!("{}", err.render(&name, &source)),
-    };
-    for warning in parsed.warnings() {
-        tracing::warn!("{}", warning.render(&name, &source));
-    }
-    match args.format {
+    let text = match args.format {
         PlanFormat::Ast => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(parsed.dump().as_bytes())?;
-            out.flush()?;
+            let parsed = match rbuild_compiler::parser::parse(&source) {
+                Ok(parsed) => parsed,
+                Err(err) => bail!("{}", err.render(&name, &source)),
+            };
+            for warning in parsed.warnings() {
+                tracing::warn!("{}", warning.render(&name, &source));
+            }
+            parsed.dump()
+        }
+        format => {
+            let options = plan_options(&args)?;
+            let plan = match plan_source(&source, &options, &NoBaseConfigs) {
+                Ok(plan) => plan,
+                Err(err) => bail!("{}", err.render(&name, &source)),
+            };
+            for warning in &plan.warnings {
+                tracing::warn!("{}", warning.render(&name, &source));
+            }
+            match format {
+                PlanFormat::Text => plan::render_text(&plan),
+                PlanFormat::Json => plan::render_json(&plan),
+                _ => plan::render_dot(&plan),
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves `--target`, `--build-arg` and `--platform` into the planner's options.
+pub fn plan_options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
+    let host = host_platform();
+    let target_platform = match &args.platform {
+        Some(text) => Platform::parse(text)
+            .map_err(|why| anyhow::anyhow!("invalid --platform {text:?}: {why}"))?,
+        None => host.clone(),
+    };
+    Ok(PlanOptions {
+        target: args.target.clone(),
+        build_args: build_args(&args.build_args)?,
+        target_platform,
+        build_platform: host,
+    })
+}
+
+/// `--build-arg NAME=value` sets a value; `--build-arg NAME` takes it from the environment,
+/// and is left unset when the environment has no such variable (as docker does).
+pub fn build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for arg in args {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg.as_str(), std::env::var(arg).ok()),
+        };
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            bail!("invalid --build-arg {arg:?}: expected NAME=value or NAME");
+        }
+        if let Some(value) = value {
+            out.insert(name.to_string(), value);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
+}
+
+/// This machine's platform, in Go's names (`linux/amd64`, `linux/arm64/v8`).
+pub fn host_platform() -> Platform {
+    let text = match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64/v8",
+        "x86" => "linux/386",
+        "arm" => "linux/arm/v7",
+        "powerpc64" => "linux/ppc64le",
+        "s390x" => "linux/s390x",
+        "riscv64" => "linux/riscv64",
+        _ => "linux/amd64",
+    };
+    Platform::parse(text).unwrap_or_else(|_| Platform::linux_amd64())
 }
 
 /// Reads the Dockerfile named by `-f` (or CONTEXT/Dockerfile) and returns the name to show
 /// in diagnostics with its text.
-pub fn read_dockerfile(
-    file: Option<&std::path::Path>,
-    context: &std::path::Path,
-) -> anyhow::Result<(String, String)> {
+pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<(String, String)> {
     let mut bytes = Vec::new();
     let name = match file {
         Some(path) if path.as_os_str() == "-" => {

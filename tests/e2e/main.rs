@@ -1,5 +1,7 @@
 //! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
 
+mod login;
+mod plan;
 mod report;
 mod store;
 mod support;

@@ -1,0 +1,31 @@
+//! rbuild's executor: it turns image layers into directories, runs commands
+//! in namespaced sandboxes on top of them, and turns what the commands changed
+//! back into OCI layers.
+//!
+//! - [`unpack::apply_layer`] applies a layer tar to a snapshot directory,
+//!   confined to it whatever the tar says.
+//! - [`snapshot`] prepares a writable root file system from snapshots: native
+//!   overlayfs inside the sandbox's user namespace, or a copy.
+//! - [`sandbox::Sandbox::run`] runs one process in new user, mount, pid, ipc,
+//!   uts (and optionally network) namespaces, streaming its output.
+//! - [`diff::write_layer`] writes the changes as a normalised, compressed
+//!   layer and returns its digests.
+//!
+//! ```no_run
+//! use rbuild_executor::unpack::{apply_layer, UnpackOptions};
+//! let tar = std::fs::File::open("layer.tar")?;
+//! let stats = apply_layer(tar, std::path::Path::new("/tmp/snap"), &UnpackOptions::new("sha256:abc"))?;
+//! println!("{} entries", stats.entries);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod compress;
+pub mod diff;
+pub mod idmap;
+pub mod mounts;
+mod rootfs;
+pub mod sandbox;
+pub mod snapshot;
+mod sys;
+pub mod unpack;
+pub mod user;

@@ -1,0 +1,777 @@
+//! The mount plan of a sandbox and the kernel interface it runs against.
+//!
+//! [`plan`] is a pure function from the sandbox's inputs to a list of
+//! [`Step`]s; [`execute`] carries them out through a [`Kernel`]. The real
+//! kernel ([`HostKernel`]) is used inside the sandbox; tests use a recording
+//! fake to check the plan without privileges.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::snapshot::RootSource;
+
+/// Host devices bind-mounted into the sandbox's /dev.
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// An extra mount requested by the caller (`RUN --mount`, `run -v`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraMount {
+    /// What is mounted.
+    pub kind: ExtraMountKind,
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// The kind of an [`ExtraMount`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraMountKind {
+    /// A bind mount of a host path (file or directory).
+    Bind {
+        /// Host path.
+        source: PathBuf,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Size limit in bytes (0: the kernel's default).
+        size: u64,
+    },
+}
+
+/// One step of the sandbox's mount setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Make every mount private so nothing propagates back to the host.
+    MakePrivate,
+    /// Mount overlayfs at `target`.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    },
+    /// Bind `source` on `target`.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        recursive: bool,
+        readonly: bool,
+    },
+    /// Mount a file system of type `fstype`.
+    Mount {
+        fstype: &'static str,
+        target: PathBuf,
+        flags: MountFlags,
+        data: String,
+    },
+    /// Create a directory.
+    Mkdir { path: PathBuf },
+    /// Create an empty file (a bind mount point).
+    Touch { path: PathBuf },
+    /// Create a symlink `link` -> `target`.
+    Symlink { target: PathBuf, link: PathBuf },
+    /// pivot_root into `new_root` and detach the old root.
+    PivotRoot { new_root: PathBuf },
+    /// Set the UTS host name.
+    Hostname { name: String },
+    /// Bring up `lo` in the new network namespace.
+    LoopbackUp,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::MakePrivate => write!(f, "make / private"),
+            Step::Overlay { lowers, target, .. } => write!(
+                f,
+                "mount overlay ({} lowers) on {}",
+                lowers.len(),
+                target.display()
+            ),
+            Step::Bind {
+                source,
+                target,
+                readonly,
+                ..
+            } => {
+                write!(
+                    f,
+                    "bind {} on {}{}",
+                    source.display(),
+                    target.display(),
+                    if *readonly { " (ro)" } else { "" }
+                )
+            }
+            Step::Mount { fstype, target, .. } => {
+                write!(f, "mount {fstype} on {}", target.display())
+            }
+            Step::Mkdir { path } => write!(f, "mkdir {}", path.display()),
+            Step::Touch { path } => write!(f, "create {}", path.display()),
+            Step::Symlink { target, link } => {
+                write!(f, "symlink {} -> {}", link.display(), target.display())
+            }
+            Step::PivotRoot { new_root } => write!(f, "pivot_root into {}", new_root.display()),
+            Step::Hostname { name } => write!(f, "set hostname {name}"),
+            Step::LoopbackUp => write!(f, "bring up lo"),
+        }
+    }
+}
+
+/// The kernel operations the plan needs.
+pub trait Kernel {
+    /// `mount --make-rprivate /`.
+    fn make_private(&mut self) -> io::Result<()>;
+    /// Mounts overlayfs (lowers topmost first).
+    fn overlay(
+        &mut self,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> io::Result<()>;
+    /// Bind mount, optionally recursive and read-only.
+    fn bind(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        recursive: bool,
+        readonly: bool,
+    ) -> io::Result<()>;
+    /// Mounts a pseudo file system.
+    fn mount(
+        &mut self,
+        fstype: &str,
+        target: &Path,
+        flags: MountFlags,
+        data: &str,
+    ) -> io::Result<()>;
+    /// Creates a directory (existing ones are fine).
+    fn mkdir(&mut self, path: &Path) -> io::Result<()>;
+    /// Creates an empty file (existing ones are fine).
+    fn touch(&mut self, path: &Path) -> io::Result<()>;
+    /// Creates a symlink.
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
+    /// pivot_root into `new_root` and unmount the old root.
+    fn pivot_root(&mut self, new_root: &Path) -> io::Result<()>;
+    /// Sets the host name.
+    fn hostname(&mut self, name: &str) -> io::Result<()>;
+    /// Brings up the loopback interface.
+    fn loopback_up(&mut self) -> io::Result<()>;
+}
+
+/// A plan step that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox setup failed at step {index} ({step})")]
+pub struct PlanError {
+    /// Index of the step.
+    pub index: usize,
+    /// The step, described.
+    pub step: String,
+    /// The kernel's error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Inputs of [`plan`].
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// The root file system source.
+    pub root: &'a RootSource,
+    /// Where the root is mounted (host path).
+    pub rootfs: &'a Path,
+    /// Generated files: hosts, hostname, resolv.conf (host paths).
+    pub etc_files: [(&'a Path, PathBuf); 3],
+    /// Extra mounts with their targets already resolved inside the root (relative).
+    pub extra: Vec<(ExtraMount, PathBuf)>,
+    /// Host name inside.
+    pub hostname: &'a str,
+    /// A new network namespace with only loopback.
+    pub network_none: bool,
+}
+
+/// The ordered mount steps for a sandbox.
+pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
+    let r = input.rootfs;
+    let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let mut s = vec![Step::MakePrivate];
+    s.push(match input.root {
+        RootSource::Overlay {
+            lowers,
+            upper,
+            work,
+        } => Step::Overlay {
+            lowers: lowers.clone(),
+            upper: upper.clone(),
+            work: work.clone(),
+            target: r.to_owned(),
+        },
+        RootSource::Bind { tree } => Step::Bind {
+            source: tree.clone(),
+            target: r.to_owned(),
+            recursive: false,
+            readonly: false,
+        },
+    });
+    s.push(Step::Mount {
+        fstype: "proc",
+        target: r.join("proc"),
+        flags: nosuid_nodev_noexec,
+        data: String::new(),
+    });
+    s.push(Step::Bind {
+        source: "/sys".into(),
+        target: r.join("sys"),
+        recursive: true,
+        readonly: true,
+    });
+    let dev = r.join("dev");
+    s.push(Step::Mount {
+        fstype: "tmpfs",
+        target: dev.clone(),
+        flags: MountFlags::NOSUID | MountFlags::STRICTATIME,
+        data: "mode=755,size=65536k".into(),
+    });
+    for d in DEVICES {
+        s.push(Step::Touch { path: dev.join(d) });
+        s.push(Step::Bind {
+            source: Path::new("/dev").join(d),
+            target: dev.join(d),
+            recursive: false,
+            readonly: false,
+        });
+    }
+    s.push(Step::Mkdir {
+        path: dev.join("pts"),
+    });
+    s.push(Step::Mount {
+        fstype: "devpts",
+        target: dev.join("pts"),
+        flags: MountFlags::NOSUID | MountFlags::NOEXEC,
+        data: "newinstance,ptmxmode=0666,mode=0620".into(),
+    });
+    s.push(Step::Symlink {
+        target: "pts/ptmx".into(),
+        link: dev.join("ptmx"),
+    });
+    s.push(Step::Mkdir {
+        path: dev.join("shm"),
+    });
+    s.push(Step::Mount {
+        fstype: "tmpfs",
+        target: dev.join("shm"),
+        flags: nosuid_nodev_noexec,
+        data: "mode=1777,size=65536k".into(),
+    });
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        s.push(Step::Symlink {
+            target: target.into(),
+            link: dev.join(name),
+        });
+    }
+    for (src, rel) in &input.etc_files {
+        s.push(Step::Bind {
+            source: src.to_path_buf(),
+            target: r.join(rel),
+            recursive: false,
+            readonly: false,
+        });
+    }
+    for (m, rel) in &input.extra {
+        let target = r.join(rel);
+        s.push(match &m.kind {
+            ExtraMountKind::Bind { source } => Step::Bind {
+                source: source.clone(),
+                target,
+                recursive: true,
+                readonly: m.readonly,
+            },
+            ExtraMountKind::Tmpfs { size } => {
+                let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
+                if m.readonly {
+                    flags |= MountFlags::RDONLY;
+                }
+                let data = if *size > 0 {
+                    format!("mode=1777,size={size}")
+                } else {
+                    "mode=1777".into()
+                };
+                Step::Mount {
+                    fstype: "tmpfs",
+                    target,
+                    flags,
+                    data,
+                }
+            }
+        });
+    }
+    s.push(Step::PivotRoot {
+        new_root: r.to_owned(),
+    });
+    s.push(Step::Hostname {
+        name: input.hostname.to_owned(),
+    });
+    if input.network_none {
+        s.push(Step::LoopbackUp);
+    }
+    s
+}
+
+/// Carries out `steps` in order; stops at the first failure.
+pub fn execute(kernel: &mut dyn Kernel, steps: &[Step]) -> Result<(), PlanError> {
+    for (index, step) in steps.iter().enumerate() {
+        let r = match step {
+            Step::MakePrivate => kernel.make_private(),
+            Step::Overlay {
+                lowers,
+                upper,
+                work,
+                target,
+            } => kernel.overlay(lowers, upper, work, target),
+            Step::Bind {
+                source,
+                target,
+                recursive,
+                readonly,
+            } => kernel.bind(source, target, *recursive, *readonly),
+            Step::Mount {
+                fstype,
+                target,
+                flags,
+                data,
+            } => kernel.mount(fstype, target, *flags, data),
+            Step::Mkdir { path } => kernel.mkdir(path),
+            Step::Touch { path } => kernel.touch(path),
+            Step::Symlink { target, link } => kernel.symlink(target, link),
+            Step::PivotRoot { new_root } => kernel.pivot_root(new_root),
+            Step::Hostname { name } => kernel.hostname(name),
+            Step::LoopbackUp => kernel.loopback_up(),
+        };
+        r.map_err(|source| PlanError {
+            index,
+            step: step.to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The real kernel, used inside the sandbox's namespaces.
+///
+/// Mount targets below the confining root are opened with `openat2(2)`
+/// (`RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS`) and mounted on through
+/// `/proc/self/fd/N`, so a symlink in the image can never redirect a mount.
+#[derive(Debug, Default)]
+pub struct HostKernel {
+    root: Option<PathBuf>,
+}
+
+/// A mount target: a plain path, or an fd opened safely inside the root.
+enum Target<'a> {
+    Path(&'a Path),
+    /// The fd is kept open while its `/proc/self/fd` path is in use.
+    Fd {
+        _fd: OwnedFd,
+        path: PathBuf,
+    },
+}
+
+impl Target<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Path(p) => p,
+            Target::Fd { path, .. } => path,
+        }
+    }
+}
+
+impl HostKernel {
+    /// A kernel whose mount targets under `root` are resolved inside it.
+    pub fn confined_to(root: &Path) -> Self {
+        HostKernel {
+            root: Some(root.to_owned()),
+        }
+    }
+
+    fn target<'a>(&self, t: &'a Path) -> io::Result<Target<'a>> {
+        let Some(rel) = self.root.as_deref().and_then(|r| t.strip_prefix(r).ok()) else {
+            return Ok(Target::Path(t));
+        };
+        if rel.as_os_str().is_empty() {
+            return Ok(Target::Path(t));
+        }
+        let root = self.root.as_deref().unwrap_or(Path::new("/"));
+        let rootfd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let fd = rustix::fs::openat2(
+            &rootfd,
+            rel,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        )?;
+        let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Ok(Target::Fd { _fd: fd, path: p })
+    }
+}
+
+fn ignore_exists(r: rustix::io::Result<()>) -> io::Result<()> {
+    match r {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Kernel for HostKernel {
+    fn make_private(&mut self) -> io::Result<()> {
+        rustix::mount::mount_change(
+            "/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )?;
+        Ok(())
+    }
+
+    fn overlay(
+        &mut self,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> io::Result<()> {
+        use rustix::mount::*;
+        // The new mount API takes each lower dir as its own `lowerdir+`
+        // parameter, so the number of layers is not limited by the size of
+        // one option page.
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        for l in lowers {
+            fsconfig_set_string(&fs, "lowerdir+", l)?;
+        }
+        fsconfig_set_string(&fs, "upperdir", upper)?;
+        fsconfig_set_string(&fs, "workdir", work)?;
+        fsconfig_set_flag(&fs, "userxattr")?;
+        fsconfig_create(&fs)?;
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+        move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )?;
+        Ok(())
+    }
+
+    fn bind(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        recursive: bool,
+        readonly: bool,
+    ) -> io::Result<()> {
+        let t = self.target(target)?;
+        if recursive {
+            rustix::mount::mount_bind_recursive(source, t.path())?;
+        } else {
+            rustix::mount::mount_bind(source, t.path())?;
+        }
+        if readonly {
+            // Open the target again: the first fd refers to what is now
+            // under the new mount.
+            let t = self.target(target)?;
+            let target = t.path();
+            // A remount must keep the flags the kernel locked on the source.
+            let st = rustix::fs::statvfs(target)?;
+            let locked = st.f_flag;
+            let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+            use rustix::fs::StatVfsMountFlags as V;
+            for (v, m) in [
+                (V::NOSUID, MountFlags::NOSUID),
+                (V::NODEV, MountFlags::NODEV),
+                (V::NOEXEC, MountFlags::NOEXEC),
+            ] {
+                if locked.contains(v) {
+                    flags |= m;
+                }
+            }
+            rustix::mount::mount_remount(target, flags, "")?;
+        }
+        Ok(())
+    }
+
+    fn mount(
+        &mut self,
+        fstype: &str,
+        target: &Path,
+        flags: MountFlags,
+        data: &str,
+    ) -> io::Result<()> {
+        let t = self.target(target)?;
+        let target = t.path();
+        let data = std::ffi::CString::new(data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        rustix::mount::mount(fstype, target, fstype, flags, Some(data.as_c_str()))?;
+        Ok(())
+    }
+
+    fn mkdir(&mut self, path: &Path) -> io::Result<()> {
+        ignore_exists(rustix::fs::mkdir(
+            path,
+            rustix::fs::Mode::from_raw_mode(0o755),
+        ))
+    }
+
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        let flags = rustix::fs::OFlags::CREATE
+            | rustix::fs::OFlags::WRONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC;
+        rustix::fs::open(path, flags, rustix::fs::Mode::from_raw_mode(0o644))?;
+        Ok(())
+    }
+
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
+        ignore_exists(rustix::fs::symlink(target, link))
+    }
+
+    fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
+        rustix::process::chdir(new_root)?;
+        rustix::process::pivot_root(".", ".")?;
+        rustix::mount::unmount(".", UnmountFlags::DETACH)?;
+        rustix::process::chdir("/")?;
+        Ok(())
+    }
+
+    fn hostname(&mut self, name: &str) -> io::Result<()> {
+        rustix::system::sethostname(name.as_bytes())?;
+        Ok(())
+    }
+
+    fn loopback_up(&mut self) -> io::Result<()> {
+        use rustix::net::{AddressFamily, SocketType};
+        let sock = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)?;
+        crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every call; fails the call whose index is `fail_at`.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+        fail_at: Option<usize>,
+    }
+
+    impl Recorder {
+        fn rec(&mut self, s: String) -> io::Result<()> {
+            self.calls.push(s);
+            if self.fail_at == Some(self.calls.len() - 1) {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            Ok(())
+        }
+    }
+
+    impl Kernel for Recorder {
+        fn make_private(&mut self) -> io::Result<()> {
+            self.rec("private /".into())
+        }
+        fn overlay(
+            &mut self,
+            lowers: &[PathBuf],
+            upper: &Path,
+            work: &Path,
+            target: &Path,
+        ) -> io::Result<()> {
+            let l: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            self.rec(format!(
+                "overlay lowers={} upper={} work={} on {}",
+                l.join(":"),
+                upper.display(),
+                work.display(),
+                target.display()
+            ))
+        }
+        fn bind(&mut self, s: &Path, t: &Path, rec: bool, ro: bool) -> io::Result<()> {
+            self.rec(format!(
+                "bind {} {} rec={rec} ro={ro}",
+                s.display(),
+                t.display()
+            ))
+        }
+        fn mount(
+            &mut self,
+            fstype: &str,
+            target: &Path,
+            flags: MountFlags,
+            data: &str,
+        ) -> io::Result<()> {
+            self.rec(format!(
+                "mount {fstype} {} {:#x} {data}",
+                target.display(),
+                flags.bits()
+            ))
+        }
+        fn mkdir(&mut self, p: &Path) -> io::Result<()> {
+            self.rec(format!("mkdir {}", p.display()))
+        }
+        fn touch(&mut self, p: &Path) -> io::Result<()> {
+            self.rec(format!("touch {}", p.display()))
+        }
+        fn symlink(&mut self, t: &Path, l: &Path) -> io::Result<()> {
+            self.rec(format!("symlink {} -> {}", l.display(), t.display()))
+        }
+        fn pivot_root(&mut self, r: &Path) -> io::Result<()> {
+            self.rec(format!("pivot_root {}", r.display()))
+        }
+        fn hostname(&mut self, n: &str) -> io::Result<()> {
+            self.rec(format!("hostname {n}"))
+        }
+        fn loopback_up(&mut self) -> io::Result<()> {
+            self.rec("lo up".into())
+        }
+    }
+
+    fn input<'a>(
+        root: &'a RootSource,
+        none: bool,
+        extra: Vec<(ExtraMount, PathBuf)>,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            root,
+            rootfs: Path::new("/s/rootfs"),
+            etc_files: [
+                (Path::new("/s/hosts"), PathBuf::from("etc/hosts")),
+                (Path::new("/s/hostname"), PathBuf::from("etc/hostname")),
+                (
+                    Path::new("/s/resolv.conf"),
+                    PathBuf::from("etc/resolv.conf"),
+                ),
+            ],
+            extra,
+            hostname: "box",
+            network_none: none,
+        }
+    }
+
+    #[test]
+    fn overlay_plan_order() {
+        let root = RootSource::Overlay {
+            lowers: vec!["/s/init".into(), "/snap/b".into(), "/snap/a".into()],
+            upper: "/s/upper".into(),
+            work: "/s/work".into(),
+        };
+        let extra = vec![
+            (
+                ExtraMount {
+                    kind: ExtraMountKind::Bind {
+                        source: "/ctx".into(),
+                    },
+                    target: "/src".into(),
+                    readonly: true,
+                },
+                PathBuf::from("src"),
+            ),
+            (
+                ExtraMount {
+                    kind: ExtraMountKind::Tmpfs { size: 1024 },
+                    target: "/tmp".into(),
+                    readonly: false,
+                },
+                PathBuf::from("tmp"),
+            ),
+        ];
+        let steps = plan(&input(&root, true, extra));
+        let mut k = Recorder::default();
+        execute(&mut k, &steps).unwrap();
+        let c = &k.calls;
+        assert_eq!(c[0], "private /");
+        assert_eq!(
+            c[1],
+            "overlay lowers=/s/init:/snap/b:/snap/a upper=/s/upper work=/s/work on /s/rootfs"
+        );
+        assert_eq!(c[2], "mount proc /s/rootfs/proc 0xe ");
+        assert_eq!(c[3], "bind /sys /s/rootfs/sys rec=true ro=true");
+        assert!(c.contains(&"touch /s/rootfs/dev/null".to_string()));
+        assert!(
+            c.contains(&"bind /dev/urandom /s/rootfs/dev/urandom rec=false ro=false".to_string())
+        );
+        assert!(c.contains(&"symlink /s/rootfs/dev/ptmx -> pts/ptmx".to_string()));
+        assert!(
+            c.iter()
+                .any(|s| s.starts_with("mount devpts /s/rootfs/dev/pts")
+                    && s.ends_with("newinstance,ptmxmode=0666,mode=0620"))
+        );
+        assert!(c.contains(&"bind /s/hosts /s/rootfs/etc/hosts rec=false ro=false".to_string()));
+        assert!(c.contains(&"bind /ctx /s/rootfs/src rec=true ro=true".to_string()));
+        assert!(
+            c.iter().any(|s| s.starts_with("mount tmpfs /s/rootfs/tmp")
+                && s.ends_with("mode=1777,size=1024"))
+        );
+        // Every mount happens before pivot_root; hostname and lo after it.
+        let pivot = c.iter().position(|s| s == "pivot_root /s/rootfs").unwrap();
+        assert_eq!(&c[pivot + 1..], ["hostname box", "lo up"]);
+        // The devices are bound after their mount point exists, inside the /dev tmpfs.
+        let tmpfs_dev = c
+            .iter()
+            .position(|s| s.starts_with("mount tmpfs /s/rootfs/dev "))
+            .unwrap();
+        let touch_null = c
+            .iter()
+            .position(|s| s == "touch /s/rootfs/dev/null")
+            .unwrap();
+        let bind_null = c
+            .iter()
+            .position(|s| s.starts_with("bind /dev/null"))
+            .unwrap();
+        assert!(tmpfs_dev < touch_null && touch_null < bind_null);
+    }
+
+    #[test]
+    fn copy_plan_binds_tree_and_host_network_keeps_lo_alone() {
+        let root = RootSource::Bind {
+            tree: "/s/tree".into(),
+        };
+        let steps = plan(&input(&root, false, vec![]));
+        let mut k = Recorder::default();
+        execute(&mut k, &steps).unwrap();
+        assert_eq!(k.calls[1], "bind /s/tree /s/rootfs rec=false ro=false");
+        assert_eq!(k.calls.last().unwrap(), "hostname box");
+        assert!(!k.calls.iter().any(|c| c == "lo up"));
+    }
+
+    #[test]
+    fn failure_names_the_step() {
+        let root = RootSource::Bind {
+            tree: "/s/tree".into(),
+        };
+        let steps = plan(&input(&root, false, vec![]));
+        let mut k = Recorder {
+            fail_at: Some(2),
+            ..Default::default()
+        };
+        let e = execute(&mut k, &steps).unwrap_err();
+        assert_eq!(e.index, 2);
+        assert_eq!(
+            e.to_string(),
+            "sandbox setup failed at step 2 (mount proc on /s/rootfs/proc)"
+        );
+        assert_eq!(k.calls.len(), 3, "execution stops at the failing step");
+    }
+}

@@ -1,0 +1,1334 @@
+//! Running one process in a namespaced sandbox.
+//!
+//! Process layout: the caller forks a helper that unshares a user namespace
+//! and waits while the caller installs its id maps (directly as root, with
+//! newuidmap/newgidmap otherwise). The helper then unshares the mount, pid,
+//! ipc, uts (and, for `--network none`, network) namespaces and forks the
+//! sandbox's init, pid 1 of the new pid namespace. Init carries out the mount
+//! plan ([`crate::mounts`]), pivots into the root, and forks the command. When
+//! the command exits, init exits with its status, and the kernel kills every
+//! other process of the pid namespace. Timeouts and cancellation kill init.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, Signal};
+use rustix::thread::{CapabilitySet, UnshareFlags};
+
+use crate::compress::Compression;
+use crate::idmap::{IdMap, MappingKind};
+use crate::mounts::{self, ExtraMount, HostKernel, PlanInput};
+use crate::snapshot::{LowerView, MountPoint, PreparedRoot, RootSource};
+use crate::sys;
+use crate::user::{ResolvedUser, UserError, resolve_user};
+
+/// The process to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Exec form: argv as given.
+    Exec(Vec<String>),
+    /// Shell form: `shell... script` (the image's SHELL, `/bin/sh -c` by default).
+    Shell {
+        /// The shell and its options, e.g. `["/bin/sh", "-c"]`.
+        shell: Vec<String>,
+        /// The command line.
+        script: String,
+    },
+}
+
+impl Command {
+    /// The argv the process is started with.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Exec(a) => a.clone(),
+            Command::Shell { shell, script } => {
+                shell.iter().cloned().chain([script.clone()]).collect()
+            }
+        }
+    }
+}
+
+/// The network of a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The host's network namespace.
+    #[default]
+    Host,
+    /// A new network namespace with only `lo`, up.
+    None,
+}
+
+/// The process's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stdio {
+    /// stdin is /dev/null; stdout and stderr go line by line to the
+    /// caller's callback (build steps).
+    #[default]
+    Lines,
+    /// The caller's own stdin, stdout and stderr (`rbuild run`); the
+    /// callback is not called.
+    Inherit,
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The command's stdout.
+    Stdout,
+    /// The command's stderr.
+    Stderr,
+}
+
+/// Cancels a running sandbox from another thread (Ctrl-C).
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle {
+    cancelled: Arc<AtomicBool>,
+    init_pid: Arc<AtomicI32>,
+}
+
+impl CancelHandle {
+    /// A handle not yet attached to a run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Kills every process of the sandbox; [`Sandbox::run`] then returns with
+    /// [`Outcome::cancelled`] set.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        kill_init(self.init_pid.load(Ordering::SeqCst));
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+fn kill_init(pid: i32) {
+    if let Some(p) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, Signal::KILL);
+    }
+}
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The process.
+    pub command: Command,
+    /// Environment, `KEY=value`. PATH and HOME get defaults when missing.
+    pub env: Vec<String>,
+    /// Working directory (created, owned by the user, when missing).
+    pub workdir: String,
+    /// `USER`: `name`, `uid`, `name:group`, `uid:gid`; empty for root.
+    pub user: String,
+    /// Host name inside the sandbox.
+    pub hostname: String,
+    /// Network mode.
+    pub network: Network,
+    /// Extra bind and tmpfs mounts.
+    pub mounts: Vec<ExtraMount>,
+    /// Kill everything after this long.
+    pub timeout: Option<Duration>,
+    /// User namespace id mapping.
+    pub id_map: IdMap,
+    /// Cancellation.
+    pub cancel: CancelHandle,
+    /// Where the process's stdin, stdout and stderr go.
+    pub stdio: Stdio,
+}
+
+impl RunSpec {
+    /// A spec running `command` as root in `/` with the host network.
+    pub fn new(command: Command) -> Self {
+        RunSpec {
+            command,
+            env: Vec::new(),
+            workdir: "/".into(),
+            user: String::new(),
+            hostname: "rbuild".into(),
+            network: Network::Host,
+            mounts: Vec::new(),
+            timeout: None,
+            id_map: IdMap::for_current_user(),
+            cancel: CancelHandle::new(),
+            stdio: Stdio::Lines,
+        }
+    }
+
+    /// The mount points this spec needs in the root file system; hand them to
+    /// [`crate::snapshot::prepare`].
+    pub fn mountpoints(&self) -> Vec<MountPoint> {
+        let mut v: Vec<MountPoint> = ["/proc", "/sys", "/dev"]
+            .iter()
+            .map(|p| MountPoint {
+                path: p.into(),
+                dir: true,
+            })
+            .collect();
+        for f in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+            v.push(MountPoint {
+                path: f.into(),
+                dir: false,
+            });
+        }
+        for m in &self.mounts {
+            let dir = match &m.kind {
+                mounts::ExtraMountKind::Bind { source } => source.is_dir(),
+                mounts::ExtraMountKind::Tmpfs { .. } => true,
+            };
+            v.push(MountPoint {
+                path: m.target.clone(),
+                dir,
+            });
+        }
+        v
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Exit code; 128+N when killed by signal N.
+    pub exit_code: i32,
+    /// The timeout killed it.
+    pub timed_out: bool,
+    /// [`CancelHandle::cancel`] killed it.
+    pub cancelled: bool,
+}
+
+/// Errors of [`Sandbox::run`]; each names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The image's user database does not resolve the user.
+    #[error("cannot resolve user {user:?}")]
+    User {
+        user: String,
+        #[source]
+        source: UserError,
+    },
+    /// A host-side step failed.
+    #[error("cannot {what}")]
+    Host {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The command could not be started (126: not executable or the
+    /// process set-up failed, 127: not found), as a shell would report it.
+    #[error("cannot start the command: {message}")]
+    Exec { message: String, code: i32 },
+    /// A step inside the sandbox failed before the command started.
+    #[error("sandbox setup failed: {message}")]
+    Setup { message: String },
+    /// Unpacking a layer inside the user namespace failed.
+    #[error("cannot unpack a layer into {dest}: {message}")]
+    Unpack { dest: PathBuf, message: String },
+    /// Writing a layer inside the user namespace failed.
+    #[error("cannot write the layer of {step}: {message}")]
+    Layer { step: PathBuf, message: String },
+    /// Installing the id maps failed.
+    #[error("cannot install id maps for pid {pid} with {tool}")]
+    IdMap {
+        pid: i32,
+        tool: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn host(what: impl Into<String>) -> impl FnOnce(io::Error) -> SandboxError {
+    let what = what.into();
+    move |source| SandboxError::Host { what, source }
+}
+
+/// Docker's default capability set.
+pub fn default_capabilities() -> CapabilitySet {
+    CapabilitySet::CHOWN
+        | CapabilitySet::DAC_OVERRIDE
+        | CapabilitySet::FSETID
+        | CapabilitySet::FOWNER
+        | CapabilitySet::MKNOD
+        | CapabilitySet::NET_RAW
+        | CapabilitySet::SETGID
+        | CapabilitySet::SETUID
+        | CapabilitySet::SETFCAP
+        | CapabilitySet::SETPCAP
+        | CapabilitySet::NET_BIND_SERVICE
+        | CapabilitySet::SYS_CHROOT
+        | CapabilitySet::KILL
+        | CapabilitySet::AUDIT_WRITE
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs sandboxes.
+#[derive(Debug, Default)]
+pub struct Sandbox;
+
+/// Everything the children need, computed before forking.
+struct Prepared {
+    steps: Vec<mounts::Step>,
+    rootfs: PathBuf,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path_dirs: Vec<Vec<u8>>,
+    workdir: CString,
+    user: ResolvedUser,
+    can_setgroups: bool,
+    new_net: bool,
+}
+
+impl Sandbox {
+    /// Runs `spec` on `root`, calling `on_line` for every line of output
+    /// (without its newline; a last unterminated line is passed too).
+    pub fn run(
+        spec: &RunSpec,
+        root: &PreparedRoot,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<Outcome, SandboxError> {
+        let step_dir = root
+            .mountpoint
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        let view = root.view();
+        let passwd = read_image_file(&view, "/etc/passwd");
+        let group = read_image_file(&view, "/etc/group");
+        let user =
+            resolve_user(&spec.user, &passwd, &group).map_err(|source| SandboxError::User {
+                user: spec.user.clone(),
+                source,
+            })?;
+
+        // Generated /etc files live outside the root and are bind-mounted.
+        let gen_dir = step_dir.join("etc");
+        std::fs::create_dir_all(&gen_dir).map_err(host(format!("create {}", gen_dir.display())))?;
+        let hosts = gen_dir.join("hosts");
+        let hostname = gen_dir.join("hostname");
+        let resolv = gen_dir.join("resolv.conf");
+        let hosts_text = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            spec.hostname
+        );
+        let resolv_text = match spec.network {
+            Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            Network::None => String::new(),
+        };
+        for (p, t) in [
+            (&hosts, hosts_text),
+            (&hostname, format!("{}\n", spec.hostname)),
+            (&resolv, resolv_text),
+        ] {
+            std::fs::write(p, t).map_err(host(format!("write {}", p.display())))?;
+        }
+        let rel = |p: &str| -> PathBuf { view.resolve_mountpoint(Path::new(p)).iter().collect() };
+        let extra = spec
+            .mounts
+            .iter()
+            .map(|m| (m.clone(), rel(&m.target.to_string_lossy())))
+            .collect();
+        let input = PlanInput {
+            root: &root.source,
+            rootfs: &root.mountpoint,
+            etc_files: [
+                (&hosts, rel("/etc/hosts")),
+                (&hostname, rel("/etc/hostname")),
+                (&resolv, rel("/etc/resolv.conf")),
+            ],
+            extra,
+            hostname: &spec.hostname,
+            network_none: spec.network == Network::None,
+        };
+        let steps = mounts::plan(&input);
+
+        let mut env: Vec<String> = spec.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={}", spec.hostname));
+        }
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("")
+            .to_owned();
+        let cstr = |s: &str| {
+            CString::new(s).map_err(|e| SandboxError::Host {
+                what: format!("pass {s:?} to the process"),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })
+        };
+        let argv = spec.command.argv();
+        if argv.is_empty() {
+            return Err(SandboxError::Host {
+                what: "run an empty command".into(),
+                source: io::ErrorKind::InvalidInput.into(),
+            });
+        }
+        let prepared = Prepared {
+            steps,
+            rootfs: root.mountpoint.clone(),
+            argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+            path_dirs: path_var
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| d.as_bytes().to_vec())
+                .collect(),
+            workdir: cstr(if spec.workdir.is_empty() {
+                "/"
+            } else {
+                &spec.workdir
+            })?,
+            user,
+            can_setgroups: spec.id_map.kind != MappingKind::Single,
+            new_net: spec.network == Network::None,
+        };
+        run_prepared(spec, &prepared, on_line)
+    }
+}
+
+fn read_image_file(view: &LowerView, path: &str) -> String {
+    let comps = view.resolve(Path::new(path));
+    match view.lookup(&comps) {
+        Ok(Some((p, md))) if md.is_file() => std::fs::read_to_string(p).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| SandboxError::Host {
+        what: "create a pipe".into(),
+        source: e.into(),
+    })
+}
+
+fn write_all_fd(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = rustix::io::write(fd, data)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+fn read_exact_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// Reports a failure inside the sandbox to the caller and exits.
+fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
+    let msg = format!("{what}: {e}");
+    let _ = write_all_fd(err, msg.as_bytes());
+    sys::exit_now(code)
+}
+
+fn install_maps(pid: i32, map: &IdMap) -> Result<(), SandboxError> {
+    let proc_write = |file: &str, text: &str| {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, text).map_err(|source| SandboxError::IdMap {
+            pid,
+            tool: p.clone(),
+            source,
+        })
+    };
+    match map.kind {
+        MappingKind::Root => {
+            proc_write("uid_map", &map.uid_map_text())?;
+            proc_write("gid_map", &map.gid_map_text())
+        }
+        MappingKind::Single => {
+            proc_write("setgroups", "deny")?;
+            proc_write("uid_map", &map.uid_map_text())?;
+            proc_write("gid_map", &map.gid_map_text())
+        }
+        MappingKind::Subordinate => {
+            // Both tools run at once: each is a setuid program start-up.
+            let mut children = Vec::new();
+            for (tool, ranges) in [("newuidmap", &map.uids), ("newgidmap", &map.gids)] {
+                let mut cmd = std::process::Command::new(tool);
+                cmd.arg(pid.to_string());
+                for r in ranges.iter() {
+                    cmd.args([
+                        r.container.to_string(),
+                        r.host.to_string(),
+                        r.size.to_string(),
+                    ]);
+                }
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                let child = cmd.spawn().map_err(|source| SandboxError::IdMap {
+                    pid,
+                    tool: tool.into(),
+                    source,
+                })?;
+                children.push((tool, child));
+            }
+            for (tool, child) in children {
+                let out = child
+                    .wait_with_output()
+                    .map_err(|source| SandboxError::IdMap {
+                        pid,
+                        tool: tool.into(),
+                        source,
+                    })?;
+                if !out.status.success() {
+                    let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                    return Err(SandboxError::IdMap {
+                        pid,
+                        tool: tool.into(),
+                        source: io::Error::other(msg),
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_prepared(
+    spec: &RunSpec,
+    p: &Prepared,
+    on_line: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<Outcome, SandboxError> {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &str| {
+        rustix::io::fcntl_dupfd_cloexec(fd, 3).map_err(|e| SandboxError::Host {
+            what: format!("duplicate {what}"),
+            source: e.into(),
+        })
+    };
+    let (out_r, out_w, err_r, err_w, devnull) = match spec.stdio {
+        Stdio::Lines => {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let devnull = OwnedFd::from(File::open("/dev/null").map_err(host("open /dev/null"))?);
+            (Some(out_r), out_w, Some(err_r), err_w, devnull)
+        }
+        Stdio::Inherit => {
+            let out_w = dup(rustix::stdio::stdout(), "stdout")?;
+            let err_w = dup(rustix::stdio::stderr(), "stderr")?;
+            let stdin = dup(rustix::stdio::stdin(), "stdin")?;
+            (None, out_w, None, err_w, stdin)
+        }
+    };
+    let (up_r, up_w) = pipe()?; // helper -> caller
+    let (down_r, down_w) = pipe()?; // caller -> helper
+    let (fail_r, fail_w) = pipe()?; // setup errors from inside
+
+    let helper = match sys::fork().map_err(host("fork the sandbox helper"))? {
+        sys::Fork::Child => {
+            drop((out_r, err_r, up_r, down_w, fail_r));
+            helper_main(p, up_w, down_r, fail_w, devnull, out_w, err_w)
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    drop((out_w, err_w, up_w, down_r, fail_w, devnull));
+    let helper_pid = Pid::from_raw(helper).expect("fork returns a positive pid");
+    let reap_helper = || {
+        let _ = rustix::process::kill_process(helper_pid, Signal::KILL);
+        let _ = rustix::process::waitpid(Some(helper_pid), rustix::process::WaitOptions::empty());
+    };
+
+    // 1. The helper has its user namespace: install the maps.
+    let mut b = [0u8; 4];
+    if !read_exact_fd(&up_r, &mut b[..1]).map_err(host("wait for the sandbox helper"))? {
+        reap_helper();
+        return Err(setup_error(&fail_r));
+    }
+    if let Err(e) = install_maps(helper, &spec.id_map) {
+        reap_helper();
+        return Err(e);
+    }
+    write_all_fd(&down_w, b"g").map_err(host("signal the sandbox helper"))?;
+    drop(down_w);
+    // 2. The helper reports init's pid.
+    if !read_exact_fd(&up_r, &mut b).map_err(host("wait for the sandbox init"))? {
+        reap_helper();
+        return Err(setup_error(&fail_r));
+    }
+    let init_pid = i32::from_ne_bytes(b);
+    spec.cancel.init_pid.store(init_pid, Ordering::SeqCst);
+    if spec.cancel.is_cancelled() {
+        kill_init(init_pid);
+    }
+
+    // 3. Stream output until the helper exits.
+    let pidfd = rustix::process::pidfd_open(helper_pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| SandboxError::Host {
+            what: "open a pidfd".into(),
+            source: e.into(),
+        })?;
+    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    let mut timed_out = false;
+    let mut bufs = [Vec::new(), Vec::new()];
+    let mut open = [out_r, err_r];
+    let mut exited = false;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !(exited && open.iter().all(Option::is_none)) {
+        let mut fds = Vec::with_capacity(3);
+        let mut which = Vec::with_capacity(3);
+        for (i, o) in open.iter().enumerate() {
+            if let Some(fd) = o {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+                which.push(i);
+            }
+        }
+        if !exited {
+            fds.push(PollFd::new(&pidfd, PollFlags::IN));
+            which.push(2);
+        }
+        let wait_ms = match deadline {
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(100) as i32,
+            None => 100,
+        };
+        let ts = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: i64::from(wait_ms) * 1_000_000,
+        };
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(SandboxError::Host {
+                    what: "poll the sandbox".into(),
+                    source: e.into(),
+                });
+            }
+        }
+        let ready: Vec<(usize, bool)> = fds
+            .iter()
+            .zip(&which)
+            .map(|(f, w)| (*w, !f.revents().is_empty()))
+            .collect();
+        drop(fds);
+        for (w, r) in ready {
+            if !r {
+                continue;
+            }
+            if w == 2 {
+                exited = true;
+                continue;
+            }
+            let fd = open[w].as_ref().expect("polled fds are open");
+            match rustix::io::read(fd, &mut chunk) {
+                Ok(0) | Err(rustix::io::Errno::BADF) => {
+                    open[w] = None;
+                }
+                Ok(n) => emit_lines(
+                    &mut bufs[w],
+                    &chunk[..n],
+                    if w == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    },
+                    on_line,
+                ),
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                Err(e) => {
+                    return Err(SandboxError::Host {
+                        what: "read the sandbox output".into(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        if let Some(d) = deadline {
+            if !timed_out && Instant::now() >= d {
+                timed_out = true;
+                kill_init(init_pid);
+            }
+        }
+        if spec.cancel.is_cancelled() {
+            kill_init(init_pid);
+        }
+    }
+    for (i, s) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+        if !bufs[i].is_empty() {
+            on_line(s, &bufs[i]);
+        }
+    }
+    let status = rustix::process::waitpid(Some(helper_pid), rustix::process::WaitOptions::empty())
+        .map_err(|e| SandboxError::Host {
+            what: "wait for the sandbox".into(),
+            source: e.into(),
+        })?
+        .map(|(_, s)| s);
+    spec.cancel.init_pid.store(0, Ordering::SeqCst);
+    let exit_code = match status {
+        Some(s) if s.exit_status().is_some() => s.exit_status().unwrap_or(1),
+        Some(s) => 128 + s.terminating_signal().unwrap_or(0),
+        None => 1,
+    };
+    let cancelled = spec.cancel.is_cancelled();
+    let mut msg = Vec::new();
+    let _ = File::from(fail_r).read_to_end(&mut msg);
+    if !msg.is_empty() && !timed_out && !cancelled {
+        let message = String::from_utf8_lossy(&msg).into_owned();
+        if matches!(exit_code, 126 | 127) {
+            return Err(SandboxError::Exec {
+                message,
+                code: exit_code,
+            });
+        }
+        return Err(SandboxError::Setup { message });
+    }
+    Ok(Outcome {
+        exit_code,
+        timed_out,
+        cancelled,
+    })
+}
+
+fn setup_error(fail_r: &OwnedFd) -> SandboxError {
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = rustix::io::read(fail_r, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        msg.extend_from_slice(&buf[..n]);
+    }
+    let message = if msg.is_empty() {
+        "the sandbox helper exited early".into()
+    } else {
+        String::from_utf8_lossy(&msg).into_owned()
+    };
+    SandboxError::Setup { message }
+}
+
+fn emit_lines(buf: &mut Vec<u8>, data: &[u8], s: Stream, on_line: &mut dyn FnMut(Stream, &[u8])) {
+    buf.extend_from_slice(data);
+    let mut start = 0;
+    while let Some(i) = buf[start..].iter().position(|b| *b == b'\n') {
+        on_line(s, &buf[start..start + i]);
+        start += i + 1;
+    }
+    buf.drain(..start);
+}
+
+/// The helper: runs in the caller's pid namespace, owns the new user namespace.
+fn helper_main(
+    p: &Prepared,
+    up: OwnedFd,
+    down: OwnedFd,
+    fail: OwnedFd,
+    stdin: OwnedFd,
+    out: OwnedFd,
+    err: OwnedFd,
+) -> ! {
+    let (up, down) = (&up, &down);
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if let Err(e) = sys::unshare(UnshareFlags::NEWUSER) {
+        child_fail(&fail, "unshare the user namespace", &e, 125);
+    }
+    if write_all_fd(up, b"u").is_err() {
+        sys::exit_now(125);
+    }
+    let mut b = [0u8; 1];
+    if !read_exact_fd(down, &mut b).unwrap_or(false) {
+        sys::exit_now(125);
+    }
+    let mut flags =
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    if p.new_net {
+        flags |= UnshareFlags::NEWNET;
+    }
+    if let Err(e) = sys::unshare(flags) {
+        child_fail(&fail, "unshare the namespaces", &e, 125);
+    }
+    match sys::fork() {
+        Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
+        Ok(sys::Fork::Child) => init_main(p, fail, stdin, out, err),
+        Ok(sys::Fork::Parent(pid)) => {
+            drop((out, err, stdin, fail));
+            if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
+                sys::exit_now(125);
+            }
+            let init = Pid::from_raw(pid).expect("fork returns a positive pid");
+            match rustix::process::waitpid(Some(init), rustix::process::WaitOptions::empty()) {
+                Ok(Some((_, s))) => match s.exit_status() {
+                    Some(c) => sys::exit_now(c),
+                    None => sys::exit_now(128 + s.terminating_signal().unwrap_or(0)),
+                },
+                _ => sys::exit_now(125),
+            }
+        }
+    }
+}
+
+/// Pid 1 of the sandbox.
+fn init_main(p: &Prepared, fail: OwnedFd, stdin: OwnedFd, out: OwnedFd, err: OwnedFd) -> ! {
+    let fail = &fail;
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if let Err(e) = mounts::execute(&mut HostKernel::confined_to(&p.rootfs), &p.steps) {
+        let src = e.source.to_string();
+        child_fail(fail, &e.to_string(), &src, 125);
+    }
+    // The working directory, created for the user when missing.
+    let wd = Path::new(std::ffi::OsStr::from_bytes(p.workdir.as_bytes()));
+    if let Err(e) = make_workdir(wd, &p.user) {
+        child_fail(
+            fail,
+            &format!("create working directory {}", wd.display()),
+            &e,
+            125,
+        );
+    }
+    let cmd = match sys::fork() {
+        Err(e) => child_fail(fail, "fork the command", &e, 125),
+        Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err),
+        Ok(sys::Fork::Parent(pid)) => pid,
+    };
+    // Init keeps no copy of the output pipes, so they close with the command's processes.
+    drop((out, err, stdin));
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, s))) if pid.as_raw_nonzero().get() == cmd => {
+                let code = match s.exit_status() {
+                    Some(c) => c,
+                    None => 128 + s.terminating_signal().unwrap_or(0),
+                };
+                sys::exit_now(code);
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => sys::exit_now(125),
+        }
+    }
+}
+
+fn make_workdir(wd: &Path, user: &ResolvedUser) -> io::Result<()> {
+    let mut cur = PathBuf::from("/");
+    for c in wd.components() {
+        if let std::path::Component::Normal(n) = c {
+            cur.push(n);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => {
+                    std::os::unix::fs::chown(&cur, Some(user.uid), Some(user.gid))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_program(p: &Prepared) -> Result<CString, io::Error> {
+    let arg0 = p.argv[0].as_bytes();
+    if arg0.contains(&b'/') {
+        return Ok(p.argv[0].clone());
+    }
+    for d in &p.path_dirs {
+        let mut cand = d.clone();
+        cand.push(b'/');
+        cand.extend_from_slice(arg0);
+        let path = Path::new(std::ffi::OsStr::from_bytes(&cand));
+        if let Ok(md) = std::fs::metadata(path) {
+            if md.is_file() {
+                return CString::new(cand)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "executable file not found in $PATH",
+    ))
+}
+
+fn exec_command(
+    p: &Prepared,
+    fail: &OwnedFd,
+    stdin: std::os::fd::BorrowedFd<'_>,
+    out: &OwnedFd,
+    err: &OwnedFd,
+) -> ! {
+    let step = |what: &str, r: io::Result<()>| {
+        if let Err(e) = r {
+            child_fail(fail, what, &e, 126);
+        }
+    };
+    let _ = rustix::process::setsid();
+    step(
+        "set up stdin",
+        rustix::stdio::dup2_stdin(stdin).map_err(Into::into),
+    );
+    step(
+        "set up stdout",
+        rustix::stdio::dup2_stdout(out).map_err(Into::into),
+    );
+    step(
+        "set up stderr",
+        rustix::stdio::dup2_stderr(err).map_err(Into::into),
+    );
+    // Capabilities: drop everything outside Docker's default set from the
+    // bounding set, then switch ids (which clears them for non-root users).
+    let keep = default_capabilities();
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    for bit in 0..=last_cap.min(63) {
+        let cap = CapabilitySet::from_bits_retain(1 << bit);
+        if !keep.contains(cap) {
+            step(
+                "drop a capability from the bounding set",
+                rustix::thread::remove_capability_from_bounding_set(cap).map_err(Into::into),
+            );
+        }
+    }
+    let u = &p.user;
+    if p.can_setgroups {
+        let groups: Vec<rustix::process::Gid> = u
+            .groups
+            .iter()
+            .map(|g| rustix::process::Gid::from_raw(*g))
+            .collect();
+        step(
+            "set supplementary groups",
+            rustix::thread::set_thread_groups(&groups).map_err(Into::into),
+        );
+    }
+    let gid = rustix::process::Gid::from_raw(u.gid);
+    let uid = rustix::process::Uid::from_raw(u.uid);
+    step(
+        &format!("set gid {}", u.gid),
+        rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(Into::into),
+    );
+    step(
+        &format!("set uid {}", u.uid),
+        rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(Into::into),
+    );
+    if u.uid == 0 {
+        let sets = rustix::thread::CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        };
+        step(
+            "set capabilities",
+            rustix::thread::set_capabilities(None, sets).map_err(Into::into),
+        );
+    }
+    step(
+        "set no_new_privs",
+        rustix::thread::set_no_new_privs(true).map_err(Into::into),
+    );
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    step(
+        "enter the working directory",
+        rustix::process::chdir(p.workdir.as_c_str()).map_err(Into::into),
+    );
+    let prog = match find_program(p) {
+        Ok(prog) => prog,
+        Err(e) => child_fail(fail, &format!("exec {:?}", p.argv[0]), &e, 127),
+    };
+    let e = sys::execve(&prog, &p.argv, &p.env);
+    let code = if e.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    child_fail(fail, &format!("exec {:?}", prog), &e, code)
+}
+
+/// Runs `child` in a forked process inside a new user namespace with
+/// `id_map` installed, while the caller runs `parent`. They share a pipe:
+/// the child writes to it when `child_writes`, else reads from it. The
+/// child's returned text (`ok\n...` or `error\n...`) comes back as the result.
+fn in_userns(
+    id_map: &IdMap,
+    what: &str,
+    child_writes: bool,
+    child: impl FnOnce(File) -> String,
+    parent: impl FnOnce(File) -> Result<(), SandboxError>,
+) -> Result<Result<Vec<String>, String>, SandboxError> {
+    let (data_r, data_w) = pipe()?;
+    let (info_r, info_w) = pipe()?;
+    let (up_r, up_w) = pipe()?;
+    let (down_r, down_w) = pipe()?;
+    let (child_end, parent_end) = if child_writes {
+        (data_w, data_r)
+    } else {
+        (data_r, data_w)
+    };
+    let pid = match sys::fork().map_err(host(format!("fork the {what}")))? {
+        sys::Fork::Child => {
+            drop((parent_end, info_r, up_r, down_w));
+            let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+            if sys::unshare(UnshareFlags::NEWUSER).is_err() || write_all_fd(&up_w, b"u").is_err() {
+                sys::exit_now(1);
+            }
+            let mut b = [0u8; 1];
+            if !read_exact_fd(&down_r, &mut b).unwrap_or(false) {
+                sys::exit_now(1);
+            }
+            let text = child(File::from(child_end));
+            let _ = write_all_fd(&info_w, text.as_bytes());
+            sys::exit_now(0)
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    drop((child_end, info_w, up_w, down_r));
+    let child_pid = Pid::from_raw(pid).expect("fork returns a positive pid");
+    let result = (|| {
+        let mut b = [0u8; 1];
+        if !read_exact_fd(&up_r, &mut b).map_err(host(format!("wait for the {what}")))? {
+            return Err(SandboxError::Setup {
+                message: format!("the {what} could not enter a user namespace"),
+            });
+        }
+        install_maps(pid, id_map)?;
+        write_all_fd(&down_w, b"g").map_err(host(format!("signal the {what}")))?;
+        drop(down_w);
+        parent(File::from(parent_end))?;
+        let mut text = String::new();
+        File::from(info_r)
+            .read_to_string(&mut text)
+            .map_err(host(format!("read the {what}'s result")))?;
+        let mut lines = text.lines().map(str::to_owned);
+        match lines.next().as_deref() {
+            Some("ok") => Ok(Ok(lines.collect())),
+            Some("error") => Ok(Err(lines.collect::<Vec<_>>().join("\n"))),
+            _ => Ok(Err(format!("the {what} exited without a result"))),
+        }
+    })();
+    if result.is_err() {
+        let _ = rustix::process::kill_process(child_pid, Signal::KILL);
+    }
+    let _ = rustix::process::waitpid(Some(child_pid), rustix::process::WaitOptions::empty());
+    result
+}
+
+/// Writes the layer of a finished step. As root the files are read
+/// directly; otherwise the diff runs in a child process inside a user
+/// namespace with the step's id map, where files owned by the mapped ids
+/// (mode 0600 files of another user in the image, say) are readable.
+pub fn write_layer(
+    root: &mut PreparedRoot,
+    opts: &crate::diff::DiffOptions,
+    id_map: &IdMap,
+    mut out: impl io::Write,
+) -> Result<crate::diff::LayerInfo, SandboxError> {
+    let step = root.mountpoint.clone();
+    let layer_err = |message: String| SandboxError::Layer {
+        step: step.clone(),
+        message,
+    };
+    if id_map.kind == MappingKind::Root {
+        return root
+            .write_layer(opts, out)
+            .map_err(|e| layer_err(error_chain(&e)));
+    }
+    if let RootSource::Overlay { upper, .. } = &root.source {
+        if readable_tree(upper) {
+            // Everything is readable from here: no namespace needed, owners
+            // are mapped back through the id map.
+            let mut direct = opts.clone();
+            direct.id_map = id_map.clone();
+            return root
+                .write_layer(&direct, out)
+                .map_err(|e| layer_err(error_chain(&e)));
+        }
+    }
+    root.remove_stubs().map_err(|e| layer_err(e.to_string()))?;
+    // Inside the namespace, owners already read as the image's ids.
+    let mut inner = opts.clone();
+    inner.id_map = IdMap::identity();
+    let f = in_userns(
+        id_map,
+        "layer writer",
+        true,
+        |pipe| match root.write_layer(&inner, pipe) {
+            Ok(i) => format!(
+                "ok\n{}\n{}\n{}\n{}\n{}\n{}",
+                i.diff_id, i.digest, i.size, i.uncompressed_size, i.media_type, i.entries
+            ),
+            Err(e) => format!("error\n{}", error_chain(&e)),
+        },
+        |mut pipe| {
+            io::copy(&mut pipe, &mut out).map_err(host("copy the layer"))?;
+            out.flush().map_err(host("flush the layer"))
+        },
+    )?
+    .map_err(&layer_err)?;
+    if f.len() != 6 {
+        return Err(layer_err(format!("unexpected result {f:?}")));
+    }
+    let num = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| layer_err(format!("bad number {s:?}")))
+    };
+    let media_type = [Compression::None, Compression::Gzip, Compression::Zstd]
+        .into_iter()
+        .map(Compression::media_type)
+        .find(|m| *m == f[4])
+        .ok_or_else(|| layer_err(format!("bad media type {:?}", f[4])))?;
+    Ok(crate::diff::LayerInfo {
+        diff_id: f[0].clone(),
+        digest: f[1].clone(),
+        size: num(&f[2])?,
+        uncompressed_size: num(&f[3])?,
+        media_type,
+        entries: num(&f[5])?,
+    })
+}
+
+/// Applies a layer like [`crate::unpack::apply_layer`], for use by the
+/// sandbox with `id_map`: as root directly (ids mapped by the map); otherwise
+/// in a child process inside a user namespace with the map, so that files
+/// get the image's owners (as subordinate ids on the host). With a
+/// single-id mapping, owners other than root cannot be kept:
+/// `opts.ignore_chown_errors` decides whether that fails.
+pub fn unpack_layer(
+    mut reader: impl Read,
+    dest: &Path,
+    opts: &crate::unpack::UnpackOptions,
+    id_map: &IdMap,
+) -> Result<crate::unpack::Stats, SandboxError> {
+    let unpack_err = |message: String| SandboxError::Unpack {
+        dest: dest.to_owned(),
+        message,
+    };
+    if id_map.kind == MappingKind::Root {
+        let mut o = opts.clone();
+        o.id_map = id_map.clone();
+        return crate::unpack::apply_layer(reader, dest, &o)
+            .map_err(|e| unpack_err(error_chain(&e)));
+    }
+    let mut inner = opts.clone();
+    inner.id_map = IdMap::identity();
+    let f = in_userns(
+        id_map,
+        "layer unpacker",
+        false,
+        |pipe| match crate::unpack::apply_layer(io::BufReader::new(pipe), dest, &inner) {
+            Ok(s) => format!(
+                "ok\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+                s.entries,
+                s.bytes,
+                s.whiteouts,
+                s.opaque_dirs,
+                s.chown_failures,
+                s.skipped_devices,
+                s.skipped_xattrs
+            ),
+            Err(e) => format!("error\n{}", error_chain(&e)),
+        },
+        |mut pipe| {
+            // The child may stop reading early on an error: a broken pipe is
+            // reported through its result instead.
+            match io::copy(&mut reader, &mut pipe) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(SandboxError::Host {
+                    what: format!("read the layer for {}", dest.display()),
+                    source: e,
+                }),
+            }
+        },
+    )?
+    .map_err(&unpack_err)?;
+    let n: Vec<u64> = f
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| unpack_err(format!("bad number {s:?}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if n.len() != 7 {
+        return Err(unpack_err(format!("unexpected result {f:?}")));
+    }
+    Ok(crate::unpack::Stats {
+        entries: n[0],
+        bytes: n[1],
+        whiteouts: n[2],
+        opaque_dirs: n[3],
+        chown_failures: n[4],
+        skipped_devices: n[5],
+        skipped_xattrs: n[6],
+    })
+}
+
+/// Whether every file and directory below `dir` can be read (and every
+/// directory searched) by this process.
+fn readable_tree(dir: &Path) -> bool {
+    use rustix::fs::Access;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for e in entries {
+        let Ok(e) = e else { return false };
+        let Ok(ft) = e.file_type() else { return false };
+        let p = e.path();
+        if ft.is_dir() {
+            if rustix::fs::access(&p, Access::READ_OK | Access::EXEC_OK).is_err()
+                || !readable_tree(&p)
+            {
+                return false;
+            }
+        } else if ft.is_file() && rustix::fs::access(&p, Access::READ_OK).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Removes a step or snapshot directory. Without root, files owned by
+/// subordinate ids (and overlay's work dir) are removed from inside a user
+/// namespace with `id_map`, where they belong to the caller.
+pub fn remove_tree(path: &Path, id_map: &IdMap) -> Result<(), SandboxError> {
+    let direct = std::fs::remove_dir_all(path);
+    match direct {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if id_map.kind == MappingKind::Root => {
+            return Err(SandboxError::Host {
+                what: format!("remove {}", path.display()),
+                source: e,
+            });
+        }
+        Err(_) => {}
+    }
+    in_userns(
+        id_map,
+        "remover",
+        true,
+        |_pipe| match std::fs::remove_dir_all(path) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error\n{e}"),
+        },
+        |_pipe| Ok(()),
+    )?
+    .map_err(|message| SandboxError::Host {
+        what: format!("remove {}", path.display()),
+        source: io::Error::other(message),
+    })?;
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Whether overlayfs can be mounted in a user namespace here: mounts a
+/// two-lower overlay in a throwaway namespace.
+pub fn probe_overlay() -> bool {
+    let Ok(dir) = tempdir_in_tmp() else {
+        return false;
+    };
+    let names = ["l1", "l2", "u", "w", "m"];
+    for n in names {
+        if std::fs::create_dir(dir.join(n)).is_err() {
+            return false;
+        }
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let ok = match sys::fork() {
+        Err(_) => false,
+        Ok(sys::Fork::Child) => {
+            let r = (|| -> io::Result<()> {
+                sys::unshare(UnshareFlags::NEWUSER | UnshareFlags::NEWNS)?;
+                std::fs::write("/proc/self/setgroups", "deny")?;
+                std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                use crate::mounts::Kernel;
+                let mut k = HostKernel::default();
+                k.make_private()?;
+                k.overlay(
+                    &[dir.join("l1"), dir.join("l2")],
+                    &dir.join("u"),
+                    &dir.join("w"),
+                    &dir.join("m"),
+                )
+            })();
+            sys::exit_now(if r.is_ok() { 0 } else { 1 })
+        }
+        Ok(sys::Fork::Parent(pid)) => {
+            let pid = Pid::from_raw(pid).expect("fork returns a positive pid");
+            matches!(rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()), Ok(Some((_, s))) if s.exit_status() == Some(0))
+        }
+    };
+    // overlayfs leaves `work/work` with mode 0, which even its owner cannot
+    // descend into without privileges.
+    let _ = rustix::fs::chmod(dir.join("w/work"), rustix::fs::Mode::from_raw_mode(0o700));
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+fn tempdir_in_tmp() -> io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for i in 0..100u32 {
+        let p = base.join(format!("rbuild-probe-{}-{i}", std::process::id()));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::ErrorKind::AlreadyExists.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_kept_across_chunks() {
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        let mut f = |s: Stream, l: &[u8]| got.push((s, l.to_vec()));
+        emit_lines(&mut buf, b"a\nb", Stream::Stdout, &mut f);
+        emit_lines(&mut buf, b"c\n\nd", Stream::Stdout, &mut f);
+        assert_eq!(
+            got,
+            vec![
+                (Stream::Stdout, b"a".to_vec()),
+                (Stream::Stdout, b"bc".to_vec()),
+                (Stream::Stdout, b"".to_vec())
+            ]
+        );
+        assert_eq!(buf, b"d");
+    }
+
+    #[test]
+    fn shell_form_appends_the_script() {
+        let c = Command::Shell {
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            script: "echo hi".into(),
+        };
+        assert_eq!(c.argv(), ["/bin/sh", "-c", "echo hi"]);
+    }
+}

@@ -1,0 +1,84 @@
+//! The only place in this crate with `unsafe` code: thin wrappers over the few
+//! system calls that neither `rustix` nor `std` expose safely (fork, execve,
+//! unshare, an interface ioctl, `_exit`).
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Result of [`fork`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fork {
+    /// In the parent; holds the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `fork(2)` through glibc, so that malloc and other libc state stay usable in
+/// the child even when the caller has other threads.
+pub(crate) fn fork() -> io::Result<Fork> {
+    // SAFETY: glibc's fork runs its atfork handlers, which keep malloc's locks
+    // consistent in the child. The child only runs code from this crate that
+    // does not depend on locks held by other threads (no logging, no stdio
+    // locks) and ends with `exec` or `exit_now`.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}
+
+/// `_exit(2)`: leave the process without running atexit handlers or flushing
+/// stdio buffers inherited from the parent.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of this process.
+    unsafe { libc::_exit(code) }
+}
+
+/// `unshare(2)` with the given `CLONE_*` flags.
+pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+    // SAFETY: only called in a freshly forked, single-threaded child, so no
+    // other thread can observe the changed file table or namespaces.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
+}
+
+/// `execve(2)`; returns only on failure.
+pub(crate) fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    // SAFETY: every pointer points into a CString borrowed for the duration of
+    // the call, and both arrays end with a null pointer as execve requires.
+    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Sets `IFF_UP` on the interface `name` (used for `lo` in a new network namespace).
+pub(crate) fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags into the ifreq we own; the socket fd
+    // is valid for the duration of the borrow.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds ifru_flags.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own; fd valid as above.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

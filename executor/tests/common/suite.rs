@@ -1,0 +1,406 @@
+//! The sandbox checks, run with each snapshotter and as root or not.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rbuild_executor::idmap::{IdMap, MappingKind};
+use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
+use rbuild_executor::sandbox::{Command, Network, SandboxError};
+use rbuild_executor::snapshot::SnapshotterKind;
+
+use super::*;
+
+/// A base image and a place for steps.
+pub struct Ctx {
+    pub kind: SnapshotterKind,
+    pub id_map: IdMap,
+    pub base: PathBuf,
+    pub tmp: tempfile::TempDir,
+    n: std::cell::Cell<u32>,
+}
+
+impl Ctx {
+    pub fn new(kind: SnapshotterKind) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("rbuild-exec-")
+            .tempdir()
+            .unwrap();
+        let id_map = IdMap::for_current_user();
+        let base = snapshot(tmp.path(), "base", &busybox_tar(), &id_map);
+        Ctx {
+            kind,
+            id_map,
+            base,
+            tmp,
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    pub fn spec(&self, script: &str) -> RunSpec {
+        let mut s = sh(script);
+        s.id_map = self.id_map.clone();
+        s
+    }
+
+    pub fn run(&self, spec: &RunSpec) -> Result<RunResult, SandboxError> {
+        self.run_on(std::slice::from_ref(&self.base), spec)
+    }
+
+    pub fn run_on(&self, layers: &[PathBuf], spec: &RunSpec) -> Result<RunResult, SandboxError> {
+        self.n.set(self.n.get() + 1);
+        let step = self.tmp.path().join(format!("step{}", self.n.get()));
+        run_in(self.kind, layers, &step, spec)
+    }
+
+    pub fn layer(&self, r: &mut RunResult) -> Vec<Ent> {
+        layer_entries(&mut r.root, &self.id_map)
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // Steps hold files of subordinate ids: removed from inside the namespace.
+        let r = rbuild_executor::sandbox::remove_tree(self.tmp.path(), &self.id_map);
+        if !std::thread::panicking() {
+            r.expect("remove the test's directories");
+            assert!(!self.tmp.path().exists());
+        }
+    }
+}
+
+pub fn output_and_exit_code(c: &Ctx) {
+    let r = c
+        .run(&c.spec("echo hello; echo world; echo oops >&2; printf 'no newline'; exit 3"))
+        .unwrap();
+    assert_eq!(r.stdout, ["hello", "world", "no newline"]);
+    assert_eq!(r.stderr, ["oops"]);
+    assert_eq!(r.outcome.exit_code, 3);
+    assert!(!r.outcome.timed_out && !r.outcome.cancelled);
+    let r = c.run(&c.spec("kill -9 $$")).unwrap();
+    assert_eq!(r.outcome.exit_code, 128 + 9);
+}
+
+pub fn exec_form_and_missing_binary(c: &Ctx) {
+    let mut s = c.spec("");
+    s.command = Command::Exec(vec!["echo".into(), "exec".into(), "form".into()]);
+    let r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["exec form"]);
+    s.command = Command::Exec(vec!["no-such-binary".into()]);
+    let e = c.run(&s).err().expect("a missing binary is an error");
+    assert!(e.to_string().contains("no-such-binary"), "{e}");
+    assert!(matches!(e, SandboxError::Exec { code: 127, .. }), "{e:?}");
+    s.command = Command::Exec(vec!["/etc/passwd".into()]);
+    let e = c
+        .run(&s)
+        .err()
+        .expect("a file that is not executable is an error");
+    assert!(matches!(e, SandboxError::Exec { code: 126, .. }), "{e:?}");
+}
+
+pub fn env_and_workdir(c: &Ctx) {
+    let mut s = c.spec("echo \"$FOO\"; pwd; echo $HOME; ls -ld . | cut -c1-10");
+    s.env = vec!["FOO=bar baz".into()];
+    s.workdir = "/srv/app/dir".into();
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["bar baz", "/srv/app/dir", "/root", "drwxr-xr-x"]);
+    let l = c.layer(&mut r);
+    assert_eq!(names(&l), ["srv/", "srv/app/", "srv/app/dir/"]);
+}
+
+pub fn user_switching_and_ownership(c: &Ctx) {
+    // The image's file owned by alice keeps its owner and mode.
+    let r = c
+        .run(&c.spec("stat -c '%u:%g %a' /data/alice-secret"))
+        .unwrap();
+    assert_eq!(r.stdout, ["1000:1000 600"]);
+    let mut s = c.spec("cat /data/alice-secret; id -u; id -g; id -G; touch /tmp/by-alice; umask");
+    s.user = "alice".into();
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["secret", "1000", "1000", "1000 50", "0022"]);
+    let l = c.layer(&mut r);
+    let f = l
+        .iter()
+        .find(|e| e.name == "tmp/by-alice")
+        .expect("tmp/by-alice in the layer");
+    assert_eq!((f.uid, f.gid, f.mode), (1000, 1000, 0o644));
+    let tmp = l
+        .iter()
+        .find(|e| e.name == "tmp/")
+        .expect("tmp/ in the layer");
+    assert_eq!(tmp.mode, 0o1777, "copied-up dir keeps its mode");
+
+    let mut s = c.spec("touch /owned && chown 1234:5678 /owned && chmod 4750 /owned; id -u");
+    s.user = "0:0".into();
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["0"]);
+    let l = c.layer(&mut r);
+    let f = l.iter().find(|e| e.name == "owned").unwrap();
+    assert_eq!((f.uid, f.gid, f.mode), (1234, 5678, 0o4750));
+
+    let mut s = c.spec("true");
+    s.user = "nosuchuser".into();
+    let e = c.run(&s).err().expect("unknown user is an error");
+    assert!(e.to_string().contains("nosuchuser"), "{e}");
+}
+
+pub fn whiteout_after_rm(c: &Ctx) {
+    let mut r = c.run(&c.spec("rm /data/a && echo new > /data/n")).unwrap();
+    let l = c.layer(&mut r);
+    assert_eq!(names(&l), ["data/", "data/.wh.a", "data/n"]);
+    assert_eq!(l[2].data, b"new\n");
+}
+
+pub fn opaque_dir(c: &Ctx) {
+    let mut r = c
+        .run(&c.spec("rm -rf /data/sub && mkdir /data/sub && touch /data/sub/new"))
+        .unwrap();
+    let l = c.layer(&mut r);
+    let n = names(&l);
+    if c.kind == SnapshotterKind::Overlay {
+        assert_eq!(
+            n,
+            [
+                "data/",
+                "data/sub/",
+                "data/sub/.wh..wh..opq",
+                "data/sub/new"
+            ]
+        );
+    } else {
+        // The copy snapshotter cannot tell a recreated dir from a changed one:
+        // it deletes the old children one by one, with the same result.
+        assert_eq!(n, ["data/", "data/sub/", "data/sub/.wh.c", "data/sub/new"]);
+    }
+}
+
+pub fn hard_links(c: &Ctx) {
+    let mut r = c
+        .run(&c.spec("echo x > /h1 && ln /h1 /h2 && ln /h1 /tmp/h3"))
+        .unwrap();
+    let l = c.layer(&mut r);
+    let h1 = l.iter().find(|e| e.name == "h1").unwrap();
+    assert_eq!((h1.kind, h1.data.as_slice()), ('f', &b"x\n"[..]));
+    for n in ["h2", "tmp/h3"] {
+        let h = l.iter().find(|e| e.name == n).unwrap();
+        assert_eq!((h.kind, h.link.as_deref()), ('h', Some("h1")), "{n}");
+    }
+}
+
+pub fn network_none_has_only_lo(c: &Ctx) {
+    let mut s = c.spec(
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo | head -1",
+    );
+    s.network = Network::None;
+    let r = c.run(&s).unwrap();
+    assert_eq!(r.stdout[0], "lo");
+    assert_eq!(r.stdout.len(), 2, "{:?}", r.stdout);
+    assert!(r.stdout[1].contains("UP"), "{:?}", r.stdout);
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count()
+        - 2;
+    let r = c.run(&c.spec("tail -n +3 /proc/net/dev | wc -l")).unwrap();
+    assert_eq!(
+        r.stdout,
+        [host_ifaces.to_string()],
+        "host network by default"
+    );
+}
+
+pub fn proc_shows_only_the_sandbox(c: &Ctx) {
+    let r = c
+        .run(&c.spec("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; echo $$"))
+        .unwrap();
+    let pids: Vec<u32> = r.stdout[0]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids[0], 1, "{pids:?}");
+    // init, the shell and the pipeline's processes: nothing from the host.
+    assert!(pids.iter().all(|p| *p < 10), "{pids:?}");
+    assert_eq!(r.stdout[1], "2", "the command is pid 2, under our init");
+}
+
+/// A number no other concurrent test uses, to find our processes on the host.
+fn unique_marker(base: u32) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{}", base + (std::process::id() % 10_000) * 100 + n)
+}
+
+fn host_has_process_with_arg(arg: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+            .unwrap_or(false)
+    })
+}
+
+pub fn background_process_is_killed(c: &Ctx) {
+    let marker = unique_marker(4_000_000);
+    let t = Instant::now();
+    let r = c
+        .run(&c.spec(&format!("sleep {marker} >/dev/null 2>&1 & echo started")))
+        .unwrap();
+    assert_eq!(r.stdout, ["started"]);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !host_has_process_with_arg(&marker),
+        "the background sleep survived"
+    );
+    // Even when it keeps the output pipe open.
+    let r = c
+        .run(&c.spec(&format!("sleep {marker} & echo started")))
+        .unwrap();
+    assert_eq!(r.stdout, ["started"]);
+    assert!(!host_has_process_with_arg(&marker));
+}
+
+pub fn timeout_and_cancel_kill_everything(c: &Ctx) {
+    let marker = unique_marker(6_000_000);
+    let mut s = c.spec(&format!("sleep {marker} & sleep {marker}"));
+    s.timeout = Some(Duration::from_millis(500));
+    let t = Instant::now();
+    let r = c.run(&s).unwrap();
+    assert!(r.outcome.timed_out);
+    assert_eq!(r.outcome.exit_code, 128 + 9);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(!host_has_process_with_arg(&marker));
+
+    let s = c.spec(&format!("sleep {marker}"));
+    let h = s.cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        h.cancel();
+    });
+    let t = Instant::now();
+    let r = c.run(&s).unwrap();
+    canceller.join().unwrap();
+    assert!(r.outcome.cancelled);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(!host_has_process_with_arg(&marker));
+}
+
+pub fn generated_etc_files_stay_out_of_the_layer(c: &Ctx) {
+    let mut r = c.run(&c.spec("hostname; grep -c localhost /etc/hosts; cat /etc/hostname; echo extra >> /etc/hosts; touch /etc/new")).unwrap();
+    assert_eq!(r.stdout, ["rbuild", "2", "rbuild"]);
+    let l = c.layer(&mut r);
+    assert_eq!(names(&l), ["etc/", "etc/new"]);
+    if let rbuild_executor::snapshot::RootSource::Overlay { upper, .. } = &r.root.source {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(upper.join("etc")).unwrap() {
+            found.push(e.unwrap().file_name().to_string_lossy().into_owned());
+        }
+        assert_eq!(found, ["new"], "no stub files in the upper dir");
+        for d in ["proc", "sys", "dev"] {
+            assert!(!upper.join(d).exists(), "{d} stub in the upper dir");
+        }
+    }
+    // Nothing at all changed: an empty layer.
+    let mut r = c.run(&c.spec("cat /etc/hosts >/dev/null")).unwrap();
+    assert!(c.layer(&mut r).is_empty());
+}
+
+pub fn dev_sys_and_security(c: &Ctx) {
+    let r = c
+        .run(&c.spec(
+            "ls /dev | tr '\\n' ' '; echo; echo x > /dev/null && head -c 4 /dev/zero | wc -c; \
+             touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; \
+             grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '",
+        ))
+        .unwrap();
+    let devs: Vec<&str> = r.stdout[0].split_whitespace().collect();
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin",
+        "stdout", "stderr",
+    ] {
+        assert!(devs.contains(&d), "/dev lacks {d}: {devs:?}");
+    }
+    assert_eq!(r.stdout[1], "4");
+    assert_eq!(r.stdout[2], "sys-ro");
+    assert_eq!(r.stdout[3], "CapEff: 00000000a80425fb");
+    assert_eq!(r.stdout[4], "CapBnd: 00000000a80425fb");
+    assert_eq!(r.stdout[5], "NoNewPrivs: 1");
+    if c.id_map.kind == MappingKind::Single {
+        return;
+    }
+    let mut s = c.spec("grep -E '^CapEff' /proc/self/status | tr -s '\\t' ' '");
+    s.user = "alice".into();
+    assert_eq!(c.run(&s).unwrap().stdout, ["CapEff: 0000000000000000"]);
+}
+
+pub fn extra_mounts(c: &Ctx) {
+    let src = c.tmp.path().join("bind-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("hello"), "from host\n").unwrap();
+    let mut s = c.spec("cat /mnt/in/hello; touch /mnt/in/x 2>/dev/null && echo rw || echo ro; touch /scratch/y && echo tmp-ok");
+    s.mounts = vec![
+        ExtraMount {
+            kind: ExtraMountKind::Bind {
+                source: src.clone(),
+            },
+            target: "/mnt/in".into(),
+            readonly: true,
+        },
+        ExtraMount {
+            kind: ExtraMountKind::Tmpfs { size: 1 << 20 },
+            target: "/scratch".into(),
+            readonly: false,
+        },
+    ];
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["from host", "ro", "tmp-ok"]);
+    assert!(!src.join("x").exists());
+    let l = c.layer(&mut r);
+    assert!(
+        l.is_empty(),
+        "mount points are not in the layer: {:?}",
+        names(&l)
+    );
+}
+
+pub fn layers_stack(c: &Ctx) {
+    // A second layer made by a run, then used as a lower.
+    let mut r = c
+        .run(&c.spec("echo one > /data/one && rm /data/b"))
+        .unwrap();
+    let mut blob = Vec::new();
+    let opts = rbuild_executor::diff::DiffOptions {
+        id_map: c.id_map.clone(),
+        ..Default::default()
+    };
+    let info =
+        rbuild_executor::sandbox::write_layer(&mut r.root, &opts, &c.id_map, &mut blob).unwrap();
+    assert!(info.diff_id.starts_with("sha256:") && info.digest != info.diff_id);
+    let reader = rbuild_executor::compress::decompress(&blob[..], Some(info.media_type)).unwrap();
+    let l2 = c.tmp.path().join("l2");
+    std::fs::create_dir(&l2).unwrap();
+    let mut o = rbuild_executor::unpack::UnpackOptions::new("l2");
+    o.id_map = c.id_map.clone();
+    o.ignore_chown_errors = rustix::process::getuid().as_raw() != 0;
+    rbuild_executor::unpack::apply_layer(reader, &l2, &o).unwrap();
+    let r = c
+        .run_on(&[c.base.clone(), l2], &c.spec("ls /data | tr '\\n' ' '"))
+        .unwrap();
+    assert_eq!(r.stdout, ["a alice-secret one sub "]);
+}
+
+pub fn lower_whiteouts_and_opaque_dirs_hide_what_is_below(c: &Ctx) {
+    let tar = Tar::default()
+        .dir("data", 0o755)
+        .file("data/.wh.a", 0, b"")
+        .dir("data/sub", 0o755)
+        .file("data/sub/.wh..wh..opq", 0, b"")
+        .file("data/sub/only", 0o644, b"only\n")
+        .build();
+    let l2 = snapshot(c.tmp.path(), "l2-opaque", &tar, &c.id_map);
+    let r = c
+        .run_on(
+            &[c.base.clone(), l2],
+            &c.spec("ls /data | tr '\\n' ' '; echo; ls /data/sub"),
+        )
+        .unwrap();
+    assert_eq!(r.stdout, ["alice-secret b sub ", "only"]);
+}

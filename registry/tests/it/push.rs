@@ -1,0 +1,201 @@
+use std::process::Command;
+use std::time::Instant;
+
+use rbuild_registry::{
+    Client, ClientOptions, MemoryBlobs, PullOptions, PushImage, PushOptions, Reference,
+};
+use rbuild_test_support::{BusyboxLayout, Format, Registry, run};
+
+use crate::proxy::Proxy;
+use crate::{client, skopeo_digest, test_options};
+
+async fn pulled(registry: &Registry, layout: &BusyboxLayout) -> (MemoryBlobs, PushImage) {
+    layout.push_with_skopeo(registry, "src/busybox:latest", Format::Oci);
+    let blobs = MemoryBlobs::new();
+    let reference = Reference::parse(&format!("{}/src/busybox", registry.host())).unwrap();
+    let image = client()
+        .pull(&reference, &blobs, &PullOptions::default())
+        .await
+        .unwrap();
+    (blobs, PushImage::from_manifest(&image.manifest).unwrap())
+}
+
+/// skopeo copies the image to an OCI layout, umoci unpacks it, and busybox is there.
+fn check_with_skopeo_and_umoci(registry: &Registry, image: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let oci = dir.path().join("oci");
+    run(Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/{image}", registry.host()),
+        &format!("oci:{}:x", oci.display()),
+    ]));
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:x", oci.display()),
+        ])
+        .arg(&bundle));
+    let bb = std::fs::metadata(bundle.join("rootfs/bin/busybox")).unwrap();
+    assert_eq!(bb.len(), std::fs::metadata("/bin/busybox").unwrap().len());
+    let sh = std::fs::read_link(bundle.join("rootfs/bin/sh")).unwrap();
+    assert_eq!(sh.to_str(), Some("busybox"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_plain_and_mounted_and_others_read_it() {
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    let (blobs, image) = pulled(&registry, &layout).await;
+    let c = client();
+
+    let plain = Reference::parse(&format!("{}/copy/plain:1", registry.host())).unwrap();
+    let r = c
+        .push(&plain, &image, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.uploaded.len(), 2, "{r:?}");
+    assert!(r.mounted.is_empty() && r.existing.is_empty(), "{r:?}");
+    assert!(r.manifest_uploaded);
+    assert_eq!(
+        r.digest.to_string(),
+        skopeo_digest(&format!("{}/copy/plain:1", registry.host()))
+    );
+    check_with_skopeo_and_umoci(&registry, "copy/plain:1");
+
+    let mounted = Reference::parse(&format!("{}/copy/mounted:1", registry.host())).unwrap();
+    let opts = PushOptions {
+        mount_from: Some("src/busybox".into()),
+    };
+    // An empty source proves nothing was uploaded: every blob must come from the mount.
+    let r = c
+        .push(&mounted, &image, &MemoryBlobs::new(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.mounted.len(), 2, "{r:?}");
+    assert!(r.uploaded.is_empty(), "{r:?}");
+    check_with_skopeo_and_umoci(&registry, "copy/mounted:1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_upload_with_small_threshold() {
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    let (blobs, image) = pulled(&registry, &layout).await;
+    let proxy = Proxy::start(&registry.host()).await;
+    let c = Client::new(ClientOptions {
+        chunked_upload_threshold: 1024,
+        chunk_size: 100 * 1024,
+        ..test_options()
+    });
+    let dest = Reference::parse(&format!("{}/chunked:1", proxy.host())).unwrap();
+    let r = c
+        .push(&dest, &image, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.uploaded.len(), 2);
+    let layer_size = image.manifests[0].blobs[1].size();
+    let patches = proxy
+        .requests()
+        .iter()
+        .filter(|(m, _)| m == "PATCH")
+        .count() as u64;
+    assert!(
+        layer_size > 200 * 1024,
+        "busybox layer is {layer_size} bytes"
+    );
+    // The config (under the threshold) goes in one PUT; the layer in ceil(size / chunk) PATCHes.
+    assert!(image.manifests[0].blobs[0].size() < 1024);
+    assert_eq!(patches, layer_size.div_ceil(100 * 1024));
+    check_with_skopeo_and_umoci(&registry, "chunked:1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repush_costs_only_heads() {
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    let (blobs, image) = pulled(&registry, &layout).await;
+    let proxy = Proxy::start(&registry.host()).await;
+    let dest = Reference::parse(&format!("{}/again:1", proxy.host())).unwrap();
+    client()
+        .push(&dest, &image, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+
+    let c = client();
+    // Set up the connection (the /v2/ ping) before measuring.
+    c.check_login(&proxy.host()).await.unwrap();
+    proxy.clear_log();
+    let start = Instant::now();
+    let r = c
+        .push(&dest, &image, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(r.existing.len(), 2);
+    assert!(!r.manifest_uploaded);
+    let mut reqs = proxy.requests();
+    reqs.sort();
+    let config = image.manifests[0].blobs[0].digest().to_string();
+    let layer = image.manifests[0].blobs[1].digest().to_string();
+    let mut want = vec![
+        ("HEAD".to_string(), format!("/v2/again/blobs/{config}")),
+        ("HEAD".to_string(), format!("/v2/again/blobs/{layer}")),
+        ("HEAD".to_string(), "/v2/again/manifests/1".to_string()),
+    ];
+    want.sort();
+    assert_eq!(reqs, want);
+    eprintln!("re-push of an unchanged image took {took:?}");
+    assert!(took.as_millis() < 1000, "re-push took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_an_index_with_its_manifests() {
+    use rbuild_registry::{Platform, PushManifest};
+
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    layout.push_tag_with_skopeo("multi", &registry, "multi:latest", Format::Oci);
+    let src = Reference::parse(&format!("{}/multi", registry.host())).unwrap();
+    let c = client();
+    let blobs = MemoryBlobs::new();
+    let mut manifests = Vec::new();
+    let mut index = None;
+    for p in ["linux/amd64", "linux/arm64"] {
+        let opts = PullOptions {
+            platform: Platform::parse(p).unwrap(),
+            ..PullOptions::default()
+        };
+        let image = c.pull(&src, &blobs, &opts).await.unwrap();
+        manifests.push(
+            PushManifest::from_bytes(&image.manifest.media_type, image.manifest.bytes.clone())
+                .unwrap(),
+        );
+        index = image.index;
+    }
+    let index = index.unwrap();
+    let push = PushImage::with_index(&index.media_type, index.bytes.clone(), manifests).unwrap();
+    let dest = Reference::parse(&format!("{}/copy/multi:2", registry.host())).unwrap();
+    let r = c
+        .push(&dest, &push, &blobs, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.digest, index.digest);
+    // Two configs and one shared layer.
+    assert_eq!(r.uploaded.len(), 3, "{r:?}");
+    assert_eq!(
+        skopeo_digest(&format!("{}/copy/multi:2", registry.host())),
+        index.digest.to_string()
+    );
+    check_with_skopeo_and_umoci(&registry, "copy/multi:2");
+
+    // An index whose manifests are not all given is refused before anything is sent.
+    let err =
+        PushImage::with_index(&index.media_type, index.bytes.clone(), Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("index lists sha256:"), "{err}");
+}

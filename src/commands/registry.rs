@@ -1,0 +1,117 @@
+//! What the registry commands share: TLS and plain-HTTP options, where credentials live, and
+//! the atomic write of the credentials file.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use rbuild_registry::{ClientOptions, CredentialStore};
+
+use crate::env;
+
+/// Options of every command that talks to a registry.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Extra CA certificate (PEM) to trust for registries; may be repeated.
+    #[arg(long = "tls-ca", value_name = "PEM")]
+    pub tls_ca: Vec<PathBuf>,
+    /// A certs.d-style directory (DIR/HOST[:PORT]/*.crt); adds to /etc/containers/certs.d
+    /// and /etc/docker/certs.d.
+    #[arg(long = "cert-dir", value_name = "DIR")]
+    pub cert_dir: Vec<PathBuf>,
+    /// Talk to this registry (HOST[:PORT]) over plain HTTP; may be repeated. Loopback
+    /// registries need no flag.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    /// Client options from these flags and the environment.
+    pub fn client_options(&self, credentials: CredentialStore) -> ClientOptions {
+        let mut opts = ClientOptions {
+            credentials,
+            ca_files: self.tls_ca.clone(),
+            insecure_registries: self.insecure_registry.clone(),
+            ..ClientOptions::default()
+        };
+        opts.certs_dirs.extend(self.cert_dir.iter().cloned());
+        opts
+    }
+}
+
+/// The credential sources named by `REGISTRY_AUTH_FILE` and `DOCKER_CONFIG` (for the pull and
+/// push commands).
+#[allow(dead_code)]
+pub fn credential_store() -> CredentialStore {
+    CredentialStore::with_files(auth_file(), Some(docker_config_file()))
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub fn docker_config_file() -> PathBuf {
+    match std::env::var_os(env::DOCKER_CONFIG) {
+        Some(dir) => PathBuf::from(dir).join("config.json"),
+        None => {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+            home.join(".docker").join("config.json")
+        }
+    }
+}
+
+/// The file named by `REGISTRY_AUTH_FILE`, if set.
+pub fn auth_file() -> Option<PathBuf> {
+    std::env::var_os(env::REGISTRY_AUTH_FILE).map(PathBuf::from)
+}
+
+/// The file `login` and `logout` change: `REGISTRY_AUTH_FILE` when set, else docker's config.
+pub fn credentials_file() -> PathBuf {
+    auth_file().unwrap_or_else(docker_config_file)
+}
+
+/// Writes a credentials file atomically (temp file in the same directory, fsync, rename),
+/// readable by its owner only.
+pub fn write_credentials_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set permissions of {}", tmp.path().display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A registry name as the user typed it (`docker.io`, `https://index.docker.io/v1/`,
+/// `localhost:5000`), reduced to the form references use.
+pub fn registry_name(input: Option<&str>) -> String {
+    match input {
+        None => "docker.io".to_string(),
+        Some(s) => rbuild_registry::credentials::normalise_registry(s.trim()).to_string(),
+    }
+}
+
+/// A single-threaded runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

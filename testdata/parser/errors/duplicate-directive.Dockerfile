@@ -1,0 +1,3 @@
+# syntax=docker/dockerfile:1
+# SYNTAX = other
+FROM alpine

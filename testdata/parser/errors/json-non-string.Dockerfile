@@ -1,0 +1,2 @@
+FROM alpine
+ENTRYPOINT ["run", 42]

@@ -1,0 +1,114 @@
+//! `rbuild plan`: the parse tree in BuildKit's dump format, and the plan as text, JSON and
+//! Graphviz, with located errors.
+
+use std::path::PathBuf;
+
+use crate::support::{Dir, fails, ok, rbuild, tool};
+
+fn conformance_dir() -> PathBuf {
+    match std::env::var_os("RBUILD_CONFORMANCE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"),
+    }
+}
+
+#[test]
+fn ast_dump_matches_buildkit_for_every_golden_case() {
+    let cases = conformance_dir().join("dockerfile-parser");
+    let root = Dir::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&cases).expect("conformance data (RBUILD_CONFORMANCE_DIR)") {
+        let case = entry.unwrap().path();
+        let expected = std::fs::read_to_string(case.join("result")).unwrap();
+        let run = ok(rbuild(root.path())
+            .args(["plan", "--format", "ast", "-f"])
+            .arg(case.join("Dockerfile"))
+            .arg(&case));
+        assert_eq!(run.stdout, expected, "{}", case.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 33);
+}
+
+#[test]
+fn text_plan_prunes_to_the_target_and_warns_about_unused_args() {
+    let dir = Dir::new();
+    dir.write(
+        "Dockerfile",
+        "FROM scratch AS a\nCOPY a /a\n\nFROM scratch AS b\nARG USED\nCOPY --from=a /a /b\n\nFROM scratch AS c\nCOPY c /c\n",
+    );
+    let run = ok(rbuild(dir.path())
+        .args([
+            "plan",
+            "--target",
+            "b",
+            "--build-arg",
+            "USED=1",
+            "--build-arg",
+            "NOPE=2",
+        ])
+        .arg(dir.path()));
+    assert!(run.stdout.contains("COPY --from=a /a /b"), "{}", run.stdout);
+    assert!(!run.stdout.contains("COPY c /c"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("NOPE"),
+        "unused build arg warning: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("USED"), "{}", run.stderr);
+}
+
+#[test]
+fn json_and_dot_formats_are_machine_readable() {
+    let dir = Dir::new();
+    dir.write(
+        "Dockerfile",
+        "FROM scratch AS one\nCOPY x /x\nFROM scratch\nCOPY --from=one /x /y\nEXPOSE 7000-7002\n",
+    );
+    let run = ok(rbuild(dir.path())
+        .args(["plan", "--format", "json"])
+        .arg(dir.path()));
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan JSON");
+    let ops = plan["ops"].as_array().expect("ops");
+    assert!(ops.len() >= 4, "{plan:#}");
+    assert_eq!(plan["stages"].as_array().map(Vec::len), Some(2));
+
+    let run = ok(rbuild(dir.path())
+        .args(["plan", "--format", "dot"])
+        .arg(dir.path()));
+    let svg = dir.write("plan.dot", &run.stdout);
+    let out = ok(tool("dot", "graphviz").arg("-Tsvg").arg(svg));
+    assert!(out.stdout.contains("<svg"), "{}", out.stdout);
+}
+
+#[test]
+fn errors_name_the_line_and_suggest_the_instruction() {
+    let dir = Dir::new();
+    dir.write("Dockerfile", "FROM scratch\nCOPPY a b\n");
+    let run = fails(rbuild(dir.path()).arg("plan").arg(dir.path()));
+    let dockerfile = dir.join("Dockerfile").display().to_string();
+    assert!(
+        run.stderr
+            .contains(&format!("{dockerfile}:2:1: unknown instruction")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("2 | COPPY a b"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: did you mean COPY?"),
+        "{}",
+        run.stderr
+    );
+
+    dir.write("Dockerfile", "FROM scratch\nRUN <<EOF\necho never ends\n");
+    let run = fails(rbuild(dir.path()).arg("plan").arg(dir.path()));
+    assert!(run.stderr.contains(":2:"), "{}", run.stderr);
+
+    let run = fails(
+        rbuild(dir.path())
+            .args(["plan", "-f"])
+            .arg(dir.join("missing"))
+            .arg(dir.path()),
+    );
+    assert!(run.stderr.contains("missing"), "{}", run.stderr);
+}
