@@ -57,6 +57,8 @@ pub enum Command {
     Ps(commands::ps::PsArgs),
     /// Remove containers.
     Rm(commands::rm::RmArgs),
+    /// Where an image's bytes go, what is wasted, and what to change (exit 3 on --fail-on).
+    Report(commands::report::ReportArgs),
 }
 
 pub fn parse() -> Cli {

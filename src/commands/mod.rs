@@ -9,6 +9,7 @@ pub mod logout;
 pub mod plan;
 pub mod ps;
 pub mod registry;
+pub mod report;
 pub mod rm;
 pub mod rmi;
 pub mod run;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Rm(args) => rm::run(&cli.global, args),
+        Command::Report(args) => report::run(&cli.global, args),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod login;
 mod plan;
+mod report;
 mod run;
 mod store;
 mod support;

@@ -1,0 +1,358 @@
+//! `rbuild report IMAGE`: where an image's bytes go, what is wasted, and what to change.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use rbuild_cache::{Digest, Store, archive};
+use rbuild_report::{Analysis, Gate, ImageInput, LayerSource, Options, render};
+
+use crate::cli::GlobalArgs;
+use crate::report::{Exit, Hint};
+
+/// `rbuild report [--format text|json|html] [--fail-on EXPR]... IMAGE`,
+/// `rbuild report --diff OLD NEW`
+///
+/// IMAGE is a name or id in the store, `oci-archive:FILE[:NAME]` or
+/// `docker-archive:FILE[:NAME]`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The image; with --diff, the old and the new image.
+    #[arg(required = true, num_args = 1..=2, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Compare two images: what grew, by layer and by path.
+    #[arg(long)]
+    pub diff: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How many largest files, directories and duplicates to list.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub top: usize,
+    /// Exit with code 3 when a condition holds: `efficiency<0.9`, `wasted>20MB`,
+    /// `size>300MB` (also shadowed, duplicate, compressed, final, layers; <, <=, >, >=;
+    /// kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024). Repeatable.
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    pub fail_on: Vec<String>,
+    /// Threads that read layers (default: one per CPU).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A readable report.
+    Text,
+    /// The JSON schema of `report/SCHEMA.md`.
+    Json,
+    /// One self-contained HTML page (treemap and layer timeline).
+    Html,
+}
+
+/// An image opened for analysis; keeps a temporary store alive for archives.
+struct Opened {
+    name: String,
+    store: Store,
+    id: String,
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    layers: Vec<Digest>,
+    base_layers: Option<usize>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+struct StoreLayers<'a> {
+    store: &'a Store,
+    digests: &'a [Digest],
+}
+
+impl LayerSource for StoreLayers<'_> {
+    fn open(&self, index: usize) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        let digest = self.digests.get(index).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no layer {index}"))
+        })?;
+        let file = self
+            .store
+            .open_blob(digest)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Box::new(file))
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let gates: Vec<Gate> = args
+        .fail_on
+        .iter()
+        .map(|expr| expr.parse::<Gate>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| usage(e.to_string()))?;
+    let options = Options {
+        top: args.top,
+        threads: args.threads,
+        ..Options::default()
+    };
+    if args.diff {
+        let [old, new] = &args.images[..] else {
+            return Err(usage("rbuild report --diff takes two images: OLD NEW"));
+        };
+        if args.format == ReportFormat::Html {
+            return Err(usage("rbuild report --diff writes text or json, not html"));
+        }
+        let old = analyze(global, old, &options)?;
+        let new = analyze(global, new, &options)?;
+        let diff = rbuild_report::diff(&old, &new, args.top);
+        let text = match args.format {
+            ReportFormat::Json => serde_json::to_string_pretty(&diff)? + "\n",
+            _ => render::diff_text(&diff),
+        };
+        write_output(args.output.as_deref(), text.as_bytes())?;
+        return check_gates(&gates, &new);
+    }
+    let [image] = &args.images[..] else {
+        return Err(usage(
+            "rbuild report takes one image (use --diff OLD NEW to compare two)",
+        ));
+    };
+    let analysis = analyze(global, image, &options)?;
+    let text = match args.format {
+        ReportFormat::Text => render::text(&analysis.report),
+        ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
+        ReportFormat::Html => render::html(&analysis),
+    };
+    write_output(args.output.as_deref(), text.as_bytes())?;
+    check_gates(&gates, &analysis)
+}
+
+/// A usage error: exit code 2.
+fn usage(message: impl std::fmt::Display + Send + Sync + 'static) -> anyhow::Error {
+    anyhow::Error::new(Exit(2)).context(message)
+}
+
+fn check_gates(gates: &[Gate], analysis: &Analysis) -> anyhow::Result<ExitCode> {
+    let failed: Vec<String> = gates
+        .iter()
+        .filter_map(|g| g.check(&analysis.report))
+        .collect();
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(anyhow::Error::new(Exit(3)).context(format!(
+        "image {} fails {}",
+        analysis.report.image.name,
+        failed.join("; ")
+    )))
+}
+
+fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(path) if path.as_os_str() != "-" => {
+            std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+        }
+        _ => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)
+                .and_then(|()| out.flush())
+                .context("cannot write the report to stdout")
+        }
+    }
+}
+
+fn analyze(global: &GlobalArgs, arg: &str, options: &Options) -> anyhow::Result<Analysis> {
+    let opened = open(global, arg)?;
+    let started = std::time::Instant::now();
+    let layers = StoreLayers {
+        store: &opened.store,
+        digests: &opened.layers,
+    };
+    let analysis = rbuild_report::analyze(
+        ImageInput {
+            name: &opened.name,
+            id: Some(&opened.id),
+            manifest: &opened.manifest,
+            config: &opened.config,
+            base_layers: opened.base_layers,
+            layers: &layers,
+        },
+        options,
+    )
+    .with_context(|| format!("cannot report on {arg}"))?;
+    tracing::debug!(
+        "analysed {} ({} layers) in {:.3}s",
+        opened.name,
+        opened.layers.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(analysis)
+}
+
+/// Splits `FILE[:NAME]`: the whole text when it names an existing file, else at the last `:`.
+fn archive_and_name(rest: &str) -> (PathBuf, Option<String>) {
+    if Path::new(rest).exists() {
+        return (PathBuf::from(rest), None);
+    }
+    match rest.rsplit_once(':') {
+        Some((file, name)) if Path::new(file).exists() => {
+            (PathBuf::from(file), Some(name.to_string()))
+        }
+        _ => (PathBuf::from(rest), None),
+    }
+}
+
+fn open(global: &GlobalArgs, arg: &str) -> anyhow::Result<Opened> {
+    for scheme in ["docker://", "registry:"] {
+        if arg.starts_with(scheme) {
+            return Err(anyhow::Error::new(Hint(
+                "copy it to an archive first (`skopeo copy docker://... oci-archive:app.tar`) and run `rbuild report oci-archive:app.tar`".into(),
+            ))
+            .context(format!(
+                "rbuild report cannot read {arg}: reading from a registry is not supported yet"
+            )));
+        }
+    }
+    let archive_path = arg
+        .strip_prefix("oci-archive:")
+        .or_else(|| arg.strip_prefix("docker-archive:"));
+    if let Some(rest) = archive_path {
+        return open_archive(arg, rest);
+    }
+    let store = super::open_store(global)?;
+    let (name, descriptor) = super::find_image(&store, arg)?;
+    let name = name.unwrap_or_else(|| arg.to_string());
+    open_in_store(store, name, &descriptor, None)
+}
+
+/// Loads the archive into a temporary store (verifying every blob), then reads it there.
+fn open_archive(arg: &str, rest: &str) -> anyhow::Result<Opened> {
+    let (path, wanted) = archive_and_name(rest);
+    let temp = tempfile::Builder::new()
+        .prefix("rbuild-report-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let store = Store::open(temp.path().join("store"))?;
+    let loaded =
+        archive::load(&store, &path).with_context(|| format!("cannot read {}", path.display()))?;
+    let chosen = match &wanted {
+        Some(want) => loaded
+            .iter()
+            .find(|l| {
+                l.names.iter().any(|n| {
+                    n == want
+                        || crate::names::normalize_name(n).ok()
+                            == crate::names::normalize_name(want).ok()
+                })
+            })
+            .with_context(|| format!("archive {} has no image {want:?}", path.display()))?,
+        None => {
+            if loaded.len() > 1 {
+                let names: Vec<String> = loaded.iter().flat_map(|l| l.names.clone()).collect();
+                bail!(
+                    "archive {} holds {} images ({}): name one as {arg}:NAME",
+                    path.display(),
+                    loaded.len(),
+                    names.join(", ")
+                );
+            }
+            loaded
+                .first()
+                .with_context(|| format!("archive {} holds no image", path.display()))?
+        }
+    };
+    let descriptor = chosen.descriptor.clone();
+    open_in_store(store, arg.to_string(), &descriptor, Some(temp))
+}
+
+fn open_in_store(
+    store: Store,
+    name: String,
+    descriptor: &oci_spec::image::Descriptor,
+    temp: Option<tempfile::TempDir>,
+) -> anyhow::Result<Opened> {
+    let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
+    let manifest_bytes = store.read_blob(&rbuild_cache::descriptor_digest(&manifest_desc)?)?;
+    let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
+    let config = store.read_blob(&config_digest)?;
+    let layers = manifest
+        .layers()
+        .iter()
+        .map(rbuild_cache::descriptor_digest)
+        .collect::<Result<Vec<_>, _>>()?;
+    let base_layers = base_layers(&store, &manifest_bytes, &config);
+    Ok(Opened {
+        name,
+        store,
+        id: config_digest.to_string(),
+        manifest: manifest_bytes,
+        config,
+        layers,
+        base_layers,
+        _temp: temp,
+    })
+}
+
+/// The number of base layers, when the image names its base (annotation or label) and the
+/// store has that image with layers that are the first ones of this image.
+fn base_layers(store: &Store, manifest: &[u8], config: &[u8]) -> Option<usize> {
+    let (name, digest) = rbuild_report::base_annotations(manifest, config);
+    let ours = diff_ids(config)?;
+    let mut candidates = Vec::new();
+    if let Some(digest) = digest.as_deref().and_then(|d| d.parse::<Digest>().ok())
+        && let Ok(bytes) = store.read_blob(&digest)
+    {
+        candidates.push(bytes);
+    }
+    if let Some(name) = &name {
+        let full = crate::names::normalize_name(name).unwrap_or_else(|_| name.clone());
+        for n in [name.as_str(), full.as_str()] {
+            if let Ok(descriptor) = store.resolve(n)
+                && let Ok((d, _)) = store.image_manifest(&descriptor)
+                && let Ok(digest) = rbuild_cache::descriptor_digest(&d)
+                && let Ok(bytes) = store.read_blob(&digest)
+            {
+                candidates.push(bytes);
+            }
+        }
+    }
+    for manifest in candidates {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&manifest) else {
+            continue;
+        };
+        // An index has no config: it cannot be matched layer by layer.
+        let Some(config_digest) = value["config"]["digest"]
+            .as_str()
+            .and_then(|d| d.parse::<Digest>().ok())
+        else {
+            continue;
+        };
+        let Some(base) = store
+            .read_blob(&config_digest)
+            .ok()
+            .and_then(|c| diff_ids(&c))
+        else {
+            continue;
+        };
+        if !base.is_empty() && base.len() <= ours.len() && ours[..base.len()] == base[..] {
+            return Some(base.len());
+        }
+        tracing::warn!(
+            "the base image the annotations name does not share its layers with the image; finding the base from the history"
+        );
+    }
+    None
+}
+
+fn diff_ids(config: &[u8]) -> Option<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_slice(config).ok()?;
+    Some(
+        value["rootfs"]["diff_ids"]
+            .as_array()?
+            .iter()
+            .filter_map(|d| d.as_str().map(str::to_string))
+            .collect(),
+    )
+}
