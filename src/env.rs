@@ -22,3 +22,6 @@ pub const HOME: &str = "HOME";
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// A containers-auth.json file; when set, `login`/`logout` write it and pulls read it first.
 pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
+/// `overlay` or `copy`: forces the snapshotter (read by `rbuild_executor::snapshot`).
+#[allow(dead_code)]
+pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
