@@ -50,6 +50,10 @@ pub enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry: remove its stored credentials.
     Logout(commands::logout::LogoutArgs),
+    /// Fetch an image from a registry into the store.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image of the store to a registry.
+    Push(commands::push::PushArgs),
 }
 
 pub fn parse() -> Cli {

@@ -7,6 +7,8 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod plan;
+pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod rmi;
 pub mod save;
@@ -29,6 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(&cli.global, args),
         Command::Login(args) => login::run(args),
         Command::Logout(args) => logout::run(args),
+        Command::Pull(args) => pull::run(&cli.global, args),
+        Command::Push(args) => push::run(&cli.global, args),
     }
 }
 

@@ -42,7 +42,6 @@ impl RegistryArgs {
 
 /// The credential sources named by `REGISTRY_AUTH_FILE` and `DOCKER_CONFIG` (for the pull and
 /// push commands).
-#[allow(dead_code)]
 pub fn credential_store() -> CredentialStore {
     CredentialStore::with_files(auth_file(), Some(docker_config_file()))
 }
