@@ -75,10 +75,7 @@ fn push_image(store: &Store, descriptor: &Descriptor) -> anyhow::Result<PushImag
     let manifest = |d: &Descriptor| -> anyhow::Result<PushManifest> {
         let digest = descriptor_digest(d)?;
         let bytes = store.read_blob(&digest)?;
-        Ok(PushManifest::from_bytes(
-            &d.media_type().to_string(),
-            bytes,
-        )?)
+        Ok(PushManifest::from_bytes(d.media_type().as_ref(), bytes)?)
     };
     if !is_index(descriptor.media_type()) {
         return Ok(PushImage::single(manifest(descriptor)?));
