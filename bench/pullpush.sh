@@ -6,10 +6,10 @@
 #   2. generates a deterministic root file system of SIZE_MB MiB (default 500) of incompressible
 #      bytes (AES-256-CTR keystream of a fixed passphrase, via openssl) in 5 files, plus busybox;
 #   3. `rbuild import`s it into a scratch store (one gzip layer);
-#   4. starts Debian's docker-registry on a free loopback port (storage in a temp dir);
-#   5. N runs each (default 5), interleaved (rbuild, then skopeo, per round):
-#        push:    rbuild push ROOT NAME docker://.../rb-push-I   vs  skopeo copy oci:ROOT:NAME docker://.../sk-push-I
-#                 (a fresh repository per run)
+#   4. per round, starts a fresh docker-registry on a free loopback port (empty storage, so no
+#      tool can mount blobs from an earlier round);
+#   5. N rounds (default 5), the two tools interleaved (alternating which goes first):
+#        push:    rbuild push NAME HOST/rb-push:1   vs  skopeo copy oci:ROOT:NAME docker://HOST/sk-push:1
 #        pull:    rbuild pull into a fresh store               vs  skopeo copy docker://... oci:FRESH_DIR
 #        re-push: rbuild push of the unchanged image to a repository that has it (whole process)
 #   6. prints median and min-max per case and the rbuild/skopeo ratio of the medians, and
@@ -53,11 +53,17 @@ NAME=bench/big:1
 SOURCE_DATE_EPOCH=1700000000 "$RBUILD" --root "$ROOT" -q import "$WORK/rootfs" "$NAME" >/dev/null
 FULL=docker.io/bench/big:1
 
-# 4. Registry.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HOST=127.0.0.1:$PORT
-mkdir -p "$WORK/registry"
-cat >"$WORK/registry/config.yml" <<YML
+# 4. Registries: a fresh one (new port, empty storage) per round, so that neither tool can
+# mount blobs from an earlier round's repository (skopeo remembers blob locations per registry).
+REG_N=0
+start_registry() {
+  [ -n "$REG_PID" ] && { kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; }
+  REG_N=$((REG_N + 1))
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  HOST=127.0.0.1:$PORT
+  local dir=$WORK/registry-$REG_N
+  mkdir -p "$dir"
+  cat >"$dir/config.yml" <<YML
 version: 0.1
 log:
   level: error
@@ -65,26 +71,40 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $WORK/registry/data
+    rootdirectory: $dir/data
 http:
   addr: $HOST
 YML
-docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -fs "http://$HOST/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do curl -fs "http://$HOST/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+}
 
 now() { date +%s.%N; }
 elapsed() { local s; s=$(now); "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }; echo "$(now) - $s" | bc; }
 
 declare -a rb_push sk_push rb_pull sk_pull repush
 for i in $(seq "$N"); do
-  rb_push+=("$(elapsed "$RBUILD" --root "$ROOT" -q push "$FULL" "$HOST/rb-push-$i:1")")
-  sk_push+=("$(elapsed skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$ROOT:$FULL" "docker://$HOST/sk-push-$i:1")")
+  [ -n "$REG_PID" ] && rm -rf "$WORK/registry-$REG_N"
+  start_registry
+  # Alternate which tool goes first.
+  if [ $((i % 2)) -eq 1 ]; then
+    rb_push+=("$(elapsed "$RBUILD" --root "$ROOT" -q push "$FULL" "$HOST/rb-push:1")")
+    sk_push+=("$(elapsed skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$ROOT:$FULL" "docker://$HOST/sk-push:1")")
+  else
+    sk_push+=("$(elapsed skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$ROOT:$FULL" "docker://$HOST/sk-push:1")")
+    rb_push+=("$(elapsed "$RBUILD" --root "$ROOT" -q push "$FULL" "$HOST/rb-push:1")")
+  fi
   rm -rf "$WORK/pull-rb" "$WORK/pull-sk"
   sync
-  rb_pull+=("$(elapsed "$RBUILD" --root "$WORK/pull-rb" -q pull "$HOST/rb-push-1:1")")
-  sk_pull+=("$(elapsed skopeo --insecure-policy copy --quiet --src-tls-verify=false "docker://$HOST/rb-push-1:1" "oci:$WORK/pull-sk:x")")
-  repush+=("$(elapsed "$RBUILD" --root "$ROOT" -q push "$FULL" "$HOST/rb-push-1:1")")
+  if [ $((i % 2)) -eq 1 ]; then
+    rb_pull+=("$(elapsed "$RBUILD" --root "$WORK/pull-rb" -q pull "$HOST/rb-push:1")")
+    sk_pull+=("$(elapsed skopeo --insecure-policy copy --quiet --src-tls-verify=false "docker://$HOST/rb-push:1" "oci:$WORK/pull-sk:x")")
+  else
+    sk_pull+=("$(elapsed skopeo --insecure-policy copy --quiet --src-tls-verify=false "docker://$HOST/rb-push:1" "oci:$WORK/pull-sk:x")")
+    rb_pull+=("$(elapsed "$RBUILD" --root "$WORK/pull-rb" -q pull "$HOST/rb-push:1")")
+  fi
+  repush+=("$(elapsed "$RBUILD" --root "$ROOT" -q push "$FULL" "$HOST/rb-push:1")")
   echo "round $i/$N: push ${rb_push[-1]} vs ${sk_push[-1]}, pull ${rb_pull[-1]} vs ${sk_pull[-1]}, re-push ${repush[-1]}" >&2
 done
 

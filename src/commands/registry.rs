@@ -36,6 +36,10 @@ impl RegistryArgs {
             ..ClientOptions::default()
         };
         opts.certs_dirs.extend(self.cert_dir.iter().cloned());
+        // Large blobs go up in few, large PATCH requests: each request is a round trip the
+        // upload waits for (measured by bench/pullpush.sh; 16 MiB chunks made a 500 MB push
+        // 1.25x slower than skopeo's single streamed PATCH).
+        opts.chunk_size = 256 << 20;
         opts
     }
 }
