@@ -59,6 +59,10 @@ pub enum Command {
     Rm(commands::rm::RmArgs),
     /// Where an image's bytes go, what is wasted, and what to change (exit 3 on --fail-on).
     Report(commands::report::ReportArgs),
+    /// Fetch an image from a registry into the store.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image of the store to a registry.
+    Push(commands::push::PushArgs),
 }
 
 pub fn parse() -> Cli {

@@ -8,7 +8,9 @@ mod cli;
 mod commands;
 mod env;
 mod names;
+mod progress;
 mod report;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -1,78 +1,26 @@
 //! Image names as the user types them, and as the store keeps them.
 
-use anyhow::bail;
+use rbuild_registry::Reference;
 
 /// The full form of an image name: `busybox` is `docker.io/library/busybox:latest`,
 /// `me/app:1` is `docker.io/me/app:1`, `localhost:5000/app` is `localhost:5000/app:latest`.
-/// A name with a digest (`name@sha256:...`) keeps it and gets no tag.
+/// A name with a digest (`name@sha256:...`) keeps it and gets no tag unless one was given.
+///
+/// This is the registry client's normalisation ([`Reference`]), so a name means the same
+/// image in the store and in a registry; the store accepts sha256 digests only.
 pub fn normalize_name(input: &str) -> anyhow::Result<String> {
-    if input.is_empty() {
-        bail!("invalid image name \"\": it is empty");
+    Ok(parse_reference(input)?.to_string())
+}
+
+/// Parses an image name with docker's normalisation; digests must be sha256.
+pub fn parse_reference(input: &str) -> anyhow::Result<Reference> {
+    let reference = Reference::parse(input)?;
+    if let Some(digest) = reference.digest()
+        && rbuild_cache::Digest::try_from(digest).is_err()
+    {
+        anyhow::bail!("invalid image name {input:?}: {digest} is not a sha256 digest");
     }
-    let (name, digest) = match input.split_once('@') {
-        Some((name, digest)) => {
-            if digest.parse::<rbuild_cache::Digest>().is_err() {
-                bail!("invalid image name {input:?}: {digest:?} is not a sha256 digest");
-            }
-            (name, Some(digest))
-        }
-        None => (input, None),
-    };
-    let (first, rest) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), rest.to_string())
-        }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let (path, tag) = match rest.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') => (path.to_string(), Some(tag.to_string())),
-        _ => (rest.clone(), None),
-    };
-    let path = if first == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    for component in path.split('/') {
-        let ok = !component.is_empty()
-            && component
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            && component
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphanumeric())
-            && component
-                .bytes()
-                .last()
-                .is_some_and(|b| b.is_ascii_alphanumeric());
-        if !ok {
-            bail!(
-                "invalid image name {input:?}: repository component {component:?} must be lowercase letters, digits and separators (. _ -)"
-            );
-        }
-    }
-    if let Some(tag) = &tag {
-        let ok = !tag.is_empty()
-            && tag.len() <= 128
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            && !tag.starts_with(['.', '-']);
-        if !ok {
-            bail!("invalid image name {input:?}: tag {tag:?} is not valid");
-        }
-    }
-    let mut full = format!("{first}/{path}");
-    match (tag, digest) {
-        (Some(tag), Some(d)) => full.push_str(&format!(":{tag}@{d}")),
-        (None, Some(d)) => full.push_str(&format!("@{d}")),
-        (Some(tag), None) => full.push_str(&format!(":{tag}")),
-        (None, None) => full.push_str(":latest"),
-    }
-    Ok(full)
+    Ok(reference)
 }
 
 /// The form docker shows: `docker.io/library/busybox:latest` is `busybox:latest`,
@@ -115,11 +63,25 @@ mod tests {
                 "docker.io/library/busybox:latest",
                 "docker.io/library/busybox:latest",
             ),
+            ("index.docker.io/me/app:1", "docker.io/me/app:1"),
+            (
+                &format!("busybox@sha256:{}", "a".repeat(64)),
+                &format!("docker.io/library/busybox@sha256:{}", "a".repeat(64)),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_name(input).unwrap(), want, "{input}");
         }
-        for bad in ["", "Busybox", "a//b", "a:b:c", "busybox:-x", "x@sha256:abc"] {
+        let sha512 = format!("x@sha512:{}", "a".repeat(128));
+        for bad in [
+            "",
+            "Busybox",
+            "a//b",
+            "a:b:c",
+            "busybox:-x",
+            "x@sha256:abc",
+            &sha512,
+        ] {
             assert!(normalize_name(bad).is_err(), "{bad} was accepted");
         }
         assert_eq!(

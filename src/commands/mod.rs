@@ -8,6 +8,8 @@ pub mod login;
 pub mod logout;
 pub mod plan;
 pub mod ps;
+pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod report;
 pub mod rm;
@@ -37,6 +39,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Rm(args) => rm::run(&cli.global, args),
         Command::Report(args) => report::run(&cli.global, args),
+        Command::Pull(args) => pull::run(&cli.global, args),
+        Command::Push(args) => push::run(&cli.global, args),
     }
 }
 

@@ -178,6 +178,12 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// The registry's filesystem storage (`docker/registry/v2/...` inside), for tests that
+    /// damage what it serves.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// A scratch directory that lives as long as the registry.
     pub fn scratch(&self) -> PathBuf {
         let p = self.dir.path().join("scratch");

@@ -2,6 +2,7 @@
 
 mod login;
 mod plan;
+mod pullpush;
 mod report;
 mod run;
 mod store;

@@ -1,0 +1,91 @@
+//! `rbuild pull [--platform os/arch[/variant]] NAME`: fetches an image from its registry into
+//! the store and names it there by its full name (`REGISTRY/REPOSITORY:TAG`, or
+//! `REGISTRY/REPOSITORY@sha256:...` for a pull by digest). stdout gets the pulled reference
+//! pinned to the digest the registry gave for the name.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use rbuild_registry::{Client, Platform, PullOptions};
+
+use super::registry::{RegistryArgs, credential_store, runtime};
+use crate::cli::GlobalArgs;
+use crate::transfer::{StoreBlobs, record_source};
+
+/// `rbuild pull`
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The platform to pick from a multi-platform image (os/arch[/variant]; default: this
+    /// machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// The image: `busybox`, `registry.example:5000/app:1`, `app@sha256:...`.
+    pub name: String,
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let reference = crate::names::parse_reference(&args.name)?;
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let store = super::open_store(global)?;
+    let mut opts = args.registry_args.client_options(credential_store());
+    opts.progress =
+        crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
+    let client = Client::new(opts);
+    let target = StoreBlobs::new(store.clone());
+    let started = std::time::Instant::now();
+    let pulled = {
+        let reference = reference.clone();
+        let pull_opts = PullOptions {
+            platform,
+            ..PullOptions::default()
+        };
+        runtime()?.block_on(async move { client.pull(&reference, &target, &pull_opts).await })
+    }
+    .with_context(|| format!("cannot pull {reference}"))?;
+
+    let manifest_digest = rbuild_cache::Digest::try_from(&pulled.manifest.digest)?;
+    let top = pulled.index.as_ref().unwrap_or(&pulled.manifest);
+    let name = match reference.digest() {
+        Some(d) => format!("{}@{d}", reference.name()),
+        None => reference.to_string(),
+    };
+    let mut descriptor = pulled.manifest.descriptor();
+    if pulled.index.is_some() {
+        // The platform picked, as the index said it (docker's `--platform` on the entry).
+        let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)?;
+        if let Some(entry) = index
+            .manifests()
+            .iter()
+            .find(|m| *m.digest() == pulled.manifest.digest)
+        {
+            descriptor.set_platform(entry.platform().clone());
+        }
+    }
+    store
+        .tag(&name, &descriptor)
+        .with_context(|| format!("cannot name the pulled image {name}"))?;
+    for digest in std::iter::once(manifest_digest).chain(
+        pulled
+            .index
+            .as_ref()
+            .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
+    ) {
+        if let Err(e) = record_source(&store, &digest, &reference) {
+            tracing::debug!("cannot record where {digest} came from: {e:#}");
+        }
+    }
+    tracing::info!(
+        "pulled {name}: {} blobs fetched, {} already here, in {:.2?}",
+        pulled.fetched.len(),
+        pulled.skipped.len(),
+        started.elapsed()
+    );
+    println!("{}@{}", reference.name(), top.digest);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,248 @@
+//! The store seen by the registry client: pulled blobs stream into verified store writers
+//! ([`BlobTarget`] / [`BlobSink`]), pushed blobs stream out of blob files ([`BlobSource`]).
+//!
+//! The cache crate never touches the network and the registry crate never touches disk; this
+//! module is where the two meet.
+//!
+//! # Where pulled images came from: `ROOT/sources-v1/`
+//!
+//! A pull records, for the manifest it stored (and the index, if the tag named one), the
+//! repository it came from: `ROOT/sources-v1/<manifest hex>` holds one line,
+//! `REGISTRY/REPOSITORY` (e.g. `127.0.0.1:5000/library/busybox`). A push of that manifest to
+//! another repository of the same registry asks the registry to mount the blobs from there
+//! (`POST /v2/DEST/blobs/uploads/?mount=DIGEST&from=REPOSITORY`) instead of uploading them.
+//! The file is written atomically (temp file in `ROOT/tmp`, fsync, rename); a missing or
+//! unreadable one only means the blobs are uploaded.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use rbuild_cache::{BlobWriter, Digest, Expected, Store};
+use rbuild_registry::{BlobSink, BlobSource, BlobTarget, Descriptor, Reference};
+
+/// The side folder of pull sources (see the module docs).
+pub const SOURCES_DIR: &str = "sources-v1";
+
+/// The store as a pull target and a push source.
+#[derive(Debug, Clone)]
+pub struct StoreBlobs {
+    store: Store,
+}
+
+impl StoreBlobs {
+    /// Wraps a store.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn store_digest(digest: &rbuild_registry::Digest) -> io::Result<Digest> {
+    Digest::try_from(digest).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// Runs `f`, which blocks on disk I/O (fsync, rename), without stalling the other tasks of a
+/// multi-threaded runtime: `block_in_place` hands this worker's queued tasks to another one.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl BlobTarget for StoreBlobs {
+    fn has(&self, digest: &rbuild_registry::Digest) -> bool {
+        store_digest(digest).is_ok_and(|d| self.store.has_blob(&d))
+    }
+
+    fn sink(&self, descriptor: &Descriptor) -> io::Result<Box<dyn BlobSink>> {
+        let expected = Expected {
+            digest: store_digest(descriptor.digest())?,
+            size: Some(descriptor.size()),
+        };
+        // The client resumes an interrupted transfer itself (HTTP Range into the same sink);
+        // the sink interface has no way to start a fresh pull at a partial's offset, so every
+        // sink is a fresh temp file that disappears unless committed.
+        let writer = self
+            .store
+            .blob_writer(Some(expected))
+            .map_err(io::Error::other)?;
+        Ok(Box::new(StoreSink { writer }))
+    }
+}
+
+impl BlobSource for StoreBlobs {
+    fn open(
+        &self,
+        digest: &rbuild_registry::Digest,
+        offset: u64,
+    ) -> io::Result<Box<dyn Read + Send>> {
+        let digest = store_digest(digest)?;
+        let mut file = self.store.open_blob(&digest).map_err(|e| match e {
+            rbuild_cache::StoreError::BlobMissing { .. } => {
+                io::Error::new(io::ErrorKind::NotFound, e)
+            }
+            other => io::Error::other(other),
+        })?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+        }
+        Ok(Box::new(file))
+    }
+}
+
+/// One blob on its way into the store: a temp file under `ROOT/tmp` until the verified commit
+/// moves it into `blobs/sha256/`; dropped or aborted, it leaves nothing.
+#[derive(Debug)]
+struct StoreSink {
+    writer: BlobWriter,
+}
+
+impl BlobSink for StoreSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Buffered (256 KiB): most chunks only copy into the buffer.
+        self.writer.write_all(buf)
+    }
+
+    fn reset(&mut self) -> io::Result<()> {
+        self.writer.restart().map_err(io::Error::other)
+    }
+
+    fn commit(self: Box<Self>, digest: &rbuild_registry::Digest) -> io::Result<()> {
+        let want = store_digest(digest)?;
+        let writer = self.writer;
+        let committed = blocking(move || writer.commit()).map_err(io::Error::other)?;
+        if committed.digest != want {
+            // Unreachable when the writer was made by `sink`: it verifies against the
+            // descriptor's digest, which is the one the client commits.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {} committed instead of {want}", committed.digest),
+            ));
+        }
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) {
+        self.writer.abort();
+    }
+}
+
+/// Records that the manifest `digest` was pulled from `reference`'s repository.
+pub fn record_source(store: &Store, digest: &Digest, reference: &Reference) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = store.root().join(SOURCES_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(digest.hex());
+    let mut tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
+        .with_context(|| format!("cannot create a temp file in {}", store.tmp_dir().display()))?;
+    tmp.write_all(format!("{}\n", reference.name()).as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The `REGISTRY/REPOSITORY` the manifest `digest` was pulled from, if recorded.
+pub fn source_of(store: &Store, digest: &Digest) -> Option<String> {
+    let text = std::fs::read_to_string(store.root().join(SOURCES_DIR).join(digest.hex())).ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+/// The repository to mount blobs from when pushing to `dest`: the recorded source of
+/// `digest`, when it is another repository of the same registry.
+pub fn mount_source(store: &Store, digest: &Digest, dest: &Reference) -> Option<String> {
+    let source = source_of(store, digest)?;
+    let (registry, repository) = source.split_once('/')?;
+    (registry == dest.registry() && repository != dest.repository()).then(|| repository.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oci(d: &Digest) -> rbuild_registry::Digest {
+        rbuild_registry::Digest::from(*d)
+    }
+
+    #[test]
+    fn sink_commits_only_verified_content_and_abort_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blobs = StoreBlobs::new(store.clone());
+        let data = b"hello blob".to_vec();
+        let digest = Digest::of(&data);
+        let desc = Descriptor::new(
+            oci_spec::image::MediaType::ImageLayer,
+            data.len() as u64,
+            oci(&digest),
+        );
+
+        // Aborted after a partial write: nothing in blobs/, nothing left in tmp/.
+        let mut sink = blobs.sink(&desc).unwrap();
+        sink.write(&data[..4]).unwrap();
+        sink.abort();
+        assert!(!blobs.has(&oci(&digest)));
+        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+
+        // Wrong bytes of the right size: refused at commit.
+        let mut sink = blobs.sink(&desc).unwrap();
+        sink.write(b"HELLO BLOB").unwrap();
+        assert!(sink.commit(&oci(&digest)).is_err());
+        assert!(!blobs.has(&oci(&digest)));
+        assert_eq!(std::fs::read_dir(store.blobs_dir()).unwrap().count(), 0);
+
+        // Too many bytes: refused at write.
+        let mut sink = blobs.sink(&desc).unwrap();
+        assert!(sink.write(b"hello blob and more").is_err());
+        sink.abort();
+
+        // Reset, then the right bytes: stored.
+        let mut sink = blobs.sink(&desc).unwrap();
+        sink.write(b"junk").unwrap();
+        sink.reset().unwrap();
+        sink.write(&data).unwrap();
+        sink.commit(&oci(&digest)).unwrap();
+        assert!(blobs.has(&oci(&digest)));
+        assert_eq!(store.read_blob(&digest).unwrap(), data);
+
+        let mut from_5 = String::new();
+        blobs
+            .open(&oci(&digest), 6)
+            .unwrap()
+            .read_to_string(&mut from_5)
+            .unwrap();
+        assert_eq!(from_5, "blob");
+        let missing = Digest::of(b"missing");
+        assert_eq!(
+            blobs.open(&oci(&missing), 0).err().unwrap().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn sources_give_mounts_on_the_same_registry_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = Digest::of(b"manifest");
+        let pulled = Reference::parse("127.0.0.1:5000/library/busybox:1").unwrap();
+        assert_eq!(source_of(&store, &digest), None);
+        record_source(&store, &digest, &pulled).unwrap();
+        assert_eq!(
+            source_of(&store, &digest).as_deref(),
+            Some("127.0.0.1:5000/library/busybox")
+        );
+        let same = Reference::parse("127.0.0.1:5000/other:2").unwrap();
+        assert_eq!(
+            mount_source(&store, &digest, &same).as_deref(),
+            Some("library/busybox")
+        );
+        let same_repo = Reference::parse("127.0.0.1:5000/library/busybox:2").unwrap();
+        assert_eq!(mount_source(&store, &digest, &same_repo), None);
+        let elsewhere = Reference::parse("127.0.0.1:5001/other:2").unwrap();
+        assert_eq!(mount_source(&store, &digest, &elsewhere), None);
+    }
+}
