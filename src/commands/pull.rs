@@ -27,13 +27,37 @@ pub struct PullArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
-    let reference = crate::names::parse_reference(&args.name)?;
-    let platform = match &args.platform {
+    let store = super::open_store(global)?;
+    let platform = args.platform.as_deref();
+    let pulled = pull_image(global, &store, &args.name, platform, &args.registry_args)?;
+    println!("{}", pulled.pinned);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What [`pull_image`] put in the store.
+#[derive(Debug)]
+pub struct Pulled {
+    /// The manifest the name points at (the chosen platform's).
+    pub descriptor: oci_spec::image::Descriptor,
+    /// The pulled reference pinned to the digest the registry gave for it.
+    pub pinned: String,
+}
+
+/// Pulls `name` into the store and tags it there by its full name; `rbuild pull` and the
+/// commands that pull a missing image (`rbuild run`) share it.
+pub fn pull_image(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    name: &str,
+    platform: Option<&str>,
+    registry_args: &RegistryArgs,
+) -> anyhow::Result<Pulled> {
+    let reference = crate::names::parse_reference(name)?;
+    let platform = match platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let store = super::open_store(global)?;
-    let mut opts = args.registry_args.client_options(credential_store());
+    let mut opts = registry_args.client_options(credential_store());
     opts.progress =
         crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
     let client = Client::new(opts);
@@ -76,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
     ) {
-        if let Err(e) = record_source(&store, &digest, &reference) {
+        if let Err(e) = record_source(store, &digest, &reference) {
             tracing::debug!("cannot record where {digest} came from: {e:#}");
         }
     }
@@ -86,6 +110,8 @@ pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
         pulled.skipped.len(),
         started.elapsed()
     );
-    println!("{}@{}", reference.name(), top.digest);
-    Ok(ExitCode::SUCCESS)
+    Ok(Pulled {
+        pinned: format!("{}@{}", reference.name(), top.digest),
+        descriptor,
+    })
 }

@@ -66,11 +66,30 @@ pub struct RunArgs {
     /// Keep stdin open.
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
+    /// When to pull the image: `missing` (default), `always`, `never`.
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+    /// The platform to pull when the image is pulled (os/arch[/variant]).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry_args: super::registry::RegistryArgs,
     /// The image (name or id).
     pub image: String,
     /// The command and its arguments (replace the image's `Cmd`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// `--pull`: when `rbuild run` fetches the image from its registry (docker's policy names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    /// Only when the store does not have it.
+    Missing,
+    /// Every time, so a moved tag is followed.
+    Always,
+    /// Never: a missing image is an error.
+    Never,
 }
 
 /// `--network`.
@@ -213,10 +232,31 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
 
 fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     let store = super::open_store(global)?;
-    let (_, descriptor) = super::find_image(&store, &args.image).map_err(|e| {
-        e.context(format!("image {} is not in the store", args.image))
-            .context(Hint(format!("pull it first: rbuild pull {}", args.image)))
-    })?;
+    let pull = |store: &rbuild_cache::Store| {
+        super::pull::pull_image(
+            global,
+            store,
+            &args.image,
+            args.platform.as_deref(),
+            &args.registry_args,
+        )
+        .map(|pulled| pulled.descriptor)
+    };
+    let descriptor = match (args.pull, super::find_image(&store, &args.image)) {
+        (PullPolicy::Always, _) => pull(&store)?,
+        (_, Ok((_, descriptor))) => descriptor,
+        (PullPolicy::Missing, Err(_)) => pull(&store).map_err(|e| {
+            e.context(format!(
+                "image {} is not in the store and cannot be pulled",
+                args.image
+            ))
+        })?,
+        (PullPolicy::Never, Err(e)) => {
+            return Err(e
+                .context(format!("image {} is not in the store", args.image))
+                .context(Hint(format!("pull it: rbuild pull {}", args.image))));
+        }
+    };
     let (manifest_desc, manifest) = store.image_manifest(&descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let config = store.read_config(&config_digest)?;

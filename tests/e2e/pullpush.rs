@@ -342,3 +342,52 @@ fn eight_parallel_pulls_into_one_store_keep_one_copy_of_each_blob() {
     assert_eq!(stored.len(), stored_set.len());
     assert_eq!(stored_set, needed);
 }
+
+#[test]
+fn run_pulls_a_missing_image_and_pull_always_refetches_a_moved_tag() {
+    let registry = Registry::start();
+    let layout = BusyboxLayout::build();
+    layout.push_tag_with_skopeo("latest", &registry, "tools:1", Format::Oci);
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let name = format!("{}/tools:1", registry.host());
+
+    let out = ok(rbuild(&root).args(["run", "--rm", &name, "echo", "pulled and ran"]));
+    assert_eq!(out.stdout, "pulled and ran\n");
+    assert!(
+        images(&root).iter().any(|i| i["name"] == name.as_str()),
+        "{:?}",
+        images(&root)
+    );
+    let fetches = requests_since(&registry, 0)
+        .iter()
+        .filter(|l| l.contains("GET") && l.contains("/blobs/"))
+        .count();
+    assert!(fetches >= 2, "config and layer fetched");
+
+    // Present now: the default policy does not go back to the registry for blobs.
+    let before = registry.log().len();
+    ok(rbuild(&root).args(["run", "--rm", &name, "true"]));
+    assert!(
+        requests_since(&registry, before).is_empty(),
+        "{:?}",
+        requests_since(&registry, before)
+    );
+    // --pull always asks the registry again (the manifest), and still runs.
+    ok(rbuild(&root).args(["run", "--rm", "--pull", "always", &name, "true"]));
+    assert!(
+        requests_since(&registry, before)
+            .iter()
+            .any(|l| l.contains("/manifests/1")),
+        "{:?}",
+        requests_since(&registry, before)
+    );
+    // --pull never on a missing image fails with exit code 125 and names the image.
+    let missing = format!("{}/nothing:1", registry.host());
+    let out = rbuild(&root)
+        .args(["run", "--rm", "--pull", "never", &missing, "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing"));
+}

@@ -56,11 +56,10 @@ fn output_and_exit_codes() {
     assert!(r.stderr.contains("no-such-command"), "{}", r.stderr);
     let r = run(&root, &["--rm", "bb", "/etc/passwd"]);
     assert!(r.code == 126 || r.code == 127, "{r:?}");
-    let r = run(&root, &["--rm", "not-here", "true"]);
+    let r = run(&root, &["--rm", "--pull", "never", "not-here", "true"]);
     assert_eq!(r.code, 125);
     assert!(
-        r.stderr
-            .contains("hint: pull it first: rbuild pull not-here"),
+        r.stderr.contains("hint: pull it: rbuild pull not-here"),
         "{}",
         r.stderr
     );
