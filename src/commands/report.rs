@@ -10,7 +10,7 @@ use rbuild_cache::{Digest, Store, archive};
 use rbuild_report::{Analysis, Gate, ImageInput, LayerSource, Options, render};
 
 use crate::cli::GlobalArgs;
-use crate::report::{Exit, Hint};
+use crate::report::Exit;
 
 /// `rbuild report [--format text|json|html] [--fail-on EXPR]... IMAGE`,
 /// `rbuild report --diff OLD NEW`
@@ -42,6 +42,11 @@ pub struct ReportArgs {
     /// Threads that read layers (default: one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// The platform to pull when the image comes from a registry (os/arch[/variant]).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry_args: super::registry::RegistryArgs,
 }
 
 /// Report formats.
@@ -104,8 +109,8 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
         if args.format == ReportFormat::Html {
             return Err(usage("rbuild report --diff writes text or json, not html"));
         }
-        let old = analyze(global, old, &options)?;
-        let new = analyze(global, new, &options)?;
+        let old = analyze(global, &args, old, &options)?;
+        let new = analyze(global, &args, new, &options)?;
         let diff = rbuild_report::diff(&old, &new, args.top);
         let text = match args.format {
             ReportFormat::Json => serde_json::to_string_pretty(&diff)? + "\n",
@@ -119,7 +124,7 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
             "rbuild report takes one image (use --diff OLD NEW to compare two)",
         ));
     };
-    let analysis = analyze(global, image, &options)?;
+    let analysis = analyze(global, &args, image, &options)?;
     let text = match args.format {
         ReportFormat::Text => render::text(&analysis.report),
         ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
@@ -163,8 +168,13 @@ fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn analyze(global: &GlobalArgs, arg: &str, options: &Options) -> anyhow::Result<Analysis> {
-    let opened = open(global, arg)?;
+fn analyze(
+    global: &GlobalArgs,
+    args: &ReportArgs,
+    arg: &str,
+    options: &Options,
+) -> anyhow::Result<Analysis> {
+    let opened = open(global, args, arg)?;
     let started = std::time::Instant::now();
     let layers = StoreLayers {
         store: &opened.store,
@@ -204,26 +214,45 @@ fn archive_and_name(rest: &str) -> (PathBuf, Option<String>) {
     }
 }
 
-fn open(global: &GlobalArgs, arg: &str) -> anyhow::Result<Opened> {
-    for scheme in ["docker://", "registry:"] {
-        if arg.starts_with(scheme) {
-            return Err(anyhow::Error::new(Hint(
-                "copy it to an archive first (`skopeo copy docker://... oci-archive:app.tar`) and run `rbuild report oci-archive:app.tar`".into(),
-            ))
-            .context(format!(
-                "rbuild report cannot read {arg}: reading from a registry is not supported yet"
-            )));
-        }
-    }
+/// Opens IMAGE: an archive (loaded into a temporary store), `docker://REF` (pulled into a
+/// temporary store, leaving the user's store as it was), or a name in the store, pulled into
+/// it first when it is not there (as `rbuild run` does).
+fn open(global: &GlobalArgs, args: &ReportArgs, arg: &str) -> anyhow::Result<Opened> {
     let archive_path = arg
         .strip_prefix("oci-archive:")
         .or_else(|| arg.strip_prefix("docker-archive:"));
     if let Some(rest) = archive_path {
         return open_archive(arg, rest);
     }
+    let pull = |store: &Store, name: &str| {
+        super::pull::pull_image(
+            global,
+            store,
+            name,
+            args.platform.as_deref(),
+            &args.registry_args,
+        )
+        .with_context(|| format!("cannot read {arg} from its registry"))
+    };
+    if let Some(reference) = arg.strip_prefix("docker://") {
+        let temp = tempfile::Builder::new()
+            .prefix("rbuild-report-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let store = Store::open(temp.path().join("store"))?;
+        let pulled = pull(&store, reference)?;
+        let name = crate::names::normalize_name(reference)?;
+        return open_in_store(store, name, &pulled.descriptor, Some(temp));
+    }
     let store = super::open_store(global)?;
-    let (name, descriptor) = super::find_image(&store, arg)?;
-    let name = name.unwrap_or_else(|| arg.to_string());
+    let (name, descriptor) = match super::find_image(&store, arg) {
+        Ok((name, descriptor)) => (name.unwrap_or_else(|| arg.to_string()), descriptor),
+        Err(missing) => {
+            let pulled = pull(&store, arg)
+                .map_err(|e| e.context(format!("{missing:#}; it is not in the store either")))?;
+            (crate::names::normalize_name(arg)?, pulled.descriptor)
+        }
+    };
     open_in_store(store, name, &descriptor, None)
 }
 

@@ -316,17 +316,45 @@ fn base_image_from_the_label() {
 }
 
 #[test]
-fn registry_images_are_not_supported_yet() {
-    let dir = Dir::new();
-    let run = crate::support::fails(
-        rbuild(&dir.join("store")).args(["report", "docker://127.0.0.1:1/x"]),
+fn registry_images_are_pulled_on_demand() {
+    let (dir, root, _) = wasteful_store();
+    let from_store = report_json(&root, "app:v2");
+    let registry = rbuild_test_support::Registry::start();
+    let remote = format!("{}/app:v2", registry.host());
+    ok(skopeo().args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}", image_ref(&root, "app:v2")),
+        &format!("docker://{remote}"),
+    ]));
+
+    // docker://REF reads the registry into a temporary store: --root stays absent.
+    let no_store = dir.join("no-store");
+    let r = report_json(&no_store, &format!("docker://{remote}"));
+    assert!(!no_store.exists());
+    for key in [
+        "shipped_bytes",
+        "final_bytes",
+        "shadowed_bytes",
+        "duplicate_bytes",
+    ] {
+        assert_eq!(r["totals"][key], from_store["totals"][key], "{key}");
+    }
+
+    // A plain name that is not in the store is pulled into it, as `rbuild run` does.
+    let other = dir.join("other-store");
+    let r = report_json(&other, &remote);
+    assert_eq!(
+        r["totals"]["final_bytes"],
+        from_store["totals"]["final_bytes"]
     );
-    assert!(run.stderr.contains("not supported yet"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("hint: copy it to an archive"),
-        "{}",
-        run.stderr
-    );
+    let listed = ok(rbuild(&other).args(["images", "--format", "json"]));
+    assert!(listed.stdout.contains(&remote), "{}", listed.stdout);
+
+    // A name the registry does not have fails and names it.
+    let missing = format!("{}/nothing:1", registry.host());
+    let run = crate::support::fails(rbuild(&other).args(["report", &missing]));
+    assert!(run.stderr.contains("nothing"), "{}", run.stderr);
 }
 
 fn chromium(profile: &Path) -> Command {
