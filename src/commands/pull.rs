@@ -67,7 +67,7 @@ pub fn pull_image(
         let reference = reference.clone();
         let pull_opts = PullOptions {
             platform,
-            ..PullOptions::default()
+            allow_foreign_layers: registry_args.allow_nondistributable,
         };
         runtime()?.block_on(async move { client.pull(&reference, &target, &pull_opts).await })
     }

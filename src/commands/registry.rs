@@ -24,6 +24,10 @@ pub struct RegistryArgs {
     /// registries need no flag.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+    /// Fetch non-distributable ("foreign") layers from the URLs their descriptors name
+    /// (default: ask the registry itself for them, as for any blob).
+    #[arg(long = "allow-nondistributable-artifacts")]
+    pub allow_nondistributable: bool,
 }
 
 impl RegistryArgs {
