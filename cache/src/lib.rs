@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod context;
 mod blob;
 mod digest;
 mod fsutil;
