@@ -20,8 +20,8 @@
 #![warn(missing_docs)]
 
 pub mod archive;
-pub mod context;
 mod blob;
+pub mod context;
 mod digest;
 mod fsutil;
 pub mod import;

@@ -451,8 +451,8 @@ impl Walker<'_> {
         let ft = meta.file_type();
         if ft.is_dir() {
             if excluded {
-                let skip = std::str::from_utf8(&rel)
-                    .is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
+                let skip =
+                    std::str::from_utf8(&rel).is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
                 if skip {
                     return Ok((Vec::new(), Vec::new()));
                 }
@@ -499,7 +499,11 @@ fn entry(rel: Vec<u8>, kind: EntryKind, meta: &fs::Metadata, link: Option<PathBu
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
-        size: if kind == EntryKind::Dir { 0 } else { meta.size() },
+        size: if kind == EntryKind::Dir {
+            0
+        } else {
+            meta.size()
+        },
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         link_target: link,
         hash: None,
@@ -686,13 +690,7 @@ fn write_index(store: &Store, path: &Path, entries: &[Entry]) -> Result<()> {
         let p = e.path_bytes();
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
         out.extend_from_slice(p);
-        for v in [
-            e.dev,
-            e.ino,
-            e.size,
-            e.mtime_ns as u64,
-            e.ctime_ns as u64,
-        ] {
+        for v in [e.dev, e.ino, e.size, e.mtime_ns as u64, e.ctime_ns as u64] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&e.raw_mode.to_le_bytes());

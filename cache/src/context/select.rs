@@ -45,7 +45,9 @@ pub enum SelectError {
         source_path: String,
     },
     /// A glob source matches nothing.
-    #[error("no source files were specified: pattern {pattern} matches nothing in the build context")]
+    #[error(
+        "no source files were specified: pattern {pattern} matches nothing in the build context"
+    )]
     NoMatch {
         /// The glob as written.
         pattern: String,
@@ -77,7 +79,11 @@ pub struct Selection {
 impl Context {
     /// Selects the entries of `sources` (paths and globs relative to the context root),
     /// minus those matching `excludes`, and computes their digest.
-    pub fn select(&self, sources: &[String], excludes: &[String]) -> Result<Selection, SelectError> {
+    pub fn select(
+        &self,
+        sources: &[String],
+        excludes: &[String],
+    ) -> Result<Selection, SelectError> {
         let exclude = if excludes.is_empty() {
             None
         } else {
@@ -94,8 +100,7 @@ impl Context {
                 let mut any = false;
                 for (i, e) in self.entries.iter().enumerate() {
                     let p = e.path_bytes();
-                    if p.split(|&b| b == b'/').count() == want
-                        && glob_match(cleaned.as_bytes(), p)
+                    if p.split(|&b| b == b'/').count() == want && glob_match(cleaned.as_bytes(), p)
                     {
                         any = true;
                         self.add_subtree(i, &exclude, &mut picked)?;
@@ -122,7 +127,10 @@ impl Context {
                 self.add_subtree(i, &exclude, &mut picked)?;
             }
         }
-        let entries: Vec<Entry> = picked.into_iter().map(|i| self.entries[i].clone()).collect();
+        let entries: Vec<Entry> = picked
+            .into_iter()
+            .map(|i| self.entries[i].clone())
+            .collect();
         let digest = selection_digest(&entries);
         Ok(Selection { entries, digest })
     }
