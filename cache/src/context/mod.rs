@@ -48,15 +48,17 @@
 
 mod select;
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, readlinkat, statat};
 use rbuild_compiler::dockerignore::{self, IgnoreError, Matcher, ParentMatches};
 
 use crate::Store;
@@ -298,7 +300,18 @@ pub fn index_context(store: &Store, root: &Path, options: &IndexOptions) -> Resu
         ignore_file: ignore_file.as_deref().unwrap_or(Path::new("")),
         stated: AtomicUsize::new(0),
     };
-    let (mut entries, mut special) = walker.walk_dir(&root, b"", &ParentMatches::default())?;
+    let root_fd = openat(
+        CWD,
+        &root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ContextError::Root {
+        path: root.clone(),
+        source: errno(e),
+    })?;
+    let (mut entries, mut special) =
+        walker.walk_dir(&root_fd, &root, b"", &ParentMatches::default())?;
     entries.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
     special.sort_by(|a, b| a.path.cmp(&b.path));
 
@@ -391,21 +404,41 @@ struct Walker<'a> {
 
 type WalkOut = (Vec<Entry>, Vec<SpecialFile>);
 
+fn errno(e: rustix::io::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
 impl Walker<'_> {
-    fn walk_dir(&self, abs: &Path, rel: &[u8], parent: &ParentMatches) -> Result<WalkOut> {
-        let read_err = |source| ContextError::ReadDir {
+    /// Walks the directory open as `fd` (`abs` names it in errors): names come from one
+    /// `getdents` pass, each entry is `fstatat`-ed relative to the directory (no path
+    /// resolution from the root, never following a symlink), entries in parallel.
+    fn walk_dir(
+        &self,
+        fd: &OwnedFd,
+        abs: &Path,
+        rel: &[u8],
+        parent: &ParentMatches,
+    ) -> Result<WalkOut> {
+        let read_err = |e| ContextError::ReadDir {
             path: abs.to_owned(),
-            source,
+            source: errno(e),
         };
-        let mut names = Vec::new();
-        for entry in fs::read_dir(abs).map_err(read_err)? {
-            names.push(entry.map_err(read_err)?.file_name());
+        let mut names: Vec<CString> = Vec::new();
+        let mut dir = Dir::read_from(fd).map_err(read_err)?;
+        while let Some(entry) = dir.next() {
+            let entry = entry.map_err(read_err)?;
+            let name = entry.file_name();
+            if name != c"." && name != c".." {
+                names.push(name.to_owned());
+            }
         }
-        let parts: Vec<Result<WalkOut>> = names
-            .par_iter()
-            .map(|name| self.visit(abs, rel, name, parent))
-            .collect();
-        let mut out = (Vec::new(), Vec::new());
+        let visit = |name: &CString| self.visit(fd, abs, rel, name, parent);
+        let parts: Vec<Result<WalkOut>> = if names.len() < 4 {
+            names.iter().map(visit).collect()
+        } else {
+            names.par_iter().map(visit).collect()
+        };
+        let mut out: WalkOut = (Vec::new(), Vec::new());
         for part in parts {
             let (e, s) = part?;
             if out.0.is_empty() {
@@ -420,18 +453,20 @@ impl Walker<'_> {
 
     fn visit(
         &self,
+        dirfd: &OwnedFd,
         dir: &Path,
         rel_dir: &[u8],
-        name: &OsStr,
+        name: &CStr,
         parent: &ParentMatches,
     ) -> Result<WalkOut> {
-        let mut rel = Vec::with_capacity(rel_dir.len() + 1 + name.len());
+        let name_bytes = name.to_bytes();
+        let mut rel = Vec::with_capacity(rel_dir.len() + 1 + name_bytes.len());
         if !rel_dir.is_empty() {
             rel.extend_from_slice(rel_dir);
             rel.push(b'/');
         }
-        rel.extend_from_slice(name.as_bytes());
-        let abs = dir.join(name);
+        rel.extend_from_slice(name_bytes);
+        let abs = || dir.join(OsStr::from_bytes(name_bytes));
         let (excluded, record) = if self.matcher.is_empty() {
             (false, ParentMatches::default())
         } else {
@@ -442,75 +477,90 @@ impl Walker<'_> {
                     source,
                 })?
         };
-        let stat_err = |source| ContextError::Stat {
-            path: abs.clone(),
-            source,
-        };
-        let meta = fs::symlink_metadata(&abs).map_err(stat_err)?;
+        let st = statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+            ContextError::Stat {
+                path: abs(),
+                source: errno(e),
+            }
+        })?;
         self.stated.fetch_add(1, Ordering::Relaxed);
-        let ft = meta.file_type();
-        if ft.is_dir() {
+        let ft = FileType::from_raw_mode(st.st_mode as _);
+        if ft == FileType::Directory {
             if excluded {
-                let skip =
-                    std::str::from_utf8(&rel).is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
+                let skip = std::str::from_utf8(&rel)
+                    .is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
                 if skip {
                     return Ok((Vec::new(), Vec::new()));
                 }
             }
-            let (mut children, special) = self.walk_dir(&abs, &rel, &record)?;
+            let path = abs();
+            let fd = openat(
+                dirfd,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| ContextError::ReadDir {
+                path: path.clone(),
+                source: errno(e),
+            })?;
+            let (mut children, special) = self.walk_dir(&fd, &path, &rel, &record)?;
             if !excluded || !children.is_empty() {
-                children.push(entry(rel, EntryKind::Dir, &meta, None));
+                children.push(entry(rel, EntryKind::Dir, &st, None));
             }
             return Ok((children, special));
         }
         if excluded {
             return Ok((Vec::new(), Vec::new()));
         }
-        let path = PathBuf::from(OsStr::from_bytes(&rel));
-        let special = |kind| Ok((Vec::new(), vec![SpecialFile { path, kind }]));
-        if ft.is_file() {
-            Ok((vec![entry(rel, EntryKind::File, &meta, None)], Vec::new()))
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&abs).map_err(|source| ContextError::ReadLink {
-                path: abs.clone(),
-                source,
-            })?;
-            Ok((
-                vec![entry(rel, EntryKind::Symlink, &meta, Some(target))],
-                Vec::new(),
-            ))
-        } else if ft.is_fifo() {
-            special(SpecialKind::Fifo)
-        } else if ft.is_socket() {
-            special(SpecialKind::Socket)
-        } else if ft.is_block_device() {
-            special(SpecialKind::BlockDevice)
-        } else {
-            special(SpecialKind::CharDevice)
+        let special = |kind| {
+            let path = PathBuf::from(OsStr::from_bytes(&rel));
+            Ok((Vec::new(), vec![SpecialFile { path, kind }]))
+        };
+        match ft {
+            FileType::RegularFile => Ok((vec![entry(rel, EntryKind::File, &st, None)], Vec::new())),
+            FileType::Symlink => {
+                let target = readlinkat(dirfd, name, Vec::new()).map_err(|e| {
+                    ContextError::ReadLink {
+                        path: abs(),
+                        source: errno(e),
+                    }
+                })?;
+                let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
+                Ok((
+                    vec![entry(rel, EntryKind::Symlink, &st, Some(target))],
+                    Vec::new(),
+                ))
+            }
+            FileType::Fifo => special(SpecialKind::Fifo),
+            FileType::Socket => special(SpecialKind::Socket),
+            FileType::BlockDevice => special(SpecialKind::BlockDevice),
+            _ => special(SpecialKind::CharDevice),
         }
     }
 }
 
-fn entry(rel: Vec<u8>, kind: EntryKind, meta: &fs::Metadata, link: Option<PathBuf>) -> Entry {
-    use std::os::unix::ffi::OsStringExt;
+// The field types of `struct stat` differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn entry(rel: Vec<u8>, kind: EntryKind, st: &Stat, link: Option<PathBuf>) -> Entry {
     Entry {
-        path: PathBuf::from(std::ffi::OsString::from_vec(rel)),
+        path: PathBuf::from(OsString::from_vec(rel)),
         kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
+        mode: st.st_mode as u32 & 0o7777,
+        uid: st.st_uid as u32,
+        gid: st.st_gid as u32,
         size: if kind == EntryKind::Dir {
             0
         } else {
-            meta.size()
+            st.st_size as u64
         },
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
         link_target: link,
         hash: None,
-        dev: meta.dev(),
-        ino: meta.ino(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        raw_mode: meta.mode(),
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+        raw_mode: st.st_mode as u32,
     }
 }
 
