@@ -58,8 +58,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, readlinkat, statat};
 use rbuild_compiler::dockerignore::{self, IgnoreError, Matcher, ParentMatches};
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, readlinkat, statat};
 
 use crate::Store;
 use crate::fsutil;
@@ -424,8 +424,7 @@ impl Walker<'_> {
             source: errno(e),
         };
         let mut names: Vec<CString> = Vec::new();
-        let mut dir = Dir::read_from(fd).map_err(read_err)?;
-        while let Some(entry) = dir.next() {
+        for entry in Dir::read_from(fd).map_err(read_err)? {
             let entry = entry.map_err(read_err)?;
             let name = entry.file_name();
             if name != c"." && name != c".." {
@@ -477,18 +476,17 @@ impl Walker<'_> {
                     source,
                 })?
         };
-        let st = statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
-            ContextError::Stat {
+        let st =
+            statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ContextError::Stat {
                 path: abs(),
                 source: errno(e),
-            }
-        })?;
+            })?;
         self.stated.fetch_add(1, Ordering::Relaxed);
         let ft = FileType::from_raw_mode(st.st_mode as _);
         if ft == FileType::Directory {
             if excluded {
-                let skip = std::str::from_utf8(&rel)
-                    .is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
+                let skip =
+                    std::str::from_utf8(&rel).is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
                 if skip {
                     return Ok((Vec::new(), Vec::new()));
                 }
@@ -520,12 +518,11 @@ impl Walker<'_> {
         match ft {
             FileType::RegularFile => Ok((vec![entry(rel, EntryKind::File, &st, None)], Vec::new())),
             FileType::Symlink => {
-                let target = readlinkat(dirfd, name, Vec::new()).map_err(|e| {
-                    ContextError::ReadLink {
+                let target =
+                    readlinkat(dirfd, name, Vec::new()).map_err(|e| ContextError::ReadLink {
                         path: abs(),
                         source: errno(e),
-                    }
-                })?;
+                    })?;
                 let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
                 Ok((
                     vec![entry(rel, EntryKind::Symlink, &st, Some(target))],

@@ -332,12 +332,16 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
                     si += 1;
                     continue;
                 }
-                c if c != b'*' && c != b'?' && c != b'[' && c != b'\\' => {
-                    if si < s.len() && s[si] == c {
-                        pi += 1;
-                        si += 1;
-                        continue;
-                    }
+                c if c != b'*'
+                    && c != b'?'
+                    && c != b'['
+                    && c != b'\\'
+                    && si < s.len()
+                    && s[si] == c =>
+                {
+                    pi += 1;
+                    si += 1;
+                    continue;
                 }
                 _ => {}
             }
