@@ -404,6 +404,12 @@ struct Walker<'a> {
 
 type WalkOut = (Vec<Entry>, Vec<SpecialFile>);
 
+fn merge(mut a: WalkOut, b: WalkOut) -> WalkOut {
+    a.0.extend(b.0);
+    a.1.extend(b.1);
+    a
+}
+
 fn errno(e: rustix::io::Errno) -> io::Error {
     io::Error::from(e)
 }
@@ -431,23 +437,23 @@ impl Walker<'_> {
                 names.push(name.to_owned());
             }
         }
-        let visit = |name: &CString| self.visit(fd, abs, rel, name, parent);
-        let parts: Vec<Result<WalkOut>> = if names.len() < 4 {
-            names.iter().map(visit).collect()
-        } else {
-            names.par_iter().map(visit).collect()
+        let visit = |mut acc: WalkOut, name: &CString| -> Result<WalkOut> {
+            self.visit(fd, abs, rel, name, parent, &mut acc)?;
+            Ok(acc)
         };
-        let mut out: WalkOut = (Vec::new(), Vec::new());
-        for part in parts {
-            let (e, s) = part?;
-            if out.0.is_empty() {
-                out.0 = e;
-            } else {
-                out.0.extend(e);
-            }
-            out.1.extend(s);
+        if names.len() < 4 {
+            return names.iter().try_fold(WalkOut::default(), visit);
         }
-        Ok(out)
+        names
+            .par_iter()
+            .try_fold(WalkOut::default, visit)
+            .try_reduce(WalkOut::default, |mut a, b| {
+                if a.0.len() < b.0.len() {
+                    return Ok(merge(b, a));
+                }
+                a = merge(a, b);
+                Ok(a)
+            })
     }
 
     fn visit(
@@ -457,7 +463,8 @@ impl Walker<'_> {
         rel_dir: &[u8],
         name: &CStr,
         parent: &ParentMatches,
-    ) -> Result<WalkOut> {
+        out: &mut WalkOut,
+    ) -> Result<()> {
         let name_bytes = name.to_bytes();
         let mut rel = Vec::with_capacity(rel_dir.len() + 1 + name_bytes.len());
         if !rel_dir.is_empty() {
@@ -488,7 +495,7 @@ impl Walker<'_> {
                 let skip =
                     std::str::from_utf8(&rel).is_ok_and(|r| self.matcher.can_skip_excluded_dir(r));
                 if skip {
-                    return Ok((Vec::new(), Vec::new()));
+                    return Ok(());
                 }
             }
             let path = abs();
@@ -502,38 +509,44 @@ impl Walker<'_> {
                 path: path.clone(),
                 source: errno(e),
             })?;
-            let (mut children, special) = self.walk_dir(&fd, &path, &rel, &record)?;
+            let (children, special) = self.walk_dir(&fd, &path, &rel, &record)?;
             if !excluded || !children.is_empty() {
-                children.push(entry(rel, EntryKind::Dir, &st, None));
+                out.0.push(entry(rel, EntryKind::Dir, &st, None));
             }
-            return Ok((children, special));
+            out.0.extend(children);
+            out.1.extend(special);
+            return Ok(());
         }
         if excluded {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(());
         }
-        let special = |kind| {
-            let path = PathBuf::from(OsStr::from_bytes(&rel));
-            Ok((Vec::new(), vec![SpecialFile { path, kind }]))
-        };
-        match ft {
-            FileType::RegularFile => Ok((vec![entry(rel, EntryKind::File, &st, None)], Vec::new())),
-            FileType::Symlink => {
-                let target =
-                    readlinkat(dirfd, name, Vec::new()).map_err(|e| ContextError::ReadLink {
-                        path: abs(),
-                        source: errno(e),
-                    })?;
-                let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
-                Ok((
-                    vec![entry(rel, EntryKind::Symlink, &st, Some(target))],
-                    Vec::new(),
-                ))
+        let kind = match ft {
+            FileType::RegularFile => EntryKind::File,
+            FileType::Symlink => EntryKind::Symlink,
+            other => {
+                let kind = match other {
+                    FileType::Fifo => SpecialKind::Fifo,
+                    FileType::Socket => SpecialKind::Socket,
+                    FileType::BlockDevice => SpecialKind::BlockDevice,
+                    _ => SpecialKind::CharDevice,
+                };
+                let path = PathBuf::from(OsStr::from_bytes(&rel));
+                out.1.push(SpecialFile { path, kind });
+                return Ok(());
             }
-            FileType::Fifo => special(SpecialKind::Fifo),
-            FileType::Socket => special(SpecialKind::Socket),
-            FileType::BlockDevice => special(SpecialKind::BlockDevice),
-            _ => special(SpecialKind::CharDevice),
-        }
+        };
+        let target = if kind == EntryKind::Symlink {
+            let target =
+                readlinkat(dirfd, name, Vec::new()).map_err(|e| ContextError::ReadLink {
+                    path: abs(),
+                    source: errno(e),
+                })?;
+            Some(PathBuf::from(OsString::from_vec(target.into_bytes())))
+        } else {
+            None
+        };
+        out.0.push(entry(rel, kind, &st, target));
+        Ok(())
     }
 }
 
