@@ -22,6 +22,7 @@
 pub mod archive;
 mod blob;
 pub mod containers;
+pub mod context;
 mod digest;
 mod fsutil;
 pub mod import;

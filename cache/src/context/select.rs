@@ -1,0 +1,434 @@
+//! Selecting the context entries one COPY/ADD reads, and the digest that keys it.
+//!
+//! Sources are paths or Go `filepath.Match` globs (`*`, `?`, `[...]`, `[^...]`, `\`)
+//! relative to the context root; a leading `/` means the root, as in Docker. A glob matches
+//! paths with as many components as it has; a matched directory brings its whole subtree. A
+//! glob without a match and a missing path are errors naming the source, as in Docker; so is
+//! a source that leaves the context (`../x`).
+//!
+//! `--exclude` patterns use `.dockerignore` syntax and are matched against the path relative
+//! to the source that selected the entry (the source directory for a directory, the base
+//! name for a file), as BuildKit applies them during its copy walk.
+//!
+//! `--parents` changes only where the files land, not which ones are read, so the selection
+//! and its digest do not depend on it (the op's definition records the flag).
+//!
+//! The digest covers, for each selected entry in path order: its path relative to the
+//! context root, its kind, its permission bits (setuid/setgid/sticky included), its link
+//! target and its content hash. Not mtime, ctime, inode, device, the absolute host path, or
+//! the host uid/gid: Docker gives files copied from the context 0:0 unless `--chown` says
+//! otherwise (and `--chown` is part of the op's definition), so the owner on the host never
+//! changes the result, and keeping it out lets two machines with different checkout users
+//! share cache entries. The same digest results on any machine for the same files.
+
+use std::collections::BTreeSet;
+
+use rbuild_compiler::dockerignore::{self, IgnoreError, Matcher};
+
+use super::{Context, Entry, EntryKind};
+
+const SCHEMA: &[u8] = b"rbuild-context-selection-v1\0";
+
+/// Selecting a COPY's sources failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// A source names a path outside the context.
+    #[error("source {source_path} is outside the build context")]
+    OutsideContext {
+        /// The source as written.
+        source_path: String,
+    },
+    /// A plain source names nothing in the context (or something `.dockerignore` excludes).
+    #[error("source {source_path} not found in the build context")]
+    NotFound {
+        /// The source as written.
+        source_path: String,
+    },
+    /// A glob source matches nothing.
+    #[error(
+        "no source files were specified: pattern {pattern} matches nothing in the build context"
+    )]
+    NoMatch {
+        /// The glob as written.
+        pattern: String,
+    },
+    /// A glob source is malformed.
+    #[error("invalid pattern {pattern} in source")]
+    BadPattern {
+        /// The glob as written.
+        pattern: String,
+    },
+    /// An `--exclude` pattern is malformed.
+    #[error("invalid --exclude pattern")]
+    Exclude {
+        /// The cause (names the pattern).
+        #[source]
+        source: IgnoreError,
+    },
+}
+
+/// The entries one COPY/ADD reads from the context and their digest.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Selected entries, sorted by path bytes, each once.
+    pub entries: Vec<Entry>,
+    /// BLAKE3 over what of those entries can change the COPY's result (see the module docs).
+    pub digest: blake3::Hash,
+}
+
+impl Context {
+    /// Selects the entries of `sources` (paths and globs relative to the context root),
+    /// minus those matching `excludes`, and computes their digest.
+    pub fn select(
+        &self,
+        sources: &[String],
+        excludes: &[String],
+    ) -> Result<Selection, SelectError> {
+        let exclude = if excludes.is_empty() {
+            None
+        } else {
+            Some(Matcher::new(excludes).map_err(|source| SelectError::Exclude { source })?)
+        };
+        let mut picked: BTreeSet<usize> = BTreeSet::new();
+        for source in sources {
+            let cleaned = clean_source(source)?;
+            if is_glob(&cleaned) {
+                check_glob(cleaned.as_bytes()).ok_or_else(|| SelectError::BadPattern {
+                    pattern: source.clone(),
+                })?;
+                let want = cleaned.split('/').count();
+                let mut any = false;
+                for (i, e) in self.entries.iter().enumerate() {
+                    let p = e.path_bytes();
+                    if p.split(|&b| b == b'/').count() == want && glob_match(cleaned.as_bytes(), p)
+                    {
+                        any = true;
+                        self.add_subtree(i, &exclude, &mut picked)?;
+                    }
+                }
+                if !any {
+                    return Err(SelectError::NoMatch {
+                        pattern: source.clone(),
+                    });
+                }
+            } else if cleaned == "." {
+                for (i, e) in self.entries.iter().enumerate() {
+                    if !excluded(&exclude, e.path_bytes())? {
+                        picked.insert(i);
+                    }
+                }
+            } else {
+                let i = self
+                    .entries
+                    .binary_search_by(|e| e.path_bytes().cmp(cleaned.as_bytes()))
+                    .map_err(|_| SelectError::NotFound {
+                        source_path: source.clone(),
+                    })?;
+                self.add_subtree(i, &exclude, &mut picked)?;
+            }
+        }
+        let entries: Vec<Entry> = picked
+            .into_iter()
+            .map(|i| self.entries[i].clone())
+            .collect();
+        let digest = selection_digest(&entries);
+        Ok(Selection { entries, digest })
+    }
+
+    /// Adds entry `i` and, for a directory, everything below it; `--exclude` patterns are
+    /// matched relative to the source.
+    fn add_subtree(
+        &self,
+        i: usize,
+        exclude: &Option<Matcher>,
+        picked: &mut BTreeSet<usize>,
+    ) -> Result<(), SelectError> {
+        let top = &self.entries[i];
+        let top_path = top.path_bytes();
+        let base = top_path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(top_path, |k| &top_path[k + 1..]);
+        if top.kind != EntryKind::Dir {
+            if !excluded(exclude, base)? {
+                picked.insert(i);
+            }
+            return Ok(());
+        }
+        picked.insert(i);
+        let mut prefix = top_path.to_vec();
+        prefix.push(b'/');
+        let start = self
+            .entries
+            .partition_point(|e| e.path_bytes() < prefix.as_slice());
+        for (j, e) in self.entries.iter().enumerate().skip(start) {
+            let Some(rel) = e.path_bytes().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if !excluded(exclude, rel)? {
+                picked.insert(j);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn excluded(exclude: &Option<Matcher>, rel: &[u8]) -> Result<bool, SelectError> {
+    match exclude {
+        None => Ok(false),
+        Some(m) => m
+            .matches(rel)
+            .map_err(|source| SelectError::Exclude { source }),
+    }
+}
+
+/// The digest of a selection (see the module docs for what it covers).
+fn selection_digest(entries: &[Entry]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(SCHEMA);
+    h.update(&(entries.len() as u64).to_le_bytes());
+    for e in entries {
+        let p = e.path_bytes();
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+        h.update(&[match e.kind {
+            EntryKind::File => b'f',
+            EntryKind::Dir => b'd',
+            EntryKind::Symlink => b'l',
+        }]);
+        h.update(&e.mode.to_le_bytes());
+        let link = e
+            .link_target
+            .as_deref()
+            .map(|t| std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()))
+            .unwrap_or_default();
+        h.update(&(link.len() as u64).to_le_bytes());
+        h.update(link);
+        h.update(e.hash.as_ref().map_or(&[0u8; 32], |x| x.as_bytes()));
+    }
+    h.finalize()
+}
+
+/// Cleans a source lexically, relative to the context root; refuses one that leaves it.
+fn clean_source(source: &str) -> Result<String, SelectError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in source.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(SelectError::OutsideContext {
+                        source_path: source.to_owned(),
+                    });
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(".".to_owned());
+    }
+    let joined = parts.join("/");
+    debug_assert_eq!(dockerignore::clean_path(&joined), joined.as_str());
+    Ok(joined)
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '[', '\\'])
+}
+
+/// Checks a glob's syntax as Go's `filepath.Match` does (brackets and escapes).
+fn check_glob(p: &[u8]) -> Option<()> {
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'\\' => {
+                p.get(i + 1)?;
+                i += 2;
+            }
+            b'[' => i = class_end(p, i + 1)?,
+            _ => i += 1,
+        }
+    }
+    Some(())
+}
+
+/// Index just past the `]` of a class whose body starts at `i`, checking its syntax.
+fn class_end(p: &[u8], mut i: usize) -> Option<usize> {
+    if p.get(i) == Some(&b'^') {
+        i += 1;
+    }
+    let mut first = true;
+    loop {
+        let c = *p.get(i)?;
+        if c == b']' && !first {
+            return Some(i + 1);
+        }
+        first = false;
+        let (_, n) = class_char(p, i)?;
+        i = n;
+        if p.get(i) == Some(&b'-') {
+            let (_, n) = class_char(p, i + 1)?;
+            i = n;
+        }
+    }
+}
+
+/// One (possibly escaped) character of a class: its value and the next index.
+fn class_char(p: &[u8], i: usize) -> Option<(u32, usize)> {
+    let (i, esc) = if p.get(i) == Some(&b'\\') {
+        (i + 1, true)
+    } else {
+        (i, false)
+    };
+    let c = *p.get(i)?;
+    if !esc && (c == b']' || c == b'-') {
+        return None;
+    }
+    Some(decode(p, i))
+}
+
+/// Decodes one UTF-8 character at `i` (an invalid byte counts as one character).
+fn decode(s: &[u8], i: usize) -> (u32, usize) {
+    let len = match s[i] {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    };
+    match s.get(i..i + len).and_then(|b| std::str::from_utf8(b).ok()) {
+        Some(ch) => (ch.chars().next().map_or(0, u32::from), i + len),
+        None => (u32::from(s[i]) | 0x8000_0000, i + 1),
+    }
+}
+
+/// Go's `filepath.Match` on bytes (syntax already checked): `*` never crosses `/`.
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if pi < p.len() {
+            match p[pi] {
+                b'*' => {
+                    star = Some((pi, si));
+                    pi += 1;
+                    continue;
+                }
+                b'?' if si < s.len() && s[si] != b'/' => {
+                    pi += 1;
+                    si = decode(s, si).1;
+                    continue;
+                }
+                b'[' if si < s.len() && s[si] != b'/' => {
+                    let (c, next) = decode(s, si);
+                    if let Some(end) = class_matches(p, pi + 1, c) {
+                        pi = end;
+                        si = next;
+                        continue;
+                    }
+                }
+                b'\\' if si < s.len() && p.get(pi + 1) == Some(&s[si]) => {
+                    pi += 2;
+                    si += 1;
+                    continue;
+                }
+                c if c != b'*'
+                    && c != b'?'
+                    && c != b'['
+                    && c != b'\\'
+                    && si < s.len()
+                    && s[si] == c =>
+                {
+                    pi += 1;
+                    si += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        } else if si == s.len() {
+            return true;
+        }
+        // Backtrack: let the last `*` swallow one more character, never a `/`.
+        match star {
+            Some((sp, ss)) if ss < s.len() && s[ss] != b'/' => {
+                let next = decode(s, ss).1;
+                star = Some((sp, next));
+                pi = sp + 1;
+                si = next;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Whether character `c` is in the class whose body starts at `i`; the index past `]`.
+fn class_matches(p: &[u8], mut i: usize, c: u32) -> Option<usize> {
+    let negate = p.get(i) == Some(&b'^');
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        if p.get(i) == Some(&b']') && !first {
+            i += 1;
+            break;
+        }
+        first = false;
+        let (lo, n) = class_char(p, i)?;
+        i = n;
+        let mut hi = lo;
+        if p.get(i) == Some(&b'-') {
+            let (h, n) = class_char(p, i + 1)?;
+            hi = h;
+            i = n;
+        }
+        hit |= lo <= c && c <= hi;
+    }
+    (hit != negate).then_some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_follow_filepath_match() {
+        for (p, s, want) in [
+            ("*.txt", "a.txt", true),
+            ("*.txt", "d/a.txt", false),
+            ("dir/*/x", "dir/a/x", true),
+            ("dir/*/x", "dir/a/b/x", false),
+            ("[ab]?.c", "ax.c", true),
+            ("[ab]?.c", "cx.c", false),
+            ("[^ab]?.c", "cx.c", true),
+            ("[a-c]*", "bzz", true),
+            ("\\*", "*", true),
+            ("\\*", "a", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("?", "é", true),
+        ] {
+            assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), want, "{p} vs {s}");
+        }
+        assert!(check_glob(b"[a-").is_none());
+        assert!(check_glob(b"a\\").is_none());
+        assert!(check_glob(b"[]a]").is_none());
+        assert!(check_glob(b"[a]").is_some());
+    }
+
+    #[test]
+    fn sources_stay_inside_the_context() {
+        assert_eq!(clean_source("/a/./b/").unwrap(), "a/b");
+        assert_eq!(clean_source("a/../b").unwrap(), "b");
+        assert_eq!(clean_source("./").unwrap(), ".");
+        assert!(matches!(
+            clean_source("../x"),
+            Err(SelectError::OutsideContext { .. })
+        ));
+        assert!(matches!(
+            clean_source("a/../../x"),
+            Err(SelectError::OutsideContext { .. })
+        ));
+    }
+}
