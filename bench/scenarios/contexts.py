@@ -74,9 +74,13 @@ def _stages4(d, reg):
 
 
 def _steps200(d, reg):
+    # 100 RUN steps alternating with 100 ENV steps: 200 steps, 101 layers. Docker's image store
+    # refuses images of more than about 125 layers ("max depth exceeded"), so 200 RUN layers
+    # would measure an error, not a build.
     lines = [f"FROM {reg}/busybox:latest\n"]
-    for i in range(200):
-        lines.append(f"RUN echo step-{i} >> /steps\n")
+    for i in range(100):
+        lines.append(f"ENV STEP_{i}={i}\n")
+        lines.append(f"RUN echo step-{i} $STEP_{i} >> /steps\n")
     _dockerfile(d, "".join(lines))
 
 
