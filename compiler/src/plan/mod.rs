@@ -1098,33 +1098,16 @@ impl<'a> Planner<'a> {
                         }];
                         for (m, r) in exec.mounts.iter_mut().zip(mount_refs) {
                             let Some(r) = r else { continue };
-                            let src = match r {
-                                SourceRef::Context => emitter.push(
-                                    si,
-                                    span,
-                                    OpKind::Context {
-                                        include: vec![
-                                            m.mount.source.clone().unwrap_or_else(|| ".".into()),
-                                        ],
-                                        exclude: vec![],
-                                    },
-                                    vec![],
-                                    "context".into(),
-                                ),
-                                SourceRef::Stage(i) => {
-                                    results[i].expect("dependency emitted first")
-                                }
-                                SourceRef::Image(reference) => emitter.push(
-                                    si,
-                                    span,
-                                    OpKind::Image {
-                                        reference: reference.clone(),
-                                        platform: w.platform.clone(),
-                                    },
-                                    vec![],
-                                    format!("FROM {reference}"),
-                                ),
-                            };
+                            let include =
+                                vec![m.mount.source.clone().unwrap_or_else(|| ".".into())];
+                            let src = emitter.source(
+                                si,
+                                span,
+                                r,
+                                (include, vec![]),
+                                &w.platform,
+                                &results,
+                            );
                             m.input = Some(inputs.len());
                             inputs.push(Input {
                                 op: src,
@@ -1154,31 +1137,14 @@ impl<'a> Planner<'a> {
                         let local_input = if local.is_empty() {
                             None
                         } else {
-                            let src = match from {
-                                SourceRef::Context => emitter.push(
-                                    si,
-                                    span,
-                                    OpKind::Context {
-                                        include: local,
-                                        exclude: op.excludes.clone(),
-                                    },
-                                    vec![],
-                                    "context".into(),
-                                ),
-                                SourceRef::Stage(i) => {
-                                    results[i].expect("dependency emitted first")
-                                }
-                                SourceRef::Image(reference) => emitter.push(
-                                    si,
-                                    span,
-                                    OpKind::Image {
-                                        reference: reference.clone(),
-                                        platform: w.platform.clone(),
-                                    },
-                                    vec![],
-                                    format!("FROM {reference}"),
-                                ),
-                            };
+                            let src = emitter.source(
+                                si,
+                                span,
+                                from,
+                                (local, op.excludes.clone()),
+                                &w.platform,
+                                &results,
+                            );
                             inputs.push(Input {
                                 op: src,
                                 role: InputRole::Source,
@@ -2122,6 +2088,42 @@ struct Emitter {
 }
 
 impl Emitter {
+    /// The op a `--from` / mount source reads: the context (with what it selects), a stage's
+    /// result (already emitted), or an image.
+    fn source(
+        &mut self,
+        stage: usize,
+        span: Span,
+        from: SourceRef,
+        (include, exclude): (Vec<String>, Vec<String>),
+        platform: &Platform,
+        results: &[Option<usize>],
+    ) -> usize {
+        match from {
+            SourceRef::Context => self.push(
+                stage,
+                span,
+                OpKind::Context { include, exclude },
+                vec![],
+                "context".into(),
+            ),
+            SourceRef::Stage(i) => results[i].expect("dependency emitted first"),
+            SourceRef::Image(reference) => {
+                let description = format!("FROM {reference}");
+                self.push(
+                    stage,
+                    span,
+                    OpKind::Image {
+                        reference,
+                        platform: platform.clone(),
+                    },
+                    vec![],
+                    description,
+                )
+            }
+        }
+    }
+
     fn push(
         &mut self,
         stage: usize,
