@@ -31,6 +31,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile (`rbuild -t NAME .` is `rbuild build -t NAME .`).
+    Build(Box<commands::build::BuildArgs>),
     /// Print the build plan (or the parse tree) of a Dockerfile.
     Plan(commands::plan::PlanArgs),
     /// Make an image from a root file system directory or tarball.
@@ -66,5 +68,60 @@ pub enum Command {
 }
 
 pub fn parse() -> Cli {
-    Cli::parse()
+    Cli::parse_from(with_default_subcommand(std::env::args_os().collect()))
+}
+
+/// `rbuild [GLOBAL OPTIONS] ARGS...` where the first argument after the global options is
+/// not a subcommand is `rbuild [GLOBAL OPTIONS] build ARGS...`, as the design's CLI says
+/// (`rbuild -t app .`).
+fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .flat_map(|s| std::iter::once(s.get_name().to_string()).chain(s.get_all_aliases().map(str::to_string)))
+        .chain(["help".to_string()])
+        .collect();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        match a.as_ref() {
+            "-q" | "--quiet" => i += 1,
+            "--root" => i += 2,
+            s if s.starts_with("--root=") || s == "--verbose" => i += 1,
+            s if s.starts_with("-v") && s[1..].chars().all(|c| c == 'v') => i += 1,
+            "-h" | "--help" | "-V" | "--version" => return args,
+            s if names.iter().any(|n| n == s) => return args,
+            _ => {
+                args.insert(i, "build".into());
+                return args;
+            }
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: &[&str]) -> Vec<String> {
+        with_default_subcommand(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn build_is_the_default_subcommand() {
+        assert_eq!(expand(&["rbuild", "-t", "x", "."]), ["rbuild", "build", "-t", "x", "."]);
+        assert_eq!(
+            expand(&["rbuild", "--root", "/r", "-v", "."]),
+            ["rbuild", "--root", "/r", "-v", "build", "."]
+        );
+        assert_eq!(expand(&["rbuild", "run", "img"]), ["rbuild", "run", "img"]);
+        assert_eq!(expand(&["rbuild", "--help"]), ["rbuild", "--help"]);
+        assert_eq!(expand(&["rbuild"]), ["rbuild"]);
+        assert_eq!(expand(&["rbuild", "-q", "images"]), ["rbuild", "-q", "images"]);
+    }
 }

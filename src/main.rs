@@ -4,6 +4,7 @@
 //! error as `error:` / `Caused by:` / `hint:` on stderr. Data goes to stdout; logs and
 //! progress go to stderr.
 
+mod build;
 mod cli;
 mod commands;
 mod env;

@@ -36,6 +36,7 @@ pub mod blob;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod fetch;
 pub mod platform;
 pub mod progress;
 pub mod pull;

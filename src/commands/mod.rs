@@ -1,5 +1,6 @@
 //! One module per subcommand. Each resolves its arguments into settings, then does the work.
 
+pub mod build;
 pub mod images;
 pub mod import;
 pub mod inspect;
@@ -25,6 +26,7 @@ use crate::cli::{Cli, Command};
 /// Runs the command the user asked for and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Build(args) => build::run(&cli.global, *args),
         Command::Plan(args) => plan::run(args),
         Command::Import(args) => import::run(&cli.global, args),
         Command::Images(args) => images::run(&cli.global, args),

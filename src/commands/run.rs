@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, ValueEnum};
 use oci_spec::image::ImageConfiguration;
+use rbuild_cache::action::LayerRecord;
 use rbuild_cache::containers::{Containers, Record, State};
 use rbuild_cache::snapshots::{Snapshots, SnapshotsError};
 use rbuild_cache::{Digest, Store};
@@ -421,7 +422,6 @@ pub fn ensure_snapshots(
     manifest: &oci_spec::image::ImageManifest,
     id_map: &IdMap,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let snapshots = Snapshots::open(store.root())?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         bail!(
@@ -430,8 +430,30 @@ pub fn ensure_snapshots(
             diff_ids.len()
         );
     }
-    let mut out = Vec::with_capacity(diff_ids.len());
-    for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+    let layers: Vec<LayerRecord> = manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(l, diff_id)| LayerRecord {
+            digest: l.digest().to_string(),
+            diff_id: diff_id.clone(),
+            size: l.size(),
+            media_type: l.media_type().to_string(),
+        })
+        .collect();
+    ensure_layer_snapshots(store, &layers, id_map)
+}
+
+/// [`ensure_snapshots`] for a list of layers (bottom first), as the build engine has them.
+pub fn ensure_layer_snapshots(
+    store: &Store,
+    layers: &[LayerRecord],
+    id_map: &IdMap,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let snapshots = Snapshots::open(store.root())?;
+    let mut out = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let diff_id = &layer.diff_id;
         let hex = diff_id
             .strip_prefix("sha256:")
             .ok_or_else(|| anyhow!("diff id {diff_id} is not a sha256 digest"))?;
@@ -448,7 +470,7 @@ pub fn ensure_snapshots(
             continue;
         }
         let temp = snapshots.temp_dir(&d)?;
-        let result = unpack_into(store, layer, diff_id, &d, &temp, id_map);
+        let result = unpack_into(store, layer, &d, &temp, id_map);
         let published = result.and_then(|()| match snapshots.commit(&temp, &d) {
             Ok(p) => Ok(p),
             Err(SnapshotsError::Exists { path }) => Ok(path),
@@ -466,17 +488,19 @@ pub fn ensure_snapshots(
 
 fn unpack_into(
     store: &Store,
-    layer: &oci_spec::image::Descriptor,
-    diff_id: &str,
+    layer: &LayerRecord,
     d: &Digest,
     temp: &Path,
     id_map: &IdMap,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let blob = rbuild_cache::descriptor_digest(layer)?;
+    let diff_id = &layer.diff_id;
+    let blob: Digest = layer
+        .digest
+        .parse()
+        .with_context(|| format!("bad layer digest {}", layer.digest))?;
     let file = store.open_blob(&blob)?;
-    let media_type = layer.media_type().to_string();
-    let tar = rbuild_executor::compress::decompress(file, Some(&media_type))
+    let tar = rbuild_executor::compress::decompress(file, Some(&layer.media_type))
         .with_context(|| format!("cannot read layer {blob}"))?;
     // Check the uncompressed bytes against the diff id while they stream by.
     let mut hashing = rbuild_cache::HashingReader::new(tar);

@@ -1,0 +1,238 @@
+//! Where the build context and the Dockerfile come from: a directory (the Dockerfile in it
+//! or anywhere with `-f`, or on stdin with `-f -`), or stdin (`rbuild build -`): a tar
+//! archive, plain or compressed, unpacked into a private temp dir of the store, or a bare
+//! Dockerfile with an empty context, as docker does.
+
+use std::io::{Read as _, Seek as _};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, bail};
+use rbuild_cache::context::{Context, IndexOptions, index_context};
+
+use super::Settings;
+
+/// The CONTEXT argument.
+#[derive(Debug, Clone)]
+pub enum ContextArg {
+    /// A directory.
+    Dir(PathBuf),
+    /// `-`: stdin.
+    Stdin,
+}
+
+impl ContextArg {
+    /// Checks the argument against `-f` (both cannot be stdin).
+    pub fn new(arg: &Path, file: Option<&Path>) -> anyhow::Result<ContextArg> {
+        if arg.as_os_str() == "-" {
+            if file.is_some_and(|f| f.as_os_str() == "-") {
+                bail!("the context and the Dockerfile cannot both come from stdin");
+            }
+            return Ok(ContextArg::Stdin);
+        }
+        let md = std::fs::metadata(arg)
+            .with_context(|| format!("cannot use {} as the build context", arg.display()))?;
+        if !md.is_dir() {
+            bail!(
+                "the build context {} is not a directory (use - to read a tar archive from stdin)",
+                arg.display()
+            );
+        }
+        Ok(ContextArg::Dir(arg.to_path_buf()))
+    }
+}
+
+/// The Dockerfile and the context directory of one build.
+#[derive(Debug)]
+pub struct Source {
+    /// The Dockerfile's name for diagnostics (`Dockerfile`, the `-f` path, `<stdin>`).
+    pub dockerfile_name: String,
+    /// Its text.
+    pub dockerfile_text: String,
+    /// The Dockerfile's path for `<Dockerfile>.dockerignore` (`None`: CONTEXT/Dockerfile;
+    /// `-`: from stdin).
+    pub dockerfile_path: Option<PathBuf>,
+    /// The context directory (a temp dir for stdin contexts).
+    pub root: PathBuf,
+    /// Keeps a stdin context's temp dir alive.
+    _temp: Option<tempfile::TempDir>,
+    index: OnceLock<Context>,
+}
+
+impl Source {
+    /// The context index, built on first use (a build that copies nothing never walks the
+    /// context).
+    pub fn index(&self, settings: &Settings) -> anyhow::Result<&Context> {
+        if let Some(c) = self.index.get() {
+            return Ok(c);
+        }
+        let opts = IndexOptions {
+            dockerfile: self.dockerfile_path.clone(),
+        };
+        let started = std::time::Instant::now();
+        let ctx = index_context(&settings.store, &self.root, &opts)
+            .with_context(|| format!("cannot read the build context {}", self.root.display()))?;
+        for special in ctx.special_files() {
+            tracing::warn!(
+                "build context: skipping {} ({:?}): only files, directories and symlinks are copied",
+                special.path.display(),
+                special.kind
+            );
+        }
+        let stats = ctx.stats();
+        tracing::debug!(
+            "context indexed in {:.2?}: {} entries, {} stated, {} hashed",
+            started.elapsed(),
+            ctx.entries().len(),
+            stats.stated,
+            stats.hashed
+        );
+        Ok(self.index.get_or_init(|| ctx))
+    }
+
+    /// A stable name of the context for explain records.
+    pub fn identity(&self) -> String {
+        if self._temp.is_some() {
+            "<stdin>".into()
+        } else {
+            self.root.display().to_string()
+        }
+    }
+}
+
+/// Reads the Dockerfile and locates (or unpacks) the context.
+pub fn load(settings: &Settings) -> anyhow::Result<Source> {
+    let file = settings.file.as_deref();
+    match &settings.context {
+        ContextArg::Dir(dir) => {
+            let root = std::fs::canonicalize(dir)
+                .with_context(|| format!("cannot use {} as the build context", dir.display()))?;
+            let (name, text) = crate::commands::plan::read_dockerfile(file, &root)?;
+            let dockerfile_path = file.map(|f| {
+                if f.as_os_str() == "-" || f.is_absolute() {
+                    f.to_path_buf()
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(f)
+                }
+            });
+            Ok(Source {
+                dockerfile_name: display_name(&name, file),
+                dockerfile_text: text,
+                dockerfile_path,
+                root,
+                _temp: None,
+                index: OnceLock::new(),
+            })
+        }
+        ContextArg::Stdin => from_stdin(settings, file),
+    }
+}
+
+fn display_name(name: &str, file: Option<&Path>) -> String {
+    match file {
+        None => "Dockerfile".into(),
+        Some(_) => name.to_string(),
+    }
+}
+
+fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source> {
+    let tmp = settings.store.tmp_dir();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut spool = tempfile::tempfile_in(&tmp)
+        .with_context(|| format!("cannot create a temp file in {}", tmp.display()))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+        .context("cannot read the build context from stdin")?;
+    spool.rewind().context("cannot read the spooled context")?;
+    let mut head = Vec::new();
+    rbuild_executor::compress::decompress(&spool, None)
+        .context("cannot read the context from stdin")?
+        .take(512)
+        .read_to_end(&mut head)
+        .context("cannot read the context from stdin")?;
+    spool.rewind().context("cannot read the spooled context")?;
+    let dir = tempfile::Builder::new()
+        .prefix("context-")
+        .tempdir_in(&tmp)
+        .with_context(|| format!("cannot create a temp dir in {}", tmp.display()))?;
+    if is_tar(&head) {
+        let reader = rbuild_executor::compress::decompress(&spool, None)
+            .context("cannot read the context archive from stdin")?;
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_overwrite(true);
+        // tar's unpack refuses entries that would land outside the directory (`..`,
+        // absolute paths, paths through symlinks it created).
+        archive
+            .unpack(dir.path())
+            .context("cannot unpack the context archive from stdin")?;
+        let root = dir.path().to_path_buf();
+        let (name, text) = crate::commands::plan::read_dockerfile(file, &root)?;
+        Ok(Source {
+            dockerfile_name: display_name(&name, file),
+            dockerfile_text: text,
+            dockerfile_path: file.map(Path::to_path_buf),
+            root,
+            _temp: Some(dir),
+            index: OnceLock::new(),
+        })
+    } else {
+        // A bare Dockerfile: the context is empty.
+        let mut bytes = Vec::new();
+        spool
+            .read_to_end(&mut bytes)
+            .context("cannot read the Dockerfile from stdin")?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("<stdin>: the Dockerfile is not valid UTF-8"))?;
+        Ok(Source {
+            dockerfile_name: "<stdin>".into(),
+            dockerfile_text: text,
+            dockerfile_path: Some(PathBuf::from("-")),
+            root: dir.path().to_path_buf(),
+            _temp: Some(dir),
+            index: OnceLock::new(),
+        })
+    }
+}
+
+/// Whether a 512-byte block is a tar header: its checksum field matches.
+fn is_tar(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|&&b| b != 0 && b != b' ')
+        .map(|&b| b as char)
+        .collect();
+    let Ok(want) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+        .sum();
+    sum == want
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_headers_are_told_from_dockerfiles() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "Dockerfile", &b"abc"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        assert!(is_tar(&bytes[..512]));
+        let mut text = b"FROM scratch\n".to_vec();
+        text.resize(512, b' ');
+        assert!(!is_tar(&text));
+    }
+}

@@ -1,0 +1,255 @@
+//! RUN: the parent's snapshots become the sandbox's root (overlay, or a copy), the command
+//! runs with the step's environment, user, working directory, network and mounts, and
+//! what it changed becomes a layer. With the overlay snapshotter the upper directory is
+//! published as the new layer's snapshot, so the next RUN does not unpack it again.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use rbuild_cache::action::LayerRecord;
+use rbuild_cache::snapshots::Snapshots;
+use rbuild_compiler::instructions::{MountType, NetworkMode, SecurityMode};
+use rbuild_compiler::plan::ExecOp;
+use rbuild_executor::diff::{DiffOptions, LayerInfo};
+use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
+use rbuild_executor::sandbox::{self, Command, Network, RunSpec, Stream};
+use rbuild_executor::snapshot::{self, RootSource, SnapshotterKind};
+
+use super::Settings;
+use super::solver::StepEnv;
+use crate::commands::build::NetworkArg;
+use crate::commands::run::ensure_layer_snapshots;
+
+/// How many output lines a failure shows.
+const TAIL: usize = 20;
+
+/// A temp dir of the store that is removed (with the sandbox's id map) when dropped.
+pub struct StepDir {
+    path: PathBuf,
+    id_map: rbuild_executor::idmap::IdMap,
+}
+
+impl StepDir {
+    /// A new dir under the store's tmp/.
+    pub fn new(settings: &Settings, prefix: &str) -> anyhow::Result<StepDir> {
+        let tmp = settings.store.tmp_dir();
+        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .with_context(|| format!("cannot create a step directory in {}", tmp.display()))?;
+        Ok(StepDir {
+            path: dir.keep(),
+            id_map: settings.id_map.clone(),
+        })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Debug for StepDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StepDir").field(&self.path).finish()
+    }
+}
+
+impl Drop for StepDir {
+    fn drop(&mut self) {
+        if self.path.exists()
+            && let Err(e) = sandbox::remove_tree(&self.path, &self.id_map)
+        {
+            tracing::warn!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The layer options of this build.
+pub fn diff_options(settings: &Settings) -> DiffOptions {
+    DiffOptions {
+        compression: settings.compression,
+        source_date_epoch: settings.epoch,
+        id_map: settings.id_map.clone(),
+        threads: 0,
+    }
+}
+
+/// Writes a layer into the store through `write`; a layer without entries (or `None`) is
+/// thrown away and the step records that it added none.
+pub fn store_layer(
+    settings: &Settings,
+    write: impl FnOnce(&mut rbuild_cache::BlobWriter) -> anyhow::Result<Option<LayerInfo>>,
+) -> anyhow::Result<Option<LayerRecord>> {
+    let mut writer = settings.store.blob_writer(None)?;
+    let info = write(&mut writer)?;
+    let Some(info) = info.filter(|i| i.entries > 0) else {
+        writer.abort();
+        return Ok(None);
+    };
+    writer.flush().context("cannot write the layer")?;
+    let committed = writer.commit()?;
+    if committed.digest.to_string() != info.digest {
+        bail!(
+            "the layer was written as {} but stored as {}",
+            info.digest,
+            committed.digest
+        );
+    }
+    Ok(Some(LayerRecord {
+        digest: info.digest,
+        diff_id: info.diff_id,
+        size: info.size,
+        media_type: info.media_type.to_string(),
+    }))
+}
+
+/// Runs one RUN step; returns the layer it added.
+pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecord>> {
+    let settings = env.settings;
+    if exec.security == SecurityMode::Insecure {
+        bail!(
+            "RUN --security=insecure is not supported: rbuild's sandboxes never get all privileges"
+        );
+    }
+    let parent = env.parent_layers();
+    let layers = ensure_layer_snapshots(&settings.store, &parent, &settings.id_map)
+        .context("cannot prepare the parent file system")?;
+    let dir = StepDir::new(settings, "run-")?;
+    let mut spec = RunSpec::new(Command::Exec(exec.argv.clone()));
+    spec.env = exec.env.iter().chain(&exec.proxy_env).cloned().collect();
+    spec.workdir = if exec.cwd.is_empty() {
+        "/".into()
+    } else {
+        exec.cwd.clone()
+    };
+    spec.user = exec.user.clone();
+    spec.hostname = "rbuild".into();
+    spec.id_map = settings.id_map.clone();
+    spec.network = match exec.network {
+        NetworkMode::None => Network::None,
+        NetworkMode::Host => Network::Host,
+        NetworkMode::Default => match settings.network {
+            NetworkArg::None => Network::None,
+            NetworkArg::Default | NetworkArg::Host => Network::Host,
+        },
+    };
+    let mut guards = Vec::new();
+    spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;
+    env.cancels.register(&spec.cancel);
+    let kind = SnapshotterKind::detect();
+    let mut root = snapshot::prepare(kind, &layers, &dir.path().join("fs"), &spec.mountpoints())
+        .context("cannot prepare the step's root file system")?;
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
+    let outcome = sandbox::Sandbox::run(&spec, &root, &mut |_stream: Stream, line: &[u8]| {
+        env.progress.line(env.step, line);
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(String::from_utf8_lossy(line).into_owned());
+    })
+    .with_context(|| format!("cannot run {:?}", exec.argv))?;
+    drop(guards);
+    if outcome.cancelled {
+        bail!("cancelled");
+    }
+    if outcome.timed_out || outcome.exit_code != 0 {
+        let mut msg = format!(
+            "process {:?} did not complete successfully: exit code {}",
+            exec.argv, outcome.exit_code
+        );
+        if !tail.is_empty() {
+            msg.push_str("\nlast output lines:");
+            for l in &tail {
+                msg.push_str("\n  ");
+                msg.push_str(l);
+            }
+        }
+        bail!(msg);
+    }
+    let opts = diff_options(settings);
+    let layer = store_layer(settings, |w| {
+        Ok(Some(
+            root.write_layer(&opts, w)
+                .context("cannot write the step's changes as a layer")?,
+        ))
+    })?;
+    if let (Some(layer), RootSource::Overlay { upper, .. }) = (&layer, &root.source) {
+        publish_upper(settings, upper, layer);
+    }
+    Ok(layer)
+}
+
+/// Publishes an overlay upper dir as the snapshot of the layer it was diffed into.
+fn publish_upper(settings: &Settings, upper: &Path, layer: &LayerRecord) {
+    let Some(diff_id) = layer
+        .diff_id
+        .strip_prefix("sha256:")
+        .and_then(|h| rbuild_cache::Digest::from_hex(h).ok())
+    else {
+        return;
+    };
+    let Ok(snapshots) = Snapshots::open(settings.store.root()) else {
+        return;
+    };
+    if snapshots.get(&diff_id).is_some() {
+        return;
+    }
+    match snapshots.commit(upper, &diff_id) {
+        Ok(p) => tracing::debug!("published {} as snapshot {}", upper.display(), p.display()),
+        Err(e) => tracing::debug!("snapshot {} not published: {e}", layer.diff_id),
+    }
+}
+
+/// The step's mounts: `--mount`s and the heredoc scripts.
+fn mounts(
+    env: &StepEnv<'_>,
+    exec: &ExecOp,
+    dir: &Path,
+    _process_env: &mut Vec<String>,
+    _guards: &mut Vec<Box<dyn std::any::Any>>,
+) -> anyhow::Result<Vec<ExtraMount>> {
+    let mut out = Vec::new();
+    if !exec.files.is_empty() {
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files)
+            .with_context(|| format!("cannot create {}", files.display()))?;
+        for (i, f) in exec.files.iter().enumerate() {
+            let host = files.join(i.to_string());
+            let mut file = std::fs::File::create(&host)
+                .with_context(|| format!("cannot write {}", host.display()))?;
+            file.write_all(f.content.as_bytes())
+                .with_context(|| format!("cannot write {}", host.display()))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(f.mode | 0o444))
+                .with_context(|| format!("cannot set the mode of {}", host.display()))?;
+            out.push(ExtraMount {
+                kind: ExtraMountKind::Bind { source: host },
+                target: PathBuf::from(&f.path),
+                readonly: true,
+            });
+        }
+    }
+    for m in &exec.mounts {
+        let mount = &m.mount;
+        let target = PathBuf::from(&mount.target);
+        match mount.kind {
+            MountType::Tmpfs => out.push(ExtraMount {
+                kind: ExtraMountKind::Tmpfs {
+                    size: mount.size.unwrap_or(0),
+                },
+                target,
+                readonly: false,
+            }),
+            other => bail!(
+                "RUN --mount=type={} is not supported yet (at {})",
+                other.as_str(),
+                env.op.description
+            ),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,245 @@
+//! Image assembly: the target stage's layers, its config (the planner's runtime config over
+//! the base image's config document) and its history (the base's, then one entry per
+//! instruction with `empty_layer` where the step changed no file) become a config and a
+//! manifest in the store, named by every `-t`.
+//!
+//! History entries of steps that add a layer carry `comment: "Dockerfile:LINE"`, which
+//! `rbuild report` uses to point at the instruction. With `SOURCE_DATE_EPOCH` every time
+//! in the config is that instant (and layer mtimes are clamped to it), so two clean builds
+//! of the same context give the same digest.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, anyhow, bail};
+use oci_spec::image::MediaType;
+use rbuild_cache::action::LayerRecord;
+use rbuild_compiler::plan::{InputRole, OpKind, Plan};
+use serde_json::{Value, json};
+
+use super::Settings;
+use super::bases::Base;
+use super::context::Source;
+use super::solver::OpResult;
+use crate::commands::build::FormatArg;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// The layer media type for the chosen format.
+fn layer_media_type(format: FormatArg, media_type: &str) -> anyhow::Result<String> {
+    let gzip = media_type.ends_with("gzip");
+    let zstd = media_type.ends_with("zstd");
+    let nondist = media_type.contains("nondistributable") || media_type.contains("foreign");
+    Ok(match format {
+        FormatArg::Oci => {
+            let base = if nondist {
+                "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            } else {
+                "application/vnd.oci.image.layer.v1.tar"
+            };
+            if gzip {
+                format!("{base}+gzip")
+            } else if zstd {
+                format!("{base}+zstd")
+            } else {
+                base.to_string()
+            }
+        }
+        FormatArg::Docker => {
+            if zstd {
+                bail!("layer of type {media_type} cannot be in a Docker v2 manifest: build with --format oci");
+            }
+            match (nondist, gzip) {
+                (false, true) => "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
+                (false, false) => "application/vnd.docker.image.rootfs.diff.tar".into(),
+                (true, _) => "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into(),
+            }
+        }
+    })
+}
+
+/// RFC 3339 UTC time of `secs`.
+fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// Assembles the target stage's image; returns its id (the manifest digest).
+pub fn assemble(
+    settings: &Settings,
+    source: &Source,
+    plan: &Plan,
+    bases: &BTreeMap<String, Base>,
+    results: &[Option<OpResult>],
+) -> anyhow::Result<String> {
+    let stage = plan.target_stage();
+    let result_op = stage
+        .result
+        .ok_or_else(|| anyhow!("stage {} has nothing to build", stage.label()))?;
+    let state = results[result_op]
+        .as_ref()
+        .ok_or_else(|| anyhow!("internal error: stage {} was not built", stage.label()))?;
+    let layers: &[LayerRecord] = &state.layers;
+
+    // The chain of file-system ops from the root (image or scratch) to the result.
+    let mut chain = Vec::new();
+    let mut cur = result_op;
+    let root = loop {
+        let op = &plan.ops[cur];
+        if matches!(
+            op.kind,
+            OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. }
+        ) {
+            chain.push(cur);
+        }
+        match op.inputs.iter().find(|i| i.role == InputRole::Parent) {
+            Some(p) => cur = p.op,
+            None => break cur,
+        }
+    };
+    chain.reverse();
+    let base = match &plan.ops[root].kind {
+        OpKind::Image { reference, .. } => bases.get(reference),
+        _ => None,
+    };
+
+    let now = settings.epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let created = rfc3339(now);
+
+    let mut history: Vec<Value> = base
+        .and_then(|b| b.config_json.get("history"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut steps = chain.iter();
+    for entry in &stage.image.history {
+        let mut h = serde_json::Map::new();
+        h.insert("created".into(), json!(created));
+        h.insert("created_by".into(), json!(entry.created_by));
+        let mut empty = entry.empty_layer;
+        if !entry.empty_layer {
+            let op = *steps.next().ok_or_else(|| {
+                anyhow!(
+                    "internal error: history entry {:?} has no step",
+                    entry.created_by
+                )
+            })?;
+            let added = results[op].as_ref().is_some_and(|r| r.added);
+            empty = !added;
+            h.insert(
+                "comment".into(),
+                json!(format!("Dockerfile:{}", plan.ops[op].span.start.line)),
+            );
+        }
+        if empty {
+            h.insert("empty_layer".into(), json!(true));
+        }
+        history.push(Value::Object(h));
+    }
+    if steps.next().is_some() {
+        bail!(
+            "internal error: stage {} has more steps than history entries",
+            stage.label()
+        );
+    }
+
+    let mut runtime = serde_json::to_value(&stage.image.config)?;
+    if !settings.labels.is_empty() {
+        let obj = runtime
+            .as_object_mut()
+            .ok_or_else(|| anyhow!("internal error: config is not an object"))?;
+        let labels = obj.entry("Labels").or_insert_with(|| json!({}));
+        if let Some(map) = labels.as_object_mut() {
+            for (k, v) in &settings.labels {
+                map.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    let mut config = match base {
+        Some(b) if b.config_json.is_object() => b.config_json.clone(),
+        _ => json!({}),
+    };
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("internal error: config is not an object"))?;
+    for legacy in ["container", "container_config", "docker_version", "id", "parent"] {
+        obj.remove(legacy);
+    }
+    obj.insert("config".into(), runtime);
+    obj.insert("created".into(), json!(created));
+    obj.insert("os".into(), json!(stage.platform.os));
+    obj.insert("architecture".into(), json!(stage.platform.architecture));
+    if stage.platform.variant.is_empty() {
+        obj.remove("variant");
+    } else {
+        obj.insert("variant".into(), json!(stage.platform.variant));
+    }
+    if let Some(author) = &stage.image.author {
+        obj.insert("author".into(), json!(author));
+    }
+    obj.insert(
+        "rootfs".into(),
+        json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
+    );
+    obj.insert("history".into(), Value::Array(history));
+
+    let (manifest_type, config_type) = match settings.format {
+        FormatArg::Oci => (OCI_MANIFEST, OCI_CONFIG),
+        FormatArg::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG),
+    };
+    let config_bytes = serde_json::to_vec(&config)?;
+    let config_desc = settings
+        .store
+        .put_document(MediaType::Other(config_type.into()), &config_bytes)
+        .context("cannot store the image config")?;
+    let mut layer_descs = Vec::new();
+    for l in layers {
+        layer_descs.push(json!({
+            "mediaType": layer_media_type(settings.format, &l.media_type)?,
+            "digest": l.digest,
+            "size": l.size,
+        }));
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {
+            "mediaType": config_type,
+            "digest": config_desc.digest().to_string(),
+            "size": config_desc.size(),
+        },
+        "layers": layer_descs,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let manifest_desc = settings
+        .store
+        .put_document(MediaType::Other(manifest_type.into()), &manifest_bytes)
+        .context("cannot store the image manifest")?;
+    let mut tagged = manifest_desc.clone();
+    tagged.set_media_type(match settings.format {
+        FormatArg::Oci => MediaType::ImageManifest,
+        FormatArg::Docker => MediaType::Other(DOCKER_MANIFEST.into()),
+    });
+    let mut platform = oci_spec::image::Platform::default();
+    platform.set_os(stage.platform.os.as_str().into());
+    platform.set_architecture(stage.platform.architecture.as_str().into());
+    if !stage.platform.variant.is_empty() {
+        platform.set_variant(Some(stage.platform.variant.clone()));
+    }
+    tagged.set_platform(Some(platform));
+    for name in &settings.tags {
+        settings
+            .store
+            .tag(name, &tagged)
+            .with_context(|| format!("cannot name the image {name}"))?;
+    }
+    let _ = source;
+    Ok(manifest_desc.digest().to_string())
+}

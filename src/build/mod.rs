@@ -1,0 +1,208 @@
+//! The build engine: from a Dockerfile and a context to an image in the store.
+//!
+//! 1. settings: the command line resolved (secrets read, context located), [`Settings`];
+//! 2. the Dockerfile is planned once without base image configs to learn which base images
+//!    it names; each is resolved once (store, or registry with `--pull` or when missing);
+//!    then planned again with their configs (inherited ENV, WORKDIR, ONBUILD triggers);
+//! 3. [`solver`]: every op gets a cache key; hits are taken from the action cache, misses
+//!    run as soon as their inputs are ready, in parallel up to `--jobs`;
+//! 4. [`image`]: the target stage's layers, config and history become a manifest in the
+//!    store, tagged with every `-t`.
+
+mod bases;
+mod context;
+mod exec;
+mod fileops;
+mod image;
+mod keys;
+mod progress;
+mod secrets;
+mod solver;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use rbuild_cache::Store;
+use rbuild_compiler::instructions::from_ast::plan_source;
+use rbuild_compiler::plan::{NoBaseConfigs, Plan, PlanOptions};
+use rbuild_executor::compress::Compression;
+use rbuild_executor::idmap::IdMap;
+
+use crate::cli::GlobalArgs;
+use crate::commands::build::{BuildArgs, CompressionArg, FormatArg, NetworkArg, ProgressArg};
+use crate::commands::registry::RegistryArgs;
+
+pub use secrets::Secret;
+
+/// A build, resolved from the command line before any work starts.
+#[derive(Debug)]
+pub struct Settings {
+    /// The store.
+    pub store: Store,
+    /// `--root` and friends, for pulling bases.
+    pub quiet: bool,
+    /// Where the context comes from.
+    pub context: context::ContextArg,
+    /// `-f`.
+    pub file: Option<PathBuf>,
+    /// Planner options (`--target`, `--build-arg`, `--platform`).
+    pub plan_options: PlanOptions,
+    /// `-t`, normalized.
+    pub tags: Vec<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--no-cache-filter`, lower-cased stage names.
+    pub no_cache_filter: Vec<String>,
+    /// `--pull`.
+    pub pull: bool,
+    /// `--secret`s by id (values in memory only).
+    pub secrets: BTreeMap<String, Secret>,
+    /// `--ssh` sockets by id.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--network` for RUN steps that say `default`.
+    pub network: NetworkArg,
+    /// `--label`s.
+    pub labels: BTreeMap<String, String>,
+    /// `--format`.
+    pub format: FormatArg,
+    /// `--compression`.
+    pub compression: Compression,
+    /// `--jobs`.
+    pub jobs: usize,
+    /// `--iidfile`.
+    pub iidfile: Option<PathBuf>,
+    /// `--progress`, resolved.
+    pub progress: progress::Mode,
+    /// `--explain-cache`.
+    pub explain: bool,
+    /// `SOURCE_DATE_EPOCH`.
+    pub epoch: Option<i64>,
+    /// Registry flags for pulling bases.
+    pub registry_args: RegistryArgs,
+    /// How ids map into the sandboxes.
+    pub id_map: IdMap,
+}
+
+impl Settings {
+    /// Resolves the command line.
+    pub fn from_args(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<Settings> {
+        let store = crate::commands::open_store(global)?;
+        let plan_args = crate::commands::plan::PlanArgs {
+            file: None,
+            target: args.target.clone(),
+            build_args: args.build_args.clone(),
+            platform: args.platform.clone(),
+            format: crate::commands::plan::PlanFormat::Text,
+            context: PathBuf::from("."),
+        };
+        let plan_options = crate::commands::plan::plan_options(&plan_args)?;
+        let mut tags = Vec::new();
+        for t in &args.tags {
+            let name = crate::names::normalize_name(t)
+                .with_context(|| format!("invalid tag {t:?}"))?;
+            tags.push(name);
+        }
+        let mut labels = BTreeMap::new();
+        for l in &args.labels {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            if k.is_empty() {
+                bail!("invalid --label {l:?}: expected KEY=VALUE");
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let secrets = secrets::parse_secrets(&args.secret)?;
+        let ssh = secrets::parse_ssh(&args.ssh)?;
+        let compression = match args.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::Uncompressed => Compression::None,
+        };
+        if args.format == FormatArg::Docker && compression == Compression::Zstd {
+            bail!("--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers");
+        }
+        let jobs = match args.jobs {
+            Some(0) => bail!("--jobs must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let quiet = global.quiet || args.progress == ProgressArg::Quiet;
+        let progress = progress::Mode::resolve(args.progress, quiet);
+        let context = context::ContextArg::new(&args.context, args.file.as_deref())?;
+        Ok(Settings {
+            store,
+            quiet,
+            context,
+            file: args.file,
+            plan_options,
+            tags,
+            no_cache: args.no_cache,
+            no_cache_filter: args
+                .no_cache_filter
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            pull: args.pull,
+            secrets,
+            ssh,
+            network: args.network,
+            labels,
+            format: args.format,
+            compression,
+            jobs,
+            iidfile: args.iidfile,
+            progress,
+            explain: args.explain_cache,
+            epoch: crate::commands::source_date_epoch()?,
+            registry_args: args.registry_args,
+            id_map: IdMap::for_current_user(),
+        })
+    }
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct Built {
+    /// The image id: `sha256:` digest of its manifest.
+    pub id: String,
+}
+
+/// Runs a build.
+pub fn build(settings: Settings) -> anyhow::Result<Built> {
+    let started = std::time::Instant::now();
+    let source = context::load(&settings)?;
+    let text = &source.dockerfile_text;
+    let name = &source.dockerfile_name;
+    let render = |err: &dyn Fn(&str, &str) -> String| err(name, text);
+
+    // First plan: which base images the target needs.
+    let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
+        .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
+    let bases = bases::resolve(&settings, &first)?;
+    let configs: BTreeMap<String, rbuild_compiler::plan::ImageConfig> = bases
+        .iter()
+        .map(|(r, b)| (r.clone(), b.runtime_config.clone()))
+        .collect();
+    let plan: Plan = plan_source(text, &settings.plan_options, &configs)
+        .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
+    for warning in &plan.warnings {
+        tracing::warn!("{}", warning.render(name, text));
+    }
+    for f in &settings.no_cache_filter {
+        if !plan
+            .stages
+            .iter()
+            .any(|s| s.label().eq_ignore_ascii_case(f) || s.index.to_string() == *f)
+        {
+            bail!("--no-cache-filter {f:?} names no stage of {name}");
+        }
+    }
+    let results = solver::solve(&settings, &source, &plan, &bases)?;
+    let id = image::assemble(&settings, &source, &plan, &bases, &results)?;
+    if let Some(path) = &settings.iidfile {
+        std::fs::write(path, format!("{id}"))
+            .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
+    }
+    tracing::info!("built {id} in {:.2?}", started.elapsed());
+    Ok(Built { id })
+}

@@ -1,0 +1,699 @@
+//! The solver: keys every op of the plan, takes hits from the action cache, and runs the
+//! misses as soon as their inputs are ready, up to `--jobs` at once. The first failure
+//! cancels the running steps (their sandboxes are killed) and is reported with its
+//! Dockerfile line, its command and its last output lines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use rbuild_cache::action::{ActionCache, CacheRecord, LayerRecord, SCHEMA};
+use rbuild_cache::context::Selection;
+use rbuild_cache::{Digest, Hasher};
+use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
+use rbuild_executor::sandbox::CancelHandle;
+
+use super::bases::Base;
+use super::context::Source;
+use super::keys::{self, Part};
+use super::progress::Progress;
+use super::{Settings, exec, fileops};
+
+/// The result of one op.
+#[derive(Debug, Clone)]
+pub struct OpResult {
+    /// Its cache key.
+    pub key: Digest,
+    /// The file system it produces, as layers bottom first (empty for non-file-system ops).
+    pub layers: Arc<Vec<LayerRecord>>,
+    /// For steps: whether it added a layer.
+    pub added: bool,
+    /// Whether it came from the cache.
+    pub cached: bool,
+}
+
+/// What an op reads from one of its inputs, handed to the worker that runs it.
+#[derive(Debug, Clone)]
+pub enum InputData {
+    /// A file system (a stage, an image, scratch).
+    Layers(Arc<Vec<LayerRecord>>),
+    /// Files of the context.
+    Context(Arc<Selection>),
+    /// A downloaded file (ADD URL).
+    Download(Arc<super::fileops::Download>),
+}
+
+/// Everything a running step needs.
+pub struct StepEnv<'a> {
+    /// The build settings.
+    pub settings: &'a Settings,
+    /// The context and Dockerfile.
+    pub source: &'a Source,
+    /// The op.
+    pub op: &'a Op,
+    /// Its progress number.
+    pub step: usize,
+    /// Progress.
+    pub progress: &'a Progress,
+    /// Inputs by index of `op.inputs`.
+    pub inputs: Vec<InputData>,
+    /// Registers the step's sandbox so a failure elsewhere can kill it.
+    pub cancels: &'a Cancels,
+}
+
+impl StepEnv<'_> {
+    /// The layers of the op's parent input (empty for none).
+    pub fn parent_layers(&self) -> Arc<Vec<LayerRecord>> {
+        self.op
+            .inputs
+            .iter()
+            .zip(&self.inputs)
+            .find(|(i, _)| i.role == InputRole::Parent)
+            .and_then(|(_, d)| match d {
+                InputData::Layers(l) => Some(l.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for StepEnv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepEnv").field("op", &self.op.id).finish()
+    }
+}
+
+/// The running sandboxes, so that a failure (or Ctrl-C) can stop them all.
+#[derive(Debug, Default)]
+pub struct Cancels {
+    cancelled: AtomicBool,
+    handles: Mutex<Vec<CancelHandle>>,
+}
+
+impl Cancels {
+    /// Adds a sandbox; it is killed at once when the build is already cancelled.
+    pub fn register(&self, handle: &CancelHandle) {
+        let mut hs = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if self.cancelled.load(Ordering::SeqCst) {
+            handle.cancel();
+        }
+        hs.push(handle.clone());
+    }
+
+    /// Whether the build is being stopped.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Kills every registered sandbox.
+    pub fn cancel_all(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        for h in self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            h.cancel();
+        }
+    }
+}
+
+/// An op's state after the key phase.
+enum Prep {
+    /// Config ops: nothing to do.
+    Skip,
+    /// Known at once (scratch, images, context selections, downloads).
+    Ready(OpResult, Option<InputData>),
+    /// A step: a hit when `record` is set, else it runs.
+    Step {
+        key: Digest,
+        /// The key its record is stored under (`COPY --link`: without the parent).
+        record_key: Digest,
+        record: Option<CacheRecord>,
+    },
+}
+
+/// Computes every key, then runs the misses. Returns the result of every op (`None` for
+/// config ops).
+pub fn solve(
+    settings: &Settings,
+    source: &Source,
+    plan: &Plan,
+    bases: &BTreeMap<String, Base>,
+) -> anyhow::Result<Vec<Option<OpResult>>> {
+    let progress = Progress::new(settings.progress, settings.explain);
+    let cache = ActionCache::open(settings.store.root())?;
+    let steps = number_steps(plan);
+    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache)?;
+    run_phase(
+        settings,
+        source,
+        plan,
+        &cache,
+        &progress,
+        &steps,
+        preps,
+        &mut reasons,
+    )
+}
+
+/// Progress numbers and labels of the ops shown (everything but config ops).
+fn number_steps(plan: &Plan) -> Vec<Option<(usize, String)>> {
+    let mut out = vec![None; plan.ops.len()];
+    let mut n = 0;
+    for stage in &plan.stages {
+        let shown: Vec<usize> = stage
+            .ops
+            .iter()
+            .copied()
+            .filter(|&i| {
+                matches!(
+                    plan.ops[i].kind,
+                    OpKind::Image { .. }
+                        | OpKind::Exec(_)
+                        | OpKind::Copy(_)
+                        | OpKind::Mkdir { .. }
+                )
+            })
+            .collect();
+        for &i in &stage.ops {
+            let op = &plan.ops[i];
+            let label = match op.kind {
+                OpKind::Context { .. } => "internal".to_string(),
+                OpKind::Http { .. } | OpKind::Git { .. } => "internal".to_string(),
+                OpKind::Scratch | OpKind::Config { .. } => continue,
+                _ => {
+                    let pos = shown.iter().position(|&s| s == i).unwrap_or(0) + 1;
+                    format!("{} {pos}/{}", stage.label(), shown.len())
+                }
+            };
+            n += 1;
+            out[i] = Some((n, label));
+        }
+    }
+    out
+}
+
+fn forced(settings: &Settings, plan: &Plan, op: &Op) -> bool {
+    if settings.no_cache {
+        return true;
+    }
+    let stage = &plan.stages[op.stage];
+    settings
+        .no_cache_filter
+        .iter()
+        .any(|f| stage.label().eq_ignore_ascii_case(f) || stage.index.to_string() == *f)
+}
+
+fn slot(source: &Source, plan: &Plan, op: &Op) -> Digest {
+    let stage = &plan.stages[op.stage];
+    let pos = stage.ops.iter().position(|&i| i == op.id).unwrap_or(0);
+    let mut h = Hasher::new();
+    for part in [
+        source.identity(),
+        source.dockerfile_name.clone(),
+        stage.label(),
+        pos.to_string(),
+    ] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finish()
+}
+
+fn key_phase(
+    settings: &Settings,
+    source: &Source,
+    plan: &Plan,
+    bases: &BTreeMap<String, Base>,
+    cache: &ActionCache,
+) -> anyhow::Result<(Vec<Prep>, HashMap<usize, String>)> {
+    let mut reasons = HashMap::new();
+    let mut preps: Vec<Prep> = Vec::with_capacity(plan.ops.len());
+    let mut keys: Vec<Option<Digest>> = vec![None; plan.ops.len()];
+    let mut files: HashMap<usize, BTreeMap<String, String>> = HashMap::new();
+    for op in &plan.ops {
+        let definition = op.definition.to_string();
+        let at = |e: anyhow::Error| -> anyhow::Error {
+            let line = op.span.start.line;
+            e.context(format!("{}:{line}: {}", source.dockerfile_name, op.description))
+        };
+        let prep = match &op.kind {
+            OpKind::Config { .. } => Prep::Skip,
+            OpKind::Scratch => {
+                let key = keys::key(&definition, &[]);
+                Prep::Ready(
+                    OpResult {
+                        key,
+                        layers: Arc::default(),
+                        added: false,
+                        cached: true,
+                    },
+                    None,
+                )
+            }
+            OpKind::Image { reference, .. } => {
+                let base = bases
+                    .get(reference)
+                    .ok_or_else(|| anyhow!("base image {reference} was not resolved"))?;
+                let key = keys::key(
+                    &definition,
+                    &[Part {
+                        role: "base image",
+                        label: reference.clone(),
+                        digest: base.digest(),
+                    }],
+                );
+                Prep::Ready(
+                    OpResult {
+                        key,
+                        layers: Arc::new(base.layers.clone()),
+                        added: false,
+                        cached: true,
+                    },
+                    None,
+                )
+            }
+            OpKind::Context { include, exclude } => {
+                let index = source.index(settings)?;
+                let selection = index
+                    .select(include, exclude)
+                    .map_err(|e| at(anyhow::Error::new(e)))?;
+                let digest = selection.digest.to_hex().to_string();
+                files.insert(
+                    op.id,
+                    selection
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            let h = e
+                                .hash
+                                .map(|h| h.to_hex()[..16].to_string())
+                                .unwrap_or_else(|| format!("{:?}:{:o}", e.kind, e.mode));
+                            (String::from_utf8_lossy(e.path_bytes()).into_owned(), h)
+                        })
+                        .collect(),
+                );
+                let key = keys::key(
+                    &definition,
+                    &[Part {
+                        role: "context",
+                        label: "context".into(),
+                        digest,
+                    }],
+                );
+                Prep::Ready(
+                    OpResult {
+                        key,
+                        layers: Arc::default(),
+                        added: false,
+                        cached: true,
+                    },
+                    Some(InputData::Context(Arc::new(selection))),
+                )
+            }
+            OpKind::Http { url, checksum } => {
+                let download = fileops::download(settings, url, checksum.as_deref()).map_err(at)?;
+                let key = keys::key(
+                    &definition,
+                    &[Part {
+                        role: "url",
+                        label: url.clone(),
+                        digest: download.digest.clone(),
+                    }],
+                );
+                Prep::Ready(
+                    OpResult {
+                        key,
+                        layers: Arc::default(),
+                        added: false,
+                        cached: true,
+                    },
+                    Some(InputData::Download(Arc::new(download))),
+                )
+            }
+            OpKind::Git { url, .. } => {
+                return Err(at(anyhow!(
+                    "ADD from a git repository ({url}) is not supported yet; clone it in a RUN step or into the context"
+                )));
+            }
+            OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. } => {
+                let mut parts = Vec::new();
+                let mut link_parts = Vec::new();
+                let mut context_files = BTreeMap::new();
+                for input in &op.inputs {
+                    let k = keys[input.op]
+                        .ok_or_else(|| anyhow!("op {} reads op {} before it", op.id, input.op))?;
+                    let part = Part {
+                        role: input.role.as_str(),
+                        label: plan.ops[input.op].description.clone(),
+                        digest: k.to_string(),
+                    };
+                    if let Some(f) = files.get(&input.op) {
+                        context_files.extend(f.iter().map(|(a, b)| (a.clone(), b.clone())));
+                    }
+                    if input.role != InputRole::Parent {
+                        link_parts.push(part.clone());
+                    }
+                    parts.push(part);
+                }
+                let key = keys::key(&definition, &parts);
+                let link = matches!(&op.kind, OpKind::Copy(c) if c.link);
+                let record_key = if link {
+                    keys::key(&format!("link:{definition}"), &link_parts)
+                } else {
+                    key
+                };
+                let env = match &op.kind {
+                    OpKind::Exec(e) => e.env.clone(),
+                    _ => Vec::new(),
+                };
+                let now =
+                    keys::record(&key, &definition, &op.description, &env, &parts, context_files);
+                let slot = slot(source, plan, op);
+                let before = cache.last_inputs(&slot).unwrap_or(None);
+                let force = forced(settings, plan, op);
+                let record = if force {
+                    None
+                } else {
+                    cache
+                        .get(&record_key)?
+                        .filter(|r| r.schema == SCHEMA)
+                        .filter(|r| {
+                            r.layer.as_ref().is_none_or(|l| {
+                                l.digest
+                                    .parse::<Digest>()
+                                    .is_ok_and(|d| settings.store.has_blob(&d))
+                            })
+                        })
+                };
+                if record.is_none() {
+                    let reason = if force {
+                        "caching disabled for this step (--no-cache)".to_string()
+                    } else {
+                        keys::explain(before.as_ref(), &now)
+                    };
+                    if settings.explain {
+                        tracing::info!("{}: cache miss: {reason}", op.description);
+                    }
+                    reasons.insert(op.id, reason);
+                }
+                if before.as_ref() != Some(&now)
+                    && let Err(e) = cache.set_last_inputs(&slot, &now)
+                {
+                    tracing::debug!("cannot record the inputs of {}: {e}", op.description);
+                }
+                Prep::Step {
+                    key,
+                    record_key,
+                    record,
+                }
+            }
+        };
+        keys[op.id] = match &prep {
+            Prep::Skip => None,
+            Prep::Ready(r, _) => Some(r.key),
+            Prep::Step { key, .. } => Some(*key),
+        };
+        preps.push(prep);
+    }
+    Ok((preps, reasons))
+}
+
+
+type Finished = (usize, anyhow::Result<Option<LayerRecord>>, Duration);
+
+#[allow(clippy::too_many_arguments)]
+fn run_phase(
+    settings: &Settings,
+    source: &Source,
+    plan: &Plan,
+    cache: &ActionCache,
+    progress: &Progress,
+    steps: &[Option<(usize, String)>],
+    preps: Vec<Prep>,
+    reasons: &mut HashMap<usize, String>,
+) -> anyhow::Result<Vec<Option<OpResult>>> {
+    let n = plan.ops.len();
+    let mut results: Vec<Option<OpResult>> = vec![None; n];
+    let mut data: Vec<Option<InputData>> = vec![None; n];
+    let mut finished = vec![false; n];
+    let mut started = vec![false; n];
+    let cancels = Arc::new(Cancels::default());
+    let signals = watch_signals(&cancels)?;
+    let mut failure: Option<anyhow::Error> = None;
+    let mut running = 0usize;
+    let (tx, rx) = mpsc::channel::<Finished>();
+    let step_no = |i: usize| steps[i].as_ref().map_or(0, |(n, _)| *n);
+
+    let outcome = std::thread::scope(|scope| -> anyhow::Result<()> {
+        loop {
+            // Start (or finish at once) everything whose inputs are done.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for i in 0..n {
+                    if started[i] || !plan.ops[i].inputs.iter().all(|x| finished[x.op]) {
+                        continue;
+                    }
+                    let op = &plan.ops[i];
+                    match &preps[i] {
+                        Prep::Skip => {
+                            started[i] = true;
+                            finished[i] = true;
+                            progressed = true;
+                        }
+                        Prep::Ready(r, d) => {
+                            if let (Some((s, label)), OpKind::Image { .. }) = (&steps[i], &op.kind)
+                            {
+                                progress.start(*s, label, &format!("FROM {}", image_ref(op)));
+                                progress.done(*s, Duration::ZERO);
+                            }
+                            results[i] = Some(r.clone());
+                            data[i] = d.clone();
+                            started[i] = true;
+                            finished[i] = true;
+                            progressed = true;
+                        }
+                        Prep::Step {
+                            key,
+                            record: Some(rec),
+                            ..
+                        } => {
+                            if let Some((s, label)) = &steps[i] {
+                                progress.start(*s, label, &op.description);
+                                progress.cached(*s);
+                            }
+                            let parent = parent_layers(op, &results);
+                            let mut layers = (*parent).clone();
+                            layers.extend(rec.layer.clone());
+                            results[i] = Some(OpResult {
+                                key: *key,
+                                layers: Arc::new(layers),
+                                added: rec.layer.is_some(),
+                                cached: true,
+                            });
+                            started[i] = true;
+                            finished[i] = true;
+                            progressed = true;
+                        }
+                        Prep::Step { record: None, .. } => {
+                            if failure.is_some() || running >= settings.jobs {
+                                continue;
+                            }
+                            let inputs: Vec<InputData> = op
+                                .inputs
+                                .iter()
+                                .map(|x| {
+                                    data[x.op].clone().unwrap_or_else(|| {
+                                        InputData::Layers(
+                                            results[x.op]
+                                                .as_ref()
+                                                .map(|r| r.layers.clone())
+                                                .unwrap_or_default(),
+                                        )
+                                    })
+                                })
+                                .collect();
+                            let s = step_no(i);
+                            if let Some((s, label)) = &steps[i] {
+                                progress.start(*s, label, &op.description);
+                                if let Some(reason) = reasons.remove(&i) {
+                                    progress.miss(*s, &reason);
+                                }
+                            }
+                            started[i] = true;
+                            running += 1;
+                            let tx = tx.clone();
+                            let cancels = &*cancels;
+                            scope.spawn(move || {
+                                let t = Instant::now();
+                                let env = StepEnv {
+                                    settings,
+                                    source,
+                                    op,
+                                    step: s,
+                                    progress,
+                                    inputs,
+                                    cancels,
+                                };
+                                let r = run_step(&env);
+                                let _ = tx.send((i, r, t.elapsed()));
+                            });
+                        }
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, r, took)) = rx.recv() else {
+                break;
+            };
+            running -= 1;
+            finished[i] = true;
+            let op = &plan.ops[i];
+            let s = step_no(i);
+            match r {
+                Ok(layer) => {
+                    progress.done(s, took);
+                    let Prep::Step {
+                        key, record_key, ..
+                    } = &preps[i]
+                    else {
+                        unreachable!("only steps run");
+                    };
+                    let record = CacheRecord {
+                        schema: SCHEMA,
+                        layer: layer.clone(),
+                        created: now_secs(),
+                        description: op.description.clone(),
+                    };
+                    if let Err(e) = cache.put(record_key, &record) {
+                        tracing::warn!("cannot record {} in the cache: {e}", op.description);
+                    }
+                    let mut layers = (*parent_layers(op, &results)).clone();
+                    layers.extend(layer.clone());
+                    results[i] = Some(OpResult {
+                        key: *key,
+                        layers: Arc::new(layers),
+                        added: layer.is_some(),
+                        cached: false,
+                    });
+                }
+                Err(e) => {
+                    if failure.is_none() {
+                        if !cancels.is_cancelled() || signals.caught() {
+                            progress.failed(s, &format!("{e:#}"), &[]);
+                        }
+                        let line = op.span.start.line;
+                        let text = &source.dockerfile_text;
+                        let located = rbuild_compiler::parser::render_diagnostic(
+                            &format!("{} failed", op.description),
+                            op.span,
+                            None,
+                            &source.dockerfile_name,
+                            text,
+                        );
+                        tracing::debug!("step at line {line} failed");
+                        failure = Some(e.context(located));
+                        cancels.cancel_all();
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    drop(signals);
+    outcome?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(i) = (0..n).find(|&i| !finished[i]) {
+        bail!(
+            "internal error: step {} was never run",
+            plan.ops[i].description
+        );
+    }
+    Ok(results)
+}
+
+fn image_ref(op: &Op) -> &str {
+    match &op.kind {
+        OpKind::Image { reference, .. } => reference,
+        _ => "",
+    }
+}
+
+fn parent_layers(op: &Op, results: &[Option<OpResult>]) -> Arc<Vec<LayerRecord>> {
+    op.inputs
+        .iter()
+        .find(|i| i.role == InputRole::Parent)
+        .and_then(|i| results[i.op].as_ref())
+        .map(|r| r.layers.clone())
+        .unwrap_or_default()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn run_step(env: &StepEnv<'_>) -> anyhow::Result<Option<LayerRecord>> {
+    if env.cancels.is_cancelled() {
+        bail!("cancelled");
+    }
+    match &env.op.kind {
+        OpKind::Exec(exec) => exec::run(env, exec),
+        OpKind::Copy(copy) => fileops::copy(env, copy),
+        OpKind::Mkdir { path, user } => fileops::mkdir(env, path, user),
+        other => bail!("internal error: {} is not a step", other.name()),
+    }
+}
+
+/// Ctrl-C and SIGTERM stop the build: every sandbox is killed, temp dirs are removed.
+struct SignalWatch {
+    handle: signal_hook::iterator::Handle,
+    caught: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalWatch {
+    fn caught(&self) -> bool {
+        self.caught.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn watch_signals(cancels: &Arc<Cancels>) -> anyhow::Result<SignalWatch> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    let handle = signals.handle();
+    let caught = Arc::new(AtomicBool::new(false));
+    let flag = caught.clone();
+    let cancels = cancels.clone();
+    let thread = std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            flag.store(true, Ordering::SeqCst);
+            cancels.cancel_all();
+        }
+    });
+    Ok(SignalWatch {
+        handle,
+        caught,
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,131 @@
+//! `rbuild build [OPTIONS] CONTEXT` (also `rbuild [OPTIONS] CONTEXT`): builds an image from
+//! a Dockerfile into the store. The flags are docker build's where docker has the flag.
+//! stdout gets the image id (the manifest digest); progress goes to stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::registry::RegistryArgs;
+use crate::cli::GlobalArgs;
+
+/// `rbuild build`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name the image `NAME[:TAG]` in the store; may be repeated.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin. It may lie
+    /// outside the context.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// A build argument, `NAME=value`, or `NAME` to take the value from the environment.
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Run every step; use no cached result.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Run every step of this stage; may be repeated.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Look base images up in their registry even when the store has them.
+    #[arg(long)]
+    pub pull: bool,
+    /// The platform to build for (`os/arch[/variant]`); default: this machine's.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// How progress is shown on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Say, for every step that runs, which input changed since the last build.
+    #[arg(long = "explain-cache")]
+    pub explain_cache: bool,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`
+    /// (`id=ID` alone reads the variable ID); may be repeated. Never stored.
+    #[arg(long, value_name = "id=ID[,src=PATH|env=VAR]")]
+    pub secret: Vec<String>,
+    /// An SSH agent socket for `RUN --mount=type=ssh`: `default`, `ID=SOCKET` or `default=SOCKET`;
+    /// may be repeated.
+    #[arg(long, value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// The network of RUN steps that do not say (`default` is the host's network).
+    #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
+    pub network: NetworkArg,
+    /// Set a label on the image, `KEY=VALUE`; may be repeated.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Manifest and config media types: OCI, or Docker's v2 schema 2.
+    #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
+    pub format: FormatArg,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// Steps run at once (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Write the image id to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+    /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+}
+
+/// `--progress`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// `tty` on a terminal, `plain` otherwise.
+    Auto,
+    /// A live view of the running steps.
+    Tty,
+    /// Every event on its own line, prefixed `#N`.
+    Plain,
+    /// One JSON object per line.
+    Json,
+    /// Only errors.
+    Quiet,
+}
+
+/// `--network`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// The host's network (what docker build's default gives a RUN step).
+    Default,
+    /// No network: only a loopback interface.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// `--format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// OCI image manifest and config media types.
+    Oci,
+    /// Docker image manifest v2, schema 2.
+    Docker,
+}
+
+/// `--compression`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// gzip (every tool reads it).
+    Gzip,
+    /// zstd (smaller and faster; OCI format only).
+    Zstd,
+    /// No compression.
+    Uncompressed,
+}
+
+pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let settings = crate::build::Settings::from_args(global, args)?;
+    let built = crate::build::build(settings)?;
+    println!("{}", built.id);
+    Ok(ExitCode::SUCCESS)
+}
