@@ -169,10 +169,23 @@ impl ActionCache {
         read_json(&self.slot_path(slot))
     }
 
+    /// The key last computed for `slot`: a small read, so a build whose steps all hit
+    /// need not parse the (possibly large) input records.
+    pub fn last_key(&self, slot: &Digest) -> Result<Option<String>, ActionError> {
+        let path = self.slots.join(format!("{}.key", slot.hex()));
+        match fs::read_to_string(&path) {
+            Ok(k) => Ok(Some(k)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// Remembers the inputs of the key just computed for `slot`.
     pub fn set_last_inputs(&self, slot: &Digest, record: &ExplainRecord) -> Result<(), ActionError> {
         let path = self.slot_path(slot);
-        write_json(&self.tmp, &path, record)
+        write_json(&self.tmp, &path, record)?;
+        let key_path = self.slots.join(format!("{}.key", slot.hex()));
+        write_atomic(&self.tmp, &key_path, record.key.as_bytes()).map_err(io_err(&key_path))
     }
 
     /// Every key with a record (for `prune` and tests).
@@ -249,7 +262,9 @@ mod tests {
             ..Default::default()
         };
         explain.files.insert("a.txt".into(), "abc".into());
+        assert_eq!(cache.last_key(&slot).unwrap(), None);
         cache.set_last_inputs(&slot, &explain).unwrap();
         assert_eq!(cache.last_inputs(&slot).unwrap(), Some(explain));
+        assert_eq!(cache.last_key(&slot).unwrap(), Some(key.to_string()));
     }
 }

@@ -106,12 +106,35 @@ pub fn assemble(
         _ => None,
     };
 
-    let now = settings.epoch.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    });
-    let created = rfc3339(now);
+    // Times come from when the steps ran (kept in the cache records), so rebuilding from
+    // the cache gives the same image; SOURCE_DATE_EPOCH fixes them all.
+    let step_time = |op: usize| -> String {
+        match settings.epoch {
+            Some(e) => rfc3339(e),
+            None => rfc3339(results[op].as_ref().map_or(0, |r| r.created)),
+        }
+    };
+    let base_created = base
+        .and_then(|b| b.config_json.get("created"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut created = match (settings.epoch, &base_created) {
+        (Some(e), _) => rfc3339(e),
+        (None, Some(c)) => c.clone(),
+        (None, None) => rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        ),
+    };
+    if settings.epoch.is_none()
+        && let Some(latest) = chain
+            .iter()
+            .filter_map(|&op| results[op].as_ref().map(|r| (r.created, op)))
+            .max()
+    {
+        created = step_time(latest.1);
+    }
 
     let mut history: Vec<Value> = base
         .and_then(|b| b.config_json.get("history"))
@@ -119,9 +142,14 @@ pub fn assemble(
         .cloned()
         .unwrap_or_default();
     let mut steps = chain.iter();
+    let mut last_time = match (settings.epoch, chain.first()) {
+        (Some(e), _) => rfc3339(e),
+        (None, Some(&first)) => step_time(first),
+        (None, None) => created.clone(),
+    };
     for entry in &stage.image.history {
         let mut h = serde_json::Map::new();
-        h.insert("created".into(), json!(created));
+        h.insert("created".into(), json!(last_time));
         h.insert("created_by".into(), json!(entry.created_by));
         let mut empty = entry.empty_layer;
         if !entry.empty_layer {
@@ -132,6 +160,8 @@ pub fn assemble(
                 )
             })?;
             let added = results[op].as_ref().is_some_and(|r| r.added);
+            last_time = step_time(op);
+            h.insert("created".into(), json!(last_time));
             empty = !added;
             h.insert(
                 "comment".into(),

@@ -75,7 +75,7 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
         return "first build of this step".into();
     };
     if before.key == now.key {
-        return "the cached result is gone (its record or layer was removed)".into();
+        return "no cached result (the step did not finish last time, or its result was removed)".into();
     }
     if before.definition != now.definition {
         let changed = changed_env(&before.env, &now.env);

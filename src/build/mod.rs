@@ -186,7 +186,12 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     let plan: Plan = plan_source(text, &settings.plan_options, &configs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
     for warning in &plan.warnings {
-        tracing::warn!("{}", warning.render(name, text));
+        // Stages the target does not need are normal in a multi-stage build.
+        if warning.code == "stage-not-built" {
+            tracing::debug!("{}", warning.message);
+        } else {
+            tracing::warn!("{}", warning.render(name, text));
+        }
     }
     for f in &settings.no_cache_filter {
         if !plan

@@ -32,6 +32,9 @@ pub struct OpResult {
     pub added: bool,
     /// Whether it came from the cache.
     pub cached: bool,
+    /// When the step ran (seconds since the epoch; from the cache record for hits), so a
+    /// rebuild from the cache gives the same image.
+    pub created: i64,
 }
 
 /// What an op reads from one of its inputs, handed to the worker that runs it.
@@ -197,6 +200,18 @@ fn number_steps(plan: &Plan) -> Vec<Option<(usize, String)>> {
     out
 }
 
+/// Each selected path with a short content digest (or kind and mode), for explaining
+/// which file changed.
+fn selection_files(s: &Selection) -> impl Iterator<Item = (String, String)> + '_ {
+    s.entries.iter().map(|e| {
+        let h = e
+            .hash
+            .map(|h| h.to_hex()[..16].to_string())
+            .unwrap_or_else(|| format!("{:?}:{:o}", e.kind, e.mode));
+        (String::from_utf8_lossy(e.path_bytes()).into_owned(), h)
+    })
+}
+
 fn forced(settings: &Settings, plan: &Plan, op: &Op) -> bool {
     if settings.no_cache {
         return true;
@@ -234,7 +249,7 @@ fn key_phase(
     let mut reasons = HashMap::new();
     let mut preps: Vec<Prep> = Vec::with_capacity(plan.ops.len());
     let mut keys: Vec<Option<Digest>> = vec![None; plan.ops.len()];
-    let mut files: HashMap<usize, BTreeMap<String, String>> = HashMap::new();
+    let mut selections: HashMap<usize, Arc<Selection>> = HashMap::new();
     for op in &plan.ops {
         let definition = op.definition.to_string();
         let at = |e: anyhow::Error| -> anyhow::Error {
@@ -251,6 +266,7 @@ fn key_phase(
                         layers: Arc::default(),
                         added: false,
                         cached: true,
+                        created: 0,
                     },
                     None,
                 )
@@ -273,6 +289,7 @@ fn key_phase(
                         layers: Arc::new(base.layers.clone()),
                         added: false,
                         cached: true,
+                        created: 0,
                     },
                     None,
                 )
@@ -283,20 +300,8 @@ fn key_phase(
                     .select(include, exclude)
                     .map_err(|e| at(anyhow::Error::new(e)))?;
                 let digest = selection.digest.to_hex().to_string();
-                files.insert(
-                    op.id,
-                    selection
-                        .entries
-                        .iter()
-                        .map(|e| {
-                            let h = e
-                                .hash
-                                .map(|h| h.to_hex()[..16].to_string())
-                                .unwrap_or_else(|| format!("{:?}:{:o}", e.kind, e.mode));
-                            (String::from_utf8_lossy(e.path_bytes()).into_owned(), h)
-                        })
-                        .collect(),
-                );
+                let selection = Arc::new(selection);
+                selections.insert(op.id, selection.clone());
                 let key = keys::key(
                     &definition,
                     &[Part {
@@ -311,8 +316,9 @@ fn key_phase(
                         layers: Arc::default(),
                         added: false,
                         cached: true,
+                        created: 0,
                     },
-                    Some(InputData::Context(Arc::new(selection))),
+                    Some(InputData::Context(selection)),
                 )
             }
             OpKind::Http { url, checksum } => {
@@ -331,6 +337,7 @@ fn key_phase(
                         layers: Arc::default(),
                         added: false,
                         cached: true,
+                        created: 0,
                     },
                     Some(InputData::Download(Arc::new(download))),
                 )
@@ -343,7 +350,6 @@ fn key_phase(
             OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. } => {
                 let mut parts = Vec::new();
                 let mut link_parts = Vec::new();
-                let mut context_files = BTreeMap::new();
                 for input in &op.inputs {
                     let k = keys[input.op]
                         .ok_or_else(|| anyhow!("op {} reads op {} before it", op.id, input.op))?;
@@ -352,9 +358,6 @@ fn key_phase(
                         label: plan.ops[input.op].description.clone(),
                         digest: k.to_string(),
                     };
-                    if let Some(f) = files.get(&input.op) {
-                        context_files.extend(f.iter().map(|(a, b)| (a.clone(), b.clone())));
-                    }
                     if input.role != InputRole::Parent {
                         link_parts.push(part.clone());
                     }
@@ -367,14 +370,7 @@ fn key_phase(
                 } else {
                     key
                 };
-                let env = match &op.kind {
-                    OpKind::Exec(e) => e.env.clone(),
-                    _ => Vec::new(),
-                };
-                let now =
-                    keys::record(&key, &definition, &op.description, &env, &parts, context_files);
                 let slot = slot(source, plan, op);
-                let before = cache.last_inputs(&slot).unwrap_or(None);
                 let force = forced(settings, plan, op);
                 let record = if force {
                     None
@@ -390,21 +386,43 @@ fn key_phase(
                             })
                         })
                 };
-                if record.is_none() {
-                    let reason = if force {
-                        "caching disabled for this step (--no-cache)".to_string()
-                    } else {
-                        keys::explain(before.as_ref(), &now)
+                // The inputs are recorded (and compared) only when they changed: a build
+                // whose steps all hit reads one small file per step.
+                let last_key = cache.last_key(&slot).unwrap_or(None);
+                if record.is_none() || last_key.as_deref() != Some(key.to_string().as_str()) {
+                    let env = match &op.kind {
+                        OpKind::Exec(e) => e.env.clone(),
+                        _ => Vec::new(),
                     };
-                    if settings.explain {
-                        tracing::info!("{}: cache miss: {reason}", op.description);
+                    let context_files: BTreeMap<String, String> = op
+                        .inputs
+                        .iter()
+                        .filter_map(|i| selections.get(&i.op))
+                        .flat_map(|s| selection_files(s.as_ref()))
+                        .collect();
+                    let now = keys::record(
+                        &key,
+                        &definition,
+                        &op.description,
+                        &env,
+                        &parts,
+                        context_files,
+                    );
+                    if record.is_none() {
+                        let reason = if force {
+                            "caching disabled for this step (--no-cache)".to_string()
+                        } else {
+                            let before = cache.last_inputs(&slot).unwrap_or(None);
+                            keys::explain(before.as_ref(), &now)
+                        };
+                        if settings.explain {
+                            tracing::info!("{}: cache miss: {reason}", op.description);
+                        }
+                        reasons.insert(op.id, reason);
                     }
-                    reasons.insert(op.id, reason);
-                }
-                if before.as_ref() != Some(&now)
-                    && let Err(e) = cache.set_last_inputs(&slot, &now)
-                {
-                    tracing::debug!("cannot record the inputs of {}: {e}", op.description);
+                    if let Err(e) = cache.set_last_inputs(&slot, &now) {
+                        tracing::debug!("cannot record the inputs of {}: {e}", op.description);
+                    }
                 }
                 Prep::Step {
                     key,
@@ -495,6 +513,7 @@ fn run_phase(
                                 layers: Arc::new(layers),
                                 added: rec.layer.is_some(),
                                 cached: true,
+                                created: rec.created,
                             });
                             started[i] = true;
                             finished[i] = true;
@@ -566,10 +585,11 @@ fn run_phase(
                     else {
                         unreachable!("only steps run");
                     };
+                    let created = now_secs();
                     let record = CacheRecord {
                         schema: SCHEMA,
                         layer: layer.clone(),
-                        created: now_secs(),
+                        created,
                         description: op.description.clone(),
                     };
                     if let Err(e) = cache.put(record_key, &record) {
@@ -582,6 +602,7 @@ fn run_phase(
                         layers: Arc::new(layers),
                         added: layer.is_some(),
                         cached: false,
+                        created,
                     });
                 }
                 Err(e) => {
