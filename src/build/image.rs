@@ -67,14 +67,14 @@ fn rfc3339(secs: i64) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-/// Assembles the target stage's image; returns its id (the manifest digest).
+/// Assembles the target stage's image; returns its manifest's descriptor (as tagged).
 pub fn assemble(
     settings: &Settings,
     source: &Source,
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     results: &[Option<OpResult>],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<oci_spec::image::Descriptor> {
     let stage = plan.target_stage();
     let result_op = stage
         .result
@@ -237,7 +237,7 @@ pub fn assemble(
             "size": l.size,
         }));
     }
-    let manifest = json!({
+    let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": manifest_type,
         "config": {
@@ -247,6 +247,14 @@ pub fn assemble(
         },
         "layers": layer_descs,
     });
+    // The base image, as BuildKit records it (OCI manifests only: Docker's have no
+    // annotations); `rbuild report` uses it to separate the base's layers.
+    if let (FormatArg::Oci, Some(b)) = (settings.format, base) {
+        manifest["annotations"] = json!({
+            "org.opencontainers.image.base.name": b.name,
+            "org.opencontainers.image.base.digest": b.digest(),
+        });
+    }
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let manifest_desc = settings
         .store
@@ -271,5 +279,5 @@ pub fn assemble(
             .with_context(|| format!("cannot name the image {name}"))?;
     }
     let _ = source;
-    Ok(manifest_desc.digest().to_string())
+    Ok(tagged)
 }

@@ -165,6 +165,10 @@ impl Settings {
 pub struct Built {
     /// The image id: `sha256:` digest of its manifest.
     pub id: String,
+    /// Its first name (`-t`), or the id when untagged.
+    pub name: String,
+    /// Its manifest.
+    pub descriptor: oci_spec::image::Descriptor,
 }
 
 /// Runs a build.
@@ -203,11 +207,17 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
         }
     }
     let results = solver::solve(&settings, &source, &plan, &bases)?;
-    let id = image::assemble(&settings, &source, &plan, &bases, &results)?;
+    let descriptor = image::assemble(&settings, &source, &plan, &bases, &results)?;
+    let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, format!("{id}"))
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
     }
     tracing::info!("built {id} in {:.2?}", started.elapsed());
-    Ok(Built { id })
+    let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
+    Ok(Built {
+        id,
+        name,
+        descriptor,
+    })
 }

@@ -70,6 +70,20 @@ pub struct BuildArgs {
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// After the build, report where the image's bytes go (`rbuild report`): text on
+    /// stderr, or FORMAT into --report-file.
+    #[arg(long)]
+    pub report: bool,
+    /// The report's format.
+    #[arg(long = "report-format", value_enum, default_value_t = super::report::ReportFormat::Text)]
+    pub report_format: super::report::ReportFormat,
+    /// Write the report to FILE (implies --report).
+    #[arg(long = "report-file", value_name = "FILE")]
+    pub report_file: Option<PathBuf>,
+    /// Exit with code 3 when the report crosses a threshold (implies --report), as
+    /// `rbuild report --fail-on`: `efficiency<0.9`, `wasted>20MB`, `size>300MB`.
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    pub fail_on: Vec<String>,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
     /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
@@ -124,8 +138,23 @@ pub enum CompressionArg {
 }
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let report = args.report || args.report_file.is_some() || !args.fail_on.is_empty();
+    let report_format = args.report_format;
+    let report_file = args.report_file.clone();
+    let fail_on = args.fail_on.clone();
     let settings = crate::build::Settings::from_args(global, args)?;
+    let store = settings.store.clone();
     let built = crate::build::build(settings)?;
     println!("{}", built.id);
+    if report {
+        return super::report::report_built(
+            store,
+            &built.name,
+            &built.descriptor,
+            report_format,
+            report_file.as_deref(),
+            &fail_on,
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

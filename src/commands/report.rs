@@ -134,6 +134,56 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
     check_gates(&gates, &analysis)
 }
 
+/// `rbuild build --report`: reports on the image just built (named `name` in the store) and
+/// applies the `--fail-on` gates. The text report goes to stderr unless `output` names a
+/// file (stdout carries the image id).
+pub fn report_built(
+    store: Store,
+    name: &str,
+    descriptor: &oci_spec::image::Descriptor,
+    format: ReportFormat,
+    output: Option<&Path>,
+    fail_on: &[String],
+) -> anyhow::Result<ExitCode> {
+    let gates: Vec<Gate> = fail_on
+        .iter()
+        .map(|expr| expr.parse::<Gate>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| usage(e.to_string()))?;
+    let opened = open_in_store(store, name.to_string(), descriptor, None)?;
+    let layers = StoreLayers {
+        store: &opened.store,
+        digests: &opened.layers,
+    };
+    let analysis = rbuild_report::analyze(
+        ImageInput {
+            name: &opened.name,
+            id: Some(&opened.id),
+            manifest: &opened.manifest,
+            config: &opened.config,
+            base_layers: opened.base_layers,
+            layers: &layers,
+        },
+        &Options::default(),
+    )
+    .with_context(|| format!("cannot report on {name}"))?;
+    let text = match format {
+        ReportFormat::Text => render::text(&analysis.report),
+        ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
+        ReportFormat::Html => render::html(&analysis),
+    };
+    match output {
+        Some(path) => write_output(Some(path), text.as_bytes())?,
+        None => {
+            use std::io::Write as _;
+            std::io::stderr()
+                .write_all(text.as_bytes())
+                .context("cannot write the report")?;
+        }
+    }
+    check_gates(&gates, &analysis)
+}
+
 /// A usage error: exit code 2.
 fn usage(message: impl std::fmt::Display + Send + Sync + 'static) -> anyhow::Error {
     anyhow::Error::new(Exit(2)).context(message)
