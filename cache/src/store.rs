@@ -303,7 +303,8 @@ impl Store {
 
     /// Stores a JSON document exactly as given and returns its descriptor.
     pub fn put_document(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
-        let committed = self.put_blob(bytes, None)?;
+        // Documents are small: hashing first lets an unchanged one skip the write and fsync.
+        let committed = self.put_blob(bytes, Some(Expected::digest(Digest::of(bytes))))?;
         Ok(Descriptor::new(
             media_type,
             committed.size,
@@ -456,16 +457,20 @@ impl Store {
             }
         }
         let mut index = self.read_index()?;
+        let mut entry = strip_name(descriptor);
+        let mut annotations = entry.annotations().clone().unwrap_or_default();
+        annotations.insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
+        entry.set_annotations(Some(annotations));
+        if index.manifests().iter().any(|d| *d == entry) {
+            // Already named so: nothing to write (a rebuild from the cache).
+            return Ok(());
+        }
         let mut manifests: Vec<Descriptor> = index
             .manifests()
             .iter()
             .filter(|d| ref_name(d) != Some(name))
             .cloned()
             .collect();
-        let mut entry = strip_name(descriptor);
-        let mut annotations = entry.annotations().clone().unwrap_or_default();
-        annotations.insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
-        entry.set_annotations(Some(annotations));
         manifests.push(entry);
         index.set_manifests(manifests);
         self.write_index(&index)

@@ -115,6 +115,17 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
             "RUN --security=insecure is not supported: rbuild's sandboxes never get all privileges"
         );
     }
+    let platform = &env.plan.stages[env.op.stage].platform;
+    let host = &env.plan.build_platform;
+    if platform.os != host.os || platform.architecture != host.architecture {
+        bail!(
+            "cannot run a RUN step for {}/{} on this {}/{} machine: rbuild does not emulate other architectures",
+            platform.os,
+            platform.architecture,
+            host.os,
+            host.architecture
+        );
+    }
     let parent = env.parent_layers();
     let layers = ensure_layer_snapshots(&settings.store, &parent, &settings.id_map)
         .context("cannot prepare the parent file system")?;

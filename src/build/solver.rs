@@ -54,6 +54,8 @@ pub struct StepEnv<'a> {
     pub settings: &'a Settings,
     /// The context and Dockerfile.
     pub source: &'a Source,
+    /// The plan.
+    pub plan: &'a Plan,
     /// The op.
     pub op: &'a Op,
     /// Its progress number.
@@ -553,6 +555,7 @@ fn run_phase(
                                 let env = StepEnv {
                                     settings,
                                     source,
+                                    plan,
                                     op,
                                     step: s,
                                     progress,
