@@ -41,7 +41,7 @@ fn symbolic(spec: &str, mut mode: u32, dir: bool) -> u32 {
         while let Some(op) = rest.chars().next() {
             rest = &rest[1..];
             let end = rest
-                .find(|c: char| matches!(c, '+' | '-' | '='))
+                .find(['+', '-', '='])
                 .unwrap_or(rest.len());
             let perms = &rest[..end];
             rest = &rest[end..];
