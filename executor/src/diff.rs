@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -143,15 +144,20 @@ impl<W: Write> Encoder<W> {
 }
 
 /// Metadata of one entry to write.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Permission bits with setuid/setgid/sticky (`0o7777` at most).
+    pub(crate) mode: u32,
+    /// Owner inside the image.
+    pub(crate) uid: u32,
+    /// Group inside the image.
+    pub(crate) gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub(crate) mtime: i64,
 }
 
 /// Writes tar entries with normalised headers into a hashed, compressed stream.
-struct LayerWriter<W: Write> {
+pub(crate) struct LayerWriter<W: Write> {
     tar: tar::Builder<HashWriter<Encoder<HashWriter<W>>>>,
     opts: DiffOptions,
     entries: u64,
@@ -163,7 +169,7 @@ fn sha(h: Sha256) -> String {
 }
 
 impl<W: Write> LayerWriter<W> {
-    fn new(out: W, opts: &DiffOptions) -> io::Result<Self> {
+    pub(crate) fn new(out: W, opts: &DiffOptions) -> io::Result<Self> {
         let counted = HashWriter {
             inner: out,
             hash: Sha256::new(),
@@ -226,10 +232,50 @@ impl<W: Write> LayerWriter<W> {
         })
     }
 
+    /// Appends one entry from explicit metadata (ids already inside the
+    /// image; the mtime is clamped to `source_date_epoch` here) and, for a
+    /// regular file, exactly `size` bytes of `data`. Fails naming `name` when
+    /// `data` ends early or holds more.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn entry(
+        &mut self,
+        name: &[u8],
+        kind: tar::EntryType,
+        meta: &Meta,
+        size: u64,
+        link: Option<&[u8]>,
+        dev: Option<(u32, u32)>,
+        data: &mut dyn Read,
+    ) -> Result<(), DiffError> {
+        let mut meta = *meta;
+        if let Some(e) = self.opts.source_date_epoch {
+            meta.mtime = meta.mtime.min(e);
+        }
+        meta.mtime = meta.mtime.max(0);
+        meta.mode &= 0o7777;
+        let mut counted = CountingReader {
+            inner: data.take(size),
+            n: 0,
+        };
+        self.append(name, kind, &meta, size, link, dev, &[], &mut counted)?;
+        let mut extra = [0u8; 1];
+        if counted.n != size || counted.inner.into_inner().read(&mut extra).unwrap_or(0) != 0 {
+            return Err(DiffError::Changed {
+                path: PathBuf::from(std::ffi::OsStr::from_bytes(name)),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends an opaque-directory marker for `dir` (which ends with `/`).
+    pub(crate) fn opaque_dir(&mut self, dir: &str) -> Result<(), DiffError> {
+        self.opaque(dir)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
-        name: &str,
+        name: &[u8],
         kind: tar::EntryType,
         meta: &Meta,
         size: u64,
@@ -239,12 +285,12 @@ impl<W: Write> LayerWriter<W> {
         data: &mut dyn Read,
     ) -> Result<(), DiffError> {
         let werr = |source| DiffError::Write {
-            entry: name.to_owned(),
+            entry: String::from_utf8_lossy(name).into_owned(),
             source,
         };
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         if name.len() > 100 || !name.is_ascii() {
-            pax.push(("path".into(), name.as_bytes().to_vec()));
+            pax.push(("path".into(), name.to_vec()));
         }
         if let Some(l) = link {
             if l.len() > 100 || !l.is_ascii() {
@@ -263,7 +309,7 @@ impl<W: Write> LayerWriter<W> {
         {
             let old = h.as_old_mut();
             let n = name.len().min(100);
-            old.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+            old.name[..n].copy_from_slice(&name[..n]);
             if let Some(l) = link {
                 let n = l.len().min(100);
                 old.linkname[..n].copy_from_slice(&l[..n]);
@@ -294,7 +340,7 @@ impl<W: Write> LayerWriter<W> {
         };
         let n = format!("{parent}.wh.{name}");
         self.append(
-            &n,
+            n.as_bytes(),
             tar::EntryType::Regular,
             &meta,
             0,
@@ -314,7 +360,7 @@ impl<W: Write> LayerWriter<W> {
         };
         let n = format!("{dir}.wh..wh..opq");
         self.append(
-            &n,
+            n.as_bytes(),
             tar::EntryType::Regular,
             &meta,
             0,
@@ -337,7 +383,7 @@ impl<W: Write> LayerWriter<W> {
         if ft.is_dir() {
             let n = format!("{name}/");
             return self.append(
-                &n,
+                n.as_bytes(),
                 tar::EntryType::Directory,
                 &meta,
                 0,
@@ -351,7 +397,7 @@ impl<W: Write> LayerWriter<W> {
             let target = fs::read_link(path).map_err(rerr)?;
             let t = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()).to_vec();
             return self.append(
-                name,
+                name.as_bytes(),
                 tar::EntryType::Symlink,
                 &meta,
                 0,
@@ -366,7 +412,7 @@ impl<W: Write> LayerWriter<W> {
                 let key = (md.dev(), md.ino());
                 if let Some(first) = self.links.get(&key).cloned() {
                     return self.append(
-                        name,
+                        name.as_bytes(),
                         tar::EntryType::Link,
                         &meta,
                         0,
@@ -389,7 +435,7 @@ impl<W: Write> LayerWriter<W> {
                 n: 0,
             };
             self.append(
-                name,
+                name.as_bytes(),
                 tar::EntryType::Regular,
                 &meta,
                 size,
@@ -416,10 +462,19 @@ impl<W: Write> LayerWriter<W> {
         };
         let rdev = md.rdev();
         let dev = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
-        self.append(name, kind, &meta, 0, None, dev, &[], &mut io::empty())
+        self.append(
+            name.as_bytes(),
+            kind,
+            &meta,
+            0,
+            None,
+            dev,
+            &[],
+            &mut io::empty(),
+        )
     }
 
-    fn finish(self) -> Result<LayerInfo, DiffError> {
+    pub(crate) fn finish(self) -> Result<LayerInfo, DiffError> {
         let entries = self.entries;
         let media_type = self.opts.compression.media_type();
         let tar_hw = self.tar.into_inner().map_err(DiffError::Finish)?;

@@ -21,6 +21,7 @@
 
 pub mod compress;
 pub mod diff;
+pub mod fileop;
 pub mod idmap;
 pub mod mounts;
 mod rootfs;

@@ -1,0 +1,386 @@
+//! ADD's archives: recognising a tar (plain, gzip, bzip2, xz or zstd, by
+//! content) and extracting it into the destination tree.
+//!
+//! Extraction follows Docker, which unpacks inside a chroot at the
+//! destination directory: entry names are taken relative to the destination
+//! (`/abs` lands in `dest/abs`, `..` stops at the destination), and symlinks,
+//! whether the archive made them or the parent image had them, resolve as if
+//! the destination were `/`. Nothing can land outside the destination.
+//!
+//! The first pass reads the headers only and records where each file's data
+//! lies in the uncompressed stream; the layer writer later reads the data in
+//! its own (sorted) order through [`ArchiveReader`], which decompresses the
+//! archive again when it has to go back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::model::{At, Content, Model, Node, NodeKind, show};
+use super::source::{FileKind, comps_of};
+use super::{FileOpError, check_name};
+use crate::diff::Meta;
+
+/// Opens a decompressing reader over `raw`, recognising gzip, bzip2, xz and
+/// zstd by their magic bytes (anything else is read as it is).
+pub(crate) fn decompress(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+    let mut buf = BufReader::with_capacity(256 * 1024, raw);
+    let head = buf.fill_buf()?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buf))
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::bufread::MultiBzDecoder::new(buf))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buf))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
+    } else {
+        Box::new(buf)
+    })
+}
+
+/// Whether the stream is a tar archive: its (decompressed) first header is
+/// valid. Docker decides the same way.
+pub(crate) fn is_archive(raw: Box<dyn Read + Send>) -> bool {
+    let Ok(r) = decompress(raw) else {
+        return false;
+    };
+    let mut a = tar::Archive::new(r);
+    let Ok(mut entries) = a.entries() else {
+        return false;
+    };
+    matches!(entries.next(), Some(Ok(_)))
+}
+
+/// What an extraction needs besides the archive.
+pub(crate) struct Extract<'a> {
+    /// Index of the archive for [`Content::Archive`].
+    pub(crate) index: usize,
+    /// Names the archive in errors.
+    pub(crate) label: &'a str,
+    /// The destination directory (resolved, existing in the model).
+    pub(crate) root: &'a [OsString],
+    /// `--chown`, replacing the entries' owners.
+    pub(crate) owner: Option<(u32, u32)>,
+    /// Time for directories made for entries whose parent is missing.
+    pub(crate) now: i64,
+}
+
+fn bad(x: &Extract<'_>, entry: &[u8], reason: &'static str) -> FileOpError {
+    FileOpError::ArchiveEntry {
+        archive: x.label.to_owned(),
+        entry: String::from_utf8_lossy(entry).into_owned(),
+        reason,
+    }
+}
+
+/// `filepath.Join("/", name)`: components, `..` stopping at the root.
+fn clean(name: &[u8]) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    for c in comps_of(Path::new(std::ffi::OsStr::from_bytes(name))) {
+        if c == ".." {
+            out.pop();
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Extracts the archive read from `r` (decompressed) into `model` below `x.root`.
+pub(crate) fn extract(
+    model: &mut Model<'_>,
+    r: impl Read,
+    x: &Extract<'_>,
+) -> Result<(), FileOpError> {
+    let rerr = |source| FileOpError::ReadArchive {
+        archive: x.label.to_owned(),
+        source,
+    };
+    let mut a = tar::Archive::new(r);
+    for entry in a.entries().map_err(rerr)? {
+        let e = entry.map_err(rerr)?;
+        let name = e.path_bytes().into_owned();
+        let h = e.header();
+        let kind = h.entry_type();
+        let rel = clean(&name);
+        let Some((last, dir)) = rel.split_last() else {
+            continue; // the root itself: the destination already exists
+        };
+        check_name(last).map_err(|reason| bad(x, &name, reason))?;
+        let mtime = h.mtime().map_err(rerr)? as i64;
+        let mode = h.mode().map_err(rerr)? & 0o7777;
+        let (uid, gid) = match x.owner {
+            Some(o) => o,
+            None => {
+                let u = h.uid().map_err(rerr)?;
+                let g = h.gid().map_err(rerr)?;
+                match (u32::try_from(u), u32::try_from(g)) {
+                    (Ok(u), Ok(g)) => (u, g),
+                    _ => return Err(bad(x, &name, "has an owner id larger than 32 bits")),
+                }
+            }
+        };
+        let meta = Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+        };
+        let parent = model.resolve(x.root, dir, true)?;
+        let made = Meta {
+            mode: 0o755,
+            uid: x.owner.map_or(0, |o| o.0),
+            gid: x.owner.map_or(0, |o| o.1),
+            mtime: x.now,
+        };
+        let pid = model.ensure_dir(&parent, made)?;
+        let mut target = parent;
+        target.push(last.clone());
+        let existing = model.at(&target)?;
+        let node = match kind {
+            tar::EntryType::Directory => {
+                if model.at_is_dir(&existing) {
+                    // Merge: the entry's metadata replaces the directory's.
+                    let id = model.ensure_dir(&target, meta)?;
+                    model.node_mut(id).meta = meta;
+                    continue;
+                }
+                Node::new(
+                    NodeKind::Dir {
+                        merge: false,
+                        opaque: false,
+                    },
+                    meta,
+                )
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = e.size();
+                Node::new(
+                    NodeKind::File {
+                        content: Content::Archive {
+                            archive: x.index,
+                            ordinal: e.raw_file_position(),
+                        },
+                        size,
+                        group: None,
+                    },
+                    meta,
+                )
+            }
+            tar::EntryType::Symlink => {
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(x, &name, "is a symlink without a target"))?;
+                Node::new(NodeKind::Symlink(t.into_owned()), meta)
+            }
+            tar::EntryType::Link => {
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(x, &name, "is a hard link without a target"))?;
+                let tc = clean(&t);
+                let Some((tl, td)) = tc.split_last() else {
+                    return Err(bad(x, &name, "is a hard link to the destination directory"));
+                };
+                let mut to = model.resolve(x.root, td, true)?;
+                to.push(tl.clone());
+                link_node(model, &to).ok_or_else(|| {
+                    bad(
+                        x,
+                        &name,
+                        "is a hard link to a file that is neither in the archive nor in the image",
+                    )
+                })??
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let maj = h.device_major().map_err(rerr)?.unwrap_or(0);
+                let min = h.device_minor().map_err(rerr)?.unwrap_or(0);
+                Node::new(NodeKind::Special(kind, (maj, min)), meta)
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
+            _ => return Err(bad(x, &name, "has an entry type that cannot be extracted")),
+        };
+        let _ = existing;
+        model.replace(pid, &target, node)?;
+    }
+    Ok(())
+}
+
+/// A node sharing the file at `to` (as a hard link): the same content and
+/// metadata. `None` when `to` is not a regular file.
+fn link_node(model: &mut Model<'_>, to: &[OsString]) -> Option<Result<Node, FileOpError>> {
+    match model.at(to) {
+        Err(e) => Some(Err(e)),
+        Ok(At::Node(id)) => {
+            let n = model.node(id).clone();
+            let NodeKind::File {
+                content,
+                size,
+                group,
+            } = n.kind
+            else {
+                return None;
+            };
+            let g = match group {
+                Some(g) => g,
+                None => {
+                    let g = model.new_group();
+                    if let NodeKind::File { group, .. } = &mut model.node_mut(id).kind {
+                        *group = Some(g);
+                    }
+                    g
+                }
+            };
+            Some(Ok(Node::new(
+                NodeKind::File {
+                    content,
+                    size,
+                    group: Some(g),
+                },
+                n.meta,
+            )))
+        }
+        Ok(At::Parent(m)) if m.kind == FileKind::File => Some(Ok(Node::new(
+            NodeKind::File {
+                content: Content::Parent(to.to_vec()),
+                size: m.size,
+                group: None,
+            },
+            Meta {
+                mode: m.mode,
+                uid: m.uid,
+                gid: m.gid,
+                mtime: m.mtime,
+            },
+        ))),
+        Ok(_) => None,
+    }
+}
+
+/// Reads entries' data out of an archive in any order: forward by skipping
+/// (keeping data wanted later in memory, up to [`CACHE_LIMIT`] bytes),
+/// backward by decompressing again from the start.
+pub(crate) struct ArchiveReader<'a> {
+    open: Opener<'a>,
+    cur: Option<Box<dyn Read + Send>>,
+    pos: u64,
+    /// Data positions still to be read, with their sizes.
+    pub(crate) wanted: BTreeMap<u64, u64>,
+    cache: HashMap<u64, Vec<u8>>,
+    cached: u64,
+    /// Names the archive in errors.
+    pub(crate) label: PathBuf,
+}
+
+/// Bytes of out-of-order entry data kept in memory per archive.
+pub(crate) const CACHE_LIMIT: u64 = 64 << 20;
+
+/// Opens an archive's decompressed stream (again).
+pub(crate) type Opener<'a> = Box<dyn FnMut() -> io::Result<Box<dyn Read + Send>> + Send + 'a>;
+
+impl std::fmt::Debug for ArchiveReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveReader")
+            .field("label", &self.label)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl<'a> ArchiveReader<'a> {
+    /// A reader that gets the decompressed stream from `open` (called again
+    /// to go back).
+    pub(crate) fn new(label: PathBuf, open: Opener<'a>) -> Self {
+        ArchiveReader {
+            open,
+            cur: None,
+            pos: 0,
+            wanted: BTreeMap::new(),
+            cache: HashMap::new(),
+            cached: 0,
+            label,
+        }
+    }
+
+    fn skip_to(&mut self, target: u64) -> io::Result<()> {
+        if self.cur.is_none() || target < self.pos {
+            self.cur = Some((self.open)()?);
+            self.pos = 0;
+        }
+        let later: Vec<(u64, u64)> = self
+            .wanted
+            .range(self.pos..target)
+            .map(|(&o, &s)| (o, s))
+            .collect();
+        let r = self.cur.as_mut().expect("opened above");
+        for (o, s) in later {
+            if self.cache.contains_key(&o) || o < self.pos {
+                continue;
+            }
+            io::copy(&mut r.by_ref().take(o - self.pos), &mut io::sink())?;
+            self.pos = o;
+            if self.cached + s <= CACHE_LIMIT {
+                let mut v = Vec::with_capacity(s as usize);
+                r.by_ref().take(s).read_to_end(&mut v)?;
+                self.pos += v.len() as u64;
+                self.cached += s;
+                self.cache.insert(o, v);
+            }
+        }
+        let n = io::copy(&mut r.by_ref().take(target - self.pos), &mut io::sink())?;
+        self.pos += n;
+        if self.pos != target {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ended early",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data at position `offset` (`size` bytes).
+    pub(crate) fn read_at(&mut self, offset: u64, size: u64) -> io::Result<Box<dyn Read + '_>> {
+        self.wanted.remove(&offset);
+        if let Some(v) = self.cache.remove(&offset) {
+            self.cached -= v.len() as u64;
+            return Ok(Box::new(io::Cursor::new(v)));
+        }
+        self.skip_to(offset)?;
+        Ok(Box::new(Tracked {
+            r: self.cur.as_mut().expect("opened by skip_to"),
+            pos: &mut self.pos,
+            left: size,
+        }))
+    }
+}
+
+struct Tracked<'a> {
+    r: &'a mut Box<dyn Read + Send>,
+    pos: &'a mut u64,
+    left: u64,
+}
+
+impl Read for Tracked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let max = (buf.len() as u64).min(self.left) as usize;
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.r.read(&mut buf[..max])?;
+        *self.pos += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The label of an archive entry for errors.
+pub(crate) fn entry_label(archive: &Path, dest: &[OsString]) -> PathBuf {
+    PathBuf::from(format!(
+        "{} (extracted to {})",
+        archive.display(),
+        show(dest).display()
+    ))
+}
