@@ -221,13 +221,9 @@ impl RunSpec {
             });
         }
         for m in &self.mounts {
-            let dir = match &m.kind {
-                mounts::ExtraMountKind::Bind { source } => source.is_dir(),
-                mounts::ExtraMountKind::Tmpfs { .. } => true,
-            };
             v.push(MountPoint {
                 path: m.target.clone(),
-                dir,
+                dir: m.kind.mountpoint_is_dir(),
             });
         }
         v
@@ -370,6 +366,10 @@ impl Sandbox {
         ] {
             std::fs::write(p, t).map_err(host(format!("write {}", p.display())))?;
         }
+        // A private dir for what the extra mounts need outside the root.
+        let private_dir = step_dir.join("private");
+        std::fs::create_dir_all(&private_dir)
+            .map_err(host(format!("create {}", private_dir.display())))?;
         let rel = |p: &str| -> PathBuf { view.resolve_mountpoint(Path::new(p)).iter().collect() };
         let extra = spec
             .mounts
@@ -385,6 +385,7 @@ impl Sandbox {
                 (&resolv, rel("/etc/resolv.conf")),
             ],
             extra,
+            private_dir: &private_dir,
             hostname: &spec.hostname,
             network_none: spec.network == Network::None,
         };
@@ -1513,8 +1514,7 @@ pub fn probe_overlay() -> bool {
                 k.make_private()?;
                 k.overlay(
                     &[dir.join("l1"), dir.join("l2")],
-                    &dir.join("u"),
-                    &dir.join("w"),
+                    Some((&dir.join("u"), &dir.join("w"))),
                     &dir.join("m"),
                 )
             })();
