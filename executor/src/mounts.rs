@@ -1026,14 +1026,22 @@ impl Kernel for HostKernel {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
+
+    /// Runs the plan of `root` with `extra` against a [`Recorder`].
+    pub(super) fn record(root: &RootSource, extra: Vec<(ExtraMount, PathBuf)>) -> Vec<String> {
+        let steps = plan(&input(root, false, extra));
+        let mut k = Recorder::default();
+        execute(&mut k, &steps).unwrap();
+        k.calls
+    }
 
     /// Records every call; fails the call whose index is `fail_at`.
     #[derive(Default)]
-    struct Recorder {
-        calls: Vec<String>,
-        fail_at: Option<usize>,
+    pub(super) struct Recorder {
+        pub(super) calls: Vec<String>,
+        pub(super) fail_at: Option<usize>,
     }
 
     impl Recorder {
@@ -1136,7 +1144,7 @@ mod tests {
         }
     }
 
-    fn input<'a>(
+    pub(super) fn input<'a>(
         root: &'a RootSource,
         none: bool,
         extra: Vec<(ExtraMount, PathBuf)>,
@@ -1158,6 +1166,12 @@ mod tests {
             network_none: none,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn overlay_plan_order() {
@@ -1262,5 +1276,261 @@ mod tests {
             "sandbox setup failed at step 2 (mount proc on /s/rootfs/proc)"
         );
         assert_eq!(k.calls.len(), 3, "execution stops at the failing step");
+    }
+}
+
+#[cfg(test)]
+mod extra_mount_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    fn m(kind: ExtraMountKind, target: &str) -> (ExtraMount, PathBuf) {
+        let rel = PathBuf::from(target.trim_start_matches('/'));
+        (
+            ExtraMount {
+                kind,
+                target: target.into(),
+                readonly: false,
+            },
+            rel,
+        )
+    }
+
+    fn extra_calls(root: &RootSource, extra: Vec<(ExtraMount, PathBuf)>) -> Vec<String> {
+        let base = record(root, vec![]);
+        let all = record(root, extra);
+        // The calls the extra mounts added, in order.
+        let start = base
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        let end = all
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        all[start..end].to_vec()
+    }
+
+    fn overlay_root() -> RootSource {
+        RootSource::Overlay {
+            lowers: vec!["/s/init".into(), "/snap/a".into()],
+            upper: "/s/upper".into(),
+            work: "/s/work".into(),
+        }
+    }
+
+    fn copy_root() -> RootSource {
+        RootSource::Bind {
+            tree: "/s/tree".into(),
+        }
+    }
+
+    fn ov(lowers: &[&str], scratch: Option<&str>, subpath: &str) -> ExtraMountKind {
+        ExtraMountKind::Overlay {
+            lowers: lowers.iter().map(PathBuf::from).collect(),
+            scratch: scratch.map(PathBuf::from),
+            subpath: subpath.into(),
+        }
+    }
+
+    #[test]
+    fn read_only_overlay_of_several_lowers() {
+        let c = extra_calls(
+            &overlay_root(),
+            vec![m(ov(&["/snap/c", "/snap/b"], None, ""), "/from")],
+        );
+        assert_eq!(c, ["overlay lowers=/snap/c:/snap/b ro on /s/rootfs/from"]);
+    }
+
+    #[test]
+    fn a_single_read_only_lower_is_bound() {
+        for root in [overlay_root(), copy_root()] {
+            let c = extra_calls(&root, vec![m(ov(&["/ctx"], None, ""), "/src")]);
+            assert_eq!(c, ["bind /ctx /s/rootfs/src rec=true ro=true"]);
+            let c = extra_calls(&root, vec![m(ov(&["/ctx"], None, "sub/f"), "/src")]);
+            assert_eq!(c, ["bind sub/f in /ctx /s/rootfs/src ro=true"]);
+        }
+    }
+
+    #[test]
+    fn writable_overlay_keeps_writes_in_scratch() {
+        let c = extra_calls(
+            &overlay_root(),
+            vec![m(ov(&["/ctx"], Some("/scr"), ""), "/src")],
+        );
+        assert_eq!(
+            c,
+            [
+                "mkdir /scr/upper",
+                "mkdir /scr/work",
+                "copy meta /ctx /scr/upper",
+                "overlay lowers=/ctx upper=/scr/upper work=/scr/work on /s/rootfs/src"
+            ]
+        );
+        // `readonly` wins over a scratch dir.
+        let (mut mount, rel) = m(ov(&["/a", "/b"], Some("/scr"), ""), "/src");
+        mount.readonly = true;
+        let c = extra_calls(&overlay_root(), vec![(mount, rel)]);
+        assert_eq!(c, ["overlay lowers=/a:/b ro on /s/rootfs/src"]);
+    }
+
+    #[test]
+    fn subpath_is_bound_from_a_private_staging_mount() {
+        let c = extra_calls(
+            &overlay_root(),
+            vec![
+                m(ExtraMountKind::Tmpfs { size: 0 }, "/t"),
+                m(ov(&["/a", "/b"], None, "/usr/lib"), "/lib"),
+            ],
+        );
+        assert_eq!(
+            c[1..],
+            [
+                "mkdir /s/private/m1",
+                "overlay lowers=/a:/b ro on /s/private/m1",
+                "bind /usr/lib in /s/private/m1 /s/rootfs/lib ro=true"
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_snapshotter_copies_instead_of_overlaying() {
+        let c = extra_calls(
+            &copy_root(),
+            vec![
+                m(ov(&["/a", "/b"], Some("/scr"), ""), "/rw"),
+                m(ov(&["/a", "/b"], None, "etc"), "/ro"),
+            ],
+        );
+        assert_eq!(
+            c,
+            [
+                "mkdir /scr/tree",
+                "copy /a:/b into /scr/tree",
+                "copy meta /a /scr/tree",
+                "bind /scr/tree /s/rootfs/rw rec=false ro=false",
+                "mkdir /s/private/c1",
+                "copy /a:/b into /s/private/c1",
+                "copy meta /a /s/private/c1",
+                "bind etc in /s/private/c1 /s/rootfs/ro ro=true",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_lowers_is_an_empty_dir() {
+        let c = extra_calls(&overlay_root(), vec![m(ov(&[], None, ""), "/e")]);
+        assert_eq!(
+            c,
+            [
+                "mkdir /s/private/empty",
+                "bind /s/private/empty /s/rootfs/e rec=true ro=true"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_go_through_one_private_tmpfs() {
+        let secret = |c: &[u8], mode| ExtraMountKind::Secret {
+            content: c.to_vec(),
+            uid: 1000,
+            gid: 50,
+            mode,
+        };
+        let c = extra_calls(
+            &overlay_root(),
+            vec![
+                m(secret(b"hunter2", 0o400), "/run/secrets/a"),
+                m(ExtraMountKind::Tmpfs { size: 0 }, "/t"),
+                m(secret(b"xyz", 0o440), "/b"),
+            ],
+        );
+        assert_eq!(c[0], "mkdir /s/private/secrets");
+        assert_eq!(
+            c[1],
+            format!(
+                "mount tmpfs /s/private/secrets 0xe mode=700,size={}",
+                7 + 3 + 8192 + 65536
+            )
+        );
+        assert_eq!(c[2], "write /s/private/secrets/0 7 bytes 1000:50 400");
+        assert_eq!(
+            c[3],
+            "bind /s/private/secrets/0 /s/rootfs/run/secrets/a rec=false ro=true"
+        );
+        assert!(c[4].starts_with("mount tmpfs /s/rootfs/t"));
+        assert_eq!(c[5], "write /s/private/secrets/2 3 bytes 1000:50 440");
+        assert_eq!(
+            c[6],
+            "bind /s/private/secrets/2 /s/rootfs/b rec=false ro=true"
+        );
+        assert_eq!(c.len(), 7);
+        // No tmpfs without secrets.
+        let c = extra_calls(&overlay_root(), vec![]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let k = ExtraMountKind::Secret {
+            content: b"hunter2".to_vec(),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+        };
+        let d = format!("{k:?}");
+        assert!(
+            !d.contains("hunter2") && d.contains("7 bytes redacted"),
+            "{d}"
+        );
+        let steps = plan(&PlanInput {
+            extra: vec![m(k, "/s")],
+            ..input(&overlay_root(), false, vec![])
+        });
+        let all = format!(
+            "{steps:?} {}",
+            steps
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(!all.contains("hunter2"), "{all}");
+    }
+
+    #[test]
+    fn mountpoint_kinds() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"").unwrap();
+        let sock = t.path().join("sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let lower = t.path().to_path_buf();
+        let ovk = |sub: &str| ExtraMountKind::Overlay {
+            lowers: vec![lower.clone()],
+            scratch: None,
+            subpath: sub.into(),
+        };
+        assert!(ovk("").mountpoint_is_dir());
+        assert!(ovk("/").mountpoint_is_dir());
+        assert!(ovk("d").mountpoint_is_dir());
+        assert!(!ovk("/d/f").mountpoint_is_dir());
+        assert!(!ExtraMountKind::Bind { source: sock }.mountpoint_is_dir());
+        assert!(
+            ExtraMountKind::Bind {
+                source: lower.clone()
+            }
+            .mountpoint_is_dir()
+        );
+        assert!(ExtraMountKind::Tmpfs { size: 0 }.mountpoint_is_dir());
+        assert!(
+            !ExtraMountKind::Secret {
+                content: vec![],
+                uid: 0,
+                gid: 0,
+                mode: 0o400
+            }
+            .mountpoint_is_dir()
+        );
     }
 }
