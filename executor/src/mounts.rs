@@ -750,7 +750,7 @@ enum Target<'a> {
     Path(&'a Path),
     /// The fd is kept open while its `/proc/self/fd` path is in use.
     Fd {
-        _fd: OwnedFd,
+        fd: OwnedFd,
         path: PathBuf,
     },
 }
@@ -793,7 +793,7 @@ impl HostKernel {
             ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
         )?;
         let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        Ok(Target::Fd { _fd: fd, path: p })
+        Ok(Target::Fd { fd, path: p })
     }
 }
 
@@ -838,14 +838,23 @@ impl Kernel for HostKernel {
         fsconfig_set_flag(&fs, "userxattr")?;
         fsconfig_create(&fs)?;
         let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
-        let t = self.target(target)?;
-        move_mount(
-            &mnt,
-            "",
-            rustix::fs::CWD,
-            t.path(),
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )?;
+        // move_mount does not follow a `/proc/self/fd` link: pass the fd.
+        match self.target(target)? {
+            Target::Path(p) => move_mount(
+                &mnt,
+                "",
+                rustix::fs::CWD,
+                p,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )?,
+            Target::Fd { fd, .. } => move_mount(
+                &mnt,
+                "",
+                &fd,
+                "",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+            )?,
+        }
         Ok(())
     }
 
