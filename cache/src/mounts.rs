@@ -37,7 +37,11 @@
 //! the directory owned by the invoking user, which is root inside a rootless sandbox, and
 //! warns. Callers that can set the owner from inside the user namespace use
 //! [`CacheMounts::acquire_with`] and do it in its `init` step, before the directory is
-//! published.
+//! published (the executor's `sandbox::set_owner` does it with the sandbox's id map, in
+//! container ids).
+//!
+//! Locks are flocks on open file descriptions: a process forked while a guard is held
+//! (a sandbox's helper) shares the lock until it exits.
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -1443,6 +1443,54 @@ fn readable_tree(dir: &Path) -> bool {
     true
 }
 
+/// Gives `path` the owner `uid`:`gid` as seen inside a sandbox with `id_map`
+/// (container ids) and the permission bits `mode`: what a new cache mount
+/// directory needs. As root the ids are mapped and set directly; otherwise it
+/// is done from inside a user namespace with the map, where the caller may
+/// chown to its subordinate ids. An id outside the map is an error.
+pub fn set_owner(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    id_map: &IdMap,
+) -> Result<(), SandboxError> {
+    let what = || format!("give {} to {uid}:{gid} mode {mode:o}", path.display());
+    let apply = |uid: u32, gid: u32| -> io::Result<()> {
+        rustix::fs::chown(
+            path,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )?;
+        rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+        Ok(())
+    };
+    if id_map.kind == MappingKind::Root {
+        let (Some(huid), Some(hgid)) = (id_map.host_uid(uid), id_map.host_gid(gid)) else {
+            return Err(SandboxError::Host {
+                what: what(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "id outside the id map"),
+            });
+        };
+        return apply(huid, hgid).map_err(host(what()));
+    }
+    in_userns(
+        id_map,
+        "chown helper",
+        true,
+        |_pipe| match apply(uid, gid) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error\n{e}"),
+        },
+        |_pipe| Ok(()),
+    )?
+    .map_err(|message| SandboxError::Host {
+        what: what(),
+        source: io::Error::other(message),
+    })?;
+    Ok(())
+}
+
 /// Removes a step or snapshot directory. Without root, files owned by
 /// subordinate ids (and overlay's work dir) are removed from inside a user
 /// namespace with `id_map`, where they belong to the caller.

@@ -83,7 +83,7 @@ fn run_inner_as(user: &str, filter: &str) -> String {
 fn suite_as_unprivileged_user_with_subordinate_ids() {
     ensure_user(SUBID_USER, true);
     let out = run_inner_as(SUBID_USER, "inner_subid::");
-    assert!(out.contains("20 passed"), "{out}");
+    assert!(out.contains("21 passed"), "{out}");
 }
 
 #[test]
@@ -141,6 +141,7 @@ inner!(
     secret_mounts,
     mount_targets_stay_in_the_root,
     ssh_agent_socket_bind,
+    set_owner_maps_container_ids,
 );
 
 // With one id only, switching to another user and chown to other ids cannot work.

@@ -47,6 +47,7 @@ both!(
     secret_mounts,
     mount_targets_stay_in_the_root,
     ssh_agent_socket_bind,
+    set_owner_maps_container_ids,
 );
 
 #[test]

@@ -692,3 +692,28 @@ pub fn ssh_agent_socket_bind(c: &Ctx) {
     let l = c.layer(&mut r);
     assert!(l.is_empty(), "{:?}", names(&l));
 }
+
+/// A new cache mount directory gets a container user's owner, mapped to the
+/// host through the id map.
+pub fn set_owner_maps_container_ids(c: &Ctx) {
+    let dir = c.tmp.path().join("cache-dir");
+    std::fs::create_dir(&dir).unwrap();
+    rbuild_executor::sandbox::set_owner(&dir, 1000, 50, 0o750, &c.id_map).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&dir).unwrap();
+    assert_eq!(
+        (Some(md.uid()), Some(md.gid()), md.mode() & 0o7777),
+        (c.id_map.host_uid(1000), c.id_map.host_gid(50), 0o750)
+    );
+    // Seen from a sandbox, through a bind mount, it is alice's.
+    let mut s = c.spec("stat -c '%u:%g %a' /cache; touch /cache/f && stat -c %u /cache/f");
+    s.user = "alice".into();
+    s.mounts = vec![mount(
+        ExtraMountKind::Bind {
+            source: dir.clone(),
+        },
+        "/cache",
+    )];
+    let r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["1000:50 750", "1000"], "stderr: {:?}", r.stderr);
+}
