@@ -28,6 +28,7 @@ mod digest;
 mod fsutil;
 pub mod import;
 pub mod layer;
+pub mod mounts;
 pub mod pgzip;
 pub mod snapshots;
 mod store;

@@ -31,9 +31,9 @@ pub struct ExtraMount {
 }
 
 /// The kind of an [`ExtraMount`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ExtraMountKind {
-    /// A bind mount of a host path (file or directory).
+    /// A bind mount of a host path (file, directory or Unix socket).
     Bind {
         /// Host path.
         source: PathBuf,
@@ -43,6 +43,119 @@ pub enum ExtraMountKind {
         /// Size limit in bytes (0: the kernel's default).
         size: u64,
     },
+    /// A merged view of directories: a stage's or an image's snapshots, or a
+    /// host directory such as the build context. The lowers are never written.
+    ///
+    /// Without `scratch` (or with [`ExtraMount::readonly`]) the mount is
+    /// read-only: an overlay of the lowers, or a read-only bind when there is
+    /// only one. With `scratch`, it is writable: overlayfs keeps its upper and
+    /// work dirs in `scratch/upper` and `scratch/work`, and the caller discards
+    /// the writes by deleting `scratch` after the run.
+    ///
+    /// With the copy snapshotter (no overlayfs in the kernel) the lowers are
+    /// merged by copying them into `scratch/tree` (or into the step's private
+    /// directory when read-only), which is then bound on the target; a single
+    /// read-only lower is bound directly.
+    Overlay {
+        /// Directories, topmost first (overlay lower dirs; whiteouts and
+        /// opaque markers in them are honoured when there are several).
+        lowers: Vec<PathBuf>,
+        /// A directory of the caller's, on the file system of the lowers'
+        /// step, for the writes of a writable mount (deleted by the caller).
+        scratch: Option<PathBuf>,
+        /// The path inside the merged view that is mounted (`source=` of
+        /// `RUN --mount`); empty for its root. Resolved inside the view: a
+        /// symlink in it never leads out.
+        subpath: PathBuf,
+    },
+    /// A file whose content never touches the disk: written into a small
+    /// tmpfs private to the sandbox and bound read-only on the target. It is
+    /// never part of a layer.
+    Secret {
+        /// The content.
+        content: Vec<u8>,
+        /// Owner inside the container.
+        uid: u32,
+        /// Group inside the container.
+        gid: u32,
+        /// Permission bits (BuildKit's default is 0400).
+        mode: u32,
+    },
+}
+
+/// Never shows a secret's content.
+impl fmt::Debug for ExtraMountKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtraMountKind::Bind { source } => {
+                f.debug_struct("Bind").field("source", source).finish()
+            }
+            ExtraMountKind::Tmpfs { size } => f.debug_struct("Tmpfs").field("size", size).finish(),
+            ExtraMountKind::Overlay {
+                lowers,
+                scratch,
+                subpath,
+            } => f
+                .debug_struct("Overlay")
+                .field("lowers", lowers)
+                .field("scratch", scratch)
+                .field("subpath", subpath)
+                .finish(),
+            ExtraMountKind::Secret {
+                content,
+                uid,
+                gid,
+                mode,
+            } => f
+                .debug_struct("Secret")
+                .field("content", &SecretBytes(content.clone()))
+                .field("uid", uid)
+                .field("gid", gid)
+                .field("mode", &format_args!("{mode:#o}"))
+                .finish(),
+        }
+    }
+}
+
+impl ExtraMountKind {
+    /// Whether the mount point of this kind is a directory (else a file),
+    /// looking at the host when needed: a bind's source (a Unix socket or a
+    /// file needs a file), an overlay's subpath in its lowers.
+    pub fn mountpoint_is_dir(&self) -> bool {
+        match self {
+            ExtraMountKind::Bind { source } => source.is_dir(),
+            ExtraMountKind::Tmpfs { .. } => true,
+            ExtraMountKind::Secret { .. } => false,
+            ExtraMountKind::Overlay {
+                lowers, subpath, ..
+            } => {
+                if !has_normal_component(subpath) {
+                    return true;
+                }
+                let view = crate::snapshot::LowerView::new(lowers.clone());
+                match view.lookup(&view.resolve(&Path::new("/").join(subpath))) {
+                    Ok(Some((_, md))) => md.is_dir(),
+                    // Missing or unreadable: the mount fails later, naming it.
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+fn has_normal_component(p: &Path) -> bool {
+    p.components()
+        .any(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Bytes that are never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0.len())
+    }
 }
 
 /// One step of the sandbox's mount setup.
@@ -50,12 +163,31 @@ pub enum ExtraMountKind {
 pub enum Step {
     /// Make every mount private so nothing propagates back to the host.
     MakePrivate,
-    /// Mount overlayfs at `target`.
+    /// Mount overlayfs at `target`: writable with `upper` (upper and work
+    /// dir), read-only without.
     Overlay {
         lowers: Vec<PathBuf>,
-        upper: PathBuf,
-        work: PathBuf,
+        upper: Option<(PathBuf, PathBuf)>,
         target: PathBuf,
+    },
+    /// Bind `subpath`, resolved inside `root` (symlinks stay inside it), on `target`.
+    BindIn {
+        root: PathBuf,
+        subpath: PathBuf,
+        target: PathBuf,
+        readonly: bool,
+    },
+    /// Give `to` the owner, permission bits and modification time of `from`.
+    CopyMeta { from: PathBuf, to: PathBuf },
+    /// Copy the merged view of `lowers` (topmost first) into the empty dir `dest`.
+    CopyTree { lowers: Vec<PathBuf>, dest: PathBuf },
+    /// Create the file `path` with `content`, owner and mode.
+    WriteFile {
+        path: PathBuf,
+        content: SecretBytes,
+        uid: u32,
+        gid: u32,
+        mode: u32,
     },
     /// Bind `source` on `target`.
     Bind {
@@ -89,12 +221,42 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::MakePrivate => write!(f, "make / private"),
-            Step::Overlay { lowers, target, .. } => write!(
+            Step::Overlay {
+                lowers,
+                upper,
+                target,
+            } => write!(
                 f,
-                "mount overlay ({} lowers) on {}",
+                "mount overlay ({} lowers{}) on {}",
                 lowers.len(),
+                if upper.is_some() { "" } else { ", ro" },
                 target.display()
             ),
+            Step::BindIn {
+                root,
+                subpath,
+                target,
+                readonly,
+            } => write!(
+                f,
+                "bind {} of {} on {}{}",
+                subpath.display(),
+                root.display(),
+                target.display(),
+                if *readonly { " (ro)" } else { "" }
+            ),
+            Step::CopyMeta { from, to } => {
+                write!(
+                    f,
+                    "copy owner and mode of {} to {}",
+                    from.display(),
+                    to.display()
+                )
+            }
+            Step::CopyTree { lowers, dest } => {
+                write!(f, "copy {} dirs into {}", lowers.len(), dest.display())
+            }
+            Step::WriteFile { path, .. } => write!(f, "write secret file {}", path.display()),
             Step::Bind {
                 source,
                 target,
@@ -128,13 +290,34 @@ impl fmt::Display for Step {
 pub trait Kernel {
     /// `mount --make-rprivate /`.
     fn make_private(&mut self) -> io::Result<()>;
-    /// Mounts overlayfs (lowers topmost first).
+    /// Mounts overlayfs (lowers topmost first); read-only without `upper`
+    /// (upper dir, work dir).
     fn overlay(
         &mut self,
         lowers: &[PathBuf],
-        upper: &Path,
-        work: &Path,
+        upper: Option<(&Path, &Path)>,
         target: &Path,
+    ) -> io::Result<()>;
+    /// Bind mount of `subpath` resolved inside `root`.
+    fn bind_in(
+        &mut self,
+        root: &Path,
+        subpath: &Path,
+        target: &Path,
+        readonly: bool,
+    ) -> io::Result<()>;
+    /// Copies the owner, permission bits and mtime of `from` to `to`.
+    fn copy_meta(&mut self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Copies the merged view of `lowers` (topmost first) into `dest`.
+    fn copy_tree(&mut self, lowers: &[PathBuf], dest: &Path) -> io::Result<()>;
+    /// Creates a new file with `content`, owner and mode.
+    fn write_file(
+        &mut self,
+        path: &Path,
+        content: &[u8],
+        uid: u32,
+        gid: u32,
+        mode: u32,
     ) -> io::Result<()>;
     /// Bind mount, optionally recursive and read-only.
     fn bind(
@@ -190,6 +373,11 @@ pub struct PlanInput<'a> {
     pub etc_files: [(&'a Path, PathBuf); 3],
     /// Extra mounts with their targets already resolved inside the root (relative).
     pub extra: Vec<(ExtraMount, PathBuf)>,
+    /// An empty host directory of the step, outside the root, for what the
+    /// extra mounts need privately: the secrets' tmpfs, staging mount points,
+    /// copies made without overlayfs. Mounts on it stay in the sandbox's
+    /// mount namespace.
+    pub private_dir: &'a Path,
     /// Host name inside.
     pub hostname: &'a str,
     /// A new network namespace with only loopback.
@@ -208,8 +396,7 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
             work,
         } => Step::Overlay {
             lowers: lowers.clone(),
-            upper: upper.clone(),
-            work: work.clone(),
+            upper: Some((upper.clone(), work.clone())),
             target: r.to_owned(),
         },
         RootSource::Bind { tree } => Step::Bind {
@@ -288,15 +475,39 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
             readonly: false,
         });
     }
-    for (m, rel) in &input.extra {
+    let has_overlay = matches!(input.root, RootSource::Overlay { .. });
+    let private = input.private_dir;
+    let secrets = private.join("secrets");
+    let secret_bytes: Vec<usize> = input
+        .extra
+        .iter()
+        .filter_map(|(m, _)| match &m.kind {
+            ExtraMountKind::Secret { content, .. } => Some(content.len()),
+            _ => None,
+        })
+        .collect();
+    if !secret_bytes.is_empty() {
+        // Room for the contents plus a page per file.
+        let size: usize = secret_bytes.iter().map(|n| n + 4096).sum::<usize>() + 65536;
+        s.push(Step::Mkdir {
+            path: secrets.clone(),
+        });
+        s.push(Step::Mount {
+            fstype: "tmpfs",
+            target: secrets.clone(),
+            flags: nosuid_nodev_noexec,
+            data: format!("mode=700,size={size}"),
+        });
+    }
+    for (i, (m, rel)) in input.extra.iter().enumerate() {
         let target = r.join(rel);
-        s.push(match &m.kind {
-            ExtraMountKind::Bind { source } => Step::Bind {
+        match &m.kind {
+            ExtraMountKind::Bind { source } => s.push(Step::Bind {
                 source: source.clone(),
                 target,
                 recursive: true,
                 readonly: m.readonly,
-            },
+            }),
             ExtraMountKind::Tmpfs { size } => {
                 let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
                 if m.readonly {
@@ -307,14 +518,51 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
                 } else {
                     "mode=1777".into()
                 };
-                Step::Mount {
+                s.push(Step::Mount {
                     fstype: "tmpfs",
                     target,
                     flags,
                     data,
-                }
+                });
             }
-        });
+            ExtraMountKind::Secret {
+                content,
+                uid,
+                gid,
+                mode,
+            } => {
+                let file = secrets.join(i.to_string());
+                s.push(Step::WriteFile {
+                    path: file.clone(),
+                    content: SecretBytes(content.clone()),
+                    uid: *uid,
+                    gid: *gid,
+                    mode: *mode,
+                });
+                s.push(Step::Bind {
+                    source: file,
+                    target,
+                    recursive: false,
+                    readonly: true,
+                });
+            }
+            ExtraMountKind::Overlay {
+                lowers,
+                scratch,
+                subpath,
+            } => plan_overlay(
+                &mut s,
+                OverlayMount {
+                    lowers,
+                    scratch: scratch.as_deref().filter(|_| !m.readonly),
+                    subpath,
+                    target,
+                    has_overlay,
+                    private,
+                    index: i,
+                },
+            ),
+        }
     }
     s.push(Step::PivotRoot {
         new_root: r.to_owned(),
@@ -328,6 +576,108 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
     s
 }
 
+/// One [`ExtraMountKind::Overlay`] to plan.
+struct OverlayMount<'a> {
+    lowers: &'a [PathBuf],
+    /// Writable when set.
+    scratch: Option<&'a Path>,
+    subpath: &'a Path,
+    target: PathBuf,
+    has_overlay: bool,
+    private: &'a Path,
+    index: usize,
+}
+
+fn plan_overlay(s: &mut Vec<Step>, o: OverlayMount<'_>) {
+    let sub = has_normal_component(o.subpath);
+    // With a subpath, the merged view is made in a private place and the
+    // subpath bound from there on the target.
+    let bind_sub = |merged: PathBuf, readonly: bool| Step::BindIn {
+        root: merged,
+        subpath: o.subpath.to_owned(),
+        target: o.target.clone(),
+        readonly,
+    };
+    let mut lowers = o.lowers.to_vec();
+    if lowers.is_empty() {
+        let empty = o.private.join("empty");
+        s.push(Step::Mkdir {
+            path: empty.clone(),
+        });
+        lowers.push(empty);
+    }
+    let readonly = o.scratch.is_none();
+    if readonly && lowers.len() == 1 {
+        // One directory: overlayfs refuses a single lower without an upper,
+        // and a read-only bind shows the same thing.
+        s.push(if sub {
+            bind_sub(lowers[0].clone(), true)
+        } else {
+            Step::Bind {
+                source: lowers[0].clone(),
+                target: o.target.clone(),
+                recursive: true,
+                readonly: true,
+            }
+        });
+        return;
+    }
+    if o.has_overlay {
+        let mount_at = if sub {
+            let stage = o.private.join(format!("m{}", o.index));
+            s.push(Step::Mkdir {
+                path: stage.clone(),
+            });
+            stage
+        } else {
+            o.target.clone()
+        };
+        let upper = o.scratch.map(|scratch| {
+            let (u, w) = (scratch.join("upper"), scratch.join("work"));
+            s.push(Step::Mkdir { path: u.clone() });
+            s.push(Step::Mkdir { path: w.clone() });
+            // The merged root shows the upper dir's owner and mode.
+            s.push(Step::CopyMeta {
+                from: lowers[0].clone(),
+                to: u.clone(),
+            });
+            (u, w)
+        });
+        s.push(Step::Overlay {
+            lowers,
+            upper,
+            target: mount_at.clone(),
+        });
+        if sub {
+            s.push(bind_sub(mount_at, readonly));
+        }
+    } else {
+        let dest = match o.scratch {
+            Some(scratch) => scratch.join("tree"),
+            None => o.private.join(format!("c{}", o.index)),
+        };
+        s.push(Step::Mkdir { path: dest.clone() });
+        s.push(Step::CopyTree {
+            lowers: lowers.clone(),
+            dest: dest.clone(),
+        });
+        s.push(Step::CopyMeta {
+            from: lowers[0].clone(),
+            to: dest.clone(),
+        });
+        s.push(if sub {
+            bind_sub(dest, readonly)
+        } else {
+            Step::Bind {
+                source: dest,
+                target: o.target.clone(),
+                recursive: false,
+                readonly,
+            }
+        });
+    }
+}
+
 /// Carries out `steps` in order; stops at the first failure.
 pub fn execute(kernel: &mut dyn Kernel, steps: &[Step]) -> Result<(), PlanError> {
     for (index, step) in steps.iter().enumerate() {
@@ -336,9 +686,27 @@ pub fn execute(kernel: &mut dyn Kernel, steps: &[Step]) -> Result<(), PlanError>
             Step::Overlay {
                 lowers,
                 upper,
-                work,
                 target,
-            } => kernel.overlay(lowers, upper, work, target),
+            } => kernel.overlay(
+                lowers,
+                upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
+                target,
+            ),
+            Step::BindIn {
+                root,
+                subpath,
+                target,
+                readonly,
+            } => kernel.bind_in(root, subpath, target, *readonly),
+            Step::CopyMeta { from, to } => kernel.copy_meta(from, to),
+            Step::CopyTree { lowers, dest } => kernel.copy_tree(lowers, dest),
+            Step::WriteFile {
+                path,
+                content,
+                uid,
+                gid,
+                mode,
+            } => kernel.write_file(path, &content.0, *uid, *gid, *mode),
             Step::Bind {
                 source,
                 target,
@@ -382,7 +750,7 @@ enum Target<'a> {
     Path(&'a Path),
     /// The fd is kept open while its `/proc/self/fd` path is in use.
     Fd {
-        _fd: OwnedFd,
+        fd: OwnedFd,
         path: PathBuf,
     },
 }
@@ -425,7 +793,7 @@ impl HostKernel {
             ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
         )?;
         let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        Ok(Target::Fd { _fd: fd, path: p })
+        Ok(Target::Fd { fd, path: p })
     }
 }
 
@@ -448,8 +816,7 @@ impl Kernel for HostKernel {
     fn overlay(
         &mut self,
         lowers: &[PathBuf],
-        upper: &Path,
-        work: &Path,
+        upper: Option<(&Path, &Path)>,
         target: &Path,
     ) -> io::Result<()> {
         use rustix::mount::*;
@@ -460,18 +827,118 @@ impl Kernel for HostKernel {
         for l in lowers {
             fsconfig_set_string(&fs, "lowerdir+", l)?;
         }
-        fsconfig_set_string(&fs, "upperdir", upper)?;
-        fsconfig_set_string(&fs, "workdir", work)?;
+        let mut attrs = MountAttrFlags::empty();
+        match upper {
+            Some((upper, work)) => {
+                fsconfig_set_string(&fs, "upperdir", upper)?;
+                fsconfig_set_string(&fs, "workdir", work)?;
+            }
+            None => attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY,
+        }
         fsconfig_set_flag(&fs, "userxattr")?;
         fsconfig_create(&fs)?;
-        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-        move_mount(
-            &mnt,
-            "",
-            rustix::fs::CWD,
-            target,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+        // move_mount does not follow a `/proc/self/fd` link: pass the fd.
+        match self.target(target)? {
+            Target::Path(p) => move_mount(
+                &mnt,
+                "",
+                rustix::fs::CWD,
+                p,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )?,
+            Target::Fd { fd, .. } => move_mount(
+                &mnt,
+                "",
+                &fd,
+                "",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+            )?,
+        }
+        Ok(())
+    }
+
+    fn bind_in(
+        &mut self,
+        root: &Path,
+        subpath: &Path,
+        target: &Path,
+        readonly: bool,
+    ) -> io::Result<()> {
+        let rootfd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
         )?;
+        let rel = subpath.strip_prefix("/").unwrap_or(subpath);
+        let fd = rustix::fs::openat2(
+            &rootfd,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        self.bind(&source, target, false, readonly)
+    }
+
+    fn copy_meta(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        let st = rustix::fs::stat(from)?;
+        // An owner outside the id map cannot be given: the dir keeps ours.
+        let _ = rustix::fs::chown(
+            to,
+            Some(rustix::process::Uid::from_raw(st.st_uid)),
+            Some(rustix::process::Gid::from_raw(st.st_gid)),
+        );
+        rustix::fs::chmod(to, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+        let mtime = rustix::fs::Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            to,
+            &rustix::fs::Timestamps {
+                last_access: mtime,
+                last_modification: mtime,
+            },
+            rustix::fs::AtFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    fn copy_tree(&mut self, lowers: &[PathBuf], dest: &Path) -> io::Result<()> {
+        let root = crate::rootfs::Root::open(dest)?;
+        for l in lowers.iter().rev() {
+            crate::snapshot::copy_snapshot(l, &root)
+                .map_err(|e| io::Error::new(e.kind(), format!("copy {}: {e}", l.display())))?;
+        }
+        Ok(())
+    }
+
+    fn write_file(
+        &mut self,
+        path: &Path,
+        content: &[u8],
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    ) -> io::Result<()> {
+        use std::io::Write;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(content)?;
+        rustix::fs::fchown(
+            &f,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )?;
+        // After the chown, which clears set-id bits.
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(mode & 0o7777))?;
         Ok(())
     }
 
@@ -568,14 +1035,22 @@ impl Kernel for HostKernel {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
+
+    /// Runs the plan of `root` with `extra` against a [`Recorder`].
+    pub(super) fn record(root: &RootSource, extra: Vec<(ExtraMount, PathBuf)>) -> Vec<String> {
+        let steps = plan(&input(root, false, extra));
+        let mut k = Recorder::default();
+        execute(&mut k, &steps).unwrap();
+        k.calls
+    }
 
     /// Records every call; fails the call whose index is `fail_at`.
     #[derive(Default)]
-    struct Recorder {
-        calls: Vec<String>,
-        fail_at: Option<usize>,
+    pub(super) struct Recorder {
+        pub(super) calls: Vec<String>,
+        pub(super) fail_at: Option<usize>,
     }
 
     impl Recorder {
@@ -595,17 +1070,47 @@ mod tests {
         fn overlay(
             &mut self,
             lowers: &[PathBuf],
-            upper: &Path,
-            work: &Path,
+            upper: Option<(&Path, &Path)>,
             target: &Path,
         ) -> io::Result<()> {
             let l: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            let u = match upper {
+                Some((u, w)) => format!("upper={} work={}", u.display(), w.display()),
+                None => "ro".into(),
+            };
             self.rec(format!(
-                "overlay lowers={} upper={} work={} on {}",
+                "overlay lowers={} {u} on {}",
                 l.join(":"),
-                upper.display(),
-                work.display(),
                 target.display()
+            ))
+        }
+        fn bind_in(&mut self, r: &Path, sub: &Path, t: &Path, ro: bool) -> io::Result<()> {
+            self.rec(format!(
+                "bind {} in {} {} ro={ro}",
+                sub.display(),
+                r.display(),
+                t.display()
+            ))
+        }
+        fn copy_meta(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+            self.rec(format!("copy meta {} {}", from.display(), to.display()))
+        }
+        fn copy_tree(&mut self, lowers: &[PathBuf], dest: &Path) -> io::Result<()> {
+            let l: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            self.rec(format!("copy {} into {}", l.join(":"), dest.display()))
+        }
+        fn write_file(
+            &mut self,
+            p: &Path,
+            content: &[u8],
+            uid: u32,
+            gid: u32,
+            mode: u32,
+        ) -> io::Result<()> {
+            self.rec(format!(
+                "write {} {} bytes {uid}:{gid} {mode:o}",
+                p.display(),
+                content.len()
             ))
         }
         fn bind(&mut self, s: &Path, t: &Path, rec: bool, ro: bool) -> io::Result<()> {
@@ -648,7 +1153,7 @@ mod tests {
         }
     }
 
-    fn input<'a>(
+    pub(super) fn input<'a>(
         root: &'a RootSource,
         none: bool,
         extra: Vec<(ExtraMount, PathBuf)>,
@@ -665,10 +1170,17 @@ mod tests {
                 ),
             ],
             extra,
+            private_dir: Path::new("/s/private"),
             hostname: "box",
             network_none: none,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn overlay_plan_order() {
@@ -773,5 +1285,261 @@ mod tests {
             "sandbox setup failed at step 2 (mount proc on /s/rootfs/proc)"
         );
         assert_eq!(k.calls.len(), 3, "execution stops at the failing step");
+    }
+}
+
+#[cfg(test)]
+mod extra_mount_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    fn m(kind: ExtraMountKind, target: &str) -> (ExtraMount, PathBuf) {
+        let rel = PathBuf::from(target.trim_start_matches('/'));
+        (
+            ExtraMount {
+                kind,
+                target: target.into(),
+                readonly: false,
+            },
+            rel,
+        )
+    }
+
+    fn extra_calls(root: &RootSource, extra: Vec<(ExtraMount, PathBuf)>) -> Vec<String> {
+        let base = record(root, vec![]);
+        let all = record(root, extra);
+        // The calls the extra mounts added, in order.
+        let start = base
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        let end = all
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        all[start..end].to_vec()
+    }
+
+    fn overlay_root() -> RootSource {
+        RootSource::Overlay {
+            lowers: vec!["/s/init".into(), "/snap/a".into()],
+            upper: "/s/upper".into(),
+            work: "/s/work".into(),
+        }
+    }
+
+    fn copy_root() -> RootSource {
+        RootSource::Bind {
+            tree: "/s/tree".into(),
+        }
+    }
+
+    fn ov(lowers: &[&str], scratch: Option<&str>, subpath: &str) -> ExtraMountKind {
+        ExtraMountKind::Overlay {
+            lowers: lowers.iter().map(PathBuf::from).collect(),
+            scratch: scratch.map(PathBuf::from),
+            subpath: subpath.into(),
+        }
+    }
+
+    #[test]
+    fn read_only_overlay_of_several_lowers() {
+        let c = extra_calls(
+            &overlay_root(),
+            vec![m(ov(&["/snap/c", "/snap/b"], None, ""), "/from")],
+        );
+        assert_eq!(c, ["overlay lowers=/snap/c:/snap/b ro on /s/rootfs/from"]);
+    }
+
+    #[test]
+    fn a_single_read_only_lower_is_bound() {
+        for root in [overlay_root(), copy_root()] {
+            let c = extra_calls(&root, vec![m(ov(&["/ctx"], None, ""), "/src")]);
+            assert_eq!(c, ["bind /ctx /s/rootfs/src rec=true ro=true"]);
+            let c = extra_calls(&root, vec![m(ov(&["/ctx"], None, "sub/f"), "/src")]);
+            assert_eq!(c, ["bind sub/f in /ctx /s/rootfs/src ro=true"]);
+        }
+    }
+
+    #[test]
+    fn writable_overlay_keeps_writes_in_scratch() {
+        let c = extra_calls(
+            &overlay_root(),
+            vec![m(ov(&["/ctx"], Some("/scr"), ""), "/src")],
+        );
+        assert_eq!(
+            c,
+            [
+                "mkdir /scr/upper",
+                "mkdir /scr/work",
+                "copy meta /ctx /scr/upper",
+                "overlay lowers=/ctx upper=/scr/upper work=/scr/work on /s/rootfs/src"
+            ]
+        );
+        // `readonly` wins over a scratch dir.
+        let (mut mount, rel) = m(ov(&["/a", "/b"], Some("/scr"), ""), "/src");
+        mount.readonly = true;
+        let c = extra_calls(&overlay_root(), vec![(mount, rel)]);
+        assert_eq!(c, ["overlay lowers=/a:/b ro on /s/rootfs/src"]);
+    }
+
+    #[test]
+    fn subpath_is_bound_from_a_private_staging_mount() {
+        let c = extra_calls(
+            &overlay_root(),
+            vec![
+                m(ExtraMountKind::Tmpfs { size: 0 }, "/t"),
+                m(ov(&["/a", "/b"], None, "/usr/lib"), "/lib"),
+            ],
+        );
+        assert_eq!(
+            c[1..],
+            [
+                "mkdir /s/private/m1",
+                "overlay lowers=/a:/b ro on /s/private/m1",
+                "bind /usr/lib in /s/private/m1 /s/rootfs/lib ro=true"
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_snapshotter_copies_instead_of_overlaying() {
+        let c = extra_calls(
+            &copy_root(),
+            vec![
+                m(ov(&["/a", "/b"], Some("/scr"), ""), "/rw"),
+                m(ov(&["/a", "/b"], None, "etc"), "/ro"),
+            ],
+        );
+        assert_eq!(
+            c,
+            [
+                "mkdir /scr/tree",
+                "copy /a:/b into /scr/tree",
+                "copy meta /a /scr/tree",
+                "bind /scr/tree /s/rootfs/rw rec=false ro=false",
+                "mkdir /s/private/c1",
+                "copy /a:/b into /s/private/c1",
+                "copy meta /a /s/private/c1",
+                "bind etc in /s/private/c1 /s/rootfs/ro ro=true",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_lowers_is_an_empty_dir() {
+        let c = extra_calls(&overlay_root(), vec![m(ov(&[], None, ""), "/e")]);
+        assert_eq!(
+            c,
+            [
+                "mkdir /s/private/empty",
+                "bind /s/private/empty /s/rootfs/e rec=true ro=true"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_go_through_one_private_tmpfs() {
+        let secret = |c: &[u8], mode| ExtraMountKind::Secret {
+            content: c.to_vec(),
+            uid: 1000,
+            gid: 50,
+            mode,
+        };
+        let c = extra_calls(
+            &overlay_root(),
+            vec![
+                m(secret(b"hunter2", 0o400), "/run/secrets/a"),
+                m(ExtraMountKind::Tmpfs { size: 0 }, "/t"),
+                m(secret(b"xyz", 0o440), "/b"),
+            ],
+        );
+        assert_eq!(c[0], "mkdir /s/private/secrets");
+        assert_eq!(
+            c[1],
+            format!(
+                "mount tmpfs /s/private/secrets 0xe mode=700,size={}",
+                7 + 3 + 8192 + 65536
+            )
+        );
+        assert_eq!(c[2], "write /s/private/secrets/0 7 bytes 1000:50 400");
+        assert_eq!(
+            c[3],
+            "bind /s/private/secrets/0 /s/rootfs/run/secrets/a rec=false ro=true"
+        );
+        assert!(c[4].starts_with("mount tmpfs /s/rootfs/t"));
+        assert_eq!(c[5], "write /s/private/secrets/2 3 bytes 1000:50 440");
+        assert_eq!(
+            c[6],
+            "bind /s/private/secrets/2 /s/rootfs/b rec=false ro=true"
+        );
+        assert_eq!(c.len(), 7);
+        // No tmpfs without secrets.
+        let c = extra_calls(&overlay_root(), vec![]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let k = ExtraMountKind::Secret {
+            content: b"hunter2".to_vec(),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+        };
+        let d = format!("{k:?}");
+        assert!(
+            !d.contains("hunter2") && d.contains("7 bytes redacted"),
+            "{d}"
+        );
+        let steps = plan(&PlanInput {
+            extra: vec![m(k, "/s")],
+            ..input(&overlay_root(), false, vec![])
+        });
+        let all = format!(
+            "{steps:?} {}",
+            steps
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(!all.contains("hunter2"), "{all}");
+    }
+
+    #[test]
+    fn mountpoint_kinds() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"").unwrap();
+        let sock = t.path().join("sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let lower = t.path().to_path_buf();
+        let ovk = |sub: &str| ExtraMountKind::Overlay {
+            lowers: vec![lower.clone()],
+            scratch: None,
+            subpath: sub.into(),
+        };
+        assert!(ovk("").mountpoint_is_dir());
+        assert!(ovk("/").mountpoint_is_dir());
+        assert!(ovk("d").mountpoint_is_dir());
+        assert!(!ovk("/d/f").mountpoint_is_dir());
+        assert!(!ExtraMountKind::Bind { source: sock }.mountpoint_is_dir());
+        assert!(
+            ExtraMountKind::Bind {
+                source: lower.clone()
+            }
+            .mountpoint_is_dir()
+        );
+        assert!(ExtraMountKind::Tmpfs { size: 0 }.mountpoint_is_dir());
+        assert!(
+            !ExtraMountKind::Secret {
+                content: vec![],
+                uid: 0,
+                gid: 0,
+                mode: 0o400
+            }
+            .mountpoint_is_dir()
+        );
     }
 }

@@ -221,13 +221,9 @@ impl RunSpec {
             });
         }
         for m in &self.mounts {
-            let dir = match &m.kind {
-                mounts::ExtraMountKind::Bind { source } => source.is_dir(),
-                mounts::ExtraMountKind::Tmpfs { .. } => true,
-            };
             v.push(MountPoint {
                 path: m.target.clone(),
-                dir,
+                dir: m.kind.mountpoint_is_dir(),
             });
         }
         v
@@ -370,6 +366,10 @@ impl Sandbox {
         ] {
             std::fs::write(p, t).map_err(host(format!("write {}", p.display())))?;
         }
+        // A private dir for what the extra mounts need outside the root.
+        let private_dir = step_dir.join("private");
+        std::fs::create_dir_all(&private_dir)
+            .map_err(host(format!("create {}", private_dir.display())))?;
         let rel = |p: &str| -> PathBuf { view.resolve_mountpoint(Path::new(p)).iter().collect() };
         let extra = spec
             .mounts
@@ -385,6 +385,7 @@ impl Sandbox {
                 (&resolv, rel("/etc/resolv.conf")),
             ],
             extra,
+            private_dir: &private_dir,
             hostname: &spec.hostname,
             network_none: spec.network == Network::None,
         };
@@ -1442,6 +1443,54 @@ fn readable_tree(dir: &Path) -> bool {
     true
 }
 
+/// Gives `path` the owner `uid`:`gid` as seen inside a sandbox with `id_map`
+/// (container ids) and the permission bits `mode`: what a new cache mount
+/// directory needs. As root the ids are mapped and set directly; otherwise it
+/// is done from inside a user namespace with the map, where the caller may
+/// chown to its subordinate ids. An id outside the map is an error.
+pub fn set_owner(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    id_map: &IdMap,
+) -> Result<(), SandboxError> {
+    let what = || format!("give {} to {uid}:{gid} mode {mode:o}", path.display());
+    let apply = |uid: u32, gid: u32| -> io::Result<()> {
+        rustix::fs::chown(
+            path,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )?;
+        rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+        Ok(())
+    };
+    if id_map.kind == MappingKind::Root {
+        let (Some(huid), Some(hgid)) = (id_map.host_uid(uid), id_map.host_gid(gid)) else {
+            return Err(SandboxError::Host {
+                what: what(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "id outside the id map"),
+            });
+        };
+        return apply(huid, hgid).map_err(host(what()));
+    }
+    in_userns(
+        id_map,
+        "chown helper",
+        true,
+        |_pipe| match apply(uid, gid) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error\n{e}"),
+        },
+        |_pipe| Ok(()),
+    )?
+    .map_err(|message| SandboxError::Host {
+        what: what(),
+        source: io::Error::other(message),
+    })?;
+    Ok(())
+}
+
 /// Removes a step or snapshot directory. Without root, files owned by
 /// subordinate ids (and overlay's work dir) are removed from inside a user
 /// namespace with `id_map`, where they belong to the caller.
@@ -1513,8 +1562,7 @@ pub fn probe_overlay() -> bool {
                 k.make_private()?;
                 k.overlay(
                     &[dir.join("l1"), dir.join("l2")],
-                    &dir.join("u"),
-                    &dir.join("w"),
+                    Some((&dir.join("u"), &dir.join("w"))),
                     &dir.join("m"),
                 )
             })();

@@ -578,7 +578,7 @@ fn path_comps(p: &Path) -> Vec<OsString> {
 
 /// Applies an overlay-format snapshot `src` onto the tree `dst` the way
 /// overlayfs would show it: whiteouts delete, opaque dirs hide what was below.
-fn copy_snapshot(src: &Path, dst: &Root) -> io::Result<()> {
+pub(crate) fn copy_snapshot(src: &Path, dst: &Root) -> io::Result<()> {
     let top = dst.open_dir(&[], OFlags::RDONLY)?;
     let mut links = HashMap::new();
     copy_dir(src, &top, dst, &mut Vec::new(), &mut links)

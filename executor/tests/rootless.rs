@@ -83,14 +83,14 @@ fn run_inner_as(user: &str, filter: &str) -> String {
 fn suite_as_unprivileged_user_with_subordinate_ids() {
     ensure_user(SUBID_USER, true);
     let out = run_inner_as(SUBID_USER, "inner_subid::");
-    assert!(out.contains("16 passed"), "{out}");
+    assert!(out.contains("21 passed"), "{out}");
 }
 
 #[test]
 fn suite_as_unprivileged_user_with_a_single_id() {
     ensure_user(SINGLE_USER, false);
     let out = run_inner_as(SINGLE_USER, "inner_single::");
-    assert!(out.contains("10 passed"), "{out}");
+    assert!(out.contains("13 passed"), "{out}");
 }
 
 fn ctx() -> common::suite::Ctx {
@@ -137,6 +137,11 @@ inner!(
     extra_mounts,
     layers_stack,
     lower_whiteouts_and_opaque_dirs_hide_what_is_below,
+    overlay_extra_mounts,
+    secret_mounts,
+    mount_targets_stay_in_the_root,
+    ssh_agent_socket_bind,
+    set_owner_maps_container_ids,
 );
 
 // With one id only, switching to another user and chown to other ids cannot work.
@@ -153,4 +158,7 @@ inner!(
     background_process_is_killed,
     generated_etc_files_stay_out_of_the_layer,
     dev_sys_and_security,
+    overlay_extra_mounts,
+    mount_targets_stay_in_the_root,
+    ssh_agent_socket_bind,
 );

@@ -43,6 +43,11 @@ both!(
     extra_mounts,
     layers_stack,
     lower_whiteouts_and_opaque_dirs_hide_what_is_below,
+    overlay_extra_mounts,
+    secret_mounts,
+    mount_targets_stay_in_the_root,
+    ssh_agent_socket_bind,
+    set_owner_maps_container_ids,
 );
 
 #[test]

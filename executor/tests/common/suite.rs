@@ -1,6 +1,7 @@
 //! The sandbox checks, run with each snapshotter and as root or not.
 
 use std::path::PathBuf;
+use std::process::Command as Proc;
 use std::time::{Duration, Instant};
 
 use rbuild_executor::idmap::{IdMap, MappingKind};
@@ -403,4 +404,316 @@ pub fn lower_whiteouts_and_opaque_dirs_hide_what_is_below(c: &Ctx) {
         )
         .unwrap();
     assert_eq!(r.stdout, ["alice-secret b sub ", "only"]);
+}
+
+fn overlay_mount(lowers: Vec<PathBuf>, scratch: Option<PathBuf>, subpath: &str) -> ExtraMountKind {
+    ExtraMountKind::Overlay {
+        lowers,
+        scratch,
+        subpath: subpath.into(),
+    }
+}
+
+fn mount(kind: ExtraMountKind, target: &str) -> ExtraMount {
+    ExtraMount {
+        kind,
+        target: target.into(),
+        readonly: false,
+    }
+}
+
+/// Every regular file under `dir` whose content contains `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            found.extend(files_containing(&p, needle));
+        } else if ft.is_file()
+            && std::fs::read(&p)
+                .map(|d| d.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// `RUN --mount=type=bind,from=stage[,rw]` and of the context: read-only
+/// merged views, writable views whose writes land in scratch only, a subpath
+/// (directory or file), and nothing of it in the layer.
+pub fn overlay_extra_mounts(c: &Ctx) {
+    let tar = Tar::default()
+        .dir("data", 0o755)
+        .file("data/.wh.a", 0, b"")
+        .file("data/new", 0o640, b"new\n")
+        .build();
+    let top = snapshot(c.tmp.path(), "stage-top", &tar, &c.id_map);
+    let stage = vec![top.clone(), c.base.clone()];
+    let ctx = c.tmp.path().join("context");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("main.c"), "int main;\n").unwrap();
+    rustix::fs::chmod(&ctx, rustix::fs::Mode::from_raw_mode(0o750)).unwrap();
+    let scratch = c.tmp.path().join("scratch-stage");
+    let scratch_ctx = c.tmp.path().join("scratch-ctx");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::create_dir(&scratch_ctx).unwrap();
+    let mut s = c.spec(
+        "ls /stage/data | tr '\\n' ' '; echo; cat /stage/data/new; \
+         touch /stage/x 2>/dev/null && echo rw || echo ro; \
+         echo changed > /rw/data/new && rm /rw/data/b && touch /rw/added && cat /rw/data/new; \
+         ls /rw/data | tr '\\n' ' '; echo; \
+         ls /sub; cat /file; \
+         cat /src/main.c; touch /src/x 2>/dev/null && echo rw || echo ro; \
+         stat -c %a /ctxrw; echo out > /ctxrw/built.o && cat /ctxrw/built.o",
+    );
+    s.mounts = vec![
+        mount(overlay_mount(stage.clone(), None, ""), "/stage"),
+        mount(
+            overlay_mount(stage.clone(), Some(scratch.clone()), ""),
+            "/rw",
+        ),
+        mount(overlay_mount(stage.clone(), None, "/data/sub"), "/sub"),
+        mount(
+            overlay_mount(stage.clone(), None, "data/../data/new"),
+            "/file",
+        ),
+        mount(overlay_mount(vec![ctx.clone()], None, ""), "/src"),
+        mount(
+            overlay_mount(vec![ctx.clone()], Some(scratch_ctx.clone()), ""),
+            "/ctxrw",
+        ),
+    ];
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(
+        r.stdout,
+        [
+            "alice-secret b new sub ",
+            "new",
+            "ro",
+            "changed",
+            "alice-secret new sub ",
+            "c",
+            "new",
+            "int main;",
+            "ro",
+            "750",
+            "out"
+        ],
+        "stderr: {:?}",
+        r.stderr
+    );
+    let l = c.layer(&mut r);
+    assert!(l.is_empty(), "mounts leave nothing: {:?}", names(&l));
+    // Nothing reached the lowers or the context.
+    assert_eq!(std::fs::read(top.join("data/new")).unwrap(), b"new\n");
+    assert_eq!(std::fs::read(c.base.join("data/b")).unwrap(), b"b\n");
+    let ctx_names: Vec<_> = std::fs::read_dir(&ctx)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(ctx_names, ["main.c"]);
+    // The writes are in the scratch dirs, which the caller deletes.
+    let (changed, built) = match c.kind {
+        SnapshotterKind::Overlay => (
+            scratch.join("upper/data/new"),
+            scratch_ctx.join("upper/built.o"),
+        ),
+        SnapshotterKind::Copy => (
+            scratch.join("tree/data/new"),
+            scratch_ctx.join("tree/built.o"),
+        ),
+    };
+    assert_eq!(std::fs::read(changed).unwrap(), b"changed\n");
+    assert_eq!(std::fs::read(built).unwrap(), b"out\n");
+}
+
+/// `RUN --mount=type=secret`: the content, owner and mode are visible, the
+/// file is read-only, and neither it nor its mount point (nor /run, which the
+/// image lacks) is in the layer or anywhere on disk.
+pub fn secret_mounts(c: &Ctx) {
+    let secret = |content: &[u8], uid, gid, mode| ExtraMountKind::Secret {
+        content: content.to_vec(),
+        uid,
+        gid,
+        mode,
+    };
+    let mounts = vec![
+        mount(
+            secret(b"s3cr3t-token\n", 1000, 50, 0o440),
+            "/run/secrets/token",
+        ),
+        mount(secret(b"npm-s3cr3t\n", 0, 0, 0o400), "/root/.npmrc"),
+    ];
+    let mut s = c.spec(
+        "cat /run/secrets/token; stat -c '%u:%g %a' /run/secrets/token /root/.npmrc; \
+         echo x > /run/secrets/token 2>/dev/null && echo rw || echo ro; \
+         grep -c ' /run/secrets/token ' /proc/mounts; cat /root/.npmrc; \
+         ls /run/secrets; touch /run/secrets/other 2>/dev/null; ls / | grep -c private",
+    );
+    s.mounts = mounts.clone();
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(
+        r.stdout,
+        [
+            "s3cr3t-token",
+            "1000:50 440",
+            "0:0 400",
+            "ro",
+            "1",
+            "npm-s3cr3t",
+            "token",
+            "0"
+        ],
+        "stderr: {:?}",
+        r.stderr
+    );
+    let l = c.layer(&mut r);
+    // The command wrote /run/secrets/other: its parents are real changes.
+    assert_eq!(names(&l), ["run/", "run/secrets/", "run/secrets/other"]);
+    assert!(files_containing(c.tmp.path(), b"s3cr3t").is_empty());
+
+    // A command that only reads leaves nothing.
+    let mut s = c.spec("cat /run/secrets/token /root/.npmrc >/dev/null");
+    s.mounts = mounts.clone();
+    let mut r = c.run(&s).unwrap();
+    assert_eq!(r.outcome.exit_code, 0);
+    let l = c.layer(&mut r);
+    assert!(l.is_empty(), "a secret leaves nothing: {:?}", names(&l));
+    if let rbuild_executor::snapshot::RootSource::Bind { tree } = &r.root.source {
+        assert!(!tree.join("run").exists(), "the /run stub is removed");
+        assert_eq!(std::fs::read(tree.join("root/.npmrc")).ok(), None);
+    }
+    if let rbuild_executor::snapshot::RootSource::Overlay { upper, .. } = &r.root.source {
+        assert_eq!(std::fs::read_dir(upper).unwrap().count(), 0);
+    }
+    assert!(files_containing(c.tmp.path(), b"s3cr3t").is_empty());
+
+    // The owner's permission bits apply: alice (1000:1000, group 50) can read
+    // the 0440 token, not the 0400 root file.
+    if c.id_map.kind != MappingKind::Single {
+        let mut s = c.spec("cat /run/secrets/token; cat /root/.npmrc 2>/dev/null || echo denied");
+        s.user = "alice".into();
+        s.mounts = mounts;
+        let r = c.run(&s).unwrap();
+        assert_eq!(r.stdout, ["s3cr3t-token", "denied"]);
+    }
+}
+
+/// The parent of a mount target is a symlink out of the root: the mount
+/// lands inside the root where the symlink leads, and nothing on the host.
+pub fn mount_targets_stay_in_the_root(c: &Ctx) {
+    let marker = format!("rbuild-escape-{}", unique_marker(8_000_000));
+    let host_path = std::path::Path::new("/tmp").join(&marker);
+    let tar = Tar::default()
+        .symlink("run", &format!("/../../../../../../tmp/{marker}"))
+        .symlink("mnt", "../../../../tmp")
+        .build();
+    let evil = snapshot(c.tmp.path(), "evil", &tar, &c.id_map);
+    let mut s = c.spec("cat /run/secrets/x; ls /mnt/view/data/sub");
+    s.mounts = vec![
+        mount(
+            ExtraMountKind::Secret {
+                content: b"inside\n".to_vec(),
+                uid: 0,
+                gid: 0,
+                mode: 0o400,
+            },
+            "/run/secrets/x",
+        ),
+        mount(overlay_mount(vec![c.base.clone()], None, ""), "/mnt/view"),
+    ];
+    let r = c.run_on(&[c.base.clone(), evil], &s).unwrap();
+    assert_eq!(r.stdout, ["inside", "c"], "stderr: {:?}", r.stderr);
+    assert!(!host_path.exists(), "{} was created", host_path.display());
+    assert!(!std::path::Path::new("/tmp/view").exists());
+}
+
+/// `RUN --mount=type=ssh`: the agent's socket bound into the sandbox works
+/// (ssh-add talks to a real ssh-agent through it).
+pub fn ssh_agent_socket_bind(c: &Ctx) {
+    let dir = c.tmp.path().join("agent");
+    std::fs::create_dir(&dir).unwrap();
+    let sock = dir.join("agent.sock");
+    let mut agent = Proc::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent is missing: install the Debian package openssh-client");
+    let t = Instant::now();
+    while !sock.exists() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The host's /usr (for ssh-add and its libraries) over an image whose
+    // /lib and /lib64 lead into it.
+    let tar = Tar::default()
+        .symlink("lib", "usr/lib")
+        .symlink("lib64", "usr/lib64")
+        .build();
+    let libs = snapshot(c.tmp.path(), "libs", &tar, &c.id_map);
+    let mut s = c.spec(
+        "test -S /run/buildkit/ssh_agent.0 && echo socket; \
+         SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0 /usr/bin/ssh-add -l; echo $?",
+    );
+    s.mounts = vec![
+        ExtraMount {
+            kind: ExtraMountKind::Bind {
+                source: sock.clone(),
+            },
+            target: "/run/buildkit/ssh_agent.0".into(),
+            readonly: true,
+        },
+        ExtraMount {
+            kind: ExtraMountKind::Bind {
+                source: "/usr".into(),
+            },
+            target: "/usr".into(),
+            readonly: true,
+        },
+    ];
+    let r = c.run_on(&[c.base.clone(), libs], &s);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let mut r = r.unwrap();
+    assert_eq!(
+        r.stdout,
+        ["socket", "The agent has no identities.", "1"],
+        "stderr: {:?}",
+        r.stderr
+    );
+    let l = c.layer(&mut r);
+    assert!(l.is_empty(), "{:?}", names(&l));
+}
+
+/// A new cache mount directory gets a container user's owner, mapped to the
+/// host through the id map.
+pub fn set_owner_maps_container_ids(c: &Ctx) {
+    let dir = c.tmp.path().join("cache-dir");
+    std::fs::create_dir(&dir).unwrap();
+    rbuild_executor::sandbox::set_owner(&dir, 1000, 50, 0o750, &c.id_map).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&dir).unwrap();
+    assert_eq!(
+        (Some(md.uid()), Some(md.gid()), md.mode() & 0o7777),
+        (c.id_map.host_uid(1000), c.id_map.host_gid(50), 0o750)
+    );
+    // Seen from a sandbox, through a bind mount, it is alice's.
+    let mut s = c.spec("stat -c '%u:%g %a' /cache; touch /cache/f && stat -c %u /cache/f");
+    s.user = "alice".into();
+    s.mounts = vec![mount(
+        ExtraMountKind::Bind {
+            source: dir.clone(),
+        },
+        "/cache",
+    )];
+    let r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["1000:50 750", "1000"], "stderr: {:?}", r.stderr);
 }
