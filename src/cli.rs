@@ -79,7 +79,9 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
     let cmd = Cli::command();
     let names: Vec<String> = cmd
         .get_subcommands()
-        .flat_map(|s| std::iter::once(s.get_name().to_string()).chain(s.get_all_aliases().map(str::to_string)))
+        .flat_map(|s| {
+            std::iter::once(s.get_name().to_string()).chain(s.get_all_aliases().map(str::to_string))
+        })
         .chain(["help".to_string()])
         .collect();
     let mut i = 1;
@@ -114,7 +116,10 @@ mod tests {
 
     #[test]
     fn build_is_the_default_subcommand() {
-        assert_eq!(expand(&["rbuild", "-t", "x", "."]), ["rbuild", "build", "-t", "x", "."]);
+        assert_eq!(
+            expand(&["rbuild", "-t", "x", "."]),
+            ["rbuild", "build", "-t", "x", "."]
+        );
         assert_eq!(
             expand(&["rbuild", "--root", "/r", "-v", "."]),
             ["rbuild", "--root", "/r", "-v", "build", "."]
@@ -122,6 +127,9 @@ mod tests {
         assert_eq!(expand(&["rbuild", "run", "img"]), ["rbuild", "run", "img"]);
         assert_eq!(expand(&["rbuild", "--help"]), ["rbuild", "--help"]);
         assert_eq!(expand(&["rbuild"]), ["rbuild"]);
-        assert_eq!(expand(&["rbuild", "-q", "images"]), ["rbuild", "-q", "images"]);
+        assert_eq!(
+            expand(&["rbuild", "-q", "images"]),
+            ["rbuild", "-q", "images"]
+        );
     }
 }

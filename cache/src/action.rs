@@ -181,7 +181,11 @@ impl ActionCache {
     }
 
     /// Remembers the inputs of the key just computed for `slot`.
-    pub fn set_last_inputs(&self, slot: &Digest, record: &ExplainRecord) -> Result<(), ActionError> {
+    pub fn set_last_inputs(
+        &self,
+        slot: &Digest,
+        record: &ExplainRecord,
+    ) -> Result<(), ActionError> {
         let path = self.slot_path(slot);
         write_json(&self.tmp, &path, record)?;
         let key_path = self.slots.join(format!("{}.key", slot.hex()));

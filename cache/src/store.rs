@@ -461,7 +461,7 @@ impl Store {
         let mut annotations = entry.annotations().clone().unwrap_or_default();
         annotations.insert(ANNOTATION_REF_NAME.to_string(), name.to_string());
         entry.set_annotations(Some(annotations));
-        if index.manifests().iter().any(|d| *d == entry) {
+        if index.manifests().contains(&entry) {
             // Already named so: nothing to write (a rebuild from the cache).
             return Ok(());
         }

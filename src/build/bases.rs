@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use oci_spec::image::{Descriptor, ImageManifest};
+use oci_spec::image::Descriptor;
 use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::{ImageConfig, OpKind, Plan, Platform};
 
@@ -18,8 +18,6 @@ pub struct Base {
     pub name: String,
     /// Its manifest.
     pub manifest_descriptor: Descriptor,
-    /// The manifest.
-    pub manifest: ImageManifest,
     /// The config document, as JSON (keeps fields rbuild does not model).
     pub config_json: serde_json::Value,
     /// The runtime config the planner inherits from.
@@ -136,7 +134,6 @@ fn resolve_one(settings: &Settings, reference: &str, platform: &Platform) -> any
     Ok(Base {
         name,
         manifest_descriptor,
-        manifest,
         config_json,
         runtime_config,
         layers,

@@ -17,8 +17,10 @@ use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
 use rbuild_executor::sandbox::{self, Command, Network, RunSpec, Stream};
 use rbuild_executor::snapshot::{self, RootSource, SnapshotterKind};
 
+use rbuild_cache::mounts::{CacheMountGuard, CacheMounts, Sharing};
+
 use super::Settings;
-use super::solver::StepEnv;
+use super::solver::{InputData, StepEnv};
 use crate::commands::build::NetworkArg;
 use crate::commands::run::ensure_layer_snapshots;
 
@@ -35,7 +37,8 @@ impl StepDir {
     /// A new dir under the store's tmp/.
     pub fn new(settings: &Settings, prefix: &str) -> anyhow::Result<StepDir> {
         let tmp = settings.store.tmp_dir();
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&tmp)
@@ -148,7 +151,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
             NetworkArg::Default | NetworkArg::Host => Network::Host,
         },
     };
-    let mut guards = Vec::new();
+    let mut guards: Vec<CacheMountGuard> = Vec::new();
     spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;
     env.cancels.register(&spec.cancel);
     let kind = SnapshotterKind::detect();
@@ -215,14 +218,17 @@ fn publish_upper(settings: &Settings, upper: &Path, layer: &LayerRecord) {
     }
 }
 
-/// The step's mounts: `--mount`s and the heredoc scripts.
+/// The step's mounts: `--mount`s and the heredoc scripts. `process_env` gets the
+/// variables of `env=` secrets and ssh sockets; `guards` keeps cache mounts locked until the
+/// step ends.
 fn mounts(
     env: &StepEnv<'_>,
     exec: &ExecOp,
     dir: &Path,
-    _process_env: &mut Vec<String>,
-    _guards: &mut Vec<Box<dyn std::any::Any>>,
+    process_env: &mut Vec<String>,
+    guards: &mut Vec<CacheMountGuard>,
 ) -> anyhow::Result<Vec<ExtraMount>> {
+    let settings = env.settings;
     let mut out = Vec::new();
     if !exec.files.is_empty() {
         let files = dir.join("files");
@@ -244,9 +250,16 @@ fn mounts(
             });
         }
     }
-    for m in &exec.mounts {
+    for (n, m) in exec.mounts.iter().enumerate() {
         let mount = &m.mount;
         let target = PathBuf::from(&mount.target);
+        let what = || {
+            format!(
+                "--mount=type={},target={}",
+                mount.kind.as_str(),
+                mount.target
+            )
+        };
         match mount.kind {
             MountType::Tmpfs => out.push(ExtraMount {
                 kind: ExtraMountKind::Tmpfs {
@@ -255,11 +268,117 @@ fn mounts(
                 target,
                 readonly: false,
             }),
-            other => bail!(
-                "RUN --mount=type={} is not supported yet (at {})",
-                other.as_str(),
-                env.op.description
-            ),
+            MountType::Bind => {
+                let input = m
+                    .input
+                    .and_then(|i| env.inputs.get(i))
+                    .with_context(|| format!("{}: no source", what()))?;
+                let lowers = match input {
+                    // The context directory itself (never written: writes go to scratch).
+                    InputData::Context(_) => vec![env.source.root.clone()],
+                    InputData::Layers(layers) => {
+                        let mut dirs =
+                            ensure_layer_snapshots(&settings.store, layers, &settings.id_map)
+                                .with_context(|| {
+                                    format!("{}: cannot prepare its source", what())
+                                })?;
+                        dirs.reverse();
+                        dirs
+                    }
+                    InputData::Download(_) => bail!("{}: a download cannot be mounted", what()),
+                };
+                let scratch = (!mount.readonly).then(|| dir.join(format!("mount-{n}")));
+                if let Some(s) = &scratch {
+                    std::fs::create_dir_all(s)
+                        .with_context(|| format!("cannot create {}", s.display()))?;
+                }
+                out.push(ExtraMount {
+                    kind: ExtraMountKind::Overlay {
+                        lowers,
+                        scratch,
+                        subpath: PathBuf::from(mount.source.as_deref().unwrap_or("")),
+                    },
+                    target,
+                    readonly: mount.readonly,
+                });
+            }
+            MountType::Cache => {
+                if mount.from.is_some() {
+                    bail!(
+                        "{}: cache mounts seeded from= another stage are not supported",
+                        what()
+                    );
+                }
+                let id = mount.id.clone().unwrap_or_else(|| mount.target.clone());
+                let sharing = mount.sharing.unwrap_or(Sharing::Shared);
+                let (uid, gid) = (mount.uid.unwrap_or(0), mount.gid.unwrap_or(0));
+                let mode = mount.mode.unwrap_or(0o755);
+                let id_map = settings.id_map.clone();
+                let cache = CacheMounts::open(settings.store.root())?;
+                let guard = cache
+                    .acquire_with(&id, sharing, &mut |d| {
+                        sandbox::set_owner(d, uid, gid, mode, &id_map)
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                    })
+                    .with_context(|| format!("{}: cannot get cache mount {id:?}", what()))?;
+                out.push(ExtraMount {
+                    kind: ExtraMountKind::Bind {
+                        source: guard.path.clone(),
+                    },
+                    target,
+                    readonly: mount.readonly,
+                });
+                guards.push(guard);
+            }
+            MountType::Secret => {
+                let id = mount.id.clone().unwrap_or_default();
+                let Some(secret) = settings.secrets.get(&id) else {
+                    if mount.required {
+                        bail!(
+                            "secret {id:?} is required by {} but was not given (--secret id={id},src=FILE)",
+                            what()
+                        );
+                    }
+                    tracing::debug!("secret {id:?} not given: not mounted");
+                    continue;
+                };
+                if let Some(var) = &mount.env {
+                    process_env.push(format!("{var}={}", String::from_utf8_lossy(secret.bytes())));
+                }
+                if !mount.target.is_empty() {
+                    out.push(ExtraMount {
+                        kind: ExtraMountKind::Secret {
+                            content: secret.bytes().to_vec(),
+                            uid: mount.uid.unwrap_or(0),
+                            gid: mount.gid.unwrap_or(0),
+                            mode: mount.mode.unwrap_or(0o400),
+                        },
+                        target,
+                        readonly: true,
+                    });
+                }
+            }
+            MountType::Ssh => {
+                let id = mount.id.clone().unwrap_or_else(|| "default".into());
+                let Some(socket) = settings.ssh.get(&id) else {
+                    if mount.required {
+                        bail!(
+                            "ssh agent {id:?} is required by {} but was not given (--ssh {id}=SOCKET)",
+                            what()
+                        );
+                    }
+                    tracing::debug!("ssh agent {id:?} not given: not mounted");
+                    continue;
+                };
+                process_env.push(format!("SSH_AUTH_SOCK={}", mount.target));
+                out.push(ExtraMount {
+                    kind: ExtraMountKind::Bind {
+                        source: socket.clone(),
+                    },
+                    target,
+                    readonly: false,
+                });
+            }
         }
     }
     Ok(out)

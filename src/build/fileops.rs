@@ -2,15 +2,20 @@
 //! selection, another stage's or image's snapshots, heredocs, downloads) and the parent's
 //! snapshots, and write the result straight into a layer; ADD URLs are downloaded here.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Seek as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::CopyOp;
+use rbuild_executor::fileop::{self, CopyRequest, CopySourceSpec, HostDir, ImageFs, SourceFs};
+use rbuild_executor::snapshot::LowerView;
 
 use super::Settings;
-use super::solver::StepEnv;
+use super::exec::{diff_options, store_layer};
+use super::solver::{InputData, StepEnv};
+use crate::commands::run::ensure_layer_snapshots;
 
 /// A file fetched for `ADD <url>`.
 #[derive(Debug)]
@@ -33,15 +38,25 @@ impl Download {
 }
 
 /// Downloads `url` (checked against `checksum`) into the store's tmp/.
-pub fn download(settings: &Settings, url: &str, checksum: Option<&str>) -> anyhow::Result<Download> {
+pub fn download(
+    settings: &Settings,
+    url: &str,
+    checksum: Option<&str>,
+) -> anyhow::Result<Download> {
     let tmp = settings.store.tmp_dir();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut file = tempfile::Builder::new()
         .prefix("download-")
         .tempfile_in(&tmp)
         .with_context(|| format!("cannot create a temp file in {}", tmp.display()))?;
-    let mut writer = file.as_file().try_clone().context("cannot open the download file")?;
-    let mut resetter = file.as_file().try_clone().context("cannot open the download file")?;
+    let mut writer = file
+        .as_file()
+        .try_clone()
+        .context("cannot open the download file")?;
+    let mut resetter = file
+        .as_file()
+        .try_clone()
+        .context("cannot open the download file")?;
     let mut reset = move || -> std::io::Result<()> {
         resetter.set_len(0)?;
         resetter.rewind().map(|_| ())
@@ -68,12 +83,97 @@ pub fn download(settings: &Settings, url: &str, checksum: Option<&str>) -> anyho
     })
 }
 
+/// The snapshots of `layers` (bottom first) as a read-only view (topmost first).
+fn view_of(settings: &Settings, layers: &[LayerRecord]) -> anyhow::Result<LowerView> {
+    let mut dirs = ensure_layer_snapshots(&settings.store, layers, &settings.id_map)
+        .context("cannot prepare a file system to copy from")?;
+    dirs.reverse();
+    Ok(LowerView::new(dirs))
+}
+
 /// Runs a COPY or ADD step.
-pub fn copy(env: &StepEnv<'_>, _copy: &CopyOp) -> anyhow::Result<Option<LayerRecord>> {
-    anyhow::bail!("{}: COPY is not available in this build of rbuild", env.op.description)
+pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerRecord>> {
+    let settings = env.settings;
+    let parent = if copy.link {
+        LowerView::new(Vec::new())
+    } else {
+        view_of(settings, &env.parent_layers())?
+    };
+    // One source tree per input: the context (only what the COPY selected) or another
+    // stage's or image's file system.
+    let mut trees: BTreeMap<usize, Box<dyn SourceFs>> = BTreeMap::new();
+    for src in &copy.sources {
+        let Some(i) = src.input else { continue };
+        if trees.contains_key(&i) {
+            continue;
+        }
+        match &env.inputs[i] {
+            InputData::Context(selection) => {
+                let allow: BTreeSet<PathBuf> =
+                    selection.entries.iter().map(|e| e.path.clone()).collect();
+                trees.insert(
+                    i,
+                    Box::new(HostDir::new(env.source.root.clone(), Some(allow))),
+                );
+            }
+            InputData::Layers(layers) => {
+                let view = view_of(settings, layers)?;
+                trees.insert(i, Box::new(ImageFs::new(view, settings.id_map.clone())));
+            }
+            InputData::Download(_) => {}
+        }
+    }
+    let mut sources = Vec::new();
+    for src in &copy.sources {
+        let spec = match src.input {
+            None => CopySourceSpec::Inline {
+                name: src.path.clone(),
+                content: src.content.clone().unwrap_or_default().into_bytes(),
+            },
+            Some(i) => match &env.inputs[i] {
+                InputData::Download(d) => CopySourceSpec::Download {
+                    name: d.name.clone(),
+                    path: d.path(),
+                    mtime: d.mtime,
+                },
+                _ => CopySourceSpec::Tree {
+                    fs: trees
+                        .get(&i)
+                        .map(|b| b.as_ref())
+                        .ok_or_else(|| anyhow::anyhow!("internal error: no source tree"))?,
+                    pattern: src.path.clone(),
+                },
+            },
+        };
+        sources.push(spec);
+    }
+    let req = CopyRequest {
+        sources,
+        dest: copy.dest.clone(),
+        chown: copy.chown.clone(),
+        chmod: copy.chmod.clone(),
+        parents: copy.parents,
+        excludes: copy.excludes.clone(),
+        add: copy.add,
+        unpack: copy.unpack,
+        link: copy.link,
+    };
+    let opts = diff_options(settings);
+    store_layer(settings, |w| {
+        Ok(fileop::copy(&req, &parent, &opts, w)
+            .with_context(|| env.op.description.clone())?
+            .layer)
+    })
 }
 
 /// Runs WORKDIR's directory creation.
-pub fn mkdir(env: &StepEnv<'_>, _path: &str, _user: &str) -> anyhow::Result<Option<LayerRecord>> {
-    anyhow::bail!("{}: WORKDIR is not available in this build of rbuild", env.op.description)
+pub fn mkdir(env: &StepEnv<'_>, path: &str, user: &str) -> anyhow::Result<Option<LayerRecord>> {
+    let settings = env.settings;
+    let parent = view_of(settings, &env.parent_layers())?;
+    let opts = diff_options(settings);
+    store_layer(settings, |w| {
+        Ok(fileop::mkdir(path, user, &parent, &opts, w)
+            .with_context(|| format!("cannot create the working directory {path}"))?
+            .layer)
+    })
 }

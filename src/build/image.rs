@@ -49,7 +49,9 @@ fn layer_media_type(format: FormatArg, media_type: &str) -> anyhow::Result<Strin
         }
         FormatArg::Docker => {
             if zstd {
-                bail!("layer of type {media_type} cannot be in a Docker v2 manifest: build with --format oci");
+                bail!(
+                    "layer of type {media_type} cannot be in a Docker v2 manifest: build with --format oci"
+                );
             }
             match (nondist, gzip) {
                 (false, true) => "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
@@ -199,7 +201,13 @@ pub fn assemble(
     let obj = config
         .as_object_mut()
         .ok_or_else(|| anyhow!("internal error: config is not an object"))?;
-    for legacy in ["container", "container_config", "docker_version", "id", "parent"] {
+    for legacy in [
+        "container",
+        "container_config",
+        "docker_version",
+        "id",
+        "parent",
+    ] {
         obj.remove(legacy);
     }
     obj.insert("config".into(), runtime);

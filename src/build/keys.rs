@@ -75,7 +75,8 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
         return "first build of this step".into();
     };
     if before.key == now.key {
-        return "no cached result (the step did not finish last time, or its result was removed)".into();
+        return "no cached result (the step did not finish last time, or its result was removed)"
+            .into();
     }
     if before.definition != now.definition {
         let changed = changed_env(&before.env, &now.env);
@@ -95,6 +96,9 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
         let old = before.inputs.get(i);
         if old.is_some_and(|o| o.digest == input.digest && o.role == input.role) {
             continue;
+        }
+        if input.label == "context" && (!now.files.is_empty() || !before.files.is_empty()) {
+            return files_changed(&before.files, &now.files);
         }
         return match input.role.as_str() {
             "context" => files_changed(&before.files, &now.files),
@@ -216,13 +220,31 @@ mod tests {
             files(&[("a.txt", "1"), ("b.txt", "3")]),
         );
         assert_eq!(explain(Some(&old), &new), "file b.txt changed");
-        let new = base("d2", &["A=2"], &[part("context", "context", "c1")], files(&[]));
+        let new = base(
+            "d2",
+            &["A=2"],
+            &[part("context", "context", "c1")],
+            files(&[]),
+        );
         assert_eq!(explain(Some(&old), &new), "build arg or env A changed");
-        let img_old = base("d", &[], &[part("base image", "busybox", "sha256:aaaa")], files(&[]));
-        let img_new = base("d", &[], &[part("base image", "busybox", "sha256:bbbb")], files(&[]));
+        let img_old = base(
+            "d",
+            &[],
+            &[part("base image", "busybox", "sha256:aaaa")],
+            files(&[]),
+        );
+        let img_new = base(
+            "d",
+            &[],
+            &[part("base image", "busybox", "sha256:bbbb")],
+            files(&[]),
+        );
         assert!(explain(Some(&img_old), &img_new).starts_with("base image busybox now resolves"));
         let p_old = base("d", &[], &[part("parent", "RUN a", "k1")], files(&[]));
         let p_new = base("d", &[], &[part("parent", "RUN a", "k2")], files(&[]));
-        assert_eq!(explain(Some(&p_old), &p_new), "the previous step changed: RUN a");
+        assert_eq!(
+            explain(Some(&p_old), &p_new),
+            "the previous step changed: RUN a"
+        );
     }
 }

@@ -99,8 +99,8 @@ impl Settings {
         let plan_options = crate::commands::plan::plan_options(&plan_args)?;
         let mut tags = Vec::new();
         for t in &args.tags {
-            let name = crate::names::normalize_name(t)
-                .with_context(|| format!("invalid tag {t:?}"))?;
+            let name =
+                crate::names::normalize_name(t).with_context(|| format!("invalid tag {t:?}"))?;
             tags.push(name);
         }
         let mut labels = BTreeMap::new();
@@ -119,7 +119,9 @@ impl Settings {
             CompressionArg::Uncompressed => Compression::None,
         };
         if args.format == FormatArg::Docker && compression == Compression::Zstd {
-            bail!("--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers");
+            bail!(
+                "--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers"
+            );
         }
         let jobs = match args.jobs {
             Some(0) => bail!("--jobs must be at least 1"),
@@ -210,10 +212,33 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     let descriptor = image::assemble(&settings, &source, &plan, &bases, &results)?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
-        std::fs::write(path, format!("{id}"))
+        std::fs::write(path, &id)
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
     }
-    tracing::info!("built {id} in {:.2?}", started.elapsed());
+    let (ran, cached) = plan
+        .ops
+        .iter()
+        .zip(&results)
+        .filter(|(op, _)| {
+            matches!(
+                op.kind,
+                rbuild_compiler::plan::OpKind::Exec(_)
+                    | rbuild_compiler::plan::OpKind::Copy(_)
+                    | rbuild_compiler::plan::OpKind::Mkdir { .. }
+            )
+        })
+        .filter_map(|(_, r)| r.as_ref())
+        .fold((0, 0), |(ran, cached), r| {
+            if r.cached {
+                (ran, cached + 1)
+            } else {
+                (ran + 1, cached)
+            }
+        });
+    tracing::info!(
+        "built {id} in {:.2?}: {ran} steps run, {cached} from the cache",
+        started.elapsed()
+    );
     let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
     Ok(Built {
         id,

@@ -162,13 +162,4 @@ impl Progress {
             Mode::Quiet => {}
         }
     }
-
-    /// A build-level note (`exporting to image`, ...).
-    pub fn note(&self, text: &str) {
-        match self.mode {
-            Mode::Plain | Mode::Tty => self.emit(&format!("#0 {text}")),
-            Mode::Json => self.json(0, "note", serde_json::json!({"text": text})),
-            Mode::Quiet => {}
-        }
-    }
 }

@@ -177,10 +177,7 @@ fn number_steps(plan: &Plan) -> Vec<Option<(usize, String)>> {
             .filter(|&i| {
                 matches!(
                     plan.ops[i].kind,
-                    OpKind::Image { .. }
-                        | OpKind::Exec(_)
-                        | OpKind::Copy(_)
-                        | OpKind::Mkdir { .. }
+                    OpKind::Image { .. } | OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. }
                 )
             })
             .collect();
@@ -256,7 +253,10 @@ fn key_phase(
         let definition = op.definition.to_string();
         let at = |e: anyhow::Error| -> anyhow::Error {
             let line = op.span.start.line;
-            e.context(format!("{}:{line}: {}", source.dockerfile_name, op.description))
+            e.context(format!(
+                "{}:{line}: {}",
+                source.dockerfile_name, op.description
+            ))
         };
         let prep = match &op.kind {
             OpKind::Config { .. } => Prep::Skip,
@@ -443,7 +443,6 @@ fn key_phase(
     Ok((preps, reasons))
 }
 
-
 type Finished = (usize, anyhow::Result<Option<LayerRecord>>, Duration);
 
 #[allow(clippy::too_many_arguments)]
@@ -487,10 +486,24 @@ fn run_phase(
                             progressed = true;
                         }
                         Prep::Ready(r, d) => {
-                            if let (Some((s, label)), OpKind::Image { .. }) = (&steps[i], &op.kind)
-                            {
-                                progress.start(*s, label, &format!("FROM {}", image_ref(op)));
-                                progress.done(*s, Duration::ZERO);
+                            match (&steps[i], &op.kind) {
+                                (Some((s, label)), OpKind::Image { .. }) => {
+                                    progress.start(*s, label, &format!("FROM {}", image_ref(op)));
+                                    progress.done(*s, Duration::ZERO);
+                                }
+                                (Some((s, label)), OpKind::Context { include, .. }) => {
+                                    progress.start(
+                                        *s,
+                                        label,
+                                        &format!("load build context: {}", include.join(" ")),
+                                    );
+                                    progress.done(*s, Duration::ZERO);
+                                }
+                                (Some((s, label)), OpKind::Http { url, .. }) => {
+                                    progress.start(*s, label, &format!("download {url}"));
+                                    progress.done(*s, Duration::ZERO);
+                                }
+                                _ => {}
                             }
                             results[i] = Some(r.clone());
                             data[i] = d.clone();
