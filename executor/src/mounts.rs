@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
@@ -954,6 +954,12 @@ impl Kernel for HostKernel {
             rustix::mount::mount_bind_recursive(source, t.path())?;
         } else {
             rustix::mount::mount_bind(source, t.path())?;
+        }
+        if readonly && recursive {
+            // Every mount of the tree, not only the top one.
+            let t = self.target(target)?;
+            let fd = rustix::fs::open(t.path(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+            return crate::sys::make_mount_tree_readonly(fd.as_fd());
         }
         if readonly {
             // Open the target again: the first fd refers to what is now
