@@ -93,12 +93,17 @@ struct HashWriter<W> {
     inner: W,
     hash: Sha256,
     n: u64,
+    /// False when another writer hashes the same bytes (an uncompressed blob
+    /// is its own tar: one hash serves both digests).
+    active: bool,
 }
 
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
+        if self.active {
+            self.hash.update(&buf[..n]);
+        }
         self.n += n as u64;
         Ok(n)
     }
@@ -174,6 +179,7 @@ impl<W: Write> LayerWriter<W> {
             inner: out,
             hash: Sha256::new(),
             n: 0,
+            active: opts.compression != Compression::None,
         };
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -193,6 +199,7 @@ impl<W: Write> LayerWriter<W> {
             inner: enc,
             hash: Sha256::new(),
             n: 0,
+            active: true,
         });
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter {
@@ -481,9 +488,14 @@ impl<W: Write> LayerWriter<W> {
         let diff_id = sha(tar_hw.hash);
         let uncompressed_size = tar_hw.n;
         let counted = tar_hw.inner.finish().map_err(DiffError::Finish)?;
+        let digest = if counted.active {
+            sha(counted.hash)
+        } else {
+            diff_id.clone()
+        };
         Ok(LayerInfo {
             diff_id,
-            digest: sha(counted.hash),
+            digest,
             size: counted.n,
             uncompressed_size,
             media_type,

@@ -40,9 +40,7 @@ fn symbolic(spec: &str, mut mode: u32, dir: bool) -> u32 {
         let mut rest = &clause[who_end..];
         while let Some(op) = rest.chars().next() {
             rest = &rest[1..];
-            let end = rest
-                .find(['+', '-', '='])
-                .unwrap_or(rest.len());
+            let end = rest.find(['+', '-', '=']).unwrap_or(rest.len());
             let perms = &rest[..end];
             rest = &rest[end..];
             let bits = match perms {

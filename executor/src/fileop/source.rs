@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
@@ -113,6 +113,9 @@ pub struct HostDir {
     allow: Option<BTreeSet<PathBuf>>,
     dirs: BTreeSet<PathBuf>,
     fd: OnceLock<OwnedFd>,
+    /// The directory used last (walks and the layer writer go directory by
+    /// directory, so most lookups reuse it).
+    last: Mutex<Option<(Vec<OsString>, Arc<OwnedFd>)>>,
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
@@ -154,6 +157,7 @@ impl HostDir {
             allow,
             dirs,
             fd: OnceLock::new(),
+            last: Mutex::new(None),
         }
     }
 
@@ -178,6 +182,19 @@ impl HostDir {
             Mode::empty(),
         )?;
         Ok(self.fd.get_or_init(|| fd))
+    }
+
+    /// An `O_PATH` fd of the directory `dir`, reusing the last one.
+    fn dir_fd(&self, dir: &[OsString]) -> io::Result<Arc<OwnedFd>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, fd)) = &*last {
+            if p.as_slice() == dir {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = Arc::new(self.open_dir(dir, OFlags::PATH)?);
+        *last = Some((dir.to_vec(), fd.clone()));
+        Ok(fd)
     }
 
     /// Opens the directory `comps` beneath the root, refusing symlinks.
@@ -205,7 +222,7 @@ impl SourceFs for HostDir {
             let md = fs::metadata(&self.root)?;
             return Ok(Some(SourceMeta::from_metadata(&md, 0, 0, None)));
         };
-        let dfd = match self.open_dir(dir, OFlags::PATH) {
+        let dfd = match self.dir_fd(dir) {
             Ok(fd) => fd,
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
@@ -283,15 +300,19 @@ impl SourceFs for HostDir {
     }
 
     fn open(&self, path: &[OsString]) -> io::Result<Box<dyn Read + Send>> {
-        if !self.allowed(path) || path.is_empty() {
+        if !self.allowed(path) {
             return Err(not_found());
         }
-        let fd = rustix::fs::openat2(
-            self.root_fd()?,
-            rel_bytes(path).as_slice(),
+        let Some((last, dir)) = path.split_last() else {
+            return Err(not_found());
+        };
+        // One component below a directory reached without symlinks, not
+        // following a final symlink: never outside the root.
+        let fd = rustix::fs::openat(
+            &*self.dir_fd(dir)?,
+            last.as_os_str(),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-            BENEATH,
         )?;
         Ok(Box::new(File::from(fd)))
     }
