@@ -933,3 +933,39 @@ fn workdir_makes_missing_directories_only() {
     let e = mkdir("/w", "ghost", &f.parent(), &opts(), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, FileOpError::UnknownUser { .. }), "{e}");
 }
+
+#[test]
+fn stage_trees_honour_whiteouts_and_opaque_dirs() {
+    let f = fx();
+    let base = f.lower.parent().unwrap().join("base");
+    let top = f.lower.parent().unwrap().join("top");
+    write(&base, "out/keep", "k", 0o644);
+    write(&base, "out/gone", "g", 0o644);
+    write(&base, "out/hidden/old", "o", 0o644);
+    write(&top, "out/gone", "", 0o644);
+    rustix::fs::setxattr(
+        top.join("out/gone"),
+        "user.overlay.whiteout",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    write(&top, "out/hidden/new", "n", 0o644);
+    rustix::fs::setxattr(
+        top.join("out/hidden"),
+        "user.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let stage = ImageFs::new(LowerView::new(vec![top, base]), IdMap::identity());
+    let req = CopyRequest::new(
+        vec![CopySourceSpec::Tree {
+            fs: &stage,
+            pattern: "/out".into(),
+        }],
+        "/o/",
+    );
+    let (_, es) = run(&req, &f.parent());
+    assert_eq!(paths(&es), ["o/", "o/hidden/", "o/hidden/new", "o/keep"]);
+}
