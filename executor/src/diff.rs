@@ -252,6 +252,7 @@ impl<W: Write> LayerWriter<W> {
         size: u64,
         link: Option<&[u8]>,
         dev: Option<(u32, u32)>,
+        xattrs: &[(String, Vec<u8>)],
         data: &mut dyn Read,
     ) -> Result<(), DiffError> {
         let mut meta = *meta;
@@ -264,7 +265,7 @@ impl<W: Write> LayerWriter<W> {
             inner: data.take(size),
             n: 0,
         };
-        self.append(name, kind, &meta, size, link, dev, &[], &mut counted)?;
+        self.append(name, kind, &meta, size, link, dev, xattrs, &mut counted)?;
         let mut extra = [0u8; 1];
         if counted.n != size || counted.inner.into_inner().read(&mut extra).unwrap_or(0) != 0 {
             return Err(DiffError::Changed {
@@ -518,7 +519,7 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Extended attributes of `path` (not following symlinks), sorted, without
 /// overlayfs' own.
-fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in list_xattrs(path)? {
         if is_overlay_xattr(&name) {

@@ -25,6 +25,7 @@ struct E {
     mtime: u64,
     link: String,
     data: Vec<u8>,
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 fn entries(layer: &[u8]) -> Vec<E> {
@@ -32,6 +33,15 @@ fn entries(layer: &[u8]) -> Vec<E> {
     let mut out = Vec::new();
     for e in a.entries().unwrap() {
         let mut e = e.unwrap();
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().unwrap() {
+            for x in pax {
+                let x = x.unwrap();
+                if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                    xattrs.push((k.to_owned(), x.value_bytes().to_vec()));
+                }
+            }
+        }
         let h = e.header().clone();
         let kind = match h.entry_type() {
             tar::EntryType::Regular => 'f',
@@ -58,6 +68,7 @@ fn entries(layer: &[u8]) -> Vec<E> {
             mtime: h.mtime().unwrap(),
             link,
             data,
+            xattrs,
         });
     }
     out
@@ -968,4 +979,48 @@ fn stage_trees_honour_whiteouts_and_opaque_dirs() {
     );
     let (_, es) = run(&req, &f.parent());
     assert_eq!(paths(&es), ["o/", "o/hidden/", "o/hidden/new", "o/keep"]);
+}
+
+#[test]
+fn extended_attributes_from_stages_and_archives_are_kept() {
+    let f = fx();
+    let stage = f.lower.parent().unwrap().join("stage");
+    write(&stage, "bin/tool", "t", 0o755);
+    rustix::fs::setxattr(
+        stage.join("bin/tool"),
+        "user.cap",
+        b"v1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let sv = LowerView::new(vec![stage]);
+    let req = CopyRequest::new(
+        vec![CopySourceSpec::Tree {
+            fs: &sv,
+            pattern: "/bin/tool".into(),
+        }],
+        "/usr/bin/",
+    );
+    let (_, es) = run(&req, &f.parent());
+    assert_eq!(
+        get(&es, "usr/bin/tool").xattrs,
+        vec![("user.cap".to_owned(), b"v1".to_vec())]
+    );
+
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.user.a", &b"1"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("x").unwrap();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    std::fs::write(f.ctx.join("x.tar"), b.into_inner().unwrap()).unwrap();
+    let hd = f.host();
+    let (_, es) = run(&add_req(&hd, "x.tar", "/d/"), &f.parent());
+    assert_eq!(
+        get(&es, "d/x").xattrs,
+        vec![("user.a".to_owned(), b"1".to_vec())]
+    );
 }

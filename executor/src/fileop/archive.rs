@@ -101,7 +101,20 @@ pub(crate) fn extract(
     };
     let mut a = tar::Archive::new(r);
     for entry in a.entries().map_err(rerr)? {
-        let e = entry.map_err(rerr)?;
+        let mut e = entry.map_err(rerr)?;
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().map_err(rerr)? {
+            for ext in pax {
+                let ext = ext.map_err(rerr)?;
+                if let Some(k) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    let k = String::from_utf8_lossy(k).into_owned();
+                    if !crate::snapshot::is_overlay_xattr(&k) {
+                        xattrs.push((k, ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+        xattrs.sort();
         let name = e.path_bytes().into_owned();
         let h = e.header();
         let kind = h.entry_type();
@@ -110,13 +123,15 @@ pub(crate) fn extract(
             continue; // the root itself: the destination already exists
         };
         check_name(last).map_err(|reason| bad(x, &name, reason))?;
-        let mtime = h.mtime().map_err(rerr)? as i64;
-        let mode = h.mode().map_err(rerr)? & 0o7777;
+        // Empty numeric fields read as 0, as Go's archive/tar (which Docker
+        // uses) reads them.
+        let mtime = h.mtime().unwrap_or(0) as i64;
+        let mode = h.mode().unwrap_or(0) & 0o7777;
         let (uid, gid) = match x.owner {
             Some(o) => o,
             None => {
-                let u = h.uid().map_err(rerr)?;
-                let g = h.gid().map_err(rerr)?;
+                let u = h.uid().unwrap_or(0);
+                let g = h.gid().unwrap_or(0);
                 match (u32::try_from(u), u32::try_from(g)) {
                     (Ok(u), Ok(g)) => (u, g),
                     _ => return Err(bad(x, &name, "has an owner id larger than 32 bits")),
@@ -145,7 +160,9 @@ pub(crate) fn extract(
                 if model.at_is_dir(&existing) {
                     // Merge: the entry's metadata replaces the directory's.
                     let id = model.ensure_dir(&target, meta)?;
-                    model.node_mut(id).meta = meta;
+                    let n = model.node_mut(id);
+                    n.meta = meta;
+                    n.xattrs = xattrs;
                     continue;
                 }
                 Node::new(
@@ -203,7 +220,13 @@ pub(crate) fn extract(
             tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
             _ => return Err(bad(x, &name, "has an entry type that cannot be extracted")),
         };
-        let _ = existing;
+        let node = if kind != tar::EntryType::Link
+            && matches!(node.kind, NodeKind::Dir { .. } | NodeKind::File { .. })
+        {
+            node.with_xattrs(xattrs)
+        } else {
+            node
+        };
         model.replace(pid, &target, node)?;
     }
     Ok(())
@@ -241,7 +264,8 @@ fn link_node(model: &mut Model<'_>, to: &[OsString]) -> Option<Result<Node, File
                     group: Some(g),
                 },
                 n.meta,
-            )))
+            )
+            .with_xattrs(n.xattrs)))
         }
         Ok(At::Parent(m)) if m.kind == FileKind::File => Some(Ok(Node::new(
             NodeKind::File {

@@ -630,6 +630,7 @@ pub fn copy(
                     ino_key: None,
                     nlink: 1,
                     rdev: None,
+                    xattrs: Vec::new(),
                 };
                 let name = OsString::from(name);
                 copy_top_file(
@@ -678,6 +679,7 @@ pub fn copy(
                     ino_key: None,
                     nlink: 1,
                     rdev: None,
+                    xattrs: Vec::new(),
                 };
                 let name = OsString::from(name);
                 copy_top_file(
@@ -943,7 +945,16 @@ fn place(
         FileKind::Block => NodeKind::Special(tar::EntryType::Block, m.rdev.unwrap_or((0, 0))),
         FileKind::Dir => unreachable!("directories are copied by copy_tree"),
     };
-    model.insert(dir_id, name.clone(), Node::new(kind, meta));
+    let xattrs = if m.kind == FileKind::File {
+        m.xattrs.clone()
+    } else {
+        Vec::new()
+    };
+    model.insert(
+        dir_id,
+        name.clone(),
+        Node::new(kind, meta).with_xattrs(xattrs),
+    );
     Ok(())
 }
 
@@ -994,13 +1005,16 @@ fn copy_entry(
                         opaque: false,
                     },
                     meta,
-                ),
+                )
+                .with_xattrs(m.xattrs.clone()),
             ),
             true,
         ),
         at if model.at_is_dir(at) => {
             let id = model.ensure_dir(target, meta)?;
-            model.node_mut(id).meta = meta;
+            let n = model.node_mut(id);
+            n.meta = meta;
+            n.xattrs = m.xattrs.clone();
             (id, false)
         }
         _ => return Err(FileOpError::NotADirectory { path: show(target) }),

@@ -60,6 +60,8 @@ pub(crate) enum NodeKind {
 pub(crate) struct Node {
     pub(crate) kind: NodeKind,
     pub(crate) meta: Meta,
+    /// Extended attributes written for directories and regular files.
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
     pub(crate) children: BTreeMap<OsString, usize>,
 }
 
@@ -68,8 +70,15 @@ impl Node {
         Node {
             kind,
             meta,
+            xattrs: Vec::new(),
             children: BTreeMap::new(),
         }
+    }
+
+    /// The same node with extended attributes.
+    pub(crate) fn with_xattrs(mut self, xattrs: Vec<(String, Vec<u8>)>) -> Self {
+        self.xattrs = xattrs;
+        self
     }
     pub(crate) fn is_dir(&self) -> bool {
         matches!(self.kind, NodeKind::Dir { .. })
@@ -265,7 +274,8 @@ impl<'p> Model<'p> {
                         gid: m.gid,
                         mtime: m.mtime,
                     },
-                ),
+                )
+                .with_xattrs(m.xattrs),
                 At::Parent(_) | At::Node(_) => {
                     return Err(FileOpError::NotADirectory { path: show(here) });
                 }
@@ -403,6 +413,7 @@ impl<'p> Model<'p> {
                     0,
                     None,
                     None,
+                    &node.xattrs,
                     empty,
                 )?;
             }
@@ -414,11 +425,12 @@ impl<'p> Model<'p> {
                     0,
                     Some(t),
                     None,
+                    &[],
                     empty,
                 )?;
             }
             NodeKind::Special(kind, dev) => {
-                w.entry(&st.name, *kind, &node.meta, 0, None, Some(*dev), empty)?;
+                w.entry(&st.name, *kind, &node.meta, 0, None, Some(*dev), &[], empty)?;
             }
             NodeKind::File {
                 content,
@@ -434,6 +446,7 @@ impl<'p> Model<'p> {
                             0,
                             Some(first),
                             None,
+                            &[],
                             empty,
                         )?;
                         return Ok(());
@@ -449,6 +462,7 @@ impl<'p> Model<'p> {
                     *size,
                     None,
                     None,
+                    &node.xattrs,
                     &mut r,
                 );
                 drop(r);

@@ -57,6 +57,8 @@ pub struct SourceMeta {
     pub nlink: u64,
     /// Major and minor numbers of a device.
     pub rdev: Option<(u32, u32)>,
+    /// Extended attributes (name, value), sorted; overlayfs' own never.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl SourceMeta {
@@ -89,6 +91,7 @@ impl SourceMeta {
             ino_key: Some((md.dev(), md.ino())),
             nlink: md.nlink(),
             rdev,
+            xattrs: Vec::new(),
         }
     }
 }
@@ -106,7 +109,8 @@ pub trait SourceFs: Send + Sync {
 }
 
 /// A host directory (the build context). Files read through it are owned by
-/// 0:0, as Docker gives them.
+/// 0:0, as Docker gives them; extended attributes are not read (the context
+/// selection's digest does not cover them).
 #[derive(Debug)]
 pub struct HostDir {
     root: PathBuf,
@@ -271,6 +275,7 @@ impl SourceFs for HostDir {
             ino_key: Some((st.st_dev, st.st_ino)),
             nlink: st.st_nlink,
             rdev,
+            xattrs: Vec::new(),
         }))
     }
 
@@ -362,7 +367,10 @@ pub(crate) fn view_stat(
     } else {
         None
     };
-    let meta = SourceMeta::from_metadata(&md, uid, gid, link);
+    let mut meta = SourceMeta::from_metadata(&md, uid, gid, link);
+    if matches!(meta.kind, FileKind::File | FileKind::Dir) {
+        meta.xattrs = crate::diff::read_xattrs(&p)?;
+    }
     Ok(Some((p, meta)))
 }
 
