@@ -565,6 +565,12 @@ fn parents_keep_the_source_path() {
     req.parents = true;
     let (_, es) = run(&req, &f.parent());
     assert_eq!(paths(&es), ["out/", "out/b/", "out/b/x.txt"]);
+    // `--exclude` matches the kept path.
+    let mut req = CopyRequest::new(tree(&h, "a"), "/out/");
+    req.parents = true;
+    req.excludes = vec!["a/b/*.md".into()];
+    let (_, es) = run(&req, &f.parent());
+    assert_eq!(paths(&es), ["out/", "out/a/", "out/a/b/", "out/a/b/x.txt"]);
 }
 
 #[test]

@@ -831,9 +831,9 @@ fn copy_selected(
             );
         }
         target.push(keep[n - 1].clone());
-        let rel = [keep[n - 1].clone()];
+        // `--exclude` sees the path kept under the destination.
         return copy_entry(
-            model, ctx, sources, s.src, &s.path, &s.meta, dir_id, &target, &rel,
+            model, ctx, sources, s.src, &s.path, &s.meta, dir_id, &target, keep,
         );
     }
     if s.meta.kind == FileKind::Dir {

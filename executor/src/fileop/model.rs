@@ -279,13 +279,19 @@ impl<'p> Model<'p> {
                 At::Parent(_) | At::Node(_) => {
                     return Err(FileOpError::NotADirectory { path: show(here) });
                 }
-                At::Missing => Node::new(
-                    NodeKind::Dir {
-                        merge: false,
-                        opaque: false,
-                    },
-                    meta,
-                ),
+                At::Missing => {
+                    super::check_name(&comps[i]).map_err(|reason| FileOpError::BadName {
+                        path: show(here),
+                        reason,
+                    })?;
+                    Node::new(
+                        NodeKind::Dir {
+                            merge: false,
+                            opaque: false,
+                        },
+                        meta,
+                    )
+                }
             };
             cur = self.insert(cur, comps[i].clone(), node);
         }

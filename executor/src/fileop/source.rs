@@ -348,6 +348,9 @@ pub(crate) fn view_stat(
     let Some((p, md)) = view.lookup(comps)? else {
         return Ok(None);
     };
+    if md.file_type().is_socket() {
+        return Ok(None); // sockets are not copied
+    }
     let (uid, gid) = match (
         id_map.container_uid(md.uid()),
         id_map.container_gid(md.gid()),
