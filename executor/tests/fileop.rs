@@ -760,14 +760,16 @@ fn add_extracts_archives_recognised_by_content() {
         let h = f.host();
         // The destination is a directory even without a trailing slash.
         let (_, es) = run(&add_req(&h, "blob.bin", "/opt"), &f.parent());
+        // Directories and symlinks in sorted order, then the archive's
+        // files (and links among them) in archive order.
         assert_eq!(
             paths(&es),
             [
                 "opt/",
                 "opt/pkg/",
+                "opt/pkg/l",
                 "opt/pkg/a.txt",
-                "opt/pkg/h",
-                "opt/pkg/l"
+                "opt/pkg/h"
             ],
             "{name}"
         );
@@ -910,9 +912,10 @@ fn archives_replace_what_they_overwrite() {
     std::fs::write(f.ctx.join("t.tar"), &t).unwrap();
     let h = f.host();
     let (_, es) = run(&add_req(&h, "t.tar", "/dst"), &f.parent());
+    // Archive files come last, in the order of their data in the archive.
     assert_eq!(
         paths(&es),
-        ["dst/", "dst/a", "dst/b", "dst/was_dir", "dst/was_file/"]
+        ["dst/", "dst/was_file/", "dst/was_dir", "dst/a", "dst/b"]
     );
     assert_eq!(get(&es, "dst/was_dir").data, b"now a file");
     // The last entry for a name wins; out-of-order data is read right.

@@ -710,9 +710,6 @@ fn finish(
             bytes: 0,
         });
     }
-    for (archive, offset, size) in model.archive_refs() {
-        sources.archives[archive].wanted.insert(offset, size);
-    }
     let mut w =
         LayerWriter::new(out, opts).map_err(|e| FileOpError::Layer(DiffError::Finish(e)))?;
     let (files, bytes) = model.write(&mut w, &mut sources)?;
