@@ -2,7 +2,7 @@
 //! operation is computed from the source trees and a read-only view of the
 //! parent file system, and written directly as a normalised OCI layer.
 //!
-//! [`copy`] builds the destination tree in memory ([`model`]): which entries
+//! [`copy`] builds the destination tree in memory: which entries
 //! the layer holds, with their final metadata, and where each file's content
 //! is read from. Then it walks the tree once in sorted order and streams the
 //! entries through the layer writer of [`crate::diff`], which hashes and
@@ -34,7 +34,8 @@
 //!   current time, as BuildKit (which stamps them when it makes them).
 //! * hard links among the files of one source become tar hard links.
 //! * ADD extracts local tar archives (recognised by content) into the
-//!   destination, treated as a directory; see [`archive`].
+//!   destination, treated as a directory, as Docker does inside a chroot there:
+//!   names and symlinks resolve with the destination as `/`.
 //!
 //! ```no_run
 //! use rbuild_executor::diff::DiffOptions;
