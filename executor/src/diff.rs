@@ -93,12 +93,17 @@ struct HashWriter<W> {
     inner: W,
     hash: Sha256,
     n: u64,
+    /// False when another writer hashes the same bytes (an uncompressed blob
+    /// is its own tar: one hash serves both digests).
+    active: bool,
 }
 
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
+        if self.active {
+            self.hash.update(&buf[..n]);
+        }
         self.n += n as u64;
         Ok(n)
     }
@@ -174,6 +179,7 @@ impl<W: Write> LayerWriter<W> {
             inner: out,
             hash: Sha256::new(),
             n: 0,
+            active: opts.compression != Compression::None,
         };
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -193,6 +199,7 @@ impl<W: Write> LayerWriter<W> {
             inner: enc,
             hash: Sha256::new(),
             n: 0,
+            active: true,
         });
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter {
@@ -245,6 +252,7 @@ impl<W: Write> LayerWriter<W> {
         size: u64,
         link: Option<&[u8]>,
         dev: Option<(u32, u32)>,
+        xattrs: &[(String, Vec<u8>)],
         data: &mut dyn Read,
     ) -> Result<(), DiffError> {
         let mut meta = *meta;
@@ -257,7 +265,7 @@ impl<W: Write> LayerWriter<W> {
             inner: data.take(size),
             n: 0,
         };
-        self.append(name, kind, &meta, size, link, dev, &[], &mut counted)?;
+        self.append(name, kind, &meta, size, link, dev, xattrs, &mut counted)?;
         let mut extra = [0u8; 1];
         if counted.n != size || counted.inner.into_inner().read(&mut extra).unwrap_or(0) != 0 {
             return Err(DiffError::Changed {
@@ -481,9 +489,14 @@ impl<W: Write> LayerWriter<W> {
         let diff_id = sha(tar_hw.hash);
         let uncompressed_size = tar_hw.n;
         let counted = tar_hw.inner.finish().map_err(DiffError::Finish)?;
+        let digest = if counted.active {
+            sha(counted.hash)
+        } else {
+            diff_id.clone()
+        };
         Ok(LayerInfo {
             diff_id,
-            digest: sha(counted.hash),
+            digest,
             size: counted.n,
             uncompressed_size,
             media_type,
@@ -506,7 +519,7 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Extended attributes of `path` (not following symlinks), sorted, without
 /// overlayfs' own.
-fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in list_xattrs(path)? {
         if is_overlay_xattr(&name) {

@@ -10,6 +10,9 @@
 //!   uts (and optionally network) namespaces, streaming its output.
 //! - [`diff::write_layer`] writes the changes as a normalised, compressed
 //!   layer and returns its digests.
+//! - [`fileop::copy`] and [`fileop::mkdir`] compute COPY/ADD/WORKDIR from
+//!   the source trees and a read-only view of the parent and write the result
+//!   directly as a layer, without mounting anything.
 //!
 //! ```no_run
 //! use rbuild_executor::unpack::{apply_layer, UnpackOptions};

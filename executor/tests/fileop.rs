@@ -25,6 +25,7 @@ struct E {
     mtime: u64,
     link: String,
     data: Vec<u8>,
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 fn entries(layer: &[u8]) -> Vec<E> {
@@ -32,6 +33,15 @@ fn entries(layer: &[u8]) -> Vec<E> {
     let mut out = Vec::new();
     for e in a.entries().unwrap() {
         let mut e = e.unwrap();
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().unwrap() {
+            for x in pax {
+                let x = x.unwrap();
+                if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                    xattrs.push((k.to_owned(), x.value_bytes().to_vec()));
+                }
+            }
+        }
         let h = e.header().clone();
         let kind = match h.entry_type() {
             tar::EntryType::Regular => 'f',
@@ -58,6 +68,7 @@ fn entries(layer: &[u8]) -> Vec<E> {
             mtime: h.mtime().unwrap(),
             link,
             data,
+            xattrs,
         });
     }
     out
@@ -554,6 +565,12 @@ fn parents_keep_the_source_path() {
     req.parents = true;
     let (_, es) = run(&req, &f.parent());
     assert_eq!(paths(&es), ["out/", "out/b/", "out/b/x.txt"]);
+    // `--exclude` matches the kept path.
+    let mut req = CopyRequest::new(tree(&h, "a"), "/out/");
+    req.parents = true;
+    req.excludes = vec!["a/b/*.md".into()];
+    let (_, es) = run(&req, &f.parent());
+    assert_eq!(paths(&es), ["out/", "out/a/", "out/a/b/", "out/a/b/x.txt"]);
 }
 
 #[test]
@@ -743,14 +760,16 @@ fn add_extracts_archives_recognised_by_content() {
         let h = f.host();
         // The destination is a directory even without a trailing slash.
         let (_, es) = run(&add_req(&h, "blob.bin", "/opt"), &f.parent());
+        // Directories and symlinks in sorted order, then the archive's
+        // files (and links among them) in archive order.
         assert_eq!(
             paths(&es),
             [
                 "opt/",
                 "opt/pkg/",
+                "opt/pkg/l",
                 "opt/pkg/a.txt",
-                "opt/pkg/h",
-                "opt/pkg/l"
+                "opt/pkg/h"
             ],
             "{name}"
         );
@@ -893,9 +912,10 @@ fn archives_replace_what_they_overwrite() {
     std::fs::write(f.ctx.join("t.tar"), &t).unwrap();
     let h = f.host();
     let (_, es) = run(&add_req(&h, "t.tar", "/dst"), &f.parent());
+    // Archive files come last, in the order of their data in the archive.
     assert_eq!(
         paths(&es),
-        ["dst/", "dst/a", "dst/b", "dst/was_dir", "dst/was_file/"]
+        ["dst/", "dst/was_file/", "dst/was_dir", "dst/a", "dst/b"]
     );
     assert_eq!(get(&es, "dst/was_dir").data, b"now a file");
     // The last entry for a name wins; out-of-order data is read right.
@@ -932,4 +952,84 @@ fn workdir_makes_missing_directories_only() {
     assert_eq!((w.uid, w.gid), (4242, 4242));
     let e = mkdir("/w", "ghost", &f.parent(), &opts(), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, FileOpError::UnknownUser { .. }), "{e}");
+}
+
+#[test]
+fn stage_trees_honour_whiteouts_and_opaque_dirs() {
+    let f = fx();
+    let base = f.lower.parent().unwrap().join("base");
+    let top = f.lower.parent().unwrap().join("top");
+    write(&base, "out/keep", "k", 0o644);
+    write(&base, "out/gone", "g", 0o644);
+    write(&base, "out/hidden/old", "o", 0o644);
+    write(&top, "out/gone", "", 0o644);
+    rustix::fs::setxattr(
+        top.join("out/gone"),
+        "user.overlay.whiteout",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    write(&top, "out/hidden/new", "n", 0o644);
+    rustix::fs::setxattr(
+        top.join("out/hidden"),
+        "user.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let stage = ImageFs::new(LowerView::new(vec![top, base]), IdMap::identity());
+    let req = CopyRequest::new(
+        vec![CopySourceSpec::Tree {
+            fs: &stage,
+            pattern: "/out".into(),
+        }],
+        "/o/",
+    );
+    let (_, es) = run(&req, &f.parent());
+    assert_eq!(paths(&es), ["o/", "o/hidden/", "o/hidden/new", "o/keep"]);
+}
+
+#[test]
+fn extended_attributes_from_stages_and_archives_are_kept() {
+    let f = fx();
+    let stage = f.lower.parent().unwrap().join("stage");
+    write(&stage, "bin/tool", "t", 0o755);
+    rustix::fs::setxattr(
+        stage.join("bin/tool"),
+        "user.cap",
+        b"v1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let sv = LowerView::new(vec![stage]);
+    let req = CopyRequest::new(
+        vec![CopySourceSpec::Tree {
+            fs: &sv,
+            pattern: "/bin/tool".into(),
+        }],
+        "/usr/bin/",
+    );
+    let (_, es) = run(&req, &f.parent());
+    assert_eq!(
+        get(&es, "usr/bin/tool").xattrs,
+        vec![("user.cap".to_owned(), b"v1".to_vec())]
+    );
+
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.user.a", &b"1"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("x").unwrap();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    std::fs::write(f.ctx.join("x.tar"), b.into_inner().unwrap()).unwrap();
+    let hd = f.host();
+    let (_, es) = run(&add_req(&hd, "x.tar", "/d/"), &f.parent());
+    assert_eq!(
+        get(&es, "d/x").xattrs,
+        vec![("user.a".to_owned(), b"1".to_vec())]
+    );
 }

@@ -8,11 +8,10 @@
 //! the destination were `/`. Nothing can land outside the destination.
 //!
 //! The first pass reads the headers only and records where each file's data
-//! lies in the uncompressed stream; the layer writer later reads the data in
-//! its own (sorted) order through [`ArchiveReader`], which decompresses the
-//! archive again when it has to go back.
+//! lies in the uncompressed stream; the layer writer later writes those files
+//! in archive order, reading the data through [`ArchiveReader`] in a second
+//! and last pass. Memory stays proportional to the number of entries.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -53,6 +52,10 @@ pub(crate) fn is_archive(raw: Box<dyn Read + Send>) -> bool {
     };
     matches!(entries.next(), Some(Ok(_)))
 }
+
+/// Longest entry name accepted (Linux's `PATH_MAX`); it also bounds the
+/// work of resolving one name.
+const PATH_MAX: usize = 4096;
 
 /// What an extraction needs besides the archive.
 pub(crate) struct Extract<'a> {
@@ -101,8 +104,24 @@ pub(crate) fn extract(
     };
     let mut a = tar::Archive::new(r);
     for entry in a.entries().map_err(rerr)? {
-        let e = entry.map_err(rerr)?;
+        let mut e = entry.map_err(rerr)?;
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().map_err(rerr)? {
+            for ext in pax {
+                let ext = ext.map_err(rerr)?;
+                if let Some(k) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    let k = String::from_utf8_lossy(k).into_owned();
+                    if !crate::snapshot::is_overlay_xattr(&k) {
+                        xattrs.push((k, ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+        xattrs.sort();
         let name = e.path_bytes().into_owned();
+        if name.len() > PATH_MAX {
+            return Err(bad(x, &name[..64], "has a name longer than 4096 bytes"));
+        }
         let h = e.header();
         let kind = h.entry_type();
         let rel = clean(&name);
@@ -110,13 +129,15 @@ pub(crate) fn extract(
             continue; // the root itself: the destination already exists
         };
         check_name(last).map_err(|reason| bad(x, &name, reason))?;
-        let mtime = h.mtime().map_err(rerr)? as i64;
-        let mode = h.mode().map_err(rerr)? & 0o7777;
+        // Empty numeric fields read as 0, as Go's archive/tar (which Docker
+        // uses) reads them.
+        let mtime = h.mtime().unwrap_or(0) as i64;
+        let mode = h.mode().unwrap_or(0) & 0o7777;
         let (uid, gid) = match x.owner {
             Some(o) => o,
             None => {
-                let u = h.uid().map_err(rerr)?;
-                let g = h.gid().map_err(rerr)?;
+                let u = h.uid().unwrap_or(0);
+                let g = h.gid().unwrap_or(0);
                 match (u32::try_from(u), u32::try_from(g)) {
                     (Ok(u), Ok(g)) => (u, g),
                     _ => return Err(bad(x, &name, "has an owner id larger than 32 bits")),
@@ -145,7 +166,9 @@ pub(crate) fn extract(
                 if model.at_is_dir(&existing) {
                     // Merge: the entry's metadata replaces the directory's.
                     let id = model.ensure_dir(&target, meta)?;
-                    model.node_mut(id).meta = meta;
+                    let n = model.node_mut(id);
+                    n.meta = meta;
+                    n.xattrs = xattrs;
                     continue;
                 }
                 Node::new(
@@ -203,7 +226,13 @@ pub(crate) fn extract(
             tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
             _ => return Err(bad(x, &name, "has an entry type that cannot be extracted")),
         };
-        let _ = existing;
+        let node = if kind != tar::EntryType::Link
+            && matches!(node.kind, NodeKind::Dir { .. } | NodeKind::File { .. })
+        {
+            node.with_xattrs(xattrs)
+        } else {
+            node
+        };
         model.replace(pid, &target, node)?;
     }
     Ok(())
@@ -241,7 +270,8 @@ fn link_node(model: &mut Model<'_>, to: &[OsString]) -> Option<Result<Node, File
                     group: Some(g),
                 },
                 n.meta,
-            )))
+            )
+            .with_xattrs(n.xattrs)))
         }
         Ok(At::Parent(m)) if m.kind == FileKind::File => Some(Ok(Node::new(
             NodeKind::File {
@@ -260,23 +290,16 @@ fn link_node(model: &mut Model<'_>, to: &[OsString]) -> Option<Result<Node, File
     }
 }
 
-/// Reads entries' data out of an archive in any order: forward by skipping
-/// (keeping data wanted later in memory, up to [`CACHE_LIMIT`] bytes),
-/// backward by decompressing again from the start.
+/// Reads entries' data out of an archive: forward by skipping, backward
+/// (not needed when data is read in archive order, as the layer writer
+/// does) by decompressing again from the start.
 pub(crate) struct ArchiveReader<'a> {
     open: Opener<'a>,
     cur: Option<Box<dyn Read + Send>>,
     pos: u64,
-    /// Data positions still to be read, with their sizes.
-    pub(crate) wanted: BTreeMap<u64, u64>,
-    cache: HashMap<u64, Vec<u8>>,
-    cached: u64,
     /// Names the archive in errors.
     pub(crate) label: PathBuf,
 }
-
-/// Bytes of out-of-order entry data kept in memory per archive.
-pub(crate) const CACHE_LIMIT: u64 = 64 << 20;
 
 /// Opens an archive's decompressed stream (again).
 pub(crate) type Opener<'a> = Box<dyn FnMut() -> io::Result<Box<dyn Read + Send>> + Send + 'a>;
@@ -298,59 +321,27 @@ impl<'a> ArchiveReader<'a> {
             open,
             cur: None,
             pos: 0,
-            wanted: BTreeMap::new(),
-            cache: HashMap::new(),
-            cached: 0,
             label,
         }
     }
 
-    fn skip_to(&mut self, target: u64) -> io::Result<()> {
-        if self.cur.is_none() || target < self.pos {
+    /// The data at position `offset` (`size` bytes).
+    pub(crate) fn read_at(&mut self, offset: u64, size: u64) -> io::Result<Box<dyn Read + '_>> {
+        if self.cur.is_none() || offset < self.pos {
             self.cur = Some((self.open)()?);
             self.pos = 0;
         }
-        let later: Vec<(u64, u64)> = self
-            .wanted
-            .range(self.pos..target)
-            .map(|(&o, &s)| (o, s))
-            .collect();
         let r = self.cur.as_mut().expect("opened above");
-        for (o, s) in later {
-            if self.cache.contains_key(&o) || o < self.pos {
-                continue;
-            }
-            io::copy(&mut r.by_ref().take(o - self.pos), &mut io::sink())?;
-            self.pos = o;
-            if self.cached + s <= CACHE_LIMIT {
-                let mut v = Vec::with_capacity(s as usize);
-                r.by_ref().take(s).read_to_end(&mut v)?;
-                self.pos += v.len() as u64;
-                self.cached += s;
-                self.cache.insert(o, v);
-            }
-        }
-        let n = io::copy(&mut r.by_ref().take(target - self.pos), &mut io::sink())?;
+        let n = io::copy(&mut r.by_ref().take(offset - self.pos), &mut io::sink())?;
         self.pos += n;
-        if self.pos != target {
+        if self.pos != offset {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the archive ended early",
             ));
         }
-        Ok(())
-    }
-
-    /// The data at position `offset` (`size` bytes).
-    pub(crate) fn read_at(&mut self, offset: u64, size: u64) -> io::Result<Box<dyn Read + '_>> {
-        self.wanted.remove(&offset);
-        if let Some(v) = self.cache.remove(&offset) {
-            self.cached -= v.len() as u64;
-            return Ok(Box::new(io::Cursor::new(v)));
-        }
-        self.skip_to(offset)?;
         Ok(Box::new(Tracked {
-            r: self.cur.as_mut().expect("opened by skip_to"),
+            r,
             pos: &mut self.pos,
             left: size,
         }))

@@ -2,7 +2,7 @@
 //! operation is computed from the source trees and a read-only view of the
 //! parent file system, and written directly as a normalised OCI layer.
 //!
-//! [`copy`] builds the destination tree in memory ([`model`]): which entries
+//! [`copy`] builds the destination tree in memory: which entries
 //! the layer holds, with their final metadata, and where each file's content
 //! is read from. Then it walks the tree once in sorted order and streams the
 //! entries through the layer writer of [`crate::diff`], which hashes and
@@ -34,7 +34,8 @@
 //!   current time, as BuildKit (which stamps them when it makes them).
 //! * hard links among the files of one source become tar hard links.
 //! * ADD extracts local tar archives (recognised by content) into the
-//!   destination, treated as a directory; see [`archive`].
+//!   destination, treated as a directory, as Docker does inside a chroot there:
+//!   names and symlinks resolve with the destination as `/`.
 //!
 //! ```no_run
 //! use rbuild_executor::diff::DiffOptions;
@@ -630,6 +631,7 @@ pub fn copy(
                     ino_key: None,
                     nlink: 1,
                     rdev: None,
+                    xattrs: Vec::new(),
                 };
                 let name = OsString::from(name);
                 copy_top_file(
@@ -678,6 +680,7 @@ pub fn copy(
                     ino_key: None,
                     nlink: 1,
                     rdev: None,
+                    xattrs: Vec::new(),
                 };
                 let name = OsString::from(name);
                 copy_top_file(
@@ -707,9 +710,6 @@ fn finish(
             files: 0,
             bytes: 0,
         });
-    }
-    for (archive, offset, size) in model.archive_refs() {
-        sources.archives[archive].wanted.insert(offset, size);
     }
     let mut w =
         LayerWriter::new(out, opts).map_err(|e| FileOpError::Layer(DiffError::Finish(e)))?;
@@ -829,9 +829,9 @@ fn copy_selected(
             );
         }
         target.push(keep[n - 1].clone());
-        let rel = [keep[n - 1].clone()];
+        // `--exclude` sees the path kept under the destination.
         return copy_entry(
-            model, ctx, sources, s.src, &s.path, &s.meta, dir_id, &target, &rel,
+            model, ctx, sources, s.src, &s.path, &s.meta, dir_id, &target, keep,
         );
     }
     if s.meta.kind == FileKind::Dir {
@@ -943,7 +943,16 @@ fn place(
         FileKind::Block => NodeKind::Special(tar::EntryType::Block, m.rdev.unwrap_or((0, 0))),
         FileKind::Dir => unreachable!("directories are copied by copy_tree"),
     };
-    model.insert(dir_id, name.clone(), Node::new(kind, meta));
+    let xattrs = if m.kind == FileKind::File {
+        m.xattrs.clone()
+    } else {
+        Vec::new()
+    };
+    model.insert(
+        dir_id,
+        name.clone(),
+        Node::new(kind, meta).with_xattrs(xattrs),
+    );
     Ok(())
 }
 
@@ -994,13 +1003,16 @@ fn copy_entry(
                         opaque: false,
                     },
                     meta,
-                ),
+                )
+                .with_xattrs(m.xattrs.clone()),
             ),
             true,
         ),
         at if model.at_is_dir(at) => {
             let id = model.ensure_dir(target, meta)?;
-            model.node_mut(id).meta = meta;
+            let n = model.node_mut(id);
+            n.meta = meta;
+            n.xattrs = m.xattrs.clone();
             (id, false)
         }
         _ => return Err(FileOpError::NotADirectory { path: show(target) }),

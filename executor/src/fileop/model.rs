@@ -2,7 +2,8 @@
 //! of the parent file system.
 //!
 //! Nodes are kept in an arena; a directory's children are sorted bytewise, so
-//! the layer is written in one pre-order walk with a fixed order. File nodes
+//! the layer is written in one pre-order walk with a fixed order (files whose
+//! data comes from an archive follow, in archive order). File nodes
 //! do not hold content but say where to read it when the layer is written,
 //! so memory stays proportional to the number of entries, not their size.
 //! Every directory on the way to something written is a node: created ones
@@ -60,6 +61,8 @@ pub(crate) enum NodeKind {
 pub(crate) struct Node {
     pub(crate) kind: NodeKind,
     pub(crate) meta: Meta,
+    /// Extended attributes written for directories and regular files.
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
     pub(crate) children: BTreeMap<OsString, usize>,
 }
 
@@ -68,8 +71,15 @@ impl Node {
         Node {
             kind,
             meta,
+            xattrs: Vec::new(),
             children: BTreeMap::new(),
         }
+    }
+
+    /// The same node with extended attributes.
+    pub(crate) fn with_xattrs(mut self, xattrs: Vec<(String, Vec<u8>)>) -> Self {
+        self.xattrs = xattrs;
+        self
     }
     pub(crate) fn is_dir(&self) -> bool {
         matches!(self.kind, NodeKind::Dir { .. })
@@ -265,17 +275,24 @@ impl<'p> Model<'p> {
                         gid: m.gid,
                         mtime: m.mtime,
                     },
-                ),
+                )
+                .with_xattrs(m.xattrs),
                 At::Parent(_) | At::Node(_) => {
                     return Err(FileOpError::NotADirectory { path: show(here) });
                 }
-                At::Missing => Node::new(
-                    NodeKind::Dir {
-                        merge: false,
-                        opaque: false,
-                    },
-                    meta,
-                ),
+                At::Missing => {
+                    super::check_name(&comps[i]).map_err(|reason| FileOpError::BadName {
+                        path: show(here),
+                        reason,
+                    })?;
+                    Node::new(
+                        NodeKind::Dir {
+                            merge: false,
+                            opaque: false,
+                        },
+                        meta,
+                    )
+                }
             };
             cur = self.insert(cur, comps[i].clone(), node);
         }
@@ -327,23 +344,11 @@ impl<'p> Model<'p> {
             .is_some_and(|m| m.kind == FileKind::Dir))
     }
 
-    /// The archive data every file node reads: (archive, position, size).
-    pub(crate) fn archive_refs(&self) -> Vec<(usize, u64, u64)> {
-        self.nodes
-            .iter()
-            .filter_map(|n| match &n.kind {
-                NodeKind::File {
-                    content: Content::Archive { archive, ordinal },
-                    size,
-                    ..
-                } => Some((*archive, *ordinal, *size)),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Writes every node (the root excepted) to `w` in pre-order with sorted
-    /// names. Returns the number of regular files and their bytes.
+    /// names, except files whose data comes from an archive: those follow, in
+    /// the order of their data in the archive, so that each archive is read
+    /// once, front to back. Returns the number of regular files and their
+    /// bytes.
     pub(crate) fn write<W: Write>(
         &self,
         w: &mut LayerWriter<W>,
@@ -354,8 +359,15 @@ impl<'p> Model<'p> {
             files: 0,
             bytes: 0,
             name: Vec::new(),
+            deferred: Vec::new(),
         };
         self.write_dir(0, w, sources, &mut st)?;
+        let mut deferred = std::mem::take(&mut st.deferred);
+        deferred.sort();
+        for (_, _, name, id) in deferred {
+            st.name = name;
+            self.write_node(id, w, sources, &mut st, true)?;
+        }
         Ok((st.files, st.bytes))
     }
 
@@ -370,7 +382,7 @@ impl<'p> Model<'p> {
             let len = st.name.len();
             st.name.extend_from_slice(name.as_bytes());
             let node = &self.nodes[id];
-            let r = self.write_node(node, w, sources, st);
+            let r = self.write_node(id, w, sources, st, false);
             if r.is_ok() && node.is_dir() {
                 st.name.push(b'/');
                 if let NodeKind::Dir { opaque: true, .. } = node.kind {
@@ -386,12 +398,24 @@ impl<'p> Model<'p> {
 
     fn write_node<W: Write>(
         &self,
-        node: &Node,
+        id: usize,
         w: &mut LayerWriter<W>,
         sources: &mut Sources<'_>,
         st: &mut WriteState,
+        now: bool,
     ) -> Result<(), FileOpError> {
+        let node = &self.nodes[id];
         let empty = &mut std::io::empty();
+        if let NodeKind::File {
+            content: Content::Archive { archive, ordinal },
+            ..
+        } = &node.kind
+        {
+            if !now {
+                st.deferred.push((*archive, *ordinal, st.name.clone(), id));
+                return Ok(());
+            }
+        }
         match &node.kind {
             NodeKind::Dir { .. } => {
                 let mut n = st.name.clone();
@@ -403,6 +427,7 @@ impl<'p> Model<'p> {
                     0,
                     None,
                     None,
+                    &node.xattrs,
                     empty,
                 )?;
             }
@@ -414,11 +439,12 @@ impl<'p> Model<'p> {
                     0,
                     Some(t),
                     None,
+                    &[],
                     empty,
                 )?;
             }
             NodeKind::Special(kind, dev) => {
-                w.entry(&st.name, *kind, &node.meta, 0, None, Some(*dev), empty)?;
+                w.entry(&st.name, *kind, &node.meta, 0, None, Some(*dev), &[], empty)?;
             }
             NodeKind::File {
                 content,
@@ -434,6 +460,7 @@ impl<'p> Model<'p> {
                             0,
                             Some(first),
                             None,
+                            &[],
                             empty,
                         )?;
                         return Ok(());
@@ -449,6 +476,7 @@ impl<'p> Model<'p> {
                     *size,
                     None,
                     None,
+                    &node.xattrs,
                     &mut r,
                 );
                 drop(r);
@@ -471,6 +499,8 @@ struct WriteState {
     files: u64,
     bytes: u64,
     name: Vec<u8>,
+    /// Archive files to write after the walk: (archive, data position, name, node).
+    deferred: Vec<(usize, u64, Vec<u8>, usize)>,
 }
 
 /// The path `p` (a container path) as components.

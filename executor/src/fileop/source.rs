@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
@@ -57,6 +57,8 @@ pub struct SourceMeta {
     pub nlink: u64,
     /// Major and minor numbers of a device.
     pub rdev: Option<(u32, u32)>,
+    /// Extended attributes (name, value), sorted; overlayfs' own never.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl SourceMeta {
@@ -89,6 +91,7 @@ impl SourceMeta {
             ino_key: Some((md.dev(), md.ino())),
             nlink: md.nlink(),
             rdev,
+            xattrs: Vec::new(),
         }
     }
 }
@@ -106,13 +109,17 @@ pub trait SourceFs: Send + Sync {
 }
 
 /// A host directory (the build context). Files read through it are owned by
-/// 0:0, as Docker gives them.
+/// 0:0, as Docker gives them; extended attributes are not read (the context
+/// selection's digest does not cover them).
 #[derive(Debug)]
 pub struct HostDir {
     root: PathBuf,
     allow: Option<BTreeSet<PathBuf>>,
     dirs: BTreeSet<PathBuf>,
     fd: OnceLock<OwnedFd>,
+    /// The directory used last (walks and the layer writer go directory by
+    /// directory, so most lookups reuse it).
+    last: Mutex<Option<(Vec<OsString>, Arc<OwnedFd>)>>,
 }
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
@@ -154,6 +161,7 @@ impl HostDir {
             allow,
             dirs,
             fd: OnceLock::new(),
+            last: Mutex::new(None),
         }
     }
 
@@ -178,6 +186,19 @@ impl HostDir {
             Mode::empty(),
         )?;
         Ok(self.fd.get_or_init(|| fd))
+    }
+
+    /// An `O_PATH` fd of the directory `dir`, reusing the last one.
+    fn dir_fd(&self, dir: &[OsString]) -> io::Result<Arc<OwnedFd>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, fd)) = &*last {
+            if p.as_slice() == dir {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = Arc::new(self.open_dir(dir, OFlags::PATH)?);
+        *last = Some((dir.to_vec(), fd.clone()));
+        Ok(fd)
     }
 
     /// Opens the directory `comps` beneath the root, refusing symlinks.
@@ -205,7 +226,7 @@ impl SourceFs for HostDir {
             let md = fs::metadata(&self.root)?;
             return Ok(Some(SourceMeta::from_metadata(&md, 0, 0, None)));
         };
-        let dfd = match self.open_dir(dir, OFlags::PATH) {
+        let dfd = match self.dir_fd(dir) {
             Ok(fd) => fd,
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
@@ -254,6 +275,7 @@ impl SourceFs for HostDir {
             ino_key: Some((st.st_dev, st.st_ino)),
             nlink: st.st_nlink,
             rdev,
+            xattrs: Vec::new(),
         }))
     }
 
@@ -283,15 +305,19 @@ impl SourceFs for HostDir {
     }
 
     fn open(&self, path: &[OsString]) -> io::Result<Box<dyn Read + Send>> {
-        if !self.allowed(path) || path.is_empty() {
+        if !self.allowed(path) {
             return Err(not_found());
         }
-        let fd = rustix::fs::openat2(
-            self.root_fd()?,
-            rel_bytes(path).as_slice(),
+        let Some((last, dir)) = path.split_last() else {
+            return Err(not_found());
+        };
+        // One component below a directory reached without symlinks, not
+        // following a final symlink: never outside the root.
+        let fd = rustix::fs::openat(
+            &*self.dir_fd(dir)?,
+            last.as_os_str(),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-            BENEATH,
         )?;
         Ok(Box::new(File::from(fd)))
     }
@@ -322,6 +348,9 @@ pub(crate) fn view_stat(
     let Some((p, md)) = view.lookup(comps)? else {
         return Ok(None);
     };
+    if md.file_type().is_socket() {
+        return Ok(None); // sockets are not copied
+    }
     let (uid, gid) = match (
         id_map.container_uid(md.uid()),
         id_map.container_gid(md.gid()),
@@ -341,7 +370,10 @@ pub(crate) fn view_stat(
     } else {
         None
     };
-    let meta = SourceMeta::from_metadata(&md, uid, gid, link);
+    let mut meta = SourceMeta::from_metadata(&md, uid, gid, link);
+    if matches!(meta.kind, FileKind::File | FileKind::Dir) {
+        meta.xattrs = crate::diff::read_xattrs(&p)?;
+    }
     Ok(Some((p, meta)))
 }
 
