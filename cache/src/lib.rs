@@ -32,6 +32,7 @@ pub mod mounts;
 pub mod pgzip;
 pub mod snapshots;
 mod store;
+pub mod variants;
 
 pub use blob::{BlobError, BlobWriter, Committed, Expected};
 pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};

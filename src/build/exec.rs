@@ -57,8 +57,7 @@ pub fn remove_stale_step_dirs(settings: &Settings) -> usize {
             // Made but not yet locked, or not a step dir: leave it to its owner.
             continue;
         };
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
-        {
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             continue;
         }
         match sandbox::remove_tree(&path, &settings.id_map) {

@@ -61,8 +61,9 @@ pub struct BuildArgs {
     /// Manifest and config media types: OCI, or Docker's v2 schema 2.
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,
-    /// Layer compression.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    /// How layers are stored: uncompressed by default, as in docker's image store (a 1 GB
+    /// layer costs a copy, not a minute of gzip); `rbuild push` gzips them once on upload.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Uncompressed)]
     pub compression: CompressionArg,
     /// Steps run at once (default: the number of CPUs).
     #[arg(short = 'j', long, value_name = "N")]

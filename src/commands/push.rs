@@ -67,6 +67,91 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The compressed media type for an uncompressed layer type, if it is one.
+fn gzip_type(media_type: &str) -> Option<&'static str> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar" => {
+            Some("application/vnd.oci.image.layer.v1.tar+gzip")
+        }
+        "application/vnd.docker.image.rootfs.diff.tar" => {
+            Some("application/vnd.docker.image.rootfs.diff.tar.gzip")
+        }
+        _ => None,
+    }
+}
+
+/// A manifest whose uncompressed layers are replaced by gzip variants (made once per layer
+/// and remembered in `variants-v1/`), or `None` when every layer is compressed already.
+/// Builds keep layers uncompressed in the store, as docker's image store does; registries
+/// get them compressed. The config (and so the image's diff_ids) does not change.
+pub fn compressed_layers(store: &Store, manifest: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut value: serde_json::Value = serde_json::from_slice(manifest)?;
+    let Some(layers) = value.get_mut("layers").and_then(|l| l.as_array_mut()) else {
+        return Ok(None);
+    };
+    let variants = rbuild_cache::variants::Variants::open(store.root())?;
+    let mut changed = false;
+    for layer in layers.iter_mut() {
+        let Some(media_type) = layer["mediaType"].as_str() else {
+            continue;
+        };
+        let Some(gzip) = gzip_type(media_type) else {
+            continue;
+        };
+        let digest: rbuild_cache::Digest = layer["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .with_context(|| format!("bad layer digest {}", layer["digest"]))?;
+        let known = variants
+            .get(&digest, "gzip")
+            .filter(|v| v.digest.parse().is_ok_and(|d| store.has_blob(&d)));
+        let variant = match known {
+            Some(v) => v,
+            None => {
+                let started = std::time::Instant::now();
+                let mut reader = store.open_blob(&digest)?;
+                let writer = store.blob_writer(None)?;
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let mut gz = rbuild_executor::compress::ParallelGzip::new(writer, threads);
+                std::io::copy(&mut reader, &mut gz)
+                    .with_context(|| format!("cannot compress layer {digest}"))?;
+                let committed = gz
+                    .finish()
+                    .with_context(|| format!("cannot compress layer {digest}"))?
+                    .commit()?;
+                tracing::info!(
+                    "compressed layer {digest} into {} ({} bytes) in {:.2?}",
+                    committed.digest,
+                    committed.size,
+                    started.elapsed()
+                );
+                let v = rbuild_cache::variants::Variant {
+                    digest: committed.digest.to_string(),
+                    size: committed.size,
+                    media_type: gzip.to_string(),
+                };
+                variants.put(&digest, "gzip", &v)?;
+                v
+            }
+        };
+        layer["mediaType"] = serde_json::json!(gzip);
+        layer["digest"] = serde_json::json!(variant.digest);
+        layer["size"] = serde_json::json!(variant.size);
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let bytes = serde_json::to_vec(&value)?;
+    let media_type = value["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+        .to_string();
+    store.put_document(oci_spec::image::MediaType::Other(media_type), &bytes)?;
+    Ok(Some(bytes))
+}
+
 /// What to push for a store descriptor: a manifest, or an index with every manifest it lists
 /// (all of them must be in the store; a pull keeps one platform and names its manifest).
 fn push_image(store: &Store, descriptor: &Descriptor) -> anyhow::Result<PushImage> {
@@ -75,6 +160,9 @@ fn push_image(store: &Store, descriptor: &Descriptor) -> anyhow::Result<PushImag
     let manifest = |d: &Descriptor| -> anyhow::Result<PushManifest> {
         let digest = descriptor_digest(d)?;
         let bytes = store.read_blob(&digest)?;
+        let bytes = compressed_layers(store, &bytes)
+            .with_context(|| format!("cannot compress the layers of {digest}"))?
+            .unwrap_or(bytes);
         Ok(PushManifest::from_bytes(d.media_type().as_ref(), bytes)?)
     };
     if !is_index(descriptor.media_type()) {
