@@ -219,6 +219,21 @@ fn dockerignore_and_the_dockerfile_specific_ignore_file() {
         env.sh("img2", "cd /ctx && find . | sort"),
         ".\n./.dockerignore\n./Dockerfile\n./keep.log\n./secret\n./secret/key\n./x.log\n"
     );
+    // Next to the default Dockerfile, Dockerfile.dockerignore wins over .dockerignore,
+    // also for a context read from stdin as a tar.
+    env.write("Dockerfile.dockerignore", "*.txt\nsecret\n");
+    env.build(&["-t", "img3"]);
+    let listing =
+        ".\n./.dockerignore\n./Dockerfile\n./Dockerfile.dockerignore\n./keep.log\n./x.log\n";
+    assert_eq!(env.sh("img3", "cd /ctx && find . | sort"), listing);
+    let tar = crate::support::filter(
+        tool("tar", "tar").arg("-C").arg(&env.ctx).args(["-c", "."]),
+        b"",
+    );
+    let mut cmd = crate::support::rbuild(&env.root);
+    cmd.args(["build", "--progress", "quiet", "-t", "img4", "-"]);
+    crate::support::filter(&mut cmd, &tar);
+    assert_eq!(env.sh("img4", "cd /ctx && find . | sort"), listing);
 }
 
 #[test]

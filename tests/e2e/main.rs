@@ -4,6 +4,7 @@ mod build;
 mod build_cache;
 mod build_copy;
 mod build_graph;
+mod build_mounts;
 mod build_repro;
 mod build_secrets;
 mod login;
