@@ -538,3 +538,81 @@ fn failures_name_the_dockerfile_line() {
     let out = env.build_fails(&[]);
     assert!(out.stderr.contains("Dockerfile"), "{}", out.stderr);
 }
+
+#[test]
+fn tty_progress_hides_output_unless_explaining_or_failing() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!("FROM {BASE}\nRUN echo visible-output\n"));
+    let tty = |extra: &[&str]| {
+        let mut cmd = rbuild(&env.root);
+        cmd.args(["build", "--progress", "tty"])
+            .args(extra)
+            .arg(&env.ctx);
+        cmd
+    };
+    let out = ok(&mut tty(&[]));
+    assert!(
+        out.stderr
+            .contains("#2 [stage-0 2/2] RUN /bin/sh -c echo visible-output"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cache miss"), "{}", out.stderr);
+    assert!(
+        !out.stderr
+            .lines()
+            .any(|l| l.ends_with(" visible-output") && !l.contains("RUN")),
+        "tty keeps a step's output to itself: {}",
+        out.stderr
+    );
+    let out = ok(&mut tty(&["--explain-cache", "--no-cache"]));
+    assert!(
+        out.stderr
+            .contains("#2 cache miss: caching disabled for this step (--no-cache)"),
+        "{}",
+        out.stderr
+    );
+    env.dockerfile(&format!("FROM {BASE}\nRUN echo tail-line; exit 4\n"));
+    let out = fails(&mut tty(&[]));
+    assert!(out.stderr.contains("tail-line"), "{}", out.stderr);
+    assert!(out.stderr.contains("exit code 4"), "{}", out.stderr);
+}
+
+#[test]
+fn platform_sets_the_image_platform_and_foreign_runs_are_refused() {
+    let env = BuildEnv::new();
+    env.dockerfile("FROM scratch\nLABEL x=y\n");
+    env.build(&["-t", "arm", "--platform", "linux/arm64/v8"]);
+    let c = env.config("arm");
+    assert_eq!(
+        (&c["os"], &c["architecture"], &c["variant"]),
+        (&json!("linux"), &json!("arm64"), &json!("v8"))
+    );
+    env.dockerfile(&format!("FROM {BASE}\nRUN true\n"));
+    let out = env.build_fails(&["--platform", "linux/arm64"]);
+    assert!(out.stderr.contains("linux/arm64"), "{}", out.stderr);
+    assert!(out.stderr.contains("Dockerfile:2"), "{}", out.stderr);
+}
+
+#[test]
+fn zstd_compressed_context_on_stdin() {
+    let env = BuildEnv::new();
+    env.write("data.txt", "from zstd context\n");
+    env.dockerfile(&format!("FROM {BASE}\nCOPY data.txt /\n"));
+    let tar = crate::support::filter(
+        crate::support::tool("tar", "tar")
+            .arg("-C")
+            .arg(&env.ctx)
+            .args(["-c", "."]),
+        b"",
+    );
+    let zst = crate::support::filter(
+        crate::support::tool("zstd", "zstd").args(["-q", "-c"]),
+        &tar,
+    );
+    let mut cmd = rbuild(&env.root);
+    cmd.args(["build", "--progress", "quiet", "-t", "z", "-"]);
+    let id = crate::support::filter(&mut cmd, &zst);
+    assert_eq!(String::from_utf8(id).unwrap().len(), 72);
+    assert_eq!(env.sh("z", "cat /data.txt"), "from zstd context\n");
+}
