@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
@@ -53,15 +53,20 @@ pub enum ExtraMountKind {
     /// the writes by deleting `scratch` after the run.
     ///
     /// With the copy snapshotter (no overlayfs in the kernel) the lowers are
-    /// merged by copying them into `scratch/tree` (or into the step's private
-    /// directory when read-only), which is then bound on the target; a single
-    /// read-only lower is bound directly.
+    /// merged by copying them, inside the sandbox's user namespace, into
+    /// `scratch/tree` (or into the step's private directory when read-only),
+    /// which is then bound on the target; a single read-only lower is bound
+    /// directly. Correct, but it costs a copy per run.
+    ///
+    /// Mount targets nested in another extra mount are not supported: every
+    /// mount point is made in the root file system.
     Overlay {
         /// Directories, topmost first (overlay lower dirs; whiteouts and
         /// opaque markers in them are honoured when there are several).
         lowers: Vec<PathBuf>,
-        /// A directory of the caller's, on the file system of the lowers'
-        /// step, for the writes of a writable mount (deleted by the caller).
+        /// An empty directory of the caller's, for the writes of a writable
+        /// mount (deleted by the caller afterwards). It must be on a file
+        /// system overlayfs takes as upper (the store's, not an overlay).
         scratch: Option<PathBuf>,
         /// The path inside the merged view that is mounted (`source=` of
         /// `RUN --mount`); empty for its root. Resolved inside the view: a
@@ -954,6 +959,12 @@ impl Kernel for HostKernel {
             rustix::mount::mount_bind_recursive(source, t.path())?;
         } else {
             rustix::mount::mount_bind(source, t.path())?;
+        }
+        if readonly && recursive {
+            // Every mount of the tree, not only the top one.
+            let t = self.target(target)?;
+            let fd = rustix::fs::open(t.path(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+            return crate::sys::make_mount_tree_readonly(fd.as_fd());
         }
         if readonly {
             // Open the target again: the first fd refers to what is now

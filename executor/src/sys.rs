@@ -82,3 +82,43 @@ pub(crate) fn interface_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Makes the mount at `fd` and every mount below it read-only
+/// (`mount_setattr(2)` with `AT_RECURSIVE`; rustix does not wrap it). Only
+/// sets the flag, so flags the kernel locked stay as they are.
+pub(crate) fn make_mount_tree_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint;
+    // SAFETY: the path is a valid empty C string, `attr` is a live, properly
+    // laid out `struct mount_attr` whose size is passed with it, and the fd
+    // is valid for the duration of the borrow. The kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

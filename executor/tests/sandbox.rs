@@ -48,6 +48,7 @@ both!(
     mount_targets_stay_in_the_root,
     ssh_agent_socket_bind,
     set_owner_maps_container_ids,
+    readonly_binds_cover_submounts,
 );
 
 #[test]

@@ -717,3 +717,56 @@ pub fn set_owner_maps_container_ids(c: &Ctx) {
     let r = c.run(&s).unwrap();
     assert_eq!(r.stdout, ["1000:50 750", "1000"], "stderr: {:?}", r.stderr);
 }
+
+/// Unmounts on drop.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// A read-only bind of a host directory is read-only in the mounts below it
+/// too (the build context may hold one): nothing reaches the host.
+pub fn readonly_binds_cover_submounts(c: &Ctx) {
+    let src = c.tmp.path().join("with-submount");
+    let sub = src.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        &sub,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .expect("mount a tmpfs (this test runs as root)");
+    let _m = Mounted(sub.clone());
+    std::fs::write(sub.join("f"), b"host\n").unwrap();
+    let mut s = c.spec(
+        "cat /ctx/sub/f; for p in /ctx/x /ctx/sub/x /ctx/sub/f; do \
+         (echo w > $p) 2>/dev/null && echo rw || echo ro; done",
+    );
+    s.mounts = vec![
+        ExtraMount {
+            kind: ExtraMountKind::Bind {
+                source: src.clone(),
+            },
+            target: "/ctx".into(),
+            readonly: true,
+        },
+        mount(overlay_mount(vec![src.clone()], None, ""), "/ctx2"),
+    ];
+    let r = c.run(&s).unwrap();
+    assert_eq!(
+        r.stdout,
+        ["host", "ro", "ro", "ro"],
+        "stderr: {:?}",
+        r.stderr
+    );
+    let mut s = c.spec("(echo w > /ctx2/sub/f) 2>/dev/null && echo rw || echo ro");
+    s.mounts = vec![mount(overlay_mount(vec![src.clone()], None, ""), "/ctx2")];
+    assert_eq!(c.run(&s).unwrap().stdout, ["ro"]);
+    assert_eq!(std::fs::read(sub.join("f")).unwrap(), b"host\n");
+    assert!(!sub.join("x").exists() && !src.join("x").exists());
+}
