@@ -224,3 +224,57 @@ COPY --from=bad /bin/busybox /b
     );
     assert!(out.stderr.contains("exit code 7"), "{}", out.stderr);
 }
+
+/// Processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .count()
+}
+
+#[test]
+fn interrupt_kills_the_running_steps_and_cleans_up() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!("FROM {BASE}\nRUN [\"sleep\", \"31.5\"]\n"));
+    let mut child = env
+        .build_cmd(&[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rbuild");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while processes_running(&["sleep", "31.5"]) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        processes_running(&["sleep", "31.5"]),
+        0,
+        "the sandbox survived"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(env.root.join("tmp"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "left in tmp/: {leftovers:?}");
+}
