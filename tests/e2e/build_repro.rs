@@ -194,3 +194,57 @@ fn registry_base_is_pulled_once_cached_on_rebuild_and_pull_sees_a_moved_tag() {
     assert_eq!(again.ran(), Vec::<String>::new(), "{}", again.stderr);
     assert_eq!(again.id, pulled.id);
 }
+
+#[test]
+fn base_from_a_tls_registry_with_auth_needs_its_ca_and_a_login() {
+    let registry = Registry::start_with_auth();
+    BusyboxLayout::build().push_with_skopeo(&registry, "secure/busybox:latest", Format::Oci);
+    let host = registry.host();
+    let ca = registry.ca_pem();
+    let ca = ca.to_str().unwrap();
+    let env = BuildEnv::new();
+    let docker_config = env.dir.mkdir("docker-config");
+    env.dockerfile(&format!(
+        "FROM {host}/secure/busybox:latest\nRUN echo secure > /s\n"
+    ));
+    let build = |extra: &[&str]| {
+        let mut cmd = env.build_cmd(extra);
+        cmd.env("DOCKER_CONFIG", &docker_config)
+            .env_remove("REGISTRY_AUTH_FILE");
+        cmd
+    };
+    // The registry's certificate is signed by a CA the system does not trust.
+    let out = crate::support::fails(&mut build(&[]));
+    assert!(out.stderr.contains(&host), "{}", out.stderr);
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    // With the CA but without credentials: refused by the registry.
+    let out = crate::support::fails(&mut build(&["--tls-ca", ca]));
+    assert!(
+        out.stderr.contains("401 unauthorized") && out.stderr.contains("rbuild login"),
+        "{}",
+        out.stderr
+    );
+    // After a login, the base is pulled and the build runs.
+    crate::support::filter(
+        rbuild(&env.root)
+            .env("DOCKER_CONFIG", &docker_config)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .args([
+                "login",
+                "-u",
+                rbuild_test_support::USER,
+                "--password-stdin",
+                "--tls-ca",
+                ca,
+                &host,
+            ]),
+        format!("{}\n", rbuild_test_support::PASSWORD).as_bytes(),
+    );
+    let out = ok(&mut build(&["--tls-ca", ca, "-t", "secure"]));
+    assert!(
+        !out.stderr.contains(rbuild_test_support::PASSWORD),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.sh("secure", "cat /s"), "secure\n");
+}
