@@ -243,7 +243,7 @@ fn processes_running(argv: &[&str]) -> usize {
 fn interrupt_kills_the_running_steps_and_cleans_up() {
     let env = BuildEnv::new();
     env.dockerfile(&format!("FROM {BASE}\nRUN [\"sleep\", \"31.5\"]\n"));
-    let mut child = env
+    let child = env
         .build_cmd(&[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
