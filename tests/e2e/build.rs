@@ -616,3 +616,50 @@ fn zstd_compressed_context_on_stdin() {
     assert_eq!(String::from_utf8(id).unwrap().len(), 72);
     assert_eq!(env.sh("z", "cat /data.txt"), "from zstd context\n");
 }
+
+#[test]
+fn run_layers_record_deletions_replacements_links_and_special_files() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        r#"FROM {BASE}
+RUN mkdir -p /d/sub && echo 1 > /d/sub/f && echo keep > /d/keep && echo x > /etc/extra
+RUN rm /bin/vi && rm -r /d && mkdir -p /d && echo new > /d/only && chmod 600 /etc/passwd && ln /etc/extra /etc/hard && ln -s /etc/extra /etc/soft && mkfifo /fifo && mkdir /empty
+RUN (sleep 100 &) ; echo a background process does not hold the step
+"#
+    ));
+    let started = std::time::Instant::now();
+    env.build(&["-t", "layers"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let expected = "absent\n/d\n/d/only\n/etc/passwd 600 1 regular file\n/etc/hard 644 2 regular file\n/etc/soft 1 symbolic link\n/fifo 644 1 fifo\n/empty 755 directory\n/etc/extra\n";
+    assert_eq!(
+        env.sh(
+            "layers",
+            "[ -e /bin/vi ] && echo present || echo absent; find /d | sort; stat -c '%n %a %h %F' /etc/passwd /etc/hard; stat -c '%n %h %F' /etc/soft; stat -c '%n %a %h %F' /fifo; stat -c '%n %a %F' /empty; readlink /etc/soft"
+        ),
+        expected
+    );
+    // umoci applies the same layers (whiteouts, opaque directories) to the same tree.
+    let bundle = env.dir.join("bundle");
+    ok(crate::support::umoci()
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!(
+            "{}:docker.io/library/layers:latest",
+            env.root.display()
+        ))
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    assert!(!rootfs.join("bin/vi").exists());
+    assert!(!rootfs.join("d/keep").exists() && !rootfs.join("d/sub").exists());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("d/only")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("etc/soft")).unwrap(),
+        std::path::Path::new("/etc/extra")
+    );
+}
