@@ -384,6 +384,7 @@ ADD data.gz plain.txt /files/
 struct Http {
     port: u16,
     requests: Arc<Mutex<Vec<String>>>,
+    body: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Http {
@@ -392,6 +393,8 @@ impl Http {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let body = Arc::new(Mutex::new(body.to_vec()));
+        let served = body.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -407,17 +410,22 @@ impl Http {
                 let line = head.lines().next().unwrap_or_default().to_string();
                 seen.lock().unwrap().push(line.clone());
                 let get = line.starts_with("GET ");
+                let body = served.lock().unwrap().clone();
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 if get {
-                    let _ = conn.write_all(body);
+                    let _ = conn.write_all(&body);
                 }
             }
         });
-        Http { port, requests }
+        Http {
+            port,
+            requests,
+            body,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -455,6 +463,24 @@ fn add_url_checksums_and_last_modified() {
             .any(|r| r.contains("/files/tool.txt")),
         "the server was asked for the file"
     );
+    // Rebuild: the URL is fetched again; same content, so the steps are cached.
+    let built = env.build(&["-t", "img"]);
+    assert_eq!(built.ran(), Vec::<String>::new(), "{}", built.stderr);
+    // The content changes: the step without a checksum runs again and says why; the one
+    // with a checksum now fails.
+    *server.body.lock().unwrap() = b"new content\n".to_vec();
+    env.dockerfile(&format!("FROM {BASE}\nADD {url} /renamed\n"));
+    env.build(&[]);
+    env.dockerfile(&format!("FROM {BASE}\nADD {url} /renamed\n"));
+    *server.body.lock().unwrap() = b"newer content\n".to_vec();
+    let built = env.build(&["-t", "img2"]);
+    assert_eq!(
+        built.step(&format!("ADD {url} /renamed")).miss.as_deref(),
+        Some(format!("its source changed: {url}").as_str()),
+        "{}",
+        built.stderr
+    );
+    assert_eq!(env.sh("img2", "cat /renamed"), "newer content\n");
     // A wrong checksum fails, naming the URL and both digests.
     let wrong = format!("sha256:{}", "0".repeat(64));
     env.dockerfile(&format!("FROM {BASE}\nADD --checksum={wrong} {url} /dl/\n"));
