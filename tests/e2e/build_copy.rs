@@ -482,6 +482,7 @@ fn add_url_checksums_and_last_modified() {
     );
     assert_eq!(env.sh("img2", "cat /renamed"), "newer content\n");
     // A wrong checksum fails, naming the URL and both digests.
+    *server.body.lock().unwrap() = BODY.to_vec();
     let wrong = format!("sha256:{}", "0".repeat(64));
     env.dockerfile(&format!("FROM {BASE}\nADD --checksum={wrong} {url} /dl/\n"));
     let out = env.build_fails(&[]);
