@@ -663,3 +663,29 @@ RUN (sleep 100 &) ; echo a background process does not hold the step
         std::path::Path::new("/etc/extra")
     );
 }
+
+#[test]
+fn proxy_build_args_reach_run_but_not_history_or_cache_keys() {
+    // As BuildKit: the predefined proxy args are given to RUN without an ARG, and neither
+    // recorded in history nor part of the step's key.
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN echo \"proxy=[$HTTP_PROXY][$no_proxy]\" > /p\n"
+    ));
+    env.build(&[
+        "-t",
+        "px",
+        "--build-arg",
+        "HTTP_PROXY=http://127.0.0.1:9",
+        "--build-arg",
+        "no_proxy=localhost",
+    ]);
+    assert_eq!(
+        env.sh("px", "cat /p"),
+        "proxy=[http://127.0.0.1:9][localhost]\n"
+    );
+    let config = serde_json::to_string(&env.config("px")).unwrap();
+    assert!(!config.contains("127.0.0.1:9"), "{config}");
+    let built = env.build(&["--build-arg", "HTTP_PROXY=http://127.0.0.1:10"]);
+    assert_eq!(built.ran(), Vec::<String>::new(), "{}", built.stderr);
+}
