@@ -278,3 +278,27 @@ fn interrupt_kills_the_running_steps_and_cleans_up() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "left in tmp/: {leftovers:?}");
 }
+
+#[test]
+fn a_copy_of_the_context_elsewhere_hits_the_same_cache() {
+    let env = BuildEnv::new();
+    env.write("src/a.txt", "a\n");
+    env.dockerfile(&format!(
+        "FROM {BASE}\nCOPY src /src\nRUN cat /src/a.txt > /b\n"
+    ));
+    let first = env.build(&[]);
+    assert_eq!(first.ran().len(), 2, "{}", first.stderr);
+    // Same files, new inodes and mtimes, another path.
+    let other = env.dir.mkdir("other-checkout");
+    std::fs::create_dir_all(other.join("src")).unwrap();
+    std::fs::write(other.join("src/a.txt"), "a\n").unwrap();
+    std::fs::copy(env.ctx.join("Dockerfile"), other.join("Dockerfile")).unwrap();
+    let out = crate::support::ok(
+        crate::support::rbuild(&env.root)
+            .args(["build", "--progress", "plain"])
+            .arg(&other),
+    );
+    let parsed = steps(&out.stderr);
+    assert_eq!(ran(&parsed), Vec::<String>::new(), "{}", out.stderr);
+    assert_eq!(out.stdout.trim_end(), first.id);
+}
