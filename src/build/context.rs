@@ -55,7 +55,7 @@ pub struct Source {
     /// The context directory (a temp dir for stdin contexts).
     pub root: PathBuf,
     /// Keeps a stdin context's temp dir alive.
-    _temp: Option<tempfile::TempDir>,
+    _temp: Option<super::exec::StepDir>,
     index: OnceLock<Context>,
 }
 
@@ -150,10 +150,10 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
         .read_to_end(&mut head)
         .context("cannot read the context from stdin")?;
     spool.rewind().context("cannot read the spooled context")?;
-    let dir = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(&tmp)
-        .with_context(|| format!("cannot create a temp dir in {}", tmp.display()))?;
+    let dir = super::exec::StepDir::new(settings, "context-")?;
+    // The context proper is a subdirectory: the step dir also holds its lock file.
+    let ctx = dir.path().join("context");
+    std::fs::create_dir(&ctx).with_context(|| format!("cannot create {}", ctx.display()))?;
     if is_tar(&head) {
         let reader = rbuild_executor::compress::decompress(&spool, None)
             .context("cannot read the context archive from stdin")?;
@@ -164,9 +164,9 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
         // tar's unpack refuses entries that would land outside the directory (`..`,
         // absolute paths, paths through symlinks it created).
         archive
-            .unpack(dir.path())
+            .unpack(&ctx)
             .context("cannot unpack the context archive from stdin")?;
-        let root = dir.path().to_path_buf();
+        let root = ctx.clone();
         let (name, text) = crate::commands::plan::read_dockerfile(file, &root)?;
         Ok(Source {
             dockerfile_name: display_name(&name, file),
@@ -188,7 +188,7 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
             dockerfile_name: "<stdin>".into(),
             dockerfile_text: text,
             dockerfile_path: Some(PathBuf::from("-")),
-            root: dir.path().to_path_buf(),
+            root: ctx,
             _temp: Some(dir),
             index: OnceLock::new(),
         })

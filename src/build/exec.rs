@@ -27,10 +27,49 @@ use crate::commands::run::ensure_layer_snapshots;
 /// How many output lines a failure shows.
 const TAIL: usize = 20;
 
-/// A temp dir of the store that is removed (with the sandbox's id map) when dropped.
+/// A temp dir of the store that is removed (with the sandbox's id map) when dropped. It
+/// holds an flock on `DIR/.lock` while it lives, so [`remove_stale_step_dirs`] can tell the
+/// dirs of killed builds from those of running ones.
 pub struct StepDir {
     path: PathBuf,
     id_map: rbuild_executor::idmap::IdMap,
+    _lock: std::fs::File,
+}
+
+/// The prefix of every step dir in the store's tmp/.
+const STEP_PREFIX: &str = "step-";
+
+/// Removes the step dirs that builds killed before they could clean up left in the store's
+/// tmp/ (their lock is free). Returns how many.
+pub fn remove_stale_step_dirs(settings: &Settings) -> usize {
+    let tmp = settings.store.tmp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(STEP_PREFIX) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(lock) = std::fs::File::open(path.join(".lock")) else {
+            // Made but not yet locked, or not a step dir: leave it to its owner.
+            continue;
+        };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+        {
+            continue;
+        }
+        match sandbox::remove_tree(&path, &settings.id_map) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::debug!("cannot remove stale {}: {e}", path.display()),
+        }
+    }
+    if removed > 0 {
+        tracing::debug!("removed {removed} step directories of killed builds");
+    }
+    removed
 }
 
 impl StepDir {
@@ -40,12 +79,18 @@ impl StepDir {
         std::fs::create_dir_all(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let dir = tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(&format!("{STEP_PREFIX}{prefix}"))
             .tempdir_in(&tmp)
             .with_context(|| format!("cannot create a step directory in {}", tmp.display()))?;
+        let lock_path = dir.path().join(".lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         Ok(StepDir {
             path: dir.keep(),
             id_map: settings.id_map.clone(),
+            _lock: lock,
         })
     }
 

@@ -176,6 +176,7 @@ pub struct Built {
 /// Runs a build.
 pub fn build(settings: Settings) -> anyhow::Result<Built> {
     let started = std::time::Instant::now();
+    exec::remove_stale_step_dirs(&settings);
     let source = context::load(&settings)?;
     let text = &source.dockerfile_text;
     let name = &source.dockerfile_name;
