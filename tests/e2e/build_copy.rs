@@ -544,3 +544,35 @@ fn rbuild_cmd_run(env: &BuildEnv, image: &str) -> Command {
     cmd.args(["run", "--rm", image]);
     cmd
 }
+
+#[test]
+fn copy_keeps_the_mtimes_of_context_files() {
+    let env = BuildEnv::new();
+    let a = env.write("a.txt", "a\n");
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_934_245);
+    std::fs::File::options()
+        .write(true)
+        .open(&a)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    env.dockerfile(&format!("FROM {BASE}\nCOPY a.txt /a.txt\n"));
+    env.build(&["-t", "mt"]);
+    assert_eq!(env.sh("mt", "stat -c %Y /a.txt"), "1577934245\n");
+}
+
+#[test]
+fn copy_of_a_directory_keeps_hard_links_inside_it() {
+    let env = BuildEnv::new();
+    let a = env.write("d/a.txt", "shared content\n");
+    std::fs::hard_link(&a, env.ctx.join("d/b.txt")).unwrap();
+    env.dockerfile(&format!("FROM {BASE}\nCOPY d /h/\n"));
+    env.build(&["-t", "hl"]);
+    assert_eq!(
+        env.sh(
+            "hl",
+            "stat -c '%h' /h/a.txt /h/b.txt; [ /h/a.txt -ef /h/b.txt ] && echo same"
+        ),
+        "2\n2\nsame\n"
+    );
+}
