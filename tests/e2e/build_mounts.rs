@@ -95,3 +95,24 @@ RUN --mount=type=ssh,id=optional,target=/opt-agent test -S /opt-agent && echo pr
         "/run/buildkit/ssh_agent.0\nsocket\ndeploy-socket\noptional-absent\n"
     );
 }
+
+#[test]
+fn bind_mounts_never_reach_outside_the_context() {
+    let env = BuildEnv::new();
+    let outside = env.dir.mkdir("outside");
+    std::fs::write(outside.join("f"), "LEAKED\n").unwrap();
+    std::os::unix::fs::symlink("../outside", env.ctx.join("esc")).unwrap();
+    for source in ["../outside", "esc", "esc/", "/../outside"] {
+        env.dockerfile(&format!(
+            "FROM {BASE}\nRUN --mount=type=bind,source={source},target=/x cat /x/f > /r 2>&1 || echo refused > /r\n"
+        ));
+        let run = crate::support::finish_cmd(&mut env.build_cmd(&["-t", "esc"]));
+        assert!(!run.stderr.contains("LEAKED"), "{source}: {}", run.stderr);
+        if run.code == 0 {
+            let seen = env.sh("esc", "cat /r");
+            assert!(!seen.contains("LEAKED"), "{source}: the step read {seen:?}");
+        } else {
+            assert_eq!(run.code, 1, "{source}: {}", run.stderr);
+        }
+    }
+}

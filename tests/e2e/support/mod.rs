@@ -423,3 +423,9 @@ pub fn filter(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Runs a command and returns its output, whatever its exit code.
+pub fn finish_cmd(cmd: &mut Command) -> Run {
+    let what = format!("{cmd:?}");
+    finish(&what, cmd.output())
+}
