@@ -115,4 +115,27 @@ fn bind_mounts_never_reach_outside_the_context() {
             assert_eq!(run.code, 1, "{source}: {}", run.stderr);
         }
     }
+    // COPY keeps a symlink that points out as a symlink and never follows it out.
+    for (copy, ok) in [
+        ("COPY . /all/", true),
+        ("COPY esc/f /f", false),
+        ("COPY esc/ /e/", false),
+    ] {
+        env.dockerfile(&format!("FROM {BASE}\n{copy}\n"));
+        let run = crate::support::finish_cmd(&mut env.build_cmd(&["-t", "esc-copy"]));
+        assert!(!run.stderr.contains("LEAKED"), "{copy}: {}", run.stderr);
+        if ok {
+            assert_eq!(run.code, 0, "{copy}: {}", run.stderr);
+            assert_eq!(
+                env.sh(
+                    "esc-copy",
+                    "readlink /all/esc; cat /all/esc/f 2>/dev/null; true"
+                ),
+                "../outside\n"
+            );
+        } else if run.code == 0 {
+            let found = env.sh("esc-copy", "cat /f /e/f 2>/dev/null; true");
+            assert!(!found.contains("LEAKED"), "{copy}: {found:?}");
+        }
+    }
 }
