@@ -1,5 +1,12 @@
 //! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
 
+mod build;
+mod build_cache;
+mod build_copy;
+mod build_graph;
+mod build_mounts;
+mod build_repro;
+mod build_secrets;
 mod login;
 mod plan;
 mod pullpush;

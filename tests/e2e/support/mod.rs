@@ -164,3 +164,268 @@ pub fn verified_blobs(root: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// `/etc/passwd` of the build tests' base image: `app` is 1000:1000, `svc` 1001 with group
+/// `staff` (50).
+pub const BASE_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nsvc:x:1001:50:svc:/:/bin/sh\n";
+/// `/etc/group` of the build tests' base image.
+pub const BASE_GROUP: &str = "root:x:0:\nstaff:x:50:\napp:x:1000:\n";
+/// The name the build tests' base image is imported under.
+pub const BASE: &str = "localhost/busybox:latest";
+
+/// A store for build tests with busybox (plus [`BASE_PASSWD`] and [`BASE_GROUP`]) imported as
+/// [`BASE`], and a context directory.
+#[derive(Debug)]
+pub struct BuildEnv {
+    /// Holds the store, the context and anything else the test writes.
+    pub dir: Dir,
+    /// The store (`--root`).
+    pub root: PathBuf,
+    /// The build context.
+    pub ctx: PathBuf,
+}
+
+impl BuildEnv {
+    /// A fresh store with the base image, and an empty context.
+    pub fn new() -> BuildEnv {
+        let dir = Dir::new();
+        let rootfs = dir.mkdir("rootfs");
+        busybox_rootfs(&rootfs);
+        std::fs::create_dir_all(rootfs.join("etc")).expect("mkdir etc");
+        std::fs::write(rootfs.join("etc/passwd"), BASE_PASSWD).expect("write passwd");
+        std::fs::write(rootfs.join("etc/group"), BASE_GROUP).expect("write group");
+        let root = dir.join("store");
+        ok(rbuild(&root).arg("import").arg(&rootfs).arg(BASE));
+        std::fs::remove_dir_all(&rootfs).expect("remove rootfs");
+        let ctx = dir.mkdir("ctx");
+        BuildEnv { dir, root, ctx }
+    }
+
+    /// Writes a file of the context (creating parent directories); returns its path.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.ctx.join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// Writes the context's Dockerfile.
+    pub fn dockerfile(&self, text: &str) {
+        self.write("Dockerfile", text);
+    }
+
+    /// `rbuild --root ROOT build --progress plain ARGS CTX`, not yet run.
+    pub fn build_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = rbuild(&self.root);
+        cmd.args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(&self.ctx);
+        cmd
+    }
+
+    /// Runs a build that must succeed; returns the image id (checked to be the only line of
+    /// stdout) and stderr.
+    pub fn build(&self, args: &[&str]) -> Built {
+        let run = ok(&mut self.build_cmd(args));
+        Built::from_run(run)
+    }
+
+    /// Runs a build that must fail with exit code 1; returns its output.
+    pub fn build_fails(&self, args: &[&str]) -> Run {
+        let run = fails(&mut self.build_cmd(args));
+        assert_eq!(run.stdout, "", "a failed build prints no image id");
+        run
+    }
+
+    /// `rbuild run --rm IMAGE sh -c SCRIPT`; asserts success, returns stdout.
+    pub fn sh(&self, image: &str, script: &str) -> String {
+        ok(rbuild(&self.root).args(["run", "--rm", image, "sh", "-c", script])).stdout
+    }
+
+    /// The image config document (`rbuild inspect`'s `config`).
+    pub fn config(&self, image: &str) -> serde_json::Value {
+        let v = self.inspect(image);
+        v["config"].clone()
+    }
+
+    /// `rbuild inspect IMAGE`'s entry for the image.
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = ok(rbuild(&self.root).args(["inspect", image]));
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("inspect json");
+        v.get(0).cloned().unwrap_or(v)
+    }
+}
+
+/// A successful build's output.
+#[derive(Debug)]
+pub struct Built {
+    /// The image id, `sha256:...`.
+    pub id: String,
+    /// Progress (stderr).
+    pub stderr: String,
+    /// The steps of the progress output.
+    pub steps: Vec<Step>,
+}
+
+impl Built {
+    fn from_run(run: Run) -> Built {
+        let id = run
+            .stdout
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("stdout must end with a newline: {:?}", run.stdout));
+        assert!(
+            id.starts_with("sha256:") && id.len() == 71 && !id.contains('\n'),
+            "stdout must be exactly the image id: {:?}",
+            run.stdout
+        );
+        Built {
+            id: id.to_string(),
+            steps: steps(&run.stderr),
+            stderr: run.stderr,
+        }
+    }
+
+    /// The instructions of the steps that ran (DONE without CACHED; FROM lines left out).
+    pub fn ran(&self) -> Vec<String> {
+        ran(&self.steps)
+    }
+
+    /// The instructions of the steps taken from the cache.
+    pub fn cached(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.cached)
+            .map(|s| s.instruction.clone())
+            .collect()
+    }
+
+    /// The step whose instruction is exactly `instruction` (panics when there is none or
+    /// more than one).
+    pub fn step(&self, instruction: &str) -> &Step {
+        let found: Vec<&Step> = self
+            .steps
+            .iter()
+            .filter(|s| s.instruction == instruction)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one step {instruction:?} expected in:\n{}",
+            self.stderr
+        );
+        found[0]
+    }
+}
+
+/// One step of `--progress plain` output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    /// `#N`.
+    pub number: usize,
+    /// `stage-0 2/3`, `internal`.
+    pub label: String,
+    /// `RUN /bin/sh -c ...`.
+    pub instruction: String,
+    /// `#N CACHED`.
+    pub cached: bool,
+    /// `#N cache miss: REASON`.
+    pub miss: Option<String>,
+    /// `#N DONE`.
+    pub done: bool,
+    /// `#N ERROR ...`'s first line.
+    pub error: Option<String>,
+    /// `#N 0.123 LINE` lines (without the time).
+    pub output: Vec<String>,
+}
+
+/// Parses `--progress plain` output into steps, in order of their numbers.
+pub fn steps(stderr: &str) -> Vec<Step> {
+    let mut out: std::collections::BTreeMap<usize, Step> = std::collections::BTreeMap::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<usize>() else {
+            continue;
+        };
+        let step = out.entry(n).or_insert_with(|| Step {
+            number: n,
+            ..Step::default()
+        });
+        if let Some(head) = rest.strip_prefix('[')
+            && let Some((label, instruction)) = head.split_once("] ")
+        {
+            step.label = label.to_string();
+            step.instruction = instruction.to_string();
+        } else if rest == "CACHED" {
+            step.cached = true;
+        } else if let Some(reason) = rest.strip_prefix("cache miss: ") {
+            step.miss = Some(reason.to_string());
+        } else if rest.starts_with("DONE ") {
+            step.done = true;
+        } else if let Some(e) = rest.strip_prefix("ERROR ") {
+            step.error = Some(e.to_string());
+        } else if let Some((t, text)) = rest.split_once(' ')
+            && t.parse::<f64>().is_ok()
+        {
+            step.output.push(text.to_string());
+        }
+    }
+    out.into_values().collect()
+}
+
+/// The instructions of the steps that ran: DONE without CACHED; FROM lines and `internal`
+/// steps (loading the context) left out.
+pub fn ran(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| {
+            s.done && !s.cached && !s.instruction.starts_with("FROM ") && s.label != "internal"
+        })
+        .map(|s| s.instruction.clone())
+        .collect()
+}
+
+/// Compresses bytes with the `gzip` tool.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    filter(tool("gzip", "gzip").arg("-c"), bytes)
+}
+
+/// Decompresses gzip bytes with the `gzip` tool.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    filter(tool("gzip", "gzip").arg("-dc"), bytes)
+}
+
+/// Pipes bytes through a command; asserts it succeeds, returns its stdout.
+pub fn filter(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer thread");
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs a command and returns its output, whatever its exit code.
+pub fn finish_cmd(cmd: &mut Command) -> Run {
+    let what = format!("{cmd:?}");
+    finish(&what, cmd.output())
+}
