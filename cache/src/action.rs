@@ -84,6 +84,9 @@ pub struct ExplainInput {
     pub label: String,
     /// The key or content digest it contributed.
     pub digest: String,
+    /// What a base image input resolved to (its manifest digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// The inputs of the last key computed for one slot.

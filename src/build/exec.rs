@@ -262,6 +262,47 @@ fn publish_upper(settings: &Settings, upper: &Path, layer: &LayerRecord) {
     }
 }
 
+/// Makes `tree` hold exactly the selected context entries: directories recreated with their
+/// modes, files hard-linked (copied across file systems), symlinks recreated. It is only ever
+/// an overlay lower dir, so the links are never written through.
+fn link_tree(
+    root: &Path,
+    selection: &rbuild_cache::context::Selection,
+    tree: &Path,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(tree)?;
+    let mut dirs = Vec::new();
+    for e in &selection.entries {
+        let dest = tree.join(&e.path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match e.kind {
+            rbuild_cache::context::EntryKind::Dir => {
+                std::fs::create_dir_all(&dest)?;
+                dirs.push((dest, e.mode & 0o7777));
+            }
+            rbuild_cache::context::EntryKind::File => {
+                let src = root.join(&e.path);
+                if std::fs::hard_link(&src, &dest).is_err() {
+                    std::fs::copy(&src, &dest)?;
+                }
+            }
+            rbuild_cache::context::EntryKind::Symlink => {
+                if let Some(t) = &e.link_target {
+                    std::os::unix::fs::symlink(t, &dest)?;
+                }
+            }
+        }
+    }
+    // Modes last, deepest first: a read-only directory must not stop its children.
+    for (dest, mode) in dirs.into_iter().rev() {
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
 /// The step's mounts: `--mount`s and the heredoc scripts. `process_env` gets the
 /// variables of `env=` secrets and ssh sockets; `guards` keeps cache mounts locked until the
 /// step ends.
@@ -318,8 +359,20 @@ fn mounts(
                     .and_then(|i| env.inputs.get(i))
                     .with_context(|| format!("{}: no source", what()))?;
                 let lowers = match input {
-                    // The context directory itself (never written: writes go to scratch).
-                    InputData::Context(_) => vec![env.source.root.clone()],
+                    // The context directory itself (never written: writes go to scratch),
+                    // or, when a .dockerignore hides some of it, a tree of links to exactly
+                    // the files the mount selects.
+                    InputData::Context(selection) => {
+                        if env.source.index(settings)?.ignore_file().is_some() {
+                            let tree = dir.join(format!("context-{n}"));
+                            link_tree(&env.source.root, selection, &tree).with_context(|| {
+                                format!("{}: cannot prepare the context", what())
+                            })?;
+                            vec![tree]
+                        } else {
+                            vec![env.source.root.clone()]
+                        }
+                    }
                     InputData::Layers(layers) => {
                         let mut dirs =
                             ensure_layer_snapshots(&settings.store, layers, &settings.id_map)

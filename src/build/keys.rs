@@ -23,6 +23,8 @@ pub struct Part {
     pub label: String,
     /// Its key or content digest.
     pub digest: String,
+    /// For base images: the manifest digest, so a miss can name what the tag resolves to.
+    pub content: Option<String>,
 }
 
 /// Computes a key.
@@ -62,6 +64,7 @@ pub fn record(
                 role: p.role.to_string(),
                 label: p.label.clone(),
                 digest: p.digest.clone(),
+                content: p.content.clone(),
             })
             .collect(),
         files,
@@ -80,7 +83,9 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
     }
     if before.definition != now.definition {
         let changed = changed_env(&before.env, &now.env);
-        if !changed.is_empty() && before.description == now.description {
+        if !changed.is_empty()
+            && without_build_args(&before.description) == without_build_args(&now.description)
+        {
             return format!("build arg or env {} changed", changed.join(", "));
         }
         if !changed.is_empty() {
@@ -100,13 +105,19 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
         if input.label == "context" && (!now.files.is_empty() || !before.files.is_empty()) {
             return files_changed(&before.files, &now.files);
         }
-        return match input.role.as_str() {
+        let role = if input.content.is_some() {
+            "base image"
+        } else {
+            input.role.as_str()
+        };
+        return match role {
             "context" => files_changed(&before.files, &now.files),
             "base image" => format!(
                 "base image {} now resolves to {} (was {})",
                 input.label,
-                short(&input.digest),
-                old.map_or("nothing".into(), |o| short(&o.digest))
+                input.content.as_deref().unwrap_or(&input.digest),
+                old.and_then(|o| o.content.clone())
+                    .unwrap_or_else(|| "something else".into())
             ),
             "url" => format!("the file at {} changed", input.label),
             "parent" => format!("the previous step changed: {}", input.label),
@@ -116,8 +127,16 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
     "its inputs changed".into()
 }
 
-fn short(d: &str) -> String {
-    d.get(..19).unwrap_or(d).to_string()
+/// A RUN description without BuildKit's build-arg prefix (`RUN |2 A=1 B=2 cmd` -> `RUN
+/// cmd`), so a changed build arg is told from a changed command.
+fn without_build_args(description: &str) -> String {
+    let Some(rest) = description.strip_prefix("RUN |") else {
+        return description.to_string();
+    };
+    let mut words = rest.split(' ');
+    let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let rest: Vec<&str> = words.skip(n).collect();
+    format!("RUN {}", rest.join(" "))
 }
 
 fn changed_env(before: &[String], now: &[String]) -> Vec<String> {
@@ -177,6 +196,7 @@ mod tests {
             role,
             label: label.into(),
             digest: digest.into(),
+            content: None,
         }
     }
 
@@ -239,7 +259,10 @@ mod tests {
             &[part("base image", "busybox", "sha256:bbbb")],
             files(&[]),
         );
-        assert!(explain(Some(&img_old), &img_new).starts_with("base image busybox now resolves"));
+        assert_eq!(
+            explain(Some(&img_old), &img_new),
+            "base image busybox now resolves to sha256:bbbb (was something else)"
+        );
         let p_old = base("d", &[], &[part("parent", "RUN a", "k1")], files(&[]));
         let p_new = base("d", &[], &[part("parent", "RUN a", "k2")], files(&[]));
         assert_eq!(

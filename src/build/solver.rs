@@ -283,6 +283,7 @@ fn key_phase(
                         role: "base image",
                         label: reference.clone(),
                         digest: base.digest(),
+                        content: None,
                     }],
                 );
                 Prep::Ready(
@@ -310,6 +311,7 @@ fn key_phase(
                         role: "context",
                         label: "context".into(),
                         digest,
+                        content: None,
                     }],
                 );
                 Prep::Ready(
@@ -331,6 +333,7 @@ fn key_phase(
                         role: "url",
                         label: url.clone(),
                         digest: download.digest.clone(),
+                        content: None,
                     }],
                 );
                 Prep::Ready(
@@ -355,15 +358,37 @@ fn key_phase(
                 for input in &op.inputs {
                     let k = keys[input.op]
                         .ok_or_else(|| anyhow!("op {} reads op {} before it", op.id, input.op))?;
-                    let part = Part {
+                    let mut part = Part {
                         role: input.role.as_str(),
                         label: plan.ops[input.op].description.clone(),
                         digest: k.to_string(),
+                        content: None,
                     };
+                    // A base image as the parent: explained by what its tag resolves to.
+                    if input.role == InputRole::Parent
+                        && let OpKind::Image { reference, .. } = &plan.ops[input.op].kind
+                        && let Some(base) = bases.get(reference)
+                    {
+                        part.label = reference.clone();
+                        part.content = Some(base.digest());
+                    }
                     if input.role != InputRole::Parent {
                         link_parts.push(part.clone());
                     }
                     parts.push(part);
+                }
+                // `--network none` on the command line changes what RUN steps that name no
+                // network get, so it is part of their key (the default and host are the same).
+                if let OpKind::Exec(e) = &op.kind
+                    && e.network == rbuild_compiler::instructions::NetworkMode::Default
+                    && settings.network == crate::commands::build::NetworkArg::None
+                {
+                    parts.push(Part {
+                        role: "network",
+                        label: "--network none".into(),
+                        digest: "none".into(),
+                        content: None,
+                    });
                 }
                 let key = keys::key(&definition, &parts);
                 let link = matches!(&op.kind, OpKind::Copy(c) if c.link);

@@ -7,6 +7,7 @@ mod build_graph;
 mod build_mounts;
 mod build_repro;
 mod build_secrets;
+mod build_semantics;
 mod login;
 mod plan;
 mod pullpush;

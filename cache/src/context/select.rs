@@ -118,13 +118,26 @@ impl Context {
                     }
                 }
             } else {
-                let i = self
-                    .entries
-                    .binary_search_by(|e| e.path_bytes().cmp(cleaned.as_bytes()))
-                    .map_err(|_| SelectError::NotFound {
-                        source_path: source.clone(),
-                    })?;
-                self.add_subtree(i, &exclude, &mut picked)?;
+                let not_found = || SelectError::NotFound {
+                    source_path: source.clone(),
+                };
+                match self.find(cleaned.as_bytes()) {
+                    Some(i) if self.entries[i].kind != EntryKind::Symlink => {
+                        self.add_subtree(i, &exclude, &mut picked)?;
+                    }
+                    found => {
+                        // A named source that is a symlink, or lies below one, is followed
+                        // inside the context as docker does: the link (whose target is part
+                        // of the digest) and what it leads to are both read.
+                        if let Some(i) = found {
+                            picked.insert(i);
+                        }
+                        self.add_links_on_path(cleaned.as_bytes(), &mut picked);
+                        let target = self.resolve(cleaned.as_bytes()).ok_or_else(not_found)?;
+                        let j = self.find(&target).ok_or_else(not_found)?;
+                        self.add_subtree(j, &exclude, &mut picked)?;
+                    }
+                }
             }
         }
         let entries: Vec<Entry> = picked
@@ -133,6 +146,77 @@ impl Context {
             .collect();
         let digest = selection_digest(&entries);
         Ok(Selection { entries, digest })
+    }
+
+    fn find(&self, path: &[u8]) -> Option<usize> {
+        self.entries
+            .binary_search_by(|e| e.path_bytes().cmp(path))
+            .ok()
+    }
+
+    /// The symlinks met while resolving `path` component by component, added so a change of
+    /// their targets changes the digest.
+    fn add_links_on_path(&self, path: &[u8], picked: &mut BTreeSet<usize>) {
+        let mut prefix = Vec::new();
+        for comp in path.split(|&b| b == b'/') {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(comp);
+            if let Some(i) = self.find(&prefix)
+                && self.entries[i].kind == EntryKind::Symlink
+            {
+                picked.insert(i);
+            }
+        }
+    }
+
+    /// Resolves `path` (clean, relative) through the context's symlinks, never leaving the
+    /// context: an absolute target starts at the context root and `..` stops there, as if
+    /// the context were `/`. `None` when it leads nowhere (or loops).
+    fn resolve(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let mut todo: Vec<Vec<u8>> = path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .map(<[u8]>::to_vec)
+            .rev()
+            .collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(comp) = todo.pop() {
+            if comp == b".." {
+                done.pop();
+                continue;
+            }
+            done.push(comp);
+            let joined = done.join(&b'/');
+            let i = self.find(&joined)?;
+            let e = &self.entries[i];
+            if e.kind != EntryKind::Symlink {
+                continue;
+            }
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            done.pop();
+            let target = e.link_target.as_deref()?;
+            let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
+            if target.starts_with(b"/") {
+                done.clear();
+            }
+            for c in target
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty() && *c != b".")
+                .rev()
+            {
+                todo.push(c.to_vec());
+            }
+        }
+        if done.is_empty() {
+            return None;
+        }
+        Some(done.join(&b'/'))
     }
 
     /// Adds entry `i` and, for a directory, everything below it; `--exclude` patterns are
