@@ -31,6 +31,12 @@ pub struct DiffOptions {
     pub id_map: IdMap,
     /// Compression threads (gzip); 0 means the number of CPUs.
     pub threads: usize,
+    /// The sink hashes what it receives itself (a store blob writer, which verifies every
+    /// blob): an uncompressed layer is then not hashed a second time here, and
+    /// [`LayerInfo::diff_id`] and [`LayerInfo::digest`] are left empty for the caller to
+    /// fill in with the sink's digest. Compressed layers are always hashed (their diff_id
+    /// is not the blob's digest).
+    pub sink_hashes: bool,
 }
 
 impl Default for DiffOptions {
@@ -40,6 +46,7 @@ impl Default for DiffOptions {
             source_date_epoch: None,
             id_map: IdMap::identity(),
             threads: 0,
+            sink_hashes: false,
         }
     }
 }
@@ -199,7 +206,7 @@ impl<W: Write> LayerWriter<W> {
             inner: enc,
             hash: Sha256::new(),
             n: 0,
-            active: true,
+            active: !(opts.sink_hashes && opts.compression == Compression::None),
         });
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter {
@@ -486,7 +493,11 @@ impl<W: Write> LayerWriter<W> {
         let entries = self.entries;
         let media_type = self.opts.compression.media_type();
         let tar_hw = self.tar.into_inner().map_err(DiffError::Finish)?;
-        let diff_id = sha(tar_hw.hash);
+        let diff_id = if tar_hw.active {
+            sha(tar_hw.hash)
+        } else {
+            String::new()
+        };
         let uncompressed_size = tar_hw.n;
         let counted = tar_hw.inner.finish().map_err(DiffError::Finish)?;
         let digest = if counted.active {

@@ -122,6 +122,7 @@ pub fn diff_options(settings: &Settings) -> DiffOptions {
         source_date_epoch: settings.epoch,
         id_map: settings.id_map.clone(),
         threads: 0,
+        sink_hashes: true,
     }
 }
 
@@ -139,6 +140,12 @@ pub fn store_layer(
     };
     writer.flush().context("cannot write the layer")?;
     let committed = writer.commit()?;
+    let mut info = info;
+    if info.digest.is_empty() {
+        // Uncompressed and hashed by the blob writer alone (DiffOptions::sink_hashes).
+        info.digest = committed.digest.to_string();
+        info.diff_id = committed.digest.to_string();
+    }
     if committed.digest.to_string() != info.digest {
         bail!(
             "the layer was written as {} but stored as {}",

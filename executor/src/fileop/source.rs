@@ -114,8 +114,9 @@ pub trait SourceFs: Send + Sync {
 #[derive(Debug)]
 pub struct HostDir {
     root: PathBuf,
-    allow: Option<BTreeSet<PathBuf>>,
-    dirs: BTreeSet<PathBuf>,
+    /// The allowed paths and the directories above them, as relative path bytes (hashed:
+    /// a COPY of 100,000 files looks each up several times).
+    allow: Option<std::collections::HashSet<Vec<u8>>>,
     fd: OnceLock<OwnedFd>,
     /// The directory used last (walks and the layer writer go directory by
     /// directory, so most lookups reuse it).
@@ -144,22 +145,27 @@ impl HostDir {
     /// A view of `root`. `allow`: when `Some`, only these relative paths exist
     /// (and the directories above them, which are listed too).
     pub fn new(root: PathBuf, allow: Option<BTreeSet<PathBuf>>) -> Self {
-        let mut dirs = BTreeSet::new();
-        if let Some(a) = &allow {
-            for p in a {
-                let mut cur = p.parent();
-                while let Some(d) = cur {
-                    if d.as_os_str().is_empty() || !dirs.insert(d.to_path_buf()) {
+        let allow = allow.map(|a| {
+            let mut set = std::collections::HashSet::with_capacity(a.len() * 2);
+            for p in &a {
+                let comps: Vec<OsString> = p
+                    .components()
+                    .filter_map(|c| match c {
+                        std::path::Component::Normal(n) => Some(n.to_os_string()),
+                        _ => None,
+                    })
+                    .collect();
+                for n in (1..=comps.len()).rev() {
+                    if !set.insert(rel_bytes(&comps[..n])) && n < comps.len() {
                         break;
                     }
-                    cur = d.parent();
                 }
             }
-        }
+            set
+        });
         HostDir {
             root,
             allow,
-            dirs,
             fd: OnceLock::new(),
             last: Mutex::new(None),
         }
@@ -172,8 +178,7 @@ impl HostDir {
         if comps.is_empty() {
             return true;
         }
-        let p: PathBuf = comps.iter().collect();
-        a.contains(&p) || self.dirs.contains(&p)
+        a.contains(&rel_bytes(comps))
     }
 
     fn root_fd(&self) -> io::Result<&OwnedFd> {
