@@ -272,7 +272,12 @@ pub(crate) struct Sources<'a> {
 }
 
 impl<'a> Sources<'a> {
-    fn open(
+    /// The source trees, for the read-ahead thread of the layer writer.
+    pub(crate) fn trees(&self) -> Vec<&'a dyn SourceFs> {
+        self.trees.iter().map(|(fs, _)| *fs).collect()
+    }
+
+    pub(crate) fn open(
         &mut self,
         c: &Content,
         size: u64,
