@@ -409,10 +409,8 @@ impl<'p> Model<'p> {
                     content: Content::Tree { src, path },
                     size,
                     group,
-                } if *size <= PREFETCH_MAX => {
-                    if group.is_none_or(|g| groups.insert(g)) {
-                        out.push((id, *src, path.clone(), *size));
-                    }
+                } if *size <= PREFETCH_MAX && group.is_none_or(|g| groups.insert(g)) => {
+                    out.push((id, *src, path.clone(), *size));
                 }
                 NodeKind::File { group: Some(g), .. } => {
                     groups.insert(*g);
