@@ -238,6 +238,38 @@ fn slot(source: &Source, plan: &Plan, op: &Op) -> Digest {
     h.finish()
 }
 
+/// The result of a source op (scratch, image, context, download): known before anything
+/// runs, keyed by its content.
+fn source_result(
+    definition: &str,
+    role: &'static str,
+    label: String,
+    digest: String,
+    layers: Vec<LayerRecord>,
+    data: Option<InputData>,
+) -> Prep {
+    let parts = if digest.is_empty() {
+        Vec::new()
+    } else {
+        vec![Part {
+            role,
+            label,
+            digest,
+            content: None,
+        }]
+    };
+    Prep::Ready(
+        OpResult {
+            key: keys::key(definition, &parts),
+            layers: Arc::new(layers),
+            added: false,
+            cached: true,
+            created: 0,
+        },
+        data,
+    )
+}
+
 fn key_phase(
     settings: &Settings,
     source: &Source,
@@ -260,40 +292,24 @@ fn key_phase(
         };
         let prep = match &op.kind {
             OpKind::Config { .. } => Prep::Skip,
-            OpKind::Scratch => {
-                let key = keys::key(&definition, &[]);
-                Prep::Ready(
-                    OpResult {
-                        key,
-                        layers: Arc::default(),
-                        added: false,
-                        cached: true,
-                        created: 0,
-                    },
-                    None,
-                )
-            }
+            OpKind::Scratch => source_result(
+                &definition,
+                "",
+                String::new(),
+                String::new(),
+                Vec::new(),
+                None,
+            ),
             OpKind::Image { reference, .. } => {
                 let base = bases
                     .get(reference)
                     .ok_or_else(|| anyhow!("base image {reference} was not resolved"))?;
-                let key = keys::key(
+                source_result(
                     &definition,
-                    &[Part {
-                        role: "base image",
-                        label: reference.clone(),
-                        digest: base.digest(),
-                        content: None,
-                    }],
-                );
-                Prep::Ready(
-                    OpResult {
-                        key,
-                        layers: Arc::new(base.layers.clone()),
-                        added: false,
-                        cached: true,
-                        created: 0,
-                    },
+                    "base image",
+                    reference.clone(),
+                    base.digest(),
+                    base.layers.clone(),
                     None,
                 )
             }
@@ -305,45 +321,24 @@ fn key_phase(
                 let digest = selection.digest.to_hex().to_string();
                 let selection = Arc::new(selection);
                 selections.insert(op.id, selection.clone());
-                let key = keys::key(
+                source_result(
                     &definition,
-                    &[Part {
-                        role: "context",
-                        label: "context".into(),
-                        digest,
-                        content: None,
-                    }],
-                );
-                Prep::Ready(
-                    OpResult {
-                        key,
-                        layers: Arc::default(),
-                        added: false,
-                        cached: true,
-                        created: 0,
-                    },
+                    "context",
+                    "context".into(),
+                    digest,
+                    Vec::new(),
                     Some(InputData::Context(selection)),
                 )
             }
             OpKind::Http { url, checksum } => {
                 let download = fileops::download(settings, url, checksum.as_deref()).map_err(at)?;
-                let key = keys::key(
+                let digest = download.digest.clone();
+                source_result(
                     &definition,
-                    &[Part {
-                        role: "url",
-                        label: url.clone(),
-                        digest: download.digest.clone(),
-                        content: None,
-                    }],
-                );
-                Prep::Ready(
-                    OpResult {
-                        key,
-                        layers: Arc::default(),
-                        added: false,
-                        cached: true,
-                        created: 0,
-                    },
+                    "url",
+                    url.clone(),
+                    digest,
+                    Vec::new(),
                     Some(InputData::Download(Arc::new(download))),
                 )
             }

@@ -151,22 +151,7 @@ pub fn report_built(
         .collect::<Result<_, _>>()
         .map_err(|e| usage(e.to_string()))?;
     let opened = open_in_store(store, name.to_string(), descriptor, None)?;
-    let layers = StoreLayers {
-        store: &opened.store,
-        digests: &opened.layers,
-    };
-    let analysis = rbuild_report::analyze(
-        ImageInput {
-            name: &opened.name,
-            id: Some(&opened.id),
-            manifest: &opened.manifest,
-            config: &opened.config,
-            base_layers: opened.base_layers,
-            layers: &layers,
-        },
-        &Options::default(),
-    )
-    .with_context(|| format!("cannot report on {name}"))?;
+    let analysis = analyze_opened(&opened, &Options::default(), name)?;
     let text = match format {
         ReportFormat::Text => render::text(&analysis.report),
         ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
@@ -226,11 +211,23 @@ fn analyze(
 ) -> anyhow::Result<Analysis> {
     let opened = open(global, args, arg)?;
     let started = std::time::Instant::now();
+    let analysis = analyze_opened(&opened, options, arg)?;
+    tracing::debug!(
+        "analysed {} ({} layers) in {:.3}s",
+        opened.name,
+        opened.layers.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(analysis)
+}
+
+/// Analyses an opened image (`what` names it in errors).
+fn analyze_opened(opened: &Opened, options: &Options, what: &str) -> anyhow::Result<Analysis> {
     let layers = StoreLayers {
         store: &opened.store,
         digests: &opened.layers,
     };
-    let analysis = rbuild_report::analyze(
+    rbuild_report::analyze(
         ImageInput {
             name: &opened.name,
             id: Some(&opened.id),
@@ -241,14 +238,7 @@ fn analyze(
         },
         options,
     )
-    .with_context(|| format!("cannot report on {arg}"))?;
-    tracing::debug!(
-        "analysed {} ({} layers) in {:.3}s",
-        opened.name,
-        opened.layers.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(analysis)
+    .with_context(|| format!("cannot report on {what}"))
 }
 
 /// Splits `FILE[:NAME]`: the whole text when it names an existing file, else at the last `:`.

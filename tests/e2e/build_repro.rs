@@ -73,7 +73,7 @@ fn format_docker_gives_docker_media_types() {
     // through a registry instead.
     let registry = Registry::start();
     let dest = format!("{}/dockerfmt:v1", registry.host());
-    ok(rbuild(&env.root).args(["push", "dockerfmt", &dest]));
+    let pushed = ok(rbuild(&env.root).args(["push", "dockerfmt", &dest]));
     let out = ok(skopeo()
         .args(["inspect", "--raw"])
         .args(registry.skopeo_flags(""))
@@ -87,19 +87,31 @@ fn format_docker_gives_docker_media_types() {
         m["config"]["mediaType"],
         "application/vnd.docker.container.image.v1+json"
     );
+    // The store keeps the build's layers uncompressed (Docker's uncompressed layer type);
+    // the push gzips them, so the registry holds Docker's gzip layer type and a manifest
+    // of its own, with the same config.
     for l in m["layers"].as_array().unwrap() {
         assert_eq!(
             l["mediaType"],
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         );
     }
+    let local = env.inspect("dockerfmt");
+    let local_layers = local["manifest"]["layers"].as_array().unwrap();
+    assert_eq!(
+        local_layers.last().unwrap()["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar",
+        "{local}"
+    );
+    assert_eq!(m["config"]["digest"], local["manifest"]["config"]["digest"]);
     let digest = format!(
         "sha256:{}",
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
             out.stdout.as_bytes()
         ))
     );
-    assert_eq!(digest, built.id);
+    assert!(pushed.stdout.trim().ends_with(&digest), "{}", pushed.stdout);
+    assert_ne!(digest, built.id);
     assert_eq!(env.sh("dockerfmt", "cat /d"), "d\n");
 }
 
