@@ -594,9 +594,10 @@ fn manifest_url(host: &crate::client::Host, reference: &Reference) -> Result<Url
     ))
 }
 
-/// The media type of manifest bytes: the `Content-Type` when it is a manifest type, else the
-/// `mediaType` field, else guessed from the shape (OCI allows leaving it out).
-fn detect_media_type(
+/// The media type of manifest bytes, as a pull decides it: the `Content-Type` (`header`) when
+/// it is a manifest type, else the `mediaType` field, else guessed from the shape (OCI allows
+/// leaving it out). `reference` names the manifest in errors.
+pub fn detect_media_type(
     reference: &str,
     header: Option<&str>,
     bytes: &[u8],
