@@ -729,7 +729,20 @@ fn load_oci(store: &Store, archive: &Archive) -> Result<Vec<Loaded>> {
 
 /// Copies a descriptor's blob and everything it references from the archive into the store.
 fn copy_tree(store: &Store, archive: &Archive, d: &Descriptor, required: bool) -> Result<()> {
+    copy_tree_at(store, archive, d, required, 0)
+}
+
+fn copy_tree_at(
+    store: &Store,
+    archive: &Archive,
+    d: &Descriptor,
+    required: bool,
+    depth: usize,
+) -> Result<()> {
     let digest = descriptor_digest(d)?;
+    if depth > store::MAX_INDEX_DEPTH {
+        return Err(StoreError::TooDeep { digest }.into());
+    }
     let entry = format!("blobs/sha256/{}", digest.hex());
     let is_document = store::is_index(d.media_type()) || store::is_manifest(d.media_type());
     if is_document && d.size() > MAX_DOCUMENT {
@@ -768,13 +781,13 @@ fn copy_tree(store: &Store, archive: &Archive, d: &Descriptor, required: bool) -
     if store::is_index(d.media_type()) {
         let index = store.read_index_blob(&digest)?;
         for child in index.manifests() {
-            copy_tree(store, archive, child, false)?;
+            copy_tree_at(store, archive, child, false, depth + 1)?;
         }
     } else if store::is_manifest(d.media_type()) {
         let manifest: ImageManifest = store.read_manifest(&digest)?;
-        copy_tree(store, archive, manifest.config(), true)?;
+        copy_tree_at(store, archive, manifest.config(), true, depth + 1)?;
         for layer in manifest.layers() {
-            copy_tree(store, archive, layer, true)?;
+            copy_tree_at(store, archive, layer, true, depth + 1)?;
         }
     }
     Ok(())

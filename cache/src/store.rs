@@ -23,6 +23,10 @@ const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest
 /// containerd's annotation for the full image name, which some archives carry.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// How deep indexes may nest (an index listing an index...). Real images have one or two
+/// levels; a bound keeps a crafted chain from exhausting the stack.
+pub const MAX_INDEX_DEPTH: usize = 32;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,6 +99,12 @@ pub enum StoreError {
     Ambiguous {
         /// The prefix.
         id: String,
+    },
+    /// Indexes nest deeper than [`MAX_INDEX_DEPTH`].
+    #[error("index {digest} nests more than {MAX_INDEX_DEPTH} indexes deep")]
+    TooDeep {
+        /// The top index.
+        digest: Digest,
     },
     /// JSON could not be serialized.
     #[error("cannot serialize {what}")]
@@ -364,7 +374,21 @@ impl Store {
     /// The image manifest a descriptor stands for: the descriptor itself, or for an index the
     /// entry for `linux/<arch>` (falling back to the first manifest).
     pub fn image_manifest(&self, descriptor: &Descriptor) -> Result<(Descriptor, ImageManifest)> {
+        self.image_manifest_at(descriptor, descriptor, 0)
+    }
+
+    fn image_manifest_at(
+        &self,
+        top: &Descriptor,
+        descriptor: &Descriptor,
+        depth: usize,
+    ) -> Result<(Descriptor, ImageManifest)> {
         let digest = descriptor_digest(descriptor)?;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(StoreError::TooDeep {
+                digest: descriptor_digest(top)?,
+            });
+        }
         if is_index(descriptor.media_type()) {
             let index = self.read_index_blob(&digest)?;
             let arch = crate::host_arch();
@@ -380,7 +404,7 @@ impl Store {
                 .or_else(|| index.manifests().first())
                 .ok_or(StoreError::BlobMissing { digest })?
                 .clone();
-            return self.image_manifest(&chosen);
+            return self.image_manifest_at(top, &chosen, depth + 1);
         }
         Ok((descriptor.clone(), self.read_manifest(&digest)?))
     }
@@ -549,7 +573,14 @@ impl Store {
     /// the store are skipped when `strict` is false (a pull may fetch one platform only).
     pub fn reachable(&self, descriptor: &Descriptor, strict: bool) -> Result<BTreeSet<Digest>> {
         let mut out = BTreeSet::new();
-        self.walk(descriptor, strict, true, &mut out)?;
+        self.walk(descriptor, strict, 0, &mut out)
+            .map_err(|e| match e {
+                StoreError::TooDeep { .. } => match descriptor_digest(descriptor) {
+                    Ok(digest) => StoreError::TooDeep { digest },
+                    Err(e) => e,
+                },
+                e => e,
+            })?;
         Ok(out)
     }
 
@@ -557,10 +588,14 @@ impl Store {
         &self,
         d: &Descriptor,
         strict: bool,
-        top: bool,
+        depth: usize,
         out: &mut BTreeSet<Digest>,
     ) -> Result<()> {
+        let top = depth == 0;
         let digest = descriptor_digest(d)?;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(StoreError::TooDeep { digest });
+        }
         if !out.insert(digest) {
             return Ok(());
         }
@@ -573,7 +608,7 @@ impl Store {
         if is_index(d.media_type()) {
             let index = self.read_index_blob(&digest)?;
             for child in index.manifests() {
-                self.walk(child, false, false, out)?;
+                self.walk(child, false, depth + 1, out)?;
             }
         } else if is_manifest(d.media_type()) {
             let manifest = self.read_manifest(&digest)?;
