@@ -25,9 +25,10 @@ pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
 /// `overlay` or `copy`: forces the snapshotter (read by `rbuild_executor::snapshot`).
 #[allow(dead_code)]
 pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
-/// The largest uncompressed size of one layer that `run` unpacks (bytes, or with a `K`, `M`,
-/// `G` or `T` suffix, powers of 1024); default [`DEFAULT_MAX_LAYER_SIZE`]. Unpacking stops
-/// with an error naming the layer once its decompressed stream passes it (gzip/zstd bombs).
+/// The largest uncompressed size of one layer that `run` unpacks or `load` reads, and of a
+/// compressed archive given to `load` (bytes, or with a `K`, `M`, `G` or `T` suffix, powers of
+/// 1024); default [`DEFAULT_MAX_LAYER_SIZE`]. Past it, the command stops with an error naming
+/// the layer or archive (gzip/zstd bombs).
 pub const RBUILD_MAX_LAYER_SIZE: &str = "RBUILD_MAX_LAYER_SIZE";
 /// The default of [`RBUILD_MAX_LAYER_SIZE`]: 64 GiB, well above real layers (the largest
 /// public images have layers of a few GiB) and far below what a small bomb expands to.

@@ -1,12 +1,13 @@
 //! Hostile inputs end to end, through the `rbuild` binary: images whose layers try to leave
 //! the snapshot they are unpacked into (pushed to a real `docker-registry`, then `rbuild pull`
-//! and `rbuild run`), compression bombs, a store on a full file system, and registries that
-//! lie. Every fixture is made by the tests. Needs: root (the disk-full test mounts a tmpfs),
-//! docker-registry, skopeo, busybox-static.
+//! and `rbuild run`), compression bombs in layers and archives, a store on a full file system,
+//! and registries that lie. Every fixture is made by the tests. Needs: root (the disk-full test
+//! mounts a tmpfs), docker-registry, skopeo, busybox-static.
 
 #[path = "../e2e/support/mod.rs"]
 mod support;
 
+mod archives;
 mod diskfull;
 mod layers;
 mod registry;
