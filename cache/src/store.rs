@@ -27,6 +27,9 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// levels; a bound keeps a crafted chain from exhausting the stack.
 pub const MAX_INDEX_DEPTH: usize = 32;
 
+/// The largest manifest, index or config the store reads (they are read whole into memory).
+pub const MAX_DOCUMENT_SIZE: u64 = 64 << 20;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,6 +102,16 @@ pub enum StoreError {
     Ambiguous {
         /// The prefix.
         id: String,
+    },
+    /// A manifest, index or config blob is larger than [`MAX_DOCUMENT_SIZE`].
+    #[error("{what} {digest} is {size} bytes, more than the {MAX_DOCUMENT_SIZE} a {what} may have")]
+    DocumentTooLarge {
+        /// What the document is (`manifest`, `image index`, `config`).
+        what: &'static str,
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
     },
     /// Indexes nest deeper than [`MAX_INDEX_DEPTH`].
     #[error("index {digest} nests more than {MAX_INDEX_DEPTH} indexes deep")]
@@ -341,9 +354,23 @@ impl Store {
         self.put_document(MediaType::ImageManifest, text.as_bytes())
     }
 
+    /// Reads a JSON document blob (manifest, index, config), refusing one larger than
+    /// [`MAX_DOCUMENT_SIZE`] before reading it into memory.
+    fn read_document(&self, digest: &Digest, what: &'static str) -> Result<Vec<u8>> {
+        let size = self.blob_size(digest)?;
+        if size > MAX_DOCUMENT_SIZE {
+            return Err(StoreError::DocumentTooLarge {
+                what,
+                digest: *digest,
+                size,
+            });
+        }
+        self.read_blob(digest)
+    }
+
     /// Reads and parses a manifest blob.
     pub fn read_manifest(&self, digest: &Digest) -> Result<ImageManifest> {
-        let bytes = self.read_blob(digest)?;
+        let bytes = self.read_document(digest, "manifest")?;
         ImageManifest::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
             what: "manifest",
             path: self.blob_path(digest),
@@ -353,7 +380,7 @@ impl Store {
 
     /// Reads and parses an image index blob.
     pub fn read_index_blob(&self, digest: &Digest) -> Result<ImageIndex> {
-        let bytes = self.read_blob(digest)?;
+        let bytes = self.read_document(digest, "image index")?;
         ImageIndex::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
             what: "image index",
             path: self.blob_path(digest),
@@ -363,7 +390,7 @@ impl Store {
 
     /// Reads and parses an image config blob.
     pub fn read_config(&self, digest: &Digest) -> Result<ImageConfiguration> {
-        let bytes = self.read_blob(digest)?;
+        let bytes = self.read_document(digest, "config")?;
         ImageConfiguration::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
             what: "config",
             path: self.blob_path(digest),

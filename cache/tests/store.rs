@@ -485,3 +485,20 @@ fn an_archive_of_deeply_nested_indexes_is_refused_on_load() {
         "{e}"
     );
 }
+
+#[test]
+fn oversized_documents_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let mut big = b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"x\":\"".to_vec();
+    big.resize(rbuild_cache::MAX_DOCUMENT_SIZE as usize + 1, b'a');
+    let digest = store.put_blob(&big, None).unwrap().digest;
+    for e in [
+        store.read_config(&digest).map(|_| ()).unwrap_err(),
+        store.read_manifest(&digest).map(|_| ()).unwrap_err(),
+        store.read_index_blob(&digest).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(matches!(e, StoreError::DocumentTooLarge { .. }), "{e}");
+        assert!(e.to_string().contains(&digest.to_string()), "{e}");
+    }
+}

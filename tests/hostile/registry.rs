@@ -1,5 +1,5 @@
 //! Registries that lie, end to end through `rbuild pull`: a manifest whose bytes do not match
-//! its digest, an oversized manifest, a blob redirect to another host (which must not see the
+//! its digest, an oversized manifest or config, a blob redirect to another host (which must not see the
 //! credentials), and a token realm on another host. The registry is a small HTTP/1.1 responder
 //! written here, on loopback addresses only: a real registry cannot be made to misbehave this
 //! way.
@@ -392,6 +392,41 @@ fn a_token_realm_on_another_host() {
             && r.stderr.contains("rbuild-token.invalid"),
         "{}",
         r.stderr
+    );
+    store_is_empty(&root);
+}
+
+#[test]
+fn a_manifest_with_a_huge_config_is_refused_before_any_blob() {
+    let (manifest, _) = image();
+    let mut m: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
+    m["config"]["size"] = serde_json::json!(1u64 << 40);
+    let manifest = serde_json::to_vec(&m).expect("json");
+    let server = Server::start("127.0.0.1", move |req| {
+        if req.path == "/v2/" {
+            return Response::new(200, "{}");
+        }
+        if req.path.contains("/manifests/") {
+            return Response::new(200, manifest.clone()).header("Content-Type", MANIFEST_TYPE);
+        }
+        Response::new(404, "")
+    });
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let r = fails(
+        rbuild(&root)
+            .arg("pull")
+            .arg(format!("{}/config/image:latest", server.addr)),
+    );
+    assert!(
+        r.stderr
+            .contains("its config is 1099511627776 bytes, more than the 67108864"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !server.requests().iter().any(|r| r.path.contains("/blobs/")),
+        "a blob was fetched"
     );
     store_is_empty(&root);
 }
