@@ -25,3 +25,60 @@ pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
 /// `overlay` or `copy`: forces the snapshotter (read by `rbuild_executor::snapshot`).
 #[allow(dead_code)]
 pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
+/// The largest uncompressed size of one layer that `run` unpacks or `load` reads, and of a
+/// compressed archive given to `load` (bytes, or with a `K`, `M`, `G` or `T` suffix, powers of
+/// 1024); default [`DEFAULT_MAX_LAYER_SIZE`]. Past it, the command stops with an error naming
+/// the layer or archive (gzip/zstd bombs).
+pub const RBUILD_MAX_LAYER_SIZE: &str = "RBUILD_MAX_LAYER_SIZE";
+/// The default of [`RBUILD_MAX_LAYER_SIZE`]: 64 GiB, well above real layers (the largest
+/// public images have layers of a few GiB) and far below what a small bomb expands to.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+
+/// [`RBUILD_MAX_LAYER_SIZE`] from the environment, or its default.
+pub fn max_layer_size() -> anyhow::Result<u64> {
+    match std::env::var(RBUILD_MAX_LAYER_SIZE) {
+        Ok(v) => parse_size(&v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{RBUILD_MAX_LAYER_SIZE}={v:?} is not a size (bytes, or a number with K, M, G or T)"
+            )
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_MAX_LAYER_SIZE),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{RBUILD_MAX_LAYER_SIZE} is not valid UTF-8")
+        }
+    }
+}
+
+/// Parses `123`, `64K`, `1m`, `10GiB`, `2T` (powers of 1024) into bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size(" 1m "), Some(1 << 20));
+        assert_eq!(parse_size("10GiB"), Some(10 << 30));
+        assert_eq!(parse_size("2t"), Some(2 << 40));
+        for bad in ["", "K", "1.5G", "-1", "1X", "99999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+}

@@ -73,9 +73,36 @@ pub enum ArchiveError {
         /// The digest it has.
         actual: Digest,
     },
+    /// Decompressed content passed [`LoadOptions::max_uncompressed`].
+    #[error("{entry} in archive {path} is larger than {limit} bytes uncompressed")]
+    TooLarge {
+        /// The archive.
+        path: PathBuf,
+        /// The entry (a layer file, or `the archive` when the archive itself is compressed).
+        entry: String,
+        /// The limit.
+        limit: u64,
+    },
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Limits of [`load_with`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The most bytes one compressed layer, or a compressed archive as a whole, may expand to
+    /// (a gzip or zstd bomb stops there instead of filling the disk or the CPU).
+    pub max_uncompressed: u64,
+}
+
+impl Default for LoadOptions {
+    /// 64 GiB.
+    fn default() -> Self {
+        LoadOptions {
+            max_uncompressed: 64 << 30,
+        }
+    }
 }
 
 type Result<T, E = ArchiveError> = std::result::Result<T, E>;
@@ -470,6 +497,11 @@ impl Archive {
 /// into the store, verifying every digest. Names are returned, not applied: the caller
 /// normalizes and tags them.
 pub fn load(store: &Store, path: &Path) -> Result<Vec<Loaded>> {
+    load_with(store, path, &LoadOptions::default())
+}
+
+/// [`load`] with limits other than the defaults.
+pub fn load_with(store: &Store, path: &Path, options: &LoadOptions) -> Result<Vec<Loaded>> {
     let rerr = |source| ArchiveError::Read {
         path: path.to_path_buf(),
         source,
@@ -492,14 +524,22 @@ pub fn load(store: &Store, path: &Path) -> Result<Vec<Loaded>> {
             }
         };
         let mut tmp = tempfile_in(store)?;
-        io::copy(&mut decoder, &mut tmp.1).map_err(rerr)?;
+        let limit = options.max_uncompressed;
+        let copied = io::copy(&mut (&mut decoder).take(limit), &mut tmp.1).map_err(rerr)?;
+        if copied == limit && decoder.read(&mut [0u8; 1]).map_err(rerr)? > 0 {
+            return Err(ArchiveError::TooLarge {
+                path: path.to_path_buf(),
+                entry: "the archive".into(),
+                limit,
+            });
+        }
         tmp.1.seek(SeekFrom::Start(0)).map_err(rerr)?;
         file = tmp.1.try_clone().map_err(rerr)?;
         _spool = Some(tmp);
     }
     let archive = Archive::open(path, file)?;
     if archive.has("manifest.json") {
-        load_docker(store, &archive)
+        load_docker(store, &archive, options)
     } else if archive.has("index.json") {
         load_oci(store, &archive)
     } else {
@@ -545,7 +585,7 @@ fn digest_in_name(name: &str) -> Option<Digest> {
     Digest::from_hex(stem).ok()
 }
 
-fn load_docker(store: &Store, archive: &Archive) -> Result<Vec<Loaded>> {
+fn load_docker(store: &Store, archive: &Archive, options: &LoadOptions) -> Result<Vec<Loaded>> {
     let bytes = archive.read_document("manifest.json")?;
     let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&bytes)
         .map_err(|e| archive.invalid("manifest.json", e.to_string()))?;
@@ -581,7 +621,7 @@ fn load_docker(store: &Store, archive: &Archive) -> Result<Vec<Loaded>> {
             let diff_id: Digest = diff_id
                 .parse()
                 .map_err(|_| archive.invalid(&entry.config, format!("bad diff_id {diff_id}")))?;
-            layers.push(load_docker_layer(store, archive, name, diff_id)?);
+            layers.push(load_docker_layer(store, archive, name, diff_id, options)?);
         }
         let config_desc = store.put_document(MediaType::ImageConfig, &config_bytes)?;
         let manifest = json!({
@@ -622,6 +662,7 @@ fn load_docker_layer(
     archive: &Archive,
     name: &str,
     diff_id: Digest,
+    options: &LoadOptions,
 ) -> Result<Descriptor> {
     let rerr = |source| ArchiveError::Read {
         path: archive.path.clone(),
@@ -668,10 +709,19 @@ fn load_docker_layer(
                 Compression::Zstd => Box::new(zstd::Decoder::new(&mut tee).map_err(rerr)?),
                 _ => return Err(archive.invalid(name, "unsupported layer compression")),
             };
+            let mut total: u64 = 0;
             loop {
                 let n = decoder.read(&mut buf).map_err(rerr)?;
                 if n == 0 {
                     break;
+                }
+                total += n as u64;
+                if total > options.max_uncompressed {
+                    return Err(ArchiveError::TooLarge {
+                        path: archive.path.clone(),
+                        entry: name.to_string(),
+                        limit: options.max_uncompressed,
+                    });
                 }
                 hasher.update(&buf[..n]);
             }
@@ -729,7 +779,20 @@ fn load_oci(store: &Store, archive: &Archive) -> Result<Vec<Loaded>> {
 
 /// Copies a descriptor's blob and everything it references from the archive into the store.
 fn copy_tree(store: &Store, archive: &Archive, d: &Descriptor, required: bool) -> Result<()> {
+    copy_tree_at(store, archive, d, required, 0)
+}
+
+fn copy_tree_at(
+    store: &Store,
+    archive: &Archive,
+    d: &Descriptor,
+    required: bool,
+    depth: usize,
+) -> Result<()> {
     let digest = descriptor_digest(d)?;
+    if depth > store::MAX_INDEX_DEPTH {
+        return Err(StoreError::TooDeep { digest }.into());
+    }
     let entry = format!("blobs/sha256/{}", digest.hex());
     let is_document = store::is_index(d.media_type()) || store::is_manifest(d.media_type());
     if is_document && d.size() > MAX_DOCUMENT {
@@ -768,13 +831,13 @@ fn copy_tree(store: &Store, archive: &Archive, d: &Descriptor, required: bool) -
     if store::is_index(d.media_type()) {
         let index = store.read_index_blob(&digest)?;
         for child in index.manifests() {
-            copy_tree(store, archive, child, false)?;
+            copy_tree_at(store, archive, child, false, depth + 1)?;
         }
     } else if store::is_manifest(d.media_type()) {
         let manifest: ImageManifest = store.read_manifest(&digest)?;
-        copy_tree(store, archive, manifest.config(), true)?;
+        copy_tree_at(store, archive, manifest.config(), true, depth + 1)?;
         for layer in manifest.layers() {
-            copy_tree(store, archive, layer, true)?;
+            copy_tree_at(store, archive, layer, true, depth + 1)?;
         }
     }
     Ok(())

@@ -37,8 +37,8 @@ pub mod variants;
 pub use blob::{BlobError, BlobWriter, Committed, Expected};
 pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use store::{
-    ANNOTATION_CONTAINERD_NAME, ImageRef, Removed, Store, StoreError, descriptor_digest, is_index,
-    is_manifest, ref_name, validate_name,
+    ANNOTATION_CONTAINERD_NAME, ImageRef, MAX_DOCUMENT_SIZE, MAX_INDEX_DEPTH, Removed, Store,
+    StoreError, descriptor_digest, is_index, is_manifest, ref_name, validate_name,
 };
 
 /// The host's architecture in the GOARCH spelling OCI images use (`amd64`, `arm64`, ...).

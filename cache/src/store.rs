@@ -23,6 +23,13 @@ const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest
 /// containerd's annotation for the full image name, which some archives carry.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// How deep indexes may nest (an index listing an index...). Real images have one or two
+/// levels; a bound keeps a crafted chain from exhausting the stack.
+pub const MAX_INDEX_DEPTH: usize = 32;
+
+/// The largest manifest, index or config the store reads (they are read whole into memory).
+pub const MAX_DOCUMENT_SIZE: u64 = 64 << 20;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,6 +102,22 @@ pub enum StoreError {
     Ambiguous {
         /// The prefix.
         id: String,
+    },
+    /// A manifest, index or config blob is larger than [`MAX_DOCUMENT_SIZE`].
+    #[error("{what} {digest} is {size} bytes, more than the {MAX_DOCUMENT_SIZE} a {what} may have")]
+    DocumentTooLarge {
+        /// What the document is (`manifest`, `image index`, `config`).
+        what: &'static str,
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// Indexes nest deeper than [`MAX_INDEX_DEPTH`].
+    #[error("index {digest} nests more than {MAX_INDEX_DEPTH} indexes deep")]
+    TooDeep {
+        /// The top index.
+        digest: Digest,
     },
     /// JSON could not be serialized.
     #[error("cannot serialize {what}")]
@@ -332,9 +355,23 @@ impl Store {
         self.put_document(MediaType::ImageManifest, text.as_bytes())
     }
 
+    /// Reads a JSON document blob (manifest, index, config), refusing one larger than
+    /// [`MAX_DOCUMENT_SIZE`] before reading it into memory.
+    fn read_document(&self, digest: &Digest, what: &'static str) -> Result<Vec<u8>> {
+        let size = self.blob_size(digest)?;
+        if size > MAX_DOCUMENT_SIZE {
+            return Err(StoreError::DocumentTooLarge {
+                what,
+                digest: *digest,
+                size,
+            });
+        }
+        self.read_blob(digest)
+    }
+
     /// Reads and parses a manifest blob.
     pub fn read_manifest(&self, digest: &Digest) -> Result<ImageManifest> {
-        let bytes = self.read_blob(digest)?;
+        let bytes = self.read_document(digest, "manifest")?;
         ImageManifest::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
             what: "manifest",
             path: self.blob_path(digest),
@@ -344,7 +381,7 @@ impl Store {
 
     /// Reads and parses an image index blob.
     pub fn read_index_blob(&self, digest: &Digest) -> Result<ImageIndex> {
-        let bytes = self.read_blob(digest)?;
+        let bytes = self.read_document(digest, "image index")?;
         ImageIndex::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
             what: "image index",
             path: self.blob_path(digest),
@@ -354,7 +391,7 @@ impl Store {
 
     /// Reads and parses an image config blob.
     pub fn read_config(&self, digest: &Digest) -> Result<ImageConfiguration> {
-        let bytes = self.read_blob(digest)?;
+        let bytes = self.read_document(digest, "config")?;
         ImageConfiguration::from_reader(&bytes[..]).map_err(|source| StoreError::Json {
             what: "config",
             path: self.blob_path(digest),
@@ -365,7 +402,21 @@ impl Store {
     /// The image manifest a descriptor stands for: the descriptor itself, or for an index the
     /// entry for `linux/<arch>` (falling back to the first manifest).
     pub fn image_manifest(&self, descriptor: &Descriptor) -> Result<(Descriptor, ImageManifest)> {
+        self.image_manifest_at(descriptor, descriptor, 0)
+    }
+
+    fn image_manifest_at(
+        &self,
+        top: &Descriptor,
+        descriptor: &Descriptor,
+        depth: usize,
+    ) -> Result<(Descriptor, ImageManifest)> {
         let digest = descriptor_digest(descriptor)?;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(StoreError::TooDeep {
+                digest: descriptor_digest(top)?,
+            });
+        }
         if is_index(descriptor.media_type()) {
             let index = self.read_index_blob(&digest)?;
             let arch = crate::host_arch();
@@ -381,7 +432,7 @@ impl Store {
                 .or_else(|| index.manifests().first())
                 .ok_or(StoreError::BlobMissing { digest })?
                 .clone();
-            return self.image_manifest(&chosen);
+            return self.image_manifest_at(top, &chosen, depth + 1);
         }
         Ok((descriptor.clone(), self.read_manifest(&digest)?))
     }
@@ -554,7 +605,14 @@ impl Store {
     /// the store are skipped when `strict` is false (a pull may fetch one platform only).
     pub fn reachable(&self, descriptor: &Descriptor, strict: bool) -> Result<BTreeSet<Digest>> {
         let mut out = BTreeSet::new();
-        self.walk(descriptor, strict, true, &mut out)?;
+        self.walk(descriptor, strict, 0, &mut out)
+            .map_err(|e| match e {
+                StoreError::TooDeep { .. } => match descriptor_digest(descriptor) {
+                    Ok(digest) => StoreError::TooDeep { digest },
+                    Err(e) => e,
+                },
+                e => e,
+            })?;
         Ok(out)
     }
 
@@ -562,10 +620,14 @@ impl Store {
         &self,
         d: &Descriptor,
         strict: bool,
-        top: bool,
+        depth: usize,
         out: &mut BTreeSet<Digest>,
     ) -> Result<()> {
+        let top = depth == 0;
         let digest = descriptor_digest(d)?;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(StoreError::TooDeep { digest });
+        }
         if !out.insert(digest) {
             return Ok(());
         }
@@ -578,7 +640,7 @@ impl Store {
         if is_index(d.media_type()) {
             let index = self.read_index_blob(&digest)?;
             for child in index.manifests() {
-                self.walk(child, false, false, out)?;
+                self.walk(child, false, depth + 1, out)?;
             }
         } else if is_manifest(d.media_type()) {
             let manifest = self.read_manifest(&digest)?;

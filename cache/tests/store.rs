@@ -407,3 +407,98 @@ fn layer_writer_and_copy_blob_store_streams() {
     assert_blobs_verify(&store);
     assert!(files_in(&store.tmp_dir()).is_empty());
 }
+
+/// A chain of `depth` indexes, each listing the next, ending in an empty index; returns the
+/// top's descriptor.
+fn nested_indexes(store: &Store, depth: usize) -> Descriptor {
+    let mut d = store
+        .put_document(
+            MediaType::ImageIndex,
+            br#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+    for _ in 0..depth {
+        let bytes = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{}","size":{}}}]}}"#,
+            d.digest(),
+            d.size()
+        );
+        d = store
+            .put_document(MediaType::ImageIndex, bytes.as_bytes())
+            .unwrap();
+    }
+    d
+}
+
+#[test]
+fn deeply_nested_indexes_are_refused_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    // A few levels are fine.
+    let shallow = nested_indexes(&store, 3);
+    assert_eq!(store.reachable(&shallow, true).unwrap().len(), 4);
+    // More than MAX_INDEX_DEPTH levels are an error, however many (a crafted archive can hold
+    // tens of thousands, which recursion would follow until the stack overflows).
+    let deep = nested_indexes(&store, 100);
+    let e = store.reachable(&deep, true).unwrap_err();
+    assert!(matches!(e, StoreError::TooDeep { .. }), "{e}");
+    assert!(e.to_string().contains(&deep.digest().to_string()), "{e}");
+    let e = store.image_manifest(&deep).unwrap_err();
+    assert!(matches!(e, StoreError::TooDeep { .. }), "{e}");
+}
+
+#[test]
+fn an_archive_of_deeply_nested_indexes_is_refused_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    // The chain is made in a scratch store, then written out as an OCI archive.
+    let scratch = Store::open(dir.path().join("scratch")).unwrap();
+    let top = nested_indexes(&scratch, 100);
+    let path = dir.path().join("deep.tar");
+    let mut b = tar::Builder::new(File::create(&path).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, bytes).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{}","size":{}}}]}}"#,
+        top.digest(),
+        top.size()
+    );
+    add("index.json", index.as_bytes());
+    for entry in std::fs::read_dir(scratch.blobs_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("blobs/sha256/{}", entry.file_name().to_string_lossy());
+        add(&name, &std::fs::read(entry.path()).unwrap());
+    }
+    b.into_inner().unwrap().sync_all().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let e = rbuild_cache::archive::load(&store, &path).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            rbuild_cache::archive::ArchiveError::Store(StoreError::TooDeep { .. })
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn oversized_documents_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let mut big = b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"x\":\"".to_vec();
+    big.resize(rbuild_cache::MAX_DOCUMENT_SIZE as usize + 1, b'a');
+    let digest = store.put_blob(&big, None).unwrap().digest;
+    for e in [
+        store.read_config(&digest).map(|_| ()).unwrap_err(),
+        store.read_manifest(&digest).map(|_| ()).unwrap_err(),
+        store.read_index_blob(&digest).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(matches!(e, StoreError::DocumentTooLarge { .. }), "{e}");
+        assert!(e.to_string().contains(&digest.to_string()), "{e}");
+    }
+}

@@ -383,7 +383,17 @@ impl Ctx<'_> {
                     Mode::from_raw_mode(0o600),
                 )?;
                 let mut file = File::from(fd);
-                self.stats.bytes += io::copy(entry, &mut file)?;
+                let expected = entry.size();
+                let written = io::copy(entry, &mut file)?;
+                if written != expected {
+                    // The stream ended inside the entry's data: name the entry now rather than
+                    // fail on the next header.
+                    return Err(Fail::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the tar stream ends after {written} of its {expected} bytes"),
+                    )));
+                }
+                self.stats.bytes += written;
                 self.chown_fd(&file, uid, gid)?;
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
                 self.set_xattrs(&file, &xattrs);
@@ -414,10 +424,15 @@ impl Ctx<'_> {
                     EntryType::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                let dev = rustix::fs::makedev(
-                    header.device_major()?.unwrap_or(0),
-                    header.device_minor()?.unwrap_or(0),
-                );
+                // A fifo has no device numbers; writers may leave those fields empty.
+                let dev = if ft == FileType::Fifo {
+                    0
+                } else {
+                    rustix::fs::makedev(
+                        header.device_major()?.unwrap_or(0),
+                        header.device_minor()?.unwrap_or(0),
+                    )
+                };
                 match rustix::fs::mknodat(&parent, *last, ft, Mode::from_raw_mode(mode), dev) {
                     Ok(()) => {}
                     Err(rustix::io::Errno::PERM) if ft != FileType::Fifo => {

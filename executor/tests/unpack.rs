@@ -341,3 +341,56 @@ fn whiteouts_applied_by_deleting() {
     assert!(e.to_string().contains("d/.wh..."), "{e}");
     a.assert_untouched();
 }
+
+#[test]
+fn a_stream_that_ends_inside_a_file_names_the_file() {
+    let a = arena();
+    let mut tar = Tar::default().file("half", 0o644, &[7u8; 4096]).build();
+    tar.truncate(512 + 1000);
+    let e = a.apply(&tar).unwrap_err();
+    let msg = error_chain(&e);
+    assert!(matches!(e, UnpackError::Entry { .. }), "{msg}");
+    assert!(
+        msg.contains("entry \"half\"") && msg.contains("ends after 1000 of its 4096 bytes"),
+        "{msg}"
+    );
+    a.assert_untouched();
+}
+
+#[test]
+fn a_fifo_with_empty_device_fields_is_made() {
+    // Some writers leave the device fields of non-device entries empty (all NUL bytes).
+    let mut h = tar::Header::new_ustar();
+    h.as_old_mut().name[..4].copy_from_slice(b"pipe");
+    h.set_entry_type(tar::EntryType::Fifo);
+    h.set_mode(0o644);
+    h.set_size(0);
+    h.set_mtime(1_700_000_000);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.as_ustar_mut().unwrap().dev_major = [0; 8];
+    h.as_ustar_mut().unwrap().dev_minor = [0; 8];
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.resize(512 * 3, 0);
+    let a = arena();
+    a.apply(&tar).unwrap();
+    assert!(
+        std::fs::symlink_metadata(a.snap.join("pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    a.assert_untouched();
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

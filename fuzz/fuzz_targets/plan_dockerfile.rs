@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     match (&first, &second) {
         (Ok(a), Ok(b)) => {
             let digests = |p: &rbuild_compiler::plan::Plan| {
-                p.ops.iter().map(|o| o.digest.to_string()).collect::<Vec<_>>()
+                p.ops
+                    .iter()
+                    .map(|o| o.digest.to_string())
+                    .collect::<Vec<_>>()
             };
             assert_eq!(digests(a), digests(b), "op digests are not deterministic");
             let _ = render_text(a);
@@ -34,9 +37,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         (Err(a), Err(b)) => {
-            let (ra, rb) = (a.render("Dockerfile", source), b.render("Dockerfile", source));
+            let (ra, rb) = (
+                a.render("Dockerfile", source),
+                b.render("Dockerfile", source),
+            );
             assert_eq!(ra, rb, "error is not stable");
-            assert!(ra.starts_with("Dockerfile:"), "error without a location: {ra}");
+            assert!(
+                ra.starts_with("Dockerfile:"),
+                "error without a location: {ra}"
+            );
         }
         _ => panic!("planning the same text twice gave different outcomes"),
     }

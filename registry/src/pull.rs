@@ -26,6 +26,10 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// The largest image config a pull accepts (configs are read whole into memory; real ones
+/// are a few KiB, a long history a few MiB).
+pub const MAX_CONFIG_SIZE: u64 = 64 << 20;
+
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
@@ -295,6 +299,15 @@ impl Client {
                     message: e.to_string(),
                 }
             })?;
+        let config_size = image_manifest.config().size();
+        if config_size > MAX_CONFIG_SIZE {
+            return Err(RegistryError::InvalidManifest {
+                reference: reference.to_string(),
+                message: format!(
+                    "its config is {config_size} bytes, more than the {MAX_CONFIG_SIZE} a config may have"
+                ),
+            });
+        }
         let mut fetched = Vec::new();
         let mut skipped = Vec::new();
         for m in index.iter().chain(std::iter::once(&manifest)) {
@@ -594,9 +607,10 @@ fn manifest_url(host: &crate::client::Host, reference: &Reference) -> Result<Url
     ))
 }
 
-/// The media type of manifest bytes: the `Content-Type` when it is a manifest type, else the
-/// `mediaType` field, else guessed from the shape (OCI allows leaving it out).
-fn detect_media_type(
+/// The media type of manifest bytes, as a pull decides it: the `Content-Type` (`header`) when
+/// it is a manifest type, else the `mediaType` field, else guessed from the shape (OCI allows
+/// leaving it out). `reference` names the manifest in errors.
+pub fn detect_media_type(
     reference: &str,
     header: Option<&str>,
     bytes: &[u8],

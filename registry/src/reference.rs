@@ -235,7 +235,12 @@ impl Reference {
 
     /// The short form docker shows (`busybox:latest`, `localhost:5000/a/b:1`).
     pub fn familiar(&self) -> String {
-        let name = if self.registry == DOCKER_HUB {
+        // Docker Hub's name can be left out only when the repository's first component does
+        // not look like a registry host: `docker.io/example.com/x` must keep it, or it would
+        // read as the registry example.com.
+        let first = self.repository.split('/').next().unwrap_or_default();
+        let looks_like_host = first.contains(['.', ':']) || first == "localhost";
+        let name = if self.registry == DOCKER_HUB && !looks_like_host {
             self.repository
                 .strip_prefix("library/")
                 .filter(|r| !r.contains('/'))
@@ -392,6 +397,12 @@ mod tests {
         assert_eq!(r.familiar(), "user/app:1.0");
         let r = Reference::parse("index.docker.io/library/alpine").unwrap();
         assert_eq!(r.familiar(), "alpine:latest");
+        // A Docker Hub repository whose first component looks like a host keeps the registry.
+        for name in ["docker.io/example.com/x", "docker.io/localhost/x"] {
+            let r = Reference::parse(name).unwrap();
+            assert_eq!(r.familiar(), format!("{name}:latest"));
+            assert_eq!(Reference::parse(&r.familiar()).unwrap(), r);
+        }
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
             path
         }
     };
-    let loaded =
-        archive::load(&store, &path).with_context(|| format!("cannot load {}", path.display()))?;
+    let loaded = archive::load_with(&store, &path, &load_options()?)
+        .with_context(|| format!("cannot load {}", path.display()))?;
     drop(spooled);
     for image in loaded {
         let mut named = false;
@@ -66,4 +66,11 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far a compressed archive or layer may expand: [`crate::env::RBUILD_MAX_LAYER_SIZE`].
+pub fn load_options() -> anyhow::Result<archive::LoadOptions> {
+    Ok(archive::LoadOptions {
+        max_uncompressed: crate::env::max_layer_size()?,
+    })
 }

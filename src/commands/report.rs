@@ -304,8 +304,8 @@ fn open_archive(arg: &str, rest: &str) -> anyhow::Result<Opened> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let store = Store::open(temp.path().join("store"))?;
-    let loaded =
-        archive::load(&store, &path).with_context(|| format!("cannot read {}", path.display()))?;
+    let loaded = archive::load_with(&store, &path, &super::load::load_options()?)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let chosen = match &wanted {
         Some(want) => loaded
             .iter()
