@@ -161,11 +161,25 @@ fn symlinks_are_kept_as_links_and_special_files_reported() {
     assert_eq!(ctx.special_files().len(), 1);
     assert_eq!(ctx.special_files()[0].path, Path::new("pipe"));
     assert_eq!(ctx.special_files()[0].kind, SpecialKind::Fifo);
-    // The link target is in the digest.
-    let before = sel(&ctx, &["out"]);
-    fs::remove_file(d.ctx.join("out")).unwrap();
-    std::os::unix::fs::symlink("/etc/group", d.ctx.join("out")).unwrap();
-    assert_ne!(sel(&d.index(), &["out"]), before);
+    // A named source that is a link is followed inside the context, as docker does:
+    // `/etc/passwd` is the context's own etc/passwd, which is not there.
+    let err = ctx.select(&["out".to_string()], &[]).unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    // The link, its target and the target's content are all in the digest.
+    d.write("a", "1").write("b", "2");
+    std::os::unix::fs::symlink("a", d.ctx.join("l")).unwrap();
+    let ctx = d.index();
+    let before = sel(&ctx, &["l"]);
+    let picked = ctx.select(&["l".to_string()], &[]).unwrap();
+    let names: Vec<_> = picked.entries.iter().map(|e| e.path.clone()).collect();
+    assert_eq!(names, [Path::new("a"), Path::new("l")]);
+    fs::remove_file(d.ctx.join("l")).unwrap();
+    std::os::unix::fs::symlink("b", d.ctx.join("l")).unwrap();
+    assert_ne!(sel(&d.index(), &["l"]), before);
+    fs::remove_file(d.ctx.join("l")).unwrap();
+    std::os::unix::fs::symlink("a", d.ctx.join("l")).unwrap();
+    d.write("a", "changed");
+    assert_ne!(sel(&d.index(), &["l"]), before);
 }
 
 #[test]
