@@ -64,11 +64,13 @@ def _app(d, reg):
 
 
 def _stages4(d, reg):
-    # Each stage hashes ~1 GB of zeros with busybox sha256sum: about 5 s of one core here.
+    # Each stage counts to 3.2 million in one busybox shell: about 5 s of ONE core on the
+    # 2-core benchmark machine (a `head | sha256sum` pipeline, used before, kept two cores
+    # busy per stage, so four stages could not take less than 20 s there).
     stages = []
     for s in "abcd":
         stages.append(f"FROM {reg}/busybox:latest AS {s}\n"
-                      f"RUN head -c 1000000000 /dev/zero | sha256sum > /{s} && echo stage-{s} >> /{s}\n")
+                      f"RUN i=0; while [ $i -lt 3200000 ]; do i=$((i+1)); done; echo stage-{s} $i > /{s}\n")
     final = f"FROM {reg}/busybox:latest\n" + "".join(f"COPY --from={s} /{s} /{s}\n" for s in "abcd")
     _dockerfile(d, "".join(stages) + final)
 

@@ -414,3 +414,76 @@ fn html_report_renders_in_headless_chromium() {
         std::fs::copy(&shot, keep).expect("copy the screenshot");
     }
 }
+
+/// `rbuild build --report`: an image rbuild built with known waste (a 2 MiB context file
+/// copied, deleted by a later RUN; an apt list left behind; a 1 MiB file duplicated) is
+/// reported to the byte, each layer and finding tied to its Dockerfile line, the base's
+/// layers told apart by the manifest's base annotation; `--fail-on` exits 3.
+#[test]
+fn build_report_maps_layers_to_dockerfile_lines() {
+    use crate::support::{BASE, BuildEnv};
+    let env = BuildEnv::new();
+    env.write("big.bin", content(7, 2 * MIB));
+    env.write("one.bin", content(8, MIB));
+    env.dockerfile(&format!(
+        "FROM {BASE}\n\
+         COPY big.bin /data/big.bin\n\
+         RUN rm /data/big.bin\n\
+         COPY one.bin /data/one.bin\n\
+         RUN cp /data/one.bin /data/copy.bin\n\
+         RUN mkdir -p /var/lib/apt/lists && head -c 100000 /data/one.bin > /var/lib/apt/lists/pkgs\n"
+    ));
+    let file = env.dir.join("report.json");
+    let built = env.build(&[
+        "-t",
+        "wasteful",
+        "--report",
+        "--report-format",
+        "json",
+        "--report-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(built.ran().len(), 5, "{}", built.stderr);
+    let r: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let t = &r["totals"];
+    assert_eq!(u(&t["shadowed_bytes"]), 2 * MIB);
+    assert_eq!(u(&t["duplicate_bytes"]), MIB);
+    assert_eq!(u(&t["wasted_bytes"]), 3 * MIB);
+    assert_eq!(r["base"]["source"], "annotation");
+    assert_eq!(u(&r["base"]["layers"]), 1);
+    let layers = r["layers"].as_array().unwrap();
+    let lines: Vec<Option<u64>> = layers
+        .iter()
+        .map(|l| l["dockerfile_line"].as_u64())
+        .collect();
+    // The RUN deleting a file is a layer (a whiteout); every built layer names its line.
+    assert_eq!(lines, [None, Some(2), Some(3), Some(4), Some(5), Some(6)]);
+    let finding = |kind: &str| {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} finding in {}", r["findings"]))
+            .clone()
+    };
+    let deleted = finding("deleted-later");
+    assert_eq!(u(&deleted["bytes"]), 2 * MIB);
+    assert_eq!(u(&deleted["dockerfile_line"]), 2);
+    assert_eq!(finding("package-cache")["dockerfile_line"], 6);
+    assert_eq!(u(&finding("duplicate")["bytes"]), MIB);
+
+    // The same build from the cache, gated: exit 3 with the reason, the image id on stdout.
+    let out = env
+        .build_cmd(&["-t", "wasteful", "--fail-on", "wasted>2MB"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sha256:"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fails --fail-on \"wasted>2MB\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Dockerfile line 2"), "{stderr}");
+}
