@@ -97,6 +97,15 @@ impl Settings {
             context: PathBuf::from("."),
         };
         let plan_options = crate::commands::plan::plan_options(&plan_args)?;
+        for name in plan_options.build_args.keys() {
+            if looks_secret(name) {
+                tracing::warn!(
+                    "build arg {name} looks like a secret: build args are visible in the image history \
+                     (`RUN |1 {name}=...`) and in cache records; pass it with --secret id={name},env={name} \
+                     and RUN --mount=type=secret,id={name},env={name} instead"
+                );
+            }
+        }
         let mut tags = Vec::new();
         for t in &args.tags {
             let name =
@@ -159,6 +168,48 @@ impl Settings {
             registry_args: args.registry_args,
             id_map: IdMap::for_current_user(),
         })
+    }
+}
+
+/// Whether a build arg's name says it holds a credential (`PASSWORD`, `GITHUB_TOKEN`,
+/// `aws_secret_access_key`, `NPM_AUTH`...).
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+        "_AUTH",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+        || upper == "AUTH"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_secret;
+
+    #[test]
+    fn secret_looking_build_args() {
+        for n in [
+            "PASSWORD",
+            "db_password",
+            "GITHUB_TOKEN",
+            "aws_secret_access_key",
+            "NPM_AUTH",
+            "API_KEY",
+        ] {
+            assert!(looks_secret(n), "{n}");
+        }
+        for n in ["VERSION", "BASE", "HTTP_PROXY", "KEYBOARD", "AUTHOR"] {
+            assert!(!looks_secret(n), "{n}");
+        }
     }
 }
 
