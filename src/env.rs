@@ -9,6 +9,9 @@ pub const RBUILD_LOG: &str = "RBUILD_LOG";
 /// Where the conformance vectors are (tests only).
 #[allow(dead_code)]
 pub const RBUILD_CONFORMANCE_DIR: &str = "RBUILD_CONFORMANCE_DIR";
+/// How many times `tests/hostile/crash.rs` kills a build (tests only; default 16).
+#[allow(dead_code)]
+pub const RBUILD_KILL_ROUNDS: &str = "RBUILD_KILL_ROUNDS";
 /// Disables colour in every output when set to any value (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Fixes the creation time of images (and clamps file mtimes) for reproducible output

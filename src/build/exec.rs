@@ -53,12 +53,28 @@ pub fn remove_stale_step_dirs(settings: &Settings) -> usize {
             continue;
         }
         let path = e.path();
-        let Ok(lock) = std::fs::File::open(path.join(".lock")) else {
-            // Made but not yet locked, or not a step dir: leave it to its owner.
-            continue;
-        };
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue;
+        match std::fs::File::open(path.join(".lock")) {
+            Ok(lock) => {
+                let free =
+                    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                        .is_ok();
+                if !free {
+                    continue;
+                }
+            }
+            // No lock file: a build was killed between making the dir and locking it (a few
+            // microseconds), or is in that window right now: old enough means the former.
+            Err(_) => {
+                let young = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age < std::time::Duration::from_secs(2));
+                if young {
+                    continue;
+                }
+            }
         }
         match sandbox::remove_tree(&path, &settings.id_map) {
             Ok(()) => removed += 1,
@@ -216,7 +232,12 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
         }
         tail.push_back(String::from_utf8_lossy(line).into_owned());
     })
-    .with_context(|| format!("cannot run {:?}", exec.argv))?;
+    .with_context(|| {
+        format!(
+            "cannot run {:?} in working directory {}",
+            exec.argv, spec.workdir
+        )
+    })?;
     drop(guards);
     if outcome.cancelled {
         bail!("cancelled");

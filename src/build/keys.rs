@@ -82,7 +82,12 @@ pub fn explain(before: Option<&ExplainRecord>, now: &ExplainRecord) -> String {
             .into();
     }
     if before.definition != now.definition {
-        let changed = changed_env(&before.env, &now.env);
+        // Environments are only comparable between two RUN steps.
+        let changed = if before.env.is_empty() || now.env.is_empty() {
+            Vec::new()
+        } else {
+            changed_env(&before.env, &now.env)
+        };
         if !changed.is_empty()
             && without_build_args(&before.description) == without_build_args(&now.description)
         {

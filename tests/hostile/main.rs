@@ -8,7 +8,9 @@
 mod support;
 
 mod archives;
+mod crash;
 mod diskfull;
+mod dockerfiles;
 mod layers;
 mod registry;
 
