@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 
 use super::Settings;
 use super::bases::Base;
-use super::context::Source;
 use super::solver::OpResult;
 use crate::commands::build::FormatArg;
 
@@ -72,7 +71,6 @@ fn rfc3339(secs: i64) -> String {
 /// Assembles the target stage's image; returns its manifest's descriptor (as tagged).
 pub fn assemble(
     settings: &Settings,
-    source: &Source,
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     results: &[Option<OpResult>],
@@ -286,6 +284,5 @@ pub fn assemble(
             .tag(name, &tagged)
             .with_context(|| format!("cannot name the image {name}"))?;
     }
-    let _ = source;
     Ok(tagged)
 }

@@ -261,7 +261,7 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
         }
     }
     let results = solver::solve(&settings, &source, &plan, &bases)?;
-    let descriptor = image::assemble(&settings, &source, &plan, &bases, &results)?;
+    let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, &id)

@@ -488,7 +488,7 @@ fn run_phase(
     let (tx, rx) = mpsc::channel::<Finished>();
     let step_no = |i: usize| steps[i].as_ref().map_or(0, |(n, _)| *n);
 
-    let outcome = std::thread::scope(|scope| -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
         loop {
             // Start (or finish at once) everything whose inputs are done.
             let mut progressed = true;
@@ -662,10 +662,8 @@ fn run_phase(
                 }
             }
         }
-        Ok(())
     });
     drop(signals);
-    outcome?;
     if let Some(e) = failure {
         return Err(e);
     }
