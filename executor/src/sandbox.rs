@@ -12,7 +12,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -451,6 +451,14 @@ fn read_image_file(view: &LowerView, path: &str) -> String {
     }
 }
 
+/// Held from the creation of a child's pipes until the parent has closed the
+/// child's ends. A child forked by another thread inside that window would
+/// inherit the write ends of pipes that are not its own (close-on-exec does
+/// not help: the helpers do not exec), and the reader of such a pipe would see
+/// no end of file until that unrelated child exits: a failed step would only
+/// be noticed once a parallel `RUN sleep 30` had finished.
+static FORK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| SandboxError::Host {
         what: "create a pipe".into(),
@@ -653,6 +661,9 @@ fn run_prepared(
             source: e.into(),
         })
     };
+    // No other child of this process may be forked while the child ends of
+    // this run's pipes are open here, or it would hold them (see FORK_LOCK).
+    let fork_guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // The pty's master comes back from init over this socket.
     let (console_parent, console_child) = if spec.stdio == Stdio::Tty {
         let (a, b) = rustix::net::socketpair(
@@ -693,6 +704,12 @@ fn run_prepared(
         sys::Fork::Child => {
             drop((out_r, err_r, up_r, down_w, fail_r));
             drop(console_parent);
+            let keep: Vec<i32> = [&up_w, &down_r, &fail_w, &devnull, &out_w, &err_w]
+                .into_iter()
+                .chain(console_child.as_ref())
+                .map(|fd| fd.as_raw_fd())
+                .collect();
+            sys::close_fds_except(&keep);
             helper_main(
                 p,
                 up_w,
@@ -705,6 +722,7 @@ fn run_prepared(
         sys::Fork::Parent(pid) => pid,
     };
     drop((out_w, err_w, up_w, down_r, fail_w, devnull, console_child));
+    drop(fork_guard);
     let helper_pid = Pid::from_raw(helper).expect("fork returns a positive pid");
     let reap_helper = || {
         let _ = rustix::process::kill_process(helper_pid, Signal::KILL);
@@ -1212,6 +1230,7 @@ fn in_userns(
     child: impl FnOnce(File) -> String,
     parent: impl FnOnce(File) -> Result<(), SandboxError>,
 ) -> Result<Result<Vec<String>, String>, SandboxError> {
+    let fork_guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (data_r, data_w) = pipe()?;
     let (info_r, info_w) = pipe()?;
     let (up_r, up_w) = pipe()?;
@@ -1239,6 +1258,7 @@ fn in_userns(
         sys::Fork::Parent(pid) => pid,
     };
     drop((child_end, info_w, up_w, down_r));
+    drop(fork_guard);
     let child_pid = Pid::from_raw(pid).expect("fork returns a positive pid");
     let result = (|| {
         let mut b = [0u8; 1];

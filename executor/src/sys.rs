@@ -37,6 +37,54 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Closes every file descriptor from 3 up except those in `keep`.
+///
+/// A forked child that does not exec at once (the sandbox helper lives as long
+/// as its sandbox) inherits every descriptor the other threads of the parent
+/// hold at that moment, among them the write ends of other sandboxes' output
+/// pipes; kept open, they would hold those sandboxes' readers off their EOF.
+pub(crate) fn close_fds_except(keep: &[i32]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    for k in keep.into_iter().chain([u32::MAX]) {
+        if k > first {
+            close_range(first, k - 1);
+        }
+        first = k.saturating_add(1);
+    }
+}
+
+fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range only closes descriptors of this process's own table.
+    // It is called in a freshly forked child, whose only thread is the caller,
+    // on descriptors the child's code does not use (the kept ones are skipped),
+    // so no owned handle is left dangling in use.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.9 have no close_range: close what /proc lists.
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| (first..=last).contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; `fd` is a descriptor of this process in the range
+        // the caller asked to close (the directory's own fd is gone by now or
+        // fails harmlessly with EBADF).
+        unsafe { libc::close(fd as i32) };
+    }
+}
+
 /// `unshare(2)` with the given `CLONE_*` flags.
 pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
     // SAFETY: only called in a freshly forked, single-threaded child, so no
