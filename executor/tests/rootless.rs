@@ -83,14 +83,14 @@ fn run_inner_as(user: &str, filter: &str) -> String {
 fn suite_as_unprivileged_user_with_subordinate_ids() {
     ensure_user(SUBID_USER, true);
     let out = run_inner_as(SUBID_USER, "inner_subid::");
-    assert!(out.contains("21 passed"), "{out}");
+    assert!(out.contains("22 passed"), "{out}");
 }
 
 #[test]
 fn suite_as_unprivileged_user_with_a_single_id() {
     ensure_user(SINGLE_USER, false);
     let out = run_inner_as(SINGLE_USER, "inner_single::");
-    assert!(out.contains("13 passed"), "{out}");
+    assert!(out.contains("14 passed"), "{out}");
 }
 
 fn ctx() -> common::suite::Ctx {
@@ -131,6 +131,7 @@ inner!(
     network_none_has_only_lo,
     proc_shows_only_the_sandbox,
     background_process_is_killed,
+    the_callers_descriptors_stay_out_of_the_sandbox,
     timeout_and_cancel_kill_everything,
     generated_etc_files_stay_out_of_the_layer,
     dev_sys_and_security,
@@ -156,6 +157,7 @@ inner!(
     network_none_has_only_lo,
     proc_shows_only_the_sandbox,
     background_process_is_killed,
+    the_callers_descriptors_stay_out_of_the_sandbox,
     generated_etc_files_stay_out_of_the_layer,
     dev_sys_and_security,
     overlay_extra_mounts,

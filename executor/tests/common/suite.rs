@@ -238,6 +238,44 @@ fn host_has_process_with_arg(arg: &str) -> bool {
     })
 }
 
+/// A pipe the caller has open while a sandbox starts must not be held by the
+/// sandbox's processes: once the caller closes its write end, the reader sees
+/// the end of file at once, not when the sandbox ends. (Build steps run in
+/// parallel; a step's output pipe held by a parallel step's sandbox hid the
+/// step's end, and a failure, until the other step finished.)
+pub fn the_callers_descriptors_stay_out_of_the_sandbox(c: &Ctx) {
+    use std::io::Read;
+    // A sleep of 4.N seconds, N unique: it ends on its own, and shows the sandbox runs.
+    let marker = format!("4.{}", unique_marker(7_000_000));
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let mut reader = std::fs::File::from(reader);
+    let spec = c.spec(&format!("sleep {marker}"));
+    let cancel = spec.cancel.clone();
+    let watcher = std::thread::spawn(move || {
+        let t = Instant::now();
+        while !host_has_process_with_arg(&marker) {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the sandbox did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(writer);
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        let waited = t.elapsed();
+        cancel.cancel();
+        waited
+    });
+    c.run(&spec).unwrap();
+    let waited = watcher.join().unwrap();
+    assert!(
+        waited < Duration::from_secs(2),
+        "the pipe's end of file came only after {waited:?}: the sandbox held its write end"
+    );
+}
+
 pub fn background_process_is_killed(c: &Ctx) {
     let marker = unique_marker(4_000_000);
     let t = Instant::now();
