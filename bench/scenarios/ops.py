@@ -1,0 +1,329 @@
+"""Scenarios that are not builds: push, re-push and pull of a 500 MB image, `run --rm IMAGE true`
+against runc, and `rbuild report` on a 1 GB image.
+
+Each scenario is an `Op` with three hooks per builder: `setup` (once, untimed), `before` (before
+every run, untimed) and `command` (the timed command; None when the builder has no such
+operation). The runner in bench/run times the commands exactly as it times builds.
+
+Fairness rules, kept by the hooks:
+- every push goes to a registry started for that run (an empty one on a fresh port), so no tool
+  can skip an upload because a blob is already there or mount it from another repository;
+- the 500 MB image is built by each builder from the same context (five 100 MiB files of
+  incompressible bytes), so each pushes its own natural layer storage: rbuild keeps build layers
+  uncompressed and gzips them on push, like buildah and dockerd; rbuild's record of the gzipped
+  variant is removed before each cold push, so every tool compresses every time, each at its
+  default gzip level (6 for all three);
+- pulls go into an emptied store; re-push pushes the unchanged image to the registry that has it.
+"""
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+BIG_FILES = 5
+BIG_FILE_BYTES = 100 << 20
+BIG_SEED = 20261124
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """A docker-registry on a free loopback port with its own empty storage."""
+
+    def __init__(self, state, name):
+        self.dir = os.path.join(state, "op-registries", name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.host = f"127.0.0.1:{_free_port()}"
+        cfg = os.path.join(self.dir, "config.yml")
+        with open(cfg, "w") as f:
+            f.write("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                    f"storage:\n  filesystem:\n    rootdirectory: {self.dir}/data\n"
+                    f"  delete:\n    enabled: true\nhttp:\n  addr: {self.host}\n")
+        self.log = open(os.path.join(self.dir, "log"), "w")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"docker-registry did not start on {self.host}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def big_context(state, registry):
+    """The context of the 500 MB image: BIG_FILES files of incompressible bytes."""
+    d = os.path.join(state, "ctx", "big500")
+    stamp = os.path.join(d, ".generated")
+    if os.path.exists(stamp):
+        return d
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "data"))
+    rng = random.Random(BIG_SEED)
+    for i in range(BIG_FILES):
+        with open(os.path.join(d, "data", f"file{i}.bin"), "wb") as f:
+            left = BIG_FILE_BYTES
+            while left:
+                n = min(left, 8 << 20)
+                f.write(rng.randbytes(n))
+                left -= n
+    with open(os.path.join(d, "Dockerfile"), "w") as f:
+        f.write(f"FROM {registry}/busybox:latest\nCOPY data /data\n")
+    with open(stamp, "w") as f:
+        f.write("")
+    return d
+
+
+def _check(cmd, env=None, what=""):
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                       text=True, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what or cmd[0]} failed (exit {r.returncode}): {r.stderr[-2000:]}")
+
+
+class Op:
+    """A timed operation, per builder. Subclasses fill in the hooks."""
+
+    # builders taking part besides the ones asked for on the command line (e.g. runc)
+    extra = ()
+    only = None  # when set, the builders this op applies to
+
+    def __init__(self, ctx):
+        self.ctx = ctx  # dict: state, registry (host:port of the bench registry), log
+
+    def applies(self, b):
+        return self.only is None or b.name in self.only
+
+    def setup(self, b):
+        pass
+
+    def before(self, b, i):
+        pass
+
+    def command(self, b):
+        raise NotImplementedError
+
+    def env(self, b):
+        return b.env()
+
+    def finish(self):
+        pass
+
+
+BIG_TAG = "bench-big:latest"
+
+
+class _BigImage(Op):
+    """Ops on the 500 MB image, built once per builder from the big500 context."""
+
+    def setup(self, b):
+        ctx = big_context(self.ctx["state"], self.ctx["registry"])
+        self.ctx["log"](f"building {BIG_TAG} with {b.name}")
+        _check(b.command(BIG_TAG, ctx), b.env(), f"{b.name} build of {BIG_TAG}")
+
+    def push_cmd(self, b, dest):
+        if b.name == "rbuild":
+            return [b.bin, "--root", b.root, "-q", "push", BIG_TAG, dest]
+        if b.name == "buildah":
+            return b.base + ["push", "--quiet", "--tls-verify=false", BIG_TAG, f"docker://{dest}"]
+        if b.name == "buildkit":
+            return [b.docker, "push", "--quiet", dest]
+        return None
+
+    def tag_for_push(self, b, dest):
+        if b.name == "buildkit":
+            _check([b.docker, "tag", BIG_TAG, dest], b.env(), "docker tag")
+
+
+class PushCold(_BigImage):
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.reg = None
+
+    def before(self, b, i):
+        if self.reg:
+            self.reg.stop()
+        self.reg = Registry(self.ctx["state"], "push")
+        self.dest = f"{self.reg.host}/big:1"
+        self.tag_for_push(b, self.dest)
+        if b.name == "rbuild":  # no gzipped variant left from an earlier push
+            shutil.rmtree(os.path.join(b.root, "variants-v1"), ignore_errors=True)
+
+    def command(self, b):
+        return self.push_cmd(b, self.dest)
+
+    def finish(self):
+        if self.reg:
+            self.reg.stop()
+
+
+class Repush(_BigImage):
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.reg = None
+
+    def setup(self, b):
+        super().setup(b)
+        if not self.reg:
+            self.reg = Registry(self.ctx["state"], "repush")
+        self.dest = f"{self.reg.host}/{b.name}:1"
+        self.tag_for_push(b, self.dest)
+        _check(self.push_cmd(b, self.dest), b.env(), f"{b.name} first push")
+
+    def before(self, b, i):
+        self.dest = f"{self.reg.host}/{b.name}:1"
+
+    def command(self, b):
+        return self.push_cmd(b, self.dest)
+
+    def finish(self):
+        if self.reg:
+            self.reg.stop()
+
+
+class Pull(Op):
+    """Pull of the 500 MB image into an empty store (pushed once, by rbuild, in setup)."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.reg = None
+
+    def setup(self, b):
+        if not self.reg:
+            self.reg = Registry(self.ctx["state"], "pull")
+            self.ref = f"{self.reg.host}/big:1"
+            src = self.ctx["rbuild"]
+            ctx = big_context(self.ctx["state"], self.ctx["registry"])
+            _check(src.command(BIG_TAG, ctx), src.env(), "rbuild build of the pull image")
+            _check([src.bin, "--root", src.root, "-q", "push", BIG_TAG, self.ref], src.env(),
+                   "rbuild push of the pull image")
+
+    def before(self, b, i):
+        if b.name == "rbuild":
+            shutil.rmtree(self.pull_root(b), ignore_errors=True)
+        elif b.name == "buildah":
+            b.reset()
+        elif b.name == "buildkit":
+            subprocess.run([b.docker, "rmi", "--force", self.ref], capture_output=True,
+                           env=b.env(), check=False)
+
+    def pull_root(self, b):
+        return b.root + "-pull"
+
+    def command(self, b):
+        if b.name == "rbuild":
+            return [b.bin, "--root", self.pull_root(b), "-q", "pull", self.ref]
+        if b.name == "buildah":
+            return b.base + ["pull", "--quiet", "--tls-verify=false", f"docker://{self.ref}"]
+        if b.name == "buildkit":
+            return [b.docker, "pull", "--quiet", self.ref]
+        return None
+
+    def finish(self):
+        if self.reg:
+            self.reg.stop()
+
+
+class Runc:
+    """A pseudo-builder for run-true: runc on an umoci-unpacked bundle of the same image."""
+
+    name = "runc"
+    daemon_pids = []
+
+    def __init__(self, state):
+        self.dir = os.path.join(state, "runc")
+
+    def available(self):
+        for tool in ("runc", "umoci", "skopeo"):
+            if not shutil.which(tool):
+                return f"{tool} not installed (Debian package {tool})"
+        return None
+
+    def env(self):
+        return dict(os.environ)
+
+    def version(self):
+        return subprocess.run(["runc", "--version"], capture_output=True, text=True,
+                              check=False).stdout.splitlines()[0]
+
+
+class RunTrue(Op):
+    """`rbuild run --rm busybox true` against `runc run` of the same image's bundle."""
+
+    only = ("rbuild", "runc")
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.image = f"{ctx['registry']}/busybox:latest"
+
+    def extra_builders(self):
+        return [Runc(self.ctx["state"])]
+
+    def setup(self, b):
+        if b.name == "rbuild":
+            _check([b.bin, "--root", b.root, "-q", "pull", self.image], b.env(), "rbuild pull")
+            # unpack the snapshot once, as a second run would find it
+            _check([b.bin, "--root", b.root, "run", "--rm", self.image, "true"], b.env(),
+                   "rbuild run")
+        else:
+            shutil.rmtree(b.dir, ignore_errors=True)
+            os.makedirs(b.dir)
+            layout = os.path.join(b.dir, "oci")
+            _check(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                    f"docker://{self.image}", f"oci:{layout}:x"], what="skopeo copy")
+            bundle = os.path.join(b.dir, "bundle")
+            _check(["umoci", "unpack", "--image", f"{layout}:x", bundle], what="umoci unpack")
+            import json
+            cfg = os.path.join(bundle, "config.json")
+            with open(cfg) as f:
+                c = json.load(f)
+            c["process"]["terminal"] = False
+            c["process"]["args"] = ["true"]
+            with open(cfg, "w") as f:
+                json.dump(c, f)
+
+    def command(self, b):
+        if b.name == "rbuild":
+            return [b.bin, "--root", b.root, "run", "--rm", self.image, "true"]
+        return ["runc", "--root", os.path.join(b.dir, "state"), "run", "-b",
+                os.path.join(b.dir, "bundle"), "rbuild-bench"]
+
+
+class Report(Op):
+    """`rbuild report` on the 1 GB, 100,000-file image of the files context."""
+
+    only = ("rbuild",)
+    TAG = "bench-report:latest"
+
+    def setup(self, b):
+        ctx = self.ctx["context_dir"]("files")
+        _check(b.command(self.TAG, ctx), b.env(), "rbuild build of the files image")
+
+    def command(self, b):
+        return [b.bin, "--root", b.root, "report", self.TAG]
+
+
+OPS = {
+    "push500-cold": PushCold,
+    "push500-repush": Repush,
+    "pull500": Pull,
+    "run-true": RunTrue,
+    "report-1g": Report,
+}
