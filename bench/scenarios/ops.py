@@ -123,8 +123,11 @@ class Op:
     def env(self, b):
         return b.env()
 
+    reg = None  # a Registry the op started, stopped by finish()
+
     def finish(self):
-        pass
+        if self.reg:
+            self.reg.stop()
 
 
 BIG_TAG = "bench-big:latest"
@@ -153,10 +156,6 @@ class _BigImage(Op):
 
 
 class PushCold(_BigImage):
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.reg = None
-
     def before(self, b, i):
         if self.reg:
             self.reg.stop()
@@ -169,16 +168,8 @@ class PushCold(_BigImage):
     def command(self, b):
         return self.push_cmd(b, self.dest)
 
-    def finish(self):
-        if self.reg:
-            self.reg.stop()
-
 
 class Repush(_BigImage):
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.reg = None
-
     def setup(self, b):
         super().setup(b)
         if not self.reg:
@@ -193,23 +184,17 @@ class Repush(_BigImage):
     def command(self, b):
         return self.push_cmd(b, self.dest)
 
-    def finish(self):
-        if self.reg:
-            self.reg.stop()
-
 
 class Pull(Op):
     """Pull of the 500 MB image into an empty store (pushed once, by rbuild, in setup)."""
-
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.reg = None
 
     def setup(self, b):
         if not self.reg:
             self.reg = Registry(self.ctx["state"], "pull")
             self.ref = f"{self.reg.host}/big:1"
             src = self.ctx["rbuild"]
+            if src is None:
+                raise RuntimeError("pull500 needs rbuild among the builders (it pushes the image)")
             ctx = big_context(self.ctx["state"], self.ctx["registry"])
             _check(src.command(BIG_TAG, ctx), src.env(), "rbuild build of the pull image")
             _check([src.bin, "--root", src.root, "-q", "push", BIG_TAG, self.ref], src.env(),
@@ -235,10 +220,6 @@ class Pull(Op):
         if b.name == "buildkit":
             return [b.docker, "pull", "--quiet", self.ref]
         return None
-
-    def finish(self):
-        if self.reg:
-            self.reg.stop()
 
 
 class Runc:
