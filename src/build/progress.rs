@@ -234,8 +234,11 @@ struct StepState {
     took: Option<Duration>,
     status: Status,
     miss: Option<String>,
-    tail: VecDeque<String>,
+    /// The last output lines, with the seconds since the step started.
+    tail: VecDeque<(f64, String)>,
     blobs: BTreeMap<String, Blob>,
+    /// For a failed step: its Dockerfile lines, rendered.
+    excerpt: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -310,7 +313,7 @@ impl Shared {
         }
     }
 
-    fn failed(&self, step: usize, message: &str) {
+    fn failed(&self, step: usize, message: &str, location: Option<Location<'_>>) {
         let sh = self;
         let mut st = sh.lock();
         let Some(s) = st.steps.get_mut(&step) else {
@@ -318,6 +321,7 @@ impl Shared {
         };
         s.status = Status::Error;
         s.took = Some(s.started.elapsed());
+        s.excerpt = location.as_ref().map(excerpt);
         let first = message.lines().next().unwrap_or_default();
         match sh.mode {
             Mode::Plain => {
@@ -328,7 +332,12 @@ impl Shared {
             Mode::Json => sh.step_event(
                 step,
                 "error",
-                serde_json::json!({"message": message, "output": s.tail}),
+                serde_json::json!({
+                    "message": message,
+                    "output": s.tail.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+                    "file": location.as_ref().map(|l| l.file),
+                    "lines": location.as_ref().map(|l| [l.lines.0, l.lines.1]),
+                }),
             ),
             Mode::Tty | Mode::Quiet => {}
         }
@@ -402,6 +411,7 @@ impl Progress {
                 miss: None,
                 tail: VecDeque::new(),
                 blobs: BTreeMap::new(),
+                excerpt: None,
             },
         );
         match sh.mode {
@@ -444,7 +454,7 @@ impl Progress {
         if s.tail.len() == TAIL {
             s.tail.pop_front();
         }
-        s.tail.push_back(format!("{since:.3} {text}"));
+        s.tail.push_back((since, text.to_string()));
         match sh.mode {
             Mode::Plain => sh.emit(&format!("#{step} {since:.3} {}\n", sanitize(&text, true))),
             Mode::Json => sh.step_event(step, "output", serde_json::json!({"text": text})),
@@ -498,9 +508,9 @@ impl Progress {
     }
 
     /// A step failed with `message` (its first line is shown on the step; the step's last
-    /// output lines follow in the error block).
-    pub fn failed(&self, step: usize, message: &str) {
-        self.shared.failed(step, message);
+    /// output lines and its Dockerfile lines follow in the error block).
+    pub fn failed(&self, step: usize, message: &str, location: Option<Location<'_>>) {
+        self.shared.failed(step, message, location);
     }
 
     /// A warning, listed in the summary (`json`: also an event when found).
@@ -641,7 +651,7 @@ impl Transfer {
         self.ended = true;
         let sh = &self.shared;
         match (status, message) {
-            (Status::Error, Some(m)) => sh.failed(self.step, m),
+            (Status::Error, Some(m)) => sh.failed(self.step, m, None),
             _ => {
                 let took = sh
                     .lock()
@@ -763,7 +773,7 @@ fn transfer_event(sh: &Shared, step: usize, event: &ProgressEvent) {
             if s.tail.len() == TAIL {
                 s.tail.pop_front();
             }
-            s.tail.push_back(text.clone());
+            s.tail.push_back((since, text.clone()));
             match sh.mode {
                 Mode::Plain => sh.emit(&format!("#{step} {text}\n")),
                 Mode::Json => sh.step_event(
@@ -795,10 +805,66 @@ fn transfer_event(sh: &Shared, step: usize, event: &ProgressEvent) {
 fn error_block(s: &StepState) -> String {
     let mut out = String::from("------\n");
     let _ = writeln!(out, " > [{}] {}:", s.label, sanitize(&s.description, false));
-    for l in &s.tail {
-        let _ = writeln!(out, "{}", sanitize(l, false));
+    for (since, l) in &s.tail {
+        let _ = writeln!(out, "{since:.3} {}", sanitize(l, false));
     }
     out.push_str("------\n");
+    if let Some(e) = &s.excerpt {
+        out.push_str(e);
+    }
+    out
+}
+
+/// Where a failed step is in the Dockerfile.
+#[derive(Debug, Clone, Copy)]
+pub struct Location<'a> {
+    /// The Dockerfile's name as the user gave it.
+    pub file: &'a str,
+    /// Its text.
+    pub text: &'a str,
+    /// The first and last line (1-based) of the instruction.
+    pub lines: (usize, usize),
+}
+
+/// The instruction's lines marked `>>>` among one line of context either side, between
+/// rules, as BuildKit shows a failed step:
+///
+/// ```text
+/// Dockerfile:3-4
+/// --------------------
+///    2 |     RUN make deps
+///    3 | >>> RUN make \
+///    4 | >>>     all
+///    5 |     COPY . /
+/// --------------------
+/// ```
+fn excerpt(l: &Location<'_>) -> String {
+    let lines: Vec<&str> = l.text.split('\n').collect();
+    let (first, last) = (l.lines.0.max(1), l.lines.1.max(l.lines.0).max(1));
+    let mut out = if first == last {
+        format!("{}:{first}\n", l.file)
+    } else {
+        format!("{}:{first}-{last}\n", l.file)
+    };
+    out.push_str("--------------------\n");
+    let from = first.saturating_sub(1).max(1);
+    let to = (last + 1).min(lines.len());
+    for n in from..=to {
+        let Some(text) = lines.get(n - 1) else {
+            break;
+        };
+        let text = sanitize(text, false);
+        if n == to && n > last && text.is_empty() {
+            break;
+        }
+        let mark = if (first..=last).contains(&n) {
+            ">>>"
+        } else {
+            "   "
+        };
+        let _ = writeln!(out, "{n:>4} | {mark} {text}");
+    }
+    out.push_str("--------------------\n");
     out
 }
 
@@ -947,6 +1013,8 @@ fn view(sh: &Shared, st: &State, width: usize, live: Option<usize>) -> Vec<Strin
         let prefix = match s.status {
             Status::Cached => "=> CACHED ",
             Status::Error => "=> ERROR ",
+            // Still running when the build ended: another step failed.
+            Status::Running if live.is_none() => "=> CANCELED ",
             Status::Running | Status::Done => "=> ",
         };
         let left = format!("{prefix}[{}] {}", s.label, sanitize(&s.description, false));
@@ -977,7 +1045,7 @@ fn view(sh: &Shared, st: &State, width: usize, live: Option<usize>) -> Vec<Strin
                 lines.push(truncate(&l, width));
             }
             let skip = s.tail.len().saturating_sub(TTY_TAIL);
-            for t in s.tail.iter().skip(skip) {
+            for (_, t) in s.tail.iter().skip(skip) {
                 let l = truncate(&format!("=> => # {}", sanitize(t, false)), width);
                 lines.push(paint(sh, DIM, l));
             }
@@ -1052,10 +1120,33 @@ mod tests {
         assert_eq!(truncate("abcdef", 3), "abc");
         assert_eq!(truncate("日本語", 5), "日本");
         let l = two_sided("=> [stage-0 2/3] RUN a long command", "1.2s", 20);
-        assert_eq!(l, "=> [stage-0 2/ 1.2s");
+        assert_eq!(l, "=> [stage-0 2/3 1.2s");
         assert_eq!(text_width(&l), 20);
         assert_eq!(two_sided("ab", "1.2s", 10), "ab    1.2s");
         assert_eq!(two_sided("abcdef", "1.2s", 4), "abcd");
+    }
+
+    #[test]
+    fn excerpt_marks_the_instruction_lines() {
+        let text = "FROM a\nRUN make \\\n    all\nCOPY . /\n";
+        let l = Location {
+            file: "Dockerfile",
+            text,
+            lines: (2, 3),
+        };
+        assert_eq!(
+            excerpt(&l),
+            "Dockerfile:2-3\n--------------------\n   1 |     FROM a\n   2 | >>> RUN make \\\n   3 | >>>     all\n   4 |     COPY . /\n--------------------\n"
+        );
+        let l = Location {
+            file: "Dockerfile",
+            text: "FROM a\nRUN x\n",
+            lines: (2, 2),
+        };
+        assert_eq!(
+            excerpt(&l),
+            "Dockerfile:2\n--------------------\n   1 |     FROM a\n   2 | >>> RUN x\n--------------------\n"
+        );
     }
 
     #[test]

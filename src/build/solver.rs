@@ -18,7 +18,7 @@ use rbuild_executor::sandbox::CancelHandle;
 use super::bases::Base;
 use super::context::Source;
 use super::keys::{self, Part};
-use super::progress::Progress;
+use super::progress::{Location, Progress};
 use super::{Settings, exec, fileops};
 
 /// The result of one op.
@@ -660,7 +660,15 @@ fn run_phase(
                 Err(e) => {
                     if failure.is_none() {
                         if !cancels.is_cancelled() || signals.caught() {
-                            progress.failed(s, &format!("{e:#}"));
+                            progress.failed(
+                                s,
+                                &format!("{e:#}"),
+                                Some(Location {
+                                    file: &source.dockerfile_name,
+                                    text: &source.dockerfile_text,
+                                    lines: (op.span.start.line, op.span.end.line),
+                                }),
+                            );
                         }
                         let line = op.span.start.line;
                         let text = &source.dockerfile_text;
