@@ -226,15 +226,11 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     let progress = Progress::new(settings.progress, settings.explain);
     match build_in(&settings, &progress) {
         Ok(built) => {
-            let summary = progress.finish(
-                true,
-                &settings.tags,
-                Some(built.descriptor.digest().as_ref()),
-            );
+            let summary = progress.finish(Ok((&settings.tags, built.id.as_str())));
             Ok(Built { summary, ..built })
         }
         Err(e) => {
-            progress.finish(false, &[], None);
+            progress.finish(Err(&e));
             Err(e)
         }
     }

@@ -35,14 +35,16 @@
 //! cached        "step":N
 //! miss          "step":N, "reason":TEXT
 //! done          "step":N, "seconds":F
-//! error         "step":N, "message":TEXT, "output":[LAST LINES]
+//! error         "step":N, "message":TEXT, "output":[LAST LINES], "file":NAME|null,
+//!               "lines":[FIRST, LAST]|null
 //! layer         "step":N, "size":BYTES
 //! transfer      "step":N, "action":"start"|"bytes"|"done"|"exists"|"mounted",
 //!               "blob":DIGEST, "size"/"done"/"total":BYTES, "from":REPOSITORY
 //! retry         "step":N, "what":TEXT, "attempt":N, "delay":SECONDS
 //! warning       "code":NAME, "message":TEXT
 //! summary       "ok":BOOL, "images":[NAMES], "digest":DIGEST|null, "seconds":F,
-//!               "steps":{"total","run","cached"}, "written":{"layers","bytes"}, "warnings":[...]
+//!               "steps":{"total","run","cached"}, "written":{"layers","bytes"}, "warnings":[...],
+//!               "error":TEXT|null
 //! ```
 //!
 //! `docs/progress-json.md` describes it in full. `quiet` shows nothing.
@@ -145,6 +147,8 @@ pub struct Summary {
     pub bytes_written: u64,
     /// Every warning, in the order found.
     pub warnings: Vec<Warning>,
+    /// Why the build failed (the error's first line), when it did.
+    pub error: Option<String>,
 }
 
 impl Summary {
@@ -158,6 +162,7 @@ impl Summary {
             "steps": {"total": self.steps, "run": self.run, "cached": self.cached},
             "written": {"layers": self.layers_written, "bytes": self.bytes_written},
             "warnings": self.warnings,
+            "error": self.error,
         })
     }
 
@@ -415,10 +420,7 @@ impl Progress {
             },
         );
         match sh.mode {
-            Mode::Plain => sh.emit(&format!(
-                "#{step} [{label}] {}\n",
-                sanitize(description, false)
-            )),
+            Mode::Plain => sh.emit(&format!("#{step} [{label}] {}\n", one_line(description))),
             Mode::Json => sh.step_event(
                 step,
                 "start",
@@ -554,9 +556,17 @@ impl Progress {
     }
 
     /// Ends the build's progress: the tty view collapses into the final list (with the error
-    /// block of a failed step), then the summary is printed (not in quiet mode). `images`
-    /// and `digest` are empty/`None` for a failed build.
-    pub fn finish(&self, ok: bool, images: &[String], digest: Option<&str>) -> Summary {
+    /// block of a failed step), then the summary is printed (not in quiet mode). A build that
+    /// produced an image passes `Ok((names, digest))`, a failed one `Err(error)`.
+    pub fn finish(&self, outcome: Result<(&[String], &str), &anyhow::Error>) -> Summary {
+        let (ok, images, digest, error) = match outcome {
+            Ok((images, digest)) => (true, images.to_vec(), Some(digest.to_string()), None),
+            Err(e) => {
+                let text = format!("{e:#}");
+                let first = text.lines().next().unwrap_or_default().to_string();
+                (false, Vec::new(), None, Some(first))
+            }
+        };
         self.stop_renderer();
         let sh = &self.shared;
         let mut st = sh.lock();
@@ -570,8 +580,8 @@ impl Progress {
         }
         let summary = Summary {
             ok,
-            images: images.to_vec(),
-            digest: digest.map(str::to_string),
+            images,
+            digest,
             duration: sh.started.elapsed(),
             steps: st.plan_steps,
             run,
@@ -579,6 +589,7 @@ impl Progress {
             layers_written: st.layers,
             bytes_written: st.bytes,
             warnings: st.warnings.clone(),
+            error,
         };
         if st.finished {
             return summary;
@@ -804,7 +815,7 @@ fn transfer_event(sh: &Shared, step: usize, event: &ProgressEvent) {
 /// The block shown for a failed step: its label and its last output lines between rules.
 fn error_block(s: &StepState) -> String {
     let mut out = String::from("------\n");
-    let _ = writeln!(out, " > [{}] {}:", s.label, sanitize(&s.description, false));
+    let _ = writeln!(out, " > [{}] {}:", s.label, one_line(&s.description));
     for (since, l) in &s.tail {
         let _ = writeln!(out, "{since:.3} {}", sanitize(l, false));
     }
@@ -932,6 +943,13 @@ pub fn sanitize(text: &str, keep_sgr: bool) -> String {
     out
 }
 
+/// A step's description on one line: the line breaks of a heredoc shown as `\n`, control
+/// characters removed.
+fn one_line(description: &str) -> String {
+    let d = description.trim_end_matches('\n');
+    sanitize(&d.replace('\r', "\\r").replace('\n', "\\n"), false)
+}
+
 /// Cuts plain text (no escape sequences) to at most `width` columns.
 fn truncate(text: &str, width: usize) -> String {
     let mut out = String::new();
@@ -1017,7 +1035,7 @@ fn view(sh: &Shared, st: &State, width: usize, live: Option<usize>) -> Vec<Strin
             Status::Running if live.is_none() => "=> CANCELED ",
             Status::Running | Status::Done => "=> ",
         };
-        let left = format!("{prefix}[{}] {}", s.label, sanitize(&s.description, false));
+        let left = format!("{prefix}[{}] {}", s.label, one_line(&s.description));
         let line = two_sided(&left, &format_secs(took), width);
         let color = match s.status {
             Status::Running => BLUE,
@@ -1113,6 +1131,7 @@ mod tests {
         assert_eq!(sanitize("a\tb", false), "a       b");
         assert_eq!(sanitize("\x1b]0;title\x07ok\x07\x08", false), "ok");
         assert_eq!(sanitize("é\u{9b}x", false), "éx");
+        assert_eq!(one_line("RUN a\nb\n"), "RUN a\\nb");
     }
 
     #[test]
@@ -1165,6 +1184,7 @@ mod tests {
                 code: "unused-build-arg".into(),
                 message: "one or more build args [X] were not consumed".into(),
             }],
+            error: None,
         };
         assert_eq!(
             s.render(),

@@ -152,7 +152,7 @@ pub fn solve(
 ) -> anyhow::Result<Vec<Option<OpResult>>> {
     let cache = ActionCache::open(settings.store.root())?;
     let steps = number_steps(plan, progress);
-    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache)?;
+    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress)?;
     run_phase(
         settings,
         source,
@@ -285,6 +285,7 @@ fn key_phase(
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     cache: &ActionCache,
+    progress: &Progress,
 ) -> anyhow::Result<(Vec<Prep>, HashMap<usize, String>)> {
     let mut reasons = HashMap::new();
     let mut preps: Vec<Prep> = Vec::with_capacity(plan.ops.len());
@@ -324,6 +325,16 @@ fn key_phase(
             }
             OpKind::Context { include, exclude } => {
                 let index = source.index(settings)?;
+                for special in index.special_files() {
+                    progress.warn(
+                        "context-special-file",
+                        &format!(
+                            "build context: skipped {} ({:?}): only files, directories and symlinks are copied",
+                            special.path.display(),
+                            special.kind
+                        ),
+                    );
+                }
                 let selection = index
                     .select(include, exclude)
                     .map_err(|e| at(anyhow::Error::new(e)))?;
