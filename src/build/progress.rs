@@ -459,7 +459,13 @@ impl Progress {
         s.tail.push_back((since, text.to_string()));
         match sh.mode {
             Mode::Plain => sh.emit(&format!("#{step} {since:.3} {}\n", sanitize(&text, true))),
-            Mode::Json => sh.step_event(step, "output", serde_json::json!({"text": text})),
+            // The one event a chatty step sends thousands of times: written directly rather
+            // than through a `serde_json::Value` map.
+            Mode::Json => sh.emit(&format!(
+                "{{\"v\":{JSON_VERSION},\"time\":{},\"event\":\"output\",\"step\":{step},\"text\":{}}}\n",
+                sh.elapsed(),
+                serde_json::Value::from(text.as_ref())
+            )),
             Mode::Tty | Mode::Quiet => {}
         }
     }
