@@ -693,3 +693,21 @@ fn tty_view_explains_misses_when_asked() {
     let text = screen(&bytes, 100, 40).join("\n");
     assert!(!text.contains("cache miss"), "{text}");
 }
+
+#[test]
+fn tty_view_shows_a_pull_as_a_step() {
+    let registry = Registry::start();
+    BusyboxLayout::build().push_with_skopeo(&registry, "ttypull/busybox:1", Format::Oci);
+    let env = BuildEnv::new();
+    let host = registry.host();
+    env.dockerfile(&format!("FROM {host}/ttypull/busybox:1\nRUN true\n"));
+    let pty = Pty::build(&env, 120, 40, &[], &[]);
+    let (code, _, bytes) = pty.finish();
+    let text = screen(&bytes, 120, 40).join("\n");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("=> [internal] pull {host}/ttypull/busybox:1")),
+        "{text}"
+    );
+    assert!(text.contains("(3/3) FINISHED"), "{text}");
+}
