@@ -17,8 +17,8 @@
 //! #4 CACHED
 //! ```
 //!
-//! A failed step ends with `#N ERROR: MESSAGE` and a block with its last output lines,
-//! between `------` rules.
+//! A failed step ends with `#N ERROR: MESSAGE`, a block with its last output lines between
+//! `------` rules, and its Dockerfile lines marked `>>>` among their neighbours.
 //!
 //! `tty` redraws a view in place: a header with the elapsed time and finished/total steps,
 //! the steps with their times, the last lines of each running step's output and the byte
