@@ -10,6 +10,7 @@ use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::{ImageConfig, OpKind, Plan, Platform};
 
 use super::Settings;
+use super::progress::Progress;
 
 /// A resolved base image.
 #[derive(Debug, Clone)]
@@ -42,7 +43,12 @@ fn platform_text(p: &Platform) -> String {
 }
 
 /// Resolves every image op's reference of `plan` (keyed as the plan writes it).
-pub fn resolve(settings: &Settings, plan: &Plan) -> anyhow::Result<BTreeMap<String, Base>> {
+/// A pull is shown as a step of its own in `progress`.
+pub fn resolve(
+    settings: &Settings,
+    plan: &Plan,
+    progress: &Progress,
+) -> anyhow::Result<BTreeMap<String, Base>> {
     let mut out = BTreeMap::new();
     for op in &plan.ops {
         let OpKind::Image {
@@ -55,14 +61,19 @@ pub fn resolve(settings: &Settings, plan: &Plan) -> anyhow::Result<BTreeMap<Stri
         if out.contains_key(reference) {
             continue;
         }
-        let base = resolve_one(settings, reference, platform)
+        let base = resolve_one(settings, reference, platform, progress)
             .with_context(|| format!("cannot resolve base image {reference}"))?;
         out.insert(reference.clone(), base);
     }
     Ok(out)
 }
 
-fn resolve_one(settings: &Settings, reference: &str, platform: &Platform) -> anyhow::Result<Base> {
+fn resolve_one(
+    settings: &Settings,
+    reference: &str,
+    platform: &Platform,
+    progress: &Progress,
+) -> anyhow::Result<Base> {
     let store = &settings.store;
     let name = crate::names::normalize_name(reference)?;
     let local = if settings.pull {
@@ -79,19 +90,24 @@ fn resolve_one(settings: &Settings, reference: &str, platform: &Platform) -> any
             d
         }
         None => {
-            let global = crate::cli::GlobalArgs {
-                verbose: 0,
-                quiet: settings.quiet,
-                root: Some(store.root().to_path_buf()),
-            };
-            let pulled = crate::commands::pull::pull_image(
-                &global,
+            let transfer = progress.transfer("pull", &name);
+            let pulled = crate::commands::pull::pull_image_with(
                 store,
                 reference,
                 Some(&platform_text(platform)),
                 &settings.registry_args,
-            )?;
-            pulled.descriptor
+                Some(transfer.reporter()),
+            );
+            match pulled {
+                Ok(p) => {
+                    transfer.done();
+                    p.descriptor
+                }
+                Err(e) => {
+                    transfer.failed(&format!("{e:#}"));
+                    return Err(e);
+                }
+            }
         }
     };
     let (manifest_descriptor, manifest) = store.image_manifest(&descriptor)?;

@@ -61,7 +61,7 @@ pub struct Source {
 
 impl Source {
     /// The context index, built on first use (a build that copies nothing never walks the
-    /// context).
+    /// context). The solver reports the special files it skipped as warnings.
     pub fn index(&self, settings: &Settings) -> anyhow::Result<&Context> {
         if let Some(c) = self.index.get() {
             return Ok(c);
@@ -72,13 +72,6 @@ impl Source {
         let started = std::time::Instant::now();
         let ctx = index_context(&settings.store, &self.root, &opts)
             .with_context(|| format!("cannot read the build context {}", self.root.display()))?;
-        for special in ctx.special_files() {
-            tracing::warn!(
-                "build context: skipping {} ({:?}): only files, directories and symlinks are copied",
-                special.path.display(),
-                special.kind
-            );
-        }
         let stats = ctx.stats();
         tracing::debug!(
             "context indexed in {:.2?}: {} entries, {} stated, {} hashed",

@@ -15,7 +15,7 @@ mod exec;
 mod fileops;
 mod image;
 mod keys;
-mod progress;
+pub mod progress;
 mod secrets;
 mod solver;
 
@@ -33,6 +33,7 @@ use crate::cli::GlobalArgs;
 use crate::commands::build::{BuildArgs, CompressionArg, FormatArg, NetworkArg, ProgressArg};
 use crate::commands::registry::RegistryArgs;
 
+pub use progress::{Progress, Summary};
 pub use secrets::Secret;
 
 /// A build, resolved from the command line before any work starts.
@@ -40,8 +41,6 @@ pub use secrets::Secret;
 pub struct Settings {
     /// The store.
     pub store: Store,
-    /// `--root` and friends, for pulling bases.
-    pub quiet: bool,
     /// Where the context comes from.
     pub context: context::ContextArg,
     /// `-f`.
@@ -97,15 +96,6 @@ impl Settings {
             context: PathBuf::from("."),
         };
         let plan_options = crate::commands::plan::plan_options(&plan_args)?;
-        for name in plan_options.build_args.keys() {
-            if looks_secret(name) {
-                tracing::warn!(
-                    "build arg {name} looks like a secret: build args are visible in the image history \
-                     (`RUN |1 {name}=...`) and in cache records; pass it with --secret id={name},env={name} \
-                     and RUN --mount=type=secret,id={name},env={name} instead"
-                );
-            }
-        }
         let mut tags = Vec::new();
         for t in &args.tags {
             let name =
@@ -138,11 +128,10 @@ impl Settings {
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         let quiet = global.quiet || args.progress == ProgressArg::Quiet;
-        let progress = progress::Mode::resolve(args.progress, quiet);
+        let progress = progress::Mode::resolve(args.progress, quiet)?;
         let context = context::ContextArg::new(&args.context, args.file.as_deref())?;
         Ok(Settings {
             store,
-            quiet,
             context,
             file: args.file,
             plan_options,
@@ -222,13 +211,54 @@ pub struct Built {
     pub name: String,
     /// Its manifest.
     pub descriptor: oci_spec::image::Descriptor,
+    /// What the build did (duration, steps, bytes written, warnings), as printed at its end.
+    #[allow(dead_code)] // for the callers that record build metadata
+    pub summary: Summary,
 }
 
-/// Runs a build.
+/// Runs a build. Progress and the closing summary go to stderr as `--progress` says; the
+/// summary is also returned in [`Built`].
+///
+/// A caller with more to show before the summary (pushing the image) runs [`build_in`] with
+/// its own [`Progress`] (`Progress::new(settings.progress, settings.explain)`), reports the
+/// rest through it (`progress.transfer("push", name)`), then calls [`Progress::finish`].
 pub fn build(settings: Settings) -> anyhow::Result<Built> {
+    let progress = Progress::new(settings.progress, settings.explain);
+    match build_in(&settings, &progress) {
+        Ok(built) => {
+            let summary = progress.finish(Ok((&settings.tags, built.id.as_str())));
+            Ok(Built { summary, ..built })
+        }
+        Err(e) => {
+            progress.finish(Err(&e));
+            Err(e)
+        }
+    }
+}
+
+/// Warnings about the build args: names that look like credentials.
+fn warn_build_args(settings: &Settings, progress: &Progress) {
+    for name in settings.plan_options.build_args.keys() {
+        if looks_secret(name) {
+            progress.warn(
+                "secret-build-arg",
+                &format!(
+                    "build arg {name} looks like a secret: build args are visible in the image history \
+                     (`RUN |1 {name}=...`) and in cache records; pass it with --secret id={name},env={name} \
+                     and RUN --mount=type=secret,id={name},env={name} instead"
+                ),
+            );
+        }
+    }
+}
+
+/// Runs a build, reporting to `progress` without finishing it; the returned [`Built`]'s
+/// summary is empty until the caller's [`Progress::finish`].
+pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Built> {
     let started = std::time::Instant::now();
-    exec::remove_stale_step_dirs(&settings);
-    let source = context::load(&settings)?;
+    warn_build_args(settings, progress);
+    exec::remove_stale_step_dirs(settings);
+    let source = context::load(settings)?;
     let text = &source.dockerfile_text;
     let name = &source.dockerfile_name;
     let render = |err: &dyn Fn(&str, &str) -> String| err(name, text);
@@ -236,7 +266,7 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     // First plan: which base images the target needs.
     let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
-    let bases = bases::resolve(&settings, &first)?;
+    let bases = bases::resolve(settings, &first, progress)?;
     let configs: BTreeMap<String, rbuild_compiler::plan::ImageConfig> = bases
         .iter()
         .map(|(r, b)| (r.clone(), b.runtime_config.clone()))
@@ -244,12 +274,17 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     let plan: Plan = plan_source(text, &settings.plan_options, &configs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
     for warning in &plan.warnings {
-        // Stages the target does not need are normal in a multi-stage build.
-        if warning.code == "stage-not-built" {
+        // With --target, the stages the target does not need are expected; without it, a
+        // stage the last one does not need is dead code worth a warning.
+        if warning.code == "stage-not-built" && settings.plan_options.target.is_some() {
             tracing::debug!("{}", warning.message);
-        } else {
-            tracing::warn!("{}", warning.render(name, text));
+            continue;
         }
+        let message = match warning.span {
+            Some(span) => format!("{name}:{}: {}", span.start.line, warning.message),
+            None => warning.message.clone(),
+        };
+        progress.warn(warning.code, &message);
     }
     for f in &settings.no_cache_filter {
         if !plan
@@ -260,8 +295,8 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
             bail!("--no-cache-filter {f:?} names no stage of {name}");
         }
     }
-    let results = solver::solve(&settings, &source, &plan, &bases)?;
-    let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
+    let results = solver::solve(settings, &source, &plan, &bases, progress)?;
+    let descriptor = image::assemble(settings, &plan, &bases, &results)?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, &id)
@@ -296,5 +331,6 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
         id,
         name,
         descriptor,
+        summary: Summary::default(),
     })
 }

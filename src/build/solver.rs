@@ -18,7 +18,7 @@ use rbuild_executor::sandbox::CancelHandle;
 use super::bases::Base;
 use super::context::Source;
 use super::keys::{self, Part};
-use super::progress::Progress;
+use super::progress::{Location, Progress};
 use super::{Settings, exec, fileops};
 
 /// The result of one op.
@@ -148,27 +148,29 @@ pub fn solve(
     source: &Source,
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
+    progress: &Progress,
 ) -> anyhow::Result<Vec<Option<OpResult>>> {
-    let progress = Progress::new(settings.progress, settings.explain);
     let cache = ActionCache::open(settings.store.root())?;
-    let steps = number_steps(plan);
-    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache)?;
+    let steps = number_steps(plan, progress);
+    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress)?;
     run_phase(
         settings,
         source,
         plan,
         &cache,
-        &progress,
+        progress,
         &steps,
         preps,
         &mut reasons,
     )
 }
 
-/// Progress numbers and labels of the ops shown (everything but config ops).
-fn number_steps(plan: &Plan) -> Vec<Option<(usize, String)>> {
+/// Progress numbers (reserved from `progress`) and labels of the ops shown (everything but
+/// config ops).
+fn number_steps(plan: &Plan, progress: &Progress) -> Vec<Option<(usize, String)>> {
     let mut out = vec![None; plan.ops.len()];
     let mut n = 0;
+    let mut build_steps = 0;
     for stage in &plan.stages {
         let shown: Vec<usize> = stage
             .ops
@@ -188,6 +190,9 @@ fn number_steps(plan: &Plan) -> Vec<Option<(usize, String)>> {
                 OpKind::Http { .. } | OpKind::Git { .. } => "internal".to_string(),
                 OpKind::Scratch | OpKind::Config { .. } => continue,
                 _ => {
+                    if !matches!(op.kind, OpKind::Image { .. }) {
+                        build_steps += 1;
+                    }
                     let pos = shown.iter().position(|&s| s == i).unwrap_or(0) + 1;
                     format!("{} {pos}/{}", stage.label(), shown.len())
                 }
@@ -195,6 +200,10 @@ fn number_steps(plan: &Plan) -> Vec<Option<(usize, String)>> {
             n += 1;
             out[i] = Some((n, label));
         }
+    }
+    let first = progress.reserve(n, build_steps);
+    for (number, _) in out.iter_mut().flatten() {
+        *number += first - 1;
     }
     out
 }
@@ -276,6 +285,7 @@ fn key_phase(
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     cache: &ActionCache,
+    progress: &Progress,
 ) -> anyhow::Result<(Vec<Prep>, HashMap<usize, String>)> {
     let mut reasons = HashMap::new();
     let mut preps: Vec<Prep> = Vec::with_capacity(plan.ops.len());
@@ -315,6 +325,16 @@ fn key_phase(
             }
             OpKind::Context { include, exclude } => {
                 let index = source.index(settings)?;
+                for special in index.special_files() {
+                    progress.warn(
+                        "context-special-file",
+                        &format!(
+                            "build context: skipped {} ({:?}): only files, directories and symlinks are copied",
+                            special.path.display(),
+                            special.kind
+                        ),
+                    );
+                }
                 let selection = index
                     .select(include, exclude)
                     .map_err(|e| at(anyhow::Error::new(e)))?;
@@ -508,11 +528,15 @@ fn run_phase(
                         Prep::Ready(r, d) => {
                             match (&steps[i], &op.kind) {
                                 (Some((s, label)), OpKind::Image { .. }) => {
-                                    progress.start(*s, label, &format!("FROM {}", image_ref(op)));
+                                    progress.start_source(
+                                        *s,
+                                        label,
+                                        &format!("FROM {}", image_ref(op)),
+                                    );
                                     progress.done(*s, Duration::ZERO);
                                 }
                                 (Some((s, label)), OpKind::Context { include, .. }) => {
-                                    progress.start(
+                                    progress.start_source(
                                         *s,
                                         label,
                                         &format!("load build context: {}", include.join(" ")),
@@ -520,7 +544,7 @@ fn run_phase(
                                     progress.done(*s, Duration::ZERO);
                                 }
                                 (Some((s, label)), OpKind::Http { url, .. }) => {
-                                    progress.start(*s, label, &format!("download {url}"));
+                                    progress.start_source(*s, label, &format!("download {url}"));
                                     progress.done(*s, Duration::ZERO);
                                 }
                                 _ => {}
@@ -614,6 +638,9 @@ fn run_phase(
             let s = step_no(i);
             match r {
                 Ok(layer) => {
+                    if let Some(l) = &layer {
+                        progress.layer(s, l.size);
+                    }
                     progress.done(s, took);
                     let Prep::Step {
                         key, record_key, ..
@@ -644,7 +671,15 @@ fn run_phase(
                 Err(e) => {
                     if failure.is_none() {
                         if !cancels.is_cancelled() || signals.caught() {
-                            progress.failed(s, &format!("{e:#}"), &[]);
+                            progress.failed(
+                                s,
+                                &format!("{e:#}"),
+                                Some(Location {
+                                    file: &source.dockerfile_name,
+                                    text: &source.dockerfile_text,
+                                    lines: (op.span.start.line, op.span.end.line),
+                                }),
+                            );
                         }
                         let line = op.span.start.line;
                         let text = &source.dockerfile_text;

@@ -52,14 +52,27 @@ pub fn pull_image(
     platform: Option<&str>,
     registry_args: &RegistryArgs,
 ) -> anyhow::Result<Pulled> {
+    let progress =
+        crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
+    pull_image_with(store, name, platform, registry_args, progress)
+}
+
+/// [`pull_image`] reporting its transfer progress to `progress` (`rbuild build` shows pulls
+/// in its own progress view).
+pub fn pull_image_with(
+    store: &rbuild_cache::Store,
+    name: &str,
+    platform: Option<&str>,
+    registry_args: &RegistryArgs,
+    progress: Option<rbuild_registry::ProgressFn>,
+) -> anyhow::Result<Pulled> {
     let reference = crate::names::parse_reference(name)?;
     let platform = match platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
     let mut opts = registry_args.client_options(credential_store());
-    opts.progress =
-        crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
+    opts.progress = progress;
     let client = Client::new(opts);
     let target = StoreBlobs::new(store.clone());
     let started = std::time::Instant::now();

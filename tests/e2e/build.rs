@@ -540,45 +540,6 @@ fn failures_name_the_dockerfile_line() {
 }
 
 #[test]
-fn tty_progress_hides_output_unless_explaining_or_failing() {
-    let env = BuildEnv::new();
-    env.dockerfile(&format!("FROM {BASE}\nRUN echo visible-output\n"));
-    let tty = |extra: &[&str]| {
-        let mut cmd = rbuild(&env.root);
-        cmd.args(["build", "--progress", "tty"])
-            .args(extra)
-            .arg(&env.ctx);
-        cmd
-    };
-    let out = ok(&mut tty(&[]));
-    assert!(
-        out.stderr
-            .contains("#2 [stage-0 2/2] RUN /bin/sh -c echo visible-output"),
-        "{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("cache miss"), "{}", out.stderr);
-    assert!(
-        !out.stderr
-            .lines()
-            .any(|l| l.ends_with(" visible-output") && !l.contains("RUN")),
-        "tty keeps a step's output to itself: {}",
-        out.stderr
-    );
-    let out = ok(&mut tty(&["--explain-cache", "--no-cache"]));
-    assert!(
-        out.stderr
-            .contains("#2 cache miss: caching disabled for this step (--no-cache)"),
-        "{}",
-        out.stderr
-    );
-    env.dockerfile(&format!("FROM {BASE}\nRUN echo tail-line; exit 4\n"));
-    let out = fails(&mut tty(&[]));
-    assert!(out.stderr.contains("tail-line"), "{}", out.stderr);
-    assert!(out.stderr.contains("exit code 4"), "{}", out.stderr);
-}
-
-#[test]
 fn platform_sets_the_image_platform_and_foreign_runs_are_refused() {
     let env = BuildEnv::new();
     env.dockerfile("FROM scratch\nLABEL x=y\n");

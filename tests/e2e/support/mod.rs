@@ -332,13 +332,15 @@ pub struct Step {
     pub miss: Option<String>,
     /// `#N DONE`.
     pub done: bool,
-    /// `#N ERROR ...`'s first line.
+    /// `#N ERROR: ...`'s first line.
     pub error: Option<String>,
     /// `#N 0.123 LINE` lines (without the time).
     pub output: Vec<String>,
 }
 
-/// Parses `--progress plain` output into steps, in order of their numbers.
+/// Parses `--progress plain` output into steps, in order of their numbers. Lines that are
+/// not `#N ...` (the error block of a failed step, the summary) are skipped, and so are a
+/// step's lines that are none of the above (a transfer's blob lines).
 pub fn steps(stderr: &str) -> Vec<Step> {
     let mut out: std::collections::BTreeMap<usize, Step> = std::collections::BTreeMap::new();
     for line in stderr.lines() {
@@ -366,7 +368,10 @@ pub fn steps(stderr: &str) -> Vec<Step> {
             step.miss = Some(reason.to_string());
         } else if rest.starts_with("DONE ") {
             step.done = true;
-        } else if let Some(e) = rest.strip_prefix("ERROR ") {
+        } else if let Some(e) = rest
+            .strip_prefix("ERROR: ")
+            .or_else(|| rest.strip_prefix("ERROR "))
+        {
             step.error = Some(e.to_string());
         } else if let Some((t, text)) = rest.split_once(' ')
             && t.parse::<f64>().is_ok()
