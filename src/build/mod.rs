@@ -16,6 +16,7 @@ mod fileops;
 mod image;
 mod keys;
 mod progress;
+pub mod remote_cache;
 mod secrets;
 mod solver;
 
@@ -82,6 +83,10 @@ pub struct Settings {
     pub registry_args: RegistryArgs,
     /// How ids map into the sandboxes.
     pub id_map: IdMap,
+    /// `--cache-from`s.
+    pub cache_from: Vec<remote_cache::CacheImport>,
+    /// `--cache-to`s.
+    pub cache_to: Vec<remote_cache::CacheExport>,
 }
 
 impl Settings {
@@ -140,6 +145,16 @@ impl Settings {
         let quiet = global.quiet || args.progress == ProgressArg::Quiet;
         let progress = progress::Mode::resolve(args.progress, quiet);
         let context = context::ContextArg::new(&args.context, args.file.as_deref())?;
+        let cache_from = args
+            .cache_from
+            .iter()
+            .map(|c| remote_cache::parse_cache_from(c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cache_to = args
+            .cache_to
+            .iter()
+            .map(|c| remote_cache::parse_cache_to(c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Settings {
             store,
             quiet,
@@ -167,6 +182,8 @@ impl Settings {
             epoch: crate::commands::source_date_epoch()?,
             registry_args: args.registry_args,
             id_map: IdMap::for_current_user(),
+            cache_from,
+            cache_to,
         })
     }
 }
@@ -260,8 +277,14 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
             bail!("--no-cache-filter {f:?} names no stage of {name}");
         }
     }
-    let results = solver::solve(&settings, &source, &plan, &bases)?;
+    let remote = (!settings.cache_from.is_empty())
+        .then(|| remote_cache::RemoteCache::import(&settings));
+    let results = solver::solve(&settings, &source, &plan, &bases, remote.as_ref())?;
+    if let Some(remote) = &remote {
+        remote_cache::ensure_output(&settings, &plan, &results, remote)?;
+    }
     let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
+    remote_cache::export(&settings, &plan, &results, remote.as_ref())?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, &id)
