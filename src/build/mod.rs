@@ -277,8 +277,8 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
             bail!("--no-cache-filter {f:?} names no stage of {name}");
         }
     }
-    let remote = (!settings.cache_from.is_empty())
-        .then(|| remote_cache::RemoteCache::import(&settings));
+    let remote =
+        (!settings.cache_from.is_empty()).then(|| remote_cache::RemoteCache::import(&settings));
     let results = solver::solve(&settings, &source, &plan, &bases, remote.as_ref())?;
     if let Some(remote) = &remote {
         remote_cache::ensure_output(&settings, &plan, &results, remote)?;

@@ -314,10 +314,9 @@ impl RemoteCache {
                         );
                     }
                 }
-                Err(e) => tracing::warn!(
-                    "cache import {what} failed, building without it: {:#}",
-                    e
-                ),
+                Err(e) => {
+                    tracing::warn!("cache import {what} failed, building without it: {:#}", e)
+                }
             }
         }
         cache
@@ -675,7 +674,11 @@ fn exported_steps(
             let r = results[i].as_ref()?;
             let record = CacheRecord {
                 schema: rbuild_cache::action::SCHEMA,
-                layer: if r.added { r.layers.last().cloned() } else { None },
+                layer: if r.added {
+                    r.layers.last().cloned()
+                } else {
+                    None
+                },
                 created: r.created,
                 description: plan.ops[i].description.clone(),
             };
@@ -741,10 +744,7 @@ fn export_one(
     let steps = exported_steps(plan, results, spec.mode);
     if let Some(remote) = remote {
         let cache = ActionCache::open(store.root())?;
-        let layers: Vec<LayerRecord> = steps
-            .iter()
-            .filter_map(|(_, r)| r.layer.clone())
-            .collect();
+        let layers: Vec<LayerRecord> = steps.iter().filter_map(|(_, r)| r.layer.clone()).collect();
         remote.ensure_local(store, &cache, &layers)?;
     }
     let variants = rbuild_cache::variants::Variants::open(store.root())?;
@@ -758,9 +758,8 @@ fn export_one(
                 let gzip = crate::commands::push::gzip_type(&l.media_type);
                 let blob = match (spec.compression, gzip) {
                     (CacheCompression::Gzip, Some(gzip)) => {
-                        let v = crate::commands::push::gzip_variant(
-                            store, &variants, &digest, gzip,
-                        )?;
+                        let v =
+                            crate::commands::push::gzip_variant(store, &variants, &digest, gzip)?;
                         BlobRef {
                             digest: v.digest,
                             size: v.size,
@@ -838,8 +837,7 @@ fn export_one(
                 }
             }
             out.put_document(MediaType::Other(CONFIG_MEDIA_TYPE.into()), &config_bytes)?;
-            let desc =
-                out.put_document(MediaType::Other(OCI_MANIFEST.into()), &manifest_bytes)?;
+            let desc = out.put_document(MediaType::Other(OCI_MANIFEST.into()), &manifest_bytes)?;
             let mut tagged = desc;
             tagged.set_media_type(MediaType::ImageManifest);
             tagged.set_artifact_type(Some(MediaType::Other(ARTIFACT_TYPE.into())));
@@ -874,9 +872,15 @@ mod tests {
             }
         );
         let e = parse_cache_from("type=local,path=/tmp/c").unwrap_err();
-        assert!(format!("{e:#}").contains("--cache-from key \"path\""), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("--cache-from key \"path\""),
+            "{e:#}"
+        );
         let e = parse_cache_from("type=s3,ref=x").unwrap_err();
-        assert!(format!("{e:#}").contains("--cache-from type=\"s3\""), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("--cache-from type=\"s3\""),
+            "{e:#}"
+        );
         let e = parse_cache_from("type=registry").unwrap_err();
         assert!(format!("{e:#}").contains("needs ref="), "{e:#}");
     }
@@ -903,12 +907,21 @@ mod tests {
         assert!(e.ignore_error);
         for (bad, says) in [
             ("type=registry,ref=x,mode=all", "--cache-to mode=\"all\""),
-            ("type=registry,ref=x,compression=lz4", "--cache-to compression=\"lz4\""),
-            ("type=registry,ref=x,ignore-error=maybe", "--cache-to ignore-error=\"maybe\""),
+            (
+                "type=registry,ref=x,compression=lz4",
+                "--cache-to compression=\"lz4\"",
+            ),
+            (
+                "type=registry,ref=x,ignore-error=maybe",
+                "--cache-to ignore-error=\"maybe\"",
+            ),
             ("type=local,dst=/x", "--cache-to key \"dst\""),
             ("type=local", "needs dest="),
             ("type=inline", "type=inline"),
-            ("type=registry,ref=UPPER/Case", "--cache-to ref=\"UPPER/Case\""),
+            (
+                "type=registry,ref=UPPER/Case",
+                "--cache-to ref=\"UPPER/Case\"",
+            ),
         ] {
             let e = parse_cache_to(bad).unwrap_err();
             assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");

@@ -88,12 +88,18 @@ pub struct BuildArgs {
     /// Import cache records: `REF`, `type=registry,ref=REF` or `type=local,src=DIR`; may
     /// be repeated. A step whose key matches is not run; its layer is fetched only when
     /// needed. An import that fails is a warning.
-    #[arg(long = "cache-from", value_name = "type=registry,ref=REF|type=local,src=DIR")]
+    #[arg(
+        long = "cache-from",
+        value_name = "type=registry,ref=REF|type=local,src=DIR"
+    )]
     pub cache_from: Vec<String>,
     /// Export this build's cache records: `type=registry,ref=REF` or `type=local,dest=DIR`,
     /// with `mode=min|max` (the final image's steps, or every step), `compression=gzip|
     /// uncompressed`, `ignore-error=true`; may be repeated.
-    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=max]|type=local,dest=DIR")]
+    #[arg(
+        long = "cache-to",
+        value_name = "type=registry,ref=REF[,mode=max]|type=local,dest=DIR"
+    )]
     pub cache_to: Vec<String>,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
