@@ -27,6 +27,13 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.rbuild.cache.v1";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.rbuild.cache.config.v1+json";
 /// The version of [`CacheConfig`]'s format.
 pub const EXCHANGE_SCHEMA: u32 = 1;
+/// The field of an image config that holds inline cache records (a [`CacheConfig`]).
+///
+/// A top-level config field rather than a label: labels are part of the runtime config that
+/// images built `FROM` this one inherit (stale records would travel into every child image)
+/// and that `docker inspect` shows; runtimes ignore unknown top-level fields, and the engine
+/// drops this one from a base's config.
+pub const INLINE_FIELD: &str = "rbuild.cache.v1";
 /// The largest cache config read (about 100,000 records).
 pub const MAX_CONFIG_SIZE: u64 = 64 << 20;
 
@@ -66,6 +73,12 @@ pub enum ExchangeError {
         digest: String,
         /// Its schema.
         found: u32,
+    },
+    /// An image config without inline cache records.
+    #[error("image config {digest} holds no inline cache ({INLINE_FIELD})")]
+    NoInline {
+        /// The config's digest.
+        digest: String,
     },
     /// The config is too large to be a cache config.
     #[error("cache config {digest} is {size} bytes, more than {MAX_CONFIG_SIZE}")]
@@ -245,6 +258,27 @@ impl CacheConfig {
     }
 }
 
+/// Whether a config media type is an image config (OCI or Docker): the manifest is then an
+/// image that may carry inline cache records.
+pub fn is_image_config(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.config.v1+json"
+        || media_type == "application/vnd.docker.container.image.v1+json"
+}
+
+/// The inline cache records of an image config document, as [`CacheConfig`] bytes.
+pub fn inline_of(image_config: &[u8]) -> Result<Vec<u8>, ExchangeError> {
+    let digest = Digest::of(image_config).to_string();
+    let value: serde_json::Value =
+        serde_json::from_slice(image_config).map_err(|source| ExchangeError::Config {
+            digest: digest.clone(),
+            source,
+        })?;
+    match value.get(INLINE_FIELD) {
+        Some(v) if v.is_object() => Ok(serde_json::to_vec(v).unwrap_or_default()),
+        _ => Err(ExchangeError::NoInline { digest }),
+    }
+}
+
 /// Whether a layer media type is an uncompressed tar.
 pub fn is_uncompressed(media_type: &str) -> bool {
     media_type.ends_with(".tar") || media_type.ends_with("diff.tar")
@@ -369,5 +403,19 @@ mod tests {
             CacheConfig::config_of(b"[]"),
             Err(ExchangeError::Manifest { .. })
         ));
+        assert!(matches!(
+            inline_of(br#"{"architecture":"amd64"}"#),
+            Err(ExchangeError::NoInline { .. })
+        ));
+        let image_config = serde_json::json!({"architecture": "amd64", INLINE_FIELD: config});
+        let inline = inline_of(&serde_json::to_vec(&image_config).unwrap()).unwrap();
+        assert_eq!(
+            CacheConfig::parse(&manifest, &inline)
+                .unwrap()
+                .0
+                .records
+                .len(),
+            2
+        );
     }
 }

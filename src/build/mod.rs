@@ -284,7 +284,7 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
         remote_cache::ensure_output(&settings, &plan, &results, remote)?;
     }
     let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
-    remote_cache::export(&settings, &plan, &results, remote.as_ref())?;
+    remote_cache::export(&settings, &plan, &results, remote.as_ref(), &descriptor)?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, &id)

@@ -101,6 +101,9 @@ pub enum ExportTarget {
     Registry(String),
     /// `type=local,dest=DIR`.
     Local(PathBuf),
+    /// `type=inline,ref=REF`: the image is pushed to REF with the records of its steps in
+    /// its config.
+    Inline(String),
 }
 
 /// Splits `key=value,key=value` (values may be double-quoted to hold commas).
@@ -237,10 +240,27 @@ pub fn parse_cache_to(text: &str) -> anyhow::Result<CacheExport> {
         "local" => ExportTarget::Local(
             dest.ok_or_else(|| anyhow!("invalid {FLAG} {text:?}: type=local needs dest="))?,
         ),
-        "inline" => bail!(
-            "invalid {FLAG} type=inline: inline cache needs a pushed image; export to a registry ref with type=registry"
-        ),
-        other => bail!("invalid {FLAG} type={other:?} (expected registry or local)"),
+        "inline" => {
+            let reference = reference.ok_or_else(|| {
+                anyhow!(
+                    "invalid {FLAG} {text:?}: type=inline needs ref= (where the image is pushed)"
+                )
+            })?;
+            crate::names::parse_reference(&reference)
+                .with_context(|| format!("invalid {FLAG} ref={reference:?}"))?;
+            if out.compression == CacheCompression::Uncompressed {
+                bail!(
+                    "invalid {FLAG} type=inline,compression=uncompressed: pushed images have gzip layers"
+                );
+            }
+            if out.mode == CacheMode::Max {
+                bail!(
+                    "invalid {FLAG} type=inline,mode=max: an image carries only its own steps (mode=min)"
+                );
+            }
+            ExportTarget::Inline(reference)
+        }
+        other => bail!("invalid {FLAG} type={other:?} (expected registry, local or inline)"),
     };
     Ok(out)
 }
@@ -558,7 +578,21 @@ async fn fetch_documents(
             manifest.digest
         );
     }
-    let config = CacheConfig::config_of(&manifest.bytes)?;
+    let (config, inline) = match CacheConfig::config_of(&manifest.bytes) {
+        Ok(c) => (c, false),
+        // An image: its config may hold inline records.
+        Err(exchange::ExchangeError::NotACache { media_type, .. })
+            if exchange::is_image_config(&media_type) =>
+        {
+            let v: serde_json::Value = serde_json::from_slice(&manifest.bytes)?;
+            let config: BlobRef = serde_json::from_value(v["config"].clone())?;
+            if config.size > exchange::MAX_CONFIG_SIZE {
+                bail!("image config {} of {reference} is too large", config.digest);
+            }
+            (config, true)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let desc = blob_descriptor(&config)?;
     let blobs = MemoryBlobs::new();
     client
@@ -567,7 +601,12 @@ async fn fetch_documents(
     let bytes = blobs
         .get(desc.digest())
         .ok_or_else(|| anyhow!("cache config {} was not fetched", config.digest))?;
-    Ok((manifest.bytes, bytes.to_vec()))
+    let bytes = if inline {
+        exchange::inline_of(&bytes)?
+    } else {
+        bytes.to_vec()
+    };
+    Ok((manifest.bytes, bytes))
 }
 
 /// A sink that decompresses a gzip layer into a store writer: the client verifies the
@@ -706,20 +745,22 @@ impl BlobSource for ExportBlobs {
     }
 }
 
-/// Runs every `--cache-to` of the build.
+/// Runs every `--cache-to` of the build; `image` is the built image's manifest.
 pub fn export(
     settings: &Settings,
     plan: &Plan,
     results: &[Option<OpResult>],
     remote: Option<&RemoteCache>,
+    image: &Descriptor,
 ) -> anyhow::Result<()> {
     for spec in &settings.cache_to {
         let started = Instant::now();
         let what = match &spec.target {
             ExportTarget::Registry(r) => r.clone(),
             ExportTarget::Local(d) => d.display().to_string(),
+            ExportTarget::Inline(r) => r.clone(),
         };
-        match export_one(settings, plan, results, remote, spec) {
+        match export_one(settings, plan, results, remote, spec, image) {
             Ok(n) => tracing::info!(
                 "exported {n} cache records to {what} in {:.2?}",
                 started.elapsed()
@@ -739,6 +780,7 @@ fn export_one(
     results: &[Option<OpResult>],
     remote: Option<&RemoteCache>,
     spec: &CacheExport,
+    image: &Descriptor,
 ) -> anyhow::Result<usize> {
     let store = &settings.store;
     let steps = exported_steps(plan, results, spec.mode);
@@ -805,6 +847,9 @@ fn export_one(
     });
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     match &spec.target {
+        ExportTarget::Inline(reference) => {
+            push_inline(settings, image, reference, &config_bytes)?;
+        }
         ExportTarget::Registry(reference) => {
             let dest = crate::names::parse_reference(reference)?;
             let image = PushImage::single(PushManifest::from_bytes(OCI_MANIFEST, manifest_bytes)?);
@@ -845,6 +890,58 @@ fn export_one(
         }
     }
     Ok(steps.len())
+}
+
+/// Pushes the built image to `reference` with `records` (a [`CacheConfig`]) in its config's
+/// [`exchange::INLINE_FIELD`], layers gzipped as `rbuild push` does. The pushed config (so
+/// the pushed digest) differs from the store's image by that field only.
+fn push_inline(
+    settings: &Settings,
+    image: &Descriptor,
+    reference: &str,
+    records: &[u8],
+) -> anyhow::Result<()> {
+    let store = &settings.store;
+    let dest = crate::names::parse_reference(reference)?;
+    let (manifest_desc, _) = store.image_manifest(image)?;
+    let manifest_digest = rbuild_cache::descriptor_digest(&manifest_desc)?;
+    let bytes = store.read_blob(&manifest_digest)?;
+    let bytes = crate::commands::push::compressed_layers(store, &bytes)?.unwrap_or(bytes);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let config_digest: Digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("image {manifest_digest} has no config digest"))?;
+    let config_type = manifest["config"]["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.config.v1+json")
+        .to_string();
+    let mut config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_digest)?)?;
+    let records: serde_json::Value = serde_json::from_slice(records)?;
+    config
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("image config {config_digest} is not an object"))?
+        .insert(exchange::INLINE_FIELD.to_string(), records);
+    let config_bytes = serde_json::to_vec(&config)?;
+    let config_desc = store.put_document(MediaType::Other(config_type), &config_bytes)?;
+    manifest["config"]["digest"] = serde_json::json!(config_desc.digest().to_string());
+    manifest["config"]["size"] = serde_json::json!(config_desc.size());
+    let media_type = manifest["mediaType"]
+        .as_str()
+        .unwrap_or(OCI_MANIFEST)
+        .to_string();
+    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let push = PushImage::single(PushManifest::from_bytes(&media_type, manifest_bytes)?);
+    let client = Client::new(settings.registry_args.client_options(credential_store()));
+    let source = crate::transfer::StoreBlobs::new(store.clone());
+    let result = crate::commands::registry::runtime()?.block_on(async {
+        client
+            .push(&dest, &push, &source, &PushOptions::default())
+            .await
+    })?;
+    tracing::info!("pushed {}@{} with inline cache", dest.name(), result.digest);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -917,7 +1014,8 @@ mod tests {
             ),
             ("type=local,dst=/x", "--cache-to key \"dst\""),
             ("type=local", "needs dest="),
-            ("type=inline", "type=inline"),
+            ("type=inline", "type=inline needs ref="),
+            ("type=inline,ref=r/x,mode=max", "mode=max"),
             (
                 "type=registry,ref=UPPER/Case",
                 "--cache-to ref=\"UPPER/Case\"",

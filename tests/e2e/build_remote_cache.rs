@@ -434,6 +434,60 @@ fn local_directory_caches_round_trip_and_bad_imports_only_warn() {
 }
 
 #[test]
+fn inline_cache_travels_in_the_pushed_image_config() {
+    let (registry, host) = registry_with_busybox();
+    let dir = Dir::new();
+    let a = Machine::new(&dir, "a", "a/ctx");
+    let b = Machine::new(&dir, "b", "b/ctx");
+    for m in [&a, &b] {
+        m.write("Dockerfile", &dockerfile(&host));
+        m.write("app.txt", "v1\n");
+    }
+    let image = format!("{host}/app:inline");
+    let built_a = a.build(&["--cache-to", &format!("type=inline,ref={image}")]);
+    let config = {
+        let out = ok(skopeo()
+            .args(["inspect", "--raw", "--config"])
+            .args(registry.skopeo_flags(""))
+            .arg(format!("docker://{image}")));
+        serde_json::from_str::<Value>(&out.stdout).expect("config json")
+    };
+    let records = config["rbuild.cache.v1"]["records"]
+        .as_object()
+        .expect("inline records in the pushed config");
+    assert_eq!(records.len(), 4, "{config}");
+    // The pushed image runs like the built one (its config differs by the records only).
+    let c_root = dir.join("c-store");
+    assert_eq!(
+        ok(rbuild(&c_root).args(["run", "--rm", &image])).stdout,
+        "v1\nbuilt\n"
+    );
+
+    // B imports the image as a cache: the final stage's steps are hits; the builder stage
+    // (not in an image's own records) runs, and the image is the same.
+    let built_b = b.build(&["--cache-from", &image]);
+    assert_eq!(
+        built_b.ran(),
+        [
+            "RUN /bin/sh -c echo builder >> /m/log; echo built > /built",
+            "RUN /bin/sh -c echo only in the builder > /junk"
+        ],
+        "{}",
+        built_b.stderr
+    );
+    assert_eq!(built_b.id, built_a.id);
+
+    // An image built FROM it does not inherit the records.
+    b.write(
+        "Dockerfile",
+        &format!("FROM {image}\nRUN echo child > /child\n"),
+    );
+    let child = b.build(&["-t", "child"]);
+    let out = ok(rbuild(&b.root).args(["inspect", "child"]));
+    assert!(!out.stdout.contains("rbuild.cache.v1"), "{}", child.stderr);
+}
+
+#[test]
 fn bad_cache_flags_are_usage_errors_naming_the_flag() {
     let dir = Dir::new();
     dir.write("Dockerfile", "FROM scratch\n");
