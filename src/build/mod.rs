@@ -279,10 +279,32 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     }
     let remote =
         (!settings.cache_from.is_empty()).then(|| remote_cache::RemoteCache::import(&settings));
-    let results = solver::solve(&settings, &source, &plan, &bases, remote.as_ref())?;
-    if let Some(remote) = &remote {
-        remote_cache::ensure_output(&settings, &plan, &results, remote)?;
-    }
+    // An imported layer that cannot be fetched is a warning: the build is solved again
+    // without the records naming it (what ran or was fetched meanwhile is in the local
+    // cache by then).
+    let mut attempts = 0;
+    let results = loop {
+        attempts += 1;
+        let solved =
+            solver::solve(&settings, &source, &plan, &bases, remote.as_ref()).and_then(|results| {
+                match &remote {
+                    Some(remote) => remote_cache::ensure_output(&settings, &plan, &results, remote)
+                        .map(|()| results),
+                    None => Ok(results),
+                }
+            });
+        match solved {
+            Err(e) if attempts < 8 && e.downcast_ref::<remote_cache::FetchFailed>().is_some() => {
+                let why = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<remote_cache::FetchFailed>())
+                    .map(|f| format!("{f}: {:#}", f.source))
+                    .unwrap_or_default();
+                tracing::warn!("{why}; building those steps instead");
+            }
+            other => break other?,
+        }
+    };
     let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
     remote_cache::export(&settings, &plan, &results, remote.as_ref(), &descriptor)?;
     let id = descriptor.digest().to_string();

@@ -286,6 +286,20 @@ impl Source {
     }
 }
 
+/// An imported layer could not be fetched (gone from the registry, corrupt): the build is
+/// solved again without the records naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot fetch cached layer {blob} from {source_name}")]
+pub struct FetchFailed {
+    /// The blob of the artifact.
+    pub blob: String,
+    /// Where it was fetched from.
+    pub source_name: String,
+    /// The cause.
+    #[source]
+    pub source: anyhow::Error,
+}
+
 /// Imported records, consulted after the local action cache, and the blobs they name.
 pub struct RemoteCache {
     records: HashMap<Digest, (usize, ExportedRecord)>,
@@ -295,6 +309,8 @@ pub struct RemoteCache {
     runtime: Option<tokio::runtime::Runtime>,
     /// One fetch at a time, so two steps needing a layer fetch it once.
     fetching: Mutex<()>,
+    /// Local layer digests whose fetch failed: records naming them are no longer offered.
+    bad: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -315,6 +331,7 @@ impl RemoteCache {
             sources: Vec::new(),
             runtime: None,
             fetching: Mutex::new(()),
+            bad: Mutex::default(),
         };
         for spec in &settings.cache_from {
             let started = Instant::now();
@@ -414,7 +431,17 @@ impl RemoteCache {
 
     /// The imported record for `key`.
     pub fn get(&self, key: &Digest) -> Option<CacheRecord> {
-        self.records.get(key).map(|(_, r)| r.to_record())
+        let (_, record) = self.records.get(key)?;
+        if let Some(l) = &record.layer
+            && self
+                .bad
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&l.local.digest)
+        {
+            return None;
+        }
+        Some(record.to_record())
     }
 
     /// Writes the imported record of `key` into the local cache when everything it names is
@@ -459,13 +486,18 @@ impl RemoteCache {
             }
             let started = Instant::now();
             let source = &self.sources[*source];
-            self.fetch(store, source, exported).with_context(|| {
-                format!(
-                    "cannot fetch cached layer {} from {} (rerun without --cache-from to build it)",
-                    exported.blob.digest,
-                    source.name()
-                )
-            })?;
+            if let Err(e) = self.fetch(store, source, exported) {
+                self.bad
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(layer.digest.clone());
+                return Err(FetchFailed {
+                    blob: exported.blob.digest.clone(),
+                    source_name: source.name(),
+                    source: e,
+                }
+                .into());
+            }
             tracing::info!(
                 "fetched cached layer {} ({} bytes) from {} in {:.2?}",
                 exported.blob.digest,

@@ -383,7 +383,11 @@ fn local_directory_caches_round_trip_and_bad_imports_only_warn() {
         "{}",
         bad.stderr
     );
-    assert!(bad.stderr.contains("not an rbuild cache"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("holds no inline cache"),
+        "{}",
+        bad.stderr
+    );
 
     // A fresh store importing the directory (mode=min: the final stage's steps only).
     let c = Machine {
@@ -404,6 +408,53 @@ fn local_directory_caches_round_trip_and_bad_imports_only_warn() {
         built_c.stderr
     );
     assert_eq!(built_c.id, built_a.id);
+
+    // Corrupt layer blobs (same size, other bytes): each fetch fails verification, the
+    // build goes on without those records, and no local record names a missing blob.
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(cache_dir.join("blobs/sha256")).expect("blobs") {
+        let path = entry.expect("entry").path();
+        let mut bytes = std::fs::read(&path).expect("read blob");
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            std::fs::write(&path, bytes).expect("corrupt layer");
+            corrupted += 1;
+        }
+    }
+    assert_eq!(corrupted, 4);
+    let e = Machine {
+        root: dir.join("e-store"),
+        ctx: b.ctx.clone(),
+    };
+    let built_e = e.build(&[
+        "-t",
+        "e",
+        "--cache-from",
+        &format!("type=local,src={}", cache_dir.display()),
+    ]);
+    assert!(
+        built_e.stderr.contains("cannot fetch cached layer"),
+        "{}",
+        built_e.stderr
+    );
+    assert_eq!(
+        ok(rbuild(&e.root).args(["run", "--rm", "e"])).stdout,
+        "v1\nbuilt\n"
+    );
+    for key in e.keys() {
+        let record: Value = serde_json::from_slice(
+            &std::fs::read(e.root.join("cache-v1/keys").join(&key)).expect("record"),
+        )
+        .expect("record json");
+        if let Some(digest) = record["layer"]["digest"].as_str() {
+            let hex = digest.strip_prefix("sha256:").expect("sha256");
+            assert!(
+                e.root.join("blobs/sha256").join(hex).exists(),
+                "record {key} names missing blob {digest}"
+            );
+        }
+    }
 
     // A corrupt config (its bytes no longer match the digest the manifest names): a
     // warning, and nothing enters the local cache from it.
