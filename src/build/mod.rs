@@ -306,6 +306,9 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
         }
     };
     let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
+    if let Some(remote) = &remote {
+        remote.note_push_source(&settings.store, &descriptor);
+    }
     remote_cache::export(&settings, &plan, &results, remote.as_ref(), &descriptor)?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {

@@ -444,6 +444,34 @@ impl RemoteCache {
         Some(record.to_record())
     }
 
+    /// Records (as `rbuild pull` does) that the image `image` came from the first registry
+    /// cache whose layers it uses, so `rbuild push` to another repository of that registry
+    /// mounts those blobs from the cache instead of uploading them.
+    pub fn note_push_source(&self, store: &Store, image: &Descriptor) {
+        let Ok((manifest_desc, manifest)) = store.image_manifest(image) else {
+            return;
+        };
+        let used = |index: usize| {
+            self.layers.values().any(|(i, l)| {
+                *i == index
+                    && manifest
+                        .layers()
+                        .iter()
+                        .any(|m| m.digest().to_string() == l.local.digest)
+            })
+        };
+        let found = self.sources.iter().enumerate().find_map(|(i, s)| match s {
+            Source::Registry { reference, .. } if used(i) => Some(reference),
+            _ => None,
+        });
+        if let (Some(reference), Ok(digest)) =
+            (found, rbuild_cache::descriptor_digest(&manifest_desc))
+            && let Err(e) = crate::transfer::record_source(store, &digest, reference)
+        {
+            tracing::debug!("cannot record where {digest} came from: {e:#}");
+        }
+    }
+
     /// Writes the imported record of `key` into the local cache when everything it names is
     /// in the store (a record without a layer, or whose layer was fetched).
     pub fn adopt(&self, store: &Store, cache: &ActionCache, key: &Digest) {

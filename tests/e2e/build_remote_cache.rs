@@ -222,6 +222,21 @@ fn a_second_machine_builds_from_the_registry_cache_without_running_anything() {
         "oci:{}:docker.io/library/app:latest",
         b.root.display()
     )));
+    // A push to another repository of the registry mounts the cached layers from the
+    // cache's repository instead of uploading them.
+    let pushed = ok(rbuild(&b.root).env("RBUILD_LOG", "info").args([
+        "push",
+        "app",
+        &format!("{host}/app:from-b"),
+    ]));
+    let mounted: usize = pushed
+        .stderr
+        .split(" blobs uploaded, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no push summary: {}", pushed.stderr));
+    assert_eq!(mounted, own, "{}", pushed.stderr);
     let keys = b.keys();
     assert_eq!(keys.len(), own, "{keys:?}");
     let rebuilt = b.build(&["-t", "app", "--cache-from", &cache_ref]);
