@@ -24,7 +24,8 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write as _};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -45,6 +46,8 @@ use super::solver::OpResult;
 use crate::commands::registry::credential_store;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Imported layers fetched at once.
+const FETCH_JOBS: usize = 4;
 /// The name a cache export has in a `type=local` directory (an OCI image layout).
 const LOCAL_REF: &str = "latest";
 
@@ -307,8 +310,10 @@ pub struct RemoteCache {
     layers: HashMap<String, (usize, ExportedLayer)>,
     sources: Vec<Source>,
     runtime: Option<tokio::runtime::Runtime>,
-    /// One fetch at a time, so two steps needing a layer fetch it once.
-    fetching: Mutex<()>,
+    /// Local layer digest -> the keys of the records naming it.
+    by_layer: HashMap<String, Vec<Digest>>,
+    /// A lock per layer being fetched, so two steps needing a layer fetch it once.
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Local layer digests whose fetch failed: records naming them are no longer offered.
     bad: Mutex<std::collections::HashSet<String>>,
 }
@@ -330,7 +335,8 @@ impl RemoteCache {
             layers: HashMap::new(),
             sources: Vec::new(),
             runtime: None,
-            fetching: Mutex::new(()),
+            by_layer: HashMap::new(),
+            fetching: Mutex::default(),
             bad: Mutex::default(),
         };
         for spec in &settings.cache_from {
@@ -424,7 +430,15 @@ impl RemoteCache {
                     .or_insert_with(|| (index, layer.clone()));
             }
             // The first --cache-from that has a key wins.
-            self.records.entry(key).or_insert((index, record));
+            if let std::collections::hash_map::Entry::Vacant(v) = self.records.entry(key) {
+                if let Some(layer) = &record.layer {
+                    self.by_layer
+                        .entry(layer.local.digest.clone())
+                        .or_default()
+                        .push(key);
+                }
+                v.insert((index, record));
+            }
         }
         Ok((n, dropped))
     }
@@ -498,50 +512,96 @@ impl RemoteCache {
         cache: &ActionCache,
         layers: &[LayerRecord],
     ) -> anyhow::Result<()> {
+        let mut missing: Vec<&LayerRecord> = Vec::new();
         for layer in layers {
-            let Ok(digest) = layer.digest.parse::<Digest>() else {
-                continue;
-            };
-            if store.has_blob(&digest) {
-                continue;
+            let local = layer
+                .digest
+                .parse::<Digest>()
+                .is_ok_and(|d| store.has_blob(&d));
+            if !local
+                && self.layers.contains_key(&layer.digest)
+                && !missing.iter().any(|m| m.digest == layer.digest)
+            {
+                missing.push(layer);
             }
-            let Some((source, exported)) = self.layers.get(&layer.digest) else {
-                continue;
-            };
-            let _one = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
-            if store.has_blob(&digest) {
-                continue;
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // A few at a time: each blob's commit waits for an fsync, so small layers are
+        // bound by latency, not bandwidth.
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..missing.len().min(FETCH_JOBS) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(layer) = missing.get(i) else {
+                            break;
+                        };
+                        if let Err(e) = self.fetch_one(store, cache, layer) {
+                            failure
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
+                            break;
+                        }
+                    }
+                });
             }
-            let started = Instant::now();
-            let source = &self.sources[*source];
-            if let Err(e) = self.fetch(store, source, exported) {
-                self.bad
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(layer.digest.clone());
-                return Err(FetchFailed {
-                    blob: exported.blob.digest.clone(),
-                    source_name: source.name(),
-                    source: e,
-                }
-                .into());
+        });
+        match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn fetch_one(
+        &self,
+        store: &Store,
+        cache: &ActionCache,
+        layer: &LayerRecord,
+    ) -> anyhow::Result<()> {
+        let digest: Digest = layer.digest.parse()?;
+        let Some((source, exported)) = self.layers.get(&layer.digest) else {
+            return Ok(());
+        };
+        // One fetch per layer, even when two steps need it at once.
+        let lock = self
+            .fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(layer.digest.clone())
+            .or_default()
+            .clone();
+        let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if store.has_blob(&digest) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let source = &self.sources[*source];
+        if let Err(e) = self.fetch(store, source, exported) {
+            self.bad
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(layer.digest.clone());
+            return Err(FetchFailed {
+                blob: exported.blob.digest.clone(),
+                source_name: source.name(),
+                source: e,
             }
-            tracing::info!(
-                "fetched cached layer {} ({} bytes) from {} in {:.2?}",
-                exported.blob.digest,
-                exported.blob.size,
-                source.name(),
-                started.elapsed()
-            );
-            for (key, (_, record)) in &self.records {
-                if record
-                    .layer
-                    .as_ref()
-                    .is_some_and(|l| l.local.digest == layer.digest)
-                {
-                    self.adopt(store, cache, key);
-                }
-            }
+            .into());
+        }
+        tracing::info!(
+            "fetched cached layer {} ({} bytes) from {} in {:.2?}",
+            exported.blob.digest,
+            exported.blob.size,
+            source.name(),
+            started.elapsed()
+        );
+        for key in self.by_layer.get(&layer.digest).into_iter().flatten() {
+            self.adopt(store, cache, key);
         }
         Ok(())
     }
