@@ -14,7 +14,7 @@
 //! a corrupt or hostile artifact yields an error or fewer records, never a record that names
 //! a blob the artifact does not hold.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -232,21 +232,23 @@ impl CacheConfig {
             parsed.records.clear();
             return Ok((parsed, n));
         }
-        let listed: BTreeSet<(&str, u64, &str)> = m
+        // Matched by digest and size: an image pushed with inline records may name its
+        // layers with Docker's media types; the manifest's type is the one kept.
+        let listed: BTreeMap<(&str, u64), &str> = m
             .layers
             .iter()
-            .map(|l| (l.digest.as_str(), l.size, l.media_type.as_str()))
+            .map(|l| ((l.digest.as_str(), l.size), l.media_type.as_str()))
             .collect();
         let before = parsed.records.len();
         parsed.records.retain(|key, record| {
+            if let Some(l) = &mut record.layer
+                && let Some(media_type) = listed.get(&(l.blob.digest.as_str(), l.blob.size))
+            {
+                l.blob.media_type = media_type.to_string();
+            }
             let ok = key.parse::<Digest>().is_ok()
                 && record.layer.as_ref().is_none_or(|l| {
-                    sound_layer(l)
-                        && listed.contains(&(
-                            l.blob.digest.as_str(),
-                            l.blob.size,
-                            l.blob.media_type.as_str(),
-                        ))
+                    sound_layer(l) && listed.contains_key(&(l.blob.digest.as_str(), l.blob.size))
                 });
             if !ok {
                 tracing::debug!("cache config {digest}: record {key} dropped (unsound)");
@@ -288,13 +290,16 @@ fn sound_layer(l: &ExportedLayer) -> bool {
     let digests_ok = [&l.local.digest, &l.local.diff_id, &l.blob.digest]
         .iter()
         .all(|d| d.parse::<Digest>().is_ok());
-    let same_tar = if is_uncompressed(&l.local.media_type) {
-        l.local.digest == l.local.diff_id
+    let same_tar = if l.blob.digest == l.local.digest {
+        // Exported as the store holds it.
+        l.blob.size == l.local.size
     } else {
-        // A compressed local layer is exported as itself.
-        l.local.digest == l.blob.digest && l.local.size == l.blob.size
+        // A gzip (or zstd) variant of an uncompressed layer, whose digest is its diff_id.
+        is_uncompressed(&l.local.media_type)
+            && l.local.digest == l.local.diff_id
+            && !is_uncompressed(&l.blob.media_type)
     };
-    digests_ok && same_tar && !is_uncompressed(&l.blob.media_type)
+    digests_ok && same_tar
 }
 
 #[cfg(test)]
@@ -372,13 +377,34 @@ mod tests {
         let mut bad = config.records[&d("key1")].clone();
         bad.layer.as_mut().unwrap().local.diff_id = d("other tar");
         config.records.insert(d("key4"), bad);
+        // An uncompressed layer exported as it is (compression=uncompressed): kept, when the
+        // manifest lists it.
+        let mut plain = config.records[&d("key1")].clone();
+        let l = plain.layer.as_mut().unwrap();
+        l.blob = BlobRef {
+            digest: l.local.digest.clone(),
+            size: l.local.size,
+            media_type: l.local.media_type.clone(),
+        };
+        config.records.insert(d("key5"), plain);
         // A key that is no digest.
         config
             .records
             .insert("../../etc".into(), config.records[&d("key2")].clone());
         let (parsed, dropped) = CacheConfig::parse(&manifest, &config.to_bytes()).unwrap();
-        assert_eq!(dropped, 3);
+        // key5's blob is not in this manifest.
+        assert_eq!(dropped, 4);
         assert_eq!(parsed.records.len(), 2);
+        let mut with_plain: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        with_plain["layers"].as_array_mut().unwrap().push(
+            serde_json::to_value(&config.records[&d("key5")].layer.as_ref().unwrap().blob).unwrap(),
+        );
+        let (parsed, dropped) = CacheConfig::parse(
+            &serde_json::to_vec(&with_plain).unwrap(),
+            &config.to_bytes(),
+        )
+        .unwrap();
+        assert_eq!((parsed.records.len(), dropped), (3, 3));
 
         assert!(matches!(
             CacheConfig::parse(&manifest, b"{not json"),

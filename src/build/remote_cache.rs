@@ -458,6 +458,16 @@ impl RemoteCache {
         Some(record.to_record())
     }
 
+    /// The registry repository and artifact blob an imported layer (by local digest) can
+    /// be read from, when it came from a registry.
+    fn registry_blob(&self, local_digest: &str) -> Option<(&Reference, BlobRef)> {
+        let (source, layer) = self.layers.get(local_digest)?;
+        match &self.sources[*source] {
+            Source::Registry { reference, .. } => Some((reference, layer.blob.clone())),
+            Source::Local { .. } => None,
+        }
+    }
+
     /// Records (as `rbuild pull` does) that the image `image` came from the first registry
     /// cache whose layers it uses, so `rbuild push` to another repository of that registry
     /// mounts those blobs from the cache instead of uploading them.
@@ -608,7 +618,7 @@ impl RemoteCache {
 
     fn fetch(&self, store: &Store, source: &Source, layer: &ExportedLayer) -> anyhow::Result<()> {
         let local_digest: Digest = layer.local.digest.parse()?;
-        let sink: Box<dyn BlobSink> = if exchange::is_uncompressed(&layer.local.media_type) {
+        let sink: Box<dyn BlobSink> = if layer.blob.digest != layer.local.digest {
             Box::new(GunzipSink::new(
                 store.clone(),
                 Expected {
@@ -904,10 +914,31 @@ fn export_one(
 ) -> anyhow::Result<usize> {
     let store = &settings.store;
     let steps = exported_steps(plan, results, spec.mode);
+    // Layers imported from a repository of the destination's registry and never fetched
+    // are exported as the blob they are there (mounted, or already present): a
+    // `--cache-from X --cache-to X,mode=max` build downloads no layer just to re-export it.
+    let dest_registry = match &spec.target {
+        ExportTarget::Registry(r) => Some(crate::names::parse_reference(r)?),
+        _ => None,
+    };
+    let mut reused: HashMap<String, BlobRef> = HashMap::new();
+    let mut mount_from = None;
     if let Some(remote) = remote {
         let cache = ActionCache::open(store.root())?;
-        let layers: Vec<LayerRecord> = steps.iter().filter_map(|(_, r)| r.layer.clone()).collect();
-        remote.ensure_local(store, &cache, &layers)?;
+        let mut fetch = Vec::new();
+        for l in steps.iter().filter_map(|(_, r)| r.layer.as_ref()) {
+            let local = l.digest.parse::<Digest>().is_ok_and(|d| store.has_blob(&d));
+            match (local, &dest_registry, remote.registry_blob(&l.digest)) {
+                (false, Some(dest), Some((from, blob))) if from.registry() == dest.registry() => {
+                    if from.repository() != dest.repository() {
+                        mount_from.get_or_insert_with(|| from.repository().to_string());
+                    }
+                    reused.insert(l.digest.clone(), blob);
+                }
+                _ => fetch.push(l.clone()),
+            }
+        }
+        remote.ensure_local(store, &cache, &fetch)?;
     }
     let variants = rbuild_cache::variants::Variants::open(store.root())?;
     let mut config = CacheConfig::new();
@@ -919,6 +950,7 @@ fn export_one(
                 let digest: Digest = l.digest.parse()?;
                 let gzip = crate::commands::push::gzip_type(&l.media_type);
                 let blob = match (spec.compression, gzip) {
+                    _ if reused.contains_key(&l.digest) => reused[&l.digest].clone(),
                     (CacheCompression::Gzip, Some(gzip)) => {
                         let v =
                             crate::commands::push::gzip_variant(store, &variants, &digest, gzip)?;
@@ -982,7 +1014,7 @@ fn export_one(
             let client = Client::new(settings.registry_args.client_options(credential_store()));
             let result = crate::commands::registry::runtime()?.block_on(async {
                 client
-                    .push(&dest, &image, &source, &PushOptions::default())
+                    .push(&dest, &image, &source, &PushOptions { mount_from })
                     .await
             })?;
             tracing::debug!(

@@ -198,7 +198,17 @@ fn a_second_machine_builds_from_the_registry_cache_without_running_anything() {
 
     // Machine B: the same commit in another directory, another store.
     let log_from = registry.log().len();
-    let built_b = b.build(&["-t", "app", "--cache-from", &cache_ref]);
+    // B also exports its cache (mode=max) to another repository: the builder stage's
+    // layers, never fetched, are mounted from the imported cache, not downloaded.
+    let cache_b = format!("{host}/cache-b:main");
+    let built_b = b.build(&[
+        "-t",
+        "app",
+        "--cache-from",
+        &cache_ref,
+        "--cache-to",
+        &format!("type=registry,ref={cache_b},mode=max"),
+    ]);
     assert_eq!(built_b.ran(), Vec::<String>::new(), "{}", built_b.stderr);
     assert_eq!(b.marker_runs(), 0, "a RUN executed on machine B");
     assert_eq!(built_b.id, built_a.id, "{}", built_b.stderr);
@@ -212,6 +222,8 @@ fn a_second_machine_builds_from_the_registry_cache_without_running_anything() {
     let own = final_layers.len() - base_layers.len();
     assert_eq!(gets.len(), 1 + own, "{requests:#?}");
     assert!(own < artifact_layers.len());
+    let manifest_b = skopeo_raw(&registry, &cache_b);
+    assert_eq!(manifest_b["layers"], manifest["layers"]);
     assert_eq!(
         ok(rbuild(&b.root).args(["run", "--rm", "app"])).stdout,
         "v1\nbuilt\n"
