@@ -419,13 +419,12 @@ fn key_phase(
                 };
                 // Imported records come after the local ones; their layers are fetched
                 // only when needed.
-                let imported = local.is_none() && !force;
-                let record = match (local, remote) {
-                    (Some(r), _) => Some(r),
+                let from_import = match (&local, remote) {
                     (None, Some(remote)) if !force => remote.get(&record_key),
                     _ => None,
                 };
-                let imported = imported && record.is_some();
+                let imported = from_import.is_some();
+                let record = local.or(from_import);
                 // The inputs are recorded (and compared) only when they changed: a build
                 // whose steps all hit reads one small file per step.
                 let last_key = cache.last_key(&slot).unwrap_or(None);

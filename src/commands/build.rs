@@ -95,7 +95,8 @@ pub struct BuildArgs {
     pub cache_from: Vec<String>,
     /// Export this build's cache records: `type=registry,ref=REF` or `type=local,dest=DIR`,
     /// with `mode=min|max` (the final image's steps, or every step), `compression=gzip|
-    /// uncompressed`, `ignore-error=true`; may be repeated.
+    /// uncompressed`, `ignore-error=true`; or `type=inline,ref=REF` (push the image to REF
+    /// with its steps' records in its config); may be repeated.
     #[arg(
         long = "cache-to",
         value_name = "type=registry,ref=REF[,mode=max]|type=local,dest=DIR"
