@@ -86,12 +86,21 @@ def _steps200(d, reg):
     _dockerfile(d, "".join(lines))
 
 
+def _steps50(d, reg):
+    # 50 RUN steps, 50 small layers: the size of build the remote-cache import target names.
+    lines = [f"FROM {reg}/busybox:latest\n"]
+    for i in range(50):
+        lines.append(f"RUN echo step-{i} > /step-{i}\n")
+    _dockerfile(d, "".join(lines))
+
+
 GENERATORS = {
     "tiny": _tiny,
     "files": _files,
     "app": _app,
     "stages4": _stages4,
     "steps200": _steps200,
+    "steps50": _steps50,
 }
 
 

@@ -25,6 +25,7 @@ mod blob;
 pub mod containers;
 pub mod context;
 mod digest;
+pub mod exchange;
 mod fsutil;
 pub mod import;
 pub mod layer;

@@ -205,6 +205,8 @@ pub fn assemble(
         "docker_version",
         "id",
         "parent",
+        // A base's inline cache records describe the base's build, not this one.
+        rbuild_cache::exchange::INLINE_FIELD,
     ] {
         obj.remove(legacy);
     }

@@ -16,6 +16,7 @@ mod fileops;
 mod image;
 mod keys;
 pub mod progress;
+pub mod remote_cache;
 mod secrets;
 mod solver;
 
@@ -81,6 +82,10 @@ pub struct Settings {
     pub registry_args: RegistryArgs,
     /// How ids map into the sandboxes.
     pub id_map: IdMap,
+    /// `--cache-from`s.
+    pub cache_from: Vec<remote_cache::CacheImport>,
+    /// `--cache-to`s.
+    pub cache_to: Vec<remote_cache::CacheExport>,
 }
 
 impl Settings {
@@ -130,6 +135,16 @@ impl Settings {
         let quiet = global.quiet || args.progress == ProgressArg::Quiet;
         let progress = progress::Mode::resolve(args.progress, quiet)?;
         let context = context::ContextArg::new(&args.context, args.file.as_deref())?;
+        let cache_from = args
+            .cache_from
+            .iter()
+            .map(|c| remote_cache::parse_cache_from(c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cache_to = args
+            .cache_to
+            .iter()
+            .map(|c| remote_cache::parse_cache_to(c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Settings {
             store,
             context,
@@ -156,6 +171,8 @@ impl Settings {
             epoch: crate::commands::source_date_epoch()?,
             registry_args: args.registry_args,
             id_map: IdMap::for_current_user(),
+            cache_from,
+            cache_to,
         })
     }
 }
@@ -295,8 +312,48 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
             bail!("--no-cache-filter {f:?} names no stage of {name}");
         }
     }
-    let results = solver::solve(settings, &source, &plan, &bases, progress)?;
+    let remote = (!settings.cache_from.is_empty())
+        .then(|| remote_cache::RemoteCache::import(settings, progress));
+    // An imported layer that cannot be fetched is a warning: the build is solved again
+    // without the records naming it (what ran or was fetched meanwhile is in the local
+    // cache by then).
+    let mut attempts = 0;
+    let results = loop {
+        attempts += 1;
+        let solved = solver::solve(settings, &source, &plan, &bases, progress, remote.as_ref())
+            .and_then(|results| match &remote {
+                Some(remote) => {
+                    remote_cache::ensure_output(settings, &plan, &results, remote).map(|()| results)
+                }
+                None => Ok(results),
+            });
+        match solved {
+            Err(e) if attempts < 8 && e.downcast_ref::<remote_cache::FetchFailed>().is_some() => {
+                let why = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<remote_cache::FetchFailed>())
+                    .map(|f| format!("{f}: {:#}", f.source))
+                    .unwrap_or_default();
+                progress.warn(
+                    "cache-import",
+                    &format!("{why}; building those steps instead"),
+                );
+            }
+            other => break other?,
+        }
+    };
     let descriptor = image::assemble(settings, &plan, &bases, &results)?;
+    if let Some(remote) = &remote {
+        remote.note_push_source(&settings.store, &descriptor);
+    }
+    remote_cache::export(
+        settings,
+        &plan,
+        &results,
+        remote.as_ref(),
+        &descriptor,
+        progress,
+    )?;
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, &id)

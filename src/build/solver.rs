@@ -19,6 +19,7 @@ use super::bases::Base;
 use super::context::Source;
 use super::keys::{self, Part};
 use super::progress::{Location, Progress};
+use super::remote_cache::RemoteCache;
 use super::{Settings, exec, fileops};
 
 /// The result of one op.
@@ -26,6 +27,8 @@ use super::{Settings, exec, fileops};
 pub struct OpResult {
     /// Its cache key.
     pub key: Digest,
+    /// The key its record is stored under (`COPY --link`: without the parent).
+    pub record_key: Digest,
     /// The file system it produces, as layers bottom first (empty for non-file-system ops).
     pub layers: Arc<Vec<LayerRecord>>,
     /// For steps: whether it added a layer.
@@ -138,6 +141,8 @@ enum Prep {
         /// The key its record is stored under (`COPY --link`: without the parent).
         record_key: Digest,
         record: Option<CacheRecord>,
+        /// Whether `record` came from a `--cache-from` import (its layer may not be local).
+        imported: bool,
     },
 }
 
@@ -149,15 +154,17 @@ pub fn solve(
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     progress: &Progress,
+    remote: Option<&RemoteCache>,
 ) -> anyhow::Result<Vec<Option<OpResult>>> {
     let cache = ActionCache::open(settings.store.root())?;
     let steps = number_steps(plan, progress);
-    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress)?;
+    let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress, remote)?;
     run_phase(
         settings,
         source,
         plan,
         &cache,
+        remote,
         progress,
         &steps,
         preps,
@@ -270,6 +277,7 @@ fn source_result(
     Prep::Ready(
         OpResult {
             key: keys::key(definition, &parts),
+            record_key: keys::key(definition, &parts),
             layers: Arc::new(layers),
             added: false,
             cached: true,
@@ -286,6 +294,7 @@ fn key_phase(
     bases: &BTreeMap<String, Base>,
     cache: &ActionCache,
     progress: &Progress,
+    remote: Option<&RemoteCache>,
 ) -> anyhow::Result<(Vec<Prep>, HashMap<usize, String>)> {
     let mut reasons = HashMap::new();
     let mut preps: Vec<Prep> = Vec::with_capacity(plan.ops.len());
@@ -414,7 +423,7 @@ fn key_phase(
                 };
                 let slot = slot(source, plan, op);
                 let force = forced(settings, plan, op);
-                let record = if force {
+                let local = if force {
                     None
                 } else {
                     cache
@@ -428,6 +437,14 @@ fn key_phase(
                             })
                         })
                 };
+                // Imported records come after the local ones; their layers are fetched
+                // only when needed.
+                let from_import = match (&local, remote) {
+                    (None, Some(remote)) if !force => remote.get(&record_key),
+                    _ => None,
+                };
+                let imported = from_import.is_some();
+                let record = local.or(from_import);
                 // The inputs are recorded (and compared) only when they changed: a build
                 // whose steps all hit reads one small file per step.
                 let last_key = cache.last_key(&slot).unwrap_or(None);
@@ -470,6 +487,7 @@ fn key_phase(
                     key,
                     record_key,
                     record,
+                    imported,
                 }
             }
         };
@@ -491,6 +509,7 @@ fn run_phase(
     source: &Source,
     plan: &Plan,
     cache: &ActionCache,
+    remote: Option<&RemoteCache>,
     progress: &Progress,
     steps: &[Option<(usize, String)>],
     preps: Vec<Prep>,
@@ -557,18 +576,23 @@ fn run_phase(
                         }
                         Prep::Step {
                             key,
+                            record_key,
                             record: Some(rec),
-                            ..
+                            imported,
                         } => {
                             if let Some((s, label)) = &steps[i] {
                                 progress.start(*s, label, &op.description);
                                 progress.cached(*s);
+                            }
+                            if *imported && let Some(remote) = remote {
+                                remote.adopt(&settings.store, cache, record_key);
                             }
                             let parent = parent_layers(op, &results);
                             let mut layers = (*parent).clone();
                             layers.extend(rec.layer.clone());
                             results[i] = Some(OpResult {
                                 key: *key,
+                                record_key: *record_key,
                                 layers: Arc::new(layers),
                                 added: rec.layer.is_some(),
                                 cached: true,
@@ -619,7 +643,8 @@ fn run_phase(
                                     inputs,
                                     cancels,
                                 };
-                                let r = run_step(&env);
+                                let r = fetch_inputs(remote, settings, cache, &env.inputs)
+                                    .and_then(|()| run_step(&env));
                                 let _ = tx.send((i, r, t.elapsed()));
                             });
                         }
@@ -662,6 +687,7 @@ fn run_phase(
                     layers.extend(layer.clone());
                     results[i] = Some(OpResult {
                         key: *key,
+                        record_key: *record_key,
                         layers: Arc::new(layers),
                         added: layer.is_some(),
                         cached: false,
@@ -731,6 +757,25 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Fetches the imported layers of a step's file-system inputs that the store lacks: the
+/// step is about to read them.
+fn fetch_inputs(
+    remote: Option<&RemoteCache>,
+    settings: &Settings,
+    cache: &ActionCache,
+    inputs: &[InputData],
+) -> anyhow::Result<()> {
+    let Some(remote) = remote else {
+        return Ok(());
+    };
+    for input in inputs {
+        if let InputData::Layers(layers) = input {
+            remote.ensure_local(&settings.store, cache, layers)?;
+        }
+    }
+    Ok(())
 }
 
 fn run_step(env: &StepEnv<'_>) -> anyhow::Result<Option<LayerRecord>> {

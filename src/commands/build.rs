@@ -85,6 +85,23 @@ pub struct BuildArgs {
     /// `rbuild report --fail-on`: `efficiency<0.9`, `wasted>20MB`, `size>300MB`.
     #[arg(long = "fail-on", value_name = "EXPR")]
     pub fail_on: Vec<String>,
+    /// Import cache records: `REF`, `type=registry,ref=REF` or `type=local,src=DIR`; may
+    /// be repeated. A step whose key matches is not run; its layer is fetched only when
+    /// needed. An import that fails is a warning.
+    #[arg(
+        long = "cache-from",
+        value_name = "type=registry,ref=REF|type=local,src=DIR"
+    )]
+    pub cache_from: Vec<String>,
+    /// Export this build's cache records: `type=registry,ref=REF` or `type=local,dest=DIR`,
+    /// with `mode=min|max` (the final image's steps, or every step), `compression=gzip|
+    /// uncompressed`, `ignore-error=true`; or `type=inline,ref=REF` (push the image to REF
+    /// with its steps' records in its config); may be repeated.
+    #[arg(
+        long = "cache-to",
+        value_name = "type=registry,ref=REF[,mode=max]|type=local,dest=DIR"
+    )]
+    pub cache_to: Vec<String>,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
     /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.

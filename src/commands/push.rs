@@ -68,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The compressed media type for an uncompressed layer type, if it is one.
-fn gzip_type(media_type: &str) -> Option<&'static str> {
+pub fn gzip_type(media_type: &str) -> Option<&'static str> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar" => {
             Some("application/vnd.oci.image.layer.v1.tar+gzip")
@@ -78,6 +78,47 @@ fn gzip_type(media_type: &str) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// The gzip variant of the uncompressed layer `digest` (media type `gzip_type`): the one
+/// recorded in `variants-v1/` when its blob is present, else made now (parallel members,
+/// deterministic) and recorded.
+pub fn gzip_variant(
+    store: &Store,
+    variants: &rbuild_cache::variants::Variants,
+    digest: &rbuild_cache::Digest,
+    gzip_type: &str,
+) -> anyhow::Result<rbuild_cache::variants::Variant> {
+    let known = variants
+        .get(digest, "gzip")
+        .filter(|v| v.digest.parse().is_ok_and(|d| store.has_blob(&d)));
+    if let Some(v) = known {
+        return Ok(v);
+    }
+    let started = std::time::Instant::now();
+    let mut reader = store.open_blob(digest)?;
+    let writer = store.blob_writer(None)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut gz = rbuild_executor::compress::ParallelGzip::new(writer, threads);
+    std::io::copy(&mut reader, &mut gz)
+        .with_context(|| format!("cannot compress layer {digest}"))?;
+    let committed = gz
+        .finish()
+        .with_context(|| format!("cannot compress layer {digest}"))?
+        .commit()?;
+    tracing::info!(
+        "compressed layer {digest} into {} ({} bytes) in {:.2?}",
+        committed.digest,
+        committed.size,
+        started.elapsed()
+    );
+    let v = rbuild_cache::variants::Variant {
+        digest: committed.digest.to_string(),
+        size: committed.size,
+        media_type: gzip_type.to_string(),
+    };
+    variants.put(digest, "gzip", &v)?;
+    Ok(v)
 }
 
 /// A manifest whose uncompressed layers are replaced by gzip variants (made once per layer
@@ -103,38 +144,7 @@ pub fn compressed_layers(store: &Store, manifest: &[u8]) -> anyhow::Result<Optio
             .unwrap_or_default()
             .parse()
             .with_context(|| format!("bad layer digest {}", layer["digest"]))?;
-        let known = variants
-            .get(&digest, "gzip")
-            .filter(|v| v.digest.parse().is_ok_and(|d| store.has_blob(&d)));
-        let variant = match known {
-            Some(v) => v,
-            None => {
-                let started = std::time::Instant::now();
-                let mut reader = store.open_blob(&digest)?;
-                let writer = store.blob_writer(None)?;
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let mut gz = rbuild_executor::compress::ParallelGzip::new(writer, threads);
-                std::io::copy(&mut reader, &mut gz)
-                    .with_context(|| format!("cannot compress layer {digest}"))?;
-                let committed = gz
-                    .finish()
-                    .with_context(|| format!("cannot compress layer {digest}"))?
-                    .commit()?;
-                tracing::info!(
-                    "compressed layer {digest} into {} ({} bytes) in {:.2?}",
-                    committed.digest,
-                    committed.size,
-                    started.elapsed()
-                );
-                let v = rbuild_cache::variants::Variant {
-                    digest: committed.digest.to_string(),
-                    size: committed.size,
-                    media_type: gzip.to_string(),
-                };
-                variants.put(&digest, "gzip", &v)?;
-                v
-            }
-        };
+        let variant = gzip_variant(store, &variants, &digest, gzip)?;
         layer["mediaType"] = serde_json::json!(gzip);
         layer["digest"] = serde_json::json!(variant.digest);
         layer["size"] = serde_json::json!(variant.size);

@@ -6,6 +6,7 @@ mod build_copy;
 mod build_graph;
 mod build_mounts;
 mod build_progress;
+mod build_remote_cache;
 mod build_repro;
 mod build_secrets;
 mod build_semantics;
