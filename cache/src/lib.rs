@@ -26,6 +26,7 @@ pub mod containers;
 pub mod context;
 mod digest;
 mod fsutil;
+pub mod gc;
 pub mod import;
 pub mod layer;
 pub mod mounts;
