@@ -619,7 +619,10 @@ impl Inventory {
         // Variants.
         let variants_dir = root.join("variants-v1");
         for (name, path) in list_dir(&variants_dir)? {
-            let layer = name.split('.').next().and_then(|h| Digest::from_hex(h).ok());
+            let layer = name
+                .split('.')
+                .next()
+                .and_then(|h| Digest::from_hex(h).ok());
             let blob = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<crate::variants::Variant>(&b).ok())
@@ -636,8 +639,16 @@ impl Inventory {
         let blobs_dir = store.blobs_dir();
         for (name, path) in list_dir(&blobs_dir)? {
             match Digest::from_hex(&name) {
-                Ok(d) if tagged.contains(&d) => units.push(make(&mut sizer, root, Kind::Images, &path, Action::Keep)),
-                Ok(d) => units.push(make(&mut sizer, root, Kind::Dangling, &path, Action::Blob(d))),
+                Ok(d) if tagged.contains(&d) => {
+                    units.push(make(&mut sizer, root, Kind::Images, &path, Action::Keep))
+                }
+                Ok(d) => units.push(make(
+                    &mut sizer,
+                    root,
+                    Kind::Dangling,
+                    &path,
+                    Action::Blob(d),
+                )),
                 Err(_) => units.push(make(&mut sizer, root, Kind::Other, &path, Action::Keep)),
             }
         }
@@ -651,13 +662,25 @@ impl Inventory {
             let action = if let Ok(d) = Digest::from_hex(&name) {
                 (Kind::Snapshots, Action::Snapshot(d))
             } else if name.starts_with(TRASH_PREFIX) {
-                (Kind::Temp, Action::Temp { path: path.clone(), dir: true })
+                (
+                    Kind::Temp,
+                    Action::Temp {
+                        path: path.clone(),
+                        dir: true,
+                    },
+                )
             } else if let Some(rest) = name.strip_prefix(".tmp-") {
                 let free = rest
                     .get(..64)
                     .is_some_and(|h| lock_is_free(&snaps.join(format!("{h}.lock"))));
                 if free {
-                    (Kind::Temp, Action::Temp { path: path.clone(), dir: true })
+                    (
+                        Kind::Temp,
+                        Action::Temp {
+                            path: path.clone(),
+                            dir: true,
+                        },
+                    )
                 } else {
                     (Kind::Temp, Action::Keep)
                 }
@@ -674,7 +697,13 @@ impl Inventory {
             let base = name.split('-').next().unwrap_or_default();
             let is_dir = path.is_dir();
             let action = if name.starts_with(TRASH_PREFIX) {
-                (Kind::Temp, Action::Temp { path: path.clone(), dir: true })
+                (
+                    Kind::Temp,
+                    Action::Temp {
+                        path: path.clone(),
+                        dir: true,
+                    },
+                )
             } else if is_dir && base.len() == 64 && Digest::from_hex(base).is_ok() {
                 (Kind::CacheMounts, Action::Mount(name.clone()))
             } else {
@@ -687,7 +716,13 @@ impl Inventory {
         // Context indexes.
         let contexts = root.join("contexts-v1");
         for (_, path) in list_dir(&contexts)? {
-            units.push(make(&mut sizer, root, Kind::Contexts, &path, Action::Context(path.clone())));
+            units.push(make(
+                &mut sizer,
+                root,
+                Kind::Contexts,
+                &path,
+                Action::Context(path.clone()),
+            ));
         }
 
         // Temp files and step dirs.
@@ -878,7 +913,10 @@ fn plan(inv: &Inventory, opts: &PruneOptions, cutoff: SystemTime) -> (Vec<usize>
 
     let mut order: Vec<usize> = (0..units.len()).collect();
     order.sort_by_key(|&i| (units[i].mtime, i));
-    let over = |freed: u64| opts.keep_storage.is_none_or(|k| total.saturating_sub(freed) > k);
+    let over = |freed: u64| {
+        opts.keep_storage
+            .is_none_or(|k| total.saturating_sub(freed) > k)
+    };
     let mut changed = true;
     let mut counted_busy = vec![false; units.len()];
     while changed && over(freed) {
@@ -1003,7 +1041,9 @@ pub fn prune(
             .unwrap_or(SystemTime::UNIX_EPOCH);
         cutoff = cutoff.min(limit);
     }
-    tracing::debug!("prune: {live} live leases, removing only what was last used before {cutoff:?}");
+    tracing::debug!(
+        "prune: {live} live leases, removing only what was last used before {cutoff:?}"
+    );
     // The index lock keeps tags from changing between the mark and the sweep of blobs: a
     // `tag` after the sweep checks every blob it names is present.
     let index_lock = store.lock().map_err(|source| GcError::Store {
@@ -1103,7 +1143,11 @@ pub fn prune(
             report.freed.entry(u.kind).or_default().add(u.bytes);
         }
     }
-    for dir in [store.blobs_dir(), root.join(SNAPSHOTS_DIR), root.join(MOUNTS_DIR)] {
+    for dir in [
+        store.blobs_dir(),
+        root.join(SNAPSHOTS_DIR),
+        root.join(MOUNTS_DIR),
+    ] {
         if dir.exists() {
             File::open(&dir)
                 .and_then(|f| f.sync_all())
@@ -1168,7 +1212,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }

@@ -82,6 +82,7 @@ fn resolve_one(settings: &Settings, reference: &str, platform: &Platform) -> any
             let global = crate::cli::GlobalArgs {
                 verbose: 0,
                 quiet: settings.quiet,
+                config: None,
                 root: Some(store.root().to_path_buf()),
             };
             let pulled = crate::commands::pull::pull_image(

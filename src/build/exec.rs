@@ -446,6 +446,8 @@ fn mounts(
                             .map_err(|e| std::io::Error::other(e.to_string()))
                     })
                     .with_context(|| format!("{}: cannot get cache mount {id:?}", what()))?;
+                // Last use, for `prune` (which never takes a mount whose lock is held).
+                let _ = rbuild_cache::gc::touch(&guard.path);
                 out.push(ExtraMount {
                     kind: ExtraMountKind::Bind {
                         source: guard.path.clone(),
