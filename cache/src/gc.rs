@@ -442,6 +442,8 @@ struct Unit {
     mtime: SystemTime,
     bytes: u64,
     action: Action,
+    /// Whether `system df` counts it as an object (not a directory itself or a lock file).
+    object: bool,
 }
 
 /// Sizes of files and trees, counting each inode once (as `du`).
@@ -610,6 +612,7 @@ impl Inventory {
                 mtime,
                 bytes,
                 action: Action::Slot { paths, key },
+                object: true,
             });
         }
         for dir in [keys_dir.clone(), slots_dir.clone(), root.join("cache-v1")] {
@@ -659,7 +662,21 @@ impl Inventory {
         // Snapshots, their temp dirs and trash.
         let snaps = root.join(SNAPSHOTS_DIR);
         for (name, path) in list_dir(&snaps)? {
-            let action = if let Ok(d) = Digest::from_hex(&name) {
+            let orphan_lock = name
+                .strip_suffix(".lock")
+                .is_some_and(|hex| !snaps.join(hex).exists() && lock_is_free(&path));
+            let action = if orphan_lock {
+                // The lock of a snapshot that is gone: a leftover. (Removing a lock another
+                // process is about to take at worst lets two unpack the same layer, and the
+                // publishing rename keeps one.)
+                (
+                    Kind::Temp,
+                    Action::Temp {
+                        path: path.clone(),
+                        dir: false,
+                    },
+                )
+            } else if let Ok(d) = Digest::from_hex(&name) {
                 (Kind::Snapshots, Action::Snapshot(d))
             } else if name.starts_with(TRASH_PREFIX) {
                 (
@@ -812,6 +829,10 @@ fn make(sizer: &mut Sizer, root: &Path, kind: Kind, path: &Path, action: Action)
             .into_owned(),
         mtime: mtime_of(path),
         bytes: sizer.path(path),
+        object: !matches!(action, Action::Keep)
+            || !(path
+                .extension()
+                .is_some_and(|e| e == "lock" || e == "create" || e == "id")),
         action,
     }
 }
@@ -826,6 +847,7 @@ fn dir_unit(kind: Kind, dir: &Path, rel: &str) -> Option<Unit> {
         mtime: SystemTime::UNIX_EPOCH,
         bytes: m.blocks() * 512,
         action: Action::Keep,
+        object: false,
     })
 }
 
@@ -1179,8 +1201,8 @@ pub fn usage(store: &Store) -> Result<Usage, GcError> {
     let mut usage = Usage::default();
     for (i, u) in inv.units.iter().enumerate() {
         let t = usage.kinds.entry(u.kind).or_default();
-        if matches!(u.action, Action::Keep) && u.mtime == SystemTime::UNIX_EPOCH {
-            // A directory itself: its size counts, it is no object.
+        if !u.object {
+            // A directory itself, a lock: its size counts, it is no object.
             t.bytes += u.bytes;
             continue;
         }

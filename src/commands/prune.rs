@@ -125,7 +125,7 @@ fn text(report: &PruneReport) -> String {
     }
     if report.in_use > 0 {
         out.push_str(&format!(
-            "kept {} in use by running builds or containers\n",
+            "kept {} used by running commands (or in the last second)\n",
             report.in_use
         ));
     }
