@@ -10,10 +10,12 @@
 //! so the concurrent `prune --all` really races the builds' cache lookups) gives the same
 //! digests as the first.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::support::{BASE, BuildEnv, Dir, finish_cmd, ok, rbuild, skopeo, tool, verified_blobs};
 
@@ -38,6 +40,7 @@ fn context(env: &BuildEnv, i: usize) -> PathBuf {
              RUN seq 1 100000 > /numbers && echo prefix > /prefix\n\
              {middle}\
              RUN echo tail-{i} > /tail && seq 1 {n} > /tail-numbers\n\
+             RUN sleep 1 && echo slow-{i} > /slow\n\
              COPY own.txt /own.txt\n",
             n = 1000 * (i + 1)
         ),
@@ -56,16 +59,72 @@ fn build_cmd(root: &Path, ctx: &Path, i: usize) -> Command {
 }
 
 /// Runs the builds at once with prunes looping beside them; returns each build's image id
-/// and how many bytes the prunes freed.
-fn round(root: &Path, contexts: &[PathBuf]) -> (Vec<String>, u64) {
+/// and how many bytes the prunes freed. With `after_hits`, the prunes start once every build
+/// has taken a step from the cache (its key phase is over: its hits are decided and must be
+/// kept from then on), else at once.
+fn round(root: &Path, contexts: &[PathBuf], after_hits: bool) -> (Vec<String>, u64) {
     let done = Arc::new(AtomicBool::new(false));
+    // Builds that have taken a step from the cache or finished.
+    let ready = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let builds: Vec<_> = contexts
+        .iter()
+        .enumerate()
+        .map(|(i, ctx)| {
+            let mut child = build_cmd(root, ctx, i)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a build");
+            let ready = ready.clone();
+            std::thread::spawn(move || {
+                let mut stdout = child.stdout.take().expect("stdout");
+                let out = std::thread::spawn(move || {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut stdout, &mut s).expect("read stdout");
+                    s
+                });
+                let mut stderr = String::new();
+                let mut signalled = false;
+                let signal = |signalled: &mut bool| {
+                    if !*signalled {
+                        *signalled = true;
+                        let (n, cv) = &*ready;
+                        *n.lock().expect("lock") += 1;
+                        cv.notify_all();
+                    }
+                };
+                for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+                    let line = line.expect("read stderr");
+                    if line.ends_with(" CACHED") {
+                        signal(&mut signalled);
+                    }
+                    stderr.push_str(&line);
+                    stderr.push('\n');
+                }
+                let status = child.wait().expect("wait for a build");
+                signal(&mut signalled);
+                (
+                    status.code().unwrap_or(-1),
+                    out.join().expect("stdout thread"),
+                    stderr,
+                )
+            })
+        })
+        .collect();
+    if after_hits {
+        let (n, cv) = &*ready;
+        let mut n = n.lock().expect("lock");
+        while *n < contexts.len() {
+            n = cv.wait(n).expect("wait");
+        }
+    }
     let pruner = {
         let root = root.to_owned();
         let done = done.clone();
         std::thread::spawn(move || {
             let mut freed = 0u64;
             let mut n = 0u32;
-            while !done.load(Ordering::SeqCst) {
+            while !done.load(Ordering::SeqCst) || n == 0 {
                 let mut cmd = rbuild(&root);
                 cmd.args(["prune", "--format", "json"]);
                 if n % 2 == 1 {
@@ -77,27 +136,14 @@ fn round(root: &Path, contexts: &[PathBuf]) -> (Vec<String>, u64) {
                 freed += v["total_bytes"].as_u64().expect("total");
                 n += 1;
             }
-            assert!(n > 0, "no prune ran");
             freed
         })
     };
-    let builds: Vec<_> = contexts
-        .iter()
-        .enumerate()
-        .map(|(i, ctx)| {
-            let mut cmd = build_cmd(root, ctx, i);
-            std::thread::spawn(move || finish_cmd(&mut cmd))
-        })
-        .collect();
     let mut ids = Vec::new();
     for (i, b) in builds.into_iter().enumerate() {
-        let r = b.join().expect("build thread");
-        assert_eq!(
-            r.code, 0,
-            "build {i} failed while prunes ran:\n{}",
-            r.stderr
-        );
-        ids.push(r.stdout.trim().to_string());
+        let (code, stdout, stderr) = b.join().expect("build thread");
+        assert_eq!(code, 0, "build {i} failed while prunes ran:\n{stderr}");
+        ids.push(stdout.trim().to_string());
     }
     done.store(true, Ordering::SeqCst);
     let freed = pruner.join().expect("prune thread");
@@ -130,7 +176,14 @@ fn check_images(root: &Path) {
             .arg(format!("dir:{}", out.join(n.to_string()).display())));
     }
     for i in 0..BUILDS {
-        let r = ok(rbuild(root).args(["run", "--rm", &format!("img-{i}"), "cat", "/tail", "/own.txt"]));
+        let r = ok(rbuild(root).args([
+            "run",
+            "--rm",
+            &format!("img-{i}"),
+            "cat",
+            "/tail",
+            "/own.txt",
+        ]));
         assert_eq!(r.stdout, format!("tail-{i}\nbuild {i}\n"));
     }
 }
@@ -140,18 +193,48 @@ fn concurrent_builds_and_prunes_share_one_store_safely() {
     let env = BuildEnv::new();
     let contexts: Vec<PathBuf> = (0..BUILDS).map(|i| context(&env, i)).collect();
 
-    let (first, _) = round(&env.root, &contexts);
+    let (first, _) = round(&env.root, &contexts, false);
     verified_blobs(&env.root);
     check_images(&env.root);
 
-    // Age everything: the prunes of the second round may now take every record, snapshot
-    // and cache entry that a build has not yet marked as used.
-    ok(tool("find", "findutils")
-        .arg(&env.root)
-        .args(["-exec", "touch", "-h", "-d", "3 hours ago", "{}", "+"]));
-    let (second, freed) = round(&env.root, &contexts);
+    // Drop the names of the built images (as another tool editing the layout would; the
+    // blobs stay), so their layers are build cache only, and age everything: the prunes of
+    // the second round may now take every record, layer blob and snapshot that a build has
+    // not yet marked as used, and a build that reused one must keep it.
+    let index_path = env.root.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("index.json")).expect("json");
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == BASE);
+    std::fs::write(&index_path, serde_json::to_vec(&index).expect("json")).expect("write");
+    ok(tool("find", "findutils").arg(&env.root).args([
+        "-exec",
+        "touch",
+        "-h",
+        "-d",
+        "3 hours ago",
+        "{}",
+        "+",
+    ]));
+    // The slow steps run again (their records are dropped), so the builds are still running
+    // when the prunes start: what they took from the cache must survive until they tag.
+    for e in std::fs::read_dir(env.root.join("cache-v1/keys")).expect("keys") {
+        let path = e.expect("entry").path();
+        if std::fs::read_to_string(&path)
+            .expect("record")
+            .contains("sleep 1")
+        {
+            std::fs::remove_file(&path).expect("remove record");
+        }
+    }
+    let (second, freed) = round(&env.root, &contexts, true);
     assert_eq!(second, first, "the second round gave other images");
-    assert!(freed > 0, "the prunes of the second round removed nothing: no race was tested");
+    assert!(
+        freed > 0,
+        "the prunes of the second round removed nothing: no race was tested"
+    );
     verified_blobs(&env.root);
     check_images(&env.root);
     // And the store still works for a build after all that.

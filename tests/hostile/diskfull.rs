@@ -176,12 +176,23 @@ fn a_build_that_fills_the_disk_fails_naming_the_step_and_the_store_recovers() {
     // The base image, made outside and imported.
     let rootfs = dir.mkdir("rootfs");
     support::busybox_rootfs(&rootfs);
-    ok(rbuild(&root).arg("import").arg(&rootfs).arg("localhost/base"));
+    ok(rbuild(&root)
+        .arg("import")
+        .arg(&rootfs)
+        .arg("localhost/base"));
     // A filler leaves about 14 MiB free.
     let filler = fs.join("filler");
     let used: u64 = {
-        let out = ok(support::tool("df", "coreutils").args(["-B1", "--output=used"]).arg(&fs));
-        out.stdout.lines().nth(1).expect("df line").trim().parse().expect("df number")
+        let out = ok(support::tool("df", "coreutils")
+            .args(["-B1", "--output=used"])
+            .arg(&fs));
+        out.stdout
+            .lines()
+            .nth(1)
+            .expect("df line")
+            .trim()
+            .parse()
+            .expect("df number")
     };
     let free_target = 14u64 << 20;
     let filler_len = (96u64 << 20) - used - free_target;
@@ -199,10 +210,7 @@ fn a_build_that_fills_the_disk_fails_naming_the_step_and_the_store_recovers() {
     };
     let run_df = "FROM localhost/base\nRUN echo small > /small\nRUN dd if=/dev/zero of=/big bs=1M count=20\n";
     let copy_df = "FROM localhost/base\nRUN echo small > /small\nCOPY big.bin /big.bin\n";
-    for (dockerfile, step) in [
-        (run_df, "Dockerfile:3"),
-        (copy_df, "Dockerfile:3"),
-    ] {
+    for (dockerfile, step) in [(run_df, "Dockerfile:3"), (copy_df, "Dockerfile:3")] {
         let r = fails(&mut build(dockerfile));
         assert!(
             r.stderr.contains("No space left on device"),
@@ -221,9 +229,20 @@ fn a_build_that_fills_the_disk_fails_naming_the_step_and_the_store_recovers() {
     // Free the space, prune what the failures left, and build both again.
     std::fs::remove_file(&filler).expect("remove filler");
     ok(rbuild(&root).arg("prune"));
-    assert_eq!(entries(&root.join("tmp")), Vec::<String>::new(), "temp files left");
+    assert_eq!(
+        entries(&root.join("tmp")),
+        Vec::<String>::new(),
+        "temp files left"
+    );
     ok(&mut build(run_df));
-    ok(rbuild(&root).args(["run", "--rm", "app", "/bin/sh", "-c", "test -s /big && cat /small"]));
+    ok(rbuild(&root).args([
+        "run",
+        "--rm",
+        "app",
+        "/bin/sh",
+        "-c",
+        "test -s /big && cat /small",
+    ]));
     ok(&mut build(copy_df));
     ok(rbuild(&root).args(["run", "--rm", "app", "/bin/sh", "-c", "test -s /big.bin"]));
     verified_blobs(&root);
