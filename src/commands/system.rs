@@ -143,7 +143,7 @@ fn run_df(global: &GlobalArgs, args: DfArgs) -> anyhow::Result<ExitCode> {
                     "TYPE", "SIZE", "LAST USED", "RECLAIMABLE"
                 );
                 let mut entries = usage.entries.clone();
-                entries.sort_by(|a, b| (a.kind, a.last_used).cmp(&(b.kind, b.last_used)));
+                entries.sort_by_key(|a| (a.kind, a.last_used));
                 for e in &entries {
                     let when = jiff::Timestamp::from_second(e.last_used)
                         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
