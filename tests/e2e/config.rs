@@ -174,3 +174,62 @@ fn config_errors_name_the_file_line_and_key() {
         r.stderr
     );
 }
+
+#[test]
+fn pulls_try_the_configured_mirrors_first_then_the_registry() {
+    use rbuild_test_support::{BusyboxLayout, Format, Registry};
+    let mirror = Registry::start();
+    let origin = Registry::start();
+    let layout = BusyboxLayout::build();
+    // Only the mirror has `mirrored`; only the origin has `direct`.
+    layout.push_with_skopeo(&mirror, "team/mirrored:1", Format::Oci);
+    layout.push_with_skopeo(&origin, "team/direct:1", Format::Oci);
+    let dir = Dir::new();
+    let root = dir.join("store");
+    // The first mirror listens nowhere (a closed loopback port): it is skipped.
+    let file = dir.write(
+        "config.toml",
+        format!(
+            "[registry.mirrors]\n{:?} = [\"127.0.0.1:1\", {:?}]\n",
+            origin.host(),
+            mirror.host()
+        ),
+    );
+    let pull = |name: &str| {
+        ok(bare()
+            .arg("--root")
+            .arg(&root)
+            .arg("--config")
+            .arg(&file)
+            .args(["pull", &format!("{}/team/{name}:1", origin.host())]))
+    };
+    // From the mirror, named as asked.
+    pull("mirrored");
+    // Not on the mirror: from the registry itself.
+    pull("direct");
+    let images = ok(bare()
+        .arg("--root")
+        .arg(&root)
+        .args(["images", "--format", "json"]));
+    for name in ["mirrored", "direct"] {
+        assert!(
+            images
+                .stdout
+                .contains(&format!("{}/team/{name}", origin.host())),
+            "{name} not in {}",
+            images.stdout
+        );
+    }
+    assert!(
+        mirror.log().contains("team/direct"),
+        "the mirror was not asked first for the image it lacks"
+    );
+    // Without the config, the origin alone cannot serve `mirrored`.
+    let r = fails(
+        bare()
+            .arg("--root")
+            .arg(dir.join("other"))
+            .args(["pull", &format!("{}/team/mirrored:1", origin.host())]),
+    );
+    assert!(r.stderr.contains("team/mirrored"), "{}", r.stderr);
+}
