@@ -251,7 +251,12 @@ impl Store {
         let Ok(_gc) = crate::gc::GcLock::shared(&self.root) else {
             return self.has_blob(digest);
         };
-        crate::gc::touch(&self.blob_path(digest)).is_ok()
+        match crate::gc::touch(&self.blob_path(digest)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            // Not ours to touch (a store shared read-only): present, unprotected.
+            Err(_) => self.has_blob(digest),
+        }
     }
 
     /// The size of a stored blob.
