@@ -309,3 +309,36 @@ fn after_prune_all_a_rebuild_runs_every_step_and_gives_the_same_image() {
     );
     assert_eq!(env.sh("app", "cat /copy /done"), "content\ndone\n");
 }
+
+#[test]
+fn a_build_prunes_the_store_when_it_outgrows_the_configured_threshold() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN head -c 300000 /dev/urandom > /old\n"
+    ));
+    env.build(&[]);
+    assert!(has_record(&env.root, "/old"));
+    age_all(&env.root, "1 day ago");
+    let config = env.dir.write(
+        "config.toml",
+        "[gc]\nthreshold = \"64K\"\nkeep_storage = 0\n",
+    );
+    env.dockerfile(&format!("FROM {BASE}\nRUN echo new > /new\n"));
+    let run = ok(env
+        .build_cmd(&["-t", "app"])
+        .env("RBUILD_CONFIG", &config)
+        .env("RBUILD_LOG", "info"));
+    assert!(run.stderr.contains("automatic gc"), "{}", run.stderr);
+    // The old, untagged build went; what this build made and used stays.
+    assert!(!has_record(&env.root, "/old"), "the old record survived");
+    assert!(has_record(&env.root, "echo new"));
+    assert_eq!(env.sh("app", "cat /new"), "new\n");
+    verified_blobs(&env.root);
+    // Below the threshold nothing is pruned.
+    let config = env.dir.write("config.toml", "[gc]\nthreshold = \"1T\"\n");
+    let run = ok(env
+        .build_cmd(&["-t", "app"])
+        .env("RBUILD_CONFIG", &config)
+        .env("RBUILD_LOG", "info"));
+    assert!(!run.stderr.contains("automatic gc"), "{}", run.stderr);
+}
