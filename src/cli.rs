@@ -27,6 +27,9 @@ pub struct GlobalArgs {
     /// The store directory (default: `$XDG_DATA_HOME/rbuild`, or `/var/lib/rbuild` for root).
     #[arg(long, global = true, value_name = "DIR", env = crate::env::RBUILD_ROOT)]
     pub root: Option<std::path::PathBuf>,
+    /// The config file (default: `$XDG_CONFIG_HOME/rbuild/config.toml` when it exists).
+    #[arg(long, global = true, value_name = "FILE", env = crate::env::RBUILD_CONFIG)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +68,10 @@ pub enum Command {
     Pull(commands::pull::PullArgs),
     /// Upload an image of the store to a registry.
     Push(commands::push::PushArgs),
+    /// Remove build cache and blobs no tagged image needs.
+    Prune(commands::prune::PruneArgs),
+    /// Store maintenance: `system df` shows the store's disk usage.
+    System(commands::system::SystemArgs),
 }
 
 pub fn parse() -> Cli {
@@ -89,8 +96,10 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
         let a = args[i].to_string_lossy();
         match a.as_ref() {
             "-q" | "--quiet" => i += 1,
-            "--root" => i += 2,
-            s if s.starts_with("--root=") || s == "--verbose" => i += 1,
+            "--root" | "--config" => i += 2,
+            s if s.starts_with("--root=") || s.starts_with("--config=") || s == "--verbose" => {
+                i += 1
+            }
             s if s.starts_with("-v") && s[1..].chars().all(|c| c == 'v') => i += 1,
             "-h" | "--help" | "-V" | "--version" => return args,
             s if names.iter().any(|n| n == s) => return args,

@@ -6,6 +6,21 @@
 pub const RBUILD_ROOT: &str = "RBUILD_ROOT";
 /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`--verbose` raises it).
 pub const RBUILD_LOG: &str = "RBUILD_LOG";
+/// The config file (`--config`); default `$XDG_CONFIG_HOME/rbuild/config.toml`.
+pub const RBUILD_CONFIG: &str = "RBUILD_CONFIG";
+/// How many build steps run at once (`--jobs`, config `build.jobs`).
+pub const RBUILD_JOBS: &str = "RBUILD_JOBS";
+/// How build layers are stored (`--compression`, config `build.compression`).
+pub const RBUILD_COMPRESSION: &str = "RBUILD_COMPRESSION";
+/// Comma-separated registries spoken to over plain HTTP (`--insecure-registry`, config
+/// `registry.insecure`).
+pub const RBUILD_INSECURE_REGISTRIES: &str = "RBUILD_INSECURE_REGISTRIES";
+/// The store size above which a build prunes afterwards (config `gc.threshold`).
+pub const RBUILD_GC_THRESHOLD: &str = "RBUILD_GC_THRESHOLD";
+/// The size the automatic gc prunes down to (config `gc.keep_storage`).
+pub const RBUILD_GC_KEEP_STORAGE: &str = "RBUILD_GC_KEEP_STORAGE";
+/// Where the default config file lives (`$XDG_CONFIG_HOME/rbuild/config.toml`).
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// Where the conformance vectors are (tests only).
 #[allow(dead_code)]
 pub const RBUILD_CONFORMANCE_DIR: &str = "RBUILD_CONFORMANCE_DIR";

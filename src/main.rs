@@ -7,6 +7,7 @@
 mod build;
 mod cli;
 mod commands;
+mod config;
 mod env;
 mod names;
 mod progress;

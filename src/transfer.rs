@@ -52,7 +52,9 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 impl BlobTarget for StoreBlobs {
     fn has(&self, digest: &rbuild_registry::Digest) -> bool {
-        store_digest(digest).is_ok_and(|d| self.store.has_blob(&d))
+        // A blob the pull skips is marked used, so a concurrent prune cannot take it away
+        // before the image is tagged.
+        store_digest(digest).is_ok_and(|d| self.store.claim_blob(&d))
     }
 
     fn sink(&self, descriptor: &Descriptor) -> io::Result<Box<dyn BlobSink>> {

@@ -672,7 +672,7 @@ fn load_docker_layer(
     let head = io::BufRead::fill_buf(&mut reader).map_err(rerr)?;
     let compression = Compression::detect(head);
     if compression == Compression::None {
-        if store.has_blob(&diff_id) {
+        if store.claim_blob(&diff_id) {
             return Ok(Descriptor::new(MediaType::ImageLayer, size, diff_id));
         }
         let mut writer = store.blob_writer(Some(Expected {
@@ -798,7 +798,7 @@ fn copy_tree_at(
     if is_document && d.size() > MAX_DOCUMENT {
         return Err(archive.invalid(&entry, format!("a {} byte manifest is too large", d.size())));
     }
-    if !store.has_blob(&digest) {
+    if !store.claim_blob(&digest) {
         if !archive.has(&entry) {
             if required {
                 return Err(ArchiveError::MissingEntry {

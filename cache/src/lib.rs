@@ -27,6 +27,7 @@ pub mod context;
 mod digest;
 pub mod exchange;
 mod fsutil;
+pub mod gc;
 pub mod import;
 pub mod layer;
 pub mod mounts;

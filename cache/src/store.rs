@@ -244,6 +244,21 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
+    /// Whether the store holds the blob, marking it as used now (under the gc lock, so a
+    /// concurrent prune either removed it before, or sees it used): for a caller that skips
+    /// writing a blob because it is already there.
+    pub fn claim_blob(&self, digest: &Digest) -> bool {
+        let Ok(_gc) = crate::gc::GcLock::shared(&self.root) else {
+            return self.has_blob(digest);
+        };
+        match crate::gc::touch(&self.blob_path(digest)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            // Not ours to touch (a store shared read-only): present, unprotected.
+            Err(_) => self.has_blob(digest),
+        }
+    }
+
     /// The size of a stored blob.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         let path = self.blob_path(digest);
@@ -300,6 +315,7 @@ impl Store {
             && self.has_blob(&exp.digest)
             && self.blob_size(&exp.digest)? == bytes.len() as u64
             && Digest::of(bytes) == exp.digest
+            && self.claim_blob(&exp.digest)
         {
             return Ok(Committed {
                 digest: exp.digest,
@@ -659,7 +675,7 @@ impl Store {
     }
 
     /// Takes the exclusive lock that serializes updates of `index.json`.
-    fn lock(&self) -> Result<File> {
+    pub(crate) fn lock(&self) -> Result<File> {
         let path = self.root.join("index.lock");
         let file = OpenOptions::new()
             .read(true)

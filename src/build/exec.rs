@@ -254,6 +254,17 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
                 msg.push_str(l);
             }
         }
+        // The step's writes go to the store's file system: a full one explains the failure
+        // whatever the command printed.
+        let root = settings.store.root();
+        if let Ok(st) = rustix::fs::statvfs(root)
+            && st.f_bavail.saturating_mul(st.f_frsize) < 1 << 20
+        {
+            return Err(anyhow::anyhow!(msg).context(crate::report::Hint(format!(
+                "the file system of the store {} is full (No space left on device): free space or run `rbuild prune`",
+                root.display()
+            ))));
+        }
         bail!(msg);
     }
     let opts = diff_options(settings);
@@ -446,6 +457,8 @@ fn mounts(
                             .map_err(|e| std::io::Error::other(e.to_string()))
                     })
                     .with_context(|| format!("{}: cannot get cache mount {id:?}", what()))?;
+                // Last use, for `prune` (which never takes a mount whose lock is held).
+                let _ = rbuild_cache::gc::touch(&guard.path);
                 out.push(ExtraMount {
                     kind: ExtraMountKind::Bind {
                         source: guard.path.clone(),

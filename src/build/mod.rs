@@ -117,7 +117,12 @@ impl Settings {
         }
         let secrets = secrets::parse_secrets(&args.secret)?;
         let ssh = secrets::parse_ssh(&args.ssh)?;
-        let compression = match args.compression {
+        let config = crate::config::get();
+        let compression = match args
+            .compression
+            .or(config.compression())
+            .unwrap_or(CompressionArg::Uncompressed)
+        {
             CompressionArg::Gzip => Compression::Gzip,
             CompressionArg::Zstd => Compression::Zstd,
             CompressionArg::Uncompressed => Compression::None,
@@ -127,7 +132,7 @@ impl Settings {
                 "--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers"
             );
         }
-        let jobs = match args.jobs {
+        let jobs = match args.jobs.or(config.jobs()) {
             Some(0) => bail!("--jobs must be at least 1"),
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -284,6 +289,10 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
     let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
     let bases = bases::resolve(settings, &first, progress)?;
+    for base in bases.values() {
+        rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor)
+            .with_context(|| format!("base image {} is incomplete", base.name))?;
+    }
     let configs: BTreeMap<String, rbuild_compiler::plan::ImageConfig> = bases
         .iter()
         .map(|(r, b)| (r.clone(), b.runtime_config.clone()))
@@ -384,6 +393,7 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
         started.elapsed()
     );
     let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
+    crate::commands::prune::auto_gc(&settings.store);
     Ok(Built {
         id,
         name,

@@ -426,15 +426,15 @@ fn key_phase(
                 let local = if force {
                     None
                 } else {
+                    // Looked up and marked used (record, layer blob, snapshot) under the gc
+                    // lock: a concurrent prune either removed it before (a miss) or sees it
+                    // used. A record whose layer blob is gone is a miss.
+                    let _gc = rbuild_cache::gc::GcLock::shared(settings.store.root())?;
                     cache
                         .get(&record_key)?
                         .filter(|r| r.schema == SCHEMA)
                         .filter(|r| {
-                            r.layer.as_ref().is_none_or(|l| {
-                                l.digest
-                                    .parse::<Digest>()
-                                    .is_ok_and(|d| settings.store.has_blob(&d))
-                            })
+                            rbuild_cache::gc::mark_record_used(&settings.store, &record_key, r)
                         })
                 };
                 // Imported records come after the local ones; their layers are fetched

@@ -63,10 +63,11 @@ pub struct BuildArgs {
     pub format: FormatArg,
     /// How layers are stored: uncompressed by default, as in docker's image store (a 1 GB
     /// layer costs a copy, not a minute of gzip); `rbuild push` gzips them once on upload.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Uncompressed)]
-    pub compression: CompressionArg,
+    /// (Default: config `build.compression`, else uncompressed.)
+    #[arg(long, value_enum, env = crate::env::RBUILD_COMPRESSION)]
+    pub compression: Option<CompressionArg>,
     /// Steps run at once (default: the number of CPUs).
-    #[arg(short = 'j', long, value_name = "N")]
+    #[arg(short = 'j', long, value_name = "N", env = crate::env::RBUILD_JOBS)]
     pub jobs: Option<usize>,
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]

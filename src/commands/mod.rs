@@ -8,6 +8,7 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod plan;
+pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -17,6 +18,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod system;
 pub mod tag;
 
 use std::process::ExitCode;
@@ -25,6 +27,18 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command the user asked for and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::config::init(cli.global.config.as_deref())?;
+    let result = dispatch(cli);
+    // The lease goes before the process does (a killed process's lease is stale anyway).
+    LEASES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    result
+}
+
+/// The leases of the stores this process opened (see `rbuild_cache::gc`): what the command
+/// writes or reuses is safe from a concurrent prune until it exits.
+static LEASES: std::sync::Mutex<Vec<rbuild_cache::gc::Lease>> = std::sync::Mutex::new(Vec::new());
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&cli.global, *args),
         Command::Plan(args) => plan::run(args),
@@ -43,18 +57,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&cli.global, args),
         Command::Pull(args) => pull::run(&cli.global, args),
         Command::Push(args) => push::run(&cli.global, args),
+        Command::Prune(args) => prune::run(&cli.global, args),
+        Command::System(args) => system::run(&cli.global, args),
     }
 }
 
-/// Opens the store named by `--root` / `RBUILD_ROOT`, or the default one.
+/// Opens the store named by `--root` / `RBUILD_ROOT`, the config file's `root`, or the
+/// default one, and takes a lease on it for the rest of the command.
 pub fn open_store(global: &crate::cli::GlobalArgs) -> anyhow::Result<rbuild_cache::Store> {
     use anyhow::Context;
-    let root = match &global.root {
-        Some(root) => root.clone(),
+    let root = match global.root.clone().or_else(|| crate::config::get().root()) {
+        Some(root) => root,
         None => default_root()?,
     };
-    rbuild_cache::Store::open(&root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))
+    let store = rbuild_cache::Store::open(&root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let lease = rbuild_cache::gc::Lease::acquire(&root)
+        .with_context(|| format!("cannot take a lease on the store at {}", root.display()))?;
+    LEASES.lock().unwrap_or_else(|e| e.into_inner()).push(lease);
+    Ok(store)
 }
 
 /// `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild` or `~/.local/share/rbuild`.

@@ -76,15 +76,42 @@ pub fn pull_image_with(
     let client = Client::new(opts);
     let target = StoreBlobs::new(store.clone());
     let started = std::time::Instant::now();
-    let pulled = {
-        let reference = reference.clone();
-        let pull_opts = PullOptions {
-            platform,
-            allow_foreign_layers: registry_args.allow_nondistributable,
+    let pull_opts = PullOptions {
+        platform,
+        allow_foreign_layers: registry_args.allow_nondistributable,
+    };
+    let rt = runtime()?;
+    // Mirrors of the registry (config `registry.mirrors`) first, in order; then the
+    // registry itself. Every blob is verified against the digests the manifest names.
+    let mut pulled = None;
+    for mirror in crate::config::get().mirrors(reference.registry()) {
+        let at = match reference.digest() {
+            Some(d) => format!("{mirror}/{}@{d}", reference.repository()),
+            None => format!(
+                "{mirror}/{}:{}",
+                reference.repository(),
+                reference.api_reference()
+            ),
         };
-        runtime()?.block_on(async move { client.pull(&reference, &target, &pull_opts).await })
+        let Ok(mirrored) = crate::names::parse_reference(&at) else {
+            tracing::warn!("registry mirror {mirror:?} does not form a reference ({at})");
+            continue;
+        };
+        match rt.block_on(client.pull(&mirrored, &target, &pull_opts)) {
+            Ok(p) => {
+                tracing::info!("pulled {reference} from the mirror {mirror}");
+                pulled = Some(p);
+                break;
+            }
+            Err(e) => tracing::warn!("cannot pull {reference} from the mirror {mirror}: {e}"),
+        }
     }
-    .with_context(|| format!("cannot pull {reference}"))?;
+    let pulled = match pulled {
+        Some(p) => p,
+        None => rt
+            .block_on(client.pull(&reference, &target, &pull_opts))
+            .with_context(|| format!("cannot pull {reference}"))?,
+    };
 
     let manifest_digest = rbuild_cache::Digest::try_from(&pulled.manifest.digest)?;
     let top = pulled.index.as_ref().unwrap_or(&pulled.manifest);

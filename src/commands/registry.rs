@@ -36,7 +36,12 @@ impl RegistryArgs {
         let mut opts = ClientOptions {
             credentials,
             ca_files: self.tls_ca.clone(),
-            insecure_registries: self.insecure_registry.clone(),
+            // The flags add to the config file's (and RBUILD_INSECURE_REGISTRIES') list.
+            insecure_registries: crate::config::get()
+                .insecure_registries()
+                .into_iter()
+                .chain(self.insecure_registry.iter().cloned())
+                .collect(),
             ..ClientOptions::default()
         };
         opts.certs_dirs.extend(self.cert_dir.iter().cloned());

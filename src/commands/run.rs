@@ -458,13 +458,21 @@ pub fn ensure_layer_snapshots(
             .strip_prefix("sha256:")
             .ok_or_else(|| anyhow!("diff id {diff_id} is not a sha256 digest"))?;
         let d = Digest::from_hex(hex).with_context(|| format!("bad diff id {diff_id}"))?;
-        if let Some(p) = snapshots.get(&d) {
+        // Found and marked used under the gc lock, so a prune cannot take it away before
+        // it is mounted (see rbuild_cache::gc).
+        let in_use = || -> anyhow::Result<Option<PathBuf>> {
+            let _gc = rbuild_cache::gc::GcLock::shared(store.root())?;
+            Ok(snapshots
+                .get(&d)
+                .filter(|p| rbuild_cache::gc::touch(p).is_ok()))
+        };
+        if let Some(p) = in_use()? {
             tracing::debug!("snapshot {diff_id} reused");
             out.push(p);
             continue;
         }
         let _lock = snapshots.lock(&d)?;
-        if let Some(p) = snapshots.get(&d) {
+        if let Some(p) = in_use()? {
             tracing::debug!("snapshot {diff_id} unpacked by another process");
             out.push(p);
             continue;

@@ -162,3 +162,88 @@ fn a_full_store_fails_naming_enospc_and_works_again_with_room() {
     ok(rbuild(&root).args(["run", "--rm", "big", "/bin/sh", "-c", "test -s /noise"]));
     drop(tmpfs);
 }
+
+/// A build whose RUN step or COPY fills the file system the store is on: the error names
+/// ENOSPC and the step (Dockerfile line and instruction); once the space is freed (a filler
+/// file deleted, then `rbuild prune`), the same store builds the same Dockerfiles and every
+/// blob verifies.
+#[test]
+fn a_build_that_fills_the_disk_fails_naming_the_step_and_the_store_recovers() {
+    let dir = Dir::new();
+    let fs = dir.mkdir("fs");
+    let _tmpfs = Tmpfs::mount(&fs, "96m");
+    let root = fs.join("store");
+    // The base image, made outside and imported.
+    let rootfs = dir.mkdir("rootfs");
+    support::busybox_rootfs(&rootfs);
+    ok(rbuild(&root)
+        .arg("import")
+        .arg(&rootfs)
+        .arg("localhost/base"));
+    // A filler leaves about 14 MiB free.
+    let filler = fs.join("filler");
+    let used: u64 = {
+        let out = ok(support::tool("df", "coreutils")
+            .args(["-B1", "--output=used"])
+            .arg(&fs));
+        out.stdout
+            .lines()
+            .nth(1)
+            .expect("df line")
+            .trim()
+            .parse()
+            .expect("df number")
+    };
+    let free_target = 14u64 << 20;
+    let filler_len = (96u64 << 20) - used - free_target;
+    noise(&filler, usize::try_from(filler_len).expect("size"));
+
+    let ctx = dir.mkdir("ctx");
+    noise(&ctx.join("big.bin"), 20 << 20);
+    let build = |dockerfile: &str| {
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+        let mut cmd = rbuild(&root);
+        cmd.env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--progress", "plain", "-t", "app"])
+            .arg(&ctx);
+        cmd
+    };
+    let run_df = "FROM localhost/base\nRUN echo small > /small\nRUN dd if=/dev/zero of=/big bs=1M count=20\n";
+    let copy_df = "FROM localhost/base\nRUN echo small > /small\nCOPY big.bin /big.bin\n";
+    for (dockerfile, step) in [(run_df, "Dockerfile:3"), (copy_df, "Dockerfile:3")] {
+        let r = fails(&mut build(dockerfile));
+        assert!(
+            r.stderr.contains("No space left on device"),
+            "the error does not name ENOSPC:\n{}",
+            r.stderr
+        );
+        let instruction = dockerfile.lines().nth(2).expect("line 3");
+        assert!(
+            r.stderr.contains(step) && r.stderr.contains(instruction),
+            "the error does not name the step ({step}: {instruction}):\n{}",
+            r.stderr
+        );
+        verified_blobs(&root);
+    }
+
+    // Free the space, prune what the failures left, and build both again.
+    std::fs::remove_file(&filler).expect("remove filler");
+    ok(rbuild(&root).arg("prune"));
+    assert_eq!(
+        entries(&root.join("tmp")),
+        Vec::<String>::new(),
+        "temp files left"
+    );
+    ok(&mut build(run_df));
+    ok(rbuild(&root).args([
+        "run",
+        "--rm",
+        "app",
+        "/bin/sh",
+        "-c",
+        "test -s /big && cat /small",
+    ]));
+    ok(&mut build(copy_df));
+    ok(rbuild(&root).args(["run", "--rm", "app", "/bin/sh", "-c", "test -s /big.bin"]));
+    verified_blobs(&root);
+}

@@ -8,6 +8,7 @@
 mod support;
 
 mod archives;
+mod concurrency;
 mod crash;
 mod diskfull;
 mod dockerfiles;

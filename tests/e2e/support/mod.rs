@@ -74,7 +74,10 @@ pub fn rbuild(root: &Path) -> Command {
     cmd.arg("--root").arg(root);
     cmd.env_remove("RBUILD_ROOT")
         .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("RBUILD_LOG");
+        .env_remove("RBUILD_LOG")
+        // no config file of the machine's user
+        .env_remove("RBUILD_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent/rbuild-tests");
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -1,0 +1,182 @@
+//! `rbuild prune`: removes what no tagged image needs (see `rbuild_cache::gc`), and the
+//! automatic gc a build runs when the store outgrows `gc.threshold`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use rbuild_cache::Store;
+use rbuild_cache::gc::{self, PruneOptions, PruneReport, human_size};
+use rbuild_executor::idmap::IdMap;
+
+use crate::cli::GlobalArgs;
+
+/// `rbuild prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also remove every build cache record, snapshot, cache mount and context index (tagged
+    /// images and every blob they need always stay).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Remove least recently used first, and stop once the store is at most this size
+    /// (bytes, or a number with K, M, G or T).
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// `until=DURATION`: remove only what was last used longer ago (`24h`, `30m`, `7d`).
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (rbuild never asks; accepted for docker compatibility).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PruneFormat::Text)]
+    pub format: PruneFormat,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PruneFormat {
+    /// A table for people.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Removes a tree the way the sandbox wrote it (files of other ids included).
+fn remove_tree(path: &std::path::Path) -> std::io::Result<()> {
+    rbuild_executor::sandbox::remove_tree(path, &IdMap::for_current_user())
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))
+}
+
+/// Parses `--filter` values (only `until=` is known).
+fn until(filters: &[String]) -> anyhow::Result<Option<std::time::Duration>> {
+    let mut out = None;
+    for f in filters {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("invalid --filter {f:?}: expected until=DURATION");
+        };
+        match k {
+            "until" => {
+                out = Some(gc::parse_duration(v).with_context(|| {
+                    format!("invalid --filter {f:?}: {v:?} is not a duration (24h, 30m, 7d, 1h30m)")
+                })?);
+            }
+            _ => bail!("unknown --filter {k:?}: only until=DURATION is supported"),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(global: &GlobalArgs, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let keep_storage = match &args.keep_storage {
+        Some(s) => Some(crate::env::parse_size(s).with_context(|| {
+            format!("invalid --keep-storage {s:?}: expected a size (bytes, or a number with K, M, G or T)")
+        })?),
+        None => None,
+    };
+    let opts = PruneOptions {
+        all: args.all,
+        keep_storage,
+        until: until(&args.filter)?,
+        dry_run: args.dry_run,
+    };
+    let store = super::open_store(global)?;
+    let report = gc::prune(&store, &opts, &remove_tree)
+        .with_context(|| format!("cannot prune the store at {}", store.root().display()))?;
+    match args.format {
+        PruneFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&report))?),
+        PruneFormat::Text => print!("{}", text(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json(report: &PruneReport) -> serde_json::Value {
+    let kinds: Vec<serde_json::Value> = report
+        .freed
+        .iter()
+        .map(|(k, t)| serde_json::json!({"kind": k, "count": t.count, "bytes": t.bytes}))
+        .collect();
+    serde_json::json!({
+        "dry_run": report.dry_run,
+        "freed": kinds,
+        "total_bytes": report.total().bytes,
+        "in_use": report.in_use,
+        "before_bytes": report.before,
+    })
+}
+
+fn text(report: &PruneReport) -> String {
+    let mut out = String::new();
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for (kind, t) in &report.freed {
+        out.push_str(&format!(
+            "{verb} {:<16} {:>6}  {:>10}\n",
+            kind.name(),
+            t.count,
+            human_size(t.bytes)
+        ));
+    }
+    if report.in_use > 0 {
+        out.push_str(&format!(
+            "kept {} used by running commands (or in the last second)\n",
+            report.in_use
+        ));
+    }
+    let total = report.total();
+    out.push_str(&format!(
+        "Total {}: {} ({} objects)\n",
+        if report.dry_run {
+            "reclaimable space"
+        } else {
+            "reclaimed space"
+        },
+        human_size(total.bytes),
+        total.count
+    ));
+    out
+}
+
+/// After a build: when the config sets `gc.threshold` and the store is larger, prune it
+/// (the default prune, least recently used first) down to `gc.keep_storage`, under the same
+/// locks as `rbuild prune`. The build's own lease keeps what it just used. Failures are
+/// logged, never fatal: the build succeeded.
+pub fn auto_gc(store: &Store) {
+    let config = crate::config::get();
+    let Some(threshold) = config.gc_threshold() else {
+        return;
+    };
+    let size = match gc::usage(store) {
+        Ok(u) => u.total(),
+        Err(e) => {
+            tracing::warn!("automatic gc: {e:#}");
+            return;
+        }
+    };
+    if size <= threshold {
+        return;
+    }
+    let opts = PruneOptions {
+        keep_storage: config.gc_keep_storage(),
+        ..PruneOptions::default()
+    };
+    match gc::prune(store, &opts, &remove_tree) {
+        Ok(r) => {
+            let t = r.total();
+            tracing::info!(
+                "automatic gc: the store was {} (gc.threshold {}): freed {} in {} objects",
+                human_size(size),
+                human_size(threshold),
+                human_size(t.bytes),
+                t.count
+            );
+        }
+        Err(e) => tracing::warn!("automatic gc failed: {e:#}"),
+    }
+}
