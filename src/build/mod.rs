@@ -15,6 +15,7 @@ mod exec;
 mod fileops;
 mod image;
 mod keys;
+pub mod output;
 mod progress;
 mod secrets;
 mod solver;
@@ -66,8 +67,10 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     /// `--format`.
     pub format: FormatArg,
-    /// `--compression`.
+    /// `--compression` (how build steps write layers; uncompressed unless given).
     pub compression: Compression,
+    /// Outputs (`--output`, `--push`, `--compression*`, `--annotation`, `--metadata-file`).
+    pub output: output::OutputSettings,
     /// `--jobs`.
     pub jobs: usize,
     /// `--iidfile`.
@@ -123,10 +126,11 @@ impl Settings {
         let secrets = secrets::parse_secrets(&args.secret)?;
         let ssh = secrets::parse_ssh(&args.ssh)?;
         let compression = match args.compression {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-            CompressionArg::Uncompressed => Compression::None,
+            Some(CompressionArg::Gzip) => Compression::Gzip,
+            Some(CompressionArg::Zstd) => Compression::Zstd,
+            Some(CompressionArg::Uncompressed) | None => Compression::None,
         };
+        let output = output::OutputSettings::from_args(&args, &tags)?;
         if args.format == FormatArg::Docker && compression == Compression::Zstd {
             bail!(
                 "--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers"
@@ -160,6 +164,7 @@ impl Settings {
             labels,
             format: args.format,
             compression,
+            output,
             jobs,
             iidfile: args.iidfile,
             progress,
@@ -222,6 +227,8 @@ pub struct Built {
     pub name: String,
     /// Its manifest.
     pub descriptor: oci_spec::image::Descriptor,
+    /// Whether an output was written to stdout (then the id is not printed there).
+    pub stdout_used: bool,
 }
 
 /// Runs a build.
@@ -262,6 +269,14 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     }
     let results = solver::solve(&settings, &source, &plan, &bases)?;
     let descriptor = image::assemble(&settings, &plan, &bases, &results)?;
+    let exported = output::export(&settings, &descriptor)?;
+    // The image as the store names it (its layers converted when an image output asked).
+    let descriptor = exported
+        .written
+        .iter()
+        .find(|w| w.kind == "image")
+        .and_then(|w| w.descriptor.clone())
+        .unwrap_or(descriptor);
     let id = descriptor.digest().to_string();
     if let Some(path) = &settings.iidfile {
         std::fs::write(path, &id)
@@ -292,9 +307,26 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
         started.elapsed()
     );
     let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
+    if let Some(path) = &settings.output.metadata_file {
+        let warnings: Vec<String> = plan
+            .warnings
+            .iter()
+            .filter(|w| w.code != "stage-not-built")
+            .map(|w| w.message.clone())
+            .collect();
+        output::write_metadata(
+            path,
+            &settings,
+            &descriptor,
+            &exported,
+            started.elapsed(),
+            &warnings,
+        )?;
+    }
     Ok(Built {
         id,
         name,
         descriptor,
+        stdout_used: settings.output.writes_stdout(),
     })
 }
