@@ -267,9 +267,10 @@ pub fn parse_output(spec: &str) -> anyhow::Result<Output> {
             }
             "compression" => out.compression = Some(parse_compression(value)?),
             "compression-level" => {
-                out.level = Some(value.parse().map_err(|_| {
-                    anyhow!("compression-level must be a number, not {value:?}")
-                })?)
+                out.level =
+                    Some(value.parse().map_err(|_| {
+                        anyhow!("compression-level must be a number, not {value:?}")
+                    })?)
             }
             "force-compression" => out.force = Some(parse_bool(key, value)?),
             other => bail!(
@@ -305,7 +306,8 @@ pub fn parse_output(spec: &str) -> anyhow::Result<Output> {
     {
         bail!("type={name} writes files, not layers: compression keys do not apply");
     }
-    if out.kind == OutputKind::Docker && matches!(out.compression, Some(c) if c != Compression::None)
+    if out.kind == OutputKind::Docker
+        && matches!(out.compression, Some(c) if c != Compression::None)
     {
         bail!(
             "type=docker writes a docker archive, whose layers are uncompressed tars (as docker \
@@ -354,9 +356,9 @@ pub fn parse_annotation(spec: &str) -> anyhow::Result<Vec<Annotation>> {
     for t in types.split(',') {
         let (name, platform) = match t.split_once('[') {
             Some((n, rest)) => {
-                let p = rest.strip_suffix(']').ok_or_else(|| {
-                    anyhow!("invalid --annotation {spec:?}: unclosed [ in {t:?}")
-                })?;
+                let p = rest
+                    .strip_suffix(']')
+                    .ok_or_else(|| anyhow!("invalid --annotation {spec:?}: unclosed [ in {t:?}"))?;
                 (n, Some(p.to_string()))
             }
             None => (t, None),
@@ -444,9 +446,8 @@ impl OutputSettings {
             annotations.extend(parse_annotation(a)?);
         }
         if let Some(path) = &args.metadata_file {
-            probe_parent(path).with_context(|| {
-                format!("cannot write --metadata-file {}", path.display())
-            })?;
+            probe_parent(path)
+                .with_context(|| format!("cannot write --metadata-file {}", path.display()))?;
         }
         Ok(OutputSettings {
             outputs,
@@ -465,10 +466,7 @@ impl OutputSettings {
     }
 
     /// The `manifest` annotations for an image of `platform` (`os/arch[/variant]`).
-    pub fn manifest_annotations(
-        &self,
-        platform: &str,
-    ) -> anyhow::Result<BTreeMap<String, String>> {
+    pub fn manifest_annotations(&self, platform: &str) -> anyhow::Result<BTreeMap<String, String>> {
         self.annotations_of(AnnotationKind::Manifest, platform)
     }
 
@@ -575,7 +573,13 @@ fn check_dest(kind: OutputKind, dest: &Dest) -> anyhow::Result<()> {
     let Dest::Path(path) = dest else {
         return Ok(());
     };
-    let what = || format!("cannot write output type={} to {}", kind.name(), path.display());
+    let what = || {
+        format!(
+            "cannot write output type={} to {}",
+            kind.name(),
+            path.display()
+        )
+    };
     match kind {
         OutputKind::Local | OutputKind::Oci { tar: false } => {
             let found = existing_ancestor(path);
@@ -629,14 +633,17 @@ pub struct Exported {
 
 /// The platform of the manifest descriptor, as `os/arch[/variant]`.
 fn platform_text(descriptor: &Descriptor) -> String {
-    descriptor.platform().as_ref().map_or_else(String::new, |p| {
-        let mut s = format!("{}/{}", p.os(), p.architecture());
-        if let Some(v) = p.variant() {
-            s.push('/');
-            s.push_str(v);
-        }
-        s
-    })
+    descriptor
+        .platform()
+        .as_ref()
+        .map_or_else(String::new, |p| {
+            let mut s = format!("{}/{}", p.os(), p.architecture());
+            if let Some(v) = p.variant() {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
 }
 
 /// Writes every output of `settings` for the image `descriptor` (in the store, unnamed).
@@ -875,10 +882,7 @@ fn write_oci_dir(
             oci_spec::image::ANNOTATION_REF_NAME.to_string(),
             name.to_string(),
         );
-        a.insert(
-            "io.containerd.image.name".to_string(),
-            name.to_string(),
-        );
+        a.insert("io.containerd.image.name".to_string(), name.to_string());
         entry.set_annotations(Some(a));
     }
     let index = json!({
@@ -926,9 +930,9 @@ fn layer_type(docker: bool, kind: Compression) -> anyhow::Result<&'static str> {
         (false, k) => k.media_type(),
         (true, Compression::None) => "application/vnd.docker.image.rootfs.diff.tar",
         (true, Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        (true, Compression::Zstd) => bail!(
-            "zstd layers cannot be in a Docker v2 manifest: build with --format oci"
-        ),
+        (true, Compression::Zstd) => {
+            bail!("zstd layers cannot be in a Docker v2 manifest: build with --format oci")
+        }
     })
 }
 
@@ -1202,13 +1206,13 @@ mod tests {
         let o = parse_output("type=oci,dest=d,tar=false,compression=zstd,compression-level=19")
             .unwrap();
         assert_eq!(o.kind, OutputKind::Oci { tar: false });
-        assert_eq!((o.compression, o.level), (Some(Compression::Zstd), Some(19)));
+        assert_eq!(
+            (o.compression, o.level),
+            (Some(Compression::Zstd), Some(19))
+        );
         let o = parse_output(r#"type=image,"name=a:1,b:2",push=true"#).unwrap();
         assert_eq!(o.kind, OutputKind::Image { push: true });
-        assert_eq!(
-            o.names,
-            ["docker.io/library/a:1", "docker.io/library/b:2"]
-        );
+        assert_eq!(o.names, ["docker.io/library/a:1", "docker.io/library/b:2"]);
         assert_eq!(
             parse_output("type=registry").unwrap().kind,
             OutputKind::Image { push: true }
@@ -1222,9 +1226,15 @@ mod tests {
             ("dest=x", "has no type="),
             ("type=image,dest=x", "takes no dest"),
             ("type=oci,dest=x,compression=lz4", "unknown compression"),
-            ("type=oci,dest=x,compression=gzip,compression-level=12", "out of range"),
+            (
+                "type=oci,dest=x,compression=gzip,compression-level=12",
+                "out of range",
+            ),
             ("type=docker,dest=x,compression=zstd", "uncompressed tars"),
-            ("type=local,dest=x,push=true", "push=true applies to type=image only"),
+            (
+                "type=local,dest=x,push=true",
+                "push=true applies to type=image only",
+            ),
         ] {
             let err = format!("{:#}", parse_output(bad).unwrap_err());
             assert!(err.contains(says), "{bad}: {err}");
@@ -1235,7 +1245,10 @@ mod tests {
     fn annotations_parse_with_types_and_platforms() {
         let a = parse_annotation("org.example.a=1").unwrap();
         assert_eq!(a[0].kind, AnnotationKind::Manifest);
-        assert_eq!((a[0].key.as_str(), a[0].value.as_str()), ("org.example.a", "1"));
+        assert_eq!(
+            (a[0].key.as_str(), a[0].value.as_str()),
+            ("org.example.a", "1")
+        );
         let a = parse_annotation("manifest-descriptor:k=v=w").unwrap();
         assert_eq!(a[0].kind, AnnotationKind::ManifestDescriptor);
         assert_eq!(a[0].value, "v=w");
@@ -1249,7 +1262,9 @@ mod tests {
         assert_eq!(a[0].key, "com.example:thing");
         let err = parse_annotation("index:k=v").unwrap_err().to_string();
         assert!(err.contains("single-platform"), "{err}");
-        let err = parse_annotation("index-descriptor:k=v").unwrap_err().to_string();
+        let err = parse_annotation("index-descriptor:k=v")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needs an image index"), "{err}");
         assert!(parse_annotation("novalue").is_err());
         assert!(parse_annotation("=v").is_err());

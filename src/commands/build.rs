@@ -77,7 +77,11 @@ pub struct BuildArgs {
     /// `type=oci|docker,dest=FILE`, `type=oci,dest=DIR,tar=false`, `type=local,dest=DIR`,
     /// `type=tar,dest=FILE`; `-o DIR` is `type=local,dest=DIR`, `dest=-` is stdout. May be
     /// repeated.
-    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,KEY=VALUE...]|DIR")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "type=TYPE[,KEY=VALUE...]|DIR"
+    )]
     pub outputs: Vec<String>,
     /// Push every `-t` name to its registry after the build.
     #[arg(long)]

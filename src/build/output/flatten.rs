@@ -63,27 +63,39 @@ pub struct Stats {
 /// decompressor reads and drops, so tar headers can be walked without copying content.
 enum LayerReader {
     Plain(std::fs::File),
-    Decoded(Box<dyn Read>),
+    /// A decompressor and the uncompressed bytes read so far (the position `seek` reports).
+    Decoded(Box<dyn Read>, u64),
 }
 
 impl Read for LayerReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             LayerReader::Plain(f) => f.read(buf),
-            LayerReader::Decoded(r) => r.read(buf),
+            LayerReader::Decoded(r, pos) => {
+                let n = r.read(buf)?;
+                *pos += n as u64;
+                Ok(n)
+            }
         }
     }
 }
 
 impl Seek for LayerReader {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        match (self, pos) {
-            (LayerReader::Plain(f), pos) => f.seek(pos),
-            (LayerReader::Decoded(r), SeekFrom::Current(n)) if n >= 0 => {
-                io::copy(&mut r.take(n as u64), &mut io::sink())?;
-                Ok(0)
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match (self, to) {
+            (LayerReader::Plain(f), to) => f.seek(to),
+            (LayerReader::Decoded(r, pos), SeekFrom::Current(n)) if n >= 0 => {
+                let skipped = io::copy(&mut r.take(n as u64), &mut io::sink())?;
+                *pos += skipped;
+                if skipped < n as u64 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the layer ends inside an entry",
+                    ));
+                }
+                Ok(*pos)
             }
-            (LayerReader::Decoded(_), _) => Err(io::Error::other(
+            (LayerReader::Decoded(..), _) => Err(io::Error::other(
                 "a compressed layer can only be skipped forward",
             )),
         }
@@ -97,6 +109,7 @@ fn open_layer(store: &Store, digest: &Digest, media_type: &str) -> anyhow::Resul
         _ => LayerReader::Decoded(
             rbuild_executor::compress::decompress(file, Some(media_type))
                 .with_context(|| format!("cannot read layer {digest}"))?,
+            0,
         ),
     })
 }
@@ -110,7 +123,10 @@ fn clean(name: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
             b".." => bail!("entry {:?} contains '..'", String::from_utf8_lossy(name)),
             c => {
                 if c.contains(&0) {
-                    bail!("entry {:?} contains a NUL byte", String::from_utf8_lossy(name));
+                    bail!(
+                        "entry {:?} contains a NUL byte",
+                        String::from_utf8_lossy(name)
+                    );
                 }
                 if !out.is_empty() {
                     out.push(b'/');
@@ -163,15 +179,18 @@ fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, 
 fn skipped(kind: EntryType) -> bool {
     matches!(
         kind,
-        EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink
     )
 }
 
+/// The final paths, and the headers of the directories among them.
+type Scanned = (BTreeMap<Vec<u8>, Node>, HashMap<Loc, DirMeta>);
+
 /// First pass: what survives, and the headers of the directories that do.
-fn scan(
-    store: &Store,
-    layers: &[(Digest, String)],
-) -> anyhow::Result<(BTreeMap<Vec<u8>, Node>, HashMap<Loc, DirMeta>)> {
+fn scan(store: &Store, layers: &[(Digest, String)]) -> anyhow::Result<Scanned> {
     let mut tree: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
     let mut dirs: HashMap<Loc, DirMeta> = HashMap::new();
     for (n, (digest, media_type)) in layers.iter().enumerate() {
@@ -286,7 +305,12 @@ pub fn write_tar<W: Write>(
     let mut stats = Stats::default();
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
-    let fail = |path: &[u8]| format!("cannot write {:?} to the tar", String::from_utf8_lossy(path));
+    let fail = |path: &[u8]| {
+        format!(
+            "cannot write {:?} to the tar",
+            String::from_utf8_lossy(path)
+        )
+    };
 
     // Directories first, parents before children; a directory implied by its children
     // but never written gets 0755 root:root, as docker creates it.
@@ -327,7 +351,11 @@ pub fn write_tar<W: Write>(
         let mut name = path.to_vec();
         name.push(b'/');
         builder
-            .append_data(&mut header, Path::new(OsStr::from_bytes(&name)), io::empty())
+            .append_data(
+                &mut header,
+                Path::new(OsStr::from_bytes(&name)),
+                io::empty(),
+            )
             .with_context(|| fail(path))?;
         stats.entries += 1;
     }
@@ -367,7 +395,11 @@ pub fn write_tar<W: Write>(
                     let target = target.unwrap_or_default();
                     header.set_size(0);
                     builder
-                        .append_link(&mut header, first_path, Path::new(OsStr::from_bytes(&target)))
+                        .append_link(
+                            &mut header,
+                            first_path,
+                            Path::new(OsStr::from_bytes(&target)),
+                        )
                         .with_context(|| fail(first))?;
                 }
                 EntryType::Regular | EntryType::Continuous => {
@@ -412,7 +444,9 @@ pub fn write_tar<W: Write>(
 /// Owners are set when running as root; otherwise files belong to the caller.
 pub fn write_dir(store: &Store, layers: &[(Digest, String)], dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (reader, writer) = io::pipe().context("cannot create a pipe")?;
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .context("cannot create a pipe")?;
+    let (reader, writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
     let root = rustix::process::geteuid().is_root();
     let mut opts = rbuild_executor::unpack::UnpackOptions::new(format!(
         "the file system of the image ({} layers)",
@@ -423,7 +457,8 @@ pub fn write_dir(store: &Store, layers: &[(Digest, String)], dir: &Path) -> anyh
     opts.max_total_bytes = u64::MAX;
     opts.max_entries = u64::MAX;
     std::thread::scope(|s| {
-        let producer = s.spawn(move || write_tar(store, layers, io::BufWriter::with_capacity(1 << 20, writer)));
+        let producer = s
+            .spawn(move || write_tar(store, layers, io::BufWriter::with_capacity(1 << 20, writer)));
         let applied = rbuild_executor::unpack::apply_layer(
             io::BufReader::with_capacity(1 << 20, reader),
             dir,
