@@ -865,11 +865,24 @@ fn write_oci_dir(
         if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == size) {
             continue;
         }
-        let mut src = store.open_blob(&digest)?;
-        atomic_file(&target, |w| {
-            std::io::copy(&mut src, w)?;
-            Ok(())
-        })?;
+        // std::fs::copy lets the kernel copy (copy_file_range: a reflink where the file
+        // system shares extents), into a temp file renamed into place.
+        let tmp = tempfile::Builder::new()
+            .prefix(".rbuild-")
+            .tempfile_in(&blobs)
+            .with_context(|| format!("cannot create a temp file in {}", blobs.display()))?;
+        std::fs::copy(store.blob_path(&digest), tmp.path())
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )?;
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        tmp.persist(&target)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", target.display()))?;
     }
     atomic_file(&dir.join("oci-layout"), |w| {
         w.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)?;
