@@ -489,3 +489,175 @@ pub fn write_dir(store: &Store, layers: &[(Digest, String)], dir: &Path) -> anyh
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer tar: `(name, kind, content or link target)`; kind is `d`, `f`, `l` (symlink),
+    /// `h` (hard link).
+    fn layer(entries: &[(&str, char, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(if *kind == 'd' { 0o755 } else { 0o644 });
+            h.set_mtime(1);
+            match kind {
+                'd' => {
+                    h.set_entry_type(EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, name, io::empty()).unwrap();
+                }
+                'f' => {
+                    h.set_entry_type(EntryType::Regular);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, name, data.as_bytes()).unwrap();
+                }
+                'l' | 'h' => {
+                    h.set_entry_type(if *kind == 'l' {
+                        EntryType::Symlink
+                    } else {
+                        EntryType::Link
+                    });
+                    h.set_size(0);
+                    b.append_link(&mut h, name, data).unwrap();
+                }
+                _ => unreachable!(),
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Flattens layers (the second gzip-compressed, to walk both readers) and lists the
+    /// result as `name kind content-or-target`.
+    fn flat(layers: &[Vec<u8>]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut refs = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let (bytes, media_type) = if i == 1 {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(l).unwrap();
+                (gz.finish().unwrap(), Compression::Gzip.media_type())
+            } else {
+                (l.clone(), Compression::None.media_type())
+            };
+            let c = store.put_blob(&bytes, None).unwrap();
+            refs.push((c.digest, media_type.to_string()));
+        }
+        let mut out = Vec::new();
+        write_tar(&store, &refs, &mut out).unwrap();
+        let mut archive = tar::Archive::new(&out[..]);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+                let kind = e.header().entry_type();
+                let link = e
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8(l.into_owned()).unwrap());
+                let mut content = String::new();
+                e.read_to_string(&mut content).unwrap();
+                match kind {
+                    EntryType::Directory => format!("{name} d"),
+                    EntryType::Regular => format!("{name} f {content}"),
+                    EntryType::Symlink => format!("{name} l {}", link.unwrap()),
+                    EntryType::Link => format!("{name} h {}", link.unwrap()),
+                    other => format!("{name} {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_replacements_and_hard_links() {
+        let l0 = layer(&[
+            ("etc/", 'd', ""),
+            ("etc/a", 'f', "a0"),
+            ("etc/b", 'f', "b0"),
+            ("etc/link", 'h', "etc/a"),
+            ("opq/", 'd', ""),
+            ("opq/old", 'f', "old"),
+            ("dir/", 'd', ""),
+            ("dir/child", 'f', "c"),
+            ("file", 'f', "was a file"),
+            ("keep", 'f', "k"),
+            ("keep2", 'h', "keep"),
+        ]);
+        let l1 = layer(&[
+            ("etc/.wh.b", 'f', ""),
+            ("etc/a", 'f', "a1"),
+            ("opq/", 'd', ""),
+            ("opq/.wh..wh..opq", 'f', ""),
+            ("opq/new", 'f', "new"),
+            ("dir", 'f', "now a file"),
+            ("file/", 'd', ""),
+            ("file/inside", 'f', "i"),
+            ("implied/deep/x", 'f', "x"),
+            ("sym", 'l', "/etc/a"),
+        ]);
+        let l2 = layer(&[(".wh.keep", 'f', ""), ("opq/later", 'f', "l")]);
+        assert_eq!(
+            flat(&[l0, l1, l2]),
+            [
+                "etc/ d",
+                "file/ d",
+                "implied/ d",
+                "implied/deep/ d",
+                "opq/ d",
+                // layer 0: `etc/a` was replaced, so its old content lives on in the link
+                "etc/link f a0",
+                "keep2 f k",
+                // then layer 1's survivors in its order
+                "etc/a f a1",
+                "opq/new f new",
+                "dir f now a file",
+                "file/inside f i",
+                "implied/deep/x f x",
+                "sym l /etc/a",
+                "opq/later f l",
+            ]
+        );
+    }
+
+    #[test]
+    fn surviving_hard_links_follow_their_target_and_dot_slash_names_are_one_path() {
+        let l0 = layer(&[
+            ("./", 'd', ""),
+            ("./bin/", 'd', ""),
+            ("./bin/tool", 'f', "t"),
+            ("./bin/alias", 'h', "./bin/tool"),
+            ("bin/tool2", 'h', "bin/tool"),
+        ]);
+        assert_eq!(
+            flat(&[l0]),
+            [
+                "bin/ d",
+                "bin/alias f t",
+                "bin/tool h bin/alias",
+                "bin/tool2 h bin/alias"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hard_link_to_nothing_is_an_error_naming_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let l = layer(&[("a", 'h', "missing")]);
+        let c = store.put_blob(&l, None).unwrap();
+        let err = write_tar(
+            &store,
+            &[(c.digest, Compression::None.media_type().to_string())],
+            io::sink(),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("hard link \"a\" points to \"missing\""),
+            "{text}"
+        );
+    }
+}
