@@ -142,6 +142,12 @@ impl<W: Write> ParallelGzip<W> {
         }
     }
 
+    /// The same writer compressing at `level` (0-9; flate2's default is 6).
+    pub fn with_level(mut self, level: u32) -> Self {
+        self.level = flate2::Compression::new(level.min(9));
+        self
+    }
+
     fn drain(&mut self, keep: usize) -> io::Result<()> {
         while self.pending.len() > keep {
             let h = self.pending.pop_front().expect("pending is not empty");

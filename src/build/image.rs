@@ -1,7 +1,8 @@
 //! Image assembly: the target stage's layers, its config (the planner's runtime config over
 //! the base image's config document) and its history (the base's, then one entry per
 //! instruction with `empty_layer` where the step changed no file) become a config and a
-//! manifest in the store, named by every `-t`.
+//! manifest in the store (named by the outputs, [`super::output`]). `--annotation`s of
+//! type `manifest` go into the manifest.
 //!
 //! History entries of steps that add a layer carry `comment: "Dockerfile:LINE"`, which
 //! `rbuild report` uses to point at the instruction. With `SOURCE_DATE_EPOCH` every time
@@ -68,7 +69,8 @@ fn rfc3339(secs: i64) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-/// Assembles the target stage's image; returns its manifest's descriptor (as tagged).
+/// Assembles the target stage's image; returns its manifest's descriptor (with its platform),
+/// not yet named.
 pub fn assemble(
     settings: &Settings,
     plan: &Plan,
@@ -256,12 +258,34 @@ pub fn assemble(
         "layers": layer_descs,
     });
     // The base image, as BuildKit records it (OCI manifests only: Docker's have no
-    // annotations); `rbuild report` uses it to separate the base's layers.
+    // annotations); `rbuild report` uses it to separate the base's layers. Then the
+    // `--annotation`s (which may override those).
+    let mut annotations = BTreeMap::new();
     if let (FormatArg::Oci, Some(b)) = (settings.format, base) {
-        manifest["annotations"] = json!({
-            "org.opencontainers.image.base.name": b.name,
-            "org.opencontainers.image.base.digest": b.digest(),
-        });
+        annotations.insert(
+            "org.opencontainers.image.base.name".to_string(),
+            b.name.clone(),
+        );
+        annotations.insert(
+            "org.opencontainers.image.base.digest".to_string(),
+            b.digest().to_string(),
+        );
+    }
+    let platform_text = if stage.platform.variant.is_empty() {
+        format!("{}/{}", stage.platform.os, stage.platform.architecture)
+    } else {
+        format!(
+            "{}/{}/{}",
+            stage.platform.os, stage.platform.architecture, stage.platform.variant
+        )
+    };
+    let extra = settings.output.manifest_annotations(&platform_text)?;
+    if !extra.is_empty() && settings.format == FormatArg::Docker {
+        bail!("--annotation needs --format oci: Docker v2 manifests have no annotations");
+    }
+    annotations.extend(extra);
+    if !annotations.is_empty() {
+        manifest["annotations"] = json!(annotations);
     }
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let manifest_desc = settings
@@ -280,11 +304,5 @@ pub fn assemble(
         platform.set_variant(Some(stage.platform.variant.clone()));
     }
     tagged.set_platform(Some(platform));
-    for name in &settings.tags {
-        settings
-            .store
-            .tag(name, &tagged)
-            .with_context(|| format!("cannot name the image {name}"))?;
-    }
     Ok(tagged)
 }

@@ -15,6 +15,7 @@ mod exec;
 mod fileops;
 mod image;
 mod keys;
+pub mod output;
 pub mod progress;
 pub mod remote_cache;
 mod secrets;
@@ -66,8 +67,10 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     /// `--format`.
     pub format: FormatArg,
-    /// `--compression`.
+    /// `--compression` (how build steps write layers; uncompressed unless given).
     pub compression: Compression,
+    /// Outputs (`--output`, `--push`, `--compression*`, `--annotation`, `--metadata-file`).
+    pub output: output::OutputSettings,
     /// `--jobs`.
     pub jobs: usize,
     /// `--iidfile`.
@@ -127,6 +130,7 @@ impl Settings {
             CompressionArg::Zstd => Compression::Zstd,
             CompressionArg::Uncompressed => Compression::None,
         };
+        let output = output::OutputSettings::from_args(&args, &tags)?;
         if args.format == FormatArg::Docker && compression == Compression::Zstd {
             bail!(
                 "--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers"
@@ -169,6 +173,7 @@ impl Settings {
             labels,
             format: args.format,
             compression,
+            output,
             jobs,
             iidfile: args.iidfile,
             progress,
@@ -236,6 +241,8 @@ pub struct Built {
     /// What the build did (duration, steps, bytes written, warnings), as printed at its end.
     #[allow(dead_code)] // for the callers that record build metadata
     pub summary: Summary,
+    /// Whether an output was written to stdout (then the id is not printed there).
+    pub stdout_used: bool,
 }
 
 /// Runs a build. Progress and the closing summary go to stderr as `--progress` says; the
@@ -355,6 +362,14 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
     if let Some(remote) = &remote {
         remote.note_push_source(&settings.store, &descriptor);
     }
+    let exported = output::export(settings, &descriptor, progress)?;
+    // The image as the store names it (its layers converted when an image output asked).
+    let descriptor = exported
+        .written
+        .iter()
+        .find(|w| w.kind == "image")
+        .and_then(|w| w.descriptor.clone())
+        .unwrap_or(descriptor);
     remote_cache::export(
         settings,
         &plan,
@@ -393,11 +408,28 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
         started.elapsed()
     );
     let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
+    if let Some(path) = &settings.output.metadata_file {
+        let warnings: Vec<String> = plan
+            .warnings
+            .iter()
+            .filter(|w| w.code != "stage-not-built")
+            .map(|w| w.message.clone())
+            .collect();
+        output::write_metadata(
+            path,
+            settings,
+            &descriptor,
+            &exported,
+            started.elapsed(),
+            &warnings,
+        )?;
+    }
     crate::commands::prune::auto_gc(&settings.store);
     Ok(Built {
         id,
         name,
         descriptor,
         summary: Summary::default(),
+        stdout_used: settings.output.writes_stdout(),
     })
 }

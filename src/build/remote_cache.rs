@@ -949,7 +949,6 @@ fn export_one(
         }
         remote.ensure_local(store, &cache, &fetch)?;
     }
-    let variants = rbuild_cache::variants::Variants::open(store.root())?;
     let mut config = CacheConfig::new();
     let mut blobs: Vec<BlobRef> = Vec::new();
     for (key, record) in &steps {
@@ -957,12 +956,18 @@ fn export_one(
             None => None,
             Some(l) => {
                 let digest: Digest = l.digest.parse()?;
-                let gzip = crate::commands::push::gzip_type(&l.media_type);
-                let blob = match (spec.compression, gzip) {
+                let uncompressed =
+                    rbuild_executor::compress::Compression::from_media_type(&l.media_type)
+                        == Some(rbuild_executor::compress::Compression::None);
+                let blob = match (spec.compression, uncompressed) {
                     _ if reused.contains_key(&l.digest) => reused[&l.digest].clone(),
-                    (CacheCompression::Gzip, Some(gzip)) => {
-                        let v =
-                            crate::commands::push::gzip_variant(store, &variants, &digest, gzip)?;
+                    (CacheCompression::Gzip, true) => {
+                        let v = super::output::convert_layer(
+                            store,
+                            &digest,
+                            &l.media_type,
+                            &super::output::LayerCompression::default(),
+                        )?;
                         BlobRef {
                             digest: v.digest,
                             size: v.size,
@@ -1067,7 +1072,9 @@ fn push_inline(
     let (manifest_desc, _) = store.image_manifest(image)?;
     let manifest_digest = rbuild_cache::descriptor_digest(&manifest_desc)?;
     let bytes = store.read_blob(&manifest_digest)?;
-    let bytes = crate::commands::push::compressed_layers(store, &bytes)?.unwrap_or(bytes);
+    let bytes =
+        super::output::convert_layers(store, &bytes, &super::output::LayerCompression::default())?
+            .unwrap_or(bytes);
     let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)?;
     let config_digest: Digest = manifest["config"]["digest"]
         .as_str()

@@ -62,10 +62,39 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,
     /// How layers are stored: uncompressed by default, as in docker's image store (a 1 GB
-    /// layer costs a copy, not a minute of gzip); `rbuild push` gzips them once on upload.
-    /// (Default: config `build.compression`, else uncompressed.)
+    /// layer costs a copy, not a minute of gzip); pushes and OCI outputs gzip them unless
+    /// this flag or their `compression=` key says otherwise. (Default: config
+    /// `build.compression`, else uncompressed.)
     #[arg(long, value_enum, env = crate::env::RBUILD_COMPRESSION)]
     pub compression: Option<CompressionArg>,
+    /// Compression level for layers compressed for an output or a push (gzip 0-9, zstd 1-22).
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<i32>,
+    /// Re-compress every layer whose compression differs from the chosen one, the base
+    /// image's too (by default only uncompressed layers are compressed).
+    #[arg(long = "force-compression")]
+    pub force_compression: bool,
+    /// Where the result goes, as docker buildx: `type=image` (the store, the default),
+    /// `type=oci|docker,dest=FILE`, `type=oci,dest=DIR,tar=false`, `type=local,dest=DIR`,
+    /// `type=tar,dest=FILE`; `-o DIR` is `type=local,dest=DIR`, `dest=-` is stdout. May be
+    /// repeated.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "type=TYPE[,KEY=VALUE...]|DIR"
+    )]
+    pub outputs: Vec<String>,
+    /// Push every `-t` name to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
+    /// Write the build's result as JSON (image digest, config, descriptor, names, pushed
+    /// references, duration, warnings) to FILE.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// An annotation, `[TYPE:]KEY=VALUE` where TYPE is `manifest` (the default) or
+    /// `manifest-descriptor`, optionally with `[PLATFORM]`; may be repeated.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Steps run at once (default: the number of CPUs).
     #[arg(short = 'j', long, value_name = "N", env = crate::env::RBUILD_JOBS)]
     pub jobs: Option<usize>,
@@ -164,7 +193,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let settings = crate::build::Settings::from_args(global, args)?;
     let store = settings.store.clone();
     let built = crate::build::build(settings)?;
-    println!("{}", built.id);
+    // As docker: when an output goes to stdout, the image id does not.
+    if !built.stdout_used {
+        println!("{}", built.id);
+    }
     if report {
         return super::report::report_built(
             store,

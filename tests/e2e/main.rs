@@ -5,6 +5,7 @@ mod build_cache;
 mod build_copy;
 mod build_graph;
 mod build_mounts;
+mod build_output;
 mod build_progress;
 mod build_remote_cache;
 mod build_repro;
