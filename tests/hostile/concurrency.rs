@@ -40,7 +40,7 @@ fn context(env: &BuildEnv, i: usize) -> PathBuf {
              RUN seq 1 100000 > /numbers && echo prefix > /prefix\n\
              {middle}\
              RUN echo tail-{i} > /tail && seq 1 {n} > /tail-numbers\n\
-             RUN sleep 1 && echo slow-{i} > /slow\n\
+             RUN sleep 3 && echo slow-{i} > /slow\n\
              COPY own.txt /own.txt\n",
             n = 1000 * (i + 1)
         ),
@@ -63,6 +63,16 @@ fn build_cmd(root: &Path, ctx: &Path, i: usize) -> Command {
 /// has taken a step from the cache (its key phase is over: its hits are decided and must be
 /// kept from then on), else at once.
 fn round(root: &Path, contexts: &[PathBuf], after_hits: bool) -> (Vec<String>, u64) {
+    round_with(root, contexts, after_hits, true)
+}
+
+/// [`round`], with no prunes beside the builds when `prunes` is false.
+fn round_with(
+    root: &Path,
+    contexts: &[PathBuf],
+    after_hits: bool,
+    prunes: bool,
+) -> (Vec<String>, u64) {
     let done = Arc::new(AtomicBool::new(false));
     // Builds that have taken a step from the cache or finished.
     let ready = Arc::new((Mutex::new(0usize), Condvar::new()));
@@ -122,6 +132,9 @@ fn round(root: &Path, contexts: &[PathBuf], after_hits: bool) -> (Vec<String>, u
         let root = root.to_owned();
         let done = done.clone();
         std::thread::spawn(move || {
+            if !prunes {
+                return 0;
+            }
             let mut freed = 0u64;
             let mut n = 0u32;
             while !done.load(Ordering::SeqCst) || n == 0 {
@@ -196,6 +209,14 @@ fn concurrent_builds_and_prunes_share_one_store_safely() {
     let (first, _) = round(&env.root, &contexts, false);
     verified_blobs(&env.root);
     check_images(&env.root);
+    // The last prune of the round may have been a `prune --all` that ran after the builds
+    // ended and took the whole cache; build once more, alone, so the second round starts
+    // with every record (and its prunes can race the builds' cache hits).
+    let (refilled, _) = round_with(&env.root, &contexts, false, false);
+    assert_eq!(
+        refilled, first,
+        "a rebuild without prunes gave other images"
+    );
 
     // Drop the names of the built images (as another tool editing the layout would; the
     // blobs stay), so their layers are build cache only, and age everything: the prunes of
@@ -219,12 +240,14 @@ fn concurrent_builds_and_prunes_share_one_store_safely() {
         "+",
     ]));
     // The slow steps run again (their records are dropped), so the builds are still running
-    // when the prunes start: what they took from the cache must survive until they tag.
+    // when the prunes start: what they took from the cache must survive until they tag. Their
+    // 3 s are the window in which a prune can still free the old copies of the slow steps'
+    // layers (a rebuilt identical layer claims the old blob), even on a loaded machine.
     for e in std::fs::read_dir(env.root.join("cache-v1/keys")).expect("keys") {
         let path = e.expect("entry").path();
         if std::fs::read_to_string(&path)
             .expect("record")
-            .contains("sleep 1")
+            .contains("sleep 3")
         {
             std::fs::remove_file(&path).expect("remove record");
         }
