@@ -189,7 +189,7 @@ fn check_level(kind: Compression, level: i32) -> anyhow::Result<()> {
 
 /// Splits `a=1,"b=x,y",c=2` on the commas outside double quotes (buildx reads `--output` as
 /// one CSV record), dropping the quotes.
-fn csv_fields(spec: &str) -> Vec<String> {
+pub(crate) fn csv_fields(spec: &str) -> Vec<String> {
     let mut fields = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -839,26 +839,7 @@ fn write_to(
             write(&mut w)?;
             w.flush().context("cannot write to stdout")?;
         }
-        Dest::Path(path) => {
-            let dir = parent_dir(path);
-            let tmp = tempfile::Builder::new()
-                .prefix(".rbuild-output-")
-                .tempfile_in(&dir)
-                .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
-            let mut w = BufWriter::with_capacity(1 << 20, tmp);
-            write(&mut w)?;
-            let tmp = w.into_inner().map_err(|e| e.into_error())?;
-            std::fs::set_permissions(
-                tmp.path(),
-                std::os::unix::fs::PermissionsExt::from_mode(0o644),
-            )?;
-            tmp.as_file()
-                .sync_all()
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            tmp.persist(path)
-                .map_err(|e| e.error)
-                .with_context(|| format!("cannot rename the temp file to {}", path.display()))?;
-        }
+        Dest::Path(path) => atomic_file(path, write)?,
     }
     Ok(())
 }
@@ -929,7 +910,7 @@ fn write_oci_dir(
 /// symlink at `path`: the rename replaces it).
 fn atomic_file(
     path: &Path,
-    write: impl FnOnce(&mut BufWriter<tempfile::NamedTempFile>) -> std::io::Result<()>,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let dir = parent_dir(path);
     let tmp = tempfile::Builder::new()
@@ -1215,7 +1196,7 @@ pub fn write_metadata(
     doc.insert("rbuild.warnings".into(), json!(warnings));
     let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc))?;
     bytes.push(b'\n');
-    atomic_file(path, |w| w.write_all(&bytes))
+    atomic_file(path, |w| Ok(w.write_all(&bytes)?))
         .with_context(|| format!("cannot write --metadata-file {}", path.display()))
 }
 

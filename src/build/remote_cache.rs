@@ -112,21 +112,10 @@ pub enum ExportTarget {
 
 /// Splits `key=value,key=value` (values may be double-quoted to hold commas).
 fn csv_pairs(flag: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    if quoted {
+    if text.matches('"').count() % 2 == 1 {
         bail!("invalid {flag} {text:?}: unterminated quote");
     }
-    fields.push(cur);
-    fields
+    super::output::csv_fields(text)
         .into_iter()
         .filter(|f| !f.trim().is_empty())
         .map(|f| {
