@@ -13,13 +13,23 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Creates a new temp file in `dir`, locked (flock, exclusive) for as long as it is open, so
 /// that [`clean_tmp`] never removes a file a live process is writing.
 pub(crate) fn create_temp(dir: &Path, prefix: &str) -> io::Result<(PathBuf, File)> {
+    create_locked(dir, prefix, "tmp")
+}
+
+/// Creates a new file `PREFIX-PID-TIME-N.SUFFIX` in `dir`, its name unique to this process,
+/// locked (flock, exclusive) for as long as it is open: a lock another process can take
+/// tells that the file's owner is gone.
+pub(crate) fn create_locked(dir: &Path, prefix: &str, suffix: &str) -> io::Result<(PathBuf, File)> {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{prefix}-{}-{nanos:x}-{n}.tmp", std::process::id()));
+        let path = dir.join(format!(
+            "{prefix}-{}-{nanos:x}-{n}.{suffix}",
+            std::process::id()
+        ));
         match OpenOptions::new()
             .read(true)
             .write(true)

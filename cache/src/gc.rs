@@ -169,23 +169,9 @@ impl Lease {
         let dir = root.join(LEASES_DIR);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let _gc = GcLock::shared(root)?;
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{}-{nanos:x}-{n}.lease", std::process::id()));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    flock(&file, FlockOperation::NonBlockingLockExclusive)
-                        .map_err(|e| io_err(&path)(e.into()))?;
-                    return Ok(Lease { path, _file: file });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_err(&path)(e)),
-            }
-        }
+        let (path, file) =
+            crate::fsutil::create_locked(&dir, "lease", "lease").map_err(io_err(&dir))?;
+        Ok(Lease { path, _file: file })
     }
 
     /// The lease file.
