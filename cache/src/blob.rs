@@ -93,6 +93,47 @@ pub struct BlobWriter {
     offset: u64,
     expected: Option<Expected>,
     keep_partial: bool,
+    syncer: Option<Syncer>,
+    unsynced: u64,
+}
+
+/// Bytes a blob's temp file takes between two background syncs.
+const SYNC_EVERY: u64 = 64 << 20;
+
+/// Syncs a large blob's temp file in the background while it is still being written: the
+/// disk then works alongside the writer, and the sync in `commit` waits only for the tail
+/// instead of the whole blob at once.
+#[derive(Debug)]
+struct Syncer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(file: &File) -> io::Result<Syncer> {
+        let file = file.try_clone()?;
+        let (wake, woken) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("blob-sync".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // A failure shows again in the sync of `commit`, which reports it.
+                    let _ = file.sync_data();
+                }
+            })?;
+        Ok(Syncer { wake, thread })
+    }
+
+    /// Asks for a sync of what was written so far (one queued request covers later bytes).
+    fn request(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// Waits for the sync under way, if any.
+    fn finish(self) {
+        drop(self.wake);
+        let _ = self.thread.join();
+    }
 }
 
 impl BlobWriter {
@@ -115,6 +156,8 @@ impl BlobWriter {
             offset: 0,
             expected,
             keep_partial: false,
+            syncer: None,
+            unsynced: 0,
         })
     }
 
@@ -165,6 +208,8 @@ impl BlobWriter {
             offset,
             expected: Some(expected),
             keep_partial: true,
+            syncer: None,
+            unsynced: 0,
         })
     }
 
@@ -237,6 +282,9 @@ impl BlobWriter {
             }
         }
         let file = file.into_inner().map_err(|e| werr(e.into_error()))?;
+        if let Some(syncer) = self.syncer.take() {
+            syncer.finish();
+        }
         file.sync_all().map_err(werr)?;
         let dest = self.blobs_dir.join(digest.hex());
         let cerr = |source| BlobError::Commit {
@@ -270,8 +318,24 @@ impl Write for BlobWriter {
                 format!("blob {digest} is longer than the expected {size} bytes"),
             ));
         }
-        let n = self.file.as_mut().expect("writer is open").write(buf)?;
+        let file = self.file.as_mut().expect("writer is open");
+        let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY {
+            self.unsynced = 0;
+            if self.syncer.is_none() {
+                match Syncer::start(file.get_ref()) {
+                    Ok(s) => self.syncer = Some(s),
+                    Err(e) => {
+                        tracing::debug!("no background sync for {}: {e}", self.path.display())
+                    }
+                }
+            }
+            if let Some(s) = &self.syncer {
+                s.request();
+            }
+        }
         Ok(n)
     }
 
@@ -282,6 +346,8 @@ impl Write for BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        // Not joined: the sync under way ends on its own.
+        drop(self.syncer.take().map(|s| s.wake));
         if let Some(mut file) = self.file.take() {
             if self.keep_partial {
                 let _ = file.flush();

@@ -74,6 +74,49 @@ fn blob_writer_commits_verified_content_atomically() {
     );
 }
 
+fn blob_sync_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "blob-sync")
+        })
+        .count()
+}
+
+#[test]
+fn a_large_blob_syncs_while_written_and_commits_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let data: Vec<u8> = (0..150u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let digest = Digest::of(&data);
+    let mut writer = store.blob_writer(None).unwrap();
+    let mut syncing = false;
+    for chunk in data.chunks(1 << 20) {
+        writer.write_all(chunk).unwrap();
+        syncing |= blob_sync_threads() > 0;
+    }
+    assert!(syncing, "no background sync while 150 MiB were written");
+    let committed = writer.commit().unwrap();
+    assert_eq!(committed.digest, digest);
+    assert_eq!(
+        blob_sync_threads(),
+        0,
+        "the sync thread outlived the commit"
+    );
+    assert!(std::fs::read(store.blob_path(&digest)).unwrap() == data);
+    assert!(files_in(&store.tmp_dir()).is_empty());
+
+    // Dropped half way: the temp file goes, nothing enters the store.
+    let mut writer = store.blob_writer(None).unwrap();
+    writer.write_all(&data[..100 << 20]).unwrap();
+    drop(writer);
+    assert!(files_in(&store.tmp_dir()).is_empty());
+    assert_eq!(files_in(&store.blobs_dir()), vec![digest.hex().to_string()]);
+}
+
 #[test]
 fn digest_mismatch_is_refused_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -167,6 +167,13 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// A streamed upload was asked to resend bytes it no longer has (its request was retried);
+    /// the caller then uploads the stored blob instead.
+    #[error("cannot resend the streamed upload to {url}: its bytes were consumed")]
+    StreamReplay {
+        /// The upload URL.
+        url: String,
+    },
     /// The caller's source failed.
     #[error("cannot read blob {digest} for upload")]
     Source {

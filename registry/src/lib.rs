@@ -51,5 +51,5 @@ pub use oci_spec::image::{Descriptor, Digest};
 pub use platform::{Platform, PlatformError};
 pub use progress::{ProgressEvent, ProgressFn};
 pub use pull::{FetchedManifest, PullOptions, PulledImage, sha256_digest};
-pub use push::{PushImage, PushManifest, PushOptions, PushResult};
+pub use push::{BlobPush, PushImage, PushManifest, PushOptions, PushResult, ReadyBlob};
 pub use reference::{Reference, ReferenceError};

@@ -114,11 +114,30 @@ impl PushImage {
     }
 }
 
+/// A blob handed to `Client::push_blobs_as_ready`.
+#[derive(Debug)]
+pub enum ReadyBlob {
+    /// Complete in the blob source.
+    Stored(Descriptor),
+    /// Still being written: its bytes in order as they are produced, then its descriptor once
+    /// the source holds all of it (the descriptor's sender dropped: the blob was abandoned).
+    Streaming {
+        /// The bytes, in order; the channel closes when the writer is done.
+        bytes: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        /// The finished blob.
+        done: tokio::sync::oneshot::Receiver<Descriptor>,
+    },
+}
+
 /// What `push` does besides the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
     /// A repository on the same registry that holds the blobs (mount them from there).
     pub mount_from: Option<String>,
+    /// Blobs this push already sent to the destination repository (with `push_blobs_as_ready`
+    /// while they were being produced): neither checked nor sent again, and reported with
+    /// what happened to them.
+    pub pushed: Vec<(Digest, BlobPush)>,
 }
 
 /// What a push did.
@@ -136,9 +155,14 @@ pub struct PushResult {
     pub manifest_uploaded: bool,
 }
 
-enum BlobOutcome {
+/// What pushing one blob did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The repository had it.
     Existed,
+    /// Mounted from another repository of the registry.
     Mounted,
+    /// Its bytes were uploaded.
     Uploaded,
 }
 
@@ -164,8 +188,9 @@ impl Client {
             .mount_from
             .as_deref()
             .filter(|from| *from != dest.repository());
+        blobs.retain(|b| !opts.pushed.iter().any(|(d, _)| d == b.digest()));
         let limit = self.inner.opts.max_concurrent_uploads.max(1);
-        let outcomes: Vec<(Digest, BlobOutcome)> = stream::iter(blobs.into_iter().map(|desc| {
+        let mut outcomes: Vec<(Digest, BlobPush)> = stream::iter(blobs.into_iter().map(|desc| {
             let host = &host;
             async move {
                 let o = self
@@ -177,6 +202,7 @@ impl Client {
         .buffer_unordered(limit)
         .try_collect()
         .await?;
+        outcomes.extend(opts.pushed.iter().cloned());
         let mut result = PushResult {
             digest: image.digest(),
             uploaded: Vec::new(),
@@ -186,9 +212,9 @@ impl Client {
         };
         for (d, o) in outcomes {
             match o {
-                BlobOutcome::Existed => result.existing.push(d),
-                BlobOutcome::Mounted => result.mounted.push(d),
-                BlobOutcome::Uploaded => result.uploaded.push(d),
+                BlobPush::Existed => result.existing.push(d),
+                BlobPush::Mounted => result.mounted.push(d),
+                BlobPush::Uploaded => result.uploaded.push(d),
             }
         }
         match &image.index {
@@ -213,20 +239,180 @@ impl Client {
         Ok(result)
     }
 
-    /// Uploads (or mounts) one blob unless the repository has it. Returns true when bytes
-    /// were uploaded or mounted.
+    /// Uploads (or mounts) one blob unless the repository has it.
     pub async fn push_blob(
         &self,
         dest: &Reference,
         descriptor: &Descriptor,
         source: &dyn BlobSource,
         mount_from: Option<&str>,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<BlobPush, RegistryError> {
         let host = self.host(dest.registry()).await?;
-        let o = self
-            .push_blob_to(&host, dest.repository(), descriptor, source, mount_from)
+        self.push_blob_to(&host, dest.repository(), descriptor, source, mount_from)
+            .await
+    }
+
+    /// Pushes blobs to `dest`'s repository as they arrive on `ready` (while the sender is
+    /// still producing the next ones), up to `max_concurrent_uploads` at a time, until the
+    /// sender is dropped. Stops at the first failure. What it returns goes to
+    /// `PushOptions::pushed` of the `push` that ends with the manifest.
+    pub async fn push_blobs_as_ready(
+        &self,
+        dest: &Reference,
+        ready: tokio::sync::mpsc::UnboundedReceiver<ReadyBlob>,
+        source: &dyn BlobSource,
+        mount_from: Option<&str>,
+    ) -> Result<Vec<(Digest, BlobPush)>, RegistryError> {
+        let host = self.host(dest.registry()).await?;
+        let mount_from = mount_from.filter(|from| *from != dest.repository());
+        let limit = self.inner.opts.max_concurrent_uploads.max(1);
+        let (host, repo) = (&host, dest.repository());
+        let pushed: Vec<Option<(Digest, BlobPush)>> =
+            stream::unfold(
+                ready,
+                |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
+            )
+            .map(|blob| async move {
+                match blob {
+                    ReadyBlob::Stored(desc) => {
+                        let o = self
+                            .push_blob_to(host, repo, &desc, source, mount_from)
+                            .await?;
+                        Ok(Some((desc.digest().clone(), o)))
+                    }
+                    ReadyBlob::Streaming { bytes, done } => {
+                        self.push_streamed(host, repo, bytes, done, source, mount_from)
+                            .await
+                    }
+                }
+            })
+            .buffer_unordered(limit)
+            .try_collect()
             .await?;
-        Ok(!matches!(o, BlobOutcome::Existed))
+        Ok(pushed.into_iter().flatten().collect())
+    }
+
+    /// Uploads a blob while it is written: one PATCH streams its bytes as they come (the
+    /// registry appends them to the upload; the digest is only needed by the closing PUT,
+    /// which verifies it). When streaming fails, or the registry refuses a PATCH without a
+    /// length, the complete blob is then pushed from `source` the usual way. `None` when the
+    /// writer abandoned the blob.
+    async fn push_streamed(
+        &self,
+        host: &Host,
+        repo: &str,
+        bytes: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        done: tokio::sync::oneshot::Receiver<Descriptor>,
+        source: &dyn BlobSource,
+        mount_from: Option<&str>,
+    ) -> Result<Option<(Digest, BlobPush)>, RegistryError> {
+        let scopes = Scopes::push(repo);
+        // Returns (dropping `bytes`) once the writer has finished or the request failed, so
+        // the writer never waits on a full channel nobody reads.
+        let streamed = self.stream_upload(host, repo, bytes, &scopes).await;
+        let Ok(desc) = done.await else {
+            if let Ok((location, _)) = streamed {
+                self.cancel_upload(host, &location, &scopes).await;
+            }
+            return Ok(None);
+        };
+        let digest = desc.digest().clone();
+        match streamed {
+            Ok((location, sent)) if sent == desc.size() => {
+                let mut put = location.clone();
+                put.query_pairs_mut().append_pair("digest", digest.as_ref());
+                let what = format!("upload of blob {digest}");
+                let resp = self
+                    .send(host, &scopes, Method::PUT, &put, &what, |r| {
+                        Ok(r.header(CONTENT_LENGTH, "0"))
+                    })
+                    .await?;
+                if resp.status() != StatusCode::CREATED {
+                    return Err(status_error(Method::PUT, &put, resp).await);
+                }
+                self.emit(ProgressEvent::BlobStart {
+                    digest: digest.clone(),
+                    size: sent,
+                });
+                self.emit(ProgressEvent::BlobBytes {
+                    digest: digest.clone(),
+                    done: sent,
+                    total: sent,
+                });
+                self.emit(ProgressEvent::BlobDone {
+                    digest: digest.clone(),
+                });
+                return Ok(Some((digest, BlobPush::Uploaded)));
+            }
+            Ok((location, sent)) => {
+                tracing::debug!(%digest, sent, size = desc.size(), "streamed upload incomplete");
+                self.cancel_upload(host, &location, &scopes).await;
+            }
+            Err(e) => tracing::debug!(%digest, error = %e, "streamed upload failed"),
+        }
+        let o = self
+            .push_blob_to(host, repo, &desc, source, mount_from)
+            .await?;
+        Ok(Some((digest, o)))
+    }
+
+    /// Starts an upload session and streams `bytes` into it with one PATCH. Returns the
+    /// session's next location and the number of bytes sent.
+    async fn stream_upload(
+        &self,
+        host: &Host,
+        repo: &str,
+        bytes: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        scopes: &Scopes,
+    ) -> Result<(Url, u64), RegistryError> {
+        let what = format!("streamed upload to {repo}");
+        let start = host.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let resp = self
+            .send(host, scopes, Method::POST, &start, &what, |r| {
+                Ok(r.header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(status_error(Method::POST, &start, resp).await);
+        }
+        let location = host.location(&resp)?;
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = sent.clone();
+        let body = stream::unfold(bytes, move |mut rx| {
+            let counted = counted.clone();
+            async move {
+                let chunk = rx.recv().await?;
+                counted.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), rx))
+            }
+        });
+        let mut body = Some(Body::wrap_stream(body));
+        let resp = self
+            .send(host, scopes, Method::PATCH, &location, &what, |r| {
+                let body = body.take().ok_or_else(|| RegistryError::StreamReplay {
+                    url: location.to_string(),
+                })?;
+                Ok(r.header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body))
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(status_error(Method::PATCH, &location, resp).await);
+        }
+        let next = host.location(&resp)?;
+        Ok((next, sent.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Ends an upload session that will not be completed (best effort: the registry expires
+    /// it anyway).
+    async fn cancel_upload(&self, host: &Host, location: &Url, scopes: &Scopes) {
+        let what = "cancel of an upload";
+        if let Err(e) = self
+            .send(host, scopes, Method::DELETE, location, what, Ok)
+            .await
+        {
+            tracing::debug!(error = %e, "cannot cancel upload {location}");
+        }
     }
 
     /// Whether `repository` (on `dest`'s registry) has a blob (HEAD).
@@ -277,7 +463,7 @@ impl Client {
         desc: &Descriptor,
         source: &dyn BlobSource,
         mount_from: Option<&str>,
-    ) -> Result<BlobOutcome, RegistryError> {
+    ) -> Result<BlobPush, RegistryError> {
         let digest = desc.digest();
         let mut scopes = Scopes::push(repo);
         if let Some(from) = mount_from {
@@ -287,7 +473,7 @@ impl Client {
             self.emit(ProgressEvent::BlobExists {
                 digest: digest.clone(),
             });
-            return Ok(BlobOutcome::Existed);
+            return Ok(BlobPush::Existed);
         }
         let policy = self.inner.opts.retry.clone();
         let mut failures = 0;
@@ -330,7 +516,7 @@ impl Client {
         source: &dyn BlobSource,
         mount_from: Option<&str>,
         scopes: &Scopes,
-    ) -> Result<BlobOutcome, RegistryError> {
+    ) -> Result<BlobPush, RegistryError> {
         let digest = desc.digest();
         let size = desc.size();
         let what = format!("upload of blob {digest}");
@@ -352,7 +538,7 @@ impl Client {
                     digest: digest.clone(),
                     from: mount_from.unwrap_or_default().to_string(),
                 });
-                return Ok(BlobOutcome::Mounted);
+                return Ok(BlobPush::Mounted);
             }
             StatusCode::ACCEPTED => {}
             _ => return Err(status_error(Method::POST, &start, resp).await),
@@ -426,7 +612,7 @@ impl Client {
         self.emit(ProgressEvent::BlobDone {
             digest: digest.clone(),
         });
-        Ok(BlobOutcome::Uploaded)
+        Ok(BlobPush::Uploaded)
     }
 
     /// HEADs the manifest at `reference`; PUTs `bytes` unless it already has their digest.

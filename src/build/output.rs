@@ -967,19 +967,72 @@ pub fn convert_layer(
     media_type: &str,
     c: &LayerCompression,
 ) -> anyhow::Result<rbuild_cache::variants::Variant> {
+    convert_layer_watched(store, digest, media_type, c, &mut ())
+}
+
+/// What a caller learns while layers are converted (a push uploads each layer as it is
+/// written).
+pub trait ConvertWatch {
+    /// A layer's conversion starts: where to copy its converted bytes as they are written
+    /// (`None`: nowhere). A failing copy is dropped; the conversion goes on.
+    fn converting(&mut self) -> Option<Box<dyn Write + Send>>;
+    /// A layer's converted blob is in the store (converted now, or found converted).
+    fn ready(&mut self, variant: &rbuild_cache::variants::Variant);
+}
+
+impl ConvertWatch for () {
+    fn converting(&mut self) -> Option<Box<dyn Write + Send>> {
+        None
+    }
+    fn ready(&mut self, _: &rbuild_cache::variants::Variant) {}
+}
+
+/// Writes to `inner` and copies what it took into `copy`, until the copy fails.
+struct Tee<W> {
+    inner: W,
+    copy: Option<Box<dyn Write + Send>>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(copy) = &mut self.copy
+            && let Err(e) = copy.write_all(&buf[..n])
+        {
+            tracing::debug!("the copy of a converted layer stopped: {e}");
+            self.copy = None;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn convert_layer_watched(
+    store: &Store,
+    digest: &Digest,
+    media_type: &str,
+    c: &LayerCompression,
+    watch: &mut dyn ConvertWatch,
+) -> anyhow::Result<rbuild_cache::variants::Variant> {
     let variants = rbuild_cache::variants::Variants::open(store.root())?;
     let name = variant_name(c);
     if let Some(v) = variants
         .get(digest, &name)
         .filter(|v| v.digest.parse().is_ok_and(|d| store.has_blob(&d)))
     {
+        watch.ready(&v);
         return Ok(v);
     }
     let started = std::time::Instant::now();
     let reader = store.open_blob(digest)?;
     let mut reader = rbuild_executor::compress::decompress(reader, Some(media_type))
         .with_context(|| format!("cannot read layer {digest}"))?;
-    let writer = store.blob_writer(None)?;
+    let writer = Tee {
+        inner: store.blob_writer(None)?,
+        copy: watch.converting(),
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fail = || format!("cannot compress layer {digest}");
     let writer = match c.kind {
@@ -1003,6 +1056,12 @@ pub fn convert_layer(
             z.finish().with_context(fail)?
         }
     };
+    // The copy ends (its reader sees the end) before the blob is synced and committed.
+    let Tee {
+        inner: writer,
+        copy,
+    } = writer;
+    drop(copy);
     let committed = writer.commit()?;
     tracing::info!(
         "converted layer {digest} to {name}: {} ({} bytes) in {:.2?}",
@@ -1016,6 +1075,7 @@ pub fn convert_layer(
         media_type: c.kind.media_type().to_string(),
     };
     variants.put(digest, &name, &v)?;
+    watch.ready(&v);
     Ok(v)
 }
 
@@ -1026,6 +1086,16 @@ pub fn convert_layers(
     store: &Store,
     manifest: &[u8],
     c: &LayerCompression,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    convert_layers_watched(store, manifest, c, &mut ())
+}
+
+/// `convert_layers`, telling `watch` about each layer it converts.
+pub fn convert_layers_watched(
+    store: &Store,
+    manifest: &[u8],
+    c: &LayerCompression,
+    watch: &mut dyn ConvertWatch,
 ) -> anyhow::Result<Option<Vec<u8>>> {
     let mut value: Value = serde_json::from_slice(manifest)?;
     let docker = value["mediaType"]
@@ -1054,7 +1124,7 @@ pub fn convert_layers(
             .unwrap_or_default()
             .parse()
             .with_context(|| format!("bad layer digest {}", layer["digest"]))?;
-        let variant = convert_layer(store, &digest, &media_type, c)?;
+        let variant = convert_layer_watched(store, &digest, &media_type, c, watch)?;
         layer["mediaType"] = json!(layer_type(docker, c.kind)?);
         layer["digest"] = json!(variant.digest);
         layer["size"] = json!(variant.size);

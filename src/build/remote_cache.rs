@@ -1017,7 +1017,15 @@ fn export_one(
             let client = Client::new(settings.registry_args.client_options(credential_store()));
             let result = crate::commands::registry::runtime()?.block_on(async {
                 client
-                    .push(&dest, &image, &source, &PushOptions { mount_from })
+                    .push(
+                        &dest,
+                        &image,
+                        &source,
+                        &PushOptions {
+                            mount_from,
+                            ..Default::default()
+                        },
+                    )
                     .await
             })?;
             tracing::debug!(

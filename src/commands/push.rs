@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use oci_spec::image::Descriptor;
+use rbuild_cache::variants::Variant;
 use rbuild_cache::{Store, descriptor_digest, is_index};
-use rbuild_registry::{Client, PushImage, PushManifest, PushOptions, PushResult, Reference};
+use rbuild_registry::{
+    Client, PushImage, PushManifest, PushOptions, PushResult, ReadyBlob, Reference,
+};
 
 use super::registry::{RegistryArgs, credential_store, runtime};
-use crate::build::output::{LayerCompression, convert_layers};
+use crate::build::output::{ConvertWatch, LayerCompression, convert_layers_watched};
 use crate::cli::GlobalArgs;
 use crate::transfer::{StoreBlobs, mount_source};
 
@@ -63,26 +66,43 @@ pub fn push_descriptor(
     compression: &LayerCompression,
     mount_from: Option<String>,
 ) -> anyhow::Result<PushResult> {
-    let image = push_image(store, descriptor, compression)?;
     let top = descriptor_digest(descriptor)?;
+    let mut opts = registry_args.client_options(credential_store());
+    opts.progress = progress;
+    let client = Client::new(opts);
+    let source = StoreBlobs::new(store.clone());
+    let rt = runtime()?;
+    let started = std::time::Instant::now();
+    // Layers are converted on a helper thread while they upload: a layer converted now
+    // streams to the registry as it is written, one converted earlier uploads at once.
+    let early_mount = mount_source(store, &top, dest).or_else(|| mount_from.clone());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (image, pushed) = std::thread::scope(|s| {
+        let converting = s.spawn(move || {
+            let mut watch = UploadWatch {
+                blobs: tx,
+                done: None,
+            };
+            push_image(store, descriptor, compression, &mut watch)
+        });
+        let pushed =
+            rt.block_on(client.push_blobs_as_ready(dest, rx, &source, early_mount.as_deref()));
+        let image = converting
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        anyhow::Ok((image?, pushed?))
+    })?;
     let first_manifest = rbuild_cache::Digest::try_from(&image.manifests[0].digest())?;
     let push_opts = PushOptions {
         mount_from: mount_source(store, &top, dest)
             .or_else(|| mount_source(store, &first_manifest, dest))
             .or(mount_from),
+        pushed,
     };
     if let Some(from) = &push_opts.mount_from {
         tracing::debug!("blobs of {top} are mounted from {from}");
     }
-    let mut opts = registry_args.client_options(credential_store());
-    opts.progress = progress;
-    let client = Client::new(opts);
-    let source = StoreBlobs::new(store.clone());
-    let started = std::time::Instant::now();
-    let result = {
-        let dest = dest.clone();
-        runtime()?.block_on(async move { client.push(&dest, &image, &source, &push_opts).await })
-    }?;
+    let result = rt.block_on(client.push(dest, &image, &source, &push_opts))?;
     tracing::info!(
         "pushed {dest}: {} blobs uploaded, {} mounted, {} already there, in {:.2?}",
         result.uploaded.len(),
@@ -99,13 +119,14 @@ fn push_image(
     store: &Store,
     descriptor: &Descriptor,
     compression: &LayerCompression,
+    watch: &mut dyn ConvertWatch,
 ) -> anyhow::Result<PushImage> {
     let digest = descriptor_digest(descriptor)?;
     let media_type = descriptor.media_type().to_string();
-    let manifest = |d: &Descriptor| -> anyhow::Result<PushManifest> {
+    let mut manifest = |d: &Descriptor| -> anyhow::Result<PushManifest> {
         let digest = descriptor_digest(d)?;
         let bytes = store.read_blob(&digest)?;
-        let bytes = convert_layers(store, &bytes, compression)
+        let bytes = convert_layers_watched(store, &bytes, compression, watch)
             .with_context(|| format!("cannot compress the layers of {digest}"))?
             .unwrap_or(bytes);
         Ok(PushManifest::from_bytes(d.media_type().as_ref(), bytes)?)
@@ -126,4 +147,87 @@ fn push_image(
         manifests.push(manifest(entry)?);
     }
     Ok(PushImage::with_index(&media_type, bytes, manifests)?)
+}
+
+/// Hands each layer of a push to the uploads while it is converted.
+struct UploadWatch {
+    blobs: tokio::sync::mpsc::UnboundedSender<ReadyBlob>,
+    /// Where the descriptor of the layer being streamed goes once it is stored.
+    done: Option<tokio::sync::oneshot::Sender<rbuild_registry::Descriptor>>,
+}
+
+impl ConvertWatch for UploadWatch {
+    fn converting(&mut self) -> Option<Box<dyn std::io::Write + Send>> {
+        let (bytes, receiver) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.blobs
+            .send(ReadyBlob::Streaming {
+                bytes: receiver,
+                done: finished,
+            })
+            .ok()?;
+        self.done = Some(done);
+        Some(Box::new(ChannelWriter {
+            to: bytes,
+            buf: Vec::with_capacity(STREAM_CHUNK),
+        }))
+    }
+
+    fn ready(&mut self, v: &Variant) {
+        let Ok(digest) = v.digest.parse::<rbuild_registry::Digest>() else {
+            return;
+        };
+        let desc = Descriptor::new(v.media_type.as_str().into(), v.size, digest);
+        // A closed channel means the uploads stopped with an error, which the push reports;
+        // converting the rest still fills the variant records.
+        match self.done.take() {
+            Some(done) => drop(done.send(desc)),
+            None => drop(self.blobs.send(ReadyBlob::Stored(desc))),
+        }
+    }
+}
+
+/// Bytes gathered for one send to a streamed upload.
+const STREAM_CHUNK: usize = 1 << 20;
+/// Sends a streamed upload may lag behind the conversion (memory: this many chunks).
+const STREAM_DEPTH: usize = 8;
+
+/// The copy of a layer being converted, sent in chunks to its streamed upload (blocking when
+/// the upload lags behind).
+struct ChannelWriter {
+    to: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_CHUNK));
+        self.to
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        // The last bytes; if they cannot go, the upload's byte count falls short of the blob
+        // and the blob is pushed again from the store.
+        if !self.buf.is_empty() {
+            let _ = self.send();
+        }
+    }
 }

@@ -47,6 +47,7 @@ async fn basic_auth_over_tls_pull_and_push() {
             &blobs,
             &PushOptions {
                 mount_from: Some("busybox".into()),
+                ..Default::default()
             },
         )
         .await

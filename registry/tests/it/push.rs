@@ -71,6 +71,7 @@ async fn pushes_plain_and_mounted_and_others_read_it() {
     let mounted = Reference::parse(&format!("{}/copy/mounted:1", registry.host())).unwrap();
     let opts = PushOptions {
         mount_from: Some("src/busybox".into()),
+        ..Default::default()
     };
     // An empty source proves nothing was uploaded: every blob must come from the mount.
     let r = c
@@ -198,4 +199,136 @@ async fn pushes_an_index_with_its_manifests() {
     let err =
         PushImage::with_index(&index.media_type, index.bytes.clone(), Vec::new()).unwrap_err();
     assert!(err.to_string().contains("index lists sha256:"), "{err}");
+}
+
+/// Pushes one blob through `push_blobs_as_ready` while a writer thread produces it in 256 KiB
+/// chunks; the writer hands its descriptor over (after putting it in `blobs`) only if
+/// `finish`. Returns what the push reported and whether the writer got every chunk out.
+async fn push_while_written(
+    dest: &Reference,
+    data: &[u8],
+    blobs: &MemoryBlobs,
+    finish: bool,
+) -> (
+    Result<
+        Vec<(rbuild_registry::Digest, rbuild_registry::BlobPush)>,
+        rbuild_registry::RegistryError,
+    >,
+    bool,
+) {
+    use rbuild_registry::{Descriptor, ReadyBlob, sha256_digest};
+    let (ready, blobs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (bytes, bytes_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let (done, done_rx) = tokio::sync::oneshot::channel();
+    ready
+        .send(ReadyBlob::Streaming {
+            bytes: bytes_rx,
+            done: done_rx,
+        })
+        .unwrap();
+    drop(ready);
+    let (data, store) = (data.to_vec(), blobs.clone());
+    let writer = std::thread::spawn(move || {
+        // A writer whose upload stopped goes on writing (it only loses its copy).
+        let mut all_sent = true;
+        for chunk in data.chunks(256 << 10) {
+            all_sent &= bytes.blocking_send(chunk.to_vec()).is_ok();
+        }
+        drop(bytes);
+        if finish {
+            let digest = sha256_digest(&data);
+            let desc = Descriptor::new(
+                "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                data.len() as u64,
+                digest.clone(),
+            );
+            store.insert(&digest, data);
+            done.send(desc).unwrap();
+        }
+        all_sent
+    });
+    let r = client()
+        .push_blobs_as_ready(dest, blobs_rx, blobs, None)
+        .await;
+    (r, writer.join().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_streams_while_written_or_is_pushed_from_its_stored_copy() {
+    use rbuild_registry::{BlobPush, sha256_digest};
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry.host()).await;
+    let count = |method: &str| {
+        proxy
+            .requests()
+            .iter()
+            .filter(|(m, p)| m == method && p.contains("/blobs/"))
+            .count()
+    };
+    let blob = |n: u32| -> Vec<u8> {
+        (0..3_000_000u32)
+            .map(|i| (i.wrapping_add(n).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    };
+    let stored = async |data: &[u8], repo: &str| {
+        let url = format!(
+            "http://{}/v2/{repo}/blobs/{}",
+            registry.host(),
+            sha256_digest(data)
+        );
+        let got = reqwest::get(&url).await.unwrap();
+        assert!(got.status().is_success(), "{url}: {}", got.status());
+        assert!(got.bytes().await.unwrap().as_ref() == data, "{url} differs");
+    };
+
+    // Streamed: one session, one PATCH with every byte, the PUT names the digest; no HEAD
+    // and no second upload.
+    let data = blob(1);
+    let blobs = MemoryBlobs::new();
+    let dest = Reference::parse(&format!("{}/streamed/ok:1", proxy.host())).unwrap();
+    let (r, all_sent) = push_while_written(&dest, &data, &blobs, true).await;
+    assert_eq!(r.unwrap(), vec![(sha256_digest(&data), BlobPush::Uploaded)]);
+    assert!(all_sent);
+    assert_eq!(
+        (count("POST"), count("PATCH"), count("PUT"), count("HEAD")),
+        (1, 1, 1, 0)
+    );
+    stored(&data, "streamed/ok").await;
+
+    // The registry refuses the streamed PATCH: the writer is not held up, and the blob goes
+    // up from its stored copy once written.
+    proxy.clear_log();
+    proxy.inject(
+        Some("PATCH"),
+        "/blobs/uploads/",
+        crate::proxy::Fault::Status(400, None),
+        1,
+    );
+    let data = blob(2);
+    let dest = Reference::parse(&format!("{}/streamed/fallback:1", proxy.host())).unwrap();
+    let (r, _) = push_while_written(&dest, &data, &blobs, true).await;
+    assert_eq!(r.unwrap(), vec![(sha256_digest(&data), BlobPush::Uploaded)]);
+    assert_eq!(count("HEAD"), 1, "{:?}", proxy.requests());
+    assert_eq!(count("POST"), 2, "{:?}", proxy.requests());
+    stored(&data, "streamed/fallback").await;
+
+    // The writer gives up: nothing is reported, the session is cancelled, no blob is left.
+    proxy.clear_log();
+    let data = blob(3);
+    let dest = Reference::parse(&format!("{}/streamed/gone:1", proxy.host())).unwrap();
+    let (r, all_sent) = push_while_written(&dest, &data, &blobs, false).await;
+    assert_eq!(r.unwrap(), vec![]);
+    assert!(all_sent);
+    assert_eq!(
+        (count("PUT"), count("DELETE")),
+        (0, 1),
+        "{:?}",
+        proxy.requests()
+    );
+    assert!(
+        !client()
+            .blob_exists(&dest, &sha256_digest(&data))
+            .await
+            .unwrap()
+    );
 }

@@ -259,6 +259,7 @@ async fn bearer_tokens_per_scope_with_refresh() {
     let dest = Reference::parse(&format!("{}/dst/busybox:1", registry.host())).unwrap();
     let opts = PushOptions {
         mount_from: Some("src/busybox".into()),
+        ..Default::default()
     };
     let push = PushImage::from_manifest(&image.manifest).unwrap();
     let r = c.push(&dest, &push, &blobs, &opts).await.unwrap();
@@ -336,11 +337,12 @@ async fn identity_token_is_exchanged_at_the_token_server() {
         digest.clone(),
     );
     let dest = Reference::parse(&format!("{}/idt/blob:1", registry.host())).unwrap();
-    assert!(
+    assert_eq!(
         with(REFRESH_TOKEN)
             .push_blob(&dest, &desc, &blobs, None)
             .await
-            .unwrap()
+            .unwrap(),
+        rbuild_registry::BlobPush::Uploaded
     );
     assert!(
         with(REFRESH_TOKEN)
