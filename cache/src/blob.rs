@@ -106,7 +106,7 @@ const SYNC_EVERY: u64 = 64 << 20;
 #[derive(Debug)]
 struct Syncer {
     wake: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<()>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
 }
 
 impl Syncer {
@@ -116,10 +116,17 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("blob-sync".into())
             .spawn(move || {
+                // The clone shares the writer's open file, so a write-back error is reported
+                // to whichever sync comes first: the first one is kept for `commit`.
+                let mut failed = Ok(());
                 while woken.recv().is_ok() {
-                    // A failure shows again in the sync of `commit`, which reports it.
-                    let _ = file.sync_data();
+                    if let Err(e) = file.sync_data()
+                        && failed.is_ok()
+                    {
+                        failed = Err(e);
+                    }
                 }
+                failed
             })?;
         Ok(Syncer { wake, thread })
     }
@@ -129,10 +136,12 @@ impl Syncer {
         let _ = self.wake.try_send(());
     }
 
-    /// Waits for the sync under way, if any.
-    fn finish(self) {
+    /// Waits for the sync under way, if any; the first error any of them met.
+    fn finish(self) -> io::Result<()> {
         drop(self.wake);
-        let _ = self.thread.join();
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the blob sync thread panicked")))
     }
 }
 
@@ -283,7 +292,7 @@ impl BlobWriter {
         }
         let file = file.into_inner().map_err(|e| werr(e.into_error()))?;
         if let Some(syncer) = self.syncer.take() {
-            syncer.finish();
+            syncer.finish().map_err(werr)?;
         }
         file.sync_all().map_err(werr)?;
         let dest = self.blobs_dir.join(digest.hex());

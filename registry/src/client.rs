@@ -157,6 +157,10 @@ pub(crate) struct Host {
     pub(crate) registry: String,
     pub(crate) base: Url,
     pub(crate) http: reqwest::Client,
+    /// A client without the read timeout, for streamed uploads (made on first use): reqwest's
+    /// read timeout runs from the start of a request to its response, so it would end any
+    /// upload that streams for longer; those watch for stalls themselves.
+    stream_http: std::sync::OnceLock<reqwest::Client>,
     credential: Option<Credential>,
     challenge: Mutex<Challenge>,
     tokens: Mutex<HashMap<String, Token>>,
@@ -258,7 +262,7 @@ impl Client {
 
     async fn connect(&self, registry: &str) -> Result<Arc<Host>, RegistryError> {
         let opts = &self.inner.opts;
-        let http = self.build_http(registry)?;
+        let http = self.build_http(registry, true)?;
         let credential = {
             let store = opts.credentials.clone();
             let reg = registry.to_string();
@@ -297,6 +301,7 @@ impl Client {
                         registry: registry.to_string(),
                         base,
                         http,
+                        stream_http: std::sync::OnceLock::new(),
                         credential,
                         challenge: Mutex::new(challenge),
                         tokens: Mutex::new(HashMap::new()),
@@ -320,17 +325,44 @@ impl Client {
         }))
     }
 
-    fn build_http(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
+    /// The client for streamed uploads to `host` (no read timeout).
+    pub(crate) fn stream_http<'h>(
+        &self,
+        host: &'h Host,
+    ) -> Result<&'h reqwest::Client, RegistryError> {
+        if let Some(c) = host.stream_http.get() {
+            return Ok(c);
+        }
+        let c = self.build_http(&host.registry, false)?;
+        Ok(host.stream_http.get_or_init(|| c))
+    }
+
+    /// The authorization header for `scopes` on `host`, if it wants one.
+    pub(crate) async fn auth_header(
+        &self,
+        host: &Host,
+        scopes: &Scopes,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        self.authorization(host, scopes).await
+    }
+
+    fn build_http(
+        &self,
+        registry: &str,
+        read_timeout: bool,
+    ) -> Result<reqwest::Client, RegistryError> {
         let opts = &self.inner.opts;
         let mut b = reqwest::Client::builder()
             .user_agent(&opts.user_agent)
-            .connect_timeout(opts.connect_timeout)
-            .read_timeout(opts.read_timeout)
-            .pool_max_idle_per_host(
-                opts.max_concurrent_downloads
-                    .max(opts.max_concurrent_uploads)
-                    + 2,
-            );
+            .connect_timeout(opts.connect_timeout);
+        if read_timeout {
+            b = b.read_timeout(opts.read_timeout);
+        }
+        let mut b = b.pool_max_idle_per_host(
+            opts.max_concurrent_downloads
+                .max(opts.max_concurrent_uploads)
+                + 2,
+        );
         let mut pems: Vec<PathBuf> = opts.ca_files.clone();
         for dir in &opts.certs_dirs {
             let host_dir = dir.join(registry);

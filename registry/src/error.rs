@@ -167,12 +167,14 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
-    /// A streamed upload was asked to resend bytes it no longer has (its request was retried);
-    /// the caller then uploads the stored blob instead.
-    #[error("cannot resend the streamed upload to {url}: its bytes were consumed")]
-    StreamReplay {
+    /// A streamed upload made no progress (the connection took no bytes, or no answer came
+    /// after the last one) for the read timeout.
+    #[error("upload to {url} made no progress for {after:?}")]
+    UploadStalled {
         /// The upload URL.
         url: String,
+        /// How long nothing moved.
+        after: std::time::Duration,
     },
     /// The caller's source failed.
     #[error("cannot read blob {digest} for upload")]

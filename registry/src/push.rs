@@ -292,11 +292,11 @@ impl Client {
         Ok(pushed.into_iter().flatten().collect())
     }
 
-    /// Uploads a blob while it is written: one PATCH streams its bytes as they come (the
-    /// registry appends them to the upload; the digest is only needed by the closing PUT,
-    /// which verifies it). When streaming fails, or the registry refuses a PATCH without a
-    /// length, the complete blob is then pushed from `source` the usual way. `None` when the
-    /// writer abandoned the blob.
+    /// Uploads a blob while it is written: its bytes go to an upload session as they come (in
+    /// PATCHes with a `Content-Range`; the digest is only needed by the closing PUT, which
+    /// verifies it). When that fails anywhere, the session is cancelled and the complete blob
+    /// is pushed from `source` the usual way once it is written. `None` when the writer
+    /// abandoned the blob.
     async fn push_streamed(
         &self,
         host: &Host,
@@ -307,8 +307,8 @@ impl Client {
         mount_from: Option<&str>,
     ) -> Result<Option<(Digest, BlobPush)>, RegistryError> {
         let scopes = Scopes::push(repo);
-        // Returns (dropping `bytes`) once the writer has finished or the request failed, so
-        // the writer never waits on a full channel nobody reads.
+        // Returns (dropping `bytes`) once the writer has finished or the upload failed, so the
+        // writer never waits on a full channel nobody reads.
         let streamed = self.stream_upload(host, repo, bytes, &scopes).await;
         let Ok(desc) = done.await else {
             if let Ok((location, _)) = streamed {
@@ -318,37 +318,38 @@ impl Client {
         };
         let digest = desc.digest().clone();
         match streamed {
-            Ok((location, sent)) if sent == desc.size() => {
-                let mut put = location.clone();
-                put.query_pairs_mut().append_pair("digest", digest.as_ref());
-                let what = format!("upload of blob {digest}");
-                let resp = self
-                    .send(host, &scopes, Method::PUT, &put, &what, |r| {
-                        Ok(r.header(CONTENT_LENGTH, "0"))
-                    })
-                    .await?;
-                if resp.status() != StatusCode::CREATED {
-                    return Err(status_error(Method::PUT, &put, resp).await);
+            Ok((location, Ok(sent))) if sent == desc.size() => {
+                match self.finish_upload(host, &scopes, &location, &digest).await {
+                    Ok(()) => {
+                        self.emit(ProgressEvent::BlobStart {
+                            digest: digest.clone(),
+                            size: sent,
+                        });
+                        self.emit(ProgressEvent::BlobBytes {
+                            digest: digest.clone(),
+                            done: sent,
+                            total: sent,
+                        });
+                        self.emit(ProgressEvent::BlobDone {
+                            digest: digest.clone(),
+                        });
+                        return Ok(Some((digest, BlobPush::Uploaded)));
+                    }
+                    Err(e) => {
+                        tracing::debug!(%digest, error = %e, "streamed upload not accepted");
+                        self.cancel_upload(host, &location, &scopes).await;
+                    }
                 }
-                self.emit(ProgressEvent::BlobStart {
-                    digest: digest.clone(),
-                    size: sent,
-                });
-                self.emit(ProgressEvent::BlobBytes {
-                    digest: digest.clone(),
-                    done: sent,
-                    total: sent,
-                });
-                self.emit(ProgressEvent::BlobDone {
-                    digest: digest.clone(),
-                });
-                return Ok(Some((digest, BlobPush::Uploaded)));
             }
-            Ok((location, sent)) => {
+            Ok((location, Ok(sent))) => {
                 tracing::debug!(%digest, sent, size = desc.size(), "streamed upload incomplete");
                 self.cancel_upload(host, &location, &scopes).await;
             }
-            Err(e) => tracing::debug!(%digest, error = %e, "streamed upload failed"),
+            Ok((location, Err(e))) => {
+                tracing::debug!(%digest, error = %e, "streamed upload failed");
+                self.cancel_upload(host, &location, &scopes).await;
+            }
+            Err(e) => tracing::debug!(%digest, error = %e, "streamed upload not started"),
         }
         let o = self
             .push_blob_to(host, repo, &desc, source, mount_from)
@@ -356,15 +357,21 @@ impl Client {
         Ok(Some((digest, o)))
     }
 
-    /// Starts an upload session and streams `bytes` into it with one PATCH. Returns the
-    /// session's next location and the number of bytes sent.
+    /// Starts an upload session and streams `bytes` into it with one PATCH without a length,
+    /// as docker's own push does. reqwest's read timeout would end such a request after that
+    /// long whatever it was doing, so it goes through a client without one and is watched
+    /// here instead: it is abandoned when the connection takes no bytes for the read timeout
+    /// while we have bytes to give (waiting for the writer does not count), or no answer comes
+    /// that long after the last byte. Nothing is retried (the bytes are gone): the caller falls
+    /// back to the stored blob. Returns the session's location (to finish or cancel it) with
+    /// how the sending ended: the byte count, or why it stopped.
     async fn stream_upload(
         &self,
         host: &Host,
         repo: &str,
         bytes: tokio::sync::mpsc::Receiver<Vec<u8>>,
         scopes: &Scopes,
-    ) -> Result<(Url, u64), RegistryError> {
+    ) -> Result<(Url, Result<u64, RegistryError>), RegistryError> {
         let what = format!("streamed upload to {repo}");
         let start = host.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         let resp = self
@@ -376,31 +383,99 @@ impl Client {
             return Err(status_error(Method::POST, &start, resp).await);
         }
         let location = host.location(&resp)?;
-        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = sent.clone();
-        let body = stream::unfold(bytes, move |mut rx| {
-            let counted = counted.clone();
-            async move {
-                let chunk = rx.recv().await?;
-                counted.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), rx))
-            }
-        });
-        let mut body = Some(Body::wrap_stream(body));
-        let resp = self
-            .send(host, scopes, Method::PATCH, &location, &what, |r| {
-                let body = body.take().ok_or_else(|| RegistryError::StreamReplay {
-                    url: location.to_string(),
-                })?;
-                Ok(r.header(CONTENT_TYPE, "application/octet-stream")
-                    .body(body))
-            })
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(status_error(Method::PATCH, &location, resp).await);
+        Ok(
+            match self.stream_patch(host, scopes, &location, bytes).await {
+                Ok((next, sent)) => (next, Ok(sent)),
+                Err(e) => (location, Err(e)),
+            },
+        )
+    }
+
+    async fn stream_patch(
+        &self,
+        host: &Host,
+        scopes: &Scopes,
+        location: &Url,
+        bytes: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<(Url, u64), RegistryError> {
+        let http = self.stream_http(host)?;
+        let mut req = http
+            .request(Method::PATCH, location.clone())
+            .header(CONTENT_TYPE, "application/octet-stream");
+        if location.origin() == host.base.origin()
+            && let Some(auth) = self.auth_header(host, scopes).await?
+        {
+            req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
+        // (when something last moved, whether the connection is waiting for the writer)
+        let moved = Arc::new(Mutex::new((std::time::Instant::now(), false)));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = {
+            let (moved, sent) = (moved.clone(), sent.clone());
+            stream::unfold(bytes, move |mut rx| {
+                let (moved, sent) = (moved.clone(), sent.clone());
+                async move {
+                    *moved.lock().unwrap_or_else(|e| e.into_inner()) =
+                        (std::time::Instant::now(), true);
+                    let piece = rx.recv().await;
+                    *moved.lock().unwrap_or_else(|e| e.into_inner()) =
+                        (std::time::Instant::now(), false);
+                    let piece = piece?;
+                    sent.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(piece)), rx))
+                }
+            })
+        };
+        let request = req.body(Body::wrap_stream(body)).send();
+        tokio::pin!(request);
+        let limit = self.inner.opts.read_timeout;
+        let tick = limit.min(std::time::Duration::from_millis(250));
+        let resp = loop {
+            tokio::select! {
+                r = &mut request => break r.map_err(|source| RegistryError::Http {
+                    method: "PATCH".into(),
+                    url: location.to_string(),
+                    source,
+                })?,
+                () = tokio::time::sleep(tick) => {
+                    let (at, waiting) = *moved.lock().unwrap_or_else(|e| e.into_inner());
+                    if !waiting && at.elapsed() >= limit {
+                        return Err(RegistryError::UploadStalled {
+                            url: location.to_string(),
+                            after: limit,
+                        });
+                    }
+                }
+            }
+        };
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(status_error(Method::PATCH, location, resp).await);
+        }
+        // The registry answers with the session's next location; the PUT goes there.
         let next = host.location(&resp)?;
         Ok((next, sent.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Closes an upload session with the blob's digest, which the registry verifies.
+    async fn finish_upload(
+        &self,
+        host: &Host,
+        scopes: &Scopes,
+        location: &Url,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let mut put = location.clone();
+        put.query_pairs_mut().append_pair("digest", digest.as_ref());
+        let what = format!("upload of blob {digest}");
+        let resp = self
+            .send(host, scopes, Method::PUT, &put, &what, |r| {
+                Ok(r.header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(status_error(Method::PUT, &put, resp).await);
+        }
+        Ok(())
     }
 
     /// Ends an upload session that will not be completed (best effort: the registry expires

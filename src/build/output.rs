@@ -1009,6 +1009,23 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
+/// `std::io::copy` with a 1 MiB buffer: a layer is read in 1 MiB reads instead of the 8 KiB
+/// that `io::copy` uses for a boxed reader (128 times fewer system calls and writes).
+fn copy_large(reader: &mut dyn std::io::Read, writer: &mut dyn Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 fn convert_layer_watched(
     store: &Store,
     digest: &Digest,
@@ -1038,7 +1055,7 @@ fn convert_layer_watched(
     let writer = match c.kind {
         Compression::None => {
             let mut w = writer;
-            std::io::copy(&mut reader, &mut w).with_context(fail)?;
+            copy_large(&mut reader, &mut w).with_context(fail)?;
             w
         }
         Compression::Gzip => {
@@ -1046,13 +1063,13 @@ fn convert_layer_watched(
             if let Some(l) = c.level {
                 gz = gz.with_level(l.clamp(0, 9) as u32);
             }
-            std::io::copy(&mut reader, &mut gz).with_context(fail)?;
+            copy_large(&mut reader, &mut gz).with_context(fail)?;
             gz.finish().with_context(fail)?
         }
         Compression::Zstd => {
             let mut z = zstd::stream::write::Encoder::new(writer, c.level.unwrap_or(3))
                 .with_context(fail)?;
-            std::io::copy(&mut reader, &mut z).with_context(fail)?;
+            copy_large(&mut reader, &mut z).with_context(fail)?;
             z.finish().with_context(fail)?
         }
     };

@@ -82,6 +82,7 @@ pub fn push_descriptor(
             let mut watch = UploadWatch {
                 blobs: tx,
                 done: None,
+                handed: std::collections::HashSet::new(),
             };
             push_image(store, descriptor, compression, &mut watch)
         });
@@ -154,6 +155,9 @@ struct UploadWatch {
     blobs: tokio::sync::mpsc::UnboundedSender<ReadyBlob>,
     /// Where the descriptor of the layer being streamed goes once it is stored.
     done: Option<tokio::sync::oneshot::Sender<rbuild_registry::Descriptor>>,
+    /// Blobs handed over so far: a layer that comes again (in another manifest of an index, or
+    /// twice in one) is uploaded once.
+    handed: std::collections::HashSet<String>,
 }
 
 impl ConvertWatch for UploadWatch {
@@ -178,11 +182,13 @@ impl ConvertWatch for UploadWatch {
             return;
         };
         let desc = Descriptor::new(v.media_type.as_str().into(), v.size, digest);
+        let first = self.handed.insert(v.digest.clone());
         // A closed channel means the uploads stopped with an error, which the push reports;
         // converting the rest still fills the variant records.
         match self.done.take() {
             Some(done) => drop(done.send(desc)),
-            None => drop(self.blobs.send(ReadyBlob::Stored(desc))),
+            None if first => drop(self.blobs.send(ReadyBlob::Stored(desc))),
+            None => {}
         }
     }
 }

@@ -1,5 +1,5 @@
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rbuild_registry::{
     Client, ClientOptions, MemoryBlobs, PullOptions, PushImage, PushOptions, Reference,
@@ -202,13 +202,16 @@ async fn pushes_an_index_with_its_manifests() {
 }
 
 /// Pushes one blob through `push_blobs_as_ready` while a writer thread produces it in 256 KiB
-/// chunks; the writer hands its descriptor over (after putting it in `blobs`) only if
-/// `finish`. Returns what the push reported and whether the writer got every chunk out.
+/// chunks, `pause` apart; the writer hands its descriptor over (after putting it in `blobs`)
+/// only if `finish`. Returns what the push reported and whether the writer got every chunk
+/// out.
 async fn push_while_written(
+    c: &Client,
     dest: &Reference,
     data: &[u8],
     blobs: &MemoryBlobs,
     finish: bool,
+    pause: std::time::Duration,
 ) -> (
     Result<
         Vec<(rbuild_registry::Digest, rbuild_registry::BlobPush)>,
@@ -232,6 +235,7 @@ async fn push_while_written(
         // A writer whose upload stopped goes on writing (it only loses its copy).
         let mut all_sent = true;
         for chunk in data.chunks(256 << 10) {
+            std::thread::sleep(pause);
             all_sent &= bytes.blocking_send(chunk.to_vec()).is_ok();
         }
         drop(bytes);
@@ -247,9 +251,7 @@ async fn push_while_written(
         }
         all_sent
     });
-    let r = client()
-        .push_blobs_as_ready(dest, blobs_rx, blobs, None)
-        .await;
+    let r = c.push_blobs_as_ready(dest, blobs_rx, blobs, None).await;
     (r, writer.join().unwrap())
 }
 
@@ -281,22 +283,25 @@ async fn a_blob_streams_while_written_or_is_pushed_from_its_stored_copy() {
         assert!(got.bytes().await.unwrap().as_ref() == data, "{url} differs");
     };
 
-    // Streamed: one session, one PATCH with every byte, the PUT names the digest; no HEAD
-    // and no second upload.
+    // Streamed: one session, one PATCH taking the bytes as they come, the PUT names the
+    // digest; no HEAD and no second upload.
+    let c = client();
     let data = blob(1);
     let blobs = MemoryBlobs::new();
     let dest = Reference::parse(&format!("{}/streamed/ok:1", proxy.host())).unwrap();
-    let (r, all_sent) = push_while_written(&dest, &data, &blobs, true).await;
+    let (r, all_sent) = push_while_written(&c, &dest, &data, &blobs, true, Duration::ZERO).await;
     assert_eq!(r.unwrap(), vec![(sha256_digest(&data), BlobPush::Uploaded)]);
     assert!(all_sent);
     assert_eq!(
         (count("POST"), count("PATCH"), count("PUT"), count("HEAD")),
-        (1, 1, 1, 0)
+        (1, 1, 1, 0),
+        "{:?}",
+        proxy.requests()
     );
     stored(&data, "streamed/ok").await;
 
-    // The registry refuses the streamed PATCH: the writer is not held up, and the blob goes
-    // up from its stored copy once written.
+    // The registry refuses a PATCH: the session is cancelled, the writer is not held up, and
+    // the blob goes up from its stored copy once written.
     proxy.clear_log();
     proxy.inject(
         Some("PATCH"),
@@ -306,17 +311,69 @@ async fn a_blob_streams_while_written_or_is_pushed_from_its_stored_copy() {
     );
     let data = blob(2);
     let dest = Reference::parse(&format!("{}/streamed/fallback:1", proxy.host())).unwrap();
-    let (r, _) = push_while_written(&dest, &data, &blobs, true).await;
+    let (r, _) = push_while_written(&c, &dest, &data, &blobs, true, Duration::ZERO).await;
     assert_eq!(r.unwrap(), vec![(sha256_digest(&data), BlobPush::Uploaded)]);
-    assert_eq!(count("HEAD"), 1, "{:?}", proxy.requests());
-    assert_eq!(count("POST"), 2, "{:?}", proxy.requests());
+    assert_eq!(
+        (count("HEAD"), count("POST"), count("DELETE")),
+        (1, 2, 1),
+        "{:?}",
+        proxy.requests()
+    );
     stored(&data, "streamed/fallback").await;
+
+    // A registry that stops reading (the proxy holds the PATCH for 5 s): the upload is given
+    // up after the read timeout of 1 s, the session cancelled, the stored blob pushed.
+    proxy.clear_log();
+    proxy.inject(
+        Some("PATCH"),
+        "/blobs/uploads/",
+        crate::proxy::Fault::Delay(Duration::from_secs(5)),
+        1,
+    );
+    let impatient = Client::new(ClientOptions {
+        read_timeout: Duration::from_secs(1),
+        ..test_options()
+    });
+    let data = blob(4);
+    let dest = Reference::parse(&format!("{}/streamed/stalled:1", proxy.host())).unwrap();
+    let started = Instant::now();
+    let (r, _) = push_while_written(&impatient, &dest, &data, &blobs, true, Duration::ZERO).await;
+    assert_eq!(r.unwrap(), vec![(sha256_digest(&data), BlobPush::Uploaded)]);
+    assert!(
+        started.elapsed().as_secs_f64() < 4.5,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (count("PATCH"), count("DELETE"), count("HEAD")),
+        (1, 1, 1),
+        "{:?}",
+        proxy.requests()
+    );
+    stored(&data, "streamed/stalled").await;
+
+    // A writer slower than the read timeout is not a stall: 3 MB in 12 pieces, 200 ms apart,
+    // against a read timeout of 1 s still streams, in one PATCH.
+    proxy.clear_log();
+    let data = blob(5);
+    let dest = Reference::parse(&format!("{}/streamed/slow:1", proxy.host())).unwrap();
+    let pause = Duration::from_millis(200);
+    let (r, all_sent) = push_while_written(&impatient, &dest, &data, &blobs, true, pause).await;
+    assert_eq!(r.unwrap(), vec![(sha256_digest(&data), BlobPush::Uploaded)]);
+    assert!(all_sent);
+    assert_eq!(
+        (count("PATCH"), count("HEAD"), count("DELETE")),
+        (1, 0, 0),
+        "{:?}",
+        proxy.requests()
+    );
+    stored(&data, "streamed/slow").await;
 
     // The writer gives up: nothing is reported, the session is cancelled, no blob is left.
     proxy.clear_log();
     let data = blob(3);
     let dest = Reference::parse(&format!("{}/streamed/gone:1", proxy.host())).unwrap();
-    let (r, all_sent) = push_while_written(&dest, &data, &blobs, false).await;
+    let (r, all_sent) = push_while_written(&c, &dest, &data, &blobs, false, Duration::ZERO).await;
     assert_eq!(r.unwrap(), vec![]);
     assert!(all_sent);
     assert_eq!(
