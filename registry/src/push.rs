@@ -673,16 +673,7 @@ impl Client {
                 location = host.location(&resp)?;
                 offset += len;
             }
-            let mut put = location.clone();
-            put.query_pairs_mut().append_pair("digest", digest.as_ref());
-            let resp = self
-                .send(host, scopes, Method::PUT, &put, &what, |r| {
-                    Ok(r.header(CONTENT_LENGTH, "0"))
-                })
-                .await?;
-            if resp.status() != StatusCode::CREATED {
-                return Err(status_error(Method::PUT, &put, resp).await);
-            }
+            self.finish_upload(host, scopes, &location, digest).await?;
         }
         self.emit(ProgressEvent::BlobDone {
             digest: digest.clone(),
