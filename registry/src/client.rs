@@ -337,15 +337,6 @@ impl Client {
         Ok(host.stream_http.get_or_init(|| c))
     }
 
-    /// The authorization header for `scopes` on `host`, if it wants one.
-    pub(crate) async fn auth_header(
-        &self,
-        host: &Host,
-        scopes: &Scopes,
-    ) -> Result<Option<HeaderValue>, RegistryError> {
-        self.authorization(host, scopes).await
-    }
-
     fn build_http(
         &self,
         registry: &str,
@@ -485,7 +476,7 @@ impl Client {
     }
 
     /// The `Authorization` value for a request needing `scopes`, fetching a token if needed.
-    async fn authorization(
+    pub(crate) async fn authorization(
         &self,
         host: &Host,
         scopes: &Scopes,

@@ -292,11 +292,11 @@ impl Client {
         Ok(pushed.into_iter().flatten().collect())
     }
 
-    /// Uploads a blob while it is written: its bytes go to an upload session as they come (in
-    /// PATCHes with a `Content-Range`; the digest is only needed by the closing PUT, which
-    /// verifies it). When that fails anywhere, the session is cancelled and the complete blob
-    /// is pushed from `source` the usual way once it is written. `None` when the writer
-    /// abandoned the blob.
+    /// Uploads a blob while it is written: its bytes go to an upload session as they come (one
+    /// PATCH without a length; the digest is only needed by the closing PUT, which verifies
+    /// it). When that fails anywhere, the session is cancelled and the complete blob is pushed
+    /// from `source` the usual way once it is written. `None` when the writer abandoned the
+    /// blob.
     async fn push_streamed(
         &self,
         host: &Host,
@@ -403,7 +403,7 @@ impl Client {
             .request(Method::PATCH, location.clone())
             .header(CONTENT_TYPE, "application/octet-stream");
         if location.origin() == host.base.origin()
-            && let Some(auth) = self.auth_header(host, scopes).await?
+            && let Some(auth) = self.authorization(host, scopes).await?
         {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
         }

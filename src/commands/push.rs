@@ -75,7 +75,8 @@ pub fn push_descriptor(
     let started = std::time::Instant::now();
     // Layers are converted on a helper thread while they upload: a layer converted now
     // streams to the registry as it is written, one converted earlier uploads at once.
-    let early_mount = mount_source(store, &top, dest).or_else(|| mount_from.clone());
+    let top_mount = mount_source(store, &top, dest);
+    let early_mount = top_mount.clone().or_else(|| mount_from.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (image, pushed) = std::thread::scope(|s| {
         let converting = s.spawn(move || {
@@ -95,7 +96,7 @@ pub fn push_descriptor(
     })?;
     let first_manifest = rbuild_cache::Digest::try_from(&image.manifests[0].digest())?;
     let push_opts = PushOptions {
-        mount_from: mount_source(store, &top, dest)
+        mount_from: top_mount
             .or_else(|| mount_source(store, &first_manifest, dest))
             .or(mount_from),
         pushed,
