@@ -14,10 +14,16 @@
 //! The file is written atomically (temp file in `ROOT/tmp`, fsync, rename); a missing or
 //! unreadable one only means the blobs are uploaded.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex};
+
+use rbuild_cache::variants::Variant;
 
 use rbuild_cache::{BlobWriter, Digest, Expected, Store};
 use rbuild_registry::{BlobSink, BlobSource, BlobTarget, Descriptor, Reference};
+
+use crate::build::output::Conversion;
 
 /// The side folder of pull sources (see the module docs).
 pub const SOURCES_DIR: &str = "sources-v1";
@@ -26,12 +32,28 @@ pub const SOURCES_DIR: &str = "sources-v1";
 #[derive(Debug, Clone)]
 pub struct StoreBlobs {
     store: Store,
+    /// Converted layers a push did not keep, by digest: opened, they are converted again.
+    remakes: Arc<Mutex<HashMap<Digest, (Conversion, Variant)>>>,
 }
 
 impl StoreBlobs {
     /// Wraps a store.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            remakes: Arc::default(),
+        }
+    }
+
+    /// Serves `variant`, a layer converted without keeping its blob, by converting it again
+    /// with `from` when it is opened.
+    pub fn remake(&self, variant: &Variant, from: &Conversion) {
+        if let Ok(d) = variant.digest.parse() {
+            self.remakes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(d, (from.clone(), variant.clone()));
+        }
     }
 }
 
@@ -80,6 +102,19 @@ impl BlobSource for StoreBlobs {
         offset: u64,
     ) -> io::Result<Box<dyn Read + Send>> {
         let digest = store_digest(digest)?;
+        let remake = self
+            .remakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some((from, variant)) = remake
+            && !self.store.has_blob(&digest)
+        {
+            let mut remade = from.remake(&self.store, &variant)?;
+            io::copy(&mut (&mut remade).take(offset), &mut io::sink())?;
+            return Ok(Box::new(remade));
+        }
         let mut file = self.store.open_blob(&digest).map_err(|e| match e {
             rbuild_cache::StoreError::BlobMissing { .. } => {
                 io::Error::new(io::ErrorKind::NotFound, e)

@@ -615,6 +615,7 @@ impl Inventory {
             let blob = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<crate::variants::Variant>(&b).ok())
+                .filter(|v| v.stored)
                 .and_then(|v| v.digest.parse::<Digest>().ok());
             let action = Action::Variant {
                 path: path.clone(),

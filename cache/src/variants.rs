@@ -3,8 +3,11 @@
 //! Builds keep their layers uncompressed in the store by default (writing a 1 GB layer then
 //! costs a copy, not a minute of gzip), like docker's own image store. A push compresses
 //! such a layer once and records here which blob holds the compressed bytes, so the next
-//! push of any image with that layer reuses the blob. A record is a hint: the caller checks
-//! that the blob it names is present and falls back to compressing again.
+//! push of any image with that layer reuses the blob. A push records only the digest (the
+//! blob uploads while it is compressed and is not kept: `stored` is false), so a re-push to a
+//! registry that has it costs a HEAD. A record is a hint: the caller checks that the blob it
+//! names is present (in the store, or in the registry for a record without a blob) and
+//! falls back to compressing again.
 
 use std::fs;
 use std::io;
@@ -38,6 +41,13 @@ pub struct Variant {
     pub size: u64,
     /// Its media type.
     pub media_type: String,
+    /// Whether the blob is in the store (records written before this field existed had one).
+    #[serde(default = "stored_default")]
+    pub stored: bool,
+}
+
+fn stored_default() -> bool {
+    true
 }
 
 /// The variant records of one store.
@@ -102,10 +112,24 @@ mod tests {
             digest: Digest::of(b"gz").to_string(),
             size: 2,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            stored: false,
         };
         v.put(&layer, "gzip", &variant).unwrap();
         assert_eq!(v.get(&layer, "gzip"), Some(variant));
         assert_eq!(v.get(&layer, "zstd"), None);
         assert_eq!(v.get(&layer, "../gzip"), v.get(&layer, "gzip"));
+        // A record from before `stored` names a blob of the store.
+        let old = format!(
+            r#"{{"digest":"{}","size":2,"media_type":"m"}}"#,
+            Digest::of(b"gz")
+        );
+        std::fs::write(
+            dir.path()
+                .join("variants-v1")
+                .join(format!("{}.zstd", layer.hex())),
+            old,
+        )
+        .unwrap();
+        assert!(v.get(&layer, "zstd").unwrap().stored);
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use oci_spec::image::{Descriptor, MediaType};
 use rbuild_cache::archive::{self, Format, SaveImage};
+use rbuild_cache::variants::Variant;
 use rbuild_cache::{Digest, Store, descriptor_digest};
 use rbuild_executor::compress::Compression;
 use serde_json::{Value, json};
@@ -966,7 +967,7 @@ pub fn convert_layer(
     digest: &Digest,
     media_type: &str,
     c: &LayerCompression,
-) -> anyhow::Result<rbuild_cache::variants::Variant> {
+) -> anyhow::Result<Variant> {
     convert_layer_watched(store, digest, media_type, c, &mut ())
 }
 
@@ -976,15 +977,212 @@ pub trait ConvertWatch {
     /// A layer's conversion starts: where to copy its converted bytes as they are written
     /// (`None`: nowhere). A failing copy is dropped; the conversion goes on.
     fn converting(&mut self) -> Option<Box<dyn Write + Send>>;
-    /// A layer's converted blob is in the store (converted now, or found converted).
-    fn ready(&mut self, variant: &rbuild_cache::variants::Variant);
+    /// A layer is converted (now, or found converted earlier): `from` makes it again.
+    fn ready(&mut self, variant: &Variant, from: &Conversion);
+    /// Whether converted layers must stay in the store. A push needs their bytes only while
+    /// they upload, so it records just their digests.
+    fn keeps_blobs(&self) -> bool {
+        true
+    }
+    /// Whether a layer converted earlier whose blob was not kept may be used as it is (a push:
+    /// the registry has it).
+    fn has_unkept(&mut self, _variant: &Variant) -> bool {
+        false
+    }
 }
 
 impl ConvertWatch for () {
     fn converting(&mut self) -> Option<Box<dyn Write + Send>> {
         None
     }
-    fn ready(&mut self, _: &rbuild_cache::variants::Variant) {}
+    fn ready(&mut self, _: &Variant, _: &Conversion) {}
+}
+
+/// A layer conversion: which layer of the store (and its media type), to what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    /// The layer blob in the store.
+    pub layer: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// What it is converted to.
+    pub compression: LayerCompression,
+}
+
+impl Conversion {
+    /// Converts the layer into `out`, returning it when done.
+    fn write_into<W: Write + Send>(&self, store: &Store, out: W) -> anyhow::Result<W> {
+        let digest = &self.layer;
+        let reader = store.open_blob(digest)?;
+        // Read in 1 MiB pieces: `io::copy` alone reads a boxed reader 8 KiB at a time.
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 20,
+            rbuild_executor::compress::decompress(reader, Some(&self.media_type))
+                .with_context(|| format!("cannot read layer {digest}"))?,
+        );
+        let c = &self.compression;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let fail = || format!("cannot compress layer {digest}");
+        Ok(match c.kind {
+            Compression::None => {
+                let mut w = out;
+                std::io::copy(&mut reader, &mut w).with_context(fail)?;
+                w
+            }
+            Compression::Gzip => {
+                let mut gz = rbuild_executor::compress::ParallelGzip::new(out, threads);
+                if let Some(l) = c.level {
+                    gz = gz.with_level(l.clamp(0, 9) as u32);
+                }
+                std::io::copy(&mut reader, &mut gz).with_context(fail)?;
+                gz.finish().with_context(fail)?
+            }
+            Compression::Zstd => {
+                let mut z = zstd::stream::write::Encoder::new(out, c.level.unwrap_or(3))
+                    .with_context(fail)?;
+                std::io::copy(&mut reader, &mut z).with_context(fail)?;
+                z.finish().with_context(fail)?
+            }
+        })
+    }
+
+    /// The converted bytes of a layer whose blob was not kept, made again on a helper thread
+    /// (the conversion is deterministic) and checked against `variant`: a reader that does not
+    /// end with the recorded digest and size fails instead of ending.
+    pub fn remake(&self, store: &Store, variant: &Variant) -> std::io::Result<Remade> {
+        let want: Digest = variant
+            .digest
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let (tx, from) = std::sync::mpsc::sync_channel(4);
+        let (say, verdict) = std::sync::mpsc::channel();
+        let (conv, store, size) = (self.clone(), store.clone(), variant.size);
+        std::thread::Builder::new()
+            .name("layer-remake".into())
+            .spawn(move || {
+                let out = rbuild_cache::HashingWriter::new(ChunkWriter::new(REMAKE_CHUNK, move |p| {
+                    tx.send(p).is_ok()
+                }));
+                let end = conv.write_into(&store, out).map_err(|e| format!("{e:#}"));
+                let end = end.and_then(|w| {
+                    let (rest, digest, n) = w.finish();
+                    drop(rest); // the last piece goes before the verdict
+                    if digest == want && n == size {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "layer {} converted again gave {digest} ({n} bytes), not the recorded {want} ({size} bytes)",
+                            conv.layer
+                        ))
+                    }
+                });
+                let _ = say.send(end);
+            })?;
+        Ok(Remade {
+            from,
+            verdict,
+            piece: Vec::new(),
+            at: 0,
+            ended: false,
+        })
+    }
+}
+
+/// Pieces a remade layer is sent in.
+const REMAKE_CHUNK: usize = 1 << 20;
+
+/// Gathers what is written into pieces of `chunk` bytes for `send` (which says whether the
+/// piece was taken); the rest goes when it is dropped.
+pub struct ChunkWriter<S: FnMut(Vec<u8>) -> bool> {
+    send: S,
+    buf: Vec<u8>,
+    chunk: usize,
+}
+
+impl<S: FnMut(Vec<u8>) -> bool> ChunkWriter<S> {
+    /// A writer handing `chunk`-byte pieces to `send`.
+    pub fn new(chunk: usize, send: S) -> Self {
+        ChunkWriter {
+            send,
+            buf: Vec::with_capacity(chunk),
+            chunk,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        if (self.send)(piece) {
+            Ok(())
+        } else {
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        }
+    }
+}
+
+impl<S: FnMut(Vec<u8>) -> bool> Write for ChunkWriter<S> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= self.chunk {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: FnMut(Vec<u8>) -> bool> Drop for ChunkWriter<S> {
+    fn drop(&mut self) {
+        // The last bytes; if they cannot go, the reader comes up short (and says so).
+        if !self.buf.is_empty() {
+            let _ = self.send();
+        }
+    }
+}
+
+/// The bytes of a layer converted again ([`Conversion::remake`]).
+#[derive(Debug)]
+pub struct Remade {
+    from: std::sync::mpsc::Receiver<Vec<u8>>,
+    verdict: std::sync::mpsc::Receiver<Result<(), String>>,
+    piece: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl std::io::Read for Remade {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.piece.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.from.recv() {
+                Ok(piece) => {
+                    self.piece = piece;
+                    self.at = 0;
+                }
+                // Everything was sent: the end counts only if the digest matched.
+                Err(_) => {
+                    return match self.verdict.recv() {
+                        Ok(Ok(())) => {
+                            self.ended = true;
+                            Ok(0)
+                        }
+                        Ok(Err(why)) => {
+                            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
+                        }
+                        Err(_) => Err(std::io::Error::other("the layer conversion stopped")),
+                    };
+                }
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Writes to `inner` and copies what it took into `copy`, until the copy fails.
@@ -1015,71 +1213,64 @@ fn convert_layer_watched(
     media_type: &str,
     c: &LayerCompression,
     watch: &mut dyn ConvertWatch,
-) -> anyhow::Result<rbuild_cache::variants::Variant> {
+) -> anyhow::Result<Variant> {
     let variants = rbuild_cache::variants::Variants::open(store.root())?;
     let name = variant_name(c);
-    if let Some(v) = variants
-        .get(digest, &name)
-        .filter(|v| v.digest.parse().is_ok_and(|d| store.has_blob(&d)))
-    {
-        watch.ready(&v);
+    let conversion = Conversion {
+        layer: *digest,
+        media_type: media_type.to_string(),
+        compression: c.clone(),
+    };
+    let keep = watch.keeps_blobs();
+    if let Some(v) = variants.get(digest, &name).filter(|v| {
+        if v.stored {
+            v.digest.parse().is_ok_and(|d| store.has_blob(&d))
+        } else {
+            !keep && watch.has_unkept(v)
+        }
+    }) {
+        watch.ready(&v, &conversion);
         return Ok(v);
     }
     let started = std::time::Instant::now();
-    let reader = store.open_blob(digest)?;
-    // Read in 1 MiB pieces: `io::copy` alone reads a boxed reader 8 KiB at a time.
-    let mut reader = std::io::BufReader::with_capacity(
-        1 << 20,
-        rbuild_executor::compress::decompress(reader, Some(media_type))
-            .with_context(|| format!("cannot read layer {digest}"))?,
-    );
-    let writer = Tee {
-        inner: store.blob_writer(None)?,
-        copy: watch.converting(),
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let fail = || format!("cannot compress layer {digest}");
-    let writer = match c.kind {
-        Compression::None => {
-            let mut w = writer;
-            std::io::copy(&mut reader, &mut w).with_context(fail)?;
-            w
-        }
-        Compression::Gzip => {
-            let mut gz = rbuild_executor::compress::ParallelGzip::new(writer, threads);
-            if let Some(l) = c.level {
-                gz = gz.with_level(l.clamp(0, 9) as u32);
-            }
-            std::io::copy(&mut reader, &mut gz).with_context(fail)?;
-            gz.finish().with_context(fail)?
-        }
-        Compression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(writer, c.level.unwrap_or(3))
-                .with_context(fail)?;
-            std::io::copy(&mut reader, &mut z).with_context(fail)?;
-            z.finish().with_context(fail)?
-        }
-    };
+    let copy = watch.converting();
     // The copy ends (its reader sees the end) before the blob is synced and committed.
-    let Tee {
-        inner: writer,
-        copy,
-    } = writer;
-    drop(copy);
-    let committed = writer.commit()?;
+    let (converted, size) = if keep {
+        let Tee { inner, copy } = conversion.write_into(
+            store,
+            Tee {
+                inner: store.blob_writer(None)?,
+                copy,
+            },
+        )?;
+        drop(copy);
+        let committed = inner.commit()?;
+        (committed.digest, committed.size)
+    } else {
+        let Tee { inner, copy } = conversion.write_into(
+            store,
+            Tee {
+                inner: rbuild_cache::HashingWriter::new(std::io::sink()),
+                copy,
+            },
+        )?;
+        drop(copy);
+        let (_, digest, size) = inner.finish();
+        (digest, size)
+    };
     tracing::info!(
-        "converted layer {digest} to {name}: {} ({} bytes) in {:.2?}",
-        committed.digest,
-        committed.size,
+        "converted layer {digest} to {name}: {converted} ({size} bytes{}) in {:.2?}",
+        if keep { "" } else { ", not kept" },
         started.elapsed()
     );
-    let v = rbuild_cache::variants::Variant {
-        digest: committed.digest.to_string(),
-        size: committed.size,
+    let v = Variant {
+        digest: converted.to_string(),
+        size,
         media_type: c.kind.media_type().to_string(),
+        stored: keep,
     };
     variants.put(digest, &name, &v)?;
-    watch.ready(&v);
+    watch.ready(&v, &conversion);
     Ok(v)
 }
 
@@ -1142,7 +1333,9 @@ pub fn convert_layers_watched(
         .as_str()
         .unwrap_or("application/vnd.oci.image.manifest.v1+json")
         .to_string();
-    store.put_document(MediaType::Other(media_type), &bytes)?;
+    if watch.keeps_blobs() {
+        store.put_document(MediaType::Other(media_type), &bytes)?;
+    }
     Ok(Some(bytes))
 }
 
@@ -1277,6 +1470,124 @@ pub fn write_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A push's view of conversions: copies what is converted, keeps no blob, and says
+    /// whether the registry "has" unkept layers.
+    #[derive(Default)]
+    struct PushLike {
+        copies: Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>,
+        ready: Vec<(Variant, Conversion)>,
+        registry_has: bool,
+    }
+
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ConvertWatch for PushLike {
+        fn converting(&mut self) -> Option<Box<dyn Write + Send>> {
+            let copy = std::sync::Arc::default();
+            self.copies.push(std::sync::Arc::clone(&copy));
+            Some(Box::new(Shared(copy)))
+        }
+        fn ready(&mut self, v: &Variant, from: &Conversion) {
+            self.ready.push((v.clone(), from.clone()));
+        }
+        fn keeps_blobs(&self) -> bool {
+            false
+        }
+        fn has_unkept(&mut self, _: &Variant) -> bool {
+            self.registry_has
+        }
+    }
+
+    #[test]
+    fn a_push_keeps_no_converted_layer_and_one_made_again_is_checked() {
+        use std::io::Read as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // 9 MiB of poorly compressible bytes: three parallel gzip members.
+        let mut layer = Vec::with_capacity(9 << 20);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        while layer.len() < 9 << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            layer.extend_from_slice(&x.to_le_bytes()[..3]);
+        }
+        let tar_type = "application/vnd.oci.image.layer.v1.tar";
+        let layer_digest = store.put_blob(&layer, None).unwrap().digest;
+        let gzip = LayerCompression::default();
+
+        let mut push = PushLike::default();
+        let v = convert_layer_watched(&store, &layer_digest, tar_type, &gzip, &mut push).unwrap();
+        assert!(!v.stored);
+        let sent = push.copies[0].lock().unwrap().clone();
+        assert_eq!(v.digest, Digest::of(&sent).to_string());
+        assert_eq!(v.size, sent.len() as u64);
+        let d: Digest = v.digest.parse().unwrap();
+        assert!(!store.has_blob(&d), "the gzip copy stays out of the store");
+        let mut plain = Vec::new();
+        flate2::read::MultiGzDecoder::new(&sent[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert!(plain == layer, "the gzip stream holds the layer");
+        let (_, from) = push.ready.pop().unwrap();
+        assert_eq!(from.layer, layer_digest);
+
+        // Made again (an upload starting over), from any offset: the same bytes.
+        let mut again = Vec::new();
+        from.remake(&store, &v)
+            .unwrap()
+            .read_to_end(&mut again)
+            .unwrap();
+        assert!(again == sent, "a layer made again differs");
+        let blobs = crate::transfer::StoreBlobs::new(store.clone());
+        blobs.remake(&v, &from);
+        let mut tail = Vec::new();
+        rbuild_registry::BlobSource::open(&blobs, &d.to_string().parse().unwrap(), 1000)
+            .unwrap()
+            .read_to_end(&mut tail)
+            .unwrap();
+        assert!(tail == sent[1000..], "opened at an offset");
+        // A record the conversion does not give again fails the reader, naming the layer.
+        let wrong = Variant {
+            size: v.size + 1,
+            ..v.clone()
+        };
+        let err = from
+            .remake(&store, &wrong)
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains(&layer_digest.to_string()), "{err}");
+
+        // A push to a registry that has it converts nothing; one that lacks it converts again.
+        let mut has = PushLike {
+            registry_has: true,
+            ..PushLike::default()
+        };
+        assert_eq!(
+            convert_layer_watched(&store, &layer_digest, tar_type, &gzip, &mut has).unwrap(),
+            v
+        );
+        assert!(has.copies.is_empty());
+        let mut lacks = PushLike::default();
+        convert_layer_watched(&store, &layer_digest, tar_type, &gzip, &mut lacks).unwrap();
+        assert!(*lacks.copies[0].lock().unwrap() == sent);
+        // Outputs that need the blob store it, under the same digest.
+        let kept = convert_layer(&store, &layer_digest, tar_type, &gzip).unwrap();
+        assert!(kept.stored && kept.digest == v.digest && store.has_blob(&d));
+    }
 
     #[test]
     fn output_specs_parse_as_buildx_reads_them() {

@@ -15,7 +15,9 @@ use rbuild_registry::{
 };
 
 use super::registry::{RegistryArgs, credential_store, runtime};
-use crate::build::output::{ConvertWatch, LayerCompression, convert_layers_watched};
+use crate::build::output::{
+    ChunkWriter, Conversion, ConvertWatch, LayerCompression, convert_layers_watched,
+};
 use crate::cli::GlobalArgs;
 use crate::transfer::{StoreBlobs, mount_source};
 
@@ -79,16 +81,19 @@ pub fn push_descriptor(
     let early_mount = top_mount.clone().or_else(|| mount_from.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (image, pushed) = std::thread::scope(|s| {
+        let (client, source, handle) = (&client, &source, rt.handle());
         let converting = s.spawn(move || {
             let mut watch = UploadWatch {
                 blobs: tx,
                 done: None,
                 handed: std::collections::HashSet::new(),
+                source,
+                registry: (client, dest, handle),
             };
             push_image(store, descriptor, compression, &mut watch)
         });
         let pushed =
-            rt.block_on(client.push_blobs_as_ready(dest, rx, &source, early_mount.as_deref()));
+            rt.block_on(client.push_blobs_as_ready(dest, rx, source, early_mount.as_deref()));
         let image = converting
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -152,16 +157,21 @@ fn push_image(
 }
 
 /// Hands each layer of a push to the uploads while it is converted.
-struct UploadWatch {
+struct UploadWatch<'a> {
     blobs: tokio::sync::mpsc::UnboundedSender<ReadyBlob>,
-    /// Where the descriptor of the layer being streamed goes once it is stored.
+    /// Where the descriptor of the layer being streamed goes once it is converted.
     done: Option<tokio::sync::oneshot::Sender<rbuild_registry::Descriptor>>,
     /// Blobs handed over so far: a layer that comes again (in another manifest of an index, or
     /// twice in one) is uploaded once.
     handed: std::collections::HashSet<String>,
+    /// The push's source, told how to make again the layers it does not keep (for an upload
+    /// that has to start over).
+    source: &'a StoreBlobs,
+    /// Where the push goes, to ask whether a layer pushed before is there.
+    registry: (&'a Client, &'a Reference, &'a tokio::runtime::Handle),
 }
 
-impl ConvertWatch for UploadWatch {
+impl ConvertWatch for UploadWatch<'_> {
     fn converting(&mut self) -> Option<Box<dyn std::io::Write + Send>> {
         let (bytes, receiver) = tokio::sync::mpsc::channel(STREAM_DEPTH);
         let (done, finished) = tokio::sync::oneshot::channel();
@@ -172,16 +182,20 @@ impl ConvertWatch for UploadWatch {
             })
             .ok()?;
         self.done = Some(done);
-        Some(Box::new(ChannelWriter {
-            to: bytes,
-            buf: Vec::with_capacity(STREAM_CHUNK),
-        }))
+        // When the upload lags behind, the conversion waits; when it is gone, the copy stops
+        // (and the upload falls back to the layer made again).
+        Some(Box::new(ChunkWriter::new(STREAM_CHUNK, move |piece| {
+            bytes.blocking_send(piece).is_ok()
+        })))
     }
 
-    fn ready(&mut self, v: &Variant) {
+    fn ready(&mut self, v: &Variant, from: &Conversion) {
         let Ok(digest) = v.digest.parse::<rbuild_registry::Digest>() else {
             return;
         };
+        if !v.stored {
+            self.source.remake(v, from);
+        }
         let desc = Descriptor::new(v.media_type.as_str().into(), v.size, digest);
         let first = self.handed.insert(v.digest.clone());
         // A closed channel means the uploads stopped with an error, which the push reports;
@@ -192,49 +206,24 @@ impl ConvertWatch for UploadWatch {
             None => {}
         }
     }
+
+    fn keeps_blobs(&self) -> bool {
+        false
+    }
+
+    fn has_unkept(&mut self, v: &Variant) -> bool {
+        let Ok(digest) = v.digest.parse::<rbuild_registry::Digest>() else {
+            return false;
+        };
+        let (client, dest, handle) = self.registry;
+        // Any failure to ask means converting the layer again, which uploads it.
+        handle
+            .block_on(client.blob_exists(dest, &digest))
+            .unwrap_or(false)
+    }
 }
 
 /// Bytes gathered for one send to a streamed upload.
 const STREAM_CHUNK: usize = 1 << 20;
 /// Sends a streamed upload may lag behind the conversion (memory: this many chunks).
 const STREAM_DEPTH: usize = 8;
-
-/// The copy of a layer being converted, sent in chunks to its streamed upload (blocking when
-/// the upload lags behind).
-struct ChannelWriter {
-    to: tokio::sync::mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_CHUNK));
-        self.to
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= STREAM_CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for ChannelWriter {
-    fn drop(&mut self) {
-        // The last bytes; if they cannot go, the upload's byte count falls short of the blob
-        // and the blob is pushed again from the store.
-        if !self.buf.is_empty() {
-            let _ = self.send();
-        }
-    }
-}

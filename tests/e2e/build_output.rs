@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::support::{
     BASE, BUSYBOX, BuildEnv, Dir, busybox_rootfs, fails, filter, ok, rbuild, skopeo, tool, umoci,
+    verified_blobs,
 };
 
 /// A Dockerfile whose final file system exercises what a flattening can get wrong: files
@@ -516,6 +517,26 @@ fn push_sends_every_tag_and_metadata_and_annotations_match_the_registry() {
         std::fs::read_to_string(bundle.join("rootfs/p")).unwrap(),
         "pushed\n"
     );
+    // The gzip form of the built layer went up while it was made and was not kept: the
+    // store has only the uncompressed layer. A re-push finds it in the registry (HEADs only).
+    let raw = ok(skopeo()
+        .arg("inspect")
+        .arg("--raw")
+        .args(&flags)
+        .arg(format!("docker://{one}")))
+    .stdout;
+    let manifest: Value = serde_json::from_str(&raw).unwrap();
+    let gz = manifest["layers"][1]["digest"].as_str().unwrap();
+    let blobs = verified_blobs(&env.root);
+    assert!(!blobs.iter().any(|b| gz.ends_with(b.as_str())), "{gz} kept");
+    let log_before = registry.log().len();
+    let repushed = ok(rbuild(&env.root).args(["-q", "push", &one]));
+    assert_eq!(repushed.stdout.trim(), format!("{host}/app@{}", digests[0]));
+    let log = registry.log();
+    for upload in ["\"POST /v2", "\"PATCH /v2", "\"PUT /v2/app/blobs"] {
+        assert!(!log[log_before..].contains(upload), "re-push sent {upload}");
+    }
+    assert!(log[log_before..].contains(&format!("\"HEAD /v2/app/blobs/{gz}")));
 
     // A push that fails names the reference.
     let bad = "127.0.0.1:1/nothing:here";
