@@ -34,6 +34,8 @@ pub struct StoreBlobs {
     store: Store,
     /// Converted layers a push did not keep, by digest: opened, they are converted again.
     remakes: Arc<Mutex<HashMap<Digest, (Conversion, Variant)>>>,
+    /// Held while one of them is converted again.
+    remaking: Arc<Mutex<()>>,
 }
 
 impl StoreBlobs {
@@ -42,11 +44,12 @@ impl StoreBlobs {
         Self {
             store,
             remakes: Arc::default(),
+            remaking: Arc::default(),
         }
     }
 
-    /// Serves `variant`, a layer converted without keeping its blob, by converting it again
-    /// with `from` when it is opened.
+    /// Serves `variant`, a layer converted without keeping its blob: when it is opened, it is
+    /// converted again with `from` and stored.
     pub fn remake(&self, variant: &Variant, from: &Conversion) {
         if let Ok(d) = variant.digest.parse() {
             self.remakes
@@ -111,9 +114,12 @@ impl BlobSource for StoreBlobs {
         if let Some((from, variant)) = remake
             && !self.store.has_blob(&digest)
         {
-            let mut remade = from.remake(&self.store, &variant)?;
-            io::copy(&mut (&mut remade).take(offset), &mut io::sink())?;
-            return Ok(Box::new(remade));
+            // Once, for every later chunk and retry: the blob is then in the store.
+            let _one = self.remaking.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.store.has_blob(&digest) {
+                blocking(|| from.remake(&self.store, &variant))
+                    .map_err(|e| io::Error::other(format!("{e:#}")))?;
+            }
         }
         let mut file = self.store.open_blob(&digest).map_err(|e| match e {
             rbuild_cache::StoreError::BlobMissing { .. } => {

@@ -1046,142 +1046,42 @@ impl Conversion {
         })
     }
 
-    /// The converted bytes of a layer whose blob was not kept, made again on a helper thread
-    /// (the conversion is deterministic) and checked against `variant`: a reader that does not
-    /// end with the recorded digest and size fails instead of ending.
-    pub fn remake(&self, store: &Store, variant: &Variant) -> std::io::Result<Remade> {
-        let want: Digest = variant
+    /// Converts the layer again and stores the result, for a layer converted without keeping
+    /// its blob whose bytes are needed after all (a push whose streamed upload failed). The
+    /// conversion is deterministic; the store refuses bytes that do not have the recorded
+    /// digest and size. The record then says the blob is stored.
+    pub fn remake(&self, store: &Store, variant: &Variant) -> anyhow::Result<()> {
+        let digest: Digest = variant
             .digest
             .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let (tx, from) = std::sync::mpsc::sync_channel(4);
-        let (say, verdict) = std::sync::mpsc::channel();
-        let (conv, store, size) = (self.clone(), store.clone(), variant.size);
-        std::thread::Builder::new()
-            .name("layer-remake".into())
-            .spawn(move || {
-                let out = rbuild_cache::HashingWriter::new(ChunkWriter::new(REMAKE_CHUNK, move |p| {
-                    tx.send(p).is_ok()
-                }));
-                let end = conv.write_into(&store, out).map_err(|e| format!("{e:#}"));
-                let end = end.and_then(|w| {
-                    let (rest, digest, n) = w.finish();
-                    drop(rest); // the last piece goes before the verdict
-                    if digest == want && n == size {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "layer {} converted again gave {digest} ({n} bytes), not the recorded {want} ({size} bytes)",
-                            conv.layer
-                        ))
-                    }
-                });
-                let _ = say.send(end);
+            .with_context(|| format!("bad variant digest {}", variant.digest))?;
+        let started = std::time::Instant::now();
+        let writer = store.blob_writer(Some(rbuild_cache::Expected {
+            digest,
+            size: Some(variant.size),
+        }))?;
+        let committed = self
+            .write_into(store, writer)
+            .and_then(|w| Ok(w.commit()?))
+            .with_context(|| {
+                format!(
+                    "cannot convert layer {} to {digest} again for its upload",
+                    self.layer
+                )
             })?;
-        Ok(Remade {
-            from,
-            verdict,
-            piece: Vec::new(),
-            at: 0,
-            ended: false,
-        })
-    }
-}
-
-/// Pieces a remade layer is sent in.
-const REMAKE_CHUNK: usize = 1 << 20;
-
-/// Gathers what is written into pieces of `chunk` bytes for `send` (which says whether the
-/// piece was taken); the rest goes when it is dropped.
-pub struct ChunkWriter<S: FnMut(Vec<u8>) -> bool> {
-    send: S,
-    buf: Vec<u8>,
-    chunk: usize,
-}
-
-impl<S: FnMut(Vec<u8>) -> bool> ChunkWriter<S> {
-    /// A writer handing `chunk`-byte pieces to `send`.
-    pub fn new(chunk: usize, send: S) -> Self {
-        ChunkWriter {
-            send,
-            buf: Vec::with_capacity(chunk),
-            chunk,
-        }
-    }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
-        if (self.send)(piece) {
-            Ok(())
-        } else {
-            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-        }
-    }
-}
-
-impl<S: FnMut(Vec<u8>) -> bool> Write for ChunkWriter<S> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= self.chunk {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
+        tracing::debug!(
+            "converted layer {} again to {} in {:.2?}",
+            self.layer,
+            committed.digest,
+            started.elapsed()
+        );
+        let variants = rbuild_cache::variants::Variants::open(store.root())?;
+        let kept = Variant {
+            stored: true,
+            ..variant.clone()
+        };
+        variants.put(&self.layer, &variant_name(&self.compression), &kept)?;
         Ok(())
-    }
-}
-
-impl<S: FnMut(Vec<u8>) -> bool> Drop for ChunkWriter<S> {
-    fn drop(&mut self) {
-        // The last bytes; if they cannot go, the reader comes up short (and says so).
-        if !self.buf.is_empty() {
-            let _ = self.send();
-        }
-    }
-}
-
-/// The bytes of a layer converted again ([`Conversion::remake`]).
-#[derive(Debug)]
-pub struct Remade {
-    from: std::sync::mpsc::Receiver<Vec<u8>>,
-    verdict: std::sync::mpsc::Receiver<Result<(), String>>,
-    piece: Vec<u8>,
-    at: usize,
-    ended: bool,
-}
-
-impl std::io::Read for Remade {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.piece.len() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.from.recv() {
-                Ok(piece) => {
-                    self.piece = piece;
-                    self.at = 0;
-                }
-                // Everything was sent: the end counts only if the digest matched.
-                Err(_) => {
-                    return match self.verdict.recv() {
-                        Ok(Ok(())) => {
-                            self.ended = true;
-                            Ok(0)
-                        }
-                        Ok(Err(why)) => {
-                            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
-                        }
-                        Err(_) => Err(std::io::Error::other("the layer conversion stopped")),
-                    };
-                }
-            }
-        }
-        let n = buf.len().min(self.piece.len() - self.at);
-        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
@@ -1333,9 +1233,8 @@ pub fn convert_layers_watched(
         .as_str()
         .unwrap_or("application/vnd.oci.image.manifest.v1+json")
         .to_string();
-    if watch.keeps_blobs() {
-        store.put_document(MediaType::Other(media_type), &bytes)?;
-    }
+    // Kept even when the layers are not: `--metadata-file` reads the pushed manifest's size.
+    store.put_document(MediaType::Other(media_type), &bytes)?;
     Ok(Some(bytes))
 }
 
@@ -1543,33 +1442,29 @@ mod tests {
         let (_, from) = push.ready.pop().unwrap();
         assert_eq!(from.layer, layer_digest);
 
-        // Made again (an upload starting over), from any offset: the same bytes.
-        let mut again = Vec::new();
-        from.remake(&store, &v)
-            .unwrap()
-            .read_to_end(&mut again)
-            .unwrap();
-        assert!(again == sent, "a layer made again differs");
-        let blobs = crate::transfer::StoreBlobs::new(store.clone());
-        blobs.remake(&v, &from);
-        let mut tail = Vec::new();
-        rbuild_registry::BlobSource::open(&blobs, &d.to_string().parse().unwrap(), 1000)
-            .unwrap()
-            .read_to_end(&mut tail)
-            .unwrap();
-        assert!(tail == sent[1000..], "opened at an offset");
-        // A record the conversion does not give again fails the reader, naming the layer.
+        // A record the conversion does not give again is refused, naming the layer.
         let wrong = Variant {
             size: v.size + 1,
             ..v.clone()
         };
-        let err = from
-            .remake(&store, &wrong)
+        let err = format!("{:#}", from.remake(&store, &wrong).unwrap_err());
+        assert!(err.contains(&layer_digest.to_string()), "{err}");
+        assert!(!store.has_blob(&d));
+        // Made again (an upload starting over): stored once, served from any offset.
+        let blobs = crate::transfer::StoreBlobs::new(store.clone());
+        blobs.remake(&v, &from);
+        let oci_digest: rbuild_registry::Digest = d.to_string().parse().unwrap();
+        let mut tail = Vec::new();
+        rbuild_registry::BlobSource::open(&blobs, &oci_digest, 1000)
             .unwrap()
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains(&layer_digest.to_string()), "{err}");
+            .read_to_end(&mut tail)
+            .unwrap();
+        assert!(tail == sent[1000..], "opened at an offset");
+        assert!(store.has_blob(&d));
+        let variants = rbuild_cache::variants::Variants::open(store.root()).unwrap();
+        assert!(variants.get(&layer_digest, "gzip").unwrap().stored);
+        std::fs::remove_file(store.blob_path(&d)).unwrap();
+        variants.put(&layer_digest, "gzip", &v).unwrap();
 
         // A push to a registry that has it converts nothing; one that lacks it converts again.
         let mut has = PushLike {

@@ -15,9 +15,7 @@ use rbuild_registry::{
 };
 
 use super::registry::{RegistryArgs, credential_store, runtime};
-use crate::build::output::{
-    ChunkWriter, Conversion, ConvertWatch, LayerCompression, convert_layers_watched,
-};
+use crate::build::output::{Conversion, ConvertWatch, LayerCompression, convert_layers_watched};
 use crate::cli::GlobalArgs;
 use crate::transfer::{StoreBlobs, mount_source};
 
@@ -82,6 +80,7 @@ pub fn push_descriptor(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (image, pushed) = std::thread::scope(|s| {
         let (client, source, handle) = (&client, &source, rt.handle());
+        let mount_from = early_mount.as_deref();
         let converting = s.spawn(move || {
             let mut watch = UploadWatch {
                 blobs: tx,
@@ -89,11 +88,11 @@ pub fn push_descriptor(
                 handed: std::collections::HashSet::new(),
                 source,
                 registry: (client, dest, handle),
+                mount_from,
             };
             push_image(store, descriptor, compression, &mut watch)
         });
-        let pushed =
-            rt.block_on(client.push_blobs_as_ready(dest, rx, source, early_mount.as_deref()));
+        let pushed = rt.block_on(client.push_blobs_as_ready(dest, rx, source, mount_from));
         let image = converting
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -169,6 +168,8 @@ struct UploadWatch<'a> {
     source: &'a StoreBlobs,
     /// Where the push goes, to ask whether a layer pushed before is there.
     registry: (&'a Client, &'a Reference, &'a tokio::runtime::Handle),
+    /// The repository of the same registry the push mounts blobs from, if any.
+    mount_from: Option<&'a str>,
 }
 
 impl ConvertWatch for UploadWatch<'_> {
@@ -184,9 +185,10 @@ impl ConvertWatch for UploadWatch<'_> {
         self.done = Some(done);
         // When the upload lags behind, the conversion waits; when it is gone, the copy stops
         // (and the upload falls back to the layer made again).
-        Some(Box::new(ChunkWriter::new(STREAM_CHUNK, move |piece| {
-            bytes.blocking_send(piece).is_ok()
-        })))
+        Some(Box::new(ChannelWriter {
+            to: bytes,
+            buf: Vec::with_capacity(STREAM_CHUNK),
+        }))
     }
 
     fn ready(&mut self, v: &Variant, from: &Conversion) {
@@ -212,14 +214,27 @@ impl ConvertWatch for UploadWatch<'_> {
     }
 
     fn has_unkept(&mut self, v: &Variant) -> bool {
+        // Converted earlier in this push (a layer repeated in an index): it is on its way.
+        if self.handed.contains(&v.digest) {
+            return true;
+        }
         let Ok(digest) = v.digest.parse::<rbuild_registry::Digest>() else {
             return false;
         };
         let (client, dest, handle) = self.registry;
-        // Any failure to ask means converting the layer again, which uploads it.
-        handle
-            .block_on(client.blob_exists(dest, &digest))
-            .unwrap_or(false)
+        // In the destination, or in the repository the push mounts blobs from.
+        let mount = self.mount_from.and_then(|repo| {
+            rbuild_registry::Reference::parse(&format!("{}/{repo}", dest.registry())).ok()
+        });
+        for repo in std::iter::once(dest).chain(mount.as_ref()) {
+            match handle.block_on(client.blob_exists(repo, &digest)) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                // Converting the layer again uploads it.
+                Err(e) => tracing::debug!("cannot ask {repo} for layer {digest}: {e}"),
+            }
+        }
+        false
     }
 }
 
@@ -227,3 +242,43 @@ impl ConvertWatch for UploadWatch<'_> {
 const STREAM_CHUNK: usize = 1 << 20;
 /// Sends a streamed upload may lag behind the conversion (memory: this many chunks).
 const STREAM_DEPTH: usize = 8;
+
+/// The copy of a layer being converted, sent in chunks to its streamed upload (blocking when
+/// the upload lags behind).
+struct ChannelWriter {
+    to: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_CHUNK));
+        self.to
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        // The last bytes; if they cannot go, the upload's byte count falls short of the blob
+        // and the blob is pushed again from the store.
+        if !self.buf.is_empty() {
+            let _ = self.send();
+        }
+    }
+}

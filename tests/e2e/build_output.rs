@@ -529,6 +529,15 @@ fn push_sends_every_tag_and_metadata_and_annotations_match_the_registry() {
     let gz = manifest["layers"][1]["digest"].as_str().unwrap();
     let blobs = verified_blobs(&env.root);
     assert!(!blobs.iter().any(|b| gz.ends_with(b.as_str())), "{gz} kept");
+    // The second name mounted it from the first instead of converting it again.
+    let log = registry.log();
+    assert!(!log.contains("\"PATCH /v2/other/app/"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("POST /v2/other/app/blobs/uploads/?")
+                && l.contains(gz.trim_start_matches("sha256:"))),
+        "{log}"
+    );
     let log_before = registry.log().len();
     let repushed = ok(rbuild(&env.root).args(["-q", "push", &one]));
     assert_eq!(repushed.stdout.trim(), format!("{host}/app@{}", digests[0]));
