@@ -19,7 +19,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex};
 
 use rbuild_cache::variants::Variant;
-
 use rbuild_cache::{BlobWriter, Digest, Expected, Store};
 use rbuild_registry::{BlobSink, BlobSource, BlobTarget, Descriptor, Reference};
 

@@ -375,13 +375,15 @@ impl Client {
         let what = format!("streamed upload to {repo}");
         let start = host.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         let resp = self
-            .send(host, scopes, Method::POST, &start, &what, |r| {
-                Ok(r.header(CONTENT_LENGTH, "0"))
-            })
+            .send_empty(
+                host,
+                scopes,
+                Method::POST,
+                &start,
+                &what,
+                Some(StatusCode::ACCEPTED),
+            )
             .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(status_error(Method::POST, &start, resp).await);
-        }
         let location = host.location(&resp)?;
         Ok(
             match self.stream_patch(host, scopes, &location, bytes).await {
@@ -467,15 +469,38 @@ impl Client {
         let mut put = location.clone();
         put.query_pairs_mut().append_pair("digest", digest.as_ref());
         let what = format!("upload of blob {digest}");
+        self.send_empty(
+            host,
+            scopes,
+            Method::PUT,
+            &put,
+            &what,
+            Some(StatusCode::CREATED),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends a request without a body (upload sessions are started and closed this way); with
+    /// `expect`, any other status is an error naming the request.
+    async fn send_empty(
+        &self,
+        host: &Host,
+        scopes: &Scopes,
+        method: Method,
+        url: &Url,
+        what: &str,
+        expect: Option<StatusCode>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let resp = self
-            .send(host, scopes, Method::PUT, &put, &what, |r| {
+            .send(host, scopes, method.clone(), url, what, |r| {
                 Ok(r.header(CONTENT_LENGTH, "0"))
             })
             .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(status_error(Method::PUT, &put, resp).await);
+        match expect {
+            Some(status) if resp.status() != status => Err(status_error(method, url, resp).await),
+            _ => Ok(resp),
         }
-        Ok(())
     }
 
     /// Ends an upload session that will not be completed (best effort: the registry expires
@@ -603,9 +628,7 @@ impl Client {
                 .append_pair("from", from);
         }
         let resp = self
-            .send(host, scopes, Method::POST, &start, &what, |r| {
-                Ok(r.header(CONTENT_LENGTH, "0"))
-            })
+            .send_empty(host, scopes, Method::POST, &start, &what, None)
             .await?;
         match resp.status() {
             StatusCode::CREATED if mount_from.is_some() => {

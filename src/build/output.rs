@@ -1046,6 +1046,19 @@ impl Conversion {
         })
     }
 
+    /// Converts the layer into `inner` and copies what it writes to `copy`. The copy ends
+    /// (its reader sees the end) before `inner` is returned to be synced and committed.
+    fn write_teed<W: Write + Send>(
+        &self,
+        store: &Store,
+        inner: W,
+        copy: Option<Box<dyn Write + Send>>,
+    ) -> anyhow::Result<W> {
+        let Tee { inner, copy } = self.write_into(store, Tee { inner, copy })?;
+        drop(copy);
+        Ok(inner)
+    }
+
     /// Converts the layer again and stores the result, for a layer converted without keeping
     /// its blob whose bytes are needed after all (a push whose streamed upload failed). The
     /// conversion is deterministic; the store refuses bytes that do not have the recorded
@@ -1134,28 +1147,13 @@ fn convert_layer_watched(
     }
     let started = std::time::Instant::now();
     let copy = watch.converting();
-    // The copy ends (its reader sees the end) before the blob is synced and committed.
     let (converted, size) = if keep {
-        let Tee { inner, copy } = conversion.write_into(
-            store,
-            Tee {
-                inner: store.blob_writer(None)?,
-                copy,
-            },
-        )?;
-        drop(copy);
-        let committed = inner.commit()?;
+        let blob = conversion.write_teed(store, store.blob_writer(None)?, copy)?;
+        let committed = blob.commit()?;
         (committed.digest, committed.size)
     } else {
-        let Tee { inner, copy } = conversion.write_into(
-            store,
-            Tee {
-                inner: rbuild_cache::HashingWriter::new(std::io::sink()),
-                copy,
-            },
-        )?;
-        drop(copy);
-        let (_, digest, size) = inner.finish();
+        let hashed = rbuild_cache::HashingWriter::new(std::io::sink());
+        let (_, digest, size) = conversion.write_teed(store, hashed, copy)?.finish();
         (digest, size)
     };
     tracing::info!(
