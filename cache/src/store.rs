@@ -42,6 +42,15 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The store root can be changed by another user: what it holds could be swapped
+    /// under the builds that trust it.
+    #[error("the store root {path} {why}; give the store a directory of its own")]
+    SharedRoot {
+        /// The store root.
+        path: PathBuf,
+        /// What makes it shared (`is writable by other users`, `belongs to uid N`).
+        why: String,
+    },
     /// The root holds an OCI layout of a version this store does not know.
     #[error("{path} is not an OCI image layout of version 1.0.0")]
     LayoutVersion {
@@ -180,12 +189,52 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// Creates the store root with mode 0700, or tightens an existing one to 0700 (stores made
+/// by older versions were 0755): snapshots hold image files as they are, setuid binaries
+/// and device nodes included, with the image's owners, so no other user may reach them. A
+/// root that another user owns, or that is writable by others (`/tmp`), is refused.
+fn make_private_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(root)(e)),
+    }
+    let md = std::fs::metadata(root).map_err(io_err(root))?;
+    let shared = |why: String| StoreError::SharedRoot {
+        path: root.to_owned(),
+        why,
+    };
+    if !md.is_dir() {
+        return Err(io_err(root)(io::Error::from(io::ErrorKind::NotADirectory)));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if md.uid() != me {
+        return Err(shared(format!(
+            "belongs to uid {}, not to uid {me}",
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o002 != 0 {
+        return Err(shared("is writable by other users".into()));
+    }
+    if md.mode() & 0o077 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(root))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the store at `root`, creating the layout if it is missing, and removes temp
     /// files that killed processes left behind.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let store = Store { root: root.into() };
-        for dir in [store.root.clone(), store.blobs_dir(), store.tmp_dir()] {
+        make_private_root(&store.root)?;
+        for dir in [store.blobs_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         let layout = store.root.join("oci-layout");

@@ -19,6 +19,35 @@ use crate::snapshot::RootSource;
 /// Host devices bind-mounted into the sandbox's /dev.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Kernel interfaces hidden in every sandbox (Docker's default list): a directory gets an
+/// empty read-only tmpfs over it, a file `/dev/null`. They leak host details (`kcore`,
+/// `keys`, timers) or reach hardware.
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Kernel interfaces that every sandbox sees read-only (Docker's default list). `/proc/sys`
+/// holds the global sysctls: with container root mapped to host root, a writable
+/// `/proc/sys/kernel/core_pattern` would let a build step run a program as host root.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// An extra mount requested by the caller (`RUN --mount`, `run -v`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraMount {
@@ -220,6 +249,11 @@ pub enum Step {
     Hostname { name: String },
     /// Bring up `lo` in the new network namespace.
     LoopbackUp,
+    /// Hide `path` (when it exists): an empty read-only tmpfs on a directory,
+    /// `/dev/null` on a file.
+    Mask { path: PathBuf },
+    /// Make `path` (when it exists) and every mount below it read-only.
+    ReadOnly { path: PathBuf },
 }
 
 impl fmt::Display for Step {
@@ -287,6 +321,8 @@ impl fmt::Display for Step {
             Step::PivotRoot { new_root } => write!(f, "pivot_root into {}", new_root.display()),
             Step::Hostname { name } => write!(f, "set hostname {name}"),
             Step::LoopbackUp => write!(f, "bring up lo"),
+            Step::Mask { path } => write!(f, "mask {}", path.display()),
+            Step::ReadOnly { path } => write!(f, "make {} read-only", path.display()),
         }
     }
 }
@@ -352,6 +388,11 @@ pub trait Kernel {
     fn hostname(&mut self, name: &str) -> io::Result<()>;
     /// Brings up the loopback interface.
     fn loopback_up(&mut self) -> io::Result<()>;
+    /// Hides `path` when it exists: an empty read-only tmpfs on a directory,
+    /// `/dev/null` bound on anything else.
+    fn mask(&mut self, path: &Path) -> io::Result<()>;
+    /// Makes `path`, when it exists, read-only with every mount below it.
+    fn readonly(&mut self, path: &Path) -> io::Result<()>;
 }
 
 /// A plan step that failed.
@@ -385,7 +426,8 @@ pub struct PlanInput<'a> {
     pub private_dir: &'a Path,
     /// Host name inside.
     pub hostname: &'a str,
-    /// A new network namespace with only loopback.
+    /// A new network namespace with only loopback (it gets a sysfs of its own; a sandbox
+    /// on the host's network sees the host's, read-only).
     pub network_none: bool,
 }
 
@@ -417,12 +459,30 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
         flags: nosuid_nodev_noexec,
         data: String::new(),
     });
-    s.push(Step::Bind {
-        source: "/sys".into(),
-        target: r.join("sys"),
-        recursive: true,
-        readonly: true,
+    s.push(if input.network_none {
+        // sysfs shows the network namespace of the mounter: a fresh one shows only `lo`.
+        Step::Mount {
+            fstype: "sysfs",
+            target: r.join("sys"),
+            flags: MountFlags::RDONLY | nosuid_nodev_noexec,
+            data: String::new(),
+        }
+    } else {
+        // The kernel allows a new sysfs only to the owner of the network namespace.
+        Step::Bind {
+            source: "/sys".into(),
+            target: r.join("sys"),
+            recursive: true,
+            readonly: true,
+        }
     });
+    let in_root = |p: &str| r.join(p.trim_start_matches('/'));
+    s.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: in_root(p) }));
+    s.extend(
+        READONLY_PATHS
+            .iter()
+            .map(|p| Step::ReadOnly { path: in_root(p) }),
+    );
     let dev = r.join("dev");
     s.push(Step::Mount {
         fstype: "tmpfs",
@@ -730,6 +790,8 @@ pub fn execute(kernel: &mut dyn Kernel, steps: &[Step]) -> Result<(), PlanError>
             Step::PivotRoot { new_root } => kernel.pivot_root(new_root),
             Step::Hostname { name } => kernel.hostname(name),
             Step::LoopbackUp => kernel.loopback_up(),
+            Step::Mask { path } => kernel.mask(path),
+            Step::ReadOnly { path } => kernel.readonly(path),
         };
         r.map_err(|source| PlanError {
             index,
@@ -1043,6 +1105,42 @@ impl Kernel for HostKernel {
         let sock = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)?;
         crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo")
     }
+
+    fn mask(&mut self, path: &Path) -> io::Result<()> {
+        let t = match self.target(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            t => t?,
+        };
+        let st = match &t {
+            Target::Fd { fd, .. } => rustix::fs::fstat(fd)?,
+            Target::Path(p) => rustix::fs::stat(*p)?,
+        };
+        let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir();
+        if is_dir {
+            rustix::mount::mount(
+                "tmpfs",
+                t.path(),
+                "tmpfs",
+                MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                Some(c"size=0"),
+            )?;
+        } else {
+            rustix::mount::mount_bind("/dev/null", t.path())?;
+        }
+        Ok(())
+    }
+
+    fn readonly(&mut self, path: &Path) -> io::Result<()> {
+        let t = match self.target(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            t => t?,
+        };
+        rustix::mount::mount_bind_recursive(t.path(), t.path())?;
+        // The fd above names what is now under the new mount: open it again.
+        let t = self.target(path)?;
+        let fd = rustix::fs::open(t.path(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        crate::sys::make_mount_tree_readonly(fd.as_fd())
+    }
 }
 
 #[cfg(test)]
@@ -1162,6 +1260,12 @@ mod tests_support {
         fn loopback_up(&mut self) -> io::Result<()> {
             self.rec("lo up".into())
         }
+        fn mask(&mut self, p: &Path) -> io::Result<()> {
+            self.rec(format!("mask {}", p.display()))
+        }
+        fn readonly(&mut self, p: &Path) -> io::Result<()> {
+            self.rec(format!("ro {}", p.display()))
+        }
     }
 
     pub(super) fn input<'a>(
@@ -1230,7 +1334,17 @@ mod tests {
             "overlay lowers=/s/init:/snap/b:/snap/a upper=/s/upper work=/s/work on /s/rootfs"
         );
         assert_eq!(c[2], "mount proc /s/rootfs/proc 0xe ");
-        assert_eq!(c[3], "bind /sys /s/rootfs/sys rec=true ro=true");
+        // A network namespace of its own: a sysfs of its own, read-only.
+        assert_eq!(c[3], "mount sysfs /s/rootfs/sys 0xf ");
+        // Then Docker's masked and read-only paths, before anything else is mounted.
+        let masks: Vec<String> = MASKED_PATHS
+            .iter()
+            .map(|p| format!("mask /s/rootfs{p}"))
+            .chain(READONLY_PATHS.iter().map(|p| format!("ro /s/rootfs{p}")))
+            .collect();
+        assert_eq!(c[4..4 + masks.len()], masks[..]);
+        assert!(masks.contains(&"ro /s/rootfs/proc/sys".to_string()));
+        assert!(masks.contains(&"mask /s/rootfs/proc/kcore".to_string()));
         assert!(c.contains(&"touch /s/rootfs/dev/null".to_string()));
         assert!(
             c.contains(&"bind /dev/urandom /s/rootfs/dev/urandom rec=false ro=false".to_string())
@@ -1275,6 +1389,10 @@ mod tests {
         let mut k = Recorder::default();
         execute(&mut k, &steps).unwrap();
         assert_eq!(k.calls[1], "bind /s/tree /s/rootfs rec=false ro=false");
+        // The host's network: the host's sysfs (a new one needs a network namespace of
+        // the sandbox's own), read-only, then masked like any other.
+        assert_eq!(k.calls[3], "bind /sys /s/rootfs/sys rec=true ro=true");
+        assert_eq!(k.calls[4], "mask /s/rootfs/proc/acpi");
         assert_eq!(k.calls.last().unwrap(), "hostname box");
         assert!(!k.calls.iter().any(|c| c == "lo up"));
     }

@@ -83,14 +83,14 @@ fn run_inner_as(user: &str, filter: &str) -> String {
 fn suite_as_unprivileged_user_with_subordinate_ids() {
     ensure_user(SUBID_USER, true);
     let out = run_inner_as(SUBID_USER, "inner_subid::");
-    assert!(out.contains("22 passed"), "{out}");
+    assert!(out.contains("24 passed"), "{out}");
 }
 
 #[test]
 fn suite_as_unprivileged_user_with_a_single_id() {
     ensure_user(SINGLE_USER, false);
     let out = run_inner_as(SINGLE_USER, "inner_single::");
-    assert!(out.contains("14 passed"), "{out}");
+    assert!(out.contains("16 passed"), "{out}");
 }
 
 fn ctx() -> common::suite::Ctx {
@@ -135,6 +135,8 @@ inner!(
     timeout_and_cancel_kill_everything,
     generated_etc_files_stay_out_of_the_layer,
     dev_sys_and_security,
+    kernel_interfaces_are_masked_and_read_only,
+    network_none_has_its_own_sysfs,
     extra_mounts,
     layers_stack,
     lower_whiteouts_and_opaque_dirs_hide_what_is_below,
@@ -160,6 +162,8 @@ inner!(
     the_callers_descriptors_stay_out_of_the_sandbox,
     generated_etc_files_stay_out_of_the_layer,
     dev_sys_and_security,
+    kernel_interfaces_are_masked_and_read_only,
+    network_none_has_its_own_sysfs,
     overlay_extra_mounts,
     mount_targets_stay_in_the_root,
     ssh_agent_socket_bind,

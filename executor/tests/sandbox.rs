@@ -41,6 +41,8 @@ both!(
     timeout_and_cancel_kill_everything,
     generated_etc_files_stay_out_of_the_layer,
     dev_sys_and_security,
+    kernel_interfaces_are_masked_and_read_only,
+    network_none_has_its_own_sysfs,
     extra_mounts,
     layers_stack,
     lower_whiteouts_and_opaque_dirs_hide_what_is_below,

@@ -370,6 +370,80 @@ pub fn dev_sys_and_security(c: &Ctx) {
     assert_eq!(c.run(&s).unwrap().stdout, ["CapEff: 0000000000000000"]);
 }
 
+/// Docker's masked and read-only kernel paths: what exists on this host is hidden or
+/// read-only in the sandbox. Writing the global `core_pattern` (the same value back, so
+/// the host is unchanged if it succeeds) must fail on a read-only mount, for root and for
+/// every id mapping.
+pub fn kernel_interfaces_are_masked_and_read_only(c: &Ctx) {
+    let r = c
+        .run(&c.spec(
+            "v=$(cat /proc/sys/kernel/core_pattern); \
+             (echo \"$v\" > /proc/sys/kernel/core_pattern) 2>&1 || true; \
+             (echo 1 > /proc/sys/net/ipv4/ip_forward) 2>&1 || true; \
+             (: > /proc/irq/default_smp_affinity) 2>&1 || true; \
+             for p in /proc/acpi /proc/asound /proc/interrupts /proc/kcore /proc/keys \
+                 /proc/latency_stats /proc/sched_debug /proc/scsi /proc/timer_list \
+                 /proc/timer_stats /sys/devices/virtual/powercap /sys/firmware; do \
+               if [ -d $p ]; then echo \"$p $(ls -A $p | wc -l)\"; \
+               elif [ -e $p ]; then echo \"$p $(cat $p | wc -c)\"; fi; \
+             done",
+        ))
+        .unwrap();
+    assert_eq!(r.outcome.exit_code, 0, "{:?}", r.stderr);
+    for (i, what) in ["core_pattern", "ip_forward", "default_smp_affinity"]
+        .iter()
+        .enumerate()
+    {
+        let line = &r.stdout[i];
+        assert!(line.contains(what), "{what}: {line}");
+        if c.id_map.kind == MappingKind::Root {
+            // Root passes every permission check: only the read-only mount stops it.
+            assert!(line.contains("Read-only file system"), "{what}: {line}");
+        } else {
+            assert!(
+                line.contains("Read-only file system") || line.contains("Permission denied"),
+                "{what}: {line}"
+            );
+        }
+    }
+    let masked = &r.stdout[3..];
+    let host_has = |p: &str| std::path::Path::new(p).exists();
+    let expected: Vec<&str> = rbuild_executor::mounts::MASKED_PATHS
+        .iter()
+        .copied()
+        .filter(|p| host_has(p))
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "the host has none of the masked paths"
+    );
+    let seen: Vec<&str> = masked
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(seen, expected, "{masked:?}");
+    for line in masked {
+        assert!(line.ends_with(" 0"), "not masked: {line}");
+    }
+}
+
+/// With its own network namespace, the sandbox mounts a sysfs of its own: the host's
+/// interfaces are not listed in /sys/class/net.
+pub fn network_none_has_its_own_sysfs(c: &Ctx) {
+    let mut s = c.spec("ls /sys/class/net; touch /sys/x 2>&1 | grep -c Read-only");
+    s.network = Network::None;
+    let r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, ["lo", "1"], "{:?}", r.stderr);
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        host.iter().any(|n| n != "lo"),
+        "the host has only lo: {host:?}"
+    );
+}
+
 pub fn extra_mounts(c: &Ctx) {
     let src = c.tmp.path().join("bind-src");
     std::fs::create_dir_all(&src).unwrap();

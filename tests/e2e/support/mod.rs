@@ -82,6 +82,79 @@ pub fn rbuild(root: &Path) -> Command {
     cmd
 }
 
+/// The unprivileged user that rootless tests run `rbuild` as; it has /etc/subuid and
+/// /etc/subgid ranges ([`ensure_rootless_user`]).
+pub const ROOTLESS_USER: &str = "rbuild-rootless";
+
+/// Makes [`ROOTLESS_USER`] when missing, with subordinate uid and gid ranges
+/// 400000-465535 when it has none; returns the first subordinate uid. Needs root, useradd
+/// and usermod (passwd), and newuidmap/newgidmap (uidmap) for the runs.
+pub fn ensure_rootless_user() -> u32 {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(
+        rustix::process::getuid().as_raw(),
+        0,
+        "the rootless tests' setup must run as root (it creates a user)"
+    );
+    assert!(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "newuidmap is missing: install the Debian package uidmap"
+    );
+    let user = ROOTLESS_USER;
+    if !Command::new("id")
+        .arg(user)
+        .output()
+        .expect("id")
+        .status
+        .success()
+    {
+        ok(tool("useradd", "passwd").args(["--create-home", "--shell", "/bin/sh", user]));
+    }
+    let start = |file: &str| -> Option<u32> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{user}:"))?
+                    .split(':')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+    };
+    if start("/etc/subuid").is_none() || start("/etc/subgid").is_none() {
+        ok(tool("usermod", "passwd").args([
+            "--add-subuids",
+            "400000-465535",
+            "--add-subgids",
+            "400000-465535",
+            user,
+        ]));
+    }
+    start("/etc/subuid").expect("a subordinate uid range")
+}
+
+/// `rbuild --root ROOT` as `user` (through runuser) or as the caller, with a clean
+/// environment for the store.
+pub fn rbuild_as(user: Option<&str>, root: &Path) -> Command {
+    let Some(user) = user else {
+        return rbuild(root);
+    };
+    let mut cmd = tool("runuser", "util-linux");
+    cmd.args(["-u", user, "--", "env", "HOME=/tmp"])
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(root);
+    cmd.env_remove("RBUILD_ROOT")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("RBUILD_LOG")
+        .env_remove("RBUILD_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent/rbuild-tests");
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 /// Runs a command and asserts it succeeded.
 pub fn ok(cmd: &mut Command) -> Run {
     let what = format!("{cmd:?}");
@@ -186,22 +259,54 @@ pub struct BuildEnv {
     pub root: PathBuf,
     /// The build context.
     pub ctx: PathBuf,
+    /// The unprivileged user rbuild runs as ([`BuildEnv::rootless`]); `None`: the caller.
+    pub user: Option<&'static str>,
 }
 
 impl BuildEnv {
     /// A fresh store with the base image, and an empty context.
     pub fn new() -> BuildEnv {
+        Self::new_as(None)
+    }
+
+    /// Like [`BuildEnv::new`], but every `rbuild` command runs as [`ROOTLESS_USER`] (made
+    /// when missing, with subordinate id ranges), which owns the store and the context.
+    pub fn rootless() -> BuildEnv {
+        ensure_rootless_user();
+        Self::new_as(Some(ROOTLESS_USER))
+    }
+
+    fn new_as(user: Option<&'static str>) -> BuildEnv {
         let dir = Dir::new();
+        if let Some(user) = user {
+            // The user must reach the store and the context inside the test's directory.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod the test dir");
+            let store = dir.mkdir("store");
+            let ctx = dir.mkdir("ctx");
+            ok(Command::new("chown").arg(user).arg(&store).arg(&ctx));
+        }
         let rootfs = dir.mkdir("rootfs");
         busybox_rootfs(&rootfs);
         std::fs::create_dir_all(rootfs.join("etc")).expect("mkdir etc");
         std::fs::write(rootfs.join("etc/passwd"), BASE_PASSWD).expect("write passwd");
         std::fs::write(rootfs.join("etc/group"), BASE_GROUP).expect("write group");
         let root = dir.join("store");
-        ok(rbuild(&root).arg("import").arg(&rootfs).arg(BASE));
+        ok(rbuild_as(user, &root).arg("import").arg(&rootfs).arg(BASE));
         std::fs::remove_dir_all(&rootfs).expect("remove rootfs");
         let ctx = dir.mkdir("ctx");
-        BuildEnv { dir, root, ctx }
+        BuildEnv {
+            dir,
+            root,
+            ctx,
+            user,
+        }
+    }
+
+    /// `rbuild --root ROOT`, as the environment's user.
+    pub fn rbuild(&self) -> Command {
+        rbuild_as(self.user, &self.root)
     }
 
     /// Writes a file of the context (creating parent directories); returns its path.
@@ -219,7 +324,7 @@ impl BuildEnv {
 
     /// `rbuild --root ROOT build --progress plain ARGS CTX`, not yet run.
     pub fn build_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = rbuild(&self.root);
+        let mut cmd = self.rbuild();
         cmd.args(["build", "--progress", "plain"])
             .args(args)
             .arg(&self.ctx);
@@ -242,7 +347,10 @@ impl BuildEnv {
 
     /// `rbuild run --rm IMAGE sh -c SCRIPT`; asserts success, returns stdout.
     pub fn sh(&self, image: &str, script: &str) -> String {
-        ok(rbuild(&self.root).args(["run", "--rm", image, "sh", "-c", script])).stdout
+        ok(self
+            .rbuild()
+            .args(["run", "--rm", image, "sh", "-c", script]))
+        .stdout
     }
 
     /// The image config document (`rbuild inspect`'s `config`).
@@ -253,7 +361,7 @@ impl BuildEnv {
 
     /// `rbuild inspect IMAGE`'s entry for the image.
     pub fn inspect(&self, image: &str) -> serde_json::Value {
-        let out = ok(rbuild(&self.root).args(["inspect", image]));
+        let out = ok(self.rbuild().args(["inspect", image]));
         let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("inspect json");
         v.get(0).cloned().unwrap_or(v)
     }
