@@ -255,6 +255,32 @@ pub fn mark_image_used(
     Ok(())
 }
 
+/// Removes images by name, as `rbuild rmi` does: the names go at once; each blob that only
+/// they reached is deleted, unless a live process other than the caller (whose lease is
+/// `own_lease`) may be using it: last used at or after the start of the oldest such lease,
+/// the rule a prune follows. A build that resolved the image as its base marked its blobs
+/// then, so they stay, unnamed, until a later prune. With no other live process, every such
+/// blob goes.
+pub fn remove_images(
+    store: &Store,
+    names: &[String],
+    own_lease: Option<&Path>,
+) -> Result<crate::store::Removed, GcError> {
+    let root = store.root();
+    let _gc = GcLock::exclusive(root)?;
+    let (cutoff, live) = lease_cutoff_except(root, false, own_lease)?;
+    let keep = |digest: &Digest| {
+        live > 0
+            && std::fs::symlink_metadata(store.blob_path(digest))
+                .and_then(|m| m.modified())
+                .is_ok_and(|used| used >= cutoff)
+    };
+    store.remove(names, &keep).map_err(|source| GcError::Store {
+        root: root.to_owned(),
+        source,
+    })
+}
+
 /// What a prune removes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneOptions {
@@ -841,10 +867,22 @@ fn dir_unit(kind: Kind, dir: &Path, rel: &str) -> Option<Unit> {
 /// The time before which things may be removed: the start of the oldest live lease (less a
 /// margin), or now. Stale leases (their holder is dead) are removed on the way.
 fn lease_cutoff(root: &Path, dry_run: bool) -> Result<(SystemTime, usize), GcError> {
+    lease_cutoff_except(root, dry_run, None)
+}
+
+/// [`lease_cutoff`] without the lease at `except` (the caller's own).
+fn lease_cutoff_except(
+    root: &Path,
+    dry_run: bool,
+    except: Option<&Path>,
+) -> Result<(SystemTime, usize), GcError> {
     let now = SystemTime::now();
     let mut cutoff = now;
     let mut live = 0;
     for (_, path) in list_dir(&root.join(LEASES_DIR))? {
+        if except == Some(path.as_path()) {
+            continue;
+        }
         let Ok(file) = File::open(&path) else {
             continue;
         };

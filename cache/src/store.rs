@@ -164,6 +164,9 @@ pub struct Removed {
     pub untagged: Vec<String>,
     /// The blobs deleted because nothing named references them any more.
     pub deleted: Vec<Digest>,
+    /// The blobs nothing named references any more that were kept because the caller's
+    /// `keep` said so (a running process uses them); a later prune removes them.
+    pub kept: Vec<Digest>,
 }
 
 /// A daemonless image store rooted in one directory.
@@ -616,8 +619,10 @@ impl Store {
     }
 
     /// Removes the names, then deletes the blobs of the removed images that no remaining
-    /// entry of `index.json` references. All names must exist, or nothing is removed.
-    pub fn remove(&self, names: &[String]) -> Result<Removed> {
+    /// entry of `index.json` references, except those `keep` holds on to. All names must
+    /// exist, or nothing is removed. `rbuild rmi` goes through
+    /// [`crate::gc::remove_images`], whose `keep` spares what running processes use.
+    pub fn remove(&self, names: &[String], keep: &dyn Fn(&Digest) -> bool) -> Result<Removed> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         for name in names {
@@ -647,7 +652,12 @@ impl Store {
         // index.json first: a crash after this leaves unreferenced blobs, never dangling names.
         self.write_index(&index)?;
         let mut deleted = Vec::new();
+        let mut kept = Vec::new();
         for digest in candidates {
+            if keep(&digest) {
+                kept.push(digest);
+                continue;
+            }
             let path = self.blob_path(&digest);
             match std::fs::remove_file(&path) {
                 Ok(()) => deleted.push(digest),
@@ -662,7 +672,11 @@ impl Store {
             .filter_map(|d| ref_name(d).map(str::to_string))
             .collect();
         untagged.sort();
-        Ok(Removed { untagged, deleted })
+        Ok(Removed {
+            untagged,
+            deleted,
+            kept,
+        })
     }
 
     /// Every blob digest an image needs: the descriptor's own blob, and for manifests their

@@ -285,12 +285,16 @@ fn rmi_keeps_blobs_still_referenced() {
     assert_eq!(all, 7); // 3 layers, 2 configs, 2 manifests
 
     // A second name keeps everything.
-    let removed = store.remove(&["example.com/a:1".to_string()]).unwrap();
+    let removed = store
+        .remove(&["example.com/a:1".to_string()], &|_| false)
+        .unwrap();
     assert_eq!(removed.untagged, ["example.com/a:1"]);
     assert!(removed.deleted.is_empty());
     assert_eq!(files_in(&store.blobs_dir()).len(), all);
 
-    let removed = store.remove(&["example.com/a:also".to_string()]).unwrap();
+    let removed = store
+        .remove(&["example.com/a:also".to_string()], &|_| false)
+        .unwrap();
     assert_eq!(
         removed.deleted.len(),
         3,
@@ -302,13 +306,18 @@ fn rmi_keeps_blobs_still_referenced() {
     assert_eq!(store.resolve("example.com/b:1").unwrap(), b);
 
     // Unknown names are an error naming the image, and change nothing.
-    match store.remove(&["example.com/b:1".to_string(), "nope:1".to_string()]) {
+    match store.remove(
+        &["example.com/b:1".to_string(), "nope:1".to_string()],
+        &|_| false,
+    ) {
         Err(StoreError::NotFound { name }) => assert_eq!(name, "nope:1"),
         other => panic!("{other:?}"),
     }
     assert!(store.resolve("example.com/b:1").is_ok());
 
-    store.remove(&["example.com/b:1".to_string()]).unwrap();
+    store
+        .remove(&["example.com/b:1".to_string()], &|_| false)
+        .unwrap();
     assert!(files_in(&store.blobs_dir()).is_empty());
     assert!(store.list().unwrap().is_empty());
 }

@@ -1,4 +1,5 @@
-//! `rbuild rmi NAME...`: removes images; their blobs go when no remaining image uses them.
+//! `rbuild rmi NAME...`: removes images; their blobs go when no remaining image and no running
+//! process uses them.
 
 use std::process::ExitCode;
 
@@ -43,12 +44,19 @@ pub fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<ExitCode> {
             names.push(name);
         }
     }
-    let removed = store.remove(&names)?;
+    let lease = super::own_lease(store.root());
+    let removed = rbuild_cache::gc::remove_images(&store, &names, lease.as_deref())?;
     for name in &removed.untagged {
         println!("Untagged: {}", crate::names::short_name(name));
     }
     for digest in &removed.deleted {
         println!("Deleted: {digest}");
+    }
+    if !removed.kept.is_empty() {
+        eprintln!(
+            "kept {} blobs that a running command uses; `rbuild prune` removes them once it is done",
+            removed.kept.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

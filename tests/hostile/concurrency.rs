@@ -264,3 +264,53 @@ fn concurrent_builds_and_prunes_share_one_store_safely() {
     let r = ok(&mut build_cmd(&env.root, &contexts[0], 0));
     assert_eq!(r.stdout.trim(), first[0]);
 }
+
+/// `rbuild rmi` of the base image while a build on it runs: the name goes at once, but the
+/// blobs stay while the build uses them (it marked them when it resolved its base, after
+/// its lease began), so the build finishes with a complete image. Without another process,
+/// `rmi` deletes what only the removed image reached.
+#[test]
+fn rmi_of_a_base_during_a_build_keeps_what_the_build_uses() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN echo started && sleep 3 && echo built > /built\n"
+    ));
+    let mut build = env.build_cmd(&["-t", "child"]);
+    let mut child = build
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the build");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read the build's progress");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.ends_with(" started") {
+            break;
+        }
+    }
+    assert!(seen.contains(" started"), "{seen}");
+    let rmi = ok(env.rbuild().args(["rmi", BASE]));
+    assert_eq!(
+        rmi.stdout, "Untagged: localhost/busybox:latest\n",
+        "{rmi:?}"
+    );
+    assert!(rmi.stderr.contains("kept 3 blobs"), "{}", rmi.stderr);
+    let rest: Vec<String> = lines.map(|l| l.expect("read")).collect();
+    let status = child.wait().expect("wait for the build");
+    assert!(status.success(), "{seen}{}", rest.join("\n"));
+    assert_eq!(env.sh("child", "cat /built"), "built\n");
+    verified_blobs(&env.root);
+    // The base's name is gone; with no build running, rmi deletes what only it reached.
+    let images = ok(env.rbuild().arg("images")).stdout;
+    assert!(
+        images.contains("child") && !images.contains("busybox"),
+        "{images}"
+    );
+    let rmi = ok(env.rbuild().args(["rmi", "child"]));
+    assert!(rmi.stdout.contains("Deleted: sha256:"), "{rmi:?}");
+    assert!(rmi.stderr.is_empty(), "{}", rmi.stderr);
+}
