@@ -27,6 +27,11 @@ pub struct GlobalArgs {
     /// The store directory (default: `$XDG_DATA_HOME/rbuild`, or `/var/lib/rbuild` for root).
     #[arg(long, global = true, value_name = "DIR", env = crate::env::RBUILD_ROOT)]
     pub root: Option<std::path::PathBuf>,
+    /// As root: `host` (container ids are host ids, the default), `remap` (onto root's
+    /// /etc/subuid and /etc/subgid ranges) or `remap:UID:GID:SIZE`. A store keeps the
+    /// mapping it was first used with.
+    #[arg(long, global = true, value_name = "MODE", value_parser = clap::value_parser!(crate::config::Userns))]
+    pub userns: Option<crate::config::Userns>,
     /// The config file (default: `$XDG_CONFIG_HOME/rbuild/config.toml` when it exists).
     #[arg(long, global = true, value_name = "FILE", env = crate::env::RBUILD_CONFIG)]
     pub config: Option<std::path::PathBuf>,
@@ -96,8 +101,12 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
         let a = args[i].to_string_lossy();
         match a.as_ref() {
             "-q" | "--quiet" => i += 1,
-            "--root" | "--config" => i += 2,
-            s if s.starts_with("--root=") || s.starts_with("--config=") || s == "--verbose" => {
+            "--root" | "--config" | "--userns" => i += 2,
+            s if s.starts_with("--root=")
+                || s.starts_with("--config=")
+                || s.starts_with("--userns=")
+                || s == "--verbose" =>
+            {
                 i += 1
             }
             s if s.starts_with("-v") && s[1..].chars().all(|c| c == 'v') => i += 1,
@@ -132,6 +141,10 @@ mod tests {
         assert_eq!(
             expand(&["rbuild", "--root", "/r", "-v", "."]),
             ["rbuild", "--root", "/r", "-v", "build", "."]
+        );
+        assert_eq!(
+            expand(&["rbuild", "--userns", "remap", "-t", "x", "."]),
+            ["rbuild", "--userns", "remap", "build", "-t", "x", "."]
         );
         assert_eq!(expand(&["rbuild", "run", "img"]), ["rbuild", "run", "img"]);
         assert_eq!(expand(&["rbuild", "--help"]), ["rbuild", "--help"]);

@@ -30,6 +30,8 @@ pub enum ValueKind {
     Hosts,
     /// A table from registry host to a list of mirror hosts (file only).
     Mirrors,
+    /// `host`, `remap` or `remap:UID:GID:SIZE`: how root's sandboxes map ids.
+    Userns,
 }
 
 impl ValueKind {
@@ -41,6 +43,7 @@ impl ValueKind {
             ValueKind::Compression => "one of \"uncompressed\", \"gzip\", \"zstd\"",
             ValueKind::Hosts => "a list of registry hosts (HOST[:PORT])",
             ValueKind::Mirrors => "a table of registry host = [mirror hosts]",
+            ValueKind::Userns => "\"host\", \"remap\" or \"remap:UID:GID:SIZE\"",
         }
     }
 }
@@ -71,6 +74,18 @@ pub const SETTINGS: &[Setting] = &[
         kind: ValueKind::Path,
         default: "$XDG_DATA_HOME/rbuild, ~/.local/share/rbuild, /var/lib/rbuild for root",
         doc: "The store directory.",
+    },
+    Setting {
+        key: "userns",
+        env: Some(env::RBUILD_USERNS),
+        flag: Some("--userns"),
+        kind: ValueKind::Userns,
+        default: "host",
+        doc: "As root: `host` runs build steps and containers with container ids equal to host \
+              ids (docker's default); `remap` maps them onto root's range in /etc/subuid and \
+              /etc/subgid (`remap:UID:GID:SIZE` names one), so container root is an \
+              unprivileged host user. A store keeps the mapping it was first used with. \
+              Without root, the caller's /etc/subuid range is always used.",
     },
     Setting {
         key: "build.jobs",
@@ -138,6 +153,66 @@ pub enum Value {
     Hosts(Vec<String>),
     /// [`ValueKind::Mirrors`].
     Mirrors(BTreeMap<String, Vec<String>>),
+    /// [`ValueKind::Userns`].
+    Userns(Userns),
+}
+
+/// How root's sandboxes map container ids to host ids (`userns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Userns {
+    /// Container ids are host ids.
+    #[default]
+    Host,
+    /// Onto root's range of /etc/subuid and /etc/subgid.
+    Remap,
+    /// Onto the given ranges.
+    RemapTo {
+        /// First host uid (container root).
+        uid: u32,
+        /// First host gid.
+        gid: u32,
+        /// How many ids.
+        size: u32,
+    },
+}
+
+impl std::str::FromStr for Userns {
+    type Err = anyhow::Error;
+    fn from_str(text: &str) -> anyhow::Result<Userns> {
+        match text {
+            "host" => return Ok(Userns::Host),
+            "remap" => return Ok(Userns::Remap),
+            _ => {}
+        }
+        let bad = || anyhow::anyhow!("expected {}", ValueKind::Userns.describe());
+        let rest = text.strip_prefix("remap:").ok_or_else(bad)?;
+        let n: Vec<u32> = rest
+            .split(':')
+            .map(|n| n.parse::<u32>().map_err(|_| bad()))
+            .collect::<anyhow::Result<_>>()?;
+        match n[..] {
+            [uid, gid, size]
+                if uid > 0
+                    && gid > 0
+                    && size > 0
+                    && uid.checked_add(size).is_some()
+                    && gid.checked_add(size).is_some() =>
+            {
+                Ok(Userns::RemapTo { uid, gid, size })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Userns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Userns::Host => f.write_str("host"),
+            Userns::Remap => f.write_str("remap"),
+            Userns::RemapTo { uid, gid, size } => write!(f, "remap:{uid}:{gid}:{size}"),
+        }
+    }
 }
 
 /// The settings from the config file and the environment (flags are applied where they are
@@ -228,6 +303,7 @@ fn from_env(kind: ValueKind, text: &str) -> anyhow::Result<Value> {
                 .collect(),
         ),
         ValueKind::Mirrors => bail!("mirrors are set in the config file only"),
+        ValueKind::Userns => Value::Userns(text.parse()?),
     })
 }
 
@@ -322,6 +398,10 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<&'static str, V
                 Value::Compression(parse_compression(s).ok_or_else(|| bad(&format!("{s:?}")))?)
             }
             ValueKind::Hosts => Value::Hosts(hosts(v).ok_or_else(|| bad(v.type_str()))?),
+            ValueKind::Userns => {
+                let s = v.as_str().ok_or_else(|| bad(v.type_str()))?;
+                Value::Userns(s.parse().map_err(|_| bad(&format!("{s:?}")))?)
+            }
             ValueKind::Mirrors => {
                 let t = v.as_table().ok_or_else(|| bad(v.type_str()))?;
                 let mut map = BTreeMap::new();
@@ -389,7 +469,16 @@ impl Config {
             Value::Compression(c) => format!("{:?}", format!("{c:?}").to_ascii_lowercase()),
             Value::Hosts(h) => format!("{h:?}"),
             Value::Mirrors(m) => format!("{m:?}"),
+            Value::Userns(u) => format!("{:?}", u.to_string()),
         })
+    }
+
+    /// `userns`.
+    pub fn userns(&self) -> Option<Userns> {
+        match self.value("userns")? {
+            Value::Userns(u) => Some(*u),
+            _ => None,
+        }
     }
 
     /// `root`.

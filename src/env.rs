@@ -8,6 +8,8 @@ pub const RBUILD_ROOT: &str = "RBUILD_ROOT";
 pub const RBUILD_LOG: &str = "RBUILD_LOG";
 /// The config file (`--config`); default `$XDG_CONFIG_HOME/rbuild/config.toml`.
 pub const RBUILD_CONFIG: &str = "RBUILD_CONFIG";
+/// How root's sandboxes map container ids to host ids (`--userns`, config `userns`).
+pub const RBUILD_USERNS: &str = "RBUILD_USERNS";
 /// How many build steps run at once (`--jobs`, config `build.jobs`).
 pub const RBUILD_JOBS: &str = "RBUILD_JOBS";
 /// How build layers are stored (`--compression`, config `build.compression`).

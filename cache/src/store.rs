@@ -51,6 +51,28 @@ pub enum StoreError {
         /// What makes it shared (`is writable by other users`, `belongs to uid N`).
         why: String,
     },
+    /// The store's unpacked files were made with another user-namespace id mapping than
+    /// this process uses: their owners would be wrong in every sandbox.
+    #[error(
+        "the store at {root} holds files unpacked with the id mapping\n{recorded}and this command maps ids as\n{wanted}(use the same --userns, or another --root)"
+    )]
+    IdMapChanged {
+        /// The store root.
+        root: PathBuf,
+        /// The mapping the store recorded (`uid 0 0 4294967295` lines).
+        recorded: String,
+        /// The mapping of this process.
+        wanted: String,
+    },
+    /// A store with unpacked files of the caller's own ids was opened for a remapped user
+    /// namespace (`--userns remap`), whose container root owns its store.
+    #[error(
+        "the store at {path} holds files unpacked without a remapped user namespace; remapped builds need a store of their own (another --root)"
+    )]
+    NotRemapped {
+        /// The store root.
+        path: PathBuf,
+    },
     /// The root holds an OCI layout of a version this store does not know.
     #[error("{path} is not an OCI image layout of version 1.0.0")]
     LayoutVersion {
@@ -192,11 +214,29 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// Whether the directory holds nothing unpacked (no snapshots, cache mounts or containers).
+fn is_empty_store(root: &Path) -> Result<bool> {
+    for dir in ["snapshots-v1", "mounts-v1", "containers-v1"] {
+        let path = root.join(dir);
+        match std::fs::read_dir(&path) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Ok(false);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    Ok(true)
+}
+
 /// Creates the store root with mode 0700, or tightens an existing one to 0700 (stores made
 /// by older versions were 0755): snapshots hold image files as they are, setuid binaries
 /// and device nodes included, with the image's owners, so no other user may reach them. A
-/// root that another user owns, or that is writable by others (`/tmp`), is refused.
-fn make_private_root(root: &Path) -> Result<()> {
+/// root that another user owns, or that is writable by others (`/tmp`), is refused. With
+/// `owner`, a new store's root is given to it (the caller must be root) and must belong to it.
+fn make_private_root(root: &Path, owner: Option<(u32, u32)>) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
     if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -215,9 +255,22 @@ fn make_private_root(root: &Path) -> Result<()> {
         return Err(io_err(root)(io::Error::from(io::ErrorKind::NotADirectory)));
     }
     let me = rustix::process::geteuid().as_raw();
-    if md.uid() != me {
+    let md = match owner {
+        Some((uid, gid)) if md.uid() == me && md.uid() != uid => {
+            if !is_empty_store(root)? {
+                return Err(StoreError::NotRemapped {
+                    path: root.to_owned(),
+                });
+            }
+            std::os::unix::fs::chown(root, Some(uid), Some(gid)).map_err(io_err(root))?;
+            std::fs::metadata(root).map_err(io_err(root))?
+        }
+        _ => md,
+    };
+    let expected = owner.map_or(me, |(uid, _)| uid);
+    if md.uid() != expected {
         return Err(shared(format!(
-            "belongs to uid {}, not to uid {me}",
+            "belongs to uid {}, not to uid {expected}",
             md.uid()
         )));
     }
@@ -235,8 +288,15 @@ impl Store {
     /// Opens the store at `root`, creating the layout if it is missing, and removes temp
     /// files that killed processes left behind.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        Self::open_owned(root, None)
+    }
+
+    /// [`Store::open`] for a store whose root belongs to `owner` (uid, gid) instead of the
+    /// caller: root's stores with remapped user namespaces belong to the container root's
+    /// host ids, so that sandboxes can reach their snapshots; other users still cannot.
+    pub fn open_owned(root: impl Into<PathBuf>, owner: Option<(u32, u32)>) -> Result<Store> {
         let store = Store { root: root.into() };
-        make_private_root(&store.root)?;
+        make_private_root(&store.root, owner)?;
         for dir in [store.blobs_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
@@ -265,6 +325,34 @@ impl Store {
             tracing::debug!("cannot clean {}: {e}", store.tmp_dir().display());
         }
         Ok(store)
+    }
+
+    /// Records the user-namespace id mapping (`mapping`, one line per map) that this
+    /// store's snapshots, cache mounts and containers are made with (`ROOT/idmap`), or
+    /// checks it against the recorded one: owners on disk are host ids, so files unpacked
+    /// with one mapping show wrong owners with another. A store with nothing unpacked takes
+    /// the new mapping.
+    pub fn claim_id_map(&self, mapping: &str) -> Result<()> {
+        let path = self.root.join("idmap");
+        let read = || match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        };
+        if read()?.as_deref() == Some(mapping) {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        match read()? {
+            Some(recorded) if recorded == mapping => Ok(()),
+            Some(recorded) if !is_empty_store(&self.root)? => Err(StoreError::IdMapChanged {
+                root: self.root.clone(),
+                recorded,
+                wanted: mapping.to_owned(),
+            }),
+            _ => fsutil::write_atomic(&self.tmp_dir(), &path, mapping.as_bytes())
+                .map_err(io_err(&path)),
+        }
     }
 
     /// The root directory.

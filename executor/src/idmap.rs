@@ -63,6 +63,56 @@ impl IdMap {
         }
     }
 
+    /// Root's mapping onto a subordinate range: container ids `0..size` are host uids
+    /// `uid..uid+size` and host gids `gid..gid+size` (docker's `userns-remap`). Written
+    /// directly by root; container root is an unprivileged id on the host.
+    pub fn remapped(uid: u32, gid: u32, size: u32) -> Self {
+        let range = |host| {
+            vec![IdRange {
+                container: 0,
+                host,
+                size,
+            }]
+        };
+        IdMap {
+            uids: range(uid),
+            gids: range(gid),
+            kind: MappingKind::Root,
+        }
+    }
+
+    /// Root's subordinate ranges in `/etc/subuid` and `/etc/subgid` (the entries of `root`
+    /// or uid 0) as a [`IdMap::remapped`] mapping; the smaller of the two sizes is used.
+    pub fn root_subordinate() -> Result<Self, String> {
+        let read = |f: &str| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            parse_subid(&text, 0, Some("root")).ok_or_else(|| {
+                format!("{f} has no range for root (add a line such as root:100000:65536)")
+            })
+        };
+        let (uid, usize) = read("/etc/subuid")?;
+        let (gid, gsize) = read("/etc/subgid")?;
+        Ok(Self::remapped(uid, gid, usize.min(gsize)))
+    }
+
+    /// Whether container ids are host ids.
+    pub fn is_identity(&self) -> bool {
+        *self == Self::identity()
+    }
+
+    /// The uid and gid maps as one line each (`uid 0 100000 65536`), to record which
+    /// mapping files on disk were made with.
+    pub fn describe(&self) -> String {
+        let line = |what: &str, r: &[IdRange]| -> String {
+            let ranges: Vec<String> = r
+                .iter()
+                .map(|r| format!("{} {} {}", r.container, r.host, r.size))
+                .collect();
+            format!("{what} {}\n", ranges.join(" "))
+        };
+        line("uid", &self.uids) + &line("gid", &self.gids)
+    }
+
     /// Maps only `uid`/`gid` of the caller to 0 inside.
     pub fn single(uid: u32, gid: u32) -> Self {
         IdMap {

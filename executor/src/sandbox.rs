@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::process::{Pid, Signal};
+use rustix::process::{Gid, Pid, Signal, Uid};
 use rustix::thread::{CapabilitySet, UnshareFlags};
 
 use crate::compress::Compression;
@@ -320,6 +320,8 @@ struct Prepared {
     workdir: CString,
     user: ResolvedUser,
     can_setgroups: bool,
+    /// Root's ids are mapped onto a subordinate range (not to themselves).
+    remapped: bool,
     new_net: bool,
 }
 
@@ -437,6 +439,7 @@ impl Sandbox {
             })?,
             user,
             can_setgroups: spec.id_map.kind != MappingKind::Single,
+            remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
             new_net: spec.network == Network::None,
         };
         run_prepared(spec, &prepared, on_line)
@@ -988,6 +991,16 @@ fn helper_main(
     if !read_exact_fd(down, &mut b).unwrap_or(false) {
         sys::exit_now(125);
     }
+    if p.remapped {
+        // Root's own ids are not mapped when it is remapped onto a subordinate range:
+        // become the namespace's root, so mounts and files are made as that id.
+        let root_ids = rustix::thread::set_thread_groups(&[])
+            .and_then(|()| rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT))
+            .and_then(|()| rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT));
+        if let Err(e) = root_ids {
+            child_fail(&fail, "become root of the user namespace", &e, 125);
+        }
+    }
     let mut flags =
         UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
     if p.new_net {
@@ -1380,6 +1393,7 @@ pub fn unpack_layer(
         message,
     };
     if id_map.kind == MappingKind::Root {
+        give_to_container_root(dest, id_map).map_err(|e| unpack_err(e.to_string()))?;
         let mut o = opts.clone();
         o.id_map = id_map.clone();
         return crate::unpack::apply_layer(reader, dest, &o)
@@ -1509,6 +1523,23 @@ pub fn set_owner(
         source: io::Error::other(message),
     })?;
     Ok(())
+}
+
+/// Gives a directory that root made for a sandbox (a step dir, a snapshot's root) to the
+/// container's root when `id_map` remaps root's ids: the sandbox's mounts run as that id
+/// and must reach it. Nothing to do otherwise (the caller is already container root).
+pub fn give_to_container_root(path: &Path, id_map: &IdMap) -> io::Result<()> {
+    if id_map.kind != MappingKind::Root || id_map.is_identity() {
+        return Ok(());
+    }
+    let (Some(uid), Some(gid)) = (id_map.host_uid(0), id_map.host_gid(0)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the id map has no container root",
+        ));
+    };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| io::Error::new(e.kind(), format!("chown {}: {e}", path.display())))
 }
 
 /// Removes a step or snapshot directory. Without root, files owned by

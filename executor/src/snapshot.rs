@@ -160,11 +160,29 @@ pub fn prepare(
     step_dir: &Path,
     mountpoints: &[MountPoint],
 ) -> Result<PreparedRoot, SnapshotError> {
+    // What is made here belongs to the step dir's owner: the caller, or the container
+    // root of a remapped sandbox, whose mounts must write the upper and work dirs.
+    let owner = step_dir
+        .ancestors()
+        .find_map(|p| fs::metadata(p).ok())
+        .map(|m| (m.uid(), m.gid()))
+        .ok_or_else(|| SnapshotError::Create {
+            path: step_dir.to_owned(),
+            source: io::ErrorKind::NotFound.into(),
+        })?;
+    let me = rustix::process::geteuid().as_raw();
     let mk = |p: &Path| {
-        fs::create_dir_all(p).map_err(|source| SnapshotError::Create {
-            path: p.to_owned(),
-            source,
-        })
+        fs::create_dir_all(p)
+            .and_then(|()| {
+                if owner.0 == me {
+                    return Ok(());
+                }
+                std::os::unix::fs::chown(p, Some(owner.0), Some(owner.1))
+            })
+            .map_err(|source| SnapshotError::Create {
+                path: p.to_owned(),
+                source,
+            })
     };
     let lowers: Vec<PathBuf> = layers.iter().rev().cloned().collect();
     let mountpoint = step_dir.join("rootfs");

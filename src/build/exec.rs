@@ -97,6 +97,8 @@ impl StepDir {
             .prefix(&format!("{STEP_PREFIX}{prefix}"))
             .tempdir_in(&tmp)
             .with_context(|| format!("cannot create a step directory in {}", tmp.display()))?;
+        sandbox::give_to_container_root(dir.path(), &settings.id_map)
+            .with_context(|| format!("cannot prepare {}", dir.path().display()))?;
         let lock_path = dir.path().join(".lock");
         let lock = std::fs::File::create(&lock_path)
             .with_context(|| format!("cannot create {}", lock_path.display()))?;

@@ -95,6 +95,7 @@ impl Settings {
     /// Resolves the command line.
     pub fn from_args(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<Settings> {
         let store = crate::commands::open_store(global)?;
+        let id_map = crate::commands::id_map(global, &store)?;
         let plan_args = crate::commands::plan::PlanArgs {
             file: None,
             target: args.target.clone(),
@@ -180,7 +181,7 @@ impl Settings {
             explain: args.explain_cache,
             epoch: crate::commands::source_date_epoch()?,
             registry_args: args.registry_args,
-            id_map: IdMap::for_current_user(),
+            id_map,
             cache_from,
             cache_to,
         })

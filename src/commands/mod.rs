@@ -70,12 +70,67 @@ pub fn open_store(global: &crate::cli::GlobalArgs) -> anyhow::Result<rbuild_cach
         Some(root) => root,
         None => default_root()?,
     };
-    let store = rbuild_cache::Store::open(&root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    // A store for remapped sandboxes belongs to the container root's host ids.
+    let owner = match root_id_map(global)? {
+        Some(map) if !map.is_identity() => map.host_uid(0).zip(map.host_gid(0)),
+        _ => None,
+    };
+    let store = rbuild_cache::Store::open_owned(&root, owner).map_err(|e| {
+        let remapped = matches!(&e, rbuild_cache::StoreError::SharedRoot { .. })
+            && root.join("idmap").exists();
+        let e = anyhow::Error::new(e).context(format!("cannot open the store at {}", root.display()));
+        if remapped {
+            e.context(crate::report::Hint(
+                "a store used with --userns remap belongs to the container root's host id: pass the same --userns (or RBUILD_USERNS, or `userns` in the config file)".into(),
+            ))
+        } else {
+            e
+        }
+    })?;
     let lease = rbuild_cache::gc::Lease::acquire(&root)
         .with_context(|| format!("cannot take a lease on the store at {}", root.display()))?;
     LEASES.lock().unwrap_or_else(|e| e.into_inner()).push(lease);
     Ok(store)
+}
+
+/// Root's id mapping from `--userns` / `RBUILD_USERNS` / the config file; `None` when not
+/// running as root (whose mapping is always its own /etc/subuid ranges).
+fn root_id_map(
+    global: &crate::cli::GlobalArgs,
+) -> anyhow::Result<Option<rbuild_executor::idmap::IdMap>> {
+    use crate::config::Userns;
+    use rbuild_executor::idmap::IdMap;
+    let mode = global.userns.or(crate::config::get().userns());
+    if !rustix::process::geteuid().is_root() {
+        if let Some(mode) = mode.filter(|m| *m != Userns::Host) {
+            anyhow::bail!(
+                "--userns {mode} needs root: without root, sandboxes always map ids through the caller's /etc/subuid and /etc/subgid ranges"
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(match mode.unwrap_or_default() {
+        Userns::Host => IdMap::identity(),
+        Userns::Remap => {
+            IdMap::root_subordinate().map_err(|e| anyhow::anyhow!("--userns remap: {e}"))?
+        }
+        Userns::RemapTo { uid, gid, size } => IdMap::remapped(uid, gid, size),
+    }))
+}
+
+/// The user-namespace id mapping of this process's sandboxes and of what it unpacks into
+/// `store`: root's from `--userns`, otherwise the caller's /etc/subuid ranges (or its own id
+/// alone). The store keeps the mapping it was first used with and refuses another one.
+pub fn id_map(
+    global: &crate::cli::GlobalArgs,
+    store: &rbuild_cache::Store,
+) -> anyhow::Result<rbuild_executor::idmap::IdMap> {
+    let map = match root_id_map(global)? {
+        Some(map) => map,
+        None => rbuild_executor::idmap::IdMap::for_current_user(),
+    };
+    store.claim_id_map(&map.describe())?;
+    Ok(map)
 }
 
 /// The lease this process holds on the store at `root` (see [`open_store`]).

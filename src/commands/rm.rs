@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 use rbuild_cache::containers::{Containers, State};
-use rbuild_executor::idmap::IdMap;
 
 use crate::cli::GlobalArgs;
 
@@ -20,7 +19,7 @@ pub struct RmArgs {
 pub fn run(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let containers = Containers::open(store.root())?;
-    let id_map = IdMap::for_current_user();
+    let id_map = super::id_map(global, &store)?;
     let mut failed = false;
     for what in &args.containers {
         let result = (|| -> anyhow::Result<()> {

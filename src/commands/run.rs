@@ -268,7 +268,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         .map(|v| parse_volume(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let id_map = IdMap::for_current_user();
+    let id_map = super::id_map(global, &store)?;
     if id_map.kind == MappingKind::Single {
         tracing::warn!(
             "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
@@ -357,10 +357,14 @@ fn run_in(
         .file_name()
         .map(|n| n.to_string_lossy()[..12].to_owned())
         .unwrap_or_else(|| "rbuild".into());
+    let fs_dir = dir.join("fs");
+    std::fs::create_dir_all(&fs_dir)
+        .and_then(|()| sandbox::give_to_container_root(&fs_dir, id_map))
+        .with_context(|| format!("cannot create {}", fs_dir.display()))?;
     let root = snapshot::prepare(
         SnapshotterKind::detect(),
         layers,
-        &dir.join("fs"),
+        &fs_dir,
         &spec.mountpoints(),
     )
     .context("cannot prepare the container's root file system")?;

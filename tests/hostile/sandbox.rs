@@ -150,3 +150,83 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// `--userns remap:UID:GID:SIZE`: root's build steps and containers run as an unprivileged
+/// host id. Container root is host uid 500000, so the kernel refuses it what belongs to host
+/// root; the store belongs to that id (0700); the layers still carry the container's ids;
+/// the store keeps its mapping and says so when another one is asked for.
+#[test]
+fn root_builds_can_map_container_root_to_an_unprivileged_host_id() {
+    let env = BuildEnv::new();
+    let remap = ["--userns", "remap:500000:500000:65536"];
+    // A fresh store for the remapped builds: `BuildEnv`'s store has snapshots of the
+    // identity mapping already (its base was imported, then nothing unpacked; a run unpacks).
+    ok(env.rbuild().args(["run", "--rm", BASE, "true"]));
+    let r = fails(env.rbuild().args(remap).args(["images"]));
+    assert!(
+        r.stderr
+            .contains("holds files unpacked without a remapped user namespace"),
+        "{}",
+        r.stderr
+    );
+    let store = env.dir.join("remapped");
+    let rb = || {
+        let mut cmd = crate::support::rbuild(&store);
+        cmd.args(remap);
+        cmd
+    };
+    let busybox = env.dir.mkdir("busybox-rootfs");
+    crate::support::busybox_rootfs(&busybox);
+    ok(rb().arg("import").arg(&busybox).arg(BASE));
+    env.dockerfile(&format!(
+        "FROM {BASE}\n\
+         RUN cat /proc/self/uid_map > /uid_map; \
+             (echo core > /proc/sys/kernel/core_pattern) 2> /sysctl || true; \
+             mkdir /home && touch /home/f && chown 1000:1000 /home/f && \
+             cp /bin/busybox /suid-sh && chmod 4755 /suid-sh\n"
+    ));
+    let out = ok(rb()
+        .args(["build", "--progress", "plain", "-t", "remapped"])
+        .arg(&env.ctx));
+    let id = out.stdout.trim().to_string();
+    let sh = |script: &str| ok(rb().args(["run", "--rm", "remapped", "sh", "-c", script])).stdout;
+    assert_eq!(
+        sh("tr -s ' ' < /uid_map; cat /sysctl; ls -ln /home/f | tr -s ' ' | cut -d' ' -f3,4"),
+        " 0 500000 65536\n/bin/sh: can't create /proc/sys/kernel/core_pattern: Read-only file system\n1000 1000\n"
+    );
+    let md = std::fs::metadata(&store).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (500000, 0o700));
+    // On the host, the setuid file belongs to the unprivileged id, not to root.
+    let suid = find_file(&store, "suid-sh").expect("the setuid file in the store");
+    assert_eq!(std::fs::metadata(&suid).unwrap().uid(), 500000);
+    // The layer itself has the container's ids (as a build with the identity mapping).
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(rb().args(["inspect", &id])).stdout).unwrap();
+    let layer = inspect[0]["manifest"]["layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| l["digest"].as_str())
+        .expect("the build's layer")
+        .trim_start_matches("sha256:")
+        .to_string();
+    let listing = ok(tool("tar", "tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(store.join("blobs/sha256").join(layer)))
+    .stdout;
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains(" 1000/1000 ") && l.ends_with(" home/f")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rwsr-xr-x 0/0 ") && l.ends_with(" suid-sh")),
+        "{listing}"
+    );
+    // The same store without the mapping is refused, with the way out.
+    let r = fails(crate::support::rbuild(&store).arg("images"));
+    assert!(r.stderr.contains("belongs to uid 500000"), "{}", r.stderr);
+    assert!(r.stderr.contains("pass the same --userns"), "{}", r.stderr);
+}
