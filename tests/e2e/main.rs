@@ -17,6 +17,7 @@ mod plan;
 mod prune;
 mod pullpush;
 mod report;
+mod rootless;
 mod run;
 mod store;
 mod support;
