@@ -70,7 +70,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
                 tracing::warn!("{}", warning.render(&name, &source));
             }
             match format {
-                PlanFormat::Text => plan::render_text(&plan),
+                // Text is for people: Dockerfile values in it have their control characters
+                // shown as escapes. The other formats are data.
+                PlanFormat::Text => rbuild_compiler::text::escape_owned(plan::render_text(&plan)),
                 PlanFormat::Json => plan::render_json(&plan),
                 _ => plan::render_dot(&plan),
             }
