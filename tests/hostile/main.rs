@@ -14,6 +14,7 @@ mod diskfull;
 mod dockerfiles;
 mod layers;
 mod registry;
+mod text;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
