@@ -315,7 +315,7 @@ impl PlanError {
         }
         match self.span {
             Some(span) => render_located(&self.to_string(), span, &self.related, file_name, source),
-            None => format!("{file_name}: {self}\n"),
+            None => crate::parser::render_unlocated(&self.to_string(), file_name),
         }
     }
 }
@@ -350,7 +350,9 @@ impl PlanWarning {
                 file_name,
                 source,
             ),
-            None => format!("{file_name}: warning: {}\n", self.message),
+            None => {
+                crate::parser::render_unlocated(&format!("warning: {}", self.message), file_name)
+            }
         }
     }
 }
