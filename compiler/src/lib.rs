@@ -8,4 +8,5 @@ pub mod instructions;
 pub mod parser;
 pub mod plan;
 pub mod shell;
+pub mod suggest;
 pub mod text;

@@ -382,12 +382,15 @@ impl InstructionError {
     }
 
     /// Renders `file:line:col: message`, the source line and a caret; an unknown instruction
-    /// gets a "did you mean" hint.
+    /// or flag gets a "did you mean" hint.
     pub fn render(&self, file_name: &str, source: &str) -> String {
         let hint = match &self.kind {
             InstructionErrorKind::UnknownInstruction { keyword } => {
                 crate::parser::suggest_keyword(&keyword.to_ascii_lowercase())
                     .map(|best| format!("did you mean {}?", best.to_ascii_uppercase()))
+            }
+            InstructionErrorKind::UnknownFlag { instruction, flag } => {
+                suggest_flag(instruction, flag).map(|best| format!("did you mean --{best}?"))
             }
             _ => None,
         };
@@ -419,6 +422,12 @@ pub fn render_located(
     }
     out.push('\n');
     out
+}
+
+/// The flag of `keyword` closest to `flag` (a typo such as `--chwn`), if one is close.
+pub fn suggest_flag(keyword: &str, flag: &str) -> Option<&'static str> {
+    let lower = flag.to_ascii_lowercase();
+    crate::suggest::closest(&lower, allowed_flags(keyword).iter().map(|(n, _, _)| *n))
 }
 
 /// The flags an instruction accepts: (name, takes a list, boolean).
@@ -1181,6 +1190,12 @@ mod tests {
             }
         );
         assert_eq!(err.span.start.column, 6);
+        assert!(
+            err.render("Dockerfile", "COPY --form=x a b")
+                .ends_with("hint: did you mean --from?"),
+            "{}",
+            err.render("Dockerfile", "COPY --form=x a b")
+        );
         for bad in [
             "COPY --chmod=9 a b",
             "COPY --chmod=u+q a b",

@@ -338,13 +338,7 @@ impl Node {
 
 /// The known keyword closest to `word`, when it is close enough to be a likely typo.
 pub fn suggest_keyword(word: &str) -> Option<&'static str> {
-    let word = word.to_ascii_lowercase();
-    let (best, distance) = KEYWORDS
-        .iter()
-        .map(|k| (*k, strsim::damerau_levenshtein(&word, k)))
-        .min_by_key(|(_, d)| *d)?;
-    let limit = if word.chars().count() <= 3 { 1 } else { 2 };
-    (distance > 0 && distance <= limit).then_some(best)
+    crate::suggest::closest(&word.to_ascii_lowercase(), KEYWORDS.iter().copied())
 }
 
 /// Checks every instruction's keyword (see [`Node::validate_keyword`]).
