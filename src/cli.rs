@@ -80,13 +80,24 @@ pub enum Command {
 }
 
 pub fn parse() -> Cli {
-    Cli::parse_from(with_default_subcommand(std::env::args_os().collect()))
+    let args = match with_default_subcommand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => explain_unknown_flag(e, &args).exit(),
+    }
 }
 
 /// `rbuild [GLOBAL OPTIONS] ARGS...` where the first argument after the global options is
 /// not a subcommand is `rbuild [GLOBAL OPTIONS] build ARGS...`, as the design's CLI says
-/// (`rbuild -t app .`).
-fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+/// (`rbuild -t app .`). A first word that names no file, directory or URL and is close to a
+/// subcommand is a typo of it, not a build context: `unknown command imagse; did you mean
+/// images?`.
+fn with_default_subcommand(
+    mut args: Vec<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, clap::Error> {
     use clap::CommandFactory as _;
     let cmd = Cli::command();
     let names: Vec<String> = cmd
@@ -110,15 +121,222 @@ fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
                 i += 1
             }
             s if s.starts_with("-v") && s[1..].chars().all(|c| c == 'v') => i += 1,
-            "-h" | "--help" | "-V" | "--version" => return args,
-            s if names.iter().any(|n| n == s) => return args,
-            _ => {
+            "-h" | "--help" | "-V" | "--version" => return Ok(args),
+            s if names.iter().any(|n| n == s) => return Ok(args),
+            s => {
+                if !s.starts_with('-')
+                    && !names_a_context(&args[i])
+                    && let Some(best) =
+                        rbuild_compiler::suggest::closest(s, names.iter().map(String::as_str))
+                {
+                    return Err(Cli::command().error(
+                        clap::error::ErrorKind::InvalidSubcommand,
+                        format!(
+                            "unknown command {}; did you mean {best}?",
+                            rbuild_compiler::text::escape_controls(s)
+                        ),
+                    ));
+                }
                 args.insert(i, "build".into());
-                return args;
+                return Ok(args);
             }
         }
     }
-    args
+    Ok(args)
+}
+
+/// Whether a word can be meant as a build context: `-`, a URL, or an existing path.
+fn names_a_context(word: &std::ffi::OsStr) -> bool {
+    let text = word.to_string_lossy();
+    text == "-"
+        || text.contains("://")
+        || text.starts_with("git@")
+        || std::fs::symlink_metadata(word).is_ok()
+}
+
+/// Docker flags rbuild does not have, per subcommand: what to use instead (empty when there
+/// is nothing).
+const DOCKER_FLAGS: &[(&str, &[&str], &str)] = &[
+    (
+        "build",
+        &["--squash"],
+        "to get one layer, copy the last stage onto an empty one: `FROM scratch` then `COPY --from=STAGE / /`",
+    ),
+    (
+        "build",
+        &["--load"],
+        "the image always goes into rbuild's store (`-o type=docker,dest=FILE` writes a file for `docker load`)",
+    ),
+    (
+        "build",
+        &["--rm", "--force-rm"],
+        "rbuild keeps no intermediate containers; leave the flag out",
+    ),
+    (
+        "build",
+        &[
+            "-m",
+            "--memory",
+            "--memory-swap",
+            "--cpu-shares",
+            "--cpu-period",
+            "--cpu-quota",
+            "--cpuset-cpus",
+            "--cpuset-mems",
+            "--shm-size",
+            "--ulimit",
+            "--cgroup-parent",
+        ],
+        "build steps run without cgroup limits; run rbuild itself under limits (`systemd-run --user --scope -p MemoryMax=2G rbuild ...`)",
+    ),
+    (
+        "build",
+        &["--sbom", "--provenance", "--attest"],
+        "rbuild writes no attestations",
+    ),
+    (
+        "build",
+        &["--builder"],
+        "rbuild builds in its own process; there are no builder instances",
+    ),
+    (
+        "build",
+        &[
+            "--add-host",
+            "--security-opt",
+            "--isolation",
+            "--allow",
+            "--compress",
+            "--stream",
+            "--disable-content-trust",
+        ],
+        "",
+    ),
+    (
+        "run",
+        &["-d", "--detach"],
+        "containers run in the foreground; start it in the background from the shell (`rbuild run IMAGE &`) or under a service manager",
+    ),
+    (
+        "run",
+        &["-p", "--publish", "-P", "--publish-all", "--expose"],
+        "containers use the host's network by default (`--network host`): a port the command listens on is a port of the host",
+    ),
+    (
+        "run",
+        &["--restart"],
+        "rbuild has no daemon to restart containers; use a service manager (systemd)",
+    ),
+    (
+        "run",
+        &[
+            "-m",
+            "--memory",
+            "--memory-swap",
+            "--cpus",
+            "--cpu-shares",
+            "--cpuset-cpus",
+            "--pids-limit",
+            "--shm-size",
+            "--ulimit",
+        ],
+        "containers run without cgroup limits; run rbuild itself under limits (`systemd-run --user --scope -p MemoryMax=2G rbuild run ...`)",
+    ),
+    (
+        "run",
+        &["--mount"],
+        "use `-v HOST:CTR[:ro]` for a bind mount",
+    ),
+    (
+        "run",
+        &[
+            "--privileged",
+            "--cap-add",
+            "--cap-drop",
+            "--device",
+            "--security-opt",
+        ],
+        "containers get docker's default capabilities and devices, no more",
+    ),
+    (
+        "run",
+        &[
+            "--hostname",
+            "--add-host",
+            "--dns",
+            "-l",
+            "--label",
+            "--log-driver",
+            "-a",
+            "--attach",
+        ],
+        "",
+    ),
+];
+
+/// The subcommand `args` run (after [`with_default_subcommand`]), if any.
+fn subcommand_of(args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    args.iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .find(|a| cmd.find_subcommand(a.as_ref()).is_some())
+        .map(|a| a.into_owned())
+}
+
+/// clap's "unexpected argument" error without its tip to pass the flag as a value after
+/// `--` (the build context or the container's command, never what was meant). A docker flag
+/// rbuild does not have is named as such, with what to use instead.
+fn explain_unknown_flag(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Error {
+    use clap::CommandFactory as _;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument {
+        return err;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
+    let sub = subcommand_of(args);
+    let mut root = Cli::command();
+    root.build();
+    let mut cmd = match &sub {
+        Some(s) => root
+            .find_subcommand(s)
+            .cloned()
+            .unwrap_or_else(|| root.clone()),
+        None => root.clone(),
+    };
+    let shown = rbuild_compiler::text::escape_controls(flag);
+    let docker = sub.as_deref().and_then(|s| {
+        DOCKER_FLAGS
+            .iter()
+            .find(|(c, flags, _)| *c == s && flags.contains(&flag))
+            .map(|(_, _, instead)| *instead)
+    });
+    let message = match (docker, &sub) {
+        (Some(""), Some(s)) => format!("rbuild {s} does not support {shown} (a docker flag)"),
+        (Some(instead), Some(s)) => {
+            format!("rbuild {s} does not support {shown} (a docker flag): {instead}")
+        }
+        _ => {
+            let mut m = format!("unknown flag {shown}");
+            let longs: Vec<String> = cmd
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .map(|l| format!("--{l}"))
+                .collect();
+            if flag.starts_with("--")
+                && let Some(best) =
+                    rbuild_compiler::suggest::closest(flag, longs.iter().map(String::as_str))
+            {
+                m.push_str(&format!("; did you mean {best}?"));
+            }
+            m
+        }
+    };
+    cmd.error(ErrorKind::UnknownArgument, message)
 }
 
 #[cfg(test)]
@@ -127,6 +345,7 @@ mod tests {
 
     fn expand(args: &[&str]) -> Vec<String> {
         with_default_subcommand(args.iter().map(Into::into).collect())
+            .expect("no typo")
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
@@ -153,5 +372,27 @@ mod tests {
             expand(&["rbuild", "-q", "images"]),
             ["rbuild", "-q", "images"]
         );
+    }
+
+    #[test]
+    fn a_typo_of_a_subcommand_is_not_a_build_context() {
+        let typo = |args: &[&str]| {
+            with_default_subcommand(args.iter().map(Into::into).collect())
+                .expect_err("a typo")
+                .to_string()
+        };
+        assert!(
+            typo(&["rbuild", "imagse"]).contains("unknown command imagse; did you mean images?")
+        );
+        assert!(
+            typo(&["rbuild", "--root", "/r", "inspekt", "x"])
+                .contains("unknown command inspekt; did you mean inspect?")
+        );
+        // Words that are nothing like a subcommand, and paths, stay build contexts.
+        assert_eq!(
+            expand(&["rbuild", "no-such-dir-here"]),
+            ["rbuild", "build", "no-such-dir-here"]
+        );
+        assert_eq!(expand(&["rbuild", "-"]), ["rbuild", "build", "-"]);
     }
 }

@@ -11,6 +11,7 @@ mod build_remote_cache;
 mod build_repro;
 mod build_secrets;
 mod build_semantics;
+mod cli;
 mod config;
 mod login;
 mod plan;

@@ -1,0 +1,138 @@
+//! The command line itself: typos of subcommands and flags, and docker flags rbuild does
+//! not have.
+
+use std::process::Command;
+
+use crate::support::{BASE, BuildEnv, Dir, Run, finish_cmd, ok, rbuild};
+
+/// Runs a command that must fail as a usage error (exit code 2); returns its output.
+fn usage_error(cmd: &mut Command) -> Run {
+    let run = finish_cmd(cmd);
+    assert_eq!(
+        run.code, 2,
+        "{cmd:?} should fail with a usage error:\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The first line of stderr.
+fn first_line(run: &Run) -> &str {
+    run.stderr.lines().next().unwrap_or_default()
+}
+
+#[test]
+fn a_typo_of_a_subcommand_is_named_not_taken_for_a_build_context() {
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let run = usage_error(rbuild(&root).arg("imagse").current_dir(dir.path()));
+    assert_eq!(
+        first_line(&run),
+        "error: unknown command imagse; did you mean images?"
+    );
+    let run = usage_error(
+        rbuild(&root)
+            .args(["inspekt", "hello"])
+            .current_dir(dir.path()),
+    );
+    assert_eq!(
+        first_line(&run),
+        "error: unknown command inspekt; did you mean inspect?"
+    );
+    // A directory of that name is a build context: the shortcut still builds it.
+    dir.write("imagse/Dockerfile", "FROM scratch\nLABEL a=b\n");
+    let run = ok(rbuild(&root)
+        .args(["--progress", "quiet", "imagse"])
+        .current_dir(dir.path()));
+    assert!(run.stdout.starts_with("sha256:"), "{}", run.stdout);
+}
+
+#[test]
+fn the_build_shortcut_still_takes_flags_and_a_context() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!("FROM {BASE}\nLABEL shortcut=yes\n"));
+    ok(env
+        .rbuild()
+        .args(["-t", "x", "--progress", "quiet"])
+        .arg(&env.ctx));
+    assert_eq!(env.config("x")["config"]["Labels"]["shortcut"], "yes");
+    let run = ok(env
+        .rbuild()
+        .args(["--progress", "quiet", "."])
+        .current_dir(&env.ctx));
+    assert!(run.stdout.starts_with("sha256:"), "{}", run.stdout);
+}
+
+#[test]
+fn docker_flags_rbuild_lacks_are_named_with_what_to_use_instead() {
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let run = usage_error(rbuild(&root).args(["build", "--squash", "."]));
+    assert_eq!(
+        first_line(&run),
+        "error: rbuild build does not support --squash (a docker flag): to get one layer, copy \
+         the last stage onto an empty one: `FROM scratch` then `COPY --from=STAGE / /`"
+    );
+    assert!(!run.stderr.contains("-- --squash"), "{}", run.stderr);
+    // The same through the shortcut.
+    let run = usage_error(rbuild(&root).args(["--squash", "-t", "x", "."]));
+    assert!(
+        first_line(&run).starts_with("error: rbuild build does not support --squash"),
+        "{}",
+        run.stderr
+    );
+    let run = usage_error(rbuild(&root).args(["run", "-d", BASE]));
+    assert_eq!(
+        first_line(&run),
+        "error: rbuild run does not support -d (a docker flag): containers run in the \
+         foreground; start it in the background from the shell (`rbuild run IMAGE &`) or under \
+         a service manager"
+    );
+    let run = usage_error(rbuild(&root).args(["run", "-p", "8080:80", BASE]));
+    assert!(
+        first_line(&run).starts_with(
+            "error: rbuild run does not support -p (a docker flag): containers use the host's network"
+        ),
+        "{}",
+        run.stderr
+    );
+    // A flag that is no docker flag either: a typo, with the closest flag.
+    let run = usage_error(rbuild(&root).args(["build", "--tga", "x", "."]));
+    assert_eq!(
+        first_line(&run),
+        "error: unknown flag --tga; did you mean --tag?"
+    );
+    assert!(!run.stderr.contains("-- --tga"), "{}", run.stderr);
+}
+
+#[test]
+fn unknown_dockerfile_flags_get_a_did_you_mean() {
+    let env = BuildEnv::new();
+    env.write("a", "a");
+    env.dockerfile(&format!(
+        "FROM {BASE}\nCOPY --chwn=1000 a /a\nRUN --mont=type=cache,target=/c true\n"
+    ));
+    let run = env.build_fails(&[]);
+    let error = &run.stderr[run.stderr.find("error: ").expect("an error")..];
+    assert_eq!(
+        error,
+        "error: Dockerfile:2:6: unknown flag --chwn for COPY\n  |\n2 | COPY --chwn=1000 a /a\n  |      ^^^^^^^^^^^\nhint: did you mean --chown?\n"
+    );
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN --mont=type=cache,target=/c true\n"
+    ));
+    let run = env.build_fails(&[]);
+    assert!(
+        run.stderr.ends_with("hint: did you mean --mount?\n"),
+        "{}",
+        run.stderr
+    );
+    // `rbuild plan` renders the same diagnostic.
+    let run = crate::support::fails(rbuild(&env.root).arg("plan").arg(&env.ctx));
+    assert!(
+        run.stderr.contains("unknown flag --mont for RUN")
+            && run.stderr.ends_with("hint: did you mean --mount?\n"),
+        "{}",
+        run.stderr
+    );
+}
