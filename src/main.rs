@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod env;
 mod names;
+mod out;
 mod progress;
 mod report;
 mod transfer;
@@ -19,7 +20,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::parse();
     report::init_logging(cli.global.verbose, cli.global.quiet);
-    match commands::run(cli) {
+    let result = commands::run(cli);
+    // A closed stdout ends the command quietly, whatever failed because of it.
+    if out::closed() {
+        return ExitCode::from(out::EXIT_CLOSED);
+    }
+    match result {
         Ok(code) => code,
         Err(err) => report::render_error(&err),
     }

@@ -836,7 +836,7 @@ fn write_to(
             if stdout.is_terminal() {
                 bail!("refusing to write an archive to a terminal: redirect stdout");
             }
-            let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
+            let mut w = BufWriter::with_capacity(1 << 20, crate::out::stdout());
             write(&mut w)?;
             w.flush().context("cannot write to stdout")?;
         }

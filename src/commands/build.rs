@@ -195,7 +195,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let built = crate::build::build(settings)?;
     // As docker: when an output goes to stdout, the image id does not.
     if !built.stdout_used {
-        println!("{}", built.id);
+        crate::outln!("{}", built.id);
     }
     if report {
         return super::report::report_built(

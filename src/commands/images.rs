@@ -74,7 +74,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
         let mut seen = std::collections::HashSet::new();
         for row in &rows {
             if seen.insert(&row.id) {
-                println!("{}", &row.id[7..19]);
+                crate::outln!("{}", &row.id[7..19]);
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -95,7 +95,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         ImagesFormat::Table => {
             let now = jiff::Timestamp::now();
@@ -128,7 +128,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                         line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
                     }
                 }
-                println!("{line}");
+                crate::outln!("{line}");
             }
         }
     }

@@ -67,6 +67,6 @@ pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
         imported.layer_size,
         started.elapsed()
     );
-    println!("{}", imported.config);
+    crate::outln!("{}", imported.config);
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,6 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
             "config": config,
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -78,7 +78,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
         out.write_all(b"\n")?;

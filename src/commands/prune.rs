@@ -87,8 +87,8 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let report = gc::prune(&store, &opts, &remove_tree)
         .with_context(|| format!("cannot prune the store at {}", store.root().display()))?;
     match args.format {
-        PruneFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&report))?),
-        PruneFormat::Text => print!("{}", text(&report)),
+        PruneFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&json(&report))?),
+        PruneFormat::Text => crate::out!("{}", text(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

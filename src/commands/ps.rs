@@ -36,7 +36,7 @@ pub fn run(global: &GlobalArgs, args: PsArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         if args.quiet {
-            println!("{}", &r.id[..12]);
+            crate::outln!("{}", &r.id[..12]);
             continue;
         }
         rows.push([
@@ -61,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: PsArgs) -> anyhow::Result<ExitCode> {
                     line.push_str(cell);
                 }
             }
-            println!("{}", line.trim_end());
+            crate::outln!("{}", line.trim_end());
         }
     }
     Ok(ExitCode::SUCCESS)

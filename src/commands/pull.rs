@@ -30,7 +30,7 @@ pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let platform = args.platform.as_deref();
     let pulled = pull_image(global, &store, &args.name, platform, &args.registry_args)?;
-    println!("{}", pulled.pinned);
+    crate::outln!("{}", pulled.pinned);
     Ok(ExitCode::SUCCESS)
 }
 

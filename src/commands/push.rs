@@ -49,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
         None,
     )
     .with_context(|| format!("cannot push {} to {dest}", args.name))?;
-    println!("{}@{}", dest.name(), result.digest);
+    crate::outln!("{}@{}", dest.name(), result.digest);
     Ok(ExitCode::SUCCESS)
 }
 

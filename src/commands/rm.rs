@@ -34,7 +34,7 @@ pub fn run(global: &GlobalArgs, args: RmArgs) -> anyhow::Result<ExitCode> {
             Ok(())
         })();
         match result {
-            Ok(()) => println!("{what}"),
+            Ok(()) => crate::outln!("{what}"),
             Err(e) => {
                 crate::report::render_error(&e);
                 failed = true;

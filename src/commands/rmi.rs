@@ -47,10 +47,10 @@ pub fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<ExitCode> {
     let lease = super::own_lease(store.root());
     let removed = rbuild_cache::gc::remove_images(&store, &names, lease.as_deref())?;
     for name in &removed.untagged {
-        println!("Untagged: {}", crate::names::short_name(name));
+        crate::outln!("Untagged: {}", crate::names::short_name(name));
     }
     for digest in &removed.deleted {
-        println!("Deleted: {digest}");
+        crate::outln!("Deleted: {digest}");
     }
     if !removed.kept.is_empty() {
         eprintln!(

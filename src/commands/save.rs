@@ -83,7 +83,7 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> anyhow::Result<ExitCode> {
             if stdout.is_terminal() {
                 bail!("refusing to write an archive to a terminal: use -o FILE or redirect stdout");
             }
-            let out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let out = std::io::BufWriter::with_capacity(1 << 20, crate::out::stdout());
             let mut out = archive::save(&store, &images, format, out)?;
             out.flush()?;
         }

@@ -50,11 +50,11 @@ pub fn run(global: &GlobalArgs, args: SystemArgs) -> anyhow::Result<ExitCode> {
         SystemCommand::Config => {
             let config = crate::config::get();
             match &config.file {
-                Some(f) => println!("# config file: {}", f.display()),
-                None => println!("# no config file"),
+                Some(f) => crate::outln!("# config file: {}", f.display()),
+                None => crate::outln!("# no config file"),
             }
             for s in crate::config::SETTINGS {
-                println!("# {}", s.doc);
+                crate::outln!("# {}", s.doc);
                 let from: Vec<String> = s
                     .flag
                     .iter()
@@ -62,18 +62,19 @@ pub fn run(global: &GlobalArgs, args: SystemArgs) -> anyhow::Result<ExitCode> {
                     .chain(s.env.iter().map(|e| format!("variable {e}")))
                     .collect();
                 if !from.is_empty() {
-                    println!("# also: {}", from.join(", "));
+                    crate::outln!("# also: {}", from.join(", "));
                 }
                 match config.show(s.key) {
-                    Some(v) => println!(
+                    Some(v) => crate::outln!(
                         "{} = {v}
 ",
                         s.key
                     ),
-                    None => println!(
+                    None => crate::outln!(
                         "# {} (default: {})
 ",
-                        s.key, s.default
+                        s.key,
+                        s.default
                     ),
                 }
             }
@@ -111,16 +112,19 @@ fn run_df(global: &GlobalArgs, args: DfArgs) -> anyhow::Result<ExitCode> {
             if args.verbose {
                 v["entries"] = serde_json::to_value(&usage.entries)?;
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         DfFormat::Text => {
-            println!(
+            crate::outln!(
                 "{:<16} {:>7} {:>11} {:>12}",
-                "TYPE", "COUNT", "SIZE", "RECLAIMABLE"
+                "TYPE",
+                "COUNT",
+                "SIZE",
+                "RECLAIMABLE"
             );
             for (k, t) in &usage.kinds {
                 let r = usage.reclaimable.get(k).copied().unwrap_or_default();
-                println!(
+                crate::outln!(
                     "{:<16} {:>7} {:>11} {:>12}",
                     k.name(),
                     t.count,
@@ -129,7 +133,7 @@ fn run_df(global: &GlobalArgs, args: DfArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let reclaimable: u64 = usage.reclaimable.values().map(|t| t.bytes).sum();
-            println!(
+            crate::outln!(
                 "{:<16} {:>7} {:>11} {:>12}",
                 "total",
                 "",
@@ -137,10 +141,13 @@ fn run_df(global: &GlobalArgs, args: DfArgs) -> anyhow::Result<ExitCode> {
                 human_size(reclaimable)
             );
             if args.verbose {
-                println!();
-                println!(
+                crate::outln!();
+                crate::outln!(
                     "{:<16} {:>11}  {:<20} {:<11} PATH",
-                    "TYPE", "SIZE", "LAST USED", "RECLAIMABLE"
+                    "TYPE",
+                    "SIZE",
+                    "LAST USED",
+                    "RECLAIMABLE"
                 );
                 let mut entries = usage.entries.clone();
                 entries.sort_by_key(|a| (a.kind, a.last_used));
@@ -148,7 +155,7 @@ fn run_df(global: &GlobalArgs, args: DfArgs) -> anyhow::Result<ExitCode> {
                     let when = jiff::Timestamp::from_second(e.last_used)
                         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
                         .unwrap_or_default();
-                    println!(
+                    crate::outln!(
                         "{:<16} {:>11}  {:<20} {:<11} {}",
                         e.kind.name(),
                         human_size(e.bytes),

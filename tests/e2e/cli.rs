@@ -1,7 +1,8 @@
-//! The command line itself: typos of subcommands and flags, and docker flags rbuild does
-//! not have.
+//! The command line itself: typos of subcommands and flags, docker flags rbuild does not
+//! have, and commands whose reader goes away.
 
-use std::process::Command;
+use std::io::Read as _;
+use std::process::{Command, Stdio};
 
 use crate::support::{BASE, BuildEnv, Dir, Run, finish_cmd, ok, rbuild};
 
@@ -135,4 +136,72 @@ fn unknown_dockerfile_flags_get_a_did_you_mean() {
         "{}",
         run.stderr
     );
+}
+
+/// Runs `cmd` with a stdout whose reader has already gone away; returns the exit code and
+/// stderr.
+fn with_closed_stdout(cmd: &mut Command) -> (i32, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rbuild");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let status = child.wait().expect("wait");
+    (status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_reader_goes_away() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!("FROM {BASE}\nRUN echo hi > /hi\n"));
+    let id = env.build(&["-t", "app"]).id;
+    let dockerfile = env.ctx.join("Dockerfile");
+    let rootfs = env.dir.mkdir("rootfs2");
+    crate::support::busybox_rootfs(&rootfs);
+    let commands: Vec<Vec<String>> = vec![
+        vec!["images".into()],
+        vec!["images".into(), "--format".into(), "json".into()],
+        vec!["inspect".into(), "app".into()],
+        vec!["inspect".into(), id.clone()],
+        vec!["plan".into(), "-f".into(), dockerfile.display().to_string()],
+        vec![
+            "plan".into(),
+            "--format".into(),
+            "json".into(),
+            env.ctx.display().to_string(),
+        ],
+        vec!["system".into(), "df".into(), "--verbose".into()],
+        vec!["system".into(), "config".into()],
+        vec!["prune".into(), "--dry-run".into()],
+        vec!["ps".into(), "-a".into()],
+        vec!["save".into(), "app".into()],
+        vec!["tag".into(), "app".into(), "app:2".into()],
+        vec![
+            "import".into(),
+            rootfs.display().to_string(),
+            "imported".into(),
+        ],
+        vec![
+            "build".into(),
+            "--progress".into(),
+            "quiet".into(),
+            env.ctx.display().to_string(),
+        ],
+    ];
+    for args in commands {
+        let (code, stderr) = with_closed_stdout(env.rbuild().args(&args));
+        assert!(
+            code == 141 || code == 0,
+            "rbuild {args:?} with a closed stdout: exit {code}\n{stderr}"
+        );
+        assert_eq!(stderr, "", "rbuild {args:?} with a closed stdout");
+    }
 }
