@@ -17,8 +17,9 @@
 //! #4 CACHED
 //! ```
 //!
-//! A failed step ends with `#N ERROR: MESSAGE`, a block with its last output lines between
-//! `------` rules, and its Dockerfile lines marked `>>>` among their neighbours.
+//! A failed step ends with `#N ERROR: MESSAGE` (its first line). The whole error, with the
+//! Dockerfile line and the step's last output lines, is printed once, after the summary, by
+//! the command's error report: no mode repeats it in a block of its own.
 //!
 //! `tty` redraws a view in place: a header with the elapsed time and finished/total steps,
 //! the steps with their times, the last lines of each running step's output and the byte
@@ -74,8 +75,8 @@ use crate::commands::build::ProgressArg;
 /// The version of the `json` event schema (the `"v"` field of every event).
 pub const JSON_VERSION: u32 = 1;
 
-/// Output lines kept per step: shown under a running step in the tty view, and in the error
-/// block of a failed step.
+/// Output lines kept per step: shown under a running step in the tty view, and in the `json`
+/// error event of a failed step.
 const TAIL: usize = 10;
 /// Output lines of a running step the tty view shows.
 const TTY_TAIL: usize = 6;
@@ -253,8 +254,6 @@ struct StepState {
     /// The last output lines, with the seconds since the step started.
     tail: VecDeque<(f64, String)>,
     blobs: BTreeMap<String, Blob>,
-    /// For a failed step: its Dockerfile lines, rendered.
-    excerpt: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -343,14 +342,9 @@ impl Shared {
         };
         s.status = Status::Error;
         s.took = Some(s.started.elapsed());
-        s.excerpt = location.as_ref().map(excerpt);
         let first = message.lines().next().unwrap_or_default();
         match sh.mode {
-            Mode::Plain => {
-                let mut out = format!("#{step} ERROR: {first}\n");
-                out.push_str(&error_block(s));
-                sh.emit(&out);
-            }
+            Mode::Plain => sh.emit(&format!("#{step} ERROR: {first}\n")),
             Mode::Json => sh.step_event(
                 step,
                 "error",
@@ -433,7 +427,6 @@ impl Progress {
                 miss: None,
                 tail: VecDeque::new(),
                 blobs: BTreeMap::new(),
-                excerpt: None,
             },
         );
         match sh.mode {
@@ -532,8 +525,8 @@ impl Progress {
         self.shared.done(step, took);
     }
 
-    /// A step failed with `message` (its first line is shown on the step; the step's last
-    /// output lines and its Dockerfile lines follow in the error block).
+    /// A step failed with `message` (its first line is shown on the step; the whole error,
+    /// with the step's last output lines, is the command's error at the end).
     pub fn failed(&self, step: usize, message: &str, location: Option<Location<'_>>) {
         self.shared.failed(step, message, location);
     }
@@ -578,8 +571,8 @@ impl Progress {
         }
     }
 
-    /// Ends the build's progress: the tty view collapses into the final list (with the error
-    /// block of a failed step), then the summary is printed (not in quiet mode). A build that
+    /// Ends the build's progress: the tty view collapses into the final list (a failed step
+    /// marked `ERROR`), then the summary is printed (not in quiet mode). A build that
     /// produced an image passes `Ok((names, digest))`, a failed one `Err(error)`.
     pub fn finish(&self, outcome: Result<(&[String], &str), &anyhow::Error>) -> Summary {
         let (ok, images, digest, error) = match outcome {
@@ -625,9 +618,6 @@ impl Progress {
                 for line in view(sh, &st, width, None) {
                     frame.push_str(&line);
                     frame.push('\n');
-                }
-                for s in st.steps.values().filter(|s| s.status == Status::Error) {
-                    frame.push_str(&error_block(s));
                 }
                 st.drawn = 0;
                 frame.push_str(&summary.render());
@@ -835,77 +825,13 @@ fn transfer_event(sh: &Shared, step: usize, event: &ProgressEvent) {
     }
 }
 
-/// The block shown for a failed step: its label and its last output lines between rules.
-fn error_block(s: &StepState) -> String {
-    let mut out = String::from("------\n");
-    let _ = writeln!(
-        out,
-        " > [{}] {}:",
-        escape_controls(&s.label),
-        one_line(&s.description)
-    );
-    for (since, l) in &s.tail {
-        let _ = writeln!(out, "{since:.3} {}", shown(l));
-    }
-    out.push_str("------\n");
-    if let Some(e) = &s.excerpt {
-        out.push_str(e);
-    }
-    out
-}
-
 /// Where a failed step is in the Dockerfile.
 #[derive(Debug, Clone, Copy)]
 pub struct Location<'a> {
     /// The Dockerfile's name as the user gave it.
     pub file: &'a str,
-    /// Its text.
-    pub text: &'a str,
     /// The first and last line (1-based) of the instruction.
     pub lines: (usize, usize),
-}
-
-/// The instruction's lines marked `>>>` among one line of context either side, between
-/// rules, as BuildKit shows a failed step:
-///
-/// ```text
-/// Dockerfile:3-4
-/// --------------------
-///    2 |     RUN make deps
-///    3 | >>> RUN make \
-///    4 | >>>     all
-///    5 |     COPY . /
-/// --------------------
-/// ```
-fn excerpt(l: &Location<'_>) -> String {
-    let lines: Vec<&str> = l.text.split('\n').collect();
-    let (first, last) = (l.lines.0.max(1), l.lines.1.max(l.lines.0).max(1));
-    let file = escape_controls(l.file);
-    let mut out = if first == last {
-        format!("{file}:{first}\n")
-    } else {
-        format!("{file}:{first}-{last}\n")
-    };
-    out.push_str("--------------------\n");
-    let from = first.saturating_sub(1).max(1);
-    let to = (last + 1).min(lines.len());
-    for n in from..=to {
-        let Some(text) = lines.get(n - 1) else {
-            break;
-        };
-        let text = shown(text);
-        if n == to && n > last && text.is_empty() {
-            break;
-        }
-        let mark = if (first..=last).contains(&n) {
-            ">>>"
-        } else {
-            "   "
-        };
-        let _ = writeln!(out, "{n:>4} | {mark} {text}");
-    }
-    out.push_str("--------------------\n");
-    out
 }
 
 fn format_secs(d: Duration) -> String {
@@ -1146,29 +1072,6 @@ mod tests {
         assert_eq!(text_width(&l), 20);
         assert_eq!(two_sided("ab", "1.2s", 10), "ab    1.2s");
         assert_eq!(two_sided("abcdef", "1.2s", 4), "abcd");
-    }
-
-    #[test]
-    fn excerpt_marks_the_instruction_lines() {
-        let text = "FROM a\nRUN make \\\n    all\nCOPY . /\n";
-        let l = Location {
-            file: "Dockerfile",
-            text,
-            lines: (2, 3),
-        };
-        assert_eq!(
-            excerpt(&l),
-            "Dockerfile:2-3\n--------------------\n   1 |     FROM a\n   2 | >>> RUN make \\\n   3 | >>>     all\n   4 |     COPY . /\n--------------------\n"
-        );
-        let l = Location {
-            file: "Dockerfile",
-            text: "FROM a\nRUN x\n",
-            lines: (2, 2),
-        };
-        assert_eq!(
-            excerpt(&l),
-            "Dockerfile:2\n--------------------\n   1 |     FROM a\n   2 | >>> RUN x\n--------------------\n"
-        );
     }
 
     #[test]

@@ -702,7 +702,6 @@ fn run_phase(
                                 &format!("{e:#}"),
                                 Some(Location {
                                     file: &source.dockerfile_name,
-                                    text: &source.dockerfile_text,
                                     lines: (op.span.start.line, op.span.end.line),
                                 }),
                             );

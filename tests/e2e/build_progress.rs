@@ -651,15 +651,16 @@ fn tty_view_follows_a_resize() {
 fn tty_view_of_a_failing_step_keeps_the_error_readable() {
     let env = BuildEnv::new();
     env.dockerfile(&format!(
-        "FROM {BASE}\nRUN echo 'the last line of output before the failure, longer than the terminal'; exit 4\n"
+        "FROM {BASE}\nRUN w=last; echo \"the $w line of output before the failure, longer than the terminal\"; exit 4\n"
     ));
     let pty = Pty::build(&env, 40, 40, &[], &[]);
     let (code, stdout, bytes) = pty.finish();
     let all = String::from_utf8_lossy(&bytes).into_owned();
     assert_eq!(code, 1, "{all}");
     assert_eq!(stdout, "");
-    assert_fits(&before_summary(&bytes, "------"), 40, &all);
-    // The error block after the view is not cut: it wraps like any text.
+    assert_fits(&before_summary(&bytes, "build failed"), 40, &all);
+    // The error after the view is not cut: it wraps like any text. The view shows the step
+    // as failed; its last output lines are in the error at the end, once.
     let joined: String = screen(&bytes, 40, 40)
         .iter()
         .map(|r| format!("{r:<40}"))
@@ -668,10 +669,14 @@ fn tty_view_of_a_failing_step_keeps_the_error_readable() {
         joined.contains("=> ERROR [stage-0 2/2] RUN /bin/sh "),
         "{all}"
     );
-    assert!(
-        joined.contains("the last line of output before the failure, longer than the terminal"),
+    assert_eq!(
+        joined
+            .matches("the last line of output before the failure, longer than the terminal")
+            .count(),
+        1,
         "{joined}"
     );
+    assert!(!joined.contains("------"), "{joined}");
     assert!(joined.contains("exit code 4"), "{joined}");
     assert!(joined.contains("build failed after "), "{joined}");
 }
