@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod config;
 mod env;
+mod missing;
 mod names;
 mod out;
 mod progress;

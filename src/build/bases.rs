@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use oci_spec::image::Descriptor;
 use rbuild_cache::action::LayerRecord;
+use rbuild_compiler::parser::Span;
 use rbuild_compiler::plan::{ImageConfig, OpKind, Plan, Platform};
 
 use super::Settings;
@@ -42,11 +43,22 @@ fn platform_text(p: &Platform) -> String {
     }
 }
 
+/// The Dockerfile the plan came from, for errors located in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Dockerfile<'a> {
+    /// Its name as shown.
+    pub name: &'a str,
+    /// Its text.
+    pub text: &'a str,
+}
+
 /// Resolves every image op's reference of `plan` (keyed as the plan writes it).
-/// A pull is shown as a step of its own in `progress`.
+/// A pull is shown as a step of its own in `progress`. A reference that is neither in the
+/// store nor pullable is reported at its Dockerfile line ([`not_found`]).
 pub fn resolve(
     settings: &Settings,
     plan: &Plan,
+    dockerfile: Dockerfile<'_>,
     progress: &Progress,
 ) -> anyhow::Result<BTreeMap<String, Base>> {
     let mut out = BTreeMap::new();
@@ -61,11 +73,118 @@ pub fn resolve(
         if out.contains_key(reference) {
             continue;
         }
-        let base = resolve_one(settings, reference, platform, progress)
-            .with_context(|| format!("cannot resolve base image {reference}"))?;
+        let base = match resolve_one(settings, reference, platform, progress) {
+            Ok(base) => base,
+            Err(Failure::Pull(e)) => {
+                return Err(not_found(settings, plan, dockerfile, op.span, reference, e));
+            }
+            Err(Failure::Other(e)) => {
+                return Err(e.context(format!("cannot resolve base image {reference}")));
+            }
+        };
         out.insert(reference.clone(), base);
     }
     Ok(out)
+}
+
+/// Why a base could not be resolved: its pull failed (it was not in the store), or
+/// something else.
+enum Failure {
+    Pull(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+/// The error for a `FROM` or `--from` reference that is neither a stage nor in the store,
+/// and whose pull failed: located at the reference in the Dockerfile, with what was tried in
+/// one line and the closest stage or local image as a hint; the pull's causes under `-v`.
+fn not_found(
+    settings: &Settings,
+    plan: &Plan,
+    dockerfile: Dockerfile<'_>,
+    span: Span,
+    reference: &str,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    let full = crate::names::normalize_name(reference).unwrap_or_else(|_| reference.to_string());
+    let stage_names: Vec<(&str, usize)> = plan
+        .stages
+        .iter()
+        .filter_map(|s| Some((s.name.as_deref()?, s.span.start.line)))
+        .collect();
+    let stage = rbuild_compiler::suggest::closest(
+        &reference.to_ascii_lowercase(),
+        stage_names.iter().map(|(n, _)| *n),
+    );
+    let hint = match stage {
+        Some(best) => {
+            let line = stage_names
+                .iter()
+                .find(|(n, _)| *n == best)
+                .map_or(0, |(_, l)| *l);
+            Some(format!("did you mean {best} (the stage on line {line})?"))
+        }
+        None => crate::missing::closest_image(&settings.store, reference)
+            .map(|best| format!("did you mean {best}?")),
+    };
+    let mut text = rbuild_compiler::parser::render_diagnostic(
+        &format!(
+            "{reference} is neither a stage of this Dockerfile nor an image in the local store"
+        ),
+        locate(dockerfile.text, span, reference),
+        None,
+        dockerfile.name,
+        dockerfile.text,
+    );
+    text.push_str("\n  = note: ");
+    text.push_str(&crate::missing::pull_failure(&full, &err));
+    if let Some(hint) = hint {
+        text.push_str("\nhint: ");
+        text.push_str(&hint);
+    }
+    if crate::missing::verbose() {
+        err.context(text)
+    } else {
+        anyhow::anyhow!(text)
+    }
+}
+
+/// The span of `word` where the instruction at `span` names it (`FROM word`,
+/// `--from=word`, `from=word`), or the instruction when the word is not written there as
+/// such (it came from a variable).
+fn locate(text: &str, span: Span, word: &str) -> Span {
+    let lines = text
+        .split('\n')
+        .enumerate()
+        .skip(span.start.line.saturating_sub(1));
+    for (i, line) in lines.take(span.end.line.saturating_sub(span.start.line) + 1) {
+        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        // Skip the keyword, then find the word with a separator before and after it.
+        let mut at = if i + 1 == span.start.line {
+            line.find(char::is_whitespace).unwrap_or(line.len())
+        } else {
+            0
+        };
+        while let Some(found) = line[at..].find(word) {
+            let start = at + found;
+            let end = start + word.len();
+            let before = line[..start].chars().next_back();
+            let after = line[end..].chars().next();
+            if before.is_none_or(|c| c.is_whitespace() || c == '=')
+                && after.is_none_or(|c| c.is_whitespace() || c == ',' || c == '\\')
+            {
+                let column = line[..start].chars().count() + 1;
+                return Span::on_line(i + 1, column, word.chars().count());
+            }
+            at = end;
+        }
+    }
+    span
 }
 
 fn resolve_one(
@@ -73,7 +192,7 @@ fn resolve_one(
     reference: &str,
     platform: &Platform,
     progress: &Progress,
-) -> anyhow::Result<Base> {
+) -> Result<Base, Failure> {
     let store = &settings.store;
     let name = crate::names::normalize_name(reference)?;
     let local = if settings.pull {
@@ -104,8 +223,8 @@ fn resolve_one(
                     p.descriptor
                 }
                 Err(e) => {
-                    transfer.failed(&format!("{e:#}"));
-                    return Err(e);
+                    transfer.failed(&crate::missing::pull_failure(&name, &e));
+                    return Err(Failure::Pull(e));
                 }
             }
         }
@@ -130,11 +249,11 @@ fn resolve_one(
         })
         .unwrap_or_default();
     if diff_ids.len() != manifest.layers().len() {
-        anyhow::bail!(
+        return Err(Failure::Other(anyhow::anyhow!(
             "{name}: the manifest lists {} layers but the config {} diff ids",
             manifest.layers().len(),
             diff_ids.len()
-        );
+        )));
     }
     let layers = manifest
         .layers()

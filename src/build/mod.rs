@@ -296,7 +296,7 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
     // First plan: which base images the target needs.
     let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
-    let bases = bases::resolve(settings, &first, progress)?;
+    let bases = bases::resolve(settings, &first, bases::Dockerfile { name, text }, progress)?;
     for base in bases.values() {
         rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor)
             .with_context(|| format!("base image {} is incomplete", base.name))?;

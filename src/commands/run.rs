@@ -246,12 +246,9 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     let descriptor = match (args.pull, super::find_image(&store, &args.image)) {
         (PullPolicy::Always, _) => pull(&store)?,
         (_, Ok((_, descriptor))) => descriptor,
-        (PullPolicy::Missing, Err(_)) => pull(&store).map_err(|e| {
-            e.context(format!(
-                "image {} is not in the store and cannot be pulled",
-                args.image
-            ))
-        })?,
+        (PullPolicy::Missing, Err(_)) => {
+            pull(&store).map_err(|e| crate::missing::image_not_found(&store, &args.image, e))?
+        }
         (PullPolicy::Never, Err(e)) => {
             return Err(e
                 .context(format!("image {} is not in the store", args.image))
