@@ -96,9 +96,18 @@ pub enum IgnoreError {
 ///
 /// Docker also fails on a line longer than 64 KiB; this reader has no such limit.
 pub fn read_ignore_file(text: &str) -> Vec<String> {
+    read_ignore_file_lines(text)
+        .into_iter()
+        .map(|(_, pattern)| pattern)
+        .collect()
+}
+
+/// [`read_ignore_file`], each pattern with its 1-based line number in the file (to say
+/// which line excluded a path).
+pub fn read_ignore_file_lines(text: &str) -> Vec<(usize, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
-    for line in text.split('\n') {
+    for (index, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with('#') {
             continue;
@@ -122,7 +131,7 @@ pub fn read_ignore_file(text: &str) -> Vec<String> {
                 _ => pattern.push_str(&cleaned),
             }
         }
-        out.push(pattern);
+        out.push((index + 1, pattern));
     }
     out
 }
@@ -476,6 +485,27 @@ impl Matcher {
             }
         }
         Ok(excluded)
+    }
+
+    /// The index of the pattern that excludes `path` (the last one that applied, with
+    /// [`Matcher::matches`]' rules), or `None` when the path is not excluded.
+    pub fn deciding_pattern(&self, path: impl AsRef<[u8]>) -> Result<Option<usize>, IgnoreError> {
+        let path = path.as_ref();
+        let parent = parent_dir(path);
+        let mut decided = None;
+        for (i, p) in self.patterns.iter().enumerate() {
+            if p.exclusion != decided.is_some() {
+                continue;
+            }
+            let hit = p.hit(path)?
+                || parent
+                    .as_deref()
+                    .is_some_and(|d| prefixes(d).any(|pre| p.hit(pre).unwrap_or(false)));
+            if hit {
+                decided = (!p.exclusion).then_some(i);
+            }
+        }
+        Ok(decided)
     }
 
     /// Like [`Matcher::matches`], after cleaning `path` lexically; the context root itself
@@ -1080,6 +1110,31 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deciding_pattern_and_its_line() {
+        let lines = read_ignore_file_lines("# comment\n\n*.json\n!package.json\nsecret/\n");
+        assert_eq!(
+            lines,
+            [
+                (3, "*.json".to_string()),
+                (4, "!package.json".to_string()),
+                (5, "secret".to_string())
+            ]
+        );
+        let m = Matcher::new(lines.iter().map(|(_, p)| p)).unwrap();
+        assert_eq!(m.deciding_pattern("config.json").unwrap(), Some(0));
+        assert_eq!(m.deciding_pattern("package.json").unwrap(), None);
+        assert_eq!(m.deciding_pattern("secret/key").unwrap(), Some(2));
+        assert_eq!(m.deciding_pattern("src/main.rs").unwrap(), None);
+        for path in ["config.json", "package.json", "secret/key", "src/main.rs"] {
+            assert_eq!(
+                m.deciding_pattern(path).unwrap().is_some(),
+                m.matches(path).unwrap(),
+                "{path}"
+            );
+        }
+    }
 
     fn m(patterns: &[&str], path: &str) -> bool {
         Matcher::new(patterns).unwrap().matches(path).unwrap()

@@ -158,6 +158,16 @@ fn not_found(
 /// `--from=word`, `from=word`), or the instruction when the word is not written there as
 /// such (it came from a variable).
 fn locate(text: &str, span: Span, word: &str) -> Span {
+    locate_word(text, span, word, true)
+}
+
+/// The span of the first `word` of the instruction at `span` (after its keyword) written
+/// between whitespace (or after `=`, with `after_equals`), or the whole instruction when the
+/// word is not written as such.
+pub(super) fn locate_word(text: &str, span: Span, word: &str, after_equals: bool) -> Span {
+    if word.is_empty() {
+        return span;
+    }
     let lines = text
         .split('\n')
         .enumerate()
@@ -175,7 +185,7 @@ fn locate(text: &str, span: Span, word: &str) -> Span {
             let end = start + word.len();
             let before = line[..start].chars().next_back();
             let after = line[end..].chars().next();
-            if before.is_none_or(|c| c.is_whitespace() || c == '=')
+            if before.is_none_or(|c| c.is_whitespace() || (after_equals && c == '='))
                 && after.is_none_or(|c| c.is_whitespace() || c == ',' || c == '\\')
             {
                 let column = line[..start].chars().count() + 1;

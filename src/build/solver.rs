@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use rbuild_cache::action::{ActionCache, CacheRecord, LayerRecord, SCHEMA};
-use rbuild_cache::context::Selection;
+use rbuild_cache::context::{Context, SelectError, Selection};
 use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
 use rbuild_executor::sandbox::CancelHandle;
@@ -344,9 +344,10 @@ fn key_phase(
                         ),
                     );
                 }
-                let selection = index
-                    .select(include, exclude)
-                    .map_err(|e| at(anyhow::Error::new(e)))?;
+                let selection = index.select(include, exclude).map_err(|e| match e {
+                    SelectError::NotFound { .. } => missing_source(source, index, op, &e),
+                    e => at(anyhow::Error::new(e)),
+                })?;
                 let digest = selection.digest.to_hex().to_string();
                 let selection = Arc::new(selection);
                 selections.insert(op.id, selection.clone());
@@ -734,6 +735,41 @@ fn run_phase(
         );
     }
     Ok(results)
+}
+
+/// A COPY/ADD source that is not in the context, at its Dockerfile line: the ignore file
+/// line that excludes it, or the closest context path.
+fn missing_source(source: &Source, index: &Context, op: &Op, err: &SelectError) -> anyhow::Error {
+    let SelectError::NotFound {
+        source_path,
+        excluded_by,
+        closest,
+    } = err
+    else {
+        return anyhow!("{err}");
+    };
+    let text = &source.dockerfile_text;
+    let span = super::bases::locate_word(text, op.span, source_path, false);
+    let mut out = rbuild_compiler::parser::render_diagnostic(
+        &err.to_string(),
+        span,
+        None,
+        &source.dockerfile_name,
+        text,
+    );
+    if let Some(x) = excluded_by {
+        let file = x.file.strip_prefix(index.root()).unwrap_or(&x.file);
+        out.push_str(&format!(
+            "\n  = note: {}:{} excludes it ({})",
+            file.display(),
+            x.line,
+            x.pattern
+        ));
+    }
+    if let Some(c) = closest {
+        out.push_str(&format!("\nhint: did you mean {c}?"));
+    }
+    anyhow!(out)
 }
 
 fn image_ref(op: &Op) -> &str {

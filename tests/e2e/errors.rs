@@ -157,6 +157,43 @@ fn run_of_a_missing_image_names_the_closest_local_one() {
 }
 
 #[test]
+fn a_missing_copy_source_is_located_and_an_excluding_pattern_named() {
+    let env = BuildEnv::new();
+    let file = "Dockerfile";
+    env.dockerfile(&format!("FROM {BASE}\nWORKDIR /app\nCOPY config.json ./\n"));
+    let run = env.build_fails(&[]);
+    assert_eq!(
+        error_text(&run),
+        format!(
+            "error: {file}:3:6: config.json is not in the build context\n  |\n3 | COPY config.json ./\n  |      ^^^^^^^^^^^\n"
+        )
+    );
+    // A file of a close name is suggested.
+    env.write("config.jsn", "{}");
+    let run = env.build_fails(&[]);
+    assert!(
+        error_text(&run).ends_with("\nhint: did you mean config.jsn?\n"),
+        "{}",
+        run.stderr
+    );
+    // The file is there, but .dockerignore excludes it: which line says so.
+    env.write("config.json", "{}");
+    env.write(
+        ".dockerignore",
+        "# build inputs only\n*.json\n!package.json\n",
+    );
+    let run = env.build_fails(&[]);
+    let ignore = ".dockerignore";
+    assert_eq!(
+        error_text(&run),
+        format!(
+            "error: {file}:3:6: config.json is not in the build context\n  |\n3 | COPY config.json ./\n  |      ^^^^^^^^^^^\n  = note: {ignore}:2 excludes it (*.json)\n"
+        )
+    );
+    assert!(!run.stderr.contains("Caused by"), "{}", run.stderr);
+}
+
+#[test]
 fn a_failed_step_prints_its_error_block_once_at_the_end() {
     let env = BuildEnv::new();
     env.dockerfile(&format!(

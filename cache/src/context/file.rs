@@ -132,6 +132,19 @@ pub fn read_capped(reader: impl Read, limit: u64, path: &Path) -> Result<Vec<u8>
     Ok(bytes)
 }
 
+/// Whether `name` (relative) has an entry resolved inside `dir` (see [`read_in`]); errors
+/// count as no entry.
+pub fn exists_in(dir: &Path, name: &Path) -> bool {
+    rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .and_then(|fd| exists(&fd, name).ok())
+    .unwrap_or(false)
+}
+
 /// Whether `name` has an entry (a dangling symlink counts): its parent directories are
 /// resolved inside `dir`, the last component is not followed.
 fn exists(dir: &OwnedFd, name: &Path) -> rustix::io::Result<bool> {

@@ -66,7 +66,7 @@ use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, readli
 use crate::Store;
 use crate::fsutil;
 
-pub use select::{SelectError, Selection};
+pub use select::{Excluded, SelectError, Selection};
 
 /// The store folder holding context indexes.
 pub const CONTEXTS_DIR: &str = "contexts-v1";
@@ -250,6 +250,8 @@ pub struct IndexStats {
 pub struct Context {
     root: PathBuf,
     ignore_file: Option<PathBuf>,
+    /// The ignore file's patterns and the line of each.
+    ignore: Option<(Matcher, Vec<usize>)>,
     entries: Vec<Entry>,
     special: Vec<SpecialFile>,
     stats: IndexStats,
@@ -297,7 +299,7 @@ pub fn index_context(store: &Store, root: &Path, options: &IndexOptions) -> Resu
         path: root.to_owned(),
         source,
     })?;
-    let (ignore_file, matcher) = load_ignore(&root, options)?;
+    let (ignore_file, matcher, lines) = load_ignore(&root, options)?;
     let walker = Walker {
         matcher: &matcher,
         ignore_file: ignore_file.as_deref().unwrap_or(Path::new("")),
@@ -358,16 +360,22 @@ pub fn index_context(store: &Store, root: &Path, options: &IndexOptions) -> Resu
         write_index(store, &index_path, &entries)?;
         stats.index_written = true;
     }
+    let ignore = ignore_file.is_some().then_some((matcher, lines));
     Ok(Context {
         root,
         ignore_file,
+        ignore,
         entries,
         special,
         stats,
     })
 }
 
-fn load_ignore(root: &Path, options: &IndexOptions) -> Result<(Option<PathBuf>, Matcher)> {
+/// The ignore file that applies, its matcher, and the line of each pattern.
+fn load_ignore(
+    root: &Path,
+    options: &IndexOptions,
+) -> Result<(Option<PathBuf>, Matcher, Vec<usize>)> {
     let dockerfile = options
         .dockerfile
         .clone()
@@ -399,14 +407,17 @@ fn load_ignore(root: &Path, options: &IndexOptions) -> Result<(Option<PathBuf>, 
             }
         })?;
         let Some(bytes) = bytes else { continue };
-        let patterns = dockerignore::read_ignore_file(&String::from_utf8_lossy(&bytes));
-        let matcher = Matcher::new(&patterns).map_err(|source| ContextError::Ignore {
-            path: path.clone(),
-            source,
+        let patterns = dockerignore::read_ignore_file_lines(&String::from_utf8_lossy(&bytes));
+        let matcher = Matcher::new(patterns.iter().map(|(_, p)| p)).map_err(|source| {
+            ContextError::Ignore {
+                path: path.clone(),
+                source,
+            }
         })?;
-        return Ok((Some(path), matcher));
+        let lines = patterns.iter().map(|(line, _)| *line).collect();
+        return Ok((Some(path), matcher, lines));
     }
-    Ok((None, Matcher::default()))
+    Ok((None, Matcher::default(), Vec::new()))
 }
 
 struct Walker<'a> {

@@ -39,10 +39,14 @@ pub enum SelectError {
         source_path: String,
     },
     /// A plain source names nothing in the context (or something `.dockerignore` excludes).
-    #[error("source {source_path} not found in the build context")]
+    #[error("{source_path} is not in the build context")]
     NotFound {
         /// The source as written.
         source_path: String,
+        /// The ignore file's pattern that excludes it, when it exists but is excluded.
+        excluded_by: Option<Excluded>,
+        /// The context path closest to it (a likely typo), when it is not excluded.
+        closest: Option<String>,
     },
     /// A glob source is malformed.
     #[error("invalid pattern {pattern} in source")]
@@ -57,6 +61,17 @@ pub enum SelectError {
         #[source]
         source: IgnoreError,
     },
+}
+
+/// The ignore file's pattern that excluded a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    /// The ignore file.
+    pub file: std::path::PathBuf,
+    /// The pattern's line in it (1-based).
+    pub line: usize,
+    /// The pattern as written (cleaned, with its `!`).
+    pub pattern: String,
 }
 
 /// The entries one COPY/ADD reads from the context and their digest.
@@ -105,9 +120,7 @@ impl Context {
                     }
                 }
             } else {
-                let not_found = || SelectError::NotFound {
-                    source_path: source.clone(),
-                };
+                let not_found = || self.not_found(source, &cleaned);
                 match self.find(cleaned.as_bytes()) {
                     Some(i) if self.entries[i].kind != EntryKind::Symlink => {
                         self.add_subtree(i, &exclude, &mut picked)?;
@@ -133,6 +146,44 @@ impl Context {
             .collect();
         let digest = selection_digest(&entries);
         Ok(Selection { entries, digest })
+    }
+
+    /// The error for a named source that is not in the context: which ignore pattern
+    /// excludes it when it exists, else the closest path of its directory.
+    fn not_found(&self, source: &str, cleaned: &str) -> SelectError {
+        let excluded_by = self.ignore.as_ref().and_then(|(matcher, lines)| {
+            let i = matcher.deciding_pattern(cleaned.as_bytes()).ok()??;
+            super::file::exists_in(&self.root, std::path::Path::new(cleaned)).then(|| Excluded {
+                file: self.ignore_file.clone().unwrap_or_default(),
+                line: lines.get(i).copied().unwrap_or(0),
+                pattern: matcher.patterns()[i].source().to_string(),
+            })
+        });
+        let closest = excluded_by
+            .is_none()
+            .then(|| self.closest(cleaned))
+            .flatten();
+        SelectError::NotFound {
+            source_path: source.to_string(),
+            excluded_by,
+            closest,
+        }
+    }
+
+    /// The path of the context closest to `wanted` among the entries of its directory.
+    fn closest(&self, wanted: &str) -> Option<String> {
+        let dir = wanted.rsplit_once('/').map_or("", |(d, _)| d);
+        let siblings: Vec<String> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let p = std::str::from_utf8(e.path_bytes()).ok()?;
+                let parent = p.rsplit_once('/').map_or("", |(d, _)| d);
+                (parent == dir).then(|| p.to_string())
+            })
+            .collect();
+        rbuild_compiler::suggest::closest(wanted, siblings.iter().map(String::as_str))
+            .map(str::to_string)
     }
 
     fn find(&self, path: &[u8]) -> Option<usize> {
