@@ -620,8 +620,9 @@ impl Store {
             })
     }
 
-    /// The images whose manifest digest or image id (config digest) starts with `id`
-    /// (`sha256:` optional, at least 4 hex digits). `Ok(None)` when nothing matches.
+    /// The image whose id starts with `id` (`sha256:` optional, at least 4 hex digits). An
+    /// image's id is the digest of what its `index.json` entry names: its manifest (or
+    /// index), as docker's containerd image store has it. `Ok(None)` when nothing matches.
     pub fn resolve_id(&self, id: &str) -> Result<Option<Descriptor>> {
         let hex_part = id.strip_prefix("sha256:").unwrap_or(id);
         if hex_part.len() < 4 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -630,14 +631,10 @@ impl Store {
         let hex_part = hex_part.to_ascii_lowercase();
         let mut found: Option<Descriptor> = None;
         for image in self.list()? {
-            let manifest_digest = descriptor_digest(&image.descriptor)?;
-            let mut hit = manifest_digest.hex().starts_with(&hex_part);
-            if !hit && let Ok((_, manifest)) = self.image_manifest(&image.descriptor) {
-                hit = descriptor_digest(manifest.config())?
-                    .hex()
-                    .starts_with(&hex_part);
-            }
-            if hit {
+            if descriptor_digest(&image.descriptor)?
+                .hex()
+                .starts_with(&hex_part)
+            {
                 match &found {
                     Some(prev) if prev.digest() != image.descriptor.digest() => {
                         return Err(StoreError::Ambiguous { id: id.to_string() });

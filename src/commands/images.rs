@@ -9,7 +9,9 @@ use crate::cli::GlobalArgs;
 
 /// `rbuild images [--format table|json] [-q]`
 ///
-/// SIZE is what the store holds for the image: its config and compressed layers.
+/// IMAGE ID is the digest of the image's manifest (or index), the id every command prints
+/// and takes. SIZE is what the store holds for the image: its config and its layers as
+/// stored.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// Output format: an aligned table, or JSON with full values.
@@ -32,8 +34,8 @@ struct Row {
     name: String,
     repository: String,
     tag: String,
+    /// The image id: the digest of its manifest (or index).
     id: String,
-    manifest: String,
     created: Option<jiff::Timestamp>,
     size: u64,
 }
@@ -63,8 +65,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             repository: repository.to_string(),
             tag: tag.to_string(),
             name: image.name.clone(),
-            id: config_digest.to_string(),
-            manifest: image.descriptor.digest().to_string(),
+            id: image.descriptor.digest().to_string(),
             created,
             size,
         });
@@ -89,7 +90,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                         "repository": r.repository,
                         "tag": r.tag,
                         "id": r.id,
-                        "digest": r.manifest,
+                        "digest": r.id,
                         "created": r.created.map(|c| c.to_string()),
                         "size": r.size,
                     })

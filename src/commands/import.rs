@@ -67,6 +67,6 @@ pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
         imported.layer_size,
         started.elapsed()
     );
-    crate::outln!("{}", imported.config);
+    crate::outln!("{}", imported.manifest.digest());
     Ok(ExitCode::SUCCESS)
 }

@@ -30,7 +30,7 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("config {config_digest} of {arg} is not JSON"))?;
         out.push(json!({
             "name": name,
-            "id": config_digest.to_string(),
+            "id": descriptor.digest().to_string(),
             "descriptor": descriptor,
             "manifestDescriptor": manifest_desc,
             "manifest": manifest,

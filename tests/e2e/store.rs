@@ -543,3 +543,62 @@ fn killed_imports_leave_a_usable_store() {
     );
     verified_blobs(&root);
 }
+
+#[test]
+fn an_image_has_one_id_everywhere_and_it_finds_the_image() {
+    let env = crate::support::BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {}\nRUN echo one > /one\n",
+        crate::support::BASE
+    ));
+    let iidfile = env.dir.join("iid");
+    let built = env.build(&["-t", "app", "--iidfile", iidfile.to_str().unwrap()]);
+    let id = built.id.as_str();
+    // The summary, stdout (checked by `build`) and --iidfile.
+    assert!(
+        built.stderr.contains(&format!("\n  image id  {id}\n")),
+        "{}",
+        built.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&iidfile).unwrap(), id);
+    // images (JSON, table, -q) and inspect.
+    let images = images_json(&env.root);
+    let app = images
+        .iter()
+        .find(|i| i["name"] == "docker.io/library/app:latest")
+        .expect("app listed");
+    assert_eq!(app["id"], id);
+    let table = ok(rbuild(&env.root).arg("images")).stdout;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("app ") && l.contains(&format!(" {} ", &id[7..19]))),
+        "{table}"
+    );
+    let quiet = ok(rbuild(&env.root).args(["images", "-q"])).stdout;
+    assert!(quiet.lines().any(|l| l == &id[7..19]), "{quiet}");
+    assert_eq!(env.inspect("app")["id"], id);
+    // The manifest digest, as docker's containerd store names images.
+    assert_eq!(env.inspect("app")["manifestDescriptor"]["digest"], id);
+    // import prints the same kind of id.
+    let rootfs = env.dir.mkdir("rootfs2");
+    busybox_rootfs(&rootfs);
+    let imported = ok(rbuild(&env.root).arg("import").arg(&rootfs).arg("bb2"));
+    assert_eq!(
+        env.inspect("bb2")["id"].as_str().unwrap(),
+        imported.stdout.trim()
+    );
+    // A prefix of the id finds the image: run, tag, inspect, rmi.
+    let prefix = &id[7..19];
+    assert_eq!(env.sh(prefix, "cat /one"), "one\n");
+    ok(rbuild(&env.root).args(["tag", prefix, "app:copy"]));
+    assert_eq!(env.inspect("app:copy")["id"], id);
+    assert_eq!(env.inspect(prefix)["id"], id);
+    ok(rbuild(&env.root).args(["rmi", "app:copy"]));
+    let run = ok(rbuild(&env.root).args(["rmi", prefix]));
+    assert!(
+        run.stdout.contains("Untagged: app:latest"),
+        "{}",
+        run.stdout
+    );
+}
