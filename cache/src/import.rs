@@ -1,4 +1,9 @@
 //! `import`: a root file system (directory or tarball) becomes a one-layer image.
+//!
+//! The same input gives the same image: the tar of a directory is deterministic (see
+//! [`layer::write_dir_tar`]), a tarball is stored as it is, and the image's creation time
+//! is `SOURCE_DATE_EPOCH` when given (file times then clamped to it), else the newest
+//! modification time among the files, never the time of the import.
 
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -58,8 +63,9 @@ pub enum ImportError {
 /// Settings of an import.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// The image's creation time, seconds since the epoch (`SOURCE_DATE_EPOCH` or now).
-    pub created: i64,
+    /// The image's creation time, seconds since the epoch (`SOURCE_DATE_EPOCH`); `None`:
+    /// the newest modification time of the files imported.
+    pub created: Option<i64>,
     /// Clamp file mtimes of a directory source to at most this (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<u64>,
     /// The history comment, e.g. `imported from rootfs.tar`.
@@ -73,8 +79,9 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
-    /// Options for the host platform, created at `created`.
-    pub fn new(created: i64, comment: impl Into<String>) -> ImportOptions {
+    /// Options for the host platform, created at `created` (`None`: at the newest file's
+    /// modification time).
+    pub fn new(created: Option<i64>, comment: impl Into<String>) -> ImportOptions {
         ImportOptions {
             created,
             clamp_mtime: None,
@@ -91,7 +98,7 @@ impl ImportOptions {
 pub struct Imported {
     /// The manifest descriptor (not yet tagged).
     pub manifest: Descriptor,
-    /// The config digest: the image id.
+    /// The config digest.
     pub config: Digest,
     /// The layer's compressed digest.
     pub layer: Digest,
@@ -120,8 +127,8 @@ pub fn import_dir(
         clamp_mtime: options.clamp_mtime,
         exclude: vec![store.root().to_path_buf()],
     };
-    let sink = layer::write_dir_tar(dir, sink, tar_options)?;
-    finish(store, sink, options)
+    let (sink, newest) = layer::write_dir_tar_newest(dir, sink, tar_options)?;
+    finish(store, sink, options, newest)
 }
 
 /// Imports a tar archive (plain, gzip or zstd, detected from its content) read from `input`;
@@ -138,7 +145,7 @@ pub fn import_tar(
     };
     let mut input = BufReader::with_capacity(1 << 20, input);
     let head = io::BufRead::fill_buf(&mut input).map_err(rerr)?.to_vec();
-    let mut tar: Box<dyn Read> = match Compression::detect(&head) {
+    let tar: Box<dyn Read> = match Compression::detect(&head) {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(zstd::Decoder::with_buffer(input).map_err(rerr)?),
@@ -155,6 +162,7 @@ pub fn import_tar(
             });
         }
     };
+    let mut tar = TarTimes::new(tar);
     let mut first = vec![0u8; 512];
     let mut got = 0;
     while got < first.len() {
@@ -176,7 +184,88 @@ pub fn import_tar(
     };
     sink.write_all(&first).map_err(werr)?;
     io::copy(&mut tar, &mut sink).map_err(rerr)?;
-    finish(store, sink, options)
+    let newest = tar.newest;
+    finish(store, sink, options, newest)
+}
+
+/// Passes a tar stream through, noting the newest modification time of its entries from
+/// their headers (octal or base-256 `mtime` fields; the headers of PAX and GNU long-name
+/// records are not entries). Nothing is interpreted beyond that: the stream is stored as
+/// it came.
+struct TarTimes<R> {
+    inner: R,
+    header: [u8; 512],
+    filled: usize,
+    /// Bytes of entry data (padded to blocks) still to pass before the next header.
+    skip: u64,
+    newest: u64,
+}
+
+impl<R> TarTimes<R> {
+    fn new(inner: R) -> Self {
+        TarTimes {
+            inner,
+            header: [0; 512],
+            filled: 0,
+            skip: 0,
+            newest: 0,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                self.skip -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = data.len().min(512 - self.filled);
+            self.header[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled < 512 {
+                return;
+            }
+            self.filled = 0;
+            let h = &self.header;
+            if h.iter().all(|&b| b == 0) {
+                continue;
+            }
+            let size = tar_number(&h[124..136]);
+            if !matches!(h[156], b'x' | b'g' | b'L' | b'K') {
+                self.newest = self.newest.max(tar_number(&h[136..148]));
+            }
+            self.skip = size.div_ceil(512).saturating_mul(512);
+        }
+    }
+}
+
+impl<R: Read> Read for TarTimes<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A numeric tar header field: octal digits (spaces and NULs around them), or base-256
+/// when its first byte has the high bit set.
+fn tar_number(field: &[u8]) -> u64 {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        return field[1..].iter().fold(u64::from(field[0] & 0x7f), |n, &b| {
+            n.saturating_mul(256).saturating_add(u64::from(b))
+        });
+    }
+    field
+        .iter()
+        .skip_while(|&&b| b == b' ' || b == 0)
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |n, &b| {
+            n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
+        })
 }
 
 /// A valid ustar/gnu header block (checksum right), or the all-zero end-of-archive block.
@@ -205,10 +294,14 @@ fn finish(
     store: &Store,
     sink: LayerWriter,
     options: &ImportOptions,
+    newest: u64,
 ) -> Result<Imported, ImportError> {
     let layer = sink.finish()?;
     let diff_id = layer.diff_id;
-    let created = jiff::Timestamp::from_second(options.created)
+    let created = options
+        .created
+        .unwrap_or_else(|| i64::try_from(newest).unwrap_or(0));
+    let created = jiff::Timestamp::from_second(created)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_string();
     let config = json!({
@@ -244,4 +337,42 @@ fn finish(
         diff_id,
         layer_size: layer.size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_times_finds_the_newest_entry() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, mtime, body) in [
+            ("a", 100u64, &b"x"[..]),
+            ("b", 300, &[7; 700][..]),
+            ("c", 200, &b""[..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mtime(mtime);
+            h.set_mode(0o644);
+            h.set_cksum();
+            builder.append_data(&mut h, name, body).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        let mut reader = TarTimes::new(&bytes[..]);
+        let mut out = Vec::new();
+        // Small reads, so headers arrive in pieces.
+        let mut buf = [0u8; 37];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, bytes);
+        assert_eq!(reader.newest, 300);
+        assert_eq!(tar_number(b"0000644\0"), 0o644);
+        assert_eq!(tar_number(&[0x80, 0, 0, 1, 0]), 256);
+    }
 }

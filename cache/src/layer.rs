@@ -133,6 +133,16 @@ pub struct TarOptions {
 /// (mtimes clamped when asked); symlinks are stored as links, files with several links as one
 /// file plus hard links, devices and fifos as such. Sockets are skipped.
 pub fn write_dir_tar<W: Write>(root: &Path, out: W, options: TarOptions) -> Result<W, LayerError> {
+    write_dir_tar_newest(root, out, options).map(|(out, _)| out)
+}
+
+/// [`write_dir_tar`], also returning the newest modification time written (after
+/// clamping), in seconds since the epoch: 0 for an empty tree.
+pub fn write_dir_tar_newest<W: Write>(
+    root: &Path,
+    out: W,
+    options: TarOptions,
+) -> Result<(W, u64), LayerError> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let mut links = HashMap::new();
@@ -145,17 +155,21 @@ pub fn write_dir_tar<W: Write>(root: &Path, out: W, options: TarOptions) -> Resu
     let walker = Walker {
         clamp_mtime: options.clamp_mtime,
         exclude,
+        newest: std::cell::Cell::new(0),
     };
     walker.walk(root, Path::new(""), &mut builder, &mut links)?;
-    builder.into_inner().map_err(|source| LayerError::Write {
+    let out = builder.into_inner().map_err(|source| LayerError::Write {
         path: root.to_path_buf(),
         source,
-    })
+    })?;
+    Ok((out, walker.newest.get()))
 }
 
 struct Walker {
     clamp_mtime: Option<u64>,
     exclude: Vec<(u64, u64)>,
+    /// The newest mtime written so far.
+    newest: std::cell::Cell<u64>,
 }
 
 impl Walker {
@@ -199,6 +213,7 @@ impl Walker {
                 mtime = mtime.min(clamp);
             }
             header.set_mtime(mtime);
+            self.newest.set(self.newest.get().max(mtime));
             header.set_size(0);
             let mut name_bytes = rel.as_os_str().as_bytes().to_vec();
             let mut body: Option<File> = None;

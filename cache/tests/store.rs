@@ -408,7 +408,7 @@ fn import_dir_makes_a_reproducible_one_layer_image() {
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::write(rootfs.join("etc/hostname"), b"box\n").unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
-    let mut options = ImportOptions::new(1_700_000_000, "imported from rootfs");
+    let mut options = ImportOptions::new(Some(1_700_000_000), "imported from rootfs");
     options.clamp_mtime = Some(1_700_000_000);
     let one = import_dir(&store, &rootfs, &options).unwrap();
     let two = import_dir(&store, &rootfs, &options).unwrap();

@@ -11,7 +11,14 @@ use rbuild_cache::import::{self, ImportOptions};
 use crate::cli::GlobalArgs;
 
 /// `rbuild import SOURCE NAME`
+///
+/// The same input gives the same image (and id): the image is created at
+/// `SOURCE_DATE_EPOCH` when it is set (newer file times are clamped to it), else at the
+/// newest modification time among the files; it prints the image id.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The same input gives the same image id: the image's creation time is SOURCE_DATE_EPOCH when set (newer file times clamped to it), else the newest file's modification time."
+)]
 pub struct ImportArgs {
     /// A directory, or a tar archive (plain, gzip or zstd); `-` reads a tar from stdin.
     pub source: PathBuf,
@@ -24,11 +31,9 @@ pub struct ImportArgs {
 
 pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = crate::names::normalize_name(&args.name)?;
+    // The same input gives the same image: created at SOURCE_DATE_EPOCH (file times
+    // clamped to it), else at the newest file's modification time.
     let epoch = super::source_date_epoch()?;
-    let created = match epoch {
-        Some(epoch) => epoch,
-        None => jiff::Timestamp::now().as_second(),
-    };
     let shown = args.source.file_name().map_or_else(
         || args.source.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -37,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
         .message
         .clone()
         .unwrap_or_else(|| format!("imported from {shown}"));
-    let mut options = ImportOptions::new(created, comment);
+    let mut options = ImportOptions::new(epoch, comment);
     options.clamp_mtime = epoch.map(|e| u64::try_from(e).unwrap_or(0));
     let store = super::open_store(global)?;
     let started = std::time::Instant::now();

@@ -602,3 +602,63 @@ fn an_image_has_one_id_everywhere_and_it_finds_the_image() {
         run.stdout
     );
 }
+
+/// Sets the modification time of every file of `dir` (links themselves) to `when`.
+fn set_times(dir: &Path, when: &str) {
+    ok(crate::support::tool("find", "findutils")
+        .arg(dir)
+        .args(["-exec", "touch", "-h", "-d", when, "{}", "+"]));
+}
+
+#[test]
+fn importing_the_same_tree_twice_gives_the_same_image() {
+    let dir = Dir::new();
+    let rootfs = dir.mkdir("rootfs");
+    busybox_rootfs(&rootfs);
+    dir.write("rootfs/etc/motd", "hello\n");
+    set_times(&rootfs, "2024-01-02 03:04:05 UTC");
+    set_times(&rootfs.join("etc/motd"), "2024-03-04 05:06:07 UTC");
+    let root = dir.join("store");
+    let first = ok(rbuild(&root).arg("import").arg(&rootfs).arg("a")).stdout;
+    // Another second, another store: the same image.
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = ok(rbuild(&dir.join("other"))
+        .arg("import")
+        .arg(&rootfs)
+        .arg("a"))
+    .stdout;
+    assert_eq!(first, second, "the same tree imported twice");
+    // Its creation time is the newest file's.
+    let inspect = ok(rbuild(&root).args(["inspect", "a"]));
+    let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(info[0]["config"]["created"], "2024-03-04T05:06:07Z");
+    // A tarball of it too.
+    let tarball = dir.join("rootfs.tar");
+    ok(crate::support::tool("tar", "tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."));
+    let first = ok(rbuild(&root).arg("import").arg(&tarball).arg("t")).stdout;
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = ok(rbuild(&dir.join("third"))
+        .arg("import")
+        .arg(&tarball)
+        .arg("t"))
+    .stdout;
+    assert_eq!(first, second, "the same tarball imported twice");
+    let inspect = ok(rbuild(&root).args(["inspect", "t"]));
+    let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(info[0]["config"]["created"], "2024-03-04T05:06:07Z");
+    // SOURCE_DATE_EPOCH still decides when given, clamping newer files.
+    let clamped = ok(rbuild(&root)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("import")
+        .arg(&rootfs)
+        .arg("c"));
+    assert_ne!(clamped.stdout, first);
+    let inspect = ok(rbuild(&root).args(["inspect", "c"]));
+    let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(info[0]["config"]["created"], "2023-11-14T22:13:20Z");
+}
