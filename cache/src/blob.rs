@@ -301,6 +301,9 @@ impl BlobWriter {
             digest,
             source,
         };
+        // Listed in this process's lease before it is visible, so no prune takes it
+        // between the rename and its use.
+        crate::gc::record_use(&dest);
         std::fs::rename(&self.path, &dest).map_err(cerr)?;
         fsutil::sync_dir(&self.blobs_dir).map_err(cerr)?;
         // The rename released the name; the lock goes with the file.

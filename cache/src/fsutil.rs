@@ -52,12 +52,14 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replaces `dest` with `bytes` atomically: temp file in `tmp_dir` (same file system), fsync,
-/// rename, fsync of the destination directory.
+/// rename, fsync of the destination directory. `dest` is listed in this process's lease
+/// before the rename ([`crate::gc::record_use`]).
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
     let (path, mut file) = create_temp(tmp_dir, "file")?;
     let result = (|| {
         file.write_all(bytes)?;
         file.sync_all()?;
+        crate::gc::record_use(dest);
         std::fs::rename(&path, dest)?;
         sync_dir(dest.parent().unwrap_or(Path::new(".")))
     })();

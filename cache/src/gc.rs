@@ -20,19 +20,30 @@
 //! # Last use, and what a running process uses
 //!
 //! The modification time is the LRU clock: writing a blob, record or snapshot sets it, and
-//! a process that reuses one ([`touch`]) sets it to now. Every process that uses the store
-//! holds a [`Lease`] for its whole run: a file in `leases-v1/` held with an exclusive flock
-//! (a dead process's lease is free, hence recognisably stale), whose own modification time
-//! is its start. A prune never removes anything last used at or after the start of the
-//! oldest live lease: whatever a running build wrote or touched is newer than that.
+//! a process that reuses one ([`touch`]) sets it to now. It orders `keep_storage` and
+//! decides `until`; it protects nothing by itself.
+//!
+//! Every process that uses the store holds a [`Lease`] for its whole run: a file in
+//! `leases-v1/` held with an exclusive flock (a dead process's lease is free, hence
+//! recognisably stale). The lease lists what its process uses: the path (relative to the
+//! root) of every blob, snapshot, record, variant and context index it writes (appended
+//! before the rename that publishes the object: [`record_use`], called by the blob writer,
+//! atomic writes and snapshot commits) or reuses ([`touch`]). A prune removes nothing a
+//! live lease of another process lists, and ignores its own lease, as BuildKit protects
+//! only what leases hold: `rbuild build ... && rbuild prune --all` frees everything the
+//! finished build used. Leftovers of killed processes (temp files and directories whose
+//! lock is free) go only when older than the start of every other live lease (its file's
+//! modification time), so a file another process has just created and not yet locked stays.
 //!
 //! The window between "a build finds an old object and decides to reuse it" and "the build
-//! touches it" is closed by the gc lock (`gc.lock`): a prune holds it exclusively for its
+//! lists it" is closed by the gc lock (`gc.lock`): a prune holds it exclusively for its
 //! mark and sweep; a process holds it shared while it acquires its lease and while it looks
 //! up and touches what it will reuse ([`GcLock::shared`]). So a prune either ran entirely
-//! before the lookup (the build then sees the object gone and makes it again) or sees the
-//! new modification time. Blobs being written are locked temp files until their rename;
-//! cache mounts in use hold their flock, and a prune skips a mount whose lock it cannot take.
+//! before the lookup (the build then sees the object gone and makes it again) or sees it
+//! listed. A new object is listed before its rename and the prune reads the leases after
+//! it has listed the store, so an object it sees is listed by then. Blobs being written are
+//! locked temp files until their rename; cache mounts in use hold their flock, and a prune
+//! skips a mount whose lock it cannot take.
 //!
 //! # Crash safety
 //!
@@ -64,9 +75,62 @@ pub const GC_LOCK: &str = "gc.lock";
 pub const LEASES_DIR: &str = "leases-v1";
 /// The prefix of directories renamed for deletion.
 const TRASH_PREFIX: &str = ".trash-";
-/// Safety margin below the oldest lease's start: file times and the lease's own time come
-/// from the same kernel clock, this only absorbs clock steps.
+/// Safety margin below the oldest other lease's start, for leftovers only: file times and
+/// the lease's own time come from the same kernel clock, this only absorbs clock steps.
 const LEASE_SLACK: Duration = Duration::from_secs(1);
+
+/// The leases this process holds, to list what it uses in them and to tell them from
+/// other processes' leases.
+static HELD: std::sync::Mutex<Vec<std::sync::Arc<Held>>> = std::sync::Mutex::new(Vec::new());
+
+/// A lease of this process: its store root (as given, and canonical), its file, and what
+/// it has listed already.
+#[derive(Debug)]
+struct Held {
+    roots: Vec<PathBuf>,
+    path: PathBuf,
+    append: std::sync::Mutex<(File, HashSet<String>)>,
+}
+
+fn held() -> std::sync::MutexGuard<'static, Vec<std::sync::Arc<Held>>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lists `path` (a blob, snapshot, record... under a store root) as used in this process's
+/// lease on that store, if it holds one: a prune of another process then leaves it. Called
+/// before the object is published (renamed into place) or when it is reused.
+pub fn record_use(path: &Path) {
+    let leases: Vec<std::sync::Arc<Held>> = held().clone();
+    for lease in leases {
+        let Some(rel) = lease
+            .roots
+            .iter()
+            .find_map(|r| path.strip_prefix(r).ok())
+            .and_then(|rel| rel.to_str())
+        else {
+            continue;
+        };
+        if rel.is_empty() || rel.contains('\n') {
+            continue;
+        }
+        let mut state = lease.append.lock().unwrap_or_else(|e| e.into_inner());
+        if state.1.contains(rel) {
+            continue;
+        }
+        let line = format!("{rel}\n");
+        match std::io::Write::write_all(&mut state.0, line.as_bytes()) {
+            Ok(()) => {
+                state.1.insert(rel.to_owned());
+            }
+            Err(e) => tracing::debug!("cannot list {rel} in {}: {e}", lease.path.display()),
+        }
+    }
+}
+
+/// Whether `path` is a lease this process holds.
+fn is_own_lease(path: &Path) -> bool {
+    held().iter().any(|h| h.path == path)
+}
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -153,9 +217,10 @@ impl GcLock {
     }
 }
 
-/// A live process's claim on the store: nothing it used or wrote since it started is
-/// removed by a prune while it holds the lease. Released (and its file removed) when
-/// dropped; a killed process's lease is recognised as stale by its free flock.
+/// A live process's claim on the store: nothing it uses or writes (see [`record_use`]) is
+/// removed by another process's prune while it holds the lease. Released (and its file
+/// removed) when dropped; a killed process's lease is recognised as stale by its free
+/// flock.
 #[derive(Debug)]
 pub struct Lease {
     path: PathBuf,
@@ -171,6 +236,21 @@ impl Lease {
         let _gc = GcLock::shared(root)?;
         let (path, file) =
             crate::fsutil::create_locked(&dir, "lease", "lease").map_err(io_err(&dir))?;
+        let append = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let mut roots = vec![root.to_owned()];
+        if let Ok(canonical) = root.canonicalize()
+            && canonical != root
+        {
+            roots.push(canonical);
+        }
+        held().push(std::sync::Arc::new(Held {
+            roots,
+            path: path.clone(),
+            append: std::sync::Mutex::new((append, HashSet::new())),
+        }));
         Ok(Lease { path, _file: file })
     }
 
@@ -182,12 +262,15 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        held().retain(|h| h.path != self.path);
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// Sets a file's or directory's last use (its modification time) to now.
+/// Sets a file's or directory's last use (its modification time) to now, and lists it in
+/// this process's lease ([`record_use`]).
 pub fn touch(path: &Path) -> io::Result<()> {
+    record_use(path);
     use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, utimensat};
     let now = Timespec {
         tv_sec: 0,
@@ -256,24 +339,18 @@ pub fn mark_image_used(
 }
 
 /// Removes images by name, as `rbuild rmi` does: the names go at once; each blob that only
-/// they reached is deleted, unless a live process other than the caller (whose lease is
-/// `own_lease`) may be using it: last used at or after the start of the oldest such lease,
-/// the rule a prune follows. A build that resolved the image as its base marked its blobs
+/// they reached is deleted, unless the lease of a live process other than this one lists it,
+/// the rule a prune follows. A build that resolved the image as its base listed its blobs
 /// then, so they stay, unnamed, until a later prune. With no other live process, every such
 /// blob goes.
-pub fn remove_images(
-    store: &Store,
-    names: &[String],
-    own_lease: Option<&Path>,
-) -> Result<crate::store::Removed, GcError> {
+pub fn remove_images(store: &Store, names: &[String]) -> Result<crate::store::Removed, GcError> {
     let root = store.root();
     let _gc = GcLock::exclusive(root)?;
-    let (cutoff, live) = lease_cutoff_except(root, false, own_lease)?;
+    let others = other_leases(root, false, false)?;
     let keep = |digest: &Digest| {
-        live > 0
-            && std::fs::symlink_metadata(store.blob_path(digest))
-                .and_then(|m| m.modified())
-                .is_ok_and(|used| used >= cutoff)
+        others
+            .used
+            .contains(&format!("blobs/sha256/{}", digest.hex()))
     };
     store.remove(names, &keep).map_err(|source| GcError::Store {
         root: root.to_owned(),
@@ -284,6 +361,9 @@ pub fn remove_images(
 /// What a prune removes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneOptions {
+    /// Keep what this process's own lease lists too (the automatic gc at the end of a
+    /// build keeps what the build used); `rbuild prune` ignores its own lease.
+    pub keep_own: bool,
     /// Every record, snapshot, cache mount, variant and context index too, not only what
     /// no tagged image shares.
     pub all: bool,
@@ -299,7 +379,7 @@ pub struct PruneOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
-    /// Blobs reachable from tagged images (never removed).
+    /// Blobs reachable from tagged images (never removed); counted as images, not blobs.
     Images,
     /// Action cache, slot and variant records, and the blobs only they reference.
     BuildCache,
@@ -393,7 +473,8 @@ pub struct Entry {
 /// The store's usage by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
-    /// Per kind: count and size.
+    /// Per kind: count and size (for images: how many images, their blobs counted in the
+    /// size).
     pub kinds: BTreeMap<Kind, Tally>,
     /// Per kind: what `prune --all` would free now.
     pub reclaimable: BTreeMap<Kind, Tally>,
@@ -531,6 +612,8 @@ struct Inventory {
     tagged: HashSet<Digest>,
     /// Layer diff ids of tagged images.
     tagged_layers: HashSet<Digest>,
+    /// How many images (distinct manifests or indexes) the store names.
+    images: u64,
 }
 
 impl Inventory {
@@ -551,7 +634,9 @@ impl Inventory {
         // Tagged images: their blobs and layer diff ids.
         let mut tagged = HashSet::new();
         let mut tagged_layers = HashSet::new();
+        let mut images = HashSet::new();
         for image in store.list().map_err(store_err)? {
+            images.insert(image.descriptor.digest().to_string());
             let reach = store
                 .reachable(&image.descriptor, false)
                 .map_err(store_err)?;
@@ -827,6 +912,7 @@ impl Inventory {
             units,
             tagged,
             tagged_layers,
+            images: images.len() as u64,
         })
     }
 }
@@ -864,56 +950,106 @@ fn dir_unit(kind: Kind, dir: &Path, rel: &str) -> Option<Unit> {
     })
 }
 
-/// The time before which things may be removed: the start of the oldest live lease (less a
-/// margin), or now. Stale leases (their holder is dead) are removed on the way.
-fn lease_cutoff(root: &Path, dry_run: bool) -> Result<(SystemTime, usize), GcError> {
-    lease_cutoff_except(root, dry_run, None)
+/// What the live leases of other processes (and this one's, with `include_own`) hold: the
+/// paths they list, and when the oldest of them started.
+#[derive(Debug, Default)]
+struct Others {
+    used: HashSet<String>,
+    oldest: Option<SystemTime>,
+    live: usize,
 }
 
-/// [`lease_cutoff`] without the lease at `except` (the caller's own).
-fn lease_cutoff_except(
-    root: &Path,
-    dry_run: bool,
-    except: Option<&Path>,
-) -> Result<(SystemTime, usize), GcError> {
-    let now = SystemTime::now();
-    let mut cutoff = now;
-    let mut live = 0;
+impl Others {
+    /// Leftovers (temp files and directories with a free lock) may go when older than this:
+    /// the start of the oldest other live lease (less a margin), or now.
+    fn temp_cutoff(&self) -> SystemTime {
+        match self.oldest {
+            Some(t) => t.checked_sub(LEASE_SLACK).unwrap_or(SystemTime::UNIX_EPOCH),
+            None => SystemTime::now(),
+        }
+    }
+}
+
+/// When a lease started: from its name (`lease-PID-NANOS-N.lease`, nanoseconds since the
+/// epoch in hex, as [`crate::fsutil::create_locked`] names it), else its file's time.
+fn lease_start(path: &Path, file: &File) -> SystemTime {
+    let from_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').nth(2))
+        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+        .and_then(|nanos| u64::try_from(nanos / 1_000_000_000).ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    from_name.unwrap_or_else(|| {
+        file.metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    })
+}
+
+/// Reads the live leases of other processes (and this one's own with `include_own`);
+/// stale ones (their holder is dead) are removed on the way unless `dry_run`. Only complete
+/// lines count: a line still being appended names an object not yet published.
+fn other_leases(root: &Path, dry_run: bool, include_own: bool) -> Result<Others, GcError> {
+    let mut out = Others::default();
     for (_, path) in list_dir(&root.join(LEASES_DIR))? {
-        if except == Some(path.as_path()) {
+        let own = is_own_lease(&path);
+        if own && !include_own {
             continue;
         }
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        if flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
+        if !own && flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
             if !dry_run {
                 let _ = std::fs::remove_file(&path);
             }
             continue;
         }
-        live += 1;
-        let started = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        cutoff = cutoff.min(started);
+        out.live += 1;
+        if !own {
+            let started = lease_start(&path, &file);
+            out.oldest = Some(out.oldest.map_or(started, |o| o.min(started)));
+        }
+        let mut text = String::new();
+        let _ = io::Read::read_to_string(&mut &file, &mut text);
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        out.used.extend(
+            complete
+                .split('\n')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
     }
-    let cutoff = cutoff
-        .checked_sub(LEASE_SLACK)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    Ok((cutoff, live))
+    Ok(out)
 }
 
 /// Decides what to remove. Returns the indexes of removed units, and how many were left
-/// because they are in use.
-fn plan(inv: &Inventory, opts: &PruneOptions, cutoff: SystemTime) -> (Vec<usize>, u64) {
+/// because they are in use. An object may go when no live lease of `others` lists it (and,
+/// with `until`, it was last used before then); a leftover when it is older than every
+/// other live lease.
+fn plan(
+    inv: &Inventory,
+    opts: &PruneOptions,
+    others: &Others,
+    until: Option<SystemTime>,
+) -> (Vec<usize>, u64) {
     let units = &inv.units;
     let total: u64 = units.iter().map(|u| u.bytes).sum();
     let mut removed = vec![false; units.len()];
     let mut freed = 0u64;
     let mut in_use = 0u64;
-    let old = |u: &Unit| u.mtime < cutoff;
+    let listed = |u: &Unit| match &u.action {
+        // A slot is its files `<stem>.json` and `<stem>.key`.
+        Action::Slot { .. } => {
+            let prefix = format!("{}.", u.rel);
+            others.used.iter().any(|r| r.starts_with(&prefix))
+        }
+        _ => others.used.contains(&u.rel),
+    };
+    let old = |u: &Unit| !listed(u) && until.is_none_or(|c| u.mtime < c);
+    let temp_cutoff = others.temp_cutoff();
+    let old_temp = |u: &Unit| u.mtime < temp_cutoff && until.is_none_or(|c| u.mtime < c);
     let mut blob_refs: HashMap<Digest, usize> = HashMap::new();
     let mut snap_refs: HashMap<Digest, usize> = HashMap::new();
     let mut blob_unit: HashMap<Digest, usize> = HashMap::new();
@@ -949,7 +1085,7 @@ fn plan(inv: &Inventory, opts: &PruneOptions, cutoff: SystemTime) -> (Vec<usize>
     // Leftovers first, whatever the size limit: they are garbage, not cache.
     for (i, u) in units.iter().enumerate() {
         if let Action::Temp { .. } = u.action {
-            if old(u) {
+            if old_temp(u) {
                 removed[i] = true;
                 freed += u.bytes;
             } else {
@@ -1081,16 +1217,11 @@ pub fn prune(
 ) -> Result<PruneReport, GcError> {
     let root = store.root();
     let gc = GcLock::exclusive(root)?;
-    let (mut cutoff, live) = lease_cutoff(root, opts.dry_run)?;
-    if let Some(until) = opts.until {
-        let limit = SystemTime::now()
+    let until = opts.until.map(|until| {
+        SystemTime::now()
             .checked_sub(until)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        cutoff = cutoff.min(limit);
-    }
-    tracing::debug!(
-        "prune: {live} live leases, removing only what was last used before {cutoff:?}"
-    );
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    });
     // The index lock keeps tags from changing between the mark and the sweep of blobs: a
     // `tag` after the sweep checks every blob it names is present.
     let index_lock = store.lock().map_err(|source| GcError::Store {
@@ -1098,7 +1229,15 @@ pub fn prune(
         source,
     })?;
     let inv = Inventory::scan(store)?;
-    let (chosen, in_use) = plan(&inv, opts, cutoff);
+    // After the scan: an object the scan saw was listed in its lease before it was renamed
+    // into place, so the leases read now list it.
+    let others = other_leases(root, opts.dry_run, opts.keep_own)?;
+    tracing::debug!(
+        "prune: {} other live leases listing {} objects",
+        others.live,
+        others.used.len()
+    );
+    let (chosen, in_use) = plan(&inv, opts, &others, until);
     let mut report = PruneReport {
         in_use,
         before: inv.units.iter().map(|u| u.bytes).sum(),
@@ -1214,14 +1353,14 @@ pub fn prune(
 /// The store's usage by kind, with what `prune --all` would free now.
 pub fn usage(store: &Store) -> Result<Usage, GcError> {
     let root = store.root();
-    let (cutoff, _) = lease_cutoff(root, true)?;
     let inv = Inventory::scan(store)?;
+    let others = other_leases(root, true, false)?;
     let all = PruneOptions {
         all: true,
         dry_run: true,
         ..PruneOptions::default()
     };
-    let (chosen, _) = plan(&inv, &all, cutoff);
+    let (chosen, _) = plan(&inv, &all, &others, None);
     let chosen: HashSet<usize> = chosen.into_iter().collect();
     let mut usage = Usage::default();
     for (i, u) in inv.units.iter().enumerate() {
@@ -1246,6 +1385,10 @@ pub fn usage(store: &Store) -> Result<Usage, GcError> {
                 .map_or(0, |d| d.as_secs() as i64),
             reclaimable,
         });
+    }
+    // Images count as images, however many blobs they have.
+    if let Some(t) = usage.kinds.get_mut(&Kind::Images) {
+        t.count = inv.images;
     }
     Ok(usage)
 }
@@ -1328,30 +1471,89 @@ mod tests {
         assert_eq!(human_size(20 << 20), "20.0 MiB");
     }
 
+    /// A live lease of another process (a flock on its own open file) that lists `paths`;
+    /// the lock goes with the returned file.
+    fn other_lease(root: &Path, name: &str, paths: &[String]) -> File {
+        let dir = root.join(LEASES_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let mut text: String = paths.iter().map(|p| format!("{p}\n")).collect();
+        // A line still being written names nothing yet.
+        text.push_str("blobs/sha256/partial");
+        std::fs::write(&path, text).unwrap();
+        let file = File::open(&path).unwrap();
+        flock(&file, FlockOperation::LockExclusive).unwrap();
+        file
+    }
+
+    fn blob_rel(d: &Digest) -> String {
+        format!("blobs/sha256/{}", d.hex())
+    }
+
     #[test]
-    fn prune_keeps_what_is_newer_than_a_live_lease_and_drops_stale_leases() {
+    fn prune_keeps_what_other_live_leases_list_and_drops_stale_leases() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let old = store.put_blob(b"old dangling", None).unwrap();
-        let new = store.put_blob(b"new dangling", None).unwrap();
-        age(&store.blob_path(&old.digest), 3600);
-        age(&store.blob_path(&new.digest), 60);
-        // A live lease that started 120 s ago protects `new`, not `old`.
-        let lease = Lease::acquire(dir.path()).unwrap();
-        age(lease.path(), 120);
-        // A stale lease (nobody holds it) from long ago does not count.
-        let stale = dir.path().join(LEASES_DIR).join("1-0-0.lease");
-        std::fs::write(&stale, b"").unwrap();
-        age(&stale, 100_000);
+        let free = store.put_blob(b"free dangling", None).unwrap();
+        let listed = store.put_blob(b"listed dangling", None).unwrap();
+        let held = other_lease(dir.path(), "lease-1-0-0.lease", &[blob_rel(&listed.digest)]);
+        // A stale lease (nobody holds it) lists nothing that counts.
+        let stale = dir.path().join(LEASES_DIR).join("lease-2-0-0.lease");
+        std::fs::write(&stale, format!("{}\n", blob_rel(&free.digest))).unwrap();
+        // Just written, and no lease lists it: nothing but leases protects.
         let r = prune(&store, &PruneOptions::default(), &remove).unwrap();
-        assert!(!store.has_blob(&old.digest));
-        assert!(store.has_blob(&new.digest));
+        assert!(!store.has_blob(&free.digest));
+        assert!(store.has_blob(&listed.digest));
         assert_eq!(r.freed[&Kind::Dangling].count, 1);
         assert_eq!(r.in_use, 1);
         assert!(!stale.exists(), "stale lease left");
-        drop(lease);
+        // This process's own lease lists what it writes; its prune ignores it, the
+        // automatic gc after a build (keep_own) keeps it.
+        let own = Lease::acquire(dir.path()).unwrap();
+        let mine = store.put_blob(b"mine", None).unwrap();
+        let listing = std::fs::read_to_string(own.path()).unwrap();
+        assert_eq!(listing, format!("{}\n", blob_rel(&mine.digest)));
+        let keep_own = PruneOptions {
+            keep_own: true,
+            ..PruneOptions::default()
+        };
+        prune(&store, &keep_own, &remove).unwrap();
+        assert!(store.has_blob(&mine.digest));
         prune(&store, &PruneOptions::default(), &remove).unwrap();
-        assert!(!store.has_blob(&new.digest));
+        assert!(!store.has_blob(&mine.digest));
+        drop(own);
+        // The other process ends: what it listed goes.
+        drop(held);
+        prune(&store, &PruneOptions::default(), &remove).unwrap();
+        assert!(!store.has_blob(&listed.digest));
+    }
+
+    #[test]
+    fn remove_images_keeps_blobs_another_lease_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blob = store.put_blob(b"layer", None).unwrap();
+        let config = store.put_blob(b"{}", None).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest.to_string(), "size": config.size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": blob.digest.to_string(), "size": blob.size}],
+        });
+        let desc = store
+            .put_document(
+                oci_spec::image::MediaType::ImageManifest,
+                &serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+        store.tag("x/y:1", &desc).unwrap();
+        let held = other_lease(dir.path(), "lease-1-0-0.lease", &[blob_rel(&blob.digest)]);
+        let removed = remove_images(&store, &["x/y:1".to_string()]).unwrap();
+        assert_eq!(removed.kept, vec![blob.digest]);
+        assert!(store.has_blob(&blob.digest) && !store.has_blob(&config.digest));
+        drop(held);
+        prune(&store, &PruneOptions::default(), &remove).unwrap();
+        assert!(!store.has_blob(&blob.digest));
     }
 
     #[test]
@@ -1373,11 +1575,11 @@ mod tests {
             description: "RUN x".into(),
         };
         cache.put(&key, &record).unwrap();
-        age(&store.blob_path(&layer.digest), 600);
-        age(&record_path(dir.path(), &key), 600);
-        // Newer than the cutoff: a live process used it.
+        // Another live process uses this record.
         let used = Digest::of(b"used");
         cache.put(&used, &record).unwrap();
+        let rel = |k: &Digest| format!("cache-v1/keys/{}.json", k.hex());
+        let held = other_lease(dir.path(), "lease-1-0-0.lease", &[rel(&used)]);
         let dry = PruneOptions {
             dry_run: true,
             ..PruneOptions::default()
@@ -1390,7 +1592,7 @@ mod tests {
         assert!(cache.get(&used).unwrap().is_some());
         // The blob is still referenced by the used record.
         assert!(store.has_blob(&layer.digest));
-        age(&record_path(dir.path(), &used), 600);
+        drop(held);
         prune(&store, &PruneOptions::default(), &remove).unwrap();
         assert!(!store.has_blob(&layer.digest));
         assert!(cache.keys().unwrap().is_empty());

@@ -133,6 +133,7 @@ impl Snapshots {
     /// uses the existing one).
     pub fn commit(&self, temp: &Path, diff_id: &Digest) -> Result<PathBuf, SnapshotsError> {
         let dest = self.path(diff_id);
+        crate::gc::record_use(&dest);
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
             temp,

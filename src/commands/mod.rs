@@ -133,16 +133,6 @@ pub fn id_map(
     Ok(map)
 }
 
-/// The lease this process holds on the store at `root` (see [`open_store`]).
-pub fn own_lease(root: &std::path::Path) -> Option<std::path::PathBuf> {
-    LEASES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|l| l.path().to_owned())
-        .find(|p| p.parent().and_then(|d| d.parent()) == Some(root))
-}
-
 /// `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild` or `~/.local/share/rbuild`.
 fn default_root() -> anyhow::Result<std::path::PathBuf> {
     use std::path::PathBuf;

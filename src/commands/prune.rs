@@ -13,6 +13,9 @@ use crate::cli::GlobalArgs;
 
 /// `rbuild prune`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "A running rbuild process keeps what it uses: each lists the blobs, snapshots and records it writes or reuses in its lease, and a prune leaves exactly those (and the cache mounts a step holds). Nothing else is protected, so `rbuild build ... && rbuild prune --all` frees all the build cache. Leftovers of killed processes go once no rbuild process that started before them is running."
+)]
 pub struct PruneArgs {
     /// Also remove every build cache record, snapshot, cache mount and context index (tagged
     /// images and every blob they need always stay).
@@ -78,6 +81,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let opts = PruneOptions {
+        keep_own: false,
         all: args.all,
         keep_storage,
         until: until(&args.filter)?,
@@ -125,7 +129,7 @@ fn text(report: &PruneReport) -> String {
     }
     if report.in_use > 0 {
         out.push_str(&format!(
-            "kept {} used by running commands (or in the last second)\n",
+            "kept {} in use by running rbuild processes\n",
             report.in_use
         ));
     }
@@ -145,8 +149,8 @@ fn text(report: &PruneReport) -> String {
 
 /// After a build: when the config sets `gc.threshold` and the store is larger, prune it
 /// (the default prune, least recently used first) down to `gc.keep_storage`, under the same
-/// locks as `rbuild prune`. The build's own lease keeps what it just used. Failures are
-/// logged, never fatal: the build succeeded.
+/// locks as `rbuild prune`. The build's own lease keeps what it used (`keep_own`). Failures
+/// are logged, never fatal: the build succeeded.
 pub fn auto_gc(store: &Store) {
     let config = crate::config::get();
     let Some(threshold) = config.gc_threshold() else {
@@ -163,6 +167,7 @@ pub fn auto_gc(store: &Store) {
         return;
     }
     let opts = PruneOptions {
+        keep_own: true,
         keep_storage: config.gc_keep_storage(),
         ..PruneOptions::default()
     };

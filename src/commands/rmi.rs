@@ -44,8 +44,7 @@ pub fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<ExitCode> {
             names.push(name);
         }
     }
-    let lease = super::own_lease(store.root());
-    let removed = rbuild_cache::gc::remove_images(&store, &names, lease.as_deref())?;
+    let removed = rbuild_cache::gc::remove_images(&store, &names)?;
     for name in &removed.untagged {
         crate::outln!("Untagged: {}", crate::names::short_name(name));
     }
