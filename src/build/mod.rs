@@ -9,7 +9,7 @@
 //! 4. [`image`]: the target stage's layers, config and history become a manifest in the
 //!    store, tagged with every `-t`.
 
-mod bases;
+pub mod bases;
 mod context;
 mod exec;
 mod fileops;
@@ -244,6 +244,9 @@ pub struct Built {
     pub summary: Summary,
     /// Whether an output was written to stdout (then the id is not printed there).
     pub stdout_used: bool,
+    /// Whether an output holds an image (not only `type=local`/`type=tar`): else no id is
+    /// printed or written, as with buildx.
+    pub makes_image: bool,
 }
 
 /// Runs a build. Progress and the closing summary go to stderr as `--progress` says; the
@@ -256,7 +259,8 @@ pub fn build(settings: Settings) -> anyhow::Result<Built> {
     let progress = Progress::new(settings.progress, settings.explain);
     match build_in(&settings, &progress) {
         Ok(built) => {
-            let summary = progress.finish(Ok((&settings.tags, built.id.as_str())));
+            let id = built.makes_image.then_some(built.id.as_str());
+            let summary = progress.finish(Ok((&settings.tags, id)));
             Ok(Built { summary, ..built })
         }
         Err(e) => {
@@ -380,7 +384,8 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
         progress,
     )?;
     let id = descriptor.digest().to_string();
-    if let Some(path) = &settings.iidfile {
+    let makes_image = settings.output.makes_image();
+    if let Some(path) = settings.iidfile.as_ref().filter(|_| makes_image) {
         std::fs::write(path, &id)
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
     }
@@ -432,5 +437,6 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
         descriptor,
         summary: Summary::default(),
         stdout_used: settings.output.writes_stdout(),
+        makes_image,
     })
 }

@@ -461,6 +461,15 @@ impl OutputSettings {
         })
     }
 
+    /// Whether an output holds an image (the store, a registry, an OCI layout or a docker
+    /// archive); with only file system outputs (`type=local`, `type=tar`) there is no image
+    /// and no image id, as with buildx.
+    pub fn makes_image(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| !matches!(o.kind, OutputKind::Local | OutputKind::Tar))
+    }
+
     /// Whether an output goes to stdout.
     pub fn writes_stdout(&self) -> bool {
         self.outputs.iter().any(|o| o.dest == Some(Dest::Stdout))

@@ -138,7 +138,8 @@ pub struct Summary {
     pub ok: bool,
     /// The names the image was given (`-t`), in full.
     pub images: Vec<String>,
-    /// The image id (manifest digest), when built.
+    /// The image id (manifest digest), when built (not with only `type=local`/`type=tar`
+    /// outputs).
     pub digest: Option<String>,
     /// From the start of the build to its end.
     pub duration: Duration,
@@ -183,7 +184,9 @@ impl Summary {
                 .iter()
                 .map(|n| escape_controls(crate::names::short_name(n)))
                 .collect();
-            if names.is_empty() {
+            if self.digest.is_none() {
+                let _ = writeln!(out, "built in {secs} (outputs only, no image kept)");
+            } else if names.is_empty() {
                 let _ = writeln!(out, "built an untagged image in {secs}");
             } else {
                 let _ = writeln!(out, "built {} in {secs}", names.join(", "));
@@ -573,10 +576,11 @@ impl Progress {
 
     /// Ends the build's progress: the tty view collapses into the final list (a failed step
     /// marked `ERROR`), then the summary is printed (not in quiet mode). A build that
-    /// produced an image passes `Ok((names, digest))`, a failed one `Err(error)`.
-    pub fn finish(&self, outcome: Result<(&[String], &str), &anyhow::Error>) -> Summary {
+    /// succeeded passes `Ok((names, digest))` (no digest when its outputs hold no image), a
+    /// failed one `Err(error)`.
+    pub fn finish(&self, outcome: Result<(&[String], Option<&str>), &anyhow::Error>) -> Summary {
         let (ok, images, digest, error) = match outcome {
-            Ok((images, digest)) => (true, images.to_vec(), Some(digest.to_string()), None),
+            Ok((images, digest)) => (true, images.to_vec(), digest.map(str::to_string), None),
             Err(e) => {
                 let text = format!("{e:#}");
                 let first = text.lines().next().unwrap_or_default().to_string();

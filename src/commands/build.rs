@@ -193,8 +193,9 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let settings = crate::build::Settings::from_args(global, args)?;
     let store = settings.store.clone();
     let built = crate::build::build(settings)?;
-    // As docker: when an output goes to stdout, the image id does not.
-    if !built.stdout_used {
+    // As docker: when an output goes to stdout, the image id does not; with only file
+    // system outputs there is no image id.
+    if !built.stdout_used && built.makes_image {
         crate::outln!("{}", built.id);
     }
     if report {

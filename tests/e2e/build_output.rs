@@ -134,13 +134,33 @@ fn local_and_tar_outputs_are_the_file_system_a_container_sees() {
     let outside = env.dir.mkdir("outside");
     std::fs::create_dir_all(&local).unwrap();
     std::os::unix::fs::symlink(&outside, local.join("data")).unwrap();
-    let built = env.build(&[
+    let images_before = ok(rbuild(&env.root).args(["images", "-q"])).stdout;
+    let iidfile = env.dir.join("iid");
+    let built = ok(&mut env.build_cmd(&[
         "-o",
         &format!("type=local,dest={}", local.display()),
         "-o",
         &format!("type=tar,dest={}", tarball.display()),
-    ]);
-    assert!(built.id.starts_with("sha256:"));
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+    ]));
+    // As with buildx, file system outputs alone keep no image: no id anywhere, nothing new
+    // in the store's list.
+    assert_eq!(built.stdout, "", "{}", built.stderr);
+    assert!(!iidfile.exists(), "an image id was written");
+    assert!(
+        built
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("built in ") && l.ends_with(" (outputs only, no image kept)")),
+        "{}",
+        built.stderr
+    );
+    assert!(!built.stderr.contains("image id"), "{}", built.stderr);
+    assert_eq!(
+        ok(rbuild(&env.root).args(["images", "-q"])).stdout,
+        images_before
+    );
     assert_eq!(
         std::fs::read_dir(&outside).unwrap().count(),
         0,
@@ -180,7 +200,10 @@ fn local_and_tar_outputs_are_the_file_system_a_container_sees() {
 
     // `-o DIR` is type=local; `-o -` (and dest=-) write a tar to stdout and no image id.
     let short = env.dir.join("short");
-    env.build(&["-o", short.to_str().unwrap()]);
+    assert_eq!(
+        ok(&mut env.build_cmd(&["-o", short.to_str().unwrap()])).stdout,
+        ""
+    );
     assert_eq!(host_listing(&short), expected);
     let out = env.build_cmd(&["-o", "-"]).output().expect("run rbuild");
     assert!(
