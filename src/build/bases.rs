@@ -208,10 +208,7 @@ fn resolve_one(
     let local = if settings.pull {
         None
     } else {
-        store
-            .resolve(&name)
-            .ok()
-            .or_else(|| store.resolve(reference).ok())
+        local_image(store, reference)
     };
     let descriptor = match local {
         Some(d) => {
@@ -244,11 +241,8 @@ fn resolve_one(
     let bytes = store.read_blob(&config_digest)?;
     let config_json: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("the config {config_digest} of {name} is not JSON"))?;
-    let runtime_config: ImageConfig = match config_json.get("config") {
-        Some(c) if !c.is_null() => serde_json::from_value(c.clone())
-            .with_context(|| format!("the config {config_digest} of {name} is malformed"))?,
-        _ => ImageConfig::default(),
-    };
+    let runtime_config = runtime_config(&config_json)
+        .with_context(|| format!("the config {config_digest} of {name} is malformed"))?;
     let diff_ids: Vec<String> = config_json
         .pointer("/rootfs/diff_ids")
         .and_then(|v| v.as_array())
@@ -283,4 +277,32 @@ fn resolve_one(
         runtime_config,
         layers,
     })
+}
+
+/// The store's image for `reference` (by its full name, or by the text as written), if it
+/// has one.
+pub fn local_image(store: &rbuild_cache::Store, reference: &str) -> Option<Descriptor> {
+    crate::names::normalize_name(reference)
+        .ok()
+        .and_then(|name| store.resolve(&name).ok())
+        .or_else(|| store.resolve(reference).ok())
+}
+
+/// The runtime config (`config` of the image config document) a stage inherits.
+fn runtime_config(config_json: &serde_json::Value) -> serde_json::Result<ImageConfig> {
+    match config_json.get("config") {
+        Some(c) if !c.is_null() => serde_json::from_value(c.clone()),
+        _ => Ok(ImageConfig::default()),
+    }
+}
+
+/// The runtime config of the store's copy of `reference`, for planning without building
+/// (`rbuild plan`): `None` when the store does not have it or cannot read it. Never pulls.
+pub fn stored_config(store: &rbuild_cache::Store, reference: &str) -> Option<ImageConfig> {
+    let descriptor = local_image(store, reference)?;
+    let (_, manifest) = store.image_manifest(&descriptor).ok()?;
+    let digest = rbuild_cache::descriptor_digest(manifest.config()).ok()?;
+    let bytes = store.read_blob(&digest).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    runtime_config(&json).ok()
 }

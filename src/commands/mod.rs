@@ -41,7 +41,7 @@ static LEASES: std::sync::Mutex<Vec<rbuild_cache::gc::Lease>> = std::sync::Mutex
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&cli.global, *args),
-        Command::Plan(args) => plan::run(args),
+        Command::Plan(args) => plan::run(&cli.global, args),
         Command::Import(args) => import::run(&cli.global, args),
         Command::Images(args) => images::run(&cli.global, args),
         Command::Tag(args) => tag::run(&cli.global, args),
@@ -131,6 +131,26 @@ pub fn id_map(
     };
     store.claim_id_map(&map.describe())?;
     Ok(map)
+}
+
+/// The store named by `--root` / `RBUILD_ROOT`, the config file's `root`, or the default
+/// one, opened only to read and only when it exists (`rbuild plan`): no lease, nothing
+/// created.
+pub fn existing_store(global: &crate::cli::GlobalArgs) -> Option<rbuild_cache::Store> {
+    let root = match global.root.clone().or_else(|| crate::config::get().root()) {
+        Some(root) => root,
+        None => default_root().ok()?,
+    };
+    if !root.join("index.json").is_file() {
+        return None;
+    }
+    match rbuild_cache::Store::open(&root) {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::debug!("not reading base images from {}: {e}", root.display());
+            None
+        }
+    }
 }
 
 /// `/var/lib/rbuild` for root, else `$XDG_DATA_HOME/rbuild` or `~/.local/share/rbuild`.

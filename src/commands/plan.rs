@@ -14,6 +14,9 @@ use rbuild_compiler::plan::{self, NoBaseConfigs, PlanOptions, Platform};
 
 /// `rbuild plan [-f Dockerfile] [--target T] [--build-arg K=V]... [--format F] [CONTEXT]`
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Base images the store has (--root, or the default store when it exists) give their configs: inherited ENV, WORKDIR, USER and ONBUILD triggers are planned. Nothing is pulled; a base the store lacks is shown as unresolved."
+)]
 pub struct PlanArgs {
     /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
@@ -47,7 +50,7 @@ pub enum PlanFormat {
     Ast,
 }
 
-pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+pub fn run(global: &crate::cli::GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let (name, source) = read_dockerfile(args.file.as_deref(), &args.context)?;
     let text = match args.format {
         PlanFormat::Ast => {
@@ -65,6 +68,17 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             let plan = match plan_source(&source, &options, &NoBaseConfigs) {
                 Ok(plan) => plan,
                 Err(err) => bail!("{}", err.render(&name, &source)),
+            };
+            // Base images the store has give their configs (inherited settings, ONBUILD
+            // triggers); nothing is pulled.
+            let configs = stored_configs(global, &plan);
+            let plan = if configs.is_empty() {
+                plan
+            } else {
+                match plan_source(&source, &options, &configs) {
+                    Ok(plan) => plan,
+                    Err(err) => bail!("{}", err.render(&name, &source)),
+                }
             };
             for warning in &plan.warnings {
                 tracing::warn!("{}", warning.render(&name, &source));
@@ -85,6 +99,35 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configs of the plan's base images that the store (`--root`, or the default one when
+/// it exists) has, by reference as the plan writes it.
+fn stored_configs(
+    global: &crate::cli::GlobalArgs,
+    plan: &plan::Plan,
+) -> BTreeMap<String, plan::ImageConfig> {
+    let mut out = BTreeMap::new();
+    let references: Vec<&String> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match &op.kind {
+            plan::OpKind::Image { reference, .. } => Some(reference),
+            _ => None,
+        })
+        .collect();
+    if references.is_empty() {
+        return out;
+    }
+    let Some(store) = super::existing_store(global) else {
+        return out;
+    };
+    for reference in references {
+        if let Some(config) = crate::build::bases::stored_config(&store, reference) {
+            out.insert(reference.clone(), config);
+        }
+    }
+    out
 }
 
 /// Resolves `--target`, `--build-arg` and `--platform` into the planner's options.

@@ -112,3 +112,64 @@ fn errors_name_the_line_and_suggest_the_instruction() {
     );
     assert!(run.stderr.contains("missing"), "{}", run.stderr);
 }
+
+#[test]
+fn plan_reads_base_configs_from_the_store_and_never_pulls() {
+    let env = crate::support::BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {}\nENV FROM_BASE=yes\nONBUILD RUN echo triggered\n",
+        crate::support::BASE
+    ));
+    env.build(&["-t", "onbuild-base"]);
+    let ctx = env.dir.mkdir("ctx2");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM onbuild-base\nRUN echo \"$FROM_BASE\"\n",
+    )
+    .unwrap();
+    let out = ok(rbuild(&env.root).arg("plan").arg(&ctx));
+    assert!(!out.stdout.contains("unresolved"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("exec    RUN /bin/sh -c echo triggered"),
+        "the base's ONBUILD trigger is planned: {}",
+        out.stdout
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &ok(rbuild(&env.root)
+            .args(["plan", "--format", "json"])
+            .arg(&ctx))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["stages"][0]["base_config"], "resolved");
+    let run = json["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["argv"][2] == "echo \"$FROM_BASE\"")
+        .expect("the RUN op");
+    assert!(
+        run["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "FROM_BASE=yes"),
+        "{run}"
+    );
+
+    // A store without the image (or no store at all): unresolved, as before, and nothing is
+    // pulled or written.
+    let other = Dir::new();
+    let root = other.join("store");
+    let out = ok(rbuild(&root)
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .arg("plan")
+        .arg(&ctx));
+    assert!(
+        out.stdout
+            .contains("(base config unresolved: ONBUILD triggers unknown)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!root.exists(), "plan made a store");
+}
