@@ -66,10 +66,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// default one, and takes a lease on it for the rest of the command.
 pub fn open_store(global: &crate::cli::GlobalArgs) -> anyhow::Result<rbuild_cache::Store> {
     use anyhow::Context;
-    let root = match global.root.clone().or_else(|| crate::config::get().root()) {
-        Some(root) => root,
-        None => default_root()?,
-    };
+    let root = store_root(global)?;
     // A store for remapped sandboxes belongs to the container root's host ids.
     let owner = match root_id_map(global)? {
         Some(map) if !map.is_identity() => map.host_uid(0).zip(map.host_gid(0)),
@@ -137,10 +134,7 @@ pub fn id_map(
 /// one, opened only to read and only when it exists (`rbuild plan`): no lease, nothing
 /// created.
 pub fn existing_store(global: &crate::cli::GlobalArgs) -> Option<rbuild_cache::Store> {
-    let root = match global.root.clone().or_else(|| crate::config::get().root()) {
-        Some(root) => root,
-        None => default_root().ok()?,
-    };
+    let root = store_root(global).ok()?;
     if !root.join("index.json").is_file() {
         return None;
     }
@@ -150,6 +144,14 @@ pub fn existing_store(global: &crate::cli::GlobalArgs) -> Option<rbuild_cache::S
             tracing::debug!("not reading base images from {}: {e}", root.display());
             None
         }
+    }
+}
+
+/// The store directory: `--root` / `RBUILD_ROOT`, the config file's `root`, or the default.
+pub fn store_root(global: &crate::cli::GlobalArgs) -> anyhow::Result<std::path::PathBuf> {
+    match global.root.clone().or_else(|| crate::config::get().root()) {
+        Some(root) => Ok(root),
+        None => default_root(),
     }
 }
 

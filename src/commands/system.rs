@@ -53,6 +53,9 @@ pub fn run(global: &GlobalArgs, args: SystemArgs) -> anyhow::Result<ExitCode> {
                 Some(f) => crate::outln!("# config file: {}", f.display()),
                 None => crate::outln!("# no config file"),
             }
+            if let Ok(root) = super::store_root(global) {
+                crate::outln!("# store in effect: {}", root.display());
+            }
             for s in crate::config::SETTINGS {
                 crate::outln!("# {}", s.doc);
                 let from: Vec<String> = s
