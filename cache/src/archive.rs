@@ -110,8 +110,8 @@ type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 /// The two archive formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `docker save` / `docker load`: `manifest.json`, `repositories`, config and
-    /// uncompressed layer files.
+    /// `docker save` / `docker load`: `manifest.json`, `repositories`, the config and layer
+    /// files, beside the OCI layout of the same images (as docker's containerd store writes).
     Docker,
     /// An OCI image layout in a tar (`oci-layout`, `index.json`, `blobs/`).
     Oci,
@@ -204,6 +204,18 @@ pub fn save<W: Write>(store: &Store, images: &[SaveImage], format: Format, out: 
 
 fn save_oci<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<W> {
     let mut tar = TarOut::new(out);
+    write_layout(&mut tar, store, images)?;
+    tar.finish()
+}
+
+/// Writes the OCI image layout of `images`: `oci-layout`, `index.json` (each image's
+/// descriptor named in `org.opencontainers.image.ref.name` and `io.containerd.image.name`)
+/// and every blob the images reach, as the store keeps it.
+fn write_layout<W: Write>(
+    tar: &mut TarOut<W>,
+    store: &Store,
+    images: &[SaveImage],
+) -> Result<BTreeSet<Digest>> {
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     tar.file("oci-layout", layout.len() as u64, &layout[..])?;
     let mut manifests = Vec::new();
@@ -228,7 +240,7 @@ fn save_oci<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<W> 
     tar.file("index.json", index.len() as u64, &index[..])?;
     tar.dir("blobs/")?;
     tar.dir("blobs/sha256/")?;
-    for digest in blobs {
+    for &digest in &blobs {
         if !store.has_blob(&digest) {
             continue;
         }
@@ -240,14 +252,17 @@ fn save_oci<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<W> 
             BufReader::new(file),
         )?;
     }
-    tar.finish()
+    Ok(blobs)
 }
 
+/// A docker archive as docker's containerd image store writes one: the OCI layout of the
+/// images (so that loading it back gives the same manifests, hence the same image ids), plus
+/// `manifest.json` and `repositories` naming the config and layer blobs for readers of the
+/// classic format (layers as the store keeps them, uncompressed or compressed; `docker load`
+/// and skopeo read both).
 fn save_docker<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<W> {
     let mut tar = TarOut::new(out);
-    tar.dir("blobs/")?;
-    tar.dir("blobs/sha256/")?;
-    let mut written = BTreeSet::new();
+    let mut written = write_layout(&mut tar, store, images)?;
     let mut manifest_json = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     // One entry per image, listing every name the image is saved under.
@@ -264,23 +279,27 @@ fn save_docker<W: Write>(store: &Store, images: &[SaveImage], out: W) -> Result<
         let group = &tags[&d];
         let (_, manifest) = store.image_manifest(&group[0].descriptor)?;
         let config_digest = descriptor_digest(manifest.config())?;
-        let config_bytes = store.read_blob(&config_digest)?;
-        let config = ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| {
-            ArchiveError::Invalid {
-                path: store.blob_path(&config_digest),
-                entry: config_digest.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
         let config_name = format!("blobs/sha256/{}", config_digest.hex());
-        if written.insert(config_digest) {
-            tar.file(&config_name, config_bytes.len() as u64, &config_bytes[..])?;
-        }
-        let diff_ids = config.rootfs().diff_ids();
         let mut layer_names = Vec::new();
         for (i, layer) in manifest.layers().iter().enumerate() {
             let blob = descriptor_digest(layer)?;
-            let diff_id = diff_ids
+            if !layer.media_type().to_string().contains("zstd") {
+                layer_names.push(format!("blobs/sha256/{}", blob.hex()));
+                continue;
+            }
+            // docker's classic loader reads no zstd: those layers go in once more,
+            // uncompressed and named by their diff_id.
+            let config_bytes = store.read_blob(&config_digest)?;
+            let config = ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| {
+                ArchiveError::Invalid {
+                    path: store.blob_path(&config_digest),
+                    entry: config_digest.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let diff_id = config
+                .rootfs()
+                .diff_ids()
                 .get(i)
                 .and_then(|s| s.parse::<Digest>().ok())
                 .ok_or_else(|| ArchiveError::Invalid {
@@ -538,10 +557,13 @@ pub fn load_with(store: &Store, path: &Path, options: &LoadOptions) -> Result<Ve
         _spool = Some(tmp);
     }
     let archive = Archive::open(path, file)?;
-    if archive.has("manifest.json") {
-        load_docker(store, &archive, options)
-    } else if archive.has("index.json") {
+    // A docker archive that also holds its OCI layout (docker's containerd store, rbuild)
+    // is read through the layout: the manifests come back as they were, and the image ids
+    // with them.
+    if archive.has("index.json") {
         load_oci(store, &archive)
+    } else if archive.has("manifest.json") {
+        load_docker(store, &archive, options)
     } else {
         Err(ArchiveError::UnknownFormat {
             path: path.to_path_buf(),

@@ -57,12 +57,12 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
             let name = crate::names::normalize_name(raw)
                 .with_context(|| format!("archive {} names an image {raw:?}", path.display()))?;
             store.tag(&name, &image.descriptor)?;
-            println!("Loaded image: {}", crate::names::short_name(&name));
+            crate::outln!("Loaded image: {}", crate::names::short_name(&name));
             named = true;
         }
         if !named {
-            let (_, manifest) = store.image_manifest(&image.descriptor)?;
-            println!("Loaded image ID: {}", manifest.config().digest());
+            // The image id: its manifest's digest, as every command shows it.
+            crate::outln!("Loaded image ID: {}", image.descriptor.digest());
         }
     }
     Ok(ExitCode::SUCCESS)
