@@ -49,7 +49,7 @@ pub enum Command {
     Images(commands::images::ImagesArgs),
     /// Give an image another name.
     Tag(commands::tag::TagArgs),
-    /// Remove images (their blobs go when no other image uses them).
+    /// Remove images (their blobs go when no other image and no running rbuild uses them).
     Rmi(commands::rmi::RmiArgs),
     /// Show an image's manifest and config as JSON.
     Inspect(commands::inspect::InspectArgs),
@@ -75,7 +75,7 @@ pub enum Command {
     Push(commands::push::PushArgs),
     /// Remove build cache and blobs no tagged image needs.
     Prune(commands::prune::PruneArgs),
-    /// Store maintenance: `system df` shows the store's disk usage.
+    /// The store: `system df` (disk usage by kind), `system config` (the settings in effect).
     System(commands::system::SystemArgs),
 }
 
@@ -315,7 +315,13 @@ fn explain_unknown_flag(err: clap::Error, args: &[std::ffi::OsString]) -> clap::
             .find(|(c, flags, _)| *c == s && flags.contains(&flag))
             .map(|(_, _, instead)| *instead)
     });
+    let verbose =
+        matches!(flag, "--verbose") || (flag.len() > 1 && flag[1..].chars().all(|c| c == 'v'));
     let message = match (docker, &sub) {
+        _ if verbose && sub.is_some() => format!(
+            "unknown flag {shown} for rbuild {s}: -v goes before the subcommand (rbuild -v {s} ...)",
+            s = sub.as_deref().unwrap_or_default()
+        ),
         (Some(""), Some(s)) => format!("rbuild {s} does not support {shown} (a docker flag)"),
         (Some(instead), Some(s)) => {
             format!("rbuild {s} does not support {shown} (a docker flag): {instead}")

@@ -78,7 +78,7 @@ pub trait LayerSource: Sync {
 pub struct ImageInput<'a> {
     /// The name shown in the report.
     pub name: &'a str,
-    /// The config digest, when known.
+    /// The image id (the digest of its manifest or index), when known.
     pub id: Option<&'a str>,
     /// The image manifest (JSON).
     pub manifest: &'a [u8],

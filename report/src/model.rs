@@ -34,7 +34,7 @@ pub struct Report {
 pub struct ImageInfo {
     /// The name the user gave.
     pub name: String,
-    /// The config digest (image id), when known.
+    /// The image id (the digest of its manifest or index), when known.
     pub id: Option<String>,
     /// `os` of the config.
     pub os: Option<String>,

@@ -98,7 +98,8 @@ pub struct BuildArgs {
     /// Steps run at once (default: the number of CPUs).
     #[arg(short = 'j', long, value_name = "N", env = crate::env::RBUILD_JOBS)]
     pub jobs: Option<usize>,
-    /// Write the image id to this file.
+    /// Write the image id (its manifest digest) to this file; not written when only
+    /// `type=local` or `type=tar` outputs are asked for, which keep no image.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
     /// After the build, report where the image's bytes go (`rbuild report`): text on

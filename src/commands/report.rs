@@ -16,11 +16,15 @@ use crate::report::Exit;
 /// `rbuild report [--format text|json|html] [--fail-on EXPR]... IMAGE`,
 /// `rbuild report --diff OLD NEW`
 ///
-/// IMAGE is a name or id in the store, `oci-archive:FILE[:NAME]` or
-/// `docker-archive:FILE[:NAME]`.
+/// IMAGE is a name or id in the store, `oci-archive:FILE[:NAME]`,
+/// `docker-archive:FILE[:NAME]` or `docker://REF`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The image; with --diff, the old and the new image.
+    /// The image: a name or id in the store (pulled into it when missing, as `rbuild run`
+    /// does); `docker-archive:FILE[:NAME]` (what `docker save` and `rbuild save` write) or
+    /// `oci-archive:FILE[:NAME]` (an OCI layout in a tar), read without touching the store;
+    /// `docker://REF`, read from its registry without touching the store. With --diff, the
+    /// old and the new image.
     #[arg(required = true, num_args = 1..=2, value_name = "IMAGE")]
     pub images: Vec<String>,
     /// Compare two images: what grew, by layer and by path.
@@ -199,7 +203,7 @@ fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
             std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
         }
         _ => {
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::out::stdout();
             out.write_all(bytes)
                 .and_then(|()| out.flush())
                 .context("cannot write the report to stdout")
@@ -291,13 +295,58 @@ fn open(global: &GlobalArgs, args: &ReportArgs, arg: &str) -> anyhow::Result<Ope
     let store = super::open_store(global)?;
     let (name, descriptor) = match super::find_image(&store, arg) {
         Ok((name, descriptor)) => (name.unwrap_or_else(|| arg.to_string()), descriptor),
-        Err(missing) => {
-            let pulled = pull(&store, arg)
-                .map_err(|e| e.context(format!("{missing:#}; it is not in the store either")))?;
+        Err(_) if Path::new(arg).is_file() => return Err(archive_without_prefix(arg)),
+        Err(_) => {
+            let pulled =
+                pull(&store, arg).map_err(|e| crate::missing::image_not_found(&store, arg, e))?;
             (crate::names::normalize_name(arg)?, pulled.descriptor)
         }
     };
     open_in_store(store, name, &descriptor, None)
+}
+
+/// The error for a file named without its `docker-archive:` or `oci-archive:` prefix: the
+/// prefix to use, from what the archive holds (`manifest.json`: docker's; `oci-layout`: OCI).
+fn archive_without_prefix(arg: &str) -> anyhow::Error {
+    let kind = archive_kind(Path::new(arg));
+    let shown = rbuild_compiler::text::escape_controls(arg);
+    let prefix = match kind {
+        Some("docker") => "docker-archive",
+        _ => "oci-archive",
+    };
+    let what = match kind {
+        Some("docker") => "this one is a docker archive".to_string(),
+        Some(_) => "this one is an OCI archive".to_string(),
+        None => format!("or docker-archive:{shown} for what docker save writes"),
+    };
+    usage(format!(
+        "{shown} is a file, not an image of the store: name it {prefix}:{shown} ({what})"
+    ))
+}
+
+/// `docker` or `oci` when `path` is a tar (plain, gzip or zstd) holding `manifest.json` or
+/// `oci-layout` at its top; `None` otherwise. Reads at most the first entries' headers.
+fn archive_kind(path: &Path) -> Option<&'static str> {
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let head = std::io::BufRead::fill_buf(&mut file).ok()?.to_vec();
+    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::with_buffer(file).ok()?)
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().ok()?.take(64) {
+        let entry = entry.ok()?;
+        let name = entry.path().ok()?.to_string_lossy().into_owned();
+        match name.trim_start_matches("./") {
+            "manifest.json" => return Some("docker"),
+            "oci-layout" | "index.json" => return Some("oci"),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Loads the archive into a temporary store (verifying every blob), then reads it there.
@@ -359,7 +408,8 @@ fn open_in_store(
     Ok(Opened {
         name,
         store,
-        id: config_digest.to_string(),
+        // The image id: the digest of the manifest (or index) that names the image.
+        id: descriptor.digest().to_string(),
         manifest: manifest_bytes,
         config,
         layers,

@@ -205,3 +205,84 @@ fn every_command_ends_quietly_when_its_reader_goes_away() {
         assert_eq!(stderr, "", "rbuild {args:?} with a closed stdout");
     }
 }
+
+/// `rbuild SUBCOMMAND --help`, its whitespace (line wrapping) collapsed to single spaces.
+fn help(args: &[&str]) -> String {
+    let dir = Dir::new();
+    let text = ok(rbuild(&dir.join("store")).args(args).arg("--help")).stdout;
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn help_says_what_each_command_accepts() {
+    let report = help(&["report"]);
+    for form in [
+        "docker-archive:FILE",
+        "oci-archive:FILE",
+        "docker://REF",
+        "--diff",
+    ] {
+        assert!(
+            report.contains(form),
+            "report --help lacks {form}:\n{report}"
+        );
+    }
+    let prune = help(&["prune"]);
+    assert!(
+        prune.contains("A running rbuild process keeps what it uses"),
+        "{prune}"
+    );
+    let import = help(&["import"]);
+    assert!(import.contains("SOURCE_DATE_EPOCH"), "{import}");
+    let build = help(&["build"]);
+    assert!(build.contains("-o DIR"), "{build}");
+    assert!(
+        build.contains("not written when only `type=local` or `type=tar` outputs are asked for"),
+        "{build}"
+    );
+    let run = help(&["run"]);
+    assert!(run.contains("name or id"), "{run}");
+    let plan = help(&["plan"]);
+    assert!(plan.contains("Nothing is pulled"), "{plan}");
+    let top = help(&[]);
+    assert!(
+        top.contains("system The store: `system df` (disk usage by kind), `system config`"),
+        "{top}"
+    );
+    // -v belongs before the subcommand; after it, rbuild says so.
+    let dir = Dir::new();
+    let run = usage_error(rbuild(&dir.join("store")).args(["build", "-v", "."]));
+    assert_eq!(
+        first_line(&run),
+        "error: unknown flag -v for rbuild build: -v goes before the subcommand (rbuild -v build ...)"
+    );
+}
+
+#[test]
+fn report_of_an_archive_file_suggests_its_prefix() {
+    let env = BuildEnv::new();
+    let archive = env.dir.join("busybox.tar");
+    ok(env.rbuild().args(["save", BASE, "-o"]).arg(&archive));
+    let run = usage_error(
+        env.rbuild()
+            .args(["report"])
+            .arg(&archive)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9"),
+    );
+    let shown = archive.display().to_string();
+    assert_eq!(
+        first_line(&run),
+        format!(
+            "error: {shown} is a file, not an image of the store: name it docker-archive:{shown} (this one is a docker archive)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("either"), "{}", run.stderr);
+    // With the prefix it works.
+    let ok_run = ok(env
+        .rbuild()
+        .arg("report")
+        .arg(format!("docker-archive:{shown}")));
+    assert!(!ok_run.stdout.is_empty());
+}
