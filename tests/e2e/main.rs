@@ -13,6 +13,7 @@ mod build_secrets;
 mod build_semantics;
 mod cli;
 mod config;
+mod docs;
 mod errors;
 mod login;
 mod plan;
