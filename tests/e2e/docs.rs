@@ -148,6 +148,11 @@ fn the_quick_start_run_twice_finds_every_step_cached() {
         !script.contains(".ci/setup"),
         "the quick start installs the test tools"
     );
+    // What rbuild needs to run is listed once, and the test setup installs it first.
+    assert!(script.contains("bash scripts/install-deps"), "scripts/quickstart");
+    let setup = read(".ci/setup");
+    assert!(setup.contains("scripts/install-deps"), ".ci/setup");
+    assert!(!setup.contains("uidmap "), ".ci/setup lists uidmap again");
     let dir = Dir::new();
     let store = dir.join("store");
     let first = quickstart(&store);
