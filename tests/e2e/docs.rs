@@ -149,7 +149,10 @@ fn the_quick_start_run_twice_finds_every_step_cached() {
         "the quick start installs the test tools"
     );
     // What rbuild needs to run is listed once, and the test setup installs it first.
-    assert!(script.contains("bash scripts/install-deps"), "scripts/quickstart");
+    assert!(
+        script.contains("bash scripts/install-deps"),
+        "scripts/quickstart"
+    );
     let setup = read(".ci/setup");
     assert!(setup.contains("scripts/install-deps"), ".ci/setup");
     assert!(!setup.contains("uidmap "), ".ci/setup lists uidmap again");

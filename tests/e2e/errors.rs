@@ -191,6 +191,17 @@ fn a_missing_copy_source_is_located_and_an_excluding_pattern_named() {
         )
     );
     assert!(!run.stderr.contains("Caused by"), "{}", run.stderr);
+    // An excluded symlink out of the context is an entry of the context, never followed:
+    // nothing of its target is read or named.
+    std::os::unix::fs::symlink("/etc/passwd", env.ctx.join("passwd.json")).unwrap();
+    env.dockerfile(&format!("FROM {BASE}\nCOPY passwd.json /\n"));
+    let run = env.build_fails(&[]);
+    assert!(
+        error_text(&run).ends_with("  = note: .dockerignore:2 excludes it (*.json)\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("root:"), "{}", run.stderr);
 }
 
 #[test]
