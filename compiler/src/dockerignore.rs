@@ -469,26 +469,13 @@ impl Matcher {
     /// each pattern against the path and against each of its parent directories. The path
     /// is used as given; see [`Matcher::is_excluded`] for arbitrary user input.
     pub fn matches(&self, path: impl AsRef<[u8]>) -> Result<bool, IgnoreError> {
-        let path = path.as_ref();
-        let parent = parent_dir(path);
-        let mut excluded = false;
-        for p in &self.patterns {
-            if p.exclusion != excluded {
-                continue;
-            }
-            let hit = p.hit(path)?
-                || parent
-                    .as_deref()
-                    .is_some_and(|d| prefixes(d).any(|pre| p.hit(pre).unwrap_or(false)));
-            if hit {
-                excluded = !p.exclusion;
-            }
-        }
-        Ok(excluded)
+        Ok(self.deciding_pattern(path)?.is_some())
     }
 
-    /// The index of the pattern that excludes `path` (the last one that applied, with
-    /// [`Matcher::matches`]' rules), or `None` when the path is not excluded.
+    /// The index of the pattern that excludes `path`, or `None` when the path is not
+    /// excluded: patterns apply in order from "not excluded", each checked against the path
+    /// and each of its parent directories, and only those that can change the state are
+    /// tried; the last that applied decides.
     pub fn deciding_pattern(&self, path: impl AsRef<[u8]>) -> Result<Option<usize>, IgnoreError> {
         let path = path.as_ref();
         let parent = parent_dir(path);

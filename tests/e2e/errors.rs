@@ -31,6 +31,21 @@ fn error_text(run: &Run) -> &str {
     &run.stderr[at..]
 }
 
+/// Checks that `error` starts with the located "neither a stage nor an image" message
+/// (`at` is `LINE:COL: REFERENCE`), the source line and the caret; returns its lines.
+fn assert_located<'a>(error: &'a str, at: &str, source: &str, caret: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = error.lines().collect();
+    let first = format!(
+        "error: Dockerfile:{at} is neither a stage of this Dockerfile nor an image in the local store"
+    );
+    assert_eq!(
+        lines[..4],
+        [first.as_str(), "  |", source, caret],
+        "{error}"
+    );
+    lines
+}
+
 #[test]
 fn a_typo_in_a_stage_name_points_at_the_line_and_names_the_stage() {
     let env = BuildEnv::new();
@@ -38,21 +53,12 @@ fn a_typo_in_a_stage_name_points_at_the_line_and_names_the_stage() {
         "FROM {BASE} AS builder\nRUN echo hi > /x\nFROM {BASE}\nCOPY --from=buildr /x /x\n"
     ));
     let run = fails(no_network(&mut env.build_cmd(&[])));
-    let file = "Dockerfile";
     let error = error_text(&run);
-    let lines: Vec<&str> = error.lines().collect();
-    assert_eq!(
-        lines[..4],
-        [
-            format!(
-                "error: {file}:4:13: buildr is neither a stage of this Dockerfile nor an image in the local store"
-            )
-            .as_str(),
-            "  |",
-            "4 | COPY --from=buildr /x /x",
-            "  |             ^^^^^^",
-        ],
-        "{error}"
+    let lines = assert_located(
+        error,
+        "4:13: buildr",
+        "4 | COPY --from=buildr /x /x",
+        "  |             ^^^^^^",
     );
     // What was tried and why it failed, in one line; the closest name last.
     assert!(
@@ -97,21 +103,12 @@ fn a_typo_in_a_base_image_names_the_local_image() {
     let env = BuildEnv::new();
     env.dockerfile("FROM localhost/busyboxx\nRUN true\n");
     let run = fails(no_network(&mut env.build_cmd(&[])));
-    let file = "Dockerfile";
     let error = error_text(&run);
-    let lines: Vec<&str> = error.lines().collect();
-    assert_eq!(
-        lines[..4],
-        [
-            format!(
-                "error: {file}:1:6: localhost/busyboxx is neither a stage of this Dockerfile nor an image in the local store"
-            )
-            .as_str(),
-            "  |",
-            "1 | FROM localhost/busyboxx",
-            "  |      ^^^^^^^^^^^^^^^^^^",
-        ],
-        "{error}"
+    let lines = assert_located(
+        error,
+        "1:6: localhost/busyboxx",
+        "1 | FROM localhost/busyboxx",
+        "  |      ^^^^^^^^^^^^^^^^^^",
     );
     assert!(
         lines[4].starts_with(

@@ -619,19 +619,23 @@ fn importing_the_same_tree_twice_gives_the_same_image() {
     set_times(&rootfs, "2024-01-02 03:04:05 UTC");
     set_times(&rootfs.join("etc/motd"), "2024-03-04 05:06:07 UTC");
     let root = dir.join("store");
-    let first = ok(rbuild(&root).arg("import").arg(&rootfs).arg("a")).stdout;
-    // Another second, another store: the same image.
-    std::thread::sleep(Duration::from_millis(1100));
-    let second = ok(rbuild(&dir.join("other"))
-        .arg("import")
-        .arg(&rootfs)
-        .arg("a"))
-    .stdout;
-    assert_eq!(first, second, "the same tree imported twice");
-    // Its creation time is the newest file's.
-    let inspect = ok(rbuild(&root).args(["inspect", "a"]));
-    let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
-    assert_eq!(info[0]["config"]["created"], "2024-03-04T05:06:07Z");
+    // Imported twice, a second apart, into two stores: the same image, created at the
+    // newest file's time.
+    let twice = |source: &Path, other: &str| -> String {
+        let first = ok(rbuild(&root).arg("import").arg(source).arg(other)).stdout;
+        std::thread::sleep(Duration::from_millis(1100));
+        let second = ok(rbuild(&dir.join(other))
+            .arg("import")
+            .arg(source)
+            .arg(other))
+        .stdout;
+        assert_eq!(first, second, "{} imported twice", source.display());
+        let inspect = ok(rbuild(&root).args(["inspect", other]));
+        let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
+        assert_eq!(info[0]["config"]["created"], "2024-03-04T05:06:07Z");
+        first
+    };
+    let first = twice(&rootfs, "a");
     // A tarball of it too.
     let tarball = dir.join("rootfs.tar");
     ok(crate::support::tool("tar", "tar")
@@ -640,17 +644,7 @@ fn importing_the_same_tree_twice_gives_the_same_image() {
         .arg("-cf")
         .arg(&tarball)
         .arg("."));
-    let first = ok(rbuild(&root).arg("import").arg(&tarball).arg("t")).stdout;
-    std::thread::sleep(Duration::from_millis(1100));
-    let second = ok(rbuild(&dir.join("third"))
-        .arg("import")
-        .arg(&tarball)
-        .arg("t"))
-    .stdout;
-    assert_eq!(first, second, "the same tarball imported twice");
-    let inspect = ok(rbuild(&root).args(["inspect", "t"]));
-    let info: Value = serde_json::from_str(&inspect.stdout).unwrap();
-    assert_eq!(info[0]["config"]["created"], "2024-03-04T05:06:07Z");
+    twice(&tarball, "t");
     // SOURCE_DATE_EPOCH still decides when given, clamping newer files.
     let clamped = ok(rbuild(&root)
         .env("SOURCE_DATE_EPOCH", "1700000000")
