@@ -195,7 +195,11 @@ pub fn find_image(
         return Ok((None, descriptor));
     }
     let name = crate::names::normalize_name(arg)?;
-    Err(rbuild_cache::StoreError::NotFound { name }.into())
+    let err = anyhow::Error::new(rbuild_cache::StoreError::NotFound { name });
+    Err(match crate::missing::closest_image(store, arg) {
+        Some(best) => err.context(crate::report::Hint(format!("did you mean {best}?"))),
+        None => err,
+    })
 }
 
 /// The `SOURCE_DATE_EPOCH` value, if set.

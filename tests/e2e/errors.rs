@@ -151,6 +151,15 @@ fn run_of_a_missing_image_names_the_closest_local_one() {
         run.stderr
     );
     assert_eq!(lines.len(), 3, "{}", run.stderr);
+    // The commands that only look in the store say the same.
+    for command in ["inspect", "rmi", "save"] {
+        let run = fails(env.rbuild().args([command, "myap"]));
+        assert_eq!(
+            run.stderr,
+            "error: no image named docker.io/library/myap:latest in the store\nhint: did you mean myapp?\n",
+            "rbuild {command}"
+        );
+    }
 }
 
 #[test]
