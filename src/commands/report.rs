@@ -324,8 +324,9 @@ fn archive_without_prefix(arg: &str) -> anyhow::Error {
     ))
 }
 
-/// `docker` or `oci` when `path` is a tar (plain, gzip or zstd) holding `manifest.json` or
-/// `oci-layout` at its top; `None` otherwise. Reads at most the first entries' headers.
+/// `docker` when `path` is a tar (plain, gzip or zstd) holding `manifest.json` at its top
+/// (docker's own, which may hold an OCI layout too), `oci` when it holds only `oci-layout` or
+/// `index.json`; `None` otherwise. Reads at most 64 entries.
 fn archive_kind(path: &Path) -> Option<&'static str> {
     let mut file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
     let head = std::io::BufRead::fill_buf(&mut file).ok()?.to_vec();
@@ -337,16 +338,17 @@ fn archive_kind(path: &Path) -> Option<&'static str> {
         Box::new(file)
     };
     let mut archive = tar::Archive::new(reader);
+    let mut oci = false;
     for entry in archive.entries().ok()?.take(64) {
-        let entry = entry.ok()?;
-        let name = entry.path().ok()?.to_string_lossy().into_owned();
-        match name.trim_start_matches("./") {
+        let Ok(entry) = entry else { break };
+        let Ok(name) = entry.path() else { continue };
+        match name.to_string_lossy().trim_start_matches("./") {
             "manifest.json" => return Some("docker"),
-            "oci-layout" | "index.json" => return Some("oci"),
+            "oci-layout" | "index.json" => oci = true,
             _ => {}
         }
     }
-    None
+    oci.then_some("oci")
 }
 
 /// Loads the archive into a temporary store (verifying every blob), then reads it there.
