@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod diskfull;
 mod dockerfiles;
+mod expansion;
 mod layers;
 mod registry;
 mod sandbox;
