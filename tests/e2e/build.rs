@@ -184,6 +184,63 @@ RUN echo "$FLAVOR|$FLAVOR2" > /seen2
     );
 }
 
+/// As BuildKit: a stage built `FROM` another stage goes on with the ARG values in effect at
+/// the end of it (in RUN's environment, in expansion, in RUN history), and an ARG declared
+/// after an ENV of the same name is what the following steps see, while the image config
+/// keeps the ENV value.
+#[test]
+fn child_stages_inherit_args_and_a_later_arg_overrides_env_for_steps() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        r#"FROM {BASE} AS base
+ARG VERSION=1.2
+ARG CHANNEL
+ENV MODE=env-mode
+ARG MODE=arg-mode
+RUN echo "$MODE" > /mode
+FROM base AS child
+RUN echo "$VERSION|$CHANNEL|$MODE" > /inherited
+ENV LABEL_VALUE=v$VERSION
+FROM base AS other
+ARG VERSION=2.0
+RUN echo "$VERSION" > /redeclared
+FROM child
+COPY --from=other /redeclared /redeclared
+"#
+    ));
+    env.build(&["-t", "inherit", "--build-arg", "CHANNEL=beta"]);
+    assert_eq!(
+        env.sh(
+            "inherit",
+            "cat /mode /inherited /redeclared; echo $LABEL_VALUE $MODE"
+        ),
+        "arg-mode\n1.2|beta|arg-mode\n2.0\nv1.2 env-mode\n"
+    );
+    let config = env.config("inherit");
+    let env_list = config["config"]["Env"].as_array().unwrap();
+    assert!(env_list.contains(&json!("MODE=env-mode")), "{env_list:?}");
+    assert!(
+        !env_list
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("VERSION=")),
+        "build args stay out of the config: {env_list:?}"
+    );
+    let created: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .filter(|c| c.starts_with("RUN "))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            r#"RUN |3 VERSION=1.2 CHANNEL=beta MODE=arg-mode /bin/sh -c echo "$MODE" > /mode"#,
+            r#"RUN |3 VERSION=1.2 CHANNEL=beta MODE=arg-mode /bin/sh -c echo "$VERSION|$CHANNEL|$MODE" > /inherited"#,
+        ]
+    );
+}
+
 #[test]
 fn config_instructions_are_kept_in_the_image_config() {
     let env = BuildEnv::new();

@@ -792,6 +792,8 @@ struct StageWork {
     deps: Vec<(usize, Span)>,
     /// ARG names declared in the stage (for the unused build-arg check).
     declared: Vec<String>,
+    /// The step environment and build args that stages built `FROM` this one start with.
+    inherited: scope::Inherited,
     error: Option<PlanError>,
 }
 
@@ -1400,6 +1402,7 @@ impl<'a> Planner<'a> {
             steps: Vec::new(),
             deps: Vec::new(),
             declared: Vec::new(),
+            inherited: scope::Inherited::default(),
             error: None,
         };
         if let Err(e) = self.eval_stage_inner(
@@ -1454,6 +1457,7 @@ impl<'a> Planner<'a> {
         let base_stage = ctx.by_name.get(&lower).copied().filter(|&b| b < index);
         let mut base = StageImage::default();
         let mut base_image_name = None;
+        let mut inherited = None;
         if let Some(b) = base_stage {
             let base_work = &done[b];
             if let Some(e) = &base_work.error {
@@ -1462,6 +1466,7 @@ impl<'a> Planner<'a> {
             work.base = StageBase::Stage { index: b };
             work.platform = explicit_platform.unwrap_or_else(|| base_work.platform.clone());
             base = base_work.image.clone();
+            inherited = Some(base_work.inherited.clone());
             work.base_config = base_work.base_config;
         } else if lower == "scratch" {
             work.base = StageBase::Scratch;
@@ -1482,7 +1487,12 @@ impl<'a> Planner<'a> {
         }
         // The inherited config and history are this stage's own copy.
         ctx.charge(limits::image_weight(&base), span)?;
-        let mut scope = Scope::new(base);
+        // A stage built FROM another stage goes on with its step environment and build
+        // args (BuildKit's state), an image base with its config's ENV.
+        let mut scope = match inherited {
+            Some(i) => Scope::inherit(base, i),
+            None => Scope::new(base),
+        };
         if scope.environment_size() > MAX_ENVIRONMENT {
             return Err(PlanError::at(
                 PlanErrorKind::BaseEnvironmentTooLarge {
@@ -1526,6 +1536,7 @@ impl<'a> Planner<'a> {
         for ins in trigger_instrs.iter().chain(body.iter().copied()) {
             self.eval_instruction(ctx, global_args, index, ins, &mut scope, work)?;
         }
+        work.inherited = scope.inherited();
         work.image = scope.image;
         Ok(())
     }
@@ -1575,7 +1586,8 @@ impl<'a> Planner<'a> {
                         Some(v) => format!("{name}={v}"),
                         None => name.clone(),
                     });
-                    scope.args.declare(name.clone(), value);
+                    let env = !PROXY_ARGS.contains(&name.as_str());
+                    scope.declare_arg(name, value, env);
                     check_environment(scope.environment_size(), name, STAGE_ENV, span)?;
                 }
                 config_step(scope, work, format!("ARG {}", shown.join(" ")))?;
@@ -1831,23 +1843,16 @@ impl<'a> Planner<'a> {
                 )
             }
         };
-        // The environment: image ENV, then ARGs in scope that ENV does not set.
-        let mut env = config.env.clone();
+        // The environment: ENV and ARG values in the order they were set (BuildKit's
+        // state environment); proxy variables go apart, out of the cache key and history.
+        let env = scope.step_env();
+        let history_args = scope.history_args(&|k| PROXY_ARGS.contains(&k));
         let mut proxy_env = Vec::new();
-        let mut history_args = Vec::new();
         for (k, v) in scope.args.iter() {
-            if PROXY_ARGS.contains(&k) {
-                if let Some(v) = v {
-                    proxy_env.push(format!("{k}={v}"));
-                }
-                continue;
-            }
-            let set = scope.env_get(k);
-            history_args.push(format!("{k}={}", set.or(v).unwrap_or_default()));
-            if set.is_none()
+            if PROXY_ARGS.contains(&k)
                 && let Some(v) = v
             {
-                env.push(format!("{k}={v}"));
+                proxy_env.push(format!("{k}={v}"));
             }
         }
         for p in PROXY_ARGS {

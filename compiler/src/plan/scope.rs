@@ -1,7 +1,12 @@
-//! The variables in scope while a stage is evaluated: the image's ENV and the declared
-//! ARGs. Every lookup and update takes constant time, so a stage with hundreds of
-//! thousands of ENV or ARG instructions plans in linear time, and the environment's size
-//! is kept as it changes (for [`super::limits::MAX_ENVIRONMENT`]).
+//! The variables in scope while a stage is evaluated: the image's ENV, the declared ARGs,
+//! and the environment that steps see. Every lookup and update takes constant time, so a
+//! stage with hundreds of thousands of ENV or ARG instructions plans in linear time, and
+//! the environment's size is kept as it changes (for [`super::limits::MAX_ENVIRONMENT`]).
+//!
+//! As in BuildKit, ENV and ARG (with a value) both set the step environment, in the order
+//! they come: a later `ARG X=1` after `ENV X=2` is what a following RUN sees and what later
+//! instructions expand, while the image config's Env keeps the ENV value. A stage built
+//! `FROM` another stage starts with that stage's step environment and build args.
 
 use std::collections::HashMap;
 
@@ -72,6 +77,16 @@ impl ArgList {
     }
 }
 
+/// What a stage hands to the stages built `FROM` it: its step environment and build args.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Inherited {
+    /// The step environment (every value is `Some`).
+    pub(crate) env: ArgList,
+    /// The names of the build args declared so far, each once, in the order first
+    /// declared (RUN history lists them so).
+    pub(crate) build_args: Vec<String>,
+}
+
 /// The scope of one stage being evaluated.
 pub(crate) struct Scope {
     pub(crate) image: StageImage,
@@ -80,8 +95,14 @@ pub(crate) struct Scope {
     env_index: HashMap<String, usize>,
     /// `NAME=value` bytes of `image.config.env`.
     env_bytes: usize,
-    /// Declared ARGs with values.
+    /// ARGs declared in this stage, with their values.
     pub(crate) args: ArgList,
+    /// The environment steps see and instructions expand, in the order of the last
+    /// assignment of each name (BuildKit's state environment).
+    step_env: ArgList,
+    /// Build args declared here or inherited, in first-declared order.
+    build_args: Vec<String>,
+    build_arg_set: std::collections::HashSet<String>,
     pub(crate) cmd_set: bool,
 }
 
@@ -92,6 +113,23 @@ fn split_entry(kv: &str) -> (&str, &str) {
 impl Scope {
     /// The scope of a stage starting from `image` (its base's config and history).
     pub(crate) fn new(image: StageImage) -> Self {
+        let mut step_env = ArgList::default();
+        for kv in &image.config.env {
+            let (k, v) = split_entry(kv);
+            step_env.declare(k.to_owned(), Some(v.to_owned()));
+        }
+        Self::inherit(
+            image,
+            Inherited {
+                env: step_env,
+                build_args: Vec::new(),
+            },
+        )
+    }
+
+    /// The scope of a stage built `FROM` another stage: `image` is that stage's image,
+    /// `from` its step environment and build args.
+    pub(crate) fn inherit(image: StageImage, from: Inherited) -> Self {
         let mut env_index = HashMap::with_capacity(image.config.env.len());
         let mut env_bytes = 0;
         for (i, kv) in image.config.env.iter().enumerate() {
@@ -103,8 +141,49 @@ impl Scope {
             env_index,
             env_bytes,
             args: ArgList::default(),
+            step_env: from.env,
+            build_arg_set: from.build_args.iter().cloned().collect(),
+            build_args: from.build_args,
             cmd_set: false,
         }
+    }
+
+    /// What stages built `FROM` this one start with.
+    pub(crate) fn inherited(&self) -> Inherited {
+        Inherited {
+            env: self.step_env.clone(),
+            build_args: self.build_args.clone(),
+        }
+    }
+
+    /// Declares ARG `name` with its value; a value enters the step environment unless
+    /// `env` is false (proxy variables, which steps get apart from it).
+    pub(crate) fn declare_arg(&mut self, name: &str, value: Option<String>, env: bool) {
+        if env && let Some(v) = &value {
+            self.step_env.declare(name.to_owned(), Some(v.clone()));
+        }
+        if self.build_arg_set.insert(name.to_owned()) {
+            self.build_args.push(name.to_owned());
+        }
+        self.args.declare(name.to_owned(), value);
+    }
+
+    /// The step environment as `NAME=value` entries.
+    pub(crate) fn step_env(&self) -> Vec<String> {
+        self.step_env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The build args as RUN history shows them (`NAME=value`, the value steps see, empty
+    /// when there is none), without those `skip` names.
+    pub(crate) fn history_args(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        self.build_args
+            .iter()
+            .filter(|k| !skip(k))
+            .map(|k| format!("{k}={}", self.step_env.get(k).flatten().unwrap_or_default()))
+            .collect()
     }
 
     /// The value of ENV `name`.
@@ -113,8 +192,11 @@ impl Scope {
         Some(split_entry(&self.image.config.env[i]).1)
     }
 
-    /// Sets ENV `name=value`, replacing an earlier value in place.
+    /// Sets ENV `name=value`, replacing an earlier value in place (and in the step
+    /// environment).
     pub(crate) fn env_set(&mut self, name: &str, value: &str) {
+        self.step_env
+            .declare(name.to_owned(), Some(value.to_owned()));
         let entry = format!("{name}={value}");
         self.env_bytes += entry.len();
         let env = &mut self.image.config.env;
@@ -130,18 +212,21 @@ impl Scope {
         }
     }
 
-    /// A variable as instructions see it: ENV wins over ARG; an ARG declared without a
-    /// value is unset.
+    /// A variable as instructions see it: the step environment (the last ENV or ARG
+    /// that set it), else an ARG kept out of it (a proxy variable); an ARG declared
+    /// without a value is unset.
     pub(crate) fn lookup(&self, name: &str) -> Option<&str> {
-        match self.env_get(name) {
-            Some(v) => Some(v),
+        match self.step_env.get(name) {
+            Some(v) => v,
             None => self.args.get(name).flatten(),
         }
     }
 
-    /// The environment's size: ENV entries and ARGs with values, in bytes.
+    /// The environment's size in bytes: the larger of the image's ENV entries and the
+    /// step environment (the few proxy variables kept out of it are bounded by the
+    /// expansion limits).
     pub(crate) fn environment_size(&self) -> usize {
-        self.env_bytes + self.args.bytes()
+        self.env_bytes.max(self.step_env.bytes())
     }
 }
 
@@ -186,14 +271,28 @@ mod tests {
         s.env_set("X", "33");
         s.env_set("NEW", "v");
         assert_eq!(s.image.config.env, ["PATH=/bin", "X=33", "X=2", "NEW=v"]);
-        s.args.declare("NEW".into(), Some("arg".into()));
-        s.args.declare("ONLY_ARG".into(), Some("a".into()));
-        assert_eq!(s.lookup("NEW"), Some("v"));
+        // A later ARG of the same name sets the step environment, not the image's.
+        s.declare_arg("NEW", Some("arg".into()), true);
+        s.declare_arg("ONLY_ARG", Some("a".into()), true);
+        s.declare_arg("NO_VALUE", None, true);
+        s.declare_arg("HTTP_PROXY", Some("p".into()), false);
+        assert_eq!(s.lookup("NEW"), Some("arg"));
+        assert_eq!(s.env_get("NEW"), Some("v"));
         assert_eq!(s.lookup("ONLY_ARG"), Some("a"));
-        let env: usize = s.image.config.env.iter().map(String::len).sum();
+        assert_eq!(s.lookup("NO_VALUE"), None);
+        assert_eq!(s.lookup("HTTP_PROXY"), Some("p"));
         assert_eq!(
-            s.environment_size(),
-            env + "NEW=arg".len() + "ONLY_ARG=a".len()
+            s.step_env(),
+            ["PATH=/bin", "X=33", "NEW=arg", "ONLY_ARG=a"],
+            "in the order of each name's last assignment"
         );
+        assert_eq!(
+            s.history_args(&|k| k == "HTTP_PROXY"),
+            ["NEW=arg", "ONLY_ARG=a", "NO_VALUE="]
+        );
+        // A child stage starts with both.
+        let child = Scope::inherit(s.image.clone(), s.inherited());
+        assert_eq!(child.lookup("ONLY_ARG"), Some("a"));
+        assert_eq!(child.history_args(&|_| false).len(), 4);
     }
 }
