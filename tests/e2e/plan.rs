@@ -112,3 +112,43 @@ fn errors_name_the_line_and_suggest_the_instruction() {
     );
     assert!(run.stderr.contains("missing"), "{}", run.stderr);
 }
+
+/// `rbuild plan` without the base image's config (it does no pulls) plans USER and WORKDIR
+/// that reference variables only the base image defines, and RUN mounts without a target,
+/// and says which variables the base's ENV may define.
+#[test]
+fn plan_without_the_base_config_marks_its_variables_unresolved() {
+    let dir = Dir::new();
+    dir.write(
+        "Dockerfile",
+        "FROM example.com/app-base:1\n\
+         USER $APP_USER\n\
+         WORKDIR $APP_HOME/src\n\
+         RUN --mount=type=cache make\n",
+    );
+    let run = ok(rbuild(dir.path())
+        .args(["plan", "--format", "json"])
+        .arg(dir.path()));
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan JSON");
+    let stage = &plan["stages"][0];
+    assert_eq!(stage["base_config"], "unresolved");
+    assert_eq!(
+        stage["unresolved_variables"],
+        serde_json::json!(["APP_HOME", "APP_USER"])
+    );
+    let exec = plan["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "exec")
+        .expect("the RUN");
+    assert_eq!(exec["cwd"], "/src");
+    assert_eq!(exec["mounts"][0]["target"], "/src");
+    let run = ok(rbuild(dir.path()).arg("plan").arg(dir.path()));
+    assert!(
+        run.stdout
+            .contains("$APP_HOME, $APP_USER may come from its ENV"),
+        "{}",
+        run.stdout
+    );
+}

@@ -475,6 +475,10 @@ pub struct StagePlan {
     pub built: bool,
     /// Whether the base config was known.
     pub base_config: BaseConfigState,
+    /// With an unresolved base config: the variables the stage uses that the Dockerfile
+    /// leaves unset and the base image's ENV may define (they expanded to nothing here),
+    /// sorted.
+    pub unresolved_variables: Vec<String>,
     /// Stages it needs (FROM, `--from`, mounts), sorted.
     pub depends_on: Vec<usize>,
     /// The ops of this stage, in order.
@@ -794,6 +798,8 @@ struct StageWork {
     declared: Vec<String>,
     /// The step environment and build args that stages built `FROM` this one start with.
     inherited: scope::Inherited,
+    /// See [`StagePlan::unresolved_variables`].
+    unresolved_variables: Vec<String>,
     error: Option<PlanError>,
 }
 
@@ -1362,6 +1368,7 @@ impl<'a> Planner<'a> {
                     platform: w.platform,
                     built: needed[i],
                     base_config: w.base_config,
+                    unresolved_variables: w.unresolved_variables,
                     depends_on,
                     ops: std::mem::take(&mut stage_ops[i]),
                     result: results[i],
@@ -1403,6 +1410,7 @@ impl<'a> Planner<'a> {
             deps: Vec::new(),
             declared: Vec::new(),
             inherited: scope::Inherited::default(),
+            unresolved_variables: Vec::new(),
             error: None,
         };
         if let Err(e) = self.eval_stage_inner(
@@ -1493,6 +1501,9 @@ impl<'a> Planner<'a> {
             Some(i) => Scope::inherit(base, i),
             None => Scope::new(base),
         };
+        if work.base_config == BaseConfigState::Unresolved {
+            scope.unresolved = Some(Default::default());
+        }
         if scope.environment_size() > MAX_ENVIRONMENT {
             return Err(PlanError::at(
                 PlanErrorKind::BaseEnvironmentTooLarge {
@@ -1537,6 +1548,9 @@ impl<'a> Planner<'a> {
             self.eval_instruction(ctx, global_args, index, ins, &mut scope, work)?;
         }
         work.inherited = scope.inherited();
+        if let Some(names) = scope.unresolved.take() {
+            work.unresolved_variables = names.into_inner().into_iter().collect();
+        }
         work.image = scope.image;
         Ok(())
     }
@@ -1642,16 +1656,9 @@ impl<'a> Planner<'a> {
                 config_step(scope, work, format!("SHELL {}", go_quote_list(shell)))?;
             }
             InstructionKind::Workdir(dir) => {
+                // A value that expands to nothing keeps the current directory, as in
+                // BuildKit.
                 let value = expand!(dir);
-                if value.is_empty() {
-                    return Err(PlanError::at(
-                        PlanErrorKind::EmptyValue {
-                            instruction: kw,
-                            what: "path",
-                        },
-                        span,
-                    ));
-                }
                 let cur = if scope.image.config.working_dir.is_empty() {
                     "/".to_string()
                 } else {
@@ -1668,16 +1675,8 @@ impl<'a> Planner<'a> {
                 record(ctx, scope, work, step, false)?;
             }
             InstructionKind::User(user) => {
+                // A value that expands to nothing is the default user, as in BuildKit.
                 let value = expand!(user);
-                if value.is_empty() {
-                    return Err(PlanError::at(
-                        PlanErrorKind::EmptyValue {
-                            instruction: kw,
-                            what: "user",
-                        },
-                        span,
-                    ));
-                }
                 scope.image.config.user = value.clone();
                 config_step(scope, work, format!("USER {value}"))?;
             }

@@ -104,6 +104,9 @@ pub(crate) struct Scope {
     build_args: Vec<String>,
     build_arg_set: std::collections::HashSet<String>,
     pub(crate) cmd_set: bool,
+    /// With an unresolved base config: the names instructions looked up and found unset,
+    /// which the base image's ENV may define.
+    pub(crate) unresolved: Option<std::cell::RefCell<std::collections::BTreeSet<String>>>,
 }
 
 fn split_entry(kv: &str) -> (&str, &str) {
@@ -145,6 +148,7 @@ impl Scope {
             build_arg_set: from.build_args.iter().cloned().collect(),
             build_args: from.build_args,
             cmd_set: false,
+            unresolved: None,
         }
     }
 
@@ -216,10 +220,16 @@ impl Scope {
     /// that set it), else an ARG kept out of it (a proxy variable); an ARG declared
     /// without a value is unset.
     pub(crate) fn lookup(&self, name: &str) -> Option<&str> {
-        match self.step_env.get(name) {
+        let found = match self.step_env.get(name) {
             Some(v) => v,
             None => self.args.get(name).flatten(),
+        };
+        if found.is_none()
+            && let Some(names) = &self.unresolved
+        {
+            names.borrow_mut().insert(name.to_owned());
         }
+        found
     }
 
     /// The environment's size in bytes: the larger of the image's ENV entries and the

@@ -317,6 +317,51 @@ fn entrypoint_resets_inherited_cmd() {
     );
 }
 
+/// USER and WORKDIR that expand to nothing keep the default user and the current directory,
+/// as BuildKit; without the base config, the variables its ENV may define are listed.
+#[test]
+fn user_and_workdir_may_expand_to_nothing() {
+    let text = "FROM base\nWORKDIR /srv\nUSER $APP_USER\nWORKDIR $APP_HOME\nRUN id\n";
+    let p = plan(text);
+    let stage = &p.stages[0];
+    assert_eq!(stage.base_config, BaseConfigState::Unresolved);
+    assert_eq!(stage.unresolved_variables, ["APP_HOME", "APP_USER"]);
+    assert_eq!(stage.image.config.user, "");
+    assert_eq!(stage.image.config.working_dir, "/srv");
+    let history: Vec<&str> = stage
+        .image
+        .history
+        .iter()
+        .map(|h| h.created_by.as_str())
+        .collect();
+    assert_eq!(
+        history[..3],
+        ["WORKDIR /srv", "USER ", "WORKDIR /srv"],
+        "{history:?}"
+    );
+    assert!(
+        render_text(&p).contains("$APP_HOME, $APP_USER may come from its ENV"),
+        "{}",
+        render_text(&p)
+    );
+    // With the base config, they are its values, and nothing is unresolved.
+    let bases = BTreeMap::from([(
+        "base".to_string(),
+        ImageConfig {
+            env: vec!["APP_USER=app".into(), "APP_HOME=/home/app".into()],
+            ..Default::default()
+        },
+    )]);
+    let p = Planner::new(&Simple, &Triggers)
+        .with_bases(&bases)
+        .plan(&dockerfile(text), '\\', &PlanOptions::default())
+        .unwrap();
+    let stage = &p.stages[0];
+    assert!(stage.unresolved_variables.is_empty());
+    assert_eq!(stage.image.config.user, "app");
+    assert_eq!(stage.image.config.working_dir, "/home/app");
+}
+
 #[test]
 fn heredocs_in_run_and_copy() {
     let text = "FROM scratch\nRUN <<EOF\n#!/bin/sh\necho script\nEOF\nRUN <<EOF\necho plain\nEOF\nCOPY <<CONF /etc/app.conf\nname=$NAME\nCONF\n";
