@@ -157,14 +157,16 @@ impl WordExpander for ShellExpander {
     fn expand_heredoc(
         &self,
         body: &str,
-        escape: char,
+        _escape: char,
         lookup: Lookup<'_>,
         budget: &mut Budget,
     ) -> Result<String, ExpandError> {
-        // BuildKit expands heredoc bodies with quotes and escapes left as written.
-        let r = lexer(escape, budget)
-            .raw_quotes(true)
-            .raw_escapes(true)
+        // As BuildKit expands the body of an unquoted COPY/ADD heredoc: quotes are
+        // ordinary characters, and a backslash (whatever the escape directive says)
+        // escapes the next character and is dropped: `\\` is `\`, `\$` is `$`, and a
+        // backslash before a line end leaves the line end alone.
+        let r = lexer('\\', budget)
+            .skip_process_quotes(true)
             .process_word(body, lookup)
             .map_err(expand_error);
         spend(budget, &r, |e| e.work);

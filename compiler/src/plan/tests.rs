@@ -362,6 +362,38 @@ fn user_and_workdir_may_expand_to_nothing() {
     assert_eq!(stage.image.config.working_dir, "/home/app");
 }
 
+/// Unquoted COPY heredocs are expanded as BuildKit expands them: variables, and a
+/// backslash escapes the next character (`\\\\` is `\\`, `\\$` is `$`) even with another
+/// escape directive; quotes stay. Quoted heredocs keep every byte.
+#[test]
+fn copy_heredocs_process_escapes_unless_quoted() {
+    let body = "a\\\\b \\$X $X 'q' \"d\"\\\nnext\n";
+    for directive in ["", "# escape=`\n"] {
+        let text = format!(
+            "{directive}FROM scratch\nENV X=x\nCOPY <<EOF /plain\n{body}EOF\nCOPY <<\"EOF\" /quoted\n{body}EOF\n"
+        );
+        let p = crate::instructions::from_ast::plan_source(
+            &text,
+            &PlanOptions::default(),
+            &NoBaseConfigs,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let contents: Vec<String> = p
+            .ops
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OpKind::Copy(c) => c.sources[0].content.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            contents,
+            ["a\\b $X x 'q' \"d\"\nnext\n", body],
+            "{directive}"
+        );
+    }
+}
+
 #[test]
 fn heredocs_in_run_and_copy() {
     let text = "FROM scratch\nRUN <<EOF\n#!/bin/sh\necho script\nEOF\nRUN <<EOF\necho plain\nEOF\nCOPY <<CONF /etc/app.conf\nname=$NAME\nCONF\n";
