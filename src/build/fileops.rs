@@ -157,6 +157,7 @@ pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerReco
         add: copy.add,
         unpack: copy.unpack,
         link: copy.link,
+        limits: settings.limits,
     };
     let opts = diff_options(settings);
     store_layer(settings, |w| {

@@ -13,6 +13,7 @@ mod crash;
 mod diskfull;
 mod dockerfiles;
 mod layers;
+mod limits;
 mod registry;
 
 use std::io::Write as _;

@@ -1,0 +1,376 @@
+//! Inputs that are small on the wire and unbounded once read: names of thousands of bytes or
+//! hundreds of directories deep, a tar extension header that claims a gigabyte, gzip bombs,
+//! an endless stdin. Every reader of layers and archives (`report`, `run`, `load`, build
+//! outputs, ADD) stops at the same limits with an error naming the layer or archive and the
+//! limit crossed, in bounded memory and time.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rbuild_test_support::Registry;
+
+use crate::layers::{bomb, pulled};
+use crate::support::{self, Dir, Run, rbuild};
+use crate::{Blob, gzip, push_layout, sha256, write_layout};
+
+/// The documented limits (SECURITY.md, "Resource limits against bombs").
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_PATH_DEPTH: usize = 256;
+
+/// A tar of `names` (a name ending in `/` is a directory, any other an empty file), written
+/// as the `tar` crate writes GNU archives: names past 100 bytes go into GNU long-name
+/// entries.
+fn gnu_tar(names: &[String]) -> Vec<u8> {
+    let mut b = ::tar::Builder::new(Vec::new());
+    for name in names {
+        let mut h = ::tar::Header::new_gnu();
+        let dir = name.ends_with('/');
+        h.set_entry_type(if dir {
+            ::tar::EntryType::Directory
+        } else {
+            ::tar::EntryType::Regular
+        });
+        h.set_mode(if dir { 0o755 } else { 0o644 });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        b.append_data(&mut h, name, std::io::empty())
+            .expect("tar entry");
+    }
+    b.into_inner().expect("tar")
+}
+
+/// Directories `d/d/.../d/` nested `depth` deep, each an entry of its own.
+fn nested(depth: usize) -> Vec<String> {
+    (1..=depth).map(|n| "d/".repeat(n)).collect()
+}
+
+/// Hostile layers whose every name fits in a few hundred kilobytes, and what the error says
+/// about each: (what, tar, needle).
+fn deep_layers() -> Vec<(&'static str, Vec<u8>, String)> {
+    let components = 100_000;
+    let long = format!("{}f", "a/".repeat(components));
+    vec![
+        (
+            "directories nested past the depth limit",
+            gnu_tar(&nested(MAX_PATH_DEPTH + 44)),
+            format!(
+                "has {} path components, more than the {MAX_PATH_DEPTH} allowed",
+                MAX_PATH_DEPTH + 1
+            ),
+        ),
+        (
+            "a name longer than the path limit",
+            gnu_tar(&[format!("{}/f", "x".repeat(4998))]),
+            format!("has a name of 5000 bytes, more than the {MAX_PATH_BYTES} allowed"),
+        ),
+        (
+            "one entry 100,000 components deep",
+            gnu_tar(std::slice::from_ref(&long)),
+            format!(
+                "has a name of {} bytes, more than the {MAX_PATH_BYTES} allowed",
+                long.len()
+            ),
+        ),
+    ]
+}
+
+/// What an extension-header bomb claims.
+const CLAIMED: u64 = 1 << 30;
+
+/// A gzip layer that opens with a GNU long-name header claiming [`CLAIMED`] bytes, all of
+/// them sent (zeros): a tar reader that takes the name whole holds a gigabyte.
+fn long_name_bomb() -> Blob {
+    let mut h = ::tar::Header::new_gnu();
+    h.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(::tar::EntryType::GNULongName);
+    h.set_mode(0o644);
+    h.set_size(CLAIMED);
+    h.set_cksum();
+    let chunk = 16 << 20;
+    bomb(
+        false,
+        h.as_bytes(),
+        chunk,
+        (CLAIMED / chunk as u64) as usize + 1,
+    )
+}
+
+/// The error a long-name bomb must give.
+fn bomb_needle() -> String {
+    format!("a GNU long name of {CLAIMED} bytes, more than the 1048576 allowed")
+}
+
+/// `cmd` with its data segment limited to 512 MiB (`prlimit --data`): a reader that holds a
+/// hostile header whole dies instead of reporting the limit.
+fn memory_limited(cmd: &Command) -> Command {
+    let mut limited = support::tool("prlimit", "util-linux");
+    limited
+        .arg(format!("--data={}", 512u64 << 20))
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => limited.env(k, v),
+            None => limited.env_remove(k),
+        };
+    }
+    limited.stdin(Stdio::null());
+    limited
+}
+
+/// Runs `cmd`; asserts it failed with `code` within `limit` and that stderr holds `needles`.
+fn refused_in(cmd: &mut Command, code: i32, limit: Duration, needles: &[&str]) -> Run {
+    let started = Instant::now();
+    let run = support::finish_cmd(cmd);
+    assert_eq!(run.code, code, "{cmd:?}:\n{}", run.stderr);
+    for n in needles {
+        assert!(
+            run.stderr.contains(n),
+            "the error does not say {n:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        started.elapsed() < limit,
+        "{cmd:?} took {:?}",
+        started.elapsed()
+    );
+    run
+}
+
+/// An OCI archive holding an image of `layers`.
+fn oci_archive(dir: &Dir, layers: &[&Blob]) -> PathBuf {
+    let layout = dir.mkdir("layout");
+    write_layout(&layout, layers);
+    let mut b = ::tar::Builder::new(Vec::new());
+    b.append_dir_all(".", &layout).expect("tar the layout");
+    let bytes = b.into_inner().expect("tar");
+    std::fs::remove_dir_all(&layout).expect("remove layout");
+    dir.write("image.tar", bytes)
+}
+
+fn report(root: &Path, image: &str) -> Command {
+    let mut cmd = rbuild(root);
+    cmd.args(["report", "--format", "json", image]);
+    cmd
+}
+
+#[test]
+fn report_stops_at_path_and_size_limits() {
+    let minute = Duration::from_secs(60);
+    for (what, layer, needle) in deep_layers() {
+        let dir = Dir::new();
+        let layer = gzip(&layer);
+        let archive = oci_archive(&dir, &[&layer]);
+        let image = format!("oci-archive:{}", archive.display());
+        let digest = sha256(&layer.bytes);
+        let r = refused_in(
+            &mut report(&dir.join("store"), &image),
+            1,
+            minute,
+            &[&digest, &needle],
+        );
+        assert_eq!(r.stdout, "", "{what}: a report was written");
+    }
+
+    // A gzip bomb: past RBUILD_MAX_LAYER_SIZE, the layer is refused instead of read whole.
+    let mut h = ::tar::Header::new_gnu();
+    h.set_path("zeros").expect("path");
+    h.set_size(4 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let layer = bomb(false, h.as_bytes(), 16 << 20, 64);
+    let dir = Dir::new();
+    let archive = oci_archive(&dir, &[&layer]);
+    refused_in(
+        report(
+            &dir.join("store"),
+            &format!("oci-archive:{}", archive.display()),
+        )
+        .env("RBUILD_MAX_LAYER_SIZE", "16M"),
+        1,
+        minute,
+        &[
+            &sha256(&layer.bytes),
+            "larger than 16777216 bytes uncompressed",
+            "RBUILD_MAX_LAYER_SIZE",
+        ],
+    );
+
+    // A header that claims a gigabyte is refused before it is read, from a registry too.
+    let layer = long_name_bomb();
+    let registry = Registry::start();
+    let layout = Dir::new();
+    write_layout(layout.path(), &[&layer]);
+    let reference = push_layout(layout.path(), &registry, "hostile/bomb:latest");
+    let dir = Dir::new();
+    refused_in(
+        &mut memory_limited(&report(
+            &dir.join("store"),
+            &format!("docker://{reference}"),
+        )),
+        1,
+        minute,
+        &[&sha256(&layer.bytes), &bomb_needle()],
+    );
+}
+
+#[test]
+fn run_refuses_deep_paths_and_header_bombs() {
+    for (_, layer, needle) in deep_layers() {
+        pulled(&gzip(&layer)).refused(&[&needle]);
+    }
+    let p = pulled(&long_name_bomb());
+    refused_in(
+        &mut memory_limited(&p.cmd("true")),
+        125,
+        Duration::from_secs(60),
+        &[&format!("cannot unpack layer {}", p.layer), &bomb_needle()],
+    );
+    p.arena.assert_confined();
+}
+
+/// A build of `dockerfile` in a context holding `files`, with `root` as the store.
+fn build(root: &Path, dockerfile: &str, files: &[(&str, &[u8])]) -> (Dir, Command) {
+    let dir = Dir::new();
+    let ctx = dir.mkdir("ctx");
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    for (name, bytes) in files {
+        std::fs::write(ctx.join(name), bytes).expect("write context file");
+    }
+    let mut cmd = rbuild(root);
+    cmd.args(["build", "--progress", "plain", "--output"])
+        .arg(format!("type=tar,dest={}", dir.join("out.tar").display()))
+        .arg(&ctx);
+    (dir, cmd)
+}
+
+#[test]
+fn build_outputs_and_add_refuse_deep_paths_and_header_bombs() {
+    let minute = Duration::from_secs(60);
+    for (what, layer, needle) in deep_layers() {
+        // The final file system of an image whose base has the layer.
+        let p = pulled(&gzip(&layer));
+        let (dir, mut cmd) = build(&p.arena.root, &format!("FROM {}\n", p.reference), &[]);
+        refused_in(&mut cmd, 1, minute, &[&p.layer, &needle]);
+        assert!(
+            !dir.join("out.tar").exists(),
+            "{what}: an output was written"
+        );
+        // ADD of a local archive.
+        let store = Dir::new();
+        let (_dir, mut cmd) = build(
+            store.path(),
+            "FROM scratch\nADD hostile.tar /\n",
+            &[("hostile.tar", &layer)],
+        );
+        refused_in(&mut cmd, 1, minute, &["hostile.tar", &needle]);
+    }
+    let layer = long_name_bomb();
+    let p = pulled(&layer);
+    let (_dir, cmd) = build(&p.arena.root, &format!("FROM {}\n", p.reference), &[]);
+    refused_in(
+        &mut memory_limited(&cmd),
+        1,
+        minute,
+        &[&p.layer, &bomb_needle()],
+    );
+    let store = Dir::new();
+    let (_dir, cmd) = build(
+        store.path(),
+        "FROM scratch\nADD bomb.tar.gz /\n",
+        &[("bomb.tar.gz", &layer.bytes)],
+    );
+    refused_in(
+        &mut memory_limited(&cmd),
+        1,
+        minute,
+        &["bomb.tar.gz", &bomb_needle()],
+    );
+}
+
+/// The files of a store's blob and temp directories.
+fn leftovers(root: &Path) -> Vec<PathBuf> {
+    ["blobs/sha256", "tmp"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).into_iter().flatten())
+        .map(|e| e.expect("dir entry").path())
+        .collect()
+}
+
+#[test]
+fn load_refuses_long_member_names_header_bombs_and_endless_stdin() {
+    let minute = Duration::from_secs(60);
+    // An archive member with a name past the path limit.
+    let dir = Dir::new();
+    let name = format!("{}/manifest.json", "x".repeat(5000));
+    let mut b = ::tar::Builder::new(Vec::new());
+    let mut h = ::tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    b.append_data(&mut h, &name, &b"[]"[..]).expect("tar");
+    let archive = dir.write("long.tar", b.into_inner().expect("tar"));
+    let root = dir.join("store");
+    refused_in(
+        rbuild(&root).args(["load", "-i"]).arg(&archive),
+        1,
+        minute,
+        &[
+            &archive.display().to_string(),
+            &format!("a name of {} bytes", name.len()),
+        ],
+    );
+    assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
+
+    // A compressed archive that opens with a header claiming a gigabyte.
+    let bomb = dir.write("bomb.tar.gz", long_name_bomb().bytes);
+    refused_in(
+        &mut memory_limited(rbuild(&root).args(["load", "-i"]).arg(&bomb)),
+        1,
+        minute,
+        &[&bomb.display().to_string(), &bomb_needle()],
+    );
+    assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
+
+    // stdin that never ends: spooled only up to the limit.
+    let mut child = rbuild(&root)
+        .env("RBUILD_MAX_LAYER_SIZE", "16M")
+        .arg("load")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rbuild load");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let started = Instant::now();
+    // Gives up after 1 GiB, which a spool without a limit takes whole.
+    let writer = std::thread::spawn(move || {
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            if stdin.write_all(&zeros).is_err() {
+                return;
+            }
+        }
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let status = child.wait().expect("wait");
+    writer.join().expect("writer");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the archive read from stdin is larger than 16777216 bytes"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < minute);
+    assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
+}
