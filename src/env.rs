@@ -51,6 +51,10 @@ pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
 /// the command stops with an error naming the layer or archive (gzip/zstd bombs). The other
 /// limits ([`crate::limits`]) are fixed.
 pub const RBUILD_MAX_LAYER_SIZE: &str = "RBUILD_MAX_LAYER_SIZE";
+/// How many seconds a blob or manifest download may go without receiving
+/// [`STALL_PROGRESS_BYTES`](rbuild_registry::STALL_PROGRESS_BYTES) before it is ended as
+/// stalled (config `registry.stall_timeout`).
+pub const RBUILD_STALL_TIMEOUT: &str = "RBUILD_STALL_TIMEOUT";
 
 /// [`RBUILD_MAX_LAYER_SIZE`] from the environment, or its default.
 pub fn max_layer_size() -> anyhow::Result<u64> {

@@ -1,8 +1,9 @@
 //! Inputs that are small on the wire and unbounded once read: names of thousands of bytes or
 //! hundreds of directories deep, a tar extension header that claims a gigabyte, gzip bombs,
-//! an endless stdin. Every reader of layers and archives (`report`, `run`, `load`, build
-//! outputs, ADD) stops at the same limits with an error naming the layer or archive and the
-//! limit crossed, in bounded memory and time.
+//! an endless stdin, and registries that send a blob or a manifest a byte at a time. Every
+//! reader of layers and archives (`report`, `run`, `load`, build outputs, ADD) stops at the
+//! same limits with an error naming the layer or archive and the limit crossed, in bounded
+//! memory and time; a stalled transfer ends naming the blob and the registry, or resumes.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use rbuild_test_support::Registry;
 
 use crate::layers::{bomb, pulled};
+use crate::registry::{MANIFEST_TYPE, Response, Server, blob_of, image_of};
 use crate::support::{self, Dir, Run, rbuild};
 use crate::{Blob, gzip, push_layout, sha256, write_layout};
 
@@ -373,4 +375,177 @@ fn load_refuses_long_member_names_header_bombs_and_endless_stdin() {
     );
     assert!(started.elapsed() < minute);
     assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
+}
+
+/// Runs `cmd` for at most `limit` (killing it then, as a hung transfer would never end).
+fn within(cmd: &mut Command, limit: Duration) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rbuild");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            child.kill().expect("kill rbuild");
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "{cmd:?} still running after {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("wait");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A layer of 64 KiB that gzip cannot shrink.
+fn incompressible_layer() -> Blob {
+    let mut data = Vec::with_capacity(64 << 10);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < 64 << 10 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    gzip(&crate::tar(&[crate::Entry::file("noise", &data)]))
+}
+
+/// A registry serving a one-layer image whose layer `blob` answers (given the request and
+/// the layer's bytes); manifests and the config are served whole.
+fn registry_with(
+    blob: impl Fn(&crate::registry::Request, &[u8]) -> Response + Send + Sync + 'static,
+) -> (Server, String) {
+    let layer = incompressible_layer();
+    let digest = sha256(&layer.bytes);
+    let (manifest, blobs) = image_of(layer);
+    let d = digest.clone();
+    let server = Server::start("127.0.0.1", move |req| {
+        if req.path == "/v2/" {
+            return Response::new(200, "{}");
+        }
+        if req.path.contains("/manifests/") {
+            return Response::new(200, manifest.clone()).header("Content-Type", MANIFEST_TYPE);
+        }
+        match blob_of(&req.path) {
+            Some(b) if b == d => blob(req, &blobs[b]),
+            Some(b) => match blobs.get(b) {
+                Some(bytes) => Response::new(200, bytes.clone()),
+                None => Response::new(404, ""),
+            },
+            None => Response::new(404, ""),
+        }
+    });
+    (server, digest)
+}
+
+#[test]
+fn a_trickling_blob_ends_at_the_stall_timeout_naming_blob_and_registry() {
+    let (server, layer) = registry_with(|_, bytes| {
+        Response::new(200, bytes.to_vec()).trickle(0, Duration::from_secs(1))
+    });
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let started = Instant::now();
+    let r = within(
+        rbuild(&root)
+            .env("RBUILD_STALL_TIMEOUT", "1")
+            .arg("pull")
+            .arg(format!("{}/slow/image:latest", server.addr)),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("blob {layer}"))
+            && r.stderr.contains(&server.addr)
+            && r.stderr.contains("stalled"),
+        "{}",
+        r.stderr
+    );
+    // A few attempts of one second each, resumed without a backoff.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!support::verified_blobs(&root).contains(&layer["sha256:".len()..].to_owned()));
+}
+
+/// Where an open range (`bytes=N-`) starts.
+fn range_start(range: &str) -> usize {
+    range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .expect("an open range")
+}
+
+#[test]
+fn a_blob_that_stalls_once_resumes_with_a_range_request() {
+    let (server, layer) = registry_with(|req, bytes| match req.headers.get("range") {
+        // The first answer stops after 20 KiB (one byte a second from there).
+        None => Response::new(200, bytes.to_vec()).trickle(20 << 10, Duration::from_secs(1)),
+        Some(range) => {
+            let from = range_start(range);
+            Response::new(206, bytes[from..].to_vec()).header(
+                "Content-Range",
+                format!("bytes {from}-{}/{}", bytes.len() - 1, bytes.len()),
+            )
+        }
+    });
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let r = within(
+        rbuild(&root)
+            .env("RBUILD_STALL_TIMEOUT", "1")
+            .arg("pull")
+            .arg(format!("{}/slow/image:latest", server.addr)),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ranges: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|q| q.headers.get("range").cloned())
+        .collect();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    let from = range_start(&ranges[0]);
+    assert!((20 << 10..(20 << 10) + 16).contains(&from), "{from}");
+    assert!(support::verified_blobs(&root).contains(&layer["sha256:".len()..].to_owned()));
+}
+
+#[test]
+fn a_trickling_manifest_ends_at_the_stall_timeout_naming_it() {
+    let (manifest, _) = image_of(incompressible_layer());
+    let server = Server::start("127.0.0.1", move |req| {
+        if req.path == "/v2/" {
+            return Response::new(200, "{}");
+        }
+        Response::new(200, manifest.clone())
+            .header("Content-Type", MANIFEST_TYPE)
+            .trickle(10, Duration::from_secs(1))
+    });
+    let dir = Dir::new();
+    let reference = format!("{}/slow/image:latest", server.addr);
+    let started = Instant::now();
+    let r = within(
+        rbuild(&dir.join("store"))
+            .env("RBUILD_STALL_TIMEOUT", "2")
+            .arg("pull")
+            .arg(&reference),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("manifest {reference}")) && r.stderr.contains("stalled"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
