@@ -206,14 +206,19 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// A name for messages: quoted, cut when long.
-fn show(name: &[u8]) -> String {
+/// A name for messages, cut when long.
+fn shorten(name: &[u8]) -> String {
     let text = String::from_utf8_lossy(name);
     if text.chars().count() <= 96 {
-        return format!("{text:?}");
+        return text.into_owned();
     }
     let head: String = text.chars().take(48).collect();
-    format!("{:?}", format!("{head}..."))
+    format!("{head}...")
+}
+
+/// A name for messages: quoted, cut when long.
+fn show(name: &[u8]) -> String {
+    format!("{:?}", shorten(name))
 }
 
 /// Normalizes a tar path: no `./`, no leading or trailing `/`, no empty or `.` components.
@@ -300,7 +305,7 @@ pub fn scan_layer_with<'a>(
         }
         ScanError::Tar {
             layer: layer.to_string(),
-            after: last.to_string(),
+            after: shorten(last.as_bytes()),
             source,
         }
     };
