@@ -354,7 +354,7 @@ impl TarLimiter {
             .pax
             .as_deref()
             .filter(|_| !extension)
-            .and_then(|p| pax_value(p, b"size"))
+            .and_then(|p| pax_value(p, b"size", true))
             .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
         let size = pax_size.unwrap_or(header_size);
         if (ustar || gnu) && matches!(kind, b'L' | b'K' | b'x') {
@@ -411,7 +411,7 @@ impl TarLimiter {
         }
         let name = match (
             &long_name,
-            pax.as_deref().and_then(|p| pax_value(p, b"path")),
+            pax.as_deref().and_then(|p| pax_value(p, b"path", false)),
         ) {
             (Some(l), _) => strip_nul(l).to_vec(),
             (None, Some(p)) => p.to_vec(),
@@ -419,7 +419,8 @@ impl TarLimiter {
         };
         let link = match (
             &long_link,
-            pax.as_deref().and_then(|p| pax_value(p, b"linkpath")),
+            pax.as_deref()
+                .and_then(|p| pax_value(p, b"linkpath", false)),
         ) {
             (Some(l), _) => strip_nul(l).len(),
             (None, Some(p)) => p.len(),
@@ -521,21 +522,34 @@ fn checksum_ok(h: &[u8]) -> bool {
     numeric(&h[148..156]).is_some_and(|c| c == u64::from(sum))
 }
 
-/// The value of the first well-formed PAX record `key` (`LEN key=value\n`).
-fn pax_value<'a>(records: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    records.split(|&b| b == b'\n').find_map(|line| {
+/// The value of the first PAX record `key` (`LEN key=value\n`), read as the `tar` crate reads
+/// them: records end at an empty line; a malformed record is skipped, or ends the search when
+/// `strict` (the crate looks up `size` that way, and `path` and `linkpath` the other).
+fn pax_value<'a>(records: &'a [u8], key: &[u8], strict: bool) -> Option<&'a [u8]> {
+    for line in records.split(|&b| b == b'\n') {
         if line.is_empty() {
             return None;
         }
-        let space = line.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
-        if line.len() + 1 != len {
-            return None;
+        match pax_record(line) {
+            Some((k, v)) if k == key => return Some(v),
+            Some(_) => {}
+            None if strict => return None,
+            None => {}
         }
-        let record = &line[space + 1..];
-        let eq = record.iter().position(|&b| b == b'=')?;
-        (&record[..eq] == key).then(|| &record[eq + 1..])
-    })
+    }
+    None
+}
+
+/// One record line (without its newline) as (key, value).
+fn pax_record(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    let len: usize = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
+    if line.len() + 1 != len {
+        return None;
+    }
+    let record = &line[space + 1..];
+    let eq = record.iter().position(|&b| b == b'=')?;
+    Some((&record[..eq], &record[eq + 1..]))
 }
 
 /// A reader of an uncompressed tar stream that fails, with a [`LimitError`] inside the
@@ -643,12 +657,24 @@ mod tests {
     }
 
     #[test]
-    fn pax_records_are_well_formed() {
+    fn pax_records_are_read_as_the_tar_crate_reads_them() {
         let p = pax(&[("path", "a/b"), ("size", "12345678901")]);
-        assert_eq!(pax_value(&p, b"path"), Some(&b"a/b"[..]));
-        assert_eq!(pax_value(&p, b"size"), Some(&b"12345678901"[..]));
-        assert_eq!(pax_value(b"9 path=x\n", b"path"), Some(&b"x"[..]));
-        assert_eq!(pax_value(b"8 path=x\n", b"path"), None, "a wrong length");
+        assert_eq!(pax_value(&p, b"path", false), Some(&b"a/b"[..]));
+        assert_eq!(pax_value(&p, b"size", true), Some(&b"12345678901"[..]));
+        assert_eq!(pax_value(b"9 path=x\n", b"path", false), Some(&b"x"[..]));
+        assert_eq!(
+            pax_value(b"8 path=x\n", b"path", false),
+            None,
+            "a wrong length"
+        );
+        // A malformed record ends a strict search; an empty line ends any.
+        let mut p = b"3 x\n".to_vec();
+        p.extend(pax(&[("size", "7")]));
+        assert_eq!(pax_value(&p, b"size", true), None);
+        assert_eq!(pax_value(&p, b"size", false), Some(&b"7"[..]));
+        let mut p = b"\n".to_vec();
+        p.extend(pax(&[("path", "x")]));
+        assert_eq!(pax_value(&p, b"path", false), None);
     }
 
     #[test]
