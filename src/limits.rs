@@ -35,25 +35,34 @@ pub fn check_tar<'r>(limits: &Limits, tar: Box<dyn Read + 'r>) -> Box<dyn Read +
     Box::new(limits.reader(tar))
 }
 
-/// Whether `err` stopped at the layer size limit (a reader's own error, or a limiter's inside
-/// an I/O error).
+/// The limit a cause of an error names: a limiter's (also inside an I/O error), or one a
+/// reader's own error carries.
+fn limit_of<'e>(cause: &'e (dyn std::error::Error + 'static)) -> Option<&'e LimitError> {
+    use rbuild_cache::import::ImportError;
+    use rbuild_executor::fileop::FileOpError;
+    if let Some(limit) = cause.downcast_ref::<LimitError>() {
+        return Some(limit);
+    }
+    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        return LimitError::of(io);
+    }
+    match cause.downcast_ref::<FileOpError>() {
+        Some(FileOpError::ArchiveLimit { limit, .. }) => return Some(limit),
+        Some(_) => return None,
+        None => {}
+    }
+    match cause.downcast_ref::<ImportError>() {
+        Some(ImportError::Limit { limit, .. }) => Some(limit),
+        _ => None,
+    }
+}
+
+/// Whether `err` stopped at the layer size limit.
 fn crossed_layer_size(err: &anyhow::Error) -> bool {
     use rbuild_cache::archive::ArchiveError;
-    use rbuild_executor::fileop::FileOpError;
     use rbuild_report::scan::ScanError;
     err.chain().any(|cause| {
-        let limit = cause
-            .downcast_ref::<LimitError>()
-            .or_else(|| {
-                cause
-                    .downcast_ref::<std::io::Error>()
-                    .and_then(LimitError::of)
-            })
-            .or(match cause.downcast_ref::<FileOpError>() {
-                Some(FileOpError::ArchiveLimit { limit, .. }) => Some(limit),
-                _ => None,
-            });
-        matches!(limit, Some(LimitError::TooLarge { .. }))
+        matches!(limit_of(cause), Some(LimitError::TooLarge { .. }))
             || matches!(
                 cause.downcast_ref::<ArchiveError>(),
                 Some(ArchiveError::TooLarge { .. })

@@ -377,6 +377,69 @@ fn load_refuses_long_member_names_header_bombs_and_endless_stdin() {
     assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
 }
 
+#[test]
+fn import_and_a_build_context_from_stdin_keep_the_limits() {
+    let minute = Duration::from_secs(60);
+    let dir = Dir::new();
+    let root = dir.join("store");
+    // A tarball that expands past RBUILD_MAX_LAYER_SIZE, and one with too deep a name.
+    let mut h = ::tar::Header::new_gnu();
+    h.set_path("zeros").expect("path");
+    h.set_size(1 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let expanding = dir.write(
+        "rootfs.tar.gz",
+        bomb(false, h.as_bytes(), 16 << 20, 64).bytes,
+    );
+    refused_in(
+        rbuild(&root)
+            .env("RBUILD_MAX_LAYER_SIZE", "16M")
+            .arg("import")
+            .arg(&expanding)
+            .arg("bomb:latest"),
+        1,
+        minute,
+        &[
+            &expanding.display().to_string(),
+            "larger than 16777216 bytes uncompressed",
+            "RBUILD_MAX_LAYER_SIZE",
+        ],
+    );
+    let (_, deep, needle) = deep_layers().swap_remove(0);
+    let deep_tar = dir.write("deep.tar", &deep);
+    refused_in(
+        rbuild(&root)
+            .arg("import")
+            .arg(&deep_tar)
+            .arg("deep:latest"),
+        1,
+        minute,
+        &[&deep_tar.display().to_string(), &needle],
+    );
+    assert_eq!(leftovers(&root), Vec::<PathBuf>::new());
+
+    // `rbuild build -` with a context tar whose names are too deep.
+    let mut context = gnu_tar(&nested(MAX_PATH_DEPTH + 1));
+    context.truncate(context.len() - 1024);
+    let mut b = ::tar::Builder::new(context);
+    let mut h = ::tar::Header::new_gnu();
+    h.set_size(13);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "Dockerfile", &b"FROM scratch\n"[..])
+        .expect("tar");
+    let context = dir.write("context.tar", b.into_inner().expect("tar"));
+    let r = refused_in(
+        rbuild(&root)
+            .args(["build", "--progress", "plain", "-"])
+            .stdin(std::fs::File::open(&context).expect("open context")),
+        1,
+        minute,
+        &[&needle],
+    );
+    assert_eq!(r.stdout, "", "an image was built");
+}
+
 /// Runs `cmd` for at most `limit` (killing it then, as a hung transfer would never end).
 fn within(cmd: &mut Command, limit: Duration) -> Run {
     let mut child = cmd
