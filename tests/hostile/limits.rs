@@ -467,6 +467,17 @@ fn within(cmd: &mut Command, limit: Duration) -> Run {
     }
 }
 
+/// `rbuild pull REFERENCE` with a stall timeout of `seconds`, killed after a minute.
+fn pull_within_a_minute(root: &Path, reference: &str, seconds: u32) -> Run {
+    within(
+        rbuild(root)
+            .env("RBUILD_STALL_TIMEOUT", seconds.to_string())
+            .arg("pull")
+            .arg(reference),
+        Duration::from_secs(60),
+    )
+}
+
 /// A layer of 64 KiB that gzip cannot shrink.
 fn incompressible_layer() -> Blob {
     let mut data = Vec::with_capacity(64 << 10);
@@ -516,13 +527,7 @@ fn a_trickling_blob_ends_at_the_stall_timeout_naming_blob_and_registry() {
     let dir = Dir::new();
     let root = dir.join("store");
     let started = Instant::now();
-    let r = within(
-        rbuild(&root)
-            .env("RBUILD_STALL_TIMEOUT", "1")
-            .arg("pull")
-            .arg(format!("{}/slow/image:latest", server.addr)),
-        Duration::from_secs(60),
-    );
+    let r = pull_within_a_minute(&root, &format!("{}/slow/image:latest", server.addr), 1);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("blob {layer}"))
@@ -564,13 +569,7 @@ fn a_blob_that_stalls_once_resumes_with_a_range_request() {
     });
     let dir = Dir::new();
     let root = dir.join("store");
-    let r = within(
-        rbuild(&root)
-            .env("RBUILD_STALL_TIMEOUT", "1")
-            .arg("pull")
-            .arg(format!("{}/slow/image:latest", server.addr)),
-        Duration::from_secs(60),
-    );
+    let r = pull_within_a_minute(&root, &format!("{}/slow/image:latest", server.addr), 1);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ranges: Vec<String> = server
         .requests()
@@ -597,13 +596,7 @@ fn a_trickling_manifest_ends_at_the_stall_timeout_naming_it() {
     let dir = Dir::new();
     let reference = format!("{}/slow/image:latest", server.addr);
     let started = Instant::now();
-    let r = within(
-        rbuild(&dir.join("store"))
-            .env("RBUILD_STALL_TIMEOUT", "2")
-            .arg("pull")
-            .arg(&reference),
-        Duration::from_secs(60),
-    );
+    let r = pull_within_a_minute(&dir.join("store"), &reference, 2);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("manifest {reference}")) && r.stderr.contains("stalled"),
