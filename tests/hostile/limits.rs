@@ -14,7 +14,7 @@ use rbuild_test_support::Registry;
 
 use crate::layers::{bomb, pulled};
 use crate::registry::{MANIFEST_TYPE, Response, Server, blob_of, image_of};
-use crate::support::{self, Dir, Run, rbuild};
+use crate::support::{self, Dir, Run, ok, rbuild};
 use crate::{Blob, gzip, push_layout, sha256, write_layout};
 
 /// The documented limits (SECURITY.md, "Resource limits against bombs").
@@ -438,6 +438,51 @@ fn import_and_a_build_context_from_stdin_keep_the_limits() {
         &[&needle],
     );
     assert_eq!(r.stdout, "", "an image was built");
+}
+
+#[test]
+fn a_cache_import_skips_layers_past_the_size_limit() {
+    let dir = Dir::new();
+    let ctx = dir.mkdir("ctx");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY data /data\n").expect("write");
+    std::fs::write(ctx.join("data"), vec![7u8; 64 << 10]).expect("write");
+    let cache = dir.join("cache");
+    let build = |store: &str, cache_arg: &str, cache_spec: String| {
+        let mut cmd = rbuild(&dir.join(store));
+        cmd.args(["build", "--progress", "plain", cache_arg, &cache_spec])
+            .arg(&ctx);
+        cmd
+    };
+    ok(&mut build(
+        "a",
+        "--cache-to",
+        format!("type=local,dest={},mode=max", cache.display()),
+    ));
+    let from = format!("type=local,src={}", cache.display());
+    // A fetch of the 64 KiB layer would write it whole: past the limit, the record is left
+    // out and the step runs here.
+    let limited = ok(build("b", "--cache-from", from.clone()).env("RBUILD_MAX_LAYER_SIZE", "32K"));
+    assert!(
+        limited.stderr.contains(
+            "1 records name layers larger than 32768 bytes (RBUILD_MAX_LAYER_SIZE) and were ignored"
+        ),
+        "{}",
+        limited.stderr
+    );
+    assert_eq!(
+        support::ran(&support::steps(&limited.stderr)),
+        ["COPY data /data"],
+        "{}",
+        limited.stderr
+    );
+    // Within the limit, the same import is a cache hit.
+    let hit = ok(&mut build("c", "--cache-from", from));
+    assert_eq!(
+        support::ran(&support::steps(&hit.stderr)),
+        Vec::<String>::new(),
+        "{}",
+        hit.stderr
+    );
 }
 
 /// Runs `cmd` for at most `limit` (killing it then, as a hung transfer would never end).
