@@ -45,8 +45,8 @@ pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
 pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
 /// The largest uncompressed size of one layer that any command reads (`run`, `load`,
 /// `report`, a build's outputs), of what a compressed archive (`load`, `import`, `report`,
-/// ADD) expands to, and of an archive `load` or `build -` reads from stdin (bytes, or with a `K`, `M`, `G` or `T`
-/// suffix, powers of 1024); default
+/// ADD) expands to, and of an archive `load` or `build -` reads from stdin (bytes, or with a
+/// `K`, `M`, `G` or `T` suffix, powers of 1024); default
 /// [`DEFAULT_MAX_LAYER_BYTES`](rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES). Past it,
 /// the command stops with an error naming the layer or archive (gzip/zstd bombs). The other
 /// limits ([`crate::limits`]) are fixed.

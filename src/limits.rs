@@ -1,7 +1,7 @@
 //! The limits every reader of untrusted layers and archives keeps, as this process applies
 //! them: [`rbuild_compiler::limits::Limits`], with the layer size from
-//! [`crate::env::RBUILD_MAX_LAYER_SIZE`]. `load`, `run`, the build's ADD and outputs, and
-//! `report` all take them from [`get`].
+//! [`crate::env::RBUILD_MAX_LAYER_SIZE`]. `load`, `import`, `run`, `report` and the build (its
+//! context from stdin, ADD, outputs and cache imports) all take them from [`get`].
 
 use std::io::Read;
 
