@@ -89,6 +89,8 @@ pub struct Settings {
     pub cache_from: Vec<remote_cache::CacheImport>,
     /// `--cache-to`s.
     pub cache_to: Vec<remote_cache::CacheExport>,
+    /// What the layers and archives the build reads may hold (`RBUILD_MAX_LAYER_SIZE`).
+    pub limits: rbuild_compiler::limits::Limits,
 }
 
 impl Settings {
@@ -184,6 +186,7 @@ impl Settings {
             id_map,
             cache_from,
             cache_to,
+            limits: crate::limits::get()?,
         })
     }
 }

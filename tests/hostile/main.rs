@@ -14,6 +14,7 @@ mod diskfull;
 mod dockerfiles;
 mod expansion;
 mod layers;
+mod limits;
 mod registry;
 mod sandbox;
 mod text;
