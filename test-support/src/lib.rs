@@ -12,6 +12,14 @@
 
 #![forbid(unsafe_code)]
 
+mod debian;
+mod dockerd;
+mod imagefs;
+
+pub use debian::{DEBIAN_PATH, DebianBase, SUITE, apt_mirror, cache_dir};
+pub use dockerd::Dockerd;
+pub use imagefs::{FileEntry, FileKind, ImageArchive};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -276,6 +284,18 @@ impl BusyboxLayout {
     /// Builds the layout with an extra file of `extra_bytes` pseudo-random bytes in
     /// `/data.bin` (for transfer benchmarks and chunked uploads).
     pub fn build_with_extra(extra_bytes: u64) -> Self {
+        Self::build_from(extra_bytes, false)
+    }
+
+    /// Builds the layout with the top-level directories of Docker Hub's busybox image (/dev,
+    /// /etc with `root` and `nobody` in passwd and group, /home, /proc, /root, /sys, /tmp,
+    /// /usr, /var), so that a container runtime has its mount points and a step sees the
+    /// same tree on every builder.
+    pub fn build_with_root_dirs() -> Self {
+        Self::build_from(0, true)
+    }
+
+    fn build_from(extra_bytes: u64, root_dirs: bool) -> Self {
         let umoci = require_tool("umoci", "umoci");
         let busybox = require_tool("/bin/busybox", "busybox-static");
         let dir = tempfile::tempdir().expect("temp dir for the layout");
@@ -300,6 +320,9 @@ impl BusyboxLayout {
         }
         if extra_bytes > 0 {
             write_noise(&bundle.join("rootfs/data.bin"), extra_bytes);
+        }
+        if root_dirs {
+            write_root_dirs(&bundle.join("rootfs"));
         }
         run(Command::new(&umoci)
             .args(["repack", "--image", &img])
@@ -390,20 +413,53 @@ impl BusyboxLayout {
 
     /// `skopeo copy` of one tag of the layout to `registry`/`dest`.
     pub fn push_tag_with_skopeo(&self, tag: &str, registry: &Registry, dest: &str, format: Format) {
-        let skopeo = require_tool("skopeo", "skopeo");
-        let mut cmd = Command::new(skopeo);
-        cmd.args(["--insecure-policy", "copy", "--quiet"]);
-        cmd.args(registry.skopeo_flags("dest-"));
-        if format == Format::DockerV2s2 {
-            cmd.args(["--format", "v2s2"]);
-        }
-        if tag == "multi" {
-            cmd.arg("--all");
-        }
-        cmd.arg(format!("oci:{}:{tag}", self.path().display()));
-        cmd.arg(format!("docker://{}/{dest}", registry.host()));
-        run(&mut cmd);
+        skopeo_push(&self.path(), tag, registry, dest, format);
     }
+}
+
+/// `skopeo copy` of one tag of an OCI layout to `registry`/`dest` (with `--all` for the tag
+/// `multi`, an index).
+pub fn skopeo_push(layout: &Path, tag: &str, registry: &Registry, dest: &str, format: Format) {
+    let skopeo = require_tool("skopeo", "skopeo");
+    let mut cmd = Command::new(skopeo);
+    cmd.args(["--insecure-policy", "copy", "--quiet"]);
+    cmd.args(registry.skopeo_flags("dest-"));
+    if format == Format::DockerV2s2 {
+        cmd.args(["--format", "v2s2"]);
+    }
+    if tag == "multi" {
+        cmd.arg("--all");
+    }
+    cmd.arg(format!("oci:{}:{tag}", layout.display()));
+    cmd.arg(format!("docker://{}/{dest}", registry.host()));
+    run(&mut cmd);
+}
+
+fn write_root_dirs(rootfs: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (dir, mode) in [
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("var", 0o755),
+    ] {
+        let path = rootfs.join(dir);
+        std::fs::create_dir_all(&path).expect("create a root directory");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod a root directory");
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+    )
+    .expect("write /etc/passwd");
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnobody:x:65534:\n")
+        .expect("write /etc/group");
 }
 
 fn write_noise(path: &Path, mut len: u64) {
