@@ -484,3 +484,37 @@ fn write_noise(path: &Path, mut len: u64) {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The external conformance vectors (BuildKit's parser cases and others, kept outside the
+/// repository): `$RBUILD_CONFORMANCE_DIR`, or `../shared/conformance` beside the repository.
+///
+/// When they are missing, a test that needs them passes after printing one line that says how
+/// to run it, unless `CI` is set (to anything but `false` or `0`): CI requires them and the
+/// test fails. A `RBUILD_CONFORMANCE_DIR` that names no vectors always fails.
+pub fn conformance_dir(test: &str) -> Option<PathBuf> {
+    let has_vectors = |dir: &Path| dir.join("README.md").is_file();
+    if let Some(dir) = std::env::var_os("RBUILD_CONFORMANCE_DIR") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            has_vectors(&dir),
+            "{test}: RBUILD_CONFORMANCE_DIR={} holds no conformance vectors (no README.md)",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    if has_vectors(&dir) {
+        return Some(dir);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{test}: the conformance vectors are required in CI and are not at {} (set RBUILD_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    println!(
+        "{test}: skipped, no conformance vectors at {}; set RBUILD_CONFORMANCE_DIR to their folder to run it",
+        dir.display()
+    );
+    None
+}
