@@ -45,9 +45,12 @@ Dir::Cache::pkgcache \"\";
 Dir::Cache::srcpkgcache \"\";
 ";
 
-/// The directory the tests keep cached artefacts in: `$CARGO_TARGET_DIR/rbuild-test-cache`,
-/// or `target/rbuild-test-cache` in the workspace.
+/// The directory the tests keep cached artefacts in: `$RBUILD_TEST_CACHE`, else
+/// `$CARGO_TARGET_DIR/rbuild-test-cache`, else `target/rbuild-test-cache` in the workspace.
 pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RBUILD_TEST_CACHE") {
+        return PathBuf::from(dir);
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
