@@ -570,13 +570,6 @@ fn apt_get_install_on_debian() {
     );
 }
 
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_nanos()
-}
-
 #[test]
 fn heredocs_in_run_and_copy() {
     // The old BuildKit has no heredocs; it gets the files current BuildKit makes. Current
@@ -642,4 +635,223 @@ fn heredocs_in_run_and_copy() {
             write(ctx, "expected/TWO", "two $P\n", 0o644);
         },
     );
+}
+
+#[test]
+fn run_deletes_and_replaces_files() {
+    agree(
+        "whiteouts",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         RUN mkdir -p /d/sub && touch /d/a /d/sub/b /keep && ln -s /d /dl\n\
+                         RUN rm -rf /d && mkdir /d && touch /d/new && rm /bin/vi && rm /dl\n\
+                         RUN rm /keep && mkdir /keep && echo file > /home/f && rm -r /home && echo x > /home\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn copy_keeps_special_modes_and_hard_links() {
+    agree(
+        "modes",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\nCOPY . /c/\nCOPY suid /suid\n",
+            ..Case::default()
+        },
+        |ctx| {
+            write(ctx, "suid", "#!/bin/sh\n", 0o4755);
+            write(ctx, "sgid", "#!/bin/sh\n", 0o2750);
+            write(ctx, "none", "x", 0o000);
+            std::fs::create_dir_all(ctx.join("sticky")).expect("mkdir");
+            std::fs::set_permissions(ctx.join("sticky"), std::fs::Permissions::from_mode(0o1777))
+                .expect("chmod");
+            std::fs::create_dir_all(ctx.join("private/inner")).expect("mkdir");
+            write(ctx, "private/inner/f", "f", 0o600);
+            std::fs::set_permissions(ctx.join("private"), std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+            std::fs::hard_link(ctx.join("suid"), ctx.join("suid-hard")).expect("hard link");
+        },
+    );
+}
+
+#[test]
+fn entrypoint_resets_an_inherited_cmd() {
+    agree(
+        "entrypoint",
+        Case {
+            dockerfile: "FROM {BUSYBOX} AS a\nENTRYPOINT [\"echo\"]\n\
+                         FROM {BUSYBOX} AS b\nCMD [\"x\"]\nENTRYPOINT [\"echo\"]\n\
+                         FROM a\nHEALTHCHECK NONE\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn copy_through_symlinked_destination_dirs() {
+    agree(
+        "dest-symlink",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         RUN mkdir -p /real/dir && ln -s /real/dir /linkdir && ln -s real /rel\n\
+                         COPY a.txt /linkdir/\n\
+                         COPY b.txt /rel/dir/b.txt\n\
+                         COPY dir /linkdir/sub/\n\
+                         WORKDIR /linkdir/wd\n\
+                         COPY run.sh .\n",
+            ..Case::default()
+        },
+        files,
+    );
+}
+
+#[test]
+fn copy_from_a_stage_with_symlinks() {
+    agree(
+        "from-symlinks",
+        Case {
+            dockerfile: "FROM {BUSYBOX} AS Builder\n\
+                         WORKDIR /out\n\
+                         RUN echo t > target && ln -s target link && ln -s /out abslink && mkdir d && ln -s ../target d/up\n\
+                         FROM {BUSYBOX}\n\
+                         WORKDIR /app\n\
+                         COPY --from=builder out/link ./followed\n\
+                         COPY --from=builder /out/d ./d\n\
+                         COPY --from=builder /out/abslink/target ./via-abs\n\
+                         COPY --from=builder /out/ ./all/\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn named_users_in_chown_user_and_workdir() {
+    agree(
+        "named-users",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         COPY --chown=nobody a.txt /n1\n\
+                         COPY --chown=nobody:root a.txt /n2\n\
+                         COPY --chown=65534:nobody a.txt /n3\n\
+                         USER nobody\n\
+                         WORKDIR /made-by-nobody\n\
+                         RUN id > /tmp/id && cp /tmp/id ./id\n\
+                         USER root:nobody\n\
+                         RUN id > /id-root-nobody\n",
+            ..Case::default()
+        },
+        files,
+    );
+}
+
+#[test]
+fn run_mount_options() {
+    let id = format!("mount-options-cache-{}-{}", std::process::id(), unique());
+    let dockerfile = format!(
+        "FROM {{BUSYBOX}} AS src\n\
+         RUN mkdir /out && echo from-stage > /out/f\n\
+         FROM {{BUSYBOX}}\n\
+         RUN --mount=type=bind,from=src,source=/out,target=/m cat /m/f > /bound.txt\n\
+         RUN --mount=type=bind,source=.,target=/ctx,rw touch /ctx/new && ls /ctx > /rw.txt\n\
+         RUN --mount=type=cache,id={id},target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u:%g %a' /c > /cache-owner.txt\n\
+         RUN --mount=type=secret,id=tok,target=/s,mode=0400,uid=5 stat -c '%u:%g %a' /s > /secret-owner.txt\n\
+         RUN --mount=type=tmpfs,target=/tmp/t touch /tmp/t/x && ls /tmp/t > /tmpfs.txt\n"
+    );
+    agree(
+        "mount-options",
+        Case {
+            dockerfile: &dockerfile,
+            secrets: &[("tok", "s3cret")],
+            mount_stubs: &["m", "ctx", "c", "s", "tmp/t"],
+            ..Case::default()
+        },
+        files,
+    );
+}
+
+#[test]
+fn variable_expansion_forms() {
+    agree(
+        "expansion",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         ARG SET=value\n\
+                         ARG EMPTY=\n\
+                         ENV A=${SET:-d1} B=${UNSET:-d2} C=${SET:+alt} D=${UNSET:+alt} E=${EMPTY:-d3}\n\
+                         ENV G=\"$SET\" H='$SET' I=\\$SET J=${SET}x K=\"a b\"c\n\
+                         LABEL a=${SET:-x} b=\"${UNSET:-y z}\"\n\
+                         EXPOSE ${PORT:-8080}\n\
+                         WORKDIR /w/${SET}\n\
+                         RUN echo \"$A $B $C $D $E $G $H $I $J $K\" > /env.txt\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn target_and_args_in_from() {
+    agree(
+        "target",
+        Case {
+            dockerfile: "ARG BASE={BUSYBOX}\n\
+                         FROM $BASE AS one\nRUN echo one > /one\n\
+                         FROM one AS two\nRUN echo two > /two\n\
+                         FROM {BUSYBOX} AS three\nRUN echo three > /three\n",
+            flags: &["--target", "two"],
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn exec_form_and_custom_shell() {
+    agree(
+        "exec-form",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         ENV V=val\n\
+                         RUN [\"sh\", \"-c\", \"echo $V > /exec.txt\"]\n\
+                         RUN [\"sh\", \"-c\", \"echo \\\"$0\\\" > /exec-args.txt\", \"$V\"]\n\
+                         SHELL [\"/bin/sh\", \"-c\", \"echo \\\"$1\\\" >> /shell.log; eval \\\"$1\\\"\", \"arg0\"]\n\
+                         RUN echo via shell\n\
+                         CMD [\"echo\", \"$V\"]\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn unusual_names_and_sizes() {
+    let long = "n".repeat(150);
+    let deep = format!("{}/{}/{}", "d".repeat(90), "e".repeat(90), "f".repeat(90));
+    agree(
+        "names",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\nCOPY . /c/\nCOPY [\"with space.txt\", \"/spaced dir/\"]\nCOPY caf*.txt /glob/\n",
+            ..Case::default()
+        },
+        |ctx| {
+            write(ctx, "with space.txt", "s\n", 0o644);
+            write(ctx, "café.txt", "unicode\n", 0o644);
+            write(ctx, "empty", "", 0o644);
+            write(ctx, &long, "long name\n", 0o644);
+            write(ctx, &format!("{deep}/leaf"), "deep\n", 0o644);
+            write(ctx, "big.bin", &"0123456789abcdef".repeat(400_000), 0o644);
+            symlink(ctx, "long-link", &long);
+        },
+    );
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_nanos()
 }
