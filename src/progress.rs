@@ -1,11 +1,13 @@
 //! Transfer progress on stderr: one bar per blob (bytes, rate) on a terminal, plain lines
-//! otherwise, nothing with `--quiet`.
+//! otherwise, nothing with `--quiet`. Digests and repository names are validated before they
+//! get here; the retry text (a method and URL) has its control characters escaped.
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rbuild_compiler::text::escape_controls;
 use rbuild_registry::{ProgressEvent, ProgressFn};
 
 /// How progress is shown.
@@ -64,7 +66,10 @@ pub fn reporter(mode: Mode, verb: &'static str) -> Option<ProgressFn> {
                 what,
                 attempt,
                 delay,
-            } => eprintln!("retrying {what} (attempt {attempt} failed) in {delay:.1?}"),
+            } => eprintln!(
+                "retrying {} (attempt {attempt} failed) in {delay:.1?}",
+                escape_controls(what)
+            ),
             ProgressEvent::BlobBytes { .. } => {}
         })),
         Mode::Bars => {
@@ -111,7 +116,8 @@ pub fn reporter(mode: Mode, verb: &'static str) -> Option<ProgressFn> {
                         delay,
                     } => {
                         let _ = st.multi.println(format!(
-                            "retrying {what} (attempt {attempt} failed) in {delay:.1?}"
+                            "retrying {} (attempt {attempt} failed) in {delay:.1?}",
+                            escape_controls(what)
                         ));
                     }
                 }

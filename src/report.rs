@@ -3,7 +3,12 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use rbuild_compiler::text::escape_controls;
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 
 use crate::env;
 
@@ -22,9 +27,51 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        .fmt_fields(EscapedFields)
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// Formats a log event's fields as the default formatter does (`message key=value ...`),
+/// with control characters shown as escapes: log messages quote untrusted text too.
+struct EscapedFields;
+
+impl<'w> FormatFields<'w> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = FieldText::default();
+        fields.record(&mut visitor);
+        writer.write_str(&escape_controls(&visitor.0))
+    }
+}
+
+#[derive(Default)]
+struct FieldText(String);
+
+impl Visit for FieldText {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value:?}")
+        } else {
+            write!(self.0, "{}={value:?}", field.name())
+        };
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
 }
 
 /// A hint attached to an error with `anyhow::Context`-like chaining: rendered as `hint:`.
@@ -55,7 +102,8 @@ impl std::error::Error for Exit {}
 ///
 /// The first message is `error: ...`; each cause follows as `Caused by: ...`. A message
 /// that spans several lines (a Dockerfile diagnostic with its source line and caret) is
-/// printed as it is.
+/// printed as it is. Messages quote names from layers, registries' answers and step output:
+/// their control characters are shown as escapes ([`escape_controls`]).
 pub fn render_error(err: &anyhow::Error) -> ExitCode {
     let mut out = std::io::stderr().lock();
     let mut code = 1;
@@ -81,6 +129,7 @@ pub fn render_error(err: &anyhow::Error) -> ExitCode {
             continue;
         }
         let text = cause.to_string();
+        let text = escape_controls(&text);
         if first {
             let _ = writeln!(out, "error: {text}");
             first = false;
@@ -89,7 +138,7 @@ pub fn render_error(err: &anyhow::Error) -> ExitCode {
         }
     }
     for hint in hints {
-        let _ = writeln!(out, "hint: {hint}");
+        let _ = writeln!(out, "hint: {}", escape_controls(&hint));
     }
     ExitCode::from(code)
 }

@@ -8,3 +8,4 @@ pub mod instructions;
 pub mod parser;
 pub mod plan;
 pub mod shell;
+pub mod text;

@@ -1310,7 +1310,7 @@ pub fn write_layer(
     root: &mut PreparedRoot,
     opts: &crate::diff::DiffOptions,
     id_map: &IdMap,
-    mut out: impl io::Write,
+    out: impl io::Write,
 ) -> Result<crate::diff::LayerInfo, SandboxError> {
     let step = root.mountpoint.clone();
     let layer_err = |message: String| SandboxError::Layer {
@@ -1334,46 +1334,89 @@ pub fn write_layer(
         }
     }
     root.remove_stubs().map_err(|e| layer_err(e.to_string()))?;
-    // Inside the namespace, owners already read as the image's ids.
-    let mut inner = opts.clone();
-    inner.id_map = IdMap::identity();
-    let f = in_userns(
+    layer_where_readable(
         id_map,
         "layer writer",
+        |w, map| {
+            let mut inner = opts.clone();
+            inner.id_map = map.clone();
+            root.write_layer(&inner, w)
+                .map(Some)
+                .map_err(|e| error_chain(&e))
+        },
+        out,
+    )?
+    .map_err(&layer_err)?
+    .ok_or_else(|| layer_err("the layer writer wrote no layer".into()))
+}
+
+/// Runs `write`, which writes a layer to its writer from files of the sandbox's id map
+/// (an upper dir, snapshots, another stage's files) and says what it wrote, where every
+/// such file can be read: directly as root, with `id_map` to map owners back; otherwise in
+/// a child process inside a
+/// user namespace with the map, where it runs as container root (mode 0700 directories of
+/// apt's `_apt` user, mode 0000 files) and owners read as the image's ids, so it gets the
+/// identity map. The layer's bytes go to `out`. The outer error is the namespace's; the
+/// inner one is `write`'s message.
+pub fn layer_where_readable(
+    id_map: &IdMap,
+    what: &str,
+    write: impl FnOnce(&mut dyn io::Write, &IdMap) -> Result<Option<crate::diff::LayerInfo>, String>,
+    mut out: impl io::Write,
+) -> Result<Result<Option<crate::diff::LayerInfo>, String>, SandboxError> {
+    if id_map.kind == MappingKind::Root {
+        return Ok(write(&mut out, id_map));
+    }
+    let f = match in_userns(
+        id_map,
+        what,
         true,
-        |pipe| match root.write_layer(&inner, pipe) {
-            Ok(i) => format!(
+        |mut pipe| match write(&mut pipe, &IdMap::identity()) {
+            Ok(None) => "ok".to_owned(),
+            Ok(Some(i)) => format!(
                 "ok\n{}\n{}\n{}\n{}\n{}\n{}",
                 i.diff_id, i.digest, i.size, i.uncompressed_size, i.media_type, i.entries
             ),
-            Err(e) => format!("error\n{}", error_chain(&e)),
+            Err(e) => format!("error\n{e}"),
         },
         |mut pipe| {
             io::copy(&mut pipe, &mut out).map_err(host("copy the layer"))?;
             out.flush().map_err(host("flush the layer"))
         },
-    )?
-    .map_err(&layer_err)?;
-    if f.len() != 6 {
-        return Err(layer_err(format!("unexpected result {f:?}")));
-    }
-    let num = |s: &str| {
-        s.parse::<u64>()
-            .map_err(|_| layer_err(format!("bad number {s:?}")))
+    )? {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(e)),
     };
-    let media_type = [Compression::None, Compression::Gzip, Compression::Zstd]
+    if f.is_empty() {
+        return Ok(Ok(None));
+    }
+    let bad = |found: String| {
+        Ok(Err(format!(
+            "the {what} sent an unexpected result: {found}"
+        )))
+    };
+    if f.len() != 6 {
+        return bad(format!("{f:?}"));
+    }
+    let num = |s: &str| s.parse::<u64>().map_err(|_| format!("bad number {s:?}"));
+    let Some(media_type) = [Compression::None, Compression::Gzip, Compression::Zstd]
         .into_iter()
         .map(Compression::media_type)
         .find(|m| *m == f[4])
-        .ok_or_else(|| layer_err(format!("bad media type {:?}", f[4])))?;
-    Ok(crate::diff::LayerInfo {
-        diff_id: f[0].clone(),
-        digest: f[1].clone(),
-        size: num(&f[2])?,
-        uncompressed_size: num(&f[3])?,
-        media_type,
-        entries: num(&f[5])?,
-    })
+    else {
+        return bad(format!("media type {:?}", f[4]));
+    };
+    let info = (|| {
+        Ok(crate::diff::LayerInfo {
+            diff_id: f[0].clone(),
+            digest: f[1].clone(),
+            size: num(&f[2])?,
+            uncompressed_size: num(&f[3])?,
+            media_type,
+            entries: num(&f[5])?,
+        })
+    })();
+    Ok(info.map(Some))
 }
 
 /// Applies a layer like [`crate::unpack::apply_layer`], for use by the

@@ -1,13 +1,16 @@
 //! Where the build context and the Dockerfile come from: a directory (the Dockerfile in it
 //! or anywhere with `-f`, or on stdin with `-f -`), or stdin (`rbuild build -`): a tar
-//! archive, plain or compressed, unpacked into a private temp dir of the store, or a bare
-//! Dockerfile with an empty context, as docker does.
+//! archive, plain or compressed, unpacked into a private temp dir of the store (a relative
+//! `-f` names a file of the archive), or a bare Dockerfile with an empty context, as docker
+//! does. The Dockerfile is read as [`crate::commands::plan::read_dockerfile`] says: resolved
+//! inside its directory, a regular file of at most 16 MiB.
 
 use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context as _, bail};
+use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
 use rbuild_cache::context::{Context, IndexOptions, index_context};
 
 use super::Settings;
@@ -160,7 +163,13 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
             .unpack(&ctx)
             .context("cannot unpack the context archive from stdin")?;
         let root = ctx.clone();
-        let (name, text) = crate::commands::plan::read_dockerfile(file, &root)?;
+        // A relative `-f` names a file of the archive, as with docker.
+        let (name, text) = match file {
+            Some(f) if f.is_relative() => {
+                crate::commands::plan::read_dockerfile_in(&root, f, &f.display().to_string())?
+            }
+            _ => crate::commands::plan::read_dockerfile(file, &root)?,
+        };
         Ok(Source {
             dockerfile_name: display_name(&name, file),
             dockerfile_text: text,
@@ -171,12 +180,9 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
         })
     } else {
         // A bare Dockerfile: the context is empty.
-        let mut bytes = Vec::new();
-        spool
-            .read_to_end(&mut bytes)
+        let bytes = file::read_capped(&spool, MAX_DOCKERFILE_SIZE, Path::new("<stdin>"))
             .context("cannot read the Dockerfile from stdin")?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow::anyhow!("<stdin>: the Dockerfile is not valid UTF-8"))?;
+        let (_, text) = crate::commands::plan::decode_dockerfile("<stdin>", bytes)?;
         Ok(Source {
             dockerfile_name: "<stdin>".into(),
             dockerfile_text: text,

@@ -270,9 +270,11 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
         bail!(msg);
     }
     let opts = diff_options(settings);
+    // Without root, the step's files (apt's 0700 dirs of `_apt`, say) are read from inside
+    // the step's user namespace.
     let layer = store_layer(settings, |w| {
         Ok(Some(
-            root.write_layer(&opts, w)
+            sandbox::write_layer(&mut root, &opts, &settings.id_map, w)
                 .context("cannot write the step's changes as a layer")?,
         ))
     })?;

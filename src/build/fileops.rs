@@ -3,13 +3,16 @@
 //! snapshots, and write the result straight into a layer; ADD URLs are downloaded here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Seek as _, Write as _};
+use std::io::{Seek as _, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::CopyOp;
+use rbuild_executor::diff::DiffOptions;
 use rbuild_executor::fileop::{self, CopyRequest, CopySourceSpec, HostDir, ImageFs, SourceFs};
+use rbuild_executor::idmap::IdMap;
+use rbuild_executor::sandbox;
 use rbuild_executor::snapshot::LowerView;
 
 use super::Settings;
@@ -101,6 +104,40 @@ pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerReco
     };
     // One source tree per input: the context (only what the COPY selected) or another
     // stage's or image's file system.
+    let mut views: BTreeMap<usize, LowerView> = BTreeMap::new();
+    for src in &copy.sources {
+        if let Some(i) = src.input
+            && let InputData::Layers(layers) = &env.inputs[i]
+            && !views.contains_key(&i)
+        {
+            views.insert(i, view_of(settings, layers)?);
+        }
+    }
+    let opts = diff_options(settings);
+    // Without root, the files of the stages and of the parent are read from inside the
+    // build's user namespace, where files of every mapped owner can be read.
+    let write = |w: &mut dyn Write, id_map: &IdMap| {
+        let mut opts = opts.clone();
+        opts.id_map = id_map.clone();
+        copy_layer(env, copy, &parent, &views, &opts, w).map_err(|e| format!("{e:#}"))
+    };
+    store_layer(settings, |w| {
+        sandbox::layer_where_readable(&settings.id_map, "COPY", write, w)?
+            .map_err(|e| anyhow::anyhow!(e))
+            .with_context(|| env.op.description.clone())
+    })
+}
+
+/// Writes the layer of a COPY or ADD to `out`; `views` are the file systems of the stages
+/// and images it copies from, `opts.id_map` maps their owners back.
+fn copy_layer(
+    env: &StepEnv<'_>,
+    copy: &CopyOp,
+    parent: &LowerView,
+    views: &BTreeMap<usize, LowerView>,
+    opts: &DiffOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<Option<rbuild_executor::diff::LayerInfo>> {
     let mut trees: BTreeMap<usize, Box<dyn SourceFs>> = BTreeMap::new();
     for src in &copy.sources {
         let Some(i) = src.input else { continue };
@@ -116,9 +153,12 @@ pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerReco
                     Box::new(HostDir::new(env.source.root.clone(), Some(allow))),
                 );
             }
-            InputData::Layers(layers) => {
-                let view = view_of(settings, layers)?;
-                trees.insert(i, Box::new(ImageFs::new(view, settings.id_map.clone())));
+            InputData::Layers(_) => {
+                let view = views
+                    .get(&i)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("internal error: no view of input {i}"))?;
+                trees.insert(i, Box::new(ImageFs::new(view, opts.id_map.clone())));
             }
             InputData::Download(_) => {}
         }
@@ -158,12 +198,7 @@ pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerReco
         unpack: copy.unpack,
         link: copy.link,
     };
-    let opts = diff_options(settings);
-    store_layer(settings, |w| {
-        Ok(fileop::copy(&req, &parent, &opts, w)
-            .with_context(|| env.op.description.clone())?
-            .layer)
-    })
+    Ok(fileop::copy(&req, parent, opts, out)?.layer)
 }
 
 /// Runs WORKDIR's directory creation.
@@ -171,9 +206,16 @@ pub fn mkdir(env: &StepEnv<'_>, path: &str, user: &str) -> anyhow::Result<Option
     let settings = env.settings;
     let parent = view_of(settings, &env.parent_layers())?;
     let opts = diff_options(settings);
+    let write = |w: &mut dyn Write, id_map: &IdMap| {
+        let mut opts = opts.clone();
+        opts.id_map = id_map.clone();
+        fileop::mkdir(path, user, &parent, &opts, w)
+            .map(|o| o.layer)
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+    };
     store_layer(settings, |w| {
-        Ok(fileop::mkdir(path, user, &parent, &opts, w)
-            .with_context(|| format!("cannot create the working directory {path}"))?
-            .layer)
+        sandbox::layer_where_readable(&settings.id_map, "WORKDIR", write, w)?
+            .map_err(|e| anyhow::anyhow!(e))
+            .with_context(|| format!("cannot create the working directory {path}"))
     })
 }

@@ -23,8 +23,13 @@
 //! `tty` redraws a view in place: a header with the elapsed time and finished/total steps,
 //! the steps with their times, the last lines of each running step's output and the byte
 //! progress of transfers. Every line is cut to the terminal width measured at each redraw
-//! (so a narrow or resized terminal never wraps) and control characters of step output are
-//! removed. When the build ends the view collapses into the final list of steps.
+//! (so a narrow or resized terminal never wraps). When the build ends the view collapses into
+//! the final list of steps.
+//!
+//! In `plain` and `tty`, control characters of everything untrusted (step output, Dockerfile
+//! text, file names, registry messages) are shown as visible escapes such as `\x1b[2J`
+//! (tabs and line ends excepted), so a step cannot move the cursor, clear the screen or set
+//! the title; `plain` escapes every line it writes. `json` keeps the exact text, JSON-escaped.
 //!
 //! `json` writes one object per line; the schema (version [`JSON_VERSION`]) is:
 //!
@@ -60,6 +65,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use indicatif::HumanBytes;
+use rbuild_compiler::text::{escape_controls, push_escaped};
 use rbuild_registry::{ProgressEvent, ProgressFn};
 use unicode_width::UnicodeWidthChar as _;
 
@@ -171,10 +177,10 @@ impl Summary {
         let mut out = String::new();
         let secs = format_secs(self.duration);
         if self.ok {
-            let names: Vec<&str> = self
+            let names: Vec<_> = self
                 .images
                 .iter()
-                .map(|n| crate::names::short_name(n))
+                .map(|n| escape_controls(crate::names::short_name(n)))
                 .collect();
             if names.is_empty() {
                 let _ = writeln!(out, "built an untagged image in {secs}");
@@ -204,7 +210,12 @@ impl Summary {
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "  warnings  {}", self.warnings.len());
             for w in &self.warnings {
-                let _ = writeln!(out, "    - {}: {}", w.code, w.message);
+                let _ = writeln!(
+                    out,
+                    "    - {}: {}",
+                    escape_controls(&w.code),
+                    escape_controls(&w.message)
+                );
             }
         }
         out
@@ -281,8 +292,14 @@ impl Shared {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Writes lines to stderr (errors writing progress are not build errors).
+    /// Writes lines to stderr (errors writing progress are not build errors). Plain lines
+    /// have their control characters shown as escapes here, whatever they quote; the tty view
+    /// escapes each piece before adding its own cursor and colour sequences.
     fn emit(&self, text: &str) {
+        let text = match self.mode {
+            Mode::Plain => escape_controls(text),
+            _ => text.into(),
+        };
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
@@ -458,7 +475,7 @@ impl Progress {
         }
         s.tail.push_back((since, text.to_string()));
         match sh.mode {
-            Mode::Plain => sh.emit(&format!("#{step} {since:.3} {}\n", sanitize(&text, true))),
+            Mode::Plain => sh.emit(&format!("#{step} {since:.3} {}\n", shown(&text))),
             // The one event a chatty step sends thousands of times: written directly rather
             // than through a `serde_json::Value` map.
             Mode::Json => sh.emit(&format!(
@@ -821,9 +838,14 @@ fn transfer_event(sh: &Shared, step: usize, event: &ProgressEvent) {
 /// The block shown for a failed step: its label and its last output lines between rules.
 fn error_block(s: &StepState) -> String {
     let mut out = String::from("------\n");
-    let _ = writeln!(out, " > [{}] {}:", s.label, one_line(&s.description));
+    let _ = writeln!(
+        out,
+        " > [{}] {}:",
+        escape_controls(&s.label),
+        one_line(&s.description)
+    );
     for (since, l) in &s.tail {
-        let _ = writeln!(out, "{since:.3} {}", sanitize(l, false));
+        let _ = writeln!(out, "{since:.3} {}", shown(l));
     }
     out.push_str("------\n");
     if let Some(e) = &s.excerpt {
@@ -858,10 +880,11 @@ pub struct Location<'a> {
 fn excerpt(l: &Location<'_>) -> String {
     let lines: Vec<&str> = l.text.split('\n').collect();
     let (first, last) = (l.lines.0.max(1), l.lines.1.max(l.lines.0).max(1));
+    let file = escape_controls(l.file);
     let mut out = if first == last {
-        format!("{}:{first}\n", l.file)
+        format!("{file}:{first}\n")
     } else {
-        format!("{}:{first}-{last}\n", l.file)
+        format!("{file}:{first}-{last}\n")
     };
     out.push_str("--------------------\n");
     let from = first.saturating_sub(1).max(1);
@@ -870,7 +893,7 @@ fn excerpt(l: &Location<'_>) -> String {
         let Some(text) = lines.get(n - 1) else {
             break;
         };
-        let text = sanitize(text, false);
+        let text = shown(text);
         if n == to && n > last && text.is_empty() {
             break;
         }
@@ -889,71 +912,43 @@ fn format_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// Makes a line of step output safe to print: escape sequences are removed (with `keep_sgr`,
-/// colour sequences `ESC [ ... m` stay), a carriage return keeps only what follows it (what a
-/// terminal would show), tabs become spaces, other control characters are dropped. Written
-/// here rather than with `strip-ansi-escapes`, which removes every sequence and knows
-/// nothing of carriage returns or tabs.
-pub fn sanitize(text: &str, keep_sgr: bool) -> String {
+/// A line of untrusted text (step output, a Dockerfile line, a file name in a miss reason)
+/// as the human views show it: a final carriage return dropped, tabs expanded to the next
+/// multiple of eight columns (so widths are right), and every other control character shown
+/// as a visible escape (`\x1b[2J`), through the one rule of [`rbuild_compiler::text`].
+fn shown(text: &str) -> String {
     let text = text.strip_suffix('\r').unwrap_or(text);
-    let text = text.rsplit('\r').next().unwrap_or(text);
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
     let mut col = 0usize;
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => match chars.next() {
-                Some('[') => {
-                    let mut seq = String::from("\x1b[");
-                    let mut last = None;
-                    for c in chars.by_ref() {
-                        seq.push(c);
-                        if ('\x40'..='\x7e').contains(&c) {
-                            last = Some(c);
-                            break;
-                        }
-                    }
-                    let params_ok = seq[2..seq.len().saturating_sub(1)]
-                        .chars()
-                        .all(|c| c.is_ascii_digit() || c == ';');
-                    if keep_sgr && last == Some('m') && params_ok {
-                        out.push_str(&seq);
-                    }
-                }
-                Some(']') | Some('P') | Some('_') | Some('^') | Some('X') => {
-                    // OSC, DCS, APC, PM, SOS: up to BEL or ESC \.
-                    while let Some(c) = chars.next() {
-                        if c == '\x07' {
-                            break;
-                        }
-                        if c == '\x1b' {
-                            chars.next();
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            '\t' => {
-                let n = 8 - col % 8;
-                out.extend(std::iter::repeat_n(' ', n));
-                col += n;
-            }
-            c if c.is_control() => {}
-            c => {
-                out.push(c);
-                col += c.width().unwrap_or(0);
-            }
+    for c in text.chars() {
+        if c == '\t' {
+            let n = 8 - col % 8;
+            out.extend(std::iter::repeat_n(' ', n));
+            col += n;
+        } else {
+            let before = out.len();
+            push_escaped(&mut out, c);
+            col += out[before..]
+                .chars()
+                .map(|c| c.width().unwrap_or(0))
+                .sum::<usize>();
         }
     }
     out
 }
 
+/// A running step's last output line in the tty view: what a terminal would show of a line
+/// redrawn with carriage returns (`10%\r50%\r100%` is `100%`), as [`shown`].
+fn live_line(text: &str) -> String {
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    shown(text.rsplit('\r').next().unwrap_or(text))
+}
+
 /// A step's description on one line: the line breaks of a heredoc shown as `\n`, control
-/// characters removed.
+/// characters as escapes.
 fn one_line(description: &str) -> String {
     let d = description.trim_end_matches('\n');
-    sanitize(&d.replace('\r', "\\r").replace('\n', "\\n"), false)
+    shown(&d.replace('\r', "\\r").replace('\n', "\\n"))
 }
 
 /// Cuts plain text (no escape sequences) to at most `width` columns.
@@ -1041,7 +1036,11 @@ fn view(sh: &Shared, st: &State, width: usize, live: Option<usize>) -> Vec<Strin
             Status::Running if live.is_none() => "=> CANCELED ",
             Status::Running | Status::Done => "=> ",
         };
-        let left = format!("{prefix}[{}] {}", s.label, one_line(&s.description));
+        let left = format!(
+            "{prefix}[{}] {}",
+            escape_controls(&s.label),
+            one_line(&s.description)
+        );
         let line = two_sided(&left, &format_secs(took), width);
         let color = match s.status {
             Status::Running => BLUE,
@@ -1052,10 +1051,7 @@ fn view(sh: &Shared, st: &State, width: usize, live: Option<usize>) -> Vec<Strin
         if sh.explain
             && let Some(reason) = &s.miss
         {
-            let l = truncate(
-                &format!("=> => cache miss: {}", sanitize(reason, false)),
-                width,
-            );
+            let l = truncate(&format!("=> => cache miss: {}", shown(reason)), width);
             lines.push(paint(sh, DIM, l));
         }
         if live.is_some() && s.status == Status::Running {
@@ -1070,7 +1066,7 @@ fn view(sh: &Shared, st: &State, width: usize, live: Option<usize>) -> Vec<Strin
             }
             let skip = s.tail.len().saturating_sub(TTY_TAIL);
             for (_, t) in s.tail.iter().skip(skip) {
-                let l = truncate(&format!("=> => # {}", sanitize(t, false)), width);
+                let l = truncate(&format!("=> => # {}", live_line(t)), width);
                 lines.push(paint(sh, DIM, l));
             }
         }
@@ -1128,16 +1124,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sanitize_removes_control_sequences() {
-        assert_eq!(sanitize("a\x1b[31mred\x1b[0m b", false), "ared b");
-        assert_eq!(sanitize("a\x1b[31mred\x1b[0m", true), "a\x1b[31mred\x1b[0m");
-        assert_eq!(sanitize("x\x1b[2J\x1b[Hy", true), "xy");
-        assert_eq!(sanitize("10%\r50%\r100%", false), "100%");
-        assert_eq!(sanitize("line\r", false), "line");
-        assert_eq!(sanitize("a\tb", false), "a       b");
-        assert_eq!(sanitize("\x1b]0;title\x07ok\x07\x08", false), "ok");
-        assert_eq!(sanitize("é\u{9b}x", false), "éx");
+    fn control_characters_are_shown_as_escapes() {
+        assert_eq!(shown("a\x1b[31mred\x1b[0m b"), "a\\x1b[31mred\\x1b[0m b");
+        assert_eq!(shown("x\x1b[2J\0y"), "x\\x1b[2J\\x00y");
+        assert_eq!(shown("10%\r50%\r100%"), "10%\\x0d50%\\x0d100%");
+        assert_eq!(live_line("10%\r50%\r100%"), "100%");
+        assert_eq!(shown("line\r"), "line");
+        assert_eq!(shown("a\tb"), "a       b");
+        assert_eq!(shown("\x1b\tb"), "\\x1b    b");
+        assert_eq!(shown("é\u{9b}x"), "é\\u{9b}x");
         assert_eq!(one_line("RUN a\nb\n"), "RUN a\\nb");
+        assert_eq!(one_line("RUN \x1b[2J"), "RUN \\x1b[2J");
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! pruned stages, warnings) as text, JSON or Graphviz, or the parse tree in BuildKit's format.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
 use rbuild_compiler::instructions::from_ast::plan_source;
 use rbuild_compiler::plan::{self, NoBaseConfigs, PlanOptions, Platform};
 
@@ -69,7 +70,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
                 tracing::warn!("{}", warning.render(&name, &source));
             }
             match format {
-                PlanFormat::Text => plan::render_text(&plan),
+                // Text is for people: Dockerfile values in it have their control characters
+                // shown as escapes. The other formats are data.
+                PlanFormat::Text => rbuild_compiler::text::escape_owned(plan::render_text(&plan)),
                 PlanFormat::Json => plan::render_json(&plan),
                 _ => plan::render_dot(&plan),
             }
@@ -136,29 +139,68 @@ pub fn host_platform() -> Platform {
 
 /// Reads the Dockerfile named by `-f` (or CONTEXT/Dockerfile) and returns the name to show
 /// in diagnostics with its text.
+///
+/// The Dockerfile is untrusted like the rest of the context: CONTEXT/Dockerfile is resolved
+/// inside the context, and a `-f PATH` file name inside its own directory (a symlink there
+/// resolves within that directory, as BuildKit's Dockerfile source does), so a link to
+/// `/etc/shadow` or `/proc/self/environ` is never read. Only a regular file of at most
+/// [`MAX_DOCKERFILE_SIZE`] is read; `-f -` reads stdin up to the same size.
 pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<(String, String)> {
-    let mut bytes = Vec::new();
-    let name = match file {
+    match file {
         Some(path) if path.as_os_str() == "-" => {
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read the Dockerfile from stdin")?;
-            "<stdin>".to_string()
+            let bytes = file::read_capped(
+                std::io::stdin().lock(),
+                MAX_DOCKERFILE_SIZE,
+                Path::new("<stdin>"),
+            )
+            .context("cannot read the Dockerfile from stdin")?;
+            decode_dockerfile("<stdin>", bytes)
         }
         Some(path) => {
-            bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
-            path.display().to_string()
+            let (dir, name) = split_file_name(path)?;
+            read_dockerfile_in(dir, name, &path.display().to_string())
         }
         None => {
-            let path = context.join("Dockerfile");
-            bytes = std::fs::read(&path)
-                .with_context(|| format!("cannot read Dockerfile {}", path.display()))?;
-            path.display().to_string()
+            let shown = context.join("Dockerfile").display().to_string();
+            read_dockerfile_in(context, Path::new("Dockerfile"), &shown)
         }
-    };
+    }
+}
+
+/// Reads the Dockerfile `name` resolved inside `dir` (see [`read_dockerfile`]); `shown`
+/// names it in diagnostics and errors.
+pub fn read_dockerfile_in(
+    dir: &Path,
+    name: &Path,
+    shown: &str,
+) -> anyhow::Result<(String, String)> {
+    match file::read_in(dir, name, MAX_DOCKERFILE_SIZE) {
+        Ok(Some(bytes)) => decode_dockerfile(shown, bytes),
+        Ok(None) => bail!("cannot read Dockerfile {shown}: no such file"),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read Dockerfile {shown}"))),
+    }
+}
+
+/// `-f PATH` as (its directory, its file name).
+fn split_file_name(path: &Path) -> anyhow::Result<(&Path, &Path)> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            Ok((dir, Path::new(name)))
+        }
+        _ => bail!("-f {} does not name a file", path.display()),
+    }
+}
+
+/// The Dockerfile's text; bytes that are not UTF-8 are reported by line and offset, never
+/// shown.
+pub fn decode_dockerfile(name: &str, bytes: Vec<u8>) -> anyhow::Result<(String, String)> {
     match String::from_utf8(bytes) {
-        Ok(text) => Ok((name, text)),
+        Ok(text) => Ok((name.to_string(), text)),
         Err(err) => {
             let bytes = err.as_bytes();
             let at = err.utf8_error().valid_up_to();

@@ -72,8 +72,10 @@ fn is_running(r: &Record) -> bool {
     r.state == State::Running && std::path::Path::new(&format!("/proc/{}", r.pid)).exists()
 }
 
+/// The command column: the image's or the user's argv, control characters shown as escapes.
 fn command(argv: &[String]) -> String {
     let text = argv.join(" ");
+    let text = rbuild_compiler::text::escape_controls(&text);
     let short: String = text.chars().take(20).collect();
     if short.len() < text.len() {
         format!("\"{}…\"", short)

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use rbuild_cache::{Digest, Store, archive};
+use rbuild_compiler::text::escape_owned;
 use rbuild_report::{Analysis, Gate, ImageInput, LayerSource, Options, render};
 
 use crate::cli::GlobalArgs;
@@ -114,7 +115,7 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
         let diff = rbuild_report::diff(&old, &new, args.top);
         let text = match args.format {
             ReportFormat::Json => serde_json::to_string_pretty(&diff)? + "\n",
-            _ => render::diff_text(&diff),
+            _ => escape_owned(render::diff_text(&diff)),
         };
         write_output(args.output.as_deref(), text.as_bytes())?;
         return check_gates(&gates, &new);
@@ -125,8 +126,11 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
         ));
     };
     let analysis = analyze(global, &args, image, &options)?;
+    // The text formats quote file names, instructions and names from the image: their
+    // control characters are shown as escapes. JSON keeps them exact (JSON-escaped), the
+    // HTML page escapes what HTML needs.
     let text = match args.format {
-        ReportFormat::Text => render::text(&analysis.report),
+        ReportFormat::Text => escape_owned(render::text(&analysis.report)),
         ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
         ReportFormat::Html => render::html(&analysis),
     };
@@ -153,7 +157,7 @@ pub fn report_built(
     let opened = open_in_store(store, name.to_string(), descriptor, None)?;
     let analysis = analyze_opened(&opened, &Options::default(), name)?;
     let text = match format {
-        ReportFormat::Text => render::text(&analysis.report),
+        ReportFormat::Text => escape_owned(render::text(&analysis.report)),
         ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
         ReportFormat::Html => render::html(&analysis),
     };

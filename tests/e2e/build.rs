@@ -481,17 +481,26 @@ fn stdin_dockerfile_stdin_context_and_a_dockerfile_outside_the_context() {
     pipe(&["-t", "b", "-"], text.into_bytes());
     assert_eq!(env.sh("b", "cat /f"), "bare\n");
     // CONTEXT - with a gzip tar holding the Dockerfile.
-    let mut tar = tar::Builder::new(Vec::new());
+    let tar_of = |name: &str, body: String| {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+        tar.into_inner().unwrap()
+    };
     let body = format!("FROM {BASE}\nRUN echo from-tar > /f\n");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(body.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    tar.append_data(&mut h, "Dockerfile", body.as_bytes())
-        .unwrap();
-    let gz = crate::support::gzip(&tar.into_inner().unwrap());
+    let gz = crate::support::gzip(&tar_of("Dockerfile", body));
     pipe(&["-t", "c", "-"], gz);
     assert_eq!(env.sh("c", "cat /f"), "from-tar\n");
+    // A relative -f names a file of the archive.
+    let body = format!("FROM {BASE}\nRUN echo in-archive > /f\n");
+    pipe(
+        &["-t", "e", "-f", "sub/Build.Dockerfile", "-"],
+        tar_of("sub/Build.Dockerfile", body),
+    );
+    assert_eq!(env.sh("e", "cat /f"), "in-archive\n");
     // -f outside the context.
     let outside = Dir::new();
     let file = outside.write(

@@ -51,12 +51,31 @@ COPY dir sub/
     let out = env.build_fails(&[]);
     assert!(out.stderr.contains("Dockerfile:2"), "{}", out.stderr);
     assert!(out.stderr.contains("/notadir"), "{}", out.stderr);
-    // A glob that matches nothing is an error naming it.
-    env.dockerfile(&format!("FROM {BASE}\nCOPY *.nomatch /x/\n"));
-    let out = env.build_fails(&[]);
-    assert!(out.stderr.contains("*.nomatch"), "{}", out.stderr);
-    assert!(out.stderr.contains("Dockerfile:2"), "{}", out.stderr);
-    // So is a missing file.
+    // A glob that matches nothing copies nothing, as in BuildKit: no layer, no /x; another
+    // source of the same COPY is copied.
+    env.dockerfile(&format!(
+        "FROM {BASE}\nCOPY *.nomatch /x/\nCOPY *.nomatch a.txt /y/\nRUN ls -d /x || echo no-x\n"
+    ));
+    let built = env.build(&["-t", "empty-glob"]);
+    let history = env.config("empty-glob")["history"].clone();
+    let copy = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| {
+            h["created_by"]
+                .as_str()
+                .is_some_and(|c| c.contains("COPY *.nomatch /x/"))
+        })
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(copy["empty_layer"], true, "{history}");
+    assert_eq!(
+        env.sh("empty-glob", "ls /y; ls -d /x 2>&1 || true"),
+        "a.txt\nls: /x: No such file or directory\n",
+        "{}",
+        built.stderr
+    );
+    // A missing file is an error naming it.
     env.dockerfile(&format!("FROM {BASE}\nCOPY missing.txt /x\n"));
     let out = env.build_fails(&[]);
     assert!(out.stderr.contains("missing.txt"), "{}", out.stderr);

@@ -3,7 +3,7 @@
 
 use std::os::unix::net::UnixListener;
 
-use crate::support::{BASE, BuildEnv};
+use crate::support::{BASE, BuildEnv, ok};
 
 #[test]
 fn cache_bind_and_tmpfs_mounts() {
@@ -138,4 +138,57 @@ fn bind_mounts_never_reach_outside_the_context() {
             assert!(!found.contains("LEAKED"), "{copy}: {found:?}");
         }
     }
+}
+
+/// A bind, tmpfs or cache mount without a target is mounted on the working directory, and a
+/// relative target below it, as BuildKit does; only `/` itself is refused. `rbuild plan`
+/// shows the resolved targets.
+#[test]
+fn mounts_without_a_target_use_the_working_directory() {
+    let env = BuildEnv::new();
+    env.write("data.txt", "from the context\n");
+    env.dockerfile(&format!(
+        "FROM {BASE}\n\
+         WORKDIR /app\n\
+         RUN --mount=type=bind,source=data.txt,target=rel/data cat /app/rel/data > /seen-bind\n\
+         RUN --mount=type=tmpfs touch scratch && mount | grep -c ' /app ' > /seen-tmpfs\n\
+         RUN --mount=type=cache echo kept > cached\n\
+         RUN --mount=type=cache cat cached > /seen-cache\n"
+    ));
+    let plan = ok(env
+        .rbuild()
+        .args(["plan", "--format", "json"])
+        .arg(&env.ctx));
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let targets: Vec<String> = v["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|op| op["mounts"].as_array())
+        .flatten()
+        .map(|m| m["target"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        targets,
+        ["/app/rel/data", "/app", "/app", "/app"],
+        "{}",
+        plan.stdout
+    );
+    env.build(&["-t", "mounted"]);
+    assert_eq!(
+        env.sh(
+            "mounted",
+            "cat /seen-bind /seen-tmpfs /seen-cache; echo \"[$(ls -A /app)]\""
+        ),
+        // Nothing the mounts wrote, and no mount point, is left in the image.
+        "from the context\n1\nkept\n[]\n"
+    );
+    env.dockerfile(&format!("FROM {BASE}\nRUN --mount=type=tmpfs true\n"));
+    let out = env.build_fails(&[]);
+    assert!(
+        out.stderr.contains("invalid mount target \"/\""),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Dockerfile:2"), "{}", out.stderr);
 }

@@ -19,6 +19,7 @@ mod plan;
 mod prune;
 mod pullpush;
 mod report;
+mod rootless;
 mod run;
 mod store;
 mod support;

@@ -15,6 +15,7 @@ mod dockerfiles;
 mod layers;
 mod registry;
 mod sandbox;
+mod text;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -18,28 +18,28 @@ use crate::{Entry, gzip, sha256, tar};
 
 /// A request as the responder saw it.
 #[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: HashMap<String, String>,
 }
 
 /// What to answer.
-struct Response {
+pub(crate) struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Response {
-    fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
+    pub(crate) fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
             headers: Vec::new(),
             body: body.into(),
         }
     }
-    fn header(mut self, name: &str, value: impl Into<String>) -> Response {
+    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.to_owned(), value.into()));
         self
     }
@@ -48,14 +48,17 @@ impl Response {
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
 /// A threaded HTTP/1.1 responder on `ip` (a loopback address), one request per connection.
-struct Server {
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) addr: String,
     seen: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Server {
-    fn start(ip: &str, handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Server {
+    pub(crate) fn start(
+        ip: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind((ip, 0)).expect("bind loopback");
         let addr = listener.local_addr().expect("addr").to_string();
         let seen: Arc<Mutex<Vec<Request>>> = Arc::default();

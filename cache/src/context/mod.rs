@@ -26,9 +26,10 @@
 //! reported in [`Context::special_files`]. Names are raw bytes (not necessarily UTF-8).
 //!
 //! The ignore file is `<Dockerfile>.dockerignore` beside the Dockerfile when it exists, else
-//! `.dockerignore` at the context root. The Dockerfile and the ignore file are read by the
-//! caller straight from disk, so they stay available even when ignored; when ignored they are
-//! not in the walk, hence in no `COPY .` selection.
+//! `.dockerignore` at the context root. The Dockerfile and the ignore file are read straight
+//! from disk through [`file::read_in`] (resolved inside their directory, regular files of a
+//! bounded size), so they stay available even when ignored; when ignored they are not in the
+//! walk, hence in no `COPY .` selection.
 //!
 //! The `.dockerignore` matcher comes from `rbuild-compiler`: the cache crate depends on that
 //! one workspace crate (allowed: only the root package may depend on several). Taking a
@@ -46,6 +47,7 @@
 //! seconds covers file systems with one-second timestamps; the cost is re-hashing the files
 //! modified in the last second before a build once more.
 
+pub mod file;
 mod select;
 
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -122,14 +124,14 @@ pub enum ContextError {
         #[source]
         source: io::Error,
     },
-    /// The ignore file cannot be read.
+    /// The ignore file cannot be read (see [`file::read_in`]).
     #[error("cannot read ignore file {path}")]
     IgnoreFile {
         /// The ignore file.
         path: PathBuf,
         /// The cause.
         #[source]
-        source: io::Error,
+        source: file::FileError,
     },
     /// The ignore file has an invalid pattern, or a path cannot be evaluated against it.
     #[error("invalid ignore file {path}")]
@@ -157,8 +159,9 @@ type Result<T, E = ContextError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Default)]
 pub struct IndexOptions {
     /// The Dockerfile (absolute, or relative to the context root); `None` for `Dockerfile`
-    /// at the root. Only used to find `<Dockerfile>.dockerignore`. A Dockerfile from
-    /// standard input has no such file: pass `Some("-")`.
+    /// at the root. Only used to find `<Dockerfile>.dockerignore`, resolved inside the
+    /// Dockerfile's own directory for an absolute path and inside the context for a relative
+    /// one. A Dockerfile from standard input has no such file: pass `Some("-")`.
     pub dockerfile: Option<PathBuf>,
 }
 
@@ -369,28 +372,39 @@ fn load_ignore(root: &Path, options: &IndexOptions) -> Result<(Option<PathBuf>, 
         .dockerfile
         .clone()
         .unwrap_or_else(|| PathBuf::from("Dockerfile"));
-    let candidates: Vec<PathBuf> = if dockerfile.as_os_str() == "-" {
-        vec![root.join(".dockerignore")]
+    let at_root = (root.to_path_buf(), PathBuf::from(".dockerignore"));
+    // (directory, name inside it): `<Dockerfile>.dockerignore` beside the Dockerfile, resolved
+    // inside the Dockerfile's directory when it is given by an absolute path, else inside
+    // the context.
+    let candidates = if dockerfile.as_os_str() == "-" {
+        vec![at_root]
     } else {
-        let mut beside = root.join(&dockerfile).into_os_string();
-        beside.push(".dockerignore");
-        vec![PathBuf::from(beside), root.join(".dockerignore")]
+        let mut name = dockerfile.clone().into_os_string();
+        name.push(".dockerignore");
+        let name = PathBuf::from(name);
+        let beside = match (name.parent(), name.file_name()) {
+            (Some(dir), Some(file)) if name.is_absolute() => (dir.to_owned(), PathBuf::from(file)),
+            _ => (root.to_path_buf(), name),
+        };
+        vec![beside, at_root]
     };
     // `dockerignore::select_ignore_file` works on `/`-separated strings; the Dockerfile may be
     // an absolute, non-UTF-8 path here, so the same precedence is applied to paths.
-    for path in candidates {
-        match fs::read(&path) {
-            Ok(bytes) => {
-                let patterns = dockerignore::read_ignore_file(&String::from_utf8_lossy(&bytes));
-                let matcher = Matcher::new(&patterns).map_err(|source| ContextError::Ignore {
-                    path: path.clone(),
-                    source,
-                })?;
-                return Ok((Some(path), matcher));
+    for (dir, name) in candidates {
+        let path = dir.join(&name);
+        let bytes = file::read_in(&dir, &name, file::MAX_IGNORE_FILE_SIZE).map_err(|source| {
+            ContextError::IgnoreFile {
+                path: path.clone(),
+                source,
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(ContextError::IgnoreFile { path, source }),
-        }
+        })?;
+        let Some(bytes) = bytes else { continue };
+        let patterns = dockerignore::read_ignore_file(&String::from_utf8_lossy(&bytes));
+        let matcher = Matcher::new(&patterns).map_err(|source| ContextError::Ignore {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok((Some(path), matcher));
     }
     Ok((None, Matcher::default()))
 }

@@ -44,14 +44,6 @@ pub enum SelectError {
         /// The source as written.
         source_path: String,
     },
-    /// A glob source matches nothing.
-    #[error(
-        "no source files were specified: pattern {pattern} matches nothing in the build context"
-    )]
-    NoMatch {
-        /// The glob as written.
-        pattern: String,
-    },
     /// A glob source is malformed.
     #[error("invalid pattern {pattern} in source")]
     BadPattern {
@@ -96,20 +88,15 @@ impl Context {
                 check_glob(cleaned.as_bytes()).ok_or_else(|| SelectError::BadPattern {
                     pattern: source.clone(),
                 })?;
+                // A glob that matches nothing selects nothing, as in BuildKit (a path
+                // without wildcards must exist).
                 let want = cleaned.split('/').count();
-                let mut any = false;
                 for (i, e) in self.entries.iter().enumerate() {
                     let p = e.path_bytes();
                     if p.split(|&b| b == b'/').count() == want && glob_match(cleaned.as_bytes(), p)
                     {
-                        any = true;
                         self.add_subtree(i, &exclude, &mut picked)?;
                     }
-                }
-                if !any {
-                    return Err(SelectError::NoMatch {
-                        pattern: source.clone(),
-                    });
                 }
             } else if cleaned == "." {
                 for (i, e) in self.entries.iter().enumerate() {

@@ -439,18 +439,14 @@ fn build_mount(
             _ => return Err(format!("unknown mount option {key:?}")),
         }
     }
+    // Bind, tmpfs and cache mounts without a target (or with a relative one) are mounted
+    // at (or below) the working directory: the planner, which knows it, resolves them.
     match kind {
-        MountType::Bind | MountType::Tmpfs => {
-            if m.target.is_empty() {
-                return Err(format!("{} mount needs a target", kind.as_str()));
-            }
-        }
+        MountType::Bind | MountType::Tmpfs => {}
         MountType::Cache => {
-            if m.target.is_empty() {
-                return Err("cache mount needs a target".into());
-            }
             if m.id.is_none() {
-                m.id = Some(m.target.clone());
+                // BuildKit's default id: the target as written, cleaned (`.` when empty).
+                m.id = Some(crate::dockerignore::clean_path(&m.target).into_owned());
             }
         }
         MountType::Secret => {
@@ -570,10 +566,27 @@ mod tests {
     }
 
     #[test]
+    fn mounts_without_a_target_are_left_to_the_planner() {
+        // The planner joins them to the working directory, as BuildKit does.
+        for ok in [
+            "type=cache",
+            "type=bind",
+            "type=tmpfs",
+            "type=bind,target=rel",
+        ] {
+            assert!(mount(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(mount("type=cache").unwrap().id.as_deref(), Some("."));
+        assert_eq!(
+            mount("type=cache,target=/c/").unwrap().id.as_deref(),
+            Some("/c")
+        );
+    }
+
+    #[test]
     fn bad_mounts() {
         for bad in [
             "type=nfs,target=/x",
-            "type=cache",
             "type=cache,target=/x,sharing=maybe",
             "type=tmpfs,target=/x,from=a",
             "type=bind,target=/x,size=1",

@@ -1187,7 +1187,7 @@ mod tests {
             "RUN --network=bridge true",
             "RUN --security=maybe true",
             "RUN --mount=type=nfs,target=/x true",
-            "RUN --mount=type=cache true",
+            "RUN --mount=type=cache,sharing=maybe true",
             "HEALTHCHECK --interval=5 CMD true",
             "HEALTHCHECK --interval=10us CMD true",
             "HEALTHCHECK --retries=-1 CMD true",

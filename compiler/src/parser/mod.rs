@@ -40,6 +40,7 @@ mod words;
 
 pub use diagnostic::{
     ParseError, ParseErrorKind, Position, Span, Warning, render as render_diagnostic,
+    render_unlocated,
 };
 pub use directives::{
     DetectedDirective, Directive, DirectiveError, DirectiveParser, detect_syntax, parse_directive,

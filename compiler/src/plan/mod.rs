@@ -315,7 +315,7 @@ impl PlanError {
         }
         match self.span {
             Some(span) => render_located(&self.to_string(), span, &self.related, file_name, source),
-            None => format!("{file_name}: {self}\n"),
+            None => crate::parser::render_unlocated(&self.to_string(), file_name),
         }
     }
 }
@@ -350,7 +350,9 @@ impl PlanWarning {
                 file_name,
                 source,
             ),
-            None => format!("{file_name}: warning: {}\n", self.message),
+            None => {
+                crate::parser::render_unlocated(&format!("warning: {}", self.message), file_name)
+            }
         }
     }
 }
@@ -1721,6 +1723,11 @@ impl<'a> Planner<'a> {
                 proxy_env.push(format!("{p}={v}"));
             }
         }
+        let cwd = if config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            config.working_dir.clone()
+        };
         let mut mounts = Vec::new();
         let mut refs = Vec::new();
         for (i, (value, mspan)) in run.mounts.iter().enumerate() {
@@ -1742,6 +1749,25 @@ impl<'a> Planner<'a> {
                     *mspan,
                 )
             })?;
+            let mut parsed = parsed;
+            if matches!(
+                parsed.kind,
+                MountType::Bind | MountType::Tmpfs | MountType::Cache
+            ) {
+                // As BuildKit: a missing or relative target is taken from the working
+                // directory, and only `/` itself is refused.
+                parsed.target = join_clean(&cwd, &parsed.target);
+                if parsed.target == "/" {
+                    return Err(PlanError::at(
+                        PlanErrorKind::BadFlagValue {
+                            flag: "mount",
+                            value: value.clone(),
+                            reason: "invalid mount target \"/\"".into(),
+                        },
+                        *mspan,
+                    ));
+                }
+            }
             let r = match (parsed.kind, &parsed.from) {
                 (MountType::Bind, None) => Some(SourceRef::Context),
                 (_, Some(f)) => Some(ctx.resolve_from(f, index, *mspan, &mut work.deps)?),
@@ -1762,11 +1788,6 @@ impl<'a> Planner<'a> {
             ));
         }
         description.push_str(&argv.join(" "));
-        let cwd = if config.working_dir.is_empty() {
-            "/".to_string()
-        } else {
-            config.working_dir.clone()
-        };
         let exec = ExecOp {
             argv,
             env,

@@ -197,6 +197,11 @@ pub(crate) fn extract(
                 let t = e
                     .link_name_bytes()
                     .ok_or_else(|| bad(x, &name, "is a symlink without a target"))?;
+                // A symlink's mode is always 0777 on Linux, whatever the header says.
+                let meta = Meta {
+                    mode: 0o777,
+                    ..meta
+                };
                 Node::new(NodeKind::Symlink(t.into_owned()), meta)
             }
             tar::EntryType::Link => {

@@ -186,9 +186,6 @@ pub enum FileOpError {
     /// A source path does not exist.
     #[error("source {pattern}: {path} not found")]
     NotFound { pattern: String, path: PathBuf },
-    /// A glob matches nothing.
-    #[error("no source files were specified: pattern {pattern} matches nothing")]
-    NoMatch { pattern: String },
     /// A glob is malformed.
     #[error("invalid pattern {pattern} in source")]
     BadPattern { pattern: String },
@@ -468,11 +465,7 @@ fn select(
             keep.extend(m[start.len()..].iter().cloned());
             matches.push((keep, m));
         }
-        if matches.is_empty() {
-            return Err(FileOpError::NoMatch {
-                pattern: pattern.to_owned(),
-            });
-        }
+        // A wildcard that matches nothing copies nothing, as in BuildKit.
     }
     let mut out = Vec::new();
     for (keep, path) in matches {
@@ -590,7 +583,8 @@ pub fn copy(
     } else {
         &dest[..dest.len().saturating_sub(1)]
     };
-    if !ensure.is_empty() {
+    // Sources that are all wildcards matching nothing leave the destination alone.
+    if !ensure.is_empty() && !items.is_empty() {
         let r = model.resolve(&[], ensure, true)?;
         model.ensure_dir(&r, ctx.made_dir())?;
     }
