@@ -849,6 +849,82 @@ fn unusual_names_and_sizes() {
     );
 }
 
+#[test]
+fn wildcard_sources_matching_nothing() {
+    // dockerfile2llb copies with AllowEmptyWildcard: a pattern that matches nothing adds
+    // nothing. (A COPY whose every source matches nothing is left out: rbuild writes no layer
+    // for it, BuildKit an empty one.)
+    agree(
+        "wildcard-nothing",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         COPY nomatch*.txt run.sh /dst/\n\
+                         COPY a.txt nothing-* /dst2/\n",
+            ..Case::default()
+        },
+        files,
+    );
+}
+
+#[test]
+fn run_mounts_without_target_use_the_workdir() {
+    // dockerfile2llb (convert_runmount.go) joins a missing or relative target with the working
+    // directory; only / is refused.
+    agree(
+        "mount-no-target",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         WORKDIR /work\n\
+                         RUN --mount=type=cache,id=mount-no-target touch in-cache && ls /work > /cache-ls.txt\n\
+                         WORKDIR /src\n\
+                         RUN --mount=type=bind ls /src > /bind-ls.txt\n\
+                         WORKDIR /t\n\
+                         RUN --mount=type=tmpfs touch x && ls /t > /tmpfs-ls.txt\n",
+            mount_stubs: &["work", "src", "t"],
+            ..Case::default()
+        },
+        files,
+    );
+}
+
+#[test]
+fn add_local_tar_with_symlinks_of_any_header_mode() {
+    // Symlinks whose tar header says 0644 are 0777 once unpacked on Linux and in BuildKit's
+    // layers.
+    agree(
+        "tar-symlink-mode",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\nADD links.tar /x/\n",
+            ..Case::default()
+        },
+        |ctx| {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut file = tar::Header::new_gnu();
+            file.set_entry_type(tar::EntryType::Regular);
+            file.set_mode(0o640);
+            file.set_size(3);
+            builder
+                .append_data(&mut file, "target.txt", &b"hi\n"[..])
+                .expect("append");
+            for (name, target) in [
+                ("rel", "target.txt"),
+                ("abs", "/etc/passwd"),
+                ("dangling", "missing"),
+            ] {
+                let mut link = tar::Header::new_gnu();
+                link.set_entry_type(tar::EntryType::Symlink);
+                link.set_mode(0o644);
+                link.set_size(0);
+                builder
+                    .append_link(&mut link, name, target)
+                    .expect("append link");
+            }
+            std::fs::write(ctx.join("links.tar"), builder.into_inner().expect("tar"))
+                .expect("write tar");
+        },
+    );
+}
+
 fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
