@@ -1,20 +1,15 @@
 //! `rbuild plan`: the parse tree in BuildKit's dump format, and the plan as text, JSON and
 //! Graphviz, with located errors.
-
-use std::path::PathBuf;
-
 use crate::support::{Dir, fails, ok, rbuild, tool};
-
-fn conformance_dir() -> PathBuf {
-    match std::env::var_os("RBUILD_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"),
-    }
-}
 
 #[test]
 fn ast_dump_matches_buildkit_for_every_golden_case() {
-    let cases = conformance_dir().join("dockerfile-parser");
+    let Some(dir) =
+        rbuild_test_support::conformance_dir("ast_dump_matches_buildkit_for_every_golden_case")
+    else {
+        return;
+    };
+    let cases = dir.join("dockerfile-parser");
     let root = Dir::new();
     let mut checked = 0;
     for entry in std::fs::read_dir(&cases).expect("conformance data (RBUILD_CONFORMANCE_DIR)") {
