@@ -189,7 +189,7 @@ pub fn render(
     let line_no = span.start.line.max(1);
     let column = span.start.column.max(1);
     let mut out = String::new();
-    let _ = writeln!(out, "{file_name}:{line_no}:{column}: {message}");
+    let _ = writeln!(out, "{file_name}:{line_no}:{column}: {}", cut(message));
     // The source line, without its BOM or line end; long lines are cut around the column.
     let text = source.split('\n').nth(line_no - 1).map(|l| {
         l.strip_prefix('\u{feff}')
@@ -219,6 +219,26 @@ pub fn render(
     }
     out.truncate(out.trim_end().len());
     out
+}
+
+/// Messages longer than this are cut: one can quote an expanded value of up to a MiB.
+const MAX_MESSAGE: usize = 1000;
+
+/// `message`, or its start and its length when it is longer than [`MAX_MESSAGE`].
+fn cut(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE {
+        return message.into();
+    }
+    let mut end = MAX_MESSAGE / 2;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... (a message of {} bytes)",
+        &message[..end],
+        message.len()
+    )
+    .into()
 }
 
 /// Cuts a long line to at most 120 characters around `column`; returns the shown text,
