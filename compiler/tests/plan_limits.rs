@@ -258,3 +258,23 @@ fn many_env_and_arg_instructions_keep_their_order_and_values() {
         .expect("A3 is kept");
     assert_eq!(env[a3 - 1], "E29903=29903");
 }
+
+#[test]
+fn diagnostics_quoting_expanded_values_stay_short() {
+    for line in [
+        "COPY --chmod=$A17 a /b",
+        "EXPOSE x$A17",
+        "RUN --mount=type=$A17 true",
+    ] {
+        let text = format!("{}{line}\n", env_doubling(17));
+        let err = plan(&text).expect_err(line);
+        assert!(
+            err.to_string().len() > 1 << 20,
+            "{line}: the value is in the error"
+        );
+        let shown = err.render("Dockerfile", &text);
+        assert!(shown.len() < 2000, "{line}: {}", &shown[..2000]);
+        assert!(shown.lines().next().unwrap().ends_with("..."), "{shown}");
+        assert!(shown.starts_with("Dockerfile:19:"), "{shown}");
+    }
+}

@@ -15,11 +15,12 @@ use crate::support::{self, Dir, Run};
 /// behaviour asks for, far above what planning needs.
 const ADDRESS_SPACE_KIB: u64 = 1 << 20;
 
-/// When a run is killed and the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
+/// When a run is killed and the test fails: far beyond the seconds the bounded behaviour
+/// takes in a debug build on a busy machine, far below the minutes the quadratic one took.
+const DEADLINE: Duration = Duration::from_secs(60);
 
-/// How long a Dockerfile that crosses a limit may take to fail.
-const QUICK: Duration = Duration::from_secs(5);
+/// How long a Dockerfile that crosses a limit may take to fail (well under a second alone).
+const QUICK: Duration = Duration::from_secs(15);
 
 /// Runs `rbuild --root ROOT ARGS` (as [`support::rbuild`] sets it up) with its address space
 /// limited to [`ADDRESS_SPACE_KIB`], killing it at [`DEADLINE`]; returns its output and how
@@ -224,17 +225,21 @@ fn a_hundred_thousand_env_lines_plan_in_linear_time() {
     }
     text.push_str("RUN true\n");
     let dir = dockerfile("Dockerfile", &text);
-    let (run, took) = bounded(
-        &dir.join("root"),
-        &["plan", "--format", "json", dir.path().to_str().unwrap()],
-    );
+    let (run, took) = bounded(&dir.join("root"), &["plan", dir.path().to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", &run.stderr[..run.stderr.len().min(2000)]);
-    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan json");
-    let ops = plan["ops"].as_array().expect("ops");
-    assert_eq!(ops.len(), 100_002, "scratch, 100,000 ENV, RUN");
-    let env = ops[100_001]["env"].as_array().expect("the RUN's env");
-    assert_eq!(env.len(), 100_001, "PATH and every ENV");
-    assert_eq!(env[100_000], "K99999=v99999");
+    // One line per op: scratch, 100,000 ENV, the RUN.
+    let ops: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(ops.len(), 100_002);
+    assert!(
+        ops[100_000].contains("config  ENV K99999=v99999"),
+        "{}",
+        ops[100_000]
+    );
+    assert!(
+        ops[100_001].contains("line 100002 exec    RUN /bin/sh -c true"),
+        "{}",
+        ops[100_001]
+    );
     eprintln!("100,000 ENV lines planned in {took:?}");
     // The same pairs in one instruction (continuation lines).
     let mut text = String::from("FROM scratch\nENV ");
