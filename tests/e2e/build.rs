@@ -88,13 +88,18 @@ EOT
 RUN <<'EOT' sh -s -- arg1
 echo "script got $1" > /script
 EOT
+RUN <<EOT
+#!/bin/sh
+echo "run as a script by $0" > /shebang
+EOT
 "#
     ));
     let built = env.build(&["-t", "img"]);
-    assert_eq!(built.ran().len(), 5, "{}", built.stderr);
+    assert_eq!(built.ran().len(), 6, "{}", built.stderr);
     assert_eq!(
-        env.sh("img", "cat /shell /exec /heredoc /fed /script"),
-        "shell 3\nexec zero\nfirst\nsecond\nfed by heredoc\nscript got arg1\n"
+        env.sh("img", "cat /shell /exec /heredoc /fed /script /shebang"),
+        "shell 3\nexec zero\nfirst\nsecond\nfed by heredoc\nscript got arg1\n\
+         run as a script by /dev/pipes/EOT\n"
     );
     let config = env.config("img");
     let created_by: Vec<&str> = config["history"]
@@ -124,10 +129,11 @@ EOT
             "Dockerfile:3",
             "Dockerfile:4",
             "Dockerfile:9",
-            "Dockerfile:12"
+            "Dockerfile:12",
+            "Dockerfile:15"
         ]
     );
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 6);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 7);
 }
 
 #[test]
