@@ -1773,7 +1773,14 @@ impl<'a> Planner<'a> {
             }
             InstructionKind::Onbuild(trigger) => {
                 scope.image.config.on_build.push(trigger.clone());
-                config_step(scope, work, format!("ONBUILD {trigger}"))?;
+                // As BuildKit: a trigger changes the config only and adds no history entry.
+                let step = Step {
+                    span,
+                    kind: StepKind::Config(kw),
+                    description: format!("ONBUILD {trigger}"),
+                };
+                ctx.charge(step_weight(&step), span)?;
+                work.steps.push(step);
             }
             InstructionKind::Maintainer(m) => {
                 scope.image.author = Some(m.clone());

@@ -283,6 +283,12 @@ fn config_from_instructions() {
     assert_eq!(hc.test, ["CMD-SHELL", "curl -f localhost"]);
     assert_eq!(hc.interval, 30_000_000_000);
     assert_eq!(c.on_build, ["RUN echo child"]);
+    // As BuildKit, ONBUILD adds no history entry.
+    assert!(
+        !img.history.iter().any(|h| h.created_by.starts_with("ONBUILD")),
+        "{:?}",
+        img.history
+    );
     assert!(c.args_escaped);
     assert_eq!(c.env, [format!("PATH={}", config::DEFAULT_PATH)]);
 }
