@@ -94,6 +94,8 @@ pub struct ImageArchive {
     pub config: serde_json::Value,
     /// Every file, by path relative to `/` without a leading slash (`etc/passwd`).
     pub files: BTreeMap<String, FileEntry>,
+    /// For each layer of the manifest, whether its tar holds no entry at all.
+    pub empty_layers: Vec<bool>,
 }
 
 /// The config fields ([`ImageArchive::config`]`["config"]`) a Dockerfile sets.
@@ -145,11 +147,22 @@ impl ImageArchive {
             serde_json::from_slice(member(first["Config"].as_str().expect("manifest Config")))
                 .expect("image config json");
         let mut files = BTreeMap::new();
+        let mut empty_layers = Vec::new();
         for layer in first["Layers"].as_array().expect("manifest Layers") {
             let name = layer.as_str().expect("layer name");
-            apply_layer(&mut files, &decompress(member(name)), name);
+            let tar_bytes = decompress(member(name));
+            let entries = tar::Archive::new(tar_bytes.as_slice())
+                .entries()
+                .map(|e| e.count())
+                .unwrap_or(0);
+            empty_layers.push(entries == 0);
+            apply_layer(&mut files, &tar_bytes, name);
         }
-        ImageArchive { config, files }
+        ImageArchive {
+            config,
+            files,
+            empty_layers,
+        }
     }
 
     /// `config.config[field]`, with `null` for a missing field.
@@ -160,19 +173,23 @@ impl ImageArchive {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    /// `created_by` and `empty_layer` of the history entries after the first `skip`.
+    /// `created_by` and `empty_layer` of the history entries after the first `skip`; an
+    /// entry whose layer holds no entry counts as empty (BuildKit ships an empty layer for a
+    /// step that changed nothing, rbuild marks the entry `empty_layer`).
     pub fn history(&self, skip: usize) -> Vec<(String, bool)> {
+        let mut layers = self.empty_layers.iter();
         self.config["history"]
             .as_array()
             .map(|h| {
                 h.iter()
-                    .skip(skip)
                     .map(|e| {
-                        (
-                            e["created_by"].as_str().unwrap_or("").to_string(),
-                            e["empty_layer"].as_bool().unwrap_or(false),
-                        )
+                        let mut empty = e["empty_layer"].as_bool().unwrap_or(false);
+                        if !empty {
+                            empty = layers.next().copied().unwrap_or(false);
+                        }
+                        (e["created_by"].as_str().unwrap_or("").to_string(), empty)
                     })
+                    .skip(skip)
                     .collect()
             })
             .unwrap_or_default()

@@ -850,16 +850,133 @@ fn unusual_names_and_sizes() {
 }
 
 #[test]
+fn args_inherited_by_child_stages() {
+    // dockerfile2llb's dispatchState.init: a stage built FROM another stage starts with its
+    // state (the environment its ARGs set) and its build args.
+    agree(
+        "arg-inheritance",
+        Case {
+            dockerfile: "FROM {BUSYBOX} AS base\n\
+                         ARG VIA_BASE=base-default\n\
+                         ENV IN_ENV=env\n\
+                         FROM base AS child\n\
+                         RUN echo \"${VIA_BASE:-unset} $IN_ENV\" > /child.txt\n\
+                         FROM child\n\
+                         ARG VIA_BASE\n\
+                         RUN echo \"${VIA_BASE:-unset}\" > /grandchild.txt\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn arg_after_env_of_the_same_name() {
+    // dispatchArg sets the state environment: the later ARG (its default or a build arg) is
+    // what steps see and expand; the config keeps the ENV value.
+    for flags in [&[][..], &["--build-arg", "NAME=from-cli"][..]] {
+        agree(
+            "arg-after-env",
+            Case {
+                dockerfile: "FROM {BUSYBOX}\n\
+                             ENV NAME=from-env\n\
+                             ARG NAME=from-arg\n\
+                             RUN echo \"$NAME\" > /name.txt\n\
+                             ENV OTHER=$NAME\n",
+                flags,
+                ..Case::default()
+            },
+            |_| {},
+        );
+    }
+}
+
+#[test]
+fn user_and_workdir_that_expand_to_nothing() {
+    // NormalizeWorkdir keeps the current directory for an empty WORKDIR; an empty USER is
+    // the default user.
+    agree(
+        "empty-user-workdir",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         WORKDIR /srv\n\
+                         USER 1000\n\
+                         ARG NOTHING\n\
+                         WORKDIR $NOTHING\n\
+                         USER $NOTHING\n\
+                         RUN pwd > /pwd.txt && id -u > /uid.txt\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn unquoted_copy_heredoc_escapes_and_run_heredoc_scripts() {
+    // The old BuildKit has no heredocs; it gets the files current BuildKit makes. An
+    // unquoted COPY heredoc goes through ExpandRaw: a lexer with quotes as plain text and a
+    // backslash escaping the next character (a line end too). A RUN heredoc starting with
+    // `#!` is run as that script (dispatchRun: /dev/pipes/NAME).
+    agree(
+        "heredoc-escapes",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         ARG P=val\n\
+                         COPY <<EOF /unquoted.txt\n\
+                         dollar=\\$P backslash=\\\\ cont=a\\\n\
+                         b quote='$P' \"$P\"\n\
+                         EOF\n\
+                         RUN <<EOF\n\
+                         #!/bin/sh\n\
+                         echo \"script $0\" > /script.txt\n\
+                         EOF\n",
+            buildkit_dockerfile: Some(
+                "FROM {BUSYBOX}\n\
+                 ARG P=val\n\
+                 COPY expected/unquoted.txt /\n\
+                 RUN echo \"script /dev/pipes/EOF\" > /script.txt\n",
+            ),
+            ..Case::default()
+        },
+        |ctx| {
+            write(
+                ctx,
+                "expected/unquoted.txt",
+                "dollar=$P backslash=\\ cont=a\nb quote='val' \"val\"\n",
+                0o644,
+            );
+        },
+    );
+}
+
+#[test]
+fn onbuild_triggers_add_no_history() {
+    // dispatchOnbuild appends to the config's OnBuild and commits no history.
+    agree(
+        "onbuild",
+        Case {
+            dockerfile: "FROM {BUSYBOX}\n\
+                         ONBUILD RUN echo child\n\
+                         ONBUILD ENV FROM_TRIGGER=yes\n\
+                         LABEL after=onbuild\n",
+            ..Case::default()
+        },
+        |_| {},
+    );
+}
+
+#[test]
 fn wildcard_sources_matching_nothing() {
     // dockerfile2llb copies with AllowEmptyWildcard: a pattern that matches nothing adds
-    // nothing. (A COPY whose every source matches nothing is left out: rbuild writes no layer
-    // for it, BuildKit an empty one.)
+    // nothing. A COPY whose every source matches nothing gets an empty layer from BuildKit
+    // and none from rbuild (see ImageArchive::history).
     agree(
         "wildcard-nothing",
         Case {
             dockerfile: "FROM {BUSYBOX}\n\
                          COPY nomatch*.txt run.sh /dst/\n\
-                         COPY a.txt nothing-* /dst2/\n",
+                         COPY a.txt nothing-* /dst2/\n\
+                         COPY nothing-at-all* /dst3/\n",
             ..Case::default()
         },
         files,

@@ -285,7 +285,9 @@ fn config_from_instructions() {
     assert_eq!(c.on_build, ["RUN echo child"]);
     // As BuildKit, ONBUILD adds no history entry.
     assert!(
-        !img.history.iter().any(|h| h.created_by.starts_with("ONBUILD")),
+        !img.history
+            .iter()
+            .any(|h| h.created_by.starts_with("ONBUILD")),
         "{:?}",
         img.history
     );
