@@ -299,6 +299,27 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
     // First plan: which base images the target needs.
     let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
+    // Stages for other operating systems plan (with their defaults) but are not built.
+    if let Some(stage) = first
+        .stages
+        .iter()
+        .find(|s| s.built && s.platform.os != "linux")
+    {
+        bail!(
+            "{}",
+            rbuild_compiler::parser::render_diagnostic(
+                &format!(
+                    "stage {} is for {}: rbuild builds Linux images only",
+                    stage.label(),
+                    stage.platform
+                ),
+                stage.span,
+                Some("`rbuild plan` shows the plan of such a stage"),
+                name,
+                text,
+            )
+        );
+    }
     let bases = bases::resolve(settings, &first, progress)?;
     for base in bases.values() {
         rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor)

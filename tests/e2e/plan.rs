@@ -147,3 +147,40 @@ fn plan_without_the_base_config_marks_its_variables_unresolved() {
         run.stdout
     );
 }
+
+/// A stage for Windows plans with Windows defaults (`cmd /S /C`, backslash paths, the
+/// Windows PATH); building it is refused at its FROM line, before anything is pulled.
+#[test]
+fn windows_stages_plan_but_are_not_built() {
+    let dir = Dir::new();
+    dir.write(
+        "Dockerfile",
+        "FROM --platform=windows/amd64 mcr.microsoft.com/windows/nanoserver:ltsc2022\n\
+         WORKDIR C:\\app\n\
+         RUN dir\n",
+    );
+    let run = ok(rbuild(dir.path())
+        .args(["plan", "--format", "json"])
+        .arg(dir.path()));
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan JSON");
+    let exec = plan["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "exec")
+        .expect("the RUN");
+    assert_eq!(exec["argv"], serde_json::json!(["cmd", "/S", "/C", "dir"]));
+    assert_eq!(exec["cwd"], "\\app");
+    let run = fails(
+        rbuild(&dir.join("store"))
+            .args(["build", "--progress", "plain"])
+            .arg(dir.path()),
+    );
+    assert!(
+        run.stderr
+            .contains("stage stage-0 is for windows/amd64: rbuild builds Linux images only"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Dockerfile:1:1"), "{}", run.stderr);
+}

@@ -190,6 +190,12 @@ pub enum PlanErrorKind {
     /// A variable expansion failed.
     #[error(transparent)]
     Expand(#[from] ExpandError),
+    /// A Windows path on another drive than the system drive.
+    #[error("{path:?} is not on the system drive (C:): Windows images have only that one")]
+    WindowsDrive {
+        /// The path.
+        path: String,
+    },
     /// FROM's image expanded to nothing.
     #[error("base name {word:?} expands to an empty string")]
     EmptyBaseName {
@@ -865,6 +871,22 @@ fn join_clean(dir: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// [`join_clean`] for Windows paths, as BuildKit normalizes a Windows working directory:
+/// `\` or `/` separators, an optional system drive letter (`C:`, which is dropped), and the
+/// result with backslashes (`\app\src`). `None` for a path on another drive.
+fn windows_join(dir: &str, path: &str) -> Option<String> {
+    let slashed = |p: &str| -> Option<String> {
+        let p = p.replace('\\', "/");
+        match p.as_bytes() {
+            [d, b':', ..] if d.eq_ignore_ascii_case(&b'c') => Some(p[2..].to_string()),
+            [d, b':', ..] if d.is_ascii_alphabetic() => None,
+            _ => Some(p),
+        }
+    };
+    let joined = join_clean(&slashed(dir)?, &slashed(path)?);
+    Some(joined.replace('/', "\\"))
+}
+
 impl<'p> Ctx<'p> {
     /// Runs one expansion within the Dockerfile's budget and the current instruction's
     /// bound on growth; `out_len` measures its result.
@@ -1514,7 +1536,7 @@ impl<'a> Planner<'a> {
             ));
         }
         if scope.env_get("PATH").is_none() {
-            scope.env_set("PATH", config::DEFAULT_PATH);
+            scope.env_set("PATH", config::default_path(&work.platform.os));
         }
         // ONBUILD triggers of the base run right after FROM; the new image does not keep them.
         let triggers = std::mem::take(&mut scope.image.config.on_build);
@@ -1637,7 +1659,7 @@ impl<'a> Planner<'a> {
             }
             InstructionKind::Run(run) => self.eval_run(ctx, index, ins, run, scope, work)?,
             InstructionKind::Cmd(cmd) | InstructionKind::Entrypoint(cmd) => {
-                let args = with_shell(&scope.image.config, cmd);
+                let args = with_shell(&scope.image.config, &work.platform.os, cmd);
                 let description = format!("{kw} {}", go_quote_list(&args));
                 if kw == "CMD" {
                     scope.image.config.cmd = Some(args);
@@ -1664,7 +1686,18 @@ impl<'a> Planner<'a> {
                 } else {
                     scope.image.config.working_dir.clone()
                 };
-                let path = join_clean(&cur, &value);
+                let path = if work.platform.os == "windows" {
+                    windows_join(&cur, &value).ok_or_else(|| {
+                        PlanError::at(
+                            PlanErrorKind::WindowsDrive {
+                                path: value.clone(),
+                            },
+                            span,
+                        )
+                    })?
+                } else {
+                    join_clean(&cur, &value)
+                };
                 scope.image.config.working_dir = path.clone();
                 let description = format!("WORKDIR {path}");
                 let step = Step {
@@ -1806,7 +1839,7 @@ impl<'a> Planner<'a> {
         let config = &scope.image.config;
         let mut files = Vec::new();
         let argv = if run.heredocs.is_empty() {
-            with_shell(config, &run.command)
+            with_shell(config, &work.platform.os, &run.command)
         } else {
             if !run.command.shell_form || run.command.args.len() != 1 {
                 return Err(PlanError::at(PlanErrorKind::BadHeredocRun, span));
@@ -1828,6 +1861,7 @@ impl<'a> Planner<'a> {
             } else if only_heredoc {
                 with_shell(
                     config,
+                    &work.platform.os,
                     &CommandLine {
                         args: vec![first.body()],
                         shell_form: true,
@@ -1842,6 +1876,7 @@ impl<'a> Planner<'a> {
                 }
                 with_shell(
                     config,
+                    &work.platform.os,
                     &CommandLine {
                         args: vec![full],
                         shell_form: true,
@@ -2226,11 +2261,11 @@ fn step_weight(step: &Step) -> usize {
 }
 
 /// Wraps a shell-form command with the image's SHELL (default `/bin/sh -c`).
-fn with_shell(config: &ImageConfig, cmd: &CommandLine) -> Vec<String> {
+fn with_shell(config: &ImageConfig, os: &str, cmd: &CommandLine) -> Vec<String> {
     if !cmd.shell_form {
         return cmd.args.clone();
     }
-    let mut argv = config.shell_or_default();
+    let mut argv = config.shell_or_default(os);
     argv.push(cmd.args.join(" "));
     argv
 }

@@ -402,6 +402,41 @@ fn copy_heredocs_process_escapes_unless_quoted() {
     }
 }
 
+/// A stage for Windows plans with Windows defaults: `cmd /S /C`, the Windows PATH and
+/// working directories with backslashes (building it is refused by the builder).
+#[test]
+fn windows_stages_plan_with_windows_defaults() {
+    let text = "FROM --platform=windows/amd64 mcr.microsoft.com/windows/nanoserver:ltsc2022\n\
+                WORKDIR C:\\app\n\
+                WORKDIR src/bin\n\
+                RUN dir\n\
+                CMD echo hi\n";
+    let p = plan(text);
+    let stage = &p.stages[0];
+    assert_eq!(stage.platform.os, "windows");
+    let c = &stage.image.config;
+    assert_eq!(c.working_dir, "\\app\\src\\bin");
+    assert_eq!(
+        c.cmd.as_deref(),
+        Some(
+            &[
+                "cmd".to_string(),
+                "/S".into(),
+                "/C".into(),
+                "echo hi".into()
+            ][..]
+        )
+    );
+    assert_eq!(c.env, [format!("PATH={}", config::DEFAULT_PATH_WINDOWS)]);
+    let x = execs(&p);
+    assert_eq!(x[0].argv, ["cmd", "/S", "/C", "dir"]);
+    assert_eq!(windows_join("\\", "D:\\data"), None);
+    assert_eq!(
+        windows_join("\\a", "..\\..\\b/c").as_deref(),
+        Some("\\b\\c")
+    );
+}
+
 #[test]
 fn heredocs_in_run_and_copy() {
     let text = "FROM scratch\nRUN <<EOF\n#!/bin/sh\necho script\nEOF\nRUN <<EOF\necho plain\nEOF\nCOPY <<CONF /etc/app.conf\nname=$NAME\nCONF\n";
