@@ -316,7 +316,8 @@ CMD echo from-cmd
     // Config instructions add no layers: only the base's.
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
     let hist = config["history"].as_array().unwrap();
-    assert_eq!(hist.len(), 1 + 12, "{hist:?}");
+    // One entry per instruction but ONBUILD, which only changes the config (as BuildKit).
+    assert_eq!(hist.len(), 1 + 11, "{hist:?}");
     assert!(
         hist[1..].iter().all(|h| h["empty_layer"] == true),
         "{hist:?}"
