@@ -24,6 +24,8 @@ pub enum ValueKind {
     Size,
     /// A whole number of at least 1.
     Count,
+    /// A whole number of seconds, at least 1.
+    Seconds,
     /// `uncompressed`, `gzip` or `zstd`.
     Compression,
     /// A list of `HOST[:PORT]` (in the environment: comma-separated).
@@ -40,6 +42,7 @@ impl ValueKind {
             ValueKind::Path => "a path",
             ValueKind::Size => "a size (bytes, or a number with K, M, G or T)",
             ValueKind::Count => "a whole number of at least 1",
+            ValueKind::Seconds => "a whole number of seconds, at least 1",
             ValueKind::Compression => "one of \"uncompressed\", \"gzip\", \"zstd\"",
             ValueKind::Hosts => "a list of registry hosts (HOST[:PORT])",
             ValueKind::Mirrors => "a table of registry host = [mirror hosts]",
@@ -112,6 +115,16 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Registries spoken to over plain HTTP.",
     },
     Setting {
+        key: "registry.stall_timeout",
+        env: Some(env::RBUILD_STALL_TIMEOUT),
+        flag: None,
+        kind: ValueKind::Seconds,
+        default: "30",
+        doc: "A blob or manifest download that receives less than 1 KiB in this many seconds \
+              is stalled: a blob resumes with a Range request (5 attempts in all), then the \
+              command fails naming the blob or manifest and the registry.",
+    },
+    Setting {
         key: "registry.mirrors",
         env: None,
         flag: None,
@@ -147,6 +160,8 @@ pub enum Value {
     Size(u64),
     /// [`ValueKind::Count`].
     Count(usize),
+    /// [`ValueKind::Seconds`].
+    Seconds(u64),
     /// [`ValueKind::Compression`].
     Compression(CompressionArg),
     /// [`ValueKind::Hosts`].
@@ -292,6 +307,9 @@ fn from_env(kind: ValueKind, text: &str) -> anyhow::Result<Value> {
         ValueKind::Path => Value::Path(PathBuf::from(text)),
         ValueKind::Size => Value::Size(env::parse_size(text).context("not a size")?),
         ValueKind::Count => Value::Count(parse_count(text).context("not a number of at least 1")?),
+        ValueKind::Seconds => Value::Seconds(
+            parse_count(text).context("not a number of seconds of at least 1")? as u64,
+        ),
         ValueKind::Compression => {
             Value::Compression(parse_compression(text).context("not a compression")?)
         }
@@ -384,13 +402,18 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<&'static str, V
                 ),
                 other => return Err(bad(other.type_str())),
             },
-            ValueKind::Count => match v {
-                toml::de::DeValue::Integer(i) => Value::Count(
-                    usize::from_str_radix(&i.as_str().replace('_', ""), i.radix())
+            ValueKind::Count | ValueKind::Seconds => match v {
+                toml::de::DeValue::Integer(i) => {
+                    let n = usize::from_str_radix(&i.as_str().replace('_', ""), i.radix())
                         .ok()
                         .filter(|&n| n >= 1)
-                        .ok_or_else(|| bad(i.as_str()))?,
-                ),
+                        .ok_or_else(|| bad(i.as_str()))?;
+                    if setting.kind == ValueKind::Seconds {
+                        Value::Seconds(n as u64)
+                    } else {
+                        Value::Count(n)
+                    }
+                }
                 other => return Err(bad(other.type_str())),
             },
             ValueKind::Compression => {
@@ -466,6 +489,7 @@ impl Config {
             Value::Path(p) => format!("{:?}", p.display().to_string()),
             Value::Size(n) => n.to_string(),
             Value::Count(n) => n.to_string(),
+            Value::Seconds(n) => n.to_string(),
             Value::Compression(c) => format!("{:?}", format!("{c:?}").to_ascii_lowercase()),
             Value::Hosts(h) => format!("{h:?}"),
             Value::Mirrors(m) => format!("{m:?}"),
@@ -510,6 +534,14 @@ impl Config {
         match self.value("registry.insecure") {
             Some(Value::Hosts(h)) => h.clone(),
             _ => Vec::new(),
+        }
+    }
+
+    /// `registry.stall_timeout`.
+    pub fn stall_timeout(&self) -> Option<std::time::Duration> {
+        match self.value("registry.stall_timeout")? {
+            Value::Seconds(n) => Some(std::time::Duration::from_secs(*n)),
+            _ => None,
         }
     }
 
@@ -571,7 +603,7 @@ mod tests {
     fn every_key_parses() {
         let v = parse_text(
             "root = \"/srv/rbuild\"\n[build]\njobs = 3\ncompression = \"zstd\"\n\
-             [registry]\ninsecure = [\"reg.local:5000\"]\n\
+             [registry]\ninsecure = [\"reg.local:5000\"]\nstall_timeout = 45\n\
              [registry.mirrors]\n\"docker.io\" = [\"127.0.0.1:5001\", \"127.0.0.1:5002\"]\n\
              [gc]\nthreshold = \"10G\"\nkeep_storage = 1048576\n",
         )
@@ -586,6 +618,7 @@ mod tests {
             v["registry.insecure"],
             Value::Hosts(vec!["reg.local:5000".into()])
         );
+        assert_eq!(v["registry.stall_timeout"], Value::Seconds(45));
         let Value::Mirrors(m) = &v["registry.mirrors"] else {
             panic!("mirrors")
         };
@@ -620,6 +653,12 @@ mod tests {
         assert!(
             e.to_string()
                 .contains(":2:15: bad value for `build.compression`"),
+            "{e}"
+        );
+        let e = parse_text("[registry]\nstall_timeout = \"soon\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":2:17: bad value for `registry.stall_timeout`"),
             "{e}"
         );
         let e = parse_text("root = \n").unwrap_err();

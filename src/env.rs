@@ -45,14 +45,18 @@ pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
 /// `overlay` or `copy`: forces the snapshotter (read by `rbuild_executor::snapshot`).
 #[allow(dead_code)]
 pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
-/// The largest uncompressed size of one layer that `run` unpacks or `load` reads, and of a
-/// compressed archive given to `load` (bytes, or with a `K`, `M`, `G` or `T` suffix, powers of
-/// 1024); default [`DEFAULT_MAX_LAYER_SIZE`]. Past it, the command stops with an error naming
-/// the layer or archive (gzip/zstd bombs).
+/// The largest uncompressed size of one layer that any command reads (`run`, `load`,
+/// `report`, a build's outputs), of what a compressed archive (`load`, `import`, `report`,
+/// ADD) expands to, and of an archive `load` or `build -` reads from stdin (bytes, or with a
+/// `K`, `M`, `G` or `T` suffix, powers of 1024); default
+/// [`DEFAULT_MAX_LAYER_BYTES`](rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES). Past it,
+/// the command stops with an error naming the layer or archive (gzip/zstd bombs). The other
+/// limits ([`crate::limits`]) are fixed.
 pub const RBUILD_MAX_LAYER_SIZE: &str = "RBUILD_MAX_LAYER_SIZE";
-/// The default of [`RBUILD_MAX_LAYER_SIZE`]: 64 GiB, well above real layers (the largest
-/// public images have layers of a few GiB) and far below what a small bomb expands to.
-pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+/// How many seconds a blob or manifest download may go without receiving
+/// [`STALL_PROGRESS_BYTES`](rbuild_registry::STALL_PROGRESS_BYTES) before it is ended as
+/// stalled (config `registry.stall_timeout`).
+pub const RBUILD_STALL_TIMEOUT: &str = "RBUILD_STALL_TIMEOUT";
 
 /// [`RBUILD_MAX_LAYER_SIZE`] from the environment, or its default.
 pub fn max_layer_size() -> anyhow::Result<u64> {
@@ -62,7 +66,7 @@ pub fn max_layer_size() -> anyhow::Result<u64> {
                 "{RBUILD_MAX_LAYER_SIZE}={v:?} is not a size (bytes, or a number with K, M, G or T)"
             )
         }),
-        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_MAX_LAYER_SIZE),
+        Err(std::env::VarError::NotPresent) => Ok(rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES),
         Err(std::env::VarError::NotUnicode(_)) => {
             anyhow::bail!("{RBUILD_MAX_LAYER_SIZE} is not valid UTF-8")
         }

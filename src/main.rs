@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod config;
 mod env;
+mod limits;
 mod missing;
 mod names;
 mod out;

@@ -100,7 +100,8 @@ impl std::error::Error for Exit {}
 
 /// Renders an error chain on stderr and returns the exit code.
 ///
-/// The first message is `error: ...`; each cause follows as `Caused by: ...`. A message
+/// The first message is `error: ...`; each cause follows as `Caused by: ...`; hints attached
+/// to the chain and the one for a limit it crossed ([`crate::limits::hint_for`]) end it. A message
 /// that spans several lines (a Dockerfile diagnostic with its source line and caret) is
 /// printed as it is. Messages quote names from layers, registries' answers and step output:
 /// their control characters are shown as escapes ([`escape_controls`]).
@@ -136,6 +137,11 @@ pub fn render_error(err: &anyhow::Error) -> ExitCode {
         } else {
             let _ = writeln!(out, "Caused by: {text}");
         }
+    }
+    if let Some(hint) = crate::limits::hint_for(err)
+        && !hints.contains(&hint.0)
+    {
+        hints.push(hint.0);
     }
     for hint in hints {
         let _ = writeln!(out, "hint: {}", escape_controls(&hint));

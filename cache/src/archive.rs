@@ -6,6 +6,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use rbuild_compiler::limits::{LimitError, Limits};
 use serde_json::json;
 
 use crate::blob::Expected;
@@ -73,7 +74,7 @@ pub enum ArchiveError {
         /// The digest it has.
         actual: Digest,
     },
-    /// Decompressed content passed [`LoadOptions::max_uncompressed`].
+    /// Decompressed content passed [`Limits::max_layer_bytes`].
     #[error("{entry} in archive {path} is larger than {limit} bytes uncompressed")]
     TooLarge {
         /// The archive.
@@ -83,25 +84,35 @@ pub enum ArchiveError {
         /// The limit.
         limit: u64,
     },
+    /// The archive's own tar stream crossed one of the [`Limits`] (its entries and names).
+    #[error("archive {path}: {limit}")]
+    Limit {
+        /// The archive.
+        path: PathBuf,
+        /// The limit it crossed.
+        limit: LimitError,
+    },
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Limits of [`load_with`].
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    /// The most bytes one compressed layer, or a compressed archive as a whole, may expand to
-    /// (a gzip or zstd bomb stops there instead of filling the disk or the CPU).
-    pub max_uncompressed: u64,
-}
-
-impl Default for LoadOptions {
-    /// 64 GiB.
-    fn default() -> Self {
-        LoadOptions {
-            max_uncompressed: 64 << 30,
-        }
+/// A read error of the archive at `path`; the limit it crossed, when it is one.
+fn read_error(path: &Path, source: io::Error) -> ArchiveError {
+    match LimitError::of(&source) {
+        Some(LimitError::TooLarge { limit }) => ArchiveError::TooLarge {
+            path: path.to_path_buf(),
+            entry: "the archive".into(),
+            limit: *limit,
+        },
+        Some(limit) => ArchiveError::Limit {
+            path: path.to_path_buf(),
+            limit: limit.clone(),
+        },
+        None => ArchiveError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -417,14 +428,17 @@ fn clean_name(name: &str) -> String {
 }
 
 impl Archive {
-    fn open(path: &Path, file: File) -> Result<Archive> {
-        let rerr = |source| ArchiveError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+    /// Indexes the archive's members, its tar stream checked against `limits` (all but the
+    /// size: a plain archive holds many layers, and a compressed one was spooled within it).
+    fn open(path: &Path, file: File, limits: &Limits) -> Result<Archive> {
+        let rerr = |source| read_error(path, source);
         let mut members = HashMap::new();
         {
-            let mut archive = tar::Archive::new(&file);
+            let limits = Limits {
+                max_layer_bytes: u64::MAX,
+                ..*limits
+            };
+            let mut archive = tar::Archive::new(limits.reader(&file));
             for entry in archive.entries_with_seek().map_err(rerr)? {
                 let entry = entry.map_err(rerr)?;
                 let name = clean_name(&String::from_utf8_lossy(&entry.path_bytes()));
@@ -516,15 +530,14 @@ impl Archive {
 /// into the store, verifying every digest. Names are returned, not applied: the caller
 /// normalizes and tags them.
 pub fn load(store: &Store, path: &Path) -> Result<Vec<Loaded>> {
-    load_with(store, path, &LoadOptions::default())
+    load_with(store, path, &Limits::default())
 }
 
-/// [`load`] with limits other than the defaults.
-pub fn load_with(store: &Store, path: &Path, options: &LoadOptions) -> Result<Vec<Loaded>> {
-    let rerr = |source| ArchiveError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+/// [`load`] with limits other than the defaults: what a compressed archive and each
+/// compressed layer may expand to ([`Limits::max_layer_bytes`]: a gzip or zstd bomb stops
+/// there instead of filling the disk), and the entries and names of the archive's tar.
+pub fn load_with(store: &Store, path: &Path, limits: &Limits) -> Result<Vec<Loaded>> {
+    let rerr = |source| read_error(path, source);
     let mut file = File::open(path).map_err(rerr)?;
     let mut head = [0u8; 8];
     let n = file.read(&mut head).map_err(rerr)?;
@@ -543,27 +556,19 @@ pub fn load_with(store: &Store, path: &Path, options: &LoadOptions) -> Result<Ve
             }
         };
         let mut tmp = tempfile_in(store)?;
-        let limit = options.max_uncompressed;
-        let copied = io::copy(&mut (&mut decoder).take(limit), &mut tmp.1).map_err(rerr)?;
-        if copied == limit && decoder.read(&mut [0u8; 1]).map_err(rerr)? > 0 {
-            return Err(ArchiveError::TooLarge {
-                path: path.to_path_buf(),
-                entry: "the archive".into(),
-                limit,
-            });
-        }
+        io::copy(&mut limits.reader(&mut decoder), &mut tmp.1).map_err(rerr)?;
         tmp.1.seek(SeekFrom::Start(0)).map_err(rerr)?;
         file = tmp.1.try_clone().map_err(rerr)?;
         _spool = Some(tmp);
     }
-    let archive = Archive::open(path, file)?;
+    let archive = Archive::open(path, file, limits)?;
     // A docker archive that also holds its OCI layout (docker's containerd store, rbuild)
     // is read through the layout: the manifests come back as they were, and the image ids
     // with them.
     if archive.has("index.json") {
         load_oci(store, &archive)
     } else if archive.has("manifest.json") {
-        load_docker(store, &archive, options)
+        load_docker(store, &archive, limits)
     } else {
         Err(ArchiveError::UnknownFormat {
             path: path.to_path_buf(),
@@ -607,7 +612,7 @@ fn digest_in_name(name: &str) -> Option<Digest> {
     Digest::from_hex(stem).ok()
 }
 
-fn load_docker(store: &Store, archive: &Archive, options: &LoadOptions) -> Result<Vec<Loaded>> {
+fn load_docker(store: &Store, archive: &Archive, limits: &Limits) -> Result<Vec<Loaded>> {
     let bytes = archive.read_document("manifest.json")?;
     let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&bytes)
         .map_err(|e| archive.invalid("manifest.json", e.to_string()))?;
@@ -643,7 +648,7 @@ fn load_docker(store: &Store, archive: &Archive, options: &LoadOptions) -> Resul
             let diff_id: Digest = diff_id
                 .parse()
                 .map_err(|_| archive.invalid(&entry.config, format!("bad diff_id {diff_id}")))?;
-            layers.push(load_docker_layer(store, archive, name, diff_id, options)?);
+            layers.push(load_docker_layer(store, archive, name, diff_id, limits)?);
         }
         let config_desc = store.put_document(MediaType::ImageConfig, &config_bytes)?;
         let manifest = json!({
@@ -684,7 +689,7 @@ fn load_docker_layer(
     archive: &Archive,
     name: &str,
     diff_id: Digest,
-    options: &LoadOptions,
+    limits: &Limits,
 ) -> Result<Descriptor> {
     let rerr = |source| ArchiveError::Read {
         path: archive.path.clone(),
@@ -738,11 +743,11 @@ fn load_docker_layer(
                     break;
                 }
                 total += n as u64;
-                if total > options.max_uncompressed {
+                if total > limits.max_layer_bytes {
                     return Err(ArchiveError::TooLarge {
                         path: archive.path.clone(),
                         entry: name.to_string(),
-                        limit: options.max_uncompressed,
+                        limit: limits.max_layer_bytes,
                     });
                 }
                 hasher.update(&buf[..n]);

@@ -9,6 +9,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
+use rbuild_compiler::limits::{LimitError, Limits};
 use serde_json::json;
 
 use crate::digest::Digest;
@@ -39,6 +40,14 @@ pub enum ImportError {
         path: PathBuf,
         /// The format's name.
         format: &'static str,
+    },
+    /// The tar archive crossed one of [`ImportOptions::limits`].
+    #[error("{path}: {limit}")]
+    Limit {
+        /// The source.
+        path: PathBuf,
+        /// The limit it crossed.
+        limit: LimitError,
     },
     /// The source is not a tar archive.
     #[error("{path} is not a tar archive")]
@@ -76,6 +85,8 @@ pub struct ImportOptions {
     pub architecture: String,
     /// The image OS.
     pub os: String,
+    /// What a tar archive may hold (its uncompressed size, entries, names).
+    pub limits: Limits,
 }
 
 impl ImportOptions {
@@ -89,6 +100,7 @@ impl ImportOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             architecture: crate::host_arch().to_string(),
             os: "linux".to_string(),
+            limits: Limits::default(),
         }
     }
 }
@@ -131,17 +143,23 @@ pub fn import_dir(
     finish(store, sink, options, newest)
 }
 
-/// Imports a tar archive (plain, gzip or zstd, detected from its content) read from `input`;
-/// `path` names it in errors.
+/// Imports a tar archive (plain, gzip or zstd, detected from its content) read from `input`,
+/// checked against [`ImportOptions::limits`] as it streams; `path` names it in errors.
 pub fn import_tar(
     store: &Store,
     path: &Path,
     input: impl Read,
     options: &ImportOptions,
 ) -> Result<Imported, ImportError> {
-    let rerr = |source| ImportError::Read {
-        path: path.to_path_buf(),
-        source,
+    let rerr = |source: io::Error| match LimitError::of(&source) {
+        Some(limit) => ImportError::Limit {
+            path: path.to_path_buf(),
+            limit: limit.clone(),
+        },
+        None => ImportError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
     };
     let mut input = BufReader::with_capacity(1 << 20, input);
     let head = io::BufRead::fill_buf(&mut input).map_err(rerr)?.to_vec();
@@ -162,7 +180,7 @@ pub fn import_tar(
             });
         }
     };
-    let mut tar = TarTimes::new(tar);
+    let mut tar = TarTimes::new(options.limits.reader(tar));
     let mut first = vec![0u8; 512];
     let mut got = 0;
     while got < first.len() {

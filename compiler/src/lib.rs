@@ -5,6 +5,7 @@
 
 pub mod dockerignore;
 pub mod instructions;
+pub mod limits;
 pub mod parser;
 pub mod plan;
 pub mod shell;

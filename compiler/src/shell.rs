@@ -28,6 +28,12 @@
 //! * An unterminated `${NAME` reports a missing `}` rather than an odd "unsupported
 //!   modifier" error.
 //! * Variable names are case-sensitive (Unix rules); BuildKit folds case for Windows images.
+//! * Expansion is bounded by [`Limits`] (BuildKit has no such bounds): by default a word may
+//!   grow by at most 1 MiB through expansion, `${...}` may nest 128 deep inside modifiers, and one
+//!   expansion may do a bounded amount of work (bytes copied and pattern-matching steps).
+//!   Crossing a bound is an error naming the word and, for the size, the variable.
+//!   Patterns are matched in time linear in the value (leftmost-longest, as Go's regexp
+//!   finds them), so `${V//*x/}` on a long value does not take quadratic time.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -67,6 +73,12 @@ impl<E: Env + ?Sized> Env for &E {
 impl Env for dyn Fn(&str) -> Option<String> + '_ {
     fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
         self(name).map(Cow::Owned)
+    }
+}
+
+impl<'a> Env for dyn Fn(&str) -> Option<&'a str> + 'a {
+    fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
+        self(name).map(Cow::Borrowed)
     }
 }
 
@@ -128,13 +140,74 @@ where
     EnvFn(lookup, std::marker::PhantomData)
 }
 
+/// Bounds on one expansion, so that a hostile word or environment cannot make it use
+/// unbounded memory, stack or time. Crossing one is an error, never a truncated result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How many bytes expansion may add to a word beyond its length as written. The same
+    /// bound applies to the words inside it (a `${V:-default}`, a pattern, a replacement).
+    pub max_growth: usize,
+    /// How deep `${...}` may nest inside modifiers (`${A:-${B:-...}}`): the lexer recurses
+    /// once per level.
+    pub max_depth: usize,
+    /// The most work one expansion may do: one unit per byte copied from a variable's
+    /// value or a replacement, [`STEP_COST`] units per pattern-matching step (one live
+    /// pattern position moved over one character).
+    pub max_work: u64,
+}
+
+impl Limits {
+    /// 1 MiB of growth, 128 levels, 2^28 units of work.
+    pub const DEFAULT: Limits = Limits {
+        max_growth: 1 << 20,
+        max_depth: 128,
+        max_work: 1 << 28,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What one pattern-matching step costs in [`Limits::max_work`] units, where a byte copied
+/// costs one: a step does far more than a byte of a copy.
+pub const STEP_COST: u64 = 16;
+
+/// Words longer than this are shown shortened in error messages.
+const SHOWN_WORD: usize = 160;
+
+/// `word` quoted for an error message; a long word (a 60 KB line of nested `${`) is cut, with
+/// its length.
+pub(crate) fn shown(word: &str) -> String {
+    if word.len() <= SHOWN_WORD {
+        return format!("{word:?}");
+    }
+    let mut cut = 100;
+    while !word.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}... ({} bytes)", &word[..cut], word.len())
+}
+
+/// A size for people: `1 MiB`, `64 KiB`, else bytes.
+pub(crate) fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
 /// An expansion failed. Each variant names the word being expanded; the text reads like
 /// BuildKit's (`failed to process "<word>": <problem>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShellError {
     /// A `'` without its closing quote.
     #[error(
-        "failed to process {word:?}: unexpected end of statement while looking for matching single-quote"
+        "failed to process {}: unexpected end of statement while looking for matching single-quote",
+        shown(word)
     )]
     UnterminatedSingleQuote {
         /// The word being expanded.
@@ -142,32 +215,39 @@ pub enum ShellError {
     },
     /// A `"` without its closing quote.
     #[error(
-        "failed to process {word:?}: unexpected end of statement while looking for matching double-quote"
+        "failed to process {}: unexpected end of statement while looking for matching double-quote",
+        shown(word)
     )]
     UnterminatedDoubleQuote {
         /// The word being expanded.
         word: String,
     },
     /// A `${` without its closing `}`.
-    #[error("failed to process {word:?}: syntax error: missing '}}'")]
+    #[error("failed to process {}: syntax error: missing '}}'", shown(word))]
     MissingBrace {
         /// The word being expanded.
         word: String,
     },
     /// A `${V/p` without the `/` that ends the pattern.
-    #[error("failed to process {word:?}: syntax error: missing '/' in ${{}}")]
+    #[error(
+        "failed to process {}: syntax error: missing '/' in ${{}}",
+        shown(word)
+    )]
     MissingSlash {
         /// The word being expanded.
         word: String,
     },
     /// `${}`, `${:...}` or `${{...}`.
-    #[error("failed to process {word:?}: syntax error: bad substitution")]
+    #[error("failed to process {}: syntax error: bad substitution", shown(word))]
     BadSubstitution {
         /// The word being expanded.
         word: String,
     },
     /// A `${V<op>...}` whose operator is not one of the supported ones (`${V=w}`, `${V:#p}`...).
-    #[error("failed to process {word:?}: unsupported modifier ({modifier}) in substitution")]
+    #[error(
+        "failed to process {}: unsupported modifier ({modifier}) in substitution",
+        shown(word)
+    )]
     UnsupportedModifier {
         /// The word being expanded.
         word: String,
@@ -175,7 +255,7 @@ pub enum ShellError {
         modifier: String,
     },
     /// `${V?m}` / `${V:?m}` with `V` unset (or empty).
-    #[error("failed to process {word:?}: {name}: {message}")]
+    #[error("failed to process {}: {name}: {message}", shown(word))]
     Required {
         /// The word being expanded.
         word: String,
@@ -186,7 +266,8 @@ pub enum ShellError {
     },
     /// A `#`, `%` or `/` pattern with an escape other than `\*`, `\?`, `\\`, `\}`, `\/`.
     #[error(
-        "failed to process {word:?}: invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'"
+        "failed to process {}: invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'",
+        shown(word)
     )]
     InvalidPattern {
         /// The word being expanded.
@@ -195,6 +276,42 @@ pub enum ShellError {
         pattern: String,
         /// The escaped character (empty for a trailing backslash).
         escaped: String,
+    },
+    /// Expanding variable `name` made the word grow past [`Limits::max_growth`].
+    #[error(
+        "failed to process {}: expanding ${name} makes the word more than {} longer than written",
+        shown(word),
+        human_size(*limit as u64)
+    )]
+    TooLong {
+        /// The word being expanded.
+        word: String,
+        /// The variable whose value (or whose `${...}` result) crossed the limit.
+        name: String,
+        /// The limit on growth, in bytes.
+        limit: usize,
+    },
+    /// `${...}` nested deeper than [`Limits::max_depth`].
+    #[error(
+        "failed to process {}: ${{...}} is nested more than {limit} levels deep",
+        shown(word)
+    )]
+    TooDeep {
+        /// The word being expanded.
+        word: String,
+        /// The limit on nesting.
+        limit: usize,
+    },
+    /// The expansion needed more than [`Limits::max_work`] units of work.
+    #[error(
+        "failed to process {}: expansion needs more than {limit} units of work (one per byte copied, {STEP_COST} per pattern-matching step)",
+        shown(word)
+    )]
+    TooMuchWork {
+        /// The word being expanded.
+        word: String,
+        /// The limit on work.
+        limit: u64,
     },
 }
 
@@ -209,7 +326,10 @@ impl ShellError {
             | ShellError::BadSubstitution { word }
             | ShellError::UnsupportedModifier { word, .. }
             | ShellError::Required { word, .. }
-            | ShellError::InvalidPattern { word, .. } => word,
+            | ShellError::InvalidPattern { word, .. }
+            | ShellError::TooLong { word, .. }
+            | ShellError::TooDeep { word, .. }
+            | ShellError::TooMuchWork { word, .. } => word,
         }
     }
 
@@ -217,7 +337,7 @@ impl ShellError {
     /// themselves, such as a diagnostic pointing at the Dockerfile line.
     pub fn problem(&self) -> String {
         let full = self.to_string();
-        let prefix = format!("failed to process {:?}: ", self.word());
+        let prefix = format!("failed to process {}: ", shown(self.word()));
         match full.strip_prefix(&prefix) {
             Some(p) => p.to_owned(),
             None => full,
@@ -245,6 +365,8 @@ pub struct Expansion {
     pub value: String,
     /// The variables the word used.
     pub vars: VarUse,
+    /// The work the expansion did, in the units of [`Limits::max_work`].
+    pub work: u64,
 }
 
 /// The result of [`Lexer::process_words`].
@@ -254,6 +376,8 @@ pub struct Words {
     pub words: Vec<String>,
     /// The variables the text used.
     pub vars: VarUse,
+    /// The work the expansion did, in the units of [`Limits::max_work`].
+    pub work: u64,
 }
 
 /// The shell-word lexer. Cheap to copy; configure it with the builder methods.
@@ -264,6 +388,7 @@ pub struct Lexer {
     raw_escapes: bool,
     skip_process_quotes: bool,
     skip_unset: bool,
+    limits: Limits,
 }
 
 impl Default for Lexer {
@@ -281,7 +406,14 @@ impl Lexer {
             raw_escapes: false,
             skip_process_quotes: false,
             skip_unset: false,
+            limits: Limits::DEFAULT,
         }
+    }
+
+    /// Bounds the expansion (default: [`Limits::DEFAULT`]).
+    pub const fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Keep quote characters in the output (they still group and protect their content).
@@ -324,16 +456,18 @@ impl Lexer {
             return Ok(Expansion {
                 value: word.to_owned(),
                 vars: VarUse::default(),
+                work: 0,
             });
         }
         let mut state = State::new(*self, word, env);
         let mut out = String::with_capacity(word.len());
         state
             .run(None, self.raw_escapes, &mut out)
-            .map_err(|k| k.into_error(word))?;
+            .map_err(|k| k.into_error(word, &self.limits))?;
         Ok(Expansion {
             value: out,
             vars: state.vars(),
+            work: state.work.used,
         })
     }
 
@@ -345,11 +479,12 @@ impl Lexer {
         let mut out = Splitter::default();
         state
             .run(None, self.raw_escapes, &mut out)
-            .map_err(|k| k.into_error(text))?;
+            .map_err(|k| k.into_error(text, &self.limits))?;
         out.finish();
         Ok(Words {
             words: out.words,
             vars: state.vars(),
+            work: state.work.used,
         })
     }
 
@@ -364,6 +499,8 @@ impl Lexer {
 
 /// Where expanded text goes: one string, or a word splitter.
 trait Sink {
+    /// The bytes written so far (separators not counted).
+    fn len(&self) -> usize;
     /// An unquoted literal character (a space here splits words).
     fn ch(&mut self, c: char);
     /// A quoted or escaped character (never splits).
@@ -379,6 +516,9 @@ trait Sink {
 }
 
 impl Sink for String {
+    fn len(&self) -> usize {
+        String::len(self)
+    }
     fn ch(&mut self, c: char) {
         self.push(c);
     }
@@ -398,6 +538,8 @@ impl Sink for String {
 struct Splitter {
     words: Vec<String>,
     cur: String,
+    /// Bytes in `words` and `cur`.
+    total: usize,
 }
 
 impl Splitter {
@@ -409,18 +551,23 @@ impl Splitter {
 }
 
 impl Sink for Splitter {
+    fn len(&self) -> usize {
+        self.total
+    }
     fn ch(&mut self, c: char) {
         if c.is_whitespace() {
             self.finish();
         } else {
-            self.cur.push(c);
+            self.raw_ch(c);
         }
     }
     fn raw_ch(&mut self, c: char) {
         self.cur.push(c);
+        self.total += c.len_utf8();
     }
     fn raw_text(&mut self, s: &str) {
         self.cur.push_str(s);
+        self.total += s.len();
     }
 }
 
@@ -443,10 +590,16 @@ enum ErrKind {
     },
     /// A stop character was not found (turned into a more precise error by the caller).
     Unterminated,
+    /// The value of `${name}` made a buffer grow past the limit.
+    TooLong {
+        name: String,
+    },
+    TooDeep,
+    TooMuchWork,
 }
 
 impl ErrKind {
-    fn into_error(self, word: &str) -> ShellError {
+    fn into_error(self, word: &str, limits: &Limits) -> ShellError {
         let word = word.to_owned();
         match self {
             ErrKind::SingleQuote => ShellError::UnterminatedSingleQuote { word },
@@ -465,7 +618,37 @@ impl ErrKind {
                 pattern,
                 escaped,
             },
+            ErrKind::TooLong { name } => ShellError::TooLong {
+                word,
+                name,
+                limit: limits.max_growth,
+            },
+            ErrKind::TooDeep => ShellError::TooDeep {
+                word,
+                limit: limits.max_depth,
+            },
+            ErrKind::TooMuchWork => ShellError::TooMuchWork {
+                word,
+                limit: limits.max_work,
+            },
         }
+    }
+}
+
+/// Work done so far against [`Limits::max_work`].
+#[derive(Debug)]
+struct Work {
+    used: u64,
+    max: u64,
+}
+
+impl Work {
+    fn spend(&mut self, units: u64) -> Result<(), ErrKind> {
+        self.used = self.used.saturating_add(units);
+        if self.used > self.max {
+            return Err(ErrKind::TooMuchWork);
+        }
+        Ok(())
     }
 }
 
@@ -475,8 +658,15 @@ struct State<'w, 'e, E: ?Sized> {
     pos: usize,
     env: &'e E,
     raw_escapes: bool,
-    matched: Vec<&'w str>,
-    unmatched: Vec<&'w str>,
+    matched: BTreeSet<&'w str>,
+    unmatched: BTreeSet<&'w str>,
+    /// The longest any buffer may grow: the word's length plus the allowed growth.
+    max_len: usize,
+    /// How many `${...}` modifiers the lexer is inside.
+    depth: usize,
+    work: Work,
+    /// The variable of the expansion being written, for [`ErrKind::TooLong`].
+    last_name: &'w str,
 }
 
 impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
@@ -487,8 +677,15 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
             pos: 0,
             env,
             raw_escapes: lex.raw_escapes,
-            matched: Vec::new(),
-            unmatched: Vec::new(),
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
+            max_len: src.len().saturating_add(lex.limits.max_growth),
+            depth: 0,
+            work: Work {
+                used: 0,
+                max: lex.limits.max_work,
+            },
+            last_name: "",
         }
     }
 
@@ -515,15 +712,34 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
 
     fn get(&mut self, name: &'w str) -> Option<Cow<'e, str>> {
         let v = self.env.lookup(name);
-        let set = if v.is_some() {
-            &mut self.matched
+        if v.is_some() {
+            self.matched.insert(name);
         } else {
-            &mut self.unmatched
-        };
-        if !set.contains(&name) {
-            set.push(name);
+            self.unmatched.insert(name);
         }
         v
+    }
+
+    /// An error unless a buffer of `len` bytes is within the limit.
+    fn fits(&self, len: usize) -> Result<(), ErrKind> {
+        if len > self.max_len {
+            return Err(ErrKind::TooLong {
+                name: self.last_name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the value of an expansion, within the limits on size and work.
+    fn put<S: Sink>(&mut self, out: &mut S, value: &str, quoted: bool) -> Result<(), ErrKind> {
+        self.fits(out.len().saturating_add(value.len()))?;
+        self.work.spend(value.len() as u64)?;
+        if quoted {
+            out.raw_text(value);
+        } else {
+            out.text(value);
+        }
+        Ok(())
     }
 
     /// Processes text up to `stop` (consumed) or the end of the word. Errors with
@@ -540,6 +756,17 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
         r
     }
 
+    /// [`State::run`] for the word inside a `${...}` modifier: one level deeper.
+    fn nested(&mut self, stop: char, raw_escapes: bool, out: &mut String) -> Result<(), ErrKind> {
+        if self.depth >= self.lex.limits.max_depth {
+            return Err(ErrKind::TooDeep);
+        }
+        self.depth += 1;
+        let r = self.run(Some(stop), raw_escapes, out);
+        self.depth -= 1;
+        r
+    }
+
     fn run_inner<S: Sink>(&mut self, stop: Option<char>, out: &mut S) -> Result<(), ErrKind> {
         let quotes = !self.lex.skip_process_quotes;
         while let Some(c) = self.peek() {
@@ -550,7 +777,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
             match c {
                 '$' => {
                     let v = self.dollar()?;
-                    out.text(&v);
+                    self.put(out, &v, false)?;
                 }
                 '\'' if quotes => self.single_quote(out)?,
                 '"' if quotes => self.double_quote(out)?,
@@ -568,6 +795,9 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     } else {
                         out.ch(c);
                     }
+                    // Written text is at most the word's length, but it may follow
+                    // expansions that filled the buffer.
+                    self.fits(out.len())?;
                 }
             }
         }
@@ -591,7 +821,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
             out.raw_ch('\'');
         }
         self.pos += end + 1;
-        Ok(())
+        self.fits(out.len())
     }
 
     fn double_quote<S: Sink>(&mut self, out: &mut S) -> Result<(), ErrKind> {
@@ -607,11 +837,11 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     if self.lex.raw_quotes {
                         out.raw_ch('"');
                     }
-                    return Ok(());
+                    return self.fits(out.len());
                 }
                 Some('$') => {
                     let v = self.dollar()?;
-                    out.raw_text(&v);
+                    self.put(out, &v, true)?;
                 }
                 Some(c) => {
                     self.pos += c.len_utf8();
@@ -634,6 +864,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     } else {
                         out.raw_ch(c);
                     }
+                    self.fits(out.len())?;
                 }
             }
         }
@@ -660,10 +891,12 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
         &src[start..start + len]
     }
 
+    /// A `$...` expansion; leaves its variable in `last_name` for the caller's size check.
     fn dollar(&mut self) -> Result<Cow<'e, str>, ErrKind> {
         self.pos += 1; // '$'
         if self.peek() != Some('{') {
             let name = self.name();
+            self.last_name = name;
             if name.is_empty() {
                 return Ok(Cow::Borrowed("$"));
             }
@@ -680,6 +913,7 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
             Some(_) => {}
         }
         let name = self.name();
+        self.last_name = name;
         let Some(op) = self.next() else {
             return Err(ErrKind::MissingBrace);
         };
@@ -705,8 +939,9 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     return Err(ErrKind::Unsupported(modifier));
                 }
                 let mut word = String::new();
-                self.run(Some('}'), trims, &mut word)
+                self.nested('}', trims, &mut word)
                     .map_err(|e| self.at_eof(e, ErrKind::MissingBrace))?;
+                self.last_name = name;
                 let value = self.get(name);
                 if value.is_none() && self.lex.skip_unset {
                     return Ok(Cow::Owned(format!("${{{name}{modifier}{word}}}")));
@@ -735,19 +970,19 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                             Some(p) => (true, p),
                             None => (false, word.as_str()),
                         };
-                        let toks = compile_shell_pattern(pat)?;
+                        let mut m = Matcher::new(compile_shell_pattern(pat)?, &mut self.work)?;
                         let v = value.as_deref().unwrap_or("");
-                        Ok(Cow::Owned(if c == '#' {
-                            match match_at(&toks, v, 0, longest) {
-                                Some(end) => v[end..].to_owned(),
-                                None => v.to_owned(),
-                            }
+                        let (s, e) = if c == '#' {
+                            (m.prefix(v, longest)?.unwrap_or(0), v.len())
                         } else {
-                            match match_suffix(&toks, v, longest) {
-                                Some(start) => v[..start].to_owned(),
-                                None => v.to_owned(),
-                            }
-                        }))
+                            (0, m.suffix(v, longest)?.unwrap_or(v.len()))
+                        };
+                        // What is left is a part of the value: borrowed when the value is.
+                        Ok(match value {
+                            Some(Cow::Borrowed(v)) => Cow::Borrowed(&v[s..e]),
+                            Some(Cow::Owned(v)) => Cow::Owned(v[s..e].to_owned()),
+                            None => Cow::Borrowed(""),
+                        })
                     }
                     _ => Err(ErrKind::Unsupported(modifier)),
                 }
@@ -758,11 +993,12 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                     self.pos += 1;
                 }
                 let mut pattern = String::new();
-                self.run(Some('/'), true, &mut pattern)
+                self.nested('/', true, &mut pattern)
                     .map_err(|e| self.at_eof(e, ErrKind::MissingSlash))?;
                 let mut replacement = String::new();
-                self.run(Some('}'), true, &mut replacement)
+                self.nested('}', true, &mut replacement)
                     .map_err(|e| self.at_eof(e, ErrKind::MissingBrace))?;
+                self.last_name = name;
                 let value = self.get(name);
                 if value.is_none() && self.lex.skip_unset {
                     return Ok(Cow::Owned(format!("${{{name}/{pattern}/{replacement}}}")));
@@ -770,12 +1006,20 @@ impl<'w, 'e, E: Env + ?Sized> State<'w, 'e, E> {
                 // An unset variable is replaced in as the empty string (`${NO/$E/x}` is `x`).
                 let value = value.as_deref().unwrap_or("");
                 let toks = compile_shell_pattern(&pattern)?;
+                let limit = Output {
+                    max_len: self.max_len,
+                    name: self.last_name,
+                };
+                let mut m = Matcher::new(toks, &mut self.work)?;
                 Ok(Cow::Owned(if all {
-                    replace_all(&toks, value, &replacement)
+                    m.replace_all(value, &replacement, &limit)?
                 } else {
-                    match find(&toks, value, 0) {
+                    match m.find(value, 0)? {
                         Some((s, e)) => {
-                            let mut out = String::with_capacity(value.len() + replacement.len());
+                            let len = value.len() - (e - s) + replacement.len();
+                            limit.fits(len)?;
+                            m.work.spend(len as u64)?;
+                            let mut out = String::with_capacity(len);
                             out.push_str(&value[..s]);
                             out.push_str(&replacement);
                             out.push_str(&value[e..]);
@@ -860,125 +1104,256 @@ fn compile_shell_pattern(pattern: &str) -> Result<Vec<PTok>, ErrKind> {
     Ok(toks)
 }
 
-/// Runs the pattern anchored at `chars` (an iterator of (position after the character,
-/// character)) from position `start`, and returns the end of the shortest or the longest
-/// match. Thompson simulation: linear in the text for a given pattern.
-fn anchored<I>(toks: &[PTok], start: usize, chars: I, longest: bool) -> Option<usize>
-where
-    I: Iterator<Item = (usize, char)>,
-{
-    let n = toks.len();
-    let mut cur = vec![false; n + 1];
-    let mut next = vec![false; n + 1];
-    cur[0] = true;
-    closure(toks, &mut cur);
-    let mut best = cur[n].then_some(start);
-    if best.is_some() && !longest {
-        return best;
+/// The size bound of a result being built, and the variable to name when it is crossed.
+struct Output<'n> {
+    max_len: usize,
+    name: &'n str,
+}
+
+impl Output<'_> {
+    fn fits(&self, len: usize) -> Result<(), ErrKind> {
+        if len > self.max_len {
+            return Err(ErrKind::TooLong {
+                name: self.name.to_owned(),
+            });
+        }
+        Ok(())
     }
-    for (after, c) in chars {
-        next.iter_mut().for_each(|s| *s = false);
-        let mut any = false;
-        for i in 0..n {
-            if !cur[i] {
+
+    fn push(&self, out: &mut String, s: &str) -> Result<(), ErrKind> {
+        self.fits(out.len().saturating_add(s.len()))?;
+        out.push_str(s);
+        Ok(())
+    }
+}
+
+/// No thread at a position.
+const NONE: usize = usize::MAX;
+
+/// The live positions of a pattern during a simulation, each with the earliest start of a
+/// thread there: a later start at the same position can only give a later match, so one
+/// thread per position is enough and a run is linear in the text.
+struct Threads {
+    list: Vec<usize>,
+    start: Vec<usize>,
+}
+
+impl Threads {
+    fn new(positions: usize) -> Self {
+        Threads {
+            list: Vec::new(),
+            start: vec![NONE; positions],
+        }
+    }
+
+    fn clear(&mut self) {
+        for &k in &self.list {
+            self.start[k] = NONE;
+        }
+        self.list.clear();
+    }
+
+    /// Adds a thread at position `k` started at `s`, and the positions after each `*` it
+    /// reaches by letting the `*` match nothing.
+    fn add(&mut self, toks: &[PTok], mut k: usize, s: usize) {
+        loop {
+            if self.start[k] <= s {
+                return;
+            }
+            if self.start[k] == NONE {
+                self.list.push(k);
+            }
+            self.start[k] = s;
+            if toks.get(k) != Some(&PTok::Star) {
+                return;
+            }
+            k += 1;
+        }
+    }
+
+    /// Drops the threads that started after `s`.
+    fn keep_started_by(&mut self, s: usize) {
+        let start = &mut self.start;
+        self.list.retain(|&k| {
+            let keep = start[k] <= s;
+            if !keep {
+                start[k] = NONE;
+            }
+            keep
+        });
+    }
+}
+
+/// Runs one pattern over values (Thompson simulation), charging every step to the work
+/// budget: [`STEP_COST`] per live position per character.
+struct Matcher<'b> {
+    toks: Vec<PTok>,
+    cur: Threads,
+    next: Threads,
+    work: &'b mut Work,
+}
+
+impl<'b> Matcher<'b> {
+    fn new(toks: Vec<PTok>, work: &'b mut Work) -> Result<Self, ErrKind> {
+        let positions = toks.len() + 1;
+        work.spend(STEP_COST * positions as u64)?;
+        Ok(Matcher {
+            toks,
+            cur: Threads::new(positions),
+            next: Threads::new(positions),
+            work,
+        })
+    }
+
+    fn accepted(&self) -> usize {
+        self.cur.start[self.toks.len()]
+    }
+
+    /// Moves every thread over character `c`.
+    fn step(&mut self, c: char) -> Result<(), ErrKind> {
+        self.work
+            .spend(STEP_COST * (self.cur.list.len() as u64 + 1))?;
+        self.next.clear();
+        let n = self.toks.len();
+        for &k in &self.cur.list {
+            if k == n {
                 continue;
             }
-            match toks[i] {
-                PTok::Lit(l) if l == c => next[i + 1] = true,
-                PTok::Any if c != '\n' => next[i + 1] = true,
-                PTok::Star if c != '\n' => next[i] = true,
+            let to = match self.toks[k] {
+                PTok::Lit(l) if l == c => k + 1,
+                PTok::Any if c != '\n' => k + 1,
+                PTok::Star if c != '\n' => k,
                 _ => continue,
+            };
+            self.next.add(&self.toks, to, self.cur.start[k]);
+        }
+        std::mem::swap(&mut self.cur, &mut self.next);
+        Ok(())
+    }
+
+    /// The end of the shortest or longest match anchored at `start`, reading `chars`
+    /// (each with the position after it).
+    fn anchored(
+        &mut self,
+        start: usize,
+        chars: impl Iterator<Item = (usize, char)>,
+        longest: bool,
+    ) -> Result<Option<usize>, ErrKind> {
+        self.cur.clear();
+        self.cur.add(&self.toks, 0, start);
+        let mut best = (self.accepted() != NONE).then_some(start);
+        if best.is_some() && !longest {
+            return Ok(best);
+        }
+        for (after, c) in chars {
+            self.step(c)?;
+            if self.cur.list.is_empty() {
+                break;
             }
-            any = true;
-        }
-        if !any {
-            break;
-        }
-        closure(toks, &mut next);
-        std::mem::swap(&mut cur, &mut next);
-        if cur[n] {
-            best = Some(after);
-            if !longest {
-                return best;
+            if self.accepted() != NONE {
+                best = Some(after);
+                if !longest {
+                    break;
+                }
             }
         }
+        Ok(best)
     }
-    best
-}
 
-/// Adds the states reachable by letting `*` match nothing.
-fn closure(toks: &[PTok], set: &mut [bool]) {
-    for i in 0..toks.len() {
-        if set[i] && toks[i] == PTok::Star {
-            set[i + 1] = true;
-        }
+    /// The end of the shortest/longest prefix of `text` the pattern matches.
+    fn prefix(&mut self, text: &str, longest: bool) -> Result<Option<usize>, ErrKind> {
+        let chars = text.char_indices().map(|(i, c)| (i + c.len_utf8(), c));
+        self.anchored(0, chars, longest)
     }
-}
 
-/// The end of the shortest/longest match of `toks` starting at byte `start` of `text`.
-fn match_at(toks: &[PTok], text: &str, start: usize, longest: bool) -> Option<usize> {
-    let chars = text[start..]
-        .char_indices()
-        .map(move |(i, c)| (start + i + c.len_utf8(), c));
-    anchored(toks, start, chars, longest)
-}
-
-/// The start of the shortest/longest suffix of `text` that `toks` matches: the pattern and
-/// the text are both read backwards.
-fn match_suffix(toks: &[PTok], text: &str, longest: bool) -> Option<usize> {
-    let rev: Vec<PTok> = toks.iter().rev().copied().collect();
-    anchored(&rev, text.len(), text.char_indices().rev(), longest)
-}
-
-/// The leftmost match at or after byte `from`, longest at that position (greedy `*`).
-fn find(toks: &[PTok], text: &str, from: usize) -> Option<(usize, usize)> {
-    let mut s = from;
-    loop {
-        if let Some(e) = match_at(toks, text, s, true) {
-            return Some((s, e));
-        }
-        let c = text[s..].chars().next()?;
-        s += c.len_utf8();
+    /// The start of the shortest/longest suffix of `text` the pattern matches: the pattern
+    /// and the text are both read backwards.
+    fn suffix(&mut self, text: &str, longest: bool) -> Result<Option<usize>, ErrKind> {
+        self.toks.reverse();
+        let r = self.anchored(text.len(), text.char_indices().rev(), longest);
+        self.toks.reverse();
+        r
     }
-}
 
-/// Replaces every match, with Go's `Regexp.ReplaceAllString` rules: an empty match right
-/// after a previous match is skipped, and `$0`/`${0}` in the replacement stand for the
-/// match, `$$` for `$`, other `$name` references for nothing.
-fn replace_all(toks: &[PTok], text: &str, replacement: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last_end = 0;
-    let mut search = 0;
-    while search <= text.len() {
-        let Some((s, e)) = find(toks, text, search) else {
-            break;
-        };
-        out.push_str(&text[last_end..s]);
-        if e > last_end || s == 0 {
-            expand_template(&mut out, replacement, &text[s..e]);
+    /// The leftmost match at or after byte `from`, longest at that position (greedy `*`),
+    /// in one pass: a thread starts at every position until something matches, and then
+    /// only threads that started no later than the match run on.
+    fn find(&mut self, text: &str, from: usize) -> Result<Option<(usize, usize)>, ErrKind> {
+        self.cur.clear();
+        let mut best: Option<(usize, usize)> = None;
+        let mut pos = from;
+        let mut chars = text[from..].chars();
+        loop {
+            if best.is_none() {
+                self.cur.add(&self.toks, 0, pos);
+            }
+            let s = self.accepted();
+            if s != NONE && best.is_none_or(|(bs, be)| s < bs || (s == bs && pos > be)) {
+                best = Some((s, pos));
+            }
+            if let Some((bs, _)) = best {
+                self.cur.keep_started_by(bs);
+                if self.cur.list.is_empty() {
+                    break;
+                }
+            }
+            let Some(c) = chars.next() else { break };
+            self.step(c)?;
+            pos += c.len_utf8();
         }
-        last_end = e;
-        let width = text[search..].chars().next().map_or(0, char::len_utf8);
-        if search + width > e {
-            search += width;
-        } else if search + 1 > e {
-            search += 1;
-        } else {
-            search = e;
-        }
+        Ok(best)
     }
-    out.push_str(&text[last_end..]);
-    out
+
+    /// Replaces every match, with Go's `Regexp.ReplaceAllString` rules: an empty match
+    /// right after a previous match is skipped, and `$0`/`${0}` in the replacement stand
+    /// for the match, `$$` for `$`, other `$name` references for nothing.
+    fn replace_all(
+        &mut self,
+        text: &str,
+        replacement: &str,
+        limit: &Output<'_>,
+    ) -> Result<String, ErrKind> {
+        let mut out = String::with_capacity(text.len());
+        let mut last_end = 0;
+        let mut search = 0;
+        while search <= text.len() {
+            let Some((s, e)) = self.find(text, search)? else {
+                break;
+            };
+            let before = out.len();
+            limit.push(&mut out, &text[last_end..s])?;
+            if e > last_end || s == 0 {
+                expand_template(&mut out, replacement, &text[s..e], limit)?;
+            }
+            self.work.spend((out.len() - before) as u64)?;
+            last_end = e;
+            let width = text[search..].chars().next().map_or(0, char::len_utf8);
+            if search + width > e {
+                search += width;
+            } else if search + 1 > e {
+                search += 1;
+            } else {
+                search = e;
+            }
+        }
+        limit.push(&mut out, &text[last_end..])?;
+        Ok(out)
+    }
 }
 
 /// Go's `Regexp.Expand` for a pattern with no capture groups.
-fn expand_template(out: &mut String, template: &str, whole: &str) {
+fn expand_template(
+    out: &mut String,
+    template: &str,
+    whole: &str,
+    limit: &Output<'_>,
+) -> Result<(), ErrKind> {
     let mut rest = template;
     while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
+        limit.push(out, &rest[..i])?;
         rest = &rest[i + 1..];
         if let Some(r) = rest.strip_prefix('$') {
-            out.push('$');
+            limit.push(out, "$")?;
             rest = r;
             continue;
         }
@@ -987,25 +1362,25 @@ fn expand_template(out: &mut String, template: &str, whole: &str) {
             match r.find('}') {
                 Some(j) if j > 0 && r[..j].chars().all(is_name) => (&r[..j], &r[j + 1..]),
                 _ => {
-                    out.push('$');
+                    limit.push(out, "$")?;
                     continue;
                 }
             }
         } else {
             let j = rest.find(|c: char| !is_name(c)).unwrap_or(rest.len());
             if j == 0 {
-                out.push('$');
+                limit.push(out, "$")?;
                 continue;
             }
             (&rest[..j], &rest[j..])
         };
         let group = name.trim_start_matches('0');
         if name.bytes().all(|b| b.is_ascii_digit()) && group.is_empty() {
-            out.push_str(whole);
+            limit.push(out, whole)?;
         }
         rest = after;
     }
-    out.push_str(rest);
+    limit.push(out, rest)
 }
 
 #[cfg(test)]
@@ -1130,15 +1505,25 @@ mod tests {
         assert_eq!(w("${P//b*/}"), "a/");
     }
 
+    fn replace_all(pattern: &str, text: &str, replacement: &str) -> String {
+        let mut work = Work {
+            used: 0,
+            max: u64::MAX,
+        };
+        let limit = Output {
+            max_len: usize::MAX,
+            name: "V",
+        };
+        let mut m = Matcher::new(compile_shell_pattern(pattern).unwrap(), &mut work).unwrap();
+        m.replace_all(text, replacement, &limit).unwrap()
+    }
+
     #[test]
     fn replace_all_follows_go_empty_match_rules() {
-        let toks = compile_shell_pattern("").unwrap();
-        assert_eq!(replace_all(&toks, "ab", "-"), "-a-b-");
-        let toks = compile_shell_pattern("x*").unwrap();
-        assert_eq!(replace_all(&toks, "axxbx", "<$0>"), "a<xxbx>");
-        assert_eq!(replace_all(&toks, "ax", "$$${1}$"), "a$$");
-        let toks = compile_shell_pattern("x?").unwrap();
-        assert_eq!(replace_all(&toks, "axxbxy", "<${0}>"), "a<xx>b<xy>");
+        assert_eq!(replace_all("", "ab", "-"), "-a-b-");
+        assert_eq!(replace_all("x*", "axxbx", "<$0>"), "a<xxbx>");
+        assert_eq!(replace_all("x*", "ax", "$$${1}$"), "a$$");
+        assert_eq!(replace_all("x?", "axxbxy", "<${0}>"), "a<xx>b<xy>");
     }
 
     #[test]
@@ -1182,9 +1567,200 @@ mod tests {
         assert_eq!(out.vars, VarUse::default());
     }
 
+    fn small(max_growth: usize, max_depth: usize, max_work: u64) -> Lexer {
+        Lexer::default().limits(Limits {
+            max_growth,
+            max_depth,
+            max_work,
+        })
+    }
+
+    #[test]
+    fn growth_is_bounded_and_names_the_variable() {
+        let env = HashMap::from([("A".to_string(), "x".repeat(1000))]);
+        let lex = small(4096, 128, u64::MAX);
+        assert_eq!(
+            lex.process_word("$A$A$A$A", &env).unwrap().value.len(),
+            4000
+        );
+        let e = lex.process_word("$A$A$A$A$A", &env).unwrap_err();
+        assert_eq!(
+            e,
+            ShellError::TooLong {
+                word: "$A$A$A$A$A".into(),
+                name: "A".into(),
+                limit: 4096
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"failed to process "$A$A$A$A$A": expanding $A makes the word more than 4 KiB longer than written"#
+        );
+        // Inside a default, a replacement, a quoted string, and when splitting words.
+        for w in [
+            "${NO:-$A$A$A$A$A}",
+            "${A//x/xxxxx}",
+            r#""$A$A$A$A$A""#,
+            "${NO:-${NO:-${A}}}${A}${A}${A}${A}",
+        ] {
+            let e = lex.process_word(w, &env).unwrap_err();
+            assert!(
+                matches!(&e, ShellError::TooLong { name, .. } if name == "A"),
+                "{w}: {e}"
+            );
+            assert!(lex.process_words(w, &env).is_err(), "{w}");
+        }
+        // `$0` in a replacement repeats the match.
+        let e = lex
+            .process_word(r"${A//x/\$0\$0\$0\$0\$0}", &env)
+            .unwrap_err();
+        assert!(matches!(e, ShellError::TooLong { .. }), "{e}");
+        // The bound is on growth: a long word as written (a heredoc body) is fine.
+        let body = format!("{}$A", "y".repeat(100_000));
+        assert_eq!(lex.process_word(&body, &env).unwrap().value.len(), 101_000);
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_deep_recursion() {
+        let nest = |n: usize| format!("{}x{}", "${a:-".repeat(n), "}".repeat(n));
+        let lex = Lexer::default();
+        let env = env();
+        assert_eq!(lex.process_word(&nest(128), &env).unwrap().value, "x");
+        for w in [nest(129), nest(10_000)] {
+            let e = lex.process_word(&w, &env).unwrap_err();
+            assert_eq!(
+                e,
+                ShellError::TooDeep {
+                    word: w.clone(),
+                    limit: 128
+                }
+            );
+            assert!(lex.process_words(&w, &env).is_err());
+        }
+        // The message shows a long word shortened, with its length.
+        let e = lex
+            .process_word(&nest(10_000), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300, "{e}");
+        assert!(e.contains("... (60001 bytes)"), "{e}");
+        assert!(e.ends_with("is nested more than 128 levels deep"), "{e}");
+        // Quotes and patterns nest through the same path.
+        let quoted = format!("{}x{}", r#"${a:-""#.repeat(200), r#""}"#.repeat(200));
+        assert!(matches!(
+            lex.process_word(&quoted, &env),
+            Err(ShellError::TooDeep { .. })
+        ));
+        let patterns = format!("{}x{}", "${A/".repeat(200), "/y}".repeat(200));
+        assert!(matches!(
+            lex.process_word(&patterns, &env),
+            Err(ShellError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn pattern_matching_is_linear_and_bounded() {
+        let v = "a".repeat(200_000);
+        let env = HashMap::from([("V".to_string(), v.clone())]);
+        // Unanchored patterns that never match: one pass over the value, not one per start.
+        for w in ["${V//*z/}", "${V/a*z/}", "${V//?z/}"] {
+            let e = Lexer::default().process_word(w, &env).unwrap();
+            assert_eq!(e.value, v, "{w}");
+            assert!(e.work <= 8 * STEP_COST * v.len() as u64, "{w}: {}", e.work);
+        }
+        let e = Lexer::default().process_word("${V##*a}", &env).unwrap();
+        assert_eq!(e.value, "");
+        // A pattern that keeps many positions alive runs out of work instead of time.
+        let w = format!("${{V//{}z/}}", "*".repeat(1000));
+        let e = small(1 << 20, 128, 1 << 24)
+            .process_word(&w, &env)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ShellError::TooMuchWork {
+                word: w,
+                limit: 1 << 24
+            }
+        );
+        // Copies that are thrown away cost work too.
+        let w = "${NO:+$V}".repeat(100);
+        let e = small(1 << 20, 128, 1 << 24)
+            .process_word(&w, &env)
+            .unwrap_err();
+        assert!(matches!(e, ShellError::TooMuchWork { .. }), "{e}");
+    }
+
+    /// Every end of a match of `toks` at byte `s` of `text`, by backtracking.
+    fn naive_ends(toks: &[PTok], text: &str, s: usize) -> Vec<usize> {
+        let Some((first, rest)) = toks.split_first() else {
+            return vec![s];
+        };
+        let c = text[s..].chars().next();
+        match (first, c) {
+            (PTok::Star, _) => {
+                let line_end = text[s..].find('\n').map_or(text.len(), |i| s + i);
+                (s..=line_end)
+                    .filter(|i| text.is_char_boundary(*i))
+                    .flat_map(|e| naive_ends(rest, text, e))
+                    .collect()
+            }
+            (PTok::Any, Some(ch)) if ch != '\n' => naive_ends(rest, text, s + ch.len_utf8()),
+            (PTok::Lit(l), Some(ch)) if ch == *l => naive_ends(rest, text, s + ch.len_utf8()),
+            _ => Vec::new(),
+        }
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
+
+        fn small_text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![Just('a'), Just('b'), Just('\n'), Just('é')],
+                0..12,
+            )
+            .prop_map(|v| v.into_iter().collect())
+        }
+
+        fn small_pattern() -> impl Strategy<Value = Vec<PTok>> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(PTok::Lit('a')),
+                    Just(PTok::Lit('b')),
+                    Just(PTok::Lit('é')),
+                    Just(PTok::Any),
+                    Just(PTok::Star),
+                ],
+                0..5,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn find_is_leftmost_longest(toks in small_pattern(), text in small_text()) {
+                let mut work = Work { used: 0, max: u64::MAX };
+                let mut m = Matcher::new(toks.clone(), &mut work).unwrap();
+                let starts: Vec<usize> =
+                    (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
+                for &from in &starts {
+                    let want = starts
+                        .iter()
+                        .filter(|s| **s >= from)
+                        .find_map(|&s| naive_ends(&toks, &text, s).into_iter().max().map(|e| (s, e)));
+                    prop_assert_eq!(m.find(&text, from).unwrap(), want, "from {}", from);
+                }
+                let ends = naive_ends(&toks, &text, 0);
+                prop_assert_eq!(m.prefix(&text, true).unwrap(), ends.iter().copied().max());
+                prop_assert_eq!(m.prefix(&text, false).unwrap(), ends.iter().copied().min());
+                let whole: Vec<usize> = starts
+                    .iter()
+                    .copied()
+                    .filter(|&s| naive_ends(&toks, &text, s).contains(&text.len()))
+                    .collect();
+                prop_assert_eq!(m.suffix(&text, true).unwrap(), whole.first().copied());
+                prop_assert_eq!(m.suffix(&text, false).unwrap(), whole.last().copied());
+            }
+        }
 
         fn alphabet() -> impl Strategy<Value = String> {
             proptest::collection::vec(

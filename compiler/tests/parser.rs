@@ -295,6 +295,46 @@ fn testdata_error_snapshots() {
     }
 }
 
+/// ONBUILD sub-instructions and `${` on a line scanned for heredocs nest recursively; both
+/// stop at `parser::MAX_NESTING` with a located error instead of overflowing the stack.
+#[test]
+fn nesting_is_bounded() {
+    let onbuild = |n: usize| format!("FROM x\n{}RUN true\n", "ONBUILD ".repeat(n));
+    let p = parse(&onbuild(parser::MAX_NESTING)).expect("128 nested ONBUILDs parse");
+    assert!(p.dump().contains("true"), "{}", p.dump());
+    for n in [parser::MAX_NESTING + 1, 8_000] {
+        let err = parse(&onbuild(n)).unwrap_err();
+        assert_eq!(
+            err.kind,
+            ParseErrorKind::TooDeep {
+                what: "ONBUILD",
+                limit: parser::MAX_NESTING
+            }
+        );
+        assert_eq!(err.span.start.line, 2);
+        assert_eq!(err.span.start.column, 1 + 8 * parser::MAX_NESTING);
+    }
+    let nest = |n: usize| {
+        format!(
+            "FROM x\nCOPY <<EOF {}x{} /d\nbody\nEOF\n",
+            "${a:-".repeat(n),
+            "}".repeat(n)
+        )
+    };
+    let p = parse(&nest(parser::MAX_NESTING)).expect("128 nested ${ parse");
+    assert_eq!(p.instructions[1].heredocs.len(), 1);
+    let err = parse(&nest(10_000)).unwrap_err();
+    assert_eq!(
+        err.kind,
+        ParseErrorKind::TooDeep {
+            what: "${...}",
+            limit: parser::MAX_NESTING
+        }
+    );
+    assert_eq!(err.span.start.line, 2);
+    assert!(err.render("Dockerfile", &nest(10_000)).len() < 1000);
+}
+
 #[test]
 fn snapshot_line_too_long() {
     let src = format!("FROM x\nLABEL a={}\n", "b".repeat(70_000));

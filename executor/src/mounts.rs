@@ -566,6 +566,22 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
     }
     for (i, (m, rel)) in input.extra.iter().enumerate() {
         let target = r.join(rel);
+        if let Ok(below) = rel.strip_prefix("dev")
+            && below.components().next().is_some()
+        {
+            // /dev is the sandbox's own tmpfs, mounted over the root's mount points (the
+            // `/dev/pipes/` files of RUN heredocs): make the mount point in it.
+            let mut p = r.join("dev");
+            let comps: Vec<_> = below.components().collect();
+            for (k, c) in comps.iter().enumerate() {
+                p.push(c);
+                s.push(if k + 1 < comps.len() || m.kind.mountpoint_is_dir() {
+                    Step::Mkdir { path: p.clone() }
+                } else {
+                    Step::Touch { path: p.clone() }
+                });
+            }
+        }
         match &m.kind {
             ExtraMountKind::Bind { source } => s.push(Step::Bind {
                 source: source.clone(),

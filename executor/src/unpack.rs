@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rbuild_compiler::limits::{LimitError, Limits};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use tar::EntryType;
 
@@ -59,23 +60,21 @@ pub struct UnpackOptions {
     /// When `chown` is not permitted: count it in [`Stats::chown_failures`] and
     /// go on (true), or fail (false).
     pub ignore_chown_errors: bool,
-    /// Maximum sum of entry sizes.
-    pub max_total_bytes: u64,
-    /// Maximum number of entries.
-    pub max_entries: u64,
+    /// What the tar stream may hold: its size (the sizes its headers claim are checked
+    /// against it too, before their data is written), entries, names.
+    pub limits: Limits,
 }
 
 impl UnpackOptions {
     /// Defaults: overlay whiteouts with `user.overlay.*`, identity ids,
-    /// chown failures fatal, 64 GiB and 4 million entries at most.
+    /// chown failures fatal, the default [`Limits`].
     pub fn new(label: impl Into<String>) -> Self {
         UnpackOptions {
             label: label.into(),
             whiteouts: WhiteoutMode::Overlay(OverlayXattr::User),
             id_map: IdMap::identity(),
             ignore_chown_errors: false,
-            max_total_bytes: 64 << 30,
-            max_entries: 4_000_000,
+            limits: Limits::default(),
         }
     }
 }
@@ -147,12 +146,25 @@ pub enum UnpackError {
         uid: u64,
         gid: u64,
     },
-    /// Too many entries.
-    #[error("layer {layer}: more than {limit} entries")]
-    TooManyEntries { layer: String, limit: u64 },
-    /// Too much content.
+    /// The stream crossed one of [`UnpackOptions::limits`].
+    #[error("layer {layer}: {limit}")]
+    Limit { layer: String, limit: LimitError },
+    /// The entries' headers claim more content than the layer may have.
     #[error("layer {layer}: content larger than {limit} bytes")]
     TooLarge { layer: String, limit: u64 },
+}
+
+impl UnpackError {
+    /// A read error of `layer`'s tar stream; the limit it crossed, when it is one.
+    fn read(layer: String, source: io::Error) -> UnpackError {
+        match LimitError::of(&source) {
+            Some(limit) => UnpackError::Limit {
+                layer,
+                limit: limit.clone(),
+            },
+            None => UnpackError::Read { layer, source },
+        }
+    }
 }
 
 const WH_PREFIX: &[u8] = b".wh.";
@@ -167,7 +179,8 @@ struct Ctx<'a> {
     dir_times: Vec<(Vec<u8>, i64)>,
 }
 
-/// Applies one layer, read as an uncompressed tar from `reader`, to `dest`.
+/// Applies one layer, read as an uncompressed tar from `reader`, to `dest`. The stream is
+/// read through [`UnpackOptions::limits`].
 pub fn apply_layer(
     reader: impl Read,
     dest: &Path,
@@ -186,17 +199,13 @@ pub fn apply_layer(
         written: HashSet::new(),
         dir_times: Vec::new(),
     };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|source| UnpackError::Read {
-        layer: layer(),
-        source,
-    })?;
+    let mut archive = tar::Archive::new(opts.limits.reader(reader));
+    let entries = archive
+        .entries()
+        .map_err(|source| UnpackError::read(layer(), source))?;
     let mut total: u64 = 0;
     for entry in entries {
-        let mut entry = entry.map_err(|source| UnpackError::Read {
-            layer: layer(),
-            source,
-        })?;
+        let mut entry = entry.map_err(|source| UnpackError::read(layer(), source))?;
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -208,17 +217,11 @@ pub fn apply_layer(
             continue;
         }
         ctx.stats.entries += 1;
-        if ctx.stats.entries > opts.max_entries {
-            return Err(UnpackError::TooManyEntries {
-                layer: layer(),
-                limit: opts.max_entries,
-            });
-        }
         total = total.saturating_add(entry.size());
-        if total > opts.max_total_bytes {
+        if total > opts.limits.max_layer_bytes {
             return Err(UnpackError::TooLarge {
                 layer: layer(),
-                limit: opts.max_total_bytes,
+                limit: opts.limits.max_layer_bytes,
             });
         }
         let name = entry.path_bytes().into_owned();
@@ -271,6 +274,9 @@ impl Fail {
         let layer = opts.label.clone();
         let entry = entry.to_owned();
         match self {
+            Fail::Io(source) if LimitError::of(&source).is_some() => {
+                UnpackError::read(layer, source)
+            }
             Fail::Io(source) => UnpackError::Entry {
                 layer,
                 entry,

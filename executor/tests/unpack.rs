@@ -230,13 +230,24 @@ fn limits_stop_bombs() {
     }
     let tar = t.build();
     let mut o = UnpackOptions::new("bomb");
-    o.max_entries = 10;
+    o.limits.max_entries = 10;
     let e = apply_layer(&tar[..], &a.snap, &o).unwrap_err();
     assert_eq!(e.to_string(), "layer bomb: more than 10 entries");
     let mut o = UnpackOptions::new("bomb");
-    o.max_total_bytes = 55;
+    o.limits.max_layer_bytes = 15_000;
     let e = apply_layer(&tar[..], &a.snap, &o).unwrap_err();
-    assert_eq!(e.to_string(), "layer bomb: content larger than 55 bytes");
+    assert_eq!(
+        e.to_string(),
+        "layer bomb: larger than 15000 bytes uncompressed"
+    );
+    let mut o = UnpackOptions::new("bomb");
+    o.limits.max_path_depth = 2;
+    let deep = Tar::default().file("a/b/c", 0o644, b"x").build();
+    let e = apply_layer(&deep[..], &a.snap, &o).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "layer bomb: entry \"a/b/c\" has 3 path components, more than the 2 allowed"
+    );
 }
 
 #[test]

@@ -195,8 +195,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut opts = UnpackOptions::new("sha256:fuzz");
     opts.ignore_chown_errors = true;
-    opts.max_total_bytes = 1 << 20;
-    opts.max_entries = 256;
+    opts.limits.max_layer_bytes = 1 << 20;
+    opts.limits.max_entries = 256;
     opts.whiteouts = if overlay {
         WhiteoutMode::Overlay(OverlayXattr::User)
     } else {

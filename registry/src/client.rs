@@ -19,6 +19,9 @@ use crate::error::RegistryError;
 use crate::progress::{ProgressEvent, ProgressFn};
 use crate::reference::api_host;
 
+/// What a download must receive within [`ClientOptions::stall_timeout`] not to be stalled.
+pub const STALL_PROGRESS_BYTES: u64 = 1024;
+
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -67,8 +70,13 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Timeout for establishing a connection.
     pub connect_timeout: Duration,
-    /// Timeout for each read from a connection (a stalled transfer fails after it).
+    /// Timeout for each read from a connection, and for the answer to a request.
     pub read_timeout: Duration,
+    /// A blob or manifest download that receives less than [`STALL_PROGRESS_BYTES`] in this
+    /// long is stalled (a connection that stopped, or a registry that trickles): it ends with
+    /// [`RegistryError::Stalled`], and a blob then resumes with `Range`, up to
+    /// [`RetryPolicy::max_attempts`] times in all, without waiting further.
+    pub stall_timeout: Duration,
     /// Blobs fetched at the same time.
     pub max_concurrent_downloads: usize,
     /// Blobs uploaded at the same time.
@@ -93,6 +101,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("certs_dirs", &self.certs_dirs)
             .field("insecure_registries", &self.insecure_registries)
             .field("retry", &self.retry)
+            .field("stall_timeout", &self.stall_timeout)
             .field("max_concurrent_downloads", &self.max_concurrent_downloads)
             .field("max_concurrent_uploads", &self.max_concurrent_uploads)
             .field("chunked_upload_threshold", &self.chunked_upload_threshold)
@@ -113,6 +122,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(30),
             max_concurrent_downloads: 4,
             max_concurrent_uploads: 4,
             chunked_upload_threshold: 64 << 20,

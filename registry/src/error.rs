@@ -167,6 +167,20 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// A download received less than [`STALL_PROGRESS_BYTES`](crate::STALL_PROGRESS_BYTES)
+    /// in [`ClientOptions::stall_timeout`](crate::ClientOptions::stall_timeout).
+    #[error(
+        "{what} from {registry} stalled: less than {} bytes arrived in {after:?}",
+        crate::STALL_PROGRESS_BYTES
+    )]
+    Stalled {
+        /// What was downloading (`blob DIGEST`, `manifest REFERENCE`).
+        what: String,
+        /// The registry.
+        registry: String,
+        /// How long.
+        after: std::time::Duration,
+    },
     /// A streamed upload made no progress (the connection took no bytes, or no answer came
     /// after the last one) for the read timeout.
     #[error("upload to {url} made no progress for {after:?}")]
@@ -199,7 +213,7 @@ impl RegistryError {
     /// Whether trying again might succeed (network trouble, truncated transfers).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Http { .. } | Self::SizeMismatch { .. } => true,
+            Self::Http { .. } | Self::SizeMismatch { .. } | Self::Stalled { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

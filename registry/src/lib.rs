@@ -44,7 +44,7 @@ pub mod push;
 pub mod reference;
 
 pub use blob::{BlobSink, BlobSource, BlobTarget, MemoryBlobs};
-pub use client::{Client, ClientOptions, RetryPolicy, is_loopback_registry};
+pub use client::{Client, ClientOptions, RetryPolicy, STALL_PROGRESS_BYTES, is_loopback_registry};
 pub use credentials::{Credential, CredentialStore, CredentialsError, DockerConfig, Secret};
 pub use error::RegistryError;
 pub use oci_spec::image::{Descriptor, Digest};

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::blob::{BlobSink, BlobTarget};
-use crate::client::{Client, Scopes, status_error, transient_error};
+use crate::client::{Client, STALL_PROGRESS_BYTES, Scopes, status_error, transient_error};
 use crate::error::RegistryError;
 use crate::platform::Platform;
 use crate::progress::ProgressEvent;
@@ -189,7 +189,13 @@ impl Client {
             .map(str::to_string);
         let mut bytes = Vec::new();
         let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
+        let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
+        let stalled = |after| RegistryError::Stalled {
+            what: format!("manifest {what}"),
+            registry: host.registry.clone(),
+            after,
+        };
+        while let Some(chunk) = watch.next(&mut body).await.map_err(stalled)? {
             let chunk = chunk.map_err(|source| RegistryError::Http {
                 method: "GET".into(),
                 url: url.to_string(),
@@ -519,7 +525,13 @@ impl Client {
                     _ => return Err(status_error(Method::GET, &url, resp).await),
                 }
                 let mut body = resp.bytes_stream();
-                while let Some(chunk) = body.next().await {
+                let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
+                let stalled = |after| RegistryError::Stalled {
+                    what: what.clone(),
+                    registry: host.registry.clone(),
+                    after,
+                };
+                while let Some(chunk) = watch.next(&mut body).await.map_err(stalled)? {
                     let chunk = chunk.map_err(|source| RegistryError::Http {
                         method: "GET".into(),
                         url: url.to_string(),
@@ -566,7 +578,12 @@ impl Client {
                     if failures >= policy.max_attempts {
                         return Err(e);
                     }
-                    let delay = policy_delay(&policy, failures);
+                    // A stalled transfer has waited its timeout already.
+                    let delay = if matches!(e, RegistryError::Stalled { .. }) {
+                        std::time::Duration::ZERO
+                    } else {
+                        policy_delay(&policy, failures)
+                    };
                     tracing::debug!(%digest, received, ?delay, error = %e, "blob transfer interrupted; resuming");
                     self.emit(ProgressEvent::Retry {
                         what: what.clone(),
@@ -588,6 +605,45 @@ impl Client {
         }
         self.emit(ProgressEvent::BlobDone { digest });
         Ok(())
+    }
+}
+
+/// Watches a download for stalls: it must receive [`STALL_PROGRESS_BYTES`] within `timeout`,
+/// again and again until it ends (the last bytes of a body may be fewer).
+struct StallWatch {
+    timeout: std::time::Duration,
+    deadline: tokio::time::Instant,
+    pending: u64,
+}
+
+impl StallWatch {
+    fn new(timeout: std::time::Duration) -> StallWatch {
+        StallWatch {
+            timeout,
+            deadline: tokio::time::Instant::now() + timeout,
+            pending: 0,
+        }
+    }
+
+    /// The next chunk of `body`; `Err(timeout)` when the download stalled.
+    async fn next<S>(
+        &mut self,
+        body: &mut S,
+    ) -> Result<Option<reqwest::Result<bytes::Bytes>>, std::time::Duration>
+    where
+        S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    {
+        let chunk = tokio::time::timeout_at(self.deadline, body.next())
+            .await
+            .map_err(|_| self.timeout)?;
+        if let Some(Ok(bytes)) = &chunk {
+            self.pending += bytes.len() as u64;
+            if self.pending >= STALL_PROGRESS_BYTES {
+                self.pending = 0;
+                self.deadline = tokio::time::Instant::now() + self.timeout;
+            }
+        }
+        Ok(chunk)
     }
 }
 

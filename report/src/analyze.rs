@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::findings;
 use crate::model::*;
-use crate::scan::{self, Change, Kind, LayerScan, ScanError};
+use crate::scan::{self, Change, Kind, LayerScan, Limits, ScanError};
 
 /// Why an image could not be analysed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,14 @@ pub enum AnalyzeError {
 pub trait LayerSource: Sync {
     /// The blob of layer `index` (bottom = 0), compressed as stored.
     fn open(&self, index: usize) -> io::Result<Box<dyn Read + Send + '_>>;
+
+    /// Wraps a layer's uncompressed tar stream before the analysis walks it, for checks of
+    /// the caller's own: `rbuild report` follows the tar headers there, so that an extension
+    /// header claiming a gigabyte is refused before the tar reader takes it whole. By
+    /// default the stream is read as it is ([`Options::limits`] apply either way).
+    fn check<'r>(&self, tar: Box<dyn Read + 'r>) -> Box<dyn Read + 'r> {
+        tar
+    }
 }
 
 /// An image to analyse.
@@ -111,6 +119,8 @@ pub struct Options {
     pub threads: usize,
     /// Smallest number of bytes worth a size finding.
     pub min_finding_bytes: u64,
+    /// What one layer may hold; past it the analysis fails naming the layer.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -119,6 +129,7 @@ impl Default for Options {
             top: 20,
             threads: 0,
             min_finding_bytes: 64 * 1024,
+            limits: Limits::default(),
         }
     }
 }
@@ -387,12 +398,14 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
                         digest: digest.clone(),
                         source,
                     })?;
-                let scan =
-                    scan::scan_layer(reader, &digest).map_err(|source| AnalyzeError::Scan {
-                        image: image.name.to_string(),
-                        index,
-                        source,
-                    })?;
+                let scan = scan::scan_layer_with(reader, &digest, &options.limits, |tar| {
+                    image.layers.check(tar)
+                })
+                .map_err(|source| AnalyzeError::Scan {
+                    image: image.name.to_string(),
+                    index,
+                    source,
+                })?;
                 Ok((index, scan))
             })
             .collect::<Result<Vec<_>, AnalyzeError>>()

@@ -7,6 +7,10 @@
 //! from its first bytes), nothing is unpacked to disk, and every regular file's content is
 //! hashed with BLAKE3 while it streams. Layers are read in parallel, then replayed in order
 //! over a compact map of the file system (path -> layer, kind, size, mode, owner, hash).
+//! Layers are untrusted: one larger uncompressed than [`Options::limits`] allows, or with more
+//! entries, longer names or deeper paths, is refused with an error naming the layer, so memory
+//! stays bounded by entries x name length; [`LayerSource::check`] lets the caller add checks
+//! of its own on each uncompressed stream.
 //!
 //! ```no_run
 //! use std::io::Read;
@@ -113,3 +117,4 @@ pub use diff::{Diff, diff};
 pub use findings::TOOLCHAIN_MIN_BYTES;
 pub use gate::{Gate, GateError};
 pub use model::*;
+pub use scan::Limits;

@@ -4,6 +4,34 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How far one layer may go: the analysis stops with an error naming the layer and the limit
+/// instead of reading a bomb whole or keeping its names in memory. `rbuild report` passes the
+/// values every reader of layers in rbuild uses (`rbuild_compiler::limits::Limits`); the
+/// defaults are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes of the uncompressed tar stream.
+    pub max_layer_bytes: u64,
+    /// The most entries.
+    pub max_entries: u64,
+    /// The longest entry name, in bytes.
+    pub max_path_bytes: usize,
+    /// The most components of an entry name (empty and `.` components do not count).
+    pub max_path_depth: usize,
+}
+
+impl Default for Limits {
+    /// 64 GiB, 4 million entries, names of 4096 bytes and 256 components.
+    fn default() -> Self {
+        Limits {
+            max_layer_bytes: 64 << 30,
+            max_entries: 4_000_000,
+            max_path_bytes: 4096,
+            max_path_depth: 256,
+        }
+    }
+}
+
 /// Why a layer could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -26,6 +54,50 @@ pub enum ScanError {
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// The uncompressed layer is larger than [`Limits::max_layer_bytes`].
+    #[error("layer {layer} is larger than {limit} bytes uncompressed")]
+    TooLarge {
+        /// The layer.
+        layer: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The layer has more entries than [`Limits::max_entries`].
+    #[error("layer {layer} has more than {limit} entries")]
+    TooManyEntries {
+        /// The layer.
+        layer: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// An entry name is longer than [`Limits::max_path_bytes`].
+    #[error(
+        "layer {layer}: entry {entry} has a name of {bytes} bytes, more than the {limit} allowed"
+    )]
+    NameTooLong {
+        /// The layer.
+        layer: String,
+        /// The start of the name.
+        entry: String,
+        /// Its length.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An entry name has more components than [`Limits::max_path_depth`].
+    #[error(
+        "layer {layer}: entry {entry} has {depth} path components, more than the {limit} allowed"
+    )]
+    TooDeep {
+        /// The layer.
+        layer: String,
+        /// The start of the name.
+        entry: String,
+        /// Its components.
+        depth: usize,
+        /// The limit.
+        limit: usize,
     },
 }
 
@@ -107,18 +179,46 @@ fn detect(head: &[u8]) -> Compression {
     }
 }
 
-/// Counts the bytes that go through it into a shared counter.
+/// Counts the bytes that go through it into a shared counter, and fails (an error of kind
+/// `FileTooLarge`) once they pass `limit`.
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    limit: u64,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        // Ask for at most one byte past the limit: enough to know it was passed.
+        let room = self
+            .limit
+            .saturating_sub(self.count.load(Ordering::Relaxed))
+            .saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if self.count.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("larger than {} bytes", self.limit),
+            ));
+        }
         Ok(n)
     }
+}
+
+/// A name for messages, cut when long.
+fn shorten(name: &[u8]) -> String {
+    let text = String::from_utf8_lossy(name);
+    if text.chars().count() <= 96 {
+        return text.into_owned();
+    }
+    let head: String = text.chars().take(48).collect();
+    format!("{head}...")
+}
+
+/// A name for messages: quoted, cut when long.
+fn show(name: &[u8]) -> String {
+    format!("{:?}", shorten(name))
 }
 
 /// Normalizes a tar path: no `./`, no leading or trailing `/`, no empty or `.` components.
@@ -140,11 +240,35 @@ pub fn normalize(path: &str) -> String {
 
 /// Reads one layer blob (plain, gzip with any number of members, or zstd) and returns its
 /// changes. Streams: nothing is written to disk and file contents are only hashed.
-/// `layer` names the layer in errors.
-pub fn scan_layer(reader: impl Read, layer: &str) -> Result<LayerScan, ScanError> {
-    let read_err = |source| ScanError::Read {
+/// `layer` names the layer in errors; past `limits` the layer is refused.
+pub fn scan_layer<'a>(
+    reader: impl Read + 'a,
+    layer: &str,
+    limits: &Limits,
+) -> Result<LayerScan, ScanError> {
+    scan_layer_with(reader, layer, limits, |tar| tar)
+}
+
+/// [`scan_layer`], the uncompressed tar stream passed through `check` before it is walked
+/// (see [`LayerSource::check`](crate::LayerSource::check)).
+pub fn scan_layer_with<'a>(
+    reader: impl Read + 'a,
+    layer: &str,
+    limits: &Limits,
+    check: impl FnOnce(Box<dyn Read + 'a>) -> Box<dyn Read + 'a>,
+) -> Result<LayerScan, ScanError> {
+    let too_large = || ScanError::TooLarge {
         layer: layer.to_string(),
-        source,
+        limit: limits.max_layer_bytes,
+    };
+    let read_err = |source: io::Error| {
+        if source.kind() == io::ErrorKind::FileTooLarge {
+            return too_large();
+        }
+        ScanError::Read {
+            layer: layer.to_string(),
+            source,
+        }
     };
     let compressed = Arc::new(AtomicU64::new(0));
     let uncompressed = Arc::new(AtomicU64::new(0));
@@ -153,10 +277,11 @@ pub fn scan_layer(reader: impl Read, layer: &str) -> Result<LayerScan, ScanError
         Counting {
             inner: reader,
             count: compressed.clone(),
+            limit: u64::MAX,
         },
     );
     let kind = detect(buffered.fill_buf().map_err(read_err)?);
-    let decoded: Box<dyn Read> = match kind {
+    let decoded: Box<dyn Read + 'a> = match kind {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
         Compression::Zstd => {
@@ -166,18 +291,25 @@ pub fn scan_layer(reader: impl Read, layer: &str) -> Result<LayerScan, ScanError
     let counted = BufReader::with_capacity(
         256 * 1024,
         Counting {
-            inner: decoded,
+            inner: check(decoded),
             count: uncompressed.clone(),
+            limit: limits.max_layer_bytes,
         },
     );
     let mut archive = tar::Archive::new(counted);
     let mut changes = Vec::new();
     let mut last = String::new();
-    let tar_err = |last: &str, source| ScanError::Tar {
-        layer: layer.to_string(),
-        after: last.to_string(),
-        source,
+    let tar_err = |last: &str, source: io::Error| {
+        if source.kind() == io::ErrorKind::FileTooLarge {
+            return too_large();
+        }
+        ScanError::Tar {
+            layer: layer.to_string(),
+            after: shorten(last.as_bytes()),
+            source,
+        }
     };
+    let mut entries: u64 = 0;
     for entry in archive.entries().map_err(|e| tar_err(&last, e))? {
         let mut entry = entry.map_err(|e| tar_err(&last, e))?;
         let header_type = entry.header().entry_type();
@@ -190,6 +322,14 @@ pub fn scan_layer(reader: impl Read, layer: &str) -> Result<LayerScan, ScanError
             // Extension headers the tar crate did not fold into the next entry.
             _ => continue,
         };
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(ScanError::TooManyEntries {
+                layer: layer.to_string(),
+                limit: limits.max_entries,
+            });
+        }
+        check_name(&entry.path_bytes(), layer, limits)?;
         let raw = entry.path().map_err(|e| tar_err(&last, e))?;
         let path = normalize(&raw.to_string_lossy());
         last.clone_from(&path);
@@ -249,6 +389,33 @@ pub fn scan_layer(reader: impl Read, layer: &str) -> Result<LayerScan, ScanError
         compressed_bytes: compressed.load(Ordering::Relaxed),
         tar_bytes: uncompressed.load(Ordering::Relaxed),
     })
+}
+
+/// Refuses a name past [`Limits::max_path_bytes`] or [`Limits::max_path_depth`].
+fn check_name(name: &[u8], layer: &str, limits: &Limits) -> Result<(), ScanError> {
+    // A directory's name may end in `/`, which names nothing.
+    let bytes = name.len() - name.iter().rev().take_while(|&&b| b == b'/').count();
+    if bytes > limits.max_path_bytes {
+        return Err(ScanError::NameTooLong {
+            layer: layer.to_string(),
+            entry: show(name),
+            bytes,
+            limit: limits.max_path_bytes,
+        });
+    }
+    let depth = name
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .count();
+    if depth > limits.max_path_depth {
+        return Err(ScanError::TooDeep {
+            layer: layer.to_string(),
+            entry: show(name),
+            depth,
+            limit: limits.max_path_depth,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

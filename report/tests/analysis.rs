@@ -438,3 +438,109 @@ fn a_broken_layer_names_it() {
         "{text}"
     );
 }
+
+/// Blobs whose uncompressed streams go through a counting check, as `rbuild report` passes
+/// its own.
+struct Checked {
+    blobs: Blobs,
+    checked: std::sync::atomic::AtomicUsize,
+}
+
+impl LayerSource for Checked {
+    fn open(&self, index: usize) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        self.blobs.open(index)
+    }
+    fn check<'r>(&self, tar: Box<dyn Read + 'r>) -> Box<dyn Read + 'r> {
+        self.checked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tar
+    }
+}
+
+#[test]
+fn layers_past_the_limits_are_refused_naming_the_layer() {
+    let img = image(
+        vec![
+            {
+                let t = tar(vec![E::File("a/f", content(1, 100), 0o644)]);
+                let g = gzip(&t);
+                (t, g)
+            },
+            {
+                let t = tar(vec![E::File("d/d/d/d/d/d/d/d/d/d/f", Vec::new(), 0o644)]);
+                let g = gzip(&t);
+                (t, g)
+            },
+        ],
+        json!([]),
+    );
+    let source = Checked {
+        blobs: Blobs(img.blobs.0.clone()),
+        checked: Default::default(),
+    };
+    let with = |limits: rbuild_report::Limits| {
+        analyze(
+            ImageInput {
+                name: "limited",
+                id: None,
+                manifest: &img.manifest,
+                config: &img.config,
+                base_layers: None,
+                layers: &source,
+            },
+            &Options {
+                limits,
+                ..Options::default()
+            },
+        )
+        .map_err(|e| {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text += &format!(": {c}");
+                cause = c.source();
+            }
+            text
+        })
+    };
+    let defaults = rbuild_report::Limits::default();
+    with(defaults).unwrap();
+    assert_eq!(source.checked.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let layer1 = format!("sha256:{:064}", 1);
+    let e = with(rbuild_report::Limits {
+        max_path_depth: 10,
+        ..defaults
+    })
+    .unwrap_err();
+    assert!(
+        e.contains(&format!("layer {layer1}: entry \"d/d/d/d/d/d/d/d/d/d/f\" has 11 path components, more than the 10 allowed")),
+        "{e}"
+    );
+    let e = with(rbuild_report::Limits {
+        max_path_bytes: 20,
+        ..defaults
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("has a name of 21 bytes, more than the 20 allowed"),
+        "{e}"
+    );
+    let e = with(rbuild_report::Limits {
+        max_layer_bytes: 1500,
+        ..defaults
+    })
+    .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "layer sha256:{:064} is larger than 1500 bytes uncompressed",
+            0
+        )),
+        "{e}"
+    );
+    let e = with(rbuild_report::Limits {
+        max_entries: 0,
+        ..defaults
+    })
+    .unwrap_err();
+    assert!(e.contains("has more than 0 entries"), "{e}");
+}

@@ -136,8 +136,18 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut spool = tempfile::tempfile_in(&tmp)
         .with_context(|| format!("cannot create a temp file in {}", tmp.display()))?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut spool)
-        .context("cannot read the build context from stdin")?;
+    let limit = settings.limits.max_layer_bytes;
+    let copied = std::io::copy(
+        &mut std::io::stdin().lock().take(limit.saturating_add(1)),
+        &mut spool,
+    )
+    .context("cannot read the build context from stdin")?;
+    if copied > limit {
+        return Err(anyhow::anyhow!(
+            "the build context read from stdin is larger than {limit} bytes"
+        )
+        .context(crate::limits::layer_size_hint()));
+    }
     spool.rewind().context("cannot read the spooled context")?;
     let mut head = Vec::new();
     rbuild_executor::compress::decompress(&spool, None)
@@ -153,7 +163,7 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
     if is_tar(&head) {
         let reader = rbuild_executor::compress::decompress(&spool, None)
             .context("cannot read the context archive from stdin")?;
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = tar::Archive::new(settings.limits.reader(reader));
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
         archive.set_overwrite(true);

@@ -197,6 +197,7 @@ fn copy_layer(
         add: copy.add,
         unpack: copy.unpack,
         link: copy.link,
+        limits: env.settings.limits,
     };
     Ok(fileop::copy(&req, parent, opts, out)?.layer)
 }

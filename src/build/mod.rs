@@ -89,6 +89,8 @@ pub struct Settings {
     pub cache_from: Vec<remote_cache::CacheImport>,
     /// `--cache-to`s.
     pub cache_to: Vec<remote_cache::CacheExport>,
+    /// What the layers and archives the build reads may hold (`RBUILD_MAX_LAYER_SIZE`).
+    pub limits: rbuild_compiler::limits::Limits,
 }
 
 impl Settings {
@@ -184,6 +186,7 @@ impl Settings {
             id_map,
             cache_from,
             cache_to,
+            limits: crate::limits::get()?,
         })
     }
 }
@@ -300,6 +303,27 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
     // First plan: which base images the target needs.
     let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
         .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
+    // Stages for other operating systems plan (with their defaults) but are not built.
+    if let Some(stage) = first
+        .stages
+        .iter()
+        .find(|s| s.built && s.platform.os != "linux")
+    {
+        bail!(
+            "{}",
+            rbuild_compiler::parser::render_diagnostic(
+                &format!(
+                    "stage {} is for {}: rbuild builds Linux images only",
+                    stage.label(),
+                    stage.platform
+                ),
+                stage.span,
+                Some("`rbuild plan` shows the plan of such a stage"),
+                name,
+                text,
+            )
+        );
+    }
     let bases = bases::resolve(settings, &first, bases::Dockerfile { name, text }, progress)?;
     for base in bases.values() {
         rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor)

@@ -787,13 +787,15 @@ pub fn export(
                     unreachable!("checked when parsed")
                 };
                 let layers = image_layers(store, descriptor)?;
-                flatten::write_dir(store, &layers, dir).with_context(what)?;
+                flatten::write_dir(store, &layers, &settings.limits, dir).with_context(what)?;
             }
             OutputKind::Tar => {
                 let layers = image_layers(store, descriptor)?;
                 let dest = output.dest.as_ref().expect("checked when parsed");
-                write_to(dest, |w| flatten::write_tar(store, &layers, w).map(|_| ()))
-                    .with_context(what)?;
+                write_to(dest, |w| {
+                    flatten::write_tar(store, &layers, &settings.limits, w).map(|_| ())
+                })
+                .with_context(what)?;
             }
         }
         tracing::info!(

@@ -336,7 +336,7 @@ impl RemoteCache {
                 CacheImport::Local { src } => src.display().to_string(),
             };
             match cache.import_one(settings, spec) {
-                Ok((n, dropped)) => {
+                Ok((n, dropped, too_large)) => {
                     tracing::info!(
                         "imported {n} cache records from {what} in {:.2?}",
                         started.elapsed()
@@ -346,6 +346,17 @@ impl RemoteCache {
                             "cache-import",
                             &format!(
                                 "cache import {what}: {dropped} records were unsound and ignored"
+                            ),
+                        );
+                    }
+                    if too_large > 0 {
+                        progress.warn(
+                            "cache-import",
+                            &format!(
+                                "cache import {what}: {too_large} records name layers larger \
+                                 than {} bytes ({}) and were ignored",
+                                settings.limits.max_layer_bytes,
+                                crate::env::RBUILD_MAX_LAYER_SIZE
                             ),
                         );
                     }
@@ -368,11 +379,13 @@ impl RemoteCache {
         Ok(self.runtime.as_ref().expect("just set"))
     }
 
+    /// Imports one `--cache-from`: (records, unsound records dropped, records dropped for
+    /// naming a layer past the layer size limit, which a fetch would write whole).
     fn import_one(
         &mut self,
         settings: &Settings,
         spec: &CacheImport,
-    ) -> anyhow::Result<(usize, usize)> {
+    ) -> anyhow::Result<(usize, usize, usize)> {
         let (source, manifest, config) = match spec {
             CacheImport::Registry { reference } => {
                 let reference = crate::names::parse_reference(reference)?;
@@ -415,11 +428,21 @@ impl RemoteCache {
         let (parsed, dropped) = CacheConfig::parse(&manifest, &config)?;
         let index = self.sources.len();
         self.sources.push(source);
-        let n = parsed.records.len();
+        let mut n = 0;
+        let mut too_large = 0;
         for (key, record) in parsed.records {
             let Ok(key) = key.parse::<Digest>() else {
                 continue;
             };
+            if record
+                .layer
+                .as_ref()
+                .is_some_and(|l| l.local.size > settings.limits.max_layer_bytes)
+            {
+                too_large += 1;
+                continue;
+            }
+            n += 1;
             if let Some(layer) = &record.layer {
                 self.layers
                     .entry(layer.local.digest.clone())
@@ -436,7 +459,7 @@ impl RemoteCache {
                 v.insert((index, record));
             }
         }
-        Ok((n, dropped))
+        Ok((n, dropped, too_large))
     }
 
     /// The imported record for `key`.

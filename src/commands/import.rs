@@ -44,6 +44,7 @@ pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("imported from {shown}"));
     let mut options = ImportOptions::new(epoch, comment);
     options.clamp_mtime = epoch.map(|e| u64::try_from(e).unwrap_or(0));
+    options.limits = crate::limits::get()?;
     let store = super::open_store(global)?;
     let started = std::time::Instant::now();
     let imported = if args.source.as_os_str() == "-" {

@@ -1,6 +1,6 @@
 //! `rbuild load -i FILE`: images from a docker-archive or OCI-archive tarball.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,7 +20,9 @@ pub struct LoadArgs {
 
 pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
-    // Loading seeks in the archive: stdin is first copied to the store's temp space.
+    let limits = crate::limits::get()?;
+    // Loading seeks in the archive: stdin is first copied to the store's temp space, as far
+    // as the layer size limit (as a compressed archive may expand only that far).
     let mut spooled = None;
     let path = match &args.input {
         Some(path) if path.as_os_str() != "-" => path.clone(),
@@ -34,14 +36,21 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
                 .suffix(".tmp")
                 .tempfile_in(store.tmp_dir())
                 .context("cannot create a temp file in the store")?;
-            std::io::copy(&mut stdin.lock(), &mut tmp)
+            let limit = limits.max_layer_bytes;
+            let copied = std::io::copy(&mut stdin.lock().take(limit.saturating_add(1)), &mut tmp)
                 .context("cannot read the archive from stdin")?;
+            if copied > limit {
+                return Err(anyhow::anyhow!(
+                    "the archive read from stdin is larger than {limit} bytes"
+                )
+                .context(crate::limits::layer_size_hint()));
+            }
             let path = tmp.path().to_path_buf();
             spooled = Some(tmp);
             path
         }
     };
-    let loaded = archive::load_with(&store, &path, &load_options()?)
+    let loaded = archive::load_with(&store, &path, &limits)
         .with_context(|| format!("cannot load {}", path.display()))?;
     drop(spooled);
     for image in loaded {
@@ -66,11 +75,4 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// How far a compressed archive or layer may expand: [`crate::env::RBUILD_MAX_LAYER_SIZE`].
-pub fn load_options() -> anyhow::Result<archive::LoadOptions> {
-    Ok(archive::LoadOptions {
-        max_uncompressed: crate::env::max_layer_size()?,
-    })
 }

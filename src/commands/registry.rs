@@ -45,6 +45,11 @@ impl RegistryArgs {
             ..ClientOptions::default()
         };
         opts.certs_dirs.extend(self.cert_dir.iter().cloned());
+        if let Some(stall) = crate::config::get().stall_timeout() {
+            opts.stall_timeout = stall;
+            // A longer stall timeout asks for patience with answers too.
+            opts.read_timeout = opts.read_timeout.max(stall);
+        }
         // Large blobs go up in few, large PATCH requests: each request is a round trip the
         // upload waits for (measured by bench/pullpush.sh; 16 MiB chunks made a 500 MB push
         // 1.25x slower than skopeo's single streamed PATCH).

@@ -80,6 +80,7 @@ struct Opened {
 struct StoreLayers<'a> {
     store: &'a Store,
     digests: &'a [Digest],
+    limits: rbuild_compiler::limits::Limits,
 }
 
 impl LayerSource for StoreLayers<'_> {
@@ -93,6 +94,10 @@ impl LayerSource for StoreLayers<'_> {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Box::new(file))
     }
+
+    fn check<'r>(&self, tar: Box<dyn Read + 'r>) -> Box<dyn Read + 'r> {
+        crate::limits::check_tar(&self.limits, tar)
+    }
 }
 
 pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -105,6 +110,7 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let options = Options {
         top: args.top,
         threads: args.threads,
+        limits: crate::limits::for_report(&crate::limits::get()?),
         ..Options::default()
     };
     if args.diff {
@@ -159,7 +165,11 @@ pub fn report_built(
         .collect::<Result<_, _>>()
         .map_err(|e| usage(e.to_string()))?;
     let opened = open_in_store(store, name.to_string(), descriptor, None)?;
-    let analysis = analyze_opened(&opened, &Options::default(), name)?;
+    let options = Options {
+        limits: crate::limits::for_report(&crate::limits::get()?),
+        ..Options::default()
+    };
+    let analysis = analyze_opened(&opened, &options, name)?;
     let text = match format {
         ReportFormat::Text => escape_owned(render::text(&analysis.report)),
         ReportFormat::Json => serde_json::to_string_pretty(&analysis.report)? + "\n",
@@ -234,6 +244,7 @@ fn analyze_opened(opened: &Opened, options: &Options, what: &str) -> anyhow::Res
     let layers = StoreLayers {
         store: &opened.store,
         digests: &opened.layers,
+        limits: crate::limits::get()?,
     };
     rbuild_report::analyze(
         ImageInput {
@@ -359,7 +370,7 @@ fn open_archive(arg: &str, rest: &str) -> anyhow::Result<Opened> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let store = Store::open(temp.path().join("store"))?;
-    let loaded = archive::load_with(&store, &path, &super::load::load_options()?)
+    let loaded = archive::load_with(&store, &path, &crate::limits::get()?)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let chosen = match &wanted {
         Some(want) => loaded

@@ -509,24 +509,28 @@ fn unpack_into(
         .parse()
         .with_context(|| format!("bad layer digest {}", layer.digest))?;
     let file = store.open_blob(&blob)?;
-    let limit = crate::env::max_layer_size()?;
+    let limits = crate::limits::get()?;
     let tar = rbuild_executor::compress::decompress(file, Some(&layer.media_type))
         .with_context(|| format!("cannot read layer {blob}"))?;
     // Every decompressed byte counts, those after the tar's end too: the drain below reads
     // them all to check the diff id.
-    let tar = SizeLimit {
-        inner: tar,
-        read: 0,
-        limit,
-        layer: blob.to_string(),
-    };
+    let mut tar = limits.reader(tar);
     // Check the uncompressed bytes against the diff id while they stream by.
-    let mut hashing = rbuild_cache::HashingReader::new(tar);
+    let mut hashing = rbuild_cache::HashingReader::new(&mut tar);
     let mut opts = UnpackOptions::new(diff_id);
     opts.ignore_chown_errors = id_map.kind == MappingKind::Single;
-    opts.max_total_bytes = limit;
-    let stats = sandbox::unpack_layer(&mut hashing, temp, &opts, id_map)
-        .with_context(|| format!("cannot unpack layer {blob}"))?;
+    opts.limits = limits;
+    let unpacked = sandbox::unpack_layer(&mut hashing, temp, &opts, id_map);
+    let stats = match unpacked {
+        Ok(stats) => stats,
+        // The sandbox reports the unpacker's errors as text: say here which limit was hit.
+        Err(e) if tar.limiter().seen() > limits.max_layer_bytes => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot unpack layer {blob}"))
+                .context(crate::limits::layer_size_hint()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot unpack layer {blob}")),
+    };
     // Drain what the tar reader left (padding) before checking the digest.
     std::io::copy(&mut hashing, &mut std::io::sink())
         .with_context(|| format!("cannot read layer {blob}"))?;
@@ -542,65 +546,10 @@ fn unpack_into(
     Ok(())
 }
 
-/// A reader that fails once more than `limit` bytes came through it: the decompressed
-/// stream of a layer, so a small compressed bomb cannot expand without bound.
-struct SizeLimit<R> {
-    inner: R,
-    read: u64,
-    limit: u64,
-    layer: String,
-}
-
-impl<R: std::io::Read> std::io::Read for SizeLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // Ask for at most one byte past the limit: enough to know it was passed.
-        let room = self.limit.saturating_sub(self.read).saturating_add(1);
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        self.read += n as u64;
-        if self.read > self.limit {
-            return Err(std::io::Error::other(format!(
-                "layer {} is larger than {} bytes uncompressed (the limit set by {})",
-                self.layer,
-                self.limit,
-                crate::env::RBUILD_MAX_LAYER_SIZE
-            )));
-        }
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
-
-    #[test]
-    fn size_limit_stops_past_the_limit() {
-        use std::io::Read as _;
-        let data = vec![7u8; 1000];
-        let mut ok = SizeLimit {
-            inner: &data[..],
-            read: 0,
-            limit: 1000,
-            layer: "sha256:x".into(),
-        };
-        let mut out = Vec::new();
-        assert_eq!(ok.read_to_end(&mut out).unwrap(), 1000);
-        let mut over = SizeLimit {
-            inner: &data[..],
-            read: 0,
-            limit: 999,
-            layer: "sha256:x".into(),
-        };
-        let e = over.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("layer sha256:x is larger than 999 bytes"),
-            "{e}"
-        );
-        assert!(over.read <= 1000);
-    }
 
     #[derive(Debug, Parser)]
     struct T {

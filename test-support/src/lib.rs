@@ -12,6 +12,14 @@
 
 #![forbid(unsafe_code)]
 
+mod debian;
+mod dockerd;
+mod imagefs;
+
+pub use debian::{DEBIAN_PATH, DebianBase, SUITE, apt_mirror, cache_dir};
+pub use dockerd::Dockerd;
+pub use imagefs::{FileEntry, FileKind, ImageArchive};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -276,6 +284,18 @@ impl BusyboxLayout {
     /// Builds the layout with an extra file of `extra_bytes` pseudo-random bytes in
     /// `/data.bin` (for transfer benchmarks and chunked uploads).
     pub fn build_with_extra(extra_bytes: u64) -> Self {
+        Self::build_from(extra_bytes, false)
+    }
+
+    /// Builds the layout with the top-level directories of Docker Hub's busybox image (/dev,
+    /// /etc with `root` and `nobody` in passwd and group, /home, /proc, /root, /sys, /tmp,
+    /// /usr, /var), so that a container runtime has its mount points and a step sees the
+    /// same tree on every builder.
+    pub fn build_with_root_dirs() -> Self {
+        Self::build_from(0, true)
+    }
+
+    fn build_from(extra_bytes: u64, root_dirs: bool) -> Self {
         let umoci = require_tool("umoci", "umoci");
         let busybox = require_tool("/bin/busybox", "busybox-static");
         let dir = tempfile::tempdir().expect("temp dir for the layout");
@@ -300,6 +320,9 @@ impl BusyboxLayout {
         }
         if extra_bytes > 0 {
             write_noise(&bundle.join("rootfs/data.bin"), extra_bytes);
+        }
+        if root_dirs {
+            write_root_dirs(&bundle.join("rootfs"));
         }
         run(Command::new(&umoci)
             .args(["repack", "--image", &img])
@@ -390,20 +413,53 @@ impl BusyboxLayout {
 
     /// `skopeo copy` of one tag of the layout to `registry`/`dest`.
     pub fn push_tag_with_skopeo(&self, tag: &str, registry: &Registry, dest: &str, format: Format) {
-        let skopeo = require_tool("skopeo", "skopeo");
-        let mut cmd = Command::new(skopeo);
-        cmd.args(["--insecure-policy", "copy", "--quiet"]);
-        cmd.args(registry.skopeo_flags("dest-"));
-        if format == Format::DockerV2s2 {
-            cmd.args(["--format", "v2s2"]);
-        }
-        if tag == "multi" {
-            cmd.arg("--all");
-        }
-        cmd.arg(format!("oci:{}:{tag}", self.path().display()));
-        cmd.arg(format!("docker://{}/{dest}", registry.host()));
-        run(&mut cmd);
+        skopeo_push(&self.path(), tag, registry, dest, format);
     }
+}
+
+/// `skopeo copy` of one tag of an OCI layout to `registry`/`dest` (with `--all` for the tag
+/// `multi`, an index).
+pub fn skopeo_push(layout: &Path, tag: &str, registry: &Registry, dest: &str, format: Format) {
+    let skopeo = require_tool("skopeo", "skopeo");
+    let mut cmd = Command::new(skopeo);
+    cmd.args(["--insecure-policy", "copy", "--quiet"]);
+    cmd.args(registry.skopeo_flags("dest-"));
+    if format == Format::DockerV2s2 {
+        cmd.args(["--format", "v2s2"]);
+    }
+    if tag == "multi" {
+        cmd.arg("--all");
+    }
+    cmd.arg(format!("oci:{}:{tag}", layout.display()));
+    cmd.arg(format!("docker://{}/{dest}", registry.host()));
+    run(&mut cmd);
+}
+
+fn write_root_dirs(rootfs: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (dir, mode) in [
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("proc", 0o555),
+        ("root", 0o700),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("var", 0o755),
+    ] {
+        let path = rootfs.join(dir);
+        std::fs::create_dir_all(&path).expect("create a root directory");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod a root directory");
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+    )
+    .expect("write /etc/passwd");
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnobody:x:65534:\n")
+        .expect("write /etc/group");
 }
 
 fn write_noise(path: &Path, mut len: u64) {
@@ -427,4 +483,45 @@ fn write_noise(path: &Path, mut len: u64) {
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The external conformance vectors (BuildKit's parser cases and others, kept outside the
+/// repository): `$RBUILD_CONFORMANCE_DIR`, or `../shared/conformance` beside the repository.
+///
+/// When they are missing, a test that needs them passes after printing one line that says how
+/// to run it, unless `CI` is set (to anything but `false` or `0`): CI requires them and the
+/// test fails. A `RBUILD_CONFORMANCE_DIR` that names no vectors always fails.
+pub fn conformance_dir(test: &str) -> Option<PathBuf> {
+    let has_vectors = |dir: &Path| dir.join("README.md").is_file();
+    if let Some(dir) = std::env::var_os("RBUILD_CONFORMANCE_DIR") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            has_vectors(&dir),
+            "{test}: RBUILD_CONFORMANCE_DIR={} holds no conformance vectors (no README.md)",
+            dir.display()
+        );
+        return Some(dir);
+    }
+    // test-support/ is in the repository; `shared/` sits beside the repository.
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the repository's parent directory");
+    let dir = beside.join("shared/conformance");
+    if has_vectors(&dir) {
+        return Some(dir);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{test}: the conformance vectors are required in CI and are not at {} (set RBUILD_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    // Straight to stderr: the test harness captures print macros of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipped, no conformance vectors at {}; set RBUILD_CONFORMANCE_DIR to their folder to run it",
+        dir.display()
+    );
+    None
 }

@@ -88,13 +88,18 @@ EOT
 RUN <<'EOT' sh -s -- arg1
 echo "script got $1" > /script
 EOT
+RUN <<EOT
+#!/bin/sh
+echo "run as a script by $0" > /shebang
+EOT
 "#
     ));
     let built = env.build(&["-t", "img"]);
-    assert_eq!(built.ran().len(), 5, "{}", built.stderr);
+    assert_eq!(built.ran().len(), 6, "{}", built.stderr);
     assert_eq!(
-        env.sh("img", "cat /shell /exec /heredoc /fed /script"),
-        "shell 3\nexec zero\nfirst\nsecond\nfed by heredoc\nscript got arg1\n"
+        env.sh("img", "cat /shell /exec /heredoc /fed /script /shebang"),
+        "shell 3\nexec zero\nfirst\nsecond\nfed by heredoc\nscript got arg1\n\
+         run as a script by /dev/pipes/EOT\n"
     );
     let config = env.config("img");
     let created_by: Vec<&str> = config["history"]
@@ -124,10 +129,11 @@ EOT
             "Dockerfile:3",
             "Dockerfile:4",
             "Dockerfile:9",
-            "Dockerfile:12"
+            "Dockerfile:12",
+            "Dockerfile:15"
         ]
     );
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 6);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 7);
 }
 
 #[test]
@@ -181,6 +187,63 @@ RUN echo "$FLAVOR|$FLAVOR2" > /seen2
     assert_eq!(
         hist[5]["created_by"],
         r#"RUN |2 FLAVOR=spicy UNSET=now-set /bin/sh -c echo "$FLAVOR|$UNSET|$APP_HOME|$GREETING|$DERIVED" > /seen"#
+    );
+}
+
+/// As BuildKit: a stage built `FROM` another stage goes on with the ARG values in effect at
+/// the end of it (in RUN's environment, in expansion, in RUN history), and an ARG declared
+/// after an ENV of the same name is what the following steps see, while the image config
+/// keeps the ENV value.
+#[test]
+fn child_stages_inherit_args_and_a_later_arg_overrides_env_for_steps() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        r#"FROM {BASE} AS base
+ARG VERSION=1.2
+ARG CHANNEL
+ENV MODE=env-mode
+ARG MODE=arg-mode
+RUN echo "$MODE" > /mode
+FROM base AS child
+RUN echo "$VERSION|$CHANNEL|$MODE" > /inherited
+ENV LABEL_VALUE=v$VERSION
+FROM base AS other
+ARG VERSION=2.0
+RUN echo "$VERSION" > /redeclared
+FROM child
+COPY --from=other /redeclared /redeclared
+"#
+    ));
+    env.build(&["-t", "inherit", "--build-arg", "CHANNEL=beta"]);
+    assert_eq!(
+        env.sh(
+            "inherit",
+            "cat /mode /inherited /redeclared; echo $LABEL_VALUE $MODE"
+        ),
+        "arg-mode\n1.2|beta|arg-mode\n2.0\nv1.2 env-mode\n"
+    );
+    let config = env.config("inherit");
+    let env_list = config["config"]["Env"].as_array().unwrap();
+    assert!(env_list.contains(&json!("MODE=env-mode")), "{env_list:?}");
+    assert!(
+        !env_list
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("VERSION=")),
+        "build args stay out of the config: {env_list:?}"
+    );
+    let created: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .filter(|c| c.starts_with("RUN "))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            r#"RUN |3 VERSION=1.2 CHANNEL=beta MODE=arg-mode /bin/sh -c echo "$MODE" > /mode"#,
+            r#"RUN |3 VERSION=1.2 CHANNEL=beta MODE=arg-mode /bin/sh -c echo "$VERSION|$CHANNEL|$MODE" > /inherited"#,
+        ]
     );
 }
 
@@ -253,7 +316,8 @@ CMD echo from-cmd
     // Config instructions add no layers: only the base's.
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
     let hist = config["history"].as_array().unwrap();
-    assert_eq!(hist.len(), 1 + 12, "{hist:?}");
+    // One entry per instruction but ONBUILD, which only changes the config (as BuildKit).
+    assert_eq!(hist.len(), 1 + 11, "{hist:?}");
     assert!(
         hist[1..].iter().all(|h| h["empty_layer"] == true),
         "{hist:?}"

@@ -1,20 +1,15 @@
 //! `rbuild plan`: the parse tree in BuildKit's dump format, and the plan as text, JSON and
 //! Graphviz, with located errors.
-
-use std::path::PathBuf;
-
 use crate::support::{Dir, fails, ok, rbuild, tool};
-
-fn conformance_dir() -> PathBuf {
-    match std::env::var_os("RBUILD_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"),
-    }
-}
 
 #[test]
 fn ast_dump_matches_buildkit_for_every_golden_case() {
-    let cases = conformance_dir().join("dockerfile-parser");
+    let Some(dir) =
+        rbuild_test_support::conformance_dir("ast_dump_matches_buildkit_for_every_golden_case")
+    else {
+        return;
+    };
+    let cases = dir.join("dockerfile-parser");
     let root = Dir::new();
     let mut checked = 0;
     for entry in std::fs::read_dir(&cases).expect("conformance data (RBUILD_CONFORMANCE_DIR)") {
@@ -167,9 +162,86 @@ fn plan_reads_base_configs_from_the_store_and_never_pulls() {
         .arg(&ctx));
     assert!(
         out.stdout
-            .contains("(base config unresolved: ONBUILD triggers unknown)"),
+            .contains("(base config unresolved: ONBUILD triggers unknown"),
         "{}",
         out.stdout
     );
     assert!(!root.exists(), "plan made a store");
+}
+
+/// `rbuild plan` without the base image's config (it does no pulls) plans USER and WORKDIR
+/// that reference variables only the base image defines, and RUN mounts without a target,
+/// and says which variables the base's ENV may define.
+#[test]
+fn plan_without_the_base_config_marks_its_variables_unresolved() {
+    let dir = Dir::new();
+    dir.write(
+        "Dockerfile",
+        "FROM example.com/app-base:1\n\
+         USER $APP_USER\n\
+         WORKDIR $APP_HOME/src\n\
+         RUN --mount=type=cache make\n",
+    );
+    let run = ok(rbuild(dir.path())
+        .args(["plan", "--format", "json"])
+        .arg(dir.path()));
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan JSON");
+    let stage = &plan["stages"][0];
+    assert_eq!(stage["base_config"], "unresolved");
+    assert_eq!(
+        stage["unresolved_variables"],
+        serde_json::json!(["APP_HOME", "APP_USER"])
+    );
+    let exec = plan["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "exec")
+        .expect("the RUN");
+    assert_eq!(exec["cwd"], "/src");
+    assert_eq!(exec["mounts"][0]["target"], "/src");
+    let run = ok(rbuild(dir.path()).arg("plan").arg(dir.path()));
+    assert!(
+        run.stdout
+            .contains("$APP_HOME, $APP_USER may come from its ENV"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A stage for Windows plans with Windows defaults (`cmd /S /C`, backslash paths, the
+/// Windows PATH); building it is refused at its FROM line, before anything is pulled.
+#[test]
+fn windows_stages_plan_but_are_not_built() {
+    let dir = Dir::new();
+    dir.write(
+        "Dockerfile",
+        "FROM --platform=windows/amd64 mcr.microsoft.com/windows/nanoserver:ltsc2022\n\
+         WORKDIR C:\\app\n\
+         RUN dir\n",
+    );
+    let run = ok(rbuild(dir.path())
+        .args(["plan", "--format", "json"])
+        .arg(dir.path()));
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan JSON");
+    let exec = plan["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "exec")
+        .expect("the RUN");
+    assert_eq!(exec["argv"], serde_json::json!(["cmd", "/S", "/C", "dir"]));
+    assert_eq!(exec["cwd"], "\\app");
+    let run = fails(
+        rbuild(&dir.join("store"))
+            .args(["build", "--progress", "plain"])
+            .arg(dir.path()),
+    );
+    assert!(
+        run.stderr
+            .contains("stage stage-0 is for windows/amd64: rbuild builds Linux images only"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Dockerfile:1:1"), "{}", run.stderr);
 }

@@ -13,15 +13,15 @@ use crate::support::{self, Run};
 use crate::{Arena, Blob, Entry, busybox_layer, gzip, push_layout, tar, write_layout};
 
 /// An image of busybox plus `hostile` in a registry, pulled into a fresh store.
-struct Pulled {
-    arena: Arena,
+pub(crate) struct Pulled {
+    pub(crate) arena: Arena,
     _registry: Registry,
-    reference: String,
+    pub(crate) reference: String,
     /// The hostile layer's blob digest, which errors must name.
-    layer: String,
+    pub(crate) layer: String,
 }
 
-fn pulled(hostile: &Blob) -> Pulled {
+pub(crate) fn pulled(hostile: &Blob) -> Pulled {
     let registry = Registry::start();
     let layout = support::Dir::new();
     let base = busybox_layer();
@@ -38,7 +38,7 @@ fn pulled(hostile: &Blob) -> Pulled {
 }
 
 impl Pulled {
-    fn cmd(&self, script: &str) -> Command {
+    pub(crate) fn cmd(&self, script: &str) -> Command {
         let mut cmd = support::rbuild(&self.arena.root);
         cmd.args(["run", "--rm", "--pull", "never"])
             .arg(&self.reference)
@@ -54,7 +54,7 @@ impl Pulled {
     }
 
     /// Runs the image; unpacking must fail with an error naming the layer and `needles`.
-    fn refused(&self, needles: &[&str]) -> Run {
+    pub(crate) fn refused(&self, needles: &[&str]) -> Run {
         let r = crate::fails_125(&mut self.cmd("true"));
         assert!(
             r.stderr
@@ -288,7 +288,7 @@ fn a_size_field_that_lies_or_a_tar_cut_short_fails_naming_the_entry() {
 
 /// A compressed stream that expands to `members` copies of `chunk` after `head`, each member
 /// compressed on its own (concatenated gzip members and zstd frames are one valid stream).
-fn bomb(zstd: bool, head: &[u8], chunk: usize, members: usize) -> Blob {
+pub(crate) fn bomb(zstd: bool, head: &[u8], chunk: usize, members: usize) -> Blob {
     let zeros = vec![0u8; chunk];
     let compress = |data: &[u8]| -> Vec<u8> {
         if zstd {
@@ -344,7 +344,7 @@ fn compression_bombs_stop_at_the_layer_size_limit() {
             (
                 &trailing,
                 "cannot read",
-                "larger than 16777216 bytes uncompressed (the limit set by RBUILD_MAX_LAYER_SIZE)",
+                "larger than 16777216 bytes uncompressed\nhint: RBUILD_MAX_LAYER_SIZE sets this limit",
             ),
         ] {
             let p = pulled(layer);

@@ -2,7 +2,7 @@
 //! its digest, an oversized manifest or config, a blob redirect to another host (which must not see the
 //! credentials), and a token realm on another host. The registry is a small HTTP/1.1 responder
 //! written here, on loopback addresses only: a real registry cannot be made to misbehave this
-//! way.
+//! way. `limits.rs` uses it too, for registries that trickle.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -10,6 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 
@@ -29,6 +30,9 @@ pub(crate) struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send this many bytes of the body at once, then the rest one byte at a time, this far
+    /// apart.
+    trickle: Option<(usize, Duration)>,
 }
 
 impl Response {
@@ -37,10 +41,16 @@ impl Response {
             status,
             headers: Vec::new(),
             body: body.into(),
+            trickle: None,
         }
     }
     pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+    /// Sends the first `fast` bytes of the body, then one byte every `every`.
+    pub(crate) fn trickle(mut self, fast: usize, every: Duration) -> Response {
+        self.trickle = Some((fast, every));
         self
     }
 }
@@ -78,7 +88,7 @@ impl Server {
         Server { addr, seen, stop }
     }
 
-    fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -129,14 +139,33 @@ fn answer(conn: TcpStream, seen: &Mutex<Vec<Request>>, handler: &Handler) {
     out.push_str("\r\n");
     let mut conn = conn;
     let _ = conn.write_all(out.as_bytes());
-    if req.method != "HEAD" {
+    if req.method == "HEAD" {
+        return;
+    }
+    let Some((fast, every)) = resp.trickle else {
         let _ = conn.write_all(&resp.body);
+        return;
+    };
+    let (head, tail) = resp.body.split_at(fast.min(resp.body.len()));
+    if conn.write_all(head).is_err() {
+        return;
+    }
+    for byte in tail {
+        std::thread::sleep(every);
+        // The client hung up: stop.
+        if conn.write_all(std::slice::from_ref(byte)).is_err() {
+            return;
+        }
     }
 }
 
 /// A one-layer image: (manifest bytes, blobs by digest).
 fn image() -> (Vec<u8>, HashMap<String, Vec<u8>>) {
-    let layer = gzip(&tar(&[Entry::file("hello", b"hello\n")]));
+    image_of(gzip(&tar(&[Entry::file("hello", b"hello\n")])))
+}
+
+/// A one-layer image of `layer`: (manifest bytes, blobs by digest).
+pub(crate) fn image_of(layer: crate::Blob) -> (Vec<u8>, HashMap<String, Vec<u8>>) {
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": crate::host_arch(), "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
@@ -155,10 +184,10 @@ fn image() -> (Vec<u8>, HashMap<String, Vec<u8>>) {
     (manifest, blobs)
 }
 
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// The blob digest a `/v2/NAME/blobs/DIGEST` path asks for.
-fn blob_of(path: &str) -> Option<&str> {
+pub(crate) fn blob_of(path: &str) -> Option<&str> {
     path.split_once("/blobs/").map(|(_, d)| d)
 }
 

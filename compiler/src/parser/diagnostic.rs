@@ -89,12 +89,20 @@ pub enum ParseErrorKind {
         name: String,
     },
     /// A heredoc delimiter word could not be lexed (an unterminated quote, a bad `${`).
-    #[error("invalid heredoc delimiter in {line:?}: {reason}")]
+    #[error("invalid heredoc delimiter in {}: {reason}", crate::shell::shown(line))]
     InvalidHeredocWord {
         /// The instruction line holding the delimiter.
         line: String,
         /// What the lexer found wrong.
         reason: String,
+    },
+    /// Nesting deeper than the parser follows ([`super::MAX_NESTING`]).
+    #[error("{what} is nested more than {limit} levels deep")]
+    TooDeep {
+        /// What nests: `${...}` or `ONBUILD`.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
     },
     /// An instruction keyword that Dockerfiles do not know.
     #[error("unknown instruction: {keyword}")]

@@ -25,7 +25,30 @@ pub struct Heredoc {
 
 /// Why a heredoc word could not be lexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeredocWordError(pub String);
+pub enum HeredocWordError {
+    /// What the lexer found wrong (an unterminated quote, a bad `${`).
+    Invalid(String),
+    /// `${...}` nests deeper than [`super::MAX_NESTING`] on the line.
+    TooDeep,
+}
+
+/// Why [`lex_words`] stopped.
+#[derive(Debug)]
+enum LexError {
+    /// BuildKit's lexer fails the same way.
+    Syntax(String),
+    /// Deeper than [`super::MAX_NESTING`]: BuildKit's lexer recurses without bound here.
+    TooDeep,
+}
+
+impl From<LexError> for HeredocWordError {
+    fn from(e: LexError) -> Self {
+        match e {
+            LexError::Syntax(reason) => HeredocWordError::Invalid(reason),
+            LexError::TooDeep => HeredocWordError::TooDeep,
+        }
+    }
+}
 
 /// Removes leading tabs from every line of `text` (the `<<-` form).
 pub fn chomp(text: &str) -> String {
@@ -57,11 +80,11 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, HeredocWordErro
         "" => 0,
         d => d.parse().unwrap_or(u64::MAX),
     };
-    let cooked = lex_words(rest, false, false).map_err(HeredocWordError)?;
+    let cooked = lex_words(rest, false, false)?;
     if cooked.len() != 1 {
         return Ok(None);
     }
-    let raw = lex_words(rest, true, false).map_err(HeredocWordError)?;
+    let raw = lex_words(rest, true, false)?;
     let quotes = |s: &str| s.chars().filter(|c| *c == '\'' || *c == '"').count();
     let expand = raw.len() == 1 && quotes(&cooked[0]) == quotes(&raw[0]);
     let name = cooked.into_iter().next().unwrap_or_default();
@@ -75,10 +98,12 @@ pub fn parse_heredoc_word(word: &str) -> Result<Option<Heredoc>, HeredocWordErro
 }
 
 /// Finds the heredoc openers on an instruction line, in order. A line the lexer rejects
-/// (an unterminated quote) has none.
+/// (an unterminated quote) has none; one nesting `${` too deep is an error.
 pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, HeredocWordError> {
-    let Ok(words) = lex_words(line, true, true) else {
-        return Ok(Vec::new());
+    let words = match lex_words(line, true, true) {
+        Ok(words) => words,
+        Err(LexError::Syntax(_)) => return Ok(Vec::new()),
+        Err(LexError::TooDeep) => return Err(HeredocWordError::TooDeep),
     };
     let mut docs = Vec::new();
     for word in words {
@@ -92,13 +117,14 @@ pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, HeredocWordError> 
 /// Splits `input` into words the way BuildKit's shell lexer does with every variable
 /// unset and left as written. `raw_quotes` keeps quote characters in the words,
 /// `raw_escapes` keeps the backslashes.
-fn lex_words(input: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, String> {
+fn lex_words(input: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<String>, LexError> {
     let mut lx = Lexer {
         chars: input.chars().collect(),
         pos: 0,
         raw_quotes,
         raw_escapes,
         buf: String::new(),
+        depth: 0,
     };
     let mut words = Words::default();
     lx.run(None, raw_escapes, Some(&mut words))?;
@@ -145,9 +171,15 @@ struct Lexer {
     /// The current word, shared with nested `${...}` scans (which clear it, as
     /// BuildKit's lexer does).
     buf: String,
+    /// How many `${...}` scans are open.
+    depth: usize,
 }
 
 const ESCAPE: char = '\\';
+
+fn syntax(reason: &str) -> LexError {
+    LexError::Syntax(reason.to_owned())
+}
 
 impl Lexer {
     fn peek(&self) -> Option<char> {
@@ -166,7 +198,7 @@ impl Lexer {
         stop: Option<char>,
         raw_escapes: bool,
         mut words: Option<&mut Words>,
-    ) -> Result<String, String> {
+    ) -> Result<String, LexError> {
         let saved_raw = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let result = self.run_inner(stop, &mut words);
@@ -178,7 +210,7 @@ impl Lexer {
         &mut self,
         stop: Option<char>,
         words: &mut Option<&mut Words>,
-    ) -> Result<String, String> {
+    ) -> Result<String, LexError> {
         let mut result = String::new();
         self.buf.clear();
         while let Some(c) = self.peek() {
@@ -228,9 +260,9 @@ impl Lexer {
             }
         }
         match stop {
-            Some(s) => Err(format!(
+            Some(s) => Err(LexError::Syntax(format!(
                 "unexpected end of statement while looking for matching {s}"
-            )),
+            ))),
             None => Ok(result),
         }
     }
@@ -263,7 +295,7 @@ impl Lexer {
         out
     }
 
-    fn single_quote(&mut self) -> Result<String, String> {
+    fn single_quote(&mut self) -> Result<String, LexError> {
         self.pos += 1;
         let mut out = String::new();
         if self.raw_quotes {
@@ -272,10 +304,10 @@ impl Lexer {
         loop {
             match self.bump() {
                 None => {
-                    return Err(
+                    return Err(LexError::Syntax(
                         "unexpected end of statement while looking for matching single-quote"
                             .into(),
-                    );
+                    ));
                 }
                 Some('\'') => {
                     if self.raw_quotes {
@@ -288,7 +320,7 @@ impl Lexer {
         }
     }
 
-    fn double_quote(&mut self) -> Result<String, String> {
+    fn double_quote(&mut self) -> Result<String, LexError> {
         self.pos += 1;
         let mut out = String::new();
         if self.raw_quotes {
@@ -297,10 +329,10 @@ impl Lexer {
         loop {
             match self.peek() {
                 None => {
-                    return Err(
+                    return Err(LexError::Syntax(
                         "unexpected end of statement while looking for matching double-quote"
                             .into(),
-                    );
+                    ));
                 }
                 Some('"') => {
                     self.pos += 1;
@@ -359,7 +391,7 @@ impl Lexer {
 
     /// `$name`, `${name}`, `${name<op>word}`, `${name/pat/repl}` with every variable
     /// unset: the text is kept as written (words processed), errors as BuildKit's.
-    fn dollar(&mut self) -> Result<String, String> {
+    fn dollar(&mut self) -> Result<String, LexError> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.name();
@@ -367,13 +399,13 @@ impl Lexer {
         }
         self.pos += 1;
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(syntax("syntax error: missing '}'")),
+            Some('{' | '}' | ':') => return Err(syntax("syntax error: bad substitution")),
             Some(_) => {}
         }
         let name = self.name();
         let Some(ch) = self.bump() else {
-            return Err("unsupported modifier in substitution".into());
+            return Err(syntax("unsupported modifier in substitution"));
         };
         match ch {
             '}' => Ok(format!("${{{name}}}")),
@@ -386,10 +418,12 @@ impl Lexer {
                             op.push(c);
                             modifier = c;
                         }
-                        None => return Err("syntax error: missing '}'".into()),
+                        None => return Err(syntax("syntax error: missing '}'")),
                     }
                     if modifier == '#' || modifier == '%' {
-                        return Err(format!("unsupported modifier ({op}) in substitution"));
+                        return Err(syntax(&format!(
+                            "unsupported modifier ({op}) in substitution"
+                        )));
                     }
                 }
                 let raw = modifier == '#' || modifier == '%';
@@ -404,25 +438,34 @@ impl Lexer {
                 let replacement = self.nested('}', true, "syntax error: missing '}'")?;
                 Ok(format!("${{{name}/{pattern}/{replacement}}}"))
             }
-            _ => Err(format!("unsupported modifier ({ch}) in substitution")),
+            _ => Err(syntax(&format!(
+                "unsupported modifier ({ch}) in substitution"
+            ))),
         }
     }
 
-    fn nested(&mut self, stop: char, raw_escapes: bool, eof_error: &str) -> Result<String, String> {
+    fn nested(
+        &mut self,
+        stop: char,
+        raw_escapes: bool,
+        eof_error: &str,
+    ) -> Result<String, LexError> {
+        if self.depth >= super::MAX_NESTING {
+            return Err(LexError::TooDeep);
+        }
         // BuildKit's nested scan works in the buffer it shares with the outer word: it
         // clears it on entry and again when it collects its own words on exit, so the
         // outer word loses what it had gathered before the `${`.
         let mut words = Words::default();
+        self.depth += 1;
         let result = self.run(Some(stop), raw_escapes, Some(&mut words));
+        self.depth -= 1;
         if result.is_ok() {
             words.finish(&mut self.buf);
         }
-        result.map_err(|e| {
-            if self.peek().is_none() {
-                eof_error.to_string()
-            } else {
-                e
-            }
+        result.map_err(|e| match e {
+            LexError::Syntax(_) if self.peek().is_none() => syntax(eof_error),
+            e => e,
         })
     }
 }

@@ -56,6 +56,12 @@ use words::{extract_flags, is_split_space, parse_words_spanned};
 /// The longest physical line BuildKit's scanner accepts, in bytes (without the `\n`).
 pub const MAX_LINE_LEN: usize = 65_535;
 
+/// How deep the parser follows input-driven nesting: `${...}` inside modifiers on a line it
+/// scans for heredocs, and ONBUILD sub-instructions (`ONBUILD ONBUILD ...`). Both are
+/// recursive, so the bound keeps the stack bounded; BuildKit has none, but its instruction
+/// layer rejects any ONBUILD nesting, and no real line nests `${` this deep.
+pub const MAX_NESTING: usize = 128;
+
 /// The default escape character.
 pub const DEFAULT_ESCAPE: char = '\\';
 
@@ -542,16 +548,23 @@ pub fn parse(source: &str) -> Result<Parsed, ParseError> {
             escape,
             whole,
         };
-        let mut node = parse_instruction(&ctx, 0)?;
+        let mut node = parse_instruction(&ctx, 0, 0)?;
         if node.can_contain_heredoc() && buf.contains("<<") {
-            let docs = heredocs_from_line(&buf).map_err(|e| {
-                ParseError::new(
+            let docs = heredocs_from_line(&buf).map_err(|e| match e {
+                HeredocWordError::Invalid(reason) => ParseError::new(
                     ParseErrorKind::InvalidHeredocWord {
                         line: buf.clone(),
-                        reason: e.0,
+                        reason,
                     },
                     whole,
-                )
+                ),
+                HeredocWordError::TooDeep => ParseError::new(
+                    ParseErrorKind::TooDeep {
+                        what: "${...}",
+                        limit: MAX_NESTING,
+                    },
+                    whole,
+                ),
             })?;
             for mut doc in docs {
                 let mut content = String::new();
@@ -638,8 +651,8 @@ impl LineCtx<'_> {
 }
 
 /// Parses the instruction at byte `base` of the joined line (0, or where the
-/// sub-instruction of ONBUILD begins).
-fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError> {
+/// sub-instruction of ONBUILD begins); `depth` counts the ONBUILDs around it.
+fn parse_instruction(ctx: &LineCtx<'_>, base: usize, depth: usize) -> Result<Node, ParseError> {
     let line = &ctx.original[base..];
     let lead = line.len() - line.trim_start().len();
     let trimmed = line.trim();
@@ -741,7 +754,16 @@ fn parse_instruction(ctx: &LineCtx<'_>, base: usize) -> Result<Node, ParseError>
         }
         "onbuild" => {
             if !args_text.is_empty() {
-                let sub = parse_instruction(ctx, args_base)?;
+                if depth >= MAX_NESTING {
+                    return Err(ParseError::new(
+                        ParseErrorKind::TooDeep {
+                            what: "ONBUILD",
+                            limit: MAX_NESTING,
+                        },
+                        keyword_span,
+                    ));
+                }
+                let sub = parse_instruction(ctx, args_base, depth + 1)?;
                 node.onbuild = Some(Box::new(sub));
             }
         }

@@ -90,9 +90,25 @@ pub struct ImageConfig {
 /// The default `PATH` BuildKit gives images whose config sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The default shell for shell-form commands.
-pub fn default_shell() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into()]
+/// The default `PATH` of Windows images.
+pub const DEFAULT_PATH_WINDOWS: &str = "c:\\Windows\\System32;c:\\Windows";
+
+/// The default `PATH` for images of operating system `os`.
+pub fn default_path(os: &str) -> &'static str {
+    if os == "windows" {
+        DEFAULT_PATH_WINDOWS
+    } else {
+        DEFAULT_PATH
+    }
+}
+
+/// The default shell for shell-form commands on `os`: `/bin/sh -c`, `cmd /S /C` on Windows.
+pub fn default_shell(os: &str) -> Vec<String> {
+    if os == "windows" {
+        vec!["cmd".into(), "/S".into(), "/C".into()]
+    } else {
+        vec!["/bin/sh".into(), "-c".into()]
+    }
 }
 
 impl ImageConfig {
@@ -117,10 +133,10 @@ impl ImageConfig {
         }
     }
 
-    /// The shell used for shell-form commands (`SHELL`, or `/bin/sh -c`).
-    pub fn shell_or_default(&self) -> Vec<String> {
+    /// The shell used for shell-form commands on `os` (`SHELL`, or [`default_shell`]).
+    pub fn shell_or_default(&self, os: &str) -> Vec<String> {
         if self.shell.is_empty() {
-            default_shell()
+            default_shell(os)
         } else {
             self.shell.clone()
         }

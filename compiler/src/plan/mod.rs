@@ -17,14 +17,18 @@
 //! 5. ops are emitted for the needed stages in dependency order, each with a canonical
 //!    definition digest and an op digest chaining its inputs' digests.
 //!
-//! Everything here is a pure function of its inputs.
+//! Everything here is a pure function of its inputs, and bounded: [`limits`] lists how far a
+//! Dockerfile can make expansion and the plan grow before planning stops with an error.
 
 pub mod config;
 pub mod digest;
 pub mod expand;
+pub mod limits;
 pub mod render;
+mod scope;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -36,8 +40,13 @@ use crate::instructions::{
 };
 pub use config::{HealthConfig, History, ImageConfig};
 pub use digest::{Digest, Encoder, SCHEMA_VERSION};
-pub use expand::{ExpandError, Expansion, ShellExpander, WordExpander};
+use expand::Lookup;
+pub use expand::{Budget, ExpandError, ExpandLimit, Expansion, ShellExpander, WordExpander};
+use limits::{
+    MAX_ENVIRONMENT, MAX_EXPANSION_WORK, MAX_INSTRUCTION_GROWTH, MAX_PLAN_SIZE, MAX_WORD_GROWTH,
+};
 pub use render::{render_dot, render_json, render_text};
+use scope::{ArgList, Scope};
 
 /// An OS/architecture/variant triple (`linux/arm64/v8`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -181,6 +190,12 @@ pub enum PlanErrorKind {
     /// A variable expansion failed.
     #[error(transparent)]
     Expand(#[from] ExpandError),
+    /// A Windows path on another drive than the system drive.
+    #[error("{path:?} is not on the system drive (C:): Windows images have only that one")]
+    WindowsDrive {
+        /// The path.
+        path: String,
+    },
     /// FROM's image expanded to nothing.
     #[error("base name {word:?} expands to an empty string")]
     EmptyBaseName {
@@ -276,6 +291,57 @@ pub enum PlanErrorKind {
     /// A RUN whose heredoc form cannot be run.
     #[error("RUN with heredocs must be in shell form with one command")]
     BadHeredocRun,
+    /// The expanded words of one instruction grew past [`limits::MAX_INSTRUCTION_GROWTH`].
+    #[error(
+        "the expanded words of this instruction are more than {} longer than written",
+        crate::shell::human_size(*limit as u64)
+    )]
+    InstructionTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Setting a variable made an environment larger than [`limits::MAX_ENVIRONMENT`].
+    #[error(
+        "setting {name} makes {scope} larger than {}",
+        crate::shell::human_size(*limit as u64)
+    )]
+    EnvironmentTooLarge {
+        /// The variable being set.
+        name: String,
+        /// Which environment: the stage's or the global ARGs.
+        scope: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A base image whose environment is larger than [`limits::MAX_ENVIRONMENT`].
+    #[error(
+        "the environment of base image {image} is larger than {}",
+        crate::shell::human_size(*limit as u64)
+    )]
+    BaseEnvironmentTooLarge {
+        /// The base image.
+        image: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The expansions of the Dockerfile did more work than [`limits::MAX_EXPANSION_WORK`].
+    #[error(
+        "variable expansion in this Dockerfile needs more than {limit} units of work (one per byte copied, {} per pattern-matching step); this instruction crossed the limit",
+        crate::shell::STEP_COST
+    )]
+    ExpansionWork {
+        /// The limit.
+        limit: u64,
+    },
+    /// The plan grew past [`limits::MAX_PLAN_SIZE`].
+    #[error(
+        "this instruction makes the build plan larger than {} (the environments, commands and histories of all steps)",
+        crate::shell::human_size(*limit as u64)
+    )]
+    PlanTooLarge {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A planning error with its location and, for errors about two places (cycles,
@@ -415,6 +481,10 @@ pub struct StagePlan {
     pub built: bool,
     /// Whether the base config was known.
     pub base_config: BaseConfigState,
+    /// With an unresolved base config: the variables the stage uses that the Dockerfile
+    /// leaves unset and the base image's ENV may define (they expanded to nothing here),
+    /// sorted.
+    pub unresolved_variables: Vec<String>,
     /// Stages it needs (FROM, `--from`, mounts), sorted.
     pub depends_on: Vec<usize>,
     /// The ops of this stage, in order.
@@ -732,6 +802,10 @@ struct StageWork {
     deps: Vec<(usize, Span)>,
     /// ARG names declared in the stage (for the unused build-arg check).
     declared: Vec<String>,
+    /// The step environment and build args that stages built `FROM` this one start with.
+    inherited: scope::Inherited,
+    /// See [`StagePlan::unresolved_variables`].
+    unresolved_variables: Vec<String>,
     error: Option<PlanError>,
 }
 
@@ -741,28 +815,15 @@ struct Ctx<'p> {
     options: &'p PlanOptions,
     predefined: BTreeMap<&'static str, String>,
     names: Vec<Option<String>>,
+    /// Stage index by (lower-case) name.
+    by_name: HashMap<String, usize>,
     from_spans: Vec<Span>,
-}
-
-/// The scope of one stage being evaluated.
-struct Scope {
-    image: StageImage,
-    /// Declared ARGs with values, in order (re-declaring replaces).
-    args: Vec<(String, Option<String>)>,
-    cmd_set: bool,
-}
-
-impl Scope {
-    fn lookup(&self, name: &str) -> Option<String> {
-        if let Some(v) = self.image.config.env_get(name) {
-            return Some(v.to_string());
-        }
-        self.args
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.clone())
-    }
+    /// Expansion work left for the whole Dockerfile.
+    work: Cell<u64>,
+    /// The plan's size so far, in [`limits::weight`] units.
+    size: Cell<usize>,
+    /// The current instruction's words: bytes as written and as expanded.
+    instruction: Cell<(usize, usize)>,
 }
 
 fn go_quote(s: &str) -> String {
@@ -810,18 +871,127 @@ fn join_clean(dir: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// [`join_clean`] for Windows paths, as BuildKit normalizes a Windows working directory:
+/// `\` or `/` separators, an optional system drive letter (`C:`, which is dropped), and the
+/// result with backslashes (`\app\src`). `None` for a path on another drive.
+fn windows_join(dir: &str, path: &str) -> Option<String> {
+    let slashed = |p: &str| -> Option<String> {
+        let p = p.replace('\\', "/");
+        match p.as_bytes() {
+            [d, b':', ..] if d.eq_ignore_ascii_case(&b'c') => Some(p[2..].to_string()),
+            [d, b':', ..] if d.is_ascii_alphabetic() => None,
+            _ => Some(p),
+        }
+    };
+    let joined = join_clean(&slashed(dir)?, &slashed(path)?);
+    Some(joined.replace('/', "\\"))
+}
+
 impl<'p> Ctx<'p> {
-    fn expand(
+    /// Runs one expansion within the Dockerfile's budget and the current instruction's
+    /// bound on growth; `out_len` measures its result.
+    fn expanding<T>(
         &self,
         word: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
+        span: Span,
+        run: impl FnOnce(&mut Budget) -> Result<T, ExpandError>,
+        out_len: impl Fn(&T) -> usize,
+    ) -> Result<T, PlanError> {
+        let mut budget = Budget {
+            max_growth: MAX_WORD_GROWTH,
+            work: self.work.get(),
+        };
+        let r = run(&mut budget);
+        self.work.set(budget.work);
+        let value = r.map_err(|e| {
+            let kind = match e.limit {
+                Some(ExpandLimit::Work) => PlanErrorKind::ExpansionWork {
+                    limit: MAX_EXPANSION_WORK,
+                },
+                _ => PlanErrorKind::Expand(e),
+            };
+            PlanError::at(kind, span)
+        })?;
+        self.grow(word.len(), out_len(&value), span)?;
+        Ok(value)
+    }
+
+    fn expand(&self, word: &str, lookup: Lookup<'_>, span: Span) -> Result<String, PlanError> {
+        let expander = self.planner.expander;
+        self.expanding(
+            word,
+            span,
+            |b| expander.expand_word(word, self.escape, lookup, b),
+            |e| e.value.len(),
+        )
+        .map(|e| e.value)
+    }
+
+    fn expand_words(
+        &self,
+        word: &str,
+        lookup: Lookup<'_>,
+        span: Span,
+    ) -> Result<Vec<String>, PlanError> {
+        let expander = self.planner.expander;
+        self.expanding(
+            word,
+            span,
+            |b| expander.expand_words(word, self.escape, lookup, b),
+            |w| w.iter().map(String::len).sum(),
+        )
+    }
+
+    fn expand_heredoc(
+        &self,
+        body: &str,
+        lookup: Lookup<'_>,
         span: Span,
     ) -> Result<String, PlanError> {
-        self.planner
-            .expander
-            .expand_word(word, self.escape, lookup)
-            .map(|e| e.value)
-            .map_err(|e| PlanError::at(PlanErrorKind::Expand(e), span))
+        let expander = self.planner.expander;
+        self.expanding(
+            body,
+            span,
+            |b| expander.expand_heredoc(body, self.escape, lookup, b),
+            String::len,
+        )
+    }
+
+    /// Starts counting the growth of a new instruction's words.
+    fn begin_instruction(&self) {
+        self.instruction.set((0, 0));
+    }
+
+    /// Adds words of `written` bytes that became `expanded` bytes to the current
+    /// instruction, within [`MAX_INSTRUCTION_GROWTH`].
+    fn grow(&self, written: usize, expanded: usize, span: Span) -> Result<(), PlanError> {
+        let (w, e) = self.instruction.get();
+        let (w, e) = (w + written, e.saturating_add(expanded));
+        self.instruction.set((w, e));
+        if e > w + MAX_INSTRUCTION_GROWTH {
+            return Err(PlanError::at(
+                PlanErrorKind::InstructionTooLarge {
+                    limit: MAX_INSTRUCTION_GROWTH,
+                },
+                span,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds `units` to the plan's size, within [`MAX_PLAN_SIZE`].
+    fn charge(&self, units: usize, span: Span) -> Result<(), PlanError> {
+        let size = self.size.get().saturating_add(units);
+        self.size.set(size);
+        if size > MAX_PLAN_SIZE {
+            return Err(PlanError::at(
+                PlanErrorKind::PlanTooLarge {
+                    limit: MAX_PLAN_SIZE,
+                },
+                span,
+            ));
+        }
+        Ok(())
     }
 
     fn resolve_from(
@@ -832,7 +1002,7 @@ impl<'p> Ctx<'p> {
         deps: &mut Vec<(usize, Span)>,
     ) -> Result<SourceRef, PlanError> {
         let lower = value.to_ascii_lowercase();
-        let idx = if let Some(i) = self.names.iter().position(|n| n.as_deref() == Some(&lower)) {
+        let idx = if let Some(&i) = self.by_name.get(&lower) {
             Some(i)
         } else if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
             let index: usize = value.parse().unwrap_or(usize::MAX);
@@ -925,29 +1095,26 @@ impl<'a> Planner<'a> {
             .map(|(_, f, _)| f.name.clone())
             .collect();
         let from_spans: Vec<Span> = stage_instrs.iter().map(|(i, _, _)| i.span).collect();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for (i, name) in names.iter().enumerate() {
-            if let Some(name) = name
-                && let Some(j) = names[..i].iter().position(|n| n.as_ref() == Some(name))
-            {
+            let Some(name) = name else { continue };
+            if let Some(&j) = by_name.get(name) {
                 return Err(PlanError::at(
                     PlanErrorKind::DuplicateStageName { name: name.clone() },
                     from_spans[i],
                 )
                 .note(from_spans[j], "first used here"));
             }
+            by_name.insert(name.clone(), i);
         }
         let target = match &options.target {
-            Some(t) => {
-                let lower = t.to_ascii_lowercase();
-                names
-                    .iter()
-                    .position(|n| n.as_deref() == Some(&lower))
-                    .ok_or_else(|| PlanError {
-                        kind: Box::new(PlanErrorKind::UnknownTarget { target: t.clone() }),
-                        span: None,
-                        related: Vec::new(),
-                    })?
-            }
+            Some(t) => *by_name
+                .get(&t.to_ascii_lowercase())
+                .ok_or_else(|| PlanError {
+                    kind: Box::new(PlanErrorKind::UnknownTarget { target: t.clone() }),
+                    span: None,
+                    related: Vec::new(),
+                })?,
             None => names.len() - 1,
         };
 
@@ -969,11 +1136,15 @@ impl<'a> Planner<'a> {
             options,
             predefined,
             names,
+            by_name,
             from_spans,
+            work: Cell::new(MAX_EXPANSION_WORK),
+            size: Cell::new(0),
+            instruction: Cell::new((0, 0)),
         };
 
         // Global ARGs.
-        let mut global_args: Vec<(String, Option<String>)> = Vec::new();
+        let mut global_args = ArgList::default();
         let mut consumed: BTreeSet<String> = BTreeSet::new();
         for ins in globals {
             let InstructionKind::Arg(decls) = &ins.kind else {
@@ -984,6 +1155,7 @@ impl<'a> Planner<'a> {
                     ins.span,
                 ));
             };
+            ctx.begin_instruction();
             for ArgDecl { name, default } in decls {
                 consumed.insert(name.clone());
                 let value = if let Some(v) = options.build_args.get(name) {
@@ -994,8 +1166,8 @@ impl<'a> Planner<'a> {
                 } else {
                     None
                 };
-                global_args.retain(|(k, _)| k != name);
-                global_args.push((name.clone(), value));
+                global_args.declare(name.clone(), value);
+                check_environment(global_args.bytes(), name, "the global ARGs", ins.span)?;
             }
         }
 
@@ -1008,16 +1180,7 @@ impl<'a> Planner<'a> {
 
         // Which stages the target needs, checking references on the way.
         let mut needed = vec![false; works.len()];
-        let mut order = Vec::new();
-        let mut state = vec![0u8; works.len()];
-        visit(
-            &works,
-            &ctx.names,
-            target,
-            &mut state,
-            &mut order,
-            &mut Vec::new(),
-        )?;
+        let order = dependency_order(&works, &ctx.names, target)?;
         for &i in &order {
             needed[i] = true;
         }
@@ -1227,6 +1390,7 @@ impl<'a> Planner<'a> {
                     platform: w.platform,
                     built: needed[i],
                     base_config: w.base_config,
+                    unresolved_variables: w.unresolved_variables,
                     depends_on,
                     ops: std::mem::take(&mut stage_ops[i]),
                     result: results[i],
@@ -1239,7 +1403,7 @@ impl<'a> Planner<'a> {
             target,
             target_platform: options.target_platform.clone(),
             build_platform: options.build_platform.clone(),
-            global_args,
+            global_args: global_args.into_vec(),
             stages,
             ops: emitter.ops,
             warnings,
@@ -1250,7 +1414,7 @@ impl<'a> Planner<'a> {
     fn eval_stage(
         &self,
         ctx: &Ctx<'_>,
-        global_args: &[(String, Option<String>)],
+        global_args: &ArgList,
         done: &[StageWork],
         index: usize,
         from_ins: &Instruction,
@@ -1267,6 +1431,8 @@ impl<'a> Planner<'a> {
             steps: Vec::new(),
             deps: Vec::new(),
             declared: Vec::new(),
+            inherited: scope::Inherited::default(),
+            unresolved_variables: Vec::new(),
             error: None,
         };
         if let Err(e) = self.eval_stage_inner(
@@ -1288,7 +1454,7 @@ impl<'a> Planner<'a> {
     fn eval_stage_inner(
         &self,
         ctx: &Ctx<'_>,
-        global_args: &[(String, Option<String>)],
+        global_args: &ArgList,
         done: &[StageWork],
         index: usize,
         from_ins: &Instruction,
@@ -1297,6 +1463,7 @@ impl<'a> Planner<'a> {
         work: &mut StageWork,
     ) -> Result<(), PlanError> {
         let span = from_ins.span;
+        ctx.begin_instruction();
         let glookup = |n: &str| global_lookup(global_args, &ctx.predefined, n);
         let image = ctx.expand(&from.image, &glookup, span)?;
         if image.is_empty() {
@@ -1317,29 +1484,25 @@ impl<'a> Planner<'a> {
             None => None,
         };
         let lower = image.to_ascii_lowercase();
-        let base_stage = ctx.names[..index]
-            .iter()
-            .position(|n| n.as_deref() == Some(&lower));
-        let mut scope = Scope {
-            image: StageImage::default(),
-            args: Vec::new(),
-            cmd_set: false,
-        };
+        let base_stage = ctx.by_name.get(&lower).copied().filter(|&b| b < index);
+        let mut base = StageImage::default();
         let mut base_image_name = None;
+        let mut inherited = None;
         if let Some(b) = base_stage {
-            let base = &done[b];
-            if let Some(e) = &base.error {
+            let base_work = &done[b];
+            if let Some(e) = &base_work.error {
                 return Err(e.clone());
             }
             work.base = StageBase::Stage { index: b };
-            work.platform = explicit_platform.unwrap_or_else(|| base.platform.clone());
-            scope.image = base.image.clone();
-            work.base_config = base.base_config;
+            work.platform = explicit_platform.unwrap_or_else(|| base_work.platform.clone());
+            base = base_work.image.clone();
+            inherited = Some(base_work.inherited.clone());
+            work.base_config = base_work.base_config;
         } else if lower == "scratch" {
             work.base = StageBase::Scratch;
             work.platform =
                 explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
-            scope.image.config.working_dir = "/".into();
+            base.config.working_dir = "/".into();
         } else {
             work.platform =
                 explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
@@ -1347,13 +1510,33 @@ impl<'a> Planner<'a> {
                 reference: image.clone(),
             };
             match self.bases.base_config(&image, &work.platform) {
-                Some(c) => scope.image.config = c,
+                Some(c) => base.config = c,
                 None => work.base_config = BaseConfigState::Unresolved,
             }
             base_image_name = Some(image.clone());
         }
-        if scope.image.config.env_get("PATH").is_none() {
-            scope.image.config.env_set("PATH", config::DEFAULT_PATH);
+        // The inherited config and history are this stage's own copy.
+        ctx.charge(limits::image_weight(&base), span)?;
+        // A stage built FROM another stage goes on with its step environment and build
+        // args (BuildKit's state), an image base with its config's ENV.
+        let mut scope = match inherited {
+            Some(i) => Scope::inherit(base, i),
+            None => Scope::new(base),
+        };
+        if work.base_config == BaseConfigState::Unresolved {
+            scope.unresolved = Some(Default::default());
+        }
+        if scope.environment_size() > MAX_ENVIRONMENT {
+            return Err(PlanError::at(
+                PlanErrorKind::BaseEnvironmentTooLarge {
+                    image: image.clone(),
+                    limit: MAX_ENVIRONMENT,
+                },
+                span,
+            ));
+        }
+        if scope.env_get("PATH").is_none() {
+            scope.env_set("PATH", config::default_path(&work.platform.os));
         }
         // ONBUILD triggers of the base run right after FROM; the new image does not keep them.
         let triggers = std::mem::take(&mut scope.image.config.on_build);
@@ -1386,6 +1569,10 @@ impl<'a> Planner<'a> {
         for ins in trigger_instrs.iter().chain(body.iter().copied()) {
             self.eval_instruction(ctx, global_args, index, ins, &mut scope, work)?;
         }
+        work.inherited = scope.inherited();
+        if let Some(names) = scope.unresolved.take() {
+            work.unresolved_variables = names.into_inner().into_iter().collect();
+        }
         work.image = scope.image;
         Ok(())
     }
@@ -1393,7 +1580,7 @@ impl<'a> Planner<'a> {
     fn eval_instruction(
         &self,
         ctx: &Ctx<'_>,
-        global_args: &[(String, Option<String>)],
+        global_args: &ArgList,
         index: usize,
         ins: &Instruction,
         scope: &mut Scope,
@@ -1401,6 +1588,7 @@ impl<'a> Planner<'a> {
     ) -> Result<(), PlanError> {
         let span = ins.span;
         let kw = ins.keyword();
+        ctx.begin_instruction();
         macro_rules! expand {
             ($word:expr) => {{
                 let lookup = |n: &str| scope.lookup(n);
@@ -1408,15 +1596,12 @@ impl<'a> Planner<'a> {
             }};
         }
         let config_step = |scope: &mut Scope, work: &mut StageWork, description: String| {
-            scope.image.history.push(History {
-                created_by: description.clone(),
-                empty_layer: true,
-            });
-            work.steps.push(Step {
+            let step = Step {
                 span,
                 kind: StepKind::Config(kw),
                 description,
-            });
+            };
+            record(ctx, scope, work, step, true)
         };
         match &ins.kind {
             InstructionKind::From(_) => unreachable!("FROM starts a stage"),
@@ -1428,8 +1613,8 @@ impl<'a> Planner<'a> {
                         Some(v.clone())
                     } else if let Some(d) = default {
                         Some(expand!(d))
-                    } else if let Some((_, v)) = global_args.iter().find(|(k, _)| k == name) {
-                        v.clone()
+                    } else if let Some(v) = global_args.get(name) {
+                        v.map(str::to_owned)
                     } else {
                         ctx.predefined.get(name.as_str()).cloned()
                     };
@@ -1437,10 +1622,11 @@ impl<'a> Planner<'a> {
                         Some(v) => format!("{name}={v}"),
                         None => name.clone(),
                     });
-                    scope.args.retain(|(k, _)| k != name);
-                    scope.args.push((name.clone(), value));
+                    let env = !PROXY_ARGS.contains(&name.as_str());
+                    scope.declare_arg(name, value, env);
+                    check_environment(scope.environment_size(), name, STAGE_ENV, span)?;
                 }
-                config_step(scope, work, format!("ARG {}", shown.join(" ")));
+                config_step(scope, work, format!("ARG {}", shown.join(" ")))?;
             }
             InstructionKind::Env(pairs) | InstructionKind::Label(pairs) => {
                 // Every value of one instruction sees the environment from before it.
@@ -1461,18 +1647,19 @@ impl<'a> Planner<'a> {
                         ));
                     }
                     if is_env {
-                        scope.image.config.env_set(&k, &v);
+                        scope.env_set(&k, &v);
+                        check_environment(scope.environment_size(), &k, STAGE_ENV, span)?;
                         shown.push(format!("{k}={v}"));
                     } else {
                         shown.push(format!("{}={}", go_quote(&k), go_quote(&v)));
                         scope.image.config.labels.insert(k, v);
                     }
                 }
-                config_step(scope, work, format!("{kw} {}", shown.join(" ")));
+                config_step(scope, work, format!("{kw} {}", shown.join(" ")))?;
             }
             InstructionKind::Run(run) => self.eval_run(ctx, index, ins, run, scope, work)?,
             InstructionKind::Cmd(cmd) | InstructionKind::Entrypoint(cmd) => {
-                let args = with_shell(&scope.image.config, cmd);
+                let args = with_shell(&scope.image.config, &work.platform.os, cmd);
                 let description = format!("{kw} {}", go_quote_list(&args));
                 if kw == "CMD" {
                     scope.image.config.cmd = Some(args);
@@ -1484,64 +1671,53 @@ impl<'a> Planner<'a> {
                         scope.image.config.cmd = None;
                     }
                 }
-                config_step(scope, work, description);
+                config_step(scope, work, description)?;
             }
             InstructionKind::Shell(shell) => {
                 scope.image.config.shell = shell.clone();
-                config_step(scope, work, format!("SHELL {}", go_quote_list(shell)));
+                config_step(scope, work, format!("SHELL {}", go_quote_list(shell)))?;
             }
             InstructionKind::Workdir(dir) => {
+                // A value that expands to nothing keeps the current directory, as in
+                // BuildKit.
                 let value = expand!(dir);
-                if value.is_empty() {
-                    return Err(PlanError::at(
-                        PlanErrorKind::EmptyValue {
-                            instruction: kw,
-                            what: "path",
-                        },
-                        span,
-                    ));
-                }
                 let cur = if scope.image.config.working_dir.is_empty() {
                     "/".to_string()
                 } else {
                     scope.image.config.working_dir.clone()
                 };
-                let path = join_clean(&cur, &value);
+                let path = if work.platform.os == "windows" {
+                    windows_join(&cur, &value).ok_or_else(|| {
+                        PlanError::at(
+                            PlanErrorKind::WindowsDrive {
+                                path: value.clone(),
+                            },
+                            span,
+                        )
+                    })?
+                } else {
+                    join_clean(&cur, &value)
+                };
                 scope.image.config.working_dir = path.clone();
                 let description = format!("WORKDIR {path}");
-                scope.image.history.push(History {
-                    created_by: description.clone(),
-                    empty_layer: false,
-                });
-                work.steps.push(Step {
+                let step = Step {
                     span,
                     kind: StepKind::Mkdir(path, scope.image.config.user.clone()),
                     description,
-                });
+                };
+                record(ctx, scope, work, step, false)?;
             }
             InstructionKind::User(user) => {
+                // A value that expands to nothing is the default user, as in BuildKit.
                 let value = expand!(user);
-                if value.is_empty() {
-                    return Err(PlanError::at(
-                        PlanErrorKind::EmptyValue {
-                            instruction: kw,
-                            what: "user",
-                        },
-                        span,
-                    ));
-                }
                 scope.image.config.user = value.clone();
-                config_step(scope, work, format!("USER {value}"));
+                config_step(scope, work, format!("USER {value}"))?;
             }
             InstructionKind::Expose(ports) => {
                 let mut all = Vec::new();
                 for p in ports {
                     let lookup = |n: &str| scope.lookup(n);
-                    let words = self
-                        .expander
-                        .expand_words(p, ctx.escape, &lookup)
-                        .map_err(|e| PlanError::at(PlanErrorKind::Expand(e), span))?;
-                    for w in words {
+                    for w in ctx.expand_words(p, &lookup, span)? {
                         let keys = config::expand_ports(&w).map_err(|reason| {
                             PlanError::at(
                                 PlanErrorKind::BadPort {
@@ -1551,6 +1727,8 @@ impl<'a> Planner<'a> {
                                 span,
                             )
                         })?;
+                        // A range is written short and listed in full.
+                        ctx.grow(0, keys.iter().map(|k| k.len() + 1).sum(), span)?;
                         all.extend(keys);
                     }
                 }
@@ -1561,7 +1739,7 @@ impl<'a> Planner<'a> {
                         .exposed_ports
                         .insert(k.clone(), config::Empty {});
                 }
-                config_step(scope, work, format!("EXPOSE {}", all.join(" ")));
+                config_step(scope, work, format!("EXPOSE {}", all.join(" ")))?;
             }
             InstructionKind::Volume(vols) => {
                 let mut shown = Vec::new();
@@ -1583,12 +1761,12 @@ impl<'a> Planner<'a> {
                         .insert(value.clone(), config::Empty {});
                     shown.push(value);
                 }
-                config_step(scope, work, format!("VOLUME {}", go_quote_list(&shown)));
+                config_step(scope, work, format!("VOLUME {}", go_quote_list(&shown)))?;
             }
             InstructionKind::Stopsignal(sig) => {
                 let value = expand!(sig);
                 scope.image.config.stop_signal = value.clone();
-                config_step(scope, work, format!("STOPSIGNAL {value}"));
+                config_step(scope, work, format!("STOPSIGNAL {value}"))?;
             }
             InstructionKind::Healthcheck(h) => {
                 let hc = match h {
@@ -1624,15 +1802,22 @@ impl<'a> Planner<'a> {
                 };
                 let description = format!("HEALTHCHECK {}", go_quote_list(&hc.test));
                 scope.image.config.healthcheck = Some(hc);
-                config_step(scope, work, description);
+                config_step(scope, work, description)?;
             }
             InstructionKind::Onbuild(trigger) => {
                 scope.image.config.on_build.push(trigger.clone());
-                config_step(scope, work, format!("ONBUILD {trigger}"));
+                // As BuildKit: a trigger changes the config only and adds no history entry.
+                let step = Step {
+                    span,
+                    kind: StepKind::Config(kw),
+                    description: format!("ONBUILD {trigger}"),
+                };
+                ctx.charge(step_weight(&step), span)?;
+                work.steps.push(step);
             }
             InstructionKind::Maintainer(m) => {
                 scope.image.author = Some(m.clone());
-                config_step(scope, work, format!("MAINTAINER {m}"));
+                config_step(scope, work, format!("MAINTAINER {m}"))?;
             }
             InstructionKind::Copy(c) | InstructionKind::Add(c) => {
                 self.eval_copy(ctx, index, ins, c, scope, work)?;
@@ -1654,7 +1839,7 @@ impl<'a> Planner<'a> {
         let config = &scope.image.config;
         let mut files = Vec::new();
         let argv = if run.heredocs.is_empty() {
-            with_shell(config, &run.command)
+            with_shell(config, &work.platform.os, &run.command)
         } else {
             if !run.command.shell_form || run.command.args.len() != 1 {
                 return Err(PlanError::at(PlanErrorKind::BadHeredocRun, span));
@@ -1676,6 +1861,7 @@ impl<'a> Planner<'a> {
             } else if only_heredoc {
                 with_shell(
                     config,
+                    &work.platform.os,
                     &CommandLine {
                         args: vec![first.body()],
                         shell_form: true,
@@ -1690,6 +1876,7 @@ impl<'a> Planner<'a> {
                 }
                 with_shell(
                     config,
+                    &work.platform.os,
                     &CommandLine {
                         args: vec![full],
                         shell_form: true,
@@ -1697,28 +1884,21 @@ impl<'a> Planner<'a> {
                 )
             }
         };
-        // The environment: image ENV, then ARGs in scope that ENV does not set.
-        let mut env = config.env.clone();
+        // The environment: ENV and ARG values in the order they were set (BuildKit's
+        // state environment); proxy variables go apart, out of the cache key and history.
+        let env = scope.step_env();
+        let history_args = scope.history_args(&|k| PROXY_ARGS.contains(&k));
         let mut proxy_env = Vec::new();
-        let mut history_args = Vec::new();
-        for (k, v) in &scope.args {
-            if PROXY_ARGS.contains(&k.as_str()) {
-                if let Some(v) = v {
-                    proxy_env.push(format!("{k}={v}"));
-                }
-                continue;
-            }
-            let shown = config.env_get(k).map(str::to_string).or_else(|| v.clone());
-            history_args.push(format!("{k}={}", shown.unwrap_or_default()));
-            if config.env_get(k).is_none()
+        for (k, v) in scope.args.iter() {
+            if PROXY_ARGS.contains(&k)
                 && let Some(v) = v
             {
-                env.push(format!("{k}={v}"));
+                proxy_env.push(format!("{k}={v}"));
             }
         }
         for p in PROXY_ARGS {
             if let Some(v) = ctx.options.build_args.get(p)
-                && !scope.args.iter().any(|(k, _)| k == p)
+                && !scope.args.contains(p)
             {
                 proxy_env.push(format!("{p}={v}"));
             }
@@ -1732,14 +1912,8 @@ impl<'a> Planner<'a> {
         let mut refs = Vec::new();
         for (i, (value, mspan)) in run.mounts.iter().enumerate() {
             let lookup = |n: &str| scope.lookup(n);
-            let parsed = instructions::parse_mount(value, i, |v| {
-                ctx.planner
-                    .expander
-                    .expand_word(v, ctx.escape, &lookup)
-                    .map(|e| e.value)
-            })
-            .map_err(|e| PlanError::at(PlanErrorKind::Expand(e), *mspan))?
-            .map_err(|reason| {
+            let parsed = instructions::parse_mount(value, i, |v| ctx.expand(v, &lookup, *mspan))?
+                .map_err(|reason| {
                 PlanError::at(
                     PlanErrorKind::BadFlagValue {
                         flag: "mount",
@@ -1799,16 +1973,12 @@ impl<'a> Planner<'a> {
             security: run.security.unwrap_or(SecurityMode::Sandbox),
             files,
         };
-        scope.image.history.push(History {
-            created_by: description.clone(),
-            empty_layer: false,
-        });
-        work.steps.push(Step {
+        let step = Step {
             span,
             kind: StepKind::Exec(exec, refs),
             description,
-        });
-        Ok(())
+        };
+        record(ctx, scope, work, step, false)
     }
 
     fn eval_copy(
@@ -1834,9 +2004,7 @@ impl<'a> Planner<'a> {
             {
                 let body = h.body();
                 let content = if h.expand {
-                    self.expander
-                        .expand_heredoc(&body, ctx.escape, &lookup)
-                        .map_err(|e| PlanError::at(PlanErrorKind::Expand(e), span))?
+                    ctx.expand_heredoc(&body, &lookup, span)?
                 } else {
                     body
                 };
@@ -1999,16 +2167,12 @@ impl<'a> Planner<'a> {
             excludes,
             unpack: c.unpack,
         };
-        scope.image.history.push(History {
-            created_by: description.clone(),
-            empty_layer: false,
-        });
-        work.steps.push(Step {
+        let step = Step {
             span,
             kind: StepKind::Copy { op, from, remote },
             description,
-        });
-        Ok(())
+        };
+        record(ctx, scope, work, step, false)
     }
 }
 
@@ -2023,81 +2187,167 @@ fn stage_label_plain(names: &[Option<String>], i: usize) -> String {
     }
 }
 
-fn global_lookup(
-    globals: &[(String, Option<String>)],
-    predefined: &BTreeMap<&'static str, String>,
+fn global_lookup<'a>(
+    globals: &'a ArgList,
+    predefined: &'a BTreeMap<&'static str, String>,
     name: &str,
-) -> Option<String> {
-    match globals.iter().rev().find(|(k, _)| k == name) {
-        Some((_, v)) => v.clone(),
-        None => predefined.get(name).cloned(),
+) -> Option<&'a str> {
+    match globals.get(name) {
+        Some(v) => v,
+        None => predefined.get(name).map(String::as_str),
     }
 }
 
+/// The environment [`check_environment`] names for a stage.
+const STAGE_ENV: &str = "the stage's environment (ENV and ARG)";
+
+/// An error unless an environment of `size` bytes is within [`MAX_ENVIRONMENT`].
+fn check_environment(
+    size: usize,
+    name: &str,
+    scope: &'static str,
+    span: Span,
+) -> Result<(), PlanError> {
+    if size > MAX_ENVIRONMENT {
+        return Err(PlanError::at(
+            PlanErrorKind::EnvironmentTooLarge {
+                name: name.to_owned(),
+                scope,
+                limit: MAX_ENVIRONMENT,
+            },
+            span,
+        ));
+    }
+    Ok(())
+}
+
+/// Adds a step and its history entry to the stage, within the plan's size bound.
+fn record(
+    ctx: &Ctx<'_>,
+    scope: &mut Scope,
+    work: &mut StageWork,
+    step: Step,
+    empty_layer: bool,
+) -> Result<(), PlanError> {
+    ctx.charge(step_weight(&step), step.span)?;
+    scope.image.history.push(History {
+        created_by: step.description.clone(),
+        empty_layer,
+    });
+    work.steps.push(step);
+    Ok(())
+}
+
+/// What a step costs in the plan: its op, its description and its history entry.
+fn step_weight(step: &Step) -> usize {
+    use limits::weight;
+    let own = match &step.kind {
+        StepKind::Exec(x, _) => limits::exec_weight(x),
+        StepKind::Copy { op, remote, .. } => {
+            limits::copy_weight(op)
+                + remote
+                    .iter()
+                    .map(|r| match r {
+                        OpKind::Http { url, .. } | OpKind::Git { url, .. } => weight(url),
+                        _ => 0,
+                    })
+                    .sum::<usize>()
+        }
+        StepKind::Mkdir(path, user) => weight(path) + weight(user),
+        // A config op repeats its description as its change.
+        StepKind::Config(_) => weight(&step.description),
+    };
+    own + 2 * weight(&step.description)
+}
+
 /// Wraps a shell-form command with the image's SHELL (default `/bin/sh -c`).
-fn with_shell(config: &ImageConfig, cmd: &CommandLine) -> Vec<String> {
+fn with_shell(config: &ImageConfig, os: &str, cmd: &CommandLine) -> Vec<String> {
     if !cmd.shell_form {
         return cmd.args.clone();
     }
-    let mut argv = config.shell_or_default();
+    let mut argv = config.shell_or_default(os);
     argv.push(cmd.args.join(" "));
     argv
 }
 
-/// Depth-first walk from `i` over stage references; emits stages in dependency order and
-/// reports self-references and cycles with both lines.
-fn visit(
+/// Edge `k` of stage `w`: its base stage first (at its FROM line), then what it copies or
+/// mounts from (at the referring instruction).
+fn stage_edge(w: &StageWork, k: usize) -> Option<(usize, Span)> {
+    match w.base {
+        StageBase::Stage { index } if k == 0 => Some((index, w.span)),
+        StageBase::Stage { .. } => w.deps.get(k - 1).copied(),
+        _ => w.deps.get(k).copied(),
+    }
+}
+
+/// Depth-first walk from `target` over stage references; returns the stages it needs in
+/// dependency order and reports cycles with every line involved. The walk keeps its own
+/// stack, so a chain of many thousands of stages cannot overflow the thread's.
+fn dependency_order(
     works: &[StageWork],
     names: &[Option<String>],
-    i: usize,
-    state: &mut [u8],
-    order: &mut Vec<usize>,
-    path: &mut Vec<(usize, Span)>,
-) -> Result<(), PlanError> {
-    match state[i] {
-        2 => return Ok(()),
-        1 => {
-            let start = path.iter().position(|(s, _)| *s == i).unwrap_or(0);
-            let mut names_in: Vec<String> = path[start..]
-                .iter()
-                .map(|(s, _)| stage_label_plain(names, *s))
-                .collect();
-            names_in.push(stage_label_plain(names, i));
-            let (_, last_span) = path.last().copied().unwrap_or((i, works[i].span));
-            let mut err = PlanError::at(
-                PlanErrorKind::Cycle {
-                    cycle: names_in.join(" -> "),
-                },
-                last_span,
-            );
-            for (s, sp) in &path[start..path.len() - 1] {
-                err = err.note(
-                    *sp,
-                    format!(
-                        "stage {} refers to the next one here",
-                        stage_label_plain(names, *s)
-                    ),
-                );
-            }
-            return Err(err);
-        }
-        _ => {}
-    }
-    state[i] = 1;
-    let w = &works[i];
-    let mut edges: Vec<(usize, Span)> = Vec::new();
-    if let StageBase::Stage { index } = w.base {
-        edges.push((index, w.span));
-    }
-    edges.extend(w.deps.iter().copied());
-    for (d, sp) in edges {
+    target: usize,
+) -> Result<Vec<usize>, PlanError> {
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![0u8; works.len()];
+    let mut order = Vec::new();
+    // The stages being walked, each with its next edge; `path` holds, for all but the last,
+    // the stage and the place where it refers to the next one.
+    let mut stack: Vec<(usize, usize)> = vec![(target, 0)];
+    let mut path: Vec<(usize, Span)> = Vec::new();
+    state[target] = OPEN;
+    while let Some((i, next)) = stack.last_mut() {
+        let i = *i;
+        let Some((d, sp)) = stage_edge(&works[i], *next) else {
+            state[i] = DONE;
+            order.push(i);
+            stack.pop();
+            path.pop();
+            continue;
+        };
+        *next += 1;
         path.push((i, sp));
-        visit(works, names, d, state, order, path)?;
-        path.pop();
+        match state[d] {
+            DONE => {
+                path.pop();
+            }
+            OPEN => return Err(cycle_error(names, &path, d)),
+            _ => {
+                state[d] = OPEN;
+                stack.push((d, 0));
+            }
+        }
     }
-    state[i] = 2;
-    order.push(i);
-    Ok(())
+    Ok(order)
+}
+
+/// The error for reaching stage `d` again along `path` (which ends with the reference
+/// that closes the cycle).
+fn cycle_error(names: &[Option<String>], path: &[(usize, Span)], d: usize) -> PlanError {
+    let start = path.iter().position(|(s, _)| *s == d).unwrap_or(0);
+    let mut names_in: Vec<String> = path[start..]
+        .iter()
+        .map(|(s, _)| stage_label_plain(names, *s))
+        .collect();
+    names_in.push(stage_label_plain(names, d));
+    let (_, last_span) = path[path.len() - 1];
+    let mut err = PlanError::at(
+        PlanErrorKind::Cycle {
+            cycle: names_in.join(" -> "),
+        },
+        last_span,
+    );
+    for (s, sp) in &path[start..path.len() - 1] {
+        err = err.note(
+            *sp,
+            format!(
+                "stage {} refers to the next one here",
+                stage_label_plain(names, *s)
+            ),
+        );
+    }
+    err
 }
 
 // ---------------------------------------------------------------------------------------

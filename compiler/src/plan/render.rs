@@ -71,7 +71,20 @@ pub fn render_text(plan: &Plan) -> String {
             continue;
         }
         if stage.base_config == super::BaseConfigState::Unresolved {
-            let _ = write!(out, " (base config unresolved: ONBUILD triggers unknown)");
+            let _ = write!(out, " (base config unresolved: ONBUILD triggers unknown");
+            if !stage.unresolved_variables.is_empty() {
+                let _ = write!(
+                    out,
+                    "; {} may come from its ENV",
+                    stage
+                        .unresolved_variables
+                        .iter()
+                        .map(|v| format!("${v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let _ = write!(out, ")");
         }
         let _ = writeln!(out);
     }

@@ -283,6 +283,14 @@ fn config_from_instructions() {
     assert_eq!(hc.test, ["CMD-SHELL", "curl -f localhost"]);
     assert_eq!(hc.interval, 30_000_000_000);
     assert_eq!(c.on_build, ["RUN echo child"]);
+    // As BuildKit, ONBUILD adds no history entry.
+    assert!(
+        !img.history
+            .iter()
+            .any(|h| h.created_by.starts_with("ONBUILD")),
+        "{:?}",
+        img.history
+    );
     assert!(c.args_escaped);
     assert_eq!(c.env, [format!("PATH={}", config::DEFAULT_PATH)]);
 }
@@ -314,6 +322,118 @@ fn entrypoint_resets_inherited_cmd() {
     assert_eq!(
         unresolved.stages[0].base_config,
         BaseConfigState::Unresolved
+    );
+}
+
+/// USER and WORKDIR that expand to nothing keep the default user and the current directory,
+/// as BuildKit; without the base config, the variables its ENV may define are listed.
+#[test]
+fn user_and_workdir_may_expand_to_nothing() {
+    let text = "FROM base\nWORKDIR /srv\nUSER $APP_USER\nWORKDIR $APP_HOME\nRUN id\n";
+    let p = plan(text);
+    let stage = &p.stages[0];
+    assert_eq!(stage.base_config, BaseConfigState::Unresolved);
+    assert_eq!(stage.unresolved_variables, ["APP_HOME", "APP_USER"]);
+    assert_eq!(stage.image.config.user, "");
+    assert_eq!(stage.image.config.working_dir, "/srv");
+    let history: Vec<&str> = stage
+        .image
+        .history
+        .iter()
+        .map(|h| h.created_by.as_str())
+        .collect();
+    assert_eq!(
+        history[..3],
+        ["WORKDIR /srv", "USER ", "WORKDIR /srv"],
+        "{history:?}"
+    );
+    assert!(
+        render_text(&p).contains("$APP_HOME, $APP_USER may come from its ENV"),
+        "{}",
+        render_text(&p)
+    );
+    // With the base config, they are its values, and nothing is unresolved.
+    let bases = BTreeMap::from([(
+        "base".to_string(),
+        ImageConfig {
+            env: vec!["APP_USER=app".into(), "APP_HOME=/home/app".into()],
+            ..Default::default()
+        },
+    )]);
+    let p = Planner::new(&Simple, &Triggers)
+        .with_bases(&bases)
+        .plan(&dockerfile(text), '\\', &PlanOptions::default())
+        .unwrap();
+    let stage = &p.stages[0];
+    assert!(stage.unresolved_variables.is_empty());
+    assert_eq!(stage.image.config.user, "app");
+    assert_eq!(stage.image.config.working_dir, "/home/app");
+}
+
+/// Unquoted COPY heredocs are expanded as BuildKit expands them: variables, and a
+/// backslash escapes the next character (`\\\\` is `\\`, `\\$` is `$`) even with another
+/// escape directive; quotes stay. Quoted heredocs keep every byte.
+#[test]
+fn copy_heredocs_process_escapes_unless_quoted() {
+    let body = "a\\\\b \\$X $X 'q' \"d\"\\\nnext\n";
+    for directive in ["", "# escape=`\n"] {
+        let text = format!(
+            "{directive}FROM scratch\nENV X=x\nCOPY <<EOF /plain\n{body}EOF\nCOPY <<\"EOF\" /quoted\n{body}EOF\n"
+        );
+        let p = crate::instructions::from_ast::plan_source(
+            &text,
+            &PlanOptions::default(),
+            &NoBaseConfigs,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let contents: Vec<String> = p
+            .ops
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OpKind::Copy(c) => c.sources[0].content.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            contents,
+            ["a\\b $X x 'q' \"d\"\nnext\n", body],
+            "{directive}"
+        );
+    }
+}
+
+/// A stage for Windows plans with Windows defaults: `cmd /S /C`, the Windows PATH and
+/// working directories with backslashes (building it is refused by the builder).
+#[test]
+fn windows_stages_plan_with_windows_defaults() {
+    let text = "FROM --platform=windows/amd64 mcr.microsoft.com/windows/nanoserver:ltsc2022\n\
+                WORKDIR C:\\app\n\
+                WORKDIR src/bin\n\
+                RUN dir\n\
+                CMD echo hi\n";
+    let p = plan(text);
+    let stage = &p.stages[0];
+    assert_eq!(stage.platform.os, "windows");
+    let c = &stage.image.config;
+    assert_eq!(c.working_dir, "\\app\\src\\bin");
+    assert_eq!(
+        c.cmd.as_deref(),
+        Some(
+            &[
+                "cmd".to_string(),
+                "/S".into(),
+                "/C".into(),
+                "echo hi".into()
+            ][..]
+        )
+    );
+    assert_eq!(c.env, [format!("PATH={}", config::DEFAULT_PATH_WINDOWS)]);
+    let x = execs(&p);
+    assert_eq!(x[0].argv, ["cmd", "/S", "/C", "dir"]);
+    assert_eq!(windows_join("\\", "D:\\data"), None);
+    assert_eq!(
+        windows_join("\\a", "..\\..\\b/c").as_deref(),
+        Some("\\b\\c")
     );
 }
 

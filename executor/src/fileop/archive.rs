@@ -17,6 +17,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rbuild_compiler::limits::{LimitError, Limits};
+
 use super::model::{At, Content, Model, Node, NodeKind, show};
 use super::source::{FileKind, comps_of};
 use super::{FileOpError, check_name};
@@ -41,21 +43,22 @@ pub(crate) fn decompress(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read +
 }
 
 /// Whether the stream is a tar archive: its (decompressed) first header is
-/// valid. Docker decides the same way.
-pub(crate) fn is_archive(raw: Box<dyn Read + Send>) -> bool {
+/// valid. Docker decides the same way. A first entry past `limits` counts as
+/// an archive (whose extraction then fails naming the limit).
+pub(crate) fn is_archive(raw: Box<dyn Read + Send>, limits: &Limits) -> bool {
     let Ok(r) = decompress(raw) else {
         return false;
     };
-    let mut a = tar::Archive::new(r);
+    let mut a = tar::Archive::new(limits.reader(r));
     let Ok(mut entries) = a.entries() else {
         return false;
     };
-    matches!(entries.next(), Some(Ok(_)))
+    match entries.next() {
+        Some(Ok(_)) => true,
+        Some(Err(e)) => LimitError::of(&e).is_some(),
+        None => false,
+    }
 }
-
-/// Longest entry name accepted (Linux's `PATH_MAX`); it also bounds the
-/// work of resolving one name.
-const PATH_MAX: usize = 4096;
 
 /// What an extraction needs besides the archive.
 pub(crate) struct Extract<'a> {
@@ -69,6 +72,8 @@ pub(crate) struct Extract<'a> {
     pub(crate) owner: Option<(u32, u32)>,
     /// Time for directories made for entries whose parent is missing.
     pub(crate) now: i64,
+    /// What the archive may hold.
+    pub(crate) limits: &'a Limits,
 }
 
 fn bad(x: &Extract<'_>, entry: &[u8], reason: &'static str) -> FileOpError {
@@ -98,11 +103,17 @@ pub(crate) fn extract(
     r: impl Read,
     x: &Extract<'_>,
 ) -> Result<(), FileOpError> {
-    let rerr = |source| FileOpError::ReadArchive {
-        archive: x.label.to_owned(),
-        source,
+    let rerr = |source: io::Error| match LimitError::of(&source) {
+        Some(limit) => FileOpError::ArchiveLimit {
+            archive: x.label.to_owned(),
+            limit: limit.clone(),
+        },
+        None => FileOpError::ReadArchive {
+            archive: x.label.to_owned(),
+            source,
+        },
     };
-    let mut a = tar::Archive::new(r);
+    let mut a = tar::Archive::new(x.limits.reader(r));
     for entry in a.entries().map_err(rerr)? {
         let mut e = entry.map_err(rerr)?;
         let mut xattrs = Vec::new();
@@ -119,9 +130,6 @@ pub(crate) fn extract(
         }
         xattrs.sort();
         let name = e.path_bytes().into_owned();
-        if name.len() > PATH_MAX {
-            return Err(bad(x, &name[..64], "has a name longer than 4096 bytes"));
-        }
         let h = e.header();
         let kind = h.entry_type();
         let rel = clean(&name);

@@ -68,6 +68,7 @@ use std::path::PathBuf;
 
 use rbuild_compiler::dockerignore::{IgnoreError, Matcher};
 use rbuild_compiler::instructions::Chmod;
+use rbuild_compiler::limits::{LimitError, Limits};
 
 pub use source::{FileKind, HostDir, ImageFs, SourceFs, SourceMeta};
 
@@ -148,6 +149,8 @@ pub struct CopyRequest<'a> {
     pub unpack: Option<bool>,
     /// `--link`: the destination is resolved on an empty tree.
     pub link: bool,
+    /// What an archive ADD extracts may hold (its uncompressed size, entries, names).
+    pub limits: Limits,
 }
 
 impl<'a> CopyRequest<'a> {
@@ -163,6 +166,7 @@ impl<'a> CopyRequest<'a> {
             add: false,
             unpack: None,
             link: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -234,6 +238,9 @@ pub enum FileOpError {
         #[source]
         source: io::Error,
     },
+    /// An archive crossed one of [`CopyRequest::limits`].
+    #[error("archive {archive}: {limit}")]
+    ArchiveLimit { archive: String, limit: LimitError },
     /// An archive entry cannot be extracted.
     #[error("archive {archive}: entry {entry} {reason}")]
     ArchiveEntry {
@@ -338,6 +345,7 @@ impl<'a> Sources<'a> {
 struct Ctx<'m> {
     owner: Option<(u32, u32)>,
     chmod: Option<&'m Chmod>,
+    limits: &'m Limits,
     now: i64,
     exclude: Option<Matcher>,
     exceptions: bool,
@@ -524,6 +532,7 @@ pub fn copy(
     let mut ctx = Ctx {
         owner,
         chmod: req.chmod.as_ref(),
+        limits: &req.limits,
         now: opts.source_date_epoch.unwrap_or_else(now_secs),
         exceptions: exclude.as_ref().is_some_and(Matcher::has_exclusions),
         exclude,
@@ -600,7 +609,7 @@ pub fn copy(
                         path: show(&s.path),
                         source,
                     })?;
-                    if archive::is_archive(raw) {
+                    if archive::is_archive(raw, &req.limits) {
                         let path = s.path.clone();
                         let open = move || -> io::Result<Box<dyn Read + Send>> {
                             archive::decompress(fs.open(&path)?)
@@ -652,7 +661,7 @@ pub fn copy(
                             path: p.clone(),
                             source,
                         })?;
-                    if archive::is_archive(Box::new(raw)) {
+                    if archive::is_archive(Box::new(raw), &req.limits) {
                         let p2 = p.clone();
                         let open = move || -> io::Result<Box<dyn Read + Send>> {
                             archive::decompress(Box::new(std::fs::File::open(&p2)?))
@@ -761,6 +770,7 @@ fn extract_archive(
         root,
         owner: ctx.owner,
         now: ctx.now,
+        limits: ctx.limits,
     };
     archive::extract(model, r, &x)
 }

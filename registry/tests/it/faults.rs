@@ -82,6 +82,18 @@ async fn honours_retry_after_on_429() {
     assert_eq!(count(&s.proxy, "GET", &s.layer), 2);
 }
 
+/// Where the one `Range` request the proxy saw (`bytes=N-`) starts.
+fn resumed_from(proxy: &Proxy) -> u64 {
+    let ranges = proxy.ranges();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    ranges[0]
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn resumes_with_range_after_reset_mid_blob() {
     let s = setup().await;
@@ -91,20 +103,77 @@ async fn resumes_with_range_after_reset_mid_blob() {
     let image = pull(&client(), &s, &target).await.unwrap();
     assert!(image.fetched.iter().any(|d| d.to_string() == s.layer));
     assert_eq!(count(&s.proxy, "GET", &s.layer), 2);
-    let ranges = s.proxy.ranges();
-    assert_eq!(ranges.len(), 1, "{ranges:?}");
-    let from: u64 = ranges[0]
-        .strip_prefix("bytes=")
-        .and_then(|r| r.strip_suffix('-'))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let from = resumed_from(&s.proxy);
     assert!(
         from > 0 && from < s.layer_size,
         "resumed from {from} of {}",
         s.layer_size
     );
     assert!(target.aborted.lock().unwrap().is_empty());
+}
+
+/// A blob that arrives a byte at a time after its first half: the client ends the transfer
+/// at the stall timeout and resumes it with `Range`; when every answer trickles, it gives up
+/// after the policy's attempts, naming the blob and the registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_blob_resumes_or_fails_naming_blob_and_registry() {
+    let s = setup().await;
+    let c = Client::new(ClientOptions {
+        stall_timeout: Duration::from_millis(500),
+        ..test_options()
+    });
+    s.proxy.inject(
+        Some("GET"),
+        &s.layer,
+        Fault::Trickle(Duration::from_millis(200)),
+        1,
+    );
+    let target = CountingTarget::default();
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), pull(&c, &s, &target))
+        .await
+        .expect("the stalled transfer was not ended")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let from = resumed_from(&s.proxy);
+    // The first half, and at most the few bytes that trickled in the timeout.
+    assert!(
+        (s.layer_size / 2..s.layer_size / 2 + 5).contains(&from),
+        "resumed from {from} of {}",
+        s.layer_size
+    );
+    let layer: rbuild_registry::Digest = s.layer.parse().unwrap();
+    assert_eq!(crate::sha256(&target.blobs.get(&layer).unwrap()), s.layer);
+
+    s.proxy.inject(
+        Some("GET"),
+        &s.layer,
+        Fault::Trickle(Duration::from_millis(200)),
+        100,
+    );
+    let target = CountingTarget::default();
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(30), pull(&c, &s, &target))
+        .await
+        .expect("the stalled transfer was not ended")
+        .unwrap_err();
+    // Four attempts (the test policy) of half a second each, no backoff between them.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, RegistryError::Stalled { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "blob {} from {} stalled: less than 1024 bytes arrived in 500ms",
+            s.layer,
+            s.proxy.host()
+        )
+    );
+    assert!(target.aborted.lock().unwrap().contains(&s.layer));
+    assert!(target.blobs.get(&layer).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]

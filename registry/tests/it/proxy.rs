@@ -20,6 +20,8 @@ pub enum Fault {
     Status(u16, Option<u64>),
     /// Send the headers with the full Content-Length, half the body, then break the connection.
     ResetMidBody,
+    /// Send half the body, then the rest one byte at a time, this far apart.
+    Trickle(Duration),
     /// Send half the body without Content-Length and end cleanly.
     Truncate,
     /// Flip one byte of the body (same length).
@@ -257,6 +259,21 @@ async fn handle(
                 )),
             ]);
             StreamBody::new(s).boxed()
+        }
+        Some(Fault::Trickle(every)) => {
+            let half = bytes.len() / 2;
+            let head = futures_util::stream::iter([Ok(Frame::data(bytes.slice(..half)))]);
+            let tail = futures_util::stream::unfold(half, move |at| {
+                let bytes = bytes.clone();
+                async move {
+                    if at >= bytes.len() {
+                        return None;
+                    }
+                    tokio::time::sleep(every).await;
+                    Some((Ok(Frame::data(bytes.slice(at..at + 1))), at + 1))
+                }
+            });
+            StreamBody::new(futures_util::StreamExt::chain(head, tail)).boxed()
         }
         Some(Fault::Truncate) => full(bytes.slice(..bytes.len() / 2)),
         Some(Fault::Replace(b)) => full(Bytes::from(b)),

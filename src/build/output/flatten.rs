@@ -11,6 +11,9 @@
 //! name of the same entry follows it as a hard link. Memory grows with the number of final
 //! paths, not with their size.
 //!
+//! Every layer is read through the build's [`Limits`] (its size, entries and names, as when
+//! it is unpacked), so a hostile base image cannot make the map or the output unbounded.
+//!
 //! `type=local` feeds this stream to the executor's `apply_layer` (every name resolved
 //! inside the destination, never following a symlink out of it); `type=tar` writes it.
 //! Written here rather than by unpacking layer by layer because the output must be one tar
@@ -24,6 +27,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use rbuild_cache::{Digest, Store};
+use rbuild_compiler::limits::{LimitedTar, Limits};
 use rbuild_executor::compress::Compression;
 use tar::EntryType;
 
@@ -102,16 +106,23 @@ impl Seek for LayerReader {
     }
 }
 
-fn open_layer(store: &Store, digest: &Digest, media_type: &str) -> anyhow::Result<LayerReader> {
+fn open_layer(
+    store: &Store,
+    digest: &Digest,
+    media_type: &str,
+    limits: &Limits,
+) -> anyhow::Result<LimitedTar<LayerReader>> {
     let file = store.open_blob(digest)?;
-    Ok(match Compression::from_media_type(media_type) {
-        Some(Compression::None) => LayerReader::Plain(file),
-        _ => LayerReader::Decoded(
-            rbuild_executor::compress::decompress(file, Some(media_type))
-                .with_context(|| format!("cannot read layer {digest}"))?,
-            0,
-        ),
-    })
+    Ok(
+        limits.reader(match Compression::from_media_type(media_type) {
+            Some(Compression::None) => LayerReader::Plain(file),
+            _ => LayerReader::Decoded(
+                rbuild_executor::compress::decompress(file, Some(media_type))
+                    .with_context(|| format!("cannot read layer {digest}"))?,
+                0,
+            ),
+        }),
+    )
 }
 
 /// The entry name as a clean relative path (`./a//b/` is `a/b`); `None` for the root.
@@ -190,12 +201,12 @@ fn skipped(kind: EntryType) -> bool {
 type Scanned = (BTreeMap<Vec<u8>, Node>, HashMap<Loc, DirMeta>);
 
 /// First pass: what survives, and the headers of the directories that do.
-fn scan(store: &Store, layers: &[(Digest, String)]) -> anyhow::Result<Scanned> {
+fn scan(store: &Store, layers: &[(Digest, String)], limits: &Limits) -> anyhow::Result<Scanned> {
     let mut tree: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
     let mut dirs: HashMap<Loc, DirMeta> = HashMap::new();
     for (n, (digest, media_type)) in layers.iter().enumerate() {
         let layer = n as u32;
-        let mut archive = tar::Archive::new(open_layer(store, digest, media_type)?);
+        let mut archive = tar::Archive::new(open_layer(store, digest, media_type, limits)?);
         let entries = archive
             .entries_with_seek()
             .with_context(|| format!("cannot read layer {digest}"))?;
@@ -295,13 +306,15 @@ fn append_xattrs<W: Write>(
     Ok(())
 }
 
-/// Writes the final file system of `layers` (bottom first) as one tar to `out`.
+/// Writes the final file system of `layers` (bottom first) as one tar to `out`; each layer
+/// may hold what `limits` allow.
 pub fn write_tar<W: Write>(
     store: &Store,
     layers: &[(Digest, String)],
+    limits: &Limits,
     out: W,
 ) -> anyhow::Result<Stats> {
-    let (tree, dirs) = scan(store, layers)?;
+    let (tree, dirs) = scan(store, layers, limits)?;
     let mut stats = Stats::default();
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
@@ -370,7 +383,7 @@ pub fn write_tar<W: Write>(
         if !names.keys().any(|l| l.layer == layer) {
             continue;
         }
-        let mut archive = tar::Archive::new(open_layer(store, digest, media_type)?);
+        let mut archive = tar::Archive::new(open_layer(store, digest, media_type, limits)?);
         let entries = archive
             .entries_with_seek()
             .with_context(|| format!("cannot read layer {digest}"))?;
@@ -442,7 +455,12 @@ pub fn write_tar<W: Write>(
 /// the merged stream of [`write_tar`] applied by the executor's unpacker, so every name is
 /// resolved inside `dir` and no symlink (of the image or already in `dir`) leads out of it.
 /// Owners are set when running as root; otherwise files belong to the caller.
-pub fn write_dir(store: &Store, layers: &[(Digest, String)], dir: &Path) -> anyhow::Result<()> {
+pub fn write_dir(
+    store: &Store,
+    layers: &[(Digest, String)],
+    limits: &Limits,
+    dir: &Path,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("cannot create a pipe")?;
@@ -454,11 +472,22 @@ pub fn write_dir(store: &Store, layers: &[(Digest, String)], dir: &Path) -> anyh
     ));
     opts.whiteouts = rbuild_executor::unpack::WhiteoutMode::Delete;
     opts.ignore_chown_errors = !root;
-    opts.max_total_bytes = u64::MAX;
-    opts.max_entries = u64::MAX;
+    // The merged stream holds every layer's survivors (each layer was held to `limits`): its
+    // size and entries are those of the whole image; its names are the layers' names.
+    opts.limits = Limits {
+        max_layer_bytes: u64::MAX,
+        max_entries: u64::MAX,
+        ..*limits
+    };
     std::thread::scope(|s| {
-        let producer = s
-            .spawn(move || write_tar(store, layers, io::BufWriter::with_capacity(1 << 20, writer)));
+        let producer = s.spawn(move || {
+            write_tar(
+                store,
+                layers,
+                limits,
+                io::BufWriter::with_capacity(1 << 20, writer),
+            )
+        });
         let applied = rbuild_executor::unpack::apply_layer(
             io::BufReader::with_capacity(1 << 20, reader),
             dir,
@@ -546,7 +575,7 @@ mod tests {
             refs.push((c.digest, media_type.to_string()));
         }
         let mut out = Vec::new();
-        write_tar(&store, &refs, &mut out).unwrap();
+        write_tar(&store, &refs, &Limits::default(), &mut out).unwrap();
         let mut archive = tar::Archive::new(&out[..]);
         archive
             .entries()
@@ -651,12 +680,38 @@ mod tests {
         let err = write_tar(
             &store,
             &[(c.digest, Compression::None.media_type().to_string())],
+            &Limits::default(),
             io::sink(),
         )
         .unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.contains("hard link \"a\" points to \"missing\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_layer_past_the_limits_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let l = layer(&[("a/", 'd', ""), ("a/b/", 'd', ""), ("a/b/c", 'f', "x")]);
+        let c = store.put_blob(&l, None).unwrap();
+        let limits = Limits {
+            max_path_depth: 2,
+            ..Limits::default()
+        };
+        let err = write_tar(
+            &store,
+            &[(c.digest, Compression::None.media_type().to_string())],
+            &limits,
+            io::sink(),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("cannot read layer {}", c.digest))
+                && text.contains("entry \"a/b/c\" has 3 path components, more than the 2 allowed"),
             "{text}"
         );
     }

@@ -1,0 +1,333 @@
+//! Builds on a real distribution: a Debian bookworm minbase made on this machine from Debian's
+//! packages (`rbuild_test_support::DebianBase`, cached under target/rbuild-test-cache) and
+//! pushed to the test's registry. apt-get with maintainer scripts and the `_apt` sandbox user,
+//! apt cache mounts, useradd and USER, a static C binary compiled with gcc and copied into a
+//! busybox stage, a Python app from apt, and ARG/ENV-heavy multi-stage files. Every case runs
+//! as root and as an unprivileged user with subordinate id ranges (`BuildEnv::rootless`), and
+//! each image is run with `rbuild run` and its output checked. RUN steps reach Debian's mirror
+//! through the host network.
+
+use rbuild_test_support::{DebianBase, Registry};
+
+use crate::support::{BASE, BuildEnv, ok};
+
+/// A build environment (busybox imported as [`BASE`]) and a registry holding the Debian base.
+struct Distro {
+    env: BuildEnv,
+    _registry: Registry,
+    /// `127.0.0.1:PORT/debian:bookworm`.
+    debian: String,
+}
+
+impl Distro {
+    fn new(rootless: bool) -> Distro {
+        let base = DebianBase::bookworm();
+        let env = if rootless {
+            BuildEnv::rootless()
+        } else {
+            BuildEnv::new()
+        };
+        let registry = Registry::start();
+        base.push(&registry, "debian:bookworm");
+        let debian = format!("{}/debian:bookworm", registry.host());
+        Distro {
+            env,
+            _registry: registry,
+            debian,
+        }
+    }
+
+    /// Builds `dockerfile` (`{DEBIAN}` stands for the base, `{BUSYBOX}` for busybox) as
+    /// `tag` and returns the tag.
+    fn build(&self, tag: &'static str, dockerfile: &str, args: &[&str]) -> &'static str {
+        self.env.dockerfile(
+            &dockerfile
+                .replace("{DEBIAN}", &self.debian)
+                .replace("{BUSYBOX}", BASE),
+        );
+        self.env.build(&[&["-t", tag], args].concat());
+        tag
+    }
+
+    /// `rbuild run --rm IMAGE ARGS...`'s stdout.
+    fn run(&self, image: &str, args: &[&str]) -> String {
+        self.run_with(&[], image, args)
+    }
+
+    /// `rbuild run --rm OPTIONS IMAGE ARGS...`'s stdout.
+    fn run_with(&self, options: &[&str], image: &str, args: &[&str]) -> String {
+        let mut cmd = self.env.rbuild();
+        cmd.args(["run", "--rm"])
+            .args(options)
+            .arg(image)
+            .args(args);
+        ok(&mut cmd).stdout
+    }
+}
+
+/// One test as root and one as the unprivileged user, named `CASE::root` and
+/// `CASE::rootless`.
+macro_rules! as_root_and_rootless {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn root() {
+                super::$case(false)
+            }
+            #[test]
+            fn rootless() {
+                super::$case(true)
+            }
+        }
+    )*};
+}
+
+as_root_and_rootless!(
+    apt_get_install_runs_maintainer_scripts,
+    apt_cache_mounts_keep_downloads_out_of_the_image,
+    useradd_and_user_own_their_files,
+    gcc_builds_a_static_binary_for_a_busybox_stage,
+    python_app_from_apt,
+    args_and_envs_across_stages,
+    imported_rootfs_runs_dpkg,
+);
+
+fn apt_get_install_runs_maintainer_scripts(rootless: bool) {
+    let d = Distro::new(rootless);
+    // uuid-runtime's postinst makes the system user uuidd and hands it /var/lib/libuuid;
+    // downloads run as apt's `_apt` user.
+    let id = d.build(
+        "apt",
+        "FROM {DEBIAN}\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello jq uuid-runtime\n\
+         CMD [\"hello\"]\n",
+        &[],
+    );
+    assert_eq!(d.run(id, &[]), "Hello, world!\n");
+    assert_eq!(
+        d.run(
+            id,
+            &[
+                "sh",
+                "-c",
+                "echo '{\"a\":[1,2]}' | jq -c .a; getent passwd uuidd | cut -d: -f1; \
+                 stat -c '%U %a' /var/lib/libuuid; dpkg-query -W -f='${Status}\\n' uuid-runtime"
+            ]
+        ),
+        "[1,2]\nuuidd\nuuidd 2775\ninstall ok installed\n"
+    );
+}
+
+fn apt_cache_mounts_keep_downloads_out_of_the_image(rootless: bool) {
+    let d = Distro::new(rootless);
+    let mounts = "--mount=type=cache,target=/var/cache/apt,sharing=locked \
+                  --mount=type=cache,target=/var/lib/apt/lists,sharing=locked";
+    let id = d.build(
+        "cached-1",
+        &format!(
+            "FROM {{DEBIAN}}\n\
+             RUN rm -f /etc/apt/apt.conf.d/docker-clean; \
+                 echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache\n\
+             RUN {mounts} apt-get update && apt-get install -y --no-install-recommends hello\n"
+        ),
+        &[],
+    );
+    assert_eq!(d.run(id, &["hello"]), "Hello, world!\n");
+    // The downloaded package and the lists stayed in the cache, not in the image.
+    assert_eq!(
+        d.run(
+            id,
+            &[
+                "sh",
+                "-c",
+                "find /var/cache/apt /var/lib/apt/lists -name '*.deb' -o -name '*Packages*' | wc -l"
+            ]
+        ),
+        "0\n"
+    );
+    // A later build finds both in the cache: it installs without downloading anything.
+    let id = d.build(
+        "cached-2",
+        &format!(
+            "FROM {{DEBIAN}}\n\
+             RUN rm -f /etc/apt/apt.conf.d/docker-clean\n\
+             RUN {mounts} ls /var/cache/apt/archives > /cached.txt && \
+                 apt-get install -y --no-install-recommends --no-download hello\n"
+        ),
+        &[],
+    );
+    let cached = d.run(id, &["cat", "/cached.txt"]);
+    assert!(
+        cached
+            .lines()
+            .any(|l| l.starts_with("hello_") && l.ends_with(".deb")),
+        "the cache mount holds hello's package: {cached}"
+    );
+    assert_eq!(d.run(id, &["hello"]), "Hello, world!\n");
+}
+
+fn useradd_and_user_own_their_files(rootless: bool) {
+    let d = Distro::new(rootless);
+    d.env.write("app.txt", "app\n");
+    let id = d.build(
+        "users",
+        "FROM {DEBIAN}\n\
+         RUN groupadd --gid 2345 crew && useradd --create-home --uid 1234 --gid crew appuser \
+             && install -d -o appuser -g crew -m 0750 /data\n\
+         USER appuser\n\
+         WORKDIR /home/appuser\n\
+         RUN echo made by $(id -un) > owned.txt && mkdir cache\n\
+         COPY --chown=appuser:crew app.txt /data/app.txt\n\
+         CMD [\"sh\", \"-c\", \"id; stat -c '%n %U:%G %a' owned.txt cache /data /data/app.txt /home/appuser; cat owned.txt\"]\n",
+        &[],
+    );
+    assert_eq!(
+        d.run(id, &[]),
+        "uid=1234(appuser) gid=2345(crew) groups=2345(crew)\n\
+         owned.txt appuser:crew 644\n\
+         cache appuser:crew 755\n\
+         /data appuser:crew 750\n\
+         /data/app.txt appuser:crew 644\n\
+         /home/appuser appuser:crew 755\n\
+         made by appuser\n"
+    );
+}
+
+fn gcc_builds_a_static_binary_for_a_busybox_stage(rootless: bool) {
+    let d = Distro::new(rootless);
+    d.env.write(
+        "hello.c",
+        "#include <stdio.h>\nint main(int argc, char **argv) { printf(\"static hello, %d args\\n\", argc - 1); return 0; }\n",
+    );
+    let id = d.build(
+        "static-hello",
+        "FROM {DEBIAN} AS build\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev\n\
+         COPY hello.c /src/\n\
+         RUN mkdir /out && gcc -static -O2 -o /out/hello /src/hello.c\n\
+         FROM {BUSYBOX}\n\
+         COPY --from=build /out/hello /usr/local/bin/hello\n\
+         ENTRYPOINT [\"/usr/local/bin/hello\"]\n",
+        &[],
+    );
+    assert_eq!(d.run(id, &["a", "b"]), "static hello, 2 args\n");
+    // The final image is busybox plus the binary: no compiler came along.
+    assert_eq!(
+        d.run_with(
+            &["--entrypoint", "sh"],
+            id,
+            &["-c", "test -e /usr/bin/gcc; echo $?; ls /usr/local/bin"]
+        ),
+        "1\nhello\n"
+    );
+}
+
+fn python_app_from_apt(rootless: bool) {
+    let d = Distro::new(rootless);
+    d.env.write(
+        "app/main.py",
+        "import os, sys\nprint('%s, %s (cwd %s, python %d)' % (os.environ['GREETING'], ' and '.join(sys.argv[1:]), os.getcwd(), sys.version_info[0]))\n",
+    );
+    let id = d.build(
+        "pyapp",
+        "FROM {DEBIAN}\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends python3-minimal \
+             && rm -rf /var/lib/apt/lists/*\n\
+         WORKDIR /srv\n\
+         COPY app/ ./app/\n\
+         ENV GREETING=hello\n\
+         ENTRYPOINT [\"python3\", \"app/main.py\"]\n\
+         CMD [\"world\"]\n",
+        &[],
+    );
+    assert_eq!(d.run(id, &[]), "hello, world (cwd /srv, python 3)\n");
+    assert_eq!(
+        d.run_with(&["--env", "GREETING=hi"], id, &["there", "again"]),
+        "hi, there and again (cwd /srv, python 3)\n"
+    );
+}
+
+fn args_and_envs_across_stages(rootless: bool) {
+    let d = Distro::new(rootless);
+    let registry = d
+        .debian
+        .split('/')
+        .next()
+        .expect("registry host")
+        .to_string();
+    let id = d.build(
+        "args",
+        "ARG REG\n\
+         ARG SUITE=bookworm\n\
+         FROM ${REG}/debian:${SUITE} AS base\n\
+         ARG APP_HOME=/opt/app\n\
+         ENV APP_HOME=${APP_HOME} LANG=C.UTF-8\n\
+         RUN mkdir -p \"$APP_HOME\" && echo \"base at $APP_HOME\" > \"$APP_HOME/base.txt\"\n\
+         FROM base AS build\n\
+         ARG VERSION=0.0.0\n\
+         ARG SUITE\n\
+         ENV VERSION=$VERSION BUILT_ON=debian-${SUITE}\n\
+         RUN echo \"version $VERSION on $BUILT_ON in $APP_HOME\" > \"$APP_HOME/version.txt\"\n\
+         FROM base\n\
+         ARG VERSION\n\
+         COPY --from=build ${APP_HOME}/version.txt ${APP_HOME}/\n\
+         ENV PATH=${APP_HOME}/bin:$PATH\n\
+         RUN mkdir -p $APP_HOME/bin && printf '#!/bin/sh\\ncat %s/*.txt\\necho \"$LANG $VERSION\"\\n' \"$APP_HOME\" > $APP_HOME/bin/show \
+             && chmod +x $APP_HOME/bin/show\n\
+         LABEL version=$VERSION suite=\"${SUITE:-unset}\"\n\
+         CMD [\"show\"]\n",
+        &[
+            "--build-arg",
+            &format!("REG={registry}"),
+            "--build-arg",
+            "VERSION=1.2.3",
+        ],
+    );
+    // VERSION is an ARG of the last stage, not an ENV: its RUN saw it, the image does not.
+    assert_eq!(
+        d.run(id, &[]),
+        "base at /opt/app\nversion 1.2.3 on debian-bookworm in /opt/app\nC.UTF-8 \n"
+    );
+    let config = d.env.config(id);
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"version": "1.2.3", "suite": "unset"})
+    );
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .expect("Env")
+        .iter()
+        .map(|v| v.as_str().expect("Env entry"))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            "PATH=/opt/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "APP_HOME=/opt/app",
+            "LANG=C.UTF-8"
+        ]
+    );
+}
+
+fn imported_rootfs_runs_dpkg(rootless: bool) {
+    let env = if rootless {
+        BuildEnv::rootless()
+    } else {
+        BuildEnv::new()
+    };
+    let tar = std::fs::File::open(DebianBase::bookworm().rootfs_tar()).expect("the base tarball");
+    ok(env
+        .rbuild()
+        .args(["import", "-", "localhost/debian:imported"])
+        .stdin(tar));
+    env.dockerfile(
+        "FROM localhost/debian:imported\n\
+         RUN dpkg-query -W -f='${Package}\\n' bash dpkg > /pkgs \
+             && stat -c '%n %U:%G %a' /usr/bin/passwd /usr/bin/chage /var/mail >> /pkgs\n",
+    );
+    env.build(&["-t", "dpkg"]);
+    assert_eq!(
+        ok(env.rbuild().args(["run", "--rm", "dpkg", "cat", "/pkgs"])).stdout,
+        "bash\ndpkg\n/usr/bin/passwd root:root 4755\n/usr/bin/chage root:shadow 2755\n/var/mail root:mail 2775\n"
+    );
+}
