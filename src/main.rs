@@ -4,18 +4,17 @@
 //! error as `error:` / `Caused by:` / `hint:` on stderr. Data goes to stdout; logs and
 //! progress go to stderr.
 
-mod build;
+mod build_progress;
 mod cli;
 mod commands;
 mod config;
 mod env;
 mod limits;
-mod missing;
-mod names;
 mod out;
 mod progress;
 mod report;
-mod transfer;
+
+use rbuild_engine::{missing, names};
 
 use std::process::ExitCode;
 
