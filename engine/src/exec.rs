@@ -22,7 +22,7 @@ use rbuild_cache::mounts::{CacheMountGuard, CacheMounts, Sharing};
 use crate::BuildRequest;
 use crate::Network as NetworkArg;
 use crate::snapshots::ensure_layer_snapshots;
-use crate::solver::{InputData, StepEnv};
+use crate::worker::{InputData, StepEnv};
 
 /// How many output lines a failure shows.
 const TAIL: usize = 20;
@@ -223,7 +223,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
     };
     let mut guards: Vec<CacheMountGuard> = Vec::new();
     spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;
-    env.cancels.register(&spec.cancel);
+    env.cancel.register(&spec.cancel);
     let kind = SnapshotterKind::detect();
     let mut root = snapshot::prepare(kind, &layers, &dir.path().join("fs"), &spec.mountpoints())
         .context("cannot prepare the step's root file system")?;

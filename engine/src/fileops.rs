@@ -18,7 +18,7 @@ use rbuild_executor::snapshot::LowerView;
 use crate::BuildRequest;
 use crate::exec::{diff_options, store_layer};
 use crate::snapshots::ensure_layer_snapshots;
-use crate::solver::{InputData, StepEnv};
+use crate::worker::{InputData, StepEnv};
 
 /// A file fetched for `ADD <url>`.
 #[derive(Debug)]

@@ -62,6 +62,7 @@ pub mod snapshots;
 mod solver;
 pub mod stdout;
 pub mod transfer;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,6 +75,7 @@ use rbuild_executor::compress::Compression;
 use rbuild_executor::idmap::IdMap;
 
 pub use events::{Events, Location, NoEvents, TransferEvents};
+pub use worker::{SandboxWorker, Worker};
 
 /// A hint attached to an error (`anyhow::Context`-style): what the user can do about it.
 /// Error renderers show it as `hint:` after the cause chain.
@@ -305,8 +307,17 @@ fn warn_build_args(settings: &BuildRequest, progress: &dyn Events) {
     }
 }
 
-/// Runs a build, reporting to `progress`.
+/// Runs a build, reporting to `progress`; its steps run in sandboxes ([`SandboxWorker`]).
 pub fn build(settings: &BuildRequest, progress: &dyn Events) -> anyhow::Result<Built> {
+    build_with(settings, progress, &SandboxWorker)
+}
+
+/// Runs a build, reporting to `progress`, with its steps run by `worker`.
+pub fn build_with(
+    settings: &BuildRequest,
+    progress: &dyn Events,
+    worker: &dyn Worker,
+) -> anyhow::Result<Built> {
     let started = std::time::Instant::now();
     warn_build_args(settings, progress);
     exec::remove_stale_step_dirs(settings);
@@ -374,34 +385,15 @@ pub fn build(settings: &BuildRequest, progress: &dyn Events) -> anyhow::Result<B
     }
     let remote = (!settings.cache_from.is_empty())
         .then(|| remote_cache::RemoteCache::import(settings, progress));
-    // An imported layer that cannot be fetched is a warning: the build is solved again
-    // without the records naming it (what ran or was fetched meanwhile is in the local
-    // cache by then).
-    let mut attempts = 0;
-    let results = loop {
-        attempts += 1;
-        let solved = solver::solve(settings, &source, &plan, &bases, progress, remote.as_ref())
-            .and_then(|results| match &remote {
-                Some(remote) => {
-                    remote_cache::ensure_output(settings, &plan, &results, remote).map(|()| results)
-                }
-                None => Ok(results),
-            });
-        match solved {
-            Err(e) if attempts < 8 && e.downcast_ref::<remote_cache::FetchFailed>().is_some() => {
-                let why = e
-                    .chain()
-                    .find_map(|c| c.downcast_ref::<remote_cache::FetchFailed>())
-                    .map(|f| format!("{f}: {:#}", f.source))
-                    .unwrap_or_default();
-                progress.warn(
-                    "cache-import",
-                    &format!("{why}; building those steps instead"),
-                );
-            }
-            other => break other?,
-        }
-    };
+    let results = solver::solve(
+        settings,
+        &source,
+        &plan,
+        &bases,
+        progress,
+        remote.as_ref(),
+        worker,
+    )?;
     let descriptor = image::assemble(settings, &plan, &bases, &results)?;
     if let Some(remote) = &remote {
         remote.note_push_source(&settings.store, &descriptor);

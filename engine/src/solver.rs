@@ -1,11 +1,16 @@
-//! The solver: keys every op of the plan, takes hits from the action cache, and runs the
-//! misses as soon as their inputs are ready, up to `--jobs` at once. The first failure
-//! cancels the running steps (their sandboxes are killed) and is reported with its
-//! Dockerfile line, its command and its last output lines.
+//! The solver: keys every op of the plan, takes hits from the action cache (and an imported
+//! remote cache), and asks a [`Worker`] to run the misses as soon as their inputs are ready,
+//! up to `--jobs` at once. The first failure fires the running steps' [`CancelToken`] (their
+//! sandboxes are killed), no step starts after it, and it is reported with its Dockerfile
+//! line, its command and its last output lines.
+//!
+//! Its tests (`solver/tests.rs`) solve plans the compiler made from Dockerfile text, in
+//! stores of their own, through a worker that writes small layers and records what it was
+//! asked to run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -13,14 +18,14 @@ use rbuild_cache::action::{ActionCache, CacheRecord, LayerRecord, SCHEMA};
 use rbuild_cache::context::{Context, SelectError, Selection};
 use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
-use rbuild_executor::sandbox::CancelHandle;
 
 use crate::bases::Base;
 use crate::context::Source;
 use crate::events::{Events, Location};
 use crate::keys::{self, Part};
-use crate::remote_cache::RemoteCache;
-use crate::{BuildRequest, exec, fileops};
+use crate::remote_cache::{FetchFailed, RemoteCache};
+use crate::worker::{CancelToken, InputData, StepEnv, Worker, WorkerError};
+use crate::{BuildRequest, fileops};
 
 /// The result of one op.
 #[derive(Debug, Clone)]
@@ -40,95 +45,6 @@ pub struct OpResult {
     pub created: i64,
 }
 
-/// What an op reads from one of its inputs, handed to the worker that runs it.
-#[derive(Debug, Clone)]
-pub enum InputData {
-    /// A file system (a stage, an image, scratch).
-    Layers(Arc<Vec<LayerRecord>>),
-    /// Files of the context.
-    Context(Arc<Selection>),
-    /// A downloaded file (ADD URL).
-    Download(Arc<crate::fileops::Download>),
-}
-
-/// Everything a running step needs.
-pub struct StepEnv<'a> {
-    /// The build settings.
-    pub settings: &'a BuildRequest,
-    /// The context and Dockerfile.
-    pub source: &'a Source,
-    /// The plan.
-    pub plan: &'a Plan,
-    /// The op.
-    pub op: &'a Op,
-    /// Its progress number.
-    pub step: usize,
-    /// Progress.
-    pub progress: &'a dyn Events,
-    /// Inputs by index of `op.inputs`.
-    pub inputs: Vec<InputData>,
-    /// Registers the step's sandbox so a failure elsewhere can kill it.
-    pub cancels: &'a Cancels,
-}
-
-impl StepEnv<'_> {
-    /// The layers of the op's parent input (empty for none).
-    pub fn parent_layers(&self) -> Arc<Vec<LayerRecord>> {
-        self.op
-            .inputs
-            .iter()
-            .zip(&self.inputs)
-            .find(|(i, _)| i.role == InputRole::Parent)
-            .and_then(|(_, d)| match d {
-                InputData::Layers(l) => Some(l.clone()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl std::fmt::Debug for StepEnv<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepEnv").field("op", &self.op.id).finish()
-    }
-}
-
-/// The running sandboxes, so that a failure (or Ctrl-C) can stop them all.
-#[derive(Debug, Default)]
-pub struct Cancels {
-    cancelled: AtomicBool,
-    handles: Mutex<Vec<CancelHandle>>,
-}
-
-impl Cancels {
-    /// Adds a sandbox; it is killed at once when the build is already cancelled.
-    pub fn register(&self, handle: &CancelHandle) {
-        let mut hs = self.handles.lock().unwrap_or_else(|e| e.into_inner());
-        if self.cancelled.load(Ordering::SeqCst) {
-            handle.cancel();
-        }
-        hs.push(handle.clone());
-    }
-
-    /// Whether the build is being stopped.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Kills every registered sandbox.
-    pub fn cancel_all(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        for h in self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            h.cancel();
-        }
-    }
-}
-
 /// An op's state after the key phase.
 enum Prep {
     /// Config ops: nothing to do.
@@ -146,8 +62,17 @@ enum Prep {
     },
 }
 
-/// Computes every key, then runs the misses. Returns the result of every op (`None` for
-/// config ops).
+/// How many times a build with an imported cache is solved before a layer that cannot be
+/// fetched fails it.
+const SOLVE_ATTEMPTS: usize = 8;
+
+/// Solves the plan: every key, then the misses run on `worker`. Returns the result of
+/// every op (`None` for config ops).
+///
+/// With an imported cache the layers of the target stage are fetched too, so the image in
+/// the store is complete. An imported layer that cannot be fetched is a warning: the plan is
+/// solved again without the records naming it (what ran or was fetched meanwhile is in the
+/// local cache by then), so only the steps whose layers are gone run.
 pub fn solve(
     settings: &BuildRequest,
     source: &Source,
@@ -155,21 +80,75 @@ pub fn solve(
     bases: &BTreeMap<String, Base>,
     progress: &dyn Events,
     remote: Option<&RemoteCache>,
+    worker: &dyn Worker,
+) -> anyhow::Result<Vec<Option<OpResult>>> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let solved = solve_once(settings, source, plan, bases, progress, remote, worker).and_then(
+            |results| match remote {
+                Some(remote) => {
+                    crate::remote_cache::ensure_output(settings, plan, &results, remote)
+                        .map(|()| results)
+                }
+                None => Ok(results),
+            },
+        );
+        match solved {
+            Err(e) if attempts < SOLVE_ATTEMPTS && e.downcast_ref::<FetchFailed>().is_some() => {
+                let why = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<FetchFailed>())
+                    .map(|f| format!("{f}: {:#}", f.source))
+                    .unwrap_or_default();
+                progress.warn(
+                    "cache-import",
+                    &format!("{why}; building those steps instead"),
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One pass: every key, then the misses.
+fn solve_once(
+    settings: &BuildRequest,
+    source: &Source,
+    plan: &Plan,
+    bases: &BTreeMap<String, Base>,
+    progress: &dyn Events,
+    remote: Option<&RemoteCache>,
+    worker: &dyn Worker,
 ) -> anyhow::Result<Vec<Option<OpResult>>> {
     let cache = ActionCache::open(settings.store.root())?;
     let steps = number_steps(plan, progress);
     let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress, remote)?;
     run_phase(
-        settings,
-        source,
-        plan,
-        &cache,
-        remote,
-        progress,
+        &Run {
+            settings,
+            source,
+            plan,
+            cache: &cache,
+            remote,
+            progress,
+            worker,
+        },
         &steps,
         preps,
         &mut reasons,
     )
+}
+
+/// What the run phase works with.
+struct Run<'a> {
+    settings: &'a BuildRequest,
+    source: &'a Source,
+    plan: &'a Plan,
+    cache: &'a ActionCache,
+    remote: Option<&'a RemoteCache>,
+    progress: &'a dyn Events,
+    worker: &'a dyn Worker,
 }
 
 /// Progress numbers (reserved from `progress`) and labels of the ops shown (everything but
@@ -504,25 +483,28 @@ fn key_phase(
 
 type Finished = (usize, anyhow::Result<Option<LayerRecord>>, Duration);
 
-#[allow(clippy::too_many_arguments)]
 fn run_phase(
-    settings: &BuildRequest,
-    source: &Source,
-    plan: &Plan,
-    cache: &ActionCache,
-    remote: Option<&RemoteCache>,
-    progress: &dyn Events,
+    run: &Run<'_>,
     steps: &[Option<(usize, String)>],
     preps: Vec<Prep>,
     reasons: &mut HashMap<usize, String>,
 ) -> anyhow::Result<Vec<Option<OpResult>>> {
+    let Run {
+        settings,
+        source,
+        plan,
+        cache,
+        remote,
+        progress,
+        worker,
+    } = *run;
     let n = plan.ops.len();
     let mut results: Vec<Option<OpResult>> = vec![None; n];
     let mut data: Vec<Option<InputData>> = vec![None; n];
     let mut finished = vec![false; n];
     let mut started = vec![false; n];
-    let cancels = Arc::new(Cancels::default());
-    let signals = watch_signals(&cancels)?;
+    let cancel = Arc::new(CancelToken::default());
+    let signals = watch_signals(&cancel)?;
     let mut failure: Option<anyhow::Error> = None;
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<Finished>();
@@ -631,7 +613,7 @@ fn run_phase(
                             started[i] = true;
                             running += 1;
                             let tx = tx.clone();
-                            let cancels = &*cancels;
+                            let cancel = &*cancel;
                             scope.spawn(move || {
                                 let t = Instant::now();
                                 let env = StepEnv {
@@ -642,10 +624,10 @@ fn run_phase(
                                     step: s,
                                     progress,
                                     inputs,
-                                    cancels,
+                                    cancel,
                                 };
                                 let r = fetch_inputs(remote, settings, cache, &env.inputs)
-                                    .and_then(|()| run_step(&env));
+                                    .and_then(|()| run_step(worker, &env));
                                 let _ = tx.send((i, r, t.elapsed()));
                             });
                         }
@@ -697,7 +679,7 @@ fn run_phase(
                 }
                 Err(e) => {
                     if failure.is_none() {
-                        if !cancels.is_cancelled() || signals.caught() {
+                        if !cancel.is_cancelled() || signals.caught() {
                             progress.failed(
                                 s,
                                 &format!("{e:#}"),
@@ -718,7 +700,7 @@ fn run_phase(
                         );
                         tracing::debug!("step at line {line} failed");
                         failure = Some(e.context(located));
-                        cancels.cancel_all();
+                        cancel.cancel();
                     }
                 }
             }
@@ -813,16 +795,21 @@ fn fetch_inputs(
     Ok(())
 }
 
-fn run_step(env: &StepEnv<'_>) -> anyhow::Result<Option<LayerRecord>> {
-    if env.cancels.is_cancelled() {
-        bail!("cancelled");
+/// Asks `worker` to run the step; its error keeps its whole chain (and any hint in it).
+fn run_step(worker: &dyn Worker, env: &StepEnv<'_>) -> anyhow::Result<Option<LayerRecord>> {
+    if env.cancel.is_cancelled() {
+        return Err(WorkerError::Cancelled.into());
     }
-    match &env.op.kind {
-        OpKind::Exec(exec) => exec::run(env, exec),
-        OpKind::Copy(copy) => fileops::copy(env, copy),
-        OpKind::Mkdir { path, user } => fileops::mkdir(env, path, user),
+    let ran = match &env.op.kind {
+        OpKind::Exec(exec) => worker.exec(env, exec),
+        OpKind::Copy(copy) => worker.copy(env, copy),
+        OpKind::Mkdir { path, user } => worker.mkdir(env, path, user),
         other => bail!("internal error: {} is not a step", other.name()),
-    }
+    };
+    ran.map_err(|e| match e {
+        WorkerError::Failed(e) => e,
+        cancelled @ WorkerError::Cancelled => cancelled.into(),
+    })
 }
 
 /// Ctrl-C and SIGTERM stop the build: every sandbox is killed, temp dirs are removed.
@@ -847,18 +834,18 @@ impl Drop for SignalWatch {
     }
 }
 
-fn watch_signals(cancels: &Arc<Cancels>) -> anyhow::Result<SignalWatch> {
+fn watch_signals(cancel: &Arc<CancelToken>) -> anyhow::Result<SignalWatch> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install signal handlers")?;
     let handle = signals.handle();
     let caught = Arc::new(AtomicBool::new(false));
     let flag = caught.clone();
-    let cancels = cancels.clone();
+    let cancel = cancel.clone();
     let thread = std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             flag.store(true, Ordering::SeqCst);
-            cancels.cancel_all();
+            cancel.cancel();
         }
     });
     Ok(SignalWatch {
@@ -867,3 +854,6 @@ fn watch_signals(cancels: &Arc<Cancels>) -> anyhow::Result<SignalWatch> {
         thread: Some(thread),
     })
 }
+
+#[cfg(test)]
+mod tests;
