@@ -12,35 +12,60 @@ pub enum SandboxError {
     /// The image's user database does not resolve the user.
     #[error("cannot resolve user {user:?}")]
     User {
+        /// The user as written.
         user: String,
+        /// The cause.
         #[source]
         source: UserError,
     },
     /// A host-side step failed.
     #[error("cannot {what}")]
     Host {
+        /// What was being done.
         what: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// The command could not be started (126: not executable or the
     /// process set-up failed, 127: not found), as a shell would report it.
     #[error("cannot start the command: {message}")]
-    Exec { message: String, code: i32 },
+    Exec {
+        /// What went wrong.
+        message: String,
+        /// The exit code: 126 (not executable, or the set-up failed) or 127 (not found).
+        code: i32,
+    },
     /// A step inside the sandbox failed before the command started.
     #[error("sandbox setup failed: {message}")]
-    Setup { message: String },
+    Setup {
+        /// What went wrong.
+        message: String,
+    },
     /// Unpacking a layer inside the user namespace failed.
     #[error("cannot unpack a layer into {dest}: {message}")]
-    Unpack { dest: PathBuf, message: String },
+    Unpack {
+        /// The snapshot directory.
+        dest: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// Writing a layer inside the user namespace failed.
     #[error("cannot write the layer of {step}: {message}")]
-    Layer { step: PathBuf, message: String },
+    Layer {
+        /// The step's root file system.
+        step: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// Installing the id maps failed.
     #[error("cannot install id maps for pid {pid} with {tool}")]
     IdMap {
+        /// The process whose id maps were being installed.
         pid: i32,
+        /// The tool or `/proc` file that was used.
         tool: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
