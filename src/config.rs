@@ -545,11 +545,11 @@ impl Config {
         }
     }
 
-    /// The mirrors of `registry` (`registry.mirrors`), in order.
-    pub fn mirrors(&self, registry: &str) -> Vec<String> {
+    /// `registry.mirrors`: per registry host, its mirrors in order.
+    pub fn all_mirrors(&self) -> BTreeMap<String, Vec<String>> {
         match self.value("registry.mirrors") {
-            Some(Value::Mirrors(m)) => m.get(registry).cloned().unwrap_or_default(),
-            _ => Vec::new(),
+            Some(Value::Mirrors(m)) => m.clone(),
+            _ => BTreeMap::new(),
         }
     }
 

@@ -6,18 +6,17 @@
 
 #![forbid(unsafe_code)]
 
-mod build;
+mod build_progress;
 mod cli;
 mod commands;
 mod config;
 mod env;
 mod limits;
-mod missing;
-mod names;
 mod out;
 mod progress;
 mod report;
-mod transfer;
+
+use rbuild_engine::{missing, names};
 
 use std::process::ExitCode;
 

@@ -74,17 +74,9 @@ impl Visit for FieldText {
     }
 }
 
-/// A hint attached to an error with `anyhow::Context`-like chaining: rendered as `hint:`.
-#[derive(Debug)]
-pub struct Hint(pub String);
-
-impl std::fmt::Display for Hint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Hint {}
+/// A hint attached to an error with `anyhow::Context`-like chaining: rendered as `hint:`
+/// (the engine's type, so its hints render the same).
+pub use rbuild_engine::Hint;
 
 /// A failure whose exit code is not the default 1 (usage errors exit 2).
 #[derive(Debug)]

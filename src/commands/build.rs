@@ -7,7 +7,16 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, bail};
+use rbuild_engine::maintain::GcPolicy;
+use rbuild_engine::output::{OutputFlags, OutputSettings};
+use rbuild_engine::{BuildRequest, Built, ImageFormat, Network};
+use rbuild_executor::compress::Compression;
+
 use super::registry::RegistryArgs;
+use crate::build_progress::Progress;
 use crate::cli::GlobalArgs;
 
 /// `rbuild build`
@@ -191,9 +200,9 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let report_format = args.report_format;
     let report_file = args.report_file.clone();
     let fail_on = args.fail_on.clone();
-    let settings = crate::build::Settings::from_args(global, args)?;
-    let store = settings.store.clone();
-    let built = crate::build::build(settings)?;
+    let (request, mode) = request(global, args)?;
+    let store = request.store.clone();
+    let built = build(&request, mode)?;
     // As docker: when an output goes to stdout, the image id does not; with only file
     // system outputs there is no image id.
     if !built.stdout_used && built.makes_image {
@@ -210,4 +219,145 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves the command line (and the config file) into the engine's request, and the
+/// progress view it asks for.
+pub fn request(
+    global: &GlobalArgs,
+    args: BuildArgs,
+) -> anyhow::Result<(BuildRequest, crate::build_progress::Mode)> {
+    let store = crate::commands::open_store(global)?;
+    let id_map = crate::commands::id_map(global, &store)?;
+    let plan_args = crate::commands::plan::PlanArgs {
+        file: None,
+        target: args.target.clone(),
+        build_args: args.build_args.clone(),
+        platform: args.platform.clone(),
+        format: crate::commands::plan::PlanFormat::Text,
+        context: PathBuf::from("."),
+    };
+    let plan_options = crate::commands::plan::plan_options(&plan_args)?;
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        let name = rbuild_engine::names::normalize_name(t)
+            .with_context(|| format!("invalid tag {t:?}"))?;
+        tags.push(name);
+    }
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid --label {l:?}: expected KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let secrets = rbuild_engine::secrets::parse_secrets(&args.secret)?;
+    let ssh = rbuild_engine::secrets::parse_ssh(&args.ssh)?;
+    let config = crate::config::get();
+    let layers = compression(
+        args.compression
+            .or(config.compression())
+            .unwrap_or(CompressionArg::Uncompressed),
+    );
+    let output = OutputSettings::from_flags(
+        &OutputFlags {
+            outputs: args.outputs.clone(),
+            push: args.push,
+            compression: args.compression.map(compression),
+            compression_level: args.compression_level,
+            force_compression: args.force_compression,
+            annotations: args.annotations.clone(),
+            metadata_file: args.metadata_file.clone(),
+        },
+        &tags,
+    )?;
+    if args.format == FormatArg::Docker && layers == Compression::Zstd {
+        bail!("--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers");
+    }
+    let jobs = match args.jobs.or(config.jobs()) {
+        Some(0) => bail!("--jobs must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let quiet = global.quiet || args.progress == ProgressArg::Quiet;
+    let progress = crate::build_progress::Mode::resolve(args.progress, quiet)?;
+    let context = rbuild_engine::context::ContextArg::new(&args.context, args.file.as_deref())?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|c| rbuild_engine::remote_cache::parse_cache_from(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|c| rbuild_engine::remote_cache::parse_cache_to(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = BuildRequest {
+        store,
+        context,
+        file: args.file,
+        plan_options,
+        tags,
+        no_cache: args.no_cache,
+        no_cache_filter: args
+            .no_cache_filter
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        pull: args.pull,
+        secrets,
+        ssh,
+        network: match args.network {
+            NetworkArg::Default => Network::Default,
+            NetworkArg::None => Network::None,
+            NetworkArg::Host => Network::Host,
+        },
+        labels,
+        format: match args.format {
+            FormatArg::Oci => ImageFormat::Oci,
+            FormatArg::Docker => ImageFormat::Docker,
+        },
+        compression: layers,
+        output,
+        jobs,
+        iidfile: args.iidfile,
+        explain: args.explain_cache,
+        epoch: crate::commands::source_date_epoch()?,
+        registry: super::registry::registry_config(&args.registry_args),
+        id_map,
+        cache_from,
+        cache_to,
+        limits: crate::limits::get()?,
+        gc: GcPolicy {
+            threshold: config.gc_threshold(),
+            keep_storage: config.gc_keep_storage(),
+        },
+    };
+    Ok((request, progress))
+}
+
+/// Runs a build with the progress view `mode`; the closing summary goes to stderr.
+fn build(request: &BuildRequest, mode: crate::build_progress::Mode) -> anyhow::Result<Built> {
+    let progress = Progress::new(mode, request.explain);
+    match rbuild_engine::build(request, &progress) {
+        Ok(built) => {
+            let id = built.makes_image.then_some(built.id.as_str());
+            progress.finish(Ok((&request.tags, id)));
+            Ok(built)
+        }
+        Err(e) => {
+            progress.finish(Err(&e));
+            Err(e)
+        }
+    }
+}
+
+/// The engine's compression of a `--compression` value.
+fn compression(c: CompressionArg) -> Compression {
+    match c {
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+        CompressionArg::Uncompressed => Compression::None,
+    }
 }

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
-use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
 use rbuild_compiler::instructions::from_ast::plan_source;
 use rbuild_compiler::plan::{self, NoBaseConfigs, PlanOptions, Platform};
 
@@ -51,7 +50,8 @@ pub enum PlanFormat {
 }
 
 pub fn run(global: &crate::cli::GlobalArgs, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let (name, source) = read_dockerfile(args.file.as_deref(), &args.context)?;
+    let (name, source) =
+        rbuild_engine::dockerfile::read_dockerfile(args.file.as_deref(), &args.context)?;
     let text = match args.format {
         PlanFormat::Ast => {
             let parsed = match rbuild_compiler::parser::parse(&source) {
@@ -123,7 +123,7 @@ fn stored_configs(
         return out;
     };
     for reference in references {
-        if let Some(config) = crate::build::bases::stored_config(&store, reference) {
+        if let Some(config) = rbuild_engine::bases::stored_config(&store, reference) {
             out.insert(reference.clone(), config);
         }
     }
@@ -132,7 +132,7 @@ fn stored_configs(
 
 /// Resolves `--target`, `--build-arg` and `--platform` into the planner's options.
 pub fn plan_options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
-    let host = host_platform();
+    let host = rbuild_engine::host_platform();
     let target_platform = match &args.platform {
         Some(text) => Platform::parse(text)
             .map_err(|why| anyhow::anyhow!("invalid --platform {text:?}: {why}"))?,
@@ -163,92 +163,4 @@ pub fn build_args(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
-}
-
-/// This machine's platform, in Go's names (`linux/amd64`, `linux/arm64/v8`).
-pub fn host_platform() -> Platform {
-    let text = match std::env::consts::ARCH {
-        "x86_64" => "linux/amd64",
-        "aarch64" => "linux/arm64/v8",
-        "x86" => "linux/386",
-        "arm" => "linux/arm/v7",
-        "powerpc64" => "linux/ppc64le",
-        "s390x" => "linux/s390x",
-        "riscv64" => "linux/riscv64",
-        _ => "linux/amd64",
-    };
-    Platform::parse(text).unwrap_or_else(|_| Platform::linux_amd64())
-}
-
-/// Reads the Dockerfile named by `-f` (or CONTEXT/Dockerfile) and returns the name to show
-/// in diagnostics with its text.
-///
-/// The Dockerfile is untrusted like the rest of the context: CONTEXT/Dockerfile is resolved
-/// inside the context, and a `-f PATH` file name inside its own directory (a symlink there
-/// resolves within that directory, as BuildKit's Dockerfile source does), so a link to
-/// `/etc/shadow` or `/proc/self/environ` is never read. Only a regular file of at most
-/// [`MAX_DOCKERFILE_SIZE`] is read; `-f -` reads stdin up to the same size.
-pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<(String, String)> {
-    match file {
-        Some(path) if path.as_os_str() == "-" => {
-            let bytes = file::read_capped(
-                std::io::stdin().lock(),
-                MAX_DOCKERFILE_SIZE,
-                Path::new("<stdin>"),
-            )
-            .context("cannot read the Dockerfile from stdin")?;
-            decode_dockerfile("<stdin>", bytes)
-        }
-        Some(path) => {
-            let (dir, name) = split_file_name(path)?;
-            read_dockerfile_in(dir, name, &path.display().to_string())
-        }
-        None => {
-            let shown = context.join("Dockerfile").display().to_string();
-            read_dockerfile_in(context, Path::new("Dockerfile"), &shown)
-        }
-    }
-}
-
-/// Reads the Dockerfile `name` resolved inside `dir` (see [`read_dockerfile`]); `shown`
-/// names it in diagnostics and errors.
-pub fn read_dockerfile_in(
-    dir: &Path,
-    name: &Path,
-    shown: &str,
-) -> anyhow::Result<(String, String)> {
-    match file::read_in(dir, name, MAX_DOCKERFILE_SIZE) {
-        Ok(Some(bytes)) => decode_dockerfile(shown, bytes),
-        Ok(None) => bail!("cannot read Dockerfile {shown}: no such file"),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read Dockerfile {shown}"))),
-    }
-}
-
-/// `-f PATH` as (its directory, its file name).
-fn split_file_name(path: &Path) -> anyhow::Result<(&Path, &Path)> {
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            Ok((dir, Path::new(name)))
-        }
-        _ => bail!("-f {} does not name a file", path.display()),
-    }
-}
-
-/// The Dockerfile's text; bytes that are not UTF-8 are reported by line and offset, never
-/// shown.
-pub fn decode_dockerfile(name: &str, bytes: Vec<u8>) -> anyhow::Result<(String, String)> {
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok((name.to_string(), text)),
-        Err(err) => {
-            let bytes = err.as_bytes();
-            let at = err.utf8_error().valid_up_to();
-            let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-            bail!("{name}:{line}: the Dockerfile is not valid UTF-8 (byte {at})")
-        }
-    }
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use rbuild_cache::Store;
 use rbuild_cache::gc::{self, PruneOptions, PruneReport, human_size};
 use rbuild_executor::idmap::IdMap;
 
@@ -145,43 +144,4 @@ fn text(report: &PruneReport) -> String {
         total.count
     ));
     out
-}
-
-/// After a build: when the config sets `gc.threshold` and the store is larger, prune it
-/// (the default prune, least recently used first) down to `gc.keep_storage`, under the same
-/// locks as `rbuild prune`. The build's own lease keeps what it used (`keep_own`). Failures
-/// are logged, never fatal: the build succeeded.
-pub fn auto_gc(store: &Store) {
-    let config = crate::config::get();
-    let Some(threshold) = config.gc_threshold() else {
-        return;
-    };
-    let size = match gc::usage(store) {
-        Ok(u) => u.total(),
-        Err(e) => {
-            tracing::warn!("automatic gc: {e:#}");
-            return;
-        }
-    };
-    if size <= threshold {
-        return;
-    }
-    let opts = PruneOptions {
-        keep_own: true,
-        keep_storage: config.gc_keep_storage(),
-        ..PruneOptions::default()
-    };
-    match gc::prune(store, &opts, &remove_tree) {
-        Ok(r) => {
-            let t = r.total();
-            tracing::info!(
-                "automatic gc: the store was {} (gc.threshold {}): freed {} in {} objects",
-                human_size(size),
-                human_size(threshold),
-                human_size(t.bytes),
-                t.count
-            );
-        }
-        Err(e) => tracing::warn!("automatic gc failed: {e:#}"),
-    }
 }

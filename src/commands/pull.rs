@@ -5,13 +5,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
-use rbuild_registry::{Client, Platform, PullOptions};
+pub use rbuild_engine::pull::Pulled;
 
-use super::registry::{RegistryArgs, credential_store, runtime};
+use super::registry::RegistryArgs;
 use crate::cli::GlobalArgs;
-use crate::transfer::{StoreBlobs, record_source};
 
 /// `rbuild pull`
 #[derive(Debug, Args)]
@@ -34,17 +32,9 @@ pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What [`pull_image`] put in the store.
-#[derive(Debug)]
-pub struct Pulled {
-    /// The manifest the name points at (the chosen platform's).
-    pub descriptor: oci_spec::image::Descriptor,
-    /// The pulled reference pinned to the digest the registry gave for it.
-    pub pinned: String,
-}
-
-/// Pulls `name` into the store and tags it there by its full name; `rbuild pull` and the
-/// commands that pull a missing image (`rbuild run`) share it.
+/// Pulls `name` into the store and tags it there by its full name, with transfer progress
+/// on stderr; `rbuild pull` and the commands that pull a missing image (`rbuild run`,
+/// `rbuild report`) share it.
 pub fn pull_image(
     global: &GlobalArgs,
     store: &rbuild_cache::Store,
@@ -54,104 +44,11 @@ pub fn pull_image(
 ) -> anyhow::Result<Pulled> {
     let progress =
         crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
-    pull_image_with(store, name, platform, registry_args, progress)
-}
-
-/// [`pull_image`] reporting its transfer progress to `progress` (`rbuild build` shows pulls
-/// in its own progress view).
-pub fn pull_image_with(
-    store: &rbuild_cache::Store,
-    name: &str,
-    platform: Option<&str>,
-    registry_args: &RegistryArgs,
-    progress: Option<rbuild_registry::ProgressFn>,
-) -> anyhow::Result<Pulled> {
-    let reference = crate::names::parse_reference(name)?;
-    let platform = match platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
-    let mut opts = registry_args.client_options(credential_store());
-    opts.progress = progress;
-    let client = Client::new(opts);
-    let target = StoreBlobs::new(store.clone());
-    let started = std::time::Instant::now();
-    let pull_opts = PullOptions {
+    rbuild_engine::pull::pull_image_with(
+        store,
+        name,
         platform,
-        allow_foreign_layers: registry_args.allow_nondistributable,
-    };
-    let rt = runtime()?;
-    // Mirrors of the registry (config `registry.mirrors`) first, in order; then the
-    // registry itself. Every blob is verified against the digests the manifest names.
-    let mut pulled = None;
-    for mirror in crate::config::get().mirrors(reference.registry()) {
-        let at = match reference.digest() {
-            Some(d) => format!("{mirror}/{}@{d}", reference.repository()),
-            None => format!(
-                "{mirror}/{}:{}",
-                reference.repository(),
-                reference.api_reference()
-            ),
-        };
-        let Ok(mirrored) = crate::names::parse_reference(&at) else {
-            tracing::warn!("registry mirror {mirror:?} does not form a reference ({at})");
-            continue;
-        };
-        match rt.block_on(client.pull(&mirrored, &target, &pull_opts)) {
-            Ok(p) => {
-                tracing::info!("pulled {reference} from the mirror {mirror}");
-                pulled = Some(p);
-                break;
-            }
-            Err(e) => tracing::warn!("cannot pull {reference} from the mirror {mirror}: {e}"),
-        }
-    }
-    let pulled = match pulled {
-        Some(p) => p,
-        None => rt
-            .block_on(client.pull(&reference, &target, &pull_opts))
-            .with_context(|| format!("cannot pull {reference}"))?,
-    };
-
-    let manifest_digest = rbuild_cache::Digest::try_from(&pulled.manifest.digest)?;
-    let top = pulled.index.as_ref().unwrap_or(&pulled.manifest);
-    let name = match reference.digest() {
-        Some(d) => format!("{}@{d}", reference.name()),
-        None => reference.to_string(),
-    };
-    let mut descriptor = pulled.manifest.descriptor();
-    if pulled.index.is_some() {
-        // The platform picked, as the index said it (docker's `--platform` on the entry).
-        let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)?;
-        if let Some(entry) = index
-            .manifests()
-            .iter()
-            .find(|m| *m.digest() == pulled.manifest.digest)
-        {
-            descriptor.set_platform(entry.platform().clone());
-        }
-    }
-    store
-        .tag(&name, &descriptor)
-        .with_context(|| format!("cannot name the pulled image {name}"))?;
-    for digest in std::iter::once(manifest_digest).chain(
-        pulled
-            .index
-            .as_ref()
-            .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
-    ) {
-        if let Err(e) = record_source(store, &digest, &reference) {
-            tracing::debug!("cannot record where {digest} came from: {e:#}");
-        }
-    }
-    tracing::info!(
-        "pulled {name}: {} blobs fetched, {} already here, in {:.2?}",
-        pulled.fetched.len(),
-        pulled.skipped.len(),
-        started.elapsed()
-    );
-    Ok(Pulled {
-        pinned: format!("{}@{}", reference.name(), top.digest),
-        descriptor,
-    })
+        &super::registry::registry_config(registry_args),
+        progress,
+    )
 }

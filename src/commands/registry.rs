@@ -124,11 +124,14 @@ pub fn registry_name(input: Option<&str>) -> String {
     }
 }
 
-/// A single-threaded runtime for one command.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+pub use rbuild_engine::registry::runtime;
+
+/// The engine's registry configuration from these flags, the environment and the config
+/// file: client options with the credential sources, and the mirrors of `registry.mirrors`.
+pub fn registry_config(args: &RegistryArgs) -> rbuild_engine::registry::RegistryConfig {
+    rbuild_engine::registry::RegistryConfig {
+        client: args.client_options(credential_store()),
+        mirrors: crate::config::get().all_mirrors(),
+        allow_foreign_layers: args.allow_nondistributable,
+    }
 }

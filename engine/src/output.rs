@@ -33,8 +33,28 @@ use rbuild_cache::{Digest, Store, descriptor_digest};
 use rbuild_executor::compress::Compression;
 use serde_json::{Value, json};
 
-use super::Settings;
-use crate::commands::build::{BuildArgs, CompressionArg};
+use crate::BuildRequest;
+use crate::events::Events;
+
+/// The output options of a build as buildx spells them (`--output` values, `--push`, the
+/// compression flags, `--annotation` values, `--metadata-file`), before they are checked.
+#[derive(Debug, Clone, Default)]
+pub struct OutputFlags {
+    /// `--output` values (`type=local,dest=out`, `-`, a directory).
+    pub outputs: Vec<String>,
+    /// `--push`.
+    pub push: bool,
+    /// `--compression`: how image outputs compress their layers.
+    pub compression: Option<Compression>,
+    /// `--compression-level`.
+    pub compression_level: Option<i32>,
+    /// `--force-compression`.
+    pub force_compression: bool,
+    /// `--annotation` values.
+    pub annotations: Vec<String>,
+    /// `--metadata-file`.
+    pub metadata_file: Option<PathBuf>,
+}
 
 /// How layers are compressed for an output or a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +165,6 @@ pub struct Annotation {
 pub struct OutputSettings {
     /// The outputs, in command-line order (`type=image` when none was given).
     pub outputs: Vec<Output>,
-    /// `-t`, normalized.
-    pub tags: Vec<String>,
     /// `--compression`, when given.
     pub compression: Option<Compression>,
     /// `--compression-level`.
@@ -399,7 +417,7 @@ fn looks_like_types(prefix: &str) -> bool {
 impl OutputSettings {
     /// Resolves `--output`, `--push`, the compression flags, `--annotation` and
     /// `--metadata-file`, and checks every destination can be written before anything runs.
-    pub fn from_args(args: &BuildArgs, tags: &[String]) -> anyhow::Result<OutputSettings> {
+    pub fn from_flags(args: &OutputFlags, tags: &[String]) -> anyhow::Result<OutputSettings> {
         let mut outputs = args
             .outputs
             .iter()
@@ -434,11 +452,7 @@ impl OutputSettings {
                 check_dest(o.kind, dest)?;
             }
         }
-        let compression = args.compression.map(|c| match c {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-            CompressionArg::Uncompressed => Compression::None,
-        });
+        let compression = args.compression;
         if let (Some(l), Some(c)) = (args.compression_level, compression) {
             check_level(c, l)?;
         }
@@ -452,7 +466,6 @@ impl OutputSettings {
         }
         Ok(OutputSettings {
             outputs,
-            tags: tags.to_vec(),
             compression,
             level: args.compression_level,
             force: args.force_compression,
@@ -523,9 +536,10 @@ impl OutputSettings {
         })
     }
 
-    fn names_for(&self, output: &Output) -> Vec<String> {
+    /// The names an image output gives: its own `name=`, else the build's tags.
+    fn names_for(&self, output: &Output, tags: &[String]) -> Vec<String> {
         if output.names.is_empty() {
-            self.tags.clone()
+            tags.to_vec()
         } else {
             output.names.clone()
         }
@@ -658,9 +672,9 @@ fn platform_text(descriptor: &Descriptor) -> String {
 
 /// Writes every output of `settings` for the image `descriptor` (in the store, unnamed).
 pub fn export(
-    settings: &Settings,
+    settings: &BuildRequest,
     descriptor: &Descriptor,
-    progress: &super::Progress,
+    progress: &dyn Events,
 ) -> anyhow::Result<Exported> {
     let store = &settings.store;
     let out = &settings.output;
@@ -674,7 +688,7 @@ pub fn export(
     }
     for output in &out.outputs {
         let started = std::time::Instant::now();
-        let names = out.names_for(output);
+        let names = out.names_for(output, &settings.tags);
         let dest_text = match &output.dest {
             Some(Dest::Stdout) => "-".to_string(),
             Some(Dest::Path(p)) => p.display().to_string(),
@@ -719,12 +733,12 @@ pub fn export(
                             })
                             .map(|p| p.repository().to_string());
                         let transfer = progress.transfer("push", name);
-                        let result = crate::commands::push::push_descriptor(
+                        let result = crate::push::push_descriptor(
                             store,
                             &image,
                             &dest,
-                            &settings.registry_args,
-                            Some(transfer.reporter()),
+                            &settings.registry,
+                            transfer.reporter(),
                             &compression,
                             mount,
                         )
@@ -847,7 +861,7 @@ fn write_to(
             if stdout.is_terminal() {
                 bail!("refusing to write an archive to a terminal: redirect stdout");
             }
-            let mut w = BufWriter::with_capacity(1 << 20, crate::out::stdout());
+            let mut w = BufWriter::with_capacity(1 << 20, crate::stdout::stdout());
             write(&mut w)?;
             w.flush().context("cannot write to stdout")?;
         }
@@ -1290,7 +1304,7 @@ pub fn convert_image(
 /// Keys without a value (no names, nothing pushed) are left out, except the lists.
 pub fn write_metadata(
     path: &Path,
-    settings: &Settings,
+    settings: &BuildRequest,
     stored: &Descriptor,
     exported: &Exported,
     duration: Duration,
@@ -1320,7 +1334,7 @@ pub fn write_metadata(
     }
     let mut names: Vec<String> = Vec::new();
     for o in &settings.output.outputs {
-        for n in settings.output.names_for(o) {
+        for n in settings.output.names_for(o, &settings.tags) {
             if matches!(o.kind, OutputKind::Local | OutputKind::Tar) || names.contains(&n) {
                 continue;
             }

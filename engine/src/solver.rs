@@ -15,12 +15,12 @@ use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
 use rbuild_executor::sandbox::CancelHandle;
 
-use super::bases::Base;
-use super::context::Source;
-use super::keys::{self, Part};
-use super::progress::{Location, Progress};
-use super::remote_cache::RemoteCache;
-use super::{Settings, exec, fileops};
+use crate::bases::Base;
+use crate::context::Source;
+use crate::events::{Events, Location};
+use crate::keys::{self, Part};
+use crate::remote_cache::RemoteCache;
+use crate::{BuildRequest, exec, fileops};
 
 /// The result of one op.
 #[derive(Debug, Clone)]
@@ -48,13 +48,13 @@ pub enum InputData {
     /// Files of the context.
     Context(Arc<Selection>),
     /// A downloaded file (ADD URL).
-    Download(Arc<super::fileops::Download>),
+    Download(Arc<crate::fileops::Download>),
 }
 
 /// Everything a running step needs.
 pub struct StepEnv<'a> {
     /// The build settings.
-    pub settings: &'a Settings,
+    pub settings: &'a BuildRequest,
     /// The context and Dockerfile.
     pub source: &'a Source,
     /// The plan.
@@ -64,7 +64,7 @@ pub struct StepEnv<'a> {
     /// Its progress number.
     pub step: usize,
     /// Progress.
-    pub progress: &'a Progress,
+    pub progress: &'a dyn Events,
     /// Inputs by index of `op.inputs`.
     pub inputs: Vec<InputData>,
     /// Registers the step's sandbox so a failure elsewhere can kill it.
@@ -149,11 +149,11 @@ enum Prep {
 /// Computes every key, then runs the misses. Returns the result of every op (`None` for
 /// config ops).
 pub fn solve(
-    settings: &Settings,
+    settings: &BuildRequest,
     source: &Source,
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
-    progress: &Progress,
+    progress: &dyn Events,
     remote: Option<&RemoteCache>,
 ) -> anyhow::Result<Vec<Option<OpResult>>> {
     let cache = ActionCache::open(settings.store.root())?;
@@ -174,7 +174,7 @@ pub fn solve(
 
 /// Progress numbers (reserved from `progress`) and labels of the ops shown (everything but
 /// config ops).
-fn number_steps(plan: &Plan, progress: &Progress) -> Vec<Option<(usize, String)>> {
+fn number_steps(plan: &Plan, progress: &dyn Events) -> Vec<Option<(usize, String)>> {
     let mut out = vec![None; plan.ops.len()];
     let mut n = 0;
     let mut build_steps = 0;
@@ -227,7 +227,7 @@ fn selection_files(s: &Selection) -> impl Iterator<Item = (String, String)> + '_
     })
 }
 
-fn forced(settings: &Settings, plan: &Plan, op: &Op) -> bool {
+fn forced(settings: &BuildRequest, plan: &Plan, op: &Op) -> bool {
     if settings.no_cache {
         return true;
     }
@@ -288,12 +288,12 @@ fn source_result(
 }
 
 fn key_phase(
-    settings: &Settings,
+    settings: &BuildRequest,
     source: &Source,
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     cache: &ActionCache,
-    progress: &Progress,
+    progress: &dyn Events,
     remote: Option<&RemoteCache>,
 ) -> anyhow::Result<(Vec<Prep>, HashMap<usize, String>)> {
     let mut reasons = HashMap::new();
@@ -406,7 +406,7 @@ fn key_phase(
                 // network get, so it is part of their key (the default and host are the same).
                 if let OpKind::Exec(e) = &op.kind
                     && e.network == rbuild_compiler::instructions::NetworkMode::Default
-                    && settings.network == crate::commands::build::NetworkArg::None
+                    && settings.network == crate::Network::None
                 {
                     parts.push(Part {
                         role: "network",
@@ -506,12 +506,12 @@ type Finished = (usize, anyhow::Result<Option<LayerRecord>>, Duration);
 
 #[allow(clippy::too_many_arguments)]
 fn run_phase(
-    settings: &Settings,
+    settings: &BuildRequest,
     source: &Source,
     plan: &Plan,
     cache: &ActionCache,
     remote: Option<&RemoteCache>,
-    progress: &Progress,
+    progress: &dyn Events,
     steps: &[Option<(usize, String)>],
     preps: Vec<Prep>,
     reasons: &mut HashMap<usize, String>,
@@ -798,7 +798,7 @@ fn now_secs() -> i64 {
 /// step is about to read them.
 fn fetch_inputs(
     remote: Option<&RemoteCache>,
-    settings: &Settings,
+    settings: &BuildRequest,
     cache: &ActionCache,
     inputs: &[InputData],
 ) -> anyhow::Result<()> {

@@ -1,25 +1,70 @@
-//! The build engine: from a Dockerfile and a context to an image in the store.
+//! The build engine: from a Dockerfile and a context to an image in the store, without the
+//! command line.
 //!
-//! 1. settings: the command line resolved (secrets read, context located), [`Settings`];
+//! [`build`] takes a [`BuildRequest`] (the store, the context, the Dockerfile's options,
+//! outputs, caches) and reports what happens to an [`Events`] sink:
+//!
+//! 1. the context and the Dockerfile are loaded ([`context`]);
 //! 2. the Dockerfile is planned once without base image configs to learn which base images
-//!    it names; each is resolved once (store, or registry with `--pull` or when missing);
-//!    then planned again with their configs (inherited ENV, WORKDIR, ONBUILD triggers);
-//! 3. [`solver`]: every op gets a cache key; hits are taken from the action cache, misses
-//!    run as soon as their inputs are ready, in parallel up to `--jobs`;
-//! 4. [`image`]: the target stage's layers, config and history become a manifest in the
-//!    store, tagged with every `-t`.
+//!    it names; each is resolved once ([`bases`]: the store's copy, else pulled), then the
+//!    Dockerfile is planned again with their configs (inherited ENV, WORKDIR, ONBUILD);
+//! 3. the solver gives every op a cache key; hits come from the action cache (and an
+//!    imported remote cache), misses run as soon as their inputs are ready, up to
+//!    [`BuildRequest::jobs`] at once, through a [`Worker`](worker::Worker);
+//! 4. the target stage's layers, config and history become a manifest in the store
+//!    ([`image`]), then every output is written ([`output`]) and the cache exported
+//!    ([`remote_cache`]).
+//!
+//! Pulls and pushes of whole images ([`pull`], [`push`]) and the snapshots runs use
+//! ([`snapshots`]) live here too, so the command line and embedders share them.
+//!
+//! # Example
+//!
+//! Build a Dockerfile into a store of your own, without the command line:
+//!
+//! ```
+//! # fn main() -> anyhow::Result<()> {
+//! use rbuild_engine::{BuildRequest, NoEvents};
+//!
+//! let context = tempfile::tempdir()?;
+//! std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n")?;
+//! std::fs::write(context.path().join("hello.txt"), "hello\n")?;
+//! let root = tempfile::tempdir()?;
+//! let store = rbuild_cache::Store::open(root.path().join("store"))?;
+//!
+//! let mut request = BuildRequest::new(store.clone(), context.path())?;
+//! request.tags.push("localhost/hello:latest".into());
+//! let built = rbuild_engine::build(&request, &NoEvents::default())?;
+//!
+//! assert_eq!(store.resolve("localhost/hello:latest")?.digest().to_string(), built.id);
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bases;
-mod context;
+pub mod context;
+pub mod dockerfile;
+pub mod events;
 mod exec;
 mod fileops;
-mod image;
+pub mod image;
 mod keys;
+pub mod maintain;
+pub mod missing;
+pub mod names;
 pub mod output;
-pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod registry;
 pub mod remote_cache;
-mod secrets;
+pub mod secrets;
+pub mod snapshots;
 mod solver;
+pub mod stdout;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,16 +76,48 @@ use rbuild_compiler::plan::{NoBaseConfigs, Plan, PlanOptions};
 use rbuild_executor::compress::Compression;
 use rbuild_executor::idmap::IdMap;
 
-use crate::cli::GlobalArgs;
-use crate::commands::build::{BuildArgs, CompressionArg, FormatArg, NetworkArg, ProgressArg};
-use crate::commands::registry::RegistryArgs;
+pub use events::{Events, Location, NoEvents, TransferEvents};
 
-pub use progress::{Progress, Summary};
+/// A hint attached to an error (`anyhow::Context`-style): what the user can do about it.
+/// Error renderers show it as `hint:` after the cause chain.
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Hint {}
+
+/// The hint for an error at the layer size limit: the variable of the `rbuild` command that
+/// sets [`BuildRequest::limits`]'s layer size.
+pub fn layer_size_hint() -> Hint {
+    Hint("RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with K, M, G or T)".into())
+}
 pub use secrets::Secret;
 
-/// A build, resolved from the command line before any work starts.
+/// This machine's platform, in Go's names (`linux/amd64`, `linux/arm64/v8`).
+pub fn host_platform() -> rbuild_compiler::plan::Platform {
+    use rbuild_compiler::plan::Platform;
+    let text = match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64/v8",
+        "x86" => "linux/386",
+        "arm" => "linux/arm/v7",
+        "powerpc64" => "linux/ppc64le",
+        "s390x" => "linux/s390x",
+        "riscv64" => "linux/riscv64",
+        _ => "linux/amd64",
+    };
+    Platform::parse(text).unwrap_or_else(|_| Platform::linux_amd64())
+}
+
+/// What to build and how: everything a build needs, resolved before any work starts (the
+/// `rbuild build` command makes one from its flags and the config file).
 #[derive(Debug)]
-pub struct Settings {
+pub struct BuildRequest {
     /// The store.
     pub store: Store,
     /// Where the context comes from.
@@ -61,12 +138,12 @@ pub struct Settings {
     pub secrets: BTreeMap<String, Secret>,
     /// `--ssh` sockets by id.
     pub ssh: BTreeMap<String, PathBuf>,
-    /// `--network` for RUN steps that say `default`.
-    pub network: NetworkArg,
+    /// The network of RUN steps that say `default` (`--network`).
+    pub network: Network,
     /// `--label`s.
     pub labels: BTreeMap<String, String>,
-    /// `--format`.
-    pub format: FormatArg,
+    /// The manifest and config format of the image (`--format`).
+    pub format: ImageFormat,
     /// `--compression` (how build steps write layers; uncompressed unless given).
     pub compression: Compression,
     /// Outputs (`--output`, `--push`, `--compression*`, `--annotation`, `--metadata-file`).
@@ -75,14 +152,12 @@ pub struct Settings {
     pub jobs: usize,
     /// `--iidfile`.
     pub iidfile: Option<PathBuf>,
-    /// `--progress`, resolved.
-    pub progress: progress::Mode,
     /// `--explain-cache`.
     pub explain: bool,
     /// `SOURCE_DATE_EPOCH`.
     pub epoch: Option<i64>,
-    /// Registry flags for pulling bases.
-    pub registry_args: RegistryArgs,
+    /// How registries are reached (pulls of base images, pushes, the remote cache).
+    pub registry: registry::RegistryConfig,
     /// How ids map into the sandboxes.
     pub id_map: IdMap,
     /// `--cache-from`s.
@@ -91,104 +166,72 @@ pub struct Settings {
     pub cache_to: Vec<remote_cache::CacheExport>,
     /// What the layers and archives the build reads may hold (`RBUILD_MAX_LAYER_SIZE`).
     pub limits: rbuild_compiler::limits::Limits,
+    /// The automatic prune after a build (config `gc.threshold`, `gc.keep_storage`).
+    pub gc: maintain::GcPolicy,
 }
 
-impl Settings {
-    /// Resolves the command line.
-    pub fn from_args(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<Settings> {
-        let store = crate::commands::open_store(global)?;
-        let id_map = crate::commands::id_map(global, &store)?;
-        let plan_args = crate::commands::plan::PlanArgs {
-            file: None,
-            target: args.target.clone(),
-            build_args: args.build_args.clone(),
-            platform: args.platform.clone(),
-            format: crate::commands::plan::PlanFormat::Text,
-            context: PathBuf::from("."),
-        };
-        let plan_options = crate::commands::plan::plan_options(&plan_args)?;
-        let mut tags = Vec::new();
-        for t in &args.tags {
-            let name =
-                crate::names::normalize_name(t).with_context(|| format!("invalid tag {t:?}"))?;
-            tags.push(name);
-        }
-        let mut labels = BTreeMap::new();
-        for l in &args.labels {
-            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-            if k.is_empty() {
-                bail!("invalid --label {l:?}: expected KEY=VALUE");
-            }
-            labels.insert(k.to_string(), v.to_string());
-        }
-        let secrets = secrets::parse_secrets(&args.secret)?;
-        let ssh = secrets::parse_ssh(&args.ssh)?;
-        let config = crate::config::get();
-        let compression = match args
-            .compression
-            .or(config.compression())
-            .unwrap_or(CompressionArg::Uncompressed)
-        {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-            CompressionArg::Uncompressed => Compression::None,
-        };
-        let output = output::OutputSettings::from_args(&args, &tags)?;
-        if args.format == FormatArg::Docker && compression == Compression::Zstd {
-            bail!(
-                "--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers"
-            );
-        }
-        let jobs = match args.jobs.or(config.jobs()) {
-            Some(0) => bail!("--jobs must be at least 1"),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
-        let quiet = global.quiet || args.progress == ProgressArg::Quiet;
-        let progress = progress::Mode::resolve(args.progress, quiet)?;
-        let context = context::ContextArg::new(&args.context, args.file.as_deref())?;
-        let cache_from = args
-            .cache_from
-            .iter()
-            .map(|c| remote_cache::parse_cache_from(c))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let cache_to = args
-            .cache_to
-            .iter()
-            .map(|c| remote_cache::parse_cache_to(c))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Settings {
+impl BuildRequest {
+    /// A request to build the Dockerfile of the context directory `context` into `store`
+    /// with docker's defaults: the host's platform, no tags (the image is kept unnamed;
+    /// push [`BuildRequest::tags`]), the cache used, layers uncompressed, one output into
+    /// the store, as many parallel steps as CPUs, the caller's user-namespace mapping and
+    /// the default limits. Change the fields to ask for more.
+    pub fn new(store: Store, context: impl Into<PathBuf>) -> anyhow::Result<BuildRequest> {
+        let host = host_platform();
+        Ok(BuildRequest {
+            id_map: IdMap::for_current_user(),
             store,
-            context,
-            file: args.file,
-            plan_options,
-            tags,
-            no_cache: args.no_cache,
-            no_cache_filter: args
-                .no_cache_filter
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
-            pull: args.pull,
-            secrets,
-            ssh,
-            network: args.network,
-            labels,
-            format: args.format,
-            compression,
-            output,
-            jobs,
-            iidfile: args.iidfile,
-            progress,
-            explain: args.explain_cache,
-            epoch: crate::commands::source_date_epoch()?,
-            registry_args: args.registry_args,
-            id_map,
-            cache_from,
-            cache_to,
-            limits: crate::limits::get()?,
+            context: context::ContextArg::new(&context.into(), None)?,
+            file: None,
+            plan_options: PlanOptions {
+                target_platform: host.clone(),
+                build_platform: host,
+                ..PlanOptions::default()
+            },
+            tags: Vec::new(),
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            pull: false,
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
+            network: Network::Default,
+            labels: BTreeMap::new(),
+            format: ImageFormat::Oci,
+            compression: Compression::None,
+            output: output::OutputSettings::from_flags(&output::OutputFlags::default(), &[])?,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            iidfile: None,
+            explain: false,
+            epoch: None,
+            registry: registry::RegistryConfig::default(),
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+            limits: rbuild_compiler::limits::Limits::default(),
+            gc: maintain::GcPolicy::default(),
         })
     }
+}
+
+/// The network of a RUN step that does not say (`RUN --network=default`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The default: the host's network.
+    #[default]
+    Default,
+    /// No network: only `lo`.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// The format of the image's manifest and config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageFormat {
+    /// OCI image manifest and config.
+    #[default]
+    Oci,
+    /// Docker's v2 schema 2 manifest and config.
+    Docker,
 }
 
 /// Whether a build arg's name says it holds a credential (`PASSWORD`, `GITHUB_TOKEN`,
@@ -213,7 +256,7 @@ fn looks_secret(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_secret;
+    use crate::looks_secret;
 
     #[test]
     fn secret_looking_build_args() {
@@ -242,9 +285,6 @@ pub struct Built {
     pub name: String,
     /// Its manifest.
     pub descriptor: oci_spec::image::Descriptor,
-    /// What the build did (duration, steps, bytes written, warnings), as printed at its end.
-    #[allow(dead_code)] // for the callers that record build metadata
-    pub summary: Summary,
     /// Whether an output was written to stdout (then the id is not printed there).
     pub stdout_used: bool,
     /// Whether an output holds an image (not only `type=local`/`type=tar`): else no id is
@@ -252,29 +292,8 @@ pub struct Built {
     pub makes_image: bool,
 }
 
-/// Runs a build. Progress and the closing summary go to stderr as `--progress` says; the
-/// summary is also returned in [`Built`].
-///
-/// A caller with more to show before the summary (pushing the image) runs [`build_in`] with
-/// its own [`Progress`] (`Progress::new(settings.progress, settings.explain)`), reports the
-/// rest through it (`progress.transfer("push", name)`), then calls [`Progress::finish`].
-pub fn build(settings: Settings) -> anyhow::Result<Built> {
-    let progress = Progress::new(settings.progress, settings.explain);
-    match build_in(&settings, &progress) {
-        Ok(built) => {
-            let id = built.makes_image.then_some(built.id.as_str());
-            let summary = progress.finish(Ok((&settings.tags, id)));
-            Ok(Built { summary, ..built })
-        }
-        Err(e) => {
-            progress.finish(Err(&e));
-            Err(e)
-        }
-    }
-}
-
 /// Warnings about the build args: names that look like credentials.
-fn warn_build_args(settings: &Settings, progress: &Progress) {
+fn warn_build_args(settings: &BuildRequest, progress: &dyn Events) {
     for name in settings.plan_options.build_args.keys() {
         if looks_secret(name) {
             progress.warn(
@@ -289,9 +308,8 @@ fn warn_build_args(settings: &Settings, progress: &Progress) {
     }
 }
 
-/// Runs a build, reporting to `progress` without finishing it; the returned [`Built`]'s
-/// summary is empty until the caller's [`Progress::finish`].
-pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Built> {
+/// Runs a build, reporting to `progress`.
+pub fn build(settings: &BuildRequest, progress: &dyn Events) -> anyhow::Result<Built> {
     let started = std::time::Instant::now();
     warn_build_args(settings, progress);
     exec::remove_stale_step_dirs(settings);
@@ -454,12 +472,11 @@ pub fn build_in(settings: &Settings, progress: &Progress) -> anyhow::Result<Buil
             &warnings,
         )?;
     }
-    crate::commands::prune::auto_gc(&settings.store);
+    maintain::auto_gc(&settings.store, &settings.gc);
     Ok(Built {
         id,
         name,
         descriptor,
-        summary: Summary::default(),
         stdout_used: settings.output.writes_stdout(),
         makes_image,
     })

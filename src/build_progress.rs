@@ -58,6 +58,7 @@
 //! Every mode but `quiet` ends with a [`Summary`] (in `json`, the `summary` event); the
 //! caller gets the same [`Summary`] back from [`Progress::finish`].
 
+use rbuild_engine::{Events, Location, TransferEvents};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
@@ -829,15 +830,6 @@ fn transfer_event(sh: &Shared, step: usize, event: &ProgressEvent) {
     }
 }
 
-/// Where a failed step is in the Dockerfile.
-#[derive(Debug, Clone, Copy)]
-pub struct Location<'a> {
-    /// The Dockerfile's name as the user gave it.
-    pub file: &'a str,
-    /// The first and last line (1-based) of the instruction.
-    pub lines: (usize, usize),
-}
-
 fn format_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
@@ -1046,6 +1038,55 @@ fn tty_loop(sh: &Shared) {
             sh.emit(&frame);
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The engine reports to the views through the same calls.
+impl Events for Progress {
+    fn reserve(&self, count: usize, plan_steps: usize) -> usize {
+        Progress::reserve(self, count, plan_steps)
+    }
+    fn start(&self, step: usize, label: &str, description: &str) {
+        Progress::start(self, step, label, description);
+    }
+    fn start_source(&self, step: usize, label: &str, description: &str) {
+        Progress::start_source(self, step, label, description);
+    }
+    fn line(&self, step: usize, text: &[u8]) {
+        Progress::line(self, step, text);
+    }
+    fn cached(&self, step: usize) {
+        Progress::cached(self, step);
+    }
+    fn miss(&self, step: usize, reason: &str) {
+        Progress::miss(self, step, reason);
+    }
+    fn layer(&self, step: usize, size: u64) {
+        Progress::layer(self, step, size);
+    }
+    fn done(&self, step: usize, took: Duration) {
+        Progress::done(self, step, took);
+    }
+    fn failed(&self, step: usize, message: &str, location: Option<Location<'_>>) {
+        Progress::failed(self, step, message, location);
+    }
+    fn warn(&self, code: &str, message: &str) {
+        Progress::warn(self, code, message);
+    }
+    fn transfer(&self, action: &str, subject: &str) -> Box<dyn TransferEvents> {
+        Box::new(Progress::transfer(self, action, subject))
+    }
+}
+
+impl TransferEvents for Transfer {
+    fn reporter(&self) -> Option<ProgressFn> {
+        Some(Transfer::reporter(self))
+    }
+    fn done(self: Box<Self>) {
+        Transfer::done(*self);
+    }
+    fn failed(self: Box<Self>, message: &str) {
+        Transfer::failed(*self, message);
     }
 }
 

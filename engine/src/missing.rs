@@ -67,7 +67,7 @@ pub fn image_not_found(store: &Store, wanted: &str, err: anyhow::Error) -> anyho
         anyhow::anyhow!(message)
     };
     match closest_image(store, wanted) {
-        Some(best) => err.context(crate::report::Hint(format!("did you mean {best}?"))),
+        Some(best) => err.context(crate::Hint(format!("did you mean {best}?"))),
         None => err,
     }
 }

@@ -15,10 +15,10 @@ use rbuild_executor::idmap::IdMap;
 use rbuild_executor::sandbox;
 use rbuild_executor::snapshot::LowerView;
 
-use super::Settings;
-use super::exec::{diff_options, store_layer};
-use super::solver::{InputData, StepEnv};
-use crate::commands::run::ensure_layer_snapshots;
+use crate::BuildRequest;
+use crate::exec::{diff_options, store_layer};
+use crate::snapshots::ensure_layer_snapshots;
+use crate::solver::{InputData, StepEnv};
 
 /// A file fetched for `ADD <url>`.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ impl Download {
 
 /// Downloads `url` (checked against `checksum`) into the store's tmp/.
 pub fn download(
-    settings: &Settings,
+    settings: &BuildRequest,
     url: &str,
     checksum: Option<&str>,
 ) -> anyhow::Result<Download> {
@@ -64,7 +64,7 @@ pub fn download(
         resetter.set_len(0)?;
         resetter.rewind().map(|_| ())
     };
-    let rt = crate::commands::registry::runtime()?;
+    let rt = crate::registry::runtime()?;
     let fetched = rt
         .block_on(rbuild_registry::fetch::fetch(
             url,
@@ -87,9 +87,10 @@ pub fn download(
 }
 
 /// The snapshots of `layers` (bottom first) as a read-only view (topmost first).
-fn view_of(settings: &Settings, layers: &[LayerRecord]) -> anyhow::Result<LowerView> {
-    let mut dirs = ensure_layer_snapshots(&settings.store, layers, &settings.id_map)
-        .context("cannot prepare a file system to copy from")?;
+fn view_of(settings: &BuildRequest, layers: &[LayerRecord]) -> anyhow::Result<LowerView> {
+    let mut dirs =
+        ensure_layer_snapshots(&settings.store, layers, &settings.id_map, &settings.limits)
+            .context("cannot prepare a file system to copy from")?;
     dirs.reverse();
     Ok(LowerView::new(dirs))
 }

@@ -10,8 +10,8 @@ use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::parser::Span;
 use rbuild_compiler::plan::{ImageConfig, OpKind, Plan, Platform};
 
-use super::Settings;
-use super::progress::Progress;
+use crate::BuildRequest;
+use crate::events::Events;
 
 /// A resolved base image.
 #[derive(Debug, Clone)]
@@ -56,10 +56,10 @@ pub struct Dockerfile<'a> {
 /// A pull is shown as a step of its own in `progress`. A reference that is neither in the
 /// store nor pullable is reported at its Dockerfile line ([`not_found`]).
 pub fn resolve(
-    settings: &Settings,
+    settings: &BuildRequest,
     plan: &Plan,
     dockerfile: Dockerfile<'_>,
-    progress: &Progress,
+    progress: &dyn Events,
 ) -> anyhow::Result<BTreeMap<String, Base>> {
     let mut out = BTreeMap::new();
     for op in &plan.ops {
@@ -104,7 +104,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// and whose pull failed: located at the reference in the Dockerfile, with what was tried in
 /// one line and the closest stage or local image as a hint; the pull's causes under `-v`.
 fn not_found(
-    settings: &Settings,
+    settings: &BuildRequest,
     plan: &Plan,
     dockerfile: Dockerfile<'_>,
     span: Span,
@@ -198,10 +198,10 @@ pub(super) fn locate_word(text: &str, span: Span, word: &str, after_equals: bool
 }
 
 fn resolve_one(
-    settings: &Settings,
+    settings: &BuildRequest,
     reference: &str,
     platform: &Platform,
-    progress: &Progress,
+    progress: &dyn Events,
 ) -> Result<Base, Failure> {
     let store = &settings.store;
     let name = crate::names::normalize_name(reference)?;
@@ -217,12 +217,12 @@ fn resolve_one(
         }
         None => {
             let transfer = progress.transfer("pull", &name);
-            let pulled = crate::commands::pull::pull_image_with(
+            let pulled = crate::pull::pull_image_with(
                 store,
                 reference,
                 Some(&platform_text(platform)),
-                &settings.registry_args,
-                Some(transfer.reporter()),
+                &settings.registry,
+                transfer.reporter(),
             );
             match pulled {
                 Ok(p) => {

@@ -41,10 +41,9 @@ use rbuild_registry::{
     Reference,
 };
 
-use super::Settings;
-use super::progress::Progress;
-use super::solver::OpResult;
-use crate::commands::registry::credential_store;
+use crate::BuildRequest;
+use crate::events::Events;
+use crate::solver::OpResult;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Imported layers fetched at once.
@@ -319,7 +318,7 @@ impl std::fmt::Debug for RemoteCache {
 
 impl RemoteCache {
     /// Imports the records of every `--cache-from`; each failure is a warning.
-    pub fn import(settings: &Settings, progress: &Progress) -> RemoteCache {
+    pub fn import(settings: &BuildRequest, progress: &dyn Events) -> RemoteCache {
         let mut cache = RemoteCache {
             records: HashMap::new(),
             layers: HashMap::new(),
@@ -355,8 +354,7 @@ impl RemoteCache {
                             &format!(
                                 "cache import {what}: {too_large} records name layers larger \
                                  than {} bytes ({}) and were ignored",
-                                settings.limits.max_layer_bytes,
-                                crate::env::RBUILD_MAX_LAYER_SIZE
+                                settings.limits.max_layer_bytes, "RBUILD_MAX_LAYER_SIZE"
                             ),
                         );
                     }
@@ -374,7 +372,7 @@ impl RemoteCache {
 
     fn runtime(&mut self) -> anyhow::Result<&tokio::runtime::Runtime> {
         if self.runtime.is_none() {
-            self.runtime = Some(crate::commands::registry::runtime()?);
+            self.runtime = Some(crate::registry::runtime()?);
         }
         Ok(self.runtime.as_ref().expect("just set"))
     }
@@ -383,13 +381,13 @@ impl RemoteCache {
     /// naming a layer past the layer size limit, which a fetch would write whole).
     fn import_one(
         &mut self,
-        settings: &Settings,
+        settings: &BuildRequest,
         spec: &CacheImport,
     ) -> anyhow::Result<(usize, usize, usize)> {
         let (source, manifest, config) = match spec {
             CacheImport::Registry { reference } => {
                 let reference = crate::names::parse_reference(reference)?;
-                let client = Client::new(settings.registry_args.client_options(credential_store()));
+                let client = Client::new(settings.registry.client_options(None));
                 let (manifest, config) = {
                     let client = client.clone();
                     let reference = reference.clone();
@@ -811,7 +809,7 @@ impl BlobSink for GunzipSink {
 /// The layers the output needs fetched: the final stage's, so the image in the store is
 /// complete.
 pub fn ensure_output(
-    settings: &Settings,
+    settings: &BuildRequest,
     plan: &Plan,
     results: &[Option<OpResult>],
     remote: &RemoteCache,
@@ -896,12 +894,12 @@ impl BlobSource for ExportBlobs {
 
 /// Runs every `--cache-to` of the build; `image` is the built image's manifest.
 pub fn export(
-    settings: &Settings,
+    settings: &BuildRequest,
     plan: &Plan,
     results: &[Option<OpResult>],
     remote: Option<&RemoteCache>,
     image: &Descriptor,
-    progress: &Progress,
+    progress: &dyn Events,
 ) -> anyhow::Result<()> {
     for spec in &settings.cache_to {
         let started = Instant::now();
@@ -926,7 +924,7 @@ pub fn export(
 }
 
 fn export_one(
-    settings: &Settings,
+    settings: &BuildRequest,
     plan: &Plan,
     results: &[Option<OpResult>],
     remote: Option<&RemoteCache>,
@@ -1037,8 +1035,8 @@ fn export_one(
                 config: memory,
                 store: crate::transfer::StoreBlobs::new(store.clone()),
             };
-            let client = Client::new(settings.registry_args.client_options(credential_store()));
-            let result = crate::commands::registry::runtime()?.block_on(async {
+            let client = Client::new(settings.registry.client_options(None));
+            let result = crate::registry::runtime()?.block_on(async {
                 client
                     .push(
                         &dest,
@@ -1082,7 +1080,7 @@ fn export_one(
 /// [`exchange::INLINE_FIELD`], layers gzipped as `rbuild push` does. The pushed config (so
 /// the pushed digest) differs from the store's image by that field only.
 fn push_inline(
-    settings: &Settings,
+    settings: &BuildRequest,
     image: &Descriptor,
     reference: &str,
     records: &[u8],
@@ -1121,9 +1119,9 @@ fn push_inline(
         .to_string();
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let push = PushImage::single(PushManifest::from_bytes(&media_type, manifest_bytes)?);
-    let client = Client::new(settings.registry_args.client_options(credential_store()));
+    let client = Client::new(settings.registry.client_options(None));
     let source = crate::transfer::StoreBlobs::new(store.clone());
-    let result = crate::commands::registry::runtime()?.block_on(async {
+    let result = crate::registry::runtime()?.block_on(async {
         client
             .push(&dest, &push, &source, &PushOptions::default())
             .await

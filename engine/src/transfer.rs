@@ -22,7 +22,7 @@ use rbuild_cache::variants::Variant;
 use rbuild_cache::{BlobWriter, Digest, Expected, Store};
 use rbuild_registry::{BlobSink, BlobSource, BlobTarget, Descriptor, Reference};
 
-use crate::build::output::Conversion;
+use crate::output::Conversion;
 
 /// The side folder of pull sources (see the module docs).
 pub const SOURCES_DIR: &str = "sources-v1";

@@ -17,10 +17,10 @@ use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::{InputRole, OpKind, Plan};
 use serde_json::{Value, json};
 
-use super::Settings;
-use super::bases::Base;
-use super::solver::OpResult;
-use crate::commands::build::FormatArg;
+use crate::BuildRequest;
+use crate::ImageFormat as FormatArg;
+use crate::bases::Base;
+use crate::solver::OpResult;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -72,7 +72,7 @@ fn rfc3339(secs: i64) -> String {
 /// Assembles the target stage's image; returns its manifest's descriptor (with its platform),
 /// not yet named.
 pub fn assemble(
-    settings: &Settings,
+    settings: &BuildRequest,
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     results: &[Option<OpResult>],

@@ -19,10 +19,10 @@ use rbuild_executor::snapshot::{self, RootSource, SnapshotterKind};
 
 use rbuild_cache::mounts::{CacheMountGuard, CacheMounts, Sharing};
 
-use super::Settings;
-use super::solver::{InputData, StepEnv};
-use crate::commands::build::NetworkArg;
-use crate::commands::run::ensure_layer_snapshots;
+use crate::BuildRequest;
+use crate::Network as NetworkArg;
+use crate::snapshots::ensure_layer_snapshots;
+use crate::solver::{InputData, StepEnv};
 
 /// How many output lines a failure shows.
 const TAIL: usize = 20;
@@ -41,7 +41,7 @@ const STEP_PREFIX: &str = "step-";
 
 /// Removes the step dirs that builds killed before they could clean up left in the store's
 /// tmp/ (their lock is free). Returns how many.
-pub fn remove_stale_step_dirs(settings: &Settings) -> usize {
+pub fn remove_stale_step_dirs(settings: &BuildRequest) -> usize {
     let tmp = settings.store.tmp_dir();
     let Ok(entries) = std::fs::read_dir(&tmp) else {
         return 0;
@@ -89,7 +89,7 @@ pub fn remove_stale_step_dirs(settings: &Settings) -> usize {
 
 impl StepDir {
     /// A new dir under the store's tmp/.
-    pub fn new(settings: &Settings, prefix: &str) -> anyhow::Result<StepDir> {
+    pub fn new(settings: &BuildRequest, prefix: &str) -> anyhow::Result<StepDir> {
         let tmp = settings.store.tmp_dir();
         std::fs::create_dir_all(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -134,7 +134,7 @@ impl Drop for StepDir {
 }
 
 /// The layer options of this build.
-pub fn diff_options(settings: &Settings) -> DiffOptions {
+pub fn diff_options(settings: &BuildRequest) -> DiffOptions {
     DiffOptions {
         compression: settings.compression,
         source_date_epoch: settings.epoch,
@@ -147,7 +147,7 @@ pub fn diff_options(settings: &Settings) -> DiffOptions {
 /// Writes a layer into the store through `write`; a layer without entries (or `None`) is
 /// thrown away and the step records that it added none.
 pub fn store_layer(
-    settings: &Settings,
+    settings: &BuildRequest,
     write: impl FnOnce(&mut rbuild_cache::BlobWriter) -> anyhow::Result<Option<LayerInfo>>,
 ) -> anyhow::Result<Option<LayerRecord>> {
     let mut writer = settings.store.blob_writer(None)?;
@@ -199,8 +199,9 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
         );
     }
     let parent = env.parent_layers();
-    let layers = ensure_layer_snapshots(&settings.store, &parent, &settings.id_map)
-        .context("cannot prepare the parent file system")?;
+    let layers =
+        ensure_layer_snapshots(&settings.store, &parent, &settings.id_map, &settings.limits)
+            .context("cannot prepare the parent file system")?;
     let dir = StepDir::new(settings, "run-")?;
     let mut spec = RunSpec::new(Command::Exec(exec.argv.clone()));
     spec.env = exec.env.iter().chain(&exec.proxy_env).cloned().collect();
@@ -262,7 +263,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
         if let Ok(st) = rustix::fs::statvfs(root)
             && st.f_bavail.saturating_mul(st.f_frsize) < 1 << 20
         {
-            return Err(anyhow::anyhow!(msg).context(crate::report::Hint(format!(
+            return Err(anyhow::anyhow!(msg).context(crate::Hint(format!(
                 "the file system of the store {} is full (No space left on device): free space or run `rbuild prune`",
                 root.display()
             ))));
@@ -285,7 +286,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
 }
 
 /// Publishes an overlay upper dir as the snapshot of the layer it was diffed into.
-fn publish_upper(settings: &Settings, upper: &Path, layer: &LayerRecord) {
+fn publish_upper(settings: &BuildRequest, upper: &Path, layer: &LayerRecord) {
     let Some(diff_id) = layer
         .diff_id
         .strip_prefix("sha256:")
@@ -417,11 +418,13 @@ fn mounts(
                         }
                     }
                     InputData::Layers(layers) => {
-                        let mut dirs =
-                            ensure_layer_snapshots(&settings.store, layers, &settings.id_map)
-                                .with_context(|| {
-                                    format!("{}: cannot prepare its source", what())
-                                })?;
+                        let mut dirs = ensure_layer_snapshots(
+                            &settings.store,
+                            layers,
+                            &settings.id_map,
+                            &settings.limits,
+                        )
+                        .with_context(|| format!("{}: cannot prepare its source", what()))?;
                         dirs.reverse();
                         dirs
                     }

@@ -2,7 +2,7 @@
 //! or anywhere with `-f`, or on stdin with `-f -`), or stdin (`rbuild build -`): a tar
 //! archive, plain or compressed, unpacked into a private temp dir of the store (a relative
 //! `-f` names a file of the archive), or a bare Dockerfile with an empty context, as docker
-//! does. The Dockerfile is read as [`crate::commands::plan::read_dockerfile`] says: resolved
+//! does. The Dockerfile is read as [`crate::dockerfile::read_dockerfile`] says: resolved
 //! inside its directory, a regular file of at most 16 MiB.
 
 use std::io::{Read as _, Seek as _};
@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
 use rbuild_cache::context::{Context, IndexOptions, index_context};
 
-use super::Settings;
+use crate::BuildRequest;
 
 /// The CONTEXT argument.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ pub struct Source {
 impl Source {
     /// The context index, built on first use (a build that copies nothing never walks the
     /// context). The solver reports the special files it skipped as warnings.
-    pub fn index(&self, settings: &Settings) -> anyhow::Result<&Context> {
+    pub fn index(&self, settings: &BuildRequest) -> anyhow::Result<&Context> {
         if let Some(c) = self.index.get() {
             return Ok(c);
         }
@@ -97,13 +97,13 @@ impl Source {
 }
 
 /// Reads the Dockerfile and locates (or unpacks) the context.
-pub fn load(settings: &Settings) -> anyhow::Result<Source> {
+pub fn load(settings: &BuildRequest) -> anyhow::Result<Source> {
     let file = settings.file.as_deref();
     match &settings.context {
         ContextArg::Dir(dir) => {
             let root = std::fs::canonicalize(dir)
                 .with_context(|| format!("cannot use {} as the build context", dir.display()))?;
-            let (name, text) = crate::commands::plan::read_dockerfile(file, &root)?;
+            let (name, text) = crate::dockerfile::read_dockerfile(file, &root)?;
             let dockerfile_path = file.map(|f| {
                 if f.as_os_str() == "-" || f.is_absolute() {
                     f.to_path_buf()
@@ -131,7 +131,7 @@ fn display_name(name: &str, file: Option<&Path>) -> String {
     }
 }
 
-fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source> {
+fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> anyhow::Result<Source> {
     let tmp = settings.store.tmp_dir();
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut spool = tempfile::tempfile_in(&tmp)
@@ -146,7 +146,7 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
         return Err(anyhow::anyhow!(
             "the build context read from stdin is larger than {limit} bytes"
         )
-        .context(crate::limits::layer_size_hint()));
+        .context(crate::layer_size_hint()));
     }
     spool.rewind().context("cannot read the spooled context")?;
     let mut head = Vec::new();
@@ -176,9 +176,9 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
         // A relative `-f` names a file of the archive, as with docker.
         let (name, text) = match file {
             Some(f) if f.is_relative() => {
-                crate::commands::plan::read_dockerfile_in(&root, f, &f.display().to_string())?
+                crate::dockerfile::read_dockerfile_in(&root, f, &f.display().to_string())?
             }
-            _ => crate::commands::plan::read_dockerfile(file, &root)?,
+            _ => crate::dockerfile::read_dockerfile(file, &root)?,
         };
         Ok(Source {
             dockerfile_name: display_name(&name, file),
@@ -192,7 +192,7 @@ fn from_stdin(settings: &Settings, file: Option<&Path>) -> anyhow::Result<Source
         // A bare Dockerfile: the context is empty.
         let bytes = file::read_capped(&spool, MAX_DOCKERFILE_SIZE, Path::new("<stdin>"))
             .context("cannot read the Dockerfile from stdin")?;
-        let (_, text) = crate::commands::plan::decode_dockerfile("<stdin>", bytes)?;
+        let (_, text) = crate::dockerfile::decode_dockerfile("<stdin>", bytes)?;
         Ok(Source {
             dockerfile_name: "<stdin>".into(),
             dockerfile_text: text,

@@ -1,0 +1,115 @@
+//! Pulling an image into the store (`rbuild pull`, missing base images of a build, `rbuild
+//! run` of an image the store lacks).
+
+use anyhow::Context as _;
+use rbuild_registry::{Client, Platform, PullOptions};
+
+use crate::registry::{RegistryConfig, runtime};
+use crate::transfer::{StoreBlobs, record_source};
+
+/// What [`pull_image_with`] put in the store.
+#[derive(Debug)]
+pub struct Pulled {
+    /// The manifest the name points at (the chosen platform's).
+    pub descriptor: oci_spec::image::Descriptor,
+    /// The pulled reference pinned to the digest the registry gave for it.
+    pub pinned: String,
+}
+
+/// Pulls `name` into the store and tags it there by its full name, reporting its transfer
+/// progress to `progress`: the registry's mirrors first, then the registry; every blob is
+/// verified against the digests the manifest names.
+pub fn pull_image_with(
+    store: &rbuild_cache::Store,
+    name: &str,
+    platform: Option<&str>,
+    registry: &RegistryConfig,
+    progress: Option<rbuild_registry::ProgressFn>,
+) -> anyhow::Result<Pulled> {
+    let reference = crate::names::parse_reference(name)?;
+    let platform = match platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let client = Client::new(registry.client_options(progress));
+    let target = StoreBlobs::new(store.clone());
+    let started = std::time::Instant::now();
+    let pull_opts = PullOptions {
+        platform,
+        allow_foreign_layers: registry.allow_foreign_layers,
+    };
+    let rt = runtime()?;
+    // Mirrors of the registry (config `registry.mirrors`) first, in order; then the
+    // registry itself. Every blob is verified against the digests the manifest names.
+    let mut pulled = None;
+    for mirror in registry.mirrors(reference.registry()) {
+        let at = match reference.digest() {
+            Some(d) => format!("{mirror}/{}@{d}", reference.repository()),
+            None => format!(
+                "{mirror}/{}:{}",
+                reference.repository(),
+                reference.api_reference()
+            ),
+        };
+        let Ok(mirrored) = crate::names::parse_reference(&at) else {
+            tracing::warn!("registry mirror {mirror:?} does not form a reference ({at})");
+            continue;
+        };
+        match rt.block_on(client.pull(&mirrored, &target, &pull_opts)) {
+            Ok(p) => {
+                tracing::info!("pulled {reference} from the mirror {mirror}");
+                pulled = Some(p);
+                break;
+            }
+            Err(e) => tracing::warn!("cannot pull {reference} from the mirror {mirror}: {e}"),
+        }
+    }
+    let pulled = match pulled {
+        Some(p) => p,
+        None => rt
+            .block_on(client.pull(&reference, &target, &pull_opts))
+            .with_context(|| format!("cannot pull {reference}"))?,
+    };
+
+    let manifest_digest = rbuild_cache::Digest::try_from(&pulled.manifest.digest)?;
+    let top = pulled.index.as_ref().unwrap_or(&pulled.manifest);
+    let name = match reference.digest() {
+        Some(d) => format!("{}@{d}", reference.name()),
+        None => reference.to_string(),
+    };
+    let mut descriptor = pulled.manifest.descriptor();
+    if pulled.index.is_some() {
+        // The platform picked, as the index said it (docker's `--platform` on the entry).
+        let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)?;
+        if let Some(entry) = index
+            .manifests()
+            .iter()
+            .find(|m| *m.digest() == pulled.manifest.digest)
+        {
+            descriptor.set_platform(entry.platform().clone());
+        }
+    }
+    store
+        .tag(&name, &descriptor)
+        .with_context(|| format!("cannot name the pulled image {name}"))?;
+    for digest in std::iter::once(manifest_digest).chain(
+        pulled
+            .index
+            .as_ref()
+            .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
+    ) {
+        if let Err(e) = record_source(store, &digest, &reference) {
+            tracing::debug!("cannot record where {digest} came from: {e:#}");
+        }
+    }
+    tracing::info!(
+        "pulled {name}: {} blobs fetched, {} already here, in {:.2?}",
+        pulled.fetched.len(),
+        pulled.skipped.len(),
+        started.elapsed()
+    );
+    Ok(Pulled {
+        pinned: format!("{}@{}", reference.name(), top.digest),
+        descriptor,
+    })
+}
