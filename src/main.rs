@@ -4,6 +4,8 @@
 //! error as `error:` / `Caused by:` / `hint:` on stderr. Data goes to stdout; logs and
 //! progress go to stderr.
 
+#![forbid(unsafe_code)]
+
 mod build_progress;
 mod cli;
 mod commands;

@@ -1,6 +1,7 @@
 //! Benchmark inputs for rbuild: deterministic generated Dockerfiles (and, later, build
 //! scenarios run side by side with other builders).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt::Write as _;
 

@@ -2,6 +2,7 @@
 //! build plan. It does no I/O: every function maps text plus options to a value, so the
 //! crate is deterministic, fuzzable and fast to test.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod dockerignore;
 pub mod instructions;

@@ -41,6 +41,9 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod bases;
 pub mod context;
 pub mod dockerfile;

@@ -15,6 +15,8 @@ pub fn closed() -> bool {
     CLOSED.load(Ordering::Relaxed)
 }
 
+/// Passes a write error on, noting first whether it says the reader went away (for
+/// [`closed`]).
 pub fn note(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::BrokenPipe {
         CLOSED.store(true, Ordering::Relaxed);

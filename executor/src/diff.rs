@@ -74,23 +74,37 @@ pub enum DiffError {
     /// A file of the change set could not be read.
     #[error("cannot read {path}")]
     Read {
+        /// The path.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// The layer could not be written.
     #[error("cannot write layer entry {entry}")]
     Write {
+        /// The entry being written.
         entry: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// An owner has no id inside the image.
     #[error("{path} is owned by host id {uid}:{gid}, which is outside the id mapping")]
-    Unmapped { path: PathBuf, uid: u32, gid: u32 },
+    Unmapped {
+        /// The path.
+        path: PathBuf,
+        /// The owner's host user id.
+        uid: u32,
+        /// The owner's host group id.
+        gid: u32,
+    },
     /// A file changed size while it was being read.
     #[error("{path} changed while it was being read")]
-    Changed { path: PathBuf },
+    Changed {
+        /// The path.
+        path: PathBuf,
+    },
     /// Finishing the compressed stream failed.
     #[error("cannot finish the layer stream")]
     Finish(#[source] io::Error),

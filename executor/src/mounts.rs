@@ -200,60 +200,113 @@ pub enum Step {
     /// Mount overlayfs at `target`: writable with `upper` (upper and work
     /// dir), read-only without.
     Overlay {
+        /// The lower directories, topmost first.
         lowers: Vec<PathBuf>,
+        /// The upper and work directories of a writable mount.
         upper: Option<(PathBuf, PathBuf)>,
+        /// Where to mount it.
         target: PathBuf,
     },
     /// Bind `subpath`, resolved inside `root` (symlinks stay inside it), on `target`.
     BindIn {
+        /// The directory `subpath` is resolved in.
         root: PathBuf,
+        /// The path inside `root`.
         subpath: PathBuf,
+        /// Where to bind it.
         target: PathBuf,
+        /// Whether the bind is read-only.
         readonly: bool,
     },
     /// Give `to` the owner, permission bits and modification time of `from`.
-    CopyMeta { from: PathBuf, to: PathBuf },
+    CopyMeta {
+        /// Where the metadata comes from.
+        from: PathBuf,
+        /// What gets it.
+        to: PathBuf,
+    },
     /// Copy the merged view of `lowers` (topmost first) into the empty dir `dest`.
-    CopyTree { lowers: Vec<PathBuf>, dest: PathBuf },
+    CopyTree {
+        /// The directories to merge, topmost first.
+        lowers: Vec<PathBuf>,
+        /// The empty directory to copy into.
+        dest: PathBuf,
+    },
     /// Create the file `path` with `content`, owner and mode.
     WriteFile {
+        /// The file.
         path: PathBuf,
+        /// Its content (redacted when shown).
         content: SecretBytes,
+        /// Its owner.
         uid: u32,
+        /// Its group.
         gid: u32,
+        /// Its permission bits.
         mode: u32,
     },
     /// Bind `source` on `target`.
     Bind {
+        /// What to bind.
         source: PathBuf,
+        /// Where to bind it.
         target: PathBuf,
+        /// Whether the mounts below `source` come along.
         recursive: bool,
+        /// Whether the bind is read-only (with `recursive`, every mount below it too).
         readonly: bool,
     },
     /// Mount a file system of type `fstype`.
     Mount {
+        /// The file system type (`proc`, `tmpfs`, ...).
         fstype: &'static str,
+        /// Where to mount it.
         target: PathBuf,
+        /// The mount flags.
         flags: MountFlags,
+        /// The file system options.
         data: String,
     },
     /// Create a directory.
-    Mkdir { path: PathBuf },
+    Mkdir {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Create an empty file (a bind mount point).
-    Touch { path: PathBuf },
+    Touch {
+        /// The file.
+        path: PathBuf,
+    },
     /// Create a symlink `link` -> `target`.
-    Symlink { target: PathBuf, link: PathBuf },
+    Symlink {
+        /// What the link points to.
+        target: PathBuf,
+        /// The link.
+        link: PathBuf,
+    },
     /// pivot_root into `new_root` and detach the old root.
-    PivotRoot { new_root: PathBuf },
+    PivotRoot {
+        /// The new root.
+        new_root: PathBuf,
+    },
     /// Set the UTS host name.
-    Hostname { name: String },
+    Hostname {
+        /// The host name.
+        name: String,
+    },
     /// Bring up `lo` in the new network namespace.
     LoopbackUp,
     /// Hide `path` (when it exists): an empty read-only tmpfs on a directory,
     /// `/dev/null` on a file.
-    Mask { path: PathBuf },
+    Mask {
+        /// The path to hide.
+        path: PathBuf,
+    },
     /// Make `path` (when it exists) and every mount below it read-only.
-    ReadOnly { path: PathBuf },
+    ReadOnly {
+        /// The path to make read-only.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Step {

@@ -88,21 +88,27 @@ pub enum SnapshotError {
     /// A directory of the step could not be made.
     #[error("cannot create {path}")]
     Create {
+        /// The path.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// A lower snapshot could not be read or copied.
     #[error("cannot copy snapshot {path}")]
     Copy {
+        /// The path.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// A mount point could not be prepared.
     #[error("cannot prepare mount point {path}")]
     MountPoint {
+        /// The path.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },

@@ -104,54 +104,82 @@ pub enum UnpackError {
     /// The destination could not be opened.
     #[error("layer {layer}: cannot open destination {path}")]
     Dest {
+        /// The layer, as the caller names it.
         layer: String,
+        /// The path.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// The tar stream could not be read.
     #[error("layer {layer}: cannot read tar stream")]
     Read {
+        /// The layer, as the caller names it.
         layer: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// An entry name would leave the destination.
     #[error("layer {layer}: entry {entry:?} has an unsafe name ({reason})")]
     UnsafeName {
+        /// The layer, as the caller names it.
         layer: String,
+        /// The entry's name in the layer.
         entry: String,
+        /// Why.
         reason: &'static str,
     },
     /// An entry could not be applied.
     #[error("layer {layer}: cannot apply entry {entry:?}")]
     Entry {
+        /// The layer, as the caller names it.
         layer: String,
+        /// The entry's name in the layer.
         entry: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// An entry type rbuild does not apply.
     #[error("layer {layer}: entry {entry:?} has unsupported type {kind:?}")]
     Unsupported {
+        /// The layer, as the caller names it.
         layer: String,
+        /// The entry's name in the layer.
         entry: String,
+        /// The entry's tar type byte.
         kind: u8,
     },
     /// An id with no mapping.
     #[error("layer {layer}: entry {entry:?} has owner {uid}:{gid} outside the id mapping")]
     Unmapped {
+        /// The layer, as the caller names it.
         layer: String,
+        /// The entry's name in the layer.
         entry: String,
+        /// The entry's user id.
         uid: u64,
+        /// The entry's group id.
         gid: u64,
     },
     /// The stream crossed one of [`UnpackOptions::limits`].
     #[error("layer {layer}: {limit}")]
-    Limit { layer: String, limit: LimitError },
+    Limit {
+        /// The layer, as the caller names it.
+        layer: String,
+        /// The limit it crossed.
+        limit: LimitError,
+    },
     /// The entries' headers claim more content than the layer may have.
     #[error("layer {layer}: content larger than {limit} bytes")]
-    TooLarge { layer: String, limit: u64 },
+    TooLarge {
+        /// The layer, as the caller names it.
+        layer: String,
+        /// The most content allowed, in bytes.
+        limit: u64,
+    },
 }
 
 impl UnpackError {

@@ -31,6 +31,7 @@
 //! extra CAs) and `tokio`, with manifest and descriptor types from `oci-spec`.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod blob;
 pub mod client;

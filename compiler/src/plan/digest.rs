@@ -12,6 +12,9 @@ use std::fmt;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use super::{ExecMount, Input, Op, OpKind};
+use crate::instructions::Chmod;
+
 /// The version of the canonical encoding; it starts every digested message.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -138,6 +141,111 @@ impl Encoder {
     pub fn finish(&self) -> Digest {
         Digest(self.hasher.clone().finalize().into())
     }
+}
+
+fn encode_mount(e: &mut Encoder, m: &ExecMount) {
+    let m2 = &m.mount;
+    e.str("type", m2.kind.as_str())
+        .str("target", &m2.target)
+        .opt("source", m2.source.as_deref())
+        .opt("from", m2.from.as_deref())
+        .bool("readonly", m2.readonly)
+        .opt("id", m2.id.as_deref())
+        .opt("sharing", m2.sharing.map(|s| s.as_str()))
+        .u64("mode", m2.mode.map_or(u64::MAX, u64::from))
+        .u64("uid", m2.uid.map_or(u64::MAX, u64::from))
+        .u64("gid", m2.gid.map_or(u64::MAX, u64::from))
+        .u64("size", m2.size.unwrap_or(u64::MAX))
+        .bool("required", m2.required)
+        .opt("env", m2.env.as_deref())
+        .u64("input", m.input.map_or(u64::MAX, |i| i as u64));
+}
+
+/// The digest of an op's canonical definition (inputs excluded; proxy variables and
+/// history text never included).
+pub fn definition_digest(kind: &OpKind) -> Digest {
+    let mut e = Encoder::new(kind.name());
+    match kind {
+        OpKind::Scratch => {}
+        OpKind::Image {
+            reference,
+            platform,
+        } => {
+            e.str("reference", reference)
+                .str("platform", &platform.to_string());
+        }
+        OpKind::Context { include, exclude } => {
+            e.list("include", include).list("exclude", exclude);
+        }
+        OpKind::Http { url, checksum } => {
+            e.str("url", url).opt("checksum", checksum.as_deref());
+        }
+        OpKind::Git {
+            url,
+            keep_git_dir,
+            checksum,
+        } => {
+            e.str("url", url)
+                .bool("keep_git_dir", *keep_git_dir)
+                .opt("checksum", checksum.as_deref());
+        }
+        OpKind::Exec(x) => {
+            e.list("argv", &x.argv)
+                .list("env", &x.env)
+                .str("user", &x.user)
+                .str("cwd", &x.cwd)
+                .str("network", x.network.as_str())
+                .str("security", x.security.as_str())
+                .group("mounts", x.mounts.len());
+            for m in &x.mounts {
+                encode_mount(&mut e, m);
+            }
+            e.group("files", x.files.len());
+            for f in &x.files {
+                e.str("path", &f.path)
+                    .u64("mode", u64::from(f.mode))
+                    .str("content", &f.content);
+            }
+        }
+        OpKind::Copy(c) => {
+            e.bool("add", c.add).group("sources", c.sources.len());
+            for s in &c.sources {
+                e.str("path", &s.path)
+                    .u64("input", s.input.map_or(u64::MAX, |i| i as u64))
+                    .opt("content", s.content.as_deref());
+            }
+            e.str("dest", &c.dest)
+                .opt("chown", c.chown.as_deref())
+                .opt("chmod", c.chmod.as_ref().map(Chmod::canonical).as_deref())
+                .bool("link", c.link)
+                .bool("parents", c.parents)
+                .list("excludes", &c.excludes)
+                .opt("unpack", c.unpack.map(|u| if u { "true" } else { "false" }));
+        }
+        OpKind::Mkdir { path, user } => {
+            e.str("path", path).str("user", user);
+        }
+        OpKind::Config {
+            instruction,
+            change,
+        } => {
+            e.str("instruction", instruction).str("change", change);
+        }
+    }
+    e.finish()
+}
+
+/// The digest of an op: its definition digest and, in order, each input's role and op
+/// digest (`ops` holds the ops emitted so far, the inputs among them).
+pub(super) fn op_digest(definition: &Digest, inputs: &[Input], ops: &[Op]) -> Digest {
+    let mut e = Encoder::new("op");
+    e.digest("definition", definition)
+        .group("inputs", inputs.len());
+    for input in inputs {
+        e.str("role", input.role.as_str())
+            .digest("input", &ops[input.op].digest);
+    }
+    e.finish()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::instructions::testing::dockerfile;
+use eval::windows_join;
 use expand::testing::Simple;
 
 struct Triggers;

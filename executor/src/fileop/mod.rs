@@ -189,10 +189,18 @@ pub struct FileOpOutcome {
 pub enum FileOpError {
     /// A source path does not exist.
     #[error("source {pattern}: {path} not found")]
-    NotFound { pattern: String, path: PathBuf },
+    NotFound {
+        /// The source as written.
+        pattern: String,
+        /// The path that is missing.
+        path: PathBuf,
+    },
     /// A glob is malformed.
     #[error("invalid pattern {pattern} in source")]
-    BadPattern { pattern: String },
+    BadPattern {
+        /// The source as written.
+        pattern: String,
+    },
     /// An `--exclude` pattern is malformed.
     #[error("invalid --exclude pattern")]
     Exclude(#[source] IgnoreError),
@@ -200,60 +208,103 @@ pub enum FileOpError {
     #[error(
         "when using COPY with more than one source file, the destination must be a directory and end with a /: {dest}"
     )]
-    DestNotDir { dest: String },
+    DestNotDir {
+        /// The destination as written.
+        dest: String,
+    },
     /// Something that must be a directory is not.
     #[error("cannot copy to non-directory: {path}")]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
     /// A file would replace a directory.
     #[error("cannot replace directory {path} with a file from {source_path}")]
-    ReplaceDir { path: PathBuf, source_path: PathBuf },
+    ReplaceDir {
+        /// The directory in the destination.
+        path: PathBuf,
+        /// The source file.
+        source_path: PathBuf,
+    },
     /// Too many symlinks on the way.
     #[error("too many levels of symbolic links resolving {path}")]
-    SymlinkLoop { path: PathBuf },
+    SymlinkLoop {
+        /// The path.
+        path: PathBuf,
+    },
     /// A `--chown`/USER name is not in the parent's /etc/passwd.
     #[error("unable to find user {name}: no matching entries in passwd file")]
-    UnknownUser { name: String },
+    UnknownUser {
+        /// The user name.
+        name: String,
+    },
     /// A group name is not in the parent's /etc/group.
     #[error("unable to find group {name}: no matching entries in group file")]
-    UnknownGroup { name: String },
+    UnknownGroup {
+        /// The group name.
+        name: String,
+    },
     /// A source file could not be read.
     #[error("cannot read {path} of source {pattern}")]
     ReadSource {
+        /// The source as written.
         pattern: String,
+        /// The file that could not be read.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// The parent file system could not be read.
     #[error("cannot read {path} in the parent image")]
     ReadParent {
+        /// The path in the parent image.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// An archive could not be read.
     #[error("cannot read archive {archive}")]
     ReadArchive {
+        /// The archive (its source as written).
         archive: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
     /// An archive crossed one of [`CopyRequest::limits`].
     #[error("archive {archive}: {limit}")]
-    ArchiveLimit { archive: String, limit: LimitError },
+    ArchiveLimit {
+        /// The archive (its source as written).
+        archive: String,
+        /// The limit it crossed.
+        limit: LimitError,
+    },
     /// An archive entry cannot be extracted.
     #[error("archive {archive}: entry {entry} {reason}")]
     ArchiveEntry {
+        /// The archive (its source as written).
         archive: String,
+        /// The entry's name in the archive.
         entry: String,
+        /// Why.
         reason: &'static str,
     },
     /// A name that a layer cannot carry (it would read as a whiteout).
     #[error("{path}: {reason}")]
-    BadName { path: PathBuf, reason: &'static str },
+    BadName {
+        /// The path in the destination.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
     /// A file changed while it was being copied.
     #[error("{path} changed while it was being copied")]
-    Changed { path: PathBuf },
+    Changed {
+        /// The path.
+        path: PathBuf,
+    },
     /// Writing the layer failed.
     #[error(transparent)]
     Layer(#[from] DiffError),

@@ -1,0 +1,307 @@
+//! The child side of a run: the helper (which owns the new user namespace and unshares the
+//! others), the sandbox's init (pid 1: the mount plan, the working directory, the pty) and
+//! the command's own set-up (streams, capabilities, ids, no_new_privs) up to `execve`. Each
+//! reports a failure on the error pipe and exits.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::process::{Gid, Pid, Signal, Uid};
+use rustix::thread::{CapabilitySet, UnshareFlags};
+
+use super::Prepared;
+use super::fd::{read_exact_fd, write_all_fd};
+use super::pty::open_pty;
+use crate::mounts::{self, HostKernel};
+use crate::sys;
+use crate::user::ResolvedUser;
+
+/// Docker's default capability set.
+pub fn default_capabilities() -> CapabilitySet {
+    CapabilitySet::CHOWN
+        | CapabilitySet::DAC_OVERRIDE
+        | CapabilitySet::FSETID
+        | CapabilitySet::FOWNER
+        | CapabilitySet::MKNOD
+        | CapabilitySet::NET_RAW
+        | CapabilitySet::SETGID
+        | CapabilitySet::SETUID
+        | CapabilitySet::SETFCAP
+        | CapabilitySet::SETPCAP
+        | CapabilitySet::NET_BIND_SERVICE
+        | CapabilitySet::SYS_CHROOT
+        | CapabilitySet::KILL
+        | CapabilitySet::AUDIT_WRITE
+}
+
+/// Reports a failure inside the sandbox to the caller and exits.
+fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
+    let msg = format!("{what}: {e}");
+    let _ = write_all_fd(err, msg.as_bytes());
+    sys::exit_now(code)
+}
+
+/// The helper: runs in the caller's pid namespace, owns the new user namespace.
+pub(super) fn helper_main(
+    p: &Prepared,
+    up: OwnedFd,
+    down: OwnedFd,
+    fail: OwnedFd,
+    [stdin, out, err]: [OwnedFd; 3],
+    console: Option<OwnedFd>,
+) -> ! {
+    let (up, down) = (&up, &down);
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if let Err(e) = sys::unshare(UnshareFlags::NEWUSER) {
+        child_fail(&fail, "unshare the user namespace", &e, 125);
+    }
+    if write_all_fd(up, b"u").is_err() {
+        sys::exit_now(125);
+    }
+    let mut b = [0u8; 1];
+    if !read_exact_fd(down, &mut b).unwrap_or(false) {
+        sys::exit_now(125);
+    }
+    if p.remapped {
+        // Root's own ids are not mapped when it is remapped onto a subordinate range:
+        // become the namespace's root, so mounts and files are made as that id.
+        let root_ids = rustix::thread::set_thread_groups(&[])
+            .and_then(|()| rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT))
+            .and_then(|()| rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT));
+        if let Err(e) = root_ids {
+            child_fail(&fail, "become root of the user namespace", &e, 125);
+        }
+    }
+    let mut flags =
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    if p.new_net {
+        flags |= UnshareFlags::NEWNET;
+    }
+    if let Err(e) = sys::unshare(flags) {
+        child_fail(&fail, "unshare the namespaces", &e, 125);
+    }
+    match sys::fork() {
+        Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
+        Ok(sys::Fork::Child) => init_main(p, fail, [stdin, out, err], console),
+        Ok(sys::Fork::Parent(pid)) => {
+            drop((out, err, stdin, fail, console));
+            if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
+                sys::exit_now(125);
+            }
+            let init = Pid::from_raw(pid).expect("fork returns a positive pid");
+            match rustix::process::waitpid(Some(init), rustix::process::WaitOptions::empty()) {
+                Ok(Some((_, s))) => match s.exit_status() {
+                    Some(c) => sys::exit_now(c),
+                    None => sys::exit_now(128 + s.terminating_signal().unwrap_or(0)),
+                },
+                _ => sys::exit_now(125),
+            }
+        }
+    }
+}
+
+/// Pid 1 of the sandbox.
+fn init_main(
+    p: &Prepared,
+    fail: OwnedFd,
+    [stdin, out, err]: [OwnedFd; 3],
+    console: Option<OwnedFd>,
+) -> ! {
+    let fail = &fail;
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if let Err(e) = mounts::execute(&mut HostKernel::confined_to(&p.rootfs), &p.steps) {
+        let src = e.source.to_string();
+        child_fail(fail, &e.to_string(), &src, 125);
+    }
+    // The working directory, created for the user when missing.
+    let wd = Path::new(std::ffi::OsStr::from_bytes(p.workdir.as_bytes()));
+    if let Err(e) = make_workdir(wd, &p.user) {
+        child_fail(
+            fail,
+            &format!("create working directory {}", wd.display()),
+            &e,
+            125,
+        );
+    }
+    // With a console: a pty from the sandbox's devpts replaces the three streams.
+    let (stdin, out, err, tty) = match console {
+        None => (stdin, out, err, false),
+        Some(sock) => match open_pty(&sock) {
+            Ok(slave) => {
+                let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 3);
+                match (dup(&slave), dup(&slave)) {
+                    (Ok(o), Ok(e)) => (slave, o, e, true),
+                    (Err(e), _) | (_, Err(e)) => child_fail(fail, "duplicate the pty", &e, 125),
+                }
+            }
+            Err(e) => child_fail(fail, "allocate a pseudo-terminal", &e, 125),
+        },
+    };
+    let cmd = match sys::fork() {
+        Err(e) => child_fail(fail, "fork the command", &e, 125),
+        Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),
+        Ok(sys::Fork::Parent(pid)) => pid,
+    };
+    // Init keeps no copy of the output pipes, so they close with the command's processes.
+    drop((out, err, stdin));
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, s))) if pid.as_raw_nonzero().get() == cmd => {
+                let code = match s.exit_status() {
+                    Some(c) => c,
+                    None => 128 + s.terminating_signal().unwrap_or(0),
+                };
+                sys::exit_now(code);
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => sys::exit_now(125),
+        }
+    }
+}
+
+fn make_workdir(wd: &Path, user: &ResolvedUser) -> io::Result<()> {
+    let mut cur = PathBuf::from("/");
+    for c in wd.components() {
+        if let std::path::Component::Normal(n) = c {
+            cur.push(n);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => {
+                    std::os::unix::fs::chown(&cur, Some(user.uid), Some(user.gid))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_program(p: &Prepared) -> Result<CString, io::Error> {
+    let arg0 = p.argv[0].as_bytes();
+    if arg0.contains(&b'/') {
+        return Ok(p.argv[0].clone());
+    }
+    for d in &p.path_dirs {
+        let mut cand = d.clone();
+        cand.push(b'/');
+        cand.extend_from_slice(arg0);
+        let path = Path::new(std::ffi::OsStr::from_bytes(&cand));
+        if let Ok(md) = std::fs::metadata(path) {
+            if md.is_file() {
+                return CString::new(cand)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "executable file not found in $PATH",
+    ))
+}
+
+fn exec_command(
+    p: &Prepared,
+    fail: &OwnedFd,
+    stdin: std::os::fd::BorrowedFd<'_>,
+    out: &OwnedFd,
+    err: &OwnedFd,
+    tty: bool,
+) -> ! {
+    let step = |what: &str, r: io::Result<()>| {
+        if let Err(e) = r {
+            child_fail(fail, what, &e, 126);
+        }
+    };
+    let _ = rustix::process::setsid();
+    if tty {
+        step(
+            "make the pty the controlling terminal",
+            rustix::process::ioctl_tiocsctty(stdin).map_err(Into::into),
+        );
+    }
+    step(
+        "set up stdin",
+        rustix::stdio::dup2_stdin(stdin).map_err(Into::into),
+    );
+    step(
+        "set up stdout",
+        rustix::stdio::dup2_stdout(out).map_err(Into::into),
+    );
+    step(
+        "set up stderr",
+        rustix::stdio::dup2_stderr(err).map_err(Into::into),
+    );
+    // Capabilities: drop everything outside Docker's default set from the
+    // bounding set, then switch ids (which clears them for non-root users).
+    let keep = default_capabilities();
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    for bit in 0..=last_cap.min(63) {
+        let cap = CapabilitySet::from_bits_retain(1 << bit);
+        if !keep.contains(cap) {
+            step(
+                "drop a capability from the bounding set",
+                rustix::thread::remove_capability_from_bounding_set(cap).map_err(Into::into),
+            );
+        }
+    }
+    let u = &p.user;
+    if p.can_setgroups {
+        let groups: Vec<rustix::process::Gid> = u
+            .groups
+            .iter()
+            .map(|g| rustix::process::Gid::from_raw(*g))
+            .collect();
+        step(
+            "set supplementary groups",
+            rustix::thread::set_thread_groups(&groups).map_err(Into::into),
+        );
+    }
+    let gid = rustix::process::Gid::from_raw(u.gid);
+    let uid = rustix::process::Uid::from_raw(u.uid);
+    step(
+        &format!("set gid {}", u.gid),
+        rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(Into::into),
+    );
+    step(
+        &format!("set uid {}", u.uid),
+        rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(Into::into),
+    );
+    if u.uid == 0 {
+        let sets = rustix::thread::CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        };
+        step(
+            "set capabilities",
+            rustix::thread::set_capabilities(None, sets).map_err(Into::into),
+        );
+    }
+    step(
+        "set no_new_privs",
+        rustix::thread::set_no_new_privs(true).map_err(Into::into),
+    );
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    step(
+        "enter the working directory",
+        rustix::process::chdir(p.workdir.as_c_str()).map_err(Into::into),
+    );
+    let prog = match find_program(p) {
+        Ok(prog) => prog,
+        Err(e) => child_fail(fail, &format!("exec {:?}", p.argv[0]), &e, 127),
+    };
+    let e = sys::execve(&prog, &p.argv, &p.env);
+    let code = if e.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    child_fail(fail, &format!("exec {:?}", prog), &e, code)
+}

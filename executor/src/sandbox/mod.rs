@@ -1,0 +1,196 @@
+//! Running one process in a namespaced sandbox.
+//!
+//! Process layout: the caller forks a helper that unshares a user namespace
+//! and waits while the caller installs its id maps (directly as root, with
+//! newuidmap/newgidmap otherwise). The helper then unshares the mount, pid,
+//! ipc, uts (and, for `--network none`, network) namespaces and forks the
+//! sandbox's init, pid 1 of the new pid namespace. Init carries out the mount
+//! plan ([`crate::mounts`]), pivots into the root, and forks the command. When
+//! the command exits, init exits with its status, and the kernel kills every
+//! other process of the pid namespace. Timeouts and cancellation kill init.
+//!
+//! The parts, one file each: `spec` says what to run and how ([`RunSpec`], [`Command`],
+//! [`Network`], [`Stdio`], [`CancelHandle`], [`Outcome`]); `error` holds [`SandboxError`];
+//! this file turns a spec into what the children need (the user, the generated `/etc`
+//! files, the mount plan, argv and environment); `parent` forks the helper, installs the id
+//! maps and relays the output until the run ends; `child` is the helper, init and the
+//! command's own set-up up to `execve`; `userns` runs other work inside a user namespace
+//! with the caller's id map (writing and unpacking layers, giving files their owners,
+//! removing trees) and probes overlayfs; `pty` is the pseudo-terminal of `rbuild run -t`;
+//! `fd` holds the pipes and whole-buffer reads and writes all of them use.
+
+mod child;
+mod error;
+mod fd;
+mod parent;
+mod pty;
+mod spec;
+mod userns;
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::idmap::MappingKind;
+use crate::mounts::{self, PlanInput};
+use crate::snapshot::{LowerView, PreparedRoot};
+use crate::user::{ResolvedUser, resolve_user};
+pub use child::default_capabilities;
+pub use error::SandboxError;
+use error::host;
+use parent::run_prepared;
+pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, Stdio, Stream};
+pub use userns::{
+    give_to_container_root, layer_where_readable, probe_overlay, remove_tree, set_owner,
+    unpack_layer, write_layer,
+};
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs sandboxes.
+#[derive(Debug, Default)]
+pub struct Sandbox;
+
+/// Everything the children need, computed before forking.
+struct Prepared {
+    steps: Vec<mounts::Step>,
+    rootfs: PathBuf,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path_dirs: Vec<Vec<u8>>,
+    workdir: CString,
+    user: ResolvedUser,
+    can_setgroups: bool,
+    /// Root's ids are mapped onto a subordinate range (not to themselves).
+    remapped: bool,
+    new_net: bool,
+}
+
+impl Sandbox {
+    /// Runs `spec` on `root`, calling `on_line` for every line of output
+    /// (without its newline; a last unterminated line is passed too).
+    pub fn run(
+        spec: &RunSpec,
+        root: &PreparedRoot,
+        on_line: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<Outcome, SandboxError> {
+        let step_dir = root
+            .mountpoint
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        let view = root.view();
+        let passwd = read_image_file(&view, "/etc/passwd");
+        let group = read_image_file(&view, "/etc/group");
+        let user =
+            resolve_user(&spec.user, &passwd, &group).map_err(|source| SandboxError::User {
+                user: spec.user.clone(),
+                source,
+            })?;
+
+        // Generated /etc files live outside the root and are bind-mounted.
+        let gen_dir = step_dir.join("etc");
+        std::fs::create_dir_all(&gen_dir).map_err(host(format!("create {}", gen_dir.display())))?;
+        let hosts = gen_dir.join("hosts");
+        let hostname = gen_dir.join("hostname");
+        let resolv = gen_dir.join("resolv.conf");
+        let hosts_text = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            spec.hostname
+        );
+        let resolv_text = match spec.network {
+            Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            Network::None => String::new(),
+        };
+        for (p, t) in [
+            (&hosts, hosts_text),
+            (&hostname, format!("{}\n", spec.hostname)),
+            (&resolv, resolv_text),
+        ] {
+            std::fs::write(p, t).map_err(host(format!("write {}", p.display())))?;
+        }
+        // A private dir for what the extra mounts need outside the root.
+        let private_dir = step_dir.join("private");
+        std::fs::create_dir_all(&private_dir)
+            .map_err(host(format!("create {}", private_dir.display())))?;
+        let rel = |p: &str| -> PathBuf { view.resolve_mountpoint(Path::new(p)).iter().collect() };
+        let extra = spec
+            .mounts
+            .iter()
+            .map(|m| (m.clone(), rel(&m.target.to_string_lossy())))
+            .collect();
+        let input = PlanInput {
+            root: &root.source,
+            rootfs: &root.mountpoint,
+            etc_files: [
+                (&hosts, rel("/etc/hosts")),
+                (&hostname, rel("/etc/hostname")),
+                (&resolv, rel("/etc/resolv.conf")),
+            ],
+            extra,
+            private_dir: &private_dir,
+            hostname: &spec.hostname,
+            network_none: spec.network == Network::None,
+        };
+        let steps = mounts::plan(&input);
+
+        let mut env: Vec<String> = spec.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={}", spec.hostname));
+        }
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("")
+            .to_owned();
+        let cstr = |s: &str| {
+            CString::new(s).map_err(|e| SandboxError::Host {
+                what: format!("pass {s:?} to the process"),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })
+        };
+        let argv = spec.command.argv();
+        if argv.is_empty() {
+            return Err(SandboxError::Host {
+                what: "run an empty command".into(),
+                source: io::ErrorKind::InvalidInput.into(),
+            });
+        }
+        let prepared = Prepared {
+            steps,
+            rootfs: root.mountpoint.clone(),
+            argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+            path_dirs: path_var
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| d.as_bytes().to_vec())
+                .collect(),
+            workdir: cstr(if spec.workdir.is_empty() {
+                "/"
+            } else {
+                &spec.workdir
+            })?,
+            user,
+            can_setgroups: spec.id_map.kind != MappingKind::Single,
+            remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
+            new_net: spec.network == Network::None,
+        };
+        run_prepared(spec, &prepared, on_line)
+    }
+}
+
+fn read_image_file(view: &LowerView, path: &str) -> String {
+    let comps = view.resolve(Path::new(path));
+    match view.lookup(&comps) {
+        Ok(Some((p, md))) if md.is_file() => std::fs::read_to_string(p).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
