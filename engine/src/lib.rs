@@ -47,6 +47,7 @@
 pub mod bases;
 pub mod context;
 pub mod dockerfile;
+pub mod error;
 pub mod events;
 mod exec;
 mod fileops;
