@@ -29,7 +29,7 @@ pub enum BaseError {
         message: String,
         /// The pull's error (under `-v`).
         #[source]
-        source: Option<PullError>,
+        source: Option<Box<PullError>>,
     },
     /// The base image is in the store (or was pulled) but cannot be used.
     #[error("cannot resolve base image {reference}")]
@@ -220,7 +220,7 @@ fn not_found(
     BaseError::NotFound {
         reference: reference.to_string(),
         message: text,
-        source: crate::missing::verbose().then_some(err),
+        source: crate::missing::verbose().then(|| Box::new(err)),
     }
 }
 

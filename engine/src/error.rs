@@ -6,6 +6,80 @@
 //! causes.
 
 use std::error::Error as StdError;
+use std::path::PathBuf;
+
+pub use crate::solver::SolveError;
+
+/// Why a build failed: the error of the module that failed, or one of the build's own.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The context or the Dockerfile could not be loaded.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+    /// The output flags are not valid.
+    #[error(transparent)]
+    Settings(#[from] crate::output::SettingsError),
+    /// The Dockerfile does not plan: the diagnostic at its line, with a caret.
+    #[error("{message}")]
+    Dockerfile {
+        /// The Dockerfile's name.
+        file: String,
+        /// The rendered diagnostic.
+        message: String,
+    },
+    /// A base image could not be resolved.
+    #[error(transparent)]
+    Base(#[from] crate::bases::BaseError),
+    /// A base image lacks blobs in the store.
+    #[error("base image {image} is incomplete")]
+    IncompleteBase {
+        /// The image.
+        image: String,
+        /// Why.
+        #[source]
+        source: Box<rbuild_cache::gc::GcError>,
+    },
+    /// `--no-cache-filter` names no stage.
+    #[error("--no-cache-filter {filter:?} names no stage of {file}")]
+    NoCacheFilter {
+        /// The filter.
+        filter: String,
+        /// The Dockerfile's name.
+        file: String,
+    },
+    /// A step failed, or the plan could not be solved.
+    #[error(transparent)]
+    Solve(#[from] SolveError),
+    /// The image could not be assembled.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// An output could not be written.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    /// The cache could not be exported.
+    #[error(transparent)]
+    CacheExport(#[from] crate::remote_cache::CacheExportError),
+    /// The `--iidfile` could not be written.
+    #[error("cannot write --iidfile {}", path.display())]
+    Iidfile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// What the user can do about it, when the error (not its causes) carries a hint.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Context(e) => e.hint(),
+            Error::Solve(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
 
 /// The hint for an error at the layer size limit: the variable of the `rbuild` command that
 /// sets [`crate::BuildRequest::limits`]'s layer size.
@@ -15,7 +89,25 @@ pub const LAYER_SIZE_HINT: &str =
 /// The hint `err` itself carries, if it is an error of this crate that has one (its causes
 /// are not looked at: walk the chain with `source()` and ask each).
 pub fn hint<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a str> {
+    if let Some(e) = err.downcast_ref::<Error>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<SolveError>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<crate::worker::WorkerError>() {
+        return e.hint();
+    }
     if let Some(e) = err.downcast_ref::<crate::missing::ImageNotFound>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<crate::snapshots::SnapshotError>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<crate::context::ContextError>() {
+        return e.hint();
+    }
+    if let Some(e) = err.downcast_ref::<crate::exec::ExecError>() {
         return e.hint();
     }
     None

@@ -167,7 +167,10 @@ pub fn pull_image_with(
             .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
     ) {
         if let Err(e) = record_source(store, &digest, &reference) {
-            tracing::debug!("cannot record where {digest} came from: {e:#}");
+            tracing::debug!(
+                "cannot record where {digest} came from: {}",
+                crate::error::chain_text(&e)
+            );
         }
     }
     tracing::info!(
