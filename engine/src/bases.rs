@@ -121,7 +121,7 @@ pub struct Dockerfile<'a> {
 
 /// Resolves every image op's reference of `plan` (keyed as the plan writes it).
 /// A pull is shown as a step of its own in `progress`. A reference that is neither in the
-/// store nor pullable is reported at its Dockerfile line ([`not_found`]).
+/// store nor pullable is reported at its Dockerfile line ([`BaseError::NotFound`]).
 pub fn resolve(
     settings: &BuildRequest,
     plan: &Plan,

@@ -10,7 +10,7 @@
 //!    Dockerfile is planned again with their configs (inherited ENV, WORKDIR, ONBUILD);
 //! 3. the solver gives every op a cache key; hits come from the action cache (and an
 //!    imported remote cache), misses run as soon as their inputs are ready, up to
-//!    [`BuildRequest::jobs`] at once, through a [`Worker`](worker::Worker);
+//!    [`BuildRequest::jobs`] at once, through a [`Worker`];
 //! 4. the target stage's layers, config and history become a manifest in the store
 //!    ([`image`]), then every output is written ([`output`]) and the cache exported
 //!    ([`remote_cache`]).
