@@ -87,29 +87,30 @@ pub const LAYER_SIZE_HINT: &str =
     "RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with K, M, G or T)";
 
 /// The hint `err` itself carries, if it is an error of this crate that has one (its causes
-/// are not looked at: walk the chain with `source()` and ask each).
+/// are not looked at: walk the chain with `source()` and ask each). A boxed source (`Box<E>`)
+/// is found too.
 pub fn hint<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a str> {
-    if let Some(e) = err.downcast_ref::<Error>() {
-        return e.hint();
+    macro_rules! hint_of {
+        ($($t:ty),*) => {
+            $(
+                if let Some(e) = err.downcast_ref::<$t>() {
+                    return e.hint();
+                }
+                if let Some(e) = err.downcast_ref::<Box<$t>>() {
+                    return e.hint();
+                }
+            )*
+        };
     }
-    if let Some(e) = err.downcast_ref::<SolveError>() {
-        return e.hint();
-    }
-    if let Some(e) = err.downcast_ref::<crate::worker::WorkerError>() {
-        return e.hint();
-    }
-    if let Some(e) = err.downcast_ref::<crate::missing::ImageNotFound>() {
-        return e.hint();
-    }
-    if let Some(e) = err.downcast_ref::<crate::snapshots::SnapshotError>() {
-        return e.hint();
-    }
-    if let Some(e) = err.downcast_ref::<crate::context::ContextError>() {
-        return e.hint();
-    }
-    if let Some(e) = err.downcast_ref::<crate::exec::ExecError>() {
-        return e.hint();
-    }
+    hint_of!(
+        Error,
+        SolveError,
+        crate::worker::WorkerError,
+        crate::exec::ExecError,
+        crate::context::ContextError,
+        crate::snapshots::SnapshotError,
+        crate::missing::ImageNotFound
+    );
     None
 }
 
@@ -119,4 +120,51 @@ pub fn chain_text(err: &(dyn StdError + 'static)) -> String {
         .map(|e| e.to_string())
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::ExecError;
+    use crate::worker::WorkerError;
+
+    /// The hints found on `err`'s chain, as the command line's renderer finds them.
+    fn hints<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a str> {
+        crate::missing::causes(err).filter_map(hint).collect()
+    }
+
+    #[test]
+    fn a_failed_steps_hint_is_found_on_the_chain_of_the_build_error() {
+        let failed = ExecError::Failed {
+            argv: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+            code: 1,
+            tail: String::new(),
+            hint: Some("the file system of the store /s is full".into()),
+        };
+        let err = Error::Solve(SolveError::Step {
+            located: "Dockerfile:3: RUN make failed".into(),
+            source: Box::new(SolveError::Worker(WorkerError::Exec(failed))),
+        });
+        assert_eq!(
+            chain_text(&err),
+            "Dockerfile:3: RUN make failed: process [\"/bin/sh\", \"-c\", \"make\"] did not \
+             complete successfully: exit code 1"
+        );
+        let found = hints(&err);
+        assert!(
+            found.contains(&"the file system of the store /s is full"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_context_past_the_layer_size_limit_carries_the_variable_as_hint() {
+        let err = Error::Context(crate::context::ContextError::TooLarge { limit: 10 });
+        assert_eq!(hints(&err), [LAYER_SIZE_HINT]);
+        let other = Error::NoCacheFilter {
+            filter: "x".into(),
+            file: "Dockerfile".into(),
+        };
+        assert!(hints(&other).is_empty());
+    }
 }
