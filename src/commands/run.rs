@@ -52,9 +52,16 @@ pub struct RunArgs {
     /// The user: `name`, `uid`, `name:group` or `uid:gid`.
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
-    /// The network: the host's, or only loopback.
-    #[arg(long, value_enum, default_value = "host")]
+    /// The network: `default`, a network namespace of the container's own with outbound
+    /// access only; `none`, only loopback; `host`, the host's (needs `--allow network.host`).
+    #[arg(long, value_enum, default_value = "default")]
     pub network: NetworkArg,
+    /// Grant an entitlement: `network.host` (the container may use the host's network).
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Add `HOST:IP` to the container's `/etc/hosts`; may be repeated.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Replace the image's entrypoint (and clear its default command).
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
@@ -93,7 +100,9 @@ pub enum PullPolicy {
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// The host's network.
+    /// A new network namespace with outbound access only.
+    Default,
+    /// The host's network (needs `--allow network.host`).
     Host,
     /// A new network namespace with only `lo`.
     None,
@@ -229,6 +238,11 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
 }
 
 fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
+    let allow = super::network::entitlements(&args.allow)?;
+    super::network::check_host_network(args.network == NetworkArg::Host, &allow)?;
+    for h in &args.add_host {
+        super::network::add_host(h)?;
+    }
     let store = super::open_store(global)?;
     let pull = |store: &rbuild_cache::Store| {
         super::pull::pull_image(
@@ -338,9 +352,15 @@ fn run_in(
     spec.workdir = process.workdir.clone();
     spec.user = process.user.clone();
     spec.network = match args.network {
+        NetworkArg::Default => Network::Private,
         NetworkArg::Host => Network::Host,
         NetworkArg::None => Network::None,
     };
+    spec.add_hosts = args
+        .add_host
+        .iter()
+        .map(|h| super::network::add_host(h))
+        .collect::<anyhow::Result<_>>()?;
     spec.mounts = mounts;
     spec.id_map = id_map.clone();
     spec.stdio = if args.tty {

@@ -85,7 +85,7 @@ pub(super) fn helper_main(
     }
     match sys::fork() {
         Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
-        Ok(sys::Fork::Child) => init_main(p, fail, [stdin, out, err], console),
+        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console),
         Ok(sys::Fork::Parent(pid)) => {
             drop((out, err, stdin, fail, console));
             if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
@@ -107,6 +107,7 @@ pub(super) fn helper_main(
 fn init_main(
     p: &Prepared,
     fail: OwnedFd,
+    go: &OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
 ) -> ! {
@@ -140,6 +141,13 @@ fn init_main(
             Err(e) => child_fail(fail, "allocate a pseudo-terminal", &e, 125),
         },
     };
+    // With a network stack, the command starts once the caller has configured the namespace.
+    if p.net_stack.is_some() {
+        let mut b = [0u8; 1];
+        if !read_exact_fd(go, &mut b).unwrap_or(false) {
+            sys::exit_now(125);
+        }
+    }
     let cmd = match sys::fork() {
         Err(e) => child_fail(fail, "fork the command", &e, 125),
         Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),

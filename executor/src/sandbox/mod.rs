@@ -22,6 +22,7 @@
 mod child;
 mod error;
 mod fd;
+mod net;
 mod parent;
 mod pty;
 mod spec;
@@ -38,6 +39,7 @@ use crate::user::{ResolvedUser, resolve_user};
 pub use child::default_capabilities;
 pub use error::SandboxError;
 use error::host;
+use net::{hosts_file, private_resolv_conf};
 use parent::run_prepared;
 pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, Stdio, Stream};
 pub use userns::{
@@ -64,6 +66,10 @@ struct Prepared {
     /// Root's ids are mapped onto a subordinate range (not to themselves).
     remapped: bool,
     new_net: bool,
+    /// The user-mode network stack to start for the new network namespace.
+    net_stack: Option<PathBuf>,
+    /// The step's directory outside the root (the stack's pid file and log go there).
+    step_dir: PathBuf,
 }
 
 impl Sandbox {
@@ -94,13 +100,16 @@ impl Sandbox {
         let hosts = gen_dir.join("hosts");
         let hostname = gen_dir.join("hostname");
         let resolv = gen_dir.join("resolv.conf");
-        let hosts_text = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            spec.hostname
-        );
+        let hosts_text = hosts_file(&spec.hostname, &spec.add_hosts);
+        let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolv_text = match spec.network {
-            Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            Network::Host => host_resolv(),
+            Network::Private => private_resolv_conf(&host_resolv()),
             Network::None => String::new(),
+        };
+        let net_stack = match spec.network {
+            Network::Private => Some(net::find_pasta()?),
+            Network::Host | Network::None => None,
         };
         for (p, t) in [
             (&hosts, hosts_text),
@@ -130,7 +139,7 @@ impl Sandbox {
             extra,
             private_dir: &private_dir,
             hostname: &spec.hostname,
-            network_none: spec.network == Network::None,
+            own_network: spec.network != Network::Host,
         };
         let steps = mounts::plan(&input);
 
@@ -181,7 +190,9 @@ impl Sandbox {
             user,
             can_setgroups: spec.id_map.kind != MappingKind::Single,
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
-            new_net: spec.network == Network::None,
+            new_net: spec.network != Network::Host,
+            net_stack,
+            step_dir,
         };
         run_prepared(spec, &prepared, on_line)
     }

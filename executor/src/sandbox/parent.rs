@@ -17,7 +17,7 @@ use super::fd::{FORK_LOCK, pipe, read_exact_fd, write_all_fd, write_all_fd_borro
 use super::pty::{RawMode, recv_fd};
 use super::spec::kill_init;
 use super::userns::install_maps;
-use super::{Outcome, Prepared, RunSpec, SandboxError, Stdio, Stream};
+use super::{Outcome, Prepared, RunSpec, SandboxError, Stdio, Stream, net};
 use crate::sys;
 
 pub(super) fn run_prepared(
@@ -110,13 +110,27 @@ pub(super) fn run_prepared(
         return Err(e);
     }
     write_all_fd(&down_w, b"g").map_err(host("signal the sandbox helper"))?;
-    drop(down_w);
     // 2. The helper reports init's pid.
     if !read_exact_fd(&up_r, &mut b).map_err(host("wait for the sandbox init"))? {
         reap_helper();
         return Err(setup_error(&fail_r));
     }
     let init_pid = i32::from_ne_bytes(b);
+    // 3. The network stack, then the command may start.
+    let _stack = match &p.net_stack {
+        Some(program) => match net::start(program, init_pid, &p.step_dir) {
+            Ok(stack) => Some(stack),
+            Err(e) => {
+                reap_helper();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    if p.net_stack.is_some() {
+        write_all_fd(&down_w, b"n").map_err(host("signal the sandbox init"))?;
+    }
+    drop(down_w);
     spec.cancel.init_pid.store(init_pid, Ordering::SeqCst);
     if spec.cancel.is_cancelled() {
         kill_init(init_pid);
@@ -157,7 +171,7 @@ pub(super) fn run_prepared(
         });
     let tty_master = tty_master.transpose()?;
 
-    // 3. Stream output until the helper exits.
+    // 4. Stream output until the helper exits.
     let pidfd = rustix::process::pidfd_open(helper_pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Host {
             what: "open a pidfd".into(),

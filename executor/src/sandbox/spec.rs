@@ -40,8 +40,12 @@ impl Command {
 /// The network of a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The host's network namespace.
+    /// A new network namespace with outbound access through a user-mode network stack
+    /// (`pasta`, started for the run): the host's loopback and the host's own addresses are
+    /// not reachable from it.
     #[default]
+    Private,
+    /// The host's network namespace.
     Host,
     /// A new network namespace with only `lo`, up.
     None,
@@ -155,6 +159,8 @@ pub struct RunSpec {
     pub hostname: String,
     /// Network mode.
     pub network: Network,
+    /// Extra `/etc/hosts` entries, `(host name, address)`, after the generated ones.
+    pub add_hosts: Vec<(String, String)>,
     /// Extra bind and tmpfs mounts.
     pub mounts: Vec<ExtraMount>,
     /// Kill everything after this long.
@@ -168,7 +174,7 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A spec running `command` as root in `/` with the host network.
+    /// A spec running `command` as root in `/` with a network namespace of its own.
     pub fn new(command: Command) -> Self {
         RunSpec {
             command,
@@ -176,7 +182,8 @@ impl RunSpec {
             workdir: "/".into(),
             user: String::new(),
             hostname: "rbuild".into(),
-            network: Network::Host,
+            network: Network::Private,
+            add_hosts: Vec::new(),
             mounts: Vec::new(),
             timeout: None,
             id_map: IdMap::for_current_user(),

@@ -1,0 +1,259 @@
+//! What a build step and an `rbuild run` container reach on the network: by default a
+//! network namespace of their own with outbound access only. Servers the test starts on the
+//! host's loopback and on the host's own address are not reachable; a server in a separate
+//! network namespace that plays the internet (a veth pair the test makes) is. The host's
+//! network needs `--allow network.host`; `--add-host` entries are seen during a step and not
+//! kept in the image. Each check runs as root and as an unprivileged user.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::process::{Child, Command};
+
+use crate::support::{BASE, BuildEnv, finish_cmd, ok};
+
+/// A TCP server on `addr` answering every request with `HTTP 200` and `body`.
+fn http_server(addr: &str, body: &'static str) -> u16 {
+    let l = TcpListener::bind((addr, 0)).expect("bind the test server");
+    let port = l.local_addr().expect("local addr").port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// The host's own address on the interface of its default route.
+fn host_address() -> String {
+    let out = ok(Command::new("ip").args(["-4", "-o", "route", "get", "192.0.2.250"])).stdout;
+    let mut words = out.split_whitespace();
+    words
+        .find(|w| *w == "src")
+        .and_then(|_| words.next())
+        .unwrap_or_else(|| panic!("no source address in {out:?}"))
+        .to_owned()
+}
+
+/// A network namespace behind a veth pair whose busybox httpd plays a server on the internet.
+struct Internet {
+    ns: String,
+    host_if: String,
+    addr: String,
+    server: Child,
+    _docroot: crate::support::Dir,
+}
+
+impl Internet {
+    fn new() -> Internet {
+        // One per test of this process, each with its own names and subnet.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = (std::process::id() % 10_000) * 10 + k;
+        let n = (id % 250) as u8 + 1;
+        let ns = format!("rbinet{id}");
+        let host_if = format!("rbh{id}");
+        let addr = format!("10.213.{n}.2");
+        let _ = finish_cmd(Command::new("ip").args(["netns", "del", &ns]));
+        let _ = finish_cmd(Command::new("ip").args(["link", "del", &host_if]));
+        ok(Command::new("ip").args(["netns", "add", &ns]));
+        ok(Command::new("ip").args([
+            "link", "add", &host_if, "type", "veth", "peer", "name", "inet0", "netns", &ns,
+        ]));
+        ok(Command::new("ip").args(["addr", "add", &format!("10.213.{n}.1/30"), "dev", &host_if]));
+        ok(Command::new("ip").args(["link", "set", &host_if, "up"]));
+        let in_ns = |args: &[&str]| {
+            ok(Command::new("ip").args(["netns", "exec", &ns]).args(args));
+        };
+        in_ns(&["ip", "addr", "add", &format!("{addr}/30"), "dev", "inet0"]);
+        in_ns(&["ip", "link", "set", "inet0", "up"]);
+        in_ns(&["ip", "link", "set", "lo", "up"]);
+        let docroot = crate::support::Dir::new();
+        std::fs::write(docroot.path().join("hello"), "from the internet\n").expect("write");
+        let server = Command::new("ip")
+            .args(["netns", "exec", &ns, "busybox", "httpd", "-f", "-p"])
+            .arg(format!("{addr}:8080"))
+            .arg("-h")
+            .arg(docroot.path())
+            .spawn()
+            .expect("start busybox httpd");
+        let i = Internet {
+            ns,
+            host_if,
+            addr,
+            server,
+            _docroot: docroot,
+        };
+        // Wait until it answers from the host.
+        for _ in 0..50 {
+            if std::net::TcpStream::connect((i.addr.as_str(), 8080)).is_ok() {
+                return i;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the internet's server did not start");
+    }
+}
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+    }
+}
+
+/// The probe a step and a container run: what it reached, and the interfaces it sees.
+fn probe(inet: &Internet, lo_port: u16, own: &str, own_port: u16) -> String {
+    format!(
+        "wget -q -O - http://{}:8080/hello; \
+         wget -q -O - http://127.0.0.1:{lo_port}/ 2>/dev/null; \
+         wget -q -O - http://{own}:{own_port}/ 2>/dev/null; \
+         echo; ls /sys/class/net | tr '\\n' ' '; echo; cat /proc/net/dev",
+        inet.addr
+    )
+}
+
+fn network_is_the_steps_own(env: &BuildEnv) {
+    let inet = Internet::new();
+    let lo_port = http_server("127.0.0.1", "host-loopback-reached\n");
+    let own = host_address();
+    let own_port = http_server(&own, "host-address-reached\n");
+    let script = probe(&inet, lo_port, &own, own_port);
+    let check = |seen: &str| {
+        assert!(seen.contains("from the internet"), "{seen}");
+        assert!(!seen.contains("host-loopback-reached"), "{seen}");
+        assert!(!seen.contains("host-address-reached"), "{seen}");
+        assert!(!seen.contains(&inet.host_if), "{seen}");
+    };
+    env.dockerfile(&format!("FROM {BASE}\nRUN ({script}) > /seen 2>&1\n"));
+    env.build(&["-t", "probe"]);
+    check(
+        &ok(env
+            .rbuild()
+            .args(["run", "--rm", "--network", "none", "probe", "cat", "/seen"]))
+        .stdout,
+    );
+    check(
+        &ok(env
+            .rbuild()
+            .args(["run", "--rm", BASE, "sh", "-c", &script]))
+        .stdout,
+    );
+
+    // The host's network only with the entitlement, and then the loopback is reached.
+    let refused = env.build_fails(&["--network", "host", "--no-cache"]);
+    assert!(
+        refused.stderr.contains("--allow network.host"),
+        "{}",
+        refused.stderr
+    );
+    let r = finish_cmd(
+        env.rbuild()
+            .args(["run", "--rm", "--network", "host", BASE, "true"]),
+    );
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("--allow network.host"), "{}", r.stderr);
+    env.build(&[
+        "--network",
+        "host",
+        "--allow",
+        "network.host",
+        "--no-cache",
+        "-t",
+        "hostnet",
+    ]);
+    let seen = env.sh("hostnet", "cat /seen");
+    assert!(seen.contains("host-loopback-reached"), "{seen}");
+    let seen = ok(env.rbuild().args([
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--allow",
+        "network.host",
+        BASE,
+        "sh",
+        "-c",
+        &script,
+    ]))
+    .stdout;
+    assert!(seen.contains("host-loopback-reached"), "{seen}");
+
+    // `RUN --network=host` names its line.
+    env.dockerfile(&format!("FROM {BASE}\nRUN --network=host true\n"));
+    let refused = env.build_fails(&[]);
+    assert!(
+        refused.stderr.contains("RUN --network=host at line 2")
+            && refused.stderr.contains("--allow network.host"),
+        "{}",
+        refused.stderr
+    );
+    let mistyped = finish_cmd(&mut env.build_cmd(&["--allow", "network.hots"]));
+    assert!(
+        mistyped.stderr.contains("did you mean network.host?"),
+        "{mistyped:?}"
+    );
+}
+
+#[test]
+fn a_step_and_a_container_reach_the_internet_but_not_the_host() {
+    network_is_the_steps_own(&BuildEnv::new());
+}
+
+#[test]
+fn a_rootless_step_and_container_reach_the_internet_but_not_the_host() {
+    network_is_the_steps_own(&BuildEnv::rootless());
+}
+
+/// `--add-host` entries are in `/etc/hosts` while the step runs, and not in its layer.
+fn added_hosts_stay_out_of_the_image(env: &BuildEnv) {
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN grep db.test /etc/hosts > /seen\n"
+    ));
+    let out = env.ctx.join("out");
+    ok(&mut env.build_cmd(&[
+        "--add-host",
+        "db.test:10.1.2.3",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+    ]));
+    let seen = std::fs::read_to_string(out.join("seen")).expect("read /seen");
+    assert_eq!(seen, "10.1.2.3\tdb.test\n");
+    let hosts = std::fs::read_to_string(out.join("etc/hosts")).unwrap_or_default();
+    assert!(!hosts.contains("db.test"), "{hosts}");
+    let r = ok(env.rbuild().args([
+        "run",
+        "--rm",
+        "--add-host",
+        "db.test:10.1.2.3",
+        BASE,
+        "grep",
+        "db.test",
+        "/etc/hosts",
+    ]));
+    assert_eq!(r.stdout, "10.1.2.3\tdb.test\n");
+    let gw = finish_cmd(&mut env.build_cmd(&["--add-host", "h:host-gateway"]));
+    assert!(
+        gw.stderr.contains("host-gateway is not available"),
+        "{gw:?}"
+    );
+}
+
+#[test]
+fn added_hosts_are_seen_by_the_step_and_not_kept() {
+    added_hosts_stay_out_of_the_image(&BuildEnv::new());
+}
+
+#[test]
+fn rootless_added_hosts_are_seen_by_the_step_and_not_kept() {
+    added_hosts_stay_out_of_the_image(&BuildEnv::rootless());
+}
