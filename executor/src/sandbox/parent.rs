@@ -122,13 +122,20 @@ pub(super) fn run_prepared(
             Ok(stack) => Some(stack),
             Err(e) => {
                 reap_helper();
-                return Err(e);
+                // A set-up failure inside (init gone before the stack came up) comes first.
+                return Err(match setup_error(&fail_r) {
+                    SandboxError::Setup { message } if !message.starts_with(HELPER_GONE) => {
+                        SandboxError::Setup { message }
+                    }
+                    _ => e,
+                });
             }
         },
         None => None,
     };
     if p.net_stack.is_some() {
-        write_all_fd(&down_w, b"n").map_err(host("signal the sandbox init"))?;
+        // Init may have failed its set-up already: that is reported when the run ends.
+        let _ = write_all_fd(&down_w, b"n");
     }
     drop(down_w);
     spec.cancel.init_pid.store(init_pid, Ordering::SeqCst);
@@ -324,6 +331,9 @@ pub(super) fn run_prepared(
     })
 }
 
+/// What a set-up error says when nothing inside reported a cause.
+const HELPER_GONE: &str = "the sandbox helper exited early";
+
 fn setup_error(fail_r: &OwnedFd) -> SandboxError {
     let mut msg = Vec::new();
     let mut buf = [0u8; 4096];
@@ -334,7 +344,7 @@ fn setup_error(fail_r: &OwnedFd) -> SandboxError {
         msg.extend_from_slice(&buf[..n]);
     }
     let message = if msg.is_empty() {
-        "the sandbox helper exited early".into()
+        HELPER_GONE.into()
     } else {
         String::from_utf8_lossy(&msg).into_owned()
     };
