@@ -303,6 +303,27 @@ fn globs_match_files_and_directories() {
 }
 
 #[test]
+fn globs_with_a_bare_bracket_or_dash_in_a_class_are_refused_as_go_does() {
+    // `filepath.Match` wants `]` and `-` escaped where a class expects a character; the
+    // build-context selection already refused these, and copies from a stage or image
+    // refuse them the same way.
+    let f = fx();
+    write(&f.ctx, "]", "b", 0o644);
+    write(&f.ctx, "-.txt", "d", 0o644);
+    let h = f.host();
+    for pattern in ["[]a]", "[-a].txt", "[a-]"] {
+        let e = copy_err(&CopyRequest::new(tree(&h, pattern), "/g/"), &f.parent());
+        assert!(
+            matches!(e, FileOpError::BadPattern { .. }),
+            "{pattern}: {e}"
+        );
+        assert!(e.to_string().contains(pattern), "{e}");
+    }
+    let (_, es) = run(&CopyRequest::new(tree(&h, "[\\]a]"), "/g/"), &f.parent());
+    assert_eq!(paths(&es), ["g/", "g/]"]);
+}
+
+#[test]
 fn named_symlinks_are_followed_inside_the_tree() {
     let f = fx();
     write(&f.ctx, "real/f.txt", "real", 0o644);
