@@ -150,7 +150,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> anyhow::Result<So
     }
     spool.rewind().context("cannot read the spooled context")?;
     let mut head = Vec::new();
-    rbuild_executor::compress::decompress(&spool, None)
+    rbuild_compress::decompress(&spool, None)
         .context("cannot read the context from stdin")?
         .take(512)
         .read_to_end(&mut head)
@@ -161,7 +161,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> anyhow::Result<So
     let ctx = dir.path().join("context");
     std::fs::create_dir(&ctx).with_context(|| format!("cannot create {}", ctx.display()))?;
     if is_tar(&head) {
-        let reader = rbuild_executor::compress::decompress(&spool, None)
+        let reader = rbuild_compress::decompress(&spool, None)
             .context("cannot read the context archive from stdin")?;
         let mut archive = tar::Archive::new(settings.limits.reader(reader));
         archive.set_preserve_permissions(true);

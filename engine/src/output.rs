@@ -30,7 +30,7 @@ use oci_spec::image::{Descriptor, MediaType};
 use rbuild_cache::archive::{self, Format, SaveImage};
 use rbuild_cache::variants::Variant;
 use rbuild_cache::{Digest, Store, descriptor_digest};
-use rbuild_executor::compress::Compression;
+use rbuild_compress::{Compression, ManifestFormat};
 use serde_json::{Value, json};
 
 use crate::BuildRequest;
@@ -198,7 +198,7 @@ fn check_level(kind: Compression, level: i32) -> anyhow::Result<()> {
     let (lo, hi) = match kind {
         Compression::Gzip => (0, 9),
         Compression::Zstd => (1, 22),
-        Compression::None => return Ok(()),
+        Compression::None | Compression::Bzip2 | Compression::Xz => return Ok(()),
     };
     if !(lo..=hi).contains(&level) {
         bail!("compression level {level} is out of range for {kind:?} ({lo}-{hi})");
@@ -961,14 +961,16 @@ fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> {
 
 /// The media type of a layer in `format` (`docker` or OCI) with `kind` compression.
 fn layer_type(docker: bool, kind: Compression) -> anyhow::Result<&'static str> {
-    Ok(match (docker, kind) {
-        (false, k) => k.media_type(),
-        (true, Compression::None) => "application/vnd.docker.image.rootfs.diff.tar",
-        (true, Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        (true, Compression::Zstd) => {
-            bail!("zstd layers cannot be in a Docker v2 manifest: build with --format oci")
-        }
-    })
+    let format = if docker {
+        ManifestFormat::Docker
+    } else {
+        ManifestFormat::Oci
+    };
+    match kind.media_type(format) {
+        Ok(media_type) => Ok(media_type),
+        Err(e) if docker => bail!("{e}: build with --format oci"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The name of a converted layer in `variants-v1/`: `gzip` at the default level (shared with
@@ -976,8 +978,7 @@ fn layer_type(docker: bool, kind: Compression) -> anyhow::Result<&'static str> {
 fn variant_name(c: &LayerCompression) -> String {
     let base = match c.kind {
         Compression::None => "tar",
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
+        kind => kind.name(),
     };
     match c.level {
         Some(l) if c.kind != Compression::None => format!("{base}{l}"),
@@ -1042,7 +1043,7 @@ impl Conversion {
         // Read in 1 MiB pieces: `io::copy` alone reads a boxed reader 8 KiB at a time.
         let mut reader = std::io::BufReader::with_capacity(
             1 << 20,
-            rbuild_executor::compress::decompress(reader, Some(&self.media_type))
+            rbuild_compress::decompress(reader, Some(&self.media_type))
                 .with_context(|| format!("cannot read layer {digest}"))?,
         );
         let c = &self.compression;
@@ -1055,7 +1056,7 @@ impl Conversion {
                 w
             }
             Compression::Gzip => {
-                let mut gz = rbuild_executor::compress::ParallelGzip::new(out, threads);
+                let mut gz = rbuild_compress::ParallelGzip::new(out, threads);
                 if let Some(l) = c.level {
                     gz = gz.with_level(l.clamp(0, 9) as u32);
                 }
@@ -1068,6 +1069,7 @@ impl Conversion {
                 std::io::copy(&mut reader, &mut z).with_context(fail)?;
                 z.finish().with_context(fail)?
             }
+            Compression::Bzip2 | Compression::Xz => bail!("cannot write {} layers", c.kind),
         })
     }
 
@@ -1189,7 +1191,7 @@ fn convert_layer_watched(
     let v = Variant {
         digest: converted.to_string(),
         size,
-        media_type: c.kind.media_type().to_string(),
+        media_type: layer_type(false, c.kind)?.to_string(),
         stored: keep,
     };
     variants.put(digest, &name, &v)?;

@@ -110,7 +110,7 @@ fn unpack_into(
         .parse()
         .with_context(|| format!("bad layer digest {}", layer.digest))?;
     let file = store.open_blob(&blob)?;
-    let tar = rbuild_executor::compress::decompress(file, Some(&layer.media_type))
+    let tar = rbuild_compress::decompress(file, Some(&layer.media_type))
         .with_context(|| format!("cannot read layer {blob}"))?;
     // Every decompressed byte counts, those after the tar's end too: the drain below reads
     // them all to check the diff id.

@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use rbuild_compiler::instructions::Chmod;
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 use rbuild_executor::diff::{DiffOptions, LayerInfo};
 use rbuild_executor::fileop::{
     CopyRequest, CopySourceSpec, FileOpError, HostDir, ImageFs, copy, mkdir,
