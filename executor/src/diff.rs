@@ -220,7 +220,9 @@ impl<W: Write> LayerWriter<W> {
                 z.include_checksum(false)?;
                 Encoder::Zstd(z)
             }
-            Compression::Bzip2 | Compression::Xz => unreachable!("no OCI media type"),
+            c @ (Compression::Bzip2 | Compression::Xz) => {
+                return Err(io::Error::other(format!("cannot write {c} layers")));
+            }
         };
         let mut tar = tar::Builder::new(HashWriter {
             inner: enc,
