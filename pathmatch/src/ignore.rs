@@ -28,16 +28,16 @@
 //! once by the pattern engine ([`crate::pattern`]); this module holds the rules of the
 //! file: reading it, choosing which file applies, and the order patterns apply in.
 //!
-//! Deliberate choices where Docker's behaviour is an accident of that translation:
+//! Docker turns each pattern into a Go regular expression. A deliberate choice where its
+//! behaviour is an accident of that translation:
 //!
 //! * A pattern that passes Go's `filepath.Match` syntax check but not the regular-expression
 //!   compiler (a reversed range such as `[Local-Only]`, an invalid escape such as `\y`) is
 //!   accepted by [`Matcher::new`] and fails every evaluation that tries it, naming the
 //!   pattern: exactly Docker's behaviour (its build fails on the first context path, unless
 //!   the pattern is an exception that is never tried). Rejecting it up front would refuse
-//!   contexts that Docker builds.
-//!   The constructs the engine emulates and those it rejects are listed in
-//!   [`crate::pattern`].
+//!   contexts that Docker builds. The constructs the engine emulates and those it rejects
+//!   are listed in [`crate::pattern`].
 
 pub use crate::clean::clean_path;
 use crate::clean::parent_dir;
