@@ -127,7 +127,7 @@ pub fn matches(pattern: &[u8], name: &[u8]) -> bool {
     matches_checked(pattern, name)
 }
 
-/// [`matches`] for a pattern already checked: the work of one match, linear in the name
+/// [`matches()`] for a pattern already checked: the work of one match, linear in the name
 /// times the pattern at worst (one star is backtracked at a time).
 pub fn matches_checked(p: &[u8], s: &[u8]) -> bool {
     let (mut pi, mut si) = (0, 0);

@@ -42,8 +42,8 @@
 pub use crate::clean::clean_path;
 use crate::clean::parent_dir;
 use crate::glob;
-use crate::pattern::Compiled;
 pub use crate::pattern::MatchKind;
+use crate::pattern::{Compiled, PatternError};
 
 /// A `.dockerignore` pattern is malformed, or a path cannot be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,10 +183,12 @@ impl Pattern {
     fn hit(&self, path: &[u8]) -> Result<bool, IgnoreError> {
         self.compiled
             .hit(path)
-            .map_err(|reason| IgnoreError::BadPattern {
-                pattern: self.source.clone(),
-                reason: reason.to_owned(),
-            })
+            .map_err(
+                |PatternError::Unsupported { reason, .. }| IgnoreError::BadPattern {
+                    pattern: self.source.clone(),
+                    reason,
+                },
+            )
     }
 }
 

@@ -51,16 +51,30 @@ enum Kind {
     Invalid(String),
 }
 
+/// A pattern passed the glob syntax check but Docker's regular-expression compiler would
+/// reject it, so it cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The pattern and why it cannot be evaluated.
+    #[error("pattern {pattern:?} cannot be evaluated: {reason}")]
+    Unsupported {
+        /// The pattern's text.
+        pattern: String,
+        /// What Docker's translation cannot compile.
+        reason: String,
+    },
+}
+
 /// One pattern (cleaned, without its `!`, its glob syntax already checked), compiled once.
 #[derive(Debug, Clone)]
-pub(crate) struct Compiled {
+pub struct Compiled {
     text: String,
     kind: Kind,
 }
 
 impl Compiled {
     /// Classifies and compiles `text`.
-    pub(crate) fn new(text: &str) -> Compiled {
+    pub fn new(text: &str) -> Compiled {
         Compiled {
             text: text.to_owned(),
             kind: classify(text),
@@ -68,12 +82,12 @@ impl Compiled {
     }
 
     /// The pattern's text.
-    pub(crate) fn text(&self) -> &str {
+    pub fn text(&self) -> &str {
         &self.text
     }
 
     /// Docker's classification of the pattern.
-    pub(crate) fn match_kind(&self) -> MatchKind {
+    pub fn match_kind(&self) -> MatchKind {
         match self.kind {
             Kind::Exact => MatchKind::Exact,
             Kind::Prefix => MatchKind::Prefix,
@@ -82,9 +96,9 @@ impl Compiled {
         }
     }
 
-    /// Whether the pattern matches the whole of `path`; `Err` with the reason when the
-    /// pattern cannot be evaluated (Docker's regular-expression compiler rejects it).
-    pub(crate) fn hit(&self, path: &[u8]) -> Result<bool, &str> {
+    /// Whether the pattern matches the whole of `path`; an error when the pattern cannot be
+    /// evaluated (Docker's regular-expression compiler rejects it).
+    pub fn hit(&self, path: &[u8]) -> Result<bool, PatternError> {
         let t = self.text.as_bytes();
         Ok(match &self.kind {
             Kind::Exact => path == t,
@@ -94,7 +108,12 @@ impl Compiled {
                 path.ends_with(suffix) || (suffix.first() == Some(&b'/') && path == &suffix[1..])
             }
             Kind::Program(p) => p.matches(path),
-            Kind::Invalid(reason) => return Err(reason),
+            Kind::Invalid(reason) => {
+                return Err(PatternError::Unsupported {
+                    pattern: self.text.clone(),
+                    reason: reason.clone(),
+                });
+            }
         })
     }
 }
@@ -605,9 +624,9 @@ mod tests {
             (r"a\y", "invalid escape sequence"),
             ("[z-a]", "invalid character class range"),
         ] {
-            let compiled = Compiled::new(p);
-            let err = compiled.hit(b"a").unwrap_err();
+            let err = Compiled::new(p).hit(b"a").unwrap_err().to_string();
             assert!(err.contains(reason), "{p}: {err}");
+            assert!(err.contains(&format!("{p:?}")), "{err}");
         }
     }
 
