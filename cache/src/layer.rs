@@ -36,6 +36,15 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// The compressed layer could not be written (the store's file system is full, say).
+    #[error("cannot write the compressed layer to {path}")]
+    WriteBlob {
+        /// The temp file of the layer.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The compressed layer could not be finished.
     #[error("cannot finish the compressed layer in {path}")]
     Compress {
@@ -106,8 +115,18 @@ impl LayerWriter {
 }
 
 impl Write for LayerWriter {
+    /// Compressed members reach the store's temp file while the tar is written, so a
+    /// failure here (a full disk) names that file.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.inner.write(buf).map_err(|source| {
+            io::Error::new(
+                source.kind(),
+                LayerError::WriteBlob {
+                    path: self.temp.clone(),
+                    source,
+                },
+            )
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
