@@ -3,7 +3,8 @@
 //! host's loopback and on the host's own address are not reachable; a server in a separate
 //! network namespace that plays the internet (a veth pair the test makes) is. The host's
 //! network needs `--allow network.host`; `--add-host` entries are seen during a step and not
-//! kept in the image. Each check runs as root and as an unprivileged user.
+//! kept in the image; the cgroup namespace hides where the host placed the build. Each check
+//! runs as root and as an unprivileged user.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -256,4 +257,28 @@ fn added_hosts_are_seen_by_the_step_and_not_kept() {
 #[test]
 fn rootless_added_hosts_are_seen_by_the_step_and_not_kept() {
     added_hosts_stay_out_of_the_image(&BuildEnv::rootless());
+}
+
+/// A step and a container have a cgroup namespace of their own: `/proc/self/cgroup` names no
+/// host cgroup (the host's `memory:/process_api/...` or `0::/user.slice/...` show as `/`).
+fn cgroups_are_namespaced(env: &BuildEnv) {
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN cut -d: -f3 /proc/self/cgroup | sort -u > /cg\n"
+    ));
+    env.build(&["-t", "cg"]);
+    assert_eq!(env.sh("cg", "cat /cg"), "/\n");
+    assert_eq!(
+        env.sh(BASE, "cut -d: -f3 /proc/self/cgroup | sort -u"),
+        "/\n"
+    );
+}
+
+#[test]
+fn a_step_sees_no_host_cgroup_path() {
+    cgroups_are_namespaced(&BuildEnv::new());
+}
+
+#[test]
+fn a_rootless_step_sees_no_host_cgroup_path() {
+    cgroups_are_namespaced(&BuildEnv::rootless());
 }

@@ -75,8 +75,13 @@ pub(super) fn helper_main(
             child_fail(&fail, "become root of the user namespace", &e, 125);
         }
     }
-    let mut flags =
-        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    // A cgroup namespace rooted at the caller's cgroup: /proc/self/cgroup inside shows `/`,
+    // not where the host placed the build.
+    let mut flags = UnshareFlags::NEWNS
+        | UnshareFlags::NEWPID
+        | UnshareFlags::NEWIPC
+        | UnshareFlags::NEWUTS
+        | UnshareFlags::NEWCGROUP;
     if p.new_net {
         flags |= UnshareFlags::NEWNET;
     }
