@@ -68,6 +68,8 @@ struct Prepared {
     new_net: bool,
     /// The user-mode network stack to start for the new network namespace.
     net_stack: Option<PathBuf>,
+    /// The stack forwards DNS queries sent to [`net::DNS_FORWARD`] to the host's resolver.
+    dns_forward: bool,
     /// The step's directory outside the root (the stack's pid file and log go there).
     step_dir: PathBuf,
 }
@@ -102,10 +104,10 @@ impl Sandbox {
         let resolv = gen_dir.join("resolv.conf");
         let hosts_text = hosts_file(&spec.hostname, &spec.add_hosts);
         let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let resolv_text = match spec.network {
-            Network::Host => host_resolv(),
+        let (resolv_text, dns_forward) = match spec.network {
+            Network::Host => (host_resolv(), false),
             Network::Private => private_resolv_conf(&host_resolv()),
-            Network::None => String::new(),
+            Network::None => (String::new(), false),
         };
         let net_stack = match spec.network {
             Network::Private => Some(net::find_pasta()?),
@@ -192,6 +194,7 @@ impl Sandbox {
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
             new_net: spec.network != Network::Host,
             net_stack,
+            dns_forward,
             step_dir,
         };
         run_prepared(spec, &prepared, on_line)

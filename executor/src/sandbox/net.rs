@@ -46,8 +46,9 @@ pub(super) fn hosts_file(hostname: &str, extra: &[(String, String)]) -> String {
 
 /// The host's `resolv.conf` for a private network namespace: resolvers on the host's
 /// loopback (systemd-resolved's 127.0.0.53, a local dnsmasq) are not reachable from it, so
-/// they are replaced, once, by pasta's forwarding address.
-pub(super) fn private_resolv_conf(host: &str) -> String {
+/// they are replaced, once, by pasta's forwarding address. Says whether it did: pasta is then
+/// asked to forward (only then: this pasta's forwarding breaks queries to other resolvers).
+pub(super) fn private_resolv_conf(host: &str) -> (String, bool) {
     let mut out = String::new();
     let mut forwarded = false;
     for line in host.lines() {
@@ -67,7 +68,7 @@ pub(super) fn private_resolv_conf(host: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    out
+    (out, forwarded)
 }
 
 /// A running stack; stopped when dropped.
@@ -87,7 +88,12 @@ impl Drop for Stack {
 /// Starts `pasta` for the network namespace of `init` (and, without root, in its user
 /// namespace) and returns once the namespace is configured: pasta's first process exits
 /// then, leaving the stack running in the background.
-pub(super) fn start(program: &Path, init: i32, dir: &Path) -> Result<Stack, SandboxError> {
+pub(super) fn start(
+    program: &Path,
+    dns_forward: bool,
+    init: i32,
+    dir: &Path,
+) -> Result<Stack, SandboxError> {
     let fail = |message: String| SandboxError::NetworkStack {
         program: program.to_owned(),
         message,
@@ -104,8 +110,6 @@ pub(super) fn start(program: &Path, init: i32, dir: &Path) -> Result<Stack, Sand
         "--quiet",
         "--config-net",
         "--no-map-gw",
-        "--dns-forward",
-        DNS_FORWARD,
         // No port is forwarded from the host into the namespace.
         "-t",
         "none",
@@ -122,6 +126,9 @@ pub(super) fn start(program: &Path, init: i32, dir: &Path) -> Result<Stack, Sand
         "--netns",
         "/proc/self/fd/0",
     ]);
+    if dns_forward {
+        cmd.args(["--dns-forward", DNS_FORWARD]);
+    }
     if rustix::process::geteuid().is_root() {
         // Root stays root, with only the capabilities pasta keeps (by default it would become
         // nobody, which cannot open the namespace).
@@ -169,11 +176,15 @@ mod tests {
                     options edns0 trust-ad\nsearch example.org\n";
         assert_eq!(
             private_resolv_conf(host),
-            "# generated\nnameserver 169.254.1.1\nnameserver 10.0.0.2\n\
-             options edns0 trust-ad\nsearch example.org\n"
+            (
+                "# generated\nnameserver 169.254.1.1\nnameserver 10.0.0.2\n\
+                 options edns0 trust-ad\nsearch example.org\n"
+                    .to_owned(),
+                true
+            )
         );
         let plain = "nameserver 10.255.255.53\n";
-        assert_eq!(private_resolv_conf(plain), plain);
+        assert_eq!(private_resolv_conf(plain), (plain.to_owned(), false));
     }
 
     #[test]

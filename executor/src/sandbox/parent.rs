@@ -118,7 +118,7 @@ pub(super) fn run_prepared(
     let init_pid = i32::from_ne_bytes(b);
     // 3. The network stack, then the command may start.
     let _stack = match &p.net_stack {
-        Some(program) => match net::start(program, init_pid, &p.step_dir) {
+        Some(program) => match net::start(program, p.dns_forward, init_pid, &p.step_dir) {
             Ok(stack) => Some(stack),
             Err(e) => {
                 reap_helper();
