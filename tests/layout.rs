@@ -110,13 +110,15 @@ const EXECUTOR: &str = "#![deny(unsafe_code)]\n#![warn(missing_docs)]\n\n\
 fn good() -> Workspace {
     let mut w = Workspace::new();
     let compiler = ("rbuild-compiler", None);
+    let digest = ("rbuild-digest", None);
     let support = ("rbuild-test-support", Some("dev"));
-    w.crate_("rbuild-compiler", "compiler", LIBRARY, &[support]);
+    w.crate_("rbuild-digest", "digest", LIBRARY, &[]);
+    w.crate_("rbuild-compiler", "compiler", LIBRARY, &[digest, support]);
     w.crate_("rbuild-cache", "cache", LIBRARY, &[compiler]);
     w.crate_("rbuild-executor", "executor", EXECUTOR, &[compiler]);
     w.write("executor/src/sys.rs", "pub fn f() { unsafe { g() } }\n");
     w.crate_("rbuild-registry", "registry", LIBRARY, &[support]);
-    w.crate_("rbuild-report", "report", LIBRARY, &[]);
+    w.crate_("rbuild-report", "report", LIBRARY, &[digest]);
     let all = [
         compiler,
         ("rbuild-cache", None),
@@ -160,8 +162,15 @@ fn every_forbidden_dependency_is_named() {
         LIBRARY,
         &[
             ("rbuild-report", None),
+            ("rbuild-digest", None),
             ("rbuild-test-support", Some("dev")),
         ],
+    );
+    w.crate_(
+        "rbuild-digest",
+        "digest",
+        LIBRARY,
+        &[("rbuild-compiler", Some("dev"))],
     );
     w.crate_(
         "rbuild-cache",
@@ -192,7 +201,9 @@ fn every_forbidden_dependency_is_named() {
             "rbuild-cache has a normal dependency on rbuild-registry: forbidden by \
              rbuild-cache's row of the dependency table",
             "rbuild-compiler has a normal dependency on rbuild-report: rbuild-compiler \
-             depends on no workspace crate",
+             depends on no workspace crate but the leaf crates",
+            "rbuild-digest has a dev dependency on rbuild-compiler: rbuild-digest is a leaf \
+             and depends on no workspace crate",
             "rbuild-engine has a normal dependency on rbuild: no library depends on the binary",
             "rbuild-executor has a build dependency on rbuild-engine: forbidden by \
              rbuild-executor's row of the dependency table",

@@ -10,9 +10,9 @@ use rbuild_compiler::limits::{LimitError, Limits};
 use serde_json::json;
 
 use crate::blob::Expected;
-use crate::digest::{Digest, Hasher, HashingReader};
 use crate::layer::Compression;
 use crate::store::{self, ANNOTATION_CONTAINERD_NAME, Store, StoreError, descriptor_digest};
+use rbuild_digest::{Digest, Hasher, HashingReader};
 
 /// Largest JSON document read from an archive.
 const MAX_DOCUMENT: u64 = 64 << 20;

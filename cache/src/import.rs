@@ -12,9 +12,9 @@ use oci_spec::image::{Descriptor, MediaType};
 use rbuild_compiler::limits::{LimitError, Limits};
 use serde_json::json;
 
-use crate::digest::Digest;
 use crate::layer::{self, Compression, LayerError, LayerWriter, TarOptions};
 use crate::store::{Store, StoreError};
+use rbuild_digest::Digest;
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]

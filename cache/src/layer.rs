@@ -11,9 +11,9 @@ use oci_spec::image::{Descriptor, MediaType};
 use tar::{EntryType, Header};
 
 use crate::blob::BlobWriter;
-use crate::digest::{Digest, HashingWriter};
 use crate::pgzip::ParallelGzWriter;
 use crate::store::{Store, StoreError};
+use rbuild_digest::{Digest, HashingWriter};
 
 /// Why a directory could not be turned into a tarball.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,6 @@ pub mod archive;
 mod blob;
 pub mod containers;
 pub mod context;
-mod digest;
 pub mod exchange;
 mod fsutil;
 pub mod gc;
@@ -37,7 +36,7 @@ mod store;
 pub mod variants;
 
 pub use blob::{BlobError, BlobWriter, Committed, Expected};
-pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use rbuild_digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use store::{
     ANNOTATION_CONTAINERD_NAME, ImageRef, MAX_DOCUMENT_SIZE, MAX_INDEX_DEPTH, Removed, Store,
     StoreError, descriptor_digest, is_index, is_manifest, ref_name, validate_name,

@@ -243,14 +243,17 @@ fn resolve_one(
         .with_context(|| format!("the config {config_digest} of {name} is not JSON"))?;
     let runtime_config = runtime_config(&config_json)
         .with_context(|| format!("the config {config_digest} of {name} is malformed"))?;
-    let diff_ids: Vec<String> = config_json
+    let diff_ids: Vec<rbuild_cache::Digest> = config_json
         .pointer("/rootfs/diff_ids")
         .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
+                .filter_map(|d| d.as_str())
+                .map(str::parse)
                 .collect()
         })
+        .transpose()
+        .with_context(|| format!("the config {config_digest} of {name} has a bad diff id"))?
         .unwrap_or_default();
     if diff_ids.len() != manifest.layers().len() {
         return Err(Failure::Other(anyhow::anyhow!(
@@ -263,13 +266,15 @@ fn resolve_one(
         .layers()
         .iter()
         .zip(diff_ids)
-        .map(|(l, diff_id)| LayerRecord {
-            digest: l.digest().to_string(),
-            diff_id,
-            size: l.size(),
-            media_type: l.media_type().to_string(),
+        .map(|(l, diff_id)| {
+            Ok(LayerRecord {
+                digest: rbuild_cache::descriptor_digest(l)?,
+                diff_id,
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+            })
         })
-        .collect();
+        .collect::<Result<_, rbuild_cache::StoreError>>()?;
     Ok(Base {
         name,
         manifest_descriptor,

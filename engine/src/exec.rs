@@ -158,11 +158,14 @@ pub fn store_layer(
     };
     writer.flush().context("cannot write the layer")?;
     let committed = writer.commit()?;
-    let mut info = info;
     if info.digest.is_empty() {
         // Uncompressed and hashed by the blob writer alone (DiffOptions::sink_hashes).
-        info.digest = committed.digest.to_string();
-        info.diff_id = committed.digest.to_string();
+        return Ok(Some(LayerRecord {
+            digest: committed.digest,
+            diff_id: committed.digest,
+            size: info.size,
+            media_type: info.media_type.to_string(),
+        }));
     }
     if committed.digest.to_string() != info.digest {
         bail!(
@@ -171,9 +174,13 @@ pub fn store_layer(
             committed.digest
         );
     }
+    let diff_id = info
+        .diff_id
+        .parse()
+        .with_context(|| format!("the diff id of layer {}", committed.digest))?;
     Ok(Some(LayerRecord {
-        digest: info.digest,
-        diff_id: info.diff_id,
+        digest: committed.digest,
+        diff_id,
         size: info.size,
         media_type: info.media_type.to_string(),
     }))
@@ -287,13 +294,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
 
 /// Publishes an overlay upper dir as the snapshot of the layer it was diffed into.
 fn publish_upper(settings: &BuildRequest, upper: &Path, layer: &LayerRecord) {
-    let Some(diff_id) = layer
-        .diff_id
-        .strip_prefix("sha256:")
-        .and_then(|h| rbuild_cache::Digest::from_hex(h).ok())
-    else {
-        return;
-    };
+    let diff_id = layer.diff_id;
     let Ok(snapshots) = Snapshots::open(settings.store.root()) else {
         return;
     };

@@ -296,15 +296,15 @@ pub struct FetchFailed {
 pub struct RemoteCache {
     records: HashMap<Digest, (usize, ExportedRecord)>,
     /// Local layer digest -> (source, layer) for fetching.
-    layers: HashMap<String, (usize, ExportedLayer)>,
+    layers: HashMap<Digest, (usize, ExportedLayer)>,
     sources: Vec<Source>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Local layer digest -> the keys of the records naming it.
-    by_layer: HashMap<String, Vec<Digest>>,
+    by_layer: HashMap<Digest, Vec<Digest>>,
     /// A lock per layer being fetched, so two steps needing a layer fetch it once.
-    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     /// Local layer digests whose fetch failed: records naming them are no longer offered.
-    bad: Mutex<std::collections::HashSet<String>>,
+    bad: Mutex<std::collections::HashSet<Digest>>,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -443,14 +443,14 @@ impl RemoteCache {
             n += 1;
             if let Some(layer) = &record.layer {
                 self.layers
-                    .entry(layer.local.digest.clone())
+                    .entry(layer.local.digest)
                     .or_insert_with(|| (index, layer.clone()));
             }
             // The first --cache-from that has a key wins.
             if let std::collections::hash_map::Entry::Vacant(v) = self.records.entry(key) {
                 if let Some(layer) = &record.layer {
                     self.by_layer
-                        .entry(layer.local.digest.clone())
+                        .entry(layer.local.digest)
                         .or_default()
                         .push(key);
                 }
@@ -477,7 +477,7 @@ impl RemoteCache {
 
     /// The registry repository and artifact blob an imported layer (by local digest) can
     /// be read from, when it came from a registry.
-    fn registry_blob(&self, local_digest: &str) -> Option<(&Reference, BlobRef)> {
+    fn registry_blob(&self, local_digest: &Digest) -> Option<(&Reference, BlobRef)> {
         let (source, layer) = self.layers.get(local_digest)?;
         match &self.sources[*source] {
             Source::Registry { reference, .. } => Some((reference, layer.blob.clone())),
@@ -498,7 +498,7 @@ impl RemoteCache {
                     && manifest
                         .layers()
                         .iter()
-                        .any(|m| m.digest().to_string() == l.local.digest)
+                        .any(|m| m.digest().as_ref() == l.local.digest.to_string())
             })
         };
         let found = self.sources.iter().enumerate().find_map(|(i, s)| match s {
@@ -519,12 +519,10 @@ impl RemoteCache {
         let Some((_, record)) = self.records.get(key) else {
             return;
         };
-        let present = record.layer.as_ref().is_none_or(|l| {
-            l.local
-                .digest
-                .parse::<Digest>()
-                .is_ok_and(|d| store.has_blob(&d))
-        });
+        let present = record
+            .layer
+            .as_ref()
+            .is_none_or(|l| store.has_blob(&l.local.digest));
         if present && let Err(e) = cache.put(key, &record.to_record()) {
             tracing::debug!("cannot record imported {key}: {e}");
         }
@@ -541,10 +539,7 @@ impl RemoteCache {
     ) -> anyhow::Result<()> {
         let mut missing: Vec<&LayerRecord> = Vec::new();
         for layer in layers {
-            let local = layer
-                .digest
-                .parse::<Digest>()
-                .is_ok_and(|d| store.has_blob(&d));
+            let local = store.has_blob(&layer.digest);
             if !local
                 && self.layers.contains_key(&layer.digest)
                 && !missing.iter().any(|m| m.digest == layer.digest)
@@ -590,7 +585,7 @@ impl RemoteCache {
         cache: &ActionCache,
         layer: &LayerRecord,
     ) -> anyhow::Result<()> {
-        let digest: Digest = layer.digest.parse()?;
+        let digest = layer.digest;
         let Some((source, exported)) = self.layers.get(&layer.digest) else {
             return Ok(());
         };
@@ -599,7 +594,7 @@ impl RemoteCache {
             .fetching
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(layer.digest.clone())
+            .entry(digest)
             .or_default()
             .clone();
         let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -612,7 +607,7 @@ impl RemoteCache {
             self.bad
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(layer.digest.clone());
+                .insert(digest);
             return Err(FetchFailed {
                 blob: exported.blob.digest.clone(),
                 source_name: source.name(),
@@ -634,8 +629,8 @@ impl RemoteCache {
     }
 
     fn fetch(&self, store: &Store, source: &Source, layer: &ExportedLayer) -> anyhow::Result<()> {
-        let local_digest: Digest = layer.local.digest.parse()?;
-        let sink: Box<dyn BlobSink> = if layer.blob.digest != layer.local.digest {
+        let local_digest = layer.local.digest;
+        let sink: Box<dyn BlobSink> = if layer.blob.digest != local_digest.to_string() {
             Box::new(GunzipSink::new(
                 store.clone(),
                 Expected {
@@ -940,19 +935,19 @@ fn export_one(
         ExportTarget::Registry(r) => Some(crate::names::parse_reference(r)?),
         _ => None,
     };
-    let mut reused: HashMap<String, BlobRef> = HashMap::new();
+    let mut reused: HashMap<Digest, BlobRef> = HashMap::new();
     let mut mount_from = None;
     if let Some(remote) = remote {
         let cache = ActionCache::open(store.root())?;
         let mut fetch = Vec::new();
         for l in steps.iter().filter_map(|(_, r)| r.layer.as_ref()) {
-            let local = l.digest.parse::<Digest>().is_ok_and(|d| store.has_blob(&d));
+            let local = store.has_blob(&l.digest);
             match (local, &dest_registry, remote.registry_blob(&l.digest)) {
                 (false, Some(dest), Some((from, blob))) if from.registry() == dest.registry() => {
                     if from.repository() != dest.repository() {
                         mount_from.get_or_insert_with(|| from.repository().to_string());
                     }
-                    reused.insert(l.digest.clone(), blob);
+                    reused.insert(l.digest, blob);
                 }
                 _ => fetch.push(l.clone()),
             }
@@ -965,7 +960,7 @@ fn export_one(
         let layer = match &record.layer {
             None => None,
             Some(l) => {
-                let digest: Digest = l.digest.parse()?;
+                let digest = l.digest;
                 let uncompressed =
                     rbuild_executor::compress::Compression::from_media_type(&l.media_type)
                         == Some(rbuild_executor::compress::Compression::None);
@@ -985,7 +980,7 @@ fn export_one(
                         }
                     }
                     _ => BlobRef {
-                        digest: l.digest.clone(),
+                        digest: l.digest.to_string(),
                         size: l.size,
                         media_type: l.media_type.clone(),
                     },

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use oci_spec::image::ImageConfiguration;
 use rbuild_cache::action::LayerRecord;
 use rbuild_cache::snapshots::{Snapshots, SnapshotsError};
@@ -34,13 +34,17 @@ pub fn ensure_snapshots(
         .layers()
         .iter()
         .zip(diff_ids)
-        .map(|(l, diff_id)| LayerRecord {
-            digest: l.digest().to_string(),
-            diff_id: diff_id.clone(),
-            size: l.size(),
-            media_type: l.media_type().to_string(),
+        .map(|(l, diff_id)| {
+            Ok(LayerRecord {
+                digest: rbuild_cache::descriptor_digest(l)?,
+                diff_id: diff_id
+                    .parse::<Digest>()
+                    .with_context(|| format!("bad diff id {diff_id}"))?,
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     ensure_layer_snapshots(store, &layers, id_map, limits)
 }
 
@@ -55,10 +59,7 @@ pub fn ensure_layer_snapshots(
     let mut out = Vec::with_capacity(layers.len());
     for layer in layers {
         let diff_id = &layer.diff_id;
-        let hex = diff_id
-            .strip_prefix("sha256:")
-            .ok_or_else(|| anyhow!("diff id {diff_id} is not a sha256 digest"))?;
-        let d = Digest::from_hex(hex).with_context(|| format!("bad diff id {diff_id}"))?;
+        let d = layer.diff_id;
         // Found and marked used under the gc lock, so a prune cannot take it away before
         // it is mounted (see rbuild_cache::gc).
         let in_use = || -> anyhow::Result<Option<PathBuf>> {
@@ -105,10 +106,7 @@ fn unpack_into(
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let diff_id = &layer.diff_id;
-    let blob: Digest = layer
-        .digest
-        .parse()
-        .with_context(|| format!("bad layer digest {}", layer.digest))?;
+    let blob = layer.digest;
     let file = store.open_blob(&blob)?;
     let tar = rbuild_executor::compress::decompress(file, Some(&layer.media_type))
         .with_context(|| format!("cannot read layer {blob}"))?;
@@ -117,7 +115,7 @@ fn unpack_into(
     let mut tar = limits.reader(tar);
     // Check the uncompressed bytes against the diff id while they stream by.
     let mut hashing = rbuild_cache::HashingReader::new(&mut tar);
-    let mut opts = UnpackOptions::new(diff_id);
+    let mut opts = UnpackOptions::new(diff_id.to_string());
     opts.ignore_chown_errors = id_map.kind == MappingKind::Single;
     opts.limits = *limits;
     let unpacked = sandbox::unpack_layer(&mut hashing, temp, &opts, id_map);
