@@ -48,7 +48,7 @@ pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
 /// The largest uncompressed size of one layer that any command reads (`run`, `load`,
 /// `report`, a build's outputs), of what a compressed archive (`load`, `import`, `report`,
 /// ADD) expands to, and of an archive `load` or `build -` reads from stdin (bytes, or with a
-/// `K`, `M`, `G` or `T` suffix, powers of 1024); default
+/// `k`, `m`, `g`, `t` or `p` unit, powers of 1024 as docker's `--shm-size` reads them); default
 /// [`DEFAULT_MAX_LAYER_BYTES`](rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES). Past it,
 /// the command stops with an error naming the layer or archive (gzip/zstd bombs). The other
 /// limits ([`crate::limits`]) are fixed.
@@ -61,11 +61,8 @@ pub const RBUILD_STALL_TIMEOUT: &str = "RBUILD_STALL_TIMEOUT";
 /// [`RBUILD_MAX_LAYER_SIZE`] from the environment, or its default.
 pub fn max_layer_size() -> anyhow::Result<u64> {
     match std::env::var(RBUILD_MAX_LAYER_SIZE) {
-        Ok(v) => parse_size(&v).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{RBUILD_MAX_LAYER_SIZE}={v:?} is not a size (bytes, or a number with K, M, G or T)"
-            )
-        }),
+        // `RBUILD_MAX_LAYER_SIZE="lots" is not a size (...)`
+        Ok(v) => parse_size(&v).map_err(|e| anyhow::anyhow!("{RBUILD_MAX_LAYER_SIZE}={e}")),
         Err(std::env::VarError::NotPresent) => Ok(rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES),
         Err(std::env::VarError::NotUnicode(_)) => {
             anyhow::bail!("{RBUILD_MAX_LAYER_SIZE} is not valid UTF-8")
@@ -73,36 +70,9 @@ pub fn max_layer_size() -> anyhow::Result<u64> {
     }
 }
 
-/// Parses `123`, `64K`, `1m`, `10GiB`, `2T` (powers of 1024) into bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().ok()?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size(" 1m "), Some(1 << 20));
-        assert_eq!(parse_size("10GiB"), Some(10 << 30));
-        assert_eq!(parse_size("2t"), Some(2 << 40));
-        for bad in ["", "K", "1.5G", "-1", "1X", "99999999999T"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
-    }
+/// Parses a size the way docker reads `--shm-size` and buildx `--keep-storage`: bytes, or
+/// a number with a `k`, `m`, `g`, `t` or `p` unit, every one a power of 1024 (`64m`, `1.5GB`,
+/// `10GiB`).
+pub fn parse_size(text: &str) -> Result<u64, rbuild_options::size::SizeError> {
+    rbuild_options::size::parse(text, rbuild_options::size::Rule::Binary)
 }

@@ -96,7 +96,7 @@ impl std::error::Error for Hint {}
 /// The hint for an error at the layer size limit: the variable of the `rbuild` command that
 /// sets [`BuildRequest::limits`]'s layer size.
 pub fn layer_size_hint() -> Hint {
-    Hint("RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with K, M, G or T)".into())
+    Hint("RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with k, m, g, t or p: powers of 1024)".into())
 }
 pub use secrets::Secret;
 

@@ -71,7 +71,7 @@ mod sweep;
 mod usage;
 
 pub use error::GcError;
-pub use human::{human_size, parse_duration};
+pub use human::parse_duration;
 pub use inventory::{Kind, Tally};
 pub use lease::{Lease, mark_image_used, mark_record_used, record_use, touch};
 pub use lock::GcLock;

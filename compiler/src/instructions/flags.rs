@@ -273,26 +273,6 @@ fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, String> {
     }
 }
 
-fn parse_size(value: &str) -> Result<u64, String> {
-    let lower = value.to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(digits_end);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("size {value:?} is not a number"))?;
-    let mult: f64 = match unit.trim() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        _ => return Err(format!("size {value:?} has an unknown unit")),
-    };
-    Ok((num * mult) as u64)
-}
-
 /// Parses a `--mount` value. `expand` is applied to each field's value (BuildKit expands
 /// mount values with the build environment) before it is interpreted; `ssh_index` numbers
 /// the default ssh socket targets.
@@ -422,7 +402,12 @@ fn build_mount(
                 if kind != MountType::Tmpfs {
                     return Err("size is only allowed for tmpfs mounts".into());
                 }
-                m.size = Some(parse_size(&need(&val)?)?);
+                // Docker reads a tmpfs size with RAMInBytes: `64m` is 64 MiB.
+                let text = need(&val)?;
+                m.size = Some(
+                    rbuild_options::size::parse(&text, rbuild_options::size::Rule::Binary)
+                        .map_err(|e| e.to_string())?,
+                );
             }
             "required" => {
                 if !matches!(kind, MountType::Secret | MountType::Ssh) {

@@ -1,0 +1,10 @@
+//! The text forms of option values, read and written the way docker reads and writes them.
+//!
+//! - [`size`]: byte sizes. Flags docker reads with go-units' `RAMInBytes` (`--shm-size`,
+//!   tmpfs `size=`, buildx `--keep-storage`) use [`size::Rule::Binary`]; a flag that
+//!   compares with sizes docker prints uses [`size::Rule::Decimal`]. Sizes are printed as
+//!   `docker images` and `docker system df` print them ([`size::human`], [`size::image`]).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod size;
