@@ -206,23 +206,6 @@ fn check_level(kind: Compression, level: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Splits `a=1,"b=x,y",c=2` on the commas outside double quotes (buildx reads `--output` as
-/// one CSV record), dropping the quotes.
-pub(crate) fn csv_fields(spec: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in spec.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields
-}
-
 /// Parses one `--output` value.
 pub fn parse_output(spec: &str) -> anyhow::Result<Output> {
     let mut out = Output {
@@ -251,15 +234,14 @@ pub fn parse_output(spec: &str) -> anyhow::Result<Output> {
     let mut push = false;
     let mut tar = true;
     let mut tar_given = false;
-    for field in csv_fields(spec) {
-        let field = field.trim();
-        if field.is_empty() {
-            continue;
-        }
-        let (key, value) = field
-            .split_once('=')
-            .ok_or_else(|| anyhow!("invalid --output field {field:?}: expected KEY=VALUE"))?;
-        match key.to_ascii_lowercase().as_str() {
+    // One CSV record, as buildx reads it: `type=image,"name=a,b"`.
+    // The caller names the flag and the value.
+    let pairs = rbuild_options::csv::pairs(spec).map_err(|e| anyhow!("{e}"))?;
+    for (key, value) in &pairs {
+        let (key, value) = (key.as_str(), value.as_deref().map(str::trim_end));
+        let value =
+            value.ok_or_else(|| anyhow!("invalid --output field {key:?}: expected KEY=VALUE"))?;
+        match key {
             "type" => kind = Some(value.to_string()),
             "dest" => {
                 if value.is_empty() {
@@ -1531,6 +1513,9 @@ mod tests {
         );
         for (bad, says) in [
             ("type=floppy,dest=x", "unknown output type \"floppy\""),
+            // A quote inside a field (buildx refuses it too), and one never closed.
+            (r#"type=image,name="a,b""#, "field 2 (\"name=\\\"\")"),
+            (r#"type=local,"dest=x"#, "field 2"),
             ("type=local", "needs dest="),
             ("type=tar", "needs dest="),
             ("type=local,dest=-", "cannot write to stdout"),

@@ -109,19 +109,15 @@ pub enum ExportTarget {
     Inline(String),
 }
 
-/// Splits `key=value,key=value` (values may be double-quoted to hold commas).
+/// Splits `key=value,key=value`: one CSV record, as buildx reads it (a field in double
+/// quotes may hold commas: `"dest=/a,b"`).
 fn csv_pairs(flag: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    if text.matches('"').count() % 2 == 1 {
-        bail!("invalid {flag} {text:?}: unterminated quote");
-    }
-    super::output::csv_fields(text)
+    rbuild_options::csv::pairs(text)
+        .map_err(|e| anyhow!("invalid {flag} {text:?}: {e}"))?
         .into_iter()
-        .filter(|f| !f.trim().is_empty())
-        .map(|f| {
-            let (k, v) = f
-                .split_once('=')
-                .ok_or_else(|| anyhow!("invalid {flag} {text:?}: {f:?} is not KEY=VALUE"))?;
-            Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .map(|(k, v)| {
+            let v = v.ok_or_else(|| anyhow!("invalid {flag} {text:?}: {k:?} is not KEY=VALUE"))?;
+            Ok((k, v.trim().to_string()))
         })
         .collect()
 }
@@ -1176,7 +1172,7 @@ mod tests {
             }
         );
         let e = parse_cache_to(
-            "type=local,dest=\"/tmp/a,b\",compression=uncompressed,ignore-error=true",
+            "type=local,\"dest=/tmp/a,b\",compression=uncompressed,ignore-error=true",
         )
         .unwrap();
         assert_eq!(e.target, ExportTarget::Local("/tmp/a,b".into()));
@@ -1201,6 +1197,9 @@ mod tests {
                 "type=registry,ref=UPPER/Case",
                 "--cache-to ref=\"UPPER/Case\"",
             ),
+            // A quote inside a field: buildx refuses it too.
+            ("type=local,dest=\"/tmp/a,b\"", "field 2 (\"dest=\\\"\")"),
+            ("type=local,\"dest=/tmp/a", "field 2"),
         ] {
             let e = parse_cache_to(bad).unwrap_err();
             assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");
