@@ -21,6 +21,7 @@
 
 pub mod action;
 pub mod archive;
+pub mod atomic;
 mod blob;
 pub mod containers;
 pub mod context;

@@ -871,10 +871,11 @@ fn write_oci_dir(
         }
         // std::fs::copy lets the kernel copy (copy_file_range: a reflink where the file
         // system shares extents), into a temp file renamed into place.
-        let tmp = temp_beside(&target)?;
-        std::fs::copy(store.blob_path(&digest), tmp.path())
-            .with_context(|| format!("cannot write {}", target.display()))?;
-        persist(tmp, &target)?;
+        let fail = || format!("cannot write {}", target.display());
+        let tmp = rbuild_cache::atomic::AtomicFile::create(&target, None, Some(0o644))
+            .with_context(fail)?;
+        std::fs::copy(store.blob_path(&digest), tmp.temp_path()).with_context(fail)?;
+        tmp.commit().with_context(fail)?;
     }
     atomic_file(&dir.join("oci-layout"), |w| {
         w.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -902,43 +903,14 @@ fn write_oci_dir(
     })
 }
 
-/// Writes `path` through a temp file in its directory, renamed into place (never through a
-/// symlink at `path`: the rename replaces it).
+/// Writes `path` through a temp file beside it, renamed into place (never through a
+/// symlink at `path`: the rename replaces it), readable by all.
 fn atomic_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let tmp = temp_beside(path)?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp);
-    write(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
-    let tmp = w
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    persist(tmp, path)
-}
-
-/// A temp file in the directory of `path`, for [`persist`].
-fn temp_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
-    let dir = parent_dir(path);
-    tempfile::Builder::new()
-        .prefix(".rbuild-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temp file in {}", dir.display()))
-}
-
-/// Makes the written temp file `tmp` readable by all, syncs it and renames it to `path`
-/// (replacing a symlink there, never following it).
-fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> {
-    let fail = || format!("cannot write {}", path.display());
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .with_context(fail)?;
-    tmp.as_file().sync_all().with_context(fail)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(fail)?;
-    Ok(())
+    rbuild_cache::atomic::write_with(path, None, Some(0o644), write)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The media type of a layer in `format` (`docker` or OCI) with `kind` compression.

@@ -176,15 +176,9 @@ pub fn record_source(store: &Store, digest: &Digest, reference: &Reference) -> a
     let dir = store.root().join(SOURCES_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(digest.hex());
-    let mut tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
-        .with_context(|| format!("cannot create a temp file in {}", store.tmp_dir().display()))?;
-    tmp.write_all(format!("{}\n", reference.name()).as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(&path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let text = format!("{}\n", reference.name());
+    rbuild_cache::atomic::write(&path, Some(&store.tmp_dir()), None, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The `REGISTRY/REPOSITORY` the manifest `digest` was pulled from, if recorded.

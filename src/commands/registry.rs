@@ -1,7 +1,6 @@
 //! What the registry commands share: TLS and plain-HTTP options, where credentials live, and
 //! the atomic write of the credentials file.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -88,7 +87,7 @@ pub fn credentials_file() -> PathBuf {
 /// Writes a credentials file atomically (temp file in the same directory, fsync, rename),
 /// readable by its owner only.
 pub fn write_credentials_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -98,21 +97,9 @@ pub fn write_credentials_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set permissions of {}", tmp.path().display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    // Private from the first byte.
+    rbuild_cache::atomic::write(path, None, Some(0o600), bytes)
+        .with_context(|| format!("cannot replace {}", path.display()))
 }
 
 /// A registry name as the user typed it (`docker.io`, `https://index.docker.io/v1/`,
