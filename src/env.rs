@@ -38,10 +38,14 @@ pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 /// The home directory (`~/.local/share/rbuild` when `XDG_DATA_HOME` is unset).
 pub const HOME: &str = "HOME";
-/// The docker config directory (`config.json` with registry credentials); default `~/.docker`.
-pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
-/// A containers-auth.json file; when set, `login`/`logout` write it and pulls read it first.
-pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
+/// The docker config directory (`config.json` with registry credentials); default `~/.docker`
+/// (read by `rbuild_registry::credentials`).
+#[allow(dead_code)]
+pub const DOCKER_CONFIG: &str = rbuild_registry::credentials::ENV_DOCKER_CONFIG;
+/// A containers-auth.json file; when set, `login`/`logout` write it and pulls read it first
+/// (read by `rbuild_registry::credentials`).
+#[allow(dead_code)]
+pub const REGISTRY_AUTH_FILE: &str = rbuild_registry::credentials::ENV_REGISTRY_AUTH_FILE;
 /// `overlay` or `copy`: forces the snapshotter (read by `rbuild_executor::snapshot`).
 #[allow(dead_code)]
 pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";

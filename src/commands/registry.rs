@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
-use rbuild_registry::{ClientOptions, CredentialStore};
-
-use crate::env;
+use rbuild_registry::{ClientOptions, CredentialStore, credentials};
 
 /// Options of every command that talks to a registry.
 #[derive(Debug, Args, Clone, Default)]
@@ -60,28 +58,12 @@ impl RegistryArgs {
 /// The credential sources named by `REGISTRY_AUTH_FILE` and `DOCKER_CONFIG` (for the pull and
 /// push commands).
 pub fn credential_store() -> CredentialStore {
-    CredentialStore::with_files(auth_file(), Some(docker_config_file()))
-}
-
-/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn docker_config_file() -> PathBuf {
-    match std::env::var_os(env::DOCKER_CONFIG) {
-        Some(dir) => PathBuf::from(dir).join("config.json"),
-        None => {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
-            home.join(".docker").join("config.json")
-        }
-    }
-}
-
-/// The file named by `REGISTRY_AUTH_FILE`, if set.
-pub fn auth_file() -> Option<PathBuf> {
-    std::env::var_os(env::REGISTRY_AUTH_FILE).map(PathBuf::from)
+    CredentialStore::from_env()
 }
 
 /// The file `login` and `logout` change: `REGISTRY_AUTH_FILE` when set, else docker's config.
 pub fn credentials_file() -> PathBuf {
-    auth_file().unwrap_or_else(docker_config_file)
+    credentials::auth_file_path().unwrap_or_else(credentials::docker_config_path)
 }
 
 /// Writes a credentials file atomically (temp file in the same directory, fsync, rename),
