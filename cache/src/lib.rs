@@ -33,6 +33,7 @@ pub mod layer;
 pub mod mounts;
 pub mod pgzip;
 pub mod snapshots;
+pub mod sources;
 mod store;
 pub mod variants;
 

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use rbuild_registry::{Client, Platform, PullOptions};
 
 use crate::registry::{RegistryConfig, runtime};
-use crate::transfer::{StoreBlobs, record_source};
+use crate::transfer::StoreBlobs;
 
 /// What [`pull_image_with`] put in the store.
 #[derive(Debug)]
@@ -98,7 +98,7 @@ pub fn pull_image_with(
             .as_ref()
             .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
     ) {
-        if let Err(e) = record_source(store, &digest, &reference) {
+        if let Err(e) = store.record_source(&digest, &reference.name()) {
             tracing::debug!("cannot record where {digest} came from: {e:#}");
         }
     }

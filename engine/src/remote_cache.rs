@@ -503,7 +503,7 @@ impl RemoteCache {
         });
         if let (Some(reference), Ok(digest)) =
             (found, rbuild_cache::descriptor_digest(&manifest_desc))
-            && let Err(e) = crate::transfer::record_source(store, &digest, reference)
+            && let Err(e) = store.record_source(&digest, &reference.name())
         {
             tracing::debug!("cannot record where {digest} came from: {e:#}");
         }

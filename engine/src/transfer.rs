@@ -4,15 +4,9 @@
 //! The cache crate never touches the network and the registry crate never touches disk; this
 //! module is where the two meet.
 //!
-//! # Where pulled images came from: `ROOT/sources-v1/`
-//!
-//! A pull records, for the manifest it stored (and the index, if the tag named one), the
-//! repository it came from: `ROOT/sources-v1/<manifest hex>` holds one line,
-//! `REGISTRY/REPOSITORY` (e.g. `127.0.0.1:5000/library/busybox`). A push of that manifest to
-//! another repository of the same registry asks the registry to mount the blobs from there
-//! (`POST /v2/DEST/blobs/uploads/?mount=DIGEST&from=REPOSITORY`) instead of uploading them.
-//! The file is written atomically (temp file in `ROOT/tmp`, fsync, rename); a missing or
-//! unreadable one only means the blobs are uploaded.
+//! Where pulled images came from (`rbuild_cache::sources`) lets a push to another repository
+//! of the same registry mount the blobs (`POST /v2/DEST/blobs/uploads/?mount=DIGEST&from=REPO`)
+//! instead of uploading them.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -23,9 +17,6 @@ use rbuild_cache::{BlobWriter, Digest, Expected, Store};
 use rbuild_registry::{BlobSink, BlobSource, BlobTarget, Descriptor, Reference};
 
 use crate::output::Conversion;
-
-/// The side folder of pull sources (see the module docs).
-pub const SOURCES_DIR: &str = "sources-v1";
 
 /// The store as a pull target and a push source.
 #[derive(Debug, Clone)]
@@ -170,28 +161,10 @@ impl BlobSink for StoreSink {
     }
 }
 
-/// Records that the manifest `digest` was pulled from `reference`'s repository.
-pub fn record_source(store: &Store, digest: &Digest, reference: &Reference) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let dir = store.root().join(SOURCES_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(digest.hex());
-    let text = format!("{}\n", reference.name());
-    rbuild_cache::atomic::write(&path, Some(&store.tmp_dir()), None, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The `REGISTRY/REPOSITORY` the manifest `digest` was pulled from, if recorded.
-pub fn source_of(store: &Store, digest: &Digest) -> Option<String> {
-    let text = std::fs::read_to_string(store.root().join(SOURCES_DIR).join(digest.hex())).ok()?;
-    let line = text.lines().next()?.trim();
-    (!line.is_empty()).then(|| line.to_string())
-}
-
 /// The repository to mount blobs from when pushing to `dest`: the recorded source of
 /// `digest`, when it is another repository of the same registry.
 pub fn mount_source(store: &Store, digest: &Digest, dest: &Reference) -> Option<String> {
-    let source = source_of(store, digest)?;
+    let source = store.source_of(digest)?;
     let (registry, repository) = source.split_once('/')?;
     (registry == dest.registry() && repository != dest.repository()).then(|| repository.to_string())
 }
@@ -265,12 +238,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let digest = Digest::of(b"manifest");
         let pulled = Reference::parse("127.0.0.1:5000/library/busybox:1").unwrap();
-        assert_eq!(source_of(&store, &digest), None);
-        record_source(&store, &digest, &pulled).unwrap();
-        assert_eq!(
-            source_of(&store, &digest).as_deref(),
-            Some("127.0.0.1:5000/library/busybox")
-        );
+        assert_eq!(store.source_of(&digest), None);
+        store.record_source(&digest, &pulled.name()).unwrap();
         let same = Reference::parse("127.0.0.1:5000/other:2").unwrap();
         assert_eq!(
             mount_source(&store, &digest, &same).as_deref(),
