@@ -108,7 +108,7 @@ impl BlobSource for StoreBlobs {
             let _one = self.remaking.lock().unwrap_or_else(|e| e.into_inner());
             if !self.store.has_blob(&digest) {
                 blocking(|| from.remake(&self.store, &variant))
-                    .map_err(|e| io::Error::other(format!("{e:#}")))?;
+                    .map_err(|e| io::Error::other(crate::error::chain_text(&e)))?;
             }
         }
         let mut file = self.store.open_blob(&digest).map_err(|e| match e {
