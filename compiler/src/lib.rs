@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod dockerignore;
 pub mod instructions;
 pub mod limits;
 pub mod parser;

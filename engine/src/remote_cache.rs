@@ -1436,9 +1436,8 @@ fn export_one(
             None => None,
             Some(l) => {
                 let digest = l.digest;
-                let uncompressed =
-                    rbuild_executor::compress::Compression::from_media_type(&l.media_type)
-                        == Some(rbuild_executor::compress::Compression::None);
+                let uncompressed = rbuild_compress::Compression::from_media_type(&l.media_type)
+                    == Some(rbuild_compress::Compression::None);
                 let blob = match (spec.compression, uncompressed) {
                     _ if reused.contains_key(&l.digest) => reused[&l.digest].clone(),
                     (CacheCompression::Gzip, true) => {
