@@ -1,0 +1,1 @@
+//! A parse of the POSIX shell in RUN into simple commands.
