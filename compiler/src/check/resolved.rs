@@ -79,3 +79,53 @@ pub(super) fn copy_ignored(cx: &mut Cx<'_>, node: &Node, sources: &[String]) {
         );
     }
 }
+
+/// Manifests and lockfiles: the files a dependency install reads.
+const MANIFESTS: [&str; 22] = [
+    "package.json",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "requirements.txt",
+    "Pipfile",
+    "Pipfile.lock",
+    "poetry.lock",
+    "pyproject.toml",
+    "Gemfile",
+    "Gemfile.lock",
+    "composer.json",
+    "composer.lock",
+    "go.mod",
+    "go.sum",
+    "Cargo.toml",
+    "Cargo.lock",
+    "pom.xml",
+    "mix.exs",
+    "mix.lock",
+    ".npmrc",
+];
+
+/// For CopyContextBeforeInstall: the context files (not excluded by the ignore file) other
+/// than manifests and lockfiles, whose changes rerun the install: a few names and the count.
+/// `None` when the context was not listed.
+pub(super) fn busting_files(cx: &Cx<'_>) -> Option<String> {
+    let files = cx.options.facts.context_files.as_ref()?;
+    let ignore = cx.ignore.as_ref();
+    let busting: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            let base = f.rsplit('/').next().unwrap_or(f);
+            !MANIFESTS.contains(&base) && ignore.is_none_or(|i| i.excluded_by(f).is_none())
+        })
+        .collect();
+    if busting.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = busting.iter().take(5).map(|s| s.as_str()).collect();
+    Some(if busting.len() > shown.len() {
+        format!("{} ({} files in all)", shown.join(", "), busting.len())
+    } else {
+        shown.join(", ")
+    })
+}
