@@ -4,7 +4,7 @@
 //! Optional inputs: `config` (check settings in the directive's syntax, plus a line
 //! `pin-versions` to turn that on), `bases.json` (base image configs by reference),
 //! `dockerignore` (the ignore file), `context.txt` (the context's files, one a line) and
-//! `passwd.json` (base images' /etc/passwd by reference).
+//! `files.json` (files of base images: reference, then path, then text).
 //! `UPDATE_GOLDEN=1 cargo test -p rbuild-compiler --test check_golden` rewrites `bad.txt`.
 //!
 //! It also checks the clean corpus in `testdata/check-corpus/`: Dockerfiles in the style of
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rbuild_compiler::check::{self, CheckOptions, Checked, Facts, RULES, Report};
-use rbuild_compiler::plan::ImageConfig;
+use rbuild_compiler::plan::{BaseConfigs, ImageConfig, Platform};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
@@ -44,17 +44,35 @@ fn options(case: &Path) -> CheckOptions {
     if let Ok(text) = std::fs::read_to_string(case.join("context.txt")) {
         facts.context_files = Some(text.lines().map(str::to_string).collect());
     }
-    if let Ok(text) = std::fs::read_to_string(case.join("passwd.json")) {
-        facts.passwd = serde_json::from_str(&text).expect("passwd.json is a map");
-    }
     opts.facts = facts;
     opts
 }
 
-fn bases(case: &Path) -> BTreeMap<String, ImageConfig> {
-    match std::fs::read_to_string(case.join("bases.json")) {
-        Ok(text) => serde_json::from_str(&text).expect("bases.json is a map of configs"),
-        Err(_) => BTreeMap::new(),
+/// Base image configs (`bases.json`) and files (`files.json`: reference to path to text).
+struct Bases {
+    configs: BTreeMap<String, ImageConfig>,
+    files: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl BaseConfigs for Bases {
+    fn base_config(&self, reference: &str, _: &Platform) -> Option<ImageConfig> {
+        self.configs.get(reference).cloned()
+    }
+
+    fn base_file(&self, reference: &str, path: &str) -> Option<String> {
+        self.files.get(reference)?.get(path).cloned()
+    }
+}
+
+fn bases(case: &Path) -> Bases {
+    let read = |name: &str| std::fs::read_to_string(case.join(name)).ok();
+    Bases {
+        configs: read("bases.json")
+            .map(|t| serde_json::from_str(&t).expect("bases.json is a map of configs"))
+            .unwrap_or_default(),
+        files: read("files.json")
+            .map(|t| serde_json::from_str(&t).expect("files.json is a map of maps"))
+            .unwrap_or_default(),
     }
 }
 
@@ -68,7 +86,7 @@ fn run(case: &Path, file: &str) -> (String, Checked) {
 #[test]
 fn every_rule_has_a_golden_case_and_a_page() {
     let mut missing = Vec::new();
-    for rule in RULES.iter().filter(|r| r.origin != check::Origin::Resolved) {
+    for rule in RULES {
         let dir = root().join("check").join(rule.name);
         if !dir.join("bad.Dockerfile").is_file() || !dir.join("good.Dockerfile").is_file() {
             missing.push(format!("golden case {}", dir.display()));

@@ -3,7 +3,7 @@
 //! Reading only: nothing is pulled, no lease is taken, the context is listed without
 //! following symbolic links. The rules themselves are `rbuild_compiler::check`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -21,6 +21,7 @@ const MAX_IGNORE_FILE: u64 = 1 << 20;
 pub struct StoredBases {
     store: Option<rbuild_cache::Store>,
     cache: Mutex<HashMap<String, Option<ImageConfig>>>,
+    files: Mutex<HashMap<(String, String), Option<String>>>,
 }
 
 impl StoredBases {
@@ -29,6 +30,7 @@ impl StoredBases {
         StoredBases {
             store,
             cache: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -42,6 +44,73 @@ impl BaseConfigs for StoredBases {
             .or_insert_with(|| crate::bases::stored_config(store, reference))
             .clone()
     }
+
+    fn base_file(&self, reference: &str, path: &str) -> Option<String> {
+        let store = self.store.as_ref()?;
+        let key = (reference.to_string(), path.to_string());
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files
+            .entry(key)
+            .or_insert_with(|| image_file(store, reference, path))
+            .clone()
+    }
+}
+
+/// The largest file [`image_file`] reads.
+const MAX_IMAGE_FILE: u64 = 1 << 20;
+
+/// The text of `path` (relative, `etc/passwd`) in the stored image `reference`: the top
+/// layer that has it or deletes it decides. `None` when the store lacks the image, a layer
+/// cannot be read, or the file is absent, larger than 1 MiB or not a regular file.
+pub fn image_file(store: &rbuild_cache::Store, reference: &str, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let descriptor = crate::bases::local_image(store, reference)?;
+    let (_, manifest) = store.image_manifest(&descriptor).ok()?;
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let whiteout = if dir.is_empty() {
+        format!(".wh.{name}")
+    } else {
+        format!("{dir}/.wh.{name}")
+    };
+    let opaque = if dir.is_empty() {
+        ".wh..wh..opq".to_string()
+    } else {
+        format!("{dir}/.wh..wh..opq")
+    };
+    for layer in manifest.layers().iter().rev() {
+        let digest = rbuild_cache::descriptor_digest(layer).ok()?;
+        let file = store.open_blob(&digest).ok()?;
+        let media = layer.media_type().to_string();
+        let reader = rbuild_executor::compress::decompress(file, Some(&media)).ok()?;
+        let mut archive = tar::Archive::new(reader);
+        let mut hidden_below = false;
+        for entry in archive.entries().ok()? {
+            let mut entry = entry.ok()?;
+            let p = entry.path().ok()?.to_string_lossy().into_owned();
+            let p = p
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_string();
+            if p == whiteout {
+                return None;
+            }
+            if p == opaque {
+                hidden_below = true;
+            }
+            if p == path {
+                if !entry.header().entry_type().is_file() || entry.size() > MAX_IMAGE_FILE {
+                    return None;
+                }
+                let mut text = String::new();
+                entry.read_to_string(&mut text).ok()?;
+                return Some(text);
+            }
+        }
+        if hidden_below {
+            return None;
+        }
+    }
+    None
 }
 
 /// Gathers facts for the Dockerfiles of one context: the context is listed once.
@@ -72,7 +141,6 @@ impl Gatherer {
         Facts {
             ignore,
             context_files: self.files.clone().flatten(),
-            passwd: BTreeMap::new(),
         }
     }
 

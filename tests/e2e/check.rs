@@ -330,3 +330,67 @@ fn hadolint_flags_the_same_instructions() {
     assert!(compared > 100, "only {compared} comparisons");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// The checks that read the store: a base image's ENV defines variables (UndefinedVar stays
+/// quiet), its /etc/passwd and /etc/group say which users exist (UnknownUser), and a base
+/// the store lacks makes the output say the check was limited.
+#[test]
+fn base_images_in_the_store_inform_the_checks() {
+    let dir = Dir::new();
+    dir.write(
+        "rootfs/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/sh\n",
+    );
+    dir.write("rootfs/etc/group", "root:x:0:\nwww:x:33:\n");
+    dir.write("rootfs/bin/.keep", "");
+    let root = dir.path().join("store");
+    ok(rbuild(&root)
+        .args(["import"])
+        .arg(dir.path().join("rootfs"))
+        .arg("localbase:1"));
+    dir.write("env/Dockerfile", "FROM localbase:1\nENV GOPATH=/go\n");
+    ok(rbuild(&root)
+        .args(["build", "-t", "withenv:1"])
+        .arg(dir.path().join("env")));
+    dir.write(
+        "app/Dockerfile",
+        "FROM withenv:1\nENV PATH=$GOPATH/bin:$PATH\nWORKDIR $APP_HOME\nUSER www:www\nUSER ghost\n",
+    );
+    let run = ok(rbuild(&root)
+        .args(["check", "--format", "json"])
+        .arg(dir.path().join("app")));
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let found: Vec<(String, u64)> = v["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(found.contains(&("UndefinedVar".into(), 3)), "{found:?}");
+    assert!(
+        !found.contains(&("UndefinedVar".into(), 2)),
+        "GOPATH comes from the base: {found:?}"
+    );
+    assert!(found.contains(&("UnknownUser".into(), 5)), "{found:?}");
+    assert!(!found.contains(&("UnknownUser".into(), 4)), "{found:?}");
+    // Without the base in the store: nothing guessed, and the output says so.
+    dir.write(
+        "other/Dockerfile",
+        "FROM elsewhere:1\nWORKDIR $APP_HOME\nUSER ghost\n",
+    );
+    let run = ok(rbuild(&root).arg("check").arg(dir.path().join("other")));
+    assert!(!run.stdout.contains("UndefinedVar]"), "{}", run.stdout);
+    assert!(!run.stdout.contains("UnknownUser]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "note: UndefinedVar: line 2: the config of base image elsewhere:1 is not in the store"
+        ),
+        "{}",
+        run.stdout
+    );
+}

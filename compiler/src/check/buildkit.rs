@@ -46,6 +46,10 @@ struct Stage {
     env_known: bool,
     /// The base image whose config is missing, when it is.
     unknown_base: Option<String>,
+    /// The image the stage (or the stage it is built on) starts from.
+    base_image: Option<String>,
+    /// A RUN or COPY of the stage may have added users (useradd, COPY to /etc).
+    makes_users: bool,
     /// A SHELL was set (here or in the base): CMD/ENTRYPOINT shell forms use it.
     shell_set: bool,
     /// An absolute WORKDIR was set in the build.
@@ -133,7 +137,7 @@ pub(super) fn run(cx: &mut Cx<'_>, bases: &dyn BaseConfigs) {
             continue;
         }
         let Some(stage) = st.as_mut() else { continue };
-        instruction(cx, node, &lexer, stage, &global);
+        instruction(cx, node, &lexer, stage, &global, bases);
     }
     if let Some(done) = st.take() {
         finish_stage(&done, &mut stages);
@@ -366,6 +370,8 @@ fn from(
             args: parent.args.clone(),
             env_known: parent.env_known,
             unknown_base: parent.unknown_base.clone(),
+            base_image: parent.base_image.clone(),
+            makes_users: parent.makes_users,
             shell_set: parent.shell_set,
             workdir_set: parent.workdir_set,
             ..Stage::default()
@@ -379,6 +385,7 @@ fn from(
         match bases.base_config(&reference, &platform) {
             Some(config) => {
                 let mut s = Stage {
+                    base_image: Some(reference.clone()),
                     env_known: true,
                     shell_set: !config.shell.is_empty(),
                     ..Stage::default()
@@ -391,6 +398,7 @@ fn from(
             }
             None => Stage {
                 unknown_base: Some(reference.clone()),
+                base_image: Some(reference.clone()),
                 ..Stage::default()
             },
         }
@@ -535,6 +543,7 @@ fn instruction(
     lexer: &Lexer,
     stage: &mut Stage,
     global: &HashMap<String, String>,
+    bases: &dyn BaseConfigs,
 ) {
     match &*node.keyword_lower {
         "env" => {
@@ -603,9 +612,13 @@ fn instruction(
             for word in &node.args {
                 words.push(expand(cx, node, lexer, stage, word).unwrap_or_default());
             }
+            if words.last().is_some_and(|d| d.starts_with("/etc")) {
+                stage.makes_users = true;
+            }
             words.pop();
             if !node.flags.iter().any(|f| f.name() == "from") {
                 super::resolved::copy_ignored(cx, node, &words);
+                super::resolved::secret_files(cx, node, &words);
             }
         }
         "workdir" => {
@@ -621,9 +634,32 @@ fn instruction(
             }
             stage.workdir_set = true;
         }
-        "user" | "stopsignal" => {
+        "stopsignal" => {
             if let Some(w) = node.args.first() {
                 expand(cx, node, lexer, stage, w);
+            }
+        }
+        "user" => {
+            let Some(w) = node.args.first() else { return };
+            let Some(user) = expand(cx, node, lexer, stage, w) else {
+                return;
+            };
+            if !stage.makes_users
+                && let Some(base) = stage.base_image.clone()
+            {
+                super::resolved::unknown_user(cx, node, &user, bases, &base);
+            }
+        }
+        "run" => {
+            if !stage.makes_users
+                && let Some(script) = super::practice::run_script(node)
+            {
+                stage.makes_users = script.commands.iter().any(|c| {
+                    matches!(
+                        c.unwrapped().base_name(),
+                        "useradd" | "adduser" | "groupadd" | "addgroup" | "usermod" | "groupmod"
+                    )
+                });
             }
         }
         "volume" => {

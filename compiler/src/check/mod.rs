@@ -83,16 +83,13 @@ pub struct CheckOptions {
 
 /// What the rules that know the build need from outside the Dockerfile; the caller reads
 /// it (the compiler does no I/O). Each part is optional: a rule without its part is
-/// skipped.
+/// skipped. Base images' configs and files come through [`BaseConfigs`].
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     /// The ignore file that applies to the build: its name and text.
     pub ignore: Option<(String, String)>,
     /// The files of the context (relative, `/`-separated), when it was listed.
     pub context_files: Option<Vec<String>>,
-    /// The `/etc/passwd` text of base images, by reference as the Dockerfile names them
-    /// after expansion, for the bases the store has.
-    pub passwd: std::collections::BTreeMap<String, String>,
 }
 
 /// The result of checking one Dockerfile.
@@ -160,8 +157,12 @@ pub fn check(
         limits: Vec::new(),
     };
     buildkit::run(&mut cx, bases);
-    practice::run(&mut cx, &config);
     let plan = crate::instructions::from_ast::plan_source(source, &options.plan, bases).ok();
+    practice::run(
+        &mut cx,
+        &config,
+        plan.as_ref().map(shipping_stages).as_deref(),
+    );
     if let Some(plan) = &plan {
         buildkit::unused_stages(&mut cx, plan);
     }
@@ -180,6 +181,23 @@ pub fn check(
             .filter(|f| !comments.skips(f.rule, f.span.start.line)),
     );
     Ok(out)
+}
+
+/// Which stages make up the built image: the target and the stages it is built on.
+fn shipping_stages(plan: &Plan) -> Vec<bool> {
+    let mut out = vec![false; plan.stages.len()];
+    let mut at = Some(plan.target);
+    while let Some(i) = at {
+        if i >= out.len() || out[i] {
+            break;
+        }
+        out[i] = true;
+        at = match plan.stages[i].base {
+            crate::plan::StageBase::Stage { index } => Some(index),
+            _ => None,
+        };
+    }
+    out
 }
 
 /// The state the rules share: the tree, the options, what was found.

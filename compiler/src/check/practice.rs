@@ -16,15 +16,21 @@ struct Stage {
     last_user: Option<(String, crate::parser::Span)>,
     /// A COPY of the whole context, not yet followed by a dependency install.
     copy_all: Vec<(crate::parser::Span, usize)>,
+    /// The stage is part of the built image (known from the plan).
+    ships: bool,
 }
 
-pub(super) fn run(cx: &mut Cx<'_>, config: &CheckConfig) {
+pub(super) fn run(cx: &mut Cx<'_>, config: &CheckConfig, shipping: Option<&[bool]>) {
     let parsed = cx.parsed;
     let mut names: Vec<String> = Vec::new();
     let mut stage: Option<Stage> = None;
+    let mut stage_index = 0usize;
     for (index, node) in parsed.instructions.iter().enumerate() {
         match &*node.keyword_lower {
             "from" => {
+                if stage.is_some() {
+                    stage_index += 1;
+                }
                 if let Some(s) = stage.take() {
                     end_stage(cx, s);
                 }
@@ -32,7 +38,10 @@ pub(super) fn run(cx: &mut Cx<'_>, config: &CheckConfig) {
                 if let Some(n) = node.args.get(2) {
                     names.push(n.to_lowercase());
                 }
-                stage = Some(Stage::default());
+                stage = Some(Stage {
+                    ships: shipping.is_some_and(|s| s.get(stage_index).copied().unwrap_or(false)),
+                    ..Stage::default()
+                });
             }
             _ => {
                 let Some(s) = stage.as_mut() else { continue };
@@ -529,6 +538,9 @@ fn run_step(
             s.copy_all.push((span, 0));
         }
     }
+    if s.ships {
+        package_caches(cx, node, script, caches);
+    }
     let mut pipes: Vec<usize> = script.commands.iter().map(|c| c.pipeline).collect();
     pipes.dedup();
     for p in pipes {
@@ -598,5 +610,106 @@ fn is_dependency_install(c: &Command) -> bool {
                     .iter()
                     .any(|a| *a == "-r" || *a == "--requirement" || a.starts_with("--requirement="))
         }
+    }
+}
+
+/// PackageCacheInLayer: npm, yarn and composer installs in a stage of the built image that
+/// leave their download cache in the layer (no cache mount on it, no cleanup in the RUN).
+fn package_caches(cx: &mut Cx<'_>, node: &Node, script: &Script, caches: &[String]) {
+    struct Manager {
+        name: &'static str,
+        dirs: &'static [&'static str],
+        installs: fn(&Command) -> bool,
+        cleans: fn(&Command) -> bool,
+    }
+    const MANAGERS: [Manager; 3] = [
+        Manager {
+            name: "npm",
+            dirs: &["/root/.npm", "/home/node/.npm"],
+            installs: |c| {
+                matches!(c.base_name(), "npm")
+                    && c.args()
+                        .iter()
+                        .find(|a| !a.starts_with('-'))
+                        .is_some_and(|a| matches!(a.as_str(), "install" | "i" | "ci"))
+            },
+            cleans: |c| {
+                c.base_name() == "npm"
+                    && c.args().iter().any(|a| a == "cache")
+                    && c.args().iter().any(|a| a == "clean")
+            },
+        },
+        Manager {
+            name: "yarn",
+            dirs: &["/usr/local/share/.cache/yarn", "/root/.cache/yarn"],
+            installs: |c| {
+                c.base_name() == "yarn"
+                    && c.args()
+                        .iter()
+                        .find(|a| !a.starts_with('-'))
+                        .is_none_or(|a| matches!(a.as_str(), "install" | "add"))
+            },
+            cleans: |c| {
+                c.base_name() == "yarn"
+                    && c.args().iter().any(|a| a == "cache")
+                    && c.args().iter().any(|a| a == "clean")
+            },
+        },
+        Manager {
+            name: "composer",
+            dirs: &["/root/.composer/cache", "/tmp/composer-cache", "/tmp/cache"],
+            installs: |c| {
+                c.base_name().starts_with("composer")
+                    && c.args()
+                        .iter()
+                        .find(|a| !a.starts_with('-'))
+                        .is_some_and(|a| matches!(a.as_str(), "install" | "require" | "update"))
+            },
+            cleans: |c| {
+                c.base_name().starts_with("composer")
+                    && c.args()
+                        .iter()
+                        .any(|a| matches!(a.as_str(), "clear-cache" | "clearcache" | "cc"))
+            },
+        },
+    ];
+    for m in &MANAGERS {
+        let cmds: Vec<Command> = script.commands.iter().map(Command::unwrapped).collect();
+        let Some(install) = cmds.iter().find(|c| (m.installs)(c)) else {
+            continue;
+        };
+        let cache_off = install.assigns.iter().any(|a| {
+            a.starts_with("COMPOSER_CACHE_DIR=/dev/null")
+                || a.starts_with("YARN_CACHE_FOLDER=")
+                || a.starts_with("npm_config_cache=")
+        });
+        let cleaned = cmds.iter().any(|c| (m.cleans)(c))
+            || cmds.iter().any(|c| {
+                c.base_name() == "rm"
+                    && c.args().iter().any(|a| {
+                        m.dirs.iter().any(|d| {
+                            a.starts_with(d)
+                                || a.starts_with("~/.npm")
+                                || a.starts_with("$HOME/.npm")
+                        })
+                    })
+            });
+        let mounted = caches.iter().any(|c| {
+            m.dirs.iter().any(|d| {
+                d.starts_with(c.as_str())
+                    || c.ends_with("/.npm")
+                    || c.contains("yarn")
+                    || c.contains("composer")
+            })
+        });
+        if cache_off || cleaned || mounted {
+            continue;
+        }
+        cx.report(
+            "PackageCacheInLayer",
+            super::word_span(node, m.name),
+            format!("{} leaves its download cache ({}) in the layer of the built image", m.name, m.dirs[0]),
+            format!("mount a cache there (RUN --mount=type=cache,target={} ...), or clean it in the same RUN", m.dirs[0]),
+        );
     }
 }

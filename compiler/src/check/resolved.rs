@@ -129,3 +129,128 @@ pub(super) fn busting_files(cx: &Cx<'_>) -> Option<String> {
         shown.join(", ")
     })
 }
+
+/// Whether a context file's name marks it as a secret.
+fn is_secret_name(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let lower = name.to_ascii_lowercase();
+    matches!(
+        lower.as_str(),
+        ".env"
+            | ".npmrc"
+            | ".pypirc"
+            | ".netrc"
+            | ".git-credentials"
+            | "credentials.json"
+            | "id_rsa"
+            | "id_dsa"
+            | "id_ecdsa"
+            | "id_ed25519"
+            | ".htpasswd"
+            | "secrets.yaml"
+            | "secrets.yml"
+            | "secrets.json"
+    ) || (lower.starts_with(".env.")
+        && !lower.ends_with(".example")
+        && !lower.ends_with(".sample")
+        && !lower.ends_with(".template"))
+        || [".pem", ".key", ".p12", ".pfx", ".jks", ".keystore"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+        || path.ends_with(".aws/credentials")
+        || path.ends_with(".docker/config.json")
+}
+
+/// SecretFileCopied: context files that look like secrets and that a COPY/ADD of the
+/// context ships (the ignore file applied first).
+pub(super) fn secret_files(cx: &mut Cx<'_>, node: &Node, sources: &[String]) {
+    let Some(files) = cx.options.facts.context_files.as_ref() else {
+        return;
+    };
+    let mut found: Vec<&str> = Vec::new();
+    for src in sources {
+        if src.contains("://") || src.starts_with("<<") {
+            continue;
+        }
+        let src = clean_path(src.trim_start_matches('/')).into_owned();
+        // The source as a pattern: a path selects itself and what is below it; a wildcard
+        // selects what it matches (Docker's path matching, as the ignore file's).
+        let Ok(selector) = Matcher::new([src.as_str()]) else {
+            continue;
+        };
+        for f in files {
+            if !is_secret_name(f) || found.contains(&f.as_str()) {
+                continue;
+            }
+            let selected = src == "." || selector.matches(f.as_bytes()).unwrap_or(false);
+            let ignored = cx
+                .ignore
+                .as_ref()
+                .is_some_and(|i| i.excluded_by(f).is_some());
+            if selected && !ignored {
+                found.push(f);
+            }
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = found.iter().take(5).copied().collect();
+    let more = if found.len() > shown.len() {
+        format!(" and {} more", found.len() - shown.len())
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "{} copies {}{more} from the context into the image",
+        node.keyword.to_ascii_uppercase(),
+        shown.join(", ")
+    );
+    let fix = format!(
+        "add {} to .dockerignore, and pass what a step needs with RUN --mount=type=secret",
+        shown.join(", ")
+    );
+    cx.report("SecretFileCopied", node.span, message, fix);
+}
+
+/// UnknownUser: the user (and group) of USER, when the base image's /etc/passwd
+/// (/etc/group) is readable and lacks it. Numeric ids and variables are not judged.
+pub(super) fn unknown_user(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    value: &str,
+    bases: &dyn crate::plan::BaseConfigs,
+    base: &str,
+) {
+    let (user, group) = match value.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (value, None),
+    };
+    let named =
+        |s: &str| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit()) && !s.contains('$');
+    let missing = |file: &str, name: &str| -> Option<bool> {
+        let text = bases.base_file(base, file)?;
+        Some(!text.lines().any(|l| l.split(':').next() == Some(name)))
+    };
+    if named(user) && missing("etc/passwd", user) == Some(true) {
+        cx.report(
+            "UnknownUser",
+            node.span,
+            format!("User {user} is not in /etc/passwd of base image {base}"),
+            format!(
+                "create it first (RUN useradd {user}, or adduser -D {user}), or use a numeric id"
+            ),
+        );
+    }
+    if let Some(g) = group
+        && named(g)
+        && missing("etc/group", g) == Some(true)
+    {
+        cx.report(
+            "UnknownUser",
+            node.span,
+            format!("Group {g} is not in /etc/group of base image {base}"),
+            format!("create it first (RUN groupadd {g}), or use a numeric id"),
+        );
+    }
+}

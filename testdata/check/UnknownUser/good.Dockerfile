@@ -1,0 +1,6 @@
+FROM alpine:3.19
+USER nobody:nogroup
+FROM alpine:3.19
+COPY --from=0 /etc/hostname /x
+RUN adduser -D app
+USER app
