@@ -120,6 +120,9 @@ pub struct Gatherer {
     files: Option<Option<Vec<String>>>,
     /// The bases' configs.
     pub bases: StoredBases,
+    /// Whether the context is listed (default); without it the rules that need the list
+    /// are skipped.
+    pub list_context: bool,
 }
 
 impl Gatherer {
@@ -129,6 +132,7 @@ impl Gatherer {
             context: context.to_path_buf(),
             files: None,
             bases: StoredBases::new(store),
+            list_context: true,
         }
     }
 
@@ -136,7 +140,11 @@ impl Gatherer {
     pub fn facts(&mut self, file: Option<&Path>) -> Facts {
         let ignore = self.ignore_file(file);
         if self.files.is_none() {
-            self.files = Some(list_context(&self.context));
+            self.files = Some(if self.list_context {
+                list_context(&self.context)
+            } else {
+                None
+            });
         }
         Facts {
             ignore,

@@ -211,7 +211,8 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         return super::check::run(global, check_args);
     }
-    super::check::before_build(global, &check_args)?;
+    let quiet = global.quiet || args.progress == ProgressArg::Quiet;
+    super::check::before_build(global, &check_args, quiet)?;
     let report = args.report || args.report_file.is_some() || !args.fail_on.is_empty();
     let report_format = args.report_format;
     let report_file = args.report_file.clone();

@@ -85,7 +85,7 @@ struct Done {
 }
 
 pub fn run(global: &crate::cli::GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let done = check_files(global, &args)?;
+    let done = check_files(global, &args, true)?;
     let threshold = args.fail_on.map_or(Severity::Error, FailOn::threshold);
     let mut shown: Vec<Done> = done;
     if args.quiet {
@@ -212,7 +212,11 @@ fn collect_dockerfiles(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> anyh
 
 /// Checks every Dockerfile the arguments name. A file that does not parse fails the
 /// command with its diagnostic.
-fn check_files(global: &crate::cli::GlobalArgs, args: &CheckArgs) -> anyhow::Result<Vec<Done>> {
+fn check_files(
+    global: &crate::cli::GlobalArgs,
+    args: &CheckArgs,
+    list_context: bool,
+) -> anyhow::Result<Vec<Done>> {
     let plan_args = crate::commands::plan::PlanArgs {
         file: None,
         target: args.target.clone(),
@@ -225,6 +229,7 @@ fn check_files(global: &crate::cli::GlobalArgs, args: &CheckArgs) -> anyhow::Res
     let config = settings(args)?;
     let mut gatherer =
         rbuild_engine::check::Gatherer::new(&args.context, super::existing_store(global));
+    gatherer.list_context = list_context;
     let mut done = Vec::new();
     for file in targets(args)? {
         let (name, source) =
@@ -247,34 +252,42 @@ fn check_files(global: &crate::cli::GlobalArgs, args: &CheckArgs) -> anyhow::Res
     Ok(done)
 }
 
-/// The check every build runs first: findings go to stderr as warnings, and under
-/// `# check=error=true` (or `--check-config error=true`) a finding fails the build as
-/// BuildKit's does. Returns an error naming the rules then.
-pub fn before_build(global: &crate::cli::GlobalArgs, args: &CheckArgs) -> anyhow::Result<()> {
+/// The check every build runs first, as BuildKit's: its build checks only (the best-practice
+/// and resolved rules are `rbuild check`'s), warnings on stderr unless `quiet`, and under
+/// `# check=error=true` (or `--check-config error=true`) a finding fails the build before any
+/// step runs. Returns an error naming the rules then.
+pub fn before_build(
+    global: &crate::cli::GlobalArgs,
+    args: &CheckArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
     // A Dockerfile from stdin is read once, by the build.
     if args.files.iter().any(|f| f.as_os_str() == "-") {
         return Ok(());
     }
     // A Dockerfile that cannot be read or parsed is reported by the build itself.
-    let Ok(done) = check_files(global, args) else {
+    // Its rules need no listing of the context.
+    let Ok(mut done) = check_files(global, args, false) else {
         return Ok(());
     };
-    for d in &done {
-        for f in &d.checked.findings {
-            if f.severity == Severity::Info {
-                continue;
+    for d in &mut done {
+        d.checked
+            .findings
+            .retain(|f| check::rule(f.rule).is_some_and(|r| r.origin == check::Origin::Buildkit));
+        if !quiet {
+            for f in &d.checked.findings {
+                let message = format!("{}[{}]: {}", f.severity.as_str(), f.rule, f.message);
+                tracing::warn!(
+                    "{}",
+                    rbuild_compiler::parser::render_diagnostic(
+                        &message,
+                        f.span,
+                        Some(&f.fix),
+                        &d.name,
+                        &d.source
+                    )
+                );
             }
-            let message = format!("{}[{}]: {}", f.severity.as_str(), f.rule, f.message);
-            tracing::warn!(
-                "{}",
-                rbuild_compiler::parser::render_diagnostic(
-                    &message,
-                    f.span,
-                    Some(&f.fix),
-                    &d.name,
-                    &d.source
-                )
-            );
         }
         if d.checked.config.error && !d.checked.findings.is_empty() {
             bail!(
