@@ -13,7 +13,7 @@ use rbuild_compiler::check::{self, CheckConfig, CheckOptions, Checked, Report, S
 /// `rbuild check [-f Dockerfile]... [--build-arg K=V]... [--target T] [--format F] [CONTEXT]`
 #[derive(Debug, Args, Clone, Default)]
 #[command(
-    after_help = "Each finding names its rule; every rule has a page in docs/checks/. A `# check=skip=RULE1,RULE2;error=true` directive at the top of the Dockerfile skips rules or makes findings errors, as in BuildKit; --check-config and the config file's check.config give the same settings for every file. Base images the store has give their configs (ENV, SHELL, users); nothing is pulled."
+    after_help = "Each finding names its rule; every rule has a page in docs/checks/. A `# check=skip=RULE1,RULE2;error=true` directive at the top of the Dockerfile skips rules or makes findings errors, as in BuildKit; --check-config and the config file's check.config give the same settings for every file. With --quiet only the findings that fail the check are printed (no notes, no summary). Base images the store has give their configs (ENV, SHELL, users); nothing is pulled."
 )]
 pub struct CheckArgs {
     /// A Dockerfile, or a directory whose Dockerfiles (`Dockerfile`, `*.Dockerfile`,
@@ -35,9 +35,6 @@ pub struct CheckArgs {
     /// Exit with code 1 when a finding is at least this severe (default: error).
     #[arg(long = "fail-on", value_enum, value_name = "LEVEL")]
     pub fail_on: Option<FailOn>,
-    /// Print only the findings that fail the check (no notes, no summary).
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
     /// Check settings in the directive's syntax: `skip=RULE1,RULE2;error=true;experimental=RULE`
     /// (default: config `check.config`).
     #[arg(long = "check-config", value_name = "OPTIONS")]
@@ -87,8 +84,9 @@ struct Done {
 pub fn run(global: &crate::cli::GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let done = check_files(global, &args, true)?;
     let threshold = args.fail_on.map_or(Severity::Error, FailOn::threshold);
+    let quiet = global.quiet;
     let mut shown: Vec<Done> = done;
-    if args.quiet {
+    if quiet {
         for d in &mut shown {
             d.checked.findings.retain(|f| f.severity >= threshold);
             d.checked.limits.clear();
@@ -105,7 +103,7 @@ pub fn run(global: &crate::cli::GlobalArgs, args: CheckArgs) -> anyhow::Result<E
     let text = match args.format {
         CheckFormat::Text => {
             let mut t = check::render_text(&reports);
-            if args.quiet {
+            if quiet {
                 // The summary line is not a finding.
                 if let Some(i) = t.trim_end().rfind('\n').map(|i| i + 1).or(Some(0))
                     && t[i..].contains(" checked: ")
