@@ -75,8 +75,17 @@ impl Visit for FieldText {
 }
 
 /// A hint attached to an error with `anyhow::Context`-like chaining: rendered as `hint:`
-/// (the engine's type, so its hints render the same).
-pub use rbuild_engine::Hint;
+/// after the cause chain.
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Hint {}
 
 /// A failure whose exit code is not the default 1 (usage errors exit 2).
 #[derive(Debug)]
@@ -93,7 +102,9 @@ impl std::error::Error for Exit {}
 /// Renders an error chain on stderr and returns the exit code.
 ///
 /// The first message is `error: ...`; each cause follows as `Caused by: ...`; hints attached
-/// to the chain and the one for a limit it crossed ([`crate::limits::hint_for`]) end it. A message
+/// to the chain (a [`Hint`] context, or the hint an engine error carries,
+/// [`rbuild_engine::error::hint`]) and the one for a limit it crossed
+/// ([`crate::limits::hint_for`]) end it. A message
 /// that spans several lines (a Dockerfile diagnostic with its source line and caret) is
 /// printed as it is. Messages quote names from layers, registries' answers and step output:
 /// their control characters are shown as escapes ([`escape_controls`]).
@@ -120,6 +131,11 @@ pub fn render_error(err: &anyhow::Error) -> ExitCode {
         if let Some(exit) = cause.downcast_ref::<Exit>() {
             code = exit.0;
             continue;
+        }
+        if let Some(hint) = rbuild_engine::error::hint(cause)
+            && !hints.iter().any(|h| h == hint)
+        {
+            hints.push(hint.to_string());
         }
         let text = cause.to_string();
         let text = escape_controls(&text);

@@ -4,14 +4,81 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use oci_spec::image::Descriptor;
 use rbuild_cache::action::LayerRecord;
+use rbuild_cache::{Digest, StoreError};
 use rbuild_compiler::parser::Span;
 use rbuild_compiler::plan::{ImageConfig, OpKind, Plan, Platform};
 
 use crate::BuildRequest;
 use crate::events::Events;
+use crate::names::NameError;
+use crate::pull::PullError;
+
+/// Why a base image could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    /// The reference is neither a stage nor in the store, and its pull failed: `message` is
+    /// the diagnostic at the reference in the Dockerfile, with what was tried and the closest
+    /// stage or local image; the pull's error is kept under `-v` only.
+    #[error("{message}")]
+    NotFound {
+        /// The reference as the Dockerfile writes it.
+        reference: String,
+        /// The rendered diagnostic.
+        message: String,
+        /// The pull's error (under `-v`).
+        #[source]
+        source: Option<Box<PullError>>,
+    },
+    /// The base image is in the store (or was pulled) but cannot be used.
+    #[error("cannot resolve base image {reference}")]
+    Resolve {
+        /// The reference as the Dockerfile writes it.
+        reference: String,
+        /// Why.
+        #[source]
+        source: Box<BaseError>,
+    },
+    /// The reference is not a valid image name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The store cannot read the image.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The image's config is not JSON.
+    #[error("the config {digest} of {image} is not JSON")]
+    ConfigNotJson {
+        /// The image.
+        image: String,
+        /// Its config.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The image's runtime config does not have the expected fields.
+    #[error("the config {digest} of {image} is malformed")]
+    ConfigMalformed {
+        /// The image.
+        image: String,
+        /// Its config.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The manifest and the config disagree on the number of layers.
+    #[error("{image}: the manifest lists {layers} layers but the config {diff_ids} diff ids")]
+    LayerCount {
+        /// The image.
+        image: String,
+        /// Layers of the manifest.
+        layers: usize,
+        /// Diff ids of the config.
+        diff_ids: usize,
+    },
+}
 
 /// A resolved base image.
 #[derive(Debug, Clone)]
@@ -54,13 +121,13 @@ pub struct Dockerfile<'a> {
 
 /// Resolves every image op's reference of `plan` (keyed as the plan writes it).
 /// A pull is shown as a step of its own in `progress`. A reference that is neither in the
-/// store nor pullable is reported at its Dockerfile line ([`not_found`]).
+/// store nor pullable is reported at its Dockerfile line ([`BaseError::NotFound`]).
 pub fn resolve(
     settings: &BuildRequest,
     plan: &Plan,
     dockerfile: Dockerfile<'_>,
     progress: &dyn Events,
-) -> anyhow::Result<BTreeMap<String, Base>> {
+) -> Result<BTreeMap<String, Base>, BaseError> {
     let mut out = BTreeMap::new();
     for op in &plan.ops {
         let OpKind::Image {
@@ -79,7 +146,10 @@ pub fn resolve(
                 return Err(not_found(settings, plan, dockerfile, op.span, reference, e));
             }
             Err(Failure::Other(e)) => {
-                return Err(e.context(format!("cannot resolve base image {reference}")));
+                return Err(BaseError::Resolve {
+                    reference: reference.clone(),
+                    source: Box::new(e),
+                });
             }
         };
         out.insert(reference.clone(), base);
@@ -90,11 +160,11 @@ pub fn resolve(
 /// Why a base could not be resolved: its pull failed (it was not in the store), or
 /// something else.
 enum Failure {
-    Pull(anyhow::Error),
-    Other(anyhow::Error),
+    Pull(PullError),
+    Other(BaseError),
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Failure {
+impl<E: Into<BaseError>> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure::Other(e.into())
     }
@@ -109,8 +179,8 @@ fn not_found(
     dockerfile: Dockerfile<'_>,
     span: Span,
     reference: &str,
-    err: anyhow::Error,
-) -> anyhow::Error {
+    err: PullError,
+) -> BaseError {
     let full = crate::names::normalize_name(reference).unwrap_or_else(|_| reference.to_string());
     let stage_names: Vec<(&str, usize)> = plan
         .stages
@@ -147,10 +217,10 @@ fn not_found(
         text.push_str("\nhint: ");
         text.push_str(&hint);
     }
-    if crate::missing::verbose() {
-        err.context(text)
-    } else {
-        anyhow::anyhow!(text)
+    BaseError::NotFound {
+        reference: reference.to_string(),
+        message: text,
+        source: crate::missing::verbose().then(|| Box::new(err)),
     }
 }
 
@@ -239,10 +309,18 @@ fn resolve_one(
     let (manifest_descriptor, manifest) = store.image_manifest(&descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let bytes = store.read_blob(&config_digest)?;
-    let config_json: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("the config {config_digest} of {name} is not JSON"))?;
-    let runtime_config = runtime_config(&config_json)
-        .with_context(|| format!("the config {config_digest} of {name} is malformed"))?;
+    let config_json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| BaseError::ConfigNotJson {
+            image: name.clone(),
+            digest: config_digest,
+            source,
+        })?;
+    let runtime_config =
+        runtime_config(&config_json).map_err(|source| BaseError::ConfigMalformed {
+            image: name.clone(),
+            digest: config_digest,
+            source,
+        })?;
     let diff_ids: Vec<String> = config_json
         .pointer("/rootfs/diff_ids")
         .and_then(|v| v.as_array())
@@ -253,11 +331,11 @@ fn resolve_one(
         })
         .unwrap_or_default();
     if diff_ids.len() != manifest.layers().len() {
-        return Err(Failure::Other(anyhow::anyhow!(
-            "{name}: the manifest lists {} layers but the config {} diff ids",
-            manifest.layers().len(),
-            diff_ids.len()
-        )));
+        return Err(Failure::Other(BaseError::LayerCount {
+            image: name,
+            layers: manifest.layers().len(),
+            diff_ids: diff_ids.len(),
+        }));
     }
     let layers = manifest
         .layers()

@@ -9,11 +9,91 @@ use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context as _, bail};
 use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
 use rbuild_cache::context::{Context, IndexOptions, index_context};
 
 use crate::BuildRequest;
+use crate::dockerfile::DockerfileError;
+use crate::exec::ExecError;
+
+/// Why the context or the Dockerfile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// `-` as the context and `-f -`.
+    #[error("the context and the Dockerfile cannot both come from stdin")]
+    BothStdin,
+    /// The context directory cannot be used.
+    #[error("cannot use {} as the build context", path.display())]
+    Use {
+        /// The context argument.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The context argument is not a directory.
+    #[error(
+        "the build context {} is not a directory (use - to read a tar archive from stdin)",
+        path.display()
+    )]
+    NotADirectory {
+        /// The context argument.
+        path: PathBuf,
+    },
+    /// The context cannot be indexed.
+    #[error("cannot read the build context {}", path.display())]
+    Index {
+        /// The context directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rbuild_cache::context::ContextError,
+    },
+    /// The Dockerfile cannot be read.
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    /// A directory or temp file of the store cannot be made.
+    #[error("cannot create {}", path.display())]
+    Create {
+        /// The directory (or where the temp file goes).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The context on stdin cannot be read or unpacked.
+    #[error("cannot {action}")]
+    Stdin {
+        /// What failed (`read the build context from stdin`...).
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The context on stdin is larger than the layer size limit.
+    #[error("the build context read from stdin is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The temp dir of a stdin context cannot be made.
+    #[error(transparent)]
+    StepDir(Box<ExecError>),
+}
+
+impl ContextError {
+    /// What the user can do about it (the variable that sets the limit crossed).
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ContextError::TooLarge { .. } => Some(crate::error::LAYER_SIZE_HINT),
+            _ => None,
+        }
+    }
+}
+
+fn stdin_error(action: &'static str) -> impl FnOnce(std::io::Error) -> ContextError {
+    move |source| ContextError::Stdin { action, source }
+}
 
 /// The CONTEXT argument.
 #[derive(Debug, Clone)]
@@ -26,20 +106,21 @@ pub enum ContextArg {
 
 impl ContextArg {
     /// Checks the argument against `-f` (both cannot be stdin).
-    pub fn new(arg: &Path, file: Option<&Path>) -> anyhow::Result<ContextArg> {
+    pub fn new(arg: &Path, file: Option<&Path>) -> Result<ContextArg, ContextError> {
         if arg.as_os_str() == "-" {
             if file.is_some_and(|f| f.as_os_str() == "-") {
-                bail!("the context and the Dockerfile cannot both come from stdin");
+                return Err(ContextError::BothStdin);
             }
             return Ok(ContextArg::Stdin);
         }
-        let md = std::fs::metadata(arg)
-            .with_context(|| format!("cannot use {} as the build context", arg.display()))?;
+        let md = std::fs::metadata(arg).map_err(|source| ContextError::Use {
+            path: arg.to_path_buf(),
+            source,
+        })?;
         if !md.is_dir() {
-            bail!(
-                "the build context {} is not a directory (use - to read a tar archive from stdin)",
-                arg.display()
-            );
+            return Err(ContextError::NotADirectory {
+                path: arg.to_path_buf(),
+            });
         }
         Ok(ContextArg::Dir(arg.to_path_buf()))
     }
@@ -65,7 +146,7 @@ pub struct Source {
 impl Source {
     /// The context index, built on first use (a build that copies nothing never walks the
     /// context). The solver reports the special files it skipped as warnings.
-    pub fn index(&self, settings: &BuildRequest) -> anyhow::Result<&Context> {
+    pub fn index(&self, settings: &BuildRequest) -> Result<&Context, ContextError> {
         if let Some(c) = self.index.get() {
             return Ok(c);
         }
@@ -73,8 +154,12 @@ impl Source {
             dockerfile: self.dockerfile_path.clone(),
         };
         let started = std::time::Instant::now();
-        let ctx = index_context(&settings.store, &self.root, &opts)
-            .with_context(|| format!("cannot read the build context {}", self.root.display()))?;
+        let ctx = index_context(&settings.store, &self.root, &opts).map_err(|source| {
+            ContextError::Index {
+                path: self.root.clone(),
+                source,
+            }
+        })?;
         let stats = ctx.stats();
         tracing::debug!(
             "context indexed in {:.2?}: {} entries, {} stated, {} hashed",
@@ -97,12 +182,14 @@ impl Source {
 }
 
 /// Reads the Dockerfile and locates (or unpacks) the context.
-pub fn load(settings: &BuildRequest) -> anyhow::Result<Source> {
+pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
     let file = settings.file.as_deref();
     match &settings.context {
         ContextArg::Dir(dir) => {
-            let root = std::fs::canonicalize(dir)
-                .with_context(|| format!("cannot use {} as the build context", dir.display()))?;
+            let root = std::fs::canonicalize(dir).map_err(|source| ContextError::Use {
+                path: dir.clone(),
+                source,
+            })?;
             let (name, text) = crate::dockerfile::read_dockerfile(file, &root)?;
             let dockerfile_path = file.map(|f| {
                 if f.as_os_str() == "-" || f.is_absolute() {
@@ -131,38 +218,43 @@ fn display_name(name: &str, file: Option<&Path>) -> String {
     }
 }
 
-fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> anyhow::Result<Source> {
+fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, ContextError> {
     let tmp = settings.store.tmp_dir();
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut spool = tempfile::tempfile_in(&tmp)
-        .with_context(|| format!("cannot create a temp file in {}", tmp.display()))?;
+    let create = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ContextError::Create { path, source }
+    };
+    std::fs::create_dir_all(&tmp).map_err(create(&tmp))?;
+    let mut spool = tempfile::tempfile_in(&tmp).map_err(create(&tmp))?;
     let limit = settings.limits.max_layer_bytes;
     let copied = std::io::copy(
         &mut std::io::stdin().lock().take(limit.saturating_add(1)),
         &mut spool,
     )
-    .context("cannot read the build context from stdin")?;
+    .map_err(stdin_error("read the build context from stdin"))?;
     if copied > limit {
-        return Err(anyhow::anyhow!(
-            "the build context read from stdin is larger than {limit} bytes"
-        )
-        .context(crate::layer_size_hint()));
+        return Err(ContextError::TooLarge { limit });
     }
-    spool.rewind().context("cannot read the spooled context")?;
+    spool
+        .rewind()
+        .map_err(stdin_error("read the spooled context"))?;
     let mut head = Vec::new();
     rbuild_executor::compress::decompress(&spool, None)
-        .context("cannot read the context from stdin")?
+        .map_err(stdin_error("read the context from stdin"))?
         .take(512)
         .read_to_end(&mut head)
-        .context("cannot read the context from stdin")?;
-    spool.rewind().context("cannot read the spooled context")?;
-    let dir = super::exec::StepDir::new(settings, "context-")?;
+        .map_err(stdin_error("read the context from stdin"))?;
+    spool
+        .rewind()
+        .map_err(stdin_error("read the spooled context"))?;
+    let dir = super::exec::StepDir::new(settings, "context-")
+        .map_err(|e| ContextError::StepDir(Box::new(e)))?;
     // The context proper is a subdirectory: the step dir also holds its lock file.
     let ctx = dir.path().join("context");
-    std::fs::create_dir(&ctx).with_context(|| format!("cannot create {}", ctx.display()))?;
+    std::fs::create_dir(&ctx).map_err(create(&ctx))?;
     if is_tar(&head) {
         let reader = rbuild_executor::compress::decompress(&spool, None)
-            .context("cannot read the context archive from stdin")?;
+            .map_err(stdin_error("read the context archive from stdin"))?;
         let mut archive = tar::Archive::new(settings.limits.reader(reader));
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
@@ -171,7 +263,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> anyhow::Result<So
         // absolute paths, paths through symlinks it created).
         archive
             .unpack(&ctx)
-            .context("cannot unpack the context archive from stdin")?;
+            .map_err(stdin_error("unpack the context archive from stdin"))?;
         let root = ctx.clone();
         // A relative `-f` names a file of the archive, as with docker.
         let (name, text) = match file {
@@ -191,7 +283,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> anyhow::Result<So
     } else {
         // A bare Dockerfile: the context is empty.
         let bytes = file::read_capped(&spool, MAX_DOCKERFILE_SIZE, Path::new("<stdin>"))
-            .context("cannot read the Dockerfile from stdin")?;
+            .map_err(DockerfileError::Stdin)?;
         let (_, text) = crate::dockerfile::decode_dockerfile("<stdin>", bytes)?;
         Ok(Source {
             dockerfile_name: "<stdin>".into(),

@@ -3,8 +3,47 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
-use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
+use rbuild_cache::context::file::{self, FileError, MAX_DOCKERFILE_SIZE};
+
+/// Why the Dockerfile could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerfileError {
+    /// Reading stdin (`-f -`) failed.
+    #[error("cannot read the Dockerfile from stdin")]
+    Stdin(#[source] FileError),
+    /// The Dockerfile does not exist.
+    #[error("cannot read Dockerfile {file}: no such file")]
+    NotFound {
+        /// The Dockerfile as shown to the user.
+        file: String,
+    },
+    /// The Dockerfile could not be read (not a regular file, too large, outside its
+    /// directory, an I/O error).
+    #[error("cannot read Dockerfile {file}")]
+    Read {
+        /// The Dockerfile as shown to the user.
+        file: String,
+        /// Why.
+        #[source]
+        source: FileError,
+    },
+    /// `-f` names a directory or nothing.
+    #[error("-f {} does not name a file", path.display())]
+    NotAFile {
+        /// The `-f` value.
+        path: std::path::PathBuf,
+    },
+    /// The Dockerfile holds bytes that are not UTF-8.
+    #[error("{file}:{line}: the Dockerfile is not valid UTF-8 (byte {offset})")]
+    NotUtf8 {
+        /// The Dockerfile as shown to the user.
+        file: String,
+        /// The line of the first invalid byte.
+        line: usize,
+        /// The offset of the first invalid byte.
+        offset: usize,
+    },
+}
 
 /// Reads the Dockerfile named by `-f` (or CONTEXT/Dockerfile) and returns the name to show
 /// in diagnostics with its text.
@@ -14,7 +53,10 @@ use rbuild_cache::context::file::{self, MAX_DOCKERFILE_SIZE};
 /// resolves within that directory, as BuildKit's Dockerfile source does), so a link to
 /// `/etc/shadow` or `/proc/self/environ` is never read. Only a regular file of at most
 /// [`MAX_DOCKERFILE_SIZE`] is read; `-f -` reads stdin up to the same size.
-pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<(String, String)> {
+pub fn read_dockerfile(
+    file: Option<&Path>,
+    context: &Path,
+) -> Result<(String, String), DockerfileError> {
     match file {
         Some(path) if path.as_os_str() == "-" => {
             let bytes = file::read_capped(
@@ -22,7 +64,7 @@ pub fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<(S
                 MAX_DOCKERFILE_SIZE,
                 Path::new("<stdin>"),
             )
-            .context("cannot read the Dockerfile from stdin")?;
+            .map_err(DockerfileError::Stdin)?;
             decode_dockerfile("<stdin>", bytes)
         }
         Some(path) => {
@@ -42,16 +84,21 @@ pub fn read_dockerfile_in(
     dir: &Path,
     name: &Path,
     shown: &str,
-) -> anyhow::Result<(String, String)> {
+) -> Result<(String, String), DockerfileError> {
     match file::read_in(dir, name, MAX_DOCKERFILE_SIZE) {
         Ok(Some(bytes)) => decode_dockerfile(shown, bytes),
-        Ok(None) => bail!("cannot read Dockerfile {shown}: no such file"),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read Dockerfile {shown}"))),
+        Ok(None) => Err(DockerfileError::NotFound {
+            file: shown.to_string(),
+        }),
+        Err(source) => Err(DockerfileError::Read {
+            file: shown.to_string(),
+            source,
+        }),
     }
 }
 
 /// `-f PATH` as (its directory, its file name).
-fn split_file_name(path: &Path) -> anyhow::Result<(&Path, &Path)> {
+fn split_file_name(path: &Path) -> Result<(&Path, &Path), DockerfileError> {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => {
             let dir = if dir.as_os_str().is_empty() {
@@ -61,20 +108,26 @@ fn split_file_name(path: &Path) -> anyhow::Result<(&Path, &Path)> {
             };
             Ok((dir, Path::new(name)))
         }
-        _ => bail!("-f {} does not name a file", path.display()),
+        _ => Err(DockerfileError::NotAFile {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
 /// The Dockerfile's text; bytes that are not UTF-8 are reported by line and offset, never
 /// shown.
-pub fn decode_dockerfile(name: &str, bytes: Vec<u8>) -> anyhow::Result<(String, String)> {
+pub fn decode_dockerfile(name: &str, bytes: Vec<u8>) -> Result<(String, String), DockerfileError> {
     match String::from_utf8(bytes) {
         Ok(text) => Ok((name.to_string(), text)),
         Err(err) => {
             let bytes = err.as_bytes();
             let at = err.utf8_error().valid_up_to();
             let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-            bail!("{name}:{line}: the Dockerfile is not valid UTF-8 (byte {at})")
+            Err(DockerfileError::NotUtf8 {
+                file: name.to_string(),
+                line,
+                offset: at,
+            })
         }
     }
 }

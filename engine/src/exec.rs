@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
 use rbuild_cache::action::LayerRecord;
 use rbuild_cache::snapshots::Snapshots;
 use rbuild_compiler::instructions::{MountType, NetworkMode, SecurityMode};
@@ -21,8 +20,198 @@ use rbuild_cache::mounts::{CacheMountGuard, CacheMounts, Sharing};
 
 use crate::BuildRequest;
 use crate::Network as NetworkArg;
-use crate::snapshots::ensure_layer_snapshots;
+use crate::context::ContextError;
+use crate::snapshots::{SnapshotError, ensure_layer_snapshots};
 use crate::worker::{InputData, StepEnv};
+
+/// Why a RUN step (or the step directory or layer of another step) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A file or directory of the step cannot be made or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What failed (`create`, `write`, `lock`, `prepare`, `set the mode of`).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The step directory cannot be made in the store's temp dir.
+    #[error("cannot create a step directory in {}", dir.display())]
+    StepDir {
+        /// The store's temp dir.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store cannot take the layer.
+    #[error(transparent)]
+    Store(#[from] rbuild_cache::StoreError),
+    /// The layer cannot be committed to the store.
+    #[error(transparent)]
+    Blob(#[from] rbuild_cache::BlobError),
+    /// The layer cannot be written.
+    #[error("cannot write the layer")]
+    Flush(#[source] std::io::Error),
+    /// The layer's digest is not what was written.
+    #[error("the layer was written as {written} but stored as {stored}")]
+    DigestMismatch {
+        /// The digest the writer computed.
+        written: String,
+        /// The digest the store computed.
+        stored: rbuild_cache::Digest,
+    },
+    /// `RUN --security=insecure`.
+    #[error(
+        "RUN --security=insecure is not supported: rbuild's sandboxes never get all privileges"
+    )]
+    Insecure,
+    /// The stage is for another architecture.
+    #[error(
+        "cannot run a RUN step for {platform} on this {host} machine: rbuild does not emulate other architectures"
+    )]
+    Platform {
+        /// The stage's `os/arch`.
+        platform: String,
+        /// This machine's `os/arch`.
+        host: String,
+    },
+    /// The parent's snapshots cannot be made.
+    #[error("cannot prepare the parent file system")]
+    Parent(#[source] Box<SnapshotError>),
+    /// The step's root file system cannot be mounted.
+    #[error("cannot prepare the step's root file system")]
+    Root(#[source] rbuild_executor::snapshot::SnapshotError),
+    /// The sandbox cannot run the command.
+    #[error("cannot run {argv:?} in working directory {workdir}")]
+    Run {
+        /// The command.
+        argv: Vec<String>,
+        /// Its working directory.
+        workdir: String,
+        /// Why.
+        #[source]
+        source: rbuild_executor::sandbox::SandboxError,
+    },
+    /// The step was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The command failed (or timed out); `tail` holds its last output lines, `hint` says
+    /// when the store's file system is full.
+    #[error("process {argv:?} did not complete successfully: exit code {code}{tail}")]
+    Failed {
+        /// The command.
+        argv: Vec<String>,
+        /// Its exit code.
+        code: i32,
+        /// `\nlast output lines:` and the lines, or nothing.
+        tail: String,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
+    /// The step's changes cannot be written as a layer.
+    #[error("cannot write the step's changes as a layer")]
+    WriteLayer(#[source] rbuild_executor::sandbox::SandboxError),
+    /// A bind mount has no source input.
+    #[error("{mount}: no source")]
+    NoSource {
+        /// The mount (`--mount=type=bind,target=/x`).
+        mount: String,
+    },
+    /// The context tree of a bind mount cannot be made.
+    #[error("{mount}: cannot prepare the context")]
+    MountContext {
+        /// The mount.
+        mount: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshots of a bind mount's source cannot be made.
+    #[error("{mount}: cannot prepare its source")]
+    MountSource {
+        /// The mount.
+        mount: String,
+        /// Why.
+        #[source]
+        source: Box<SnapshotError>,
+    },
+    /// A bind mount names a download.
+    #[error("{mount}: a download cannot be mounted")]
+    MountDownload {
+        /// The mount.
+        mount: String,
+    },
+    /// A cache mount with `from=`.
+    #[error("{mount}: cache mounts seeded from= another stage are not supported")]
+    CacheFrom {
+        /// The mount.
+        mount: String,
+    },
+    /// The cache mounts of the store cannot be opened.
+    #[error(transparent)]
+    CacheMounts(#[from] rbuild_cache::mounts::MountsError),
+    /// A cache mount cannot be taken.
+    #[error("{mount}: cannot get cache mount {id:?}")]
+    CacheMount {
+        /// The mount.
+        mount: String,
+        /// The cache mount's id.
+        id: String,
+        /// Why.
+        #[source]
+        source: rbuild_cache::mounts::MountsError,
+    },
+    /// A required secret was not given.
+    #[error("secret {id:?} is required by {mount} but was not given (--secret id={id},src=FILE)")]
+    SecretMissing {
+        /// The secret's id.
+        id: String,
+        /// The mount.
+        mount: String,
+    },
+    /// A required ssh agent was not given.
+    #[error("ssh agent {id:?} is required by {mount} but was not given (--ssh {id}=SOCKET)")]
+    SshMissing {
+        /// The agent's id.
+        id: String,
+        /// The mount.
+        mount: String,
+    },
+    /// The context cannot be read.
+    #[error(transparent)]
+    Context(Box<ContextError>),
+}
+
+impl ExecError {
+    /// What the user can do about it (the store's file system is full).
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ExecError::Failed { hint, .. } => hint.as_deref(),
+            ExecError::Context(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+impl From<ContextError> for ExecError {
+    fn from(e: ContextError) -> Self {
+        ExecError::Context(Box::new(e))
+    }
+}
+
+/// A closure that makes an I/O error on `path` an [`ExecError::Io`].
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExecError {
+    let path = path.to_path_buf();
+    move |source| ExecError::Io {
+        action,
+        path,
+        source,
+    }
+}
 
 /// How many output lines a failure shows.
 const TAIL: usize = 20;
@@ -89,21 +278,22 @@ pub fn remove_stale_step_dirs(settings: &BuildRequest) -> usize {
 
 impl StepDir {
     /// A new dir under the store's tmp/.
-    pub fn new(settings: &BuildRequest, prefix: &str) -> anyhow::Result<StepDir> {
+    pub fn new(settings: &BuildRequest, prefix: &str) -> Result<StepDir, ExecError> {
         let tmp = settings.store.tmp_dir();
-        std::fs::create_dir_all(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::fs::create_dir_all(&tmp).map_err(io_error("create", &tmp))?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{STEP_PREFIX}{prefix}"))
             .tempdir_in(&tmp)
-            .with_context(|| format!("cannot create a step directory in {}", tmp.display()))?;
+            .map_err(|source| ExecError::StepDir {
+                dir: tmp.clone(),
+                source,
+            })?;
         sandbox::give_to_container_root(dir.path(), &settings.id_map)
-            .with_context(|| format!("cannot prepare {}", dir.path().display()))?;
+            .map_err(io_error("prepare", dir.path()))?;
         let lock_path = dir.path().join(".lock");
-        let lock = std::fs::File::create(&lock_path)
-            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        let lock = std::fs::File::create(&lock_path).map_err(io_error("create", &lock_path))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+            .map_err(|e| io_error("lock", &lock_path)(e.into()))?;
         Ok(StepDir {
             path: dir.keep(),
             id_map: settings.id_map.clone(),
@@ -146,18 +336,18 @@ pub fn diff_options(settings: &BuildRequest) -> DiffOptions {
 
 /// Writes a layer into the store through `write`; a layer without entries (or `None`) is
 /// thrown away and the step records that it added none.
-pub fn store_layer(
+pub fn store_layer<E: From<ExecError>>(
     settings: &BuildRequest,
-    write: impl FnOnce(&mut rbuild_cache::BlobWriter) -> anyhow::Result<Option<LayerInfo>>,
-) -> anyhow::Result<Option<LayerRecord>> {
-    let mut writer = settings.store.blob_writer(None)?;
+    write: impl FnOnce(&mut rbuild_cache::BlobWriter) -> Result<Option<LayerInfo>, E>,
+) -> Result<Option<LayerRecord>, E> {
+    let mut writer = settings.store.blob_writer(None).map_err(ExecError::from)?;
     let info = write(&mut writer)?;
     let Some(info) = info.filter(|i| i.entries > 0) else {
         writer.abort();
         return Ok(None);
     };
-    writer.flush().context("cannot write the layer")?;
-    let committed = writer.commit()?;
+    writer.flush().map_err(ExecError::Flush)?;
+    let committed = writer.commit().map_err(ExecError::from)?;
     let mut info = info;
     if info.digest.is_empty() {
         // Uncompressed and hashed by the blob writer alone (DiffOptions::sink_hashes).
@@ -165,11 +355,11 @@ pub fn store_layer(
         info.diff_id = committed.digest.to_string();
     }
     if committed.digest.to_string() != info.digest {
-        bail!(
-            "the layer was written as {} but stored as {}",
-            info.digest,
-            committed.digest
-        );
+        return Err(ExecError::DigestMismatch {
+            written: info.digest,
+            stored: committed.digest,
+        }
+        .into());
     }
     Ok(Some(LayerRecord {
         digest: info.digest,
@@ -180,28 +370,23 @@ pub fn store_layer(
 }
 
 /// Runs one RUN step; returns the layer it added.
-pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecord>> {
+pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, ExecError> {
     let settings = env.settings;
     if exec.security == SecurityMode::Insecure {
-        bail!(
-            "RUN --security=insecure is not supported: rbuild's sandboxes never get all privileges"
-        );
+        return Err(ExecError::Insecure);
     }
     let platform = &env.plan.stages[env.op.stage].platform;
     let host = &env.plan.build_platform;
     if platform.os != host.os || platform.architecture != host.architecture {
-        bail!(
-            "cannot run a RUN step for {}/{} on this {}/{} machine: rbuild does not emulate other architectures",
-            platform.os,
-            platform.architecture,
-            host.os,
-            host.architecture
-        );
+        return Err(ExecError::Platform {
+            platform: format!("{}/{}", platform.os, platform.architecture),
+            host: format!("{}/{}", host.os, host.architecture),
+        });
     }
     let parent = env.parent_layers();
     let layers =
         ensure_layer_snapshots(&settings.store, &parent, &settings.id_map, &settings.limits)
-            .context("cannot prepare the parent file system")?;
+            .map_err(|e| ExecError::Parent(Box::new(e)))?;
     let dir = StepDir::new(settings, "run-")?;
     let mut spec = RunSpec::new(Command::Exec(exec.argv.clone()));
     spec.env = exec.env.iter().chain(&exec.proxy_env).cloned().collect();
@@ -226,7 +411,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
     env.cancel.register(&spec.cancel);
     let kind = SnapshotterKind::detect();
     let mut root = snapshot::prepare(kind, &layers, &dir.path().join("fs"), &spec.mountpoints())
-        .context("cannot prepare the step's root file system")?;
+        .map_err(ExecError::Root)?;
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
     let outcome = sandbox::Sandbox::run(&spec, &root, &mut |_stream: Stream, line: &[u8]| {
         env.progress.line(env.step, line);
@@ -235,48 +420,46 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> anyhow::Result<Option<LayerRecor
         }
         tail.push_back(String::from_utf8_lossy(line).into_owned());
     })
-    .with_context(|| {
-        format!(
-            "cannot run {:?} in working directory {}",
-            exec.argv, spec.workdir
-        )
+    .map_err(|source| ExecError::Run {
+        argv: exec.argv.clone(),
+        workdir: spec.workdir.clone(),
+        source,
     })?;
     drop(guards);
     if outcome.cancelled {
-        bail!("cancelled");
+        return Err(ExecError::Cancelled);
     }
     if outcome.timed_out || outcome.exit_code != 0 {
-        let mut msg = format!(
-            "process {:?} did not complete successfully: exit code {}",
-            exec.argv, outcome.exit_code
-        );
+        let mut last = String::new();
         if !tail.is_empty() {
-            msg.push_str("\nlast output lines:");
+            last.push_str("\nlast output lines:");
             for l in &tail {
-                msg.push_str("\n  ");
-                msg.push_str(l);
+                last.push_str("\n  ");
+                last.push_str(l);
             }
         }
         // The step's writes go to the store's file system: a full one explains the failure
         // whatever the command printed.
         let root = settings.store.root();
-        if let Ok(st) = rustix::fs::statvfs(root)
-            && st.f_bavail.saturating_mul(st.f_frsize) < 1 << 20
-        {
-            return Err(anyhow::anyhow!(msg).context(crate::Hint(format!(
+        let full = rustix::fs::statvfs(root)
+            .is_ok_and(|st| st.f_bavail.saturating_mul(st.f_frsize) < 1 << 20);
+        return Err(ExecError::Failed {
+            argv: exec.argv.clone(),
+            code: outcome.exit_code,
+            tail: last,
+            hint: full.then(|| format!(
                 "the file system of the store {} is full (No space left on device): free space or run `rbuild prune`",
                 root.display()
-            ))));
-        }
-        bail!(msg);
+            )),
+        });
     }
     let opts = diff_options(settings);
     // Without root, the step's files (apt's 0700 dirs of `_apt`, say) are read from inside
     // the step's user namespace.
-    let layer = store_layer(settings, |w| {
+    let layer = store_layer::<ExecError>(settings, |w| {
         Ok(Some(
             sandbox::write_layer(&mut root, &opts, &settings.id_map, w)
-                .context("cannot write the step's changes as a layer")?,
+                .map_err(ExecError::WriteLayer)?,
         ))
     })?;
     if let (Some(layer), RootSource::Overlay { upper, .. }) = (&layer, &root.source) {
@@ -356,22 +539,20 @@ fn mounts(
     dir: &Path,
     process_env: &mut Vec<String>,
     guards: &mut Vec<CacheMountGuard>,
-) -> anyhow::Result<Vec<ExtraMount>> {
+) -> Result<Vec<ExtraMount>, ExecError> {
     let settings = env.settings;
     let mut out = Vec::new();
     if !exec.files.is_empty() {
         let files = dir.join("files");
-        std::fs::create_dir_all(&files)
-            .with_context(|| format!("cannot create {}", files.display()))?;
+        std::fs::create_dir_all(&files).map_err(io_error("create", &files))?;
         for (i, f) in exec.files.iter().enumerate() {
             let host = files.join(i.to_string());
-            let mut file = std::fs::File::create(&host)
-                .with_context(|| format!("cannot write {}", host.display()))?;
+            let mut file = std::fs::File::create(&host).map_err(io_error("write", &host))?;
             file.write_all(f.content.as_bytes())
-                .with_context(|| format!("cannot write {}", host.display()))?;
+                .map_err(io_error("write", &host))?;
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&host, std::fs::Permissions::from_mode(f.mode | 0o444))
-                .with_context(|| format!("cannot set the mode of {}", host.display()))?;
+                .map_err(io_error("set the mode of", &host))?;
             out.push(ExtraMount {
                 kind: ExtraMountKind::Bind { source: host },
                 target: PathBuf::from(&f.path),
@@ -401,7 +582,7 @@ fn mounts(
                 let input = m
                     .input
                     .and_then(|i| env.inputs.get(i))
-                    .with_context(|| format!("{}: no source", what()))?;
+                    .ok_or_else(|| ExecError::NoSource { mount: what() })?;
                 let lowers = match input {
                     // The context directory itself (never written: writes go to scratch),
                     // or, when a .dockerignore hides some of it, a tree of links to exactly
@@ -409,8 +590,11 @@ fn mounts(
                     InputData::Context(selection) => {
                         if env.source.index(settings)?.ignore_file().is_some() {
                             let tree = dir.join(format!("context-{n}"));
-                            link_tree(&env.source.root, selection, &tree).with_context(|| {
-                                format!("{}: cannot prepare the context", what())
+                            link_tree(&env.source.root, selection, &tree).map_err(|source| {
+                                ExecError::MountContext {
+                                    mount: what(),
+                                    source,
+                                }
                             })?;
                             vec![tree]
                         } else {
@@ -424,16 +608,20 @@ fn mounts(
                             &settings.id_map,
                             &settings.limits,
                         )
-                        .with_context(|| format!("{}: cannot prepare its source", what()))?;
+                        .map_err(|source| ExecError::MountSource {
+                            mount: what(),
+                            source: Box::new(source),
+                        })?;
                         dirs.reverse();
                         dirs
                     }
-                    InputData::Download(_) => bail!("{}: a download cannot be mounted", what()),
+                    InputData::Download(_) => {
+                        return Err(ExecError::MountDownload { mount: what() });
+                    }
                 };
                 let scratch = (!mount.readonly).then(|| dir.join(format!("mount-{n}")));
                 if let Some(s) = &scratch {
-                    std::fs::create_dir_all(s)
-                        .with_context(|| format!("cannot create {}", s.display()))?;
+                    std::fs::create_dir_all(s).map_err(io_error("create", s))?;
                 }
                 out.push(ExtraMount {
                     kind: ExtraMountKind::Overlay {
@@ -447,10 +635,7 @@ fn mounts(
             }
             MountType::Cache => {
                 if mount.from.is_some() {
-                    bail!(
-                        "{}: cache mounts seeded from= another stage are not supported",
-                        what()
-                    );
+                    return Err(ExecError::CacheFrom { mount: what() });
                 }
                 let id = mount.id.clone().unwrap_or_else(|| mount.target.clone());
                 let sharing = mount.sharing.unwrap_or(Sharing::Shared);
@@ -463,7 +648,11 @@ fn mounts(
                         sandbox::set_owner(d, uid, gid, mode, &id_map)
                             .map_err(|e| std::io::Error::other(e.to_string()))
                     })
-                    .with_context(|| format!("{}: cannot get cache mount {id:?}", what()))?;
+                    .map_err(|source| ExecError::CacheMount {
+                        mount: what(),
+                        id: id.clone(),
+                        source,
+                    })?;
                 // Last use, for `prune` (which never takes a mount whose lock is held).
                 let _ = rbuild_cache::gc::touch(&guard.path);
                 out.push(ExtraMount {
@@ -479,10 +668,7 @@ fn mounts(
                 let id = mount.id.clone().unwrap_or_default();
                 let Some(secret) = settings.secrets.get(&id) else {
                     if mount.required {
-                        bail!(
-                            "secret {id:?} is required by {} but was not given (--secret id={id},src=FILE)",
-                            what()
-                        );
+                        return Err(ExecError::SecretMissing { id, mount: what() });
                     }
                     tracing::debug!("secret {id:?} not given: not mounted");
                     continue;
@@ -507,10 +693,7 @@ fn mounts(
                 let id = mount.id.clone().unwrap_or_else(|| "default".into());
                 let Some(socket) = settings.ssh.get(&id) else {
                     if mount.required {
-                        bail!(
-                            "ssh agent {id:?} is required by {} but was not given (--ssh {id}=SOCKET)",
-                            what()
-                        );
+                        return Err(ExecError::SshMissing { id, mount: what() });
                     }
                     tracing::debug!("ssh agent {id:?} not given: not mounted");
                     continue;

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Seek as _, Write};
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::CopyOp;
 use rbuild_executor::diff::DiffOptions;
@@ -16,9 +15,101 @@ use rbuild_executor::sandbox;
 use rbuild_executor::snapshot::LowerView;
 
 use crate::BuildRequest;
-use crate::exec::{diff_options, store_layer};
-use crate::snapshots::ensure_layer_snapshots;
+use crate::exec::{ExecError, diff_options, store_layer};
+use crate::registry::RuntimeError;
+use crate::snapshots::{SnapshotError, ensure_layer_snapshots};
 use crate::worker::{InputData, StepEnv};
+
+/// Why a COPY, ADD or WORKDIR step (or an ADD download) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileOpError {
+    /// The store's temp dir cannot be made.
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A temp file cannot be made in the store's temp dir.
+    #[error("cannot create a temp file in {}", dir.display())]
+    TempFile {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The downloaded file cannot be written.
+    #[error("cannot write the download of {url}")]
+    DownloadFile {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime did not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The download failed (or its checksum did not match).
+    #[error("cannot download {url}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: rbuild_registry::fetch::FetchError,
+    },
+    /// The snapshots of a file system to copy from cannot be made.
+    #[error("cannot prepare a file system to copy from")]
+    View(#[source] Box<SnapshotError>),
+    /// The user namespace that reads the files failed.
+    #[error(transparent)]
+    Namespace(#[from] rbuild_executor::sandbox::SandboxError),
+    /// The COPY or ADD failed: its message comes from the process that wrote the layer.
+    #[error("{step}")]
+    Copy {
+        /// The step (`COPY src /dst`).
+        step: String,
+        /// Why.
+        #[source]
+        source: StepMessage,
+    },
+    /// WORKDIR's directory cannot be made.
+    #[error("cannot create the working directory {path}")]
+    Workdir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: StepMessage,
+    },
+    /// The executor's file operation failed.
+    #[error(transparent)]
+    Executor(#[from] rbuild_executor::fileop::FileOpError),
+    /// An input the step names was not handed to it.
+    #[error("internal error: no source tree for input {input}")]
+    NoInput {
+        /// The input's index.
+        input: usize,
+    },
+    /// The layer cannot be stored.
+    #[error(transparent)]
+    Layer(Box<ExecError>),
+}
+
+impl From<ExecError> for FileOpError {
+    fn from(e: ExecError) -> Self {
+        FileOpError::Layer(Box::new(e))
+    }
+}
+
+/// The error of a layer written in another process (a user namespace), as its text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StepMessage(pub String);
 
 /// A file fetched for `ADD <url>`.
 #[derive(Debug)]
@@ -45,21 +136,25 @@ pub fn download(
     settings: &BuildRequest,
     url: &str,
     checksum: Option<&str>,
-) -> anyhow::Result<Download> {
+) -> Result<Download, FileOpError> {
     let tmp = settings.store.tmp_dir();
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let file_error = |source| FileOpError::DownloadFile {
+        url: url.to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&tmp).map_err(|source| FileOpError::CreateDir {
+        path: tmp.clone(),
+        source,
+    })?;
     let mut file = tempfile::Builder::new()
         .prefix("download-")
         .tempfile_in(&tmp)
-        .with_context(|| format!("cannot create a temp file in {}", tmp.display()))?;
-    let mut writer = file
-        .as_file()
-        .try_clone()
-        .context("cannot open the download file")?;
-    let mut resetter = file
-        .as_file()
-        .try_clone()
-        .context("cannot open the download file")?;
+        .map_err(|source| FileOpError::TempFile {
+            dir: tmp.clone(),
+            source,
+        })?;
+    let mut writer = file.as_file().try_clone().map_err(file_error)?;
+    let mut resetter = file.as_file().try_clone().map_err(file_error)?;
     let mut reset = move || -> std::io::Result<()> {
         resetter.set_len(0)?;
         resetter.rewind().map(|_| ())
@@ -73,11 +168,12 @@ pub fn download(
             &mut reset,
             4,
         ))
-        .with_context(|| format!("cannot download {url}"))?;
-    writer.flush().context("cannot write the download")?;
-    file.as_file_mut()
-        .sync_all()
-        .context("cannot write the download")?;
+        .map_err(|source| FileOpError::Fetch {
+            url: url.to_string(),
+            source,
+        })?;
+    writer.flush().map_err(file_error)?;
+    file.as_file_mut().sync_all().map_err(file_error)?;
     Ok(Download {
         digest: fetched.digest,
         file,
@@ -87,16 +183,16 @@ pub fn download(
 }
 
 /// The snapshots of `layers` (bottom first) as a read-only view (topmost first).
-fn view_of(settings: &BuildRequest, layers: &[LayerRecord]) -> anyhow::Result<LowerView> {
+fn view_of(settings: &BuildRequest, layers: &[LayerRecord]) -> Result<LowerView, FileOpError> {
     let mut dirs =
         ensure_layer_snapshots(&settings.store, layers, &settings.id_map, &settings.limits)
-            .context("cannot prepare a file system to copy from")?;
+            .map_err(|e| FileOpError::View(Box::new(e)))?;
     dirs.reverse();
     Ok(LowerView::new(dirs))
 }
 
 /// Runs a COPY or ADD step.
-pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerRecord>> {
+pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> Result<Option<LayerRecord>, FileOpError> {
     let settings = env.settings;
     let parent = if copy.link {
         LowerView::new(Vec::new())
@@ -120,12 +216,15 @@ pub fn copy(env: &StepEnv<'_>, copy: &CopyOp) -> anyhow::Result<Option<LayerReco
     let write = |w: &mut dyn Write, id_map: &IdMap| {
         let mut opts = opts.clone();
         opts.id_map = id_map.clone();
-        copy_layer(env, copy, &parent, &views, &opts, w).map_err(|e| format!("{e:#}"))
+        copy_layer(env, copy, &parent, &views, &opts, w).map_err(|e| crate::error::chain_text(&e))
     };
     store_layer(settings, |w| {
-        sandbox::layer_where_readable(&settings.id_map, "COPY", write, w)?
-            .map_err(|e| anyhow::anyhow!(e))
-            .with_context(|| env.op.description.clone())
+        sandbox::layer_where_readable(&settings.id_map, "COPY", write, w)?.map_err(|e| {
+            FileOpError::Copy {
+                step: env.op.description.clone(),
+                source: StepMessage(e),
+            }
+        })
     })
 }
 
@@ -138,7 +237,7 @@ fn copy_layer(
     views: &BTreeMap<usize, LowerView>,
     opts: &DiffOptions,
     out: &mut dyn Write,
-) -> anyhow::Result<Option<rbuild_executor::diff::LayerInfo>> {
+) -> Result<Option<rbuild_executor::diff::LayerInfo>, FileOpError> {
     let mut trees: BTreeMap<usize, Box<dyn SourceFs>> = BTreeMap::new();
     for src in &copy.sources {
         let Some(i) = src.input else { continue };
@@ -158,7 +257,7 @@ fn copy_layer(
                 let view = views
                     .get(&i)
                     .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("internal error: no view of input {i}"))?;
+                    .ok_or(FileOpError::NoInput { input: i })?;
                 trees.insert(i, Box::new(ImageFs::new(view, opts.id_map.clone())));
             }
             InputData::Download(_) => {}
@@ -181,7 +280,7 @@ fn copy_layer(
                     fs: trees
                         .get(&i)
                         .map(|b| b.as_ref())
-                        .ok_or_else(|| anyhow::anyhow!("internal error: no source tree"))?,
+                        .ok_or(FileOpError::NoInput { input: i })?,
                     pattern: src.path.clone(),
                 },
             },
@@ -204,7 +303,11 @@ fn copy_layer(
 }
 
 /// Runs WORKDIR's directory creation.
-pub fn mkdir(env: &StepEnv<'_>, path: &str, user: &str) -> anyhow::Result<Option<LayerRecord>> {
+pub fn mkdir(
+    env: &StepEnv<'_>,
+    path: &str,
+    user: &str,
+) -> Result<Option<LayerRecord>, FileOpError> {
     let settings = env.settings;
     let parent = view_of(settings, &env.parent_layers())?;
     let opts = diff_options(settings);
@@ -213,11 +316,14 @@ pub fn mkdir(env: &StepEnv<'_>, path: &str, user: &str) -> anyhow::Result<Option
         opts.id_map = id_map.clone();
         fileop::mkdir(path, user, &parent, &opts, w)
             .map(|o| o.layer)
-            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+            .map_err(|e| crate::error::chain_text(&e))
     };
     store_layer(settings, |w| {
-        sandbox::layer_where_readable(&settings.id_map, "WORKDIR", write, w)?
-            .map_err(|e| anyhow::anyhow!(e))
-            .with_context(|| format!("cannot create the working directory {path}"))
+        sandbox::layer_where_readable(&settings.id_map, "WORKDIR", write, w)?.map_err(|e| {
+            FileOpError::Workdir {
+                path: path.to_string(),
+                source: StepMessage(e),
+            }
+        })
     })
 }

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context as _, anyhow, bail};
 use oci_spec::image::MediaType;
 use rbuild_cache::action::LayerRecord;
 use rbuild_compiler::plan::{InputRole, OpKind, Plan};
@@ -22,13 +21,66 @@ use crate::ImageFormat as FormatArg;
 use crate::bases::Base;
 use crate::solver::OpResult;
 
+/// Why the image could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A layer compressed with zstd in a Docker manifest.
+    #[error(
+        "layer of type {media_type} cannot be in a Docker v2 manifest: build with --format oci"
+    )]
+    DockerLayer {
+        /// The layer's media type.
+        media_type: String,
+    },
+    /// The target stage builds nothing.
+    #[error("stage {stage} has nothing to build")]
+    NothingToBuild {
+        /// The stage.
+        stage: String,
+    },
+    /// The plan and its results disagree (a bug).
+    #[error("internal error: stage {stage}: {problem}")]
+    Internal {
+        /// The stage.
+        stage: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The config or manifest could not be written as JSON.
+    #[error("cannot serialize the image {what} of stage {stage}")]
+    Json {
+        /// `config`, `manifest`.
+        what: &'static str,
+        /// The stage.
+        stage: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store did not take the config or manifest.
+    #[error("cannot store the image {what}")]
+    Store {
+        /// `config`, `manifest`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: rbuild_cache::StoreError,
+    },
+    /// An `--annotation` does not fit the image.
+    #[error(transparent)]
+    Annotation(#[from] crate::output::SettingsError),
+    /// `--annotation` with `--format docker`.
+    #[error("--annotation needs --format oci: Docker v2 manifests have no annotations")]
+    DockerAnnotations,
+}
+
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// The layer media type for the chosen format.
-fn layer_media_type(format: FormatArg, media_type: &str) -> anyhow::Result<String> {
+fn layer_media_type(format: FormatArg, media_type: &str) -> Result<String, ImageError> {
     let gzip = media_type.ends_with("gzip");
     let zstd = media_type.ends_with("zstd");
     let nondist = media_type.contains("nondistributable") || media_type.contains("foreign");
@@ -49,9 +101,9 @@ fn layer_media_type(format: FormatArg, media_type: &str) -> anyhow::Result<Strin
         }
         FormatArg::Docker => {
             if zstd {
-                bail!(
-                    "layer of type {media_type} cannot be in a Docker v2 manifest: build with --format oci"
-                );
+                return Err(ImageError::DockerLayer {
+                    media_type: media_type.to_string(),
+                });
             }
             match (nondist, gzip) {
                 (false, true) => "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
@@ -76,14 +128,25 @@ pub fn assemble(
     plan: &Plan,
     bases: &BTreeMap<String, Base>,
     results: &[Option<OpResult>],
-) -> anyhow::Result<oci_spec::image::Descriptor> {
+) -> Result<oci_spec::image::Descriptor, ImageError> {
     let stage = plan.target_stage();
-    let result_op = stage
-        .result
-        .ok_or_else(|| anyhow!("stage {} has nothing to build", stage.label()))?;
+    let internal = |problem: String| ImageError::Internal {
+        stage: stage.label(),
+        problem,
+    };
+    let json = |what: &'static str| {
+        move |source| ImageError::Json {
+            what,
+            stage: stage.label(),
+            source,
+        }
+    };
+    let result_op = stage.result.ok_or_else(|| ImageError::NothingToBuild {
+        stage: stage.label(),
+    })?;
     let state = results[result_op]
         .as_ref()
-        .ok_or_else(|| anyhow!("internal error: stage {} was not built", stage.label()))?;
+        .ok_or_else(|| internal("it was not built".into()))?;
     let layers: &[LayerRecord] = &state.layers;
 
     // The chain of file-system ops from the root (image or scratch) to the result.
@@ -156,10 +219,7 @@ pub fn assemble(
         let mut empty = entry.empty_layer;
         if !entry.empty_layer {
             let op = *steps.next().ok_or_else(|| {
-                anyhow!(
-                    "internal error: history entry {:?} has no step",
-                    entry.created_by
-                )
+                internal(format!("history entry {:?} has no step", entry.created_by))
             })?;
             let added = results[op].as_ref().is_some_and(|r| r.added);
             last_time = step_time(op);
@@ -176,17 +236,14 @@ pub fn assemble(
         history.push(Value::Object(h));
     }
     if steps.next().is_some() {
-        bail!(
-            "internal error: stage {} has more steps than history entries",
-            stage.label()
-        );
+        return Err(internal("it has more steps than history entries".into()));
     }
 
-    let mut runtime = serde_json::to_value(&stage.image.config)?;
+    let mut runtime = serde_json::to_value(&stage.image.config).map_err(json("config"))?;
     if !settings.labels.is_empty() {
         let obj = runtime
             .as_object_mut()
-            .ok_or_else(|| anyhow!("internal error: config is not an object"))?;
+            .ok_or_else(|| internal("its config is not an object".into()))?;
         let labels = obj.entry("Labels").or_insert_with(|| json!({}));
         if let Some(map) = labels.as_object_mut() {
             for (k, v) in &settings.labels {
@@ -200,7 +257,7 @@ pub fn assemble(
     };
     let obj = config
         .as_object_mut()
-        .ok_or_else(|| anyhow!("internal error: config is not an object"))?;
+        .ok_or_else(|| internal("its config is not an object".into()))?;
     for legacy in [
         "container",
         "container_config",
@@ -234,11 +291,14 @@ pub fn assemble(
         FormatArg::Oci => (OCI_MANIFEST, OCI_CONFIG),
         FormatArg::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG),
     };
-    let config_bytes = serde_json::to_vec(&config)?;
+    let config_bytes = serde_json::to_vec(&config).map_err(json("config"))?;
     let config_desc = settings
         .store
         .put_document(MediaType::Other(config_type.into()), &config_bytes)
-        .context("cannot store the image config")?;
+        .map_err(|source| ImageError::Store {
+            what: "config",
+            source,
+        })?;
     let mut layer_descs = Vec::new();
     for l in layers {
         layer_descs.push(json!({
@@ -281,17 +341,20 @@ pub fn assemble(
     };
     let extra = settings.output.manifest_annotations(&platform_text)?;
     if !extra.is_empty() && settings.format == FormatArg::Docker {
-        bail!("--annotation needs --format oci: Docker v2 manifests have no annotations");
+        return Err(ImageError::DockerAnnotations);
     }
     annotations.extend(extra);
     if !annotations.is_empty() {
         manifest["annotations"] = json!(annotations);
     }
-    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(json("manifest"))?;
     let manifest_desc = settings
         .store
         .put_document(MediaType::Other(manifest_type.into()), &manifest_bytes)
-        .context("cannot store the image manifest")?;
+        .map_err(|source| ImageError::Store {
+            what: "manifest",
+            source,
+        })?;
     let mut tagged = manifest_desc.clone();
     tagged.set_media_type(match settings.format {
         FormatArg::Oci => MediaType::ImageManifest,

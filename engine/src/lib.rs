@@ -10,7 +10,7 @@
 //!    Dockerfile is planned again with their configs (inherited ENV, WORKDIR, ONBUILD);
 //! 3. the solver gives every op a cache key; hits come from the action cache (and an
 //!    imported remote cache), misses run as soon as their inputs are ready, up to
-//!    [`BuildRequest::jobs`] at once, through a [`Worker`](worker::Worker);
+//!    [`BuildRequest::jobs`] at once, through a [`Worker`];
 //! 4. the target stage's layers, config and history become a manifest in the store
 //!    ([`image`]), then every output is written ([`output`]) and the cache exported
 //!    ([`remote_cache`]).
@@ -23,7 +23,7 @@
 //! Build a Dockerfile into a store of your own, without the command line:
 //!
 //! ```
-//! # fn main() -> anyhow::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use rbuild_engine::{BuildRequest, NoEvents};
 //!
 //! let context = tempfile::tempdir()?;
@@ -48,6 +48,7 @@ pub mod bases;
 pub mod check;
 pub mod context;
 pub mod dockerfile;
+pub mod error;
 pub mod events;
 mod exec;
 mod fileops;
@@ -71,34 +72,16 @@ pub mod worker;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
 use rbuild_cache::Store;
 use rbuild_compiler::instructions::from_ast::plan_source;
 use rbuild_compiler::plan::{NoBaseConfigs, Plan, PlanOptions};
 use rbuild_executor::compress::Compression;
 use rbuild_executor::idmap::IdMap;
 
+pub use error::Error;
 pub use events::{Events, Location, NoEvents, TransferEvents};
 pub use worker::{SandboxWorker, Worker};
 
-/// A hint attached to an error (`anyhow::Context`-style): what the user can do about it.
-/// Error renderers show it as `hint:` after the cause chain.
-#[derive(Debug)]
-pub struct Hint(pub String);
-
-impl std::fmt::Display for Hint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Hint {}
-
-/// The hint for an error at the layer size limit: the variable of the `rbuild` command that
-/// sets [`BuildRequest::limits`]'s layer size.
-pub fn layer_size_hint() -> Hint {
-    Hint("RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with K, M, G or T)".into())
-}
 pub use secrets::Secret;
 
 /// This machine's platform, in Go's names (`linux/amd64`, `linux/arm64/v8`).
@@ -179,7 +162,7 @@ impl BuildRequest {
     /// push [`BuildRequest::tags`]), the cache used, layers uncompressed, one output into
     /// the store, as many parallel steps as CPUs, the caller's user-namespace mapping and
     /// the default limits. Change the fields to ask for more.
-    pub fn new(store: Store, context: impl Into<PathBuf>) -> anyhow::Result<BuildRequest> {
+    pub fn new(store: Store, context: impl Into<PathBuf>) -> Result<BuildRequest, Error> {
         let host = host_platform();
         Ok(BuildRequest {
             id_map: IdMap::for_current_user(),
@@ -312,7 +295,7 @@ fn warn_build_args(settings: &BuildRequest, progress: &dyn Events) {
 }
 
 /// Runs a build, reporting to `progress`; its steps run in sandboxes ([`SandboxWorker`]).
-pub fn build(settings: &BuildRequest, progress: &dyn Events) -> anyhow::Result<Built> {
+pub fn build(settings: &BuildRequest, progress: &dyn Events) -> Result<Built, Error> {
     build_with(settings, progress, &SandboxWorker)
 }
 
@@ -321,50 +304,54 @@ pub fn build_with(
     settings: &BuildRequest,
     progress: &dyn Events,
     worker: &dyn Worker,
-) -> anyhow::Result<Built> {
+) -> Result<Built, Error> {
     let started = std::time::Instant::now();
     warn_build_args(settings, progress);
     exec::remove_stale_step_dirs(settings);
     let source = context::load(settings)?;
     let text = &source.dockerfile_text;
     let name = &source.dockerfile_name;
-    let render = |err: &dyn Fn(&str, &str) -> String| err(name, text);
+    let diagnostic = |message: String| Error::Dockerfile {
+        file: name.clone(),
+        message,
+    };
 
     // First plan: which base images the target needs.
     let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
-        .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
+        .map_err(|e| diagnostic(e.render(name, text)))?;
     // Stages for other operating systems plan (with their defaults) but are not built.
     if let Some(stage) = first
         .stages
         .iter()
         .find(|s| s.built && s.platform.os != "linux")
     {
-        bail!(
-            "{}",
-            rbuild_compiler::parser::render_diagnostic(
-                &format!(
-                    "stage {} is for {}: rbuild builds Linux images only",
-                    stage.label(),
-                    stage.platform
-                ),
-                stage.span,
-                Some("`rbuild plan` shows the plan of such a stage"),
-                name,
-                text,
-            )
-        );
+        return Err(diagnostic(rbuild_compiler::parser::render_diagnostic(
+            &format!(
+                "stage {} is for {}: rbuild builds Linux images only",
+                stage.label(),
+                stage.platform
+            ),
+            stage.span,
+            Some("`rbuild plan` shows the plan of such a stage"),
+            name,
+            text,
+        )));
     }
     let bases = bases::resolve(settings, &first, bases::Dockerfile { name, text }, progress)?;
     for base in bases.values() {
-        rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor)
-            .with_context(|| format!("base image {} is incomplete", base.name))?;
+        rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor).map_err(
+            |source| Error::IncompleteBase {
+                image: base.name.clone(),
+                source: Box::new(source),
+            },
+        )?;
     }
     let configs: BTreeMap<String, rbuild_compiler::plan::ImageConfig> = bases
         .iter()
         .map(|(r, b)| (r.clone(), b.runtime_config.clone()))
         .collect();
     let plan: Plan = plan_source(text, &settings.plan_options, &configs)
-        .map_err(|e| anyhow::anyhow!("{}", render(&|n, s| e.render(n, s))))?;
+        .map_err(|e| diagnostic(e.render(name, text)))?;
     for warning in &plan.warnings {
         // With --target, the stages the target does not need are expected; without it, a
         // stage the last one does not need is dead code worth a warning.
@@ -384,7 +371,10 @@ pub fn build_with(
             .iter()
             .any(|s| s.label().eq_ignore_ascii_case(f) || s.index.to_string() == *f)
         {
-            bail!("--no-cache-filter {f:?} names no stage of {name}");
+            return Err(Error::NoCacheFilter {
+                filter: f.clone(),
+                file: name.clone(),
+            });
         }
     }
     let remote = (!settings.cache_from.is_empty())
@@ -421,8 +411,10 @@ pub fn build_with(
     let id = descriptor.digest().to_string();
     let makes_image = settings.output.makes_image();
     if let Some(path) = settings.iidfile.as_ref().filter(|_| makes_image) {
-        std::fs::write(path, &id)
-            .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
+        std::fs::write(path, &id).map_err(|source| Error::Iidfile {
+            path: path.clone(),
+            source,
+        })?;
     }
     let (ran, cached) = plan
         .ops

@@ -17,7 +17,7 @@ pub struct GcPolicy {
 /// Removes a tree the way the sandbox wrote it (files of other ids included).
 pub fn remove_tree(path: &std::path::Path) -> std::io::Result<()> {
     rbuild_executor::sandbox::remove_tree(path, &IdMap::for_current_user())
-        .map_err(|e| std::io::Error::other(format!("{e:#}")))
+        .map_err(|e| std::io::Error::other(crate::error::chain_text(&e)))
 }
 
 /// After a build: when `policy` sets a threshold (config `gc.threshold`) and the store is larger, prune it
@@ -31,7 +31,7 @@ pub fn auto_gc(store: &Store, policy: &GcPolicy) {
     let size = match gc::usage(store) {
         Ok(u) => u.total(),
         Err(e) => {
-            tracing::warn!("automatic gc: {e:#}");
+            tracing::warn!("automatic gc: {}", crate::error::chain_text(&e));
             return;
         }
     };
@@ -54,6 +54,6 @@ pub fn auto_gc(store: &Store, policy: &GcPolicy) {
                 t.count
             );
         }
-        Err(e) => tracing::warn!("automatic gc failed: {e:#}"),
+        Err(e) => tracing::warn!("automatic gc failed: {}", crate::error::chain_text(&e)),
     }
 }

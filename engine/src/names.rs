@@ -1,6 +1,23 @@
 //! Image names as the user types them, and as the store keeps them.
 
 use rbuild_registry::Reference;
+use rbuild_registry::reference::ReferenceError;
+
+/// Why an image name is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    /// The name does not parse as a reference.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The name's digest is not a sha256 digest (the store keeps sha256 only).
+    #[error("invalid image name {name:?}: {digest} is not a sha256 digest")]
+    NotSha256 {
+        /// The name as given.
+        name: String,
+        /// Its digest.
+        digest: String,
+    },
+}
 
 /// The full form of an image name: `busybox` is `docker.io/library/busybox:latest`,
 /// `me/app:1` is `docker.io/me/app:1`, `localhost:5000/app` is `localhost:5000/app:latest`.
@@ -8,17 +25,20 @@ use rbuild_registry::Reference;
 ///
 /// This is the registry client's normalisation ([`Reference`]), so a name means the same
 /// image in the store and in a registry; the store accepts sha256 digests only.
-pub fn normalize_name(input: &str) -> anyhow::Result<String> {
+pub fn normalize_name(input: &str) -> Result<String, NameError> {
     Ok(parse_reference(input)?.to_string())
 }
 
 /// Parses an image name with docker's normalisation; digests must be sha256.
-pub fn parse_reference(input: &str) -> anyhow::Result<Reference> {
+pub fn parse_reference(input: &str) -> Result<Reference, NameError> {
     let reference = Reference::parse(input)?;
     if let Some(digest) = reference.digest()
         && rbuild_cache::Digest::try_from(digest).is_err()
     {
-        anyhow::bail!("invalid image name {input:?}: {digest} is not a sha256 digest");
+        return Err(NameError::NotSha256 {
+            name: input.to_string(),
+            digest: digest.to_string(),
+        });
     }
     Ok(reference)
 }

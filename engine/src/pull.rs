@@ -1,11 +1,63 @@
 //! Pulling an image into the store (`rbuild pull`, missing base images of a build, `rbuild
 //! run` of an image the store lacks).
 
-use anyhow::Context as _;
+use rbuild_registry::error::RegistryError;
+use rbuild_registry::platform::PlatformError;
 use rbuild_registry::{Client, Platform, PullOptions};
 
-use crate::registry::{RegistryConfig, runtime};
+use crate::names::NameError;
+use crate::registry::{RegistryConfig, RuntimeError, runtime};
 use crate::transfer::{StoreBlobs, record_source};
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The image name is not valid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The platform is not valid.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The async runtime did not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The registry (or the network) failed the pull.
+    #[error("cannot pull {reference}")]
+    Pull {
+        /// The image's full name.
+        reference: String,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
+    /// The registry gave a manifest digest the store cannot keep.
+    #[error("the manifest of {reference} has an unusable digest")]
+    Digest {
+        /// The image's full name.
+        reference: String,
+        /// Why.
+        #[source]
+        source: rbuild_cache::DigestError,
+    },
+    /// The pulled image index is not valid JSON.
+    #[error("cannot parse the image index of {reference}")]
+    Index {
+        /// The image's full name.
+        reference: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The pulled image could not be named in the store.
+    #[error("cannot name the pulled image {name}")]
+    Tag {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: rbuild_cache::StoreError,
+    },
+}
 
 /// What [`pull_image_with`] put in the store.
 #[derive(Debug)]
@@ -25,7 +77,7 @@ pub fn pull_image_with(
     platform: Option<&str>,
     registry: &RegistryConfig,
     progress: Option<rbuild_registry::ProgressFn>,
-) -> anyhow::Result<Pulled> {
+) -> Result<Pulled, PullError> {
     let reference = crate::names::parse_reference(name)?;
     let platform = match platform {
         Some(p) => Platform::parse(p)?,
@@ -68,10 +120,19 @@ pub fn pull_image_with(
         Some(p) => p,
         None => rt
             .block_on(client.pull(&reference, &target, &pull_opts))
-            .with_context(|| format!("cannot pull {reference}"))?,
+            .map_err(|source| PullError::Pull {
+                reference: reference.to_string(),
+                source,
+            })?,
     };
 
-    let manifest_digest = rbuild_cache::Digest::try_from(&pulled.manifest.digest)?;
+    let manifest_digest =
+        rbuild_cache::Digest::try_from(&pulled.manifest.digest).map_err(|source| {
+            PullError::Digest {
+                reference: reference.to_string(),
+                source,
+            }
+        })?;
     let top = pulled.index.as_ref().unwrap_or(&pulled.manifest);
     let name = match reference.digest() {
         Some(d) => format!("{}@{d}", reference.name()),
@@ -80,7 +141,11 @@ pub fn pull_image_with(
     let mut descriptor = pulled.manifest.descriptor();
     if pulled.index.is_some() {
         // The platform picked, as the index said it (docker's `--platform` on the entry).
-        let index: oci_spec::image::ImageIndex = serde_json::from_slice(&top.bytes)?;
+        let index: oci_spec::image::ImageIndex =
+            serde_json::from_slice(&top.bytes).map_err(|source| PullError::Index {
+                reference: reference.to_string(),
+                source,
+            })?;
         if let Some(entry) = index
             .manifests()
             .iter()
@@ -91,7 +156,10 @@ pub fn pull_image_with(
     }
     store
         .tag(&name, &descriptor)
-        .with_context(|| format!("cannot name the pulled image {name}"))?;
+        .map_err(|source| PullError::Tag {
+            name: name.clone(),
+            source,
+        })?;
     for digest in std::iter::once(manifest_digest).chain(
         pulled
             .index
@@ -99,7 +167,10 @@ pub fn pull_image_with(
             .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
     ) {
         if let Err(e) = record_source(store, &digest, &reference) {
-            tracing::debug!("cannot record where {digest} came from: {e:#}");
+            tracing::debug!(
+                "cannot record where {digest} came from: {}",
+                crate::error::chain_text(&e)
+            );
         }
     }
     tracing::info!(

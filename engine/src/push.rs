@@ -1,17 +1,55 @@
 //! Pushing an image of the store to a registry (`rbuild push`, `--push` of a build).
 
-use anyhow::{Context as _, bail};
 use oci_spec::image::Descriptor;
 use rbuild_cache::variants::Variant;
-use rbuild_cache::{Store, descriptor_digest, is_index};
+use rbuild_cache::{Digest, DigestError, Store, StoreError, descriptor_digest, is_index};
+use rbuild_registry::error::RegistryError;
 
 use rbuild_registry::{
     Client, PushImage, PushManifest, PushOptions, PushResult, ReadyBlob, Reference,
 };
 
-use crate::output::{Conversion, ConvertWatch, LayerCompression, convert_layers_watched};
-use crate::registry::{RegistryConfig, runtime};
+use crate::output::{
+    Conversion, ConvertWatch, LayerCompression, OutputError, convert_layers_watched,
+};
+use crate::registry::{RegistryConfig, RuntimeError, runtime};
 use crate::transfer::{StoreBlobs, mount_source};
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The store cannot read the image.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The async runtime did not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The registry failed the push.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A manifest digest is not one the store keeps.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// The layers of a manifest could not be converted.
+    #[error("cannot compress the layers of {manifest}")]
+    Convert {
+        /// The manifest.
+        manifest: Digest,
+        /// Why.
+        #[source]
+        source: Box<OutputError>,
+    },
+    /// An image index lists a manifest the store does not have.
+    #[error(
+        "image index {index} lists manifest {manifest}, which is not in the store: push one platform by its manifest digest"
+    )]
+    MissingManifest {
+        /// The index.
+        index: Digest,
+        /// The manifest.
+        manifest: Digest,
+    },
+}
 
 /// Pushes the store image `descriptor` to `dest`, its layers converted to `compression`
 /// first (uncompressed layers are gzipped by default). Blobs are mounted from the repository
@@ -25,7 +63,7 @@ pub fn push_descriptor(
     progress: Option<rbuild_registry::ProgressFn>,
     compression: &LayerCompression,
     mount_from: Option<String>,
-) -> anyhow::Result<PushResult> {
+) -> Result<PushResult, PushError> {
     let top = descriptor_digest(descriptor)?;
     let client = Client::new(registry.client_options(progress));
     let source = StoreBlobs::new(store.clone());
@@ -54,7 +92,7 @@ pub fn push_descriptor(
         let image = converting
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        anyhow::Ok((image?, pushed?))
+        Ok::<_, PushError>((image?, pushed?))
     })?;
     let first_manifest = rbuild_cache::Digest::try_from(&image.manifests[0].digest())?;
     let push_opts = PushOptions {
@@ -84,14 +122,17 @@ fn push_image(
     descriptor: &Descriptor,
     compression: &LayerCompression,
     watch: &mut dyn ConvertWatch,
-) -> anyhow::Result<PushImage> {
+) -> Result<PushImage, PushError> {
     let digest = descriptor_digest(descriptor)?;
     let media_type = descriptor.media_type().to_string();
-    let mut manifest = |d: &Descriptor| -> anyhow::Result<PushManifest> {
+    let mut manifest = |d: &Descriptor| -> Result<PushManifest, PushError> {
         let digest = descriptor_digest(d)?;
         let bytes = store.read_blob(&digest)?;
         let bytes = convert_layers_watched(store, &bytes, compression, watch)
-            .with_context(|| format!("cannot compress the layers of {digest}"))?
+            .map_err(|e| PushError::Convert {
+                manifest: digest,
+                source: Box::new(e),
+            })?
             .unwrap_or(bytes);
         Ok(PushManifest::from_bytes(d.media_type().as_ref(), bytes)?)
     };
@@ -104,9 +145,10 @@ fn push_image(
     for entry in index.manifests() {
         let d = descriptor_digest(entry)?;
         if !store.has_blob(&d) {
-            bail!(
-                "image index {digest} lists manifest {d}, which is not in the store: push one platform by its manifest digest"
-            );
+            return Err(PushError::MissingManifest {
+                index: digest,
+                manifest: d,
+            });
         }
         manifests.push(manifest(entry)?);
     }

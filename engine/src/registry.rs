@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use rbuild_registry::ClientOptions;
 
 /// What pulls, pushes and the remote cache use to talk to registries.
@@ -32,11 +31,16 @@ impl RegistryConfig {
     }
 }
 
+/// The async runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the async runtime")]
+pub struct RuntimeError(#[source] pub std::io::Error);
+
 /// A small multi-threaded runtime for one operation's transfers.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .map_err(RuntimeError)
 }

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context as _, anyhow, bail};
 use oci_spec::image::{Descriptor, MediaType};
 use rbuild_cache::action::{ActionCache, CacheRecord, LayerRecord};
 use rbuild_cache::exchange::{
@@ -43,7 +42,344 @@ use rbuild_registry::{
 
 use crate::BuildRequest;
 use crate::events::Events;
+use crate::names::NameError;
+use crate::output::OutputError;
+use crate::registry::RuntimeError;
 use crate::solver::OpResult;
+use rbuild_cache::action::ActionError;
+use rbuild_cache::{DigestError, StoreError};
+use rbuild_registry::error::RegistryError;
+
+/// A `--cache-from` or `--cache-to` value that is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheFlagError {
+    /// A double quote is not closed.
+    #[error("invalid {flag} {text:?}: unterminated quote")]
+    Quote {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        text: String,
+    },
+    /// A field is not `KEY=VALUE`.
+    #[error("invalid {flag} {text:?}: {field:?} is not KEY=VALUE")]
+    NotKeyValue {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        text: String,
+        /// The field.
+        field: String,
+    },
+    /// A boolean key has another value.
+    #[error("invalid {flag} {key}={value:?}: expected true or false")]
+    Bool {
+        /// The flag.
+        flag: &'static str,
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A bare value is not an image reference.
+    #[error("invalid {flag} {text:?}: not an image reference")]
+    NotReference {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        text: String,
+        /// Why.
+        #[source]
+        source: NameError,
+    },
+    /// `ref=` is not an image reference.
+    #[error("invalid {flag} ref={reference:?}")]
+    BadRef {
+        /// The flag.
+        flag: &'static str,
+        /// The reference.
+        reference: String,
+        /// Why.
+        #[source]
+        source: NameError,
+    },
+    /// A key of BuildKit's importers that means nothing here.
+    #[error("invalid {flag} {key}=: name the cache with ref= or src=")]
+    Unused {
+        /// The flag.
+        flag: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// An unknown key.
+    #[error("invalid {flag} key {key:?} (expected {expected})")]
+    UnknownKey {
+        /// The flag.
+        flag: &'static str,
+        /// The key.
+        key: String,
+        /// The keys there are.
+        expected: &'static str,
+    },
+    /// A key the type needs is missing.
+    #[error("invalid {flag} {text:?}: type={kind} needs {key}={why}")]
+    Missing {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        text: String,
+        /// The type.
+        kind: &'static str,
+        /// The missing key.
+        key: &'static str,
+        /// What the key is for, if that needs saying.
+        why: &'static str,
+    },
+    /// A key has a value it cannot take.
+    #[error("invalid {flag} {key}={value:?} (expected {expected})")]
+    Value {
+        /// The flag.
+        flag: &'static str,
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// The values there are.
+        expected: &'static str,
+    },
+    /// `oci-mediatypes=false` or `image-manifest=false`.
+    #[error("invalid {flag} {key}={value}: rbuild writes only OCI image manifests")]
+    NotOci {
+        /// The flag.
+        flag: &'static str,
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A setting an inline cache cannot have.
+    #[error("invalid {flag} type=inline,{setting}: {why}")]
+    Inline {
+        /// The flag.
+        flag: &'static str,
+        /// The setting (`mode=max`).
+        setting: &'static str,
+        /// Why not.
+        why: &'static str,
+    },
+}
+
+/// Why a `--cache-from` could not be imported, or an imported layer fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheImportError {
+    /// The reference is not valid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The async runtime did not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The directory holds no OCI layout.
+    #[error("{} is not a cache directory (no index.json)", dir.display())]
+    NotACacheDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory cannot be opened as a layout.
+    #[error("cannot open cache directory {}", dir.display())]
+    OpenDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The layout names no cache.
+    #[error("cache directory {} names no {name}", dir.display())]
+    NoRef {
+        /// The directory.
+        dir: PathBuf,
+        /// The name looked for.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A store (the build's, or the cache directory) failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cache's manifest or config is not valid.
+    #[error(transparent)]
+    Exchange(#[from] exchange::ExchangeError),
+    /// A digest of the cache is not valid.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// The action cache failed.
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    /// The cache config does not have its digest.
+    #[error("cache config {digest} does not match its digest")]
+    ConfigMismatch {
+        /// The digest.
+        digest: Digest,
+    },
+    /// The reference names an image index.
+    #[error("{reference} is an image index ({digest}), not an rbuild cache")]
+    Index {
+        /// The reference.
+        reference: String,
+        /// The index's digest.
+        digest: String,
+    },
+    /// The manifest of an image holding an inline cache is not valid.
+    #[error("the manifest of {reference} is not valid")]
+    Manifest {
+        /// The reference.
+        reference: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The image config of an inline cache is too large.
+    #[error("image config {digest} of {reference} is too large")]
+    ConfigTooLarge {
+        /// The reference.
+        reference: String,
+        /// The config's digest.
+        digest: String,
+    },
+    /// The cache config was not fetched.
+    #[error("cache config {digest} was not fetched")]
+    NotFetched {
+        /// The config's digest.
+        digest: String,
+    },
+    /// No runtime for a registry fetch.
+    #[error("internal error: no runtime for {reference}")]
+    NoRuntime {
+        /// The reference.
+        reference: String,
+    },
+    /// A fetched layer is not in the store.
+    #[error("layer {digest} is not in the store after fetching it")]
+    NotStored {
+        /// The layer.
+        digest: Digest,
+    },
+    /// A blob of a cache directory cannot be read.
+    #[error("cannot read blob {digest}")]
+    ReadBlob {
+        /// The blob.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A fetched blob cannot be stored.
+    #[error("cannot store blob {digest}")]
+    StoreBlob {
+        /// The blob.
+        digest: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A blob of a cache directory does not have its digest.
+    #[error("blob {digest} does not match its digest (got {actual})")]
+    BlobMismatch {
+        /// The blob.
+        digest: Digest,
+        /// The digest of its bytes.
+        actual: Digest,
+    },
+    /// An imported layer could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchFailed),
+}
+
+/// Why a `--cache-to` could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheExportError {
+    /// The export to `target` failed.
+    #[error("cannot export the cache to {target}")]
+    Export {
+        /// The registry reference or directory.
+        target: String,
+        /// Why.
+        #[source]
+        source: Box<CacheExportError>,
+    },
+    /// The reference is not valid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The action cache failed.
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    /// An imported layer the export holds could not be fetched.
+    #[error(transparent)]
+    Import(#[from] CacheImportError),
+    /// A digest is not valid.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// A layer could not be converted.
+    #[error(transparent)]
+    Convert(Box<OutputError>),
+    /// A document could not be read or written as JSON.
+    #[error("{what} is not valid JSON")]
+    Json {
+        /// The document.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The async runtime did not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The directory cannot be opened as a layout.
+    #[error("cannot open cache directory {}", dir.display())]
+    OpenDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The image's manifest names no config.
+    #[error("image {manifest} has no config digest")]
+    NoConfigDigest {
+        /// The manifest.
+        manifest: Digest,
+        /// Why.
+        #[source]
+        source: DigestError,
+    },
+    /// The image's config is not a JSON object.
+    #[error("image config {digest} is not an object")]
+    ConfigNotObject {
+        /// The config.
+        digest: Digest,
+    },
+}
+
+impl From<OutputError> for CacheExportError {
+    fn from(e: OutputError) -> Self {
+        CacheExportError::Convert(Box::new(e))
+    }
+}
+
+fn json_error(what: impl std::fmt::Display) -> impl FnOnce(serde_json::Error) -> CacheExportError {
+    let what = what.to_string();
+    move |source| CacheExportError::Json { what, source }
+}
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Imported layers fetched at once.
@@ -110,9 +446,12 @@ pub enum ExportTarget {
 }
 
 /// Splits `key=value,key=value` (values may be double-quoted to hold commas).
-fn csv_pairs(flag: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
+fn csv_pairs(flag: &'static str, text: &str) -> Result<Vec<(String, String)>, CacheFlagError> {
     if text.matches('"').count() % 2 == 1 {
-        bail!("invalid {flag} {text:?}: unterminated quote");
+        return Err(CacheFlagError::Quote {
+            flag,
+            text: text.to_string(),
+        });
     }
     super::output::csv_fields(text)
         .into_iter()
@@ -120,26 +459,63 @@ fn csv_pairs(flag: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
         .map(|f| {
             let (k, v) = f
                 .split_once('=')
-                .ok_or_else(|| anyhow!("invalid {flag} {text:?}: {f:?} is not KEY=VALUE"))?;
+                .ok_or_else(|| CacheFlagError::NotKeyValue {
+                    flag,
+                    text: text.to_string(),
+                    field: f.clone(),
+                })?;
             Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
         })
         .collect()
 }
 
-fn bool_value(flag: &str, key: &str, v: &str) -> anyhow::Result<bool> {
+fn bool_value(flag: &'static str, key: &str, v: &str) -> Result<bool, CacheFlagError> {
     match v {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => bail!("invalid {flag} {key}={v:?}: expected true or false"),
+        _ => Err(CacheFlagError::Bool {
+            flag,
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// Checks that `ref=` of `flag` is an image reference.
+fn check_ref(flag: &'static str, reference: &str) -> Result<(), CacheFlagError> {
+    crate::names::parse_reference(reference).map_err(|source| CacheFlagError::BadRef {
+        flag,
+        reference: reference.to_string(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// The error for a `type=KIND` without `key=`.
+fn missing(
+    flag: &'static str,
+    text: &str,
+    kind: &'static str,
+    key: &'static str,
+) -> CacheFlagError {
+    CacheFlagError::Missing {
+        flag,
+        text: text.to_string(),
+        kind,
+        key,
+        why: "",
     }
 }
 
 /// Parses one `--cache-from`: `REF`, `type=registry,ref=REF` or `type=local,src=DIR`.
-pub fn parse_cache_from(text: &str) -> anyhow::Result<CacheImport> {
+pub fn parse_cache_from(text: &str) -> Result<CacheImport, CacheFlagError> {
     const FLAG: &str = "--cache-from";
     if !text.contains('=') {
-        crate::names::parse_reference(text)
-            .with_context(|| format!("invalid {FLAG} {text:?}: not an image reference"))?;
+        crate::names::parse_reference(text).map_err(|source| CacheFlagError::NotReference {
+            flag: FLAG,
+            text: text.to_string(),
+            source,
+        })?;
         return Ok(CacheImport::Registry {
             reference: text.to_string(),
         });
@@ -154,28 +530,37 @@ pub fn parse_cache_from(text: &str) -> anyhow::Result<CacheImport> {
             "ref" => reference = Some(v),
             "src" => src = Some(PathBuf::from(v)),
             // Options BuildKit's importers take that change nothing here.
-            "digest" | "tag" => bail!("invalid {FLAG} {k}=: name the cache with ref= or src="),
-            _ => bail!("invalid {FLAG} key {k:?} (expected type, ref or src)"),
+            "digest" | "tag" => return Err(CacheFlagError::Unused { flag: FLAG, key: k }),
+            _ => {
+                return Err(CacheFlagError::UnknownKey {
+                    flag: FLAG,
+                    key: k,
+                    expected: "type, ref or src",
+                });
+            }
         }
     }
     match kind.as_str() {
         "registry" => {
-            let reference = reference
-                .ok_or_else(|| anyhow!("invalid {FLAG} {text:?}: type=registry needs ref="))?;
-            crate::names::parse_reference(&reference)
-                .with_context(|| format!("invalid {FLAG} ref={reference:?}"))?;
+            let reference = reference.ok_or_else(|| missing(FLAG, text, "registry", "ref"))?;
+            check_ref(FLAG, &reference)?;
             Ok(CacheImport::Registry { reference })
         }
         "local" => Ok(CacheImport::Local {
-            src: src.ok_or_else(|| anyhow!("invalid {FLAG} {text:?}: type=local needs src="))?,
+            src: src.ok_or_else(|| missing(FLAG, text, "local", "src"))?,
         }),
-        other => bail!("invalid {FLAG} type={other:?} (expected registry or local)"),
+        other => Err(CacheFlagError::Value {
+            flag: FLAG,
+            key: "type",
+            value: other.to_string(),
+            expected: "registry or local",
+        }),
     }
 }
 
 /// Parses one `--cache-to`: `type=registry,ref=REF[,mode=min|max][,compression=gzip|
 /// uncompressed][,ignore-error=true]` or `type=local,dest=DIR[,...]`.
-pub fn parse_cache_to(text: &str) -> anyhow::Result<CacheExport> {
+pub fn parse_cache_to(text: &str) -> Result<CacheExport, CacheFlagError> {
     const FLAG: &str = "--cache-to";
     let pairs = if text.contains('=') {
         csv_pairs(FLAG, text)?
@@ -199,60 +584,90 @@ pub fn parse_cache_to(text: &str) -> anyhow::Result<CacheExport> {
                 out.mode = match v.as_str() {
                     "min" => CacheMode::Min,
                     "max" => CacheMode::Max,
-                    _ => bail!("invalid {FLAG} mode={v:?} (expected min or max)"),
+                    _ => {
+                        return Err(CacheFlagError::Value {
+                            flag: FLAG,
+                            key: "mode",
+                            value: v,
+                            expected: "min or max",
+                        });
+                    }
                 }
             }
             "compression" => {
                 out.compression = match v.as_str() {
                     "gzip" => CacheCompression::Gzip,
                     "uncompressed" => CacheCompression::Uncompressed,
-                    _ => bail!("invalid {FLAG} compression={v:?} (expected gzip or uncompressed)"),
+                    _ => {
+                        return Err(CacheFlagError::Value {
+                            flag: FLAG,
+                            key: "compression",
+                            value: v,
+                            expected: "gzip or uncompressed",
+                        });
+                    }
                 }
             }
             "ignore-error" => out.ignore_error = bool_value(FLAG, &k, &v)?,
             // rbuild always writes OCI media types in an image manifest.
             "oci-mediatypes" | "image-manifest" => {
                 if !bool_value(FLAG, &k, &v)? {
-                    bail!("invalid {FLAG} {k}={v}: rbuild writes only OCI image manifests");
+                    return Err(CacheFlagError::NotOci {
+                        flag: FLAG,
+                        key: k,
+                        value: v,
+                    });
                 }
             }
-            _ => bail!(
-                "invalid {FLAG} key {k:?} (expected type, ref, dest, mode, compression or ignore-error)"
-            ),
+            _ => {
+                return Err(CacheFlagError::UnknownKey {
+                    flag: FLAG,
+                    key: k,
+                    expected: "type, ref, dest, mode, compression or ignore-error",
+                });
+            }
         }
     }
     out.target = match kind.as_str() {
         "registry" => {
-            let reference = reference
-                .ok_or_else(|| anyhow!("invalid {FLAG} {text:?}: type=registry needs ref="))?;
-            crate::names::parse_reference(&reference)
-                .with_context(|| format!("invalid {FLAG} ref={reference:?}"))?;
+            let reference = reference.ok_or_else(|| missing(FLAG, text, "registry", "ref"))?;
+            check_ref(FLAG, &reference)?;
             ExportTarget::Registry(reference)
         }
-        "local" => ExportTarget::Local(
-            dest.ok_or_else(|| anyhow!("invalid {FLAG} {text:?}: type=local needs dest="))?,
-        ),
+        "local" => ExportTarget::Local(dest.ok_or_else(|| missing(FLAG, text, "local", "dest"))?),
         "inline" => {
-            let reference = reference.ok_or_else(|| {
-                anyhow!(
-                    "invalid {FLAG} {text:?}: type=inline needs ref= (where the image is pushed)"
-                )
+            let reference = reference.ok_or_else(|| CacheFlagError::Missing {
+                flag: FLAG,
+                text: text.to_string(),
+                kind: "inline",
+                key: "ref",
+                why: " (where the image is pushed)",
             })?;
-            crate::names::parse_reference(&reference)
-                .with_context(|| format!("invalid {FLAG} ref={reference:?}"))?;
+            check_ref(FLAG, &reference)?;
             if out.compression == CacheCompression::Uncompressed {
-                bail!(
-                    "invalid {FLAG} type=inline,compression=uncompressed: pushed images have gzip layers"
-                );
+                return Err(CacheFlagError::Inline {
+                    flag: FLAG,
+                    setting: "compression=uncompressed",
+                    why: "pushed images have gzip layers",
+                });
             }
             if out.mode == CacheMode::Max {
-                bail!(
-                    "invalid {FLAG} type=inline,mode=max: an image carries only its own steps (mode=min)"
-                );
+                return Err(CacheFlagError::Inline {
+                    flag: FLAG,
+                    setting: "mode=max",
+                    why: "an image carries only its own steps (mode=min)",
+                });
             }
             ExportTarget::Inline(reference)
         }
-        other => bail!("invalid {FLAG} type={other:?} (expected registry, local or inline)"),
+        other => {
+            return Err(CacheFlagError::Value {
+                flag: FLAG,
+                key: "type",
+                value: other.to_string(),
+                expected: "registry, local or inline",
+            });
+        }
     };
     Ok(out)
 }
@@ -289,7 +704,7 @@ pub struct FetchFailed {
     pub source_name: String,
     /// The cause.
     #[source]
-    pub source: anyhow::Error,
+    pub source: Box<CacheImportError>,
 }
 
 /// Imported records, consulted after the local action cache, and the blobs they name.
@@ -362,7 +777,10 @@ impl RemoteCache {
                 Err(e) => {
                     progress.warn(
                         "cache-import",
-                        &format!("cache import {what} failed, building without it: {e:#}"),
+                        &format!(
+                            "cache import {what} failed, building without it: {}",
+                            crate::error::chain_text(&e)
+                        ),
                     );
                 }
             }
@@ -370,7 +788,7 @@ impl RemoteCache {
         cache
     }
 
-    fn runtime(&mut self) -> anyhow::Result<&tokio::runtime::Runtime> {
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, RuntimeError> {
         if self.runtime.is_none() {
             self.runtime = Some(crate::registry::runtime()?);
         }
@@ -383,7 +801,7 @@ impl RemoteCache {
         &mut self,
         settings: &BuildRequest,
         spec: &CacheImport,
-    ) -> anyhow::Result<(usize, usize, usize)> {
+    ) -> Result<(usize, usize, usize), CacheImportError> {
         let (source, manifest, config) = match spec {
             CacheImport::Registry { reference } => {
                 let reference = crate::names::parse_reference(reference)?;
@@ -398,20 +816,28 @@ impl RemoteCache {
             }
             CacheImport::Local { src } => {
                 if !src.join("index.json").is_file() {
-                    bail!("{} is not a cache directory (no index.json)", src.display());
+                    return Err(CacheImportError::NotACacheDir { dir: src.clone() });
                 }
-                let store = Store::open(src)
-                    .with_context(|| format!("cannot open cache directory {}", src.display()))?;
-                let desc = store.resolve(LOCAL_REF).with_context(|| {
-                    format!("cache directory {} names no {LOCAL_REF}", src.display())
+                let store = Store::open(src).map_err(|source| CacheImportError::OpenDir {
+                    dir: src.clone(),
+                    source,
                 })?;
+                let desc = store
+                    .resolve(LOCAL_REF)
+                    .map_err(|source| CacheImportError::NoRef {
+                        dir: src.clone(),
+                        name: LOCAL_REF,
+                        source,
+                    })?;
                 let digest = rbuild_cache::descriptor_digest(&desc)?;
                 let manifest = store.read_blob(&digest)?;
                 let config_ref = CacheConfig::config_of(&manifest)?;
                 let config_digest: Digest = config_ref.digest.parse()?;
                 let config = store.read_blob(&config_digest)?;
                 if Digest::of(&config) != config_digest {
-                    bail!("cache config {config_digest} does not match its digest");
+                    return Err(CacheImportError::ConfigMismatch {
+                        digest: config_digest,
+                    });
                 }
                 (
                     Source::Local {
@@ -509,7 +935,10 @@ impl RemoteCache {
             (found, rbuild_cache::descriptor_digest(&manifest_desc))
             && let Err(e) = crate::transfer::record_source(store, &digest, reference)
         {
-            tracing::debug!("cannot record where {digest} came from: {e:#}");
+            tracing::debug!(
+                "cannot record where {digest} came from: {}",
+                crate::error::chain_text(&e)
+            );
         }
     }
 
@@ -538,7 +967,7 @@ impl RemoteCache {
         store: &Store,
         cache: &ActionCache,
         layers: &[LayerRecord],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), CacheImportError> {
         let mut missing: Vec<&LayerRecord> = Vec::new();
         for layer in layers {
             let local = layer
@@ -558,7 +987,7 @@ impl RemoteCache {
         // A few at a time: each blob's commit waits for an fsync, so small layers are
         // bound by latency, not bandwidth.
         let next = AtomicUsize::new(0);
-        let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let failure: Mutex<Option<CacheImportError>> = Mutex::new(None);
         std::thread::scope(|scope| {
             for _ in 0..missing.len().min(FETCH_JOBS) {
                 scope.spawn(|| {
@@ -589,7 +1018,7 @@ impl RemoteCache {
         store: &Store,
         cache: &ActionCache,
         layer: &LayerRecord,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), CacheImportError> {
         let digest: Digest = layer.digest.parse()?;
         let Some((source, exported)) = self.layers.get(&layer.digest) else {
             return Ok(());
@@ -616,7 +1045,7 @@ impl RemoteCache {
             return Err(FetchFailed {
                 blob: exported.blob.digest.clone(),
                 source_name: source.name(),
-                source: e,
+                source: Box::new(e),
             }
             .into());
         }
@@ -633,7 +1062,12 @@ impl RemoteCache {
         Ok(())
     }
 
-    fn fetch(&self, store: &Store, source: &Source, layer: &ExportedLayer) -> anyhow::Result<()> {
+    fn fetch(
+        &self,
+        store: &Store,
+        source: &Source,
+        layer: &ExportedLayer,
+    ) -> Result<(), CacheImportError> {
         let local_digest: Digest = layer.local.digest.parse()?;
         let sink: Box<dyn BlobSink> = if layer.blob.digest != layer.local.digest {
             Box::new(GunzipSink::new(
@@ -647,7 +1081,11 @@ impl RemoteCache {
             rbuild_registry::BlobTarget::sink(
                 &crate::transfer::StoreBlobs::new(store.clone()),
                 &blob_descriptor(&layer.blob)?,
-            )?
+            )
+            .map_err(|source| CacheImportError::StoreBlob {
+                digest: layer.blob.digest.clone(),
+                source,
+            })?
         };
         match source {
             Source::Registry { client, reference } => {
@@ -655,7 +1093,9 @@ impl RemoteCache {
                 let runtime = self
                     .runtime
                     .as_ref()
-                    .ok_or_else(|| anyhow!("internal error: no runtime for {reference}"))?;
+                    .ok_or_else(|| CacheImportError::NoRuntime {
+                        reference: reference.to_string(),
+                    })?;
                 runtime.block_on(client.fetch_blob(reference, &desc, sink))?;
             }
             Source::Local { store: src, .. } => {
@@ -665,7 +1105,9 @@ impl RemoteCache {
             }
         }
         if !store.has_blob(&local_digest) {
-            bail!("layer {local_digest} is not in the store after fetching it");
+            return Err(CacheImportError::NotStored {
+                digest: local_digest,
+            });
         }
         Ok(())
     }
@@ -676,7 +1118,7 @@ fn copy_verified(
     reader: &mut impl Read,
     digest: &Digest,
     mut sink: Box<dyn BlobSink>,
-) -> anyhow::Result<()> {
+) -> Result<(), CacheImportError> {
     let mut hasher = rbuild_cache::Hasher::new();
     let mut buf = vec![0u8; 256 << 10];
     loop {
@@ -686,25 +1128,38 @@ fn copy_verified(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 sink.abort();
-                return Err(anyhow::Error::new(e).context(format!("cannot read blob {digest}")));
+                return Err(CacheImportError::ReadBlob {
+                    digest: *digest,
+                    source: e,
+                });
             }
         };
         hasher.update(&buf[..n]);
         if let Err(e) = sink.write(&buf[..n]) {
             sink.abort();
-            return Err(anyhow::Error::new(e).context(format!("cannot store blob {digest}")));
+            return Err(CacheImportError::StoreBlob {
+                digest: digest.to_string(),
+                source: e,
+            });
         }
     }
     let actual = hasher.finish();
     if actual != *digest {
         sink.abort();
-        bail!("blob {digest} does not match its digest (got {actual})");
+        return Err(CacheImportError::BlobMismatch {
+            digest: *digest,
+            actual,
+        });
     }
-    sink.commit(&rbuild_registry::Digest::from(*digest))?;
+    sink.commit(&rbuild_registry::Digest::from(*digest))
+        .map_err(|source| CacheImportError::StoreBlob {
+            digest: digest.to_string(),
+            source,
+        })?;
     Ok(())
 }
 
-fn blob_descriptor(blob: &BlobRef) -> anyhow::Result<Descriptor> {
+fn blob_descriptor(blob: &BlobRef) -> Result<Descriptor, DigestError> {
     let digest: Digest = blob.digest.parse()?;
     Ok(Descriptor::new(
         MediaType::Other(blob.media_type.clone()),
@@ -717,13 +1172,13 @@ fn blob_descriptor(blob: &BlobRef) -> anyhow::Result<Descriptor> {
 async fn fetch_documents(
     client: &Client,
     reference: &Reference,
-) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+) -> Result<(Vec<u8>, Vec<u8>), CacheImportError> {
     let manifest = client.fetch_manifest(reference).await?;
     if manifest.is_index() {
-        bail!(
-            "{reference} is an image index ({}), not an rbuild cache",
-            manifest.digest
-        );
+        return Err(CacheImportError::Index {
+            reference: reference.to_string(),
+            digest: manifest.digest.to_string(),
+        });
     }
     let (config, inline) = match CacheConfig::config_of(&manifest.bytes) {
         Ok(c) => (c, false),
@@ -731,10 +1186,17 @@ async fn fetch_documents(
         Err(exchange::ExchangeError::NotACache { media_type, .. })
             if exchange::is_image_config(&media_type) =>
         {
-            let v: serde_json::Value = serde_json::from_slice(&manifest.bytes)?;
-            let config: BlobRef = serde_json::from_value(v["config"].clone())?;
+            let bad = |source| CacheImportError::Manifest {
+                reference: reference.to_string(),
+                source,
+            };
+            let v: serde_json::Value = serde_json::from_slice(&manifest.bytes).map_err(bad)?;
+            let config: BlobRef = serde_json::from_value(v["config"].clone()).map_err(bad)?;
             if config.size > exchange::MAX_CONFIG_SIZE {
-                bail!("image config {} of {reference} is too large", config.digest);
+                return Err(CacheImportError::ConfigTooLarge {
+                    reference: reference.to_string(),
+                    digest: config.digest,
+                });
             }
             (config, true)
         }
@@ -742,12 +1204,18 @@ async fn fetch_documents(
     };
     let desc = blob_descriptor(&config)?;
     let blobs = MemoryBlobs::new();
-    client
-        .fetch_blob(reference, &desc, blobs.sink(&desc)?)
-        .await?;
+    let sink = blobs
+        .sink(&desc)
+        .map_err(|source| CacheImportError::StoreBlob {
+            digest: config.digest.clone(),
+            source,
+        })?;
+    client.fetch_blob(reference, &desc, sink).await?;
     let bytes = blobs
         .get(desc.digest())
-        .ok_or_else(|| anyhow!("cache config {} was not fetched", config.digest))?;
+        .ok_or_else(|| CacheImportError::NotFetched {
+            digest: config.digest.clone(),
+        })?;
     let bytes = if inline {
         exchange::inline_of(&bytes)?
     } else {
@@ -765,7 +1233,7 @@ struct GunzipSink {
 }
 
 impl GunzipSink {
-    fn new(store: Store, expected: Expected) -> anyhow::Result<GunzipSink> {
+    fn new(store: Store, expected: Expected) -> Result<GunzipSink, StoreError> {
         let writer = store.blob_writer(Some(expected))?;
         Ok(GunzipSink {
             store,
@@ -813,7 +1281,7 @@ pub fn ensure_output(
     plan: &Plan,
     results: &[Option<OpResult>],
     remote: &RemoteCache,
-) -> anyhow::Result<()> {
+) -> Result<(), CacheImportError> {
     let Some(result) = plan.target_stage().result else {
         return Ok(());
     };
@@ -900,7 +1368,7 @@ pub fn export(
     remote: Option<&RemoteCache>,
     image: &Descriptor,
     progress: &dyn Events,
-) -> anyhow::Result<()> {
+) -> Result<(), CacheExportError> {
     for spec in &settings.cache_to {
         let started = Instant::now();
         let what = match &spec.target {
@@ -915,9 +1383,17 @@ pub fn export(
             ),
             Err(e) if spec.ignore_error => progress.warn(
                 "cache-export",
-                &format!("cache export to {what} failed: {e:#}"),
+                &format!(
+                    "cache export to {what} failed: {}",
+                    crate::error::chain_text(&e)
+                ),
             ),
-            Err(e) => return Err(e.context(format!("cannot export the cache to {what}"))),
+            Err(e) => {
+                return Err(CacheExportError::Export {
+                    target: what,
+                    source: Box::new(e),
+                });
+            }
         }
     }
     Ok(())
@@ -930,7 +1406,7 @@ fn export_one(
     remote: Option<&RemoteCache>,
     spec: &CacheExport,
     image: &Descriptor,
-) -> anyhow::Result<usize> {
+) -> Result<usize, CacheExportError> {
     let store = &settings.store;
     let steps = exported_steps(plan, results, spec.mode);
     // Layers imported from a repository of the destination's registry and never fetched
@@ -1021,7 +1497,7 @@ fn export_one(
         },
         "layers": blobs,
     });
-    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(json_error("the cache manifest"))?;
     match &spec.target {
         ExportTarget::Inline(reference) => {
             push_inline(settings, image, reference, &config_bytes)?;
@@ -1056,8 +1532,10 @@ fn export_one(
             );
         }
         ExportTarget::Local(dir) => {
-            let out = Store::open(dir)
-                .with_context(|| format!("cannot open cache directory {}", dir.display()))?;
+            let out = Store::open(dir).map_err(|source| CacheExportError::OpenDir {
+                dir: dir.clone(),
+                source,
+            })?;
             for blob in &blobs {
                 let digest: Digest = blob.digest.parse()?;
                 if !out.has_blob(&digest) {
@@ -1084,7 +1562,7 @@ fn push_inline(
     image: &Descriptor,
     reference: &str,
     records: &[u8],
-) -> anyhow::Result<()> {
+) -> Result<(), CacheExportError> {
     let store = &settings.store;
     let dest = crate::names::parse_reference(reference)?;
     let (manifest_desc, _) = store.image_manifest(image)?;
@@ -1093,23 +1571,33 @@ fn push_inline(
     let bytes =
         super::output::convert_layers(store, &bytes, &super::output::LayerCompression::default())?
             .unwrap_or(bytes);
-    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(json_error(format!("image {manifest_digest}")))?;
     let config_digest: Digest = manifest["config"]["digest"]
         .as_str()
         .unwrap_or_default()
         .parse()
-        .with_context(|| format!("image {manifest_digest} has no config digest"))?;
+        .map_err(|source| CacheExportError::NoConfigDigest {
+            manifest: manifest_digest,
+            source,
+        })?;
     let config_type = manifest["config"]["mediaType"]
         .as_str()
         .unwrap_or("application/vnd.oci.image.config.v1+json")
         .to_string();
-    let mut config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_digest)?)?;
-    let records: serde_json::Value = serde_json::from_slice(records)?;
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&config_digest)?)
+            .map_err(json_error(format!("image config {config_digest}")))?;
+    let records: serde_json::Value =
+        serde_json::from_slice(records).map_err(json_error("the cache config"))?;
     config
         .as_object_mut()
-        .ok_or_else(|| anyhow!("image config {config_digest} is not an object"))?
+        .ok_or(CacheExportError::ConfigNotObject {
+            digest: config_digest,
+        })?
         .insert(exchange::INLINE_FIELD.to_string(), records);
-    let config_bytes = serde_json::to_vec(&config)?;
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(json_error(format!("image config {config_digest}")))?;
     let config_desc = store.put_document(MediaType::Other(config_type), &config_bytes)?;
     manifest["config"]["digest"] = serde_json::json!(config_desc.digest().to_string());
     manifest["config"]["size"] = serde_json::json!(config_desc.size());
@@ -1117,7 +1605,8 @@ fn push_inline(
         .as_str()
         .unwrap_or(OCI_MANIFEST)
         .to_string();
-    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(json_error(format!("image {manifest_digest}")))?;
     let push = PushImage::single(PushManifest::from_bytes(&media_type, manifest_bytes)?);
     let client = Client::new(settings.registry.client_options(None));
     let source = crate::transfer::StoreBlobs::new(store.clone());

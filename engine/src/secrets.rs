@@ -5,7 +5,62 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+/// A `--secret` or `--ssh` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// A `--secret` or `--ssh` flag is not well formed.
+    #[error("invalid {flag} {spec:?}: {problem}")]
+    Invalid {
+        /// `--secret` or `--ssh`.
+        flag: &'static str,
+        /// The flag's value.
+        spec: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The environment variable a secret names is not set.
+    #[error("secret {id}: environment variable {var} is not set")]
+    Unset {
+        /// The secret's id.
+        id: String,
+        /// The variable.
+        var: String,
+    },
+    /// The file a secret names cannot be read.
+    #[error("secret {id}: cannot read {path}")]
+    Read {
+        /// The secret's id.
+        id: String,
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `id=ID` alone names neither a variable nor a readable file.
+    #[error("secret {id}: no src= or env= given, and neither a variable nor a file {id} exists")]
+    Neither {
+        /// The secret's id.
+        id: String,
+        /// Why the file could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--ssh ID` without a socket while `SSH_AUTH_SOCK` is not set.
+    #[error("--ssh {spec}: SSH_AUTH_SOCK is not set; give {spec}=SOCKET")]
+    NoAgent {
+        /// The flag's value.
+        spec: String,
+    },
+}
+
+fn invalid(flag: &'static str, spec: &str, problem: impl Into<String>) -> SecretError {
+    SecretError::Invalid {
+        flag,
+        spec: spec.to_string(),
+        problem: problem.into(),
+    }
+}
 
 /// A secret's value. Its Debug and Display never show the bytes.
 #[derive(Clone)]
@@ -26,7 +81,7 @@ impl fmt::Debug for Secret {
 
 /// Parses `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`. `id=ID` alone reads the
 /// environment variable `ID` when it is set, else the file `ID`, as buildx does.
-pub fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Secret>> {
+pub fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, Secret>, SecretError> {
     let mut out = BTreeMap::new();
     for spec in specs {
         let mut id = None;
@@ -40,7 +95,9 @@ pub fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Secret
                 "src" | "source" => src = Some(v.to_string()),
                 "env" => env = Some(v.to_string()),
                 "type" => kind = Some(v.to_ascii_lowercase()),
-                other => bail!("invalid --secret {spec:?}: unknown key {other:?}"),
+                other => {
+                    return Err(invalid("--secret", spec, format!("unknown key {other:?}")));
+                }
             }
         }
         let id = match id {
@@ -51,25 +108,35 @@ pub fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Secret
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 (None, Some(e)) => e.clone(),
-                _ => bail!("invalid --secret {spec:?}: it needs id=ID"),
+                _ => return Err(invalid("--secret", spec, "it needs id=ID")),
             },
         };
         let value = match (kind.as_deref(), src, env) {
             (Some("env"), Some(var), None) | (_, None, Some(var)) => std::env::var_os(&var)
                 .map(|v| v.into_encoded_bytes())
-                .with_context(|| format!("secret {id}: environment variable {var} is not set"))?,
+                .ok_or_else(|| SecretError::Unset {
+                    id: id.clone(),
+                    var,
+                })?,
             (Some("env"), None, None) => std::env::var_os(&id)
                 .map(|v| v.into_encoded_bytes())
-                .with_context(|| format!("secret {id}: environment variable {id} is not set"))?,
-            (_, Some(path), None) => std::fs::read(&path)
-                .with_context(|| format!("secret {id}: cannot read {path}"))?,
+                .ok_or_else(|| SecretError::Unset {
+                    id: id.clone(),
+                    var: id.clone(),
+                })?,
+            (_, Some(path), None) => std::fs::read(&path).map_err(|source| SecretError::Read {
+                id: id.clone(),
+                path,
+                source,
+            })?,
             (None | Some("file"), None, None) => match std::env::var_os(&id) {
                 Some(v) => v.into_encoded_bytes(),
-                None => std::fs::read(&id).with_context(|| {
-                    format!("secret {id}: no src= or env= given, and neither a variable nor a file {id} exists")
+                None => std::fs::read(&id).map_err(|source| SecretError::Neither {
+                    id: id.clone(),
+                    source,
                 })?,
             },
-            _ => bail!("invalid --secret {spec:?}: give either src= or env="),
+            _ => return Err(invalid("--secret", spec, "give either src= or env=")),
         };
         out.insert(id, Secret(value));
     }
@@ -78,20 +145,19 @@ pub fn parse_secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, Secret
 
 /// Parses `--ssh default|ID|ID=SOCKET`: `default` (or an id without a socket) is
 /// `$SSH_AUTH_SOCK`.
-pub fn parse_ssh(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+pub fn parse_ssh(specs: &[String]) -> Result<BTreeMap<String, PathBuf>, SecretError> {
     let mut out = BTreeMap::new();
     for spec in specs {
         let (id, socket) = match spec.split_once('=') {
             Some((id, path)) => (id.to_string(), PathBuf::from(path)),
             None => {
-                let sock = std::env::var_os("SSH_AUTH_SOCK").with_context(|| {
-                    format!("--ssh {spec}: SSH_AUTH_SOCK is not set; give {spec}=SOCKET")
-                })?;
+                let sock = std::env::var_os("SSH_AUTH_SOCK")
+                    .ok_or_else(|| SecretError::NoAgent { spec: spec.clone() })?;
                 (spec.clone(), PathBuf::from(sock))
             }
         };
         if id.is_empty() {
-            bail!("invalid --ssh {spec:?}: empty id");
+            return Err(invalid("--ssh", spec, "empty id"));
         }
         out.insert(id, socket);
     }

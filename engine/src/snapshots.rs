@@ -2,14 +2,94 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow, bail};
 use oci_spec::image::ImageConfiguration;
 use rbuild_cache::action::LayerRecord;
+use rbuild_cache::gc::GcError;
 use rbuild_cache::snapshots::{Snapshots, SnapshotsError};
-use rbuild_cache::{Digest, Store};
+use rbuild_cache::{Digest, DigestError, Store, StoreError};
 use rbuild_executor::idmap::{IdMap, MappingKind};
-use rbuild_executor::sandbox;
+use rbuild_executor::sandbox::{self, SandboxError};
 use rbuild_executor::unpack::UnpackOptions;
+
+/// Why a layer's snapshot could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The manifest and the config disagree on the number of layers.
+    #[error("the image has {layers} layers but its config lists {diff_ids} diff ids")]
+    LayerCount {
+        /// Layers of the manifest.
+        layers: usize,
+        /// Diff ids of the config.
+        diff_ids: usize,
+    },
+    /// A diff id is not a sha256 digest.
+    #[error("diff id {diff_id} is not a sha256 digest")]
+    NotSha256 {
+        /// The diff id.
+        diff_id: String,
+    },
+    /// A diff id or layer digest does not parse.
+    #[error("bad {what} {digest}")]
+    BadDigest {
+        /// `diff id` or `layer digest`.
+        what: &'static str,
+        /// The text.
+        digest: String,
+        /// Why.
+        #[source]
+        source: DigestError,
+    },
+    /// The snapshots directory or a snapshot's lock failed.
+    #[error(transparent)]
+    Snapshots(#[from] SnapshotsError),
+    /// The gc lock could not be taken.
+    #[error(transparent)]
+    Gc(#[from] GcError),
+    /// The layer's blob cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The layer cannot be read (decompressed).
+    #[error("cannot read layer {layer}")]
+    Read {
+        /// The layer's blob.
+        layer: Digest,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The layer cannot be unpacked; past the layer size limit, `hint` says which variable
+    /// sets it.
+    #[error("cannot unpack layer {layer}")]
+    Unpack {
+        /// The layer's blob.
+        layer: Digest,
+        /// Why.
+        #[source]
+        source: SandboxError,
+        /// What the user can do about it.
+        hint: Option<&'static str>,
+    },
+    /// The layer's uncompressed bytes do not have its diff id.
+    #[error("layer {layer} unpacks to {actual}, not its diff id {diff_id}")]
+    DiffId {
+        /// The layer's blob.
+        layer: Digest,
+        /// The digest of what it unpacked.
+        actual: Digest,
+        /// What its config says.
+        diff_id: String,
+    },
+}
+
+impl SnapshotError {
+    /// What the user can do about it (the variable that sets a limit the layer crossed).
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            SnapshotError::Unpack { hint, .. } => *hint,
+            _ => None,
+        }
+    }
+}
 
 /// The snapshot of every layer of the image (bottom first), unpacking the missing ones
 /// once into `ROOT/snapshots-v1/<diff_id>/`. Concurrent processes wait on the snapshot's
@@ -21,14 +101,13 @@ pub fn ensure_snapshots(
     manifest: &oci_spec::image::ImageManifest,
     id_map: &IdMap,
     limits: &rbuild_compiler::limits::Limits,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>, SnapshotError> {
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
-        bail!(
-            "the image has {} layers but its config lists {} diff ids",
-            manifest.layers().len(),
-            diff_ids.len()
-        );
+        return Err(SnapshotError::LayerCount {
+            layers: manifest.layers().len(),
+            diff_ids: diff_ids.len(),
+        });
     }
     let layers: Vec<LayerRecord> = manifest
         .layers()
@@ -50,18 +129,24 @@ pub fn ensure_layer_snapshots(
     layers: &[LayerRecord],
     id_map: &IdMap,
     limits: &rbuild_compiler::limits::Limits,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>, SnapshotError> {
     let snapshots = Snapshots::open(store.root())?;
     let mut out = Vec::with_capacity(layers.len());
     for layer in layers {
         let diff_id = &layer.diff_id;
         let hex = diff_id
             .strip_prefix("sha256:")
-            .ok_or_else(|| anyhow!("diff id {diff_id} is not a sha256 digest"))?;
-        let d = Digest::from_hex(hex).with_context(|| format!("bad diff id {diff_id}"))?;
+            .ok_or_else(|| SnapshotError::NotSha256 {
+                diff_id: diff_id.clone(),
+            })?;
+        let d = Digest::from_hex(hex).map_err(|source| SnapshotError::BadDigest {
+            what: "diff id",
+            digest: diff_id.clone(),
+            source,
+        })?;
         // Found and marked used under the gc lock, so a prune cannot take it away before
         // it is mounted (see rbuild_cache::gc).
-        let in_use = || -> anyhow::Result<Option<PathBuf>> {
+        let in_use = || -> Result<Option<PathBuf>, SnapshotError> {
             let _gc = rbuild_cache::gc::GcLock::shared(store.root())?;
             Ok(snapshots
                 .get(&d)
@@ -102,16 +187,25 @@ fn unpack_into(
     temp: &Path,
     id_map: &IdMap,
     limits: &rbuild_compiler::limits::Limits,
-) -> anyhow::Result<()> {
+) -> Result<(), SnapshotError> {
     let started = std::time::Instant::now();
     let diff_id = &layer.diff_id;
     let blob: Digest = layer
         .digest
         .parse()
-        .with_context(|| format!("bad layer digest {}", layer.digest))?;
+        .map_err(|source| SnapshotError::BadDigest {
+            what: "layer digest",
+            digest: layer.digest.clone(),
+            source,
+        })?;
     let file = store.open_blob(&blob)?;
-    let tar = rbuild_executor::compress::decompress(file, Some(&layer.media_type))
-        .with_context(|| format!("cannot read layer {blob}"))?;
+    let tar =
+        rbuild_executor::compress::decompress(file, Some(&layer.media_type)).map_err(|source| {
+            SnapshotError::Read {
+                layer: blob,
+                source,
+            }
+        })?;
     // Every decompressed byte counts, those after the tar's end too: the drain below reads
     // them all to check the diff id.
     let mut tar = limits.reader(tar);
@@ -124,19 +218,27 @@ fn unpack_into(
     let stats = match unpacked {
         Ok(stats) => stats,
         // The sandbox reports the unpacker's errors as text: say here which limit was hit.
-        Err(e) if tar.limiter().seen() > limits.max_layer_bytes => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("cannot unpack layer {blob}"))
-                .context(crate::layer_size_hint()));
+        Err(source) => {
+            let crossed = tar.limiter().seen() > limits.max_layer_bytes;
+            return Err(SnapshotError::Unpack {
+                layer: blob,
+                source,
+                hint: crossed.then_some(crate::error::LAYER_SIZE_HINT),
+            });
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot unpack layer {blob}")),
     };
     // Drain what the tar reader left (padding) before checking the digest.
-    std::io::copy(&mut hashing, &mut std::io::sink())
-        .with_context(|| format!("cannot read layer {blob}"))?;
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|source| SnapshotError::Read {
+        layer: blob,
+        source,
+    })?;
     let (_, actual, _) = hashing.finish();
     if actual != *d {
-        bail!("layer {blob} unpacks to {actual}, not its diff id {diff_id}");
+        return Err(SnapshotError::DiffId {
+            layer: blob,
+            actual,
+            diff_id: diff_id.clone(),
+        });
     }
     tracing::debug!(
         "unpacked snapshot {diff_id}: {} entries in {:?}",

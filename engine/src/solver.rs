@@ -13,19 +13,132 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
-use rbuild_cache::action::{ActionCache, CacheRecord, LayerRecord, SCHEMA};
+use rbuild_cache::action::{ActionCache, ActionError, CacheRecord, LayerRecord, SCHEMA};
 use rbuild_cache::context::{Context, SelectError, Selection};
 use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
 
 use crate::bases::Base;
+use crate::context::ContextError;
 use crate::context::Source;
 use crate::events::{Events, Location};
+use crate::fileops::FileOpError;
 use crate::keys::{self, Part};
-use crate::remote_cache::{FetchFailed, RemoteCache};
+use crate::remote_cache::{CacheImportError, FetchFailed, RemoteCache};
 use crate::worker::{CancelToken, InputData, StepEnv, Worker, WorkerError};
 use crate::{BuildRequest, fileops};
+
+/// Why the plan could not be solved.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// The action cache failed.
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    /// The gc lock could not be taken.
+    #[error(transparent)]
+    Gc(#[from] rbuild_cache::gc::GcError),
+    /// The context could not be read.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// A base image of the plan was not resolved.
+    #[error("base image {reference} was not resolved")]
+    Unresolved {
+        /// The reference.
+        reference: String,
+    },
+    /// A source op failed, at its Dockerfile line (`Dockerfile:3: COPY a /`).
+    #[error("{location}")]
+    At {
+        /// The Dockerfile, line and instruction.
+        location: String,
+        /// Why.
+        #[source]
+        source: Box<SolveError>,
+    },
+    /// The context selection of a COPY or ADD failed.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// A COPY or ADD source is not in the context: the diagnostic at its Dockerfile line,
+    /// with the ignore file line that excludes it or the closest context path.
+    #[error("{message}")]
+    NotInContext {
+        /// The source path.
+        path: String,
+        /// The rendered diagnostic.
+        message: String,
+    },
+    /// An ADD download failed.
+    #[error(transparent)]
+    Download(#[from] FileOpError),
+    /// `ADD` of a git repository.
+    #[error(
+        "ADD from a git repository ({url}) is not supported yet; clone it in a RUN step or into the context"
+    )]
+    Git {
+        /// The repository.
+        url: String,
+    },
+    /// The plan lists an op before one it reads.
+    #[error("op {op} reads op {input} before it")]
+    Order {
+        /// The op.
+        op: usize,
+        /// The op it reads.
+        input: usize,
+    },
+    /// SIGINT and SIGTERM cannot be watched.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// A step failed, at its Dockerfile line (rendered with a caret).
+    #[error("{located}")]
+    Step {
+        /// The diagnostic (`RUN x failed` at its line).
+        located: String,
+        /// Why.
+        #[source]
+        source: Box<SolveError>,
+    },
+    /// The worker failed the step.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// An imported layer (of a step's input, or of the target) could not be fetched.
+    #[error(transparent)]
+    Import(#[from] CacheImportError),
+    /// An op that is no step was run as one.
+    #[error("internal error: {kind} is not a step")]
+    NotAStep {
+        /// The op's kind.
+        kind: String,
+    },
+    /// A step never ran.
+    #[error("internal error: step {step} was never run")]
+    NeverRun {
+        /// The step.
+        step: String,
+    },
+}
+
+impl SolveError {
+    /// The imported layer whose fetch failed this solve, if that is what did.
+    fn fetch_failed(&self) -> Option<&FetchFailed> {
+        match self {
+            SolveError::Import(CacheImportError::Fetch(f)) => Some(f),
+            SolveError::At { source, .. } | SolveError::Step { source, .. } => {
+                source.fetch_failed()
+            }
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it, when the failure carries a hint.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            SolveError::Worker(e) => e.hint(),
+            SolveError::Context(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
 
 /// The result of one op.
 #[derive(Debug, Clone)]
@@ -81,7 +194,7 @@ pub fn solve(
     progress: &dyn Events,
     remote: Option<&RemoteCache>,
     worker: &dyn Worker,
-) -> anyhow::Result<Vec<Option<OpResult>>> {
+) -> Result<Vec<Option<OpResult>>, SolveError> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -90,16 +203,16 @@ pub fn solve(
                 Some(remote) => {
                     crate::remote_cache::ensure_output(settings, plan, &results, remote)
                         .map(|()| results)
+                        .map_err(SolveError::from)
                 }
                 None => Ok(results),
             },
         );
         match solved {
-            Err(e) if attempts < SOLVE_ATTEMPTS && e.downcast_ref::<FetchFailed>().is_some() => {
+            Err(e) if attempts < SOLVE_ATTEMPTS && e.fetch_failed().is_some() => {
                 let why = e
-                    .chain()
-                    .find_map(|c| c.downcast_ref::<FetchFailed>())
-                    .map(|f| format!("{f}: {:#}", f.source))
+                    .fetch_failed()
+                    .map(|f| format!("{f}: {}", crate::error::chain_text(&f.source)))
                     .unwrap_or_default();
                 progress.warn(
                     "cache-import",
@@ -120,7 +233,7 @@ fn solve_once(
     progress: &dyn Events,
     remote: Option<&RemoteCache>,
     worker: &dyn Worker,
-) -> anyhow::Result<Vec<Option<OpResult>>> {
+) -> Result<Vec<Option<OpResult>>, SolveError> {
     let cache = ActionCache::open(settings.store.root())?;
     let steps = number_steps(plan, progress);
     let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress, remote)?;
@@ -274,19 +387,19 @@ fn key_phase(
     cache: &ActionCache,
     progress: &dyn Events,
     remote: Option<&RemoteCache>,
-) -> anyhow::Result<(Vec<Prep>, HashMap<usize, String>)> {
+) -> Result<(Vec<Prep>, HashMap<usize, String>), SolveError> {
     let mut reasons = HashMap::new();
     let mut preps: Vec<Prep> = Vec::with_capacity(plan.ops.len());
     let mut keys: Vec<Option<Digest>> = vec![None; plan.ops.len()];
     let mut selections: HashMap<usize, Arc<Selection>> = HashMap::new();
     for op in &plan.ops {
         let definition = op.definition.to_string();
-        let at = |e: anyhow::Error| -> anyhow::Error {
+        let at = |e: SolveError| -> SolveError {
             let line = op.span.start.line;
-            e.context(format!(
-                "{}:{line}: {}",
-                source.dockerfile_name, op.description
-            ))
+            SolveError::At {
+                location: format!("{}:{line}: {}", source.dockerfile_name, op.description),
+                source: Box::new(e),
+            }
         };
         let prep = match &op.kind {
             OpKind::Config { .. } => Prep::Skip,
@@ -299,9 +412,9 @@ fn key_phase(
                 None,
             ),
             OpKind::Image { reference, .. } => {
-                let base = bases
-                    .get(reference)
-                    .ok_or_else(|| anyhow!("base image {reference} was not resolved"))?;
+                let base = bases.get(reference).ok_or_else(|| SolveError::Unresolved {
+                    reference: reference.clone(),
+                })?;
                 source_result(
                     &definition,
                     "base image",
@@ -324,8 +437,8 @@ fn key_phase(
                     );
                 }
                 let selection = index.select(include, exclude).map_err(|e| match e {
-                    SelectError::NotFound { .. } => missing_source(source, index, op, &e),
-                    e => at(anyhow::Error::new(e)),
+                    SelectError::NotFound { .. } => missing_source(source, index, op, e),
+                    e => at(e.into()),
                 })?;
                 let digest = selection.digest.to_hex().to_string();
                 let selection = Arc::new(selection);
@@ -340,7 +453,8 @@ fn key_phase(
                 )
             }
             OpKind::Http { url, checksum } => {
-                let download = fileops::download(settings, url, checksum.as_deref()).map_err(at)?;
+                let download = fileops::download(settings, url, checksum.as_deref())
+                    .map_err(|e| at(e.into()))?;
                 let digest = download.digest.clone();
                 source_result(
                     &definition,
@@ -352,16 +466,16 @@ fn key_phase(
                 )
             }
             OpKind::Git { url, .. } => {
-                return Err(at(anyhow!(
-                    "ADD from a git repository ({url}) is not supported yet; clone it in a RUN step or into the context"
-                )));
+                return Err(at(SolveError::Git { url: url.clone() }));
             }
             OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. } => {
                 let mut parts = Vec::new();
                 let mut link_parts = Vec::new();
                 for input in &op.inputs {
-                    let k = keys[input.op]
-                        .ok_or_else(|| anyhow!("op {} reads op {} before it", op.id, input.op))?;
+                    let k = keys[input.op].ok_or(SolveError::Order {
+                        op: op.id,
+                        input: input.op,
+                    })?;
                     let mut part = Part {
                         role: input.role.as_str(),
                         label: plan.ops[input.op].description.clone(),
@@ -481,14 +595,14 @@ fn key_phase(
     Ok((preps, reasons))
 }
 
-type Finished = (usize, anyhow::Result<Option<LayerRecord>>, Duration);
+type Finished = (usize, Result<Option<LayerRecord>, SolveError>, Duration);
 
 fn run_phase(
     run: &Run<'_>,
     steps: &[Option<(usize, String)>],
     preps: Vec<Prep>,
     reasons: &mut HashMap<usize, String>,
-) -> anyhow::Result<Vec<Option<OpResult>>> {
+) -> Result<Vec<Option<OpResult>>, SolveError> {
     let Run {
         settings,
         source,
@@ -505,7 +619,7 @@ fn run_phase(
     let mut started = vec![false; n];
     let cancel = Arc::new(CancelToken::default());
     let signals = watch_signals(&cancel)?;
-    let mut failure: Option<anyhow::Error> = None;
+    let mut failure: Option<SolveError> = None;
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<Finished>();
     let step_no = |i: usize| steps[i].as_ref().map_or(0, |(n, _)| *n);
@@ -682,7 +796,7 @@ fn run_phase(
                         if !cancel.is_cancelled() || signals.caught() {
                             progress.failed(
                                 s,
-                                &format!("{e:#}"),
+                                &crate::error::chain_text(&e),
                                 Some(Location {
                                     file: &source.dockerfile_name,
                                     lines: (op.span.start.line, op.span.end.line),
@@ -699,7 +813,10 @@ fn run_phase(
                             text,
                         );
                         tracing::debug!("step at line {line} failed");
-                        failure = Some(e.context(located));
+                        failure = Some(SolveError::Step {
+                            located,
+                            source: Box::new(e),
+                        });
                         cancel.cancel();
                     }
                 }
@@ -711,24 +828,23 @@ fn run_phase(
         return Err(e);
     }
     if let Some(i) = (0..n).find(|&i| !finished[i]) {
-        bail!(
-            "internal error: step {} was never run",
-            plan.ops[i].description
-        );
+        return Err(SolveError::NeverRun {
+            step: plan.ops[i].description.clone(),
+        });
     }
     Ok(results)
 }
 
 /// A COPY/ADD source that is not in the context, at its Dockerfile line: the ignore file
 /// line that excludes it, or the closest context path.
-fn missing_source(source: &Source, index: &Context, op: &Op, err: &SelectError) -> anyhow::Error {
+fn missing_source(source: &Source, index: &Context, op: &Op, err: SelectError) -> SolveError {
     let SelectError::NotFound {
         source_path,
         excluded_by,
         closest,
-    } = err
+    } = &err
     else {
-        return anyhow!("{err}");
+        return err.into();
     };
     let text = &source.dockerfile_text;
     let span = super::bases::locate_word(text, op.span, source_path, false);
@@ -751,7 +867,10 @@ fn missing_source(source: &Source, index: &Context, op: &Op, err: &SelectError) 
     if let Some(c) = closest {
         out.push_str(&format!("\nhint: did you mean {c}?"));
     }
-    anyhow!(out)
+    SolveError::NotInContext {
+        path: source_path.clone(),
+        message: out,
+    }
 }
 
 fn image_ref(op: &Op) -> &str {
@@ -783,7 +902,7 @@ fn fetch_inputs(
     settings: &BuildRequest,
     cache: &ActionCache,
     inputs: &[InputData],
-) -> anyhow::Result<()> {
+) -> Result<(), SolveError> {
     let Some(remote) = remote else {
         return Ok(());
     };
@@ -796,7 +915,7 @@ fn fetch_inputs(
 }
 
 /// Asks `worker` to run the step; its error keeps its whole chain (and any hint in it).
-fn run_step(worker: &dyn Worker, env: &StepEnv<'_>) -> anyhow::Result<Option<LayerRecord>> {
+fn run_step(worker: &dyn Worker, env: &StepEnv<'_>) -> Result<Option<LayerRecord>, SolveError> {
     if env.cancel.is_cancelled() {
         return Err(WorkerError::Cancelled.into());
     }
@@ -804,12 +923,13 @@ fn run_step(worker: &dyn Worker, env: &StepEnv<'_>) -> anyhow::Result<Option<Lay
         OpKind::Exec(exec) => worker.exec(env, exec),
         OpKind::Copy(copy) => worker.copy(env, copy),
         OpKind::Mkdir { path, user } => worker.mkdir(env, path, user),
-        other => bail!("internal error: {} is not a step", other.name()),
+        other => {
+            return Err(SolveError::NotAStep {
+                kind: other.name().to_string(),
+            });
+        }
     };
-    ran.map_err(|e| match e {
-        WorkerError::Failed(e) => e,
-        cancelled @ WorkerError::Cancelled => cancelled.into(),
-    })
+    Ok(ran?)
 }
 
 /// Ctrl-C and SIGTERM stop the build: every sandbox is killed, temp dirs are removed.
@@ -834,10 +954,10 @@ impl Drop for SignalWatch {
     }
 }
 
-fn watch_signals(cancel: &Arc<CancelToken>) -> anyhow::Result<SignalWatch> {
+fn watch_signals(cancel: &Arc<CancelToken>) -> Result<SignalWatch, SolveError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("cannot install signal handlers")?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(SolveError::Signals)?;
     let handle = signals.handle();
     let caught = Arc::new(AtomicBool::new(false));
     let flag = caught.clone();

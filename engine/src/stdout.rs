@@ -24,8 +24,8 @@ pub fn note(e: io::Error) -> io::Error {
     e
 }
 
-/// The process's stdout, noting a closed pipe. Use it (or [`outln!`]) instead of `println!`,
-/// which panics then.
+/// The process's stdout, noting a closed pipe. Use it (or the binary's `outln!`) instead of
+/// `println!`, which panics then.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stdout;
 

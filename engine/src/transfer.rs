@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rbuild_cache::variants::Variant;
@@ -117,7 +118,7 @@ impl BlobSource for StoreBlobs {
             let _one = self.remaking.lock().unwrap_or_else(|e| e.into_inner());
             if !self.store.has_blob(&digest) {
                 blocking(|| from.remake(&self.store, &variant))
-                    .map_err(|e| io::Error::other(format!("{e:#}")))?;
+                    .map_err(|e| io::Error::other(crate::error::chain_text(&e)))?;
             }
         }
         let mut file = self.store.open_blob(&digest).map_err(|e| match e {
@@ -170,20 +171,66 @@ impl BlobSink for StoreSink {
     }
 }
 
+/// Why where a manifest came from could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// A directory of the store could not be made.
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A temp file could not be made in the store.
+    #[error("cannot create a temp file in {}", dir.display())]
+    TempFile {
+        /// The store's temp directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Records that the manifest `digest` was pulled from `reference`'s repository.
-pub fn record_source(store: &Store, digest: &Digest, reference: &Reference) -> anyhow::Result<()> {
-    use anyhow::Context as _;
+pub fn record_source(
+    store: &Store,
+    digest: &Digest,
+    reference: &Reference,
+) -> Result<(), TransferError> {
     let dir = store.root().join(SOURCES_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| TransferError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
     let path = dir.join(digest.hex());
-    let mut tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
-        .with_context(|| format!("cannot create a temp file in {}", store.tmp_dir().display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(store.tmp_dir()).map_err(|source| {
+        TransferError::TempFile {
+            dir: store.tmp_dir(),
+            source,
+        }
+    })?;
     tmp.write_all(format!("{}\n", reference.name()).as_bytes())
         .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(&path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(|source| TransferError::Write {
+            path: tmp.path().to_path_buf(),
+            source,
+        })?;
+    tmp.persist(&path).map_err(|e| TransferError::Write {
+        path,
+        source: e.error,
+    })?;
     Ok(())
 }
 

@@ -25,7 +25,8 @@ use rbuild_executor::sandbox::CancelHandle;
 use crate::BuildRequest;
 use crate::context::Source;
 use crate::events::Events;
-pub use crate::fileops::Download;
+pub use crate::exec::ExecError;
+pub use crate::fileops::{Download, FileOpError, StepMessage};
 
 /// Runs build steps for the solver. Calls come from several threads at once, one per
 /// running step.
@@ -51,11 +52,28 @@ pub enum WorkerError {
     /// The step's [`CancelToken`] fired before it finished.
     #[error("cancelled")]
     Cancelled,
-    /// The step failed; the error says why (the command's exit code and last output lines,
-    /// a source that is missing, a layer that could not be written). The solver adds the
-    /// step's Dockerfile line.
+    /// A RUN step failed: the command's exit code and last output lines, a mount or
+    /// snapshot that could not be made, a layer that could not be written. The solver adds
+    /// the step's Dockerfile line.
     #[error(transparent)]
-    Failed(anyhow::Error),
+    Exec(#[from] ExecError),
+    /// A COPY, ADD or WORKDIR step failed: a source that is missing, a layer that could not
+    /// be written.
+    #[error(transparent)]
+    FileOp(#[from] FileOpError),
+    /// Another worker's step failed (a worker of an embedder's own).
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl WorkerError {
+    /// What the user can do about it, when the failure carries a hint.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            WorkerError::Exec(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// What a step reads from one of its inputs, handed to the worker that runs it.
@@ -182,11 +200,11 @@ pub struct SandboxWorker;
 
 impl Worker for SandboxWorker {
     fn exec(&self, step: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, WorkerError> {
-        crate::exec::run(step, exec).map_err(WorkerError::Failed)
+        Ok(crate::exec::run(step, exec)?)
     }
 
     fn copy(&self, step: &StepEnv<'_>, copy: &CopyOp) -> Result<Option<LayerRecord>, WorkerError> {
-        crate::fileops::copy(step, copy).map_err(WorkerError::Failed)
+        Ok(crate::fileops::copy(step, copy)?)
     }
 
     fn mkdir(
@@ -195,7 +213,7 @@ impl Worker for SandboxWorker {
         path: &str,
         user: &str,
     ) -> Result<Option<LayerRecord>, WorkerError> {
-        crate::fileops::mkdir(step, path, user).map_err(WorkerError::Failed)
+        Ok(crate::fileops::mkdir(step, path, user)?)
     }
 }
 

@@ -304,12 +304,12 @@ pub fn request(
         .cache_from
         .iter()
         .map(|c| rbuild_engine::remote_cache::parse_cache_from(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let cache_to = args
         .cache_to
         .iter()
         .map(|c| rbuild_engine::remote_cache::parse_cache_to(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let request = BuildRequest {
         store,
         context,
@@ -364,6 +364,7 @@ fn build(request: &BuildRequest, mode: crate::build_progress::Mode) -> anyhow::R
             Ok(built)
         }
         Err(e) => {
+            let e = anyhow::Error::new(e);
             progress.finish(Err(&e));
             Err(e)
         }

@@ -44,11 +44,11 @@ pub fn pull_image(
 ) -> anyhow::Result<Pulled> {
     let progress =
         crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
-    rbuild_engine::pull::pull_image_with(
+    Ok(rbuild_engine::pull::pull_image_with(
         store,
         name,
         platform,
         &super::registry::registry_config(registry_args),
         progress,
-    )
+    )?)
 }

@@ -25,11 +25,18 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
 use rbuild_cache::{Digest, Store};
 use rbuild_compiler::limits::{LimitedTar, Limits};
 use rbuild_executor::compress::Compression;
 use tar::EntryType;
+
+use super::error::{EntryError, FlattenError};
+
+/// A closure that makes an I/O error reading `layer` a [`FlattenError::Read`].
+fn read_error(layer: &Digest) -> impl FnOnce(io::Error) -> FlattenError {
+    let layer = *layer;
+    move |source| FlattenError::Read { layer, source }
+}
 
 /// Where an entry is: layer number and position in the layer's entry stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,14 +118,14 @@ fn open_layer(
     digest: &Digest,
     media_type: &str,
     limits: &Limits,
-) -> anyhow::Result<LimitedTar<LayerReader>> {
+) -> Result<LimitedTar<LayerReader>, FlattenError> {
     let file = store.open_blob(digest)?;
     Ok(
         limits.reader(match Compression::from_media_type(media_type) {
             Some(Compression::None) => LayerReader::Plain(file),
             _ => LayerReader::Decoded(
                 rbuild_executor::compress::decompress(file, Some(media_type))
-                    .with_context(|| format!("cannot read layer {digest}"))?,
+                    .map_err(read_error(digest))?,
                 0,
             ),
         }),
@@ -126,18 +133,19 @@ fn open_layer(
 }
 
 /// The entry name as a clean relative path (`./a//b/` is `a/b`); `None` for the root.
-fn clean(name: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+fn clean(name: &[u8]) -> Result<Option<Vec<u8>>, EntryError> {
     let mut out: Vec<u8> = Vec::with_capacity(name.len());
     for comp in name.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
-            b".." => bail!("entry {:?} contains '..'", String::from_utf8_lossy(name)),
+            b".." => {
+                return Err(EntryError::DotDot(
+                    String::from_utf8_lossy(name).into_owned(),
+                ));
+            }
             c => {
                 if c.contains(&0) {
-                    bail!(
-                        "entry {:?} contains a NUL byte",
-                        String::from_utf8_lossy(name)
-                    );
+                    return Err(EntryError::Nul(String::from_utf8_lossy(name).into_owned()));
                 }
                 if !out.is_empty() {
                     out.push(b'/');
@@ -201,17 +209,19 @@ fn skipped(kind: EntryType) -> bool {
 type Scanned = (BTreeMap<Vec<u8>, Node>, HashMap<Loc, DirMeta>);
 
 /// First pass: what survives, and the headers of the directories that do.
-fn scan(store: &Store, layers: &[(Digest, String)], limits: &Limits) -> anyhow::Result<Scanned> {
+fn scan(
+    store: &Store,
+    layers: &[(Digest, String)],
+    limits: &Limits,
+) -> Result<Scanned, FlattenError> {
     let mut tree: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
     let mut dirs: HashMap<Loc, DirMeta> = HashMap::new();
     for (n, (digest, media_type)) in layers.iter().enumerate() {
         let layer = n as u32;
         let mut archive = tar::Archive::new(open_layer(store, digest, media_type, limits)?);
-        let entries = archive
-            .entries_with_seek()
-            .with_context(|| format!("cannot read layer {digest}"))?;
+        let entries = archive.entries_with_seek().map_err(read_error(digest))?;
         for (index, entry) in entries.enumerate() {
-            let mut entry = entry.with_context(|| format!("cannot read layer {digest}"))?;
+            let mut entry = entry.map_err(read_error(digest))?;
             let kind = entry.header().entry_type();
             if skipped(kind) {
                 continue;
@@ -221,8 +231,11 @@ fn scan(store: &Store, layers: &[(Digest, String)], limits: &Limits) -> anyhow::
                 index: index as u64,
             };
             let name = entry.path_bytes().into_owned();
-            let in_layer = || format!("layer {digest}");
-            let Some(path) = clean(&name).with_context(in_layer)? else {
+            let Some(path) = clean(&name).map_err(|source| FlattenError::Entry {
+                layer: *digest,
+                source,
+            })?
+            else {
                 continue; // the root directory itself
             };
             let (parent, base) = match path.iter().rposition(|&b| b == b'/') {
@@ -260,25 +273,28 @@ fn scan(store: &Store, layers: &[(Digest, String)], limits: &Limits) -> anyhow::
                 let target = entry.link_name_bytes().map(|t| t.into_owned());
                 let target = match target.as_deref().map(clean) {
                     Some(Ok(Some(t))) => t,
-                    _ => bail!(
-                        "layer {digest}: hard link {:?} has no valid target",
-                        String::from_utf8_lossy(&name)
-                    ),
+                    _ => {
+                        return Err(FlattenError::NoLinkTarget {
+                            layer: *digest,
+                            link: String::from_utf8_lossy(&name).into_owned(),
+                        });
+                    }
                 };
                 match tree.get(&target) {
                     Some(t) if !t.dir => t.origin,
-                    _ => bail!(
-                        "layer {digest}: hard link {:?} points to {:?}, which is not a file \
-                         of the layers below or before it",
-                        String::from_utf8_lossy(&name),
-                        String::from_utf8_lossy(&target)
-                    ),
+                    _ => {
+                        return Err(FlattenError::LinkTarget {
+                            layer: *digest,
+                            link: String::from_utf8_lossy(&name).into_owned(),
+                            target: String::from_utf8_lossy(&target).into_owned(),
+                        });
+                    }
                 }
             } else {
                 loc
             };
             if dir {
-                let xattrs = xattrs_of(&mut entry).with_context(in_layer)?;
+                let xattrs = xattrs_of(&mut entry).map_err(read_error(digest))?;
                 dirs.insert(
                     loc,
                     DirMeta {
@@ -313,16 +329,14 @@ pub fn write_tar<W: Write>(
     layers: &[(Digest, String)],
     limits: &Limits,
     out: W,
-) -> anyhow::Result<Stats> {
+) -> Result<Stats, FlattenError> {
     let (tree, dirs) = scan(store, layers, limits)?;
     let mut stats = Stats::default();
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let fail = |path: &[u8]| {
-        format!(
-            "cannot write {:?} to the tar",
-            String::from_utf8_lossy(path)
-        )
+        let path = String::from_utf8_lossy(path).into_owned();
+        move |source| FlattenError::Append { path, source }
     };
 
     // Directories first, parents before children; a directory implied by its children
@@ -347,7 +361,7 @@ pub fn write_tar<W: Write>(
     for (path, meta) in all_dirs {
         let mut header = match meta {
             Some(m) => {
-                append_xattrs(&mut builder, &m.xattrs).with_context(|| fail(path))?;
+                append_xattrs(&mut builder, &m.xattrs).map_err(fail(path))?;
                 m.header.clone()
             }
             None => {
@@ -369,7 +383,7 @@ pub fn write_tar<W: Write>(
                 Path::new(OsStr::from_bytes(&name)),
                 io::empty(),
             )
-            .with_context(|| fail(path))?;
+            .map_err(fail(path))?;
         stats.entries += 1;
     }
 
@@ -384,11 +398,9 @@ pub fn write_tar<W: Write>(
             continue;
         }
         let mut archive = tar::Archive::new(open_layer(store, digest, media_type, limits)?);
-        let entries = archive
-            .entries_with_seek()
-            .with_context(|| format!("cannot read layer {digest}"))?;
+        let entries = archive.entries_with_seek().map_err(read_error(digest))?;
         for (index, entry) in entries.enumerate() {
-            let mut entry = entry.with_context(|| format!("cannot read layer {digest}"))?;
+            let mut entry = entry.map_err(read_error(digest))?;
             let loc = Loc {
                 layer,
                 index: index as u64,
@@ -397,8 +409,8 @@ pub fn write_tar<W: Write>(
                 continue;
             };
             let first = paths[0];
-            let xattrs = xattrs_of(&mut entry).with_context(|| fail(first))?;
-            append_xattrs(&mut builder, &xattrs).with_context(|| fail(first))?;
+            let xattrs = xattrs_of(&mut entry).map_err(fail(first))?;
+            append_xattrs(&mut builder, &xattrs).map_err(fail(first))?;
             let mut header = entry.header().clone();
             let kind = header.entry_type();
             let first_path = Path::new(OsStr::from_bytes(first));
@@ -413,7 +425,7 @@ pub fn write_tar<W: Write>(
                             first_path,
                             Path::new(OsStr::from_bytes(&target)),
                         )
-                        .with_context(|| fail(first))?;
+                        .map_err(fail(first))?;
                 }
                 EntryType::Regular | EntryType::Continuous => {
                     header.set_entry_type(EntryType::Regular);
@@ -421,14 +433,14 @@ pub fn write_tar<W: Write>(
                     header.set_size(size);
                     builder
                         .append_data(&mut header, first_path, &mut entry)
-                        .with_context(|| fail(first))?;
+                        .map_err(fail(first))?;
                     stats.bytes += size;
                 }
                 _ => {
                     header.set_size(0);
                     builder
                         .append_data(&mut header, first_path, io::empty())
-                        .with_context(|| fail(first))?;
+                        .map_err(fail(first))?;
                 }
             }
             stats.entries += 1;
@@ -438,16 +450,16 @@ pub fn write_tar<W: Write>(
                 h.set_size(0);
                 builder
                     .append_link(&mut h, Path::new(OsStr::from_bytes(other)), first_path)
-                    .with_context(|| fail(other))?;
+                    .map_err(fail(other))?;
                 stats.entries += 1;
             }
         }
     }
     builder
         .into_inner()
-        .context("cannot finish the tar")?
+        .map_err(FlattenError::Finish)?
         .flush()
-        .context("cannot finish the tar")?;
+        .map_err(FlattenError::Finish)?;
     Ok(stats)
 }
 
@@ -460,10 +472,13 @@ pub fn write_dir(
     layers: &[(Digest, String)],
     limits: &Limits,
     dir: &Path,
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+) -> Result<(), FlattenError> {
+    std::fs::create_dir_all(dir).map_err(|source| FlattenError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .context("cannot create a pipe")?;
+        .map_err(|e| FlattenError::Pipe(e.into()))?;
     let (reader, writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
     let root = rustix::process::geteuid().is_root();
     let mut opts = rbuild_executor::unpack::UnpackOptions::new(format!(
@@ -493,21 +508,21 @@ pub fn write_dir(
             dir,
             &opts,
         );
-        let produced = producer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the tar writer panicked"))?;
+        let produced = producer.join().map_err(|_| FlattenError::Panicked)?;
         // A broken pipe on the writer's side is explained by the unpacker's error; any other
         // writer error (an unreadable layer) explains the unpacker's truncated stream.
         if let Err(e) = &produced {
-            let broken_pipe = e
-                .chain()
+            let broken_pipe = crate::missing::causes(e)
                 .filter_map(|c| c.downcast_ref::<io::Error>())
                 .any(|io| io.kind() == io::ErrorKind::BrokenPipe);
             if !broken_pipe || applied.is_ok() {
                 return produced.map(|_| ());
             }
         }
-        let stats = applied.with_context(|| format!("cannot write into {}", dir.display()))?;
+        let stats = applied.map_err(|source| FlattenError::Unpack {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         if stats.chown_failures > 0 {
             tracing::info!(
                 "{} entries of {} keep the caller as owner (not running as root)",
@@ -684,7 +699,7 @@ mod tests {
             io::sink(),
         )
         .unwrap_err();
-        let text = format!("{err:#}");
+        let text = crate::error::chain_text(&err);
         assert!(
             text.contains("hard link \"a\" points to \"missing\""),
             "{text}"
@@ -708,7 +723,7 @@ mod tests {
             io::sink(),
         )
         .unwrap_err();
-        let text = format!("{err:#}");
+        let text = crate::error::chain_text(&err);
         assert!(
             text.contains(&format!("cannot read layer {}", c.digest))
                 && text.contains("entry \"a/b/c\" has 3 path components, more than the 2 allowed"),

@@ -17,7 +17,7 @@ use rbuild_compiler::instructions::from_ast::plan_source;
 use rbuild_compiler::plan::{CopyOp, ExecOp, NoBaseConfigs, OpKind, Plan};
 use rbuild_executor::compress::Compression;
 
-use super::{OpResult, solve};
+use super::{OpResult, SolveError, solve};
 use crate::events::{Events, Location, NoEvents, TransferEvents};
 use crate::remote_cache::{CacheCompression, CacheExport, CacheImport, CacheMode, ExportTarget};
 use crate::worker::{InputData, StepEnv, Worker, WorkerError};
@@ -136,9 +136,10 @@ impl FakeWorker {
         let outcome = if woken {
             Err(WorkerError::Cancelled)
         } else if behaviour.fails {
-            Err(WorkerError::Failed(anyhow::anyhow!(
-                "process {description:?} did not complete successfully: exit code 1"
-            )))
+            Err(WorkerError::Other(
+                format!("process {description:?} did not complete successfully: exit code 1")
+                    .into(),
+            ))
         } else if matches!(step.op.kind, OpKind::Mkdir { .. }) {
             // As WORKDIR of a directory that exists: no layer.
             Ok(None)
@@ -148,7 +149,7 @@ impl FakeWorker {
             let content = format!("{description}\n{inputs:?}\n");
             write_layer(&step.settings.store, &content)
                 .map(Some)
-                .map_err(WorkerError::Failed)
+                .map_err(WorkerError::Other)
         };
         drop(running);
         self.calls.lock().unwrap().push(Call {
@@ -183,7 +184,10 @@ impl Worker for FakeWorker {
 }
 
 /// A one-file uncompressed layer holding `content`, stored through the blob writer.
-fn write_layer(store: &Store, content: &str) -> anyhow::Result<LayerRecord> {
+fn write_layer(
+    store: &Store,
+    content: &str,
+) -> Result<LayerRecord, Box<dyn std::error::Error + Send + Sync>> {
     let name = format!("step-{}", &Digest::of(content.as_bytes()).hex()[..12]);
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_ustar();
@@ -278,7 +282,7 @@ struct Workspace {
 /// One solve: the plan, the result of every op (or the error) and the events.
 struct Solved {
     plan: Plan,
-    results: anyhow::Result<Vec<Option<OpResult>>>,
+    results: Result<Vec<Option<OpResult>>, SolveError>,
     events: Recorded,
 }
 
@@ -286,7 +290,7 @@ impl Solved {
     fn results(&self) -> &[Option<OpResult>] {
         match &self.results {
             Ok(r) => r,
-            Err(e) => panic!("the solve failed: {e:#}"),
+            Err(e) => panic!("the solve failed: {}", crate::error::chain_text(e)),
         }
     }
 
@@ -749,7 +753,7 @@ fn the_first_failure_cancels_the_running_steps_and_starts_no_new_one() {
     assert_asked(&worker, &["-c quick", "-c fail here", "-c slow"]);
 
     // The error names the failing step: its Dockerfile line, its instruction, its cause.
-    let text = format!("{e:#}");
+    let text = crate::error::chain_text(e);
     assert!(text.contains("Dockerfile:5"), "{text}");
     assert!(text.contains("RUN /bin/sh -c fail here failed"), "{text}");
     assert!(text.contains("exit code 1"), "{text}");

@@ -1,0 +1,347 @@
+//! Writing a build's outputs ([`export`]) and its `--metadata-file` ([`write_metadata`]).
+
+use std::path::Path;
+use std::time::Duration;
+
+use oci_spec::image::Descriptor;
+use rbuild_cache::archive::Format;
+use rbuild_cache::{Digest, Store, descriptor_digest};
+use rbuild_executor::compress::Compression;
+use serde_json::{Value, json};
+
+use super::convert::convert_image;
+use super::error::OutputError;
+use super::files::{atomic_file, write_to};
+use super::flatten;
+use super::layout::{write_archive, write_oci_dir};
+use super::settings::{Dest, OutputKind};
+use crate::BuildRequest;
+use crate::events::Events;
+
+/// One image reference pushed.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The reference as named (`registry:5000/app:1`).
+    pub reference: String,
+    /// The manifest digest the registry has.
+    pub digest: String,
+}
+
+/// One output written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Its type (`image`, `oci`, `docker`, `local`, `tar`).
+    pub kind: &'static str,
+    /// Where (`-` for stdout; the names for `image`).
+    pub dest: String,
+    /// The manifest it holds, for image outputs.
+    pub descriptor: Option<Descriptor>,
+}
+
+/// What [`export`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Exported {
+    /// References pushed, with their digests.
+    pub pushed: Vec<Pushed>,
+    /// Outputs written, in order.
+    pub written: Vec<Written>,
+}
+
+/// The platform of the manifest descriptor, as `os/arch[/variant]`.
+fn platform_text(descriptor: &Descriptor) -> String {
+    descriptor
+        .platform()
+        .as_ref()
+        .map_or_else(String::new, |p| {
+            let mut s = format!("{}/{}", p.os(), p.architecture());
+            if let Some(v) = p.variant() {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+}
+
+/// Writes every output of `settings` for the image `descriptor` (in the store, unnamed).
+pub fn export(
+    settings: &BuildRequest,
+    descriptor: &Descriptor,
+    progress: &dyn Events,
+) -> Result<Exported, OutputError> {
+    let store = &settings.store;
+    let out = &settings.output;
+    let mut exported = Exported::default();
+    let mut base = descriptor.clone();
+    let desc_annotations = out.descriptor_annotations(&platform_text(descriptor))?;
+    if !desc_annotations.is_empty() {
+        let mut a = base.annotations().clone().unwrap_or_default();
+        a.extend(desc_annotations);
+        base.set_annotations(Some(a));
+    }
+    for output in &out.outputs {
+        let started = std::time::Instant::now();
+        let names = out.names_for(output, &settings.tags);
+        let dest_text = match &output.dest {
+            Some(Dest::Stdout) => "-".to_string(),
+            Some(Dest::Path(p)) => p.display().to_string(),
+            None => names.join(","),
+        };
+        let what = |e: OutputError| OutputError::Output {
+            kind: output.kind.name(),
+            dest: dest_text.clone(),
+            source: Box::new(e),
+        };
+        let mut written = Written {
+            kind: output.kind.name(),
+            dest: dest_text.clone(),
+            descriptor: None,
+        };
+        match output.kind {
+            OutputKind::Image { push } => {
+                let image = match out.compression_for(output, None) {
+                    Some(c) => convert_image(store, &base, &c).map_err(what)?,
+                    None => base.clone(),
+                };
+                for name in &names {
+                    store.tag(name, &image).map_err(|source| OutputError::Tag {
+                        name: name.clone(),
+                        source,
+                    })?;
+                }
+                if push {
+                    let compression = out
+                        .compression_for(output, Some(Compression::Gzip))
+                        .unwrap_or_default();
+                    let mut previous: Option<rbuild_registry::Reference> = None;
+                    for name in &names {
+                        let dest = crate::names::parse_reference(name)?;
+                        // Later names on the same registry mount the blobs the first one
+                        // uploaded.
+                        let mount = previous
+                            .as_ref()
+                            .filter(|p| {
+                                p.registry() == dest.registry()
+                                    && p.repository() != dest.repository()
+                            })
+                            .map(|p| p.repository().to_string());
+                        let transfer = progress.transfer("push", name);
+                        let result = crate::push::push_descriptor(
+                            store,
+                            &image,
+                            &dest,
+                            &settings.registry,
+                            transfer.reporter(),
+                            &compression,
+                            mount,
+                        )
+                        .map_err(|e| OutputError::Push {
+                            reference: name.clone(),
+                            source: Box::new(e),
+                        });
+                        let result = match result {
+                            Ok(r) => {
+                                transfer.done();
+                                r
+                            }
+                            Err(e) => {
+                                transfer.failed(&crate::error::chain_text(&e));
+                                return Err(e);
+                            }
+                        };
+                        tracing::info!("pushed {name}@{}", result.digest);
+                        exported.pushed.push(Pushed {
+                            reference: name.clone(),
+                            digest: result.digest.to_string(),
+                        });
+                        previous.get_or_insert(dest);
+                    }
+                }
+                written.descriptor = Some(image);
+            }
+            OutputKind::Oci { tar } => {
+                let compression = out.compression_for(output, Some(Compression::Gzip));
+                let image = match compression {
+                    Some(c) => convert_image(store, &base, &c).map_err(what)?,
+                    None => base.clone(),
+                };
+                let dest = output.dest.as_ref().expect("checked when parsed");
+                if tar {
+                    write_archive(store, &image, &names, Format::Oci, dest)
+                        .map_err(|e| what(e.into()))?;
+                } else {
+                    let Dest::Path(dir) = dest else {
+                        unreachable!("checked when parsed")
+                    };
+                    write_oci_dir(store, &image, names.first().map(String::as_str), dir)
+                        .map_err(what)?;
+                }
+                written.descriptor = Some(image);
+            }
+            OutputKind::Docker => {
+                let dest = output.dest.as_ref().expect("checked when parsed");
+                write_archive(store, &base, &names, Format::Docker, dest)
+                    .map_err(|e| what(e.into()))?;
+                written.descriptor = Some(base.clone());
+            }
+            OutputKind::Local => {
+                let Some(Dest::Path(dir)) = &output.dest else {
+                    unreachable!("checked when parsed")
+                };
+                let layers = image_layers(store, descriptor)?;
+                flatten::write_dir(store, &layers, &settings.limits, dir)
+                    .map_err(|e| what(e.into()))?;
+            }
+            OutputKind::Tar => {
+                let layers = image_layers(store, descriptor)?;
+                let dest = output.dest.as_ref().expect("checked when parsed");
+                write_to(dest, |w| {
+                    flatten::write_tar(store, &layers, &settings.limits, w).map(|_| ())
+                })
+                .map_err(|e| what(e.into()))?;
+            }
+        }
+        tracing::info!(
+            "wrote output type={} to {dest_text} in {:.2?}",
+            output.kind.name(),
+            started.elapsed()
+        );
+        exported.written.push(written);
+    }
+    Ok(exported)
+}
+
+/// The layers of an image manifest: (blob digest, media type).
+fn image_layers(
+    store: &Store,
+    descriptor: &Descriptor,
+) -> Result<Vec<(Digest, String)>, OutputError> {
+    let (_, manifest) = store.image_manifest(descriptor)?;
+    manifest
+        .layers()
+        .iter()
+        .map(|l| Ok((descriptor_digest(l)?, l.media_type().to_string())))
+        .collect()
+}
+
+/// Writes the `--metadata-file` JSON, buildx's keys and rbuild's own:
+///
+/// ```json
+/// {
+///   "containerimage.digest": "sha256:…",       // the image's manifest digest: as pushed
+///                                               // (first name) when pushed, else as stored
+///   "containerimage.config.digest": "sha256:…", // its config
+///   "containerimage.descriptor": {"mediaType": "…", "digest": "sha256:…", "size": 1234,
+///                                 "platform": {…}, "annotations": {…}},
+///   "image.name": "registry/app:1,registry/app:latest",  // the names, comma-separated
+///   "rbuild.image.id": "sha256:…",              // the id printed on stdout (store manifest)
+///   "rbuild.pushed": [{"reference": "registry/app:1", "digest": "sha256:…"}],
+///   "rbuild.outputs": [{"type": "oci", "dest": "out.tar", "digest": "sha256:…"}],
+///   "rbuild.duration_seconds": 12.5,
+///   "rbuild.warnings": ["…"]
+/// }
+/// ```
+///
+/// Keys without a value (no names, nothing pushed) are left out, except the lists.
+pub fn write_metadata(
+    path: &Path,
+    settings: &BuildRequest,
+    stored: &Descriptor,
+    exported: &Exported,
+    duration: Duration,
+    warnings: &[String],
+) -> Result<(), OutputError> {
+    metadata(path, settings, stored, exported, duration, warnings).map_err(|e| {
+        OutputError::Metadata {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        }
+    })
+}
+
+fn metadata(
+    path: &Path,
+    settings: &BuildRequest,
+    stored: &Descriptor,
+    exported: &Exported,
+    duration: Duration,
+    warnings: &[String],
+) -> Result<(), OutputError> {
+    let store = &settings.store;
+    let primary = exported
+        .written
+        .iter()
+        .find_map(|w| w.descriptor.clone())
+        .unwrap_or_else(|| stored.clone());
+    let (_, manifest) = store.image_manifest(stored)?;
+    let mut descriptor =
+        serde_json::to_value(&primary).map_err(OutputError::json("the image's descriptor"))?;
+    let mut digest = primary.digest().to_string();
+    if let Some(p) = exported.pushed.first() {
+        // The registry holds the pushed manifest: the descriptor names it.
+        digest = p.digest.clone();
+        descriptor["digest"] = json!(p.digest);
+        let size = p
+            .digest
+            .parse::<Digest>()
+            .ok()
+            .and_then(|d| store.blob_size(&d).ok());
+        if let Some(size) = size {
+            descriptor["size"] = json!(size);
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for o in &settings.output.outputs {
+        for n in settings.output.names_for(o, &settings.tags) {
+            if matches!(o.kind, OutputKind::Local | OutputKind::Tar) || names.contains(&n) {
+                continue;
+            }
+            names.push(n);
+        }
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("containerimage.digest".into(), json!(digest));
+    doc.insert(
+        "containerimage.config.digest".into(),
+        json!(manifest.config().digest().to_string()),
+    );
+    doc.insert("containerimage.descriptor".into(), descriptor);
+    if !names.is_empty() {
+        doc.insert("image.name".into(), json!(names.join(",")));
+    }
+    doc.insert("rbuild.image.id".into(), json!(stored.digest().to_string()));
+    doc.insert(
+        "rbuild.pushed".into(),
+        Value::Array(
+            exported
+                .pushed
+                .iter()
+                .map(|p| json!({"reference": p.reference, "digest": p.digest}))
+                .collect(),
+        ),
+    );
+    doc.insert(
+        "rbuild.outputs".into(),
+        Value::Array(
+            exported
+                .written
+                .iter()
+                .map(|w| {
+                    let mut o = json!({"type": w.kind, "dest": w.dest});
+                    if let Some(d) = &w.descriptor {
+                        o["digest"] = json!(d.digest().to_string());
+                    }
+                    o
+                })
+                .collect(),
+        ),
+    );
+    doc.insert(
+        "rbuild.duration_seconds".into(),
+        json!((duration.as_secs_f64() * 1000.0).round() / 1000.0),
+    );
+    doc.insert("rbuild.warnings".into(), json!(warnings));
+    let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc))
+        .map_err(OutputError::json("the metadata"))?;
+    bytes.push(b'\n');
+    Ok(atomic_file(path, |w| w.write_all(&bytes))?)
+}
