@@ -651,7 +651,12 @@ fn instruction(
             }
         }
         "run" => {
+            // Every command that makes users or groups has `user` or `group` in its name.
+            let names_users = |t: &str| t.contains("user") || t.contains("group");
+            let may_make_users = names_users(&node.original)
+                || node.heredocs.iter().any(|h| names_users(&h.content));
             if !stage.makes_users
+                && may_make_users
                 && let Some(script) = super::practice::run_script(node)
             {
                 stage.makes_users = script.commands.iter().any(|c| {

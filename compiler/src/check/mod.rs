@@ -157,7 +157,16 @@ pub fn check(
         limits: Vec::new(),
     };
     buildkit::run(&mut cx, bases);
-    let plan = crate::instructions::from_ast::plan_source(source, &options.plan, bases).ok();
+    // Planned from the tree already parsed (a second parse would cost as much as the rules).
+    let (raw, escape) = crate::instructions::from_ast::raw_instructions(&parsed);
+    let plan = crate::plan::Planner::new(
+        &crate::plan::ShellExpander,
+        &crate::instructions::from_ast::ParserTriggers,
+    )
+    .with_bases(bases)
+    .plan(&raw, escape, &options.plan)
+    .ok();
+    drop(raw);
     practice::run(
         &mut cx,
         &config,

@@ -4,3 +4,10 @@ FROM alpine:3.19
 COPY --from=0 /etc/hostname /x
 RUN adduser -D app
 USER app
+FROM alpine:3.19
+COPY --from=1 /x /y
+RUN <<EOT
+set -eu
+adduser -D worker
+EOT
+USER worker
