@@ -110,13 +110,32 @@ const EXECUTOR: &str = "#![deny(unsafe_code)]\n#![warn(missing_docs)]\n\n\
 fn good() -> Workspace {
     let mut w = Workspace::new();
     let compiler = ("rbuild-compiler", None);
+    let pathmatch = ("rbuild-pathmatch", None);
+    let compress = ("rbuild-compress", None);
     let support = ("rbuild-test-support", Some("dev"));
-    w.crate_("rbuild-compiler", "compiler", LIBRARY, &[support]);
-    w.crate_("rbuild-cache", "cache", LIBRARY, &[compiler]);
-    w.crate_("rbuild-executor", "executor", EXECUTOR, &[compiler]);
+    w.crate_("rbuild-pathmatch", "pathmatch", LIBRARY, &[support]);
+    w.crate_("rbuild-compress", "compress", LIBRARY, &[]);
+    w.crate_(
+        "rbuild-compiler",
+        "compiler",
+        LIBRARY,
+        &[pathmatch, support],
+    );
+    w.crate_(
+        "rbuild-cache",
+        "cache",
+        LIBRARY,
+        &[compiler, pathmatch, compress],
+    );
+    w.crate_(
+        "rbuild-executor",
+        "executor",
+        EXECUTOR,
+        &[compiler, pathmatch, compress],
+    );
     w.write("executor/src/sys.rs", "pub fn f() { unsafe { g() } }\n");
     w.crate_("rbuild-registry", "registry", LIBRARY, &[support]);
-    w.crate_("rbuild-report", "report", LIBRARY, &[]);
+    w.crate_("rbuild-report", "report", LIBRARY, &[compress]);
     let all = [
         compiler,
         ("rbuild-cache", None),
@@ -184,6 +203,18 @@ fn every_forbidden_dependency_is_named() {
     w.crate_("rbuild-report", "report", LIBRARY, &[("rbuild", None)]);
     w.crate_("rbuild-engine", "engine", LIBRARY, &[("rbuild", None)]);
     w.crate_("rbuild-ignore", "ignore", LIBRARY, &[]);
+    w.crate_(
+        "rbuild-pathmatch",
+        "pathmatch",
+        LIBRARY,
+        &[("rbuild-compiler", None)],
+    );
+    w.crate_(
+        "rbuild-compress",
+        "compress",
+        LIBRARY,
+        &[("rbuild-pathmatch", Some("build"))],
+    );
     w.crate_("rbuild-test-support", "test-support", FORBID, &[]);
     w.crate_("rbuild", ".", FORBID, &[]);
     assert_eq!(
@@ -191,13 +222,17 @@ fn every_forbidden_dependency_is_named() {
         [
             "rbuild-cache has a normal dependency on rbuild-registry: forbidden by \
              rbuild-cache's row of the dependency table",
-            "rbuild-compiler has a normal dependency on rbuild-report: rbuild-compiler \
+            "rbuild-compiler has a normal dependency on rbuild-report: forbidden by \
+             rbuild-compiler's row of the dependency table",
+            "rbuild-compress has a build dependency on rbuild-pathmatch: rbuild-compress \
              depends on no workspace crate",
             "rbuild-engine has a normal dependency on rbuild: no library depends on the binary",
             "rbuild-executor has a build dependency on rbuild-engine: forbidden by \
              rbuild-executor's row of the dependency table",
             "rbuild-ignore: a workspace member with no row in the dependency table \
              (RULES in .ci/check-layout)",
+            "rbuild-pathmatch has a normal dependency on rbuild-compiler: rbuild-pathmatch \
+             depends on no workspace crate",
             "rbuild-registry has a dev dependency on rbuild-cache: forbidden by \
              rbuild-registry's row of the dependency table",
             "rbuild-registry has a normal dependency on rbuild-test-support: \

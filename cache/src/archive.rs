@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use rbuild_compiler::limits::{LimitError, Limits};
+use rbuild_compress::{Compression, Decoder};
 use serde_json::json;
 
 use crate::blob::Expected;
 use crate::digest::{Digest, Hasher, HashingReader};
-use crate::layer::Compression;
 use crate::store::{self, ANNOTATION_CONTAINERD_NAME, Store, StoreError, descriptor_digest};
 
 /// Largest JSON document read from an archive.
@@ -389,14 +389,10 @@ fn uncompressed(store: &Store, blob: &Digest) -> Result<Box<dyn Read>> {
         path: path.clone(),
         source,
     })?;
-    Ok(match Compression::detect(head) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::Zstd => Box::new(
-            zstd::Decoder::with_buffer(file)
-                .map_err(|source| ArchiveError::Read { path, source })?,
-        ),
-        _ => Box::new(file),
-    })
+    let compression = Compression::detect(head);
+    Ok(Box::new(
+        Decoder::new(file, compression).map_err(|source| ArchiveError::Read { path, source })?,
+    ))
 }
 
 /// Where a file of the archive is.
@@ -546,9 +542,10 @@ pub fn load_with(store: &Store, path: &Path, limits: &Limits) -> Result<Vec<Load
     // A compressed archive is unpacked to a temp file first: loading needs to seek.
     let mut _spool = None;
     if compression != Compression::None {
-        let mut decoder: Box<dyn Read> = match compression {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-            Compression::Zstd => Box::new(zstd::Decoder::new(file).map_err(rerr)?),
+        let mut decoder = match compression {
+            Compression::Gzip | Compression::Zstd => {
+                Decoder::new(BufReader::new(file), compression).map_err(rerr)?
+            }
             _ => {
                 return Err(ArchiveError::UnknownFormat {
                     path: path.to_path_buf(),
@@ -731,9 +728,10 @@ fn load_docker_layer(
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];
         {
-            let mut decoder: Box<dyn Read + '_> = match compression {
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut tee)),
-                Compression::Zstd => Box::new(zstd::Decoder::new(&mut tee).map_err(rerr)?),
+            let mut decoder = match compression {
+                Compression::Gzip | Compression::Zstd => {
+                    Decoder::new(BufReader::new(&mut tee), compression).map_err(rerr)?
+                }
                 _ => return Err(archive.invalid(name, "unsupported layer compression")),
             };
             let mut total: u64 = 0;

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
 use rbuild_compiler::limits::{LimitError, Limits};
+use rbuild_compress::{Compression, Decoder};
 use serde_json::json;
 
 use crate::digest::Digest;
-use crate::layer::{self, Compression, LayerError, LayerWriter, TarOptions};
+use crate::layer::{self, LayerError, LayerWriter, TarOptions};
 use crate::store::{Store, StoreError};
 
 /// Why an import failed.
@@ -163,22 +164,14 @@ pub fn import_tar(
     };
     let mut input = BufReader::with_capacity(1 << 20, input);
     let head = io::BufRead::fill_buf(&mut input).map_err(rerr)?.to_vec();
-    let tar: Box<dyn Read> = match Compression::detect(&head) {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(input).map_err(rerr)?),
-        Compression::Bzip2 => {
+    let tar = match Compression::detect(&head) {
+        c @ (Compression::Bzip2 | Compression::Xz) => {
             return Err(ImportError::UnsupportedCompression {
                 path: path.into(),
-                format: "bzip2",
+                format: c.name(),
             });
         }
-        Compression::Xz => {
-            return Err(ImportError::UnsupportedCompression {
-                path: path.into(),
-                format: "xz",
-            });
-        }
+        c => Decoder::new(input, c).map_err(rerr)?,
     };
     let mut tar = TarTimes::new(options.limits.reader(tar));
     let mut first = vec![0u8; 512];

@@ -8,11 +8,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
+use rbuild_compress::ParallelGzip;
 use tar::{EntryType, Header};
 
 use crate::blob::BlobWriter;
 use crate::digest::{Digest, HashingWriter};
-use crate::pgzip::ParallelGzWriter;
 use crate::store::{Store, StoreError};
 
 /// Why a directory could not be turned into a tarball.
@@ -31,6 +31,15 @@ pub enum LayerError {
     #[error("cannot write the tar entry for {path}")]
     Write {
         /// The entry being written.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The compressed layer could not be written (the store's file system is full, say).
+    #[error("cannot write the compressed layer to {path}")]
+    WriteBlob {
+        /// The temp file of the layer.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -55,7 +64,7 @@ pub enum LayerError {
 /// digest) and written to a temp file that [`finish`](LayerWriter::finish) moves into place.
 #[derive(Debug)]
 pub struct LayerWriter {
-    inner: HashingWriter<ParallelGzWriter<BlobWriter>>,
+    inner: HashingWriter<ParallelGzip<BlobWriter>>,
     temp: PathBuf,
 }
 
@@ -82,7 +91,7 @@ impl LayerWriter {
     pub fn new(store: &Store, threads: usize) -> Result<LayerWriter, StoreError> {
         let blob = store.blob_writer(None)?;
         let temp = blob.temp_path().to_path_buf();
-        let gz = ParallelGzWriter::new(blob, flate2::Compression::default(), threads);
+        let gz = ParallelGzip::new(blob, threads);
         Ok(LayerWriter {
             inner: HashingWriter::new(gz),
             temp,
@@ -106,8 +115,18 @@ impl LayerWriter {
 }
 
 impl Write for LayerWriter {
+    /// Compressed members reach the store's temp file while the tar is written, so a
+    /// failure here (a full disk) names that file.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.inner.write(buf).map_err(|source| {
+            io::Error::new(
+                source.kind(),
+                LayerError::WriteBlob {
+                    path: self.temp.clone(),
+                    source,
+                },
+            )
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -368,38 +387,6 @@ impl Read for ExactReader<'_> {
     }
 }
 
-/// The compression of a stream, from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Not compressed.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-    /// bzip2 (recognized, not supported).
-    Bzip2,
-    /// xz (recognized, not supported).
-    Xz,
-}
-
-impl Compression {
-    /// Recognizes the magic numbers of gzip, zstd, bzip2 and xz.
-    pub fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else if head.starts_with(b"BZh") {
-            Compression::Bzip2
-        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            Compression::Xz
-        } else {
-            Compression::None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,15 +462,5 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["a", "b/", &long, "s", "z-link"]);
-    }
-
-    #[test]
-    fn detects_compression() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::detect(b"bin/"), Compression::None);
     }
 }

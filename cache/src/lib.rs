@@ -31,7 +31,6 @@ pub mod gc;
 pub mod import;
 pub mod layer;
 pub mod mounts;
-pub mod pgzip;
 pub mod snapshots;
 mod store;
 pub mod variants;

@@ -5,7 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod check;
-pub mod dockerignore;
 pub mod instructions;
 pub mod limits;
 pub mod parser;

@@ -81,7 +81,7 @@ pub fn image_file(store: &rbuild_cache::Store, reference: &str, path: &str) -> O
         let digest = rbuild_cache::descriptor_digest(layer).ok()?;
         let file = store.open_blob(&digest).ok()?;
         let media = layer.media_type().to_string();
-        let reader = rbuild_executor::compress::decompress(file, Some(&media)).ok()?;
+        let reader = rbuild_compress::decompress(file, Some(&media)).ok()?;
         let mut archive = tar::Archive::new(reader);
         let mut hidden_below = false;
         for entry in archive.entries().ok()? {

@@ -239,7 +239,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
         .rewind()
         .map_err(stdin_error("read the spooled context"))?;
     let mut head = Vec::new();
-    rbuild_executor::compress::decompress(&spool, None)
+    rbuild_compress::decompress(&spool, None)
         .map_err(stdin_error("read the context from stdin"))?
         .take(512)
         .read_to_end(&mut head)
@@ -253,7 +253,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
     let ctx = dir.path().join("context");
     std::fs::create_dir(&ctx).map_err(create(&ctx))?;
     if is_tar(&head) {
-        let reader = rbuild_executor::compress::decompress(&spool, None)
+        let reader = rbuild_compress::decompress(&spool, None)
             .map_err(stdin_error("read the context archive from stdin"))?;
         let mut archive = tar::Archive::new(settings.limits.reader(reader));
         archive.set_preserve_permissions(true);

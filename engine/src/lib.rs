@@ -75,7 +75,7 @@ use std::path::PathBuf;
 use rbuild_cache::Store;
 use rbuild_compiler::instructions::from_ast::plan_source;
 use rbuild_compiler::plan::{NoBaseConfigs, Plan, PlanOptions};
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 use rbuild_executor::idmap::IdMap;
 
 pub use error::Error;

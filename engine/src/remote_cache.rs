@@ -1442,9 +1442,8 @@ fn export_one(
             None => None,
             Some(l) => {
                 let digest: Digest = l.digest.parse()?;
-                let uncompressed =
-                    rbuild_executor::compress::Compression::from_media_type(&l.media_type)
-                        == Some(rbuild_executor::compress::Compression::None);
+                let uncompressed = rbuild_compress::Compression::from_media_type(&l.media_type)
+                    == Some(rbuild_compress::Compression::None);
                 let blob = match (spec.compression, uncompressed) {
                     _ if reused.contains_key(&l.digest) => reused[&l.digest].clone(),
                     (CacheCompression::Gzip, true) => {

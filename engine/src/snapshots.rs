@@ -199,13 +199,12 @@ fn unpack_into(
             source,
         })?;
     let file = store.open_blob(&blob)?;
-    let tar =
-        rbuild_executor::compress::decompress(file, Some(&layer.media_type)).map_err(|source| {
-            SnapshotError::Read {
-                layer: blob,
-                source,
-            }
-        })?;
+    let tar = rbuild_compress::decompress(file, Some(&layer.media_type)).map_err(|source| {
+        SnapshotError::Read {
+            layer: blob,
+            source,
+        }
+    })?;
     // Every decompressed byte counts, those after the tar's end too: the drain below reads
     // them all to check the diff id.
     let mut tar = limits.reader(tar);

@@ -30,8 +30,7 @@ fn top_layer_files(store: &Store, reference: &str) -> Vec<(String, String)> {
     let layer = manifest.layers().last().expect("a layer");
     let digest = rbuild_cache::descriptor_digest(layer).unwrap();
     let blob = store.open_blob(&digest).unwrap();
-    let reader =
-        rbuild_executor::compress::decompress(blob, Some(layer.media_type().as_ref())).unwrap();
+    let reader = rbuild_compress::decompress(blob, Some(layer.media_type().as_ref())).unwrap();
     let mut archive = tar::Archive::new(reader);
     let mut out = Vec::new();
     for entry in archive.entries().unwrap() {

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 use rbuild_executor::diff::DiffOptions;
 use rbuild_executor::fileop::{CopyRequest, CopySourceSpec, HostDir, copy};
 use rbuild_executor::snapshot::LowerView;

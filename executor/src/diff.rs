@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::compress::{Compression, ParallelGzip};
 use crate::idmap::IdMap;
 use crate::snapshot::{LowerView, is_overlay_xattr};
+use rbuild_compress::{Compression, ManifestFormat, ParallelGzip};
 
 /// Options for writing a layer.
 #[derive(Debug, Clone)]
@@ -186,6 +186,7 @@ pub(crate) struct Meta {
 pub(crate) struct LayerWriter<W: Write> {
     tar: tar::Builder<HashWriter<Encoder<HashWriter<W>>>>,
     opts: DiffOptions,
+    media_type: &'static str,
     entries: u64,
     links: HashMap<(u64, u64), String>,
 }
@@ -196,6 +197,10 @@ fn sha(h: Sha256) -> String {
 
 impl<W: Write> LayerWriter<W> {
     pub(crate) fn new(out: W, opts: &DiffOptions) -> io::Result<Self> {
+        let media_type = opts
+            .compression
+            .media_type(ManifestFormat::Oci)
+            .map_err(io::Error::other)?;
         let counted = HashWriter {
             inner: out,
             hash: Sha256::new(),
@@ -215,6 +220,9 @@ impl<W: Write> LayerWriter<W> {
                 z.include_checksum(false)?;
                 Encoder::Zstd(z)
             }
+            c @ (Compression::Bzip2 | Compression::Xz) => {
+                return Err(io::Error::other(format!("cannot write {c} layers")));
+            }
         };
         let mut tar = tar::Builder::new(HashWriter {
             inner: enc,
@@ -226,6 +234,7 @@ impl<W: Write> LayerWriter<W> {
         Ok(LayerWriter {
             tar,
             opts: opts.clone(),
+            media_type,
             entries: 0,
             links: HashMap::new(),
         })
@@ -505,7 +514,7 @@ impl<W: Write> LayerWriter<W> {
 
     pub(crate) fn finish(self) -> Result<LayerInfo, DiffError> {
         let entries = self.entries;
-        let media_type = self.opts.compression.media_type();
+        let media_type = self.media_type;
         let tar_hw = self.tar.into_inner().map_err(DiffError::Finish)?;
         let diff_id = if tar_hw.active {
             sha(tar_hw.hash)

@@ -25,7 +25,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod compress;
 pub mod diff;
 pub mod fileop;
 pub mod idmap;

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use rbuild_executor::compress::{Compression, decompress};
+use rbuild_compress::{Compression, ManifestFormat, decompress};
 use rbuild_executor::diff::{DiffOptions, write_layer};
 use sha2::{Digest, Sha256};
 
@@ -185,7 +185,7 @@ fn compressed_digests_in_one_pass() {
             info.digest,
             format!("sha256:{}", hex::encode(Sha256::digest(&blob)))
         );
-        assert_eq!(info.media_type, c.media_type());
+        assert_eq!(info.media_type, c.media_type(ManifestFormat::Oci).unwrap());
         assert_eq!(info.uncompressed_size, plain.len() as u64);
         let mut back = Vec::new();
         decompress(&blob[..], None)

@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use rbuild_compiler::instructions::Chmod;
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 use rbuild_executor::diff::{DiffOptions, LayerInfo};
 use rbuild_executor::fileop::{
     CopyRequest, CopySourceSpec, FileOpError, HostDir, ImageFs, copy, mkdir,
@@ -300,6 +300,27 @@ fn globs_match_files_and_directories() {
     assert!(e.to_string().contains("missing"), "{e}");
     let e = copy_err(&CopyRequest::new(tree(&h, "[a-"), "/g/"), &f.parent());
     assert!(matches!(e, FileOpError::BadPattern { .. }), "{e}");
+}
+
+#[test]
+fn globs_with_a_bare_bracket_or_dash_in_a_class_are_refused_as_go_does() {
+    // `filepath.Match` wants `]` and `-` escaped where a class expects a character; the
+    // build-context selection already refused these, and copies from a stage or image
+    // refuse them the same way.
+    let f = fx();
+    write(&f.ctx, "]", "b", 0o644);
+    write(&f.ctx, "-.txt", "d", 0o644);
+    let h = f.host();
+    for pattern in ["[]a]", "[-a].txt", "[a-]"] {
+        let e = copy_err(&CopyRequest::new(tree(&h, pattern), "/g/"), &f.parent());
+        assert!(
+            matches!(e, FileOpError::BadPattern { .. }),
+            "{pattern}: {e}"
+        );
+        assert!(e.to_string().contains(pattern), "{e}");
+    }
+    let (_, es) = run(&CopyRequest::new(tree(&h, "[\\]a]"), "/g/"), &f.parent());
+    assert_eq!(paths(&es), ["g/", "g/]"]);
 }
 
 #[test]

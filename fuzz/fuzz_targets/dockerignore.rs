@@ -8,7 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rbuild_compiler::dockerignore::{Matcher, ParentMatches, clean_path, read_ignore_file};
+use rbuild_pathmatch::clean_path;
+use rbuild_pathmatch::ignore::{Matcher, ParentMatches, read_ignore_file};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -1,6 +1,6 @@
 //! Reading one layer: decompress, walk the tar stream once, hash every regular file's content.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -160,25 +160,6 @@ pub struct LayerScan {
     pub tar_bytes: u64,
 }
 
-/// How a layer blob is compressed, found from its first bytes (media types lie: docker
-/// archives hold plain tars under `tar.gzip` names once loaded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-fn detect(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
-}
-
 /// Counts the bytes that go through it into a shared counter, and fails (an error of kind
 /// `FileTooLarge`) once they pass `limit`.
 struct Counting<R> {
@@ -272,7 +253,7 @@ pub fn scan_layer_with<'a>(
     };
     let compressed = Arc::new(AtomicU64::new(0));
     let uncompressed = Arc::new(AtomicU64::new(0));
-    let mut buffered = BufReader::with_capacity(
+    let buffered = BufReader::with_capacity(
         256 * 1024,
         Counting {
             inner: reader,
@@ -280,14 +261,10 @@ pub fn scan_layer_with<'a>(
             limit: u64::MAX,
         },
     );
-    let kind = detect(buffered.fill_buf().map_err(read_err)?);
-    let decoded: Box<dyn Read + 'a> = match kind {
-        Compression::None => Box::new(buffered),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(read_err)?)
-        }
-    };
+    // The compression comes from the first bytes: media types lie (docker archives hold
+    // plain tars under `tar.gzip` names once loaded).
+    let decoded: Box<dyn Read + 'a> =
+        Box::new(rbuild_compress::read::detect_and_decode(buffered).map_err(read_err)?);
     let counted = BufReader::with_capacity(
         256 * 1024,
         Counting {

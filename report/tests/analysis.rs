@@ -342,6 +342,28 @@ fn gates_fail_on_the_measured_numbers() {
 }
 
 #[test]
+fn bzip2_and_xz_layers_are_read_like_gzip() {
+    // Recognised from their first bytes, as gzip and zstd are; an archive made with
+    // `tar cjf` or `tar cJf` and imported elsewhere can hold such layers.
+    let l0 = tar(vec![E::File("a", content(1, 1000), 0o644)]);
+    let l1 = tar(vec![E::File("b", content(2, 2000), 0o644)]);
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&l0).unwrap();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&l1).unwrap();
+    let img = image(
+        vec![
+            (l0.clone(), bz.finish().unwrap()),
+            (l1.clone(), xz.finish().unwrap()),
+        ],
+        json!([]),
+    );
+    let r = run(&img, "bzip2-xz").report;
+    assert_eq!(r.totals.final_bytes, 3000);
+    assert_eq!(r.totals.final_files, 2);
+}
+
+#[test]
 fn whiteouts_of_directories_and_replacements() {
     let l0 = tar(vec![
         E::File("d/a", content(1, 100), 0o644),

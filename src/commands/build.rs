@@ -10,10 +10,10 @@ use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
+use rbuild_compress::Compression;
 use rbuild_engine::maintain::GcPolicy;
 use rbuild_engine::output::{OutputFlags, OutputSettings};
 use rbuild_engine::{BuildRequest, Built, ImageFormat, Network};
-use rbuild_executor::compress::Compression;
 
 use super::registry::RegistryArgs;
 use crate::build_progress::Progress;

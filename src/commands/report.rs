@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use rbuild_cache::{Digest, Store, archive};
 use rbuild_compiler::text::escape_owned;
+use rbuild_compress::{Compression, Decoder};
 use rbuild_report::{Analysis, Gate, ImageInput, LayerSource, Options, render};
 
 use crate::cli::GlobalArgs;
@@ -340,13 +341,11 @@ fn archive_without_prefix(arg: &str) -> anyhow::Error {
 /// `index.json`; `None` otherwise. Reads at most 64 entries.
 fn archive_kind(path: &Path) -> Option<&'static str> {
     let mut file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
-    let head = std::io::BufRead::fill_buf(&mut file).ok()?.to_vec();
-    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::Decoder::with_buffer(file).ok()?)
-    } else {
-        Box::new(file)
+    let reader = match Compression::detect(std::io::BufRead::fill_buf(&mut file).ok()?) {
+        c @ (Compression::None | Compression::Gzip | Compression::Zstd) => {
+            Decoder::new(file, c).ok()?
+        }
+        Compression::Bzip2 | Compression::Xz => return None,
     };
     let mut archive = tar::Archive::new(reader);
     let mut oci = false;

@@ -486,6 +486,74 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The outcome of one suite of conformance vectors: each case passed or failed with a line
+/// saying which case, what was expected and what came out.
+#[derive(Debug)]
+pub struct Suite {
+    /// The name used in the summary line (`parser`, `dockerignore`, ...).
+    pub name: &'static str,
+    /// The cases that passed.
+    pub passed: usize,
+    /// The cases run.
+    pub total: usize,
+    /// One line per failed case.
+    pub failures: Vec<String>,
+}
+
+impl Suite {
+    /// An empty suite named `name`.
+    pub fn new(name: &'static str) -> Self {
+        Suite {
+            name,
+            passed: 0,
+            total: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Records one case: `Ok(())` passed, `Err(why)` failed.
+    pub fn check(&mut self, case: impl std::fmt::Display, outcome: Result<(), String>) {
+        self.total += 1;
+        match outcome {
+            Ok(()) => self.passed += 1,
+            Err(why) => self.failures.push(format!("{}: {case}: {why}", self.name)),
+        }
+    }
+
+    /// Prints one summary line for `suites` (in `order`), then each failure, and fails when
+    /// a suite of `order` ran no case or any case failed.
+    pub fn report(suites: &mut [Suite], order: &[&str]) {
+        suites.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|n| *n == s.name)
+                .unwrap_or(order.len())
+        });
+        let summary: Vec<String> = suites
+            .iter()
+            .map(|s| format!("{} {}/{}", s.name, s.passed, s.total))
+            .collect();
+        println!("conformance: {}", summary.join(", "));
+        eprintln!("conformance: {}", summary.join(", "));
+        let failures: Vec<&String> = suites.iter().flat_map(|s| &s.failures).collect();
+        for f in &failures {
+            eprintln!("{f}");
+        }
+        for name in order {
+            let suite = suites.iter().find(|s| s.name == *name);
+            assert!(
+                suite.is_some_and(|s| s.total > 0),
+                "suite {name} ran no case"
+            );
+        }
+        assert!(
+            failures.is_empty(),
+            "{} conformance case(s) failed",
+            failures.len()
+        );
+    }
+}
+
 /// The external conformance vectors (BuildKit's parser cases and others, kept outside the
 /// repository): `$RBUILD_CONFORMANCE_DIR`, or `../shared/conformance` beside the repository.
 ///

@@ -18,7 +18,7 @@
 //! # Walk
 //!
 //! Directories are read in parallel (rayon); each entry is evaluated with Docker's matcher
-//! ([`rbuild_compiler::dockerignore::Matcher::matches_with_parent`]), handing the parent's
+//! ([`rbuild_pathmatch::ignore::Matcher::matches_with_parent`]), handing the parent's
 //! record down the walk, and an excluded directory is not entered when
 //! [`Matcher::can_skip_excluded_dir`] allows it. An excluded directory that holds re-included
 //! entries (`!`) is kept, as BuildKit sends the parents of what it sends. Symlinks are never
@@ -31,8 +31,7 @@
 //! bounded size), so they stay available even when ignored; when ignored they are not in the
 //! walk, hence in no `COPY .` selection.
 //!
-//! The `.dockerignore` matcher comes from `rbuild-compiler`: the cache crate depends on that
-//! one workspace crate (allowed: only the root package may depend on several). Taking a
+//! The `.dockerignore` matcher comes from `rbuild-pathmatch`, a leaf crate. Taking a
 //! closure from the caller instead would hide the parent-record protocol of
 //! `matches_with_parent` and `can_skip_excluded_dir` behind a less efficient interface.
 //!
@@ -60,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
-use rbuild_compiler::dockerignore::{self, IgnoreError, Matcher, ParentMatches};
+use rbuild_pathmatch::ignore::{self, IgnoreError, Matcher, ParentMatches};
 use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, Stat, openat, readlinkat, statat};
 
 use crate::Store;
@@ -407,7 +406,7 @@ fn load_ignore(
             }
         })?;
         let Some(bytes) = bytes else { continue };
-        let patterns = dockerignore::read_ignore_file_lines(&String::from_utf8_lossy(&bytes));
+        let patterns = ignore::read_ignore_file_lines(&String::from_utf8_lossy(&bytes));
         let matcher = Matcher::new(patterns.iter().map(|(_, p)| p)).map_err(|source| {
             ContextError::Ignore {
                 path: path.clone(),

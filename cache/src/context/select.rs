@@ -23,7 +23,8 @@
 
 use std::collections::BTreeSet;
 
-use rbuild_compiler::dockerignore::{self, IgnoreError, Matcher};
+use rbuild_pathmatch::glob;
+use rbuild_pathmatch::ignore::{IgnoreError, Matcher};
 
 use super::{Context, Entry, EntryKind};
 
@@ -99,16 +100,19 @@ impl Context {
         let mut picked: BTreeSet<usize> = BTreeSet::new();
         for source in sources {
             let cleaned = clean_source(source)?;
-            if is_glob(&cleaned) {
-                check_glob(cleaned.as_bytes()).ok_or_else(|| SelectError::BadPattern {
-                    pattern: source.clone(),
-                })?;
+            if cleaned.contains(['*', '?', '[', '\\']) {
+                if glob::syntax_error(cleaned.as_bytes()).is_some() {
+                    return Err(SelectError::BadPattern {
+                        pattern: source.clone(),
+                    });
+                }
                 // A glob that matches nothing selects nothing, as in BuildKit (a path
                 // without wildcards must exist).
                 let want = cleaned.split('/').count();
                 for (i, e) in self.entries.iter().enumerate() {
                     let p = e.path_bytes();
-                    if p.split(|&b| b == b'/').count() == want && glob_match(cleaned.as_bytes(), p)
+                    if p.split(|&b| b == b'/').count() == want
+                        && glob::matches_checked(cleaned.as_bytes(), p)
                     {
                         self.add_subtree(i, &exclude, &mut picked)?;
                     }
@@ -351,193 +355,13 @@ fn clean_source(source: &str) -> Result<String, SelectError> {
         return Ok(".".to_owned());
     }
     let joined = parts.join("/");
-    debug_assert_eq!(dockerignore::clean_path(&joined), joined.as_str());
+    debug_assert_eq!(rbuild_pathmatch::clean_path(&joined), joined.as_str());
     Ok(joined)
-}
-
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '[', '\\'])
-}
-
-/// Checks a glob's syntax as Go's `filepath.Match` does (brackets and escapes).
-fn check_glob(p: &[u8]) -> Option<()> {
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            b'\\' => {
-                p.get(i + 1)?;
-                i += 2;
-            }
-            b'[' => i = class_end(p, i + 1)?,
-            _ => i += 1,
-        }
-    }
-    Some(())
-}
-
-/// Index just past the `]` of a class whose body starts at `i`, checking its syntax.
-fn class_end(p: &[u8], mut i: usize) -> Option<usize> {
-    if p.get(i) == Some(&b'^') {
-        i += 1;
-    }
-    let mut first = true;
-    loop {
-        let c = *p.get(i)?;
-        if c == b']' && !first {
-            return Some(i + 1);
-        }
-        first = false;
-        let (_, n) = class_char(p, i)?;
-        i = n;
-        if p.get(i) == Some(&b'-') {
-            let (_, n) = class_char(p, i + 1)?;
-            i = n;
-        }
-    }
-}
-
-/// One (possibly escaped) character of a class: its value and the next index.
-fn class_char(p: &[u8], i: usize) -> Option<(u32, usize)> {
-    let (i, esc) = if p.get(i) == Some(&b'\\') {
-        (i + 1, true)
-    } else {
-        (i, false)
-    };
-    let c = *p.get(i)?;
-    if !esc && (c == b']' || c == b'-') {
-        return None;
-    }
-    Some(decode(p, i))
-}
-
-/// Decodes one UTF-8 character at `i` (an invalid byte counts as one character).
-fn decode(s: &[u8], i: usize) -> (u32, usize) {
-    let len = match s[i] {
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        0xf0..=0xf7 => 4,
-        _ => 1,
-    };
-    match s.get(i..i + len).and_then(|b| std::str::from_utf8(b).ok()) {
-        Some(ch) => (ch.chars().next().map_or(0, u32::from), i + len),
-        None => (u32::from(s[i]) | 0x8000_0000, i + 1),
-    }
-}
-
-/// Go's `filepath.Match` on bytes (syntax already checked): `*` never crosses `/`.
-fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if pi < p.len() {
-            match p[pi] {
-                b'*' => {
-                    star = Some((pi, si));
-                    pi += 1;
-                    continue;
-                }
-                b'?' if si < s.len() && s[si] != b'/' => {
-                    pi += 1;
-                    si = decode(s, si).1;
-                    continue;
-                }
-                b'[' if si < s.len() && s[si] != b'/' => {
-                    let (c, next) = decode(s, si);
-                    if let Some(end) = class_matches(p, pi + 1, c) {
-                        pi = end;
-                        si = next;
-                        continue;
-                    }
-                }
-                b'\\' if si < s.len() && p.get(pi + 1) == Some(&s[si]) => {
-                    pi += 2;
-                    si += 1;
-                    continue;
-                }
-                c if c != b'*'
-                    && c != b'?'
-                    && c != b'['
-                    && c != b'\\'
-                    && si < s.len()
-                    && s[si] == c =>
-                {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        } else if si == s.len() {
-            return true;
-        }
-        // Backtrack: let the last `*` swallow one more character, never a `/`.
-        match star {
-            Some((sp, ss)) if ss < s.len() && s[ss] != b'/' => {
-                let next = decode(s, ss).1;
-                star = Some((sp, next));
-                pi = sp + 1;
-                si = next;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Whether character `c` is in the class whose body starts at `i`; the index past `]`.
-fn class_matches(p: &[u8], mut i: usize, c: u32) -> Option<usize> {
-    let negate = p.get(i) == Some(&b'^');
-    if negate {
-        i += 1;
-    }
-    let mut hit = false;
-    let mut first = true;
-    loop {
-        if p.get(i) == Some(&b']') && !first {
-            i += 1;
-            break;
-        }
-        first = false;
-        let (lo, n) = class_char(p, i)?;
-        i = n;
-        let mut hi = lo;
-        if p.get(i) == Some(&b'-') {
-            let (h, n) = class_char(p, i + 1)?;
-            hi = h;
-            i = n;
-        }
-        hit |= lo <= c && c <= hi;
-    }
-    (hit != negate).then_some(i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_follow_filepath_match() {
-        for (p, s, want) in [
-            ("*.txt", "a.txt", true),
-            ("*.txt", "d/a.txt", false),
-            ("dir/*/x", "dir/a/x", true),
-            ("dir/*/x", "dir/a/b/x", false),
-            ("[ab]?.c", "ax.c", true),
-            ("[ab]?.c", "cx.c", false),
-            ("[^ab]?.c", "cx.c", true),
-            ("[a-c]*", "bzz", true),
-            ("\\*", "*", true),
-            ("\\*", "a", false),
-            ("a*b*c", "axxbyyc", true),
-            ("a*b*c", "axxbyy", false),
-            ("?", "é", true),
-        ] {
-            assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), want, "{p} vs {s}");
-        }
-        assert!(check_glob(b"[a-").is_none());
-        assert!(check_glob(b"a\\").is_none());
-        assert!(check_glob(b"[]a]").is_none());
-        assert!(check_glob(b"[a]").is_some());
-    }
 
     #[test]
     fn sources_stay_inside_the_context() {

@@ -2,8 +2,8 @@
 //! plan, the base images' users. The caller gathers those ([`super::Facts`]); the rules
 //! here only compare.
 
-use crate::dockerignore::{Matcher, clean_path, read_ignore_file_lines};
 use crate::parser::Node;
+use rbuild_pathmatch::ignore::{Matcher, clean_path, read_ignore_file_lines};
 
 use super::Cx;
 

@@ -446,7 +446,7 @@ fn build_mount(
         MountType::Cache => {
             if m.id.is_none() {
                 // BuildKit's default id: the target as written, cleaned (`.` when empty).
-                m.id = Some(crate::dockerignore::clean_path(&m.target).into_owned());
+                m.id = Some(rbuild_pathmatch::clean_path(&m.target).into_owned());
             }
         }
         MountType::Secret => {

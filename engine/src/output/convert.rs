@@ -7,7 +7,7 @@ use std::io::Write;
 use oci_spec::image::{Descriptor, MediaType};
 use rbuild_cache::variants::Variant;
 use rbuild_cache::{Digest, Store, descriptor_digest};
-use rbuild_executor::compress::Compression;
+use rbuild_compress::{Compression, ManifestFormat};
 use serde_json::{Value, json};
 
 use super::error::OutputError;
@@ -15,12 +15,16 @@ use super::settings::LayerCompression;
 
 /// The media type of a layer in `format` (`docker` or OCI) with `kind` compression.
 fn layer_type(docker: bool, kind: Compression) -> Result<&'static str, OutputError> {
-    Ok(match (docker, kind) {
-        (false, k) => k.media_type(),
-        (true, Compression::None) => "application/vnd.docker.image.rootfs.diff.tar",
-        (true, Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        (true, Compression::Zstd) => return Err(OutputError::ZstdInDocker),
-    })
+    let format = if docker {
+        ManifestFormat::Docker
+    } else {
+        ManifestFormat::Oci
+    };
+    match kind.media_type(format) {
+        Ok(media_type) => Ok(media_type),
+        Err(_) if docker && kind == Compression::Zstd => Err(OutputError::ZstdInDocker),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The name of a converted layer in `variants-v1/`: `gzip` at the default level (shared with
@@ -28,8 +32,7 @@ fn layer_type(docker: bool, kind: Compression) -> Result<&'static str, OutputErr
 pub(super) fn variant_name(c: &LayerCompression) -> String {
     let base = match c.kind {
         Compression::None => "tar",
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
+        kind => kind.name(),
     };
     match c.level {
         Some(l) if c.kind != Compression::None => format!("{base}{l}"),
@@ -94,12 +97,12 @@ impl Conversion {
         // Read in 1 MiB pieces: `io::copy` alone reads a boxed reader 8 KiB at a time.
         let mut reader = std::io::BufReader::with_capacity(
             1 << 20,
-            rbuild_executor::compress::decompress(reader, Some(&self.media_type)).map_err(
-                |source| OutputError::ReadLayer {
+            rbuild_compress::decompress(reader, Some(&self.media_type)).map_err(|source| {
+                OutputError::ReadLayer {
                     layer: *digest,
                     source,
-                },
-            )?,
+                }
+            })?,
         );
         let c = &self.compression;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -114,7 +117,7 @@ impl Conversion {
                 w
             }
             Compression::Gzip => {
-                let mut gz = rbuild_executor::compress::ParallelGzip::new(out, threads);
+                let mut gz = rbuild_compress::ParallelGzip::new(out, threads);
                 if let Some(l) = c.level {
                     gz = gz.with_level(l.clamp(0, 9) as u32);
                 }
@@ -126,6 +129,12 @@ impl Conversion {
                     zstd::stream::write::Encoder::new(out, c.level.unwrap_or(3)).map_err(fail)?;
                 std::io::copy(&mut reader, &mut z).map_err(fail)?;
                 z.finish().map_err(fail)?
+            }
+            Compression::Bzip2 | Compression::Xz => {
+                return Err(fail(std::io::Error::other(format!(
+                    "cannot write {} layers",
+                    c.kind
+                ))));
             }
         })
     }
@@ -251,7 +260,7 @@ pub(super) fn convert_layer_watched(
     let v = Variant {
         digest: converted.to_string(),
         size,
-        media_type: c.kind.media_type().to_string(),
+        media_type: layer_type(false, c.kind)?.to_string(),
         stored: keep,
     };
     variants.put(digest, &name, &v)?;

@@ -469,6 +469,9 @@ pub enum OutputError {
     /// zstd layers in a Docker manifest.
     #[error("zstd layers cannot be in a Docker v2 manifest: build with --format oci")]
     ZstdInDocker,
+    /// A compression with no layer media type in the manifest format.
+    #[error(transparent)]
+    LayerMediaType(#[from] rbuild_compress::MediaTypeError),
     /// The layers of an image cannot be converted.
     #[error("cannot convert the layers of {manifest}")]
     Convert {

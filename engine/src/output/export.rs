@@ -6,7 +6,7 @@ use std::time::Duration;
 use oci_spec::image::Descriptor;
 use rbuild_cache::archive::Format;
 use rbuild_cache::{Digest, Store, descriptor_digest};
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 use serde_json::{Value, json};
 
 use super::convert::convert_image;

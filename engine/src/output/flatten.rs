@@ -27,7 +27,9 @@ use std::path::Path;
 
 use rbuild_cache::{Digest, Store};
 use rbuild_compiler::limits::{LimitedTar, Limits};
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
+#[cfg(test)]
+use rbuild_compress::ManifestFormat;
 use tar::EntryType;
 
 use super::error::{EntryError, FlattenError};
@@ -124,8 +126,10 @@ fn open_layer(
         limits.reader(match Compression::from_media_type(media_type) {
             Some(Compression::None) => LayerReader::Plain(file),
             _ => LayerReader::Decoded(
-                rbuild_executor::compress::decompress(file, Some(media_type))
-                    .map_err(read_error(digest))?,
+                Box::new(
+                    rbuild_compress::decompress(file, Some(media_type))
+                        .map_err(read_error(digest))?,
+                ),
                 0,
             ),
         }),
@@ -582,9 +586,15 @@ mod tests {
             let (bytes, media_type) = if i == 1 {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 gz.write_all(l).unwrap();
-                (gz.finish().unwrap(), Compression::Gzip.media_type())
+                (
+                    gz.finish().unwrap(),
+                    Compression::Gzip.media_type(ManifestFormat::Oci).unwrap(),
+                )
             } else {
-                (l.clone(), Compression::None.media_type())
+                (
+                    l.clone(),
+                    Compression::None.media_type(ManifestFormat::Oci).unwrap(),
+                )
             };
             let c = store.put_blob(&bytes, None).unwrap();
             refs.push((c.digest, media_type.to_string()));
@@ -694,7 +704,13 @@ mod tests {
         let c = store.put_blob(&l, None).unwrap();
         let err = write_tar(
             &store,
-            &[(c.digest, Compression::None.media_type().to_string())],
+            &[(
+                c.digest,
+                Compression::None
+                    .media_type(ManifestFormat::Oci)
+                    .unwrap()
+                    .to_string(),
+            )],
             &Limits::default(),
             io::sink(),
         )
@@ -718,7 +734,13 @@ mod tests {
         };
         let err = write_tar(
             &store,
-            &[(c.digest, Compression::None.media_type().to_string())],
+            &[(
+                c.digest,
+                Compression::None
+                    .media_type(ManifestFormat::Oci)
+                    .unwrap()
+                    .to_string(),
+            )],
             &limits,
             io::sink(),
         )

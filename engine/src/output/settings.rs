@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 
 use super::error::{SettingsError, WriteError};
 use super::files::parent_dir;
@@ -177,7 +177,7 @@ fn check_level(kind: Compression, level: i32) -> Result<(), SettingsError> {
     let (low, high) = match kind {
         Compression::Gzip => (0, 9),
         Compression::Zstd => (1, 22),
-        Compression::None => return Ok(()),
+        Compression::None | Compression::Bzip2 | Compression::Xz => return Ok(()),
     };
     if !(low..=high).contains(&level) {
         return Err(SettingsError::LevelRange {

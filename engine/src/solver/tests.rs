@@ -15,7 +15,7 @@ use rbuild_cache::action::LayerRecord;
 use rbuild_cache::{Digest, Store};
 use rbuild_compiler::instructions::from_ast::plan_source;
 use rbuild_compiler::plan::{CopyOp, ExecOp, NoBaseConfigs, OpKind, Plan};
-use rbuild_executor::compress::Compression;
+use rbuild_compress::{Compression, ManifestFormat};
 
 use super::{OpResult, SolveError, solve};
 use crate::events::{Events, Location, NoEvents, TransferEvents};
@@ -204,7 +204,10 @@ fn write_layer(
         digest: committed.digest.to_string(),
         diff_id: committed.digest.to_string(),
         size: committed.size,
-        media_type: Compression::None.media_type().into(),
+        media_type: Compression::None
+            .media_type(ManifestFormat::Oci)
+            .unwrap()
+            .into(),
     })
 }
 

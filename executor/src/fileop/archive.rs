@@ -13,7 +13,7 @@
 //! and last pass. Memory stays proportional to the number of entries.
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -27,19 +27,7 @@ use crate::diff::Meta;
 /// Opens a decompressing reader over `raw`, recognising gzip, bzip2, xz and
 /// zstd by their magic bytes (anything else is read as it is).
 pub(crate) fn decompress(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
-    let mut buf = BufReader::with_capacity(256 * 1024, raw);
-    let head = buf.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buf))
-    } else if head.starts_with(b"BZh") {
-        Box::new(bzip2::bufread::MultiBzDecoder::new(buf))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buf))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
-    } else {
-        Box::new(buf)
-    })
+    Ok(Box::new(rbuild_compress::decompress(raw, None)?))
 }
 
 /// Whether the stream is a tar archive: its (decompressed) first header is

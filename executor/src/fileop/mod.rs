@@ -66,9 +66,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use rbuild_compiler::dockerignore::{IgnoreError, Matcher};
 use rbuild_compiler::instructions::Chmod;
 use rbuild_compiler::limits::{LimitError, Limits};
+use rbuild_pathmatch::ignore::{IgnoreError, Matcher};
 
 pub use source::{FileKind, HostDir, ImageFs, SourceFs, SourceMeta};
 
@@ -76,7 +76,8 @@ use crate::diff::{DiffError, DiffOptions, LayerInfo, LayerWriter, Meta};
 use crate::snapshot::LowerView;
 use archive::{ArchiveReader, Extract};
 use model::{At, Content, Model, Node, NodeKind, path_comps, show};
-use source::{clean_comps, expand_glob, glob_valid, has_wildcards, resolve_in};
+use rbuild_pathmatch::glob;
+use source::{clean_comps, expand_glob, resolve_in};
 
 /// One source of a COPY or ADD.
 pub enum CopySourceSpec<'a> {
@@ -495,13 +496,13 @@ fn select(
     };
     let base = clean_comps(base_s);
     let pat = clean_comps(pat_s);
-    let first_wild = pat.iter().position(|c| has_wildcards(c.as_bytes()));
+    let first_wild = pat.iter().position(|c| glob::has_wildcards(c.as_bytes()));
     let (fixed, wild) = match first_wild {
         Some(i) => (&pat[..i], &pat[i..]),
         None => (&pat[..], &pat[..0]),
     };
     for w in wild {
-        if !glob_valid(w.as_bytes()) {
+        if glob::syntax_error(w.as_bytes()).is_some() {
             return Err(FileOpError::BadPattern {
                 pattern: pattern.to_owned(),
             });

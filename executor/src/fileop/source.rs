@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use rbuild_pathmatch::glob;
+
 use crate::idmap::IdMap;
 use crate::snapshot::LowerView;
 
@@ -485,173 +487,6 @@ pub(crate) fn resolve_in(
     Ok(done)
 }
 
-/// Whether a path component holds glob syntax (`*`, `?`, `[`; `\` escapes).
-pub(crate) fn has_wildcards(s: &[u8]) -> bool {
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 1,
-            b'*' | b'?' | b'[' => return true,
-            _ => {}
-        }
-        i += 1;
-    }
-    false
-}
-
-/// Checks a glob's syntax as Go's `filepath.Match` does.
-pub(crate) fn glob_valid(p: &[u8]) -> bool {
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            b'\\' => {
-                if i + 1 >= p.len() {
-                    return false;
-                }
-                i += 2;
-            }
-            b'[' => {
-                i += 1;
-                if i < p.len() && p[i] == b'^' {
-                    i += 1;
-                }
-                let mut first = true;
-                loop {
-                    if i >= p.len() {
-                        return false;
-                    }
-                    if p[i] == b']' && !first {
-                        i += 1;
-                        break;
-                    }
-                    first = false;
-                    if p[i] == b'\\' {
-                        i += 1;
-                        if i >= p.len() {
-                            return false;
-                        }
-                    }
-                    i += 1;
-                    if i < p.len() && p[i] == b'-' {
-                        i += 1;
-                        if i >= p.len() || p[i] == b']' {
-                            return false;
-                        }
-                        if p[i] == b'\\' {
-                            i += 1;
-                            if i >= p.len() {
-                                return false;
-                            }
-                        }
-                        i += 1;
-                    }
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    true
-}
-
-/// Go's `filepath.Match` for one path component (syntax already checked):
-/// `*` any run, `?` one character, `[...]`/`[^...]` classes, `\` escapes.
-pub(crate) fn glob_match(p: &[char], s: &[char]) -> bool {
-    // Iterative matcher with single-star backtracking.
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, si));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((ok, next)) = class(p, pi, s[si]) {
-                        if ok {
-                            pi = next;
-                            si += 1;
-                            continue;
-                        }
-                    }
-                }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == s[si] {
-                        pi += 2;
-                        si += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if c == s[si] {
-                        pi += 1;
-                        si += 1;
-                        continue;
-                    }
-                }
-            }
-        }
-        match star {
-            Some((sp, ss)) => {
-                pi = sp + 1;
-                si = ss + 1;
-                star = Some((sp, ss + 1));
-            }
-            None => return false,
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// Matches `c` against the class starting at `p[at] == '['`: whether it
-/// matched and the index after the class.
-fn class(p: &[char], at: usize, c: char) -> Option<(bool, usize)> {
-    let mut i = at + 1;
-    let negate = p.get(i) == Some(&'^');
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let &ch = p.get(i)?;
-        if ch == ']' && !first {
-            i += 1;
-            break;
-        }
-        first = false;
-        let mut lo = ch;
-        if lo == '\\' {
-            i += 1;
-            lo = *p.get(i)?;
-        }
-        i += 1;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
-            i += 1;
-            hi = *p.get(i)?;
-            if hi == '\\' {
-                i += 1;
-                hi = *p.get(i)?;
-            }
-            i += 1;
-        }
-        if lo <= c && c <= hi {
-            matched = true;
-        }
-    }
-    Some((matched != negate, i))
-}
-
 /// Expands the glob components `pattern` under the directory `base` (already
 /// resolved) of `fs`: the paths (relative to the tree root) with exactly as
 /// many more components, each component matching its pattern. Directories
@@ -661,10 +496,7 @@ pub(crate) fn expand_glob(
     base: &[OsString],
     pattern: &[OsString],
 ) -> io::Result<Vec<Vec<OsString>>> {
-    let pats: Vec<Vec<char>> = pattern
-        .iter()
-        .map(|c| c.to_string_lossy().chars().collect())
-        .collect();
+    let pats: Vec<&[u8]> = pattern.iter().map(|c| c.as_bytes()).collect();
     let mut out = Vec::new();
     let mut cur = base.to_vec();
     walk_glob(fs, &mut cur, &pats, &mut out)?;
@@ -674,7 +506,7 @@ pub(crate) fn expand_glob(
 fn walk_glob(
     fs: &dyn SourceFs,
     cur: &mut Vec<OsString>,
-    pats: &[Vec<char>],
+    pats: &[&[u8]],
     out: &mut Vec<Vec<OsString>>,
 ) -> io::Result<()> {
     let Some((p, rest)) = pats.split_first() else {
@@ -686,8 +518,7 @@ fn walk_glob(
         _ => return Ok(()),
     }
     for name in fs.list(cur)? {
-        let chars: Vec<char> = name.to_string_lossy().chars().collect();
-        if !glob_match(p, &chars) {
+        if !glob::matches_checked(p, name.as_bytes()) {
             continue;
         }
         cur.push(name);
@@ -700,34 +531,6 @@ fn walk_glob(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn m(p: &str, s: &str) -> bool {
-        assert!(glob_valid(p.as_bytes()), "{p}");
-        let p: Vec<char> = p.chars().collect();
-        let s: Vec<char> = s.chars().collect();
-        glob_match(&p, &s)
-    }
-
-    #[test]
-    fn glob_matches_like_go() {
-        assert!(m("*.txt", "a.txt"));
-        assert!(!m("*.txt", "a.txt.bak"));
-        assert!(m("a?c", "abc"));
-        assert!(!m("a?c", "ac"));
-        assert!(m("[a-c]x", "bx"));
-        assert!(!m("[^a-c]x", "bx"));
-        assert!(m("[^a-c]x", "dx"));
-        assert!(m("\\*", "*"));
-        assert!(!m("\\*", "a"));
-        assert!(m("*a*b*", "xxaybzz"));
-        assert!(m("*", ""));
-        assert!(m("[]a]", "]"));
-        assert!(!glob_valid(b"[a-"));
-        assert!(!glob_valid(b"ab\\"));
-        assert!(!glob_valid(b"[]"));
-        assert!(has_wildcards(b"a*"));
-        assert!(!has_wildcards(b"a\\*"));
-    }
 
     #[test]
     fn clean_comps_stay_at_root() {

@@ -13,11 +13,11 @@ use rustix::thread::UnshareFlags;
 use super::SandboxError;
 use super::error::{error_chain, host};
 use super::fd::{FORK_LOCK, pipe, read_exact_fd, write_all_fd};
-use crate::compress::Compression;
 use crate::idmap::{IdMap, MappingKind};
 use crate::mounts::HostKernel;
 use crate::snapshot::{PreparedRoot, RootSource};
 use crate::sys;
+use rbuild_compress::{Compression, ManifestFormat};
 
 pub(super) fn install_maps(pid: i32, map: &IdMap) -> Result<(), SandboxError> {
     let proc_write = |file: &str, text: &str| {
@@ -252,7 +252,7 @@ pub fn layer_where_readable(
     let num = |s: &str| s.parse::<u64>().map_err(|_| format!("bad number {s:?}"));
     let Some(media_type) = [Compression::None, Compression::Gzip, Compression::Zstd]
         .into_iter()
-        .map(Compression::media_type)
+        .filter_map(|c| c.media_type(ManifestFormat::Oci).ok())
         .find(|m| *m == f[4])
     else {
         return bad(format!("media type {:?}", f[4]));

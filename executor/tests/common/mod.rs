@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
 
-use rbuild_executor::compress::Compression;
+use rbuild_compress::Compression;
 use rbuild_executor::diff::DiffOptions;
 use rbuild_executor::idmap::IdMap;
 use rbuild_executor::sandbox::{Command, Outcome, RunSpec, Sandbox, SandboxError, Stream};

@@ -487,7 +487,7 @@ pub fn layers_stack(c: &Ctx) {
     let info =
         rbuild_executor::sandbox::write_layer(&mut r.root, &opts, &c.id_map, &mut blob).unwrap();
     assert!(info.diff_id.starts_with("sha256:") && info.digest != info.diff_id);
-    let reader = rbuild_executor::compress::decompress(&blob[..], Some(info.media_type)).unwrap();
+    let reader = rbuild_compress::decompress(&blob[..], Some(info.media_type)).unwrap();
     let l2 = c.tmp.path().join("l2");
     std::fs::create_dir(&l2).unwrap();
     let mut o = rbuild_executor::unpack::UnpackOptions::new("l2");

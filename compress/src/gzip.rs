@@ -1,76 +1,10 @@
-//! Compression: reading gzip/zstd/plain layers and writing gzip (in parallel
-//! for large layers) or zstd.
+//! The parallel gzip writer: every gzip layer rbuild writes (build steps, converted and
+//! pushed layers, imports) goes through [`ParallelGzip`], so the same tar always gives the
+//! same blob and the same digest, whatever the machine and its number of threads.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::thread::JoinHandle;
-
-/// A layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// No compression.
-    None,
-    /// gzip (`application/vnd.oci.image.layer.v1.tar+gzip`).
-    Gzip,
-    /// zstd (`application/vnd.oci.image.layer.v1.tar+zstd`).
-    Zstd,
-}
-
-impl Compression {
-    /// The compression named by an OCI or Docker layer media type.
-    pub fn from_media_type(media_type: &str) -> Option<Self> {
-        if media_type.ends_with("+gzip")
-            || media_type.ends_with(".tar.gzip")
-            || media_type.ends_with("rootfs.diff.tar.gzip")
-        {
-            Some(Compression::Gzip)
-        } else if media_type.ends_with("+zstd") {
-            Some(Compression::Zstd)
-        } else if media_type.ends_with(".tar") {
-            Some(Compression::None)
-        } else {
-            None
-        }
-    }
-
-    /// The compression recognised from a stream's first bytes.
-    pub fn from_magic(head: &[u8]) -> Self {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    /// The OCI layer media type for this compression.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-}
-
-/// A reader of the uncompressed tar inside `reader`: the compression comes
-/// from `media_type` when given and known, else from the magic bytes.
-pub fn decompress<'a>(
-    reader: impl Read + 'a,
-    media_type: Option<&str>,
-) -> io::Result<Box<dyn Read + 'a>> {
-    let mut buf = BufReader::with_capacity(256 * 1024, reader);
-    let kind = match media_type.and_then(Compression::from_media_type) {
-        Some(k) => k,
-        None => Compression::from_magic(buf.fill_buf()?),
-    };
-    Ok(match kind {
-        Compression::None => Box::new(buf),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
-    })
-}
 
 /// Uncompressed bytes per gzip member when compressing in parallel.
 pub const GZIP_CHUNK: usize = 1 << 20;
@@ -200,6 +134,9 @@ impl<W: Write> Write for ParallelGzip<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decompress;
+    use sha2::Digest as _;
+    use std::io::Read;
 
     #[test]
     fn parallel_gzip_round_trips_and_is_deterministic() {
@@ -265,19 +202,31 @@ mod tests {
     }
 
     #[test]
-    fn magic_detection() {
-        assert_eq!(Compression::from_magic(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::from_magic(b"ustar"), Compression::None);
-        let z = zstd::encode_all(&b"hello"[..], 3).unwrap();
-        let mut back = Vec::new();
-        decompress(&z[..], None)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, b"hello");
+    fn the_output_stays_what_layer_digests_were_made_with() {
+        // Text, then random bytes (stored), then a short tail: the blob's digest is part of
+        // every cached layer's identity, so it must not change with the code.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut data: Vec<u8> = (0..GZIP_CHUNK * 2)
+            .flat_map(|i| format!("{i:08} a line of a file in a layer\n").into_bytes())
+            .take(GZIP_CHUNK * 2)
+            .collect();
+        data.extend((0..GZIP_CHUNK).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        data.extend_from_slice(b"tail");
+        for threads in [1, 2, 3] {
+            let mut gz = ParallelGzip::new(Vec::new(), threads);
+            gz.write_all(&data).unwrap();
+            let blob = gz.finish().unwrap();
+            let digest = sha2::Sha256::digest(&blob);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(
+                hex, "e7feb8a037a2f77fc57e76d8b27f9d653b4da96b22a3fa0d133d2b28da1d5d65",
+                "{threads} threads"
+            );
+        }
     }
 }

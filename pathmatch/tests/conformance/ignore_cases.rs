@@ -14,12 +14,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use rbuild_compiler::dockerignore::{
+use rbuild_pathmatch::ignore::{
     MatchKind, Matcher, ParentMatches, clean_path, read_ignore_file, select_ignore_file,
 };
 use serde_json::Value;
 
-use super::Suite;
+use rbuild_test_support::Suite;
 
 pub fn suites(dir: &Path) -> Vec<Suite> {
     let dir = dir.join("dockerignore");
@@ -201,7 +201,7 @@ fn pattern_case(case: &Value) -> Result<(), String> {
 
 /// Evaluates `path` the way a context walk does: each ancestor directory in turn (as Go's
 /// `filepath.Dir` gives them), handing each one's record to the next.
-fn walk(m: &Matcher, path: &str) -> Result<bool, rbuild_compiler::dockerignore::IgnoreError> {
+fn walk(m: &Matcher, path: &str) -> Result<bool, rbuild_pathmatch::ignore::IgnoreError> {
     let mut record = ParentMatches::default();
     if let Some(i) = path.rfind('/') {
         let dir = clean_path(&path[..=i]);
