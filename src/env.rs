@@ -21,6 +21,10 @@ pub const RBUILD_INSECURE_REGISTRIES: &str = "RBUILD_INSECURE_REGISTRIES";
 pub const RBUILD_GC_THRESHOLD: &str = "RBUILD_GC_THRESHOLD";
 /// The size the automatic gc prunes down to (config `gc.keep_storage`).
 pub const RBUILD_GC_KEEP_STORAGE: &str = "RBUILD_GC_KEEP_STORAGE";
+/// Check settings for `rbuild check` and builds (`--check-config`, config `check.config`).
+pub const RBUILD_CHECK_CONFIG: &str = "RBUILD_CHECK_CONFIG";
+/// Whether `rbuild check` reports unpinned packages (config `check.pin_versions`).
+pub const RBUILD_CHECK_PIN_VERSIONS: &str = "RBUILD_CHECK_PIN_VERSIONS";
 /// Where the default config file lives (`$XDG_CONFIG_HOME/rbuild/config.toml`).
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// Where the conformance vectors are (tests only).
