@@ -43,6 +43,9 @@ pub enum Command {
     Build(Box<commands::build::BuildArgs>),
     /// Print the build plan (or the parse tree) of a Dockerfile.
     Plan(commands::plan::PlanArgs),
+    /// Check a Dockerfile: BuildKit's build checks, best practices, and what only the
+    /// resolved build shows (base image ENV and users, .dockerignore, secrets in the context).
+    Check(commands::check::CheckArgs),
     /// Make an image from a root file system directory or tarball.
     Import(commands::import::ImportArgs),
     /// List the images in the store.

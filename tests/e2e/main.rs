@@ -12,6 +12,7 @@ mod build_repro;
 mod build_secrets;
 mod build_semantics;
 mod buildkit_diff;
+mod check;
 mod cli;
 mod config;
 mod distro;

@@ -8,6 +8,7 @@
 mod support;
 
 mod archives;
+mod check;
 mod concurrency;
 mod crash;
 mod diskfull;

@@ -247,6 +247,11 @@ impl Node {
         }
     }
 
+    /// Where [`Node::args_text`] starts in [`Node::original`].
+    pub fn args_offset(&self) -> usize {
+        self.args_range.start
+    }
+
     /// The argument text (after the flags) as written, continuations joined.
     pub fn args_text(&self) -> &str {
         self.original.get(self.args_range.clone()).unwrap_or("")

@@ -116,6 +116,12 @@ pub trait TriggerParser: Sync {
 pub trait BaseConfigs: Sync {
     /// The config of `reference` for `platform`, if known.
     fn base_config(&self, reference: &str, platform: &Platform) -> Option<ImageConfig>;
+
+    /// A small text file of `reference`'s file system (`etc/passwd`), when the caller can
+    /// read it; `None` by default. Only `rbuild check` asks (for the users USER names).
+    fn base_file(&self, _reference: &str, _path: &str) -> Option<String> {
+        None
+    }
 }
 
 /// No base configs: every image base is "unresolved" (what `rbuild plan` shows).

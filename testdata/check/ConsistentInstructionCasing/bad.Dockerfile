@@ -1,0 +1,3 @@
+FROM alpine:3.19
+run echo hello
+COPY a.txt /a.txt

@@ -1,0 +1,4 @@
+FROM alpine:3.19 as build
+RUN echo hi > /x
+from alpine:3.19 AS final
+copy --from=build /x /x

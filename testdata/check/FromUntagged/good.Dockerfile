@@ -1,0 +1,5 @@
+ARG BASE=ubuntu:24.04
+FROM ${BASE} AS base
+FROM base
+FROM ubuntu@sha256:2e863c44b718727c860746568e1d54afd13b2fa71b160f5cd9058fc436217b30
+COPY --from=1 / /

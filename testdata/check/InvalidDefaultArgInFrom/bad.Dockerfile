@@ -1,0 +1,3 @@
+ARG VARIANT
+FROM golang:${VARIANT}
+RUN go version

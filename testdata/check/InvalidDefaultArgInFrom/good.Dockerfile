@@ -1,0 +1,3 @@
+ARG VARIANT=1.22-alpine
+FROM golang:${VARIANT}
+RUN go version

@@ -1,0 +1,4 @@
+FROM alpine:3.19
+ARG GITHUB_TOKEN
+ENV DB_PASSWORD=changeme
+RUN echo "$GITHUB_TOKEN"

@@ -1,0 +1,2 @@
+FROM alpine:3.19 AS Build
+RUN echo hi

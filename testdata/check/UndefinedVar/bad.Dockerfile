@@ -1,0 +1,4 @@
+FROM alpine:3.19
+ARG APP_DIR=/srv/app
+WORKDIR $APP_DIRR
+ENV PATH=$GOPATH/bin:$PATH

@@ -1,0 +1,4 @@
+FROM alpine:3.19 AS test
+RUN echo test > /report
+FROM alpine:3.19
+COPY app /app

@@ -1,0 +1,3 @@
+FROM alpine:3.19
+WORKDIR /srv
+WORKDIR app
