@@ -282,3 +282,125 @@ fn a_step_sees_no_host_cgroup_path() {
 fn a_rootless_step_sees_no_host_cgroup_path() {
     cgroups_are_namespaced(&BuildEnv::rootless());
 }
+
+/// The processes (`PID cmdline`) in the network namespace `ns` (`net:[INODE]`) or holding
+/// it open: the stack that connects it, its holder, anything still running in it.
+fn processes_holding(ns: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let is_ns = |link: std::path::PathBuf| {
+        std::fs::read_link(link).is_ok_and(|t| t.as_os_str() == std::ffi::OsStr::new(ns))
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            let dir = e.path();
+            is_ns(dir.join("ns/net"))
+                || std::fs::read_dir(dir.join("fd"))
+                    .map(|fds| fds.filter_map(Result::ok).any(|fd| is_ns(fd.path())))
+                    .unwrap_or(false)
+        })
+        .map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            format!("{} {cmdline}", e.file_name().to_string_lossy())
+        })
+        .collect()
+}
+
+/// The `rbuild` process started as `child` (directly, or through runuser for a rootless
+/// environment): `child` or its first descendant running the rbuild binary.
+fn rbuild_process(child: &Child) -> u32 {
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_rbuild")).expect("the rbuild binary");
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 1..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    for _ in 0..100 {
+        let found = std::fs::read_dir("/proc")
+            .expect("read /proc")
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&pid| {
+                let mut p = pid;
+                while p != child.id() {
+                    match parent_of(p) {
+                        Some(pp) if pp > 1 => p = pp,
+                        _ => return false,
+                    }
+                }
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe)
+            });
+        if let Some(pid) = found {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no rbuild process under pid {}", child.id());
+}
+
+/// A build killed with SIGKILL while a RUN step runs leaves nothing in, or holding, the
+/// step's network namespace: the stack and its holder end with the rbuild process.
+fn killed_build_leaves_no_network_stack(env: &BuildEnv) {
+    use std::io::BufRead as _;
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN readlink /proc/self/ns/net; sleep 120\n"
+    ));
+    let mut child = env
+        .build_cmd(&["--no-cache"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rbuild");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(at) = line.find("net:[") {
+                let _ = tx.send(line[at..].trim().to_owned());
+            }
+        }
+    });
+    let ns = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the step prints its network namespace");
+    assert!(!processes_holding(&ns).is_empty(), "{ns} is in use");
+    let pid = rbuild_process(&child);
+    ok(Command::new("kill").args(["-KILL", &pid.to_string()]));
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_holding(&ns);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "10 s after rbuild was killed, {ns} is still held by {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_build_leaves_no_network_stack() {
+    killed_build_leaves_no_network_stack(&BuildEnv::new());
+}
+
+#[test]
+fn a_killed_rootless_build_leaves_no_network_stack() {
+    killed_build_leaves_no_network_stack(&BuildEnv::rootless());
+}

@@ -55,8 +55,18 @@ pub(super) fn helper_main(
 ) -> ! {
     let (up, down) = (&up, &down);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-    if let Err(e) = sys::unshare(UnshareFlags::NEWUSER) {
-        child_fail(&fail, "unshare the user namespace", &e, 125);
+    match &p.stack {
+        // Its id map is installed already.
+        Some(stack) => {
+            if let Err(e) = stack.join() {
+                child_fail(&fail, "join the network stack's namespaces", &e, 125);
+            }
+        }
+        None => {
+            if let Err(e) = sys::unshare(UnshareFlags::NEWUSER) {
+                child_fail(&fail, "unshare the user namespace", &e, 125);
+            }
+        }
     }
     if write_all_fd(up, b"u").is_err() {
         sys::exit_now(125);
@@ -147,7 +157,7 @@ fn init_main(
         },
     };
     // With a network stack, the command starts once the caller has configured the namespace.
-    if p.net_stack.is_some() {
+    if p.stack.is_some() {
         let mut b = [0u8; 1];
         if !read_exact_fd(go, &mut b).unwrap_or(false) {
             sys::exit_now(125);

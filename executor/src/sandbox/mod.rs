@@ -2,9 +2,12 @@
 //!
 //! Process layout: the caller forks a helper that unshares a user namespace
 //! and waits while the caller installs its id maps (directly as root, with
-//! newuidmap/newgidmap otherwise). The helper then unshares the mount, pid,
-//! ipc, uts (and, for `--network none`, network) namespaces and forks the
-//! sandbox's init, pid 1 of the new pid namespace. Init carries out the mount
+//! newuidmap/newgidmap otherwise); with [`Network::Private`] the helper instead
+//! joins the user and network namespaces of a [`NetStack`], which has the same
+//! id map. The helper then unshares the mount, pid, ipc, uts, cgroup (and, for
+//! `--network none`, network) namespaces and forks the sandbox's init, pid 1 of
+//! the new pid namespace; with a stack, init forks the command only once the
+//! stack has configured the network. Init carries out the mount
 //! plan ([`crate::mounts`]), pivots into the root, and forks the command. When
 //! the command exits, init exits with its status, and the kernel kills every
 //! other process of the pid namespace. Timeouts and cancellation kill init.
@@ -16,7 +19,8 @@
 //! maps and relays the output until the run ends; `child` is the helper, init and the
 //! command's own set-up up to `execve`; `userns` runs other work inside a user namespace
 //! with the caller's id map (writing and unpacking layers, giving files their owners,
-//! removing trees) and probes overlayfs; `pty` is the pseudo-terminal of `rbuild run -t`;
+//! removing trees) and probes overlayfs; `net` is the [`NetStack`] and the generated
+//! `/etc/hosts` and `resolv.conf`; `pty` is the pseudo-terminal of `rbuild run -t`;
 //! `fd` holds the pipes and whole-buffer reads and writes all of them use.
 
 mod child;
@@ -31,6 +35,7 @@ mod userns;
 use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::idmap::MappingKind;
 use crate::mounts::{self, PlanInput};
@@ -39,7 +44,8 @@ use crate::user::{ResolvedUser, resolve_user};
 pub use child::default_capabilities;
 pub use error::SandboxError;
 use error::host;
-use net::{hosts_file, private_resolv_conf};
+pub use net::NetStack;
+use net::hosts_file;
 use parent::run_prepared;
 pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, Stdio, Stream};
 pub use userns::{
@@ -66,12 +72,8 @@ struct Prepared {
     /// Root's ids are mapped onto a subordinate range (not to themselves).
     remapped: bool,
     new_net: bool,
-    /// The user-mode network stack to start for the new network namespace.
-    net_stack: Option<PathBuf>,
-    /// The stack forwards DNS queries sent to [`net::DNS_FORWARD`] to the host's resolver.
-    dns_forward: bool,
-    /// The step's directory outside the root (the stack's pid file and log go there).
-    step_dir: PathBuf,
+    /// The network stack whose user and network namespaces the sandbox joins.
+    stack: Option<Arc<NetStack>>,
 }
 
 impl Sandbox {
@@ -103,15 +105,16 @@ impl Sandbox {
         let hostname = gen_dir.join("hostname");
         let resolv = gen_dir.join("resolv.conf");
         let hosts_text = hosts_file(&spec.hostname, &spec.add_hosts);
-        let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let (resolv_text, dns_forward) = match spec.network {
-            Network::Host => (host_resolv(), false),
-            Network::Private => private_resolv_conf(&host_resolv()),
-            Network::None => (String::new(), false),
+        // The spec's stack when it has the sandbox's id map, else one for this run only.
+        let stack = match (spec.network, &spec.net_stack) {
+            (Network::Private, Some(s)) if *s.id_map() == spec.id_map => Some(s.clone()),
+            (Network::Private, _) => Some(Arc::new(NetStack::start(&spec.id_map)?)),
+            (Network::Host | Network::None, _) => None,
         };
-        let net_stack = match spec.network {
-            Network::Private => Some(net::find_pasta()?),
-            Network::Host | Network::None => None,
+        let resolv_text = match (spec.network, &stack) {
+            (Network::Host, _) => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            (_, Some(stack)) => stack.resolv_conf().to_owned(),
+            (_, None) => String::new(),
         };
         for (p, t) in [
             (&hosts, hosts_text),
@@ -192,10 +195,8 @@ impl Sandbox {
             user,
             can_setgroups: spec.id_map.kind != MappingKind::Single,
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
-            new_net: spec.network != Network::Host,
-            net_stack,
-            dns_forward,
-            step_dir,
+            new_net: spec.network == Network::None,
+            stack,
         };
         run_prepared(spec, &prepared, on_line)
     }

@@ -17,7 +17,7 @@ use super::fd::{FORK_LOCK, pipe, read_exact_fd, write_all_fd, write_all_fd_borro
 use super::pty::{RawMode, recv_fd};
 use super::spec::kill_init;
 use super::userns::install_maps;
-use super::{Outcome, Prepared, RunSpec, SandboxError, Stdio, Stream, net};
+use super::{Outcome, Prepared, RunSpec, SandboxError, Stdio, Stream};
 use crate::sys;
 
 pub(super) fn run_prepared(
@@ -78,6 +78,7 @@ pub(super) fn run_prepared(
                 .into_iter()
                 .chain(console_child.as_ref())
                 .map(|fd| fd.as_raw_fd())
+                .chain(p.stack.iter().flat_map(|s| s.fds()))
                 .collect();
             sys::close_fds_except(&keep);
             helper_main(
@@ -99,13 +100,15 @@ pub(super) fn run_prepared(
         let _ = rustix::process::waitpid(Some(helper_pid), rustix::process::WaitOptions::empty());
     };
 
-    // 1. The helper has its user namespace: install the maps.
+    // 1. The helper has its user namespace: install the maps (a stack's has them).
     let mut b = [0u8; 4];
     if !read_exact_fd(&up_r, &mut b[..1]).map_err(host("wait for the sandbox helper"))? {
         reap_helper();
         return Err(setup_error(&fail_r));
     }
-    if let Err(e) = install_maps(helper, &spec.id_map) {
+    if p.stack.is_none()
+        && let Err(e) = install_maps(helper, &spec.id_map)
+    {
         reap_helper();
         return Err(e);
     }
@@ -116,24 +119,18 @@ pub(super) fn run_prepared(
         return Err(setup_error(&fail_r));
     }
     let init_pid = i32::from_ne_bytes(b);
-    // 3. The network stack, then the command may start.
-    let _stack = match &p.net_stack {
-        Some(program) => match net::start(program, p.dns_forward, init_pid, &p.step_dir) {
-            Ok(stack) => Some(stack),
-            Err(e) => {
-                reap_helper();
-                // A set-up failure inside (init gone before the stack came up) comes first.
-                return Err(match setup_error(&fail_r) {
-                    SandboxError::Setup { message } if !message.starts_with(HELPER_GONE) => {
-                        SandboxError::Setup { message }
-                    }
-                    _ => e,
-                });
-            }
-        },
-        None => None,
-    };
-    if p.net_stack.is_some() {
+    // 3. Once the network stack has configured the network, the command may start.
+    if let Some(stack) = &p.stack {
+        if let Err(e) = stack.wait_ready() {
+            reap_helper();
+            // A set-up failure inside (init gone meanwhile) comes first.
+            return Err(match setup_error(&fail_r) {
+                SandboxError::Setup { message } if !message.starts_with(HELPER_GONE) => {
+                    SandboxError::Setup { message }
+                }
+                _ => e,
+            });
+        }
         // Init may have failed its set-up already: that is reported when the run ends.
         let _ = write_all_fd(&down_w, b"n");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
 
+use super::NetStack;
 use crate::idmap::IdMap;
 use crate::mounts::ExtraMount;
 use crate::snapshot::MountPoint;
@@ -40,9 +41,9 @@ impl Command {
 /// The network of a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// A new network namespace with outbound access through a user-mode network stack
-    /// (`pasta`, started for the run): the host's loopback and the host's own addresses are
-    /// not reachable from it.
+    /// The network namespace of a [`NetStack`](super::NetStack), with outbound access
+    /// through `pasta`: the host's loopback and the host's own addresses are not reachable
+    /// from it. The sandbox joins [`RunSpec::net_stack`], or a stack started for the run.
     #[default]
     Private,
     /// The host's network namespace.
@@ -159,6 +160,9 @@ pub struct RunSpec {
     pub hostname: String,
     /// Network mode.
     pub network: Network,
+    /// The stack a [`Network::Private`] sandbox joins, shared with other sandboxes (the steps
+    /// of a build); used when its id map is the spec's. `None`: one is started for the run.
+    pub net_stack: Option<Arc<NetStack>>,
     /// Extra `/etc/hosts` entries, `(host name, address)`, after the generated ones.
     pub add_hosts: Vec<(String, String)>,
     /// Extra bind and tmpfs mounts.
@@ -183,6 +187,7 @@ impl RunSpec {
             user: String::new(),
             hostname: "rbuild".into(),
             network: Network::Private,
+            net_stack: None,
             add_hosts: Vec::new(),
             mounts: Vec::new(),
             timeout: None,
