@@ -443,6 +443,18 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
             Network::Host
         }
     };
+    if spec.network == Network::Private {
+        spec.net_stack =
+            Some(
+                env.network
+                    .stack(&settings.id_map)
+                    .map_err(|source| ExecError::Run {
+                        argv: exec.argv.clone(),
+                        workdir: spec.workdir.clone(),
+                        source,
+                    })?,
+            );
+    }
     spec.add_hosts = settings.add_hosts.clone();
     let mut guards: Vec<CacheMountGuard> = Vec::new();
     spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;

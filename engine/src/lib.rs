@@ -218,7 +218,8 @@ pub struct Entitlements {
 /// The network of a RUN step that does not say (`RUN --network=default`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The default: a network namespace of the step's own with outbound access only.
+    /// The default: a network namespace of the build's own, shared by its RUN steps, with
+    /// outbound access only.
     #[default]
     Default,
     /// No network: only `lo`.

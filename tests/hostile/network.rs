@@ -404,3 +404,48 @@ fn a_killed_build_leaves_no_network_stack() {
 fn a_killed_rootless_build_leaves_no_network_stack() {
     killed_build_leaves_no_network_stack(&BuildEnv::rootless());
 }
+
+/// The RUN steps of a build share one network namespace, and a `--network=none` step has its
+/// own; the namespace's stack ends with the build, whether it succeeds or fails.
+fn steps_share_the_builds_network(env: &BuildEnv) {
+    env.dockerfile(&format!(
+        "FROM {BASE} AS one\nRUN readlink /proc/self/ns/net > /ns\n\
+         FROM {BASE} AS two\nRUN readlink /proc/self/ns/net > /ns\n\
+         FROM one\nCOPY --from=two /ns /ns2\nRUN readlink /proc/self/ns/net > /ns3\n\
+         RUN --network=none readlink /proc/self/ns/net > /none\n"
+    ));
+    env.build(&["-t", "shared"]);
+    let seen = env.sh("shared", "cat /ns /ns2 /ns3 /none");
+    let ns: Vec<&str> = seen.lines().collect();
+    assert_eq!(ns.len(), 4, "{seen}");
+    assert!(ns[0].starts_with("net:["), "{seen}");
+    assert!(
+        ns[0] == ns[1] && ns[1] == ns[2],
+        "one namespace per build: {seen}"
+    );
+    assert_ne!(ns[3], ns[0], "--network=none has its own: {seen}");
+    let left = processes_holding(ns[0]);
+    assert!(left.is_empty(), "after the build: {left:?}");
+
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN readlink /proc/self/ns/net; exit 3\n"
+    ));
+    let failed = env.build_fails(&[]);
+    let at = failed.stderr.find("net:[").expect("the step's namespace");
+    let ns = failed.stderr[at..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    let left = processes_holding(ns);
+    assert!(left.is_empty(), "after the failed build: {left:?}");
+}
+
+#[test]
+fn a_builds_steps_share_one_network_namespace() {
+    steps_share_the_builds_network(&BuildEnv::new());
+}
+
+#[test]
+fn a_rootless_builds_steps_share_one_network_namespace() {
+    steps_share_the_builds_network(&BuildEnv::rootless());
+}
