@@ -65,8 +65,8 @@ pub struct BuildArgs {
     /// may be repeated.
     #[arg(long, value_name = "default|ID[=SOCKET]")]
     pub ssh: Vec<String>,
-    /// The network of RUN steps that do not say (`default`: a network namespace of each
-    /// step's own, with outbound access only; `host` needs `--allow network.host`).
+    /// The network of RUN steps that do not say (`default`: a network namespace of the
+    /// build's own, with outbound access only; `host` needs `--allow network.host`).
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
     pub network: NetworkArg,
     /// Grant an entitlement: `network.host` (RUN steps may use the host's network) or
@@ -179,7 +179,8 @@ pub enum ProgressArg {
 /// `--network`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// A network namespace of the step's own with outbound access only (as BuildKit's).
+    /// A network namespace of the build's own, shared by its RUN steps, with outbound access
+    /// only.
     Default,
     /// No network: only a loopback interface.
     None,

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -17,7 +18,9 @@ use rbuild_cache::Digest;
 use rbuild_cache::containers::{Containers, Record, State};
 use rbuild_executor::idmap::{IdMap, MappingKind};
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
-use rbuild_executor::sandbox::{self, CancelHandle, Command, Network, RunSpec, SandboxError};
+use rbuild_executor::sandbox::{
+    self, CancelHandle, Command, NetStack, Network, RunSpec, SandboxError,
+};
 use rbuild_executor::snapshot::{self, SnapshotterKind};
 
 use crate::cli::GlobalArgs;
@@ -244,6 +247,20 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         super::network::add_host(h)?;
     }
     let store = super::open_store(global)?;
+    let id_map = super::id_map(global, &store)?;
+    if id_map.kind == MappingKind::Single {
+        tracing::warn!(
+            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
+        );
+    }
+    // The network stack starts first: pasta configures the namespace while the image is
+    // found and the root prepared, and the command starts once it has.
+    let net_stack = match args.network {
+        NetworkArg::Default => Some(Arc::new(
+            NetStack::start(&id_map).context("cannot start the container's network")?,
+        )),
+        NetworkArg::Host | NetworkArg::None => None,
+    };
     let pull = |store: &rbuild_cache::Store| {
         super::pull::pull_image(
             global,
@@ -276,12 +293,6 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         .map(|v| parse_volume(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let id_map = super::id_map(global, &store)?;
-    if id_map.kind == MappingKind::Single {
-        tracing::warn!(
-            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
-        );
-    }
     let layers = rbuild_engine::snapshots::ensure_snapshots(
         &store,
         &config,
@@ -309,7 +320,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         pid: std::process::id(),
     };
     let dir = containers.create(&record)?;
-    let result = run_in(&dir, &layers, &process, args, mounts, &id_map);
+    let result = run_in(&dir, &layers, &process, args, mounts, &id_map, net_stack);
     let exit = match &result {
         Ok(code) => Some(*code),
         Err(e) => e
@@ -346,6 +357,7 @@ fn run_in(
     args: &RunArgs,
     mounts: Vec<ExtraMount>,
     id_map: &IdMap,
+    net_stack: Option<Arc<NetStack>>,
 ) -> anyhow::Result<i32> {
     let mut spec = RunSpec::new(Command::Exec(process.argv.clone()));
     spec.env = process.env.clone();
@@ -356,6 +368,7 @@ fn run_in(
         NetworkArg::Host => Network::Host,
         NetworkArg::None => Network::None,
     };
+    spec.net_stack = net_stack;
     spec.add_hosts = args
         .add_host
         .iter()
