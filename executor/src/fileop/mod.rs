@@ -67,8 +67,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use rbuild_compiler::instructions::Chmod;
-use rbuild_compiler::limits::{LimitError, Limits};
 use rbuild_pathmatch::ignore::{IgnoreError, Matcher};
+use rbuild_tarlimits::{LimitError, Limits};
 
 pub use source::{FileKind, HostDir, ImageFs, SourceFs, SourceMeta};
 
