@@ -370,35 +370,24 @@ impl<W: Write> LayerWriter<W> {
     }
 
     fn whiteout(&mut self, parent: &str, name: &str) -> Result<(), DiffError> {
-        let meta = Meta {
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-        };
-        let n = format!("{parent}.wh.{name}");
-        self.append(
-            n.as_bytes(),
-            tar::EntryType::Regular,
-            &meta,
-            0,
-            None,
-            None,
-            &[],
-            &mut io::empty(),
-        )
+        self.marker(&format!("{parent}.wh.{name}"))
     }
 
     fn opaque(&mut self, dir: &str) -> Result<(), DiffError> {
+        self.marker(&format!("{dir}.wh..wh..opq"))
+    }
+
+    /// An empty regular file owned by root with mode 0 and time 0: a whiteout or an opaque
+    /// marker.
+    fn marker(&mut self, name: &str) -> Result<(), DiffError> {
         let meta = Meta {
             mode: 0,
             uid: 0,
             gid: 0,
             mtime: 0,
         };
-        let n = format!("{dir}.wh..wh..opq");
         self.append(
-            n.as_bytes(),
+            name.as_bytes(),
             tar::EntryType::Regular,
             &meta,
             0,
