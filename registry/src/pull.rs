@@ -2,6 +2,7 @@
 //! the caller's sinks with digest verification, retries and `Range` resume.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageManifest};
@@ -11,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::blob::{BlobSink, BlobTarget};
-use crate::client::{Client, STALL_PROGRESS_BYTES, Scopes, status_error, transient_error};
+use crate::client::{Client, Host, STALL_PROGRESS_BYTES, Scopes, status_error, transient_error};
 use crate::error::RegistryError;
 use crate::platform::Platform;
 use crate::progress::ProgressEvent;
@@ -109,40 +110,42 @@ impl Client {
         &self,
         reference: &Reference,
     ) -> Result<Option<(Digest, String, u64)>, RegistryError> {
-        let host = self.host(reference.registry()).await?;
-        let url = manifest_url(&host, reference)?;
-        let resp = self
-            .send(
-                &host,
-                &Scopes::pull(reference.repository()),
-                Method::HEAD,
-                &url,
-                &format!("manifest {reference}"),
-                |r| Ok(r.header(ACCEPT, ACCEPT_MANIFESTS)),
-            )
-            .await?;
+        let (_, url, resp) = self.request_manifest(reference, Method::HEAD).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !resp.status().is_success() {
             return Err(status_error(Method::HEAD, &url, resp).await);
         }
-        let digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::from_str(v).ok());
+        let digest = header_digest(&resp).and_then(|v| Digest::from_str(&v).ok());
         let Some(digest) = digest else {
             return Ok(None);
         };
-        let media_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
-            .unwrap_or_default();
+        let media_type = header_media_type(&resp).unwrap_or_default();
         let size = resp.content_length().unwrap_or(0);
         Ok(Some((digest, media_type, size)))
+    }
+
+    /// Asks the registry for `reference`'s manifest (any manifest or index type rbuild reads)
+    /// with `method`; the manifest's URL and the answer, whatever its status.
+    async fn request_manifest(
+        &self,
+        reference: &Reference,
+        method: Method,
+    ) -> Result<(Arc<Host>, Url, reqwest::Response), RegistryError> {
+        let host = self.host(reference.registry()).await?;
+        let url = manifest_url(&host, reference)?;
+        let resp = self
+            .send(
+                &host,
+                &Scopes::pull(reference.repository()),
+                method,
+                &url,
+                &format!("manifest {reference}"),
+                |r| Ok(r.header(ACCEPT, ACCEPT_MANIFESTS)),
+            )
+            .await?;
+        Ok((host, url, resp))
     }
 
     /// Fetches a manifest or index, limited in size, verified against the reference's digest
@@ -151,20 +154,9 @@ impl Client {
         &self,
         reference: &Reference,
     ) -> Result<FetchedManifest, RegistryError> {
-        let host = self.host(reference.registry()).await?;
-        let url = manifest_url(&host, reference)?;
         let limit = self.inner.opts.max_manifest_size;
         let what = reference.to_string();
-        let resp = self
-            .send(
-                &host,
-                &Scopes::pull(reference.repository()),
-                Method::GET,
-                &url,
-                &format!("manifest {what}"),
-                |r| Ok(r.header(ACCEPT, ACCEPT_MANIFESTS)),
-            )
-            .await?;
+        let (host, url, resp) = self.request_manifest(reference, Method::GET).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::ManifestNotFound { reference: what });
         }
@@ -177,16 +169,8 @@ impl Client {
                 limit,
             });
         }
-        let header_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let header_digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header_type = header_media_type(&resp);
+        let header_digest = header_digest(&resp);
         let mut bytes = Vec::new();
         let mut body = resp.bytes_stream();
         let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
@@ -655,7 +639,19 @@ fn policy_delay(policy: &crate::client::RetryPolicy, attempt: u32) -> std::time:
         .min(policy.max_delay)
 }
 
-fn manifest_url(host: &crate::client::Host, reference: &Reference) -> Result<Url, RegistryError> {
+/// The media type an answer's `Content-Type` names, without parameters.
+fn header_media_type(resp: &reqwest::Response) -> Option<String> {
+    let v = resp.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(v.split(';').next().unwrap_or(v).trim().to_string())
+}
+
+/// The digest an answer's `Docker-Content-Digest` names, unparsed.
+fn header_digest(resp: &reqwest::Response) -> Option<String> {
+    let v = resp.headers().get("docker-content-digest")?.to_str().ok()?;
+    Some(v.to_string())
+}
+
+fn manifest_url(host: &Host, reference: &Reference) -> Result<Url, RegistryError> {
     host.url(&format!(
         "/v2/{}/manifests/{}",
         reference.repository(),
