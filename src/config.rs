@@ -44,7 +44,7 @@ impl ValueKind {
     fn describe(self) -> &'static str {
         match self {
             ValueKind::Path => "a path",
-            ValueKind::Size => "a size (bytes, or a number with K, M, G or T)",
+            ValueKind::Size => "a size (bytes, or a number with k, m, g, t or p: powers of 1024)",
             ValueKind::Count => "a whole number of at least 1",
             ValueKind::Seconds => "a whole number of seconds, at least 1",
             ValueKind::Compression => "one of \"uncompressed\", \"gzip\", \"zstd\"",
@@ -335,7 +335,7 @@ pub fn load(
 fn from_env(kind: ValueKind, text: &str) -> anyhow::Result<Value> {
     Ok(match kind {
         ValueKind::Path => Value::Path(PathBuf::from(text)),
-        ValueKind::Size => Value::Size(env::parse_size(text).context("not a size")?),
+        ValueKind::Size => Value::Size(env::parse_size(text)?),
         ValueKind::Count => Value::Count(parse_count(text).context("not a number of at least 1")?),
         ValueKind::Seconds => Value::Seconds(
             parse_count(text).context("not a number of seconds of at least 1")? as u64,
@@ -437,7 +437,7 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<&'static str, V
             }
             ValueKind::Size => match v {
                 toml::de::DeValue::String(s) => {
-                    Value::Size(env::parse_size(s).ok_or_else(|| bad(&format!("{s:?}")))?)
+                    Value::Size(env::parse_size(s).map_err(|_| bad(&format!("{s:?}")))?)
                 }
                 toml::de::DeValue::Integer(i) => Value::Size(
                     u64::from_str_radix(&i.as_str().replace('_', ""), i.radix())

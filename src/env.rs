@@ -42,17 +42,21 @@ pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 /// The home directory (`~/.local/share/rbuild` when `XDG_DATA_HOME` is unset).
 pub const HOME: &str = "HOME";
-/// The docker config directory (`config.json` with registry credentials); default `~/.docker`.
-pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
-/// A containers-auth.json file; when set, `login`/`logout` write it and pulls read it first.
-pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
+/// The docker config directory (`config.json` with registry credentials); default `~/.docker`
+/// (read by `rbuild_registry::credentials`).
+#[allow(dead_code)]
+pub const DOCKER_CONFIG: &str = rbuild_registry::credentials::ENV_DOCKER_CONFIG;
+/// A containers-auth.json file; when set, `login`/`logout` write it and pulls read it first
+/// (read by `rbuild_registry::credentials`).
+#[allow(dead_code)]
+pub const REGISTRY_AUTH_FILE: &str = rbuild_registry::credentials::ENV_REGISTRY_AUTH_FILE;
 /// `overlay` or `copy`: forces the snapshotter (read by `rbuild_executor::snapshot`).
 #[allow(dead_code)]
 pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
 /// The largest uncompressed size of one layer that any command reads (`run`, `load`,
 /// `report`, a build's outputs), of what a compressed archive (`load`, `import`, `report`,
 /// ADD) expands to, and of an archive `load` or `build -` reads from stdin (bytes, or with a
-/// `K`, `M`, `G` or `T` suffix, powers of 1024); default
+/// `k`, `m`, `g`, `t` or `p` unit, powers of 1024 as docker's `--shm-size` reads them); default
 /// [`DEFAULT_MAX_LAYER_BYTES`](rbuild_tarlimits::DEFAULT_MAX_LAYER_BYTES). Past it,
 /// the command stops with an error naming the layer or archive (gzip/zstd bombs). The other
 /// limits ([`crate::limits`]) are fixed.
@@ -65,11 +69,8 @@ pub const RBUILD_STALL_TIMEOUT: &str = "RBUILD_STALL_TIMEOUT";
 /// [`RBUILD_MAX_LAYER_SIZE`] from the environment, or its default.
 pub fn max_layer_size() -> anyhow::Result<u64> {
     match std::env::var(RBUILD_MAX_LAYER_SIZE) {
-        Ok(v) => parse_size(&v).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{RBUILD_MAX_LAYER_SIZE}={v:?} is not a size (bytes, or a number with K, M, G or T)"
-            )
-        }),
+        // `RBUILD_MAX_LAYER_SIZE="lots" is not a size (...)`
+        Ok(v) => parse_size(&v).map_err(|e| anyhow::anyhow!("{RBUILD_MAX_LAYER_SIZE}={e}")),
         Err(std::env::VarError::NotPresent) => Ok(rbuild_tarlimits::DEFAULT_MAX_LAYER_BYTES),
         Err(std::env::VarError::NotUnicode(_)) => {
             anyhow::bail!("{RBUILD_MAX_LAYER_SIZE} is not valid UTF-8")
@@ -77,36 +78,9 @@ pub fn max_layer_size() -> anyhow::Result<u64> {
     }
 }
 
-/// Parses `123`, `64K`, `1m`, `10GiB`, `2T` (powers of 1024) into bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().ok()?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size(" 1m "), Some(1 << 20));
-        assert_eq!(parse_size("10GiB"), Some(10 << 30));
-        assert_eq!(parse_size("2t"), Some(2 << 40));
-        for bad in ["", "K", "1.5G", "-1", "1X", "99999999999T"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
-    }
+/// Parses a size the way docker reads `--shm-size` and buildx `--keep-storage`: bytes, or
+/// a number with a `k`, `m`, `g`, `t` or `p` unit, every one a power of 1024 (`64m`, `1.5GB`,
+/// `10GiB`).
+pub fn parse_size(text: &str) -> Result<u64, rbuild_options::size::SizeError> {
+    rbuild_options::size::parse(text, rbuild_options::size::Rule::Binary)
 }

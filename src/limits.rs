@@ -66,7 +66,7 @@ fn crossed_layer_size(err: &anyhow::Error) -> bool {
 /// The hint for an error at the layer size limit: which variable sets it.
 pub fn layer_size_hint() -> Hint {
     Hint(format!(
-        "{} sets this limit (bytes, or a number with K, M, G or T)",
+        "{} sets this limit (bytes, or a number with k, m, g, t or p: powers of 1024)",
         env::RBUILD_MAX_LAYER_SIZE
     ))
 }

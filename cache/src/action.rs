@@ -50,12 +50,15 @@ pub enum ActionError {
 }
 
 /// A layer a step added.
+///
+/// The digests serialize as their `sha256:<hex>` text, as records written before they were
+/// typed hold them; a record whose digest is not one reads as a miss.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRecord {
-    /// `sha256:` digest of the blob.
-    pub digest: String,
-    /// `sha256:` digest of the uncompressed tar.
-    pub diff_id: String,
+    /// Digest of the blob.
+    pub digest: Digest,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
     /// Size of the blob.
     pub size: u64,
     /// Media type of the blob.
@@ -238,6 +241,34 @@ fn write_json<T: Serialize>(tmp: &Path, path: &Path, value: &T) -> Result<(), Ac
 mod tests {
     use super::*;
 
+    /// A record as stores written before the digests were typed hold it, byte for byte:
+    /// it reads, and writes back the same.
+    #[test]
+    fn records_of_earlier_stores_read_and_keep_their_format() {
+        let text = r#"{"schema":1,"layer":{"digest":"sha256:a3f6e8e8f2b2ea3e2a2a05cd4c5a7c22f4f8b1a2c1a5eb9f7e6a9d6a6b6c7d8e","diff_id":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":4,"media_type":"application/vnd.oci.image.layer.v1.tar+gzip"},"created":1,"description":"RUN true"}"#;
+        let record: CacheRecord = serde_json::from_str(text).unwrap();
+        let layer = record.layer.as_ref().unwrap();
+        assert_eq!(layer.diff_id, Digest::of(b""));
+        assert_eq!(
+            layer.digest.to_string(),
+            "sha256:a3f6e8e8f2b2ea3e2a2a05cd4c5a7c22f4f8b1a2c1a5eb9f7e6a9d6a6b6c7d8e"
+        );
+        assert_eq!(serde_json::to_string(&record).unwrap(), text);
+
+        // A record whose digest is not one is a miss, as a record that is not JSON.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ActionCache::open(dir.path()).unwrap();
+        let key = Digest::of(b"step");
+        cache.put(&key, &record).unwrap();
+        assert_eq!(cache.get(&key).unwrap(), Some(record));
+        fs::write(
+            cache.key_path(&key),
+            text.replace("sha256:a3f6", "sha256:../"),
+        )
+        .unwrap();
+        assert_eq!(cache.get(&key).unwrap(), None);
+    }
+
     #[test]
     fn records_round_trip_and_bad_records_are_misses() {
         let dir = tempfile::tempdir().unwrap();
@@ -247,8 +278,8 @@ mod tests {
         let record = CacheRecord {
             schema: SCHEMA,
             layer: Some(LayerRecord {
-                digest: format!("sha256:{}", Digest::of(b"blob").hex()),
-                diff_id: format!("sha256:{}", Digest::of(b"tar").hex()),
+                digest: Digest::of(b"blob"),
+                diff_id: Digest::of(b"tar"),
                 size: 4,
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             }),

@@ -11,8 +11,8 @@ use rbuild_tarlimits::{LimitError, Limits};
 use serde_json::json;
 
 use crate::blob::Expected;
-use crate::digest::{Digest, Hasher, HashingReader};
 use crate::store::{self, ANNOTATION_CONTAINERD_NAME, Store, StoreError, descriptor_digest};
+use rbuild_digest::{Digest, Hasher, HashingReader};
 
 /// Largest JSON document read from an archive.
 const MAX_DOCUMENT: u64 = 64 << 20;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::digest::{Digest, Hasher};
 use crate::fsutil;
+use rbuild_digest::{Digest, Hasher};
 
 /// Why a blob was not stored.
 #[derive(Debug, thiserror::Error)]

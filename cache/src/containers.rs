@@ -120,15 +120,12 @@ impl Containers {
 
     /// Rewrites a container's record atomically.
     pub fn save(&self, record: &Record) -> Result<(), ContainersError> {
-        let dir = self.path(&record.id);
-        let tmp = dir.join(format!("{RECORD}.tmp"));
-        let dest = dir.join(RECORD);
+        let dest = self.path(&record.id).join(RECORD);
         let bytes = serde_json::to_vec_pretty(record).map_err(|source| ContainersError::Parse {
             path: dest.clone(),
             source,
         })?;
-        std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))
+        crate::atomic::write(&dest, None, None, &bytes).map_err(io_err(&dest))
     }
 
     /// All containers with a readable record, oldest first.

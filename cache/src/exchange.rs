@@ -147,6 +147,15 @@ pub struct CacheConfig {
     pub records: BTreeMap<String, ExportedRecord>,
 }
 
+/// A [`CacheConfig`] whose records are not decoded yet.
+#[derive(Deserialize)]
+struct RawCacheConfig {
+    schema: u32,
+    #[serde(rename = "keySchema")]
+    key_schema: u32,
+    records: BTreeMap<String, serde_json::Value>,
+}
+
 #[derive(Deserialize)]
 struct ManifestView {
     config: BlobRef,
@@ -211,11 +220,30 @@ impl CacheConfig {
                 size: config.len() as u64,
             });
         }
-        let mut parsed: CacheConfig =
+        // Records are decoded one by one, so that one malformed record (a digest that is no
+        // digest) drops that record, not the whole cache.
+        let raw: RawCacheConfig =
             serde_json::from_slice(config).map_err(|source| ExchangeError::Config {
                 digest: digest.clone(),
                 source,
             })?;
+        let mut undecodable = 0;
+        let mut parsed = CacheConfig {
+            schema: raw.schema,
+            key_schema: raw.key_schema,
+            records: BTreeMap::new(),
+        };
+        for (key, value) in raw.records {
+            match serde_json::from_value::<ExportedRecord>(value) {
+                Ok(record) => {
+                    parsed.records.insert(key, record);
+                }
+                Err(e) => {
+                    tracing::debug!("cache config {digest}: record {key} dropped ({e})");
+                    undecodable += 1;
+                }
+            }
+        }
         if parsed.schema != EXCHANGE_SCHEMA {
             return Err(ExchangeError::Schema {
                 digest,
@@ -228,7 +256,7 @@ impl CacheConfig {
                 "cache config {digest} has key schema {}, not {SCHEMA}",
                 parsed.key_schema
             );
-            let n = parsed.records.len();
+            let n = undecodable + parsed.records.len();
             parsed.records.clear();
             return Ok((parsed, n));
         }
@@ -255,7 +283,7 @@ impl CacheConfig {
             }
             ok
         });
-        let dropped = before - parsed.records.len();
+        let dropped = undecodable + before - parsed.records.len();
         Ok((parsed, dropped))
     }
 }
@@ -287,10 +315,10 @@ pub fn is_uncompressed(media_type: &str) -> bool {
 }
 
 fn sound_layer(l: &ExportedLayer) -> bool {
-    let digests_ok = [&l.local.digest, &l.local.diff_id, &l.blob.digest]
-        .iter()
-        .all(|d| d.parse::<Digest>().is_ok());
-    let same_tar = if l.blob.digest == l.local.digest {
+    let Ok(blob) = l.blob.digest.parse::<Digest>() else {
+        return false;
+    };
+    if blob == l.local.digest {
         // Exported as the store holds it.
         l.blob.size == l.local.size
     } else {
@@ -298,8 +326,7 @@ fn sound_layer(l: &ExportedLayer) -> bool {
         is_uncompressed(&l.local.media_type)
             && l.local.digest == l.local.diff_id
             && !is_uncompressed(&l.blob.media_type)
-    };
-    digests_ok && same_tar
+    }
 }
 
 #[cfg(test)]
@@ -310,8 +337,12 @@ mod tests {
         Digest::of(s.as_bytes()).to_string()
     }
 
+    fn digest(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
     fn config_and_manifest() -> (CacheConfig, Vec<u8>) {
-        let tar = d("tar");
+        let tar = digest("tar");
         let gz = BlobRef {
             digest: d("gz"),
             size: 10,
@@ -323,7 +354,7 @@ mod tests {
             ExportedRecord {
                 layer: Some(ExportedLayer {
                     local: LayerRecord {
-                        digest: tar.clone(),
+                        digest: tar,
                         diff_id: tar,
                         size: 100,
                         media_type: "application/vnd.oci.image.layer.v1.tar".into(),
@@ -375,14 +406,14 @@ mod tests {
         config.records.insert(d("key3"), bad);
         // An uncompressed layer whose digest is not its diff_id.
         let mut bad = config.records[&d("key1")].clone();
-        bad.layer.as_mut().unwrap().local.diff_id = d("other tar");
+        bad.layer.as_mut().unwrap().local.diff_id = digest("other tar");
         config.records.insert(d("key4"), bad);
         // An uncompressed layer exported as it is (compression=uncompressed): kept, when the
         // manifest lists it.
         let mut plain = config.records[&d("key1")].clone();
         let l = plain.layer.as_mut().unwrap();
         l.blob = BlobRef {
-            digest: l.local.digest.clone(),
+            digest: l.local.digest.to_string(),
             size: l.local.size,
             media_type: l.local.media_type.clone(),
         };
@@ -391,10 +422,17 @@ mod tests {
         config
             .records
             .insert("../../etc".into(), config.records[&d("key2")].clone());
-        let (parsed, dropped) = CacheConfig::parse(&manifest, &config.to_bytes()).unwrap();
+        // A layer whose digest is no digest: that record is dropped, not the whole config.
+        let mut doc = serde_json::to_value(&config).unwrap();
+        let mut broken = doc["records"][d("key1")].clone();
+        broken["layer"]["local"]["digest"] = "sha256:../../etc/passwd".into();
+        doc["records"][d("key6")] = broken;
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let (parsed, dropped) = CacheConfig::parse(&manifest, &bytes).unwrap();
         // key5's blob is not in this manifest.
-        assert_eq!(dropped, 4);
+        assert_eq!(dropped, 5);
         assert_eq!(parsed.records.len(), 2);
+        assert!(!parsed.records.contains_key(&d("key6")));
         let mut with_plain: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
         with_plain["layers"].as_array_mut().unwrap().push(
             serde_json::to_value(&config.records[&d("key5")].layer.as_ref().unwrap().blob).unwrap(),

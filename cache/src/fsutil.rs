@@ -1,7 +1,7 @@
 //! Small file-system helpers: locked temp files, atomic replacement, directory fsync.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -51,22 +51,12 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Replaces `dest` with `bytes` atomically: temp file in `tmp_dir` (same file system), fsync,
-/// rename, fsync of the destination directory. `dest` is listed in this process's lease
-/// before the rename ([`crate::gc::record_use`]).
+/// Replaces `dest` with `bytes` atomically in the store: temp file in `tmp_dir` (same file
+/// system), fsync, rename, fsync of the destination directory ([`crate::atomic`]). `dest` is
+/// listed in this process's lease first ([`crate::gc::record_use`]).
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
-    let (path, mut file) = create_temp(tmp_dir, "file")?;
-    let result = (|| {
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        crate::gc::record_use(dest);
-        std::fs::rename(&path, dest)?;
-        sync_dir(dest.parent().unwrap_or(Path::new(".")))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&path);
-    }
-    result
+    crate::gc::record_use(dest);
+    crate::atomic::write(dest, Some(tmp_dir), None, bytes)
 }
 
 /// Removes leftovers of killed processes from `tmp_dir`: temp files no process holds locked

@@ -13,9 +13,9 @@ use rbuild_compress::{Compression, Decoder};
 use rbuild_tarlimits::{LimitError, Limits};
 use serde_json::json;
 
-use crate::digest::Digest;
 use crate::layer::{self, LayerError, LayerWriter, TarOptions};
 use crate::store::{Store, StoreError};
+use rbuild_digest::Digest;
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,8 @@ use rbuild_compress::ParallelGzip;
 use tar::{EntryType, Header};
 
 use crate::blob::BlobWriter;
-use crate::digest::{Digest, HashingWriter};
 use crate::store::{Store, StoreError};
+use rbuild_digest::{Digest, HashingWriter};
 
 /// Why a directory could not be turned into a tarball.
 #[derive(Debug, thiserror::Error)]

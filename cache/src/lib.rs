@@ -21,10 +21,10 @@
 
 pub mod action;
 pub mod archive;
+pub mod atomic;
 mod blob;
 pub mod containers;
 pub mod context;
-mod digest;
 pub mod exchange;
 mod fsutil;
 pub mod gc;
@@ -32,11 +32,12 @@ pub mod import;
 pub mod layer;
 pub mod mounts;
 pub mod snapshots;
+pub mod sources;
 mod store;
 pub mod variants;
 
 pub use blob::{BlobError, BlobWriter, Committed, Expected};
-pub use digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use rbuild_digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use store::{
     ANNOTATION_CONTAINERD_NAME, ImageRef, MAX_DOCUMENT_SIZE, MAX_INDEX_DEPTH, Removed, Store,
     StoreError, descriptor_digest, is_index, is_manifest, ref_name, validate_name,

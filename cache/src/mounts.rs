@@ -287,9 +287,7 @@ impl CacheMounts {
         }
         let id_path = self.dir.join(format!("{hex}.id"));
         if !id_path.exists() {
-            let id_tmp = self.dir.join(format!("{hex}.id.tmp"));
-            std::fs::write(&id_tmp, id.as_bytes()).map_err(io_err(&id_tmp))?;
-            std::fs::rename(&id_tmp, &id_path).map_err(io_err(&id_path))?;
+            crate::atomic::write(&id_path, None, None, id.as_bytes()).map_err(io_err(&id_path))?;
         }
         File::open(&self.dir)
             .and_then(|d| d.sync_all())

@@ -12,8 +12,8 @@ use oci_spec::image::{
 use rustix::fs::{FlockOperation, flock};
 
 use crate::blob::{BlobError, BlobWriter, Committed, Expected};
-use crate::digest::{Digest, DigestError};
 use crate::fsutil;
+use rbuild_digest::{Digest, DigestError};
 
 /// The `oci-layout` file's content.
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -191,15 +191,6 @@ pub(crate) fn shown(word: &str) -> String {
     format!("{:?}... ({} bytes)", &word[..cut], word.len())
 }
 
-/// A size for people: `1 MiB`, `64 KiB`, else bytes.
-pub(crate) fn human_size(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
-        n => format!("{n} bytes"),
-    }
-}
-
 /// An expansion failed. Each variant names the word being expanded; the text reads like
 /// BuildKit's (`failed to process "<word>": <problem>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -281,7 +272,7 @@ pub enum ShellError {
     #[error(
         "failed to process {}: expanding ${name} makes the word more than {} longer than written",
         shown(word),
-        human_size(*limit as u64)
+        rbuild_options::size::limit(*limit as u64)
     )]
     TooLong {
         /// The word being expanded.

@@ -68,6 +68,17 @@ pub enum BaseError {
         #[source]
         source: serde_json::Error,
     },
+    /// A diff id of the image's config is not a sha256 digest.
+    #[error("the config {digest} of {image} has a bad diff id")]
+    BadDiffId {
+        /// The image.
+        image: String,
+        /// Its config.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: rbuild_cache::DigestError,
+    },
     /// The manifest and the config disagree on the number of layers.
     #[error("{image}: the manifest lists {layers} layers but the config {diff_ids} diff ids")]
     LayerCount {
@@ -321,14 +332,21 @@ fn resolve_one(
             digest: config_digest,
             source,
         })?;
-    let diff_ids: Vec<String> = config_json
+    let diff_ids: Vec<rbuild_cache::Digest> = config_json
         .pointer("/rootfs/diff_ids")
         .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
+                .filter_map(|d| d.as_str())
+                .map(str::parse)
                 .collect()
         })
+        .transpose()
+        .map_err(|source| BaseError::BadDiffId {
+            image: name.clone(),
+            digest: config_digest,
+            source,
+        })?
         .unwrap_or_default();
     if diff_ids.len() != manifest.layers().len() {
         return Err(Failure::Other(BaseError::LayerCount {
@@ -341,13 +359,15 @@ fn resolve_one(
         .layers()
         .iter()
         .zip(diff_ids)
-        .map(|(l, diff_id)| LayerRecord {
-            digest: l.digest().to_string(),
-            diff_id,
-            size: l.size(),
-            media_type: l.media_type().to_string(),
+        .map(|(l, diff_id)| {
+            Ok(LayerRecord {
+                digest: rbuild_cache::descriptor_digest(l)?,
+                diff_id,
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+            })
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     Ok(Base {
         name,
         manifest_descriptor,

@@ -83,8 +83,7 @@ impl Error {
 
 /// The hint for an error at the layer size limit: the variable of the `rbuild` command that
 /// sets [`crate::BuildRequest::limits`]'s layer size.
-pub const LAYER_SIZE_HINT: &str =
-    "RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with K, M, G or T)";
+pub const LAYER_SIZE_HINT: &str = "RBUILD_MAX_LAYER_SIZE sets this limit (bytes, or a number with k, m, g, t or p: powers of 1024)";
 
 /// The hint `err` itself carries, if it is an error of this crate that has one (its causes
 /// are not looked at: walk the chain with `source()` and ask each). A boxed source (`Box<E>`)

@@ -56,6 +56,15 @@ pub enum ExecError {
     /// The layer cannot be written.
     #[error("cannot write the layer")]
     Flush(#[source] std::io::Error),
+    /// The diff id the layer writer computed is not a sha256 digest.
+    #[error("the diff id of layer {layer} is not a digest")]
+    BadDiffId {
+        /// The layer.
+        layer: rbuild_cache::Digest,
+        /// Why.
+        #[source]
+        source: rbuild_cache::DigestError,
+    },
     /// The layer's digest is not what was written.
     #[error("the layer was written as {written} but stored as {stored}")]
     DigestMismatch {
@@ -348,11 +357,14 @@ pub fn store_layer<E: From<ExecError>>(
     };
     writer.flush().map_err(ExecError::Flush)?;
     let committed = writer.commit().map_err(ExecError::from)?;
-    let mut info = info;
     if info.digest.is_empty() {
         // Uncompressed and hashed by the blob writer alone (DiffOptions::sink_hashes).
-        info.digest = committed.digest.to_string();
-        info.diff_id = committed.digest.to_string();
+        return Ok(Some(LayerRecord {
+            digest: committed.digest,
+            diff_id: committed.digest,
+            size: info.size,
+            media_type: info.media_type.to_string(),
+        }));
     }
     if committed.digest.to_string() != info.digest {
         return Err(ExecError::DigestMismatch {
@@ -361,9 +373,16 @@ pub fn store_layer<E: From<ExecError>>(
         }
         .into());
     }
+    let diff_id = info
+        .diff_id
+        .parse()
+        .map_err(|source| ExecError::BadDiffId {
+            layer: committed.digest,
+            source,
+        })?;
     Ok(Some(LayerRecord {
-        digest: info.digest,
-        diff_id: info.diff_id,
+        digest: committed.digest,
+        diff_id,
         size: info.size,
         media_type: info.media_type.to_string(),
     }))
@@ -470,13 +489,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
 
 /// Publishes an overlay upper dir as the snapshot of the layer it was diffed into.
 fn publish_upper(settings: &BuildRequest, upper: &Path, layer: &LayerRecord) {
-    let Some(diff_id) = layer
-        .diff_id
-        .strip_prefix("sha256:")
-        .and_then(|h| rbuild_cache::Digest::from_hex(h).ok())
-    else {
-        return;
-    };
+    let diff_id = layer.diff_id;
     let Ok(snapshots) = Snapshots::open(settings.store.root()) else {
         return;
     };

@@ -283,7 +283,7 @@ pub fn assemble(
     }
     obj.insert(
         "rootfs".into(),
-        json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
+        json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id).collect::<Vec<_>>()}),
     );
     obj.insert("history".into(), Value::Array(history));
 

@@ -1,8 +1,9 @@
 //! Store maintenance after a build: the automatic prune of `gc.threshold`.
 
 use rbuild_cache::Store;
-use rbuild_cache::gc::{self, PruneOptions, human_size};
+use rbuild_cache::gc::{self, PruneOptions};
 use rbuild_executor::idmap::IdMap;
+use rbuild_options::size::human as human_size;
 
 /// When a build prunes the store after it is done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use rbuild_registry::{Client, Platform, PullOptions};
 
 use crate::names::NameError;
 use crate::registry::{RegistryConfig, RuntimeError, runtime};
-use crate::transfer::{StoreBlobs, record_source};
+use crate::transfer::StoreBlobs;
 
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +166,7 @@ pub fn pull_image_with(
             .as_ref()
             .and_then(|i| rbuild_cache::Digest::try_from(&i.digest).ok()),
     ) {
-        if let Err(e) = record_source(store, &digest, &reference) {
+        if let Err(e) = store.record_source(&digest, &reference.name()) {
             tracing::debug!(
                 "cannot record where {digest} came from: {}",
                 crate::error::chain_text(&e)

@@ -53,13 +53,15 @@ use rbuild_registry::error::RegistryError;
 /// A `--cache-from` or `--cache-to` value that is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheFlagError {
-    /// A double quote is not closed.
-    #[error("invalid {flag} {text:?}: unterminated quote")]
-    Quote {
+    /// The value is not one CSV record (a misplaced or unclosed quote).
+    #[error("invalid {flag} {text:?}: {problem}")]
+    Csv {
         /// The flag.
         flag: &'static str,
         /// Its value.
         text: String,
+        /// Which field, and what is wrong with it.
+        problem: rbuild_options::csv::CsvError,
     },
     /// A field is not `KEY=VALUE`.
     #[error("invalid {flag} {text:?}: {field:?} is not KEY=VALUE")]
@@ -445,26 +447,23 @@ pub enum ExportTarget {
     Inline(String),
 }
 
-/// Splits `key=value,key=value` (values may be double-quoted to hold commas).
+/// Splits `key=value,key=value`: one CSV record, as buildx reads it (a field in double
+/// quotes may hold commas: `"dest=/a,b"`).
 fn csv_pairs(flag: &'static str, text: &str) -> Result<Vec<(String, String)>, CacheFlagError> {
-    if text.matches('"').count() % 2 == 1 {
-        return Err(CacheFlagError::Quote {
+    rbuild_options::csv::pairs(text)
+        .map_err(|problem| CacheFlagError::Csv {
             flag,
             text: text.to_string(),
-        });
-    }
-    super::output::csv_fields(text)
+            problem,
+        })?
         .into_iter()
-        .filter(|f| !f.trim().is_empty())
-        .map(|f| {
-            let (k, v) = f
-                .split_once('=')
-                .ok_or_else(|| CacheFlagError::NotKeyValue {
-                    flag,
-                    text: text.to_string(),
-                    field: f.clone(),
-                })?;
-            Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .map(|(k, v)| {
+            let v = v.ok_or_else(|| CacheFlagError::NotKeyValue {
+                flag,
+                text: text.to_string(),
+                field: k.clone(),
+            })?;
+            Ok((k, v.trim().to_string()))
         })
         .collect()
 }
@@ -711,15 +710,15 @@ pub struct FetchFailed {
 pub struct RemoteCache {
     records: HashMap<Digest, (usize, ExportedRecord)>,
     /// Local layer digest -> (source, layer) for fetching.
-    layers: HashMap<String, (usize, ExportedLayer)>,
+    layers: HashMap<Digest, (usize, ExportedLayer)>,
     sources: Vec<Source>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Local layer digest -> the keys of the records naming it.
-    by_layer: HashMap<String, Vec<Digest>>,
+    by_layer: HashMap<Digest, Vec<Digest>>,
     /// A lock per layer being fetched, so two steps needing a layer fetch it once.
-    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     /// Local layer digests whose fetch failed: records naming them are no longer offered.
-    bad: Mutex<std::collections::HashSet<String>>,
+    bad: Mutex<std::collections::HashSet<Digest>>,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -869,14 +868,14 @@ impl RemoteCache {
             n += 1;
             if let Some(layer) = &record.layer {
                 self.layers
-                    .entry(layer.local.digest.clone())
+                    .entry(layer.local.digest)
                     .or_insert_with(|| (index, layer.clone()));
             }
             // The first --cache-from that has a key wins.
             if let std::collections::hash_map::Entry::Vacant(v) = self.records.entry(key) {
                 if let Some(layer) = &record.layer {
                     self.by_layer
-                        .entry(layer.local.digest.clone())
+                        .entry(layer.local.digest)
                         .or_default()
                         .push(key);
                 }
@@ -903,7 +902,7 @@ impl RemoteCache {
 
     /// The registry repository and artifact blob an imported layer (by local digest) can
     /// be read from, when it came from a registry.
-    fn registry_blob(&self, local_digest: &str) -> Option<(&Reference, BlobRef)> {
+    fn registry_blob(&self, local_digest: &Digest) -> Option<(&Reference, BlobRef)> {
         let (source, layer) = self.layers.get(local_digest)?;
         match &self.sources[*source] {
             Source::Registry { reference, .. } => Some((reference, layer.blob.clone())),
@@ -924,7 +923,7 @@ impl RemoteCache {
                     && manifest
                         .layers()
                         .iter()
-                        .any(|m| m.digest().to_string() == l.local.digest)
+                        .any(|m| m.digest().as_ref() == l.local.digest.to_string())
             })
         };
         let found = self.sources.iter().enumerate().find_map(|(i, s)| match s {
@@ -933,7 +932,7 @@ impl RemoteCache {
         });
         if let (Some(reference), Ok(digest)) =
             (found, rbuild_cache::descriptor_digest(&manifest_desc))
-            && let Err(e) = crate::transfer::record_source(store, &digest, reference)
+            && let Err(e) = store.record_source(&digest, &reference.name())
         {
             tracing::debug!(
                 "cannot record where {digest} came from: {}",
@@ -948,12 +947,10 @@ impl RemoteCache {
         let Some((_, record)) = self.records.get(key) else {
             return;
         };
-        let present = record.layer.as_ref().is_none_or(|l| {
-            l.local
-                .digest
-                .parse::<Digest>()
-                .is_ok_and(|d| store.has_blob(&d))
-        });
+        let present = record
+            .layer
+            .as_ref()
+            .is_none_or(|l| store.has_blob(&l.local.digest));
         if present && let Err(e) = cache.put(key, &record.to_record()) {
             tracing::debug!("cannot record imported {key}: {e}");
         }
@@ -970,10 +967,7 @@ impl RemoteCache {
     ) -> Result<(), CacheImportError> {
         let mut missing: Vec<&LayerRecord> = Vec::new();
         for layer in layers {
-            let local = layer
-                .digest
-                .parse::<Digest>()
-                .is_ok_and(|d| store.has_blob(&d));
+            let local = store.has_blob(&layer.digest);
             if !local
                 && self.layers.contains_key(&layer.digest)
                 && !missing.iter().any(|m| m.digest == layer.digest)
@@ -1019,7 +1013,7 @@ impl RemoteCache {
         cache: &ActionCache,
         layer: &LayerRecord,
     ) -> Result<(), CacheImportError> {
-        let digest: Digest = layer.digest.parse()?;
+        let digest = layer.digest;
         let Some((source, exported)) = self.layers.get(&layer.digest) else {
             return Ok(());
         };
@@ -1028,7 +1022,7 @@ impl RemoteCache {
             .fetching
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(layer.digest.clone())
+            .entry(digest)
             .or_default()
             .clone();
         let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -1041,7 +1035,7 @@ impl RemoteCache {
             self.bad
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(layer.digest.clone());
+                .insert(digest);
             return Err(FetchFailed {
                 blob: exported.blob.digest.clone(),
                 source_name: source.name(),
@@ -1068,8 +1062,8 @@ impl RemoteCache {
         source: &Source,
         layer: &ExportedLayer,
     ) -> Result<(), CacheImportError> {
-        let local_digest: Digest = layer.local.digest.parse()?;
-        let sink: Box<dyn BlobSink> = if layer.blob.digest != layer.local.digest {
+        let local_digest = layer.local.digest;
+        let sink: Box<dyn BlobSink> = if layer.blob.digest != local_digest.to_string() {
             Box::new(GunzipSink::new(
                 store.clone(),
                 Expected {
@@ -1416,19 +1410,19 @@ fn export_one(
         ExportTarget::Registry(r) => Some(crate::names::parse_reference(r)?),
         _ => None,
     };
-    let mut reused: HashMap<String, BlobRef> = HashMap::new();
+    let mut reused: HashMap<Digest, BlobRef> = HashMap::new();
     let mut mount_from = None;
     if let Some(remote) = remote {
         let cache = ActionCache::open(store.root())?;
         let mut fetch = Vec::new();
         for l in steps.iter().filter_map(|(_, r)| r.layer.as_ref()) {
-            let local = l.digest.parse::<Digest>().is_ok_and(|d| store.has_blob(&d));
+            let local = store.has_blob(&l.digest);
             match (local, &dest_registry, remote.registry_blob(&l.digest)) {
                 (false, Some(dest), Some((from, blob))) if from.registry() == dest.registry() => {
                     if from.repository() != dest.repository() {
                         mount_from.get_or_insert_with(|| from.repository().to_string());
                     }
-                    reused.insert(l.digest.clone(), blob);
+                    reused.insert(l.digest, blob);
                 }
                 _ => fetch.push(l.clone()),
             }
@@ -1441,7 +1435,7 @@ fn export_one(
         let layer = match &record.layer {
             None => None,
             Some(l) => {
-                let digest: Digest = l.digest.parse()?;
+                let digest = l.digest;
                 let uncompressed = rbuild_compress::Compression::from_media_type(&l.media_type)
                     == Some(rbuild_compress::Compression::None);
                 let blob = match (spec.compression, uncompressed) {
@@ -1460,7 +1454,7 @@ fn export_one(
                         }
                     }
                     _ => BlobRef {
-                        digest: l.digest.clone(),
+                        digest: l.digest.to_string(),
                         size: l.size,
                         media_type: l.media_type.clone(),
                     },
@@ -1669,7 +1663,7 @@ mod tests {
             }
         );
         let e = parse_cache_to(
-            "type=local,dest=\"/tmp/a,b\",compression=uncompressed,ignore-error=true",
+            "type=local,\"dest=/tmp/a,b\",compression=uncompressed,ignore-error=true",
         )
         .unwrap();
         assert_eq!(e.target, ExportTarget::Local("/tmp/a,b".into()));
@@ -1694,6 +1688,9 @@ mod tests {
                 "type=registry,ref=UPPER/Case",
                 "--cache-to ref=\"UPPER/Case\"",
             ),
+            // A quote inside a field: buildx refuses it too.
+            ("type=local,dest=\"/tmp/a,b\"", "field 2 (\"dest=\\\"\")"),
+            ("type=local,\"dest=/tmp/a", "field 2"),
         ] {
             let e = parse_cache_to(bad).unwrap_err();
             assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");

@@ -79,7 +79,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Parses `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`. `id=ID` alone reads the
+/// Parses `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, one CSV record as buildx
+/// reads it (`id=a,"src=x,y"` for a path with a comma). `id=ID` alone reads the
 /// environment variable `ID` when it is set, else the file `ID`, as buildx does.
 pub fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, Secret>, SecretError> {
     let mut out = BTreeMap::new();
@@ -88,12 +89,14 @@ pub fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, Secret>, Secre
         let mut src = None;
         let mut env = None;
         let mut kind = None;
-        for field in spec.split(',') {
-            let (k, v) = field.split_once('=').unwrap_or((field, ""));
-            match k.trim().to_ascii_lowercase().as_str() {
-                "id" => id = Some(v.to_string()),
-                "src" | "source" => src = Some(v.to_string()),
-                "env" => env = Some(v.to_string()),
+        let pairs = rbuild_options::csv::pairs(spec)
+            .map_err(|e| invalid("--secret", spec, e.to_string()))?;
+        for (k, v) in pairs {
+            let v = v.unwrap_or_default();
+            match k.as_str() {
+                "id" => id = Some(v),
+                "src" | "source" => src = Some(v),
+                "env" => env = Some(v),
                 "type" => kind = Some(v.to_ascii_lowercase()),
                 other => {
                     return Err(invalid("--secret", spec, format!("unknown key {other:?}")));

@@ -22,13 +22,7 @@ pub enum SnapshotError {
         /// Diff ids of the config.
         diff_ids: usize,
     },
-    /// A diff id is not a sha256 digest.
-    #[error("diff id {diff_id} is not a sha256 digest")]
-    NotSha256 {
-        /// The diff id.
-        diff_id: String,
-    },
-    /// A diff id or layer digest does not parse.
+    /// A diff id of the image's config does not parse.
     #[error("bad {what} {digest}")]
     BadDigest {
         /// `diff id` or `layer digest`.
@@ -77,7 +71,7 @@ pub enum SnapshotError {
         /// The digest of what it unpacked.
         actual: Digest,
         /// What its config says.
-        diff_id: String,
+        diff_id: Digest,
     },
 }
 
@@ -113,13 +107,21 @@ pub fn ensure_snapshots(
         .layers()
         .iter()
         .zip(diff_ids)
-        .map(|(l, diff_id)| LayerRecord {
-            digest: l.digest().to_string(),
-            diff_id: diff_id.clone(),
-            size: l.size(),
-            media_type: l.media_type().to_string(),
+        .map(|(l, diff_id)| {
+            Ok(LayerRecord {
+                digest: rbuild_cache::descriptor_digest(l)?,
+                diff_id: diff_id
+                    .parse::<Digest>()
+                    .map_err(|source| SnapshotError::BadDigest {
+                        what: "diff id",
+                        digest: diff_id.clone(),
+                        source,
+                    })?,
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+            })
         })
-        .collect();
+        .collect::<Result<_, SnapshotError>>()?;
     ensure_layer_snapshots(store, &layers, id_map, limits)
 }
 
@@ -134,16 +136,7 @@ pub fn ensure_layer_snapshots(
     let mut out = Vec::with_capacity(layers.len());
     for layer in layers {
         let diff_id = &layer.diff_id;
-        let hex = diff_id
-            .strip_prefix("sha256:")
-            .ok_or_else(|| SnapshotError::NotSha256 {
-                diff_id: diff_id.clone(),
-            })?;
-        let d = Digest::from_hex(hex).map_err(|source| SnapshotError::BadDigest {
-            what: "diff id",
-            digest: diff_id.clone(),
-            source,
-        })?;
+        let d = layer.diff_id;
         // Found and marked used under the gc lock, so a prune cannot take it away before
         // it is mounted (see rbuild_cache::gc).
         let in_use = || -> Result<Option<PathBuf>, SnapshotError> {
@@ -190,14 +183,7 @@ fn unpack_into(
 ) -> Result<(), SnapshotError> {
     let started = std::time::Instant::now();
     let diff_id = &layer.diff_id;
-    let blob: Digest = layer
-        .digest
-        .parse()
-        .map_err(|source| SnapshotError::BadDigest {
-            what: "layer digest",
-            digest: layer.digest.clone(),
-            source,
-        })?;
+    let blob = layer.digest;
     let file = store.open_blob(&blob)?;
     let tar = rbuild_compress::decompress(file, Some(&layer.media_type)).map_err(|source| {
         SnapshotError::Read {
@@ -210,7 +196,7 @@ fn unpack_into(
     let mut tar = limits.reader(tar);
     // Check the uncompressed bytes against the diff id while they stream by.
     let mut hashing = rbuild_cache::HashingReader::new(&mut tar);
-    let mut opts = UnpackOptions::new(diff_id);
+    let mut opts = UnpackOptions::new(diff_id.to_string());
     opts.ignore_chown_errors = id_map.kind == MappingKind::Single;
     opts.limits = *limits;
     let unpacked = sandbox::unpack_layer(&mut hashing, temp, &opts, id_map);
@@ -236,7 +222,7 @@ fn unpack_into(
         return Err(SnapshotError::DiffId {
             layer: blob,
             actual,
-            diff_id: diff_id.clone(),
+            diff_id: *diff_id,
         });
     }
     tracing::debug!(

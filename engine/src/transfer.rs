@@ -4,19 +4,12 @@
 //! The cache crate never touches the network and the registry crate never touches disk; this
 //! module is where the two meet.
 //!
-//! # Where pulled images came from: `ROOT/sources-v1/`
-//!
-//! A pull records, for the manifest it stored (and the index, if the tag named one), the
-//! repository it came from: `ROOT/sources-v1/<manifest hex>` holds one line,
-//! `REGISTRY/REPOSITORY` (e.g. `127.0.0.1:5000/library/busybox`). A push of that manifest to
-//! another repository of the same registry asks the registry to mount the blobs from there
-//! (`POST /v2/DEST/blobs/uploads/?mount=DIGEST&from=REPOSITORY`) instead of uploading them.
-//! The file is written atomically (temp file in `ROOT/tmp`, fsync, rename); a missing or
-//! unreadable one only means the blobs are uploaded.
+//! Where pulled images came from (`rbuild_cache::sources`) lets a push to another repository
+//! of the same registry mount the blobs (`POST /v2/DEST/blobs/uploads/?mount=DIGEST&from=REPO`)
+//! instead of uploading them.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rbuild_cache::variants::Variant;
@@ -24,9 +17,6 @@ use rbuild_cache::{BlobWriter, Digest, Expected, Store};
 use rbuild_registry::{BlobSink, BlobSource, BlobTarget, Descriptor, Reference};
 
 use crate::output::Conversion;
-
-/// The side folder of pull sources (see the module docs).
-pub const SOURCES_DIR: &str = "sources-v1";
 
 /// The store as a pull target and a push source.
 #[derive(Debug, Clone)]
@@ -171,80 +161,10 @@ impl BlobSink for StoreSink {
     }
 }
 
-/// Why where a manifest came from could not be recorded.
-#[derive(Debug, thiserror::Error)]
-pub enum TransferError {
-    /// A directory of the store could not be made.
-    #[error("cannot create {}", path.display())]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// A temp file could not be made in the store.
-    #[error("cannot create a temp file in {}", dir.display())]
-    TempFile {
-        /// The store's temp directory.
-        dir: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// A file could not be written.
-    #[error("cannot write {}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// Records that the manifest `digest` was pulled from `reference`'s repository.
-pub fn record_source(
-    store: &Store,
-    digest: &Digest,
-    reference: &Reference,
-) -> Result<(), TransferError> {
-    let dir = store.root().join(SOURCES_DIR);
-    std::fs::create_dir_all(&dir).map_err(|source| TransferError::CreateDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let path = dir.join(digest.hex());
-    let mut tmp = tempfile::NamedTempFile::new_in(store.tmp_dir()).map_err(|source| {
-        TransferError::TempFile {
-            dir: store.tmp_dir(),
-            source,
-        }
-    })?;
-    tmp.write_all(format!("{}\n", reference.name()).as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|source| TransferError::Write {
-            path: tmp.path().to_path_buf(),
-            source,
-        })?;
-    tmp.persist(&path).map_err(|e| TransferError::Write {
-        path,
-        source: e.error,
-    })?;
-    Ok(())
-}
-
-/// The `REGISTRY/REPOSITORY` the manifest `digest` was pulled from, if recorded.
-pub fn source_of(store: &Store, digest: &Digest) -> Option<String> {
-    let text = std::fs::read_to_string(store.root().join(SOURCES_DIR).join(digest.hex())).ok()?;
-    let line = text.lines().next()?.trim();
-    (!line.is_empty()).then(|| line.to_string())
-}
-
 /// The repository to mount blobs from when pushing to `dest`: the recorded source of
 /// `digest`, when it is another repository of the same registry.
 pub fn mount_source(store: &Store, digest: &Digest, dest: &Reference) -> Option<String> {
-    let source = source_of(store, digest)?;
+    let source = store.source_of(digest)?;
     let (registry, repository) = source.split_once('/')?;
     (registry == dest.registry() && repository != dest.repository()).then(|| repository.to_string())
 }
@@ -318,12 +238,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let digest = Digest::of(b"manifest");
         let pulled = Reference::parse("127.0.0.1:5000/library/busybox:1").unwrap();
-        assert_eq!(source_of(&store, &digest), None);
-        record_source(&store, &digest, &pulled).unwrap();
-        assert_eq!(
-            source_of(&store, &digest).as_deref(),
-            Some("127.0.0.1:5000/library/busybox")
-        );
+        assert_eq!(store.source_of(&digest), None);
+        store.record_source(&digest, &pulled.name()).unwrap();
         let same = Reference::parse("127.0.0.1:5000/other:2").unwrap();
         assert_eq!(
             mount_source(&store, &digest, &same).as_deref(),

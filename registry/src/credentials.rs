@@ -121,7 +121,7 @@ impl CredentialStore {
     pub fn from_env() -> Self {
         Self {
             explicit: BTreeMap::new(),
-            auth_file: std::env::var_os(ENV_REGISTRY_AUTH_FILE).map(PathBuf::from),
+            auth_file: auth_file_path(),
             docker_config: Some(docker_config_path()),
         }
     }
@@ -169,6 +169,11 @@ impl CredentialStore {
         }
         Ok(None)
     }
+}
+
+/// The file `REGISTRY_AUTH_FILE` names, if it is set.
+pub fn auth_file_path() -> Option<PathBuf> {
+    std::env::var_os(ENV_REGISTRY_AUTH_FILE).map(PathBuf::from)
 }
 
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.

@@ -246,7 +246,7 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
 }
 
 fn mb(bytes: u64) -> String {
-    crate::render::human(bytes)
+    rbuild_options::size::image(bytes)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -113,30 +113,6 @@ pub struct Gate {
     pub threshold: f64,
 }
 
-/// Parses a size (`20MB`, `1.5GiB`, `300`) into bytes. kB/MB/GB are powers of 1000,
-/// KiB/MiB/GiB powers of 1024; a bare number is bytes.
-pub fn parse_size(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some(number * factor)
-}
-
 impl std::str::FromStr for Gate {
     type Err = GateError;
 
@@ -171,7 +147,10 @@ impl std::str::FromStr for Gate {
             }
         };
         let threshold = if metric.is_bytes() {
-            parse_size(value)
+            // Compared with the sizes the report prints: kB, MB, GB are powers of 1000.
+            rbuild_options::size::parse(value.trim(), rbuild_options::size::Rule::Decimal)
+                .ok()
+                .map(|bytes| bytes as f64)
         } else {
             let v = value.trim();
             match v.strip_suffix('%') {
@@ -208,7 +187,7 @@ impl Gate {
         let shown = if self.metric.is_bytes() {
             format!(
                 "{} ({} bytes)",
-                crate::render::human(value as u64),
+                rbuild_options::size::image(value as u64),
                 value as u64
             )
         } else if self.metric == Metric::Efficiency {

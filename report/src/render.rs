@@ -9,25 +9,7 @@ use crate::findings::shorten;
 use crate::model::Report;
 use crate::scan::Kind;
 
-/// A byte count for people: `0 B`, `999 B`, `1.2 kB`, `34.5 MB`, `1.02 GB` (powers of 1000,
-/// like docker).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 999.95 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if value >= 100.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+use rbuild_options::size::image as human;
 
 fn signed(delta: i64) -> String {
     if delta < 0 {
@@ -542,19 +524,4 @@ pub fn html(analysis: &Analysis) -> String {
          <script>{HTML_SCRIPT}</script></body></html>\n",
         escape(&report.image.name)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(999), "999 B");
-        assert_eq!(human(1000), "1.0 kB");
-        assert_eq!(human(10_485_760), "10.5 MB");
-        assert_eq!(human(999_999_999), "1.0 GB");
-        assert_eq!(human(123_456_789), "123 MB");
-    }
 }

@@ -109,7 +109,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                         r.id[7..19].to_string(),
                         r.created
                             .map_or_else(|| "unknown".to_string(), |c| ago(now, c)),
-                        human_size(r.size),
+                        rbuild_options::size::image(r.size),
                     ]
                 })
                 .collect();
@@ -167,38 +167,16 @@ fn ago(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
     unreachable!("secs >= 1 matches the last unit")
 }
 
-/// Sizes in SI units, as docker prints them: `4.27MB`.
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}", value)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[unit]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn formats_age_and_size() {
+    fn formats_age() {
         let now = jiff::Timestamp::from_second(1_000_000).unwrap();
         let at = |s: i64| jiff::Timestamp::from_second(1_000_000 - s).unwrap();
         assert_eq!(ago(now, at(180)), "3 minutes ago");
         assert_eq!(ago(now, at(3600)), "an hour ago");
         assert_eq!(ago(now, at(2 * 86400)), "2 days ago");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(4_270_000), "4.27MB");
     }
 }

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use rbuild_cache::gc::{self, PruneOptions, PruneReport, human_size};
+use rbuild_cache::gc::{self, PruneOptions, PruneReport};
 use rbuild_executor::idmap::IdMap;
+use rbuild_options::size::human as human_size;
 
 use crate::cli::GlobalArgs;
 
@@ -21,7 +22,8 @@ pub struct PruneArgs {
     #[arg(short, long)]
     pub all: bool,
     /// Remove least recently used first, and stop once the store is at most this size
-    /// (bytes, or a number with K, M, G or T).
+    /// (bytes, or a number with k, m, g, t or p, powers of 1024 as buildx reads it: `10g`,
+    /// `512MB`, `1.5GiB`).
     #[arg(long, value_name = "SIZE")]
     pub keep_storage: Option<String>,
     /// `until=DURATION`: remove only what was last used longer ago (`24h`, `30m`, `7d`).
@@ -74,9 +76,10 @@ fn until(filters: &[String]) -> anyhow::Result<Option<std::time::Duration>> {
 
 pub fn run(global: &GlobalArgs, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let keep_storage = match &args.keep_storage {
-        Some(s) => Some(crate::env::parse_size(s).with_context(|| {
-            format!("invalid --keep-storage {s:?}: expected a size (bytes, or a number with K, M, G or T)")
-        })?),
+        Some(s) => Some(
+            crate::env::parse_size(s)
+                .map_err(|e| anyhow::anyhow!("invalid --keep-storage: {e}"))?,
+        ),
         None => None,
     };
     let opts = PruneOptions {

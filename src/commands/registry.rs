@@ -1,14 +1,11 @@
 //! What the registry commands share: TLS and plain-HTTP options, where credentials live, and
 //! the atomic write of the credentials file.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
-use rbuild_registry::{ClientOptions, CredentialStore};
-
-use crate::env;
+use rbuild_registry::{ClientOptions, CredentialStore, credentials};
 
 /// Options of every command that talks to a registry.
 #[derive(Debug, Args, Clone, Default)]
@@ -61,34 +58,18 @@ impl RegistryArgs {
 /// The credential sources named by `REGISTRY_AUTH_FILE` and `DOCKER_CONFIG` (for the pull and
 /// push commands).
 pub fn credential_store() -> CredentialStore {
-    CredentialStore::with_files(auth_file(), Some(docker_config_file()))
-}
-
-/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn docker_config_file() -> PathBuf {
-    match std::env::var_os(env::DOCKER_CONFIG) {
-        Some(dir) => PathBuf::from(dir).join("config.json"),
-        None => {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
-            home.join(".docker").join("config.json")
-        }
-    }
-}
-
-/// The file named by `REGISTRY_AUTH_FILE`, if set.
-pub fn auth_file() -> Option<PathBuf> {
-    std::env::var_os(env::REGISTRY_AUTH_FILE).map(PathBuf::from)
+    CredentialStore::from_env()
 }
 
 /// The file `login` and `logout` change: `REGISTRY_AUTH_FILE` when set, else docker's config.
 pub fn credentials_file() -> PathBuf {
-    auth_file().unwrap_or_else(docker_config_file)
+    credentials::auth_file_path().unwrap_or_else(credentials::docker_config_path)
 }
 
 /// Writes a credentials file atomically (temp file in the same directory, fsync, rename),
 /// readable by its owner only.
 pub fn write_credentials_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -98,21 +79,9 @@ pub fn write_credentials_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set permissions of {}", tmp.path().display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    // Private from the first byte.
+    rbuild_cache::atomic::write(path, None, Some(0o600), bytes)
+        .with_context(|| format!("cannot replace {}", path.display()))
 }
 
 /// A registry name as the user typed it (`docker.io`, `https://index.docker.io/v1/`,

@@ -52,31 +52,12 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> anyhow::Result<ExitCode> {
     };
     match &args.output {
         Some(path) if path.as_os_str() != "-" => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".rbuild-save-")
-                .tempfile_in(dir)
-                .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
-            let out = std::io::BufWriter::with_capacity(1 << 20, tmp);
-            let out = archive::save(&store, &images, format, out)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let tmp = out.into_inner().map_err(|e| e.into_error())?;
-            // Temp files are private; the archive is an ordinary file.
-            std::fs::set_permissions(
-                tmp.path(),
-                std::os::unix::fs::PermissionsExt::from_mode(0o644),
-            )?;
-            // Temp files are private; the archive is an ordinary file.
-            std::fs::set_permissions(
-                tmp.path(),
-                std::os::unix::fs::PermissionsExt::from_mode(0o644),
-            )?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            // The archive is an ordinary file, readable by all.
+            rbuild_cache::atomic::write_with(path, None, Some(0o644), |w| {
+                archive::save(&store, &images, format, w)?;
+                Ok::<(), anyhow::Error>(())
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
         }
         _ => {
             let stdout = std::io::stdout();

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use rbuild_cache::gc::{self, human_size};
+use rbuild_cache::gc;
+use rbuild_options::size::human as human_size;
 
 use crate::cli::GlobalArgs;
 

@@ -173,3 +173,27 @@ fn secret_values_do_not_enter_cache_keys() {
     let built = env.build(&["--secret", &arg]);
     assert_eq!(built.ran(), Vec::<String>::new(), "{}", built.stderr);
 }
+
+#[test]
+fn a_quoted_secret_field_may_hold_commas_and_a_misplaced_quote_is_named() {
+    // buildx reads `--secret` as one CSV record: a field in double quotes holds commas, and
+    // a quote is written twice inside it.
+    let env = BuildEnv::new();
+    let f = env.dir.write("a,b \"c\".txt", VALUE);
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN --mount=type=secret,id=s sha256sum /run/secrets/s | cut -d' ' -f1 > /sum\n"
+    ));
+    let src = f.display().to_string().replace('"', "\"\"");
+    env.build(&["-t", "quoted", "--secret", &format!("id=s,\"src={src}\"")]);
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(VALUE.as_bytes()));
+    assert_eq!(env.sh("quoted", "cat /sum"), format!("{sum}\n"));
+
+    // A quote inside a field is refused naming the flag and the field (buildx refuses it
+    // too), rather than splitting the path at its comma.
+    let out = env.build_fails(&["--secret", &format!("id=s,src=\"{}\"", f.display())]);
+    assert!(
+        out.stderr.contains("invalid --secret") && out.stderr.contains("field 2"),
+        "{}",
+        out.stderr
+    );
+}

@@ -391,3 +391,48 @@ fn run_pulls_a_missing_image_and_pull_always_refetches_a_moved_tag() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing"));
 }
+
+/// The names in the store's record of where pulled images came from.
+fn pull_sources(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(root.join("sources-v1")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+#[test]
+fn prune_forgets_where_a_removed_image_came_from_and_keeps_the_others() {
+    let registry = Registry::start();
+    let host = registry.host();
+    BusyboxLayout::build().push_with_skopeo(&registry, "kept:1", Format::Oci);
+    BusyboxLayout::build_with_extra(1000).push_with_skopeo(&registry, "gone:1", Format::Oci);
+    let dir = Dir::new();
+    let root = dir.join("store");
+    let pulled = |name: &str| {
+        let out = ok(rbuild(&root).args(["pull", &format!("{host}/{name}")]));
+        out.stdout
+            .trim()
+            .rsplit_once("@sha256:")
+            .unwrap()
+            .1
+            .to_string()
+    };
+    let kept = pulled("kept:1");
+    let gone = pulled("gone:1");
+    let mut both = vec![kept.clone(), gone.clone()];
+    both.sort();
+    assert_eq!(pull_sources(&root), both);
+
+    ok(rbuild(&root).args(["rmi", &format!("{host}/gone:1")]));
+    ok(rbuild(&root).args(["prune"]));
+    assert_eq!(pull_sources(&root), std::slice::from_ref(&kept));
+    assert_eq!(
+        std::fs::read_to_string(root.join("sources-v1").join(&kept)).unwrap(),
+        format!("{host}/kept\n")
+    );
+    verified_blobs(&root);
+}

@@ -173,7 +173,7 @@ fn report_counts_umoci_layers_to_the_byte() {
 
     // The text report says the same.
     let text = ok(rbuild(&root).args(["report", "app:v2"])).stdout;
-    assert!(text.contains("Wasted:     32.5 MB"), "{text}");
+    assert!(text.contains("Wasted:     32.5MB"), "{text}");
     assert!(text.contains("metadata-only-copy"), "{text}");
 }
 
@@ -194,7 +194,7 @@ fn fail_on_exits_3_with_the_reason() {
     assert_eq!(run.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
-        stderr.contains("wasted>20MB") && stderr.contains("wasted is 32.5 MB (32505856 bytes)"),
+        stderr.contains("wasted>20MB") && stderr.contains("wasted is 32.5MB (32505856 bytes)"),
         "{stderr}"
     );
     assert!(!stderr.contains("size>1GB"), "{stderr}");

@@ -1,5 +1,4 @@
-//! Sizes and durations as people read and write them: [`human_size`] and
-//! [`parse_duration`].
+//! Durations as people write them: [`parse_duration`].
 
 use std::time::Duration;
 
@@ -37,36 +36,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(total))
 }
 
-/// `1.5 KiB`, `20 MiB`: a size for people (powers of 1024).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_sizes() {
+    fn durations() {
         assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
         for bad in ["", "h", "10", "1x", "-1h", "1.5h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
-        assert_eq!(human_size(10), "10 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(20 << 20), "20.0 MiB");
     }
 }

@@ -259,8 +259,8 @@ impl Inventory {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             let layer = record.and_then(|r| r.layer);
-            let blob = layer.as_ref().and_then(|l| l.digest.parse::<Digest>().ok());
-            let diff = layer.as_ref().and_then(|l| sha256_hex(&l.diff_id));
+            let blob = layer.as_ref().map(|l| l.digest);
+            let diff = layer.as_ref().map(|l| l.diff_id);
             let action = Action::Record {
                 path: path.clone(),
                 blob,

@@ -155,19 +155,10 @@ fn record_path(root: &Path, key: &Digest) -> PathBuf {
 /// layer blob is gone (the record is then a miss).
 pub fn mark_record_used(store: &Store, key: &Digest, record: &CacheRecord) -> bool {
     if let Some(layer) = &record.layer {
-        let Ok(blob) = layer.digest.parse::<Digest>() else {
-            return false;
-        };
-        if touch(&store.blob_path(&blob)).is_err() {
+        if touch(&store.blob_path(&layer.digest)).is_err() {
             return false;
         }
-        if let Some(diff) = layer
-            .diff_id
-            .strip_prefix("sha256:")
-            .and_then(|h| Digest::from_hex(h).ok())
-        {
-            let _ = touch(&store.root().join(SNAPSHOTS_DIR).join(diff.hex()));
-        }
+        let _ = touch(&store.root().join(SNAPSHOTS_DIR).join(layer.diff_id.hex()));
     }
     if let Err(e) = touch(&record_path(store.root(), key)) {
         tracing::debug!("cannot mark cache record {key} used: {e}");

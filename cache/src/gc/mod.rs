@@ -7,7 +7,8 @@
 //! (`cache-v1/slots`), compressed variants (`variants-v1`), blobs only they reference,
 //! blobs nothing references ("dangling"), unpacked snapshots (`snapshots-v1`), cache mounts
 //! (`mounts-v1`), context indexes (`contexts-v1`) and leftovers of killed processes (`tmp/`,
-//! snapshot temp dirs, trash).
+//! snapshot temp dirs, trash). The pull sources (`sources-v1`) of manifests no longer in the
+//! store go with every prune and `rmi`.
 //!
 //! The default prune (like `docker builder prune`) removes what no tagged image shares:
 //! records whose layer is not part of a tagged image, the blobs and snapshots only those
@@ -71,7 +72,7 @@ mod sweep;
 mod usage;
 
 pub use error::GcError;
-pub use human::{human_size, parse_duration};
+pub use human::parse_duration;
 pub use inventory::{Kind, Tally};
 pub use lease::{Lease, mark_image_used, mark_record_used, record_use, touch};
 pub use lock::GcLock;

@@ -82,10 +82,24 @@ pub fn remove_images(store: &Store, names: &[String]) -> Result<crate::store::Re
             .used
             .contains(&format!("blobs/sha256/{}", digest.hex()))
     };
-    store.remove(names, &keep).map_err(|source| GcError::Store {
-        root: root.to_owned(),
-        source,
-    })
+    let removed = store
+        .remove(names, &keep)
+        .map_err(|source| GcError::Store {
+            root: root.to_owned(),
+            source,
+        })?;
+    forget_sources(store);
+    Ok(removed)
+}
+
+/// Drops the pull sources of manifests no longer in the store. They only save uploads, so a
+/// failure is logged, not returned.
+fn forget_sources(store: &Store) {
+    match store.forget_sources() {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("forgot the pull sources of {n} removed manifests"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 fn trash_name(dir: &Path, name: &str) -> PathBuf {
@@ -223,6 +237,7 @@ pub fn prune(
             report.freed.entry(u.kind).or_default().add(u.bytes);
         }
     }
+    forget_sources(store);
     for dir in [
         store.blobs_dir(),
         root.join(SNAPSHOTS_DIR),

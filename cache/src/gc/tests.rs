@@ -117,8 +117,8 @@ fn records_go_with_their_blobs_and_all_drops_shared_ones() {
     let record = CacheRecord {
         schema: SCHEMA,
         layer: Some(LayerRecord {
-            digest: layer.digest.to_string(),
-            diff_id: layer.digest.to_string(),
+            digest: layer.digest,
+            diff_id: layer.digest,
             size: layer.size,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         }),

@@ -226,71 +226,12 @@ pub struct Mount {
     pub env: Option<String>,
 }
 
-/// Splits a CSV record (`a=b,"c=d,e"`), removing quotes like Go's `encoding/csv`.
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = value.chars().peekable();
-    let mut at_start = true;
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    cur.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-            continue;
-        }
-        match c {
-            ',' => {
-                fields.push(std::mem::take(&mut cur));
-                at_start = true;
-                continue;
-            }
-            '"' if at_start => quoted = true,
-            _ => cur.push(c),
-        }
-        at_start = false;
-    }
-    if quoted {
-        return Err("unterminated quote".into());
-    }
-    fields.push(cur);
-    Ok(fields)
-}
-
 fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, String> {
     match value.map(str::to_ascii_lowercase).as_deref() {
         None | Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
         Some(v) => Err(format!("{key}={v:?} is not a boolean")),
     }
-}
-
-fn parse_size(value: &str) -> Result<u64, String> {
-    let lower = value.to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(digits_end);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("size {value:?} is not a number"))?;
-    let mult: f64 = match unit.trim() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        _ => return Err(format!("size {value:?} has an unknown unit")),
-    };
-    Ok((num * mult) as u64)
 }
 
 /// Parses a `--mount` value. `expand` is applied to each field's value (BuildKit expands
@@ -301,9 +242,10 @@ pub fn parse_mount<E>(
     ssh_index: usize,
     mut expand: impl FnMut(&str) -> Result<String, E>,
 ) -> Result<Result<Mount, String>, E> {
-    let fields = match csv_fields(value) {
+    // One CSV record, as BuildKit reads it: `"target=/a,b"` holds a comma.
+    let fields = match rbuild_options::csv::fields(value) {
         Ok(f) => f,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.to_string())),
     };
     let mut kind = MountType::Bind;
     let mut pairs = Vec::new();
@@ -422,7 +364,12 @@ fn build_mount(
                 if kind != MountType::Tmpfs {
                     return Err("size is only allowed for tmpfs mounts".into());
                 }
-                m.size = Some(parse_size(&need(&val)?)?);
+                // Docker reads a tmpfs size with RAMInBytes: `64m` is 64 MiB.
+                let text = need(&val)?;
+                m.size = Some(
+                    rbuild_options::size::parse(&text, rbuild_options::size::Rule::Binary)
+                        .map_err(|e| e.to_string())?,
+                );
             }
             "required" => {
                 if !matches!(kind, MountType::Secret | MountType::Ssh) {
@@ -563,6 +510,10 @@ mod tests {
         assert_eq!(m.size, Some(64 << 20));
         let m = mount("\"type=bind,target=/a,b\"").unwrap_err();
         assert!(m.contains("type"), "{m}");
+        let m = mount("type=bind,\"target=/a,b\",source=x").unwrap();
+        assert_eq!(m.target, "/a,b");
+        let m = mount("type=bind,target=\"/a,b\"").unwrap_err();
+        assert!(m.contains("field 2"), "{m}");
     }
 
     #[test]

@@ -7,9 +7,6 @@
 //! platforms and compiler versions. Changing what an op writes means bumping
 //! [`SCHEMA_VERSION`].
 
-use std::fmt;
-
-use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{ExecMount, Input, Op, OpKind};
@@ -18,38 +15,7 @@ use crate::instructions::Chmod;
 /// The version of the canonical encoding; it starts every digested message.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A SHA-256 digest, shown as `sha256:<hex>`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest(pub [u8; 32]);
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl Digest {
-    /// The first 12 hex digits, for people.
-    pub fn short(&self) -> String {
-        self.0[..6].iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl Serialize for Digest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+pub use rbuild_digest::Digest;
 
 /// Writes a canonical, length-prefixed encoding and hashes it.
 #[derive(Debug, Clone)]
@@ -125,7 +91,7 @@ impl Encoder {
     pub fn digest(&mut self, name: &str, value: &Digest) -> &mut Self {
         self.raw(name.as_bytes());
         self.hasher.update([b'd']);
-        self.hasher.update(value.0);
+        self.hasher.update(value.as_bytes());
         self
     }
 
@@ -139,7 +105,7 @@ impl Encoder {
 
     /// Finishes the message.
     pub fn finish(&self) -> Digest {
-        Digest(self.hasher.clone().finalize().into())
+        Digest::from_bytes(self.hasher.clone().finalize().into())
     }
 }
 

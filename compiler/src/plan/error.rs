@@ -128,7 +128,7 @@ pub enum PlanErrorKind {
     /// The expanded words of one instruction grew past [`super::limits::MAX_INSTRUCTION_GROWTH`].
     #[error(
         "the expanded words of this instruction are more than {} longer than written",
-        crate::shell::human_size(*limit as u64)
+        rbuild_options::size::limit(*limit as u64)
     )]
     InstructionTooLarge {
         /// The limit, in bytes.
@@ -137,7 +137,7 @@ pub enum PlanErrorKind {
     /// Setting a variable made an environment larger than [`super::limits::MAX_ENVIRONMENT`].
     #[error(
         "setting {name} makes {scope} larger than {}",
-        crate::shell::human_size(*limit as u64)
+        rbuild_options::size::limit(*limit as u64)
     )]
     EnvironmentTooLarge {
         /// The variable being set.
@@ -150,7 +150,7 @@ pub enum PlanErrorKind {
     /// A base image whose environment is larger than [`super::limits::MAX_ENVIRONMENT`].
     #[error(
         "the environment of base image {image} is larger than {}",
-        crate::shell::human_size(*limit as u64)
+        rbuild_options::size::limit(*limit as u64)
     )]
     BaseEnvironmentTooLarge {
         /// The base image.
@@ -170,7 +170,7 @@ pub enum PlanErrorKind {
     /// The plan grew past [`super::limits::MAX_PLAN_SIZE`].
     #[error(
         "this instruction makes the build plan larger than {} (the environments, commands and histories of all steps)",
-        crate::shell::human_size(*limit as u64)
+        rbuild_options::size::limit(*limit as u64)
     )]
     PlanTooLarge {
         /// The limit.

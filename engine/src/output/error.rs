@@ -30,6 +30,13 @@ pub enum SettingsError {
     /// `--output` is empty.
     #[error("empty --output: expected type=TYPE[,KEY=VALUE...] or a directory")]
     Empty,
+    /// The value is not one CSV record (a misplaced or unclosed quote); the caller names the
+    /// flag and the value.
+    #[error("{problem}")]
+    Csv {
+        /// Which field, and what is wrong with it.
+        problem: rbuild_options::csv::CsvError,
+    },
     /// A field is not `KEY=VALUE`.
     #[error("invalid --output field {field:?}: expected KEY=VALUE")]
     NotKeyValue {

@@ -27,19 +27,16 @@ pub(super) fn write_to<E: Into<BoxError>>(
     Ok(())
 }
 
-/// Writes `path` through a temp file in its directory, renamed into place (never through a
-/// symlink at `path`: the rename replaces it).
+/// Writes `path` through a temp file beside it, renamed into place (never through a symlink
+/// at `path`: the rename replaces it), readable by all.
 pub(super) fn atomic_file<E: Into<BoxError>>(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
 ) -> Result<(), WriteError> {
-    let tmp = temp_beside(path)?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp);
-    write(&mut w).map_err(|e| write_error(path, e))?;
-    let tmp = w
-        .into_inner()
-        .map_err(|e| write_error(path, e.into_error()))?;
-    persist(tmp, path)
+    rbuild_cache::atomic::write_with::<BoxError>(path, None, Some(0o644), |w| {
+        write(w).map_err(Into::into)
+    })
+    .map_err(|e| write_error(path, e))
 }
 
 /// The error for `path` that `source` did not let be written.
@@ -48,28 +45,6 @@ pub(super) fn write_error(path: &Path, source: impl Into<BoxError>) -> WriteErro
         path: path.to_path_buf(),
         source: source.into(),
     }
-}
-
-/// A temp file in the directory of `path`, for [`persist`].
-pub(super) fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, WriteError> {
-    let dir = parent_dir(path);
-    tempfile::Builder::new()
-        .prefix(".rbuild-")
-        .tempfile_in(&dir)
-        .map_err(|source| WriteError::TempFile { dir, source })
-}
-
-/// Makes the written temp file `tmp` readable by all, syncs it and renames it to `path`
-/// (replacing a symlink there, never following it).
-pub(super) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), WriteError> {
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .map_err(|e| write_error(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| write_error(path, e))?;
-    tmp.persist(path).map_err(|e| write_error(path, e.error))?;
-    Ok(())
 }
 
 /// The directory `path` is in (`.` for a bare name).

@@ -9,7 +9,7 @@ use rbuild_cache::archive::{self, Format, SaveImage};
 use serde_json::json;
 
 use super::error::{OutputError, WriteError};
-use super::files::{atomic_file, persist, temp_beside, write_error, write_to};
+use super::files::{atomic_file, write_error, write_to};
 use super::settings::Dest;
 
 /// Writes `descriptor` named `names` as an archive of `format` (an OCI layout in a tar, or
@@ -68,9 +68,11 @@ pub(super) fn write_oci_dir(
         }
         // std::fs::copy lets the kernel copy (copy_file_range: a reflink where the file
         // system shares extents), into a temp file renamed into place.
-        let tmp = temp_beside(&target)?;
-        std::fs::copy(store.blob_path(&digest), tmp.path()).map_err(|e| write_error(&target, e))?;
-        persist(tmp, &target)?;
+        let fail = |e| write_error(&target, e);
+        let tmp =
+            rbuild_cache::atomic::AtomicFile::create(&target, None, Some(0o644)).map_err(fail)?;
+        std::fs::copy(store.blob_path(&digest), tmp.temp_path()).map_err(fail)?;
+        tmp.commit().map_err(fail)?;
     }
     atomic_file(&dir.join("oci-layout"), |w| {
         w.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)

@@ -36,7 +36,6 @@ pub use convert::{
 };
 pub use error::{BoxError, EntryError, FlattenError, OutputError, SettingsError, WriteError};
 pub use export::{Exported, Pushed, Written, export, write_metadata};
-pub(crate) use settings::csv_fields;
 pub use settings::{
     Annotation, AnnotationKind, Dest, LayerCompression, Output, OutputFlags, OutputKind,
     OutputSettings, parse_annotation, parse_output,

@@ -190,23 +190,6 @@ fn check_level(kind: Compression, level: i32) -> Result<(), SettingsError> {
     Ok(())
 }
 
-/// Splits `a=1,"b=x,y",c=2` on the commas outside double quotes (buildx reads `--output` as
-/// one CSV record), dropping the quotes.
-pub(crate) fn csv_fields(spec: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in spec.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields
-}
-
 /// Parses one `--output` value.
 pub fn parse_output(spec: &str) -> Result<Output, SettingsError> {
     let mut out = Output {
@@ -235,17 +218,19 @@ pub fn parse_output(spec: &str) -> Result<Output, SettingsError> {
     let mut push = false;
     let mut tar = true;
     let mut tar_given = false;
-    for field in csv_fields(spec) {
-        let field = field.trim();
-        if field.is_empty() {
-            continue;
-        }
-        let (key, value) = field
-            .split_once('=')
-            .ok_or_else(|| SettingsError::NotKeyValue {
-                field: field.to_string(),
-            })?;
-        match key.to_ascii_lowercase().as_str() {
+    // One CSV record, as buildx reads it: `type=image,"name=a,b"`.
+    let pairs =
+        rbuild_options::csv::pairs(spec).map_err(|problem| SettingsError::Csv { problem })?;
+    for (key, value) in &pairs {
+        let key = key.as_str();
+        let value =
+            value
+                .as_deref()
+                .map(str::trim_end)
+                .ok_or_else(|| SettingsError::NotKeyValue {
+                    field: key.to_string(),
+                })?;
+        match key {
             "type" => kind = Some(value.to_string()),
             "dest" => {
                 if value.is_empty() {
@@ -662,6 +647,9 @@ mod tests {
         );
         for (bad, says) in [
             ("type=floppy,dest=x", "unknown output type \"floppy\""),
+            // A quote inside a field (buildx refuses it too), and one never closed.
+            (r#"type=image,name="a,b""#, "field 2 (\"name=\\\"\")"),
+            (r#"type=local,"dest=x"#, "field 2"),
             ("type=local", "needs dest="),
             ("type=tar", "needs dest="),
             ("type=local,dest=-", "cannot write to stdout"),

@@ -128,7 +128,7 @@ impl FakeWorker {
             .inputs
             .iter()
             .map(|i| match i {
-                InputData::Layers(layers) => layers.iter().map(|l| l.digest.clone()).collect(),
+                InputData::Layers(layers) => layers.iter().map(|l| l.digest.to_string()).collect(),
                 InputData::Context(selection) => vec![selection.digest.to_string()],
                 InputData::Download(d) => vec![d.digest.clone()],
             })
@@ -201,8 +201,8 @@ fn write_layer(
     writer.write_all(&bytes)?;
     let committed = writer.commit()?;
     Ok(LayerRecord {
-        digest: committed.digest.to_string(),
-        diff_id: committed.digest.to_string(),
+        digest: committed.digest,
+        diff_id: committed.digest,
         size: committed.size,
         media_type: Compression::None
             .media_type(ManifestFormat::Oci)
@@ -473,13 +473,13 @@ fn a_second_solve_of_the_same_dockerfile_and_context_asks_the_worker_for_nothing
     // layers of the stage a COPY --from reads.
     let check = first_worker.call("make check");
     let copied = first.step("COPY --from=tools");
-    let copied_layers: Vec<String> = copied.layers.iter().map(|l| l.digest.clone()).collect();
+    let copied_layers: Vec<String> = copied.layers.iter().map(|l| l.digest.to_string()).collect();
     assert_eq!(check.inputs, [copied_layers]);
     let tools: Vec<String> = first
         .step("make tools")
         .layers
         .iter()
-        .map(|l| l.digest.clone())
+        .map(|l| l.digest.to_string())
         .collect();
     assert!(
         first_worker
@@ -792,8 +792,7 @@ fn an_imported_layer_that_cannot_be_fetched_is_built_instead() {
 
     // The layer of `RUN make one` is gone from the cache directory.
     let gone = exported.call("make one").layer.unwrap();
-    let hex = gone.digest.strip_prefix("sha256:").unwrap();
-    std::fs::remove_file(dest.join("blobs/sha256").join(hex)).unwrap();
+    std::fs::remove_file(dest.join("blobs/sha256").join(gone.digest.hex())).unwrap();
 
     // Another store, another context directory with the same files.
     let ws = app_workspace();
@@ -812,7 +811,7 @@ fn an_imported_layer_that_cannot_be_fetched_is_built_instead() {
     let warnings = solved.events.warnings.lock().unwrap().clone();
     assert!(
         warnings.iter().any(|(code, message)| code == "cache-import"
-            && message.contains(&gone.digest)
+            && message.contains(&gone.digest.to_string())
             && message.contains("building those steps instead")),
         "{warnings:?}"
     );
@@ -821,7 +820,7 @@ fn an_imported_layer_that_cannot_be_fetched_is_built_instead() {
     assert_eq!(layers.len(), 3);
     for layer in layers.iter() {
         assert!(
-            ws.store.has_blob(&layer.digest.parse().unwrap()),
+            ws.store.has_blob(&layer.digest),
             "{} is not in the store",
             layer.digest
         );

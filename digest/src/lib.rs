@@ -1,4 +1,12 @@
-//! Content digests: the `sha256:<64 hex>` names of blobs, and hashing adapters.
+//! Content digests: the `sha256:<64 hex>` names of blobs, images and build steps, and
+//! hashing adapters.
+//!
+//! One type names every sha256 digest rbuild handles: the store's blobs, image ids,
+//! layer diff ids, and the compiler's op digests. It parses only the canonical text
+//! (`sha256:` and 64 lowercase hex digits), prints it back unchanged, and serializes as that
+//! text, so records written with plain strings read back as digests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -68,6 +76,11 @@ impl Digest {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The digest whose 32 hash bytes are `bytes` (a hash computed elsewhere).
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
 }
 
 impl FromStr for Digest {
@@ -102,6 +115,7 @@ impl fmt::Debug for Digest {
     }
 }
 
+#[cfg(feature = "oci-spec")]
 impl From<Digest> for oci_spec::image::Digest {
     fn from(d: Digest) -> oci_spec::image::Digest {
         let sha = oci_spec::image::Sha256Digest::from_str(&d.hex())
@@ -110,6 +124,7 @@ impl From<Digest> for oci_spec::image::Digest {
     }
 }
 
+#[cfg(feature = "oci-spec")]
 impl TryFrom<&oci_spec::image::Digest> for Digest {
     type Error = DigestError;
 
@@ -249,9 +264,26 @@ mod tests {
         assert_eq!(d.to_string(), text);
         assert_eq!(d, Digest::of(b""));
         assert_eq!(d.short(), "e3b0c44298fc");
+        assert_eq!(Digest::from_bytes(*d.as_bytes()), d);
+    }
+
+    #[cfg(feature = "oci-spec")]
+    #[test]
+    fn converts_to_and_from_oci_spec() {
+        let d = Digest::of(b"");
         let oci: oci_spec::image::Digest = d.into();
-        assert_eq!(oci.as_ref(), text);
+        assert_eq!(oci.as_ref(), d.to_string());
         assert_eq!(Digest::try_from(&oci).unwrap(), d);
+    }
+
+    #[test]
+    fn serializes_as_its_text() {
+        let d = Digest::of(b"");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{d}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        let err = serde_json::from_str::<Digest>("\"sha256:../x\"").unwrap_err();
+        assert!(err.to_string().contains("sha256:../x"), "{err}");
     }
 
     #[test]
