@@ -174,17 +174,11 @@ impl Client {
         let mut bytes = Vec::new();
         let mut body = resp.bytes_stream();
         let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
-        let stalled = |after| RegistryError::Stalled {
-            what: format!("manifest {what}"),
-            registry: host.registry.clone(),
-            after,
-        };
-        while let Some(chunk) = watch.next(&mut body).await.map_err(stalled)? {
-            let chunk = chunk.map_err(|source| RegistryError::Http {
-                method: "GET".into(),
-                url: url.to_string(),
-                source,
-            })?;
+        let download = format!("manifest {what}");
+        while let Some(chunk) = watch
+            .chunk(&mut body, &download, &host.registry, &url)
+            .await?
+        {
             if bytes.len() + chunk.len() > limit {
                 return Err(RegistryError::ManifestTooLarge {
                     reference: what,
@@ -510,17 +504,7 @@ impl Client {
                 }
                 let mut body = resp.bytes_stream();
                 let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
-                let stalled = |after| RegistryError::Stalled {
-                    what: what.clone(),
-                    registry: host.registry.clone(),
-                    after,
-                };
-                while let Some(chunk) = watch.next(&mut body).await.map_err(stalled)? {
-                    let chunk = chunk.map_err(|source| RegistryError::Http {
-                        method: "GET".into(),
-                        url: url.to_string(),
-                        source,
-                    })?;
+                while let Some(chunk) = watch.chunk(&mut body, &what, &host.registry, &url).await? {
                     if received + chunk.len() as u64 > size {
                         return Err(RegistryError::SizeMismatch {
                             digest: digest.clone(),
@@ -566,7 +550,7 @@ impl Client {
                     let delay = if matches!(e, RegistryError::Stalled { .. }) {
                         std::time::Duration::ZERO
                     } else {
-                        policy_delay(&policy, failures)
+                        policy.delay(failures)
                     };
                     tracing::debug!(%digest, received, ?delay, error = %e, "blob transfer interrupted; resuming");
                     self.emit(ProgressEvent::Retry {
@@ -629,14 +613,33 @@ impl StallWatch {
         }
         Ok(chunk)
     }
-}
 
-fn policy_delay(policy: &crate::client::RetryPolicy, attempt: u32) -> std::time::Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-    policy
-        .base_delay
-        .saturating_mul(factor)
-        .min(policy.max_delay)
+    /// The next chunk of `body`, a GET of `url` downloading `what` from `registry`; a stall
+    /// or a failed read is an error naming them.
+    async fn chunk<S>(
+        &mut self,
+        body: &mut S,
+        what: &str,
+        registry: &str,
+        url: &Url,
+    ) -> Result<Option<bytes::Bytes>, RegistryError>
+    where
+        S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    {
+        let chunk = self
+            .next(body)
+            .await
+            .map_err(|after| RegistryError::Stalled {
+                what: what.to_string(),
+                registry: registry.to_string(),
+                after,
+            })?;
+        chunk.transpose().map_err(|source| RegistryError::Http {
+            method: "GET".into(),
+            url: url.to_string(),
+            source,
+        })
+    }
 }
 
 /// The media type an answer's `Content-Type` names, without parameters.
