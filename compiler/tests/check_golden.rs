@@ -108,7 +108,6 @@ fn every_rule_has_a_golden_case_and_a_page() {
 
 #[test]
 fn golden_checks() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     let mut cases: Vec<PathBuf> = std::fs::read_dir(root().join("check"))
         .expect("testdata/check exists")
@@ -145,21 +144,7 @@ fn golden_checks() {
             checked: &bad,
         }]);
         let path = case.join("bad.txt");
-        if update {
-            std::fs::write(&path, &actual).expect("golden file writable");
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{}: differs\n--- expected\n{expected}\n+++ actual\n{actual}",
-                path.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{}: missing (run with UPDATE_GOLDEN=1)",
-                path.display()
-            )),
-        }
+        rbuild_test_support::compare_golden(&path, &actual, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
