@@ -84,6 +84,107 @@ fn directive_error_true_fails_check_and_build() {
         .arg(dir.path()));
 }
 
+/// The JSON events of a `--progress json` build's stderr; every line must be one.
+fn json_events(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event: {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn a_build_reports_its_check_findings_as_progress_warnings() {
+    let dir = Dir::new();
+    dir.write("Dockerfile", "FROM scratch AS Build\nCMD echo hi\n");
+    let run = ok(rbuild(dir.path())
+        .args(["build", "--progress", "json", "-t", "x"])
+        .arg(dir.path()));
+    let events = json_events(&run.stderr);
+    let warnings: Vec<_> = events.iter().filter(|e| e["event"] == "warning").collect();
+    let rules: Vec<_> = warnings
+        .iter()
+        .map(|w| {
+            assert_eq!(w["code"], "check", "{w}");
+            (
+                w["check"]["rule"].as_str().unwrap(),
+                w["check"]["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [("StageNameCasing", 1), ("JSONArgsRecommended", 2)],
+        "{}",
+        run.stderr
+    );
+    let casing = warnings[0];
+    let file = dir.path().join("Dockerfile");
+    assert_eq!(casing["check"]["file"], file.to_str().unwrap());
+    assert_eq!(casing["check"]["severity"], "warning");
+    assert!(
+        casing["check"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("StageNameCasing.md"),
+        "{casing}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["ok"], true);
+    assert_eq!(
+        summary["warnings"].as_array().unwrap().len(),
+        2,
+        "{summary}"
+    );
+
+    // The plain view shows the excerpt before the build and lists the findings at its end.
+    let run = ok(rbuild(dir.path())
+        .args(["build", "--progress", "plain", "-t", "x"])
+        .arg(dir.path()));
+    assert!(run.stderr.contains("2 | CMD echo hi"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("- JSONArgsRecommended ({}:2): ", file.display())),
+        "{}",
+        run.stderr
+    );
+
+    // error=true: the findings, then a failed summary naming the rules; nothing built.
+    dir.write(
+        "Dockerfile",
+        "# check=error=true\nFROM scratch AS Build\nCMD [\"hi\"]\n",
+    );
+    let run = fails(
+        rbuild(dir.path())
+            .args(["build", "--progress", "json", "-t", "y"])
+            .arg(dir.path()),
+    );
+    let events = json_events(
+        &run.stderr
+            .lines()
+            .take_while(|l| l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    assert_eq!(events[0]["event"], "warning", "{}", run.stderr);
+    assert_eq!(events[0]["check"]["severity"], "error");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary", "{}", run.stderr);
+    assert_eq!(summary["ok"], false);
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("lint violation found for rules: StageNameCasing"),
+        "{summary}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "start"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn several_files_and_a_directory_in_one_call() {
     let dir = Dir::new();
