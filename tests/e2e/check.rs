@@ -3,7 +3,8 @@
 //! BuildKit's `error=true` behaviour in builds.
 use std::process::Command;
 
-use crate::support::{Dir, fails, ok, rbuild};
+use crate::support::{BuildEnv, Dir, fails, ok, rbuild};
+use rbuild_test_support::Registry;
 
 const WARNS: &str = "FROM alpine:3.19 AS Build\nCMD echo hi\n";
 
@@ -183,6 +184,93 @@ fn a_build_reports_its_check_findings_as_progress_warnings() {
         "{}",
         run.stderr
     );
+}
+
+/// An architecture other than this machine's, as platforms name it.
+fn other_platform() -> &'static str {
+    if std::env::consts::ARCH == "aarch64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    }
+}
+
+#[test]
+fn a_base_of_another_architecture_is_reported_before_and_after_its_pull() {
+    let other = other_platform();
+    let registry = Registry::start();
+    let host = registry.host();
+    let foreign = format!("{host}/foreign:1");
+    // A single-platform image of another architecture (no RUN: nothing to emulate).
+    let env = BuildEnv::new();
+    env.write("f", "x");
+    env.dockerfile("FROM scratch\nCOPY f /f\n");
+    env.build(&["--platform", other, "-t", &foreign, "--push"]);
+    env.build(&["--platform", other, "-t", "foreign:1"]);
+
+    // In the store: `rbuild check` and the check before a build report it at its FROM.
+    env.dockerfile("FROM foreign:1\nCMD [\"/f\"]\n");
+    let run = ok(env.rbuild().arg("check").arg(&env.ctx));
+    assert!(
+        run.stdout.contains(&format!(
+            "warning[InvalidBaseImagePlatform]: Base image foreign:1 was pulled with platform \"{other}\""
+        )) && run.stdout.contains("1 | FROM foreign:1"),
+        "{}",
+        run.stdout
+    );
+    let out = ok(env
+        .rbuild()
+        .args(["build", "--progress", "json"])
+        .arg(&env.ctx));
+    let rules: Vec<_> = json_events(&out.stderr)
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .map(|e| (e["code"].clone(), e["check"]["rule"].clone()))
+        .collect();
+    assert_eq!(
+        rules,
+        [("check".into(), "InvalidBaseImagePlatform".into())],
+        "{}",
+        out.stderr
+    );
+    // Skipped by the directive: nothing.
+    env.dockerfile("# check=skip=InvalidBaseImagePlatform\nFROM foreign:1\nCMD [\"/f\"]\n");
+    let run = ok(env.rbuild().arg("check").arg(&env.ctx));
+    assert!(
+        !run.stdout.contains("InvalidBaseImagePlatform"),
+        "{}",
+        run.stdout
+    );
+
+    // Pulled by the build into a store that did not have it: a warning of the build.
+    let fresh = BuildEnv::new();
+    fresh.dockerfile(&format!("FROM {foreign}\nCMD [\"/f\"]\n"));
+    let out = ok(fresh
+        .rbuild()
+        .args(["build", "--progress", "json"])
+        .arg(&fresh.ctx));
+    let warnings: Vec<_> = json_events(&out.stderr)
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert_eq!(warnings[0]["code"], "base-platform");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("was pulled with platform \"{other}\"")),
+        "{}",
+        out.stderr
+    );
+    // A base of this machine's platform: no warning.
+    let native = BuildEnv::new();
+    native.dockerfile(&format!("FROM {}\nCMD [\"/f\"]\n", crate::support::BASE));
+    let out = ok(native
+        .rbuild()
+        .args(["build", "--progress", "json"])
+        .arg(&native.ctx));
+    assert!(!out.stderr.contains("\"warning\""), "{}", out.stderr);
 }
 
 #[test]
