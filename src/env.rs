@@ -57,7 +57,7 @@ pub const RBUILD_SNAPSHOTTER: &str = "RBUILD_SNAPSHOTTER";
 /// `report`, a build's outputs), of what a compressed archive (`load`, `import`, `report`,
 /// ADD) expands to, and of an archive `load` or `build -` reads from stdin (bytes, or with a
 /// `k`, `m`, `g`, `t` or `p` unit, powers of 1024 as docker's `--shm-size` reads them); default
-/// [`DEFAULT_MAX_LAYER_BYTES`](rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES). Past it,
+/// [`DEFAULT_MAX_LAYER_BYTES`](rbuild_tarlimits::DEFAULT_MAX_LAYER_BYTES). Past it,
 /// the command stops with an error naming the layer or archive (gzip/zstd bombs). The other
 /// limits ([`crate::limits`]) are fixed.
 pub const RBUILD_MAX_LAYER_SIZE: &str = "RBUILD_MAX_LAYER_SIZE";
@@ -71,7 +71,7 @@ pub fn max_layer_size() -> anyhow::Result<u64> {
     match std::env::var(RBUILD_MAX_LAYER_SIZE) {
         // `RBUILD_MAX_LAYER_SIZE="lots" is not a size (...)`
         Ok(v) => parse_size(&v).map_err(|e| anyhow::anyhow!("{RBUILD_MAX_LAYER_SIZE}={e}")),
-        Err(std::env::VarError::NotPresent) => Ok(rbuild_compiler::limits::DEFAULT_MAX_LAYER_BYTES),
+        Err(std::env::VarError::NotPresent) => Ok(rbuild_tarlimits::DEFAULT_MAX_LAYER_BYTES),
         Err(std::env::VarError::NotUnicode(_)) => {
             anyhow::bail!("{RBUILD_MAX_LAYER_SIZE} is not valid UTF-8")
         }

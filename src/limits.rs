@@ -1,11 +1,11 @@
 //! The limits every reader of untrusted layers and archives keeps, as this process applies
-//! them: [`rbuild_compiler::limits::Limits`], with the layer size from
+//! them: [`rbuild_tarlimits::Limits`], with the layer size from
 //! [`crate::env::RBUILD_MAX_LAYER_SIZE`]. `load`, `import`, `run`, `report` and the build (its
 //! context from stdin, ADD, outputs and cache imports) all take them from [`get`].
 
 use std::io::Read;
 
-use rbuild_compiler::limits::{LimitError, Limits};
+use rbuild_tarlimits::{LimitError, Limits};
 
 use crate::env;
 use crate::report::Hint;
@@ -16,17 +16,6 @@ pub fn get() -> anyhow::Result<Limits> {
         max_layer_bytes: env::max_layer_size()?,
         ..Limits::default()
     })
-}
-
-/// The same limits in the form the report crate takes them (it depends on no other crate
-/// of rbuild).
-pub fn for_report(limits: &Limits) -> rbuild_report::Limits {
-    rbuild_report::Limits {
-        max_layer_bytes: limits.max_layer_bytes,
-        max_entries: limits.max_entries,
-        max_path_bytes: limits.max_path_bytes,
-        max_path_depth: limits.max_path_depth,
-    }
 }
 
 /// `tar`, a layer's uncompressed stream, followed header by header against `limits` (for
@@ -91,14 +80,6 @@ pub fn hint_for(err: &anyhow::Error) -> Option<Hint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_report_crate_defaults_to_the_same_limits() {
-        assert_eq!(
-            for_report(&Limits::default()),
-            rbuild_report::Limits::default()
-        );
-    }
 
     #[test]
     fn the_layer_size_limit_gets_a_hint() {

@@ -112,9 +112,11 @@ fn good() -> Workspace {
     let compiler = ("rbuild-compiler", None);
     let pathmatch = ("rbuild-pathmatch", None);
     let compress = ("rbuild-compress", None);
+    let tarlimits = ("rbuild-tarlimits", None);
     let support = ("rbuild-test-support", Some("dev"));
     w.crate_("rbuild-pathmatch", "pathmatch", LIBRARY, &[support]);
     w.crate_("rbuild-compress", "compress", LIBRARY, &[]);
+    w.crate_("rbuild-tarlimits", "tarlimits", LIBRARY, &[]);
     w.crate_(
         "rbuild-compiler",
         "compiler",
@@ -125,17 +127,17 @@ fn good() -> Workspace {
         "rbuild-cache",
         "cache",
         LIBRARY,
-        &[compiler, pathmatch, compress],
+        &[compiler, pathmatch, compress, tarlimits],
     );
     w.crate_(
         "rbuild-executor",
         "executor",
         EXECUTOR,
-        &[compiler, pathmatch, compress],
+        &[compiler, pathmatch, compress, tarlimits],
     );
     w.write("executor/src/sys.rs", "pub fn f() { unsafe { g() } }\n");
     w.crate_("rbuild-registry", "registry", LIBRARY, &[support]);
-    w.crate_("rbuild-report", "report", LIBRARY, &[compress]);
+    w.crate_("rbuild-report", "report", LIBRARY, &[compress, tarlimits]);
     let all = [
         compiler,
         ("rbuild-cache", None),
@@ -179,6 +181,7 @@ fn every_forbidden_dependency_is_named() {
         LIBRARY,
         &[
             ("rbuild-report", None),
+            ("rbuild-tarlimits", None),
             ("rbuild-test-support", Some("dev")),
         ],
     );
@@ -215,6 +218,12 @@ fn every_forbidden_dependency_is_named() {
         LIBRARY,
         &[("rbuild-pathmatch", Some("build"))],
     );
+    w.crate_(
+        "rbuild-tarlimits",
+        "tarlimits",
+        LIBRARY,
+        &[("rbuild-compress", None)],
+    );
     w.crate_("rbuild-test-support", "test-support", FORBID, &[]);
     w.crate_("rbuild", ".", FORBID, &[]);
     assert_eq!(
@@ -223,6 +232,8 @@ fn every_forbidden_dependency_is_named() {
             "rbuild-cache has a normal dependency on rbuild-registry: forbidden by \
              rbuild-cache's row of the dependency table",
             "rbuild-compiler has a normal dependency on rbuild-report: forbidden by \
+             rbuild-compiler's row of the dependency table",
+            "rbuild-compiler has a normal dependency on rbuild-tarlimits: forbidden by \
              rbuild-compiler's row of the dependency table",
             "rbuild-compress has a build dependency on rbuild-pathmatch: rbuild-compress \
              depends on no workspace crate",
@@ -238,6 +249,8 @@ fn every_forbidden_dependency_is_named() {
             "rbuild-registry has a normal dependency on rbuild-test-support: \
              rbuild-test-support is dev-only and never shipped",
             "rbuild-report has a normal dependency on rbuild: no library depends on the binary",
+            "rbuild-tarlimits has a normal dependency on rbuild-compress: rbuild-tarlimits \
+             depends on no workspace crate",
         ]
     );
 }

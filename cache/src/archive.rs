@@ -6,8 +6,8 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
-use rbuild_compiler::limits::{LimitError, Limits};
 use rbuild_compress::{Compression, Decoder};
+use rbuild_tarlimits::{LimitError, Limits};
 use serde_json::json;
 
 use crate::blob::Expected;

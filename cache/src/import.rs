@@ -9,8 +9,8 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, MediaType};
-use rbuild_compiler::limits::{LimitError, Limits};
 use rbuild_compress::{Compression, Decoder};
+use rbuild_tarlimits::{LimitError, Limits};
 use serde_json::json;
 
 use crate::layer::{self, LayerError, LayerWriter, TarOptions};

@@ -6,7 +6,6 @@
 
 pub mod check;
 pub mod instructions;
-pub mod limits;
 pub mod parser;
 pub mod plan;
 pub mod shell;

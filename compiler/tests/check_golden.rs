@@ -4,7 +4,8 @@
 //! Optional inputs: `config` (check settings in the directive's syntax, plus a line
 //! `pin-versions` to turn that on), `bases.json` (base image configs by reference),
 //! `dockerignore` (the ignore file), `context.txt` (the context's files, one a line) and
-//! `files.json` (files of base images: reference, then path, then text).
+//! `files.json` (files of base images: reference, then path, then text) and `platforms.json`
+//! (the platform each base image's config names, by reference).
 //! `UPDATE_GOLDEN=1 cargo test -p rbuild-compiler --test check_golden` rewrites `bad.txt`.
 //!
 //! It also checks the clean corpus in `testdata/check-corpus/`: Dockerfiles in the style of
@@ -52,6 +53,7 @@ fn options(case: &Path) -> CheckOptions {
 struct Bases {
     configs: BTreeMap<String, ImageConfig>,
     files: BTreeMap<String, BTreeMap<String, String>>,
+    platforms: BTreeMap<String, String>,
 }
 
 impl BaseConfigs for Bases {
@@ -61,6 +63,11 @@ impl BaseConfigs for Bases {
 
     fn base_file(&self, reference: &str, path: &str) -> Option<String> {
         self.files.get(reference)?.get(path).cloned()
+    }
+
+    fn base_platform(&self, reference: &str) -> Option<Platform> {
+        let text = self.platforms.get(reference)?;
+        Some(Platform::parse(text).expect("platforms.json names valid platforms"))
     }
 }
 
@@ -72,6 +79,9 @@ fn bases(case: &Path) -> Bases {
             .unwrap_or_default(),
         files: read("files.json")
             .map(|t| serde_json::from_str(&t).expect("files.json is a map of maps"))
+            .unwrap_or_default(),
+        platforms: read("platforms.json")
+            .map(|t| serde_json::from_str(&t).expect("platforms.json is a map of platforms"))
             .unwrap_or_default(),
     }
 }
@@ -108,7 +118,6 @@ fn every_rule_has_a_golden_case_and_a_page() {
 
 #[test]
 fn golden_checks() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     let mut cases: Vec<PathBuf> = std::fs::read_dir(root().join("check"))
         .expect("testdata/check exists")
@@ -145,21 +154,7 @@ fn golden_checks() {
             checked: &bad,
         }]);
         let path = case.join("bad.txt");
-        if update {
-            std::fs::write(&path, &actual).expect("golden file writable");
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{}: differs\n--- expected\n{expected}\n+++ actual\n{actual}",
-                path.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{}: missing (run with UPDATE_GOLDEN=1)",
-                path.display()
-            )),
-        }
+        rbuild_test_support::compare_golden(&path, &actual, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -79,27 +79,12 @@ fn run_case(case: &Path) -> (Vec<(&'static str, String)>, Option<Plan>) {
 
 #[test]
 fn golden_plans() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for case in cases() {
         let (outputs, _) = run_case(&case);
         for (file, actual) in outputs {
             let path = case.join(file);
-            if update {
-                std::fs::write(&path, &actual).expect("golden file writable");
-                continue;
-            }
-            match std::fs::read_to_string(&path) {
-                Ok(expected) if expected == actual => {}
-                Ok(expected) => failures.push(format!(
-                    "{}: differs\n--- expected\n{expected}\n+++ actual\n{actual}",
-                    path.display()
-                )),
-                Err(_) => failures.push(format!(
-                    "{}: missing (run with UPDATE_GOLDEN=1)",
-                    path.display()
-                )),
-            }
+            rbuild_test_support::compare_golden(&path, &actual, &mut failures);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -155,7 +155,7 @@ pub struct BuildRequest {
     /// `--cache-to`s.
     pub cache_to: Vec<remote_cache::CacheExport>,
     /// What the layers and archives the build reads may hold (`RBUILD_MAX_LAYER_SIZE`).
-    pub limits: rbuild_compiler::limits::Limits,
+    pub limits: rbuild_tarlimits::Limits,
     /// The automatic prune after a build (config `gc.threshold`, `gc.keep_storage`).
     pub gc: maintain::GcPolicy,
 }
@@ -198,7 +198,7 @@ impl BuildRequest {
             registry: registry::RegistryConfig::default(),
             cache_from: Vec::new(),
             cache_to: Vec::new(),
-            limits: rbuild_compiler::limits::Limits::default(),
+            limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
         })
     }

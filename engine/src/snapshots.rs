@@ -94,7 +94,7 @@ pub fn ensure_snapshots(
     config: &ImageConfiguration,
     manifest: &oci_spec::image::ImageManifest,
     id_map: &IdMap,
-    limits: &rbuild_compiler::limits::Limits,
+    limits: &rbuild_tarlimits::Limits,
 ) -> Result<Vec<PathBuf>, SnapshotError> {
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
@@ -130,7 +130,7 @@ pub fn ensure_layer_snapshots(
     store: &Store,
     layers: &[LayerRecord],
     id_map: &IdMap,
-    limits: &rbuild_compiler::limits::Limits,
+    limits: &rbuild_tarlimits::Limits,
 ) -> Result<Vec<PathBuf>, SnapshotError> {
     let snapshots = Snapshots::open(store.root())?;
     let mut out = Vec::with_capacity(layers.len());
@@ -179,7 +179,7 @@ fn unpack_into(
     d: &Digest,
     temp: &Path,
     id_map: &IdMap,
-    limits: &rbuild_compiler::limits::Limits,
+    limits: &rbuild_tarlimits::Limits,
 ) -> Result<(), SnapshotError> {
     let started = std::time::Instant::now();
     let diff_id = &layer.diff_id;

@@ -45,13 +45,15 @@ pub(crate) fn components(name: &[u8]) -> Result<Vec<&OsStr>, BadName> {
     Ok(out)
 }
 
-fn join(comps: &[&OsStr]) -> Vec<u8> {
+/// Path components as one relative path for `openat2`: joined with `/`, `.` when there are
+/// none.
+pub(crate) fn join<C: AsRef<OsStr>>(comps: &[C]) -> Vec<u8> {
     let mut v = Vec::new();
     for (i, c) in comps.iter().enumerate() {
         if i > 0 {
             v.push(b'/');
         }
-        v.extend_from_slice(c.as_bytes());
+        v.extend_from_slice(c.as_ref().as_bytes());
     }
     if v.is_empty() {
         v.push(b'.');

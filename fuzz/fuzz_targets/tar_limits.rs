@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
-use rbuild_compiler::limits::Limits;
+use rbuild_tarlimits::Limits;
 
 const LIMITS: Limits = Limits {
     max_layer_bytes: 1 << 20,

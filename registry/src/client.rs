@@ -47,7 +47,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
+    /// How long to wait before retry `attempt` (from 1): doubling from `base_delay`, at most
+    /// `max_delay`.
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }

@@ -2,6 +2,7 @@
 //! the caller's sinks with digest verification, retries and `Range` resume.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageManifest};
@@ -11,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::blob::{BlobSink, BlobTarget};
-use crate::client::{Client, STALL_PROGRESS_BYTES, Scopes, status_error, transient_error};
+use crate::client::{Client, Host, STALL_PROGRESS_BYTES, Scopes, status_error, transient_error};
 use crate::error::RegistryError;
 use crate::platform::Platform;
 use crate::progress::ProgressEvent;
@@ -109,40 +110,42 @@ impl Client {
         &self,
         reference: &Reference,
     ) -> Result<Option<(Digest, String, u64)>, RegistryError> {
-        let host = self.host(reference.registry()).await?;
-        let url = manifest_url(&host, reference)?;
-        let resp = self
-            .send(
-                &host,
-                &Scopes::pull(reference.repository()),
-                Method::HEAD,
-                &url,
-                &format!("manifest {reference}"),
-                |r| Ok(r.header(ACCEPT, ACCEPT_MANIFESTS)),
-            )
-            .await?;
+        let (_, url, resp) = self.request_manifest(reference, Method::HEAD).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !resp.status().is_success() {
             return Err(status_error(Method::HEAD, &url, resp).await);
         }
-        let digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::from_str(v).ok());
+        let digest = header_digest(&resp).and_then(|v| Digest::from_str(&v).ok());
         let Some(digest) = digest else {
             return Ok(None);
         };
-        let media_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
-            .unwrap_or_default();
+        let media_type = header_media_type(&resp).unwrap_or_default();
         let size = resp.content_length().unwrap_or(0);
         Ok(Some((digest, media_type, size)))
+    }
+
+    /// Asks the registry for `reference`'s manifest (any manifest or index type rbuild reads)
+    /// with `method`; the manifest's URL and the answer, whatever its status.
+    async fn request_manifest(
+        &self,
+        reference: &Reference,
+        method: Method,
+    ) -> Result<(Arc<Host>, Url, reqwest::Response), RegistryError> {
+        let host = self.host(reference.registry()).await?;
+        let url = manifest_url(&host, reference)?;
+        let resp = self
+            .send(
+                &host,
+                &Scopes::pull(reference.repository()),
+                method,
+                &url,
+                &format!("manifest {reference}"),
+                |r| Ok(r.header(ACCEPT, ACCEPT_MANIFESTS)),
+            )
+            .await?;
+        Ok((host, url, resp))
     }
 
     /// Fetches a manifest or index, limited in size, verified against the reference's digest
@@ -151,20 +154,9 @@ impl Client {
         &self,
         reference: &Reference,
     ) -> Result<FetchedManifest, RegistryError> {
-        let host = self.host(reference.registry()).await?;
-        let url = manifest_url(&host, reference)?;
         let limit = self.inner.opts.max_manifest_size;
         let what = reference.to_string();
-        let resp = self
-            .send(
-                &host,
-                &Scopes::pull(reference.repository()),
-                Method::GET,
-                &url,
-                &format!("manifest {what}"),
-                |r| Ok(r.header(ACCEPT, ACCEPT_MANIFESTS)),
-            )
-            .await?;
+        let (host, url, resp) = self.request_manifest(reference, Method::GET).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::ManifestNotFound { reference: what });
         }
@@ -177,30 +169,16 @@ impl Client {
                 limit,
             });
         }
-        let header_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let header_digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header_type = header_media_type(&resp);
+        let header_digest = header_digest(&resp);
         let mut bytes = Vec::new();
         let mut body = resp.bytes_stream();
         let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
-        let stalled = |after| RegistryError::Stalled {
-            what: format!("manifest {what}"),
-            registry: host.registry.clone(),
-            after,
-        };
-        while let Some(chunk) = watch.next(&mut body).await.map_err(stalled)? {
-            let chunk = chunk.map_err(|source| RegistryError::Http {
-                method: "GET".into(),
-                url: url.to_string(),
-                source,
-            })?;
+        let download = format!("manifest {what}");
+        while let Some(chunk) = watch
+            .chunk(&mut body, &download, &host.registry, &url)
+            .await?
+        {
             if bytes.len() + chunk.len() > limit {
                 return Err(RegistryError::ManifestTooLarge {
                     reference: what,
@@ -526,17 +504,7 @@ impl Client {
                 }
                 let mut body = resp.bytes_stream();
                 let mut watch = StallWatch::new(self.inner.opts.stall_timeout);
-                let stalled = |after| RegistryError::Stalled {
-                    what: what.clone(),
-                    registry: host.registry.clone(),
-                    after,
-                };
-                while let Some(chunk) = watch.next(&mut body).await.map_err(stalled)? {
-                    let chunk = chunk.map_err(|source| RegistryError::Http {
-                        method: "GET".into(),
-                        url: url.to_string(),
-                        source,
-                    })?;
+                while let Some(chunk) = watch.chunk(&mut body, &what, &host.registry, &url).await? {
                     if received + chunk.len() as u64 > size {
                         return Err(RegistryError::SizeMismatch {
                             digest: digest.clone(),
@@ -582,7 +550,7 @@ impl Client {
                     let delay = if matches!(e, RegistryError::Stalled { .. }) {
                         std::time::Duration::ZERO
                     } else {
-                        policy_delay(&policy, failures)
+                        policy.delay(failures)
                     };
                     tracing::debug!(%digest, received, ?delay, error = %e, "blob transfer interrupted; resuming");
                     self.emit(ProgressEvent::Retry {
@@ -645,17 +613,48 @@ impl StallWatch {
         }
         Ok(chunk)
     }
+
+    /// The next chunk of `body`, a GET of `url` downloading `what` from `registry`; a stall
+    /// or a failed read is an error naming them.
+    async fn chunk<S>(
+        &mut self,
+        body: &mut S,
+        what: &str,
+        registry: &str,
+        url: &Url,
+    ) -> Result<Option<bytes::Bytes>, RegistryError>
+    where
+        S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    {
+        let chunk = self
+            .next(body)
+            .await
+            .map_err(|after| RegistryError::Stalled {
+                what: what.to_string(),
+                registry: registry.to_string(),
+                after,
+            })?;
+        chunk.transpose().map_err(|source| RegistryError::Http {
+            method: "GET".into(),
+            url: url.to_string(),
+            source,
+        })
+    }
 }
 
-fn policy_delay(policy: &crate::client::RetryPolicy, attempt: u32) -> std::time::Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-    policy
-        .base_delay
-        .saturating_mul(factor)
-        .min(policy.max_delay)
+/// The media type an answer's `Content-Type` names, without parameters.
+fn header_media_type(resp: &reqwest::Response) -> Option<String> {
+    let v = resp.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(v.split(';').next().unwrap_or(v).trim().to_string())
 }
 
-fn manifest_url(host: &crate::client::Host, reference: &Reference) -> Result<Url, RegistryError> {
+/// The digest an answer's `Docker-Content-Digest` names, unparsed.
+fn header_digest(resp: &reqwest::Response) -> Option<String> {
+    let v = resp.headers().get("docker-content-digest")?.to_str().ok()?;
+    Some(v.to_string())
+}
+
+fn manifest_url(host: &Host, reference: &Reference) -> Result<Url, RegistryError> {
     host.url(&format!(
         "/v2/{}/manifests/{}",
         reference.repository(),

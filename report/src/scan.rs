@@ -5,32 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How far one layer may go: the analysis stops with an error naming the layer and the limit
-/// instead of reading a bomb whole or keeping its names in memory. `rbuild report` passes the
-/// values every reader of layers in rbuild uses (`rbuild_compiler::limits::Limits`); the
-/// defaults are the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// The most bytes of the uncompressed tar stream.
-    pub max_layer_bytes: u64,
-    /// The most entries.
-    pub max_entries: u64,
-    /// The longest entry name, in bytes.
-    pub max_path_bytes: usize,
-    /// The most components of an entry name (empty and `.` components do not count).
-    pub max_path_depth: usize,
-}
-
-impl Default for Limits {
-    /// 64 GiB, 4 million entries, names of 4096 bytes and 256 components.
-    fn default() -> Self {
-        Limits {
-            max_layer_bytes: 64 << 30,
-            max_entries: 4_000_000,
-            max_path_bytes: 4096,
-            max_path_depth: 256,
-        }
-    }
-}
+/// instead of reading a bomb whole or keeping its names in memory. These are the limits (and
+/// defaults) every reader of layers in rbuild keeps.
+pub use rbuild_tarlimits::Limits;
 
 /// Why a layer could not be read.
 #[derive(Debug, thiserror::Error)]

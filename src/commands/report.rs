@@ -81,7 +81,7 @@ struct Opened {
 struct StoreLayers<'a> {
     store: &'a Store,
     digests: &'a [Digest],
-    limits: rbuild_compiler::limits::Limits,
+    limits: rbuild_tarlimits::Limits,
 }
 
 impl LayerSource for StoreLayers<'_> {
@@ -111,7 +111,7 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let options = Options {
         top: args.top,
         threads: args.threads,
-        limits: crate::limits::for_report(&crate::limits::get()?),
+        limits: crate::limits::get()?,
         ..Options::default()
     };
     if args.diff {
@@ -167,7 +167,7 @@ pub fn report_built(
         .map_err(|e| usage(e.to_string()))?;
     let opened = open_in_store(store, name.to_string(), descriptor, None)?;
     let options = Options {
-        limits: crate::limits::for_report(&crate::limits::get()?),
+        limits: crate::limits::get()?,
         ..Options::default()
     };
     let analysis = analyze_opened(&opened, &options, name)?;

@@ -594,3 +594,23 @@ pub fn conformance_dir(test: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// Compares `actual` with the golden file at `path`, adding a line to `failures` when it
+/// differs or is missing; with `UPDATE_GOLDEN` set, writes `actual` there instead.
+pub fn compare_golden(path: &Path, actual: &str, failures: &mut Vec<String>) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, actual).expect("golden file writable");
+        return;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(expected) if expected == actual => {}
+        Ok(expected) => failures.push(format!(
+            "{}: differs\n--- expected\n{expected}\n+++ actual\n{actual}",
+            path.display()
+        )),
+        Err(_) => failures.push(format!(
+            "{}: missing (run with UPDATE_GOLDEN=1)",
+            path.display()
+        )),
+    }
+}

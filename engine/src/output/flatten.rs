@@ -26,10 +26,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rbuild_cache::{Digest, Store};
-use rbuild_compiler::limits::{LimitedTar, Limits};
 use rbuild_compress::Compression;
 #[cfg(test)]
 use rbuild_compress::ManifestFormat;
+use rbuild_tarlimits::{LimitedTar, Limits};
 use tar::EntryType;
 
 use super::error::{EntryError, FlattenError};

@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rbuild_compiler::limits::{LimitError, Limits};
+use rbuild_tarlimits::{LimitError, Limits};
 
 use super::model::{At, Content, Model, Node, NodeKind, show};
 use super::source::{FileKind, comps_of};

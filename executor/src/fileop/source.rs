@@ -17,6 +17,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rbuild_pathmatch::glob;
 
 use crate::idmap::IdMap;
+use crate::rootfs::join;
 use crate::snapshot::LowerView;
 
 /// The type of a file in a source tree.
@@ -129,20 +130,6 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
-fn rel_bytes(comps: &[OsString]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (i, c) in comps.iter().enumerate() {
-        if i > 0 {
-            v.push(b'/');
-        }
-        v.extend_from_slice(c.as_bytes());
-    }
-    if v.is_empty() {
-        v.push(b'.');
-    }
-    v
-}
-
 impl HostDir {
     /// A view of `root`. `allow`: when `Some`, only these relative paths exist
     /// (and the directories above them, which are listed too).
@@ -158,7 +145,7 @@ impl HostDir {
                     })
                     .collect();
                 for n in (1..=comps.len()).rev() {
-                    if !set.insert(rel_bytes(&comps[..n])) && n < comps.len() {
+                    if !set.insert(join(&comps[..n])) && n < comps.len() {
                         break;
                     }
                 }
@@ -180,7 +167,7 @@ impl HostDir {
         if comps.is_empty() {
             return true;
         }
-        a.contains(&rel_bytes(comps))
+        a.contains(&join(comps))
     }
 
     fn root_fd(&self) -> io::Result<&OwnedFd> {
@@ -212,7 +199,7 @@ impl HostDir {
     fn open_dir(&self, comps: &[OsString], flags: OFlags) -> io::Result<OwnedFd> {
         Ok(rustix::fs::openat2(
             self.root_fd()?,
-            rel_bytes(comps).as_slice(),
+            join(comps).as_slice(),
             flags | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             BENEATH,

@@ -5,7 +5,7 @@
 
 use std::io::{Cursor, Read, Seek, Write};
 
-use rbuild_compiler::limits::{LimitError, Limits};
+use rbuild_tarlimits::{LimitError, Limits};
 
 /// A file with many holes, so that `tar` writes it as a GNU sparse entry with extension
 /// blocks (a header holds 4 sparse records, each extension block 21).

@@ -1,12 +1,14 @@
 //! Bounds on untrusted tar streams: image layers, image archives and the archives ADD
 //! extracts. One [`Limits`] value says how far such a stream may go; every reader of one
 //! (the store's archive loader, the layer unpacker, ADD, the build outputs, and `rbuild
-//! report` through its own API) reads it through [`Limits::reader`], so all of them stop at
+//! report`) reads it through [`Limits::reader`], so all of them stop at
 //! the same place with a [`LimitError`] that says which limit was crossed.
 //!
-//! It lives here because the compiler is the one crate that both the store (`cache`) and the
-//! executor may depend on. It does no I/O of its own: [`TarLimiter`] is a state machine over
-//! the bytes a caller's reader yields, and [`LimitedTar`] only passes them through it.
+//! It is a leaf crate of its own so that every one of those readers (the store, the
+//! executor, the engine and the report crate, which may not depend on each other) shares
+//! one set of limits and defaults. It does no I/O of its own: [`TarLimiter`] is a state
+//! machine over the bytes a caller's reader yields, and [`LimitedTar`] only passes them
+//! through it.
 //!
 //! The limiter follows the tar stream the way the `tar` crate reads it (headers, GNU
 //! long-name and long-link entries, PAX extended headers with their `size`, `path` and
@@ -23,6 +25,9 @@
 //!   [`MAX_EXTENSION_BYTES`]: the `tar` crate reads such an entry whole into memory before
 //!   it returns the entry it describes, so this is what keeps a header that claims a
 //!   gigabyte from taking a gigabyte.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::io::{self, Read, Seek, SeekFrom};
 
