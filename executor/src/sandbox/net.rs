@@ -15,7 +15,8 @@
 //! network namespace and lets the stack's process open it and exec pasta in the foreground
 //! (pasta itself stays in the host's network namespace). The holder then waits for the
 //! caller's end of a pipe to close, when the stack is dropped or the caller dies, however it
-//! dies, and kills pasta; pasta also has the holder's death as its parent-death signal.
+//! dies, kills pasta and exits; pasta also has the holder's death as its parent-death
+//! signal.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -328,7 +329,8 @@ impl NetStack {
 impl Drop for NetStack {
     fn drop(&mut self) {
         // The holder kills pasta and exits once its pipe is closed; a short-lived helper
-        // forked meanwhile could hold a copy of the pipe, so it is killed after a grace.
+        // forked meanwhile could hold a copy of the pipe, so the holder is killed after a
+        // grace (pasta then gets its parent-death signal).
         drop(self.life.take());
         let exited = rustix::process::pidfd_open(self.holder, rustix::process::PidfdFlags::empty())
             .ok()
@@ -433,8 +435,9 @@ fn holder_main(
             Err(_) => break,
         }
     }
+    // pasta's exit (freeing its buffers) takes tens of milliseconds: nobody waits for it,
+    // and init reaps it.
     let _ = rustix::process::kill_process(stack, Signal::KILL);
-    let _ = rustix::process::waitpid(Some(stack), rustix::process::WaitOptions::empty());
     sys::exit_now(0)
 }
 
