@@ -311,7 +311,8 @@ impl NetStack {
             };
             let mut fds = [PollFd::new(&self.ready_pipe, PollFlags::IN)];
             match rustix::event::poll(&mut fds, Some(&ts)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
                 Err(e) => return Err(format!("wait for it: {e}")),
             }
             match rustix::io::read(&self.ready_pipe, &mut buf) {
