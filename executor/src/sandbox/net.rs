@@ -204,6 +204,14 @@ impl NetStack {
         let (down_r, down_w) = pipe()?; // caller -> holder; closed: the end
         let (ready_r, ready_w) = pipe()?; // pasta -> caller
         let (fail_r, fail_w) = pipe()?;
+        // pasta reopens the pipe (its pid file) as the namespace's root: when that is another
+        // host user (root's ids remapped), the pipe becomes that user's.
+        if let (Some(uid), Some(gid)) = (id_map.host_uid(0), id_map.host_gid(0))
+            && uid != rustix::process::geteuid().as_raw()
+        {
+            rustix::fs::fchown(&ready_w, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| failed(format!("give its pid pipe to uid {uid}: {e}")))?;
+        }
         let holder = match sys::fork().map_err(host("fork the network stack's holder"))? {
             sys::Fork::Child => {
                 drop((up_r, down_w, ready_r, fail_r));
