@@ -175,7 +175,8 @@ pub(crate) fn make_mount_tree_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// `SECCOMP_SET_MODE_FILTER`). The caller has set no_new_privs.
 pub(crate) fn install_seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
-    let len = u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let fprog = libc::sock_fprog {
         len,
         filter: prog.as_ptr().cast_mut(),

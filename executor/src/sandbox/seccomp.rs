@@ -16,8 +16,8 @@ use std::sync::Arc;
 use rustix::thread::CapabilitySet;
 
 pub use bpf::BpfError;
-pub use profile::{Action, ArgCheck, Condition, Op, Profile, ProfileError, Rule};
 use profile::Host;
+pub use profile::{Action, ArgCheck, Condition, Op, Profile, ProfileError, Rule};
 
 /// A sandbox's seccomp setting.
 #[derive(Debug, Clone, Default)]
@@ -160,8 +160,12 @@ pub(super) fn filter_for(
     };
     let host = host()?;
     let rules = profile.resolve(caps, host);
-    let prog = bpf::compile(&profile.arches_for(host.arch), profile.default_action, &rules)
-        .map_err(SeccompError::Compile)?;
+    let prog = bpf::compile(
+        &profile.arches_for(host.arch),
+        profile.default_action,
+        &rules,
+    )
+    .map_err(SeccompError::Compile)?;
     Ok(Some(Filter(prog)))
 }
 
@@ -176,7 +180,9 @@ mod tests {
         let Some(Filter(prog)) = filter_for(&Seccomp::Default, caps).expect("compiles") else {
             panic!("a filter")
         };
-        let nr = arch.number(name).unwrap_or_else(|| panic!("{name} on {arch:?}"));
+        let nr = arch
+            .number(name)
+            .unwrap_or_else(|| panic!("{name} on {arch:?}"));
         let got = run(&prog, arch.audit(), nr, args);
         [
             Action::Allow,
@@ -199,12 +205,32 @@ mod tests {
         let caps = docker_caps();
         let allow = Action::Allow;
         let eperm = Action::Errno(1);
-        for name in ["read", "openat", "execve", "exit_group", "mkdirat", "chroot", "getdents64"] {
+        for name in [
+            "read",
+            "openat",
+            "execve",
+            "exit_group",
+            "mkdirat",
+            "chroot",
+            "getdents64",
+        ] {
             assert_eq!(verdict(caps, host, name, [0; 6]), allow, "{name}");
         }
         for name in [
-            "keyctl", "add_key", "mount", "umount2", "unshare", "setns", "kcmp", "bpf",
-            "init_module", "reboot", "swapon", "pivot_root", "open_by_handle_at", "userfaultfd",
+            "keyctl",
+            "add_key",
+            "mount",
+            "umount2",
+            "unshare",
+            "setns",
+            "kcmp",
+            "bpf",
+            "init_module",
+            "reboot",
+            "swapon",
+            "pivot_root",
+            "open_by_handle_at",
+            "userfaultfd",
         ] {
             assert_eq!(verdict(caps, host, name, [0; 6]), eperm, "{name}");
         }
@@ -224,14 +250,38 @@ mod tests {
         assert_eq!(verdict(admin, host, "clone", args), allow);
         assert_eq!(verdict(admin, host, "clone3", [0; 6]), allow);
         assert_eq!(verdict(admin, host, "mount", [0; 6]), allow);
-        assert_eq!(verdict(caps | CapabilitySet::SYS_PTRACE, host, "kcmp", [0; 6]), allow);
+        assert_eq!(
+            verdict(caps | CapabilitySet::SYS_PTRACE, host, "kcmp", [0; 6]),
+            allow
+        );
         // personality: only the listed values.
-        for (p, want) in [(0, allow), (8, allow), (0x20008, allow), (0xffff_ffff, allow), (0x0040_0000, eperm)] {
-            assert_eq!(verdict(caps, host, "personality", [p, 0, 0, 0, 0, 0]), want, "{p:#x}");
+        for (p, want) in [
+            (0, allow),
+            (8, allow),
+            (0x20008, allow),
+            (0xffff_ffff, allow),
+            (0x0040_0000, eperm),
+        ] {
+            assert_eq!(
+                verdict(caps, host, "personality", [p, 0, 0, 0, 0, 0]),
+                want,
+                "{p:#x}"
+            );
         }
         // socket: every family but AF_ALG and AF_VSOCK.
-        for (family, want) in [(libc::AF_INET, allow), (libc::AF_NETLINK, allow), (libc::AF_ALG, eperm), (39, allow), (libc::AF_VSOCK, eperm), (44, allow)] {
-            assert_eq!(verdict(caps, host, "socket", [family as u64, 0, 0, 0, 0, 0]), want, "{family}");
+        for (family, want) in [
+            (libc::AF_INET, allow),
+            (libc::AF_NETLINK, allow),
+            (libc::AF_ALG, eperm),
+            (39, allow),
+            (libc::AF_VSOCK, eperm),
+            (44, allow),
+        ] {
+            assert_eq!(
+                verdict(caps, host, "socket", [family as u64, 0, 0, 0, 0, 0]),
+                want,
+                "{family}"
+            );
         }
     }
 
@@ -239,16 +289,28 @@ mod tests {
     fn the_compat_architectures_are_covered() {
         let caps = docker_caps();
         if Arch::native() == Some(Arch::X86_64) {
-            assert_eq!(verdict(caps, Arch::X86, "socketcall", [0; 6]), Action::Allow);
+            assert_eq!(
+                verdict(caps, Arch::X86, "socketcall", [0; 6]),
+                Action::Allow
+            );
             assert_eq!(verdict(caps, Arch::X86, "mmap2", [0; 6]), Action::Allow);
             assert_eq!(verdict(caps, Arch::X86, "keyctl", [0; 6]), Action::Errno(1));
-            assert_eq!(verdict(caps, Arch::X86, "modify_ldt", [0; 6]), Action::Allow);
+            assert_eq!(
+                verdict(caps, Arch::X86, "modify_ldt", [0; 6]),
+                Action::Allow
+            );
             assert_eq!(verdict(caps, Arch::X32, "read", [0; 6]), Action::Allow);
             assert_eq!(verdict(caps, Arch::X32, "keyctl", [0; 6]), Action::Errno(1));
-            assert_eq!(verdict(caps, Arch::X32, "arch_prctl", [0; 6]), Action::Allow);
+            assert_eq!(
+                verdict(caps, Arch::X32, "arch_prctl", [0; 6]),
+                Action::Allow
+            );
             // Architecture conditions name the host's architecture; the rule then holds for
             // every architecture of the filter that has the call, as with libseccomp.
-            assert_eq!(verdict(caps, Arch::X86, "arch_prctl", [0; 6]), Action::Allow);
+            assert_eq!(
+                verdict(caps, Arch::X86, "arch_prctl", [0; 6]),
+                Action::Allow
+            );
         }
         if Arch::native() == Some(Arch::Aarch64) {
             assert_eq!(verdict(caps, Arch::Arm, "set_tls", [0; 6]), Action::Allow);
@@ -264,6 +326,10 @@ mod tests {
             panic!("a filter")
         };
         assert!(prog.len() < 4096, "{} instructions", prog.len());
-        assert!(filter_for(&Seccomp::Unconfined, docker_caps()).expect("ok").is_none());
+        assert!(
+            filter_for(&Seccomp::Unconfined, docker_caps())
+                .expect("ok")
+                .is_none()
+        );
     }
 }

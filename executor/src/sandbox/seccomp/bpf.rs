@@ -56,7 +56,9 @@ pub(super) fn ret_value(a: Action) -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
     /// The program is longer than the kernel accepts.
-    #[error("the seccomp filter for {arches} needs {len} instructions, more than the kernel's {MAX_INSNS}")]
+    #[error(
+        "the seccomp filter for {arches} needs {len} instructions, more than the kernel's {MAX_INSNS}"
+    )]
     TooLong {
         /// The architectures covered.
         arches: String,
@@ -64,7 +66,9 @@ pub enum BpfError {
         len: usize,
     },
     /// A rule has more argument checks than a filter can jump over.
-    #[error("a rule for system call {syscall} on {arch} has more than {MAX_CHECKS} argument checks")]
+    #[error(
+        "a rule for system call {syscall} on {arch} has more than {MAX_CHECKS} argument checks"
+    )]
     ChainTooLong {
         /// The system call.
         syscall: String,
@@ -179,7 +183,11 @@ fn rules_by_number<'a>(arch: Arch, rules: &[&'a Rule]) -> BTreeMap<u32, (&'a str
     for rule in rules {
         for name in &rule.names {
             if let Some(nr) = arch.number(name) {
-                by_nr.entry(nr).or_insert_with(|| (name, Vec::new())).1.push(rule);
+                by_nr
+                    .entry(nr)
+                    .or_insert_with(|| (name, Vec::new()))
+                    .1
+                    .push(rule);
             }
         }
     }
@@ -432,7 +440,15 @@ pub(super) mod tests {
     fn comparisons_are_unsigned_64_bit() {
         let allow = ret_value(Action::Allow);
         let eperm = ret_value(Action::Errno(1));
-        let values = [0u64, 1, 5, 0xffff_ffff, 0x1_0000_0000, 0x1_0000_0005, u64::MAX];
+        let values = [
+            0u64,
+            1,
+            5,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0x1_0000_0005,
+            u64::MAX,
+        ];
         for (op, holds) in [
             (Op::Equal, (|a, v| a == v) as fn(u64, u64) -> bool),
             (Op::NotEqual, |a, v| a != v),
@@ -459,7 +475,11 @@ pub(super) mod tests {
             (0x10, eperm),
             (0x1_0000_0020, eperm),
         ] {
-            assert_eq!(run(&prog, Arch::X86_64.audit(), 0, [0, a, 0, 0, 0, 0]), want, "{a:#x}");
+            assert_eq!(
+                run(&prog, Arch::X86_64.audit(), 0, [0, a, 0, 0, 0, 0]),
+                want,
+                "{a:#x}"
+            );
         }
     }
 
@@ -468,17 +488,39 @@ pub(super) mod tests {
         let mut deny_mkdir = Rule::new(&["mkdir"], Action::Errno(13));
         deny_mkdir.args.clear();
         let allow = Rule::new(&["read", "write", "mkdir"], Action::Allow);
-        let prog = compile(&[Arch::X86_64], Action::Errno(1), &[&deny_mkdir, &allow]).expect("compiles");
+        let prog =
+            compile(&[Arch::X86_64], Action::Errno(1), &[&deny_mkdir, &allow]).expect("compiles");
         let x = Arch::X86_64;
         let nr = |n| x.number(n).expect("known");
-        assert_eq!(run(&prog, x.audit(), nr("mkdir"), [0; 6]), ret_value(Action::Errno(13)));
-        assert_eq!(run(&prog, x.audit(), nr("read"), [0; 6]), ret_value(Action::Allow));
-        assert_eq!(run(&prog, x.audit(), nr("write"), [0; 6]), ret_value(Action::Allow));
-        assert_eq!(run(&prog, x.audit(), nr("open"), [0; 6]), ret_value(Action::Errno(1)));
+        assert_eq!(
+            run(&prog, x.audit(), nr("mkdir"), [0; 6]),
+            ret_value(Action::Errno(13))
+        );
+        assert_eq!(
+            run(&prog, x.audit(), nr("read"), [0; 6]),
+            ret_value(Action::Allow)
+        );
+        assert_eq!(
+            run(&prog, x.audit(), nr("write"), [0; 6]),
+            ret_value(Action::Allow)
+        );
+        assert_eq!(
+            run(&prog, x.audit(), nr("open"), [0; 6]),
+            ret_value(Action::Errno(1))
+        );
         // Above every named call: ENOSYS.
-        assert_eq!(run(&prog, x.audit(), 1000, [0; 6]), ret_value(Action::Errno(38)));
+        assert_eq!(
+            run(&prog, x.audit(), 1000, [0; 6]),
+            ret_value(Action::Errno(38))
+        );
         // x32 not covered, nor an architecture that is not listed.
-        assert_eq!(run(&prog, x.audit(), X32_SYSCALL_BIT, [0; 6]), ret_value(Action::KillProcess));
-        assert_eq!(run(&prog, Arch::X86.audit(), 3, [0; 6]), ret_value(Action::KillProcess));
+        assert_eq!(
+            run(&prog, x.audit(), X32_SYSCALL_BIT, [0; 6]),
+            ret_value(Action::KillProcess)
+        );
+        assert_eq!(
+            run(&prog, Arch::X86.audit(), 3, [0; 6]),
+            ret_value(Action::KillProcess)
+        );
     }
 }

@@ -173,10 +173,11 @@ impl Profile {
 
     /// Parses a profile in Docker's JSON format; `path` names it in errors.
     pub fn from_json(path: &Path, bytes: &[u8]) -> Result<Profile, ProfileError> {
-        let json: ProfileJson = serde_json::from_slice(bytes).map_err(|source| ProfileError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        let json: ProfileJson =
+            serde_json::from_slice(bytes).map_err(|source| ProfileError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
         json.into_profile(path)
     }
 }
@@ -457,7 +458,9 @@ impl ProfileJson {
             };
             let names = match (call.name, call.names) {
                 (Some(_), Some(n)) if !n.is_empty() => {
-                    return Err(rule_problem("both \"name\" and \"names\" are given; use one"));
+                    return Err(rule_problem(
+                        "both \"name\" and \"names\" are given; use one",
+                    ));
                 }
                 (Some(n), _) => vec![n],
                 (None, Some(n)) if !n.is_empty() => n,
@@ -552,17 +555,39 @@ mod tests {
             s
         };
         let e = err("{\"defaultAction\": \"SCMP_ACT_NOPE\"}");
-        assert!(e.starts_with("seccomp profile p.json is not valid: unknown variant `SCMP_ACT_NOPE`"), "{e}");
+        assert!(
+            e.starts_with("seccomp profile p.json is not valid: unknown variant `SCMP_ACT_NOPE`"),
+            "{e}"
+        );
         assert!(e.contains("line 1 column"), "{e}");
-        let e = err("{\"defaultAction\": \"SCMP_ACT_ALLOW\",\n \"syscalls\": [{\"names\": [\"x\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 70000}]}");
-        assert!(e.contains("errno 70000 is out of range") && e.contains("line 2"), "{e}");
-        let e = err("{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"x\"], \"action\": \"SCMP_ACT_ALLOW\",\n\"args\": [{\"index\": 6, \"value\": 1, \"op\": \"SCMP_CMP_EQ\"}]}]}");
-        assert!(e.contains("argument index 6 is out of range") && e.contains("line 2"), "{e}");
-        let e = err("{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"x\"], \"action\": \"SCMP_ACT_ALLOW\", \"includes\": {\"minKernel\": \"4\"}}]}");
+        let e = err(
+            "{\"defaultAction\": \"SCMP_ACT_ALLOW\",\n \"syscalls\": [{\"names\": [\"x\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 70000}]}",
+        );
+        assert!(
+            e.contains("errno 70000 is out of range") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = err(
+            "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"x\"], \"action\": \"SCMP_ACT_ALLOW\",\n\"args\": [{\"index\": 6, \"value\": 1, \"op\": \"SCMP_CMP_EQ\"}]}]}",
+        );
+        assert!(
+            e.contains("argument index 6 is out of range") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = err(
+            "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"x\"], \"action\": \"SCMP_ACT_ALLOW\", \"includes\": {\"minKernel\": \"4\"}}]}",
+        );
         assert!(e.contains("kernel version \"4\" is not"), "{e}");
-        let e = err("{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"action\": \"SCMP_ACT_ALLOW\"}]}");
-        assert_eq!(e, "seccomp profile p.json: syscalls[0]: no system call is named");
-        let e = err("{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"architectures\": [\"SCMP_ARCH_X86\"], \"archMap\": [{\"architecture\": \"SCMP_ARCH_X86_64\"}]}");
+        let e = err(
+            "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"action\": \"SCMP_ACT_ALLOW\"}]}",
+        );
+        assert_eq!(
+            e,
+            "seccomp profile p.json: syscalls[0]: no system call is named"
+        );
+        let e = err(
+            "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"architectures\": [\"SCMP_ARCH_X86\"], \"archMap\": [{\"architecture\": \"SCMP_ARCH_X86_64\"}]}",
+        );
         assert!(e.contains("both \"architectures\" and \"archMap\""), "{e}");
         let e = err("{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"architectures\": [\"x86\"]}");
         assert!(e.contains("unknown architecture \"x86\""), "{e}");
