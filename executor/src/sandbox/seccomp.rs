@@ -11,7 +11,7 @@ mod default;
 mod profile;
 mod tables;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustix::thread::CapabilitySet;
 
@@ -149,24 +149,29 @@ pub(super) fn filter_for(
     setting: &Seccomp,
     caps: CapabilitySet,
 ) -> Result<Option<Filter>, SeccompError> {
-    let default;
-    let profile = match setting {
-        Seccomp::Unconfined => return Ok(None),
+    match setting {
+        Seccomp::Unconfined => Ok(None),
+        Seccomp::Profile(p) => compile(p, caps).map(Some),
         Seccomp::Default => {
-            default = default::profile();
-            &default
+            // Every build step asks for the same one: compile it once per process.
+            static LAST: Mutex<Option<(CapabilitySet, Filter)>> = Mutex::new(None);
+            let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, f)) = last.as_ref().filter(|(c, _)| *c == caps) {
+                return Ok(Some(f.clone()));
+            }
+            let f = compile(&default::profile(), caps)?;
+            *last = Some((caps, f.clone()));
+            Ok(Some(f))
         }
-        Seccomp::Profile(p) => p.as_ref(),
-    };
+    }
+}
+
+fn compile(profile: &Profile, caps: CapabilitySet) -> Result<Filter, SeccompError> {
     let host = host()?;
     let rules = profile.resolve(caps, host);
-    let prog = bpf::compile(
-        &profile.arches_for(host.arch),
-        profile.default_action,
-        &rules,
-    )
-    .map_err(SeccompError::Compile)?;
-    Ok(Some(Filter(prog)))
+    let prog = bpf::compile(&profile.arches_for(host.arch), profile.default_action, &rules)
+        .map_err(SeccompError::Compile)?;
+    Ok(Filter(prog))
 }
 
 #[cfg(test)]
