@@ -169,8 +169,12 @@ pub(super) fn filter_for(
 fn compile(profile: &Profile, caps: CapabilitySet) -> Result<Filter, SeccompError> {
     let host = host()?;
     let rules = profile.resolve(caps, host);
-    let prog = bpf::compile(&profile.arches_for(host.arch), profile.default_action, &rules)
-        .map_err(SeccompError::Compile)?;
+    let prog = bpf::compile(
+        &profile.arches_for(host.arch),
+        profile.default_action,
+        &rules,
+    )
+    .map_err(SeccompError::Compile)?;
     Ok(Filter(prog))
 }
 
