@@ -44,7 +44,7 @@ pub enum ExchangeError {
     #[error("cache manifest {digest} is not an OCI image manifest")]
     Manifest {
         /// The manifest's digest.
-        digest: String,
+        digest: Digest,
         /// The cause.
         #[source]
         source: serde_json::Error,
@@ -53,7 +53,7 @@ pub enum ExchangeError {
     #[error("manifest {digest} is not an rbuild cache (config media type {media_type})")]
     NotACache {
         /// The manifest's digest.
-        digest: String,
+        digest: Digest,
         /// Its config's media type.
         media_type: String,
     },
@@ -61,7 +61,7 @@ pub enum ExchangeError {
     #[error("cache config {digest} is not valid")]
     Config {
         /// The config's digest.
-        digest: String,
+        digest: Digest,
         /// The cause.
         #[source]
         source: serde_json::Error,
@@ -70,7 +70,7 @@ pub enum ExchangeError {
     #[error("cache config {digest} has schema {found}, expected {EXCHANGE_SCHEMA}")]
     Schema {
         /// The config's digest.
-        digest: String,
+        digest: Digest,
         /// Its schema.
         found: u32,
     },
@@ -78,12 +78,23 @@ pub enum ExchangeError {
     #[error("image config {digest} holds no inline cache ({INLINE_FIELD})")]
     NoInline {
         /// The config's digest.
-        digest: String,
+        digest: Digest,
+    },
+    /// The manifest names its config by a digest that is not a sha256 digest.
+    #[error("cache manifest {manifest} names its config {config:?}, which is not a sha256 digest")]
+    ConfigDigest {
+        /// The manifest's digest.
+        manifest: Digest,
+        /// The config digest it names.
+        config: String,
+        /// Why it is not one.
+        #[source]
+        source: rbuild_digest::DigestError,
     },
     /// The config is too large to be a cache config.
     #[error("cache config {digest} is {size} bytes, more than {MAX_CONFIG_SIZE}")]
     TooLarge {
-        /// The config's digest.
+        /// The config's digest, as the manifest names it.
         digest: String,
         /// Its size.
         size: u64,
@@ -93,8 +104,8 @@ pub enum ExchangeError {
 /// A layer blob as the artifact holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRef {
-    /// `sha256:` of the blob in the artifact.
-    pub digest: String,
+    /// The blob's digest.
+    pub digest: Digest,
     /// Its size.
     pub size: u64,
     /// Its media type (gzip or zstd layer).
@@ -156,11 +167,21 @@ struct RawCacheConfig {
     records: BTreeMap<String, serde_json::Value>,
 }
 
+/// A manifest as far as this module reads it. Its descriptors keep their digests as text:
+/// a manifest may list blobs of other algorithms, which only the records naming them lose.
 #[derive(Deserialize)]
 struct ManifestView {
-    config: BlobRef,
+    config: RawDescriptor,
     #[serde(default)]
-    layers: Vec<BlobRef>,
+    layers: Vec<RawDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct RawDescriptor {
+    digest: String,
+    size: u64,
+    #[serde(rename = "mediaType")]
+    media_type: String,
 }
 
 impl CacheConfig {
@@ -182,12 +203,9 @@ impl CacheConfig {
     /// The config descriptor's digest named by a cache manifest, and its size; an error when
     /// the manifest is not a cache (an image config, another tool's artifact).
     pub fn config_of(manifest: &[u8]) -> Result<BlobRef, ExchangeError> {
-        let digest = Digest::of(manifest).to_string();
-        let m: ManifestView =
-            serde_json::from_slice(manifest).map_err(|source| ExchangeError::Manifest {
-                digest: digest.clone(),
-                source,
-            })?;
+        let digest = Digest::of(manifest);
+        let m: ManifestView = serde_json::from_slice(manifest)
+            .map_err(|source| ExchangeError::Manifest { digest, source })?;
         if m.config.media_type != CONFIG_MEDIA_TYPE {
             return Err(ExchangeError::NotACache {
                 digest,
@@ -200,7 +218,20 @@ impl CacheConfig {
                 size: m.config.size,
             });
         }
-        Ok(m.config)
+        let config_digest =
+            m.config
+                .digest
+                .parse()
+                .map_err(|source| ExchangeError::ConfigDigest {
+                    manifest: digest,
+                    config: m.config.digest.clone(),
+                    source,
+                })?;
+        Ok(BlobRef {
+            digest: config_digest,
+            size: m.config.size,
+            media_type: m.config.media_type,
+        })
     }
 
     /// Decodes a config fetched for `manifest` and keeps the records that are sound: keys
@@ -210,23 +241,20 @@ impl CacheConfig {
     pub fn parse(manifest: &[u8], config: &[u8]) -> Result<(CacheConfig, usize), ExchangeError> {
         let m: ManifestView =
             serde_json::from_slice(manifest).map_err(|source| ExchangeError::Manifest {
-                digest: Digest::of(manifest).to_string(),
+                digest: Digest::of(manifest),
                 source,
             })?;
-        let digest = Digest::of(config).to_string();
+        let digest = Digest::of(config);
         if config.len() as u64 > MAX_CONFIG_SIZE {
             return Err(ExchangeError::TooLarge {
-                digest,
+                digest: digest.to_string(),
                 size: config.len() as u64,
             });
         }
         // Records are decoded one by one, so that one malformed record (a digest that is no
         // digest) drops that record, not the whole cache.
-        let raw: RawCacheConfig =
-            serde_json::from_slice(config).map_err(|source| ExchangeError::Config {
-                digest: digest.clone(),
-                source,
-            })?;
+        let raw: RawCacheConfig = serde_json::from_slice(config)
+            .map_err(|source| ExchangeError::Config { digest, source })?;
         let mut undecodable = 0;
         let mut parsed = CacheConfig {
             schema: raw.schema,
@@ -262,21 +290,21 @@ impl CacheConfig {
         }
         // Matched by digest and size: an image pushed with inline records may name its
         // layers with Docker's media types; the manifest's type is the one kept.
-        let listed: BTreeMap<(&str, u64), &str> = m
+        let listed: BTreeMap<(Digest, u64), &str> = m
             .layers
             .iter()
-            .map(|l| ((l.digest.as_str(), l.size), l.media_type.as_str()))
+            .filter_map(|l| Some(((l.digest.parse().ok()?, l.size), l.media_type.as_str())))
             .collect();
         let before = parsed.records.len();
         parsed.records.retain(|key, record| {
             if let Some(l) = &mut record.layer
-                && let Some(media_type) = listed.get(&(l.blob.digest.as_str(), l.blob.size))
+                && let Some(media_type) = listed.get(&(l.blob.digest, l.blob.size))
             {
                 l.blob.media_type = media_type.to_string();
             }
             let ok = key.parse::<Digest>().is_ok()
                 && record.layer.as_ref().is_none_or(|l| {
-                    sound_layer(l) && listed.contains_key(&(l.blob.digest.as_str(), l.blob.size))
+                    sound_layer(l) && listed.contains_key(&(l.blob.digest, l.blob.size))
                 });
             if !ok {
                 tracing::debug!("cache config {digest}: record {key} dropped (unsound)");
@@ -297,12 +325,9 @@ pub fn is_image_config(media_type: &str) -> bool {
 
 /// The inline cache records of an image config document, as [`CacheConfig`] bytes.
 pub fn inline_of(image_config: &[u8]) -> Result<Vec<u8>, ExchangeError> {
-    let digest = Digest::of(image_config).to_string();
-    let value: serde_json::Value =
-        serde_json::from_slice(image_config).map_err(|source| ExchangeError::Config {
-            digest: digest.clone(),
-            source,
-        })?;
+    let digest = Digest::of(image_config);
+    let value: serde_json::Value = serde_json::from_slice(image_config)
+        .map_err(|source| ExchangeError::Config { digest, source })?;
     match value.get(INLINE_FIELD) {
         Some(v) if v.is_object() => Ok(serde_json::to_vec(v).unwrap_or_default()),
         _ => Err(ExchangeError::NoInline { digest }),
@@ -315,10 +340,7 @@ pub fn is_uncompressed(media_type: &str) -> bool {
 }
 
 fn sound_layer(l: &ExportedLayer) -> bool {
-    let Ok(blob) = l.blob.digest.parse::<Digest>() else {
-        return false;
-    };
-    if blob == l.local.digest {
+    if l.blob.digest == l.local.digest {
         // Exported as the store holds it.
         l.blob.size == l.local.size
     } else {
@@ -344,7 +366,7 @@ mod tests {
     fn config_and_manifest() -> (CacheConfig, Vec<u8>) {
         let tar = digest("tar");
         let gz = BlobRef {
-            digest: d("gz"),
+            digest: digest("gz"),
             size: 10,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
         };
@@ -402,7 +424,7 @@ mod tests {
         let (mut config, manifest) = config_and_manifest();
         // A layer blob the manifest does not list.
         let mut bad = config.records[&d("key1")].clone();
-        bad.layer.as_mut().unwrap().blob.digest = d("elsewhere");
+        bad.layer.as_mut().unwrap().blob.digest = digest("elsewhere");
         config.records.insert(d("key3"), bad);
         // An uncompressed layer whose digest is not its diff_id.
         let mut bad = config.records[&d("key1")].clone();
@@ -413,7 +435,7 @@ mod tests {
         let mut plain = config.records[&d("key1")].clone();
         let l = plain.layer.as_mut().unwrap();
         l.blob = BlobRef {
-            digest: l.local.digest.to_string(),
+            digest: l.local.digest,
             size: l.local.size,
             media_type: l.local.media_type.clone(),
         };
@@ -443,6 +465,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!((parsed.records.len(), dropped), (3, 3));
+
+        // A manifest that also lists a blob of another algorithm, and a record naming that
+        // blob: the record alone is dropped.
+        let sha512 = format!("sha512:{}", "ab".repeat(64));
+        let mut mixed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        mixed["layers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": sha512,
+                "size": 10,
+            }));
+        let mut doc = serde_json::to_value(CacheConfig {
+            records: [d("key1"), d("key2")]
+                .into_iter()
+                .map(|k| (k.clone(), config.records[&k].clone()))
+                .collect(),
+            ..CacheConfig::new()
+        })
+        .unwrap();
+        let mut other = doc["records"][d("key1")].clone();
+        other["layer"]["blob"]["digest"] = sha512.clone().into();
+        doc["records"][d("key7")] = other;
+        let (parsed, dropped) = CacheConfig::parse(
+            &serde_json::to_vec(&mixed).unwrap(),
+            &serde_json::to_vec(&doc).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(dropped, 1);
+        let mut kept: Vec<_> = parsed.records.keys().cloned().collect();
+        kept.sort();
+        let mut want = vec![d("key1"), d("key2")];
+        want.sort();
+        assert_eq!(kept, want);
+        // A cache manifest naming its config by another algorithm is refused, naming it.
+        let mut odd: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        odd["config"]["digest"] = sha512.clone().into();
+        let err = CacheConfig::config_of(&serde_json::to_vec(&odd).unwrap()).unwrap_err();
+        assert!(matches!(err, ExchangeError::ConfigDigest { .. }), "{err:?}");
+        assert!(err.to_string().contains(&sha512), "{err}");
 
         assert!(matches!(
             CacheConfig::parse(&manifest, b"{not json"),

@@ -35,8 +35,8 @@ pub enum VariantsError {
 /// A compressed blob holding the same tar as an uncompressed layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Variant {
-    /// `sha256:` of the compressed blob.
-    pub digest: String,
+    /// The compressed blob's digest (a record naming no sha256 digest reads as absent).
+    pub digest: Digest,
     /// Its size.
     pub size: u64,
     /// Its media type.
@@ -109,7 +109,7 @@ mod tests {
         let layer = Digest::of(b"tar");
         assert_eq!(v.get(&layer, "gzip"), None);
         let variant = Variant {
-            digest: Digest::of(b"gz").to_string(),
+            digest: Digest::of(b"gz"),
             size: 2,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             stored: false,
@@ -131,5 +131,14 @@ mod tests {
         )
         .unwrap();
         assert!(v.get(&layer, "zstd").unwrap().stored);
+        // A record whose digest is no digest is no record: the variant is made again.
+        std::fs::write(
+            dir.path()
+                .join("variants-v1")
+                .join(format!("{}.zstd", layer.hex())),
+            r#"{"digest":"sha256:../../x","size":2,"media_type":"m"}"#,
+        )
+        .unwrap();
+        assert_eq!(v.get(&layer, "zstd"), None);
     }
 }

@@ -4,7 +4,8 @@
 //! Optional inputs: `config` (check settings in the directive's syntax, plus a line
 //! `pin-versions` to turn that on), `bases.json` (base image configs by reference),
 //! `dockerignore` (the ignore file), `context.txt` (the context's files, one a line) and
-//! `files.json` (files of base images: reference, then path, then text).
+//! `files.json` (files of base images: reference, then path, then text) and `platforms.json`
+//! (the platform each base image's config names, by reference).
 //! `UPDATE_GOLDEN=1 cargo test -p rbuild-compiler --test check_golden` rewrites `bad.txt`.
 //!
 //! It also checks the clean corpus in `testdata/check-corpus/`: Dockerfiles in the style of
@@ -52,6 +53,7 @@ fn options(case: &Path) -> CheckOptions {
 struct Bases {
     configs: BTreeMap<String, ImageConfig>,
     files: BTreeMap<String, BTreeMap<String, String>>,
+    platforms: BTreeMap<String, String>,
 }
 
 impl BaseConfigs for Bases {
@@ -61,6 +63,11 @@ impl BaseConfigs for Bases {
 
     fn base_file(&self, reference: &str, path: &str) -> Option<String> {
         self.files.get(reference)?.get(path).cloned()
+    }
+
+    fn base_platform(&self, reference: &str) -> Option<Platform> {
+        let text = self.platforms.get(reference)?;
+        Some(Platform::parse(text).expect("platforms.json names valid platforms"))
     }
 }
 
@@ -72,6 +79,9 @@ fn bases(case: &Path) -> Bases {
             .unwrap_or_default(),
         files: read("files.json")
             .map(|t| serde_json::from_str(&t).expect("files.json is a map of maps"))
+            .unwrap_or_default(),
+        platforms: read("platforms.json")
+            .map(|t| serde_json::from_str(&t).expect("platforms.json is a map of platforms"))
             .unwrap_or_default(),
     }
 }

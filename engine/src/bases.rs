@@ -286,11 +286,11 @@ fn resolve_one(
 ) -> Result<Base, Failure> {
     let store = &settings.store;
     let name = crate::names::normalize_name(reference)?;
-    let local = if settings.pull {
-        None
-    } else {
-        local_image(store, reference)
-    };
+    let stored = local_image(store, reference);
+    // The checks before the build saw the store's copy; only a base new to the store is
+    // compared here.
+    let new_to_store = stored.is_none();
+    let local = if settings.pull { None } else { stored };
     let descriptor = match local {
         Some(d) => {
             tracing::debug!("base image {reference}: using the store's {name}");
@@ -326,6 +326,22 @@ fn resolve_one(
             digest: config_digest,
             source,
         })?;
+    // A base the store had was compared by the checks before the build
+    // (InvalidBaseImagePlatform); one pulled now is compared here, as BuildKit does after
+    // resolving: a single-platform image of another architecture is taken as it is.
+    if new_to_store
+        && let Some(actual) = config_platform(&config_json)
+        && (actual.os != platform.os || actual.architecture != platform.architecture)
+    {
+        progress.warn(
+            "base-platform",
+            &format!(
+                "Base image {reference} was pulled with platform \"{}\", expected \"{}\" for current build",
+                platform_text(&actual),
+                platform_text(platform)
+            ),
+        );
+    }
     let runtime_config =
         runtime_config(&config_json).map_err(|source| BaseError::ConfigMalformed {
             image: name.clone(),
@@ -397,10 +413,35 @@ fn runtime_config(config_json: &serde_json::Value) -> serde_json::Result<ImageCo
 /// The runtime config of the store's copy of `reference`, for planning without building
 /// (`rbuild plan`): `None` when the store does not have it or cannot read it. Never pulls.
 pub fn stored_config(store: &rbuild_cache::Store, reference: &str) -> Option<ImageConfig> {
+    runtime_config(&stored_config_document(store, reference)?).ok()
+}
+
+/// The platform the store's copy of `reference` says it is for (its config's `os`,
+/// `architecture` and `variant`); `None` when the store does not have it or the config names
+/// no platform.
+pub fn stored_platform(store: &rbuild_cache::Store, reference: &str) -> Option<Platform> {
+    config_platform(&stored_config_document(store, reference)?)
+}
+
+/// The image config document of the store's copy of `reference`.
+fn stored_config_document(
+    store: &rbuild_cache::Store,
+    reference: &str,
+) -> Option<serde_json::Value> {
     let descriptor = local_image(store, reference)?;
     let (_, manifest) = store.image_manifest(&descriptor).ok()?;
     let digest = rbuild_cache::descriptor_digest(manifest.config()).ok()?;
     let bytes = store.read_blob(&digest).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    runtime_config(&json).ok()
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The platform an image config document names, when it names an os and an architecture.
+fn config_platform(config_json: &serde_json::Value) -> Option<Platform> {
+    let field = |name: &str| config_json.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    let (os, architecture) = (field("os"), field("architecture"));
+    (!os.is_empty() && !architecture.is_empty()).then(|| Platform {
+        os: os.to_string(),
+        architecture: architecture.to_string(),
+        variant: field("variant").to_string(),
+    })
 }

@@ -45,6 +45,10 @@ impl BaseConfigs for StoredBases {
             .clone()
     }
 
+    fn base_platform(&self, reference: &str) -> Option<Platform> {
+        crate::bases::stored_platform(self.store.as_ref()?, reference)
+    }
+
     fn base_file(&self, reference: &str, path: &str) -> Option<String> {
         let store = self.store.as_ref()?;
         let key = (reference.to_string(), path.to_string());

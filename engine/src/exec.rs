@@ -56,20 +56,11 @@ pub enum ExecError {
     /// The layer cannot be written.
     #[error("cannot write the layer")]
     Flush(#[source] std::io::Error),
-    /// The diff id the layer writer computed is not a sha256 digest.
-    #[error("the diff id of layer {layer} is not a digest")]
-    BadDiffId {
-        /// The layer.
-        layer: rbuild_cache::Digest,
-        /// Why.
-        #[source]
-        source: rbuild_cache::DigestError,
-    },
     /// The layer's digest is not what was written.
     #[error("the layer was written as {written} but stored as {stored}")]
     DigestMismatch {
         /// The digest the writer computed.
-        written: String,
+        written: rbuild_cache::Digest,
         /// The digest the store computed.
         stored: rbuild_cache::Digest,
     },
@@ -357,7 +348,7 @@ pub fn store_layer<E: From<ExecError>>(
     };
     writer.flush().map_err(ExecError::Flush)?;
     let committed = writer.commit().map_err(ExecError::from)?;
-    if info.digest.is_empty() {
+    let Some(digests) = info.digests else {
         // Uncompressed and hashed by the blob writer alone (DiffOptions::sink_hashes).
         return Ok(Some(LayerRecord {
             digest: committed.digest,
@@ -365,24 +356,17 @@ pub fn store_layer<E: From<ExecError>>(
             size: info.size,
             media_type: info.media_type.to_string(),
         }));
-    }
-    if committed.digest.to_string() != info.digest {
+    };
+    if committed.digest != digests.digest {
         return Err(ExecError::DigestMismatch {
-            written: info.digest,
+            written: digests.digest,
             stored: committed.digest,
         }
         .into());
     }
-    let diff_id = info
-        .diff_id
-        .parse()
-        .map_err(|source| ExecError::BadDiffId {
-            layer: committed.digest,
-            source,
-        })?;
     Ok(Some(LayerRecord {
         digest: committed.digest,
-        diff_id,
+        diff_id: digests.diff_id,
         size: info.size,
         media_type: info.media_type.to_string(),
     }))

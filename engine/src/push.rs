@@ -162,7 +162,7 @@ struct UploadWatch<'a> {
     done: Option<tokio::sync::oneshot::Sender<rbuild_registry::Descriptor>>,
     /// Blobs handed over so far: a layer that comes again (in another manifest of an index, or
     /// twice in one) is uploaded once.
-    handed: std::collections::HashSet<String>,
+    handed: std::collections::HashSet<rbuild_cache::Digest>,
     /// The push's source, told how to make again the layers it does not keep (for an upload
     /// that has to start over).
     source: &'a StoreBlobs,
@@ -192,14 +192,12 @@ impl ConvertWatch for UploadWatch<'_> {
     }
 
     fn ready(&mut self, v: &Variant, from: &Conversion) {
-        let Ok(digest) = v.digest.parse::<rbuild_registry::Digest>() else {
-            return;
-        };
+        let digest = rbuild_registry::Digest::from(v.digest);
         if !v.stored {
             self.source.remake(v, from);
         }
         let desc = Descriptor::new(v.media_type.as_str().into(), v.size, digest);
-        let first = self.handed.insert(v.digest.clone());
+        let first = self.handed.insert(v.digest);
         // A closed channel means the uploads stopped with an error, which the push reports;
         // converting the rest still fills the variant records.
         match self.done.take() {
@@ -218,9 +216,7 @@ impl ConvertWatch for UploadWatch<'_> {
         if self.handed.contains(&v.digest) {
             return true;
         }
-        let Ok(digest) = v.digest.parse::<rbuild_registry::Digest>() else {
-            return false;
-        };
+        let digest = rbuild_registry::Digest::from(v.digest);
         let (client, dest, handle) = self.registry;
         // In the destination, or in the repository the push mounts blobs from.
         let mount = self.mount_from.and_then(|repo| {

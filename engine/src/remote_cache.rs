@@ -215,9 +215,6 @@ pub enum CacheImportError {
     /// The cache's manifest or config is not valid.
     #[error(transparent)]
     Exchange(#[from] exchange::ExchangeError),
-    /// A digest of the cache is not valid.
-    #[error(transparent)]
-    Digest(#[from] DigestError),
     /// The action cache failed.
     #[error(transparent)]
     Action(#[from] ActionError),
@@ -250,13 +247,13 @@ pub enum CacheImportError {
         /// The reference.
         reference: String,
         /// The config's digest.
-        digest: String,
+        digest: Digest,
     },
     /// The cache config was not fetched.
     #[error("cache config {digest} was not fetched")]
     NotFetched {
         /// The config's digest.
-        digest: String,
+        digest: Digest,
     },
     /// No runtime for a registry fetch.
     #[error("internal error: no runtime for {reference}")]
@@ -283,7 +280,7 @@ pub enum CacheImportError {
     #[error("cannot store blob {digest}")]
     StoreBlob {
         /// The blob.
-        digest: String,
+        digest: Digest,
         /// Why.
         #[source]
         source: io::Error,
@@ -322,9 +319,6 @@ pub enum CacheExportError {
     /// An imported layer the export holds could not be fetched.
     #[error(transparent)]
     Import(#[from] CacheImportError),
-    /// A digest is not valid.
-    #[error(transparent)]
-    Digest(#[from] DigestError),
     /// A layer could not be converted.
     #[error(transparent)]
     Convert(Box<OutputError>),
@@ -698,7 +692,7 @@ impl Source {
 #[error("cannot fetch cached layer {blob} from {source_name}")]
 pub struct FetchFailed {
     /// The blob of the artifact.
-    pub blob: String,
+    pub blob: Digest,
     /// Where it was fetched from.
     pub source_name: String,
     /// The cause.
@@ -831,7 +825,7 @@ impl RemoteCache {
                 let digest = rbuild_cache::descriptor_digest(&desc)?;
                 let manifest = store.read_blob(&digest)?;
                 let config_ref = CacheConfig::config_of(&manifest)?;
-                let config_digest: Digest = config_ref.digest.parse()?;
+                let config_digest = config_ref.digest;
                 let config = store.read_blob(&config_digest)?;
                 if Digest::of(&config) != config_digest {
                     return Err(CacheImportError::ConfigMismatch {
@@ -1037,7 +1031,7 @@ impl RemoteCache {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(digest);
             return Err(FetchFailed {
-                blob: exported.blob.digest.clone(),
+                blob: exported.blob.digest,
                 source_name: source.name(),
                 source: Box::new(e),
             }
@@ -1063,7 +1057,7 @@ impl RemoteCache {
         layer: &ExportedLayer,
     ) -> Result<(), CacheImportError> {
         let local_digest = layer.local.digest;
-        let sink: Box<dyn BlobSink> = if layer.blob.digest != local_digest.to_string() {
+        let sink: Box<dyn BlobSink> = if layer.blob.digest != local_digest {
             Box::new(GunzipSink::new(
                 store.clone(),
                 Expected {
@@ -1074,16 +1068,16 @@ impl RemoteCache {
         } else {
             rbuild_registry::BlobTarget::sink(
                 &crate::transfer::StoreBlobs::new(store.clone()),
-                &blob_descriptor(&layer.blob)?,
+                &blob_descriptor(&layer.blob),
             )
             .map_err(|source| CacheImportError::StoreBlob {
-                digest: layer.blob.digest.clone(),
+                digest: layer.blob.digest,
                 source,
             })?
         };
         match source {
             Source::Registry { client, reference } => {
-                let desc = blob_descriptor(&layer.blob)?;
+                let desc = blob_descriptor(&layer.blob);
                 let runtime = self
                     .runtime
                     .as_ref()
@@ -1093,7 +1087,7 @@ impl RemoteCache {
                 runtime.block_on(client.fetch_blob(reference, &desc, sink))?;
             }
             Source::Local { store: src, .. } => {
-                let blob: Digest = layer.blob.digest.parse()?;
+                let blob = layer.blob.digest;
                 let mut file = src.open_blob(&blob)?;
                 copy_verified(&mut file, &blob, sink)?;
             }
@@ -1132,7 +1126,7 @@ fn copy_verified(
         if let Err(e) = sink.write(&buf[..n]) {
             sink.abort();
             return Err(CacheImportError::StoreBlob {
-                digest: digest.to_string(),
+                digest: *digest,
                 source: e,
             });
         }
@@ -1147,19 +1141,18 @@ fn copy_verified(
     }
     sink.commit(&rbuild_registry::Digest::from(*digest))
         .map_err(|source| CacheImportError::StoreBlob {
-            digest: digest.to_string(),
+            digest: *digest,
             source,
         })?;
     Ok(())
 }
 
-fn blob_descriptor(blob: &BlobRef) -> Result<Descriptor, DigestError> {
-    let digest: Digest = blob.digest.parse()?;
-    Ok(Descriptor::new(
+fn blob_descriptor(blob: &BlobRef) -> Descriptor {
+    Descriptor::new(
         MediaType::Other(blob.media_type.clone()),
         blob.size,
-        rbuild_registry::Digest::from(digest),
-    ))
+        rbuild_registry::Digest::from(blob.digest),
+    )
 }
 
 /// The manifest and config of a registry cache export.
@@ -1196,19 +1189,19 @@ async fn fetch_documents(
         }
         Err(e) => return Err(e.into()),
     };
-    let desc = blob_descriptor(&config)?;
+    let desc = blob_descriptor(&config);
     let blobs = MemoryBlobs::new();
     let sink = blobs
         .sink(&desc)
         .map_err(|source| CacheImportError::StoreBlob {
-            digest: config.digest.clone(),
+            digest: config.digest,
             source,
         })?;
     client.fetch_blob(reference, &desc, sink).await?;
     let bytes = blobs
         .get(desc.digest())
         .ok_or_else(|| CacheImportError::NotFetched {
-            digest: config.digest.clone(),
+            digest: config.digest,
         })?;
     let bytes = if inline {
         exchange::inline_of(&bytes)?
@@ -1454,7 +1447,7 @@ fn export_one(
                         }
                     }
                     _ => BlobRef {
-                        digest: l.digest.to_string(),
+                        digest: l.digest,
                         size: l.size,
                         media_type: l.media_type.clone(),
                     },
@@ -1530,7 +1523,7 @@ fn export_one(
                 source,
             })?;
             for blob in &blobs {
-                let digest: Digest = blob.digest.parse()?;
+                let digest = blob.digest;
                 if !out.has_blob(&digest) {
                     let mut file = store.open_blob(&digest)?;
                     out.copy_blob(&mut file, Some(Expected::digest(digest)))?;

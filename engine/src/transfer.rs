@@ -41,12 +41,10 @@ impl StoreBlobs {
     /// Serves `variant`, a layer converted without keeping its blob: when it is opened, it is
     /// converted again with `from` and stored.
     pub fn remake(&self, variant: &Variant, from: &Conversion) {
-        if let Ok(d) = variant.digest.parse() {
-            self.remakes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(d, (from.clone(), variant.clone()));
-        }
+        self.remakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(variant.digest, (from.clone(), variant.clone()));
     }
 }
 

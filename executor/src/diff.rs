@@ -14,7 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use rbuild_digest::Digest;
+use sha2::{Digest as _, Sha256};
 
 use crate::idmap::IdMap;
 use crate::snapshot::{LowerView, is_overlay_xattr};
@@ -33,8 +34,7 @@ pub struct DiffOptions {
     pub threads: usize,
     /// The sink hashes what it receives itself (a store blob writer, which verifies every
     /// blob): an uncompressed layer is then not hashed a second time here, and
-    /// [`LayerInfo::diff_id`] and [`LayerInfo::digest`] are left empty for the caller to
-    /// fill in with the sink's digest. Compressed layers are always hashed (their diff_id
+    /// [`LayerInfo::digests`] is `None`: the sink's digest is both. Compressed layers are always hashed (their diff_id
     /// is not the blob's digest).
     pub sink_hashes: bool,
 }
@@ -54,10 +54,9 @@ impl Default for DiffOptions {
 /// The digests and size of a written layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// `sha256:` digest of the uncompressed tar.
-    pub diff_id: String,
-    /// `sha256:` digest of the blob as written.
-    pub digest: String,
+    /// The layer's digests; `None` when the sink hashed it alone (an uncompressed layer
+    /// written with [`DiffOptions::sink_hashes`]: its digest is its diff_id).
+    pub digests: Option<LayerDigests>,
     /// Size of the blob as written.
     pub size: u64,
     /// Size of the uncompressed tar.
@@ -66,6 +65,15 @@ pub struct LayerInfo {
     pub media_type: &'static str,
     /// Number of tar entries (whiteouts included).
     pub entries: u64,
+}
+
+/// The two digests of a written layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerDigests {
+    /// Digest of the uncompressed tar (the image config's diff_id).
+    pub diff_id: Digest,
+    /// Digest of the blob as written (the manifest's layer digest).
+    pub digest: Digest,
 }
 
 /// Errors while writing a layer; each names the path involved.
@@ -191,8 +199,8 @@ pub(crate) struct LayerWriter<W: Write> {
     links: HashMap<(u64, u64), String>,
 }
 
-fn sha(h: Sha256) -> String {
-    format!("sha256:{}", hex::encode(h.finalize()))
+fn sha(h: Sha256) -> Digest {
+    Digest::from_bytes(h.finalize().into())
 }
 
 impl<W: Write> LayerWriter<W> {
@@ -505,21 +513,18 @@ impl<W: Write> LayerWriter<W> {
         let entries = self.entries;
         let media_type = self.media_type;
         let tar_hw = self.tar.into_inner().map_err(DiffError::Finish)?;
-        let diff_id = if tar_hw.active {
-            sha(tar_hw.hash)
-        } else {
-            String::new()
-        };
+        let diff_id = tar_hw.active.then(|| sha(tar_hw.hash));
         let uncompressed_size = tar_hw.n;
         let counted = tar_hw.inner.finish().map_err(DiffError::Finish)?;
         let digest = if counted.active {
-            sha(counted.hash)
+            Some(sha(counted.hash))
         } else {
-            diff_id.clone()
+            diff_id
         };
         Ok(LayerInfo {
-            diff_id,
-            digest,
+            digests: diff_id
+                .zip(digest)
+                .map(|(diff_id, digest)| LayerDigests { diff_id, digest }),
             size: counted.n,
             uncompressed_size,
             media_type,

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use rbuild_compress::{Compression, ManifestFormat, decompress};
 use rbuild_executor::diff::{DiffOptions, write_layer};
-use sha2::{Digest, Sha256};
 
 fn make_upper(dir: &Path) {
     let long = "n".repeat(150);
@@ -64,14 +63,12 @@ fn normalised_layer_with_whiteouts_links_and_pax() {
         ..Default::default()
     };
     let (tar_bytes, info) = layer(&upper, &opts);
+    let digests = info.digests.expect("hashed by the writer (no sink_hashes)");
     assert_eq!(
-        info.diff_id, info.digest,
+        digests.diff_id, digests.digest,
         "uncompressed: both digests agree"
     );
-    assert_eq!(
-        info.diff_id,
-        format!("sha256:{}", hex::encode(Sha256::digest(&tar_bytes)))
-    );
+    assert_eq!(digests.diff_id, rbuild_digest::Digest::of(&tar_bytes));
     assert_eq!(info.size, tar_bytes.len() as u64);
 
     let mut a = tar::Archive::new(&tar_bytes[..]);
@@ -180,11 +177,9 @@ fn compressed_digests_in_one_pass() {
                 ..Default::default()
             },
         );
-        assert_eq!(info.diff_id, pinfo.diff_id, "{c:?}");
-        assert_eq!(
-            info.digest,
-            format!("sha256:{}", hex::encode(Sha256::digest(&blob)))
-        );
+        let (digests, plain_digests) = (info.digests.unwrap(), pinfo.digests.unwrap());
+        assert_eq!(digests.diff_id, plain_digests.diff_id, "{c:?}");
+        assert_eq!(digests.digest, rbuild_digest::Digest::of(&blob));
         assert_eq!(info.media_type, c.media_type(ManifestFormat::Oci).unwrap());
         assert_eq!(info.uncompressed_size, plain.len() as u64);
         let mut back = Vec::new();
@@ -194,4 +189,25 @@ fn compressed_digests_in_one_pass() {
             .unwrap();
         assert_eq!(back, plain, "{c:?}");
     }
+}
+
+#[test]
+fn a_hashing_sink_leaves_only_uncompressed_digests_to_it() {
+    let t = tempfile::tempdir().unwrap();
+    let upper = t.path().join("upper");
+    make_upper(&upper);
+    let with = |compression| DiffOptions {
+        compression,
+        sink_hashes: true,
+        ..Default::default()
+    };
+    let (_, plain) = layer(&upper, &with(Compression::None));
+    assert_eq!(plain.digests, None, "the sink's digest is both");
+    let (blob, gz) = layer(&upper, &with(Compression::Gzip));
+    let digests = gz
+        .digests
+        .expect("a compressed layer's diff_id is not its digest");
+    assert_eq!(digests.digest, rbuild_digest::Digest::of(&blob));
+    let (tar_bytes, _) = layer(&upper, &with(Compression::None));
+    assert_eq!(digests.diff_id, rbuild_digest::Digest::of(&tar_bytes));
 }

@@ -677,15 +677,15 @@ fn layers_are_deterministic() {
     let req = CopyRequest::new(tree(&h, "d"), "/o/");
     let (a, _) = run(&req, &f.parent());
     let (b, _) = run(&req, &f.parent());
-    assert_eq!(a.unwrap().digest, b.unwrap().digest);
+    assert_eq!(a.unwrap().digests, b.unwrap().digests);
     let o = DiffOptions {
         compression: Compression::None,
         ..opts()
     };
     let mut out = Vec::new();
     let r = copy(&req, &f.parent(), &o, &mut out).unwrap();
-    let l = r.layer.unwrap();
-    assert_eq!(l.diff_id, l.digest);
+    let d = r.layer.unwrap().digests.unwrap();
+    assert_eq!(d.diff_id, d.digest);
     assert_eq!((r.files, r.bytes), (2, 2));
 }
 

@@ -106,7 +106,7 @@ impl View for Json {
         event(
             sh,
             "warning",
-            serde_json::json!({"code": warning.code, "message": warning.message}),
+            serde_json::to_value(warning).unwrap_or_default(),
         );
     }
 

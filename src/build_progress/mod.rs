@@ -47,7 +47,8 @@
 //! transfer      "step":N, "action":"start"|"bytes"|"done"|"exists"|"mounted",
 //!               "blob":DIGEST, "size"/"done"/"total":BYTES, "from":REPOSITORY
 //! retry         "step":N, "what":TEXT, "attempt":N, "delay":SECONDS
-//! warning       "code":NAME, "message":TEXT
+//! warning       "code":NAME, "message":TEXT[, "check":{"rule","severity","file","line",
+//!               "column","end_line","end_column","fix","url"} for code "check"]
 //! summary       "ok":BOOL, "images":[NAMES], "digest":DIGEST|null, "seconds":F,
 //!               "steps":{"total","run","cached"}, "written":{"layers","bytes"}, "warnings":[...],
 //!               "error":TEXT|null
@@ -133,6 +134,32 @@ pub struct Warning {
     pub code: String,
     /// What it is about (one line, naming the object).
     pub message: String,
+    /// For a finding of the Dockerfile's build checks (code `check`): the rule and where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckWarning>,
+}
+
+/// Where a build-check finding is and what its rule says (the `check` field of a warning).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckWarning {
+    /// The rule's name (`JSONArgsRecommended`).
+    pub rule: String,
+    /// `warning` or `error` (`# check=error=true`).
+    pub severity: String,
+    /// The Dockerfile, as the build names it.
+    pub file: String,
+    /// First line and column (1-based) of the finding.
+    pub line: usize,
+    /// Its column.
+    pub column: usize,
+    /// Last line and the column after its last character.
+    pub end_line: usize,
+    /// The column after it.
+    pub end_column: usize,
+    /// What to do about it.
+    pub fix: String,
+    /// The rule's documentation page.
+    pub url: String,
 }
 
 /// What a build did, printed at its end and handed to the caller (the metadata file wants
@@ -219,10 +246,14 @@ impl Summary {
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "  warnings  {}", self.warnings.len());
             for w in &self.warnings {
+                let what = match &w.check {
+                    Some(c) => format!("{} ({}:{})", c.rule, c.file, c.line),
+                    None => w.code.clone(),
+                };
                 let _ = writeln!(
                     out,
                     "    - {}: {}",
-                    escape_controls(&w.code),
+                    escape_controls(&what),
                     escape_controls(&w.message)
                 );
             }
@@ -316,7 +347,20 @@ impl Progress {
 
     /// A warning, listed in the summary (`json`: also an event when found).
     pub fn warn(&self, code: &str, message: &str) {
-        self.shared.warn(code, message);
+        self.shared.warn(Warning {
+            code: code.to_string(),
+            message: message.to_string(),
+            check: None,
+        });
+    }
+
+    /// A finding of the Dockerfile's build checks, as a warning with code `check`.
+    pub fn warn_check(&self, message: &str, check: CheckWarning) {
+        self.shared.warn(Warning {
+            code: "check".to_string(),
+            message: message.to_string(),
+            check: Some(check),
+        });
     }
 
     /// A transfer (pulling a base image, pushing the result) shown as a step of its own:
@@ -513,15 +557,37 @@ mod tests {
             cached: 2,
             layers_written: 1,
             bytes_written: 2048,
-            warnings: vec![Warning {
-                code: "unused-build-arg".into(),
-                message: "one or more build args [X] were not consumed".into(),
-            }],
+            warnings: vec![
+                Warning {
+                    code: "unused-build-arg".into(),
+                    message: "one or more build args [X] were not consumed".into(),
+                    check: None,
+                },
+                Warning {
+                    code: "check".into(),
+                    message: "JSON arguments recommended for CMD".into(),
+                    check: Some(CheckWarning {
+                        rule: "JSONArgsRecommended".into(),
+                        severity: "warning".into(),
+                        file: "Dockerfile".into(),
+                        line: 3,
+                        column: 1,
+                        end_line: 3,
+                        end_column: 9,
+                        fix: "write CMD [\"app\"]".into(),
+                        url: "docs/checks/JSONArgsRecommended.md".into(),
+                    }),
+                },
+            ],
             error: None,
         };
         assert_eq!(
             s.render(),
-            "built app:1 in 1.2s\n  image id  sha256:00\n  steps     1 run, 2 cached, 3 in all\n  written   1 new layer, 2.00 KiB\n  warnings  1\n    - unused-build-arg: one or more build args [X] were not consumed\n"
+            "built app:1 in 1.2s\n  image id  sha256:00\n  steps     1 run, 2 cached, 3 in all\n  written   1 new layer, 2.00 KiB\n  warnings  2\n    - unused-build-arg: one or more build args [X] were not consumed\n    - JSONArgsRecommended (Dockerfile:3): JSON arguments recommended for CMD\n"
         );
+        let json = s.to_json();
+        assert_eq!(json["warnings"][0].get("check"), None);
+        assert_eq!(json["warnings"][1]["check"]["rule"], "JSONArgsRecommended");
+        assert_eq!(json["warnings"][1]["check"]["line"], 3);
     }
 }

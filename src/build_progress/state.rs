@@ -199,12 +199,8 @@ impl Shared {
         self.view.failed(self, step, message, &s.tail, location);
     }
 
-    pub(super) fn warn(&self, code: &str, message: &str) {
+    pub(super) fn warn(&self, w: Warning) {
         let mut st = self.lock();
-        let w = Warning {
-            code: code.to_string(),
-            message: message.to_string(),
-        };
         if st.warnings.contains(&w) {
             return;
         }

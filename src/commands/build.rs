@@ -212,14 +212,15 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         return super::check::run(global, check_args);
     }
     let quiet = global.quiet || args.progress == ProgressArg::Quiet;
-    super::check::before_build(global, &check_args, quiet)?;
+    let excerpts = !quiet && args.progress != ProgressArg::Json;
+    let checks = super::check::before_build(global, &check_args, excerpts);
     let report = args.report || args.report_file.is_some() || !args.fail_on.is_empty();
     let report_format = args.report_format;
     let report_file = args.report_file.clone();
     let fail_on = args.fail_on.clone();
     let (request, mode) = request(global, args)?;
     let store = request.store.clone();
-    let built = build(&request, mode)?;
+    let built = build(&request, mode, checks)?;
     // As docker: when an output goes to stdout, the image id does not; with only file
     // system outputs there is no image id.
     if !built.stdout_used && built.makes_image {
@@ -355,8 +356,20 @@ pub fn request(
 }
 
 /// Runs a build with the progress view `mode`; the closing summary goes to stderr.
-fn build(request: &BuildRequest, mode: crate::build_progress::Mode) -> anyhow::Result<Built> {
+fn build(
+    request: &BuildRequest,
+    mode: crate::build_progress::Mode,
+    checks: super::check::BuildChecks,
+) -> anyhow::Result<Built> {
     let progress = Progress::new(mode, request.explain);
+    for (message, finding) in checks.findings {
+        progress.warn_check(&message, finding);
+    }
+    if let Some(violation) = checks.violation {
+        let e = anyhow::anyhow!(violation);
+        progress.finish(Err(&e));
+        return Err(e);
+    }
     match rbuild_engine::build(request, &progress) {
         Ok(built) => {
             let id = built.makes_image.then_some(built.id.as_str());

@@ -250,30 +250,43 @@ fn check_files(
     Ok(done)
 }
 
+/// What the check every build runs first found: its findings as warnings for the build's
+/// progress, and the rules whose findings fail the build (`# check=error=true`).
+#[derive(Debug, Default)]
+pub struct BuildChecks {
+    /// Each finding: its message and where it is.
+    pub findings: Vec<(String, crate::build_progress::CheckWarning)>,
+    /// Set when a file says `error=true` and has findings: the failure's message.
+    pub violation: Option<String>,
+}
+
 /// The check every build runs first, as BuildKit's: its build checks only (the best-practice
-/// and resolved rules are `rbuild check`'s), warnings on stderr unless `quiet`, and under
-/// `# check=error=true` (or `--check-config error=true`) a finding fails the build before any
-/// step runs. Returns an error naming the rules then.
+/// and resolved rules are `rbuild check`'s). With `excerpts`, each finding is also printed
+/// on stderr with its source excerpt (the text progress modes; `json` gets only the
+/// warnings). Under `# check=error=true` (or `--check-config error=true`) a finding fails
+/// the build before any step runs: [`BuildChecks::violation`] names the rules.
 pub fn before_build(
     global: &crate::cli::GlobalArgs,
     args: &CheckArgs,
-    quiet: bool,
-) -> anyhow::Result<()> {
+    excerpts: bool,
+) -> BuildChecks {
+    let mut out = BuildChecks::default();
     // A Dockerfile from stdin is read once, by the build.
     if args.files.iter().any(|f| f.as_os_str() == "-") {
-        return Ok(());
+        return out;
     }
     // A Dockerfile that cannot be read or parsed is reported by the build itself.
     // Its rules need no listing of the context.
     let Ok(mut done) = check_files(global, args, false) else {
-        return Ok(());
+        return out;
     };
+    let mut violated = Vec::new();
     for d in &mut done {
         d.checked
             .findings
             .retain(|f| check::rule(f.rule).is_some_and(|r| r.origin == check::Origin::Buildkit));
-        if !quiet {
-            for f in &d.checked.findings {
+        for f in &d.checked.findings {
+            if excerpts {
                 let message = format!("{}[{}]: {}", f.severity.as_str(), f.rule, f.message);
                 tracing::warn!(
                     "{}",
@@ -286,13 +299,32 @@ pub fn before_build(
                     )
                 );
             }
+            out.findings.push((
+                f.message.clone(),
+                crate::build_progress::CheckWarning {
+                    rule: f.rule.to_string(),
+                    severity: f.severity.as_str().to_string(),
+                    file: d.name.clone(),
+                    line: f.span.start.line,
+                    column: f.span.start.column,
+                    end_line: f.span.end.line,
+                    end_column: f.span.end.column,
+                    fix: f.fix.clone(),
+                    url: check::rule(f.rule).map(|r| r.doc_url()).unwrap_or_default(),
+                },
+            ));
         }
         if d.checked.config.error && !d.checked.findings.is_empty() {
-            bail!(
-                "lint violation found for rules: {}",
-                d.checked.violated_rules().join(", ")
-            );
+            violated.extend(d.checked.violated_rules());
         }
     }
-    Ok(())
+    if !violated.is_empty() {
+        violated.sort_unstable();
+        violated.dedup();
+        out.violation = Some(format!(
+            "lint violation found for rules: {}",
+            violated.join(", ")
+        ));
+    }
+    out
 }

@@ -3,7 +3,8 @@
 //! BuildKit's `error=true` behaviour in builds.
 use std::process::Command;
 
-use crate::support::{Dir, fails, ok, rbuild};
+use crate::support::{BuildEnv, Dir, fails, ok, rbuild};
+use rbuild_test_support::Registry;
 
 const WARNS: &str = "FROM alpine:3.19 AS Build\nCMD echo hi\n";
 
@@ -82,6 +83,192 @@ fn directive_error_true_fails_check_and_build() {
     ok(rbuild(dir.path())
         .args(["check", "--check-config", "skip=StageNameCasing"])
         .arg(dir.path()));
+}
+
+/// The JSON events of a `--progress json` build's stderr; every line must be one.
+fn json_events(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event: {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn a_build_reports_its_check_findings_as_progress_warnings() {
+    let dir = Dir::new();
+    dir.write("Dockerfile", "FROM scratch AS Build\nCMD echo hi\n");
+    let run = ok(rbuild(dir.path())
+        .args(["build", "--progress", "json", "-t", "x"])
+        .arg(dir.path()));
+    let events = json_events(&run.stderr);
+    let warnings: Vec<_> = events.iter().filter(|e| e["event"] == "warning").collect();
+    let rules: Vec<_> = warnings
+        .iter()
+        .map(|w| {
+            assert_eq!(w["code"], "check", "{w}");
+            (
+                w["check"]["rule"].as_str().unwrap(),
+                w["check"]["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [("StageNameCasing", 1), ("JSONArgsRecommended", 2)],
+        "{}",
+        run.stderr
+    );
+    let casing = warnings[0];
+    let file = dir.path().join("Dockerfile");
+    assert_eq!(casing["check"]["file"], file.to_str().unwrap());
+    assert_eq!(casing["check"]["severity"], "warning");
+    assert!(
+        casing["check"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("StageNameCasing.md"),
+        "{casing}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["ok"], true);
+    assert_eq!(
+        summary["warnings"].as_array().unwrap().len(),
+        2,
+        "{summary}"
+    );
+
+    // The plain view shows the excerpt before the build and lists the findings at its end.
+    let run = ok(rbuild(dir.path())
+        .args(["build", "--progress", "plain", "-t", "x"])
+        .arg(dir.path()));
+    assert!(run.stderr.contains("2 | CMD echo hi"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("- JSONArgsRecommended ({}:2): ", file.display())),
+        "{}",
+        run.stderr
+    );
+
+    // error=true: the findings, then a failed summary naming the rules; nothing built.
+    dir.write(
+        "Dockerfile",
+        "# check=error=true\nFROM scratch AS Build\nCMD [\"hi\"]\n",
+    );
+    let run = fails(
+        rbuild(dir.path())
+            .args(["build", "--progress", "json", "-t", "y"])
+            .arg(dir.path()),
+    );
+    let events = json_events(
+        &run.stderr
+            .lines()
+            .take_while(|l| l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    assert_eq!(events[0]["event"], "warning", "{}", run.stderr);
+    assert_eq!(events[0]["check"]["severity"], "error");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary", "{}", run.stderr);
+    assert_eq!(summary["ok"], false);
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("lint violation found for rules: StageNameCasing"),
+        "{summary}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "start"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The `warning` events of a `--progress json` build of `env`'s context, which must succeed,
+/// and its stderr.
+fn build_warnings(env: &BuildEnv) -> (Vec<serde_json::Value>, String) {
+    let out = ok(env
+        .rbuild()
+        .args(["build", "--progress", "json"])
+        .arg(&env.ctx));
+    let warnings = json_events(&out.stderr)
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    (warnings, out.stderr)
+}
+
+/// An architecture other than this machine's, as platforms name it.
+fn other_platform() -> &'static str {
+    if std::env::consts::ARCH == "aarch64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    }
+}
+
+#[test]
+fn a_base_of_another_architecture_is_reported_before_and_after_its_pull() {
+    let other = other_platform();
+    let registry = Registry::start();
+    let host = registry.host();
+    let foreign = format!("{host}/foreign:1");
+    // A single-platform image of another architecture (no RUN: nothing to emulate).
+    let env = BuildEnv::new();
+    env.write("f", "x");
+    env.dockerfile("FROM scratch\nCOPY f /f\n");
+    env.build(&["--platform", other, "-t", &foreign, "--push"]);
+    env.build(&["--platform", other, "-t", "foreign:1"]);
+
+    // In the store: `rbuild check` and the check before a build report it at its FROM.
+    env.dockerfile("FROM foreign:1\nCMD [\"/f\"]\n");
+    let run = ok(env.rbuild().arg("check").arg(&env.ctx));
+    assert!(
+        run.stdout.contains(&format!(
+            "warning[InvalidBaseImagePlatform]: Base image foreign:1 was pulled with platform \"{other}\""
+        )) && run.stdout.contains("1 | FROM foreign:1"),
+        "{}",
+        run.stdout
+    );
+    let (warnings, stderr) = build_warnings(&env);
+    let rules: Vec<_> = warnings
+        .iter()
+        .map(|e| (e["code"].clone(), e["check"]["rule"].clone()))
+        .collect();
+    assert_eq!(
+        rules,
+        [("check".into(), "InvalidBaseImagePlatform".into())],
+        "{stderr}"
+    );
+    // Skipped by the directive: nothing.
+    env.dockerfile("# check=skip=InvalidBaseImagePlatform\nFROM foreign:1\nCMD [\"/f\"]\n");
+    let run = ok(env.rbuild().arg("check").arg(&env.ctx));
+    assert!(
+        !run.stdout.contains("InvalidBaseImagePlatform"),
+        "{}",
+        run.stdout
+    );
+
+    // Pulled by the build into a store that did not have it: a warning of the build.
+    let fresh = BuildEnv::new();
+    fresh.dockerfile(&format!("FROM {foreign}\nCMD [\"/f\"]\n"));
+    let (warnings, stderr) = build_warnings(&fresh);
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert_eq!(warnings[0]["code"], "base-platform");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("was pulled with platform \"{other}\"")),
+        "{stderr}"
+    );
+    // A base of this machine's platform: no warning.
+    let native = BuildEnv::new();
+    native.dockerfile(&format!("FROM {}\nCMD [\"/f\"]\n", crate::support::BASE));
+    let (warnings, stderr) = build_warnings(&native);
+    assert!(warnings.is_empty(), "{stderr}");
 }
 
 #[test]

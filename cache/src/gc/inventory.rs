@@ -310,7 +310,7 @@ impl Inventory {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<crate::variants::Variant>(&b).ok())
                 .filter(|v| v.stored)
-                .and_then(|v| v.digest.parse::<Digest>().ok());
+                .map(|v| v.digest);
             let action = Action::Variant {
                 path: path.clone(),
                 layer,

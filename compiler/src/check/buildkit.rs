@@ -382,6 +382,20 @@ fn from(
             ..Stage::default()
         }
     } else {
+        if let Some(actual) = bases.base_platform(&reference)
+            && (actual.os != platform.os || actual.architecture != platform.architecture)
+        {
+            cx.report(
+                "InvalidBaseImagePlatform",
+                node.span,
+                format!(
+                    "Base image {reference} was pulled with platform \"{actual}\", expected \"{platform}\" for current build"
+                ),
+                format!(
+                    "pull the image for {platform} (rbuild pull --platform {platform} {reference}), or set FROM --platform"
+                ),
+            );
+        }
         match bases.base_config(&reference, &platform) {
             Some(config) => {
                 let mut s = Stage {

@@ -119,6 +119,13 @@ pub const RULES: &[RuleInfo] = &[
         &[],
     ),
     r(
+        "InvalidBaseImagePlatform",
+        B,
+        W,
+        "The base image's platform is not the stage's",
+        &[],
+    ),
+    r(
         "InvalidDefaultArgInFrom",
         B,
         W,

@@ -122,6 +122,13 @@ pub trait BaseConfigs: Sync {
     fn base_file(&self, _reference: &str, _path: &str) -> Option<String> {
         None
     }
+
+    /// The platform `reference`'s config says it is for, when the caller has the image;
+    /// `None` by default. Only the checks ask (a single-platform base of another
+    /// architecture than the stage's).
+    fn base_platform(&self, _reference: &str) -> Option<Platform> {
+        None
+    }
 }
 
 /// No base configs: every image base is "unresolved" (what `rbuild plan` shows).

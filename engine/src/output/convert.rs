@@ -157,14 +157,7 @@ impl Conversion {
     /// conversion is deterministic; the store refuses bytes that do not have the recorded
     /// digest and size. The record then says the blob is stored.
     pub fn remake(&self, store: &Store, variant: &Variant) -> Result<(), OutputError> {
-        let digest: Digest = variant
-            .digest
-            .parse()
-            .map_err(|source| OutputError::BadDigest {
-                what: "variant digest",
-                digest: variant.digest.clone(),
-                source,
-            })?;
+        let digest = variant.digest;
         let started = std::time::Instant::now();
         let writer = store.blob_writer(Some(rbuild_cache::Expected {
             digest,
@@ -233,7 +226,7 @@ pub(super) fn convert_layer_watched(
     let keep = watch.keeps_blobs();
     if let Some(v) = variants.get(digest, &name).filter(|v| {
         if v.stored {
-            v.digest.parse().is_ok_and(|d| store.has_blob(&d))
+            store.has_blob(&v.digest)
         } else {
             !keep && watch.has_unkept(v)
         }
@@ -258,7 +251,7 @@ pub(super) fn convert_layer_watched(
         started.elapsed()
     );
     let v = Variant {
-        digest: converted.to_string(),
+        digest: converted,
         size,
         media_type: layer_type(false, c.kind)?.to_string(),
         stored: keep,
@@ -422,9 +415,9 @@ mod tests {
         let v = convert_layer_watched(&store, &layer_digest, tar_type, &gzip, &mut push).unwrap();
         assert!(!v.stored);
         let sent = push.copies[0].lock().unwrap().clone();
-        assert_eq!(v.digest, Digest::of(&sent).to_string());
+        assert_eq!(v.digest, Digest::of(&sent));
         assert_eq!(v.size, sent.len() as u64);
-        let d: Digest = v.digest.parse().unwrap();
+        let d = v.digest;
         assert!(!store.has_blob(&d), "the gzip copy stays out of the store");
         let mut plain = Vec::new();
         flate2::read::MultiGzDecoder::new(&sent[..])

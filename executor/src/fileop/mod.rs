@@ -50,7 +50,7 @@
 //! let parent = LowerView::new(vec!["/store/snapshots/base".into()]);
 //! let out = std::fs::File::create("/tmp/layer.tar.gz")?;
 //! let outcome = copy(&req, &parent, &DiffOptions::default(), out)?;
-//! println!("{} files, layer {:?}", outcome.files, outcome.layer.map(|l| l.digest));
+//! println!("{} files, layer {:?}", outcome.files, outcome.layer.and_then(|l| l.digests));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -224,10 +224,17 @@ pub fn layer_where_readable(
         true,
         |mut pipe| match write(&mut pipe, &IdMap::identity()) {
             Ok(None) => "ok".to_owned(),
-            Ok(Some(i)) => format!(
-                "ok\n{}\n{}\n{}\n{}\n{}\n{}",
-                i.diff_id, i.digest, i.size, i.uncompressed_size, i.media_type, i.entries
-            ),
+            Ok(Some(i)) => {
+                // "-" for digests the sink computes (DiffOptions::sink_hashes).
+                let (diff_id, digest) = i.digests.map_or_else(
+                    || ("-".to_owned(), "-".to_owned()),
+                    |d| (d.diff_id.to_string(), d.digest.to_string()),
+                );
+                format!(
+                    "ok\n{diff_id}\n{digest}\n{}\n{}\n{}\n{}",
+                    i.size, i.uncompressed_size, i.media_type, i.entries
+                )
+            }
             Err(e) => format!("error\n{e}"),
         },
         |mut pipe| {
@@ -257,10 +264,20 @@ pub fn layer_where_readable(
     else {
         return bad(format!("media type {:?}", f[4]));
     };
+    let digest = |s: &str| {
+        s.parse::<rbuild_digest::Digest>()
+            .map_err(|e| format!("bad digest {s:?}: {e}"))
+    };
     let info = (|| {
+        let digests = match (f[0].as_str(), f[1].as_str()) {
+            ("-", "-") => None,
+            (diff_id, blob) => Some(crate::diff::LayerDigests {
+                diff_id: digest(diff_id)?,
+                digest: digest(blob)?,
+            }),
+        };
         Ok(crate::diff::LayerInfo {
-            diff_id: f[0].clone(),
-            digest: f[1].clone(),
+            digests,
             size: num(&f[2])?,
             uncompressed_size: num(&f[3])?,
             media_type,
