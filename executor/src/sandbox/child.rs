@@ -1,8 +1,7 @@
 //! The child side of a run: the helper (which owns the new user namespace and unshares the
 //! others), the sandbox's init (pid 1: the mount plan, the working directory, the pty) and
 //! the command's own set-up (streams, capabilities, ids, no_new_privs, the seccomp filter) up
-//! to `execve`. Each
-//! reports a failure on the error pipe and exits.
+//! to `execve`. Each reports a failure on the error pipe and exits.
 
 use std::ffi::CString;
 use std::io;
