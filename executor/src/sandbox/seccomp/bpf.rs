@@ -65,6 +65,12 @@ pub enum BpfError {
         /// The program's length.
         len: usize,
     },
+    /// A jump does not reach its target (a conditional jump reaches 255 instructions).
+    #[error("a jump of the seccomp filter for {arches} does not reach its target")]
+    JumpOutOfRange {
+        /// The architectures covered.
+        arches: String,
+    },
     /// A rule has more argument checks than a filter can jump over.
     #[error(
         "a rule for system call {syscall} on {arch} has more than {MAX_CHECKS} argument checks"
@@ -162,7 +168,12 @@ impl Asm {
                 Insn::Load(off) => f(BPF_LD_W_ABS, 0, 0, off),
                 Insn::And(k) => f(BPF_ALU_AND_K, 0, 0, k),
                 Insn::Ret(k) => f(BPF_RET_K, 0, 0, k),
-                Insn::Always(l) => f(BPF_JA, 0, 0, u32::try_from(at[l] - (pc + 1)).ok()?),
+                Insn::Always(l) => f(
+                    BPF_JA,
+                    0,
+                    0,
+                    u32::try_from(at[l].checked_sub(pc + 1)?).ok()?,
+                ),
                 Insn::Jump { code, k, jt, jf } => f(code, rel(jt)?, rel(jf)?, k),
             });
         }
@@ -237,10 +248,9 @@ pub(super) fn compile(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let prog = asm.assemble().ok_or_else(|| BpfError::TooLong {
-        arches: names(),
-        len: asm.insns.len(),
-    })?;
+    let prog = asm
+        .assemble()
+        .ok_or_else(|| BpfError::JumpOutOfRange { arches: names() })?;
     if prog.len() > MAX_INSNS {
         return Err(BpfError::TooLong {
             arches: names(),
