@@ -18,6 +18,7 @@ use rbuild_cache::Digest;
 use rbuild_cache::containers::{Containers, Record, State};
 use rbuild_executor::idmap::{IdMap, MappingKind};
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
+use rbuild_executor::sandbox::seccomp::{Profile, Seccomp};
 use rbuild_executor::sandbox::{
     self, CancelHandle, Command, NetStack, Network, RunSpec, SandboxError,
 };
@@ -68,6 +69,10 @@ pub struct RunArgs {
     /// Replace the image's entrypoint (and clear its default command).
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
+    /// A security option: `seccomp=unconfined` (no system call filter) or `seccomp=FILE`
+    /// (a profile in Docker's JSON format instead of the default one).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
@@ -240,12 +245,39 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
     })
 }
 
+/// The seccomp setting `--security-opt` asks for (the last `seccomp=` wins, as in docker).
+/// `no-new-privileges` is accepted: every container runs with it.
+pub fn parse_security_opts(opts: &[String]) -> anyhow::Result<Seccomp> {
+    let mut seccomp = Seccomp::Default;
+    for opt in opts {
+        // docker also takes `key:value`.
+        let (key, value) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .unwrap_or((opt, ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => seccomp = Seccomp::Unconfined,
+            ("seccomp", "") => bail!("--security-opt {opt:?}: name a profile file or `unconfined`"),
+            ("seccomp", file) => {
+                seccomp =
+                    Seccomp::Profile(std::sync::Arc::new(Profile::from_file(Path::new(file))?))
+            }
+            ("no-new-privileges", "" | "true") => {}
+            _ => bail!(
+                "--security-opt {opt:?} is not supported: rbuild takes seccomp=unconfined, seccomp=FILE and no-new-privileges"
+            ),
+        }
+    }
+    Ok(seccomp)
+}
+
 fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     let allow = super::network::entitlements(&args.allow)?;
     super::network::check_host_network(args.network == NetworkArg::Host, &allow)?;
     for h in &args.add_host {
         super::network::add_host(h)?;
     }
+    let seccomp = parse_security_opts(&args.security_opt)?;
     let store = super::open_store(global)?;
     let id_map = super::id_map(global, &store)?;
     if id_map.kind == MappingKind::Single {
@@ -320,7 +352,12 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         pid: std::process::id(),
     };
     let dir = containers.create(&record)?;
-    let result = run_in(&dir, &layers, &process, args, mounts, &id_map, net_stack);
+    let confined = Confinement {
+        mounts,
+        seccomp,
+        net_stack,
+    };
+    let result = run_in(&dir, &layers, &process, args, confined, &id_map);
     let exit = match &result {
         Ok(code) => Some(*code),
         Err(e) => e
@@ -349,17 +386,30 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     Ok(u8::try_from(code).unwrap_or(255))
 }
 
+/// What the container gets besides the image's process: its volumes, its system call filter
+/// and its network stack.
+struct Confinement {
+    mounts: Vec<ExtraMount>,
+    seccomp: Seccomp,
+    net_stack: Option<Arc<NetStack>>,
+}
+
 /// Prepares the root and runs the process, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT.
 fn run_in(
     dir: &Path,
     layers: &[PathBuf],
     process: &Process,
     args: &RunArgs,
-    mounts: Vec<ExtraMount>,
+    confined: Confinement,
     id_map: &IdMap,
-    net_stack: Option<Arc<NetStack>>,
 ) -> anyhow::Result<i32> {
+    let Confinement {
+        mounts,
+        seccomp,
+        net_stack,
+    } = confined;
     let mut spec = RunSpec::new(Command::Exec(process.argv.clone()));
+    spec.seccomp = seccomp;
     spec.env = process.env.clone();
     spec.workdir = process.workdir.clone();
     spec.user = process.user.clone();
@@ -514,5 +564,33 @@ mod tests {
         ] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn security_opts_parse() {
+        let opts =
+            |o: &[&str]| parse_security_opts(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(matches!(opts(&[]).unwrap(), Seccomp::Default));
+        assert!(matches!(
+            opts(&["seccomp=unconfined"]).unwrap(),
+            Seccomp::Unconfined
+        ));
+        assert!(matches!(
+            opts(&["seccomp:unconfined", "no-new-privileges"]).unwrap(),
+            Seccomp::Unconfined
+        ));
+        let e = format!(
+            "{:#}",
+            opts(&["seccomp=/no/such/profile.json"]).unwrap_err()
+        );
+        assert!(
+            e.contains("cannot read seccomp profile /no/such/profile.json"),
+            "{e}"
+        );
+        let e = format!("{:#}", opts(&["apparmor=unconfined"]).unwrap_err());
+        assert!(
+            e.contains("\"apparmor=unconfined\" is not supported"),
+            "{e}"
+        );
     }
 }

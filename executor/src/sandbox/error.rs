@@ -60,7 +60,7 @@ pub enum SandboxError {
     },
     /// The user-mode network stack of [`super::Network::Private`] is not installed.
     #[error(
-        "{program} not found in PATH: a step's own network namespace needs it for outbound \
+        "{program} not found in PATH: a build's or container's own network namespace needs it for outbound \
          access (Debian and Ubuntu package passt); install it, or choose --network none \
          (no network) or --network host with --allow network.host"
     )]
@@ -75,6 +75,13 @@ pub enum SandboxError {
         program: PathBuf,
         /// What went wrong (its own message when it printed one).
         message: String,
+    },
+    /// The seccomp filter cannot be built.
+    #[error("cannot build the sandbox's seccomp filter")]
+    Seccomp {
+        /// The cause.
+        #[source]
+        source: super::seccomp::SeccompError,
     },
     /// Installing the id maps failed.
     #[error("cannot install id maps for pid {pid} with {tool}")]

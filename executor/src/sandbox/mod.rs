@@ -20,7 +20,8 @@
 //! command's own set-up up to `execve`; `userns` runs other work inside a user namespace
 //! with the caller's id map (writing and unpacking layers, giving files their owners,
 //! removing trees) and probes overlayfs; `net` is the [`NetStack`] and the generated
-//! `/etc/hosts` and `resolv.conf`; `pty` is the pseudo-terminal of `rbuild run -t`;
+//! `/etc/hosts` and `resolv.conf`; `seccomp` compiles the system call filter the
+//! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`;
 //! `fd` holds the pipes and whole-buffer reads and writes all of them use.
 
 mod child;
@@ -29,6 +30,7 @@ mod fd;
 mod net;
 mod parent;
 mod pty;
+pub mod seccomp;
 mod spec;
 mod userns;
 
@@ -74,6 +76,8 @@ struct Prepared {
     new_net: bool,
     /// The network stack whose user and network namespaces the sandbox joins.
     stack: Option<Arc<NetStack>>,
+    /// Installed just before `execve`; `None`: unconfined.
+    seccomp: Option<seccomp::Filter>,
 }
 
 impl Sandbox {
@@ -197,6 +201,8 @@ impl Sandbox {
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
             new_net: spec.network == Network::None,
             stack,
+            seccomp: seccomp::filter_for(&spec.seccomp, default_capabilities())
+                .map_err(|source| SandboxError::Seccomp { source })?,
         };
         run_prepared(spec, &prepared, on_line)
     }
