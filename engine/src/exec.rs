@@ -69,6 +69,14 @@ pub enum ExecError {
         "RUN --security=insecure is not supported: rbuild's sandboxes never get all privileges"
     )]
     Insecure,
+    /// `RUN --network=host` (or `--network host`) without the `network.host` entitlement.
+    #[error(
+        "{what} needs the network.host entitlement: pass --allow network.host to let RUN steps use the host's network"
+    )]
+    NetworkHost {
+        /// What asked for the host's network: the RUN line or the `--network host` flag.
+        what: String,
+    },
     /// The stage is for another architecture.
     #[error(
         "cannot run a RUN step for {platform} on this {host} machine: rbuild does not emulate other architectures"
@@ -401,14 +409,37 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
     spec.user = exec.user.clone();
     spec.hostname = "rbuild".into();
     spec.id_map = settings.id_map.clone();
-    spec.network = match exec.network {
-        NetworkMode::None => Network::None,
-        NetworkMode::Host => Network::Host,
-        NetworkMode::Default => match settings.network {
-            NetworkArg::None => Network::None,
-            NetworkArg::Default | NetworkArg::Host => Network::Host,
-        },
+    spec.network = match (exec.network, settings.network) {
+        (NetworkMode::None, _) | (NetworkMode::Default, NetworkArg::None) => Network::None,
+        (NetworkMode::Default, NetworkArg::Default) => Network::Private,
+        (NetworkMode::Host, _) | (NetworkMode::Default, NetworkArg::Host) => {
+            if !settings.allow.network_host {
+                let what = if exec.network == NetworkMode::Host {
+                    format!(
+                        "RUN --network=host at line {} of the Dockerfile",
+                        env.op.span.start.line
+                    )
+                } else {
+                    "--network host".into()
+                };
+                return Err(ExecError::NetworkHost { what });
+            }
+            Network::Host
+        }
     };
+    if spec.network == Network::Private {
+        spec.net_stack =
+            Some(
+                env.network
+                    .stack(&settings.id_map)
+                    .map_err(|source| ExecError::Run {
+                        argv: exec.argv.clone(),
+                        workdir: spec.workdir.clone(),
+                        source,
+                    })?,
+            );
+    }
+    spec.add_hosts = settings.add_hosts.clone();
     let mut guards: Vec<CacheMountGuard> = Vec::new();
     spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;
     env.cancel.register(&spec.cancel);

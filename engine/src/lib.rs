@@ -126,6 +126,10 @@ pub struct BuildRequest {
     pub ssh: BTreeMap<String, PathBuf>,
     /// The network of RUN steps that say `default` (`--network`).
     pub network: Network,
+    /// The entitlements granted with `--allow`.
+    pub allow: Entitlements,
+    /// `--add-host`: `(host name, address)` entries added to every RUN step's `/etc/hosts`.
+    pub add_hosts: Vec<(String, String)>,
     /// `--label`s.
     pub labels: BTreeMap<String, String>,
     /// The manifest and config format of the image (`--format`).
@@ -181,6 +185,8 @@ impl BuildRequest {
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
             network: Network::Default,
+            allow: Entitlements::default(),
+            add_hosts: Vec::new(),
             labels: BTreeMap::new(),
             format: ImageFormat::Oci,
             compression: Compression::None,
@@ -198,15 +204,27 @@ impl BuildRequest {
     }
 }
 
+/// What a build may do beyond the default sandbox (`--allow`, buildx's entitlements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entitlements {
+    /// `network.host`: RUN steps may use the host's network (`--network host`,
+    /// `RUN --network=host`).
+    pub network_host: bool,
+    /// `security.insecure`: accepted for buildx's sake; `RUN --security=insecure` is still
+    /// refused, as rbuild's sandboxes never get all privileges.
+    pub security_insecure: bool,
+}
+
 /// The network of a RUN step that does not say (`RUN --network=default`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The default: the host's network.
+    /// The default: a network namespace of the build's own, shared by its RUN steps, with
+    /// outbound access only.
     #[default]
     Default,
     /// No network: only `lo`.
     None,
-    /// The host's network.
+    /// The host's network (needs [`Entitlements::network_host`]).
     Host,
 }
 

@@ -25,7 +25,7 @@ use crate::events::{Events, Location};
 use crate::fileops::FileOpError;
 use crate::keys::{self, Part};
 use crate::remote_cache::{CacheImportError, FetchFailed, RemoteCache};
-use crate::worker::{CancelToken, InputData, StepEnv, Worker, WorkerError};
+use crate::worker::{BuildNetwork, CancelToken, InputData, StepEnv, Worker, WorkerError};
 use crate::{BuildRequest, fileops};
 
 /// Why the plan could not be solved.
@@ -619,6 +619,8 @@ fn run_phase(
     let mut started = vec![false; n];
     let cancel = Arc::new(CancelToken::default());
     let signals = watch_signals(&cancel)?;
+    // Ends (with its holder and pasta) once every step has.
+    let network = BuildNetwork::default();
     let mut failure: Option<SolveError> = None;
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<Finished>();
@@ -728,6 +730,7 @@ fn run_phase(
                             running += 1;
                             let tx = tx.clone();
                             let cancel = &*cancel;
+                            let network = &network;
                             scope.spawn(move || {
                                 let t = Instant::now();
                                 let env = StepEnv {
@@ -739,6 +742,7 @@ fn run_phase(
                                     progress,
                                     inputs,
                                     cancel,
+                                    network,
                                 };
                                 let r = fetch_inputs(remote, settings, cache, &env.inputs)
                                     .and_then(|()| run_step(worker, &env));

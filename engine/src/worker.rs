@@ -5,8 +5,9 @@
 //! in a sandbox on the parent's snapshots ([`Worker::exec`]), a COPY or ADD
 //! ([`Worker::copy`]), WORKDIR's directory ([`Worker::mkdir`]). It is handed the step's
 //! inputs once they are ready ([`InputData`]: the layers of the parent, of another stage or
-//! image, the context files the step selected, a download) and a [`CancelToken`] that fires
-//! when another step fails or the build is interrupted; it returns the layer it wrote into
+//! image, the context files the step selected, a download), a [`CancelToken`] that fires
+//! when another step fails or the build is interrupted, and the [`BuildNetwork`] whose
+//! network namespace the build's RUN steps share; it returns the layer it wrote into
 //! the store, or none when the step changed nothing. The solver records the result in the
 //! action cache; the worker never sees a cache key.
 //!
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 use rbuild_cache::action::LayerRecord;
 use rbuild_cache::context::Selection;
 use rbuild_compiler::plan::{CopyOp, ExecOp, InputRole, Op, Plan};
-use rbuild_executor::sandbox::CancelHandle;
+use rbuild_executor::idmap::IdMap;
+use rbuild_executor::sandbox::{CancelHandle, NetStack, SandboxError};
 
 use crate::BuildRequest;
 use crate::context::Source;
@@ -105,6 +107,8 @@ pub struct StepEnv<'a> {
     pub inputs: Vec<InputData>,
     /// Fires when the step is to stop (another step failed, the build was interrupted).
     pub cancel: &'a CancelToken,
+    /// The network stack the build's RUN steps share.
+    pub network: &'a BuildNetwork,
 }
 
 impl StepEnv<'_> {
@@ -126,6 +130,24 @@ impl StepEnv<'_> {
 impl std::fmt::Debug for StepEnv<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StepEnv").field("op", &self.op.id).finish()
+    }
+}
+
+/// The network stack the RUN steps of one build share ([`Network::Private`]): started by
+/// the first step that needs it, ended when the build drops it.
+#[derive(Debug, Default)]
+pub struct BuildNetwork(Mutex<Option<Arc<NetStack>>>);
+
+impl BuildNetwork {
+    /// The build's stack, started now when no step has needed it yet.
+    pub(crate) fn stack(&self, id_map: &IdMap) -> Result<Arc<NetStack>, SandboxError> {
+        let mut stack = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*stack {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(NetStack::start(id_map)?);
+        *stack = Some(s.clone());
+        Ok(s)
     }
 }
 

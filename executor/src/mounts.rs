@@ -479,9 +479,10 @@ pub struct PlanInput<'a> {
     pub private_dir: &'a Path,
     /// Host name inside.
     pub hostname: &'a str,
-    /// A new network namespace with only loopback (it gets a sysfs of its own; a sandbox
-    /// on the host's network sees the host's, read-only).
-    pub network_none: bool,
+    /// A network namespace of its own (it gets a sysfs of its own, showing only its own
+    /// interfaces, and its loopback is brought up; a sandbox on the host's network sees the
+    /// host's sysfs, read-only).
+    pub own_network: bool,
 }
 
 /// The ordered mount steps for a sandbox.
@@ -512,7 +513,7 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
         flags: nosuid_nodev_noexec,
         data: String::new(),
     });
-    s.push(if input.network_none {
+    s.push(if input.own_network {
         // sysfs shows the network namespace of the mounter: a fresh one shows only `lo`.
         Step::Mount {
             fstype: "sysfs",
@@ -704,7 +705,7 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
     s.push(Step::Hostname {
         name: input.hostname.to_owned(),
     });
-    if input.network_none {
+    if input.own_network {
         s.push(Step::LoopbackUp);
     }
     s
@@ -1356,7 +1357,7 @@ mod tests_support {
             extra,
             private_dir: Path::new("/s/private"),
             hostname: "box",
-            network_none: none,
+            own_network: none,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The only place in this crate with `unsafe` code: thin wrappers over the few
 //! system calls that neither `rustix` nor `std` expose safely (fork, execve,
-//! unshare, an interface ioctl, `_exit`, seccomp).
+//! unshare, an interface ioctl, a signal's disposition, `_exit`, seccomp).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -83,6 +83,19 @@ fn close_range(first: u32, last: u32) {
         // fails harmlessly with EBADF).
         unsafe { libc::close(fd as i32) };
     }
+}
+
+/// Gives SIGPIPE its default action back before an `execve`: Rust's runtime ignores it, and
+/// an ignored signal stays ignored across exec (`std::process::Command` resets it; a plain
+/// fork and exec does not).
+pub(crate) fn default_sigpipe() -> io::Result<()> {
+    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE, and no Rust code of this process
+    // relies on SIGPIPE being ignored after this call: it is made in a forked child right
+    // before it execs.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `unshare(2)` with the given `CLONE_*` flags.

@@ -65,9 +65,17 @@ pub struct BuildArgs {
     /// may be repeated.
     #[arg(long, value_name = "default|ID[=SOCKET]")]
     pub ssh: Vec<String>,
-    /// The network of RUN steps that do not say (`default` is the host's network).
+    /// The network of RUN steps that do not say (`default`: a network namespace of the
+    /// build's own, with outbound access only; `host` needs `--allow network.host`).
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
     pub network: NetworkArg,
+    /// Grant an entitlement: `network.host` (RUN steps may use the host's network) or
+    /// `security.insecure`; may be repeated.
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Add `HOST:IP` to the `/etc/hosts` RUN steps see (not to the image); may be repeated.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Set a label on the image, `KEY=VALUE`; may be repeated.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -171,11 +179,12 @@ pub enum ProgressArg {
 /// `--network`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// The host's network (what docker build's default gives a RUN step).
+    /// A network namespace of the build's own, shared by its RUN steps, with outbound access
+    /// only.
     Default,
     /// No network: only a loopback interface.
     None,
-    /// The host's network.
+    /// The host's network (needs `--allow network.host`).
     Host,
 }
 
@@ -270,6 +279,13 @@ pub fn request(
         }
         labels.insert(k.to_string(), v.to_string());
     }
+    let allow = super::network::entitlements(&args.allow)?;
+    super::network::check_host_network(args.network == NetworkArg::Host, &allow)?;
+    let add_hosts = args
+        .add_host
+        .iter()
+        .map(|h| super::network::add_host(h))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let secrets = rbuild_engine::secrets::parse_secrets(&args.secret)?;
     let ssh = rbuild_engine::secrets::parse_ssh(&args.ssh)?;
     let config = crate::config::get();
@@ -331,6 +347,8 @@ pub fn request(
             NetworkArg::None => Network::None,
             NetworkArg::Host => Network::Host,
         },
+        allow,
+        add_hosts,
         labels,
         format: match args.format {
             FormatArg::Oci => ImageFormat::Oci,

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod network;
 pub mod plan;
 pub mod prune;
 pub mod ps;

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ use rbuild_cache::containers::{Containers, Record, State};
 use rbuild_executor::idmap::{IdMap, MappingKind};
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
 use rbuild_executor::sandbox::seccomp::{Profile, Seccomp};
-use rbuild_executor::sandbox::{self, CancelHandle, Command, Network, RunSpec, SandboxError};
+use rbuild_executor::sandbox::{
+    self, CancelHandle, Command, NetStack, Network, RunSpec, SandboxError,
+};
 use rbuild_executor::snapshot::{self, SnapshotterKind};
 
 use crate::cli::GlobalArgs;
@@ -53,9 +56,16 @@ pub struct RunArgs {
     /// The user: `name`, `uid`, `name:group` or `uid:gid`.
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
-    /// The network: the host's, or only loopback.
-    #[arg(long, value_enum, default_value = "host")]
+    /// The network: `default`, a network namespace of the container's own with outbound
+    /// access only; `none`, only loopback; `host`, the host's (needs `--allow network.host`).
+    #[arg(long, value_enum, default_value = "default")]
     pub network: NetworkArg,
+    /// Grant an entitlement: `network.host` (the container may use the host's network).
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Add `HOST:IP` to the container's `/etc/hosts`; may be repeated.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Replace the image's entrypoint (and clear its default command).
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
@@ -98,7 +108,9 @@ pub enum PullPolicy {
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// The host's network.
+    /// A new network namespace with outbound access only.
+    Default,
+    /// The host's network (needs `--allow network.host`).
     Host,
     /// A new network namespace with only `lo`.
     None,
@@ -260,8 +272,27 @@ pub fn parse_security_opts(opts: &[String]) -> anyhow::Result<Seccomp> {
 }
 
 fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
+    let allow = super::network::entitlements(&args.allow)?;
+    super::network::check_host_network(args.network == NetworkArg::Host, &allow)?;
+    for h in &args.add_host {
+        super::network::add_host(h)?;
+    }
     let seccomp = parse_security_opts(&args.security_opt)?;
     let store = super::open_store(global)?;
+    let id_map = super::id_map(global, &store)?;
+    if id_map.kind == MappingKind::Single {
+        tracing::warn!(
+            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
+        );
+    }
+    // The network stack starts first: pasta configures the namespace while the image is
+    // found and the root prepared, and the command starts once it has.
+    let net_stack = match args.network {
+        NetworkArg::Default => Some(Arc::new(
+            NetStack::start(&id_map).context("cannot start the container's network")?,
+        )),
+        NetworkArg::Host | NetworkArg::None => None,
+    };
     let pull = |store: &rbuild_cache::Store| {
         super::pull::pull_image(
             global,
@@ -294,12 +325,6 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         .map(|v| parse_volume(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let id_map = super::id_map(global, &store)?;
-    if id_map.kind == MappingKind::Single {
-        tracing::warn!(
-            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
-        );
-    }
     let layers = rbuild_engine::snapshots::ensure_snapshots(
         &store,
         &config,
@@ -327,7 +352,12 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         pid: std::process::id(),
     };
     let dir = containers.create(&record)?;
-    let result = run_in(&dir, &layers, &process, args, mounts, &id_map, seccomp);
+    let confined = Confinement {
+        mounts,
+        seccomp,
+        net_stack,
+    };
+    let result = run_in(&dir, &layers, &process, args, confined, &id_map);
     let exit = match &result {
         Ok(code) => Some(*code),
         Err(e) => e
@@ -356,25 +386,44 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     Ok(u8::try_from(code).unwrap_or(255))
 }
 
+/// What the container gets besides the image's process: its volumes, its system call filter
+/// and its network stack.
+struct Confinement {
+    mounts: Vec<ExtraMount>,
+    seccomp: Seccomp,
+    net_stack: Option<Arc<NetStack>>,
+}
+
 /// Prepares the root and runs the process, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT.
 fn run_in(
     dir: &Path,
     layers: &[PathBuf],
     process: &Process,
     args: &RunArgs,
-    mounts: Vec<ExtraMount>,
+    confined: Confinement,
     id_map: &IdMap,
-    seccomp: Seccomp,
 ) -> anyhow::Result<i32> {
+    let Confinement {
+        mounts,
+        seccomp,
+        net_stack,
+    } = confined;
     let mut spec = RunSpec::new(Command::Exec(process.argv.clone()));
     spec.seccomp = seccomp;
     spec.env = process.env.clone();
     spec.workdir = process.workdir.clone();
     spec.user = process.user.clone();
     spec.network = match args.network {
+        NetworkArg::Default => Network::Private,
         NetworkArg::Host => Network::Host,
         NetworkArg::None => Network::None,
     };
+    spec.net_stack = net_stack;
+    spec.add_hosts = args
+        .add_host
+        .iter()
+        .map(|h| super::network::add_host(h))
+        .collect::<anyhow::Result<_>>()?;
     spec.mounts = mounts;
     spec.id_map = id_map.clone();
     spec.stdio = if args.tty {

@@ -17,6 +17,7 @@ mod dockerfiles;
 mod expansion;
 mod layers;
 mod limits;
+mod network;
 mod registry;
 mod sandbox;
 mod seccomp;

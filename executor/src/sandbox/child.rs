@@ -55,8 +55,18 @@ pub(super) fn helper_main(
 ) -> ! {
     let (up, down) = (&up, &down);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-    if let Err(e) = sys::unshare(UnshareFlags::NEWUSER) {
-        child_fail(&fail, "unshare the user namespace", &e, 125);
+    match &p.stack {
+        // Its id map is installed already.
+        Some(stack) => {
+            if let Err(e) = stack.join() {
+                child_fail(&fail, "join the network stack's namespaces", &e, 125);
+            }
+        }
+        None => {
+            if let Err(e) = sys::unshare(UnshareFlags::NEWUSER) {
+                child_fail(&fail, "unshare the user namespace", &e, 125);
+            }
+        }
     }
     if write_all_fd(up, b"u").is_err() {
         sys::exit_now(125);
@@ -75,8 +85,13 @@ pub(super) fn helper_main(
             child_fail(&fail, "become root of the user namespace", &e, 125);
         }
     }
-    let mut flags =
-        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    // A cgroup namespace rooted at the caller's cgroup: /proc/self/cgroup inside shows `/`,
+    // not where the host placed the build.
+    let mut flags = UnshareFlags::NEWNS
+        | UnshareFlags::NEWPID
+        | UnshareFlags::NEWIPC
+        | UnshareFlags::NEWUTS
+        | UnshareFlags::NEWCGROUP;
     if p.new_net {
         flags |= UnshareFlags::NEWNET;
     }
@@ -85,7 +100,7 @@ pub(super) fn helper_main(
     }
     match sys::fork() {
         Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
-        Ok(sys::Fork::Child) => init_main(p, fail, [stdin, out, err], console),
+        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console),
         Ok(sys::Fork::Parent(pid)) => {
             drop((out, err, stdin, fail, console));
             if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
@@ -107,6 +122,7 @@ pub(super) fn helper_main(
 fn init_main(
     p: &Prepared,
     fail: OwnedFd,
+    go: &OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
 ) -> ! {
@@ -140,6 +156,13 @@ fn init_main(
             Err(e) => child_fail(fail, "allocate a pseudo-terminal", &e, 125),
         },
     };
+    // With a network stack, the command starts once the caller has configured the namespace.
+    if p.stack.is_some() {
+        let mut b = [0u8; 1];
+        if !read_exact_fd(go, &mut b).unwrap_or(false) {
+            sys::exit_now(125);
+        }
+    }
     let cmd = match sys::fork() {
         Err(e) => child_fail(fail, "fork the command", &e, 125),
         Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),

@@ -58,6 +58,24 @@ pub enum SandboxError {
         /// What went wrong.
         message: String,
     },
+    /// The user-mode network stack of [`super::Network::Private`] is not installed.
+    #[error(
+        "{program} not found in PATH: a build's or container's own network namespace needs it for outbound \
+         access (Debian and Ubuntu package passt); install it, or choose --network none \
+         (no network) or --network host with --allow network.host"
+    )]
+    NetworkStackMissing {
+        /// The program looked for.
+        program: String,
+    },
+    /// The user-mode network stack did not start.
+    #[error("cannot start the network stack {}: {message}", program.display())]
+    NetworkStack {
+        /// The stack's program.
+        program: PathBuf,
+        /// What went wrong (its own message when it printed one).
+        message: String,
+    },
     /// The seccomp filter cannot be built.
     #[error("cannot build the sandbox's seccomp filter")]
     Seccomp {

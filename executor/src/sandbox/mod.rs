@@ -2,9 +2,12 @@
 //!
 //! Process layout: the caller forks a helper that unshares a user namespace
 //! and waits while the caller installs its id maps (directly as root, with
-//! newuidmap/newgidmap otherwise). The helper then unshares the mount, pid,
-//! ipc, uts (and, for `--network none`, network) namespaces and forks the
-//! sandbox's init, pid 1 of the new pid namespace. Init carries out the mount
+//! newuidmap/newgidmap otherwise); with [`Network::Private`] the helper instead
+//! joins the user and network namespaces of a [`NetStack`], which has the same
+//! id map. The helper then unshares the mount, pid, ipc, uts, cgroup (and, for
+//! `--network none`, network) namespaces and forks the sandbox's init, pid 1 of
+//! the new pid namespace; with a stack, init forks the command only once the
+//! stack has configured the network. Init carries out the mount
 //! plan ([`crate::mounts`]), pivots into the root, and forks the command. When
 //! the command exits, init exits with its status, and the kernel kills every
 //! other process of the pid namespace. Timeouts and cancellation kill init.
@@ -16,13 +19,15 @@
 //! maps and relays the output until the run ends; `child` is the helper, init and the
 //! command's own set-up up to `execve`; `userns` runs other work inside a user namespace
 //! with the caller's id map (writing and unpacking layers, giving files their owners,
-//! removing trees) and probes overlayfs; `seccomp` compiles the system call filter the
+//! removing trees) and probes overlayfs; `net` is the [`NetStack`] and the generated
+//! `/etc/hosts` and `resolv.conf`; `seccomp` compiles the system call filter the
 //! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`;
 //! `fd` holds the pipes and whole-buffer reads and writes all of them use.
 
 mod child;
 mod error;
 mod fd;
+mod net;
 mod parent;
 mod pty;
 pub mod seccomp;
@@ -32,6 +37,7 @@ mod userns;
 use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::idmap::MappingKind;
 use crate::mounts::{self, PlanInput};
@@ -40,6 +46,8 @@ use crate::user::{ResolvedUser, resolve_user};
 pub use child::default_capabilities;
 pub use error::SandboxError;
 use error::host;
+pub use net::NetStack;
+use net::hosts_file;
 use parent::run_prepared;
 pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, Stdio, Stream};
 pub use userns::{
@@ -66,6 +74,8 @@ struct Prepared {
     /// Root's ids are mapped onto a subordinate range (not to themselves).
     remapped: bool,
     new_net: bool,
+    /// The network stack whose user and network namespaces the sandbox joins.
+    stack: Option<Arc<NetStack>>,
     /// Installed just before `execve`; `None`: unconfined.
     seccomp: Option<seccomp::Filter>,
 }
@@ -98,13 +108,17 @@ impl Sandbox {
         let hosts = gen_dir.join("hosts");
         let hostname = gen_dir.join("hostname");
         let resolv = gen_dir.join("resolv.conf");
-        let hosts_text = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            spec.hostname
-        );
-        let resolv_text = match spec.network {
-            Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            Network::None => String::new(),
+        let hosts_text = hosts_file(&spec.hostname, &spec.add_hosts);
+        // The spec's stack when it has the sandbox's id map, else one for this run only.
+        let stack = match (spec.network, &spec.net_stack) {
+            (Network::Private, Some(s)) if *s.id_map() == spec.id_map => Some(s.clone()),
+            (Network::Private, _) => Some(Arc::new(NetStack::start(&spec.id_map)?)),
+            (Network::Host | Network::None, _) => None,
+        };
+        let resolv_text = match (spec.network, &stack) {
+            (Network::Host, _) => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            (_, Some(stack)) => stack.resolv_conf().to_owned(),
+            (_, None) => String::new(),
         };
         for (p, t) in [
             (&hosts, hosts_text),
@@ -134,7 +148,7 @@ impl Sandbox {
             extra,
             private_dir: &private_dir,
             hostname: &spec.hostname,
-            network_none: spec.network == Network::None,
+            own_network: spec.network != Network::Host,
         };
         let steps = mounts::plan(&input);
 
@@ -186,6 +200,7 @@ impl Sandbox {
             can_setgroups: spec.id_map.kind != MappingKind::Single,
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
             new_net: spec.network == Network::None,
+            stack,
             seccomp: seccomp::filter_for(&spec.seccomp, default_capabilities())
                 .map_err(|source| SandboxError::Seccomp { source })?,
         };

@@ -78,6 +78,7 @@ pub(super) fn run_prepared(
                 .into_iter()
                 .chain(console_child.as_ref())
                 .map(|fd| fd.as_raw_fd())
+                .chain(p.stack.iter().flat_map(|s| s.fds()))
                 .collect();
             sys::close_fds_except(&keep);
             helper_main(
@@ -99,24 +100,41 @@ pub(super) fn run_prepared(
         let _ = rustix::process::waitpid(Some(helper_pid), rustix::process::WaitOptions::empty());
     };
 
-    // 1. The helper has its user namespace: install the maps.
+    // 1. The helper has its user namespace: install the maps (a stack's has them).
     let mut b = [0u8; 4];
     if !read_exact_fd(&up_r, &mut b[..1]).map_err(host("wait for the sandbox helper"))? {
         reap_helper();
         return Err(setup_error(&fail_r));
     }
-    if let Err(e) = install_maps(helper, &spec.id_map) {
+    if p.stack.is_none()
+        && let Err(e) = install_maps(helper, &spec.id_map)
+    {
         reap_helper();
         return Err(e);
     }
     write_all_fd(&down_w, b"g").map_err(host("signal the sandbox helper"))?;
-    drop(down_w);
     // 2. The helper reports init's pid.
     if !read_exact_fd(&up_r, &mut b).map_err(host("wait for the sandbox init"))? {
         reap_helper();
         return Err(setup_error(&fail_r));
     }
     let init_pid = i32::from_ne_bytes(b);
+    // 3. Once the network stack has configured the network, the command may start.
+    if let Some(stack) = &p.stack {
+        if let Err(e) = stack.wait_ready() {
+            reap_helper();
+            // A set-up failure inside (init gone meanwhile) comes first.
+            return Err(match setup_error(&fail_r) {
+                SandboxError::Setup { message } if !message.starts_with(HELPER_GONE) => {
+                    SandboxError::Setup { message }
+                }
+                _ => e,
+            });
+        }
+        // Init may have failed its set-up already: that is reported when the run ends.
+        let _ = write_all_fd(&down_w, b"n");
+    }
+    drop(down_w);
     spec.cancel.init_pid.store(init_pid, Ordering::SeqCst);
     if spec.cancel.is_cancelled() {
         kill_init(init_pid);
@@ -157,7 +175,7 @@ pub(super) fn run_prepared(
         });
     let tty_master = tty_master.transpose()?;
 
-    // 3. Stream output until the helper exits.
+    // 4. Stream output until the helper exits.
     let pidfd = rustix::process::pidfd_open(helper_pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Host {
             what: "open a pidfd".into(),
@@ -310,6 +328,9 @@ pub(super) fn run_prepared(
     })
 }
 
+/// What a set-up error says when nothing inside reported a cause.
+const HELPER_GONE: &str = "the sandbox helper exited early";
+
 fn setup_error(fail_r: &OwnedFd) -> SandboxError {
     let mut msg = Vec::new();
     let mut buf = [0u8; 4096];
@@ -320,7 +341,7 @@ fn setup_error(fail_r: &OwnedFd) -> SandboxError {
         msg.extend_from_slice(&buf[..n]);
     }
     let message = if msg.is_empty() {
-        "the sandbox helper exited early".into()
+        HELPER_GONE.into()
     } else {
         String::from_utf8_lossy(&msg).into_owned()
     };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
 
+use super::NetStack;
 use super::seccomp::Seccomp;
 use crate::idmap::IdMap;
 use crate::mounts::ExtraMount;
@@ -41,8 +42,12 @@ impl Command {
 /// The network of a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The host's network namespace.
+    /// The network namespace of a [`NetStack`](super::NetStack), with outbound access
+    /// through `pasta`: the host's loopback and the host's own addresses are not reachable
+    /// from it. The sandbox joins [`RunSpec::net_stack`], or a stack started for the run.
     #[default]
+    Private,
+    /// The host's network namespace.
     Host,
     /// A new network namespace with only `lo`, up.
     None,
@@ -156,6 +161,11 @@ pub struct RunSpec {
     pub hostname: String,
     /// Network mode.
     pub network: Network,
+    /// The stack a [`Network::Private`] sandbox joins, shared with other sandboxes (the steps
+    /// of a build); used when its id map is the spec's. `None`: one is started for the run.
+    pub net_stack: Option<Arc<NetStack>>,
+    /// Extra `/etc/hosts` entries, `(host name, address)`, after the generated ones.
+    pub add_hosts: Vec<(String, String)>,
     /// Extra bind and tmpfs mounts.
     pub mounts: Vec<ExtraMount>,
     /// Kill everything after this long.
@@ -171,7 +181,7 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A spec running `command` as root in `/` with the host network.
+    /// A spec running `command` as root in `/` with a network namespace of its own.
     pub fn new(command: Command) -> Self {
         RunSpec {
             command,
@@ -179,7 +189,9 @@ impl RunSpec {
             workdir: "/".into(),
             user: String::new(),
             hostname: "rbuild".into(),
-            network: Network::Host,
+            network: Network::Private,
+            net_stack: None,
+            add_hosts: Vec::new(),
             mounts: Vec::new(),
             timeout: None,
             id_map: IdMap::for_current_user(),

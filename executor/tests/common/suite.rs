@@ -201,12 +201,10 @@ pub fn network_none_has_only_lo(c: &Ctx) {
         .lines()
         .count()
         - 2;
-    let r = c.run(&c.spec("tail -n +3 /proc/net/dev | wc -l")).unwrap();
-    assert_eq!(
-        r.stdout,
-        [host_ifaces.to_string()],
-        "host network by default"
-    );
+    let mut s = c.spec("tail -n +3 /proc/net/dev | wc -l");
+    s.network = Network::Host;
+    let r = c.run(&s).unwrap();
+    assert_eq!(r.stdout, [host_ifaces.to_string()], "the host's network");
 }
 
 pub fn proc_shows_only_the_sandbox(c: &Ctx) {
