@@ -101,7 +101,23 @@ pub enum NetworkArg {
 
 /// Runs the command; rbuild's own failures are rendered and exit with 125.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    match run_container(global, &args) {
+    exit_code(run_container(global, &args))
+}
+
+/// Runs the command on the image `descriptor` of `store`, found already (the result of a
+/// build, which may have no name: `build --invoke`); exits as [`run`] does.
+pub fn run_descriptor(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    args: RunArgs,
+) -> anyhow::Result<ExitCode> {
+    exit_code(run_image(global, store, descriptor, &args))
+}
+
+/// The exit code of a run: the command's, else rendered with rbuild's own.
+fn exit_code(ran: anyhow::Result<u8>) -> anyhow::Result<ExitCode> {
+    match ran {
         Ok(code) => Ok(ExitCode::from(code)),
         Err(err) => {
             // The command's own start-up failures keep the shell's codes (126, 127).
@@ -252,7 +268,16 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
                 .context(Hint(format!("pull it: rbuild pull {}", args.image))));
         }
     };
-    let (manifest_desc, manifest) = store.image_manifest(&descriptor)?;
+    run_image(global, &store, &descriptor, args)
+}
+
+fn run_image(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    args: &RunArgs,
+) -> anyhow::Result<u8> {
+    let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let config = store.read_config(&config_digest)?;
     let process = process(&config, args, &|k| std::env::var(k).ok())?;
@@ -262,14 +287,14 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         .map(|v| parse_volume(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let id_map = super::id_map(global, &store)?;
+    let id_map = super::id_map(global, store)?;
     if id_map.kind == MappingKind::Single {
         tracing::warn!(
             "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
         );
     }
     let layers = rbuild_engine::snapshots::ensure_snapshots(
-        &store,
+        store,
         &config,
         &manifest,
         &id_map,
