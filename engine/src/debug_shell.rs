@@ -6,9 +6,11 @@
 //! environment (build args included), working directory, user, network and mounts (cache
 //! mounts still locked by the step, bind mounts with their scratch directories, secrets on
 //! their tmpfs, the ssh agent socket). Only the process differs: an interactive `/bin/sh` on a
-//! pseudo-terminal, or the user's command with rbuild's own standard streams. Nothing of the
-//! session is kept: the step still fails with its own error, no layer is written, no cache
-//! record is made, and the step directory is removed as after any failure.
+//! pseudo-terminal, or the user's command. Nothing of the session is kept: the step still
+//! fails with its own error, no layer is written, no cache record is made, and the step
+//! directory is removed as after any failure. A command reads an empty stdin, and its output,
+//! stdout and stderr line by line, goes to rbuild's stdout (stderr is the progress's alone, so
+//! `--progress json` stays valid); the shell's pty is copied to stdout too.
 //!
 //! Only the build's first failure gets the shell ([`CancelToken::claim_failure`]): the claim
 //! fires the build's cancellation first, so the other running steps are killed as after any
@@ -20,7 +22,7 @@
 //! [`CancelToken::claim_failure`]: crate::worker::CancelToken::claim_failure
 //! [`Events::suspend`]: crate::Events::suspend
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use rbuild_executor::sandbox::{
     CancelHandle, Command, RunSpec, Sandbox, SandboxError, Stdio, Stream,
@@ -44,7 +46,7 @@ pub enum OnError {
     Fail,
     /// First open a shell in the failed step's file system: an interactive
     /// [`DEFAULT_SHELL`] on a pseudo-terminal (`None`; needs a terminal on stdin), or run
-    /// this command with rbuild's standard streams (`Some`; needs no terminal).
+    /// this command, its output to rbuild's stdout (`Some`; needs no terminal).
     Shell(Option<Vec<String>>),
 }
 
@@ -68,7 +70,7 @@ pub(crate) fn after_failure(env: &StepEnv<'_>, spec: &RunSpec, root: &PreparedRo
         return;
     }
     let (argv, stdio) = match command {
-        Some(argv) => (argv.clone(), Stdio::Inherit),
+        Some(argv) => (argv.clone(), Stdio::Lines),
         None if !std::io::stdin().is_terminal() => {
             env.progress.warn(
                 WARNING_CODE,
@@ -98,7 +100,13 @@ pub(crate) fn after_failure(env: &StepEnv<'_>, spec: &RunSpec, root: &PreparedRo
         ),
     };
     env.progress.suspend(&notice);
-    let ran = Sandbox::run(&shell, root, &mut |_: Stream, _: &[u8]| {});
+    // A command's output, both streams, goes to stdout: stderr keeps the progress alone (a
+    // `--progress json` stream stays valid). A pty's goes there too.
+    let mut out = crate::stdout::stdout();
+    let ran = Sandbox::run(&shell, root, &mut |_: Stream, line: &[u8]| {
+        let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+    });
+    let _ = out.flush();
     env.progress.resume();
     match ran {
         Ok(outcome) => tracing::debug!(

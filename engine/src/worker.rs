@@ -272,6 +272,21 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_failure_claims_and_the_claim_fires_the_token() {
+        let token = CancelToken::default();
+        assert_eq!(token.claimed_by(), None);
+        assert!(token.claim_failure(4));
+        assert!(token.is_cancelled());
+        assert!(!token.claim_failure(5));
+        assert_eq!(token.claimed_by(), Some(4));
+        // After an interruption nobody claims.
+        let interrupted = CancelToken::default();
+        interrupted.cancel();
+        assert!(!interrupted.claim_failure(1));
+        assert_eq!(interrupted.claimed_by(), None);
+    }
+
+    #[test]
     fn a_wait_without_cancellation_times_out() {
         let token = CancelToken::default();
         let started = Instant::now();
