@@ -150,8 +150,9 @@ pub struct BuildArgs {
     /// What a failed RUN step does: `fail` ends the build; `shell` first opens an interactive
     /// shell in the step's file system as the command left it, with the step's environment,
     /// working directory, user, network and mounts (needs a terminal on stdin); `shell:CMD`
-    /// runs CMD there instead (split into words as a shell does; no terminal needed). Leaving
-    /// it ends the build with the step's error; nothing of it is kept.
+    /// runs CMD there instead (split into words as a shell does; no terminal needed; its
+    /// output goes to stdout). Leaving it ends the build with the step's error; nothing of it
+    /// is kept.
     #[arg(
         long = "on-error",
         value_name = "fail|shell|shell:CMD",
