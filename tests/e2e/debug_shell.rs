@@ -11,8 +11,8 @@ use rbuild_test_support::DebianBase;
 
 use crate::support::{BASE, BuildEnv, Run, fails, tool};
 
-/// A stage whose last RUN writes a file, then fails with exit code 7; its environment has
-/// an ENV, a build arg and a cache mount filled by the RUN before.
+/// A stage whose last RUN, as uid 1000, writes a file, then fails with exit code 7; its
+/// environment has an ENV, a build arg, a cache mount filled by the RUN before, and a secret.
 fn failing_dockerfile(base: &str) -> String {
     format!(
         "FROM {base}\n\
@@ -20,15 +20,19 @@ fn failing_dockerfile(base: &str) -> String {
          ENV STAGE_VAR=from-env\n\
          RUN --mount=type=cache,target=/cache echo cached-content > /cache/f\n\
          WORKDIR /work\n\
-         RUN --mount=type=cache,target=/cache --mount=type=secret,id=tok,target=/run/secrets/tok \
+         RUN chown 1000 /work\n\
+         USER 1000\n\
+         RUN --mount=type=cache,target=/cache \
+             --mount=type=secret,id=tok,target=/run/secrets/tok,uid=1000 \
              echo partial > /work/out.txt && exit 7\n"
     )
 }
 
 /// What the failed step's command is looked at with.
 const LOOK: &str = "sh -c 'echo \"files: $(ls /work)\"; echo \"var=$STAGE_VAR arg=$GREETING\"; \
-                    echo \"cache: $(cat /cache/f)\"; echo \"pwd: $(pwd)\"; \
-                    echo \"secret: $(cat /run/secrets/tok)\"'";
+                    echo \"cache: $(cat /cache/f)\"; echo \"pwd: $(pwd) uid: $(id -u)\"; \
+                    echo \"secret: $(cat /run/secrets/tok)\"; \
+                    cp /run/secrets/tok /work/copied-secret && ls /work/copied-secret'";
 
 /// The failed step's error as every failing build here ends with it.
 fn assert_original_error(run: &Run) {
@@ -38,7 +42,7 @@ fn assert_original_error(run: &Run) {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("Dockerfile:6"), "{}", run.stderr);
+    assert!(run.stderr.contains("Dockerfile:8"), "{}", run.stderr);
 }
 
 fn on_error_shell_command_sees_the_failed_step(rootless: bool) {
@@ -75,14 +79,22 @@ fn on_error_shell_command_sees_the_failed_step(rootless: bool) {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("pwd: /work"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("pwd: /work uid: 1000"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("secret: s3cret-value"),
         "{}",
         run.stdout
     );
-    // Only the command printed the secret; the build's own output never does.
+    // Only the command printed the secret; the build's own output never does, and what the
+    // command wrote (a copy of the secret) is nowhere in the store: no layer, no cache record,
+    // the step dir removed.
     assert!(!run.stderr.contains("s3cret-value"), "{}", run.stderr);
+    assert!(run.stdout.contains("/work/copied-secret"), "{}", run.stdout);
+    assert!(crate::build_secrets::scan_for(&env.root, b"s3cret-value") > 0);
     assert!(
         !run.stderr.contains("hint: rerun with --on-error=shell"),
         "{}",
@@ -240,9 +252,9 @@ fn interactive_shell_in_the_failed_step(env: &BuildEnv) {
     let tmux = Tmux::start(env.dir.path(), &command_line(&cmd));
     tmux.wait_for("exit the shell to end the build");
     tmux.type_line(
-        "echo \"seen:$(cat /work/out.txt):$STAGE_VAR:$GREETING:$(pwd):$(cat /cache/f)\"",
+        "echo \"seen:$(cat /work/out.txt):$STAGE_VAR:$GREETING:$(pwd):$(cat /cache/f):$(id -u)\"",
     );
-    tmux.wait_for("seen:partial:from-env:hi:/work:cached-content");
+    tmux.wait_for("seen:partial:from-env:hi:/work:cached-content:1000");
     tmux.type_line("exit 3");
     let screen = tmux.wait_for("EXIT=");
     assert!(screen.contains("EXIT=1"), "{screen}");
@@ -252,7 +264,7 @@ fn interactive_shell_in_the_failed_step(env: &BuildEnv) {
     );
     // The session's last line stays: no redraw of the progress view wrote over it.
     assert!(
-        screen.contains("seen:partial:from-env:hi:/work:cached-content"),
+        screen.contains("seen:partial:from-env:hi:/work:cached-content:1000"),
         "{screen}"
     );
 }
@@ -394,4 +406,30 @@ fn invoke_runs_in_the_built_target() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("final:in-final"), "{stdout}");
+}
+
+#[test]
+fn a_commands_output_goes_to_stdout_and_json_progress_stays_valid() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN echo partial > /out.txt && exit 7\n"
+    ));
+    let run = fails(
+        env.rbuild()
+            .args(["build", "--progress", "json"])
+            .arg("--on-error=shell:sh -c 'echo \"out:$(cat /out.txt)\"; echo err-line >&2'")
+            .arg(&env.ctx),
+    );
+    assert_eq!(run.stdout, "out:partial\nerr-line\n", "{}", run.stderr);
+    // The events, then (as after any failed build) the error in text.
+    for line in run.stderr.lines().take_while(|l| !l.starts_with("error: ")) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{}", run.stderr));
+    }
+    assert!(
+        run.stderr
+            .contains("did not complete successfully: exit code 7"),
+        "{}",
+        run.stderr
+    );
 }
