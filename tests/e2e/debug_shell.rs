@@ -433,3 +433,27 @@ fn a_commands_output_goes_to_stdout_and_json_progress_stays_valid() {
         run.stderr
     );
 }
+
+#[test]
+fn a_file_system_without_a_shell_is_named() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM scratch\n\
+         COPY --from={BASE} /bin/busybox /busybox\n\
+         RUN [\"/busybox\", \"false\"]\n"
+    ));
+    let mut cmd = env.rbuild();
+    cmd.args(["build", "--progress", "plain", "--on-error=shell"])
+        .arg(&env.ctx);
+    let tmux = Tmux::start(env.dir.path(), &command_line(&cmd));
+    let screen = tmux.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=1"), "{screen}");
+    assert!(
+        screen.contains("its file system has no /bin/sh"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("did not complete successfully: exit code 1"),
+        "{screen}"
+    );
+}
