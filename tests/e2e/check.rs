@@ -186,6 +186,20 @@ fn a_build_reports_its_check_findings_as_progress_warnings() {
     );
 }
 
+/// The `warning` events of a `--progress json` build of `env`'s context, which must succeed,
+/// and its stderr.
+fn build_warnings(env: &BuildEnv) -> (Vec<serde_json::Value>, String) {
+    let out = ok(env
+        .rbuild()
+        .args(["build", "--progress", "json"])
+        .arg(&env.ctx));
+    let warnings = json_events(&out.stderr)
+        .into_iter()
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    (warnings, out.stderr)
+}
+
 /// An architecture other than this machine's, as platforms name it.
 fn other_platform() -> &'static str {
     if std::env::consts::ARCH == "aarch64" {
@@ -218,20 +232,15 @@ fn a_base_of_another_architecture_is_reported_before_and_after_its_pull() {
         "{}",
         run.stdout
     );
-    let out = ok(env
-        .rbuild()
-        .args(["build", "--progress", "json"])
-        .arg(&env.ctx));
-    let rules: Vec<_> = json_events(&out.stderr)
-        .into_iter()
-        .filter(|e| e["event"] == "warning")
+    let (warnings, stderr) = build_warnings(&env);
+    let rules: Vec<_> = warnings
+        .iter()
         .map(|e| (e["code"].clone(), e["check"]["rule"].clone()))
         .collect();
     assert_eq!(
         rules,
         [("check".into(), "InvalidBaseImagePlatform".into())],
-        "{}",
-        out.stderr
+        "{stderr}"
     );
     // Skipped by the directive: nothing.
     env.dockerfile("# check=skip=InvalidBaseImagePlatform\nFROM foreign:1\nCMD [\"/f\"]\n");
@@ -245,32 +254,21 @@ fn a_base_of_another_architecture_is_reported_before_and_after_its_pull() {
     // Pulled by the build into a store that did not have it: a warning of the build.
     let fresh = BuildEnv::new();
     fresh.dockerfile(&format!("FROM {foreign}\nCMD [\"/f\"]\n"));
-    let out = ok(fresh
-        .rbuild()
-        .args(["build", "--progress", "json"])
-        .arg(&fresh.ctx));
-    let warnings: Vec<_> = json_events(&out.stderr)
-        .into_iter()
-        .filter(|e| e["event"] == "warning")
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    let (warnings, stderr) = build_warnings(&fresh);
+    assert_eq!(warnings.len(), 1, "{stderr}");
     assert_eq!(warnings[0]["code"], "base-platform");
     assert!(
         warnings[0]["message"]
             .as_str()
             .unwrap()
             .contains(&format!("was pulled with platform \"{other}\"")),
-        "{}",
-        out.stderr
+        "{stderr}"
     );
     // A base of this machine's platform: no warning.
     let native = BuildEnv::new();
     native.dockerfile(&format!("FROM {}\nCMD [\"/f\"]\n", crate::support::BASE));
-    let out = ok(native
-        .rbuild()
-        .args(["build", "--progress", "json"])
-        .arg(&native.ctx));
-    assert!(!out.stderr.contains("\"warning\""), "{}", out.stderr);
+    let (warnings, stderr) = build_warnings(&native);
+    assert!(warnings.is_empty(), "{stderr}");
 }
 
 #[test]
