@@ -252,13 +252,7 @@ const DOCKER_FLAGS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "run",
-        &[
-            "--privileged",
-            "--cap-add",
-            "--cap-drop",
-            "--device",
-            "--security-opt",
-        ],
+        &["--privileged", "--cap-add", "--cap-drop", "--device"],
         "containers get docker's default capabilities and devices, no more",
     ),
     (

@@ -1,6 +1,6 @@
 //! The only place in this crate with `unsafe` code: thin wrappers over the few
 //! system calls that neither `rustix` nor `std` expose safely (fork, execve,
-//! unshare, an interface ioctl, `_exit`).
+//! unshare, an interface ioctl, `_exit`, seccomp).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -163,6 +163,33 @@ pub(crate) fn make_mount_tree_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
             flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs the seccomp filter `prog` on the calling thread (`seccomp(2)`,
+/// `SECCOMP_SET_MODE_FILTER`). The caller has set no_new_privs.
+pub(crate) fn install_seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let len =
+        u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `prog`, `len` instructions long, both live for the duration
+    // of the call; the kernel only reads them (it copies the program), so the `*mut` is
+    // never written through.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &fprog as *const libc::sock_fprog,
         )
     };
     if r < 0 {

@@ -480,6 +480,7 @@ fn invoke_shell(
             Network::Default | Network::Host => super::run::NetworkArg::Host,
         },
         entrypoint: Some(String::new()),
+        security_opt: Vec::new(),
         tty: std::io::stdin().is_terminal(),
         interactive: true,
         pull: super::run::PullPolicy::Never,

@@ -17,6 +17,7 @@ use rbuild_cache::Digest;
 use rbuild_cache::containers::{Containers, Record, State};
 use rbuild_executor::idmap::{IdMap, MappingKind};
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
+use rbuild_executor::sandbox::seccomp::{Profile, Seccomp};
 use rbuild_executor::sandbox::{self, CancelHandle, Command, Network, RunSpec, SandboxError};
 use rbuild_executor::snapshot::{self, SnapshotterKind};
 
@@ -58,6 +59,10 @@ pub struct RunArgs {
     /// Replace the image's entrypoint (and clear its default command).
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
+    /// A security option: `seccomp=unconfined` (no system call filter) or `seccomp=FILE`
+    /// (a profile in Docker's JSON format instead of the default one).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
@@ -112,7 +117,8 @@ pub fn run_descriptor(
     descriptor: &oci_spec::image::Descriptor,
     args: RunArgs,
 ) -> anyhow::Result<ExitCode> {
-    exit_code(run_image(global, store, descriptor, &args))
+    let seccomp = parse_security_opts(&args.security_opt)?;
+    exit_code(run_image(global, store, descriptor, &args, seccomp))
 }
 
 /// The exit code of a run: the command's, else rendered with rbuild's own.
@@ -244,7 +250,34 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<ExtraMount> {
     })
 }
 
+/// The seccomp setting `--security-opt` asks for (the last `seccomp=` wins, as in docker).
+/// `no-new-privileges` is accepted: every container runs with it.
+pub fn parse_security_opts(opts: &[String]) -> anyhow::Result<Seccomp> {
+    let mut seccomp = Seccomp::Default;
+    for opt in opts {
+        // docker also takes `key:value`.
+        let (key, value) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .unwrap_or((opt, ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => seccomp = Seccomp::Unconfined,
+            ("seccomp", "") => bail!("--security-opt {opt:?}: name a profile file or `unconfined`"),
+            ("seccomp", file) => {
+                seccomp =
+                    Seccomp::Profile(std::sync::Arc::new(Profile::from_file(Path::new(file))?))
+            }
+            ("no-new-privileges", "" | "true") => {}
+            _ => bail!(
+                "--security-opt {opt:?} is not supported: rbuild takes seccomp=unconfined, seccomp=FILE and no-new-privileges"
+            ),
+        }
+    }
+    Ok(seccomp)
+}
+
 fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
+    let seccomp = parse_security_opts(&args.security_opt)?;
     let store = super::open_store(global)?;
     let pull = |store: &rbuild_cache::Store| {
         super::pull::pull_image(
@@ -268,7 +301,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
                 .context(Hint(format!("pull it: rbuild pull {}", args.image))));
         }
     };
-    run_image(global, &store, &descriptor, args)
+    run_image(global, &store, &descriptor, args, seccomp)
 }
 
 fn run_image(
@@ -276,6 +309,7 @@ fn run_image(
     store: &rbuild_cache::Store,
     descriptor: &oci_spec::image::Descriptor,
     args: &RunArgs,
+    seccomp: Seccomp,
 ) -> anyhow::Result<u8> {
     let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
@@ -320,7 +354,7 @@ fn run_image(
         pid: std::process::id(),
     };
     let dir = containers.create(&record)?;
-    let result = run_in(&dir, &layers, &process, args, mounts, &id_map);
+    let result = run_in(&dir, &layers, &process, args, mounts, &id_map, seccomp);
     let exit = match &result {
         Ok(code) => Some(*code),
         Err(e) => e
@@ -357,8 +391,10 @@ fn run_in(
     args: &RunArgs,
     mounts: Vec<ExtraMount>,
     id_map: &IdMap,
+    seccomp: Seccomp,
 ) -> anyhow::Result<i32> {
     let mut spec = RunSpec::new(Command::Exec(process.argv.clone()));
+    spec.seccomp = seccomp;
     spec.env = process.env.clone();
     spec.workdir = process.workdir.clone();
     spec.user = process.user.clone();
@@ -506,5 +542,33 @@ mod tests {
         ] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn security_opts_parse() {
+        let opts =
+            |o: &[&str]| parse_security_opts(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(matches!(opts(&[]).unwrap(), Seccomp::Default));
+        assert!(matches!(
+            opts(&["seccomp=unconfined"]).unwrap(),
+            Seccomp::Unconfined
+        ));
+        assert!(matches!(
+            opts(&["seccomp:unconfined", "no-new-privileges"]).unwrap(),
+            Seccomp::Unconfined
+        ));
+        let e = format!(
+            "{:#}",
+            opts(&["seccomp=/no/such/profile.json"]).unwrap_err()
+        );
+        assert!(
+            e.contains("cannot read seccomp profile /no/such/profile.json"),
+            "{e}"
+        );
+        let e = format!("{:#}", opts(&["apparmor=unconfined"]).unwrap_err());
+        assert!(
+            e.contains("\"apparmor=unconfined\" is not supported"),
+            "{e}"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! Hostile inputs end to end, through the `rbuild` binary: images whose layers try to leave
 //! the snapshot they are unpacked into (pushed to a real `docker-registry`, then `rbuild pull`
 //! and `rbuild run`), compression bombs in layers and archives, a store on a full file system,
-//! and registries that lie. Every fixture is made by the tests. Needs: root (the disk-full test
-//! mounts a tmpfs), docker-registry, skopeo, busybox-static.
+//! registries that lie, and the system calls a sandbox may make. Every fixture is made by the
+//! tests. Needs: root (the disk-full test mounts a tmpfs), docker-registry, skopeo,
+//! busybox-static, gcc with a static libc (the seccomp probe).
 
 #[path = "../e2e/support/mod.rs"]
 mod support;
@@ -18,6 +19,7 @@ mod layers;
 mod limits;
 mod registry;
 mod sandbox;
+mod seccomp;
 mod text;
 
 use std::io::Write as _;

@@ -1,7 +1,7 @@
 //! The child side of a run: the helper (which owns the new user namespace and unshares the
 //! others), the sandbox's init (pid 1: the mount plan, the working directory, the pty) and
-//! the command's own set-up (streams, capabilities, ids, no_new_privs) up to `execve`. Each
-//! reports a failure on the error pipe and exits.
+//! the command's own set-up (streams, capabilities, ids, no_new_privs, the seccomp filter) up
+//! to `execve`. Each reports a failure on the error pipe and exits.
 
 use std::ffi::CString;
 use std::io;
@@ -297,6 +297,13 @@ fn exec_command(
         Ok(prog) => prog,
         Err(e) => child_fail(fail, &format!("exec {:?}", p.argv[0]), &e, 127),
     };
+    // The filter comes last: nothing of the set-up runs under it, only execve.
+    if let Some(filter) = &p.seccomp {
+        step(
+            "install the seccomp filter",
+            sys::install_seccomp_filter(&filter.0),
+        );
+    }
     let e = sys::execve(&prog, &p.argv, &p.env);
     let code = if e.kind() == io::ErrorKind::NotFound {
         127

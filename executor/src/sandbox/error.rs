@@ -58,6 +58,13 @@ pub enum SandboxError {
         /// What went wrong.
         message: String,
     },
+    /// The seccomp filter cannot be built.
+    #[error("cannot build the sandbox's seccomp filter")]
+    Seccomp {
+        /// The cause.
+        #[source]
+        source: super::seccomp::SeccompError,
+    },
     /// Installing the id maps failed.
     #[error("cannot install id maps for pid {pid} with {tool}")]
     IdMap {

@@ -16,7 +16,8 @@
 //! maps and relays the output until the run ends; `child` is the helper, init and the
 //! command's own set-up up to `execve`; `userns` runs other work inside a user namespace
 //! with the caller's id map (writing and unpacking layers, giving files their owners,
-//! removing trees) and probes overlayfs; `pty` is the pseudo-terminal of `rbuild run -t`;
+//! removing trees) and probes overlayfs; `seccomp` compiles the system call filter the
+//! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`;
 //! `fd` holds the pipes and whole-buffer reads and writes all of them use.
 
 mod child;
@@ -24,6 +25,7 @@ mod error;
 mod fd;
 mod parent;
 mod pty;
+pub mod seccomp;
 mod spec;
 mod userns;
 
@@ -64,6 +66,8 @@ struct Prepared {
     /// Root's ids are mapped onto a subordinate range (not to themselves).
     remapped: bool,
     new_net: bool,
+    /// Installed just before `execve`; `None`: unconfined.
+    seccomp: Option<seccomp::Filter>,
 }
 
 impl Sandbox {
@@ -182,6 +186,8 @@ impl Sandbox {
             can_setgroups: spec.id_map.kind != MappingKind::Single,
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
             new_net: spec.network == Network::None,
+            seccomp: seccomp::filter_for(&spec.seccomp, default_capabilities())
+                .map_err(|source| SandboxError::Seccomp { source })?,
         };
         run_prepared(spec, &prepared, on_line)
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
 
+use super::seccomp::Seccomp;
 use crate::idmap::IdMap;
 use crate::mounts::ExtraMount;
 use crate::snapshot::MountPoint;
@@ -165,6 +166,8 @@ pub struct RunSpec {
     pub cancel: CancelHandle,
     /// Where the process's stdin, stdout and stderr go.
     pub stdio: Stdio,
+    /// The system call filter (Docker's default profile unless set).
+    pub seccomp: Seccomp,
 }
 
 impl RunSpec {
@@ -182,6 +185,7 @@ impl RunSpec {
             id_map: IdMap::for_current_user(),
             cancel: CancelHandle::new(),
             stdio: Stdio::Lines,
+            seccomp: Seccomp::Default,
         }
     }
 
