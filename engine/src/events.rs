@@ -42,6 +42,14 @@ pub trait Events: Send + Sync {
     /// A transfer (pulling a base image, pushing the result) shown as a step of its own,
     /// `ACTION SUBJECT` (`pull docker.io/library/alpine:3`).
     fn transfer(&self, action: &str, subject: &str) -> Box<dyn TransferEvents>;
+    /// A process of the build takes the terminal (the shell of `--on-error=shell`): show
+    /// `notice` (what it is, how to leave it), then draw and write nothing until
+    /// [`Events::resume`], holding back what comes meanwhile. The default does nothing.
+    fn suspend(&self, notice: &str) {
+        let _ = notice;
+    }
+    /// The process of [`Events::suspend`] ended: show what was held back and go on.
+    fn resume(&self) {}
 }
 
 /// A transfer started by [`Events::transfer`]; dropping it counts as done.

@@ -459,7 +459,6 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
         workdir: spec.workdir.clone(),
         source,
     })?;
-    drop(guards);
     if outcome.cancelled {
         return Err(ExecError::Cancelled);
     }
@@ -474,19 +473,23 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
         }
         // The step's writes go to the store's file system: a full one explains the failure
         // whatever the command printed.
-        let root = settings.store.root();
-        let full = rustix::fs::statvfs(root)
+        let store_root = settings.store.root();
+        let full = rustix::fs::statvfs(store_root)
             .is_ok_and(|st| st.f_bavail.saturating_mul(st.f_frsize) < 1 << 20);
-        return Err(ExecError::Failed {
+        let failed = ExecError::Failed {
             argv: exec.argv.clone(),
             code: outcome.exit_code,
             tail: last,
             hint: full.then(|| format!(
                 "the file system of the store {} is full (No space left on device): free space or run `rbuild prune`",
-                root.display()
-            )),
-        });
+                store_root.display()
+            )).or_else(|| crate::debug_shell::rerun_hint(settings)),
+        };
+        // `--on-error=shell`, with the step's cache mounts still held.
+        crate::debug_shell::after_failure(env, &spec, &root);
+        return Err(failed);
     }
+    drop(guards);
     let opts = diff_options(settings);
     // Without root, the step's files (apt's 0700 dirs of `_apt`, say) are read from inside
     // the step's user namespace.

@@ -47,6 +47,7 @@
 pub mod bases;
 pub mod check;
 pub mod context;
+pub mod debug_shell;
 pub mod dockerfile;
 pub mod error;
 pub mod events;
@@ -158,6 +159,8 @@ pub struct BuildRequest {
     pub limits: rbuild_tarlimits::Limits,
     /// The automatic prune after a build (config `gc.threshold`, `gc.keep_storage`).
     pub gc: maintain::GcPolicy,
+    /// What a failed RUN step does before the build ends (`--on-error`).
+    pub on_error: debug_shell::OnError,
 }
 
 impl BuildRequest {
@@ -200,6 +203,7 @@ impl BuildRequest {
             cache_to: Vec::new(),
             limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
+            on_error: debug_shell::OnError::Fail,
         })
     }
 }

@@ -2,7 +2,9 @@
 //! remote cache), and asks a [`Worker`] to run the misses as soon as their inputs are ready,
 //! up to `--jobs` at once. The first failure fires the running steps' [`CancelToken`] (their
 //! sandboxes are killed), no step starts after it, and it is reported with its Dockerfile
-//! line, its command and its last output lines.
+//! line, its command and its last output lines. A failed RUN step that opens the shell of
+//! `--on-error=shell` fires the token itself first ([`CancelToken::claim_failure`]); then only
+//! its error is reported, not the cancellations it caused.
 //!
 //! Its tests (`solver/tests.rs`) solve plans the compiler made from Dockerfile text, in
 //! stores of their own, through a worker that writes small layers and records what it was
@@ -702,7 +704,12 @@ fn run_phase(
                             progressed = true;
                         }
                         Prep::Step { record: None, .. } => {
-                            if failure.is_some() || running >= settings.jobs {
+                            // A step that claimed the failure (its shell is open) ends the
+                            // build: nothing new starts meanwhile.
+                            if failure.is_some()
+                                || running >= settings.jobs
+                                || cancel.claimed_by().is_some()
+                            {
                                 continue;
                             }
                             let inputs: Vec<InputData> = op
@@ -796,8 +803,11 @@ fn run_phase(
                     });
                 }
                 Err(e) => {
-                    if failure.is_none() {
-                        if !cancel.is_cancelled() || signals.caught() {
+                    // After a claim (`--on-error=shell`) only the claiming step's error
+                    // counts: the others were cancelled by it.
+                    let claimed = cancel.claimed_by();
+                    if failure.is_none() && claimed.is_none_or(|c| c == s) {
+                        if !cancel.is_cancelled() || signals.caught() || claimed.is_some() {
                             progress.failed(
                                 s,
                                 &crate::error::chain_text(&e),

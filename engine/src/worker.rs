@@ -163,6 +163,8 @@ pub struct CancelToken {
 #[derive(Debug, Default)]
 struct CancelState {
     cancelled: bool,
+    /// The step that claimed the build's failure ([`CancelToken::claim_failure`]).
+    claimed_by: Option<usize>,
     handles: Vec<CancelHandle>,
 }
 
@@ -203,13 +205,38 @@ impl CancelToken {
         true
     }
 
-    /// Fires the token: every registered sandbox is killed and every waiter wakes.
-    pub fn cancel(&self) {
+    /// Claims the build's failure for `step` (whose command failed and which is to open
+    /// the shell of `--on-error=shell`): fires the token, so the other running steps are
+    /// killed, and returns true; returns false when the token had fired already (another step
+    /// failed first, or the build was interrupted). The solver then reports `step`'s error,
+    /// not the cancellations the claim caused.
+    pub fn claim_failure(&self, step: usize) -> bool {
         let mut state = self.state();
+        if state.cancelled {
+            return false;
+        }
+        state.claimed_by = Some(step);
+        Self::fire(&mut state);
+        self.fired.notify_all();
+        true
+    }
+
+    /// The step that claimed the build's failure, if one did.
+    pub fn claimed_by(&self) -> Option<usize> {
+        self.state().claimed_by
+    }
+
+    fn fire(state: &mut CancelState) {
         state.cancelled = true;
         for h in &state.handles {
             h.cancel();
         }
+    }
+
+    /// Fires the token: every registered sandbox is killed and every waiter wakes.
+    pub fn cancel(&self) {
+        let mut state = self.state();
+        Self::fire(&mut state);
         self.fired.notify_all();
     }
 }
@@ -264,6 +291,21 @@ mod tests {
         assert!(token.is_cancelled());
         // Fired already: no wait at all.
         assert!(token.wait(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn only_the_first_failure_claims_and_the_claim_fires_the_token() {
+        let token = CancelToken::default();
+        assert_eq!(token.claimed_by(), None);
+        assert!(token.claim_failure(4));
+        assert!(token.is_cancelled());
+        assert!(!token.claim_failure(5));
+        assert_eq!(token.claimed_by(), Some(4));
+        // After an interruption nobody claims.
+        let interrupted = CancelToken::default();
+        interrupted.cancel();
+        assert!(!interrupted.claim_failure(1));
+        assert_eq!(interrupted.claimed_by(), None);
     }
 
     #[test]

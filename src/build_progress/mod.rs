@@ -377,6 +377,30 @@ impl Progress {
         }
     }
 
+    /// Another process takes the terminal (the shell of `--on-error=shell`): the tty view
+    /// draws its frame once more and leaves it on the screen, `notice` is shown, and nothing
+    /// is drawn or written until [`Progress::resume`] (what comes meanwhile is held back).
+    pub fn suspend(&self, notice: &str) {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        if st.finished {
+            return;
+        }
+        if sh.view.redraws() {
+            sh.view.redraw(sh, &mut st);
+            st.drawn = 0;
+        }
+        sh.view.notice(sh, notice);
+        sh.suspended.store(true, Ordering::SeqCst);
+    }
+
+    /// The process of [`Progress::suspend`] ended: what was held back is written and the
+    /// view goes on (the tty view below the frame it left).
+    pub fn resume(&self) {
+        let _st = self.shared.lock();
+        self.shared.release();
+    }
+
     /// Ends the build's progress: the tty view collapses into the final list (a failed step
     /// marked `ERROR`), then the summary is printed (not in quiet mode). A build that
     /// succeeded passes `Ok((names, digest))` (no digest when its outputs hold no image), a
@@ -526,6 +550,12 @@ impl Events for Progress {
     }
     fn transfer(&self, action: &str, subject: &str) -> Box<dyn TransferEvents> {
         Box::new(Progress::transfer(self, action, subject))
+    }
+    fn suspend(&self, notice: &str) {
+        Progress::suspend(self, notice);
+    }
+    fn resume(&self) {
+        Progress::resume(self);
     }
 }
 

@@ -34,6 +34,10 @@ impl View for Plain {
         emit(sh, &format!("#{step} {since:.3} {}\n", shown(text)));
     }
 
+    fn notice(&self, sh: &Shared, notice: &str) {
+        emit(sh, &format!("{notice}\n"));
+    }
+
     fn cached(&self, sh: &Shared, step: usize) {
         emit(sh, &format!("#{step} CACHED\n"));
     }

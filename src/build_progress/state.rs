@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,10 @@ pub(super) struct Shared {
     pub(super) started: Instant,
     pub(super) state: Mutex<State>,
     pub(super) stop: AtomicBool,
+    /// Another process has the terminal ([`super::Progress::suspend`]): what the view writes
+    /// is held back in `held` until it is given back.
+    pub(super) suspended: AtomicBool,
+    held: Mutex<Vec<u8>>,
 }
 
 impl Shared {
@@ -108,6 +112,8 @@ impl Shared {
                 ..State::default()
             }),
             stop: AtomicBool::new(false),
+            suspended: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -119,11 +125,28 @@ impl Shared {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Writes text to stderr as it is (errors writing progress are not build errors).
+    /// Writes text to stderr as it is (errors writing progress are not build errors); while
+    /// suspended, keeps it for [`Shared::release`].
     pub(super) fn emit(&self, text: &str) {
+        if self.suspended.load(Ordering::SeqCst) {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.extend_from_slice(text.as_bytes());
+            return;
+        }
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
+    }
+
+    /// Ends a suspension: writes what was held back.
+    pub(super) fn release(&self) {
+        self.suspended.store(false, Ordering::SeqCst);
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        if !held.is_empty() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(&held);
+            let _ = err.flush();
+        }
     }
 
     pub(super) fn begin(&self, step: usize, label: &str, description: &str, source: bool) {

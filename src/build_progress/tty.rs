@@ -160,6 +160,10 @@ impl View for Tty {
         sh.emit(&frame);
     }
 
+    fn notice(&self, sh: &Shared, notice: &str) {
+        sh.emit(&format!("{}\n", escape_controls(notice)));
+    }
+
     fn finish(&self, sh: &Shared, st: &mut State, summary: &Summary) {
         let mut frame = redraw_prefix(st.drawn);
         let width = terminal_size().0;
@@ -186,7 +190,9 @@ pub(super) fn redraw_loop(sh: &Shared) {
             if st.finished {
                 break;
             }
-            sh.view.redraw(sh, &mut st);
+            if !sh.suspended.load(Ordering::SeqCst) {
+                sh.view.redraw(sh, &mut st);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -68,6 +68,9 @@ pub(super) trait View: Send + Sync + std::fmt::Debug {
     fn warning(&self, _sh: &Shared, _warning: &Warning) {}
     /// A transfer's event.
     fn transfer(&self, _sh: &Shared, _step: usize, _note: &TransferNote<'_>) {}
+    /// Another process is about to take the terminal; `notice` says which and how to
+    /// leave it (untrusted text: escape it).
+    fn notice(&self, _sh: &Shared, _notice: &str) {}
     /// Whether the view redraws itself on a thread of its own until the build ends.
     fn redraws(&self) -> bool {
         false

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
 use rbuild_compress::Compression;
+use rbuild_engine::debug_shell::OnError;
 use rbuild_engine::maintain::GcPolicy;
 use rbuild_engine::output::{OutputFlags, OutputSettings};
 use rbuild_engine::{BuildRequest, Built, ImageFormat, Network};
@@ -154,6 +155,29 @@ pub struct BuildArgs {
         value_name = "type=registry,ref=REF[,mode=max]|type=local,dest=DIR"
     )]
     pub cache_to: Vec<String>,
+    /// What a failed RUN step does: `fail` ends the build; `shell` first opens an interactive
+    /// shell in the step's file system as the command left it, with the step's environment,
+    /// working directory, user, network and mounts (needs a terminal on stdin); `shell:CMD`
+    /// runs CMD there instead (split into words as a shell does; no terminal needed; its
+    /// output goes to stdout). Leaving it ends the build with the step's error; nothing of it
+    /// is kept.
+    #[arg(
+        long = "on-error",
+        value_name = "fail|shell|shell:CMD",
+        default_value = "fail"
+    )]
+    pub on_error: String,
+    /// After the build, open a shell (`/bin/sh`, or CMD split into words as a shell does) in
+    /// the built stage (the last one, or --target) with its config's environment, working
+    /// directory and user, as `rbuild run --rm -it`; rbuild then exits with its exit code.
+    #[arg(
+        long,
+        value_name = "CMD",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = DEFAULT_INVOKE
+    )]
+    pub invoke: Option<String>,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
     /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
@@ -227,13 +251,29 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let report_format = args.report_format;
     let report_file = args.report_file.clone();
     let fail_on = args.fail_on.clone();
+    let invoke = args.invoke.as_deref().map(command_words).transpose()?;
+    // `--invoke` runs with the build's network settings.
+    let invoke_net = InvokeNetwork {
+        allow: args.allow.clone(),
+        add_host: args.add_host.clone(),
+    };
     let (request, mode) = request(global, args)?;
     let store = request.store.clone();
+    let network = request.network;
     let built = build(&request, mode, checks)?;
     // As docker: when an output goes to stdout, the image id does not; with only file
     // system outputs there is no image id.
     if !built.stdout_used && built.makes_image {
         crate::outln!("{}", built.id);
+    }
+    if let Some(command) = invoke {
+        if !built.makes_image {
+            bail!(
+                "--invoke needs the built image in the store, and the outputs asked for keep \
+                 none: add -o type=image"
+            );
+        }
+        return invoke_shell(global, &store, &built, command, network, invoke_net);
     }
     if report {
         return super::report::report_built(
@@ -369,6 +409,7 @@ pub fn request(
             threshold: config.gc_threshold(),
             keep_storage: config.gc_keep_storage(),
         },
+        on_error: on_error(&args.on_error)?,
     };
     Ok((request, progress))
 }
@@ -408,5 +449,100 @@ fn compression(c: CompressionArg) -> Compression {
         CompressionArg::Gzip => Compression::Gzip,
         CompressionArg::Zstd => Compression::Zstd,
         CompressionArg::Uncompressed => Compression::None,
+    }
+}
+
+/// What `--invoke` runs when it is given no command.
+const DEFAULT_INVOKE: &str = rbuild_engine::debug_shell::DEFAULT_SHELL;
+
+/// A command given as one string (`--on-error=shell:CMD`, `--invoke=CMD`): its words, split
+/// as a shell splits them (quotes group, backslashes escape; nothing is expanded).
+fn command_words(text: &str) -> anyhow::Result<Vec<String>> {
+    match shlex::split(text) {
+        Some(words) if !words.is_empty() => Ok(words),
+        Some(_) => bail!("the command {text:?} is empty"),
+        None => bail!("the command {text:?} has an unterminated quote or a trailing backslash"),
+    }
+}
+
+/// `--on-error`: `fail`, `shell` or `shell:CMD`.
+fn on_error(text: &str) -> anyhow::Result<OnError> {
+    match text {
+        "fail" => Ok(OnError::Fail),
+        "shell" => Ok(OnError::Shell(None)),
+        _ => match text.strip_prefix("shell:") {
+            Some(command) => Ok(OnError::Shell(Some(
+                command_words(command).with_context(|| format!("invalid --on-error={text}"))?,
+            ))),
+            None => bail!("invalid --on-error={text}: expected fail, shell or shell:CMD"),
+        },
+    }
+}
+
+/// `--invoke`: `command` in the built image `id` as `rbuild run --rm -i` would run it (with
+/// `-t` when stdin is a terminal), the image's entrypoint left out; its exit code is
+/// rbuild's (125 when it cannot be started, 126 or 127 when the command cannot be run).
+/// The build's `--allow` and `--add-host`, which `--invoke` runs with.
+struct InvokeNetwork {
+    allow: Vec<String>,
+    add_host: Vec<String>,
+}
+
+fn invoke_shell(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    built: &Built,
+    command: Vec<String>,
+    network: Network,
+    InvokeNetwork { allow, add_host }: InvokeNetwork,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let args = super::run::RunArgs {
+        rm: true,
+        name: None,
+        env: Vec::new(),
+        env_file: Vec::new(),
+        volume: Vec::new(),
+        workdir: None,
+        user: None,
+        network: match network {
+            Network::Default => super::run::NetworkArg::Default,
+            Network::None => super::run::NetworkArg::None,
+            Network::Host => super::run::NetworkArg::Host,
+        },
+        allow,
+        add_host,
+        entrypoint: Some(String::new()),
+        security_opt: Vec::new(),
+        tty: std::io::stdin().is_terminal(),
+        interactive: true,
+        pull: super::run::PullPolicy::Never,
+        platform: None,
+        registry_args: RegistryArgs::default(),
+        image: built.id.clone(),
+        args: command,
+    };
+    super::run::run_descriptor(global, store, &built.descriptor, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_error_values() {
+        assert_eq!(on_error("fail").unwrap(), OnError::Fail);
+        assert_eq!(on_error("shell").unwrap(), OnError::Shell(None));
+        assert_eq!(
+            on_error("shell:sh -c 'cat /tmp/log; env'").unwrap(),
+            OnError::Shell(Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /tmp/log; env".into()
+            ]))
+        );
+        for bad in ["", "shel", "shell:", "shell:'x", "bash"] {
+            assert!(on_error(bad).is_err(), "{bad}");
+        }
     }
 }

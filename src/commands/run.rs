@@ -118,7 +118,25 @@ pub enum NetworkArg {
 
 /// Runs the command; rbuild's own failures are rendered and exit with 125.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    match run_container(global, &args) {
+    exit_code(run_container(global, &args))
+}
+
+/// Runs the command on the image `descriptor` of `store`, found already (the result of a
+/// build, which may have no name: `build --invoke`); exits as [`run`] does.
+pub fn run_descriptor(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    args: RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let seccomp = parse_security_opts(&args.security_opt)?;
+    let started = start_container(global, store, &args)?;
+    exit_code(run_image(store, descriptor, &args, seccomp, started))
+}
+
+/// The exit code of a run: the command's, else rendered with rbuild's own.
+fn exit_code(ran: anyhow::Result<u8>) -> anyhow::Result<ExitCode> {
+    match ran {
         Ok(code) => Ok(ExitCode::from(code)),
         Err(err) => {
             // The command's own start-up failures keep the shell's codes (126, 127).
@@ -279,20 +297,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     }
     let seccomp = parse_security_opts(&args.security_opt)?;
     let store = super::open_store(global)?;
-    let id_map = super::id_map(global, &store)?;
-    if id_map.kind == MappingKind::Single {
-        tracing::warn!(
-            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
-        );
-    }
-    // The network stack starts first: pasta configures the namespace while the image is
-    // found and the root prepared, and the command starts once it has.
-    let net_stack = match args.network {
-        NetworkArg::Default => Some(Arc::new(
-            NetStack::start(&id_map).context("cannot start the container's network")?,
-        )),
-        NetworkArg::Host | NetworkArg::None => None,
-    };
+    let started = start_container(global, &store, args)?;
     let pull = |store: &rbuild_cache::Store| {
         super::pull::pull_image(
             global,
@@ -315,7 +320,45 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
                 .context(Hint(format!("pull it: rbuild pull {}", args.image))));
         }
     };
-    let (manifest_desc, manifest) = store.image_manifest(&descriptor)?;
+    run_image(&store, &descriptor, args, seccomp, started)
+}
+
+/// What a container gets before its image is looked at: the id map, and the network stack,
+/// started first so that pasta configures the namespace while the image is found and the
+/// root prepared (the command starts once it has).
+struct Started {
+    id_map: IdMap,
+    net_stack: Option<Arc<NetStack>>,
+}
+
+fn start_container(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    args: &RunArgs,
+) -> anyhow::Result<Started> {
+    let id_map = super::id_map(global, store)?;
+    if id_map.kind == MappingKind::Single {
+        tracing::warn!(
+            "no subordinate ids in /etc/subuid and /etc/subgid for this user: only root exists in the container"
+        );
+    }
+    let net_stack = match args.network {
+        NetworkArg::Default => Some(Arc::new(
+            NetStack::start(&id_map).context("cannot start the container's network")?,
+        )),
+        NetworkArg::Host | NetworkArg::None => None,
+    };
+    Ok(Started { id_map, net_stack })
+}
+
+fn run_image(
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    args: &RunArgs,
+    seccomp: Seccomp,
+    Started { id_map, net_stack }: Started,
+) -> anyhow::Result<u8> {
+    let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let config = store.read_config(&config_digest)?;
     let process = process(&config, args, &|k| std::env::var(k).ok())?;
@@ -326,7 +369,7 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let layers = rbuild_engine::snapshots::ensure_snapshots(
-        &store,
+        store,
         &config,
         &manifest,
         &id_map,

@@ -10,7 +10,7 @@ const ENV_VALUE: &str = "env-4b2d88a1-another-secret";
 
 /// Every file under `root` (decompressing gzip and zstd blobs) checked not to contain
 /// `needle`; returns how many files were scanned.
-fn scan_for(root: &Path, needle: &[u8]) -> usize {
+pub(crate) fn scan_for(root: &Path, needle: &[u8]) -> usize {
     let mut scanned = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

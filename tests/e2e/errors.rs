@@ -239,7 +239,10 @@ fn a_failed_step_prints_its_error_block_once_at_the_end() {
         "{error}"
     );
     assert!(
-        error.ends_with("last output lines:\n  out-line-1\n  out-line-2\n"),
+        error.ends_with(
+            "last output lines:\n  out-line-1\n  out-line-2\n\
+             hint: rerun with --on-error=shell to open a shell in the step's file system\n"
+        ),
         "{error}"
     );
     let shown = run

@@ -15,6 +15,7 @@ mod buildkit_diff;
 mod check;
 mod cli;
 mod config;
+mod debug_shell;
 mod distro;
 mod docs;
 mod errors;
