@@ -85,15 +85,45 @@ fn close_range(first: u32, last: u32) {
     }
 }
 
-/// Gives SIGPIPE its default action back before an `execve`: Rust's runtime ignores it, and
-/// an ignored signal stays ignored across exec (`std::process::Command` resets it; a plain
-/// fork and exec does not).
-pub(crate) fn default_sigpipe() -> io::Result<()> {
-    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE, and no Rust code of this process
-    // relies on SIGPIPE being ignored after this call: it is made in a forked child right
-    // before it execs.
-    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
-        return Err(io::Error::last_os_error());
+/// Gives every signal its default action back and unblocks them all, before an `execve`, as
+/// runc starts a container's process: an ignored signal stays ignored across exec, and Rust's
+/// runtime ignores SIGPIPE (`std::process::Command` resets that one; a plain fork and exec
+/// does not), while rbuild's own caller may have left others ignored or blocked.
+pub(crate) fn default_signals() -> io::Result<()> {
+    // The kernel's `struct sigaction`, all zero: SIG_DFL, no flags, an empty mask (zero is
+    // the same on every layout: handler, flags, restorer, mask).
+    let default = [0u64; 4];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the kernel reads a `struct sigaction` (at most 32 bytes) from `default`,
+        // which lives for the call, and writes nothing (null old action); the sigset size
+        // is the kernel's 8 bytes. The raw call reaches the two signals the C library keeps
+        // for itself (32 and 33), which an ignoring parent may have left ignored. No Rust
+        // code of this process relies on a handler after this: it is made in a forked,
+        // single-threaded child right before it execs.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: an empty set is a valid mask; `sigemptyset` initializes it before use.
+    let rc = unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
 }

@@ -609,3 +609,24 @@ fn sigint_to_the_process_group_reaches_the_command() {
     );
     assert!(rest.starts_with("got-int\n"), "{rest:?}");
 }
+
+/// As runc starts a container's process: no signal blocked, none ignored (rbuild's own runtime
+/// ignores SIGPIPE), so `yes | head -1` ends quietly, in a container and in a RUN step.
+#[test]
+fn commands_start_with_default_signal_dispositions() {
+    const PROBE: &str = "grep -E '^Sig(Blk|Ign)' /proc/self/status; yes | head -n 1";
+    const CLEAN: &str = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ny\n";
+    let (_dir, root) = store();
+    let out = run(&root, &["--rm", "bb", "sh", "-c", PROBE]);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, CLEAN, "")
+    );
+    let env = crate::support::BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {}\nRUN ({PROBE}) > /probe 2>&1\n",
+        crate::support::BASE
+    ));
+    env.build(&["-t", "sigs"]);
+    assert_eq!(env.sh("sigs", "cat /probe"), CLEAN);
+}

@@ -320,6 +320,9 @@ fn exec_command(
         Ok(prog) => prog,
         Err(e) => child_fail(fail, &format!("exec {:?}", p.argv[0]), &e, 127),
     };
+    // As runc: the command starts with every signal's default action and none blocked
+    // (Rust's runtime ignores SIGPIPE: `yes | head -1` would report "Broken pipe").
+    step("restore the default signal actions", sys::default_signals());
     // The filter comes last: nothing of the set-up runs under it, only execve.
     if let Some(filter) = &p.seccomp {
         step(

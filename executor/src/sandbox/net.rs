@@ -497,8 +497,8 @@ fn stack_main(
         // Changing ids cleared the parent-death signal.
         dies_with_holder();
     }
-    if let Err(e) = sys::default_sigpipe() {
-        holder_fail(fail, "restore SIGPIPE", &e);
+    if let Err(e) = sys::default_signals() {
+        holder_fail(fail, "restore the default signal actions", &e);
     }
     let e = sys::execve(&h.exe, &h.argv, &[]);
     holder_fail(fail, &format!("exec {}", h.exe.to_string_lossy()), &e)
