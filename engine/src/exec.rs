@@ -64,9 +64,9 @@ pub enum ExecError {
         /// The digest the store computed.
         stored: rbuild_cache::Digest,
     },
-    /// `RUN --security=insecure`.
+    /// `RUN --security=insecure` without the `security.insecure` entitlement.
     #[error(
-        "RUN --security=insecure is not supported: rbuild's sandboxes never get all privileges"
+        "RUN --security=insecure needs the security.insecure entitlement: pass --allow security.insecure to give this step all privileges"
     )]
     Insecure,
     /// `RUN --network=host` (or `--network host`) without the `network.host` entitlement.
@@ -383,7 +383,8 @@ pub fn store_layer<E: From<ExecError>>(
 /// Runs one RUN step; returns the layer it added.
 pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, ExecError> {
     let settings = env.settings;
-    if exec.security == SecurityMode::Insecure {
+    let privileged = exec.security == SecurityMode::Insecure;
+    if privileged && !settings.allow.security_insecure {
         return Err(ExecError::Insecure);
     }
     let platform = &env.plan.stages[env.op.stage].platform;
@@ -440,6 +441,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
             );
     }
     spec.add_hosts = settings.add_hosts.clone();
+    spec.privileged = privileged;
     let mut guards: Vec<CacheMountGuard> = Vec::new();
     spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;
     env.cancel.register(&spec.cancel);

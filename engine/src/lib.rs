@@ -214,8 +214,8 @@ pub struct Entitlements {
     /// `network.host`: RUN steps may use the host's network (`--network host`,
     /// `RUN --network=host`).
     pub network_host: bool,
-    /// `security.insecure`: accepted for buildx's sake; `RUN --security=insecure` is still
-    /// refused, as rbuild's sandboxes never get all privileges.
+    /// `security.insecure`: `RUN --security=insecure` steps get every privilege of their
+    /// user namespace (all capabilities, no system call filter, /proc and /sys unmasked).
     pub security_insecure: bool,
 }
 

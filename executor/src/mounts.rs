@@ -483,6 +483,8 @@ pub struct PlanInput<'a> {
     /// interfaces, and its loopback is brought up; a sandbox on the host's network sees the
     /// host's sysfs, read-only).
     pub own_network: bool,
+    /// `RUN --security=insecure`: /proc and /sys are neither masked nor read-only.
+    pub privileged: bool,
 }
 
 /// The ordered mount steps for a sandbox.
@@ -518,7 +520,11 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
         Step::Mount {
             fstype: "sysfs",
             target: r.join("sys"),
-            flags: MountFlags::RDONLY | nosuid_nodev_noexec,
+            flags: if input.privileged {
+                nosuid_nodev_noexec
+            } else {
+                MountFlags::RDONLY | nosuid_nodev_noexec
+            },
             data: String::new(),
         }
     } else {
@@ -531,12 +537,14 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
         }
     });
     let in_root = |p: &str| r.join(p.trim_start_matches('/'));
-    s.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: in_root(p) }));
-    s.extend(
-        READONLY_PATHS
-            .iter()
-            .map(|p| Step::ReadOnly { path: in_root(p) }),
-    );
+    if !input.privileged {
+        s.extend(MASKED_PATHS.iter().map(|p| Step::Mask { path: in_root(p) }));
+        s.extend(
+            READONLY_PATHS
+                .iter()
+                .map(|p| Step::ReadOnly { path: in_root(p) }),
+        );
+    }
     let dev = r.join("dev");
     s.push(Step::Mount {
         fstype: "tmpfs",
@@ -1358,6 +1366,7 @@ mod tests_support {
             private_dir: Path::new("/s/private"),
             hostname: "box",
             own_network: none,
+            privileged: false,
         }
     }
 }
@@ -1415,6 +1424,21 @@ mod tests {
         assert_eq!(c[4..4 + masks.len()], masks[..]);
         assert!(masks.contains(&"ro /s/rootfs/proc/sys".to_string()));
         assert!(masks.contains(&"mask /s/rootfs/proc/kcore".to_string()));
+        // A privileged sandbox (`RUN --security=insecure`): a writable sysfs, nothing masked.
+        let steps = plan(&PlanInput {
+            privileged: true,
+            ..input(&root, true, vec![])
+        });
+        let mut p = Recorder::default();
+        execute(&mut p, &steps).unwrap();
+        assert_eq!(p.calls[3], "mount sysfs /s/rootfs/sys 0xe ");
+        assert!(
+            !p.calls
+                .iter()
+                .any(|s| s.starts_with("mask ") || s.starts_with("ro ")),
+            "{:?}",
+            p.calls
+        );
         assert!(c.contains(&"touch /s/rootfs/dev/null".to_string()));
         assert!(
             c.contains(&"bind /dev/urandom /s/rootfs/dev/urandom rec=false ro=false".to_string())

@@ -212,6 +212,47 @@ fn apt_get_installs_under_the_filter(rootless: bool) {
 
 /// One test as root and one as the unprivileged user, named `CASE::root` and
 /// `CASE::rootless`.
+/// `RUN --security=insecure` needs `--allow security.insecure`, and then that step alone has
+/// every privilege of its user namespace: all capabilities, no filter, no no_new_privs, /proc
+/// neither masked nor read-only; the step after it is confined again.
+fn insecure_step(rootless: bool) {
+    let env = probe_env(rootless);
+    env.dockerfile(&format!(
+        "FROM probe\nRUN --security=insecure ({SCRIPT}; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+         test -f /proc/keys && echo keys: unmasked; grep -q ' /proc/sys ' /proc/self/mountinfo || echo sys: writable; true) > /insecure 2>&1\n\
+         RUN ({SCRIPT}) > /after 2>&1\n"
+    ));
+    let refused = env.build_fails(&["-t", "insecure"]);
+    assert!(
+        refused.stderr.contains(
+            "RUN --security=insecure needs the security.insecure entitlement: pass --allow security.insecure"
+        ),
+        "{}",
+        refused.stderr
+    );
+    env.build(&["--allow", "security.insecure", "-t", "insecure"]);
+    let out = env.sh("insecure", "cat /insecure");
+    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let all = format!("CapEff:\t{:016x}\n", u64::MAX >> (63 - last_cap));
+    for line in [
+        "Seccomp:\t0\n",
+        "NoNewPrivs:\t0\n",
+        all.as_str(),
+        "kcmp: ok\n",
+        "unshare: ok\n",
+        "mount: ok\n",
+        "keys: unmasked\n",
+        "sys: writable\n",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    assert_confined("RUN after", &env.sh("insecure", "cat /after"));
+}
+
 macro_rules! as_root_and_rootless {
     ($($case:ident),* $(,)?) => {$(
         mod $case {
@@ -232,4 +273,5 @@ as_root_and_rootless!(
     unconfined,
     custom_profile,
     apt_get_installs_under_the_filter,
+    insecure_step,
 );

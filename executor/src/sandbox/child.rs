@@ -260,11 +260,13 @@ fn exec_command(
     );
     // Capabilities: drop everything outside Docker's default set from the
     // bounding set, then switch ids (which clears them for non-root users).
-    let keep = default_capabilities();
     let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
+    // The kernel's capabilities only: a privileged sandbox asks for all of them.
+    let known = CapabilitySet::from_bits_retain(u64::MAX >> (63 - last_cap.min(63)));
+    let keep = p.capabilities & known;
     for bit in 0..=last_cap.min(63) {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if !keep.contains(cap) {
@@ -307,10 +309,12 @@ fn exec_command(
             rustix::thread::set_capabilities(None, sets).map_err(Into::into),
         );
     }
-    step(
-        "set no_new_privs",
-        rustix::thread::set_no_new_privs(true).map_err(Into::into),
-    );
+    if p.no_new_privs {
+        step(
+            "set no_new_privs",
+            rustix::thread::set_no_new_privs(true).map_err(Into::into),
+        );
+    }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     step(
         "enter the working directory",

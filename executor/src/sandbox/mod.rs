@@ -34,6 +34,7 @@ pub mod seccomp;
 mod spec;
 mod userns;
 
+use rustix::thread::CapabilitySet;
 use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,10 @@ struct Prepared {
     stack: Option<Arc<NetStack>>,
     /// Installed just before `execve`; `None`: unconfined.
     seccomp: Option<seccomp::Filter>,
+    /// The capabilities root keeps (Docker's default set; all of them when privileged).
+    capabilities: CapabilitySet,
+    /// Whether the command runs with no_new_privs (not when privileged).
+    no_new_privs: bool,
 }
 
 impl Sandbox {
@@ -149,6 +154,7 @@ impl Sandbox {
             private_dir: &private_dir,
             hostname: &spec.hostname,
             own_network: spec.network != Network::Host,
+            privileged: spec.privileged,
         };
         let steps = mounts::plan(&input);
 
@@ -201,8 +207,18 @@ impl Sandbox {
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
             new_net: spec.network == Network::None,
             stack,
-            seccomp: seccomp::filter_for(&spec.seccomp, default_capabilities())
-                .map_err(|source| SandboxError::Seccomp { source })?,
+            seccomp: if spec.privileged {
+                None
+            } else {
+                seccomp::filter_for(&spec.seccomp, default_capabilities())
+                    .map_err(|source| SandboxError::Seccomp { source })?
+            },
+            capabilities: if spec.privileged {
+                CapabilitySet::all()
+            } else {
+                default_capabilities()
+            },
+            no_new_privs: !spec.privileged,
         };
         run_prepared(spec, &prepared, on_line)
     }

@@ -178,6 +178,12 @@ pub struct RunSpec {
     pub stdio: Stdio,
     /// The system call filter (Docker's default profile unless set).
     pub seccomp: Seccomp,
+    /// Every privilege the sandbox's user namespace allows, as BuildKit's
+    /// `RUN --security=insecure`: all capabilities, no system call filter (whatever
+    /// [`RunSpec::seccomp`] says), /proc and /sys neither masked nor read-only, no
+    /// no_new_privs. Host devices are not added. Only with the `security.insecure`
+    /// entitlement.
+    pub privileged: bool,
 }
 
 impl RunSpec {
@@ -197,6 +203,7 @@ impl RunSpec {
             id_map: IdMap::for_current_user(),
             cancel: CancelHandle::new(),
             stdio: Stdio::Lines,
+            privileged: false,
             seccomp: Seccomp::Default,
         }
     }
