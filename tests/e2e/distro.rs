@@ -9,7 +9,7 @@
 
 use rbuild_test_support::{DebianBase, Registry};
 
-use crate::support::{BASE, BuildEnv, ok};
+use crate::support::{BASE, BuildEnv, as_root_and_rootless, ok};
 
 /// A build environment (busybox imported as [`BASE`]) and a registry holding the Debian base.
 struct Distro {
@@ -63,23 +63,6 @@ impl Distro {
             .args(args);
         ok(&mut cmd).stdout
     }
-}
-
-/// One test as root and one as the unprivileged user, named `CASE::root` and
-/// `CASE::rootless`.
-macro_rules! as_root_and_rootless {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[test]
-            fn root() {
-                super::$case(false)
-            }
-            #[test]
-            fn rootless() {
-                super::$case(true)
-            }
-        }
-    )*};
 }
 
 as_root_and_rootless!(

@@ -7,7 +7,7 @@
 //! Real software still works under it: apt-get installs a package (with apt's own seccomp
 //! sandbox on for its download methods). Each case runs as root and as an unprivileged user.
 
-use crate::support::{BASE, BuildEnv, ok, tool};
+use crate::support::{BASE, BuildEnv, as_root_and_rootless, ok, tool};
 
 /// A static probe: for each argument, makes that system call and prints `NAME: ok` or
 /// `NAME: <strerror>`.
@@ -251,21 +251,6 @@ fn insecure_step(rootless: bool) {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
     }
     assert_confined("RUN after", &env.sh("insecure", "cat /after"));
-}
-
-macro_rules! as_root_and_rootless {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[test]
-            fn root() {
-                super::$case(false)
-            }
-            #[test]
-            fn rootless() {
-                super::$case(true)
-            }
-        }
-    )*};
 }
 
 as_root_and_rootless!(

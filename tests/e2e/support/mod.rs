@@ -545,3 +545,21 @@ pub fn finish_cmd(cmd: &mut Command) -> Run {
     let what = format!("{cmd:?}");
     finish(&what, cmd.output())
 }
+
+/// One test as root and one as the unprivileged user, named `CASE::root` and
+/// `CASE::rootless`.
+macro_rules! as_root_and_rootless {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn root() {
+                super::$case(false)
+            }
+            #[test]
+            fn rootless() {
+                super::$case(true)
+            }
+        }
+    )*};
+}
+pub(crate) use as_root_and_rootless;
