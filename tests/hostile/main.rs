@@ -9,6 +9,7 @@
 mod support;
 
 mod archives;
+mod cgroups;
 mod check;
 mod concurrency;
 mod crash;

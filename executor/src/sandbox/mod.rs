@@ -7,7 +7,9 @@
 //! id map. The helper then unshares the mount, pid, ipc, uts, cgroup (and, for
 //! `--network none`, network) namespaces and forks the sandbox's init, pid 1 of
 //! the new pid namespace; with a stack, init forks the command only once the
-//! stack has configured the network. Init carries out the mount
+//! stack has configured the network. With [`RunSpec::limits`] the caller moves the helper into
+//! a cgroup of the sandbox's own ([`crate::cgroup`]) before it unshares the cgroup namespace.
+//! Init carries out the mount
 //! plan ([`crate::mounts`]), pivots into the root, and forks the command. When
 //! the command exits, init exits with its status, and the kernel kills every
 //! other process of the pid namespace. Timeouts and cancellation kill init.
@@ -220,7 +222,15 @@ impl Sandbox {
             },
             no_new_privs: !spec.privileged,
         };
-        run_prepared(spec, &prepared, on_line)
+        let cgroup = match &spec.cgroup {
+            Some(parent) if !spec.limits.is_empty() => Some(
+                parent
+                    .create(&spec.limits)
+                    .map_err(|source| SandboxError::Cgroup { source })?,
+            ),
+            _ => None,
+        };
+        run_prepared(spec, &prepared, cgroup.as_ref(), on_line)
     }
 }
 
