@@ -18,6 +18,7 @@ mod dockerfiles;
 mod expansion;
 mod layers;
 mod limits;
+mod mountinfo;
 mod network;
 mod registry;
 mod sandbox;
