@@ -10,7 +10,8 @@
 //! - cgroup v1 (the controllers mounted one hierarchy each): the parent is `rbuild` below the
 //!   caller's cgroup in the `memory`, `pids` and `cpu` hierarchies; that needs root.
 //!
-//! A sandbox's cgroup is `PARENT/PID-N` (PID: rbuild's own process). The caller moves the
+//! A sandbox's cgroup is `PARENT/PID-N` (PID: rbuild's own process); the parent is removed
+//! with the last of them (and made again for the next). The caller moves the
 //! sandbox's helper into it before the helper unshares the cgroup namespace, so the
 //! namespace is rooted there and everything the sandbox forks is inside. It is removed when
 //! the run ends; one left by a killed rbuild (its PID gone) is removed by the next
@@ -384,8 +385,12 @@ impl CgroupParent {
             v2: matches!(self.layout, Layout::V2(_)),
             memory: limits.memory,
         };
+        // The parent goes when its last sandbox does: make it again when another rbuild
+        // removed it meanwhile.
         match &self.layout {
             Layout::V2(parent) => {
+                make_dir(parent)?;
+                delegate(parent, &limits.controllers())?;
                 let d = parent.join(&name);
                 make_dir(&d)?;
                 cg.dirs.push(("", d.clone()));
@@ -408,6 +413,7 @@ impl CgroupParent {
             }
             Layout::V1(parents) => {
                 for (c, parent) in parents {
+                    make_dir(parent)?;
                     let d = parent.join(&name);
                     make_dir(&d)?;
                     cg.dirs.push((c, d.clone()));
@@ -510,6 +516,11 @@ impl Drop for SandboxCgroup {
                         break;
                     }
                 }
+            }
+            // The parent too, when no other sandbox uses it, so nothing of rbuild's stays in
+            // the caller's cgroup (which its owner may want to remove).
+            if let Some(parent) = d.parent() {
+                let _ = std::fs::remove_dir(parent);
             }
         }
     }
