@@ -173,7 +173,10 @@ impl BuildCgroup {
                     Err(e) => {
                         progress.warn(
                             "no-cgroup",
-                            &format!("{}; RUN steps run without resource limits", error_chain(&e)),
+                            &format!(
+                                "{}; RUN steps run without resource limits",
+                                crate::error::chain_text(&e)
+                            ),
                         );
                         None
                     }
@@ -181,17 +184,6 @@ impl BuildCgroup {
             })
             .clone()
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The cancellation of a build's running steps: the solver fires it at the first failure

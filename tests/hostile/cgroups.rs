@@ -237,3 +237,27 @@ fn a_killed_runs_cgroup_is_removed_by_the_next_run() {
     let left: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "stale cgroups not removed: {left:?}");
 }
+
+#[test]
+fn a_step_over_the_config_memory_limit_fails_naming_the_oom_killer() {
+    let env = BuildEnv::new();
+    let config = limits_config(&env, "memory = \"32m\"");
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${{#x}}\n"
+    ));
+    let mut cmd = env.rbuild();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["build", "--progress", "plain"])
+        .arg(&env.ctx);
+    let (pid, run) = run_with_pid(&mut cmd);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("exit code 137: killed by the kernel's OOM killer (memory limit 32 MiB)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("survived 2"), "{}", run.stderr);
+    assert_eq!(sandbox_cgroups(pid), Vec::<PathBuf>::new(), "cgroups left");
+}
