@@ -113,14 +113,6 @@ impl Base {
     }
 }
 
-fn platform_text(p: &Platform) -> String {
-    if p.variant.is_empty() {
-        format!("{}/{}", p.os, p.architecture)
-    } else {
-        format!("{}/{}/{}", p.os, p.architecture, p.variant)
-    }
-}
-
 /// The Dockerfile the plan came from, for errors located in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Dockerfile<'a> {
@@ -301,7 +293,7 @@ fn resolve_one(
             let pulled = crate::pull::pull_image_with(
                 store,
                 reference,
-                Some(&platform_text(platform)),
+                Some(&platform.to_string()),
                 &settings.registry,
                 transfer.reporter(),
             );
@@ -317,7 +309,7 @@ fn resolve_one(
             }
         }
     };
-    let (manifest_descriptor, manifest) = store.image_manifest(&descriptor)?;
+    let (manifest_descriptor, manifest) = store.image_manifest_for(&descriptor, platform)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let bytes = store.read_blob(&config_digest)?;
     let config_json: serde_json::Value =
@@ -337,8 +329,8 @@ fn resolve_one(
             "base-platform",
             &format!(
                 "Base image {reference} was pulled with platform \"{}\", expected \"{}\" for current build",
-                platform_text(&actual),
-                platform_text(platform)
+                actual,
+                platform
             ),
         );
     }

@@ -331,15 +331,9 @@ pub fn assemble(
             b.digest().to_string(),
         );
     }
-    let platform_text = if stage.platform.variant.is_empty() {
-        format!("{}/{}", stage.platform.os, stage.platform.architecture)
-    } else {
-        format!(
-            "{}/{}/{}",
-            stage.platform.os, stage.platform.architecture, stage.platform.variant
-        )
-    };
-    let extra = settings.output.manifest_annotations(&platform_text)?;
+    let extra = settings
+        .output
+        .manifest_annotations(&stage.platform.to_string())?;
     if !extra.is_empty() && settings.format == FormatArg::Docker {
         return Err(ImageError::DockerAnnotations);
     }
