@@ -20,7 +20,8 @@ use rbuild_digest::{Digest, DigestError};
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Docker's media types, which pulled images may use.
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The media type of a Docker manifest list (an index of per-platform manifests).
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// containerd's annotation for the full image name, which some archives carry.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 

@@ -122,7 +122,47 @@ pub struct Dockerfile<'a> {
     pub text: &'a str,
 }
 
-/// Resolves every image op's reference of `plan` (keyed as the plan writes it).
+/// The resolved base images of a plan, by reference (as the plan writes it) and platform: one
+/// reference may stand for two images in one plan (`FROM --platform=$BUILDPLATFORM alpine`
+/// and `FROM alpine` of a foreign target).
+#[derive(Debug, Default)]
+pub struct Bases(BTreeMap<(String, Platform), Base>);
+
+impl Bases {
+    /// The base of `reference` for `platform`.
+    pub fn get(&self, reference: &str, platform: &Platform) -> Option<&Base> {
+        self.0.get(&(reference.to_string(), platform.clone()))
+    }
+
+    /// The base an image op names.
+    pub fn of(&self, kind: &OpKind) -> Option<&Base> {
+        match kind {
+            OpKind::Image {
+                reference,
+                platform,
+            } => self.get(reference, platform),
+            _ => None,
+        }
+    }
+
+    /// Every base.
+    pub fn values(&self) -> impl Iterator<Item = &Base> {
+        self.0.values()
+    }
+}
+
+impl rbuild_compiler::plan::BaseConfigs for Bases {
+    fn base_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Option<rbuild_compiler::plan::ImageConfig> {
+        self.get(reference, platform)
+            .map(|b| b.runtime_config.clone())
+    }
+}
+
+/// Resolves every image op's reference of `plan` for its platform.
 /// A pull is shown as a step of its own in `progress`. A reference that is neither in the
 /// store nor pullable is reported at its Dockerfile line ([`BaseError::NotFound`]).
 pub fn resolve(
@@ -130,7 +170,7 @@ pub fn resolve(
     plan: &Plan,
     dockerfile: Dockerfile<'_>,
     progress: &dyn Events,
-) -> Result<BTreeMap<String, Base>, BaseError> {
+) -> Result<Bases, BaseError> {
     let mut out = BTreeMap::new();
     for op in &plan.ops {
         let OpKind::Image {
@@ -140,7 +180,8 @@ pub fn resolve(
         else {
             continue;
         };
-        if out.contains_key(reference) {
+        let key = (reference.clone(), platform.clone());
+        if out.contains_key(&key) {
             continue;
         }
         let base = match resolve_one(settings, reference, platform, progress) {
@@ -155,9 +196,9 @@ pub fn resolve(
                 });
             }
         };
-        out.insert(reference.clone(), base);
+        out.insert(key, base);
     }
-    Ok(out)
+    Ok(Bases(out))
 }
 
 /// Why a base could not be resolved: its pull failed (it was not in the store), or

@@ -22,10 +22,17 @@ fn import_arm64_base(env: &BuildEnv) {
         Path::new(ARM64_BUSYBOX).is_file(),
         "the tests need Debian's arm64 busybox at {ARM64_BUSYBOX}: run `bash .ci/setup`"
     );
-    let rootfs = env.dir.mkdir("arm64-rootfs");
+    import_busybox(env, ARM64_BUSYBOX, "linux/arm64", ARM64_BASE);
+}
+
+/// Imports `busybox` (with a few applet links) for `platform` as `name`.
+fn import_busybox(env: &BuildEnv, busybox: &str, platform: &str, name: &str) {
+    let rootfs = env
+        .dir
+        .mkdir(format!("rootfs-{}", platform.replace('/', "_")));
     let bin = rootfs.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(ARM64_BUSYBOX, bin.join("busybox")).unwrap();
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
     // The applets the tests use (`busybox --list` would need the emulator itself).
     for applet in ["sh", "uname", "cat", "echo", "true"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
@@ -37,9 +44,9 @@ fn import_arm64_base(env: &BuildEnv) {
     }
     ok(env
         .rbuild()
-        .args(["import", "--platform", "linux/arm64"])
+        .args(["import", "--platform", platform])
         .arg(&rootfs)
-        .arg(ARM64_BASE));
+        .arg(name));
 }
 
 fn emulated_run_steps_run_the_foreign_binaries(rootless: bool) {
@@ -116,4 +123,198 @@ fn binfmt_status_lists_the_emulators_and_a_missing_one_is_named() {
     ] {
         assert!(run.stderr.contains(want), "{want}: {}", run.stderr);
     }
+}
+
+/// The cross-compilation pattern: a stage on the build platform makes a file per target
+/// architecture, and each target's stage copies it into its own base.
+const CROSS: &str = "\
+ARG TARGETARCH
+FROM --platform=$BUILDPLATFORM localhost/busybox-amd64 AS build
+RUN echo compiled > /common
+ARG TARGETARCH
+RUN echo \"for $TARGETARCH\" > /out
+FROM localhost/busybox-${TARGETARCH}
+COPY --from=build /common /out /
+RUN uname -m > /machine
+";
+
+fn multi_platform_builds_make_an_index_and_share_the_build_stage(rootless: bool) {
+    let env = if rootless {
+        BuildEnv::rootless()
+    } else {
+        BuildEnv::new()
+    };
+    register_arm64(&env.root);
+    import_busybox(
+        &env,
+        ARM64_BUSYBOX,
+        "linux/arm64",
+        "localhost/busybox-arm64",
+    );
+    import_busybox(
+        &env,
+        "/bin/busybox",
+        "linux/amd64",
+        "localhost/busybox-amd64",
+    );
+    env.dockerfile(CROSS);
+    let built = env.build(&["-t", "localhost/multi:1", "--platform", "linux/amd64,arm64"]);
+    // The build-platform stage's common step ran once: the other platform took its record.
+    let common = "RUN /bin/sh -c echo compiled > /common";
+    let ran = built.ran();
+    assert_eq!(
+        ran.iter().filter(|r| *r == common).count(),
+        1,
+        "{}",
+        built.stderr
+    );
+    assert_eq!(
+        built.cached().iter().filter(|r| *r == common).count(),
+        1,
+        "{}",
+        built.stderr
+    );
+    for arch in ["amd64", "arm64"] {
+        let step = format!("RUN |1 TARGETARCH={arch} /bin/sh -c echo \"for $TARGETARCH\" > /out");
+        assert!(ran.contains(&step), "{step} in {ran:?}");
+        assert!(
+            built
+                .steps
+                .iter()
+                .any(|s| s.label.starts_with(&format!("linux/{arch} "))),
+            "steps labelled with their platform: {}",
+            built.stderr
+        );
+    }
+    // One name, the index; `images` lists both platforms.
+    let images = ok(env.rbuild().args(["images", "--format", "json"]));
+    let images: Vec<serde_json::Value> = serde_json::from_str(&images.stdout).unwrap();
+    let multi = images
+        .iter()
+        .find(|i| i["name"] == "localhost/multi:1")
+        .expect("the index is named");
+    assert_eq!(multi["id"], built.id.as_str());
+    assert_eq!(
+        multi["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    // type=local: a directory per platform, each with its own machine and file.
+    let out = env.dir.mkdir("out");
+    if rootless {
+        ok(std::process::Command::new("chown")
+            .arg(crate::support::ROOTLESS_USER)
+            .arg(&out));
+    }
+    let dest = format!("type=local,dest={}", out.display());
+    let again = ok(&mut env.build_cmd(&["--platform", "linux/amd64,linux/arm64", "-o", &dest]));
+    let again = crate::support::steps(&again.stderr);
+    assert!(
+        crate::support::ran(&again).is_empty(),
+        "all cached: {again:?}"
+    );
+    for (dir, machine, arch) in [
+        ("linux_amd64", "x86_64", "amd64"),
+        ("linux_arm64", "aarch64", "arm64"),
+    ] {
+        let read = |f: &str| std::fs::read_to_string(out.join(dir).join(f)).unwrap();
+        assert_eq!(read("machine"), format!("{machine}\n"));
+        assert_eq!(read("out"), format!("for {arch}\n"));
+        assert_eq!(read("common"), "compiled\n");
+    }
+}
+
+as_root_and_rootless!(multi_platform_builds_make_an_index_and_share_the_build_stage);
+
+#[test]
+fn a_multi_platform_push_is_an_index_every_tool_reads() {
+    let registry = rbuild_test_support::Registry::start();
+    let env = BuildEnv::new();
+    register_arm64(&env.root);
+    import_busybox(
+        &env,
+        ARM64_BUSYBOX,
+        "linux/arm64",
+        "localhost/busybox-arm64",
+    );
+    import_busybox(
+        &env,
+        "/bin/busybox",
+        "linux/amd64",
+        "localhost/busybox-amd64",
+    );
+    env.dockerfile(CROSS);
+    let name = format!("{}/multi:1", registry.host());
+    let metadata = env.dir.join("metadata.json");
+    let built = env.build(&[
+        "-t",
+        &name,
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--push",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert!(meta.get("containerimage.config.digest").is_none(), "{meta}");
+    let pushed = meta["containerimage.digest"].as_str().unwrap().to_string();
+    // skopeo sees the index with both platforms, and picks each.
+    let flags = registry.skopeo_flags("");
+    let raw = ok(crate::support::skopeo()
+        .args(["inspect", "--raw"])
+        .args(&flags)
+        .arg(format!("docker://{name}")));
+    let index: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // The metadata names what the registry holds (the layers were gzipped for the push).
+    use sha2::Digest as _;
+    assert_eq!(
+        pushed,
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(raw.stdout.as_bytes()))
+        )
+    );
+    assert_ne!(pushed, built.id);
+    for (arch, machine) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let dir = env.dir.join(format!("skopeo-{arch}"));
+        ok(crate::support::skopeo()
+            .args(["--override-arch", arch, "copy", "--quiet"])
+            .args(registry.skopeo_flags("src-"))
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:x", dir.display())));
+        let bundle = env.dir.join(format!("bundle-{arch}"));
+        ok(crate::support::umoci()
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:x", dir.display()))
+            .arg(&bundle));
+        let read = |f: &str| std::fs::read_to_string(bundle.join("rootfs").join(f)).unwrap();
+        assert_eq!(read("machine"), format!("{machine}\n"));
+        assert_eq!(read("out"), format!("for {arch}\n"));
+    }
+    // What cannot hold an index is refused before anything runs.
+    let run = env.build_fails(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        "type=docker,dest=x.tar",
+    ]);
+    assert!(run.stderr.contains("type=docker"), "{}", run.stderr);
+    assert!(run.stderr.contains("type=oci"), "{}", run.stderr);
 }
