@@ -221,6 +221,63 @@ fn multi_platform_builds_make_an_index_and_share_the_build_stage(rootless: bool)
         assert_eq!(read("out"), format!("for {arch}\n"));
         assert_eq!(read("common"), "compiled\n");
     }
+    // report: one platform of the index, or all side by side.
+    let report = ok(env.rbuild().args([
+        "report",
+        "--format",
+        "json",
+        "--platform",
+        "linux/arm64",
+        "localhost/multi:1",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["image"]["architecture"], "arm64");
+    let all = ok(env.rbuild().args([
+        "report",
+        "--format",
+        "json",
+        "--all-platforms",
+        "localhost/multi:1",
+    ]));
+    let all: Vec<serde_json::Value> = serde_json::from_str(&all.stdout).unwrap();
+    let platforms: Vec<&str> = all
+        .iter()
+        .map(|r| r["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(all[1]["report"]["image"]["architecture"], "arm64");
+    let missing = crate::support::fails(env.rbuild().args([
+        "report",
+        "--platform",
+        "linux/s390x",
+        "localhost/multi:1",
+    ]));
+    assert!(
+        missing.stderr.contains("has no image for linux/s390x")
+            && missing.stderr.contains("linux/amd64, linux/arm64"),
+        "{}",
+        missing.stderr
+    );
+    // save and load keep the index with every platform.
+    let archive = out.join("multi.tar");
+    ok(env
+        .rbuild()
+        .args(["save", "--format", "oci", "-o"])
+        .arg(&archive)
+        .arg("localhost/multi:1"));
+    let other = out.join("other-store");
+    ok(crate::support::rbuild_as(env.user, &other)
+        .arg("load")
+        .arg("-i")
+        .arg(&archive));
+    let listed =
+        ok(crate::support::rbuild_as(env.user, &other).args(["images", "--format", "json"]));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["id"], built.id.as_str());
+    assert_eq!(
+        listed[0]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
 }
 
 as_root_and_rootless!(multi_platform_builds_make_an_index_and_share_the_build_stage);
