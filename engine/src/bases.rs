@@ -323,7 +323,18 @@ fn resolve_one(
     // The checks before the build saw the store's copy; only a base new to the store is
     // compared here.
     let new_to_store = stored.is_none();
-    let local = if settings.pull { None } else { stored };
+    // A single-platform copy this platform does not run (the store names the amd64 image,
+    // an arm64 stage wants it) is pulled again for this platform, without taking the name
+    // from the copy; when that pull fails, the copy is taken as it is (as BuildKit takes a
+    // single-platform image), with the check's warning.
+    let foreign = stored
+        .as_ref()
+        .is_some_and(|d| !rbuild_cache::is_index(d.media_type()) && !runs_here(store, d, platform));
+    let local = if settings.pull || foreign {
+        None
+    } else {
+        stored.clone()
+    };
     let descriptor = match local {
         Some(d) => {
             tracing::debug!("base image {reference}: using the store's {name}");
@@ -331,19 +342,27 @@ fn resolve_one(
         }
         None => {
             let transfer = progress.transfer("pull", &name);
-            let pulled = crate::pull::pull_image_with(
+            let pulled = crate::pull::pull_image_as(
                 store,
                 reference,
                 Some(&platform.to_string()),
                 &settings.registry,
                 transfer.reporter(),
+                !foreign,
             );
-            match pulled {
-                Ok(p) => {
+            match (pulled, stored) {
+                (Ok(p), _) => {
                     transfer.done();
                     p.descriptor
                 }
-                Err(e) => {
+                (Err(e), Some(copy)) if foreign => {
+                    transfer.failed(&format!(
+                        "no {platform} image to pull ({}): the store's single-platform copy is used",
+                        crate::error::chain_text(&e)
+                    ));
+                    copy
+                }
+                (Err(e), _) => {
                     transfer.failed(&crate::missing::pull_failure(&name, &e));
                     return Err(Failure::Pull(e));
                 }
@@ -466,6 +485,21 @@ fn stored_config_document(
     let digest = rbuild_cache::descriptor_digest(manifest.config()).ok()?;
     let bytes = store.read_blob(&digest).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether `platform` runs the single-platform image `descriptor` of the store (an image
+/// whose config names no platform is taken to run anywhere).
+fn runs_here(store: &rbuild_cache::Store, descriptor: &Descriptor, platform: &Platform) -> bool {
+    let config = store
+        .image_manifest(descriptor)
+        .ok()
+        .and_then(|(_, m)| rbuild_cache::descriptor_digest(m.config()).ok())
+        .and_then(|d| store.read_blob(&d).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    match config.as_ref().and_then(config_platform) {
+        Some(actual) => platform.runs(&actual),
+        None => true,
+    }
 }
 
 /// The platform an image config document names, when it names an os and an architecture.

@@ -78,6 +78,20 @@ pub fn pull_image_with(
     registry: &RegistryConfig,
     progress: Option<rbuild_registry::ProgressFn>,
 ) -> Result<Pulled, PullError> {
+    pull_image_as(store, name, platform, registry, progress, true)
+}
+
+/// Like [`pull_image_with`], but names the image in the store only when `tag` is set: a
+/// build that needs another platform of a base than the one the store names pulls it
+/// without taking the name from that one.
+pub fn pull_image_as(
+    store: &rbuild_cache::Store,
+    name: &str,
+    platform: Option<&str>,
+    registry: &RegistryConfig,
+    progress: Option<rbuild_registry::ProgressFn>,
+    tag: bool,
+) -> Result<Pulled, PullError> {
     let reference = crate::names::parse_reference(name)?;
     let platform = match platform {
         Some(p) => Platform::parse(p)?,
@@ -154,12 +168,14 @@ pub fn pull_image_with(
             descriptor.set_platform(entry.platform().clone());
         }
     }
-    store
-        .tag(&name, &descriptor)
-        .map_err(|source| PullError::Tag {
-            name: name.clone(),
-            source,
-        })?;
+    if tag {
+        store
+            .tag(&name, &descriptor)
+            .map_err(|source| PullError::Tag {
+                name: name.clone(),
+                source,
+            })?;
+    }
     for digest in std::iter::once(manifest_digest).chain(
         pulled
             .index

@@ -365,6 +365,23 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
         assert_eq!(read("machine"), format!("{machine}\n"));
         assert_eq!(read("out"), format!("for {arch}\n"));
     }
+    // A store that names one platform of a registry image: a multi-platform build from it
+    // pulls the other platform for its stage, and the name keeps naming what it named.
+    let fresh = BuildEnv::new();
+    register_arm64(&fresh.root);
+    ok(fresh
+        .rbuild()
+        .args(["pull", "--platform", "linux/amd64", &name]));
+    let named = fresh.inspect(&name);
+    fresh.dockerfile(&format!("FROM {name}\nRUN uname -m > /machine\n"));
+    let out = fresh.dir.mkdir("out");
+    let dest = format!("type=local,dest={}", out.display());
+    ok(&mut fresh.build_cmd(&["--platform", "linux/amd64,linux/arm64", "-o", &dest]));
+    for (dir, machine) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        let got = std::fs::read_to_string(out.join(dir).join("machine")).unwrap();
+        assert_eq!(got, format!("{machine}\n"), "{dir}");
+    }
+    assert_eq!(fresh.inspect(&name)["id"], named["id"]);
     // What cannot hold an index is refused before anything runs.
     let run = env.build_fails(&[
         "--platform",
