@@ -382,6 +382,28 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
         assert_eq!(got, format!("{machine}\n"), "{dir}");
     }
     assert_eq!(fresh.inspect(&name)["id"], named["id"]);
+    // pull --all-platforms keeps the index and every image; a push of it is the same index.
+    let whole = BuildEnv::new();
+    let pinned = ok(whole.rbuild().args(["pull", "--all-platforms", &name]));
+    assert_eq!(
+        pinned.stdout.trim(),
+        format!("{}/multi@{pushed}", registry.host())
+    );
+    let listed = ok(whole.rbuild().args(["images", "--format", "json"]));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+    let entry = listed.iter().find(|i| i["name"] == name.as_str()).unwrap();
+    assert_eq!(entry["id"], pushed.as_str());
+    assert_eq!(
+        entry["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    let copy = format!("{}/copy:1", registry.host());
+    ok(whole.rbuild().args(["push", &name, &copy]));
+    let copied = ok(crate::support::skopeo()
+        .args(["inspect", "--raw"])
+        .args(&flags)
+        .arg(format!("docker://{copy}")));
+    assert_eq!(copied.stdout, raw.stdout);
     // What cannot hold an index is refused before anything runs.
     let run = env.build_fails(&[
         "--platform",
