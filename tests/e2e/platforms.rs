@@ -414,3 +414,33 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
     assert!(run.stderr.contains("type=docker"), "{}", run.stderr);
     assert!(run.stderr.contains("type=oci"), "{}", run.stderr);
 }
+
+/// A Debian arm64 minbase (debootstrapped through the emulator) installs a package with apt
+/// in an emulated RUN step, and the image runs through the emulator too.
+fn debian_arm64_installs_packages_through_emulation(rootless: bool) {
+    let env = if rootless {
+        BuildEnv::rootless()
+    } else {
+        BuildEnv::new()
+    };
+    register_arm64(&env.root);
+    let registry = rbuild_test_support::Registry::start();
+    rbuild_test_support::DebianBase::bookworm_arm64().push(&registry, "debian:bookworm-arm64");
+    env.dockerfile(&format!(
+        "FROM {}/debian:bookworm-arm64\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello \\\n\
+             && dpkg --print-architecture > /arch\n\
+         CMD [\"hello\"]\n",
+        registry.host()
+    ));
+    env.build(&["-t", "debian-arm64", "--platform", "linux/arm64"]);
+    assert_eq!(env.config("debian-arm64")["architecture"], "arm64");
+    let out = ok(env.rbuild().args(["run", "--rm", "debian-arm64"]));
+    assert_eq!(out.stdout, "Hello, world!\n");
+    assert_eq!(
+        env.sh("debian-arm64", "cat /arch; uname -m"),
+        "arm64\naarch64\n"
+    );
+}
+
+as_root_and_rootless!(debian_arm64_installs_packages_through_emulation);
