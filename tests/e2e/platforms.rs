@@ -404,6 +404,34 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
         .args(&flags)
         .arg(format!("docker://{copy}")));
     assert_eq!(copied.stdout, raw.stdout);
+    // The remote cache carries every platform's records: a fresh store builds both
+    // platforms from it without running a step.
+    let cache = env.dir.join("cache");
+    let cache_to = format!("type=local,dest={},mode=max", cache.display());
+    ok(&mut env.build_cmd(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--cache-to",
+        &cache_to,
+    ]));
+    let cold = BuildEnv::new();
+    let bases = env.dir.join("bases.tar");
+    ok(env
+        .rbuild()
+        .args(["save", "--format", "oci", "-o"])
+        .arg(&bases)
+        .args(["localhost/busybox-arm64", "localhost/busybox-amd64"]));
+    ok(cold.rbuild().arg("load").arg("-i").arg(&bases));
+    cold.dockerfile(CROSS);
+    let cache_from = format!("type=local,src={}", cache.display());
+    let warm = cold.build(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--cache-from",
+        &cache_from,
+    ]);
+    assert!(warm.ran().is_empty(), "{}", warm.stderr);
+    assert_eq!(warm.cached().len(), 8, "{}", warm.stderr);
     // What cannot hold an index is refused before anything runs.
     let run = env.build_fails(&[
         "--platform",
