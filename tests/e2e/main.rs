@@ -21,6 +21,7 @@ mod docs;
 mod errors;
 mod login;
 mod plan;
+mod platforms;
 mod prune;
 mod pullpush;
 mod report;
