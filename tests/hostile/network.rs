@@ -513,6 +513,12 @@ impl LoopbackResolverHost {
     fn new() -> LoopbackResolverHost {
         let ns = format!("rbdns{}", std::process::id());
         let _ = finish_cmd(Command::new("ip").args(["netns", "del", &ns]));
+        let queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Made first, so a failed set-up is cleaned up too.
+        let host = LoopbackResolverHost {
+            ns: ns.clone(),
+            queries: queries.clone(),
+        };
         ok(Command::new("ip").args(["netns", "add", &ns]));
         let in_ns = |args: &[&str]| {
             ok(Command::new("ip").args(["netns", "exec", &ns]).args(args));
@@ -530,7 +536,6 @@ impl LoopbackResolverHost {
         std::fs::create_dir_all(&etc).expect("mkdir /etc/netns/NAME");
         std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.53\n")
             .expect("write the namespace's resolv.conf");
-        let queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let path = format!("/run/netns/{ns}");
         let counted = queries.clone();
@@ -555,7 +560,7 @@ impl LoopbackResolverHost {
         ready_rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the resolver started");
-        LoopbackResolverHost { ns, queries }
+        host
     }
 
     /// `cmd` run in the namespace (and a mount namespace with its resolv.conf).
@@ -580,6 +585,7 @@ impl Drop for LoopbackResolverHost {
         // and resolv.conf go now.
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
         let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&self.ns));
+        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 
