@@ -38,7 +38,7 @@ pub fn default_capabilities() -> CapabilitySet {
 }
 
 /// Reports a failure inside the sandbox to the caller and exits.
-fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
+pub(super) fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
     let msg = format!("{what}: {e}");
     let _ = write_all_fd(err, msg.as_bytes());
     sys::exit_now(code)
@@ -52,6 +52,7 @@ pub(super) fn helper_main(
     fail: OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
+    note: Option<OwnedFd>,
 ) -> ! {
     let (up, down) = (&up, &down);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -100,9 +101,9 @@ pub(super) fn helper_main(
     }
     match sys::fork() {
         Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
-        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console),
+        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console, note),
         Ok(sys::Fork::Parent(pid)) => {
-            drop((out, err, stdin, fail, console));
+            drop((out, err, stdin, fail, console, note));
             if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
                 sys::exit_now(125);
             }
@@ -125,6 +126,7 @@ fn init_main(
     go: &OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
+    note: Option<OwnedFd>,
 ) -> ! {
     let fail = &fail;
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -168,8 +170,9 @@ fn init_main(
         Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),
         Ok(sys::Fork::Parent(pid)) => pid,
     };
-    // Init keeps no copy of the output pipes, so they close with the command's processes.
-    drop((out, err, stdin));
+    // Init keeps no copy of the output pipes, so they close with the command's processes;
+    // the note pipe closes when the command has exec'd (close-on-exec) or died.
+    drop((out, err, stdin, note));
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((pid, s))) if pid.as_raw_nonzero().get() == cmd => {
@@ -226,7 +229,7 @@ fn find_program(p: &Prepared) -> Result<CString, io::Error> {
     ))
 }
 
-fn exec_command(
+pub(super) fn exec_command(
     p: &Prepared,
     fail: &OwnedFd,
     stdin: std::os::fd::BorrowedFd<'_>,

@@ -21,11 +21,13 @@
 //! with the caller's id map (writing and unpacking layers, giving files their owners,
 //! removing trees) and probes overlayfs; `net` is the [`NetStack`] and the generated
 //! `/etc/hosts` and `resolv.conf`; `seccomp` compiles the system call filter the
-//! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`;
+//! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`; `exec`
+//! runs another process in a running sandbox's namespaces and signals its processes;
 //! `fd` holds the pipes and whole-buffer reads and writes all of them use.
 
 mod child;
 mod error;
+pub mod exec;
 mod fd;
 mod net;
 mod parent;
@@ -47,10 +49,10 @@ use crate::user::{ResolvedUser, resolve_user};
 pub use child::default_capabilities;
 pub use error::SandboxError;
 use error::host;
-pub use net::NetStack;
 use net::hosts_file;
+pub use net::{NetStack, PortForward};
 use parent::run_prepared;
-pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, Stdio, Stream};
+pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, StartHook, Stdio, Stream};
 pub use userns::{
     give_to_container_root, layer_where_readable, probe_overlay, remove_tree, set_owner,
     unpack_layer, write_layer,

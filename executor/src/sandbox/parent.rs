@@ -69,14 +69,23 @@ pub(super) fn run_prepared(
     let (up_r, up_w) = pipe()?; // helper -> caller
     let (down_r, down_w) = pipe()?; // caller -> helper
     let (fail_r, fail_w) = pipe()?; // setup errors from inside
+    // Closed when the command has exec'd (or died): only for a spec that asks to be told.
+    let (note_r, note_w) = match spec.on_start {
+        Some(_) => {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
 
     let helper = match sys::fork().map_err(host("fork the sandbox helper"))? {
         sys::Fork::Child => {
-            drop((out_r, err_r, up_r, down_w, fail_r));
+            drop((out_r, err_r, up_r, down_w, fail_r, note_r));
             drop(console_parent);
             let keep: Vec<i32> = [&up_w, &down_r, &fail_w, &devnull, &out_w, &err_w]
                 .into_iter()
                 .chain(console_child.as_ref())
+                .chain(note_w.as_ref())
                 .map(|fd| fd.as_raw_fd())
                 .chain(p.stack.iter().flat_map(|s| s.fds()))
                 .collect();
@@ -88,11 +97,21 @@ pub(super) fn run_prepared(
                 fail_w,
                 [devnull, out_w, err_w],
                 console_child,
+                note_w,
             )
         }
         sys::Fork::Parent(pid) => pid,
     };
-    drop((out_w, err_w, up_w, down_r, fail_w, devnull, console_child));
+    drop((
+        out_w,
+        err_w,
+        up_w,
+        down_r,
+        fail_w,
+        devnull,
+        console_child,
+        note_w,
+    ));
     drop(fork_guard);
     let helper_pid = Pid::from_raw(helper).expect("fork returns a positive pid");
     let reap_helper = || {
@@ -175,6 +194,21 @@ pub(super) fn run_prepared(
         });
     let tty_master = tty_master.transpose()?;
 
+    // The command has started once its end of the note pipe is closed with nothing on the
+    // error pipe (a failed exec writes there before it exits).
+    if let (Some(note), Some(hook)) = (&note_r, &spec.on_start) {
+        let mut b = [0u8; 1];
+        let _ = read_exact_fd(note, &mut b);
+        let mut fds = [PollFd::new(&fail_r, PollFlags::IN)];
+        let quiet = matches!(
+            rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default())),
+            Ok(0)
+        );
+        if quiet {
+            (hook.0)(init_pid);
+        }
+    }
+    drop(note_r);
     // 4. Stream output until the helper exits.
     let pidfd = rustix::process::pidfd_open(helper_pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Host {
