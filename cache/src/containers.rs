@@ -8,7 +8,7 @@
 //! its supervisor holds (an exclusive `flock`) for as long as it runs: a container recorded
 //! as running whose lock is free lost its supervisor (`Dead`), whatever pid it had. Its
 //! output is in `log.json`, one JSON object a line. Creating a container holds
-//! `containers-v1/.lock`, so that two containers cannot take the same name.
+//! `ROOT/containers-v1.lock`, so that two containers cannot take the same name.
 
 use std::fs::File;
 use std::io;
@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 pub const CONTAINERS_DIR: &str = "containers-v1";
 const RECORD: &str = "container.json";
 const SUPERVISOR_LOCK: &str = "supervisor.lock";
-const CREATE_LOCK: &str = ".lock";
+/// The lock file beside [`CONTAINERS_DIR`] that creating a container holds.
+pub const CREATE_LOCK: &str = "containers-v1.lock";
 /// A container's log (`rbuild run -d`), in its directory.
 pub const LOG: &str = "log.json";
 
@@ -151,7 +152,7 @@ impl Containers {
     /// Creates the directory of a new container and writes its record; fails when the
     /// name is taken (by a container created at the same time too).
     pub fn create(&self, record: &Record) -> Result<PathBuf, ContainersError> {
-        let lock_path = self.dir.join(CREATE_LOCK);
+        let lock_path = self.dir.with_file_name(CREATE_LOCK);
         let lock = open_lock(&lock_path)?;
         flock(&lock, FlockOperation::LockExclusive).map_err(|e| io_err(&lock_path)(e.into()))?;
         if let Some(other) = self.list()?.iter().find(|r| r.name == record.name) {
@@ -181,10 +182,6 @@ impl Containers {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            // The create lock.
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
             let p = entry.path().join(RECORD);
             let bytes = match std::fs::read(&p) {
                 Ok(b) => b,
