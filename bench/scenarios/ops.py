@@ -1,5 +1,5 @@
 """Scenarios that are not builds: push, re-push and pull of a 500 MB image, `run --rm IMAGE true`
-against runc, `rbuild report` on a 1 GB image, and `rbuild check` against hadolint on a
+against runc, `run -d IMAGE sleep` and `exec NAME true` against podman, `rbuild report` on a 1 GB image, and `rbuild check` against hadolint on a
 5,000-line Dockerfile and on 500 Dockerfiles.
 
 Each scenario is an `Op` with three hooks per builder: `setup` (once, untimed), `before` (before
@@ -288,6 +288,101 @@ class RunTrue(Op):
                 os.path.join(b.dir, "bundle"), "rbuild-bench"]
 
 
+class Podman:
+    """A pseudo-builder for the container scenarios: podman with a store of its own under the
+    bench state (rootful, its default network and runtime), pulling from the bench registry."""
+
+    name = "podman"
+    daemon_pids = []
+
+    def __init__(self, state):
+        self.dir = os.path.join(state, "podman")
+
+    def available(self):
+        if not shutil.which("podman"):
+            return "podman not installed (Debian package podman; bench/setup installs it)"
+        return None
+
+    def base(self):
+        return ["podman", "--root", os.path.join(self.dir, "root"),
+                "--runroot", os.path.join(self.dir, "run")]
+
+    def env(self):
+        return dict(os.environ)
+
+    def version(self):
+        return subprocess.run(["podman", "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+
+class _Containers(Op):
+    """Shared by the container scenarios: the bench registry's busybox in rbuild's store and
+    in podman's, every container removed between runs."""
+
+    only = ("rbuild", "podman")
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.image = f"{ctx['registry']}/busybox:latest"
+
+    def extra_builders(self):
+        return [Podman(self.ctx["state"])]
+
+    def cli(self, b):
+        if b.name == "rbuild":
+            return [b.bin, "--root", b.root]
+        return b.base()
+
+    def clear(self, b):
+        ids = subprocess.run(self.cli(b) + ["ps", "-aq"], capture_output=True, text=True,
+                             env=b.env(), check=False).stdout.split()
+        if ids:
+            subprocess.run(self.cli(b) + ["rm", "-f"] + ids, capture_output=True, env=b.env(),
+                           check=False)
+
+    def setup(self, b):
+        if b.name == "rbuild":
+            _check(self.cli(b) + ["-q", "pull", self.image], b.env(), "rbuild pull")
+        else:
+            _check(self.cli(b) + ["pull", "-q", "--tls-verify=false", self.image], b.env(),
+                   "podman pull")
+        # unpack the snapshot once, as a second run would find it
+        _check(self.cli(b) + ["run", "--rm", self.image, "true"], b.env(), f"{b.name} run")
+        self.clear(b)
+
+    def finish(self):
+        for b in getattr(self, "seen", []):
+            self.clear(b)
+        super().finish()
+
+
+class RunDetach(_Containers):
+    """`run -d IMAGE sleep 1000` (returns once the command runs) against podman's; compare with
+    run-true, `run --rm IMAGE true`."""
+
+    def before(self, b, i):
+        self.seen = getattr(self, "seen", set()) | {b}
+        self.clear(b)
+
+    def command(self, b):
+        return self.cli(b) + ["run", "-d", self.image, "sleep", "1000"]
+
+
+class ExecTrue(_Containers):
+    """`exec NAME true` in a running detached container, against podman's."""
+
+    NAME = "bench-exec"
+
+    def setup(self, b):
+        super().setup(b)
+        self.seen = getattr(self, "seen", set()) | {b}
+        _check(self.cli(b) + ["run", "-d", "--name", self.NAME, self.image, "sleep", "100000"],
+               b.env(), f"{b.name} run -d")
+
+    def command(self, b):
+        return self.cli(b) + ["exec", self.NAME, "true"]
+
+
 class Report(Op):
     """`rbuild report` on the 1 GB, 100,000-file image of the files context."""
 
@@ -416,5 +511,7 @@ OPS = {
     "push500-repush": Repush,
     "pull500": Pull,
     "run-true": RunTrue,
+    "run-detach": RunDetach,
+    "exec-true": ExecTrue,
     "report-1g": Report,
 }

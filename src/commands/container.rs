@@ -40,6 +40,9 @@ pub struct ContainerConfig {
     pub security_opt: Vec<String>,
     /// `-t`.
     pub tty: bool,
+    /// `-i`: stdin stays open (a pipe nobody writes to, as docker's without attach).
+    #[serde(default)]
+    pub interactive: bool,
     /// Published ports.
     pub ports: Vec<PortForward>,
     /// The image's `StopSignal` (empty: SIGTERM).

@@ -426,6 +426,7 @@ fn run_detached(
         add_hosts: args.add_host.clone(),
         security_opt: args.security_opt.clone(),
         tty: args.tty,
+        interactive: args.interactive,
         ports,
         stop_signal: raw
             .get("config")

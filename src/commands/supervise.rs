@@ -158,19 +158,44 @@ fn supervise(global: &GlobalArgs, id: &str, report: &Arc<Report>) -> anyhow::Res
     spec.mounts = mounts;
     spec.id_map = id_map.clone();
     spec.hostname = id[..12].to_owned();
-    let mut tty_reader = None;
-    spec.stdio = if cfg.tty {
-        // The pty's output goes to this process's stdout: a pipe into the log.
-        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .context("cannot create the log pipe")?;
+    // With a pty, or an open stdin, the sandbox takes this process's streams: pipes into the
+    // log, and a stdin pipe whose write end stays here. Once the command has started, stdout
+    // and stderr are this process's own again (the sandbox has its copies), but for the pty's
+    // relay, which writes to stdout.
+    let mut readers = Vec::new();
+    let mut _stdin_w = None;
+    let own_stderr = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3)
+        .context("cannot keep stderr")?;
+    let pipe = || {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("cannot create a pipe")
+    };
+    spec.stdio = if cfg.tty || cfg.interactive {
+        let (r, w) = pipe()?;
         rustix::stdio::dup2_stdout(&w).context("cannot redirect stdout")?;
-        drop(w);
-        let log = log.clone();
-        tty_reader = Some(std::thread::spawn(move || copy_lines(File::from(r), &log)));
-        sandbox::Stdio::Tty
+        let out = log.clone();
+        readers.push(std::thread::spawn(move || {
+            copy_lines(File::from(r), &out, Stream::Stdout)
+        }));
+        if !cfg.tty {
+            let (r, w) = pipe()?;
+            rustix::stdio::dup2_stderr(&w).context("cannot redirect stderr")?;
+            let err = log.clone();
+            readers.push(std::thread::spawn(move || {
+                copy_lines(File::from(r), &err, Stream::Stderr)
+            }));
+            let (r, w) = pipe()?;
+            rustix::stdio::dup2_stdin(&r).context("cannot redirect stdin")?;
+            _stdin_w = Some(w);
+        }
+        if cfg.tty {
+            sandbox::Stdio::Tty
+        } else {
+            sandbox::Stdio::Inherit
+        }
     } else {
         sandbox::Stdio::Lines
     };
+    let inherit = cfg.interactive && !cfg.tty;
 
     let shared = Arc::new(Mutex::new(record));
     let on_start = {
@@ -181,6 +206,12 @@ fn supervise(global: &GlobalArgs, id: &str, report: &Arc<Report>) -> anyhow::Res
         let id_map = id_map.clone();
         let cfg = cfg.clone();
         StartHook(Arc::new(move |init: i32| {
+            if inherit {
+                let _ = rustix::stdio::dup2_stderr(&own_stderr);
+                if let Ok(null) = null_file() {
+                    let _ = rustix::stdio::dup2_stdout(&null);
+                }
+            }
             {
                 let mut r = shared.lock().unwrap_or_else(|e| e.into_inner());
                 r.state = State::Running;
@@ -232,9 +263,12 @@ fn supervise(global: &GlobalArgs, id: &str, report: &Arc<Report>) -> anyhow::Res
     });
     // The network stack ends with the spec.
     drop(spec);
-    if let Some(reader) = tty_reader {
+    if !readers.is_empty() {
+        // The pipes' last write ends here go; the readers then see their end.
         let _ = rustix::stdio::dup2_stdout(&null_file()?);
-        let _ = reader.join();
+        for reader in readers {
+            let _ = reader.join();
+        }
     }
     let exit = match &result {
         Ok(outcome) => outcome.exit_code,
@@ -265,8 +299,8 @@ fn null_file() -> anyhow::Result<File> {
         .context("cannot open /dev/null")
 }
 
-/// Copies a pty's output into the log, a line (ended by `\n`) at a time.
-fn copy_lines(mut from: File, log: &Log) {
+/// Copies output into the log, a line (ended by `\n`) at a time.
+fn copy_lines(mut from: File, log: &Log, stream: Stream) {
     use std::io::Read as _;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -278,11 +312,11 @@ fn copy_lines(mut from: File, log: &Log) {
         buf.extend_from_slice(&chunk[..n]);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
-            log.line(Stream::Stdout, &line);
+            log.line(stream, &line);
         }
     }
     if !buf.is_empty() {
-        log.line(Stream::Stdout, &buf);
+        log.line(stream, &buf);
     }
 }
 

@@ -421,4 +421,65 @@ fn logs_follow_tail_and_timestamps() {
         v["Status"].as_str().unwrap().starts_with("Exited (0)"),
         "{v}"
     );
+    // Without -i the command reads an empty stdin; with -i stdin stays open, as in docker.
+    let script = "echo start; read x; echo read $?";
+    ok(env
+        .rbuild()
+        .args(["run", "-d", "--name", "closed", BASE, "sh", "-c", script]));
+    assert_eq!(ok(env.rbuild().args(["wait", "closed"])).stdout, "0\n");
+    assert_eq!(
+        ok(env.rbuild().args(["logs", "closed"])).stdout,
+        "start\nread 1\n"
+    );
+    ok(env.rbuild().args([
+        "run", "-d", "-i", "--name", "open", BASE, "sh", "-c", script,
+    ]));
+    eventually("open's output", || {
+        ok(env.rbuild().args(["logs", "open"]))
+            .stdout
+            .contains("start")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ok(env.rbuild().args(["logs", "open"])).stdout, "start\n");
+    assert!(ok(env.rbuild().arg("ps")).stdout.contains(" open"));
+    ok(env.rbuild().args(["rm", "-f", "open"]));
+}
+
+#[test]
+fn a_foreground_run_publishes_ports_too() {
+    let env = BuildEnv::new();
+    web_image(&env);
+    let port = free_port();
+    let mut server = env
+        .rbuild()
+        .args(["run", "--rm", "-p", &format!("127.0.0.1:{port}:80"), "web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run in the foreground");
+    let body = eventually("the web server", || http_get(port));
+    assert_eq!(body, "hello from the container\n");
+    // -P: the image's EXPOSEd port on a free host port.
+    let id = ok(env.rbuild().args(["run", "-d", "-P", "web"])).stdout;
+    let published = ok(env.rbuild().args(["port", id.trim()])).stdout;
+    let host_port: u16 = published
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a host port in {published:?}"));
+    assert!(published.starts_with("80/tcp -> 0.0.0.0:"), "{published}");
+    assert_eq!(
+        eventually("the -P web server", || http_get(host_port)),
+        "hello from the container\n"
+    );
+    ok(env.rbuild().args(["rm", "-f", id.trim()]));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server.id() as i32).expect("a pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("signal the foreground run");
+    let status = server.wait().expect("the foreground run ends");
+    assert_eq!(status.code(), Some(143));
 }
