@@ -68,19 +68,9 @@ fn exec(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<i32> {
     };
     let cfg = ContainerConfig::of(&r)?;
     let mut env = cfg.env.clone();
-    for o in &args.env {
-        let entry = if o.contains('=') {
-            o.clone()
-        } else {
-            match std::env::var(o) {
-                Ok(v) => format!("{o}={v}"),
-                Err(_) => continue,
-            }
-        };
-        let key = entry.split('=').next().unwrap_or_default().to_owned();
-        env.retain(|e| e.split('=').next() != Some(key.as_str()));
-        env.push(entry);
-    }
+    super::run::override_env(&mut env, args.env.iter().cloned(), &|k| {
+        std::env::var(k).ok()
+    });
     if args.tty {
         env.retain(|e| !e.starts_with("TERM="));
         env.push("TERM=xterm".into());

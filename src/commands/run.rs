@@ -215,19 +215,7 @@ pub fn process(
         );
     }
     overrides.extend(args.env.iter().cloned());
-    for o in overrides {
-        let entry = if o.contains('=') {
-            o
-        } else {
-            match host_env(&o) {
-                Some(v) => format!("{o}={v}"),
-                None => continue,
-            }
-        };
-        let key = entry.split('=').next().unwrap_or_default().to_owned();
-        env.retain(|e| e.split('=').next() != Some(key.as_str()));
-        env.push(entry);
-    }
+    override_env(&mut env, overrides, host_env);
     let workdir = args
         .workdir
         .clone()
@@ -247,6 +235,28 @@ pub fn process(
         workdir,
         user,
     })
+}
+
+/// Applies `-e` values to `env`: `K=V` replaces a variable of the same name, `K` passes the
+/// host's value (nothing when the host has none).
+pub fn override_env(
+    env: &mut Vec<String>,
+    overrides: impl IntoIterator<Item = String>,
+    host_env: &dyn Fn(&str) -> Option<String>,
+) {
+    for o in overrides {
+        let entry = if o.contains('=') {
+            o
+        } else {
+            match host_env(&o) {
+                Some(v) => format!("{o}={v}"),
+                None => continue,
+            }
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
 }
 
 /// Parses `-v HOST:CTR[:ro|:rw]`.

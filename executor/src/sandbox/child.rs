@@ -37,6 +37,13 @@ pub fn default_capabilities() -> CapabilitySet {
         | CapabilitySet::AUDIT_WRITE
 }
 
+/// Takes the ids of the user namespace's root (no supplementary groups).
+pub(super) fn become_namespace_root() -> rustix::io::Result<()> {
+    rustix::thread::set_thread_groups(&[])?;
+    rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)?;
+    rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+}
+
 /// Reports a failure inside the sandbox to the caller and exits.
 pub(super) fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
     let msg = format!("{what}: {e}");
@@ -76,15 +83,12 @@ pub(super) fn helper_main(
     if !read_exact_fd(down, &mut b).unwrap_or(false) {
         sys::exit_now(125);
     }
-    if p.remapped {
-        // Root's own ids are not mapped when it is remapped onto a subordinate range:
-        // become the namespace's root, so mounts and files are made as that id.
-        let root_ids = rustix::thread::set_thread_groups(&[])
-            .and_then(|()| rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT))
-            .and_then(|()| rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT));
-        if let Err(e) = root_ids {
-            child_fail(&fail, "become root of the user namespace", &e, 125);
-        }
+    // Root's own ids are not mapped when it is remapped onto a subordinate range: become the
+    // namespace's root, so mounts and files are made as that id.
+    if p.remapped
+        && let Err(e) = become_namespace_root()
+    {
+        child_fail(&fail, "become root of the user namespace", &e, 125);
     }
     // A cgroup namespace rooted at the caller's cgroup: /proc/self/cgroup inside shows `/`,
     // not where the host placed the build.

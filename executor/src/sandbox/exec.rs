@@ -10,23 +10,23 @@
 //! [`signal`] forks a helper that enters init's user namespace only, so that it may signal
 //! the container's processes whatever ids they run as.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Read as _;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::process::{Gid, Pid, Signal, Uid};
+use rustix::process::{Pid, Signal};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
-use super::child::{child_fail, default_capabilities, exec_command};
+use super::child::{become_namespace_root, child_fail, default_capabilities, exec_command};
 use super::error::host;
 use super::fd::{FORK_LOCK, pipe, read_exact_fd, write_all_fd, write_all_fd_borrowed};
-use super::pty::{RawMode, open_pty, recv_fd};
+use super::parent::exit_or_failure;
+use super::pty::{RawMode, console_socket, open_pty, recv_fd};
 use super::seccomp::{self, Seccomp};
 use super::spec::children_of;
-use super::{DEFAULT_PATH, Prepared, SandboxError};
+use super::{Prepared, ProcessParts, SandboxError};
 use crate::idmap::{IdMap, MappingKind};
 use crate::sys;
 use crate::user::resolve_user;
@@ -138,50 +138,14 @@ pub fn exec(init: i32, spec: ExecSpec) -> Result<ExecOutcome, SandboxError> {
         user: spec.user.clone(),
         source,
     })?;
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(DEFAULT_PATH.into());
-    }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
-    let path_var = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("")
-        .to_owned();
-    let cstr = |s: &str| {
-        CString::new(s).map_err(|e| SandboxError::Host {
-            what: format!("pass {s:?} to the process"),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-        })
-    };
-    if spec.argv.is_empty() {
-        return Err(SandboxError::Host {
-            what: "run an empty command".into(),
-            source: std::io::ErrorKind::InvalidInput.into(),
-        });
-    }
+    let parts = ProcessParts::new(&spec.argv, &spec.env, &spec.workdir, &user.home, None)?;
     let prepared = Prepared {
         steps: Vec::new(),
         rootfs: "/".into(),
-        argv: spec
-            .argv
-            .iter()
-            .map(|a| cstr(a))
-            .collect::<Result<_, _>>()?,
-        env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
-        path_dirs: path_var
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| d.as_bytes().to_vec())
-            .collect(),
-        workdir: cstr(if spec.workdir.is_empty() {
-            "/"
-        } else {
-            &spec.workdir
-        })?,
+        argv: parts.argv,
+        env: parts.env,
+        path_dirs: parts.path_dirs,
+        workdir: parts.workdir,
         user,
         can_setgroups: spec.id_map.kind != MappingKind::Single,
         remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
@@ -223,21 +187,7 @@ pub fn exec(init: i32, spec: ExecSpec) -> Result<ExecOutcome, SandboxError> {
     };
 
     let fork_guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let (console_parent, console_child) = if tty {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| SandboxError::Host {
-            what: "create the console socket".into(),
-            source: e.into(),
-        })?;
-        (Some(a), Some(b))
-    } else {
-        (None, None)
-    };
+    let (console_parent, console_child) = console_socket(tty)?;
     let (up_r, up_w) = pipe()?; // the process's pid
     let (fail_r, fail_w) = pipe()?;
     let helper = match sys::fork().map_err(host("fork the exec helper"))? {
@@ -382,23 +332,7 @@ pub fn exec(init: i32, spec: ExecSpec) -> Result<ExecOutcome, SandboxError> {
             source: e.into(),
         })?
         .map(|(_, s)| s);
-    let exit_code = match status {
-        Some(s) if s.exit_status().is_some() => s.exit_status().unwrap_or(1),
-        Some(s) => 128 + s.terminating_signal().unwrap_or(0),
-        None => 1,
-    };
-    let mut msg = Vec::new();
-    let _ = File::from(fail_r).read_to_end(&mut msg);
-    if !msg.is_empty() && !timed_out {
-        let message = String::from_utf8_lossy(&msg).into_owned();
-        if matches!(exit_code, 126 | 127) {
-            return Err(SandboxError::Exec {
-                message,
-                code: exit_code,
-            });
-        }
-        return Err(SandboxError::Setup { message });
-    }
+    let exit_code = exit_or_failure(status, fail_r, !timed_out)?;
     Ok(ExecOutcome {
         exit_code,
         timed_out,
@@ -435,13 +369,10 @@ fn exec_helper(
     if let Err(e) = move_into_link_name_space(user_ns.as_fd(), Some(LinkNameSpaceType::User)) {
         child_fail(&fail, "join the container's user namespace", &e, 125);
     }
-    if p.remapped {
-        let root_ids = rustix::thread::set_thread_groups(&[])
-            .and_then(|()| rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT))
-            .and_then(|()| rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT));
-        if let Err(e) = root_ids {
-            child_fail(&fail, "become root of the user namespace", &e, 125);
-        }
+    if p.remapped
+        && let Err(e) = become_namespace_root()
+    {
+        child_fail(&fail, "become root of the user namespace", &e, 125);
     }
     for (fd, kind, what) in others {
         if let Err(e) = move_into_link_name_space(fd.as_fd(), Some(*kind)) {
