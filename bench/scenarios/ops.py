@@ -333,6 +333,18 @@ class _Containers(Op):
             return [b.bin, "--root", b.root]
         return b.base()
 
+    def run(self, b):
+        """`run` with podman's limits set to the caller's: its defaults (1048576 open files)
+        fail where the hard limit is lower, as in containers."""
+        if b.name == "rbuild":
+            return self.cli(b) + ["run"]
+        import resource
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+        nproc = 4096 if nproc == resource.RLIM_INFINITY else nproc
+        return self.cli(b) + ["run", "--ulimit", f"nofile={nofile}:{nofile}",
+                              "--ulimit", f"nproc={nproc}:{nproc}"]
+
     def clear(self, b):
         ids = subprocess.run(self.cli(b) + ["ps", "-aq"], capture_output=True, text=True,
                              env=b.env(), check=False).stdout.split()
@@ -347,7 +359,7 @@ class _Containers(Op):
             _check(self.cli(b) + ["pull", "-q", "--tls-verify=false", self.image], b.env(),
                    "podman pull")
         # unpack the snapshot once, as a second run would find it
-        _check(self.cli(b) + ["run", "--rm", self.image, "true"], b.env(), f"{b.name} run")
+        _check(self.run(b) + ["--rm", self.image, "true"], b.env(), f"{b.name} run")
         self.clear(b)
 
     def finish(self):
@@ -365,7 +377,7 @@ class RunDetach(_Containers):
         self.clear(b)
 
     def command(self, b):
-        return self.cli(b) + ["run", "-d", self.image, "sleep", "1000"]
+        return self.run(b) + ["-d", self.image, "sleep", "1000"]
 
 
 class ExecTrue(_Containers):
@@ -376,7 +388,7 @@ class ExecTrue(_Containers):
     def setup(self, b):
         super().setup(b)
         self.seen = getattr(self, "seen", set()) | {b}
-        _check(self.cli(b) + ["run", "-d", "--name", self.NAME, self.image, "sleep", "100000"],
+        _check(self.run(b) + ["-d", "--name", self.NAME, self.image, "sleep", "100000"],
                b.env(), f"{b.name} run -d")
 
     def command(self, b):
