@@ -334,16 +334,14 @@ class _Containers(Op):
         return b.base()
 
     def run(self, b):
-        """`run` with podman's limits set to the caller's: its defaults (1048576 open files)
-        fail where the hard limit is lower, as in containers."""
+        """`run` with podman's limits within the caller's: its defaults (1048576 open files,
+        as many processes) fail where the hard limits are lower, as in containers."""
         if b.name == "rbuild":
             return self.cli(b) + ["run"]
         import resource
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-        nproc = 4096 if nproc == resource.RLIM_INFINITY else nproc
         return self.cli(b) + ["run", "--ulimit", f"nofile={nofile}:{nofile}",
-                              "--ulimit", f"nproc={nproc}:{nproc}"]
+                              "--ulimit", "nproc=4096:4096"]
 
     def clear(self, b):
         ids = subprocess.run(self.cli(b) + ["ps", "-aq"], capture_output=True, text=True,
