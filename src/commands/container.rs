@@ -256,7 +256,8 @@ pub fn start_supervisor(
         out.read_to_string(&mut report)
             .context("cannot read the supervisor's report")?;
     }
-    // The supervisor forks itself away once the command runs; reap what is left here.
+    // The supervisor outlives this process (it is reparented when this one exits); should it
+    // end first, this thread reaps it.
     std::thread::spawn(move || child.wait());
     match report.split_once('\n') {
         Some(("ok", _)) => Ok(()),
