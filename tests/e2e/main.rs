@@ -22,6 +22,7 @@ mod docs;
 mod errors;
 mod login;
 mod plan;
+mod platforms;
 mod prune;
 mod pullpush;
 mod report;
