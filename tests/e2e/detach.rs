@@ -483,3 +483,46 @@ fn a_foreground_run_publishes_ports_too() {
     let status = server.wait().expect("the foreground run ends");
     assert_eq!(status.code(), Some(143));
 }
+
+#[test]
+fn a_pty_for_the_detached_command_and_for_exec() {
+    let env = BuildEnv::new();
+    // -d -t: the supervisor holds the pty; the output reaches the log.
+    ok(env.rbuild().args([
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "tty",
+        BASE,
+        "sh",
+        "-c",
+        "tty; echo $TERM; exec sleep 1000",
+    ]));
+    let logs = eventually("the pty's output", || {
+        let out = ok(env.rbuild().args(["logs", "tty"])).stdout;
+        (out.lines().count() >= 2).then_some(out)
+    });
+    assert!(logs.starts_with("/dev/pts/0\r\n"), "{logs:?}");
+    // exec -t on a terminal of its own (script's): a pty of the container's devpts.
+    let exec = format!(
+        "{} --root {} exec -t tty sh -c 'tty; echo $TERM'",
+        env!("CARGO_BIN_EXE_rbuild"),
+        env.root.display()
+    );
+    let out =
+        ok(crate::support::tool("script", "util-linux").args(["-qec", &exec, "/dev/null"])).stdout;
+    // script's end of input reaches the pty, whose echo (`^@`) may come first.
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim_end_matches('\r').trim_start_matches("^@"))
+        .collect();
+    assert!(lines.contains(&"xterm"), "{out:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("/dev/pts/") && *l != "/dev/pts/0"),
+        "{out:?}"
+    );
+    ok(env.rbuild().args(["rm", "-f", "tty"]));
+}
