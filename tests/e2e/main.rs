@@ -16,6 +16,7 @@ mod check;
 mod cli;
 mod config;
 mod debug_shell;
+mod detach;
 mod distro;
 mod docs;
 mod errors;

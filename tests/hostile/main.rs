@@ -14,6 +14,7 @@ mod concurrency;
 mod crash;
 mod diskfull;
 mod dockerfiles;
+mod exec;
 mod expansion;
 mod layers;
 mod limits;

@@ -37,8 +37,15 @@ pub fn default_capabilities() -> CapabilitySet {
         | CapabilitySet::AUDIT_WRITE
 }
 
+/// Takes the ids of the user namespace's root (no supplementary groups).
+pub(super) fn become_namespace_root() -> rustix::io::Result<()> {
+    rustix::thread::set_thread_groups(&[])?;
+    rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)?;
+    rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+}
+
 /// Reports a failure inside the sandbox to the caller and exits.
-fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
+pub(super) fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
     let msg = format!("{what}: {e}");
     let _ = write_all_fd(err, msg.as_bytes());
     sys::exit_now(code)
@@ -52,6 +59,7 @@ pub(super) fn helper_main(
     fail: OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
+    note: Option<OwnedFd>,
 ) -> ! {
     let (up, down) = (&up, &down);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -75,15 +83,12 @@ pub(super) fn helper_main(
     if !read_exact_fd(down, &mut b).unwrap_or(false) {
         sys::exit_now(125);
     }
-    if p.remapped {
-        // Root's own ids are not mapped when it is remapped onto a subordinate range:
-        // become the namespace's root, so mounts and files are made as that id.
-        let root_ids = rustix::thread::set_thread_groups(&[])
-            .and_then(|()| rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT))
-            .and_then(|()| rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT));
-        if let Err(e) = root_ids {
-            child_fail(&fail, "become root of the user namespace", &e, 125);
-        }
+    // Root's own ids are not mapped when it is remapped onto a subordinate range: become the
+    // namespace's root, so mounts and files are made as that id.
+    if p.remapped
+        && let Err(e) = become_namespace_root()
+    {
+        child_fail(&fail, "become root of the user namespace", &e, 125);
     }
     // A cgroup namespace rooted at the caller's cgroup: /proc/self/cgroup inside shows `/`,
     // not where the host placed the build.
@@ -100,9 +105,9 @@ pub(super) fn helper_main(
     }
     match sys::fork() {
         Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
-        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console),
+        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console, note),
         Ok(sys::Fork::Parent(pid)) => {
-            drop((out, err, stdin, fail, console));
+            drop((out, err, stdin, fail, console, note));
             if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
                 sys::exit_now(125);
             }
@@ -125,6 +130,7 @@ fn init_main(
     go: &OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
+    note: Option<OwnedFd>,
 ) -> ! {
     let fail = &fail;
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -168,8 +174,9 @@ fn init_main(
         Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),
         Ok(sys::Fork::Parent(pid)) => pid,
     };
-    // Init keeps no copy of the output pipes, so they close with the command's processes.
-    drop((out, err, stdin));
+    // Init keeps no copy of the output pipes, so they close with the command's processes;
+    // the note pipe closes when the command has exec'd (close-on-exec) or died.
+    drop((out, err, stdin, note));
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((pid, s))) if pid.as_raw_nonzero().get() == cmd => {
@@ -226,7 +233,7 @@ fn find_program(p: &Prepared) -> Result<CString, io::Error> {
     ))
 }
 
-fn exec_command(
+pub(super) fn exec_command(
     p: &Prepared,
     fail: &OwnedFd,
     stdin: std::os::fd::BorrowedFd<'_>,

@@ -5,6 +5,27 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+/// The socket pair the pty's master comes back over (`(caller's end, child's end)`), when
+/// `tty`.
+pub(super) fn console_socket(
+    tty: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), super::SandboxError> {
+    if !tty {
+        return Ok((None, None));
+    }
+    let (a, b) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| super::SandboxError::Host {
+        what: "create the console socket".into(),
+        source: e.into(),
+    })?;
+    Ok((Some(a), Some(b)))
+}
+
 /// In init, after pivot_root: opens a pty pair on the sandbox's own devpts,
 /// sends the master over `sock` to the caller, and returns the slave.
 pub(super) fn open_pty(sock: &OwnedFd) -> io::Result<OwnedFd> {
