@@ -93,7 +93,9 @@ pub struct RunArgs {
     /// When to pull the image: `missing` (default), `always`, `never`.
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
-    /// The platform to pull when the image is pulled (os/arch[/variant]).
+    /// The platform to run (os/arch[/variant]): of a multi-platform image, that platform's
+    /// image; the platform pulled when the image is pulled. A foreign platform runs through
+    /// the kernel's emulator (`rbuild system binfmt`).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     #[command(flatten)]
@@ -357,6 +359,8 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
                 .context(Hint(format!("pull it: rbuild pull {}", args.image))));
         }
     };
+    // One platform's image: of an index, the one `--platform` names (else the host's best).
+    let descriptor = runnable(&store, &descriptor, args.platform.as_deref())?;
     if args.detach {
         return run_detached(global, &store, &descriptor, args).map(|()| 0);
     }
@@ -369,6 +373,24 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         }
     };
     run_image(&store, &descriptor, args, seccomp, started)
+}
+
+/// The manifest of `descriptor` for `platform` (see [`super::image_for_platform`]), checked
+/// to be runnable here: natively, or through an emulator the kernel has registered.
+fn runnable(
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    platform: Option<&str>,
+) -> anyhow::Result<oci_spec::image::Descriptor> {
+    let (manifest_desc, manifest) = super::image_for_platform(store, descriptor, platform)?;
+    let config = store.read_config(&rbuild_cache::descriptor_digest(manifest.config())?)?;
+    let image_platform = rbuild_compiler::plan::Platform::new(
+        &config.os().to_string(),
+        &config.architecture().to_string(),
+        config.variant().as_deref(),
+    );
+    rbuild_executor::binfmt::handler_for(&image_platform)?;
+    Ok(manifest_desc)
 }
 
 /// The image's raw config (what oci-spec does not model: `Healthcheck`, `StopSignal`).
