@@ -1,10 +1,11 @@
 //! The only place in this crate with `unsafe` code: thin wrappers over the few
 //! system calls that neither `rustix` nor `std` expose safely (fork, execve,
-//! unshare, an interface ioctl, a signal's disposition, `_exit`, seccomp).
+//! unshare, an interface ioctl, a signal's disposition, `_exit`, seccomp and its
+//! user-notification ioctls).
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Result of [`fork`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +234,104 @@ pub(crate) fn install_seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<(
             SECCOMP_SET_MODE_FILTER,
             0 as libc::c_uint,
             &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs the seccomp filter `prog` with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns
+/// its listener: the calls the filter answers with `SECCOMP_RET_USER_NOTIF` wait until a
+/// supervisor reading the listener answers them. The caller has set no_new_privs (or holds
+/// `CAP_SYS_ADMIN` in its user namespace).
+pub(crate) fn install_seccomp_listener(prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let len =
+        u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: as in `install_seccomp_filter`: the kernel only reads `fprog` and the program
+    // it points at, both live for the call. With NEW_LISTENER the result is a new file
+    // descriptor (close-on-exec) that nothing else owns.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_uint,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is the listener the kernel just created for this process; it is owned here
+    // and by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Waits for the next notification on a seccomp listener (`SECCOMP_IOCTL_NOTIF_RECV`).
+pub(crate) fn seccomp_notif_recv(listener: BorrowedFd<'_>) -> io::Result<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is a plain C struct for which all-zero bytes are valid; the kernel
+    // requires it zeroed.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl writes one `struct seccomp_notif` (the size its number encodes) into
+    // `notif`, which we own; the fd is valid for the duration of the borrow.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut notif as *mut libc::seccomp_notif,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(notif)
+}
+
+/// Whether notification `id` is still pending: its caller has not been killed or
+/// interrupted (`SECCOMP_IOCTL_NOTIF_ID_VALID`).
+pub(crate) fn seccomp_notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    // SAFETY: the ioctl reads one u64 from `id`, which lives for the call; the fd is valid
+    // for the duration of the borrow.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        )
+    };
+    r == 0
+}
+
+/// Answers notification `id` (`SECCOMP_IOCTL_NOTIF_SEND`): the call returns 0, fails with
+/// `errno`, or (with `run`) is carried out by the kernel as if no filter had stopped it.
+pub(crate) fn seccomp_notif_send(
+    listener: BorrowedFd<'_>,
+    id: u64,
+    errno: i32,
+    run: bool,
+) -> io::Result<()> {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: -errno,
+        flags: 0,
+    };
+    if run {
+        resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+    }
+    // SAFETY: the ioctl reads one `struct seccomp_notif_resp` from `resp`, which lives for
+    // the call; the fd is valid for the duration of the borrow.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp as *mut libc::seccomp_notif_resp,
         )
     };
     if r < 0 {

@@ -20,6 +20,7 @@ mod distro;
 mod docs;
 mod errors;
 mod login;
+mod nosubid;
 mod plan;
 mod prune;
 mod pullpush;

@@ -166,6 +166,89 @@ pub(super) fn filter_for(
     }
 }
 
+/// The id-changing calls that succeed without effect in single-id mode (with their 16- and
+/// 32-bit variants where an architecture has them).
+const ID_CALLS: &[&str] = &[
+    "setuid",
+    "setuid32",
+    "setgid",
+    "setgid32",
+    "setreuid",
+    "setreuid32",
+    "setregid",
+    "setregid32",
+    "setresuid",
+    "setresuid32",
+    "setresgid",
+    "setresgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setfsgid",
+    "setfsgid32",
+    "setgroups",
+    "setgroups32",
+];
+
+/// The ownership calls handed to the owner recorder in single-id mode.
+const CHOWN_CALLS: &[&str] = &[
+    "chown", "chown32", "fchown", "fchown32", "lchown", "lchown32", "fchownat",
+];
+
+/// One of the ownership calls of the host's own architecture, as the owner recorder sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChownCall {
+    /// `chown(path, uid, gid)`.
+    Chown,
+    /// `lchown(path, uid, gid)`.
+    Lchown,
+    /// `fchown(fd, uid, gid)`.
+    Fchown,
+    /// `fchownat(dirfd, path, uid, gid, flags)`.
+    Fchownat,
+}
+
+/// The ownership call a notification is for: `None` for any other call and for every call of
+/// another architecture than the host's (32-bit and x32 programs).
+pub(super) fn chown_call(audit_arch: u32, nr: i32) -> Option<ChownCall> {
+    let arch = Arch::native()?;
+    if audit_arch != arch.audit() {
+        return None;
+    }
+    let nr = u32::try_from(nr).ok()?;
+    if nr & bpf::X32_SYSCALL_BIT != 0 {
+        return None;
+    }
+    [
+        ("chown", ChownCall::Chown),
+        ("lchown", ChownCall::Lchown),
+        ("fchown", ChownCall::Fchown),
+        ("fchownat", ChownCall::Fchownat),
+    ]
+    .into_iter()
+    .find(|(name, _)| arch.number(name) == Some(nr))
+    .map(|(_, c)| c)
+}
+
+/// The filter of single-id mode, installed beside the sandbox's own: the id-changing calls
+/// return 0 without effect and the ownership calls wait for the owner recorder; everything
+/// else is left to the other filter. It answers for the host's architecture and the
+/// compatibility ones the default profile covers, so it refuses nothing the other allows.
+pub(super) fn owner_filter() -> Result<Filter, SeccompError> {
+    static FILTER: std::sync::OnceLock<Vec<libc::sock_filter>> = std::sync::OnceLock::new();
+    if let Some(prog) = FILTER.get() {
+        return Ok(Filter(prog.clone()));
+    }
+    let host = host()?;
+    let rules = [
+        Rule::new(ID_CALLS, Action::Errno(0)),
+        Rule::new(CHOWN_CALLS, Action::Notify),
+    ];
+    let arches = default::profile().arches_for(host.arch);
+    let prog = bpf::compile(&arches, Action::Allow, &rules.iter().collect::<Vec<_>>())
+        .map_err(SeccompError::Compile)?;
+    Ok(Filter(FILTER.get_or_init(|| prog).clone()))
+}
+
 fn compile(profile: &Profile, caps: CapabilitySet) -> Result<Filter, SeccompError> {
     let host = host()?;
     let rules = profile.resolve(caps, host);
@@ -324,6 +407,34 @@ mod tests {
         if Arch::native() == Some(Arch::Aarch64) {
             assert_eq!(verdict(caps, Arch::Arm, "set_tls", [0; 6]), Action::Allow);
             assert_eq!(verdict(caps, Arch::Arm, "keyctl", [0; 6]), Action::Errno(1));
+        }
+    }
+
+    #[test]
+    fn the_owner_filter_fakes_id_changes_and_hands_on_chown() {
+        let Some(host) = Arch::native() else { return };
+        let Filter(prog) = owner_filter().expect("compiles");
+        let verdict = |arch: Arch, name: &str| {
+            let nr = arch.number(name).unwrap_or_else(|| panic!("{name}"));
+            run(&prog, arch.audit(), nr, [0; 6])
+        };
+        for name in ["setuid", "setresgid", "setgroups", "setfsuid"] {
+            assert_eq!(verdict(host, name), ret_value(Action::Errno(0)), "{name}");
+        }
+        for name in ["fchown", "fchownat"] {
+            assert_eq!(verdict(host, name), ret_value(Action::Notify), "{name}");
+            let nr = host.number(name).expect("a number") as i32;
+            assert!(chown_call(host.audit(), nr).is_some(), "{name}");
+        }
+        for name in ["read", "openat", "execve", "mount"] {
+            assert_eq!(verdict(host, name), ret_value(Action::Allow), "{name}");
+        }
+        if host == Arch::X86_64 {
+            assert_eq!(verdict(Arch::X86, "setuid32"), ret_value(Action::Errno(0)));
+            // A 32-bit chown is handed on, then run as without the filter.
+            assert_eq!(verdict(Arch::X86, "chown32"), ret_value(Action::Notify));
+            let nr = Arch::X86.number("chown32").expect("chown32") as i32;
+            assert_eq!(chown_call(Arch::X86.audit(), nr), None);
         }
     }
 
