@@ -18,6 +18,7 @@ mod expansion;
 mod layers;
 mod limits;
 mod network;
+mod owners;
 mod registry;
 mod sandbox;
 mod seccomp;
