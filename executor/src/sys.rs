@@ -308,17 +308,19 @@ pub(crate) fn seccomp_notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool 
     r == 0
 }
 
-/// Answers notification `id` (`SECCOMP_IOCTL_NOTIF_SEND`): the call returns 0, fails with
-/// `errno`, or (with `run`) is carried out by the kernel as if no filter had stopped it.
+/// Answers notification `id` (`SECCOMP_IOCTL_NOTIF_SEND`): the call returns `val`, fails
+/// with `errno` (when not 0), or (with `run`) is carried out by the kernel as if no filter
+/// had stopped it.
 pub(crate) fn seccomp_notif_send(
     listener: BorrowedFd<'_>,
     id: u64,
+    val: i64,
     errno: i32,
     run: bool,
 ) -> io::Result<()> {
     let mut resp = libc::seccomp_notif_resp {
         id,
-        val: 0,
+        val,
         error: -errno,
         flags: 0,
     };
@@ -338,4 +340,52 @@ pub(crate) fn seccomp_notif_send(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The bytes of the `struct stat` of `fd` (which may be an `O_PATH` descriptor) as `fstat(2)`
+/// fills it, with the owner replaced by `uid`/`gid`: what a stat call of a sandboxed process
+/// gets for a file whose owner single-id mode recorded.
+pub(crate) fn stat_bytes_with_owner(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<Vec<u8>> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes one `struct stat` into `st`, which is large enough and lives for
+    // the call; the fd is valid for the duration of the borrow.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed above and filled by fstat: every byte is initialized.
+    let mut st = unsafe { st.assume_init() };
+    st.st_uid = uid;
+    st.st_gid = gid;
+    Ok(struct_bytes(&st))
+}
+
+/// The bytes of the `struct statx` of `fd` for `mask` (`statx(2)` with `AT_EMPTY_PATH` and
+/// the caller's sync flags), with the owner replaced by `uid`/`gid`.
+pub(crate) fn statx_bytes_with_owner(
+    fd: BorrowedFd<'_>,
+    sync_flags: i32,
+    mask: u32,
+    uid: u32,
+    gid: u32,
+) -> io::Result<Vec<u8>> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    let flags = libc::AT_EMPTY_PATH | (sync_flags & libc::AT_STATX_SYNC_TYPE);
+    // SAFETY: statx writes one `struct statx` into `stx`, which is large enough and lives for
+    // the call; the path is a valid empty C string and the fd is valid for the borrow.
+    if unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, mask, stx.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed above and filled by statx: every byte is initialized.
+    let mut stx = unsafe { stx.assume_init() };
+    stx.stx_uid = uid;
+    stx.stx_gid = gid;
+    Ok(struct_bytes(&stx))
+}
+
+fn struct_bytes<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: `v` is a live plain C struct of `size_of::<T>()` bytes (stat, statx), zeroed
+    // before the kernel filled it, so every byte is initialized; the slice is only read while
+    // `v` is borrowed.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        .to_vec()
 }

@@ -211,9 +211,10 @@ fn init_main(
     }
 }
 
-/// Answers the command's ownership calls until the last process under its filter is gone or
+/// Answers the command's ownership and id calls until the last process under its filter is gone or
 /// the command exits; init exits with the command's status in the latter case.
 fn supervise(cmd: i32, listener: &OwnedFd) {
+    let mut ids = owners::IdTable::default();
     let Ok(pidfd) = rustix::process::pidfd_open(
         Pid::from_raw(cmd).expect("fork returns a positive pid"),
         rustix::process::PidfdFlags::empty(),
@@ -231,7 +232,7 @@ fn supervise(cmd: i32, listener: &OwnedFd) {
         }
         let (notified, exited) = (fds[0].revents(), !fds[1].revents().is_empty());
         if notified.contains(PollFlags::IN) {
-            owners::answer_one(listener.as_fd());
+            owners::answer_one(listener.as_fd(), &mut ids);
         } else if !notified.is_empty() {
             // Every process under the filter is gone.
             return;
