@@ -439,9 +439,6 @@ fn stored_config_document(
 fn config_platform(config_json: &serde_json::Value) -> Option<Platform> {
     let field = |name: &str| config_json.get(name).and_then(|v| v.as_str()).unwrap_or("");
     let (os, architecture) = (field("os"), field("architecture"));
-    (!os.is_empty() && !architecture.is_empty()).then(|| Platform {
-        os: os.to_string(),
-        architecture: architecture.to_string(),
-        variant: field("variant").to_string(),
-    })
+    (!os.is_empty() && !architecture.is_empty())
+        .then(|| Platform::new(os, architecture, Some(field("variant"))))
 }

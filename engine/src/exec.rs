@@ -389,7 +389,7 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
     }
     let platform = &env.plan.stages[env.op.stage].platform;
     let host = &env.plan.build_platform;
-    if platform.os != host.os || platform.architecture != host.architecture {
+    if !host.runs(platform) {
         return Err(ExecError::Platform {
             platform: format!("{}/{}", platform.os, platform.architecture),
             host: format!("{}/{}", host.os, host.architecture),

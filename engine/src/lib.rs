@@ -85,22 +85,6 @@ pub use worker::{SandboxWorker, Worker};
 
 pub use secrets::Secret;
 
-/// This machine's platform, in Go's names (`linux/amd64`, `linux/arm64/v8`).
-pub fn host_platform() -> rbuild_compiler::plan::Platform {
-    use rbuild_compiler::plan::Platform;
-    let text = match std::env::consts::ARCH {
-        "x86_64" => "linux/amd64",
-        "aarch64" => "linux/arm64/v8",
-        "x86" => "linux/386",
-        "arm" => "linux/arm/v7",
-        "powerpc64" => "linux/ppc64le",
-        "s390x" => "linux/s390x",
-        "riscv64" => "linux/riscv64",
-        _ => "linux/amd64",
-    };
-    Platform::parse(text).unwrap_or_else(|_| Platform::linux_amd64())
-}
-
 /// What to build and how: everything a build needs, resolved before any work starts (the
 /// `rbuild build` command makes one from its flags and the config file).
 #[derive(Debug)]
@@ -170,7 +154,7 @@ impl BuildRequest {
     /// the store, as many parallel steps as CPUs, the caller's user-namespace mapping and
     /// the default limits. Change the fields to ask for more.
     pub fn new(store: Store, context: impl Into<PathBuf>) -> Result<BuildRequest, Error> {
-        let host = host_platform();
+        let host = rbuild_compiler::plan::Platform::host();
         Ok(BuildRequest {
             id_map: IdMap::for_current_user(),
             store,

@@ -76,11 +76,12 @@ fuzz_target!(|data: &[u8]| {
         for d in i.manifests() {
             check_descriptor(d);
             if let Some(p) = d.platform() {
-                let _ = host.matches(
+                let entry = Platform::new(
                     &p.os().to_string(),
                     &p.architecture().to_string(),
                     p.variant().as_deref(),
                 );
+                let _ = host.rank(&entry);
             }
         }
         let again = ImageIndex::from_reader(i.to_string().expect("encode").as_bytes())

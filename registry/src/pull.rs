@@ -227,29 +227,19 @@ impl Client {
                 reference: reference.to_string(),
                 message: e.to_string(),
             })?;
-        let chosen = index.manifests().iter().find(|m| {
-            m.platform().as_ref().is_some_and(|p| {
-                platform.matches(
-                    &p.os().to_string(),
-                    &p.architecture().to_string(),
-                    p.variant().as_deref(),
-                )
+        let entries: Vec<(&Descriptor, Platform)> = index
+            .manifests()
+            .iter()
+            .filter_map(|m| {
+                let p = m.platform().as_ref()?;
+                let os = p.os().to_string();
+                let arch = p.architecture().to_string();
+                Some((m, Platform::new(&os, &arch, p.variant().as_deref())))
             })
-        });
+            .collect();
+        let chosen = platform.pick(entries.iter().map(|(m, p)| (*m, p)));
         let Some(chosen) = chosen else {
-            let available: Vec<String> = index
-                .manifests()
-                .iter()
-                .filter_map(|m| m.platform().as_ref())
-                .map(|p| {
-                    let mut s = format!("{}/{}", p.os(), p.architecture());
-                    if let Some(v) = p.variant() {
-                        s.push('/');
-                        s.push_str(v);
-                    }
-                    s
-                })
-                .collect();
+            let available: Vec<String> = entries.iter().map(|(_, p)| p.to_string()).collect();
             return Err(RegistryError::NoMatchingPlatform {
                 reference: reference.to_string(),
                 platform: platform.to_string(),

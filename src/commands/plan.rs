@@ -132,10 +132,9 @@ fn stored_configs(
 
 /// Resolves `--target`, `--build-arg` and `--platform` into the planner's options.
 pub fn plan_options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
-    let host = rbuild_engine::host_platform();
+    let host = Platform::host();
     let target_platform = match &args.platform {
-        Some(text) => Platform::parse(text)
-            .map_err(|why| anyhow::anyhow!("invalid --platform {text:?}: {why}"))?,
+        Some(text) => Platform::parse(text).map_err(|e| anyhow::anyhow!("--platform: {e}"))?,
         None => host.clone(),
     };
     Ok(PlanOptions {

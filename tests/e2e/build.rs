@@ -624,12 +624,21 @@ fn failures_name_the_dockerfile_line() {
 fn platform_sets_the_image_platform_and_foreign_runs_are_refused() {
     let env = BuildEnv::new();
     env.dockerfile("FROM scratch\nLABEL x=y\n");
+    // Platforms are normalised as buildx does: `arm64/v8` is `arm64`, `armhf` is `arm/v7`.
     env.build(&["-t", "arm", "--platform", "linux/arm64/v8"]);
     let c = env.config("arm");
     assert_eq!(
-        (&c["os"], &c["architecture"], &c["variant"]),
-        (&json!("linux"), &json!("arm64"), &json!("v8"))
+        (&c["os"], &c["architecture"], c.get("variant")),
+        (&json!("linux"), &json!("arm64"), None)
     );
+    env.build(&["-t", "armhf", "--platform", "armhf"]);
+    let c = env.config("armhf");
+    assert_eq!(
+        (&c["os"], &c["architecture"], &c["variant"]),
+        (&json!("linux"), &json!("arm"), &json!("v7"))
+    );
+    let out = env.build_fails(&["--platform", "pentium"]);
+    assert!(out.stderr.contains("\"pentium\""), "{}", out.stderr);
     env.dockerfile(&format!("FROM {BASE}\nRUN true\n"));
     let out = env.build_fails(&["--platform", "linux/arm64"]);
     assert!(out.stderr.contains("linux/arm64"), "{}", out.stderr);

@@ -81,19 +81,11 @@ pub(super) fn run(cx: &mut Cx<'_>, bases: &dyn BaseConfigs) {
     // Global scope: the predefined platform arguments, then the ARGs before the first FROM.
     let tp = &opts.target_platform;
     let bp = &opts.build_platform;
-    let mut global: HashMap<String, String> = [
-        ("TARGETPLATFORM", tp.to_string()),
-        ("TARGETOS", tp.os.clone()),
-        ("TARGETARCH", tp.architecture.clone()),
-        ("TARGETVARIANT", tp.variant.clone()),
-        ("BUILDPLATFORM", bp.to_string()),
-        ("BUILDOS", bp.os.clone()),
-        ("BUILDARCH", bp.architecture.clone()),
-        ("BUILDVARIANT", bp.variant.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut global: HashMap<String, String> = tp
+        .args("TARGET")
+        .into_iter()
+        .chain(bp.args("BUILD"))
+        .collect();
     // Defaults only, without --build-arg (what InvalidDefaultArgInFrom judges).
     let mut defaults = global.clone();
     let mut declared: HashSet<String> = HashSet::new();
@@ -440,7 +432,7 @@ fn parse_platform(value: &str) -> Result<Platform, String> {
             variant: String::new(),
         });
     }
-    Platform::parse(value)
+    Platform::parse(value).map_err(|e| e.to_string())
 }
 
 /// Whether `s` is an image reference docker accepts: `[host[:port]/]path[:tag][@digest]`,

@@ -19,7 +19,7 @@ pub(super) struct Ctx<'p> {
     pub(super) planner: &'p Planner<'p>,
     pub(super) escape: char,
     pub(super) options: &'p PlanOptions,
-    pub(super) predefined: BTreeMap<&'static str, String>,
+    pub(super) predefined: BTreeMap<String, String>,
     pub(super) names: Vec<Option<String>>,
     /// Stage index by (lower-case) name.
     pub(super) by_name: HashMap<String, usize>,
@@ -207,7 +207,7 @@ pub(super) fn stage_label_plain(names: &[Option<String>], i: usize) -> String {
 
 pub(super) fn global_lookup<'a>(
     globals: &'a ArgList,
-    predefined: &'a BTreeMap<&'static str, String>,
+    predefined: &'a BTreeMap<String, String>,
     name: &str,
 ) -> Option<&'a str> {
     match globals.get(name) {

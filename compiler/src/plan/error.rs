@@ -36,14 +36,9 @@ pub enum PlanErrorKind {
         /// The word as written.
         word: String,
     },
-    /// A bad `--platform`.
-    #[error("invalid platform {value:?}: {reason}")]
-    BadPlatform {
-        /// The expanded value.
-        value: String,
-        /// Why.
-        reason: String,
-    },
+    /// A bad `--platform` (the error names the expanded value).
+    #[error(transparent)]
+    BadPlatform(rbuild_platform::PlatformError),
     /// Two stages with the same name.
     #[error("stage name {name:?} is used twice")]
     DuplicateStageName {

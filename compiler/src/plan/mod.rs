@@ -165,16 +165,12 @@ impl<'a> Planner<'a> {
 
         let tp = &options.target_platform;
         let bp = &options.build_platform;
-        let mut predefined = BTreeMap::new();
-        predefined.insert("TARGETPLATFORM", tp.to_string());
-        predefined.insert("TARGETOS", tp.os.clone());
-        predefined.insert("TARGETARCH", tp.architecture.clone());
-        predefined.insert("TARGETVARIANT", tp.variant.clone());
-        predefined.insert("BUILDPLATFORM", bp.to_string());
-        predefined.insert("BUILDOS", bp.os.clone());
-        predefined.insert("BUILDARCH", bp.architecture.clone());
-        predefined.insert("BUILDVARIANT", bp.variant.clone());
-        predefined.insert("TARGETSTAGE", stage_label_plain(&names, target));
+        let mut predefined: BTreeMap<String, String> = tp
+            .args("TARGET")
+            .into_iter()
+            .chain(bp.args("BUILD"))
+            .collect();
+        predefined.insert("TARGETSTAGE".into(), stage_label_plain(&names, target));
         let ctx = Ctx {
             planner: self,
             escape,

@@ -142,6 +142,28 @@ fn predefined_platform_args() {
 }
 
 #[test]
+fn predefined_platform_args_are_normalised_and_complete() {
+    let opts = PlanOptions {
+        target_platform: Platform::parse("armhf").unwrap(),
+        build_platform: Platform::parse("linux/aarch64/v8").unwrap(),
+        ..Default::default()
+    };
+    let text = "FROM alpine\nARG TARGETPLATFORM TARGETVARIANT TARGETOSVERSION BUILDPLATFORM BUILDVARIANT\nRUN true\n";
+    let p = plan_with(text, &opts).unwrap();
+    let env = &execs(&p)[0].env;
+    for want in [
+        "TARGETPLATFORM=linux/arm/v7",
+        "TARGETVARIANT=v7",
+        "TARGETOSVERSION=",
+        "BUILDPLATFORM=linux/arm64",
+        "BUILDVARIANT=",
+    ] {
+        assert!(env.contains(&want.to_string()), "{want} in {env:?}");
+    }
+    assert_eq!(p.stages[0].platform.to_string(), "linux/arm/v7");
+}
+
+#[test]
 fn stage_refs_by_name_index_and_case() {
     let text = "FROM alpine AS Build\nRUN make\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=0 /b /b\nCOPY --from=busybox:1 /bin/sh /sh\n";
     let p = plan(text);

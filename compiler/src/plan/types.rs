@@ -3,69 +3,13 @@
 //! [`StagePlan`]s and [`Op`]s in dependency order.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
+pub use rbuild_platform::Platform;
 
 use serde::Serialize;
 
 use super::{Digest, History, ImageConfig, PlanWarning};
 use crate::instructions::{Chmod, Mount, NetworkMode, RawInstruction, SecurityMode, Span};
-
-/// An OS/architecture/variant triple (`linux/arm64/v8`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`, ...
-    pub architecture: String,
-    /// `v7`, `v8`, ... or empty.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub variant: String,
-}
-
-impl Platform {
-    /// `linux/amd64`.
-    pub fn linux_amd64() -> Self {
-        Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: String::new(),
-        }
-    }
-
-    /// Parses `os/arch[/variant]`, lower-casing it.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let lower = value.trim().to_ascii_lowercase();
-        let parts: Vec<&str> = lower.split('/').collect();
-        let ok = |s: &&str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        };
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: String::new(),
-            }),
-            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: variant.to_string(),
-            }),
-            _ => Err("expected os/arch or os/arch/variant".into()),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if !self.variant.is_empty() {
-            write!(f, "/{}", self.variant)?;
-        }
-        Ok(())
-    }
-}
 
 /// What the caller asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -548,11 +548,17 @@ impl OutputSettings {
     }
 }
 
-/// `linux/amd64` matches `linux/amd64` and `linux/amd64/v1`-less spellings of the same.
+/// Whether an annotation's `[PLATFORM]` selector names the image's platform: the same platform
+/// after normalisation (`linux/arm64/v8` is `linux/arm64`), or, for a selector without a
+/// variant, the same os and architecture.
 fn platform_matches(wanted: &str, actual: &str) -> bool {
-    let norm = |p: &str| p.trim().trim_end_matches('/').to_ascii_lowercase();
-    let (w, a) = (norm(wanted), norm(actual));
-    w == a || a.strip_prefix(&w).is_some_and(|rest| rest.starts_with('/'))
+    use rbuild_compiler::plan::Platform;
+    let (Ok(w), Ok(a)) = (Platform::parse(wanted), Platform::parse(actual)) else {
+        return false;
+    };
+    w == a
+        || (wanted.trim().split('/').count() < 3
+            && (w.os, w.architecture) == (a.os, a.architecture))
 }
 
 /// The nearest existing ancestor of `path` (itself included).
@@ -702,5 +708,9 @@ mod tests {
         assert!(platform_matches("linux/amd64", "linux/amd64"));
         assert!(platform_matches("linux/arm64", "linux/arm64/v8"));
         assert!(!platform_matches("linux/arm64", "linux/amd64"));
+        assert!(platform_matches("linux/arm64/v8", "linux/arm64"));
+        assert!(platform_matches("linux/arm", "linux/arm/v6"));
+        assert!(!platform_matches("linux/arm/v7", "linux/arm/v6"));
+        assert!(!platform_matches("not a platform", "linux/amd64"));
     }
 }

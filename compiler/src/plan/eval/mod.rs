@@ -131,9 +131,10 @@ impl Planner<'_> {
         let explicit_platform = match &from.platform {
             Some(p) => {
                 let value = ctx.expand(p, &glookup, span)?;
-                Some(Platform::parse(&value).map_err(|reason| {
-                    PlanError::at(PlanErrorKind::BadPlatform { value, reason }, span)
-                })?)
+                Some(
+                    Platform::parse(&value)
+                        .map_err(|e| PlanError::at(PlanErrorKind::BadPlatform(e), span))?,
+                )
             }
             None => None,
         };
