@@ -1,6 +1,7 @@
 """Scenarios that are not builds: push, re-push and pull of a 500 MB image, `run --rm IMAGE true`
-against runc, `rbuild report` on a 1 GB image, and `rbuild check` against hadolint on a
-5,000-line Dockerfile and on 500 Dockerfiles.
+against runc, `rbuild report` on a 1 GB image, `rbuild check` against hadolint on a
+5,000-line Dockerfile and on 500 Dockerfiles, and amd64+arm64 builds against dockerd's BuildKit
+building the same platforms one after the other.
 
 Each scenario is an `Op` with three hooks per builder: `setup` (once, untimed), `before` (before
 every run, untimed) and `command` (the timed command; None when the builder has no such
@@ -409,7 +410,106 @@ class CheckMany(_Check):
         return [self.many]
 
 
+ARM64_BUSYBOX_DIR = "/usr/local/lib/rbuild-test/arm64"
+
+# An emulated, RUN-heavy build: every step a shell loop (busybox sh through qemu on arm64).
+EMULATED = """\
+FROM {registry}/busybox-multi:latest
+""" + "".join(
+    f"RUN i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo {n} $i > /step{n}\n"
+    for n in range(8))
+
+# The cross-compilation pattern: a build-platform stage does the heavy, platform-independent
+# work once, then writes a file per target architecture, which each target's stage copies.
+CROSS = """\
+FROM --platform=$BUILDPLATFORM {registry}/busybox-multi:latest AS build
+RUN i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo $i > /compiled
+ARG TARGETARCH
+RUN echo "$(cat /compiled) for $TARGETARCH" > /app
+FROM {registry}/busybox-multi:latest
+COPY --from=build /app /app
+RUN cat /app
+"""
+
+PLATFORMS = ("linux/amd64", "linux/arm64")
+
+
+class _Multi(Op):
+    """amd64 + arm64 of one Dockerfile, cold: rbuild builds both in one `--platform
+    linux/amd64,linux/arm64` build; dockerd's BuildKit (which builds one platform per
+    `docker build`) builds linux/amd64, then linux/arm64, with its cache kept between the two
+    (so a stage both share is built once there too). The base is a two-platform busybox index
+    in the bench registry (amd64 /bin/busybox, Debian's arm64 busybox-static); arm64 steps run
+    through the qemu handler `rbuild system binfmt --install arm64` registers."""
+
+    only = ("rbuild", "buildkit")
+    NAME = ""
+    TEXT = ""
+
+    def setup(self, b):
+        rb = self.ctx["rbuild"]
+        registry = self.ctx["registry"]
+        if rb is None:
+            raise RuntimeError("the multi-platform scenarios need the rbuild builder")
+        _check([rb.bin, "system", "binfmt", "--install", "arm64"], what="binfmt --install")
+        self.dir = os.path.join(self.ctx["state"], "ctx", self.NAME)
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "Dockerfile"), "w") as f:
+            f.write(self.TEXT.format(registry=registry))
+        base = f"{registry}/busybox-multi:latest"
+        if subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{base}"],
+                          capture_output=True, check=False).returncode == 0:
+            return
+        self._push_base(rb, base)
+
+    def _push_base(self, rb, base):
+        arm64 = os.path.join(ARM64_BUSYBOX_DIR, "busybox")
+        if not os.access(arm64, os.X_OK):
+            raise RuntimeError(f"{arm64} missing: run .ci/setup (Debian's arm64 busybox-static)")
+        work = os.path.join(self.ctx["state"], "multi-base")
+        shutil.rmtree(work, ignore_errors=True)
+        store = os.path.join(work, "store")
+        for arch, busybox in (("amd64", "/bin/busybox"), ("arm64", arm64)):
+            bindir = os.path.join(work, arch, "bin")
+            os.makedirs(bindir)
+            shutil.copy(busybox, os.path.join(bindir, "busybox"))
+            for applet in ("sh", "cat", "echo", "true", "uname", "ls"):
+                os.symlink("busybox", os.path.join(bindir, applet))
+            _check([rb.bin, "--root", store, "import", "--platform", f"linux/{arch}",
+                    os.path.join(work, arch), f"localhost/bb-{arch}"], what="rbuild import")
+        ctx = os.path.join(work, "ctx")
+        os.makedirs(ctx)
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write("ARG TARGETARCH\nFROM localhost/bb-${TARGETARCH}\n")
+        _check([rb.bin, "--root", store, "build", "--platform", ",".join(PLATFORMS), "--push",
+                "-t", base, ctx], what="push of the two-platform busybox")
+
+    def before(self, b, i):
+        b.reset()
+
+    def command(self, b):
+        tag = f"bench-{self.NAME}:latest"
+        if b.name == "rbuild":
+            return [b.bin, "--root", b.root, "build", "--platform", ",".join(PLATFORMS), "-t",
+                    tag, self.dir]
+        builds = [" ".join(b.command(tag, self.dir)[:-1] + ["--platform", p, self.dir])
+                  for p in PLATFORMS]
+        return ["sh", "-c", " && ".join(builds)]
+
+
+class MultiEmulated(_Multi):
+    NAME = "multi-emulated"
+    TEXT = EMULATED
+
+
+class MultiCross(_Multi):
+    NAME = "multi-cross"
+    TEXT = CROSS
+
+
 OPS = {
+    "multi-emulated": MultiEmulated,
+    "multi-cross": MultiCross,
     "check-5000": CheckBig,
     "check-500": CheckMany,
     "push500-cold": PushCold,

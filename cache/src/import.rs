@@ -82,10 +82,8 @@ pub struct ImportOptions {
     pub comment: String,
     /// Threads for gzip compression.
     pub threads: usize,
-    /// The image architecture in GOARCH style (default: the host's).
-    pub architecture: String,
-    /// The image OS.
-    pub os: String,
+    /// The image's platform (default: the host's).
+    pub platform: rbuild_compiler::plan::Platform,
     /// What a tar archive may hold (its uncompressed size, entries, names).
     pub limits: Limits,
 }
@@ -99,8 +97,7 @@ impl ImportOptions {
             clamp_mtime: None,
             comment: comment.into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            architecture: crate::host_arch().to_string(),
-            os: "linux".to_string(),
+            platform: rbuild_compiler::plan::Platform::host(),
             limits: Limits::default(),
         }
     }
@@ -315,14 +312,17 @@ fn finish(
     let created = jiff::Timestamp::from_second(created)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_string();
-    let config = json!({
+    let mut config = json!({
         "created": created,
-        "architecture": options.architecture,
-        "os": options.os,
+        "architecture": options.platform.architecture,
+        "os": options.platform.os,
         "config": {},
         "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
         "history": [{"created": created, "created_by": "rbuild import", "comment": options.comment}],
     });
+    if !options.platform.variant.is_empty() {
+        config["variant"] = json!(options.platform.variant);
+    }
     let config_bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
     let config_desc = store.put_document(MediaType::ImageConfig, &config_bytes)?;
     let manifest = json!({

@@ -39,18 +39,7 @@ pub mod variants;
 pub use blob::{BlobError, BlobWriter, Committed, Expected};
 pub use rbuild_digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use store::{
-    ANNOTATION_CONTAINERD_NAME, ImageRef, MAX_DOCUMENT_SIZE, MAX_INDEX_DEPTH, Removed, Store,
-    StoreError, descriptor_digest, is_index, is_manifest, ref_name, validate_name,
+    ANNOTATION_CONTAINERD_NAME, DOCKER_MANIFEST_LIST, ImageRef, MAX_DOCUMENT_SIZE, MAX_INDEX_DEPTH,
+    Removed, Store, StoreError, descriptor_digest, descriptor_platform, is_index, is_manifest,
+    ref_name, validate_name,
 };
-
-/// The host's architecture in the GOARCH spelling OCI images use (`amd64`, `arm64`, ...).
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "x86" => "386",
-        "aarch64" => "arm64",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
-    }
-}

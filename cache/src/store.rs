@@ -13,13 +13,15 @@ use rustix::fs::{FlockOperation, flock};
 
 use crate::blob::{BlobError, BlobWriter, Committed, Expected};
 use crate::fsutil;
+use rbuild_compiler::plan::Platform;
 use rbuild_digest::{Digest, DigestError};
 
 /// The `oci-layout` file's content.
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Docker's media types, which pulled images may use.
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The media type of a Docker manifest list (an index of per-platform manifests).
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// containerd's annotation for the full image name, which some archives carry.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
@@ -33,6 +35,16 @@ pub const MAX_DOCUMENT_SIZE: u64 = 64 << 20;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An index has no image for the platform asked for.
+    #[error("image index {digest} has no image for {platform} (it has: {available})")]
+    NoPlatform {
+        /// The index.
+        digest: Digest,
+        /// The platform asked for.
+        platform: String,
+        /// The platforms it has.
+        available: String,
+    },
     /// A file or directory of the store could not be read or written.
     #[error("cannot access {path}")]
     Io {
@@ -556,9 +568,20 @@ impl Store {
     }
 
     /// The image manifest a descriptor stands for: the descriptor itself, or for an index the
-    /// entry for `linux/<arch>` (falling back to the first manifest).
+    /// entry this machine runs best (falling back to the first manifest).
     pub fn image_manifest(&self, descriptor: &Descriptor) -> Result<(Descriptor, ImageManifest)> {
-        self.image_manifest_at(descriptor, descriptor, 0)
+        self.image_manifest_at(descriptor, descriptor, 0, None)
+    }
+
+    /// The image manifest a descriptor stands for when `platform` is wanted: the descriptor
+    /// itself, or for an index the entry [`Platform::pick`] chooses; an index without one is
+    /// [`StoreError::NoPlatform`], naming the platforms it has.
+    pub fn image_manifest_for(
+        &self,
+        descriptor: &Descriptor,
+        platform: &Platform,
+    ) -> Result<(Descriptor, ImageManifest)> {
+        self.image_manifest_at(descriptor, descriptor, 0, Some(platform))
     }
 
     fn image_manifest_at(
@@ -566,6 +589,7 @@ impl Store {
         top: &Descriptor,
         descriptor: &Descriptor,
         depth: usize,
+        wanted: Option<&Platform>,
     ) -> Result<(Descriptor, ImageManifest)> {
         let digest = descriptor_digest(descriptor)?;
         if depth > MAX_INDEX_DEPTH {
@@ -575,20 +599,36 @@ impl Store {
         }
         if is_index(descriptor.media_type()) {
             let index = self.read_index_blob(&digest)?;
-            let arch = crate::host_arch();
-            let chosen = index
+            let entries: Vec<(&Descriptor, Platform)> = index
                 .manifests()
                 .iter()
                 .filter(|d| !is_index(d.media_type()))
-                .find(|d| {
-                    d.platform().as_ref().is_some_and(|p| {
-                        p.architecture().to_string() == arch && p.os().to_string() == "linux"
-                    })
-                })
-                .or_else(|| index.manifests().first())
-                .ok_or(StoreError::BlobMissing { digest })?
-                .clone();
-            return self.image_manifest_at(top, &chosen, depth + 1);
+                .filter_map(|d| Some((d, descriptor_platform(d)?)))
+                .collect();
+            let host = Platform::host();
+            let picked = wanted
+                .unwrap_or(&host)
+                .pick(entries.iter().map(|(d, p)| (*d, p)));
+            let chosen = match (picked, wanted) {
+                (Some(d), _) => d,
+                (None, Some(p)) => {
+                    return Err(StoreError::NoPlatform {
+                        digest,
+                        platform: p.to_string(),
+                        available: entries
+                            .iter()
+                            .map(|(_, p)| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                (None, None) => index
+                    .manifests()
+                    .first()
+                    .ok_or(StoreError::BlobMissing { digest })?,
+            }
+            .clone();
+            return self.image_manifest_at(top, &chosen, depth + 1, wanted);
         }
         Ok((descriptor.clone(), self.read_manifest(&digest)?))
     }
@@ -888,6 +928,16 @@ fn strip_name(d: &Descriptor) -> Descriptor {
         });
     }
     d
+}
+
+/// The platform an index entry names, normalised.
+pub fn descriptor_platform(d: &Descriptor) -> Option<Platform> {
+    let p = d.platform().as_ref()?;
+    Some(Platform::new(
+        &p.os().to_string(),
+        &p.architecture().to_string(),
+        p.variant().as_deref(),
+    ))
 }
 
 /// The store's digest of a descriptor.

@@ -113,14 +113,6 @@ impl Base {
     }
 }
 
-fn platform_text(p: &Platform) -> String {
-    if p.variant.is_empty() {
-        format!("{}/{}", p.os, p.architecture)
-    } else {
-        format!("{}/{}/{}", p.os, p.architecture, p.variant)
-    }
-}
-
 /// The Dockerfile the plan came from, for errors located in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Dockerfile<'a> {
@@ -130,7 +122,47 @@ pub struct Dockerfile<'a> {
     pub text: &'a str,
 }
 
-/// Resolves every image op's reference of `plan` (keyed as the plan writes it).
+/// The resolved base images of a plan, by reference (as the plan writes it) and platform: one
+/// reference may stand for two images in one plan (`FROM --platform=$BUILDPLATFORM alpine`
+/// and `FROM alpine` of a foreign target).
+#[derive(Debug, Default)]
+pub struct Bases(BTreeMap<(String, Platform), Base>);
+
+impl Bases {
+    /// The base of `reference` for `platform`.
+    pub fn get(&self, reference: &str, platform: &Platform) -> Option<&Base> {
+        self.0.get(&(reference.to_string(), platform.clone()))
+    }
+
+    /// The base an image op names.
+    pub fn of(&self, kind: &OpKind) -> Option<&Base> {
+        match kind {
+            OpKind::Image {
+                reference,
+                platform,
+            } => self.get(reference, platform),
+            _ => None,
+        }
+    }
+
+    /// Every base.
+    pub fn values(&self) -> impl Iterator<Item = &Base> {
+        self.0.values()
+    }
+}
+
+impl rbuild_compiler::plan::BaseConfigs for Bases {
+    fn base_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Option<rbuild_compiler::plan::ImageConfig> {
+        self.get(reference, platform)
+            .map(|b| b.runtime_config.clone())
+    }
+}
+
+/// Resolves every image op's reference of `plan` for its platform.
 /// A pull is shown as a step of its own in `progress`. A reference that is neither in the
 /// store nor pullable is reported at its Dockerfile line ([`BaseError::NotFound`]).
 pub fn resolve(
@@ -138,7 +170,7 @@ pub fn resolve(
     plan: &Plan,
     dockerfile: Dockerfile<'_>,
     progress: &dyn Events,
-) -> Result<BTreeMap<String, Base>, BaseError> {
+) -> Result<Bases, BaseError> {
     let mut out = BTreeMap::new();
     for op in &plan.ops {
         let OpKind::Image {
@@ -148,7 +180,8 @@ pub fn resolve(
         else {
             continue;
         };
-        if out.contains_key(reference) {
+        let key = (reference.clone(), platform.clone());
+        if out.contains_key(&key) {
             continue;
         }
         let base = match resolve_one(settings, reference, platform, progress) {
@@ -163,9 +196,9 @@ pub fn resolve(
                 });
             }
         };
-        out.insert(reference.clone(), base);
+        out.insert(key, base);
     }
-    Ok(out)
+    Ok(Bases(out))
 }
 
 /// Why a base could not be resolved: its pull failed (it was not in the store), or
@@ -290,7 +323,18 @@ fn resolve_one(
     // The checks before the build saw the store's copy; only a base new to the store is
     // compared here.
     let new_to_store = stored.is_none();
-    let local = if settings.pull { None } else { stored };
+    // A single-platform copy this platform does not run (the store names the amd64 image,
+    // an arm64 stage wants it) is pulled again for this platform, without taking the name
+    // from the copy; when that pull fails, the copy is taken as it is (as BuildKit takes a
+    // single-platform image), with the check's warning.
+    let foreign = stored
+        .as_ref()
+        .is_some_and(|d| !rbuild_cache::is_index(d.media_type()) && !runs_here(store, d, platform));
+    let local = if settings.pull || foreign {
+        None
+    } else {
+        stored.clone()
+    };
     let descriptor = match local {
         Some(d) => {
             tracing::debug!("base image {reference}: using the store's {name}");
@@ -298,26 +342,34 @@ fn resolve_one(
         }
         None => {
             let transfer = progress.transfer("pull", &name);
-            let pulled = crate::pull::pull_image_with(
+            let pulled = crate::pull::pull_image_as(
                 store,
                 reference,
-                Some(&platform_text(platform)),
+                Some(&platform.to_string()),
                 &settings.registry,
                 transfer.reporter(),
+                !foreign,
             );
-            match pulled {
-                Ok(p) => {
+            match (pulled, stored) {
+                (Ok(p), _) => {
                     transfer.done();
                     p.descriptor
                 }
-                Err(e) => {
+                (Err(e), Some(copy)) if foreign => {
+                    transfer.failed(&format!(
+                        "no {platform} image to pull ({}): the store's single-platform copy is used",
+                        crate::error::chain_text(&e)
+                    ));
+                    copy
+                }
+                (Err(e), _) => {
                     transfer.failed(&crate::missing::pull_failure(&name, &e));
                     return Err(Failure::Pull(e));
                 }
             }
         }
     };
-    let (manifest_descriptor, manifest) = store.image_manifest(&descriptor)?;
+    let (manifest_descriptor, manifest) = store.image_manifest_for(&descriptor, platform)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let bytes = store.read_blob(&config_digest)?;
     let config_json: serde_json::Value =
@@ -337,8 +389,8 @@ fn resolve_one(
             "base-platform",
             &format!(
                 "Base image {reference} was pulled with platform \"{}\", expected \"{}\" for current build",
-                platform_text(&actual),
-                platform_text(platform)
+                actual,
+                platform
             ),
         );
     }
@@ -433,6 +485,21 @@ fn stored_config_document(
     let digest = rbuild_cache::descriptor_digest(manifest.config()).ok()?;
     let bytes = store.read_blob(&digest).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether `platform` runs the single-platform image `descriptor` of the store (an image
+/// whose config names no platform is taken to run anywhere).
+fn runs_here(store: &rbuild_cache::Store, descriptor: &Descriptor, platform: &Platform) -> bool {
+    let config = store
+        .image_manifest(descriptor)
+        .ok()
+        .and_then(|(_, m)| rbuild_cache::descriptor_digest(m.config()).ok())
+        .and_then(|d| store.read_blob(&d).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    match config.as_ref().and_then(config_platform) {
+        Some(actual) => platform.runs(&actual),
+        None => true,
+    }
 }
 
 /// The platform an image config document names, when it names an os and an architecture.

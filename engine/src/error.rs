@@ -59,6 +59,20 @@ pub enum Error {
     /// The cache could not be exported.
     #[error(transparent)]
     CacheExport(#[from] crate::remote_cache::CacheExportError),
+    /// A part of the request holds one platform's image, and the build makes several.
+    #[error(
+        "{what} holds one platform's image, and this build makes {count} ({platforms}): {hint}"
+    )]
+    MultiPlatform {
+        /// The output or cache export.
+        what: String,
+        /// How many platforms.
+        count: usize,
+        /// Which.
+        platforms: String,
+        /// What to use instead.
+        hint: &'static str,
+    },
     /// The `--iidfile` could not be written.
     #[error("cannot write --iidfile {}", path.display())]
     Iidfile {

@@ -77,16 +77,9 @@ pub enum ExecError {
         /// What asked for the host's network: the RUN line or the `--network host` flag.
         what: String,
     },
-    /// The stage is for another architecture.
-    #[error(
-        "cannot run a RUN step for {platform} on this {host} machine: rbuild does not emulate other architectures"
-    )]
-    Platform {
-        /// The stage's `os/arch`.
-        platform: String,
-        /// This machine's `os/arch`.
-        host: String,
-    },
+    /// The stage is for another architecture and no emulator runs its binaries.
+    #[error(transparent)]
+    Emulation(#[from] rbuild_executor::binfmt::BinfmtError),
     /// The parent's snapshots cannot be made.
     #[error("cannot prepare the parent file system")]
     Parent(#[source] Box<SnapshotError>),
@@ -388,13 +381,9 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
         return Err(ExecError::Insecure);
     }
     let platform = &env.plan.stages[env.op.stage].platform;
-    let host = &env.plan.build_platform;
-    if !host.runs(platform) {
-        return Err(ExecError::Platform {
-            platform: format!("{}/{}", platform.os, platform.architecture),
-            host: format!("{}/{}", host.os, host.architecture),
-        });
-    }
+    // A foreign stage's binaries run through the kernel's binfmt_misc emulator, which needs
+    // nothing from the step's root file system (fix-binary handlers only).
+    rbuild_executor::binfmt::handler_for(platform)?;
     let parent = env.parent_layers();
     let layers =
         ensure_layer_snapshots(&settings.store, &parent, &settings.id_map, &settings.limits)

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::BuildRequest;
 use crate::ImageFormat as FormatArg;
-use crate::bases::Base;
+use crate::bases::Bases;
 use crate::solver::OpResult;
 
 /// Why the image could not be assembled.
@@ -126,7 +126,7 @@ fn rfc3339(secs: i64) -> String {
 pub fn assemble(
     settings: &BuildRequest,
     plan: &Plan,
-    bases: &BTreeMap<String, Base>,
+    bases: &Bases,
     results: &[Option<OpResult>],
 ) -> Result<oci_spec::image::Descriptor, ImageError> {
     let stage = plan.target_stage();
@@ -166,10 +166,7 @@ pub fn assemble(
         }
     };
     chain.reverse();
-    let base = match &plan.ops[root].kind {
-        OpKind::Image { reference, .. } => bases.get(reference),
-        _ => None,
-    };
+    let base = bases.of(&plan.ops[root].kind);
 
     // Times come from when the steps ran (kept in the cache records), so rebuilding from
     // the cache gives the same image; SOURCE_DATE_EPOCH fixes them all.
@@ -331,15 +328,9 @@ pub fn assemble(
             b.digest().to_string(),
         );
     }
-    let platform_text = if stage.platform.variant.is_empty() {
-        format!("{}/{}", stage.platform.os, stage.platform.architecture)
-    } else {
-        format!(
-            "{}/{}/{}",
-            stage.platform.os, stage.platform.architecture, stage.platform.variant
-        )
-    };
-    let extra = settings.output.manifest_annotations(&platform_text)?;
+    let extra = settings
+        .output
+        .manifest_annotations(&stage.platform.to_string())?;
     if !extra.is_empty() && settings.format == FormatArg::Docker {
         return Err(ImageError::DockerAnnotations);
     }
@@ -368,4 +359,39 @@ pub fn assemble(
     }
     tagged.set_platform(Some(platform));
     Ok(tagged)
+}
+
+/// Writes the index of a multi-platform build's images (`images`, each descriptor naming its
+/// platform) into the store: an OCI image index, or a Docker manifest list with `--format
+/// docker`. Returns its descriptor.
+pub fn assemble_index(
+    settings: &BuildRequest,
+    images: &[oci_spec::image::Descriptor],
+) -> Result<oci_spec::image::Descriptor, ImageError> {
+    let media_type = match settings.format {
+        FormatArg::Oci => "application/vnd.oci.image.index.v1+json",
+        FormatArg::Docker => rbuild_cache::DOCKER_MANIFEST_LIST,
+    };
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": images,
+    });
+    let bytes = serde_json::to_vec(&index).map_err(|source| ImageError::Json {
+        what: "index",
+        stage: "the image index".into(),
+        source,
+    })?;
+    let mut descriptor = settings
+        .store
+        .put_document(MediaType::Other(media_type.into()), &bytes)
+        .map_err(|source| ImageError::Store {
+            what: "index",
+            source,
+        })?;
+    descriptor.set_media_type(match settings.format {
+        FormatArg::Oci => MediaType::ImageIndex,
+        FormatArg::Docker => MediaType::Other(media_type.into()),
+    });
+    Ok(descriptor)
 }

@@ -109,6 +109,9 @@ pub struct BuildRequest {
     pub secrets: BTreeMap<String, Secret>,
     /// `--ssh` sockets by id.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// Several target platforms (`--platform linux/amd64,linux/arm64`): one image each,
+    /// under one index. Empty (or one): [`PlanOptions::target_platform`] alone.
+    pub platforms: Vec<rbuild_compiler::plan::Platform>,
     /// The network of RUN steps that say `default` (`--network`).
     pub network: Network,
     /// The entitlements granted with `--allow`.
@@ -166,6 +169,7 @@ impl BuildRequest {
                 ..PlanOptions::default()
             },
             tags: Vec::new(),
+            platforms: Vec::new(),
             no_cache: false,
             no_cache_filter: Vec::new(),
             pull: false,
@@ -189,6 +193,18 @@ impl BuildRequest {
             gc: maintain::GcPolicy::default(),
             on_error: debug_shell::OnError::Fail,
         })
+    }
+}
+
+impl BuildRequest {
+    /// The platforms the build makes images for: [`BuildRequest::platforms`] when it names
+    /// two or more, else the plan options' target platform.
+    pub fn target_platforms(&self) -> Vec<rbuild_compiler::plan::Platform> {
+        if self.platforms.len() > 1 {
+            self.platforms.clone()
+        } else {
+            vec![self.plan_options.target_platform.clone()]
+        }
     }
 }
 
@@ -306,6 +322,12 @@ pub fn build(settings: &BuildRequest, progress: &dyn Events) -> Result<Built, Er
 }
 
 /// Runs a build, reporting to `progress`, with its steps run by `worker`.
+///
+/// With several [`BuildRequest::platforms`] the Dockerfile is planned and solved once per
+/// platform, the solves side by side in one process: a step whose key is the same for two
+/// platforms (a stage `FROM --platform=$BUILDPLATFORM`) runs once, the other solve waits for
+/// it and takes its record. The images become one index (a Docker manifest list with
+/// `--format docker`), which the outputs write.
 pub fn build_with(
     settings: &BuildRequest,
     progress: &dyn Events,
@@ -318,6 +340,191 @@ pub fn build_with(
     }
     exec::remove_stale_step_dirs(settings);
     let source = context::load(settings)?;
+    let remote = (!settings.cache_from.is_empty())
+        .then(|| remote_cache::RemoteCache::import(settings, progress));
+    let platforms = settings.target_platforms();
+    if platforms.len() > 1 {
+        check_multi_platform(settings, &platforms)?;
+    }
+    let solved: Vec<Solved> = if platforms.len() == 1 {
+        vec![solve_platform(
+            settings,
+            &source,
+            &settings.plan_options,
+            None,
+            progress,
+            remote.as_ref(),
+            worker,
+        )?]
+    } else {
+        let shared = solver::Inflight::default();
+        let options: Vec<PlanOptions> = platforms
+            .iter()
+            .map(|p| PlanOptions {
+                target_platform: p.clone(),
+                ..settings.plan_options.clone()
+            })
+            .collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = options
+                .iter()
+                .map(|o| {
+                    let (source, remote, shared) = (&source, remote.as_ref(), &shared);
+                    s.spawn(move || {
+                        solve_platform(settings, source, o, Some(shared), progress, remote, worker)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<_>, Error>>()
+        })?
+    };
+    let descriptor = match solved.as_slice() {
+        [one] => one.image.clone(),
+        many => image::assemble_index(
+            settings,
+            &many.iter().map(|s| s.image.clone()).collect::<Vec<_>>(),
+        )?,
+    };
+    if let Some(remote) = &remote {
+        remote.note_push_source(&settings.store, &descriptor);
+    }
+    let exported = output::export(settings, &descriptor, progress)?;
+    // The image as the store names it (its layers converted when an image output asked).
+    let descriptor = exported
+        .written
+        .iter()
+        .find(|w| w.kind == "image")
+        .and_then(|w| w.descriptor.clone())
+        .unwrap_or(descriptor);
+    let pairs: Vec<(&Plan, &[Option<solver::OpResult>])> = solved
+        .iter()
+        .map(|s| (&s.plan, s.results.as_slice()))
+        .collect();
+    remote_cache::export(settings, &pairs, remote.as_ref(), &descriptor, progress)?;
+    let id = descriptor.digest().to_string();
+    let makes_image = settings.output.makes_image();
+    if let Some(path) = settings.iidfile.as_ref().filter(|_| makes_image) {
+        std::fs::write(path, &id).map_err(|source| Error::Iidfile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let (ran, cached) = solved
+        .iter()
+        .flat_map(|s| s.plan.ops.iter().zip(&s.results))
+        .filter(|(op, _)| {
+            matches!(
+                op.kind,
+                rbuild_compiler::plan::OpKind::Exec(_)
+                    | rbuild_compiler::plan::OpKind::Copy(_)
+                    | rbuild_compiler::plan::OpKind::Mkdir { .. }
+            )
+        })
+        .filter_map(|(_, r)| r.as_ref())
+        .fold((0, 0), |(ran, cached), r| {
+            if r.cached {
+                (ran, cached + 1)
+            } else {
+                (ran + 1, cached)
+            }
+        });
+    tracing::info!(
+        "built {id} in {:.2?}: {ran} steps run, {cached} from the cache",
+        started.elapsed()
+    );
+    let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
+    if let Some(path) = &settings.output.metadata_file {
+        let mut warnings: Vec<String> = Vec::new();
+        for w in solved.iter().flat_map(|s| &s.plan.warnings) {
+            if w.code != "stage-not-built" && !warnings.contains(&w.message) {
+                warnings.push(w.message.clone());
+            }
+        }
+        output::write_metadata(
+            path,
+            settings,
+            &descriptor,
+            &exported,
+            started.elapsed(),
+            &warnings,
+        )?;
+    }
+    maintain::auto_gc(&settings.store, &settings.gc);
+    Ok(Built {
+        id,
+        name,
+        descriptor,
+        stdout_used: settings.output.writes_stdout(),
+        makes_image,
+    })
+}
+
+/// Refuses what cannot hold several platforms' images: a `type=docker` output (a docker
+/// archive names one image per tag) and an inline cache (kept in one image's config), as
+/// buildx refuses them.
+fn check_multi_platform(
+    settings: &BuildRequest,
+    platforms: &[rbuild_compiler::plan::Platform],
+) -> Result<(), Error> {
+    let refuse = |what: String, hint| Error::MultiPlatform {
+        what,
+        count: platforms.len(),
+        platforms: platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        hint,
+    };
+    if settings
+        .output
+        .outputs
+        .iter()
+        .any(|o| o.kind == output::OutputKind::Docker)
+    {
+        return Err(refuse(
+            "the type=docker output".into(),
+            "use type=oci, which holds the index, or build one --platform at a time",
+        ));
+    }
+    if let Some(c) = settings
+        .cache_to
+        .iter()
+        .find(|c| matches!(c.target, remote_cache::ExportTarget::Inline(_)))
+    {
+        let remote_cache::ExportTarget::Inline(r) = &c.target else {
+            unreachable!("found as inline")
+        };
+        return Err(refuse(
+            format!("--cache-to type=inline ({r})"),
+            "export the cache with type=registry or type=local",
+        ));
+    }
+    Ok(())
+}
+
+/// One platform's build: its plan, what each op gave, and its image in the store.
+struct Solved {
+    plan: Plan,
+    results: Vec<Option<solver::OpResult>>,
+    image: oci_spec::image::Descriptor,
+}
+
+/// Plans the Dockerfile for `options`' target platform, resolves its base images, solves
+/// it (sharing running steps through `shared` with the other platforms' solves) and
+/// assembles its image.
+fn solve_platform(
+    settings: &BuildRequest,
+    source: &context::Source,
+    options: &PlanOptions,
+    shared: Option<&solver::Inflight>,
+    progress: &dyn Events,
+    remote: Option<&remote_cache::RemoteCache>,
+    worker: &dyn Worker,
+) -> Result<Solved, Error> {
     let text = &source.dockerfile_text;
     let name = &source.dockerfile_name;
     let diagnostic = |message: String| Error::Dockerfile {
@@ -326,8 +533,8 @@ pub fn build_with(
     };
 
     // First plan: which base images the target needs.
-    let first = plan_source(text, &settings.plan_options, &NoBaseConfigs)
-        .map_err(|e| diagnostic(e.render(name, text)))?;
+    let first =
+        plan_source(text, options, &NoBaseConfigs).map_err(|e| diagnostic(e.render(name, text)))?;
     // Stages for other operating systems plan (with their defaults) but are not built.
     if let Some(stage) = first
         .stages
@@ -355,16 +562,14 @@ pub fn build_with(
             },
         )?;
     }
-    let configs: BTreeMap<String, rbuild_compiler::plan::ImageConfig> = bases
-        .iter()
-        .map(|(r, b)| (r.clone(), b.runtime_config.clone()))
-        .collect();
-    let plan: Plan = plan_source(text, &settings.plan_options, &configs)
-        .map_err(|e| diagnostic(e.render(name, text)))?;
-    for warning in &plan.warnings {
+    let plan: Plan =
+        plan_source(text, options, &bases).map_err(|e| diagnostic(e.render(name, text)))?;
+    // The warnings of a platform's plan (the first one's only, when they are the same).
+    let shown_before = shared.is_some_and(|s| !s.first_warnings());
+    for warning in plan.warnings.iter().filter(|_| !shown_before) {
         // With --target, the stages the target does not need are expected; without it, a
         // stage the last one does not need is dead code worth a warning.
-        if warning.code == "stage-not-built" && settings.plan_options.target.is_some() {
+        if warning.code == "stage-not-built" && options.target.is_some() {
             tracing::debug!("{}", warning.message);
             continue;
         }
@@ -386,92 +591,21 @@ pub fn build_with(
             });
         }
     }
-    let remote = (!settings.cache_from.is_empty())
-        .then(|| remote_cache::RemoteCache::import(settings, progress));
-    let results = solver::solve(
+    let multi = shared.map(|s| (s, &options.target_platform));
+    let results = solver::solve(&solver::Problem {
         settings,
-        &source,
-        &plan,
-        &bases,
+        source,
+        plan: &plan,
+        bases: &bases,
         progress,
-        remote.as_ref(),
+        remote,
         worker,
-    )?;
-    let descriptor = image::assemble(settings, &plan, &bases, &results)?;
-    if let Some(remote) = &remote {
-        remote.note_push_source(&settings.store, &descriptor);
-    }
-    let exported = output::export(settings, &descriptor, progress)?;
-    // The image as the store names it (its layers converted when an image output asked).
-    let descriptor = exported
-        .written
-        .iter()
-        .find(|w| w.kind == "image")
-        .and_then(|w| w.descriptor.clone())
-        .unwrap_or(descriptor);
-    remote_cache::export(
-        settings,
-        &plan,
-        &results,
-        remote.as_ref(),
-        &descriptor,
-        progress,
-    )?;
-    let id = descriptor.digest().to_string();
-    let makes_image = settings.output.makes_image();
-    if let Some(path) = settings.iidfile.as_ref().filter(|_| makes_image) {
-        std::fs::write(path, &id).map_err(|source| Error::Iidfile {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    let (ran, cached) = plan
-        .ops
-        .iter()
-        .zip(&results)
-        .filter(|(op, _)| {
-            matches!(
-                op.kind,
-                rbuild_compiler::plan::OpKind::Exec(_)
-                    | rbuild_compiler::plan::OpKind::Copy(_)
-                    | rbuild_compiler::plan::OpKind::Mkdir { .. }
-            )
-        })
-        .filter_map(|(_, r)| r.as_ref())
-        .fold((0, 0), |(ran, cached), r| {
-            if r.cached {
-                (ran, cached + 1)
-            } else {
-                (ran + 1, cached)
-            }
-        });
-    tracing::info!(
-        "built {id} in {:.2?}: {ran} steps run, {cached} from the cache",
-        started.elapsed()
-    );
-    let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
-    if let Some(path) = &settings.output.metadata_file {
-        let warnings: Vec<String> = plan
-            .warnings
-            .iter()
-            .filter(|w| w.code != "stage-not-built")
-            .map(|w| w.message.clone())
-            .collect();
-        output::write_metadata(
-            path,
-            settings,
-            &descriptor,
-            &exported,
-            started.elapsed(),
-            &warnings,
-        )?;
-    }
-    maintain::auto_gc(&settings.store, &settings.gc);
-    Ok(Built {
-        id,
-        name,
-        descriptor,
-        stdout_used: settings.output.writes_stdout(),
-        makes_image,
+        multi,
+    })?;
+    let image = image::assemble(settings, &plan, &bases, &results)?;
+    Ok(Solved {
+        plan,
+        results,
+        image,
     })
 }

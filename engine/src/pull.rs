@@ -78,6 +78,20 @@ pub fn pull_image_with(
     registry: &RegistryConfig,
     progress: Option<rbuild_registry::ProgressFn>,
 ) -> Result<Pulled, PullError> {
+    pull_image_as(store, name, platform, registry, progress, true)
+}
+
+/// Like [`pull_image_with`], but names the image in the store only when `tag` is set: a
+/// build that needs another platform of a base than the one the store names pulls it
+/// without taking the name from that one.
+pub fn pull_image_as(
+    store: &rbuild_cache::Store,
+    name: &str,
+    platform: Option<&str>,
+    registry: &RegistryConfig,
+    progress: Option<rbuild_registry::ProgressFn>,
+    tag: bool,
+) -> Result<Pulled, PullError> {
     let reference = crate::names::parse_reference(name)?;
     let platform = match platform {
         Some(p) => Platform::parse(p)?,
@@ -154,12 +168,14 @@ pub fn pull_image_with(
             descriptor.set_platform(entry.platform().clone());
         }
     }
-    store
-        .tag(&name, &descriptor)
-        .map_err(|source| PullError::Tag {
-            name: name.clone(),
-            source,
-        })?;
+    if tag {
+        store
+            .tag(&name, &descriptor)
+            .map_err(|source| PullError::Tag {
+                name: name.clone(),
+                source,
+            })?;
+    }
     for digest in std::iter::once(manifest_digest).chain(
         pulled
             .index
@@ -179,6 +195,73 @@ pub fn pull_image_with(
         pulled.skipped.len(),
         started.elapsed()
     );
+    Ok(Pulled {
+        pinned: format!("{}@{}", reference.name(), top.digest),
+        descriptor,
+    })
+}
+
+/// Pulls every platform of `name` (`rbuild pull --all-platforms`): for an index, each image
+/// it lists, then the index itself, which the store names; an image of one platform is
+/// pulled as [`pull_image_with`] pulls it.
+pub fn pull_all_platforms(
+    store: &rbuild_cache::Store,
+    name: &str,
+    registry: &RegistryConfig,
+    progress: Option<rbuild_registry::ProgressFn>,
+) -> Result<Pulled, PullError> {
+    let reference = crate::names::parse_reference(name)?;
+    let failed = |source| PullError::Pull {
+        reference: reference.to_string(),
+        source,
+    };
+    let client = Client::new(registry.client_options(None));
+    let top = runtime()?
+        .block_on(client.fetch_manifest(&reference))
+        .map_err(failed)?;
+    if !top.is_index() {
+        return pull_image_with(store, name, None, registry, progress);
+    }
+    let index: oci_spec::image::ImageIndex =
+        serde_json::from_slice(&top.bytes).map_err(|source| PullError::Index {
+            reference: reference.to_string(),
+            source,
+        })?;
+    for entry in index.manifests() {
+        let child = format!("{}@{}", reference.name(), entry.digest());
+        pull_image_as(store, &child, None, registry, progress.clone(), false)?;
+    }
+    let digest =
+        rbuild_cache::Digest::try_from(&top.digest).map_err(|source| PullError::Digest {
+            reference: reference.to_string(),
+            source,
+        })?;
+    let tag_error = |source| PullError::Tag {
+        name: reference.to_string(),
+        source,
+    };
+    let stored = store
+        .put_document(
+            oci_spec::image::MediaType::Other(top.media_type.clone()),
+            &top.bytes,
+        )
+        .map_err(tag_error)?;
+    let mut descriptor = stored.clone();
+    descriptor.set_media_type(match top.media_type.as_str() {
+        rbuild_registry::pull::OCI_INDEX => oci_spec::image::MediaType::ImageIndex,
+        other => oci_spec::image::MediaType::Other(other.to_string()),
+    });
+    let name = match reference.digest() {
+        Some(d) => format!("{}@{d}", reference.name()),
+        None => reference.to_string(),
+    };
+    store.tag(&name, &descriptor).map_err(tag_error)?;
+    if let Err(e) = store.record_source(&digest, &reference.name()) {
+        tracing::debug!(
+            "cannot record where {digest} came from: {}",
+            crate::error::chain_text(&e)
+        );
+    }
     Ok(Pulled {
         pinned: format!("{}@{}", reference.name(), top.digest),
         descriptor,

@@ -139,10 +139,11 @@ fn push_image(
     if !is_index(descriptor.media_type()) {
         return Ok(PushImage::single(manifest(descriptor)?));
     }
-    let bytes = store.read_blob(&digest)?;
+    let mut bytes = store.read_blob(&digest)?;
     let index = store.read_index_blob(&digest)?;
     let mut manifests = Vec::new();
-    for entry in index.manifests() {
+    let mut changed = Vec::new();
+    for (i, entry) in index.manifests().iter().enumerate() {
         let d = descriptor_digest(entry)?;
         if !store.has_blob(&d) {
             return Err(PushError::MissingManifest {
@@ -150,7 +151,29 @@ fn push_image(
                 manifest: d,
             });
         }
-        manifests.push(manifest(entry)?);
+        let pushed = manifest(entry)?;
+        let pushed_digest = rbuild_cache::Digest::of(&pushed.bytes);
+        if pushed_digest != d {
+            changed.push((i, pushed_digest, pushed.bytes.len()));
+        }
+        manifests.push(pushed);
+    }
+    // Manifests whose layers were compressed for the push are new documents: the index
+    // pushed names them (the store's index keeps naming the store's manifests).
+    if !changed.is_empty() {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::InvalidManifest {
+                reference: digest.to_string(),
+                message: e.to_string(),
+            })?;
+        for (i, d, size) in changed {
+            doc["manifests"][i]["digest"] = serde_json::json!(d.to_string());
+            doc["manifests"][i]["size"] = serde_json::json!(size);
+        }
+        bytes = serde_json::to_vec(&doc).map_err(|e| RegistryError::InvalidManifest {
+            reference: digest.to_string(),
+            message: e.to_string(),
+        })?;
     }
     Ok(PushImage::with_index(&media_type, bytes, manifests)?)
 }

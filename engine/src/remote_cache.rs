@@ -1350,8 +1350,7 @@ impl BlobSource for ExportBlobs {
 /// Runs every `--cache-to` of the build; `image` is the built image's manifest.
 pub fn export(
     settings: &BuildRequest,
-    plan: &Plan,
-    results: &[Option<OpResult>],
+    solved: &[(&Plan, &[Option<OpResult>])],
     remote: Option<&RemoteCache>,
     image: &Descriptor,
     progress: &dyn Events,
@@ -1363,7 +1362,7 @@ pub fn export(
             ExportTarget::Local(d) => d.display().to_string(),
             ExportTarget::Inline(r) => r.clone(),
         };
-        match export_one(settings, plan, results, remote, spec, image) {
+        match export_one(settings, solved, remote, spec, image) {
             Ok(n) => tracing::info!(
                 "exported {n} cache records to {what} in {:.2?}",
                 started.elapsed()
@@ -1388,14 +1387,22 @@ pub fn export(
 
 fn export_one(
     settings: &BuildRequest,
-    plan: &Plan,
-    results: &[Option<OpResult>],
+    solved: &[(&Plan, &[Option<OpResult>])],
     remote: Option<&RemoteCache>,
     spec: &CacheExport,
     image: &Descriptor,
 ) -> Result<usize, CacheExportError> {
     let store = &settings.store;
-    let steps = exported_steps(plan, results, spec.mode);
+    // Every platform's records; a step two platforms share is one record.
+    let mut steps: Vec<(Digest, CacheRecord)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (plan, results) in solved {
+        for (key, record) in exported_steps(plan, results, spec.mode) {
+            if seen.insert(key) {
+                steps.push((key, record));
+            }
+        }
+    }
     // Layers imported from a repository of the destination's registry and never fetched
     // are exported as the blob they are there (mounted, or already present): a
     // `--cache-from X --cache-to X,mode=max` build downloads no layer just to re-export it.

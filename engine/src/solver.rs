@@ -20,7 +20,7 @@ use rbuild_cache::context::{Context, SelectError, Selection};
 use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
 
-use crate::bases::Base;
+use crate::bases::Bases;
 use crate::context::ContextError;
 use crate::context::Source;
 use crate::events::{Events, Location};
@@ -142,6 +142,86 @@ impl SolveError {
     }
 }
 
+/// The steps running in the solves of one multi-platform build, by record key: a step
+/// whose key two platforms share runs in the first solve that starts it, and the others
+/// wait for it and take its record from the action cache.
+#[derive(Debug, Default)]
+pub struct Inflight {
+    running: std::sync::Mutex<HashMap<Digest, Arc<Running>>>,
+    warned: AtomicBool,
+}
+
+/// One running step: done once its solve has recorded it (or given up).
+#[derive(Debug, Default)]
+struct Running {
+    done: std::sync::Mutex<bool>,
+    ended: std::sync::Condvar,
+}
+
+/// What [`Inflight::claim`] gave: the step to run, or another solve's run to wait for.
+enum Claim<'a> {
+    Run(RunGuard<'a>),
+    Wait(Arc<Running>),
+}
+
+/// Ends the claim of a step when dropped (after its record is written), waking the waiters.
+struct RunGuard<'a> {
+    inflight: &'a Inflight,
+    key: Digest,
+    running: Arc<Running>,
+}
+
+impl Inflight {
+    /// Whether the caller is the first to ask (the first solve shows the plan's warnings).
+    pub fn first_warnings(&self) -> bool {
+        !self.warned.swap(true, Ordering::SeqCst)
+    }
+
+    fn claim(&self, key: Digest) -> Claim<'_> {
+        let mut map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = map.get(&key) {
+            return Claim::Wait(Arc::clone(r));
+        }
+        let running = Arc::new(Running::default());
+        map.insert(key, Arc::clone(&running));
+        Claim::Run(RunGuard {
+            inflight: self,
+            key,
+            running,
+        })
+    }
+}
+
+impl Running {
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        while !*done {
+            done = self.ended.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .inflight
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.key);
+        drop(map);
+        *self.running.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.running.ended.notify_all();
+    }
+}
+
+/// How a step that was to run ended: it ran, or another platform's solve ran it and its
+/// record is taken.
+enum Outcome {
+    Ran(CacheRecord),
+    Shared(CacheRecord),
+}
+
 /// The result of one op.
 #[derive(Debug, Clone)]
 pub struct OpResult {
@@ -188,28 +268,23 @@ const SOLVE_ATTEMPTS: usize = 8;
 /// the store is complete. An imported layer that cannot be fetched is a warning: the plan is
 /// solved again without the records naming it (what ran or was fetched meanwhile is in the
 /// local cache by then), so only the steps whose layers are gone run.
-pub fn solve(
-    settings: &BuildRequest,
-    source: &Source,
-    plan: &Plan,
-    bases: &BTreeMap<String, Base>,
-    progress: &dyn Events,
-    remote: Option<&RemoteCache>,
-    worker: &dyn Worker,
-) -> Result<Vec<Option<OpResult>>, SolveError> {
+pub fn solve(problem: &Problem<'_>) -> Result<Vec<Option<OpResult>>, SolveError> {
+    let Problem {
+        settings,
+        plan,
+        progress,
+        remote,
+        ..
+    } = *problem;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let solved = solve_once(settings, source, plan, bases, progress, remote, worker).and_then(
-            |results| match remote {
-                Some(remote) => {
-                    crate::remote_cache::ensure_output(settings, plan, &results, remote)
-                        .map(|()| results)
-                        .map_err(SolveError::from)
-                }
-                None => Ok(results),
-            },
-        );
+        let solved = solve_once(problem).and_then(|results| match remote {
+            Some(remote) => crate::remote_cache::ensure_output(settings, plan, &results, remote)
+                .map(|()| results)
+                .map_err(SolveError::from),
+            None => Ok(results),
+        });
         match solved {
             Err(e) if attempts < SOLVE_ATTEMPTS && e.fetch_failed().is_some() => {
                 let why = e
@@ -226,18 +301,42 @@ pub fn solve(
     }
 }
 
+/// What [`solve`] solves: a plan with its base images and context, for a build, reporting
+/// to `progress`, its steps run by `worker`.
+pub struct Problem<'a> {
+    /// The build.
+    pub settings: &'a BuildRequest,
+    /// Its context and Dockerfile.
+    pub source: &'a Source,
+    /// The plan (of one platform).
+    pub plan: &'a Plan,
+    /// Its base images.
+    pub bases: &'a Bases,
+    /// Where events go.
+    pub progress: &'a dyn Events,
+    /// The imported cache, if any.
+    pub remote: Option<&'a RemoteCache>,
+    /// Runs the steps.
+    pub worker: &'a dyn Worker,
+    /// In a multi-platform build: the steps the platforms' solves run, and this plan's
+    /// platform (which labels its steps).
+    pub multi: Option<(&'a Inflight, &'a rbuild_compiler::plan::Platform)>,
+}
+
 /// One pass: every key, then the misses.
-fn solve_once(
-    settings: &BuildRequest,
-    source: &Source,
-    plan: &Plan,
-    bases: &BTreeMap<String, Base>,
-    progress: &dyn Events,
-    remote: Option<&RemoteCache>,
-    worker: &dyn Worker,
-) -> Result<Vec<Option<OpResult>>, SolveError> {
+fn solve_once(problem: &Problem<'_>) -> Result<Vec<Option<OpResult>>, SolveError> {
+    let Problem {
+        settings,
+        source,
+        plan,
+        bases,
+        progress,
+        remote,
+        worker,
+        multi,
+    } = *problem;
     let cache = ActionCache::open(settings.store.root())?;
-    let steps = number_steps(plan, progress);
+    let steps = number_steps(plan, progress, multi.map(|(_, p)| p));
     let (preps, mut reasons) = key_phase(settings, source, plan, bases, &cache, progress, remote)?;
     run_phase(
         &Run {
@@ -248,6 +347,7 @@ fn solve_once(
             remote,
             progress,
             worker,
+            inflight: multi.map(|(i, _)| i),
         },
         &steps,
         preps,
@@ -264,11 +364,18 @@ struct Run<'a> {
     remote: Option<&'a RemoteCache>,
     progress: &'a dyn Events,
     worker: &'a dyn Worker,
+    /// The running steps of the other platforms' solves, in a multi-platform build.
+    inflight: Option<&'a Inflight>,
 }
 
 /// Progress numbers (reserved from `progress`) and labels of the ops shown (everything but
-/// config ops).
-fn number_steps(plan: &Plan, progress: &dyn Events) -> Vec<Option<(usize, String)>> {
+/// config ops); in a multi-platform build each label starts with the platform
+/// (`linux/arm64 build 2/3`).
+fn number_steps(
+    plan: &Plan,
+    progress: &dyn Events,
+    platform: Option<&rbuild_compiler::plan::Platform>,
+) -> Vec<Option<(usize, String)>> {
     let mut out = vec![None; plan.ops.len()];
     let mut n = 0;
     let mut build_steps = 0;
@@ -295,7 +402,10 @@ fn number_steps(plan: &Plan, progress: &dyn Events) -> Vec<Option<(usize, String
                         build_steps += 1;
                     }
                     let pos = shown.iter().position(|&s| s == i).unwrap_or(0) + 1;
-                    format!("{} {pos}/{}", stage.label(), shown.len())
+                    match platform {
+                        Some(p) => format!("{p} {} {pos}/{}", stage.label(), shown.len()),
+                        None => format!("{} {pos}/{}", stage.label(), shown.len()),
+                    }
                 }
             };
             n += 1;
@@ -385,7 +495,7 @@ fn key_phase(
     settings: &BuildRequest,
     source: &Source,
     plan: &Plan,
-    bases: &BTreeMap<String, Base>,
+    bases: &Bases,
     cache: &ActionCache,
     progress: &dyn Events,
     remote: Option<&RemoteCache>,
@@ -414,7 +524,7 @@ fn key_phase(
                 None,
             ),
             OpKind::Image { reference, .. } => {
-                let base = bases.get(reference).ok_or_else(|| SolveError::Unresolved {
+                let base = bases.of(&op.kind).ok_or_else(|| SolveError::Unresolved {
                     reference: reference.clone(),
                 })?;
                 source_result(
@@ -487,7 +597,7 @@ fn key_phase(
                     // A base image as the parent: explained by what its tag resolves to.
                     if input.role == InputRole::Parent
                         && let OpKind::Image { reference, .. } = &plan.ops[input.op].kind
-                        && let Some(base) = bases.get(reference)
+                        && let Some(base) = bases.of(&plan.ops[input.op].kind)
                     {
                         part.label = reference.clone();
                         part.content = Some(base.digest());
@@ -597,7 +707,7 @@ fn key_phase(
     Ok((preps, reasons))
 }
 
-type Finished = (usize, Result<Option<LayerRecord>, SolveError>, Duration);
+type Finished = (usize, Result<Outcome, SolveError>, Duration);
 
 fn run_phase(
     run: &Run<'_>,
@@ -613,6 +723,7 @@ fn run_phase(
         remote,
         progress,
         worker,
+        inflight,
     } = *run;
     let n = plan.ops.len();
     let mut results: Vec<Option<OpResult>> = vec![None; n];
@@ -735,6 +846,10 @@ fn run_phase(
                             }
                             started[i] = true;
                             running += 1;
+                            let Prep::Step { record_key, .. } = &preps[i] else {
+                                unreachable!("only steps run");
+                            };
+                            let record_key = *record_key;
                             let tx = tx.clone();
                             let cancel = &*cancel;
                             let network = &network;
@@ -751,8 +866,11 @@ fn run_phase(
                                     cancel,
                                     network,
                                 };
-                                let r = fetch_inputs(remote, settings, cache, &env.inputs)
-                                    .and_then(|()| run_step(worker, &env));
+                                let r =
+                                    run_once(inflight, cache, &record_key, &op.description, || {
+                                        fetch_inputs(remote, settings, cache, &env.inputs)
+                                            .and_then(|()| run_step(worker, &env))
+                                    });
                                 let _ = tx.send((i, r, t.elapsed()));
                             });
                         }
@@ -770,27 +888,26 @@ fn run_phase(
             let op = &plan.ops[i];
             let s = step_no(i);
             match r {
-                Ok(layer) => {
-                    if let Some(l) = &layer {
-                        progress.layer(s, l.size);
-                    }
-                    progress.done(s, took);
+                Ok(outcome) => {
                     let Prep::Step {
                         key, record_key, ..
                     } = &preps[i]
                     else {
                         unreachable!("only steps run");
                     };
-                    let created = now_secs();
-                    let record = CacheRecord {
-                        schema: SCHEMA,
-                        layer: layer.clone(),
-                        created,
-                        description: op.description.clone(),
+                    let (layer, created, cached) = match outcome {
+                        Outcome::Ran(record) => {
+                            if let Some(l) = &record.layer {
+                                progress.layer(s, l.size);
+                            }
+                            progress.done(s, took);
+                            (record.layer, record.created, false)
+                        }
+                        Outcome::Shared(record) => {
+                            progress.cached(s);
+                            (record.layer, record.created, true)
+                        }
                     };
-                    if let Err(e) = cache.put(record_key, &record) {
-                        tracing::warn!("cannot record {} in the cache: {e}", op.description);
-                    }
                     let mut layers = (*parent_layers(op, &results)).clone();
                     layers.extend(layer.clone());
                     results[i] = Some(OpResult {
@@ -798,7 +915,7 @@ fn run_phase(
                         record_key: *record_key,
                         layers: Arc::new(layers),
                         added: layer.is_some(),
-                        cached: false,
+                        cached,
                         created,
                     });
                 }
@@ -929,6 +1046,43 @@ fn fetch_inputs(
 }
 
 /// Asks `worker` to run the step; its error keeps its whole chain (and any hint in it).
+/// Runs a step with `run` and records it (`description`) in the action cache under
+/// `record_key`, unless
+/// another platform's solve of the same build runs the same step: then it waits for that
+/// run and takes its record (or runs the step itself when that run left none).
+fn run_once(
+    inflight: Option<&Inflight>,
+    cache: &ActionCache,
+    record_key: &Digest,
+    description: &str,
+    run: impl FnOnce() -> Result<Option<LayerRecord>, SolveError>,
+) -> Result<Outcome, SolveError> {
+    let guard = match inflight.map(|f| f.claim(*record_key)) {
+        Some(Claim::Wait(running)) => {
+            running.wait();
+            if let Ok(Some(record)) = cache.get(record_key) {
+                return Ok(Outcome::Shared(record));
+            }
+            None
+        }
+        Some(Claim::Run(guard)) => Some(guard),
+        None => None,
+    };
+    let layer = run()?;
+    let record = CacheRecord {
+        schema: SCHEMA,
+        layer,
+        created: now_secs(),
+        description: description.to_string(),
+    };
+    if let Err(e) = cache.put(record_key, &record) {
+        tracing::warn!("cannot record {description} in the cache: {e}");
+    }
+    // Waiters look for the record once the claim ends.
+    drop(guard);
+    Ok(Outcome::Ran(record))
+}
+
 fn run_step(worker: &dyn Worker, env: &StepEnv<'_>) -> Result<Option<LayerRecord>, SolveError> {
     if env.cancel.is_cancelled() {
         return Err(WorkerError::Cancelled.into());

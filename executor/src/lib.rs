@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod binfmt;
 pub mod diff;
 pub mod fileop;
 pub mod idmap;

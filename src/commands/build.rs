@@ -49,8 +49,10 @@ pub struct BuildArgs {
     /// Look base images up in their registry even when the store has them.
     #[arg(long)]
     pub pull: bool,
-    /// The platform to build for (`os/arch[/variant]`); default: this machine's.
-    #[arg(long, value_name = "PLATFORM")]
+    /// The platforms to build for (`os/arch[/variant]`, comma-separated: one image each,
+    /// under one index; `arm64`, `linux/arm64/v8` and `aarch64` are one platform); default:
+    /// this machine's. Foreign RUN steps need an emulator (`rbuild system binfmt`).
+    #[arg(long, value_name = "PLATFORM[,PLATFORM...]")]
     pub platform: Option<String>,
     /// How progress is shown on stderr.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
@@ -305,6 +307,7 @@ pub fn request(
         context: PathBuf::from("."),
     };
     let plan_options = crate::commands::plan::plan_options(&plan_args)?;
+    let platforms = crate::commands::plan::target_platforms(args.platform.as_deref())?;
     let mut tags = Vec::new();
     for t in &args.tags {
         let name = rbuild_engine::names::normalize_name(t)
@@ -372,6 +375,7 @@ pub fn request(
         context,
         file: args.file,
         plan_options,
+        platforms,
         tags,
         no_cache: args.no_cache,
         no_cache_filter: args

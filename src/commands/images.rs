@@ -10,8 +10,9 @@ use crate::cli::GlobalArgs;
 /// `rbuild images [--format table|json] [-q]`
 ///
 /// IMAGE ID is the digest of the image's manifest (or index), the id every command prints
-/// and takes. SIZE is what the store holds for the image: its config and its layers as
-/// stored.
+/// and takes. PLATFORM is the image's, or every platform of an index. SIZE is what the store
+/// holds for the image: its configs and its layers as stored (a layer two platforms share,
+/// once).
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// Output format: an aligned table, or JSON with full values.
@@ -24,7 +25,7 @@ pub struct ImagesArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImagesFormat {
-    /// NAME, TAG, IMAGE ID, CREATED, SIZE.
+    /// NAME, TAG, IMAGE ID, CREATED, PLATFORM, SIZE.
     Table,
     /// One JSON array with full names, digests, RFC 3339 times and sizes in bytes.
     Json,
@@ -37,6 +38,7 @@ struct Row {
     /// The image id: the digest of its manifest (or index).
     id: String,
     created: Option<jiff::Timestamp>,
+    platforms: Vec<String>,
     size: u64,
 }
 
@@ -57,9 +59,43 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .and_then(|c| c.created().clone())
             .and_then(|c| c.parse::<jiff::Timestamp>().ok());
-        // The size of what the store holds for the image: config and (compressed) layers.
-        let size =
-            manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+        // The platforms, and the size of what the store holds for them: configs and
+        // (compressed) layers, each blob once.
+        let images = match rbuild_cache::is_index(image.descriptor.media_type()) {
+            true => store
+                .read_index_blob(&rbuild_cache::descriptor_digest(&image.descriptor)?)?
+                .manifests()
+                .iter()
+                .filter_map(|d| {
+                    let (_, m) = store.image_manifest(d).ok()?;
+                    Some((rbuild_cache::descriptor_platform(d), m))
+                })
+                .collect(),
+            false => vec![(None, manifest.clone())],
+        };
+        let mut blobs = std::collections::HashMap::new();
+        let mut platforms = Vec::new();
+        for (platform, m) in &images {
+            let platform = match platform {
+                Some(p) => Some(p.to_string()),
+                None => store
+                    .read_config(&rbuild_cache::descriptor_digest(m.config())?)
+                    .ok()
+                    .map(|c| {
+                        rbuild_compiler::plan::Platform::new(
+                            &c.os().to_string(),
+                            &c.architecture().to_string(),
+                            c.variant().as_deref(),
+                        )
+                        .to_string()
+                    }),
+            };
+            platforms.extend(platform);
+            for d in std::iter::once(m.config()).chain(m.layers()) {
+                blobs.insert(d.digest().to_string(), d.size());
+            }
+        }
+        let size = blobs.values().sum::<u64>();
         let (repository, tag) = crate::names::split_repo_tag(&image.name);
         rows.push(Row {
             repository: repository.to_string(),
@@ -67,6 +103,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             name: image.name.clone(),
             id: image.descriptor.digest().to_string(),
             created,
+            platforms,
             size,
         });
     }
@@ -92,6 +129,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                         "id": r.id,
                         "digest": r.id,
                         "created": r.created.map(|c| c.to_string()),
+                        "platforms": r.platforms,
                         "size": r.size,
                     })
                 })
@@ -100,7 +138,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
         }
         ImagesFormat::Table => {
             let now = jiff::Timestamp::now();
-            let table: Vec<[String; 5]> = rows
+            let table: Vec<[String; 6]> = rows
                 .iter()
                 .map(|r| {
                     [
@@ -109,11 +147,13 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                         r.id[7..19].to_string(),
                         r.created
                             .map_or_else(|| "unknown".to_string(), |c| ago(now, c)),
+                        r.platforms.join(","),
                         rbuild_options::size::image(r.size),
                     ]
                 })
                 .collect();
-            let header = ["NAME", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
+            let header =
+                ["NAME", "TAG", "IMAGE ID", "CREATED", "PLATFORM", "SIZE"].map(String::from);
             let mut widths = header.clone().map(|h| h.len());
             for row in &table {
                 for (w, cell) in widths.iter_mut().zip(row) {

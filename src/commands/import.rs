@@ -27,6 +27,9 @@ pub struct ImportArgs {
     /// The history comment of the image (default: `imported from <source file name>`).
     #[arg(short, long)]
     pub message: Option<String>,
+    /// The image's platform (`os/arch[/variant]`, e.g. `linux/arm64`); default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +46,10 @@ pub fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("imported from {shown}"));
     let mut options = ImportOptions::new(epoch, comment);
+    if let Some(p) = &args.platform {
+        options.platform = rbuild_compiler::plan::Platform::parse(p)
+            .map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+    }
     options.clamp_mtime = epoch.map(|e| u64::try_from(e).unwrap_or(0));
     options.limits = crate::limits::get()?;
     let store = super::open_store(global)?;

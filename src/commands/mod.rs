@@ -216,3 +216,21 @@ pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
         _ => Ok(None),
     }
 }
+
+/// The image `descriptor` stands for on `--platform` (`platform`): for an index, the manifest
+/// of its entry for that platform (an error listing the platforms it has when there is none),
+/// or of the host's best entry when no platform is named; a manifest stands for itself.
+pub fn image_for_platform(
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    platform: Option<&str>,
+) -> anyhow::Result<(oci_spec::image::Descriptor, oci_spec::image::ImageManifest)> {
+    Ok(match platform {
+        Some(p) => {
+            let p = rbuild_compiler::plan::Platform::parse(p)
+                .map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+            store.image_manifest_for(descriptor, &p)?
+        }
+        None => store.image_manifest(descriptor)?,
+    })
+}

@@ -64,6 +64,13 @@ pub fn run(global: &crate::cli::GlobalArgs, args: PlanArgs) -> anyhow::Result<Ex
             parsed.dump()
         }
         format => {
+            let platforms = target_platforms(args.platform.as_deref())?;
+            if platforms.len() > 1 {
+                bail!(
+                    "--platform names {} platforms: a plan is for one; run rbuild plan once per platform",
+                    platforms.len()
+                );
+            }
             let options = plan_options(&args)?;
             let plan = match plan_source(&source, &options, &NoBaseConfigs) {
                 Ok(plan) => plan,
@@ -130,13 +137,22 @@ fn stored_configs(
     out
 }
 
-/// Resolves `--target`, `--build-arg` and `--platform` into the planner's options.
+/// The platforms `--platform` names (a comma-separated list), or this machine's.
+pub fn target_platforms(platform: Option<&str>) -> anyhow::Result<Vec<Platform>> {
+    match platform {
+        Some(text) => Platform::parse_list(text).map_err(|e| anyhow::anyhow!("--platform: {e}")),
+        None => Ok(vec![Platform::host()]),
+    }
+}
+
+/// Resolves `--target`, `--build-arg` and `--platform` (its first platform) into the
+/// planner's options.
 pub fn plan_options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
     let host = Platform::host();
-    let target_platform = match &args.platform {
-        Some(text) => Platform::parse(text).map_err(|e| anyhow::anyhow!("--platform: {e}"))?,
-        None => host.clone(),
-    };
+    let target_platform = target_platforms(args.platform.as_deref())?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| host.clone());
     Ok(PlanOptions {
         target: args.target.clone(),
         build_args: build_args(&args.build_args)?,

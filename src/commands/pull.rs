@@ -18,6 +18,9 @@ pub struct PullArgs {
     /// machine's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Pull every platform of a multi-platform image; the store names its index.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
     /// The image: `busybox`, `registry.example:5000/app:1`, `app@sha256:...`.
     pub name: String,
     #[command(flatten)]
@@ -27,7 +30,18 @@ pub struct PullArgs {
 pub fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let platform = args.platform.as_deref();
-    let pulled = pull_image(global, &store, &args.name, platform, &args.registry_args)?;
+    let pulled = if args.all_platforms {
+        let progress =
+            crate::progress::reporter(crate::progress::Mode::detect(global.quiet), "pulling");
+        rbuild_engine::pull::pull_all_platforms(
+            &store,
+            &args.name,
+            &super::registry::registry_config(&args.registry_args),
+            progress,
+        )?
+    } else {
+        pull_image(global, &store, &args.name, platform, &args.registry_args)?
+    };
     crate::outln!("{}", pulled.pinned);
     Ok(ExitCode::SUCCESS)
 }

@@ -48,9 +48,14 @@ pub struct ReportArgs {
     /// Threads that read layers (default: one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
-    /// The platform to pull when the image comes from a registry (os/arch[/variant]).
+    /// The platform to report on (os/arch[/variant]): of an index, that platform's image;
+    /// from a registry, the platform pulled. Default: this machine's.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// For an index: every platform side by side (a table of each platform's totals, or with
+    /// `--format json` an array of per-platform reports).
+    #[arg(long, conflicts_with_all = ["platform", "diff"])]
+    pub all_platforms: bool,
     #[command(flatten)]
     pub registry_args: super::registry::RegistryArgs,
 }
@@ -136,6 +141,9 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
             "rbuild report takes one image (use --diff OLD NEW to compare two)",
         ));
     };
+    if args.all_platforms {
+        return all_platforms(global, &args, image, &options);
+    }
     let analysis = analyze(global, &args, image, &options)?;
     // The text formats quote file names, instructions and names from the image: their
     // control characters are shown as escapes. JSON keeps them exact (JSON-escaped), the
@@ -240,6 +248,69 @@ fn analyze(
     Ok(analysis)
 }
 
+/// `--all-platforms`: every platform of the index `arg` names (in the store), side by side.
+fn all_platforms(
+    global: &GlobalArgs,
+    args: &ReportArgs,
+    arg: &str,
+    options: &Options,
+) -> anyhow::Result<ExitCode> {
+    if args.format == ReportFormat::Html {
+        return Err(usage(
+            "rbuild report --all-platforms writes text or json, not html",
+        ));
+    }
+    let store = super::open_store(global)?;
+    let (name, descriptor) = super::find_image(&store, arg)?;
+    let name = name.unwrap_or_else(|| arg.to_string());
+    if !rbuild_cache::is_index(descriptor.media_type()) {
+        anyhow::bail!(
+            "{name} is an image of one platform, not an index: rbuild report {arg} reports on it"
+        );
+    }
+    let index = store.read_index_blob(&rbuild_cache::descriptor_digest(&descriptor)?)?;
+    let mut reports = Vec::new();
+    for entry in index.manifests() {
+        let platform = rbuild_cache::descriptor_platform(entry)
+            .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        let opened = open_in_store(store.clone(), name.clone(), entry, None)?;
+        let analysis = analyze_opened(&opened, options, &format!("{name} ({platform})"))?;
+        reports.push((platform, analysis.report));
+    }
+    let text = match args.format {
+        ReportFormat::Json => {
+            let list: Vec<serde_json::Value> = reports
+                .iter()
+                .map(|(p, r)| serde_json::json!({"platform": p, "report": r}))
+                .collect();
+            serde_json::to_string_pretty(&list)? + "\n"
+        }
+        _ => {
+            let size = rbuild_options::size::image;
+            let mut out = format!(
+                "{:<16} {:>6} {:>11} {:>13} {:>7} {:>10} {:>9}\n",
+                "PLATFORM", "LAYERS", "COMPRESSED", "UNCOMPRESSED", "FILES", "EFFICIENCY", "WASTED"
+            );
+            for (p, r) in &reports {
+                let t = &r.totals;
+                out.push_str(&format!(
+                    "{:<16} {:>6} {:>11} {:>13} {:>7} {:>9.1}% {:>9}\n",
+                    p,
+                    t.layers,
+                    size(t.compressed_bytes),
+                    size(t.uncompressed_bytes),
+                    t.final_files,
+                    t.efficiency * 100.0,
+                    size(t.wasted_bytes)
+                ));
+            }
+            escape_owned(out)
+        }
+    };
+    write_output(args.output.as_deref(), text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Analyses an opened image (`what` names it in errors).
 fn analyze_opened(opened: &Opened, options: &Options, what: &str) -> anyhow::Result<Analysis> {
     let layers = StoreLayers {
@@ -314,6 +385,8 @@ fn open(global: &GlobalArgs, args: &ReportArgs, arg: &str) -> anyhow::Result<Ope
             (crate::names::normalize_name(arg)?, pulled.descriptor)
         }
     };
+    // One platform of an index (the host's unless --platform names another).
+    let (descriptor, _) = super::image_for_platform(&store, &descriptor, args.platform.as_deref())?;
     open_in_store(store, name, &descriptor, None)
 }
 

@@ -1,4 +1,6 @@
-//! `rbuild system df`: what the store holds, by kind, and what `prune --all` would free.
+//! `rbuild system df`: what the store holds, by kind, and what `prune --all` would free;
+//! `rbuild system config`: the settings in effect; `rbuild system binfmt`: the emulators that
+//! run other architectures' RUN steps.
 
 use std::process::ExitCode;
 
@@ -23,6 +25,25 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Show the settings of the config file and the environment, and where they come from.
     Config,
+    /// Show which architectures RUN steps can emulate (the kernel's binfmt_misc handlers);
+    /// `--install` registers Debian's qemu-user-static emulators (needs root).
+    Binfmt(BinfmtArgs),
+}
+
+/// `rbuild system binfmt`.
+#[derive(Debug, Args)]
+pub struct BinfmtArgs {
+    /// Register Debian's qemu-user-static handlers (with the fix-binary flag) for these
+    /// architectures (`arm64`, `arm`, `riscv64`, ...; all that Debian's package offers when none
+    /// is named), mounting binfmt_misc first if needed. Needs root.
+    #[arg(long)]
+    pub install: bool,
+    /// The architectures to install (with `--install`).
+    #[arg(value_name = "ARCH", requires = "install")]
+    pub arches: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DfFormat::Text)]
+    pub format: DfFormat,
 }
 
 /// `rbuild system df`.
@@ -48,6 +69,7 @@ pub enum DfFormat {
 pub fn run(global: &GlobalArgs, args: SystemArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SystemCommand::Df(df) => run_df(global, df),
+        SystemCommand::Binfmt(args) => run_binfmt(args),
         SystemCommand::Config => {
             let config = crate::config::get();
             match &config.file {
@@ -85,6 +107,80 @@ pub fn run(global: &GlobalArgs, args: SystemArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run_binfmt(args: BinfmtArgs) -> anyhow::Result<ExitCode> {
+    use rbuild_compiler::plan::Platform;
+    use rbuild_executor::binfmt::{self, Installed};
+    if args.install {
+        let arches: Vec<String> = if args.arches.is_empty() {
+            binfmt::known_arches()
+                .iter()
+                .filter(|a| {
+                    !binfmt::runs_natively(&Platform::new("linux", a, None))
+                        && binfmt::debian_definition(
+                            std::path::Path::new(binfmt::DEBIAN_BINFMT_D),
+                            a,
+                        )
+                        .is_ok()
+                })
+                .map(|a| a.to_string())
+                .collect()
+        } else {
+            args.arches
+                .iter()
+                .map(|a| Platform::parse(a).map(|p| p.architecture))
+                .collect::<Result<_, _>>()?
+        };
+        if arches.is_empty() {
+            anyhow::bail!(
+                "no qemu handler definitions in {}: install Debian's qemu-user-static (`apt-get install qemu-user-static`)",
+                binfmt::DEBIAN_BINFMT_D
+            );
+        }
+        for (arch, what) in binfmt::install(&arches)? {
+            match what {
+                Installed::Registered(name) => tracing::info!("{arch}: registered {name}"),
+                Installed::Present(name) => tracing::info!("{arch}: {name} was registered already"),
+                Installed::Native => tracing::info!("{arch}: runs natively"),
+            }
+        }
+    }
+    let rows: Vec<(String, String, String)> = binfmt::known_arches()
+        .iter()
+        .map(|arch| {
+            let platform = Platform::new("linux", arch, None);
+            let (status, handler) = match binfmt::handler_for(&platform) {
+                Ok(None) => ("native".to_string(), String::new()),
+                Ok(Some(h)) => (
+                    "emulated".to_string(),
+                    format!("{} ({})", h.name, h.interpreter.display()),
+                ),
+                Err(binfmt::BinfmtError::NoHandler { detail, .. }) if !detail.is_empty() => (
+                    "unusable".to_string(),
+                    detail.trim().trim_matches(['(', ')']).to_string(),
+                ),
+                Err(_) => ("none".to_string(), String::new()),
+            };
+            (platform.to_string(), status, handler)
+        })
+        .collect();
+    match args.format {
+        DfFormat::Json => {
+            let list: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(p, s, h)| serde_json::json!({"platform": p, "status": s, "handler": h}))
+                .collect();
+            crate::outln!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        DfFormat::Text => {
+            crate::outln!("{:<16} {:<9} HANDLER", "PLATFORM", "STATUS");
+            for (p, s, h) in &rows {
+                crate::outln!("{p:<16} {s:<9} {h}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_df(global: &GlobalArgs, args: DfArgs) -> anyhow::Result<ExitCode> {

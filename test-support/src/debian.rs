@@ -57,6 +57,16 @@ pub fn cache_dir() -> PathBuf {
     target.join("rbuild-test-cache")
 }
 
+/// What a base is made from: debootstrap's architecture, suite, mirror, variant and extra
+/// packages.
+struct Inputs<'a> {
+    arch: &'a str,
+    suite: &'a str,
+    mirror: &'a str,
+    variant: &'a str,
+    packages: &'a [&'a str],
+}
+
 /// A cached Debian minbase: its root file system tarball and its OCI layout.
 #[derive(Debug)]
 pub struct DebianBase {
@@ -74,15 +84,38 @@ impl DebianBase {
         })
     }
 
-    /// The cached base for these inputs, built under an exclusive lock when missing.
+    /// The arm64 bookworm minbase, debootstrapped through the kernel's qemu handler (which
+    /// the caller registers: `rbuild system binfmt --install arm64`); a few minutes on first
+    /// use, then shared like [`DebianBase::bookworm`].
+    pub fn bookworm_arm64() -> &'static DebianBase {
+        static BASE: OnceLock<DebianBase> = OnceLock::new();
+        BASE.get_or_init(|| {
+            let mirror = apt_mirror(SUITE);
+            DebianBase::get_or_build_for("arm64", SUITE, &mirror, "minbase", &[])
+        })
+    }
+
+    /// The cached amd64 base for these inputs, built under an exclusive lock when missing.
     pub fn get_or_build(suite: &str, mirror: &str, variant: &str, packages: &[&str]) -> Self {
+        Self::get_or_build_for("amd64", suite, mirror, variant, packages)
+    }
+
+    /// The cached base of architecture `arch` (Debian's and Go's name: `amd64`, `arm64`) for
+    /// these inputs, built under an exclusive lock when missing.
+    pub fn get_or_build_for(
+        arch: &str,
+        suite: &str,
+        mirror: &str,
+        variant: &str,
+        packages: &[&str],
+    ) -> Self {
         let debootstrap = require_tool("debootstrap", "debootstrap");
         require_tool("umoci", "umoci");
         let version = run(Command::new(&debootstrap).arg("--version"));
         let mut packages: Vec<&str> = packages.to_vec();
         packages.sort_unstable();
         let key = format!(
-            "{RECIPE}\nsuite={suite}\nmirror={mirror}\nvariant={variant}\npackages={}\n{}",
+            "{RECIPE}\narch={arch}\nsuite={suite}\nmirror={mirror}\nvariant={variant}\npackages={}\n{}",
             packages.join(","),
             version.trim()
         );
@@ -90,12 +123,15 @@ impl DebianBase {
         let cache = cache_dir();
         std::fs::create_dir_all(&cache)
             .unwrap_or_else(|e| panic!("cannot create the test cache {}: {e}", cache.display()));
-        let dir = cache.join(format!("debian-{suite}-{variant}-{}", &hash[..16]));
+        let dir = cache.join(format!("debian-{suite}-{arch}-{variant}-{}", &hash[..16]));
         let me = DebianBase { dir };
         if me.complete() {
             return me;
         }
-        let lock_path = cache.join(format!("debian-{suite}-{variant}-{}.lock", &hash[..16]));
+        let lock_path = cache.join(format!(
+            "debian-{suite}-{arch}-{variant}-{}.lock",
+            &hash[..16]
+        ));
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -105,7 +141,14 @@ impl DebianBase {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
         if !me.complete() {
-            me.build(&debootstrap, &key, suite, mirror, variant, &packages);
+            let inputs = Inputs {
+                arch,
+                suite,
+                mirror,
+                variant,
+                packages: &packages,
+            };
+            me.build(&debootstrap, &key, &inputs);
         }
         drop(lock);
         me
@@ -115,15 +158,14 @@ impl DebianBase {
         self.dir.join("complete").is_file()
     }
 
-    fn build(
-        &self,
-        debootstrap: &Path,
-        key: &str,
-        suite: &str,
-        mirror: &str,
-        variant: &str,
-        packages: &[&str],
-    ) {
+    fn build(&self, debootstrap: &Path, key: &str, inputs: &Inputs<'_>) {
+        let Inputs {
+            arch,
+            suite,
+            mirror,
+            variant,
+            packages,
+        } = *inputs;
         assert_eq!(
             rustix::process::getuid().as_raw(),
             0,
@@ -139,7 +181,8 @@ impl DebianBase {
         let rootfs = tmp.join("rootfs");
         let log = tmp.join("debootstrap.log");
         let mut cmd = Command::new(debootstrap);
-        cmd.arg(format!("--variant={variant}"));
+        cmd.arg(format!("--arch={arch}"))
+            .arg(format!("--variant={variant}"));
         if !packages.is_empty() {
             cmd.arg(format!("--include={}", packages.join(",")));
         }
@@ -178,7 +221,7 @@ impl DebianBase {
             "--image",
             &image,
             "--architecture",
-            "amd64",
+            arch,
             "--os",
             "linux",
             "--config.env",

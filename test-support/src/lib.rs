@@ -269,6 +269,10 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where `.ci/setup` puts Debian's arm64 busybox-static (extracted from its package: it cannot
+/// be installed beside the amd64 one).
+pub const ARM64_BUSYBOX: &str = "/usr/local/lib/rbuild-test/arm64/busybox";
+
 /// An OCI image layout holding busybox (from `/bin/busybox` with applet links), built with
 /// umoci; tag `latest` (linux/amd64 config) and `multi` (an index of amd64 and arm64 entries).
 #[derive(Debug)]
@@ -296,9 +300,26 @@ impl BusyboxLayout {
         Self::build_from(0, true)
     }
 
+    /// Like [`BusyboxLayout::build_with_root_dirs`], with Debian's arm64 busybox-static
+    /// (which `.ci/setup` extracts to [`ARM64_BUSYBOX`]) and an arm64 config in tag `latest`.
+    pub fn build_arm64_with_root_dirs() -> Self {
+        let arm64 = Path::new(ARM64_BUSYBOX);
+        assert!(
+            arm64.is_file(),
+            "the tests need Debian's arm64 busybox at {ARM64_BUSYBOX}: run `bash .ci/setup`"
+        );
+        Self::build_with(arm64, "arm64", 0, true)
+    }
+
     fn build_from(extra_bytes: u64, root_dirs: bool) -> Self {
-        let umoci = require_tool("umoci", "umoci");
         let busybox = require_tool("/bin/busybox", "busybox-static");
+        Self::build_with(&busybox, "amd64", extra_bytes, root_dirs)
+    }
+
+    fn build_with(busybox: &Path, arch: &str, extra_bytes: u64, root_dirs: bool) -> Self {
+        let umoci = require_tool("umoci", "umoci");
+        // The applets of the host's busybox: Debian builds every architecture's alike.
+        let host_busybox = require_tool("/bin/busybox", "busybox-static");
         let dir = tempfile::tempdir().expect("temp dir for the layout");
         let layout = dir.path().join("oci");
         let bundle = dir.path().join("bundle");
@@ -310,8 +331,8 @@ impl BusyboxLayout {
             .arg(&bundle));
         let bin = bundle.join("rootfs/bin");
         std::fs::create_dir_all(&bin).expect("create rootfs/bin");
-        std::fs::copy(&busybox, bin.join("busybox")).expect("copy busybox");
-        let list = run(Command::new(&busybox).arg("--list"));
+        std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+        let list = run(Command::new(&host_busybox).arg("--list"));
         for applet in list
             .lines()
             .map(str::trim)
@@ -333,7 +354,7 @@ impl BusyboxLayout {
             "--image",
             &img,
             "--architecture",
-            "amd64",
+            arch,
             "--os",
             "linux",
             "--config.cmd",

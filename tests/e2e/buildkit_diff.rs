@@ -34,7 +34,8 @@ const RUN_STUBS: [&str; 3] = ["etc/hosts", "etc/resolv.conf", "etc/hostname"];
 /// One differential case.
 #[derive(Default)]
 struct Case<'a> {
-    /// The Dockerfile; `{BUSYBOX}` and `{DEBIAN}` stand for the bases in the test's registry.
+    /// The Dockerfile; `{BUSYBOX}`, `{BUSYBOX_ARM64}` (Debian's arm64 busybox) and `{DEBIAN}`
+    /// stand for the bases in the test's registry.
     dockerfile: &'a str,
     /// The Dockerfile for the old BuildKit when it must be spelled differently to give
     /// current BuildKit's result (the case says why).
@@ -74,8 +75,19 @@ fn differences(name: &str, case: Case<'_>, ctx: impl FnOnce(&Path)) -> Vec<Strin
     if case.dockerfile.contains("{DEBIAN}") {
         DebianBase::bookworm().push(&registry, "debian:bookworm");
     }
+    if case.dockerfile.contains("{BUSYBOX_ARM64}") {
+        BusyboxLayout::build_arm64_with_root_dirs().push_with_skopeo(
+            &registry,
+            "busybox-arm64:latest",
+            Format::DockerV2s2,
+        );
+    }
     let fill = |text: &str| {
         text.replace("{BUSYBOX}", &format!("{}/busybox:latest", registry.host()))
+            .replace(
+                "{BUSYBOX_ARM64}",
+                &format!("{}/busybox-arm64:latest", registry.host()),
+            )
             .replace("{DEBIAN}", &format!("{}/debian:bookworm", registry.host()))
     };
     let ours = dir.write("Dockerfile.rbuild", fill(case.dockerfile));
@@ -1047,4 +1059,24 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_nanos()
+}
+
+#[test]
+fn an_emulated_arm64_build() {
+    // Both builders run the arm64 steps through the kernel's qemu handler (for dockerd's runc
+    // too: binfmt_misc is the machine's).
+    let dir = Dir::new();
+    ok(rbuild(&dir.join("store")).args(["system", "binfmt", "--install", "arm64"]));
+    agree(
+        "emulated-arm64",
+        Case {
+            dockerfile: "FROM {BUSYBOX_ARM64}\n\
+                         ARG TARGETPLATFORM TARGETARCH TARGETVARIANT\n\
+                         RUN uname -m > /machine && echo \"$TARGETPLATFORM $TARGETARCH [$TARGETVARIANT]\" > /args\n\
+                         RUN mkdir -p /data && echo x > /data/f && chmod 0640 /data/f && ln -s f /data/l\n",
+            flags: &["--platform", "linux/arm64"],
+            ..Case::default()
+        },
+        |_| {},
+    );
 }

@@ -22,6 +22,7 @@ mod errors;
 mod login;
 mod nosubid;
 mod plan;
+mod platforms;
 mod prune;
 mod pullpush;
 mod report;

@@ -205,7 +205,10 @@ impl<'a> Planner<'a> {
                     let lookup = |n: &str| global_lookup(&global_args, &ctx.predefined, n);
                     Some(ctx.expand(d, &lookup, ins.span)?)
                 } else {
-                    None
+                    // Without a value the name keeps the one it has: an earlier global
+                    // ARG's, or a predefined platform ARG's (BuildKit's rule), so that
+                    // `ARG TARGETARCH` then `FROM base-$TARGETARCH` names the target's base.
+                    global_lookup(&global_args, &ctx.predefined, name).map(str::to_string)
                 };
                 global_args.declare(name.clone(), value);
                 check_environment(global_args.bytes(), name, "the global ARGs", ins.span)?;

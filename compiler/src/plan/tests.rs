@@ -164,6 +164,21 @@ fn predefined_platform_args_are_normalised_and_complete() {
 }
 
 #[test]
+fn a_global_arg_without_a_value_keeps_the_value_it_has() {
+    let opts = PlanOptions {
+        target_platform: Platform::parse("linux/arm64").unwrap(),
+        ..Default::default()
+    };
+    let text = "ARG TARGETARCH\nARG V=1\nARG V\nFROM busybox-$TARGETARCH:$V\nARG V\nRUN echo $V\n";
+    let p = plan_with(text, &opts).unwrap();
+    let StageBase::Image { reference, .. } = &p.stages[0].base else {
+        panic!("an image base: {:?}", p.stages[0].base);
+    };
+    assert_eq!(reference, "busybox-arm64:1");
+    assert!(execs(&p)[0].env.contains(&"V=1".to_string()));
+}
+
+#[test]
 fn stage_refs_by_name_index_and_case() {
     let text = "FROM alpine AS Build\nRUN make\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=0 /b /b\nCOPY --from=busybox:1 /bin/sh /sh\n";
     let p = plan(text);

@@ -331,7 +331,8 @@ pub fn convert_layers_watched(
 }
 
 /// The image `descriptor` with its layers converted to `c` (the same descriptor when nothing
-/// changes): platform and annotations of the descriptor are kept.
+/// changes): platform and annotations of the descriptor are kept. An index is written anew
+/// over its converted images.
 pub fn convert_image(
     store: &Store,
     descriptor: &Descriptor,
@@ -339,6 +340,32 @@ pub fn convert_image(
 ) -> Result<Descriptor, OutputError> {
     let digest = descriptor_digest(descriptor)?;
     let bytes = store.read_blob(&digest)?;
+    if rbuild_cache::is_index(descriptor.media_type()) {
+        let mut index: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(OutputError::json("an image index of the build"))?;
+        let images = store.read_index_blob(&digest)?;
+        let converted = images
+            .manifests()
+            .iter()
+            .map(|d| convert_image(store, d, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        if converted
+            .iter()
+            .zip(images.manifests())
+            .all(|(a, b)| a == b)
+        {
+            return Ok(descriptor.clone());
+        }
+        index["manifests"] = serde_json::to_value(&converted)
+            .map_err(OutputError::json("an image index of the build"))?;
+        let new = serde_json::to_vec(&index).map_err(OutputError::json("an image index"))?;
+        let media_type = descriptor.media_type().to_string();
+        store.put_document(MediaType::Other(media_type), &new)?;
+        let mut d = descriptor.clone();
+        d.set_digest(Digest::of(&new).into());
+        d.set_size(new.len() as u64);
+        return Ok(d);
+    }
     match convert_layers(store, &bytes, c).map_err(|e| OutputError::Convert {
         manifest: digest,
         source: Box::new(e),

@@ -187,15 +187,30 @@ pub fn export(
                 let Some(Dest::Path(dir)) = &output.dest else {
                     unreachable!("checked when parsed")
                 };
-                let layers = image_layers(store, descriptor)?;
-                flatten::write_dir(store, &layers, &settings.limits, dir)
-                    .map_err(|e| what(e.into()))?;
+                // An index: a directory per platform (`linux_arm64`), as buildx writes.
+                for (sub, layers) in platform_layers(store, descriptor)? {
+                    let dir = match &sub {
+                        Some(sub) => dir.join(sub),
+                        None => dir.clone(),
+                    };
+                    flatten::write_dir(store, &layers, &settings.limits, &dir)
+                        .map_err(|e| what(e.into()))?;
+                }
             }
             OutputKind::Tar => {
-                let layers = image_layers(store, descriptor)?;
+                let parts = platform_layers(store, descriptor)?;
                 let dest = output.dest.as_ref().expect("checked when parsed");
-                write_to(dest, |w| {
-                    flatten::write_tar(store, &layers, &settings.limits, w).map(|_| ())
+                write_to(dest, |w| match parts.as_slice() {
+                    [(None, layers)] => {
+                        flatten::write_tar(store, layers, &settings.limits, w).map(|_| ())
+                    }
+                    _ => {
+                        let named: Vec<(String, Vec<(Digest, String)>)> = parts
+                            .iter()
+                            .map(|(sub, layers)| (sub.clone().unwrap_or_default(), layers.clone()))
+                            .collect();
+                        flatten::write_tars(store, &named, &settings.limits, w).map(|_| ())
+                    }
                 })
                 .map_err(|e| what(e.into()))?;
             }
@@ -208,6 +223,27 @@ pub fn export(
         exported.written.push(written);
     }
     Ok(exported)
+}
+
+/// The layers of each image `descriptor` holds: of the image itself (no directory), or of
+/// every platform of an index, with the directory buildx gives it (`linux_arm64_v8`).
+#[allow(clippy::type_complexity)]
+fn platform_layers(
+    store: &Store,
+    descriptor: &Descriptor,
+) -> Result<Vec<(Option<String>, Vec<(Digest, String)>)>, OutputError> {
+    if !rbuild_cache::is_index(descriptor.media_type()) {
+        return Ok(vec![(None, image_layers(store, descriptor)?)]);
+    }
+    let index = store.read_index_blob(&descriptor_digest(descriptor)?)?;
+    let mut out = Vec::new();
+    for d in index.manifests() {
+        let dir = rbuild_cache::descriptor_platform(d)
+            .map(|p| p.to_string().replace('/', "_"))
+            .unwrap_or_else(|| d.digest().digest().to_string());
+        out.push((Some(dir), image_layers(store, d)?));
+    }
+    Ok(out)
 }
 
 /// The layers of an image manifest: (blob digest, media type).
@@ -229,7 +265,7 @@ fn image_layers(
 /// {
 ///   "containerimage.digest": "sha256:…",       // the image's manifest digest: as pushed
 ///                                               // (first name) when pushed, else as stored
-///   "containerimage.config.digest": "sha256:…", // its config
+///   "containerimage.config.digest": "sha256:…", // its config (not for an index)
 ///   "containerimage.descriptor": {"mediaType": "…", "digest": "sha256:…", "size": 1234,
 ///                                 "platform": {…}, "annotations": {…}},
 ///   "image.name": "registry/app:1,registry/app:latest",  // the names, comma-separated
@@ -272,7 +308,19 @@ fn metadata(
         .iter()
         .find_map(|w| w.descriptor.clone())
         .unwrap_or_else(|| stored.clone());
-    let (_, manifest) = store.image_manifest(stored)?;
+    // An index (a multi-platform build) has no one config: buildx writes none.
+    let config_digest = if rbuild_cache::is_index(stored.media_type()) {
+        None
+    } else {
+        Some(
+            store
+                .image_manifest(stored)?
+                .1
+                .config()
+                .digest()
+                .to_string(),
+        )
+    };
     let mut descriptor =
         serde_json::to_value(&primary).map_err(OutputError::json("the image's descriptor"))?;
     let mut digest = primary.digest().to_string();
@@ -300,10 +348,9 @@ fn metadata(
     }
     let mut doc = serde_json::Map::new();
     doc.insert("containerimage.digest".into(), json!(digest));
-    doc.insert(
-        "containerimage.config.digest".into(),
-        json!(manifest.config().digest().to_string()),
-    );
+    if let Some(c) = config_digest {
+        doc.insert("containerimage.config.digest".into(), json!(c));
+    }
     doc.insert("containerimage.descriptor".into(), descriptor);
     if !names.is_empty() {
         doc.insert("image.name".into(), json!(names.join(",")));

@@ -334,10 +334,64 @@ pub fn write_tar<W: Write>(
     limits: &Limits,
     out: W,
 ) -> Result<Stats, FlattenError> {
-    let (tree, dirs) = scan(store, layers, limits)?;
-    let mut stats = Stats::default();
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
+    let stats = append_tree(&mut builder, store, layers, limits, b"")?;
+    finish(builder)?;
+    Ok(stats)
+}
+
+/// Writes the final file systems of several images as one tar, each below a directory of
+/// its own (`linux_amd64/`, as buildx writes a multi-platform `type=tar` output).
+pub fn write_tars<W: Write>(
+    store: &Store,
+    parts: &[(String, Vec<(Digest, String)>)],
+    limits: &Limits,
+    out: W,
+) -> Result<Stats, FlattenError> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut stats = Stats::default();
+    for (dir, layers) in parts {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_mtime(0);
+        header.set_size(0);
+        let prefix = format!("{dir}/");
+        builder
+            .append_data(&mut header, &prefix, io::empty())
+            .map_err(|source| FlattenError::Append {
+                path: dir.clone(),
+                source,
+            })?;
+        let s = append_tree(&mut builder, store, layers, limits, prefix.as_bytes())?;
+        stats.entries += s.entries + 1;
+        stats.bytes += s.bytes;
+    }
+    finish(builder)?;
+    Ok(stats)
+}
+
+fn finish<W: Write>(builder: tar::Builder<W>) -> Result<(), FlattenError> {
+    builder
+        .into_inner()
+        .map_err(FlattenError::Finish)?
+        .flush()
+        .map_err(FlattenError::Finish)
+}
+
+/// Appends the final file system of `layers` to `builder`, every name below `prefix`
+/// (empty, or a directory name ending in `/`).
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    store: &Store,
+    layers: &[(Digest, String)],
+    limits: &Limits,
+    prefix: &[u8],
+) -> Result<Stats, FlattenError> {
+    let (tree, dirs) = scan(store, layers, limits)?;
+    let mut stats = Stats::default();
     let fail = |path: &[u8]| {
         let path = String::from_utf8_lossy(path).into_owned();
         move |source| FlattenError::Append { path, source }
@@ -365,7 +419,7 @@ pub fn write_tar<W: Write>(
     for (path, meta) in all_dirs {
         let mut header = match meta {
             Some(m) => {
-                append_xattrs(&mut builder, &m.xattrs).map_err(fail(path))?;
+                append_xattrs(builder, &m.xattrs).map_err(fail(path))?;
                 m.header.clone()
             }
             None => {
@@ -379,7 +433,7 @@ pub fn write_tar<W: Write>(
             }
         };
         header.set_size(0);
-        let mut name = path.to_vec();
+        let mut name = [prefix, path].concat();
         name.push(b'/');
         builder
             .append_data(
@@ -414,10 +468,11 @@ pub fn write_tar<W: Write>(
             };
             let first = paths[0];
             let xattrs = xattrs_of(&mut entry).map_err(fail(first))?;
-            append_xattrs(&mut builder, &xattrs).map_err(fail(first))?;
+            append_xattrs(builder, &xattrs).map_err(fail(first))?;
             let mut header = entry.header().clone();
             let kind = header.entry_type();
-            let first_path = Path::new(OsStr::from_bytes(first));
+            let first_name = [prefix, first].concat();
+            let first_path = Path::new(OsStr::from_bytes(&first_name));
             match kind {
                 EntryType::Symlink => {
                     let target = entry.link_name_bytes().map(|t| t.into_owned());
@@ -452,18 +507,18 @@ pub fn write_tar<W: Write>(
                 let mut h = entry.header().clone();
                 h.set_entry_type(EntryType::Link);
                 h.set_size(0);
+                let other_name = [prefix, other].concat();
                 builder
-                    .append_link(&mut h, Path::new(OsStr::from_bytes(other)), first_path)
+                    .append_link(
+                        &mut h,
+                        Path::new(OsStr::from_bytes(&other_name)),
+                        first_path,
+                    )
                     .map_err(fail(other))?;
                 stats.entries += 1;
             }
         }
     }
-    builder
-        .into_inner()
-        .map_err(FlattenError::Finish)?
-        .flush()
-        .map_err(FlattenError::Finish)?;
     Ok(stats)
 }
 

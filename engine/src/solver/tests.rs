@@ -382,15 +382,16 @@ impl Workspace {
         .unwrap();
         let events = Recorded::default();
         let remote = import.then(|| crate::remote_cache::RemoteCache::import(request, &events));
-        let results = solve(
-            request,
-            &source,
-            &plan,
-            &BTreeMap::new(),
-            &events,
-            remote.as_ref(),
+        let results = solve(&crate::solver::Problem {
+            settings: request,
+            source: &source,
+            plan: &plan,
+            bases: &crate::bases::Bases::default(),
+            progress: &events,
+            remote: remote.as_ref(),
             worker,
-        );
+            multi: None,
+        });
         Solved {
             plan,
             results,
