@@ -21,6 +21,7 @@ mod distro;
 mod docs;
 mod errors;
 mod login;
+mod nosubid;
 mod plan;
 mod platforms;
 mod prune;

@@ -19,6 +19,7 @@ mod expansion;
 mod layers;
 mod limits;
 mod network;
+mod owners;
 mod registry;
 mod sandbox;
 mod seccomp;

@@ -155,6 +155,9 @@ pub fn exec(init: i32, spec: ExecSpec) -> Result<ExecOutcome, SandboxError> {
             .map_err(|source| SandboxError::Seccomp { source })?,
         capabilities: default_capabilities(),
         no_new_privs: true,
+        // The container's init answers its own command's owner calls; an exec'd process
+        // has no such init (in single-id mode its chown fails as without the filter).
+        owner_filter: None,
     };
     let tty = matches!(spec.stdio, ExecStdio::Tty);
     let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &str| {
@@ -396,7 +399,7 @@ fn exec_helper(
     drop(console);
     let pid = match sys::fork() {
         Err(e) => child_fail(&fail, "fork the process", &e, 125),
-        Ok(sys::Fork::Child) => exec_command(p, &fail, stdin.as_fd(), &out, &err, tty),
+        Ok(sys::Fork::Child) => exec_command(p, &fail, stdin.as_fd(), &out, &err, tty, None),
         Ok(sys::Fork::Parent(pid)) => pid,
     };
     drop((stdin, out, err, fail));

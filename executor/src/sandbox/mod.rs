@@ -30,6 +30,7 @@ mod error;
 pub mod exec;
 mod fd;
 mod net;
+mod owners;
 mod parent;
 mod pty;
 pub mod seccomp;
@@ -81,6 +82,9 @@ struct Prepared {
     stack: Option<Arc<NetStack>>,
     /// Installed just before `execve`; `None`: unconfined.
     seccomp: Option<seccomp::Filter>,
+    /// Single-id mode: the filter that fakes the id-changing calls and hands the ownership
+    /// calls to init, which records the owners (`owners`).
+    owner_filter: Option<seccomp::Filter>,
     /// The capabilities root keeps (Docker's default set; all of them when privileged).
     capabilities: CapabilitySet,
     /// Whether the command runs with no_new_privs (not when privileged).
@@ -184,6 +188,12 @@ impl Sandbox {
             } else {
                 seccomp::filter_for(&spec.seccomp, default_capabilities())
                     .map_err(|source| SandboxError::Seccomp { source })?
+            },
+            owner_filter: match spec.id_map.kind {
+                MappingKind::Single => Some(
+                    seccomp::owner_filter().map_err(|source| SandboxError::Seccomp { source })?,
+                ),
+                MappingKind::Root | MappingKind::Subordinate => None,
             },
             capabilities: if spec.privileged {
                 CapabilitySet::all()
