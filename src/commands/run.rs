@@ -433,6 +433,13 @@ fn run_detached(
     args: &RunArgs,
 ) -> anyhow::Result<()> {
     use super::container::{ContainerConfig, HealthConfig};
+    if !args.limit_args.limits()?.is_empty() {
+        // The supervisor runs the container from its recorded settings, which hold no limits.
+        anyhow::bail!(
+            "rbuild run -d does not take --memory, --memory-swap, --cpus or --pids-limit: a \
+             detached container would run without them; run it in the foreground"
+        );
+    }
     let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let config = store.read_config(&config_digest)?;

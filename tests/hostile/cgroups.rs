@@ -261,3 +261,21 @@ fn a_step_over_the_config_memory_limit_fails_naming_the_oom_killer() {
     assert!(!run.stderr.contains("survived 2"), "{}", run.stderr);
     assert_eq!(sandbox_cgroups(pid), Vec::<PathBuf>::new(), "cgroups left");
 }
+
+#[test]
+fn a_detached_container_refuses_limits_it_would_run_without() {
+    let env = BuildEnv::new();
+    let run = support::finish_cmd(
+        env.rbuild()
+            .args(["run", "-d", "--memory", "32m", BASE, "sleep", "1"]),
+    );
+    assert_eq!(run.code, 125, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "rbuild run -d does not take --memory, --memory-swap, --cpus or --pids-limit"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "", "no container was started");
+}
