@@ -526,3 +526,19 @@ fn a_pty_for_the_detached_command_and_for_exec() {
     );
     ok(env.rbuild().args(["rm", "-f", "tty"]));
 }
+
+/// A command that exits at once has still started: `run -d` prints its id (it used to lose
+/// the race when the command's exit closed the error pipe before the start was noted).
+#[test]
+fn commands_that_exit_at_once_start_cleanly() {
+    let env = env(false);
+    for _ in 0..20 {
+        let id = rb(&env, &["run", "-d", BASE, "true"]).stdout;
+        assert_eq!(id.trim().len(), 64, "{id:?}");
+    }
+    let exited = eventually("every container to exit", || {
+        let ps = ps_all(&env);
+        (ps.matches("Exited (0)").count() == 20).then_some(ps)
+    });
+    assert!(!exited.contains("Dead"), "{exited}");
+}

@@ -196,10 +196,13 @@ pub(super) fn run_prepared(
         let mut b = [0u8; 1];
         let _ = read_exact_fd(note, &mut b);
         let mut fds = [PollFd::new(&fail_r, PollFlags::IN)];
-        let quiet = matches!(
-            rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default())),
-            Ok(0)
-        );
+        // Nothing to read: the error pipe is still open (poll gives 0), or its writers are
+        // all gone because the command already ran and exited (HUP without data).
+        let quiet = match rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default())) {
+            Ok(0) => true,
+            Ok(_) => !fds[0].revents().contains(PollFlags::IN),
+            Err(_) => false,
+        };
         if quiet {
             (hook.0)(init_pid);
         }
