@@ -9,6 +9,7 @@
 mod support;
 
 mod archives;
+mod cgroups;
 mod check;
 mod concurrency;
 mod crash;
@@ -18,6 +19,7 @@ mod exec;
 mod expansion;
 mod layers;
 mod limits;
+mod mountinfo;
 mod network;
 mod owners;
 mod registry;
