@@ -5,6 +5,7 @@
 //! does. The Dockerfile is read as [`crate::dockerfile::read_dockerfile`] says: resolved
 //! inside its directory, a regular file of at most 16 MiB.
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -79,6 +80,72 @@ pub enum ContextError {
     /// The temp dir of a stdin context cannot be made.
     #[error(transparent)]
     StepDir(Box<ExecError>),
+    /// A `--build-context` is not `NAME=VALUE`, or its NAME is not an image-like name.
+    #[error("invalid --build-context {spec:?}: {reason}")]
+    BadNamedContext {
+        /// The flag's value.
+        spec: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `--build-context` names an image that is not a valid reference.
+    #[error("invalid --build-context {spec:?}: {reference:?} is not an image reference")]
+    NamedContextReference {
+        /// The flag's value.
+        spec: String,
+        /// The reference.
+        reference: String,
+        /// Why.
+        #[source]
+        source: crate::names::NameError,
+    },
+    /// A `--build-context` has a scheme rbuild does not read.
+    #[error(
+        "invalid --build-context {spec:?}: unsupported context source {scheme}:// (use a \
+         directory or docker-image://REF)"
+    )]
+    NamedContextScheme {
+        /// The flag's value.
+        spec: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// A directory `--build-context` cannot be used.
+    #[error("cannot use {} as build context {name:?}", path.display())]
+    NamedContextDir {
+        /// The context's name.
+        name: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory `--build-context` is not a directory.
+    #[error("build context {name:?}: {} is not a directory", path.display())]
+    NamedContextNotADirectory {
+        /// The context's name.
+        name: String,
+        /// The path.
+        path: PathBuf,
+    },
+    /// A named context's directory cannot be indexed.
+    #[error("cannot read build context {name:?} ({})", path.display())]
+    NamedContextIndex {
+        /// The context's name.
+        name: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<rbuild_cache::context::ContextError>,
+    },
+    /// An op names a named context the build was not given (an internal error).
+    #[error("the plan reads build context {name:?}, which the build was not given")]
+    UnknownNamedContext {
+        /// The context's name.
+        name: String,
+    },
 }
 
 impl ContextError {
@@ -126,6 +193,101 @@ impl ContextArg {
     }
 }
 
+/// What a `--build-context NAME=VALUE` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContextArg {
+    /// A local directory: its files (after its own `.dockerignore`).
+    Dir(PathBuf),
+    /// `docker-image://REF`: an image, taken from the store or pulled as a base image is.
+    Image(String),
+}
+
+/// Parses one `--build-context NAME=VALUE` into the key the planner matches names with
+/// ([`rbuild_compiler::plan::named_context_key`]) and what it names. VALUE is
+/// `docker-image://REF` or a local directory (checked here: it must exist and be a
+/// directory); another `SCHEME://` is refused by name.
+pub fn parse_named_context(spec: &str) -> Result<(String, NamedContextArg), ContextError> {
+    let bad = |reason: &str| ContextError::BadNamedContext {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    let (name, value) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=VALUE"))?;
+    if value.is_empty() {
+        return Err(bad("the value is empty"));
+    }
+    let key = rbuild_compiler::plan::named_context_key(name).ok_or_else(|| {
+        bad("the name must be a lower-case image name other than scratch and context")
+    })?;
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        crate::names::normalize_name(reference).map_err(|source| {
+            ContextError::NamedContextReference {
+                spec: spec.to_string(),
+                reference: reference.to_string(),
+                source,
+            }
+        })?;
+        return Ok((key, NamedContextArg::Image(reference.to_string())));
+    }
+    if let Some((scheme, _)) = value.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err(ContextError::NamedContextScheme {
+            spec: spec.to_string(),
+            scheme: scheme.to_string(),
+        });
+    }
+    let path = PathBuf::from(value);
+    let md = std::fs::metadata(&path).map_err(|source| ContextError::NamedContextDir {
+        name: key.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(ContextError::NamedContextNotADirectory { name: key, path });
+    }
+    Ok((key, NamedContextArg::Dir(path)))
+}
+
+/// What the planner is told of the named contexts: images by reference, directories as
+/// local files.
+pub fn plan_contexts(
+    named: &BTreeMap<String, NamedContextArg>,
+) -> BTreeMap<String, rbuild_compiler::plan::NamedContext> {
+    named
+        .iter()
+        .map(|(k, v)| {
+            let planned = match v {
+                NamedContextArg::Dir(_) => rbuild_compiler::plan::NamedContext::Local,
+                NamedContextArg::Image(reference) => rbuild_compiler::plan::NamedContext::Image {
+                    reference: reference.clone(),
+                },
+            };
+            (k.clone(), planned)
+        })
+        .collect()
+}
+
+/// A directory named context: where it is and its index, built on first use.
+#[derive(Debug)]
+struct NamedDir {
+    root: PathBuf,
+    index: OnceLock<Context>,
+}
+
+/// The files a context op reads: the directory they are in and their selection.
+#[derive(Debug, Clone)]
+pub struct ContextFiles {
+    /// The context's directory.
+    pub root: PathBuf,
+    /// Whether an ignore file hides part of it (a bind mount then sees only the selection).
+    pub filtered: bool,
+}
+
 /// The Dockerfile and the context directory of one build.
 #[derive(Debug)]
 pub struct Source {
@@ -141,6 +303,8 @@ pub struct Source {
     /// Keeps a stdin context's temp dir alive.
     _temp: Option<super::exec::StepDir>,
     index: OnceLock<Context>,
+    /// The directory named contexts, by key.
+    named: BTreeMap<String, NamedDir>,
 }
 
 impl Source {
@@ -171,6 +335,49 @@ impl Source {
         Ok(self.index.get_or_init(|| ctx))
     }
 
+    /// The index of the build context (`None`) or of the directory named context `name`,
+    /// with where its files are. A named context's `.dockerignore` at its root applies to
+    /// it, as BuildKit reads it; `<Dockerfile>.dockerignore` is the build context's only.
+    pub fn context_index(
+        &self,
+        settings: &BuildRequest,
+        name: Option<&str>,
+    ) -> Result<(&Context, ContextFiles), ContextError> {
+        let Some(name) = name else {
+            let index = self.index(settings)?;
+            let files = ContextFiles {
+                root: self.root.clone(),
+                filtered: index.ignore_file().is_some(),
+            };
+            return Ok((index, files));
+        };
+        let dir = self
+            .named
+            .get(name)
+            .ok_or_else(|| ContextError::UnknownNamedContext {
+                name: name.to_string(),
+            })?;
+        let index = match dir.index.get() {
+            Some(c) => c,
+            None => {
+                let opts = IndexOptions { dockerfile: None };
+                let ctx = index_context(&settings.store, &dir.root, &opts).map_err(|source| {
+                    ContextError::NamedContextIndex {
+                        name: name.to_string(),
+                        path: dir.root.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+                dir.index.get_or_init(|| ctx)
+            }
+        };
+        let files = ContextFiles {
+            root: dir.root.clone(),
+            filtered: index.ignore_file().is_some(),
+        };
+        Ok((index, files))
+    }
+
     /// A stable name of the context for explain records.
     pub fn identity(&self) -> String {
         if self._temp.is_some() {
@@ -181,8 +388,31 @@ impl Source {
     }
 }
 
-/// Reads the Dockerfile and locates (or unpacks) the context.
+/// Reads the Dockerfile and locates (or unpacks) the context and the directory named
+/// contexts.
 pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
+    let mut source = load_main(settings)?;
+    for (name, arg) in &settings.named_contexts {
+        let NamedContextArg::Dir(path) = arg else {
+            continue;
+        };
+        let root = std::fs::canonicalize(path).map_err(|source| ContextError::NamedContextDir {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        source.named.insert(
+            name.clone(),
+            NamedDir {
+                root,
+                index: OnceLock::new(),
+            },
+        );
+    }
+    Ok(source)
+}
+
+fn load_main(settings: &BuildRequest) -> Result<Source, ContextError> {
     let file = settings.file.as_deref();
     match &settings.context {
         ContextArg::Dir(dir) => {
@@ -205,6 +435,7 @@ pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
                 root,
                 _temp: None,
                 index: OnceLock::new(),
+                named: BTreeMap::new(),
             })
         }
         ContextArg::Stdin => from_stdin(settings, file),
@@ -279,6 +510,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
             root,
             _temp: Some(dir),
             index: OnceLock::new(),
+            named: BTreeMap::new(),
         })
     } else {
         // A bare Dockerfile: the context is empty.
@@ -292,6 +524,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
             root: ctx,
             _temp: Some(dir),
             index: OnceLock::new(),
+            named: BTreeMap::new(),
         })
     }
 }

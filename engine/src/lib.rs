@@ -95,6 +95,9 @@ pub struct BuildRequest {
     pub context: context::ContextArg,
     /// `-f`.
     pub file: Option<PathBuf>,
+    /// `--build-context NAME=VALUE`s, by the key names are matched with
+    /// ([`context::parse_named_context`]).
+    pub named_contexts: BTreeMap<String, context::NamedContextArg>,
     /// Planner options (`--target`, `--build-arg`, `--platform`).
     pub plan_options: PlanOptions,
     /// `-t`, normalized.
@@ -163,6 +166,7 @@ impl BuildRequest {
             store,
             context: context::ContextArg::new(&context.into(), None)?,
             file: None,
+            named_contexts: BTreeMap::new(),
             plan_options: PlanOptions {
                 target_platform: host.clone(),
                 build_platform: host,
@@ -343,11 +347,15 @@ pub fn build_with(
     if platforms.len() > 1 {
         check_multi_platform(settings, &platforms)?;
     }
+    let plan_options = PlanOptions {
+        named_contexts: context::plan_contexts(&settings.named_contexts),
+        ..settings.plan_options.clone()
+    };
     let solved: Vec<Solved> = if platforms.len() == 1 {
         vec![solve_platform(
             settings,
             &source,
-            &settings.plan_options,
+            &plan_options,
             None,
             progress,
             remote.as_ref(),
@@ -359,7 +367,7 @@ pub fn build_with(
             .iter()
             .map(|p| PlanOptions {
                 target_platform: p.clone(),
-                ..settings.plan_options.clone()
+                ..plan_options.clone()
             })
             .collect();
         std::thread::scope(|s| {
