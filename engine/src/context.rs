@@ -102,7 +102,7 @@ pub enum ContextError {
     /// A `--build-context` has a scheme rbuild does not read.
     #[error(
         "invalid --build-context {spec:?}: unsupported context source {scheme}:// (use a \
-         directory or docker-image://REF)"
+         directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST])"
     )]
     NamedContextScheme {
         /// The flag's value.
@@ -129,6 +129,14 @@ pub enum ContextError {
         /// The path.
         path: PathBuf,
     },
+    /// An `oci-layout://` context names a directory without an `index.json`.
+    #[error("build context {name:?}: {} is not an OCI image layout (no index.json)", path.display())]
+    NamedContextNotALayout {
+        /// The context's name.
+        name: String,
+        /// The path.
+        path: PathBuf,
+    },
     /// A named context's directory cannot be indexed.
     #[error("cannot read build context {name:?} ({})", path.display())]
     NamedContextIndex {
@@ -139,6 +147,32 @@ pub enum ContextError {
         /// Why.
         #[source]
         source: Box<rbuild_cache::context::ContextError>,
+    },
+    /// An `oci-layout://` context's directory cannot be read into the store.
+    #[error("cannot read the OCI layout {} of build context {name:?}", path.display())]
+    OciLayout {
+        /// The context's name.
+        name: String,
+        /// The layout directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<rbuild_cache::archive::ArchiveError>,
+    },
+    /// An `oci-layout://` context's layout has no image of the tag or digest asked for.
+    #[error(
+        "the OCI layout {} of build context {name:?} has no image {wanted} (it has: {found})",
+        path.display()
+    )]
+    OciLayoutImage {
+        /// The context's name.
+        name: String,
+        /// The layout directory.
+        path: PathBuf,
+        /// The tag or digest asked for.
+        wanted: String,
+        /// What the layout's index names.
+        found: String,
     },
     /// An op names a named context the build was not given (an internal error).
     #[error("the plan reads build context {name:?}, which the build was not given")]
@@ -200,12 +234,21 @@ pub enum NamedContextArg {
     Dir(PathBuf),
     /// `docker-image://REF`: an image, taken from the store or pulled as a base image is.
     Image(String),
+    /// `oci-layout://DIR[:TAG|@DIGEST]`: an image of an OCI image layout directory, copied
+    /// into the store (verified) when the build starts.
+    OciLayout {
+        /// The layout directory.
+        dir: PathBuf,
+        /// `:TAG` or `@DIGEST` (default: the `latest` tag, or the layout's only image).
+        select: Option<String>,
+    },
 }
 
 /// Parses one `--build-context NAME=VALUE` into the key the planner matches names with
 /// ([`rbuild_compiler::plan::named_context_key`]) and what it names. VALUE is
-/// `docker-image://REF` or a local directory (checked here: it must exist and be a
-/// directory); another `SCHEME://` is refused by name.
+/// `docker-image://REF`, `oci-layout://DIR[:TAG|@DIGEST]` (DIR must hold an `index.json`)
+/// or a local directory (checked here: it must exist and be a directory); another
+/// `SCHEME://` is refused by name.
 pub fn parse_named_context(spec: &str) -> Result<(String, NamedContextArg), ContextError> {
     let bad = |reason: &str| ContextError::BadNamedContext {
         spec: spec.to_string(),
@@ -230,6 +273,32 @@ pub fn parse_named_context(spec: &str) -> Result<(String, NamedContextArg), Cont
         })?;
         return Ok((key, NamedContextArg::Image(reference.to_string())));
     }
+    if let Some(rest) = value.strip_prefix("oci-layout://") {
+        let (dir, select) = match rest.rsplit_once('@') {
+            Some((dir, digest)) => {
+                digest.parse::<rbuild_cache::Digest>().map_err(|_| {
+                    bad(&format!(
+                        "{digest:?} is not a sha256 digest of the OCI layout"
+                    ))
+                })?;
+                (dir, Some(digest.to_string()))
+            }
+            None => match rest.rsplit_once(':') {
+                Some((dir, tag)) if !tag.contains('/') && !tag.is_empty() => {
+                    (dir, Some(tag.to_string()))
+                }
+                _ => (rest, None),
+            },
+        };
+        let dir = PathBuf::from(dir);
+        if !dir.join("index.json").is_file() {
+            return Err(ContextError::NamedContextNotALayout {
+                name: key,
+                path: dir,
+            });
+        }
+        return Ok((key, NamedContextArg::OciLayout { dir, select }));
+    }
     if let Some((scheme, _)) = value.split_once("://")
         && !scheme.is_empty()
         && scheme
@@ -253,23 +322,124 @@ pub fn parse_named_context(spec: &str) -> Result<(String, NamedContextArg), Cont
     Ok((key, NamedContextArg::Dir(path)))
 }
 
-/// What the planner is told of the named contexts: images by reference, directories as
-/// local files.
+/// What the planner is told of the named contexts: images by reference (an OCI layout's
+/// image as `NAME@DIGEST`, which [`Source::loaded_images`] resolves), directories as local
+/// files.
 pub fn plan_contexts(
     named: &BTreeMap<String, NamedContextArg>,
+    source: &Source,
 ) -> BTreeMap<String, rbuild_compiler::plan::NamedContext> {
     named
         .iter()
-        .map(|(k, v)| {
+        .filter_map(|(k, v)| {
             let planned = match v {
                 NamedContextArg::Dir(_) => rbuild_compiler::plan::NamedContext::Local,
                 NamedContextArg::Image(reference) => rbuild_compiler::plan::NamedContext::Image {
                     reference: reference.clone(),
                 },
+                NamedContextArg::OciLayout { .. } => rbuild_compiler::plan::NamedContext::Image {
+                    reference: source.oci.get(k)?.0.clone(),
+                },
             };
-            (k.clone(), planned)
+            Some((k.clone(), planned))
         })
         .collect()
+}
+
+/// Copies the image `select` names (a tag or digest; default `latest`, or the only image)
+/// of the OCI layout `dir` into the store, every blob verified; returns the reference the
+/// plan uses for it (`NAME@DIGEST`, as BuildKit names it) and its descriptor. Only the
+/// layout's `oci-layout`, `index.json` and regular files under `blobs/` are read.
+fn load_oci_layout(
+    settings: &BuildRequest,
+    name: &str,
+    dir: &Path,
+    select: Option<&str>,
+) -> Result<(String, oci_spec::image::Descriptor), ContextError> {
+    let read_err = |source: std::io::Error| ContextError::NamedContextDir {
+        name: name.to_string(),
+        path: dir.to_path_buf(),
+        source,
+    };
+    let tmp = settings.store.tmp_dir();
+    std::fs::create_dir_all(&tmp).map_err(|source| ContextError::Create {
+        path: tmp.clone(),
+        source,
+    })?;
+    let spool = tempfile::NamedTempFile::new_in(&tmp).map_err(|source| ContextError::Create {
+        path: tmp.clone(),
+        source,
+    })?;
+    {
+        let mut b = tar::Builder::new(std::io::BufWriter::new(spool.as_file()));
+        b.follow_symlinks(false);
+        for file in ["oci-layout", "index.json"] {
+            if dir.join(file).is_file() {
+                b.append_path_with_name(dir.join(file), file)
+                    .map_err(read_err)?;
+            }
+        }
+        let blobs = dir.join("blobs");
+        for alg in std::fs::read_dir(&blobs).map_err(read_err)? {
+            let alg = alg.map_err(read_err)?;
+            if !alg.file_type().map_err(read_err)?.is_dir() {
+                continue;
+            }
+            for blob in std::fs::read_dir(alg.path()).map_err(read_err)? {
+                let blob = blob.map_err(read_err)?;
+                if !blob.file_type().map_err(read_err)?.is_file() {
+                    continue;
+                }
+                let inner = format!(
+                    "blobs/{}/{}",
+                    alg.file_name().to_string_lossy(),
+                    blob.file_name().to_string_lossy()
+                );
+                b.append_path_with_name(blob.path(), inner)
+                    .map_err(read_err)?;
+            }
+        }
+        b.into_inner()
+            .and_then(|mut w| std::io::Write::flush(&mut w))
+            .map_err(read_err)?;
+    }
+    let loaded = rbuild_cache::archive::load_with(&settings.store, spool.path(), &settings.limits)
+        .map_err(|source| ContextError::OciLayout {
+            name: name.to_string(),
+            path: dir.to_path_buf(),
+            source: Box::new(source),
+        })?;
+    let wanted = select.unwrap_or("latest");
+    let matches = |l: &rbuild_cache::archive::Loaded| {
+        if wanted.starts_with("sha256:") {
+            l.descriptor.digest().to_string() == wanted
+        } else {
+            l.names
+                .iter()
+                .any(|n| n == wanted || n.ends_with(&format!(":{wanted}")))
+        }
+    };
+    let found = match loaded.iter().find(|l| matches(l)) {
+        Some(l) => l,
+        None if select.is_none() && loaded.len() == 1 => &loaded[0],
+        None => {
+            return Err(ContextError::OciLayoutImage {
+                name: name.to_string(),
+                path: dir.to_path_buf(),
+                wanted: wanted.to_string(),
+                found: loaded
+                    .iter()
+                    .map(|l| match l.names.first() {
+                        Some(n) => format!("{n} ({})", l.descriptor.digest()),
+                        None => l.descriptor.digest().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    };
+    let reference = format!("{name}@{}", found.descriptor.digest());
+    Ok((reference, found.descriptor.clone()))
 }
 
 /// A directory named context: where it is and its index, built on first use.
@@ -305,6 +475,9 @@ pub struct Source {
     index: OnceLock<Context>,
     /// The directory named contexts, by key.
     named: BTreeMap<String, NamedDir>,
+    /// The `oci-layout://` contexts' images, by key: the reference the plan uses and the
+    /// image.
+    oci: BTreeMap<String, (String, oci_spec::image::Descriptor)>,
 }
 
 impl Source {
@@ -378,6 +551,12 @@ impl Source {
         Ok((index, files))
     }
 
+    /// The images the build loaded for its `oci-layout://` contexts, by the reference the
+    /// plan names them with: base images that are not looked up by name.
+    pub fn loaded_images(&self) -> BTreeMap<String, oci_spec::image::Descriptor> {
+        self.oci.values().cloned().collect()
+    }
+
     /// A stable name of the context for explain records.
     pub fn identity(&self) -> String {
         if self._temp.is_some() {
@@ -393,8 +572,14 @@ impl Source {
 pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
     let mut source = load_main(settings)?;
     for (name, arg) in &settings.named_contexts {
-        let NamedContextArg::Dir(path) = arg else {
-            continue;
+        let path = match arg {
+            NamedContextArg::Dir(path) => path,
+            NamedContextArg::Image(_) => continue,
+            NamedContextArg::OciLayout { dir, select } => {
+                let loaded = load_oci_layout(settings, name, dir, select.as_deref())?;
+                source.oci.insert(name.clone(), loaded);
+                continue;
+            }
         };
         let root = std::fs::canonicalize(path).map_err(|source| ContextError::NamedContextDir {
             name: name.clone(),
@@ -436,6 +621,7 @@ fn load_main(settings: &BuildRequest) -> Result<Source, ContextError> {
                 _temp: None,
                 index: OnceLock::new(),
                 named: BTreeMap::new(),
+                oci: BTreeMap::new(),
             })
         }
         ContextArg::Stdin => from_stdin(settings, file),
@@ -511,6 +697,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
             _temp: Some(dir),
             index: OnceLock::new(),
             named: BTreeMap::new(),
+            oci: BTreeMap::new(),
         })
     } else {
         // A bare Dockerfile: the context is empty.
@@ -525,6 +712,7 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
             _temp: Some(dir),
             index: OnceLock::new(),
             named: BTreeMap::new(),
+            oci: BTreeMap::new(),
         })
     }
 }

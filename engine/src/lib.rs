@@ -348,7 +348,7 @@ pub fn build_with(
         check_multi_platform(settings, &platforms)?;
     }
     let plan_options = PlanOptions {
-        named_contexts: context::plan_contexts(&settings.named_contexts),
+        named_contexts: context::plan_contexts(&settings.named_contexts, &source),
         ..settings.plan_options.clone()
     };
     let solved: Vec<Solved> = if platforms.len() == 1 {
@@ -558,7 +558,13 @@ fn solve_platform(
             text,
         )));
     }
-    let bases = bases::resolve(settings, &first, bases::Dockerfile { name, text }, progress)?;
+    let bases = bases::resolve(
+        settings,
+        &first,
+        bases::Dockerfile { name, text },
+        &source.loaded_images(),
+        progress,
+    )?;
     for base in bases.values() {
         rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor).map_err(
             |source| Error::IncompleteBase {

@@ -33,9 +33,10 @@ pub struct BuildArgs {
     /// A build argument, `NAME=value`, or `NAME` to take the value from the environment.
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
-    /// An extra context, `NAME=DIR` or `NAME=docker-image://REF`, for `FROM NAME`,
-    /// `COPY --from=NAME` and `RUN --mount=from=NAME` (it also replaces an image or stage of
-    /// that name); may be repeated.
+    /// An extra context, `NAME=DIR`, `NAME=docker-image://REF` or
+    /// `NAME=oci-layout://DIR[:TAG|@DIGEST]`, for `FROM NAME`, `COPY --from=NAME` and `RUN
+    /// --mount=from=NAME` (it also replaces an image or stage of that name); may be
+    /// repeated.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
     /// The stage to build (default: the last one).

@@ -161,3 +161,63 @@ fn bad_named_contexts_are_refused_naming_the_value() {
         );
     }
 }
+
+#[test]
+fn oci_layout_context_from_an_oci_directory_output() {
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN echo from the layout > /marker\n"
+    ));
+    let layout = env.dir.join("layout");
+    let dest = format!("type=oci,tar=false,dest={}", layout.display());
+    env.build(&["-t", "localhost/layout:v1", "-o", &dest]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Another store, which has never seen that image: the layout is its only source.
+    let other = BuildEnv::new();
+    other.dockerfile(
+        "FROM base AS built\n\
+         RUN cat /marker > /seen\n\
+         FROM scratch\n\
+         COPY --from=built /seen /seen\n",
+    );
+    for value in [
+        format!("oci-layout://{}", layout.display()),
+        format!("oci-layout://{}:v1", layout.display()),
+        format!("oci-layout://{}@{digest}", layout.display()),
+    ] {
+        let spec = format!("base={value}");
+        other.build(&["-t", "img", "--build-context", &spec]);
+        let out = other.dir.join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let local = format!("type=local,dest={}", out.display());
+        ok(&mut other.build_cmd(&["-o", &local, "--build-context", &spec]));
+        assert_eq!(
+            std::fs::read_to_string(out.join("seen")).unwrap(),
+            "from the layout\n",
+            "{value}"
+        );
+    }
+    let spec = format!("base=oci-layout://{}:v2", layout.display());
+    let run = other.build_fails(&["--build-context", &spec]);
+    assert!(
+        run.stderr.contains("has no image v2") && run.stderr.contains(&digest),
+        "{}",
+        run.stderr
+    );
+    let spec = format!("base=oci-layout://{}", other.ctx.display());
+    let run = other.build_fails(&["--build-context", &spec]);
+    assert!(
+        run.stderr.contains(&format!(
+            "{} is not an OCI image layout",
+            other.ctx.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
