@@ -71,12 +71,37 @@ pub enum ContextError {
         #[source]
         source: std::io::Error,
     },
-    /// The context on stdin is larger than the layer size limit.
-    #[error("the build context read from stdin is larger than {limit} bytes")]
+    /// The context on stdin or at a URL is larger than the layer size limit.
+    #[error("the build context read from {origin} is larger than {limit} bytes")]
     TooLarge {
+        /// `stdin` or the URL.
+        origin: String,
         /// The limit.
         limit: u64,
     },
+    /// The context archive from stdin or a URL cannot be read or unpacked.
+    #[error("cannot {action} the build context from {origin}")]
+    Archive {
+        /// What failed (`read`, `unpack`).
+        action: &'static str,
+        /// `stdin` or the URL.
+        origin: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The context URL cannot be downloaded.
+    #[error("cannot download the build context {url}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<rbuild_registry::fetch::FetchError>,
+    },
+    /// The runtime of downloads cannot start.
+    #[error(transparent)]
+    Runtime(#[from] crate::registry::RuntimeError),
     /// The temp dir of a stdin context cannot be made.
     #[error(transparent)]
     StepDir(Box<ExecError>),
@@ -203,11 +228,18 @@ pub enum ContextArg {
     Dir(PathBuf),
     /// `-`: stdin.
     Stdin,
+    /// An `http://` or `https://` URL of a tar archive (or of a Dockerfile).
+    Url(String),
 }
 
 impl ContextArg {
     /// Checks the argument against `-f` (both cannot be stdin).
     pub fn new(arg: &Path, file: Option<&Path>) -> Result<ContextArg, ContextError> {
+        if let Some(text) = arg.to_str()
+            && (text.starts_with("https://") || text.starts_with("http://"))
+        {
+            return Ok(ContextArg::Url(text.to_string()));
+        }
         if arg.as_os_str() == "-" {
             if file.is_some_and(|f| f.as_os_str() == "-") {
                 return Err(ContextError::BothStdin);
@@ -470,8 +502,10 @@ pub struct Source {
     pub dockerfile_path: Option<PathBuf>,
     /// The context directory (a temp dir for stdin contexts).
     pub root: PathBuf,
-    /// Keeps a stdin context's temp dir alive.
+    /// Keeps a stdin or URL context's temp dir alive.
     _temp: Option<super::exec::StepDir>,
+    /// The URL of a downloaded context.
+    url: Option<String>,
     index: OnceLock<Context>,
     /// The directory named contexts, by key.
     named: BTreeMap<String, NamedDir>,
@@ -559,7 +593,9 @@ impl Source {
 
     /// A stable name of the context for explain records.
     pub fn identity(&self) -> String {
-        if self._temp.is_some() {
+        if let Some(url) = &self.url {
+            url.clone()
+        } else if self._temp.is_some() {
             "<stdin>".into()
         } else {
             self.root.display().to_string()
@@ -619,12 +655,14 @@ fn load_main(settings: &BuildRequest) -> Result<Source, ContextError> {
                 dockerfile_path,
                 root,
                 _temp: None,
+                url: None,
                 index: OnceLock::new(),
                 named: BTreeMap::new(),
                 oci: BTreeMap::new(),
             })
         }
         ContextArg::Stdin => from_stdin(settings, file),
+        ContextArg::Url(url) => from_url(settings, url, file),
     }
 }
 
@@ -637,12 +675,8 @@ fn display_name(name: &str, file: Option<&Path>) -> String {
 
 fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, ContextError> {
     let tmp = settings.store.tmp_dir();
-    let create = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ContextError::Create { path, source }
-    };
-    std::fs::create_dir_all(&tmp).map_err(create(&tmp))?;
-    let mut spool = tempfile::tempfile_in(&tmp).map_err(create(&tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(create_error(&tmp))?;
+    let mut spool = tempfile::tempfile_in(&tmp).map_err(create_error(&tmp))?;
     let limit = settings.limits.max_layer_bytes;
     let copied = std::io::copy(
         &mut std::io::stdin().lock().take(limit.saturating_add(1)),
@@ -650,17 +684,118 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
     )
     .map_err(stdin_error("read the build context from stdin"))?;
     if copied > limit {
-        return Err(ContextError::TooLarge { limit });
+        return Err(ContextError::TooLarge {
+            origin: "stdin".into(),
+            limit,
+        });
     }
+    from_spool(settings, spool, file, None)
+}
+
+/// `rbuild build URL`: the context is the tar archive (plain or compressed) at `url`, or,
+/// when the file there is not an archive, it is the Dockerfile and the context is empty, as
+/// docker has it. The download is the one ADD makes (redirects, retries), bounded by the
+/// layer size limit.
+fn from_url(
+    settings: &BuildRequest,
+    url: &str,
+    file: Option<&Path>,
+) -> Result<Source, ContextError> {
+    let tmp = settings.store.tmp_dir();
+    std::fs::create_dir_all(&tmp).map_err(create_error(&tmp))?;
+    let spool = tempfile::tempfile_in(&tmp).map_err(create_error(&tmp))?;
+    let limit = settings.limits.max_layer_bytes;
+    let url_error = |source| ContextError::Url {
+        url: url.to_string(),
+        source,
+    };
+    let mut writer = Capped {
+        inner: spool.try_clone().map_err(create_error(&tmp))?,
+        left: limit,
+    };
+    let mut resetter = spool.try_clone().map_err(create_error(&tmp))?;
+    let mut reset = move || -> std::io::Result<()> {
+        resetter.set_len(0)?;
+        resetter.rewind().map(|_| ())
+    };
+    let rt = crate::registry::runtime()?;
+    let fetched = rt.block_on(rbuild_registry::fetch::fetch(
+        url,
+        None,
+        &mut writer,
+        &mut reset,
+        4,
+    ));
+    if writer.left == 0
+        && matches!(
+            fetched,
+            Err(rbuild_registry::fetch::FetchError::Write { .. })
+        )
+    {
+        return Err(ContextError::TooLarge {
+            origin: url.to_string(),
+            limit,
+        });
+    }
+    fetched.map_err(|e| url_error(Box::new(e)))?;
+    let mut spool = spool;
+    spool.rewind().map_err(create_error(&tmp))?;
+    from_spool(settings, spool, file, Some(url))
+}
+
+/// A writer that refuses to write more than `left` bytes.
+struct Capped<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            self.left = 0;
+            return Err(std::io::Error::other("the build context is too large"));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn create_error(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError {
+    let path = path.to_path_buf();
+    move |source| ContextError::Create { path, source }
+}
+
+/// The context from a spooled archive or Dockerfile read from stdin (`url` `None`) or
+/// downloaded from `url`.
+fn from_spool(
+    settings: &BuildRequest,
+    mut spool: std::fs::File,
+    file: Option<&Path>,
+    url: Option<&str>,
+) -> Result<Source, ContextError> {
+    let origin = url.unwrap_or("stdin").to_string();
+    let archive_error = |action: &'static str| {
+        let origin = origin.clone();
+        move |source| ContextError::Archive {
+            action,
+            origin,
+            source,
+        }
+    };
     spool
         .rewind()
         .map_err(stdin_error("read the spooled context"))?;
     let mut head = Vec::new();
     rbuild_compress::decompress(&spool, None)
-        .map_err(stdin_error("read the context from stdin"))?
+        .map_err(archive_error("read"))?
         .take(512)
         .read_to_end(&mut head)
-        .map_err(stdin_error("read the context from stdin"))?;
+        .map_err(archive_error("read"))?;
     spool
         .rewind()
         .map_err(stdin_error("read the spooled context"))?;
@@ -668,19 +803,16 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
         .map_err(|e| ContextError::StepDir(Box::new(e)))?;
     // The context proper is a subdirectory: the step dir also holds its lock file.
     let ctx = dir.path().join("context");
-    std::fs::create_dir(&ctx).map_err(create(&ctx))?;
+    std::fs::create_dir(&ctx).map_err(create_error(&ctx))?;
     if is_tar(&head) {
-        let reader = rbuild_compress::decompress(&spool, None)
-            .map_err(stdin_error("read the context archive from stdin"))?;
+        let reader = rbuild_compress::decompress(&spool, None).map_err(archive_error("read"))?;
         let mut archive = tar::Archive::new(settings.limits.reader(reader));
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
         archive.set_overwrite(true);
         // tar's unpack refuses entries that would land outside the directory (`..`,
         // absolute paths, paths through symlinks it created).
-        archive
-            .unpack(&ctx)
-            .map_err(stdin_error("unpack the context archive from stdin"))?;
+        archive.unpack(&ctx).map_err(archive_error("unpack"))?;
         let root = ctx.clone();
         // A relative `-f` names a file of the archive, as with docker.
         let (name, text) = match file {
@@ -695,21 +827,32 @@ fn from_stdin(settings: &BuildRequest, file: Option<&Path>) -> Result<Source, Co
             dockerfile_path: file.map(Path::to_path_buf),
             root,
             _temp: Some(dir),
+            url: url.map(str::to_string),
             index: OnceLock::new(),
             named: BTreeMap::new(),
             oci: BTreeMap::new(),
         })
     } else {
         // A bare Dockerfile: the context is empty.
-        let bytes = file::read_capped(&spool, MAX_DOCKERFILE_SIZE, Path::new("<stdin>"))
-            .map_err(DockerfileError::Stdin)?;
-        let (_, text) = crate::dockerfile::decode_dockerfile("<stdin>", bytes)?;
+        let shown = url.unwrap_or("<stdin>");
+        let bytes =
+            file::read_capped(&spool, MAX_DOCKERFILE_SIZE, Path::new(shown)).map_err(|source| {
+                match url {
+                    None => DockerfileError::Stdin(source),
+                    Some(u) => DockerfileError::Read {
+                        file: u.to_string(),
+                        source,
+                    },
+                }
+            })?;
+        let (_, text) = crate::dockerfile::decode_dockerfile(shown, bytes)?;
         Ok(Source {
-            dockerfile_name: "<stdin>".into(),
+            dockerfile_name: shown.into(),
             dockerfile_text: text,
             dockerfile_path: Some(PathBuf::from("-")),
             root: ctx,
             _temp: Some(dir),
+            url: url.map(str::to_string),
             index: OnceLock::new(),
             named: BTreeMap::new(),
             oci: BTreeMap::new(),

@@ -188,7 +188,8 @@ pub struct BuildArgs {
     pub invoke: Option<String>,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
-    /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
+    /// The build context: a directory, `-` for a tar archive (or a Dockerfile) on stdin, or
+    /// the `http://` or `https://` URL of one.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }

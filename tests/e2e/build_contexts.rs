@@ -221,3 +221,97 @@ fn oci_layout_context_from_an_oci_directory_output() {
         run.stderr
     );
 }
+
+/// Serves `body` at `/ctx.tar.gz`, a redirect to it at `/moved`, and 404 for the rest;
+/// returns the base URL.
+fn serve_context(body: Vec<u8>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+            let _ = match path.as_str() {
+                "/ctx.tar.gz" => write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .and_then(|()| conn.write_all(&body)),
+                "/moved" => write!(
+                    conn,
+                    "HTTP/1.1 302 Found\r\nLocation: /ctx.tar.gz\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+                _ => write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            };
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_tarball_url_is_the_context() {
+    let env = BuildEnv::new();
+    env.write("hello.txt", "hello from the tarball\n");
+    env.dockerfile(&format!("FROM {BASE}\nCOPY hello.txt /hello.txt\n"));
+    let tar = crate::support::filter(
+        crate::support::tool("tar", "tar")
+            .arg("-C")
+            .arg(&env.ctx)
+            .args(["-c", "."]),
+        b"",
+    );
+    let base = serve_context(crate::support::gzip(&tar));
+    for (path, tag) in [("/ctx.tar.gz", "img"), ("/moved", "img2")] {
+        let url = format!("{base}{path}");
+        ok(env
+            .rbuild()
+            .args(["build", "--progress", "plain", "-t", tag, &url]));
+        assert_eq!(
+            env.sh(tag, "cat /hello.txt"),
+            "hello from the tarball\n",
+            "{url}"
+        );
+    }
+    // A URL that is not there, and one whose download crosses the size limit: errors that
+    // name the URL.
+    let missing = format!("{base}/nothing.tar.gz");
+    let run = crate::support::fails(
+        env.rbuild()
+            .args(["build", "--progress", "plain", &missing]),
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("cannot download the build context {missing}"))
+            && run.stderr.contains("404"),
+        "{}",
+        run.stderr
+    );
+    let url = format!("{base}/ctx.tar.gz");
+    let run = crate::support::fails(env.rbuild().env("RBUILD_MAX_LAYER_SIZE", "100").args([
+        "build",
+        "--progress",
+        "plain",
+        &url,
+    ]));
+    assert!(
+        run.stderr.contains(&format!(
+            "the build context read from {url} is larger than 100 bytes"
+        )),
+        "{}",
+        run.stderr
+    );
+}
