@@ -11,6 +11,7 @@ mod support;
 mod archives;
 mod check;
 mod concurrency;
+mod contexts;
 mod crash;
 mod diskfull;
 mod dockerfiles;
