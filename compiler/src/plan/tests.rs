@@ -798,6 +798,17 @@ fn named_contexts_take_the_place_of_images_and_stages_as_buildkit_orders_them() 
         &o.kind,
         OpKind::Image { reference, .. } if reference == "localhost/busybox"
     )));
+    // `docker-image://scratch` is the empty file system, as in BuildKit.
+    let mut empty = opts.clone();
+    empty.named_contexts.insert(
+        "alpine".into(),
+        NamedContext::Image {
+            reference: "scratch".into(),
+        },
+    );
+    let p = plan_with("FROM alpine\nCOPY --from=tools x /x\n", &empty)
+        .unwrap_or_else(|e| panic!("{}", e.render("Dockerfile", text)));
+    assert_eq!(p.stages[0].base, StageBase::Scratch);
     // Without contexts, the same names are images.
     let plain = plan(text);
     assert_eq!(

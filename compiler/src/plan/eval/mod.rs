@@ -155,6 +155,15 @@ impl Planner<'_> {
             None if base_stage.is_none() => ctx.named_context(&image),
             None => None,
         };
+        // An image context stands for its reference (`docker-image://scratch` is scratch).
+        let named_image = match &named {
+            Some((_, NamedContext::Image { reference })) => Some(reference.clone()),
+            _ => None,
+        };
+        let lower = match &named_image {
+            Some(r) => r.to_ascii_lowercase(),
+            None => lower,
+        };
         let mut base = StageImage::default();
         let mut base_image_name = None;
         let mut inherited = None;
@@ -176,16 +185,13 @@ impl Planner<'_> {
             base = base_work.image.clone();
             inherited = Some(base_work.inherited.clone());
             work.base_config = base_work.base_config;
-        } else if lower == "scratch" && named.is_none() {
+        } else if lower == "scratch" {
             work.base = StageBase::Scratch;
             work.platform =
                 explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
             base.config.working_dir = "/".into();
         } else {
-            let image = match &named {
-                Some((_, NamedContext::Image { reference })) => reference.clone(),
-                _ => image.clone(),
-            };
+            let image = named_image.unwrap_or_else(|| image.clone());
             work.platform =
                 explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
             work.base = StageBase::Image {
