@@ -315,3 +315,15 @@ fn a_tarball_url_is_the_context() {
         run.stderr
     );
 }
+
+#[test]
+fn the_context_and_the_dockerfile_cannot_both_come_from_stdin() {
+    let env = BuildEnv::new();
+    let run = crate::support::fails(env.rbuild().args(["build", "-f", "-", "-"]));
+    assert!(
+        run.stderr
+            .contains("the context and the Dockerfile cannot both come from stdin"),
+        "{}",
+        run.stderr
+    );
+}
