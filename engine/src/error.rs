@@ -151,6 +151,7 @@ mod tests {
         let failed = ExecError::Failed {
             argv: vec!["/bin/sh".into(), "-c".into(), "make".into()],
             code: 1,
+            killed: String::new(),
             tail: String::new(),
             hint: Some("the file system of the store /s is full".into()),
         };

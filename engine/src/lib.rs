@@ -149,6 +149,9 @@ pub struct BuildRequest {
     pub limits: rbuild_tarlimits::Limits,
     /// The automatic prune after a build (config `gc.threshold`, `gc.keep_storage`).
     pub gc: maintain::GcPolicy,
+    /// The resource limits of every RUN step (config `limits.*`, `--memory`, `--cpu-quota`,
+    /// ...); by default only [`DEFAULT_STEP_PIDS`] processes.
+    pub step_limits: rbuild_executor::cgroup::Limits,
     /// What a failed RUN step does before the build ends (`--on-error`).
     pub on_error: debug_shell::OnError,
 }
@@ -196,6 +199,10 @@ impl BuildRequest {
             limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
             on_error: debug_shell::OnError::Fail,
+            step_limits: rbuild_executor::cgroup::Limits {
+                pids: Some(DEFAULT_STEP_PIDS),
+                ..Default::default()
+            },
         })
     }
 }
@@ -211,6 +218,11 @@ impl BuildRequest {
         }
     }
 }
+
+/// How many processes a RUN step may have at once unless configured otherwise: enough for
+/// any parallel build (`make -j`), few enough that a fork bomb ends at it (podman's
+/// default).
+pub const DEFAULT_STEP_PIDS: u64 = 2048;
 
 /// What a build may do beyond the default sandbox (`--allow`, buildx's entitlements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -27,7 +27,9 @@ use crate::events::{Events, Location};
 use crate::fileops::FileOpError;
 use crate::keys::{self, Part};
 use crate::remote_cache::{CacheImportError, FetchFailed, RemoteCache};
-use crate::worker::{BuildNetwork, CancelToken, InputData, StepEnv, Worker, WorkerError};
+use crate::worker::{
+    BuildCgroup, BuildNetwork, CancelToken, InputData, StepEnv, Worker, WorkerError,
+};
 use crate::{BuildRequest, fileops};
 
 /// Why the plan could not be solved.
@@ -738,6 +740,7 @@ fn run_phase(
     let signals = watch_signals(&cancel)?;
     // Ends (with its holder and pasta) once every step has.
     let network = BuildNetwork::default();
+    let cgroup = BuildCgroup::default();
     let mut failure: Option<SolveError> = None;
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<Finished>();
@@ -861,6 +864,7 @@ fn run_phase(
                             let tx = tx.clone();
                             let cancel = &*cancel;
                             let network = &network;
+                            let cgroup = &cgroup;
                             scope.spawn(move || {
                                 let t = Instant::now();
                                 let env = StepEnv {
@@ -873,6 +877,7 @@ fn run_phase(
                                     inputs,
                                     cancel,
                                     network,
+                                    cgroup,
                                 };
                                 let r =
                                     run_once(inflight, cache, &record_key, &op.description, || {

@@ -125,6 +125,8 @@ pub struct BuildArgs {
     /// `manifest-descriptor`, optionally with `[PLATFORM]`; may be repeated.
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub limit_args: super::resources::BuildLimitArgs,
     /// Steps run at once (default: the number of CPUs).
     #[arg(short = 'j', long, value_name = "N", env = crate::env::RBUILD_JOBS)]
     pub jobs: Option<usize>,
@@ -429,6 +431,7 @@ pub fn request(
             keep_storage: config.gc_keep_storage(),
         },
         on_error: on_error(&args.on_error)?,
+        step_limits: args.limit_args.limits(config.step_limits())?,
     };
     Ok((request, progress))
 }
@@ -541,6 +544,7 @@ fn invoke_shell(
         pull: super::run::PullPolicy::Never,
         platform: None,
         registry_args: RegistryArgs::default(),
+        limit_args: Default::default(),
         image: built.id.clone(),
         args: command,
     };

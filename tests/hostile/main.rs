@@ -9,6 +9,7 @@
 mod support;
 
 mod archives;
+mod cgroups;
 mod check;
 mod concurrency;
 mod contexts;
@@ -19,6 +20,7 @@ mod exec;
 mod expansion;
 mod layers;
 mod limits;
+mod mountinfo;
 mod network;
 mod owners;
 mod registry;
