@@ -625,10 +625,10 @@ fn mounts(
                     // The context directory itself (never written: writes go to scratch),
                     // or, when a .dockerignore hides some of it, a tree of links to exactly
                     // the files the mount selects.
-                    InputData::Context(selection) => {
-                        if env.source.index(settings)?.ignore_file().is_some() {
+                    InputData::Context(selection, files) => {
+                        if files.filtered {
                             let tree = dir.join(format!("context-{n}"));
-                            link_tree(&env.source.root, selection, &tree).map_err(|source| {
+                            link_tree(&files.root, selection, &tree).map_err(|source| {
                                 ExecError::MountContext {
                                     mount: what(),
                                     source,
@@ -636,7 +636,7 @@ fn mounts(
                             })?;
                             vec![tree]
                         } else {
-                            vec![env.source.root.clone()]
+                            vec![files.root.clone()]
                         }
                     }
                     InputData::Layers(layers) => {

@@ -538,8 +538,12 @@ fn key_phase(
                     None,
                 )
             }
-            OpKind::Context { include, exclude } => {
-                let index = source.index(settings)?;
+            OpKind::Context {
+                include,
+                exclude,
+                name,
+            } => {
+                let (index, files) = source.context_index(settings, name.as_deref())?;
                 for special in index.special_files() {
                     progress.warn(
                         "context-special-file",
@@ -563,7 +567,7 @@ fn key_phase(
                     "context".into(),
                     digest,
                     Vec::new(),
-                    Some(InputData::Context(selection)),
+                    Some(InputData::Context(selection, files)),
                 )
             }
             OpKind::Http { url, checksum } => {
@@ -769,11 +773,15 @@ fn run_phase(
                                     );
                                     progress.done(*s, Duration::ZERO);
                                 }
-                                (Some((s, label)), OpKind::Context { include, .. }) => {
+                                (Some((s, label)), OpKind::Context { include, name, .. }) => {
+                                    let what = match name {
+                                        Some(n) => format!("[context {n}] load"),
+                                        None => "load build context".into(),
+                                    };
                                     progress.start_source(
                                         *s,
                                         label,
-                                        &format!("load build context: {}", include.join(" ")),
+                                        &format!("{what}: {}", include.join(" ")),
                                     );
                                     progress.done(*s, Duration::ZERO);
                                 }

@@ -84,8 +84,8 @@ impl WorkerError {
 pub enum InputData {
     /// A file system (a stage, an image, scratch): its layers, bottom first.
     Layers(Arc<Vec<LayerRecord>>),
-    /// Files of the context.
-    Context(Arc<Selection>),
+    /// Files of the build context or of a named context, and where they are.
+    Context(Arc<Selection>, crate::context::ContextFiles),
     /// A downloaded file (ADD URL).
     Download(Arc<Download>),
 }

@@ -12,6 +12,7 @@ mod archives;
 mod cgroups;
 mod check;
 mod concurrency;
+mod contexts;
 mod crash;
 mod diskfull;
 mod dockerfiles;
