@@ -21,7 +21,9 @@
 //! rules (an effective uid 0 may set any; another only its own real, effective or saved
 //! one), and answers the `get*id` calls from them. A process inherits its parent's ids when
 //! it first asks. So apt can drop to `_apt` and check that it did, and cannot come back. The
-//! process really stays the namespace's root throughout (files it makes are root's).
+//! process really stays the namespace's root throughout (files it makes are root's). A step
+//! whose `USER` is not root starts with that user's ids ([`IdTable::starting_as`]); a file
+//! born since it started and without a recorded owner stats as that user's.
 
 use std::collections::HashMap;
 use std::ffi::CString;
