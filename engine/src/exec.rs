@@ -13,6 +13,7 @@ use rbuild_compiler::instructions::{MountType, NetworkMode, SecurityMode};
 use rbuild_compiler::plan::ExecOp;
 use rbuild_executor::cgroup::oom_message;
 use rbuild_executor::diff::{DiffOptions, LayerInfo};
+use rbuild_executor::idmap::MappingKind;
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
 use rbuild_executor::sandbox::{self, Command, Network, RunSpec, Stream};
 use rbuild_executor::snapshot::{self, RootSource, SnapshotterKind};
@@ -333,6 +334,7 @@ pub fn diff_options(settings: &BuildRequest) -> DiffOptions {
         compression: settings.compression,
         source_date_epoch: settings.epoch,
         id_map: settings.id_map.clone(),
+        new_owner: None,
         threads: 0,
         sink_hashes: true,
     }
@@ -491,7 +493,11 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
         return Err(failed);
     }
     drop(guards);
-    let opts = diff_options(settings);
+    let mut opts = diff_options(settings);
+    if settings.id_map.kind == MappingKind::Single && outcome.user != (0, 0) {
+        // The step ran as root under another user's ids: what it made is that user's.
+        opts.new_owner = Some(outcome.user);
+    }
     // Without root, the step's files (apt's 0700 dirs of `_apt`, say) are read from inside
     // the step's user namespace.
     let layer = store_layer::<ExecError>(settings, |w| {

@@ -30,6 +30,10 @@ pub struct DiffOptions {
     pub source_date_epoch: Option<i64>,
     /// Maps host owners of the changed files back to ids inside the image.
     pub id_map: IdMap,
+    /// Single-id mode, a step run as another user than root: the owner (uid, gid) of what
+    /// the step created (a path absent from the lower layers with no recorded owner). A path
+    /// that existed keeps its owner.
+    pub new_owner: Option<(u32, u32)>,
     /// Compression threads (gzip); 0 means the number of CPUs.
     pub threads: usize,
     /// The sink hashes what it receives itself (a store blob writer, which verifies every
@@ -45,6 +49,7 @@ impl Default for DiffOptions {
             compression: Compression::Gzip,
             source_date_epoch: None,
             id_map: IdMap::identity(),
+            new_owner: None,
             threads: 0,
             sink_hashes: false,
         }
@@ -406,8 +411,9 @@ impl<W: Write> LayerWriter<W> {
         )
     }
 
-    /// Writes the file at `path` (not following symlinks) as `name`.
-    fn file(&mut self, path: &Path, name: &str, md: &Metadata) -> Result<(), DiffError> {
+    /// Writes the file at `path` (not following symlinks) as `name`; `new`: it was not in the
+    /// lower layers (it takes [`DiffOptions::new_owner`] when it has no recorded owner).
+    fn file(&mut self, path: &Path, name: &str, md: &Metadata, new: bool) -> Result<(), DiffError> {
         let rerr = |source| DiffError::Read {
             path: path.to_owned(),
             source,
@@ -416,6 +422,8 @@ impl<W: Write> LayerWriter<W> {
         let ft = md.file_type();
         let mut xattrs = read_xattrs(path).map_err(rerr)?;
         if let Some((uid, gid)) = crate::owner::take_recorded(&mut xattrs, &self.opts.id_map) {
+            (meta.uid, meta.gid) = (uid, gid);
+        } else if let (Some((uid, gid)), true) = (self.opts.new_owner, new) {
             (meta.uid, meta.gid) = (uid, gid);
         }
         if ft.is_dir() {
@@ -642,35 +650,63 @@ pub(crate) fn is_opaque(path: &Path) -> bool {
 
 /// Writes the changes recorded in an overlay upper directory as a layer to
 /// `out`. Cost is proportional to the size of the upper directory, that is,
-/// to what changed.
+/// to what changed. `lowers` (topmost first) are looked up only with
+/// [`DiffOptions::new_owner`], to tell what the step created.
 pub fn write_layer(
     upper: &Path,
+    lowers: &[PathBuf],
     opts: &DiffOptions,
     out: impl Write,
 ) -> Result<LayerInfo, DiffError> {
+    let view = opts.new_owner.map(|_| LowerView::new(lowers.to_vec()));
     let mut w = LayerWriter::new(out, opts).map_err(DiffError::Finish)?;
-    walk_upper(&mut w, upper, "")?;
+    walk_upper(&mut w, view.as_ref(), upper, &mut Vec::new(), true)?;
     w.finish()
 }
 
-fn walk_upper<W: Write>(w: &mut LayerWriter<W>, dir: &Path, prefix: &str) -> Result<(), DiffError> {
+/// Walks the upper directory `dir` (`rel` below the root); `lower_visible`: the lower
+/// layers show through it (it is not opaque, nor under an opaque directory).
+fn walk_upper<W: Write>(
+    w: &mut LayerWriter<W>,
+    view: Option<&LowerView>,
+    dir: &Path,
+    rel: &mut Vec<std::ffi::OsString>,
+    lower_visible: bool,
+) -> Result<(), DiffError> {
+    let prefix: String = rel
+        .iter()
+        .map(|c| format!("{}/", c.to_string_lossy()))
+        .collect();
     for name in sorted_names(dir)? {
         let path = dir.join(&name);
         let md = lstat(&path)?;
-        let name = name.to_string_lossy();
+        let sname = name.to_string_lossy().into_owned();
         if is_whiteout(&path, &md) {
-            w.whiteout(prefix, &name)?;
+            w.whiteout(&prefix, &sname)?;
             continue;
         }
-        let rel = format!("{prefix}{name}");
-        w.file(&path, &rel, &md)?;
+        rel.push(name);
+        let new = match view {
+            Some(view) if lower_visible => view
+                .lookup(rel)
+                .map_err(|source| DiffError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .is_none(),
+            Some(_) => true,
+            None => false,
+        };
+        let relname = format!("{prefix}{sname}");
+        w.file(&path, &relname, &md, new)?;
         if md.is_dir() {
-            let sub = format!("{rel}/");
-            if is_opaque(&path) {
-                w.opaque(&sub)?;
+            let opaque = is_opaque(&path);
+            if opaque {
+                w.opaque(&format!("{relname}/"))?;
             }
-            walk_upper(w, &path, &sub)?;
+            walk_upper(w, view, &path, rel, lower_visible && !new && !opaque)?;
         }
+        rel.pop();
     }
     Ok(())
 }
@@ -755,7 +791,7 @@ fn walk_copy<W: Write>(
                     }
                 };
                 if changed {
-                    w.file(&path, &relname, &md)?;
+                    w.file(&path, &relname, &md, lower.is_none())?;
                 }
                 if md.is_dir() {
                     walk_copy(w, view, &path, rel, same_type_dir, since)?;

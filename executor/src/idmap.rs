@@ -206,7 +206,8 @@ impl IdMap {
         let who = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
         Some(format!(
             "no subordinate ids for {who} in /etc/subuid and /etc/subgid (or newuidmap/newgidmap \
-             missing): single-id mode, owners recorded by seccomp"
+             missing): single-id mode, owners recorded by seccomp; steps run as root, a USER \
+             step only appears as its user (its permissions are not checked)"
         ))
     }
 

@@ -397,7 +397,9 @@ impl PreparedRoot {
         out: impl io::Write,
     ) -> Result<LayerInfo, SnapshotError> {
         match &self.source {
-            RootSource::Overlay { upper, .. } => Ok(diff::write_layer(upper, opts, out)?),
+            RootSource::Overlay { upper, lowers, .. } => {
+                Ok(diff::write_layer(upper, lowers, opts, out)?)
+            }
             RootSource::Bind { tree } => {
                 let tree = tree.clone();
                 self.remove_stubs()

@@ -49,7 +49,7 @@ fn make_upper(dir: &Path) {
 
 fn layer(upper: &Path, opts: &DiffOptions) -> (Vec<u8>, rbuild_executor::diff::LayerInfo) {
     let mut out = Vec::new();
-    let info = write_layer(upper, opts, &mut out).unwrap();
+    let info = write_layer(upper, &[], opts, &mut out).unwrap();
     (out, info)
 }
 

@@ -323,7 +323,8 @@ fn imported_rootfs_runs_dpkg(rootless: bool) {
 /// run as `_apt`), useradd, chown of files to several users (coreutils' `chown :GROUP` keeps
 /// the user; perl's chown on a handle is `fchown`), a later step that only changes files of
 /// the base (`/etc/shadow`, root:shadow) and of the step before. Its image has the owners and
-/// modes of the same build by a user with subordinate ids, file by file.
+/// modes of the same build by a user with subordinate ids, file by file, and so has what a
+/// step run as `USER appuser` makes in the user's home.
 #[test]
 fn single_id_build_gives_the_owners_of_a_subid_build() {
     let dockerfile = "FROM {DEBIAN}\n\
@@ -332,7 +333,9 @@ fn single_id_build_gives_the_owners_of_a_subid_build() {
              && mkdir -p /srv/a /srv/b && touch /srv/a/f /srv/b/g \
              && chown -R appuser:crew /srv/a && chown :crew /srv/b/g && chown 77 /srv/b \
              && perl -e 'open(my $f, \"<\", \"/srv/b/g\") or die; chown(88, -1, $f) or die \"fchown: $!\"'\n\
-         RUN chmod 640 /etc/shadow && echo more >> /srv/a/f\n";
+         RUN chmod 640 /etc/shadow && echo more >> /srv/a/f\n\
+         USER appuser\n\
+         RUN echo hi > ~/f && mkdir ~/cache && test \"$(stat -c %U ~/f)\" = appuser\n";
     let image = |d: &Distro| {
         let out = d.env.dir.mkdir("out");
         let user = d.env.user.expect("an unprivileged user");
@@ -359,6 +362,9 @@ fn single_id_build_gives_the_owners_of_a_subid_build() {
     assert_eq!(owner(&single, "srv/b/g"), (88, 2345, 0o644));
     assert_eq!(owner(&single, "home/appuser"), (1234, 2345, 0o755));
     assert_eq!(owner(&single, "etc/shadow"), (0, 42, 0o640));
+    // Made by a step run as `USER appuser`.
+    assert_eq!(owner(&single, "home/appuser/f"), (1234, 2345, 0o644));
+    assert_eq!(owner(&single, "home/appuser/cache"), (1234, 2345, 0o755));
     // Every file, symlinks aside (they cannot carry a recorded owner), as the subid build.
     let table = |i: &ImageArchive| -> Vec<String> {
         i.files

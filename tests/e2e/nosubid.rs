@@ -29,7 +29,12 @@ const OWNERS: &str = "RUN set -e; mkdir -p /o/dir; for f in a b c suid; do echo 
 
 /// The image's files under `o/`, from a `type=docker` output of `env`'s build.
 fn owners_built(env: &BuildEnv, snapshotter: &str) -> (ImageArchive, String) {
-    env.dockerfile(&format!("FROM {BASE}\n{OWNERS}"));
+    built(env, &format!("FROM {BASE}\n{OWNERS}"), snapshotter)
+}
+
+/// The image `env` builds from `dockerfile` (a `type=docker` output) and the build's stderr.
+fn built(env: &BuildEnv, dockerfile: &str, snapshotter: &str) -> (ImageArchive, String) {
+    env.dockerfile(dockerfile);
     let out = env.dir.mkdir("out");
     if let Some(user) = env.user {
         crate::support::ok(
@@ -131,4 +136,56 @@ fn single_id_build_records_owners_with_overlay() {
 #[test]
 fn single_id_build_records_owners_with_copies() {
     single_id_build_records_owners("copy");
+}
+
+/// A step run as another user than root, `USER 1000:1000`, shows that user to the command
+/// and gives it what the step creates; a file it only changes keeps its owner.
+fn single_id_build_runs_steps_as_the_user(snapshotter: &str) {
+    let env = BuildEnv::nosubid();
+    let (image, stderr) = built(
+        &env,
+        &format!(
+            "FROM {BASE}\n\
+         RUN mkdir /o && echo root > /o/rootfile && chmod 666 /o/rootfile\n\
+         USER 1000:1000\n\
+         RUN set -e; echo \"ids $(id -u):$(id -g)\"; touch /o/f; mkdir /o/d; \
+             echo more >> /o/rootfile; \
+             chown 0:0 /o/f 2>/dev/null || echo \"chown refused $((1 + 1))\"; \
+             stat -c '%u:%g' /o/f /o/d > /o/seen\n"
+        ),
+        snapshotter,
+    );
+    assert_eq!(stderr.matches(NOTE).count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("steps run as root"),
+        "the note says steps run as root: {stderr}"
+    );
+    assert!(stderr.contains("ids 1000:1000"), "{stderr}");
+    assert!(
+        stderr.contains("chown refused 2"),
+        "a user may not give files away: {stderr}"
+    );
+    assert_eq!(owner(&image, "o/f"), (1000, 1000, 0o644), "{stderr}");
+    assert_eq!(owner(&image, "o/d"), (1000, 1000, 0o755));
+    assert_eq!(
+        owner(&image, "o/rootfile"),
+        (0, 0, 0o666),
+        "changed, not created"
+    );
+    assert_eq!(
+        image.files["o/seen"].preview.as_deref(),
+        Some("1000:1000\n1000:1000\n"),
+        "{:?}",
+        image.files["o/seen"]
+    );
+}
+
+#[test]
+fn single_id_build_runs_steps_as_the_user_with_overlay() {
+    single_id_build_runs_steps_as_the_user("overlay");
+}
+
+#[test]
+fn single_id_build_runs_steps_as_the_user_with_copies() {
+    single_id_build_runs_steps_as_the_user("copy");
 }

@@ -143,7 +143,7 @@ fn init_main(
     }
     // The working directory, created for the user when missing.
     let wd = Path::new(std::ffi::OsStr::from_bytes(p.workdir.as_bytes()));
-    if let Err(e) = make_workdir(wd, &p.user) {
+    if let Err(e) = make_workdir(wd, &p.user, p.owner_filter.is_some()) {
         child_fail(
             fail,
             &format!("create working directory {}", wd.display()),
@@ -186,6 +186,7 @@ fn init_main(
     } else {
         (None, None)
     };
+    let since = owners::file_clock_now();
     let cmd = match sys::fork() {
         Err(e) => child_fail(fail, "fork the command", &e, 125),
         Ok(sys::Fork::Child) => {
@@ -200,7 +201,7 @@ fn init_main(
     if let Some(sock) = owner_init {
         // None: the command failed before installing its filter (and says why).
         if let Ok(Some(listener)) = recv_fd(&sock) {
-            supervise(cmd, &listener);
+            supervise(cmd, &listener, &p.user, since);
         }
     }
     loop {
@@ -220,9 +221,10 @@ fn init_main(
 }
 
 /// Answers the command's ownership and id calls until the last process under its filter is gone or
-/// the command exits; init exits with the command's status in the latter case.
-fn supervise(cmd: i32, listener: &OwnedFd) {
-    let mut ids = owners::IdTable::default();
+/// the command exits; init exits with the command's status in the latter case. The command
+/// starts with `user`'s ids.
+fn supervise(cmd: i32, listener: &OwnedFd, user: &ResolvedUser, since: (i64, u32)) {
+    let mut ids = owners::IdTable::starting_as(user, since);
     let Ok(pidfd) = rustix::process::pidfd_open(
         Pid::from_raw(cmd).expect("fork returns a positive pid"),
         rustix::process::PidfdFlags::empty(),
@@ -266,12 +268,15 @@ fn supervise(cmd: i32, listener: &OwnedFd) {
     }
 }
 
-fn make_workdir(wd: &Path, user: &ResolvedUser) -> io::Result<()> {
+/// Creates the missing directories of `wd` for `user`; in single-id mode (`recorded`) their
+/// owner is recorded as a `chown` in the step would be.
+fn make_workdir(wd: &Path, user: &ResolvedUser, recorded: bool) -> io::Result<()> {
     let mut cur = PathBuf::from("/");
     for c in wd.components() {
         if let std::path::Component::Normal(n) = c {
             cur.push(n);
             match std::fs::create_dir(&cur) {
+                Ok(()) if recorded => owners::record_owner(&cur, user.uid, user.gid)?,
                 Ok(()) => {
                     std::os::unix::fs::chown(&cur, Some(user.uid), Some(user.gid))?;
                 }
@@ -369,17 +374,24 @@ pub(super) fn exec_command(
             rustix::thread::set_thread_groups(&groups).map_err(Into::into),
         );
     }
-    let gid = rustix::process::Gid::from_raw(u.gid);
-    let uid = rustix::process::Uid::from_raw(u.uid);
+    // Single-id mode maps root alone: the command stays the namespace's root, and init's
+    // id tracking shows it as its user (`owners::IdTable::starting_as`).
+    let (raw_uid, raw_gid) = if p.owner_filter.is_some() {
+        (0, 0)
+    } else {
+        (u.uid, u.gid)
+    };
+    let gid = rustix::process::Gid::from_raw(raw_gid);
+    let uid = rustix::process::Uid::from_raw(raw_uid);
     step(
-        &format!("set gid {}", u.gid),
+        &format!("set gid {raw_gid}"),
         rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(Into::into),
     );
     step(
-        &format!("set uid {}", u.uid),
+        &format!("set uid {raw_uid}"),
         rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(Into::into),
     );
-    if u.uid == 0 {
+    if raw_uid == 0 {
         let sets = rustix::thread::CapabilitySets {
             effective: keep,
             permitted: keep,

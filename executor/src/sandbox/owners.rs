@@ -21,7 +21,9 @@
 //! rules (an effective uid 0 may set any; another only its own real, effective or saved
 //! one), and answers the `get*id` calls from them. A process inherits its parent's ids when
 //! it first asks. So apt can drop to `_apt` and check that it did, and cannot come back. The
-//! process really stays the namespace's root throughout (files it makes are root's).
+//! process really stays the namespace's root throughout (files it makes are root's). A step
+//! whose `USER` is not root starts with that user's ids ([`IdTable::starting_as`]); a file
+//! born since it started and without a recorded owner stats as that user's.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -48,9 +50,17 @@ pub(super) struct Ids {
 /// A process, by pid and start time (a reused pid is another process).
 type ProcessKey = (u32, u64);
 
-/// The ids of every process that changed them or asked.
+/// The ids of every process that changed them or asked, and those the command started with.
 #[derive(Debug, Default)]
-pub(super) struct IdTable(HashMap<ProcessKey, Ids>);
+pub(super) struct IdTable {
+    /// By process.
+    known: HashMap<ProcessKey, Ids>,
+    /// The ids of a process with no known ancestor: the step's user's.
+    start: Ids,
+    /// When the command started (`CLOCK_REALTIME_COARSE`, the clock of file times): a file
+    /// born since then without a recorded owner is shown as the step's user's.
+    since: (i64, u32),
+}
 
 /// The thread group, parent and start time of thread `tid`.
 fn process_of(tid: u32) -> Option<(ProcessKey, u32)> {
@@ -75,13 +85,27 @@ fn process_of(tid: u32) -> Option<(ProcessKey, u32)> {
 }
 
 impl IdTable {
+    /// A table whose processes start as `user` (the step's `USER`; root's ids by default)
+    /// at `since`.
+    pub(super) fn starting_as(user: &crate::user::ResolvedUser, since: (i64, u32)) -> Self {
+        IdTable {
+            since,
+            known: HashMap::new(),
+            start: Ids {
+                uid: [user.uid; 3],
+                gid: [user.gid; 3],
+                groups: user.groups.clone(),
+            },
+        }
+    }
+
     /// The ids of thread `tid`'s process: its own, else its nearest known ancestor's (root's
     /// when none is known).
     fn get(&mut self, tid: u32) -> (Option<ProcessKey>, Ids) {
         let Some((key, mut parent)) = process_of(tid) else {
-            return (None, Ids::default());
+            return (None, self.start.clone());
         };
-        if let Some(ids) = self.0.get(&key) {
+        if let Some(ids) = self.known.get(&key) {
             return (Some(key), ids.clone());
         }
         // Init (1) and whatever is outside the sandbox (0) end the search.
@@ -91,15 +115,45 @@ impl IdTable {
             let Some((k, p)) = process_of(parent) else {
                 break;
             };
-            if let Some(ids) = self.0.get(&k) {
+            if let Some(ids) = self.known.get(&k) {
                 let ids = ids.clone();
-                self.0.insert(key, ids.clone());
+                self.known.insert(key, ids.clone());
                 return (Some(key), ids);
             }
             parent = p;
         }
-        (Some(key), Ids::default())
+        (Some(key), self.start.clone())
     }
+}
+
+impl IdTable {
+    /// The owner of `file` when the step, run as another user than root, created it: born
+    /// since the command started (the layer writer gives such a file that user too,
+    /// `DiffOptions::new_owner`).
+    fn created_owner(&self, file: &OwnedFd) -> Option<(u32, u32)> {
+        let (uid, gid) = (self.start.uid[0], self.start.gid[0]);
+        if (uid, gid) == (0, 0) {
+            return None;
+        }
+        let st = rustix::fs::statx(
+            file,
+            c"",
+            AtFlags::EMPTY_PATH,
+            rustix::fs::StatxFlags::BTIME,
+        )
+        .ok()?;
+        if st.stx_mask & rustix::fs::StatxFlags::BTIME.bits() == 0 {
+            return None;
+        }
+        let born = (st.stx_btime.tv_sec, st.stx_btime.tv_nsec);
+        (born >= self.since).then_some((uid, gid))
+    }
+}
+
+/// Now, by the clock of file times (`CLOCK_REALTIME_COARSE`).
+pub(super) fn file_clock_now() -> (i64, u32) {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    (t.tv_sec, t.tv_nsec as u32)
 }
 
 /// Receives one notification from `listener` and answers it.
@@ -113,7 +167,7 @@ pub(super) fn answer_one(listener: BorrowedFd<'_>, ids: &mut IdTable) {
         // as it would without the filter.
         None if foreign_id_setter(n.data.arch, n.data.nr) => Some(Ok(0)),
         None => None,
-        Some(Call::Stat(kind)) => stat_call(listener, &n, kind),
+        Some(Call::Stat(kind)) => stat_call(listener, &n, kind, ids),
         Some(call @ (Call::Chown | Call::Lchown | Call::Fchown | Call::Fchownat)) => {
             let (_, mine) = ids.get(n.pid);
             Some(if mine.uid[1] != 0 {
@@ -145,6 +199,7 @@ fn stat_call(
     listener: BorrowedFd<'_>,
     n: &libc::seccomp_notif,
     kind: StatCall,
+    ids: &IdTable,
 ) -> Option<io::Result<i64>> {
     let pid = n.pid;
     let a = n.data.args;
@@ -164,7 +219,7 @@ fn stat_call(
         StatCall::Statx => path_target(a[0] as i32, a[1], a[2] as i32)?,
     };
     let file = open_target(pid, &target).ok()?;
-    let (uid, gid) = recorded_owner(&file)?;
+    let (uid, gid) = recorded_owner(&file).or_else(|| ids.created_owner(&file))?;
     let bytes = match kind {
         StatCall::Statx => {
             sys::statx_bytes_with_owner(file.as_fd(), a[2] as i32, a[3] as u32, uid, gid)
@@ -315,7 +370,7 @@ fn id_call(
     };
     answer?;
     if let Some(key) = key {
-        table.0.insert(key, ids);
+        table.known.insert(key, ids);
     }
     Ok(0)
 }
@@ -487,6 +542,16 @@ fn open_target(pid: u32, target: &Target) -> io::Result<OwnedFd> {
                 .map_err(Into::into)
         }
     }
+}
+
+/// Records `uid`/`gid` as the owner of `path` (init's own, not followed if a symlink).
+pub(super) fn record_owner(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
+    let file = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    set_owner(&file, uid, gid)
 }
 
 /// Records `uid`/`gid` (all ones: keep that part) as the owner of `file`, and clears the

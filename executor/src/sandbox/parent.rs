@@ -344,6 +344,7 @@ pub(super) fn run_prepared(
         cancelled,
         oom_killed: exit_code != 0 && cgroup.is_some_and(SandboxCgroup::oom_killed),
         memory_limit: cgroup.and_then(SandboxCgroup::memory_limit),
+        user: (p.user.uid, p.user.gid),
     })
 }
 

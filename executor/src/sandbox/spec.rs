@@ -272,6 +272,8 @@ pub struct Outcome {
     pub oom_killed: bool,
     /// The memory limit the sandbox ran under, in bytes.
     pub memory_limit: Option<u64>,
+    /// The uid and gid the command ran as (its `USER`, resolved in the root).
+    pub user: (u32, u32),
 }
 
 #[cfg(test)]
