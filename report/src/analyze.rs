@@ -196,34 +196,34 @@ impl Analysis {
 }
 
 #[derive(Debug, Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     #[serde(default)]
-    layers: Vec<DescriptorJson>,
+    pub(crate) layers: Vec<DescriptorJson>,
     #[serde(default)]
     annotations: HashMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct DescriptorJson {
+pub(crate) struct DescriptorJson {
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
     #[serde(default)]
-    size: u64,
+    pub(crate) size: u64,
     #[serde(default)]
-    digest: Option<String>,
+    pub(crate) digest: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Config {
-    created: Option<String>,
-    architecture: Option<String>,
-    os: Option<String>,
+pub(crate) struct Config {
+    pub(crate) created: Option<String>,
+    pub(crate) architecture: Option<String>,
+    pub(crate) os: Option<String>,
     #[serde(default)]
     config: Option<ContainerConfig>,
     #[serde(default)]
     rootfs: Option<RootFs>,
     #[serde(default)]
-    history: Vec<History>,
+    pub(crate) history: Vec<History>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,10 +241,10 @@ struct RootFs {
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(crate) struct History {
     created: Option<String>,
-    created_by: Option<String>,
-    comment: Option<String>,
+    pub(crate) created_by: Option<String>,
+    pub(crate) comment: Option<String>,
     #[serde(default)]
-    empty_layer: bool,
+    pub(crate) empty_layer: bool,
 }
 
 /// The annotation (or label) naming the base image.

@@ -20,6 +20,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod sbom;
 pub mod system;
 pub mod tag;
 
@@ -58,6 +59,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Rm(args) => rm::run(&cli.global, args),
         Command::Report(args) => report::run(&cli.global, args),
+        Command::Sbom(args) => sbom::run(&cli.global, args),
         Command::Pull(args) => pull::run(&cli.global, args),
         Command::Push(args) => push::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),
