@@ -27,5 +27,6 @@ mod pullpush;
 mod report;
 mod rootless;
 mod run;
+mod sbom;
 mod store;
 mod support;
