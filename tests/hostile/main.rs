@@ -20,6 +20,7 @@ mod limits;
 mod network;
 mod registry;
 mod sandbox;
+mod sbom;
 mod seccomp;
 mod text;
 
