@@ -328,11 +328,11 @@ pub(crate) fn base_from_history(history: &[History]) -> Option<usize> {
 }
 
 /// Removes `path` (when `with_self`) and everything under it; "" is the root.
-fn take_subtree(
-    state: &mut BTreeMap<Box<str>, Node>,
+pub(crate) fn take_subtree<N>(
+    state: &mut BTreeMap<Box<str>, N>,
     path: &str,
     with_self: bool,
-) -> Vec<(Box<str>, Node)> {
+) -> Vec<(Box<str>, N)> {
     let mut taken = Vec::new();
     if path.is_empty() {
         taken.extend(std::mem::take(state));
@@ -355,9 +355,8 @@ fn take_subtree(
     taken
 }
 
-/// Analyses an image: reads every layer once (in parallel), replays them in order and
-/// computes the report.
-pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, AnalyzeError> {
+/// Parses an image's manifest and config.
+pub(crate) fn parse_image(image: &ImageInput<'_>) -> Result<(Manifest, Config), AnalyzeError> {
     let manifest: Manifest =
         serde_json::from_slice(image.manifest).map_err(|source| AnalyzeError::Manifest {
             image: image.name.to_string(),
@@ -368,10 +367,22 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
             image: image.name.to_string(),
             source,
         })?;
-    let threads = if options.threads == 0 {
+    Ok((manifest, config))
+}
+
+/// Reads every layer of an image once, on a pool of `threads` threads (0: one per CPU),
+/// larger blobs first: `read` gets a layer's digest (its position when it has none, for
+/// messages) and blob, and returns what it keeps of it. The results come in layer order.
+pub(crate) fn read_layers<T: Send>(
+    image: &ImageInput<'_>,
+    manifest: &Manifest,
+    threads: usize,
+    read: impl Fn(&str, Box<dyn Read + Send + '_>) -> Result<T, ScanError> + Sync,
+) -> Result<Vec<T>, AnalyzeError> {
+    let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        options.threads
+        threads
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -381,7 +392,7 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
     // Larger blobs first, so that one big layer does not start last.
     let mut order: Vec<usize> = (0..count).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(manifest.layers[i].size));
-    let mut scans: Vec<(usize, LayerScan)> = pool.install(|| {
+    let mut read_back: Vec<(usize, T)> = pool.install(|| {
         order
             .par_iter()
             .map(|&index| {
@@ -398,20 +409,28 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
                         digest: digest.clone(),
                         source,
                     })?;
-                let scan = scan::scan_layer_with(reader, &digest, &options.limits, |tar| {
-                    image.layers.check(tar)
-                })
-                .map_err(|source| AnalyzeError::Scan {
+                let kept = read(&digest, reader).map_err(|source| AnalyzeError::Scan {
                     image: image.name.to_string(),
                     index,
                     source,
                 })?;
-                Ok((index, scan))
+                Ok((index, kept))
             })
             .collect::<Result<Vec<_>, AnalyzeError>>()
     })?;
-    scans.sort_by_key(|(i, _)| *i);
-    let scans: Vec<LayerScan> = scans.into_iter().map(|(_, s)| s).collect();
+    read_back.sort_by_key(|(i, _)| *i);
+    Ok(read_back.into_iter().map(|(_, kept)| kept).collect())
+}
+
+/// Analyses an image: reads every layer once (in parallel), replays them in order and
+/// computes the report.
+pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, AnalyzeError> {
+    let (manifest, config) = parse_image(&image)?;
+    let scans = read_layers(&image, &manifest, options.threads, |digest, reader| {
+        scan::scan_layer_with(reader, digest, &options.limits, |tar| {
+            image.layers.check(tar)
+        })
+    })?;
     Ok(build(image, options, &manifest, &config, &scans))
 }
 

@@ -220,23 +220,17 @@ pub fn scan_layer_with<'a>(
         match item {
             Walked::Opaque(dir) => changes.push(Change::Opaque(dir)),
             Walked::Whiteout(path) => changes.push(Change::Whiteout(path)),
-            Walked::Entry(entry) => {
-                let hash = if entry.kind == Kind::File && entry.size > 0 {
+            Walked::Entry(WalkedEntry {
+                mut entry, content, ..
+            }) => {
+                // The size counted is the bytes read, not what the header claims.
+                let claimed = std::mem::take(&mut entry.size);
+                if entry.kind == Kind::File && claimed > 0 {
                     let mut hasher = blake3::Hasher::new();
-                    let copied = io::copy(entry.content, &mut hasher)?;
-                    Some((copied, *hasher.finalize().as_bytes()))
-                } else {
-                    None
-                };
-                changes.push(Change::Entry(Entry {
-                    path: entry.path,
-                    kind: entry.kind,
-                    size: hash.map_or(0, |h| h.0),
-                    mode: entry.mode,
-                    uid: entry.uid,
-                    gid: entry.gid,
-                    hash: hash.map(|h| h.1),
-                }));
+                    entry.size = io::copy(content, &mut hasher)?;
+                    entry.hash = Some(*hasher.finalize().as_bytes());
+                }
+                changes.push(Change::Entry(entry));
             }
         }
         Ok(())
@@ -260,18 +254,9 @@ pub(crate) enum Walked<'e> {
 
 /// An entry of a layer, its content readable while the walk is at it.
 pub(crate) struct WalkedEntry<'e> {
-    /// The normalized path.
-    pub path: Box<str>,
-    /// What it is.
-    pub kind: Kind,
-    /// The size the tar header gives (regular files; 0 otherwise).
-    pub size: u64,
-    /// Permission bits.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
+    /// The entry as its header gives it: `size` is the header's (regular files; 0
+    /// otherwise) and `hash` is `None`.
+    pub entry: Entry,
     /// The target of a symbolic or hard link, as the tar gives it.
     pub link: Option<Box<str>>,
     /// The content (regular files).
@@ -394,12 +379,15 @@ pub(crate) fn walk_layer<'a>(
         };
         let size = if kind == Kind::File { entry.size() } else { 0 };
         visit(Walked::Entry(WalkedEntry {
-            path: path.into(),
-            kind,
-            size,
-            mode,
-            uid,
-            gid,
+            entry: Entry {
+                path: path.into(),
+                kind,
+                size,
+                mode,
+                uid,
+                gid,
+                hash: None,
+            },
             link,
             content: &mut entry,
         }))

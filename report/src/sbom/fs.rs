@@ -7,6 +7,7 @@ use std::io::{self, Read};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use crate::analyze::take_subtree;
 use crate::scan::{Kind, Walked};
 
 /// The content kept of one database file.
@@ -94,7 +95,8 @@ pub(crate) fn collect(
     let change = match item {
         Walked::Opaque(dir) => FsChange::Opaque(dir),
         Walked::Whiteout(path) => FsChange::Whiteout(path),
-        Walked::Entry(entry) => {
+        Walked::Entry(walked) => {
+            let entry = walked.entry;
             let wanted = if entry.kind == Kind::File {
                 keep(&entry.path)
             } else {
@@ -111,7 +113,7 @@ pub(crate) fn collect(
                         Keep::Head(n) => n.min(max_file),
                     };
                     let mut bytes = Vec::with_capacity(entry.size.min(cap) as usize);
-                    entry.content.take(cap + 1).read_to_end(&mut bytes)?;
+                    walked.content.take(cap + 1).read_to_end(&mut bytes)?;
                     if bytes.len() as u64 > cap {
                         if how == Keep::Whole {
                             // The header lied about the size.
@@ -140,7 +142,7 @@ pub(crate) fn collect(
             FsChange::Entry {
                 path: entry.path,
                 kind: entry.kind,
-                link: entry.link,
+                link: walked.link,
                 content,
             }
         }
@@ -169,26 +171,6 @@ pub(crate) struct Rootfs {
     pub versions: HashMap<Box<str>, Vec<(u32, Arc<Captured>)>>,
 }
 
-/// Removes `path` (when `with_self`) and everything under it; "" is the root.
-fn take_subtree(state: &mut BTreeMap<Box<str>, Node>, path: &str, with_self: bool) {
-    if path.is_empty() {
-        state.clear();
-        return;
-    }
-    if with_self {
-        state.remove(path);
-    }
-    let lo = format!("{path}/");
-    let hi = format!("{path}0"); // '0' is the byte after '/'
-    let keys: Vec<Box<str>> = state
-        .range::<str, _>((Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str())))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in keys {
-        state.remove(&key);
-    }
-}
-
 /// Whether a path's versions are kept (the databases that hold many packages).
 fn versioned(path: &str) -> bool {
     path.ends_with("dpkg/status") || path.ends_with("apk/db/installed")
@@ -202,8 +184,8 @@ pub(crate) fn replay(layers: Vec<FsLayer>) -> Rootfs {
         // Whiteouts apply to the lower layers, wherever they are in the tar.
         for change in &layer.changes {
             match change {
-                FsChange::Whiteout(path) => take_subtree(&mut fs.nodes, path, true),
-                FsChange::Opaque(dir) => take_subtree(&mut fs.nodes, dir, false),
+                FsChange::Whiteout(path) => drop(take_subtree(&mut fs.nodes, path, true)),
+                FsChange::Opaque(dir) => drop(take_subtree(&mut fs.nodes, dir, false)),
                 FsChange::Entry { .. } => {}
             }
         }
@@ -218,7 +200,7 @@ pub(crate) fn replay(layers: Vec<FsLayer>) -> Rootfs {
                 continue;
             };
             if kind != Kind::Dir {
-                take_subtree(&mut fs.nodes, &path, false);
+                drop(take_subtree(&mut fs.nodes, &path, false));
             }
             let node = if kind == Kind::Hardlink {
                 // A hard link is the file it names (written earlier in this tar).

@@ -79,12 +79,10 @@ pub fn spdx_id(name: &str) -> Option<&'static str> {
         .map(|(_, id)| *id)
 }
 
-/// The `LicenseRef-` identifier of a name SPDX has no identifier for: the name with every
-/// character but ASCII letters, digits, `.` and `-` made a `-`.
-pub fn license_ref(name: &str) -> String {
-    let cleaned: String = name
-        .trim()
-        .chars()
+/// `text` as the tail of an SPDX identifier: every character but ASCII letters, digits, `.`
+/// and `-` made a `-`.
+pub(crate) fn id_tail(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -92,8 +90,12 @@ pub fn license_ref(name: &str) -> String {
                 '-'
             }
         })
-        .collect();
-    format!("LicenseRef-{cleaned}")
+        .collect()
+}
+
+/// The `LicenseRef-` identifier of a name SPDX has no identifier for (see [`id_tail`]).
+pub fn license_ref(name: &str) -> String {
+    format!("LicenseRef-{}", id_tail(name.trim()))
 }
 
 #[cfg(test)]

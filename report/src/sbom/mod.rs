@@ -29,15 +29,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::hash::Hash;
-use std::io;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::analyze::{Config, Manifest, dockerfile_line, instruction};
+use crate::ImageInput;
+use crate::analyze::{AnalyzeError, dockerfile_line, instruction, parse_image, read_layers};
 use crate::model::ImageInfo;
-use crate::scan::{self, Kind, Limits, ScanError};
-use crate::{ImageInput, LayerSource};
+use crate::scan::{self, Kind, Limits};
 
 mod apk;
 mod dpkg;
@@ -49,57 +47,10 @@ pub mod render;
 /// Why an inventory could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
-    /// The manifest is not an image manifest.
-    #[error("invalid manifest of {image}")]
-    Manifest {
-        /// The image.
-        image: String,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The config is not an image config.
-    #[error("invalid config of {image}")]
-    Config {
-        /// The image.
-        image: String,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A layer blob could not be opened.
-    #[error("cannot open layer {index} ({digest}) of {image}")]
-    Open {
-        /// The image.
-        image: String,
-        /// The layer position.
-        index: usize,
-        /// The layer digest.
-        digest: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A layer could not be read (or held more package metadata than allowed).
-    #[error("cannot read layer {index} of {image}")]
-    Scan {
-        /// The image.
-        image: String,
-        /// The layer position.
-        index: usize,
-        /// The cause.
-        #[source]
-        source: ScanError,
-    },
-    /// The worker threads could not be started.
-    #[error("cannot start {threads} threads")]
-    Threads {
-        /// How many.
-        threads: usize,
-        /// The cause.
-        #[source]
-        source: rayon::ThreadPoolBuildError,
-    },
+    /// The image's manifest, config or a layer could not be read (or a layer held more
+    /// package metadata than allowed).
+    #[error(transparent)]
+    Image(#[from] AnalyzeError),
     /// A package database file is larger than [`SbomOptions::max_database_bytes`].
     #[error("/{path} (written by {layer}) is {bytes} bytes, more than the {limit} allowed")]
     TooLarge {
@@ -447,71 +398,29 @@ pub(crate) fn join_listed(base: &str, listed: &str) -> Option<String> {
 
 /// Makes the inventory of an image.
 pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Inventory, SbomError> {
-    let manifest: Manifest =
-        serde_json::from_slice(image.manifest).map_err(|source| SbomError::Manifest {
-            image: image.name.to_string(),
-            source,
-        })?;
-    let config: Config =
-        serde_json::from_slice(image.config).map_err(|source| SbomError::Config {
-            image: image.name.to_string(),
-            source,
-        })?;
-    let threads = if options.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        options.threads
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|source| SbomError::Threads { threads, source })?;
+    let (manifest, config) = parse_image(&image)?;
     let count = manifest.layers.len();
-    let mut order: Vec<usize> = (0..count).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(manifest.layers[i].size));
-    let layer_source: &dyn LayerSource = image.layers;
-    let mut walked: Vec<(usize, fs::FsLayer)> = pool.install(|| {
-        order
-            .par_iter()
-            .map(|&index| {
-                let digest = manifest.layers[index]
-                    .digest
-                    .clone()
-                    .unwrap_or_else(|| format!("#{index}"));
-                let reader = layer_source.open(index).map_err(|source| SbomError::Open {
-                    image: image.name.to_string(),
-                    index,
-                    digest: digest.clone(),
-                    source,
-                })?;
-                let mut layer = fs::FsLayer::default();
-                let mut kept = 0u64;
-                scan::walk_layer(
-                    reader,
-                    &digest,
-                    &options.limits,
-                    |tar| layer_source.check(tar),
-                    |item| {
-                        fs::collect(
-                            item,
-                            &mut layer,
-                            &mut kept,
-                            options.max_database_bytes,
-                            options.max_layer_metadata_bytes,
-                        )
-                    },
+    let walked = read_layers(&image, &manifest, options.threads, |digest, reader| {
+        let mut layer = fs::FsLayer::default();
+        let mut kept = 0u64;
+        scan::walk_layer(
+            reader,
+            digest,
+            &options.limits,
+            |tar| image.layers.check(tar),
+            |item| {
+                fs::collect(
+                    item,
+                    &mut layer,
+                    &mut kept,
+                    options.max_database_bytes,
+                    options.max_layer_metadata_bytes,
                 )
-                .map_err(|source| SbomError::Scan {
-                    image: image.name.to_string(),
-                    index,
-                    source,
-                })?;
-                Ok((index, layer))
-            })
-            .collect::<Result<Vec<_>, SbomError>>()
+            },
+        )?;
+        Ok(layer)
     })?;
-    walked.sort_by_key(|(i, _)| *i);
-    let rootfs = fs::replay(walked.into_iter().map(|(_, l)| l).collect());
+    let rootfs = fs::replay(walked);
 
     let history: Vec<_> = config.history.iter().filter(|h| !h.empty_layer).collect();
     let layers: Vec<LayerInfo> = (0..count)

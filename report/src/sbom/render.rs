@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::license::{license_ref, spdx_id};
+use super::license::{id_tail, license_ref, spdx_id};
 use super::{Inventory, Package, purl_encode};
 
 /// The tool that writes the documents: `rbuild-VERSION`.
@@ -124,20 +124,10 @@ pub fn table(inventory: &Inventory) -> String {
 
 /// The SPDX element id of package `index` (letters, digits, `.` and `-` only).
 fn spdx_ref(index: usize, package: &Package) -> String {
-    let name: String = package
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
     format!(
-        "SPDXRef-Package-{}-{index}-{name}",
-        package.ecosystem.name()
+        "SPDXRef-Package-{}-{index}-{}",
+        package.ecosystem.name(),
+        id_tail(&package.name)
     )
 }
 
