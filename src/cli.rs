@@ -54,7 +54,7 @@ pub enum Command {
     Tag(commands::tag::TagArgs),
     /// Remove images (their blobs go when no other image and no running rbuild uses them).
     Rmi(commands::rmi::RmiArgs),
-    /// Show an image's manifest and config as JSON.
+    /// Show a container's or an image's details as JSON.
     Inspect(commands::inspect::InspectArgs),
     /// Write images to a docker-archive or OCI-archive tarball.
     Save(commands::save::SaveArgs),
@@ -68,8 +68,25 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// List containers.
     Ps(commands::ps::PsArgs),
-    /// Remove containers.
+    /// Remove containers (`-f`: running ones too).
     Rm(commands::rm::RmArgs),
+    /// Show the output of a detached container.
+    Logs(commands::logs::LogsArgs),
+    /// Stop detached containers: the image's stop signal, then SIGKILL after a timeout.
+    Stop(commands::stop::StopArgs),
+    /// Send a signal to detached containers (SIGKILL by default).
+    Kill(commands::kill::KillArgs),
+    /// Start stopped detached containers again.
+    Start(commands::start::StartArgs),
+    /// Wait until containers stop and print their exit codes.
+    Wait(commands::wait::WaitArgs),
+    /// Run a command in a running detached container.
+    Exec(commands::exec::ExecArgs),
+    /// List a container's published ports.
+    Port(commands::port::PortArgs),
+    /// The supervisor of a detached container (started by `run -d` and `start`).
+    #[command(name = "container-supervise", hide = true)]
+    ContainerSupervise(commands::supervise::SuperviseArgs),
     /// Where an image's bytes go, what is wasted, and what to change (exit 3 on --fail-on).
     Report(commands::report::ReportArgs),
     /// The packages an image holds (dpkg, apk, Python, npm), as a table, SPDX or CycloneDX.
@@ -219,13 +236,8 @@ const DOCKER_FLAGS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "run",
-        &["-d", "--detach"],
-        "containers run in the foreground; start it in the background from the shell (`rbuild run IMAGE &`) or under a service manager",
-    ),
-    (
-        "run",
-        &["-p", "--publish", "-P", "--publish-all", "--expose"],
-        "containers use the host's network by default (`--network host`): a port the command listens on is a port of the host",
+        &["--expose"],
+        "publish the port with `-p HOSTPORT:CTRPORT` (or EXPOSE it in the Dockerfile and use -P)",
     ),
     (
         "run",

@@ -1,7 +1,8 @@
 """Scenarios that are not builds: push, re-push and pull of a 500 MB image, `run --rm IMAGE true`
-against runc, `rbuild report` on a 1 GB image, `rbuild check` against hadolint on a
-5,000-line Dockerfile and on 500 Dockerfiles, and amd64+arm64 builds against dockerd's BuildKit
-building the same platforms one after the other.
+against runc, `run -d IMAGE sleep` and `exec NAME true` against podman, `rbuild report` on a
+1 GB image, `rbuild check` against hadolint on a 5,000-line Dockerfile and on 500 Dockerfiles,
+and amd64+arm64 builds against dockerd's BuildKit building the same platforms one after the
+other.
 
 Each scenario is an `Op` with three hooks per builder: `setup` (once, untimed), `before` (before
 every run, untimed) and `command` (the timed command; None when the builder has no such
@@ -289,6 +290,111 @@ class RunTrue(Op):
                 os.path.join(b.dir, "bundle"), "rbuild-bench"]
 
 
+class Podman:
+    """A pseudo-builder for the container scenarios: podman with a store of its own under the
+    bench state (rootful, its default network and runtime), pulling from the bench registry."""
+
+    name = "podman"
+    daemon_pids = []
+
+    def __init__(self, state):
+        self.dir = os.path.join(state, "podman")
+
+    def available(self):
+        if not shutil.which("podman"):
+            return "podman not installed (Debian package podman; bench/setup installs it)"
+        return None
+
+    def base(self):
+        return ["podman", "--root", os.path.join(self.dir, "root"),
+                "--runroot", os.path.join(self.dir, "run")]
+
+    def env(self):
+        return dict(os.environ)
+
+    def version(self):
+        return subprocess.run(["podman", "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+
+class _Containers(Op):
+    """Shared by the container scenarios: the bench registry's busybox in rbuild's store and
+    in podman's, every container removed between runs."""
+
+    only = ("rbuild", "podman")
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.image = f"{ctx['registry']}/busybox:latest"
+
+    def extra_builders(self):
+        return [Podman(self.ctx["state"])]
+
+    def cli(self, b):
+        if b.name == "rbuild":
+            return [b.bin, "--root", b.root]
+        return b.base()
+
+    def run(self, b):
+        """`run` with podman's limits within the caller's: its defaults (1048576 open files,
+        as many processes) fail where the hard limits are lower, as in containers."""
+        if b.name == "rbuild":
+            return self.cli(b) + ["run"]
+        import resource
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        return self.cli(b) + ["run", "--ulimit", f"nofile={nofile}:{nofile}",
+                              "--ulimit", "nproc=4096:4096"]
+
+    def clear(self, b):
+        ids = subprocess.run(self.cli(b) + ["ps", "-aq"], capture_output=True, text=True,
+                             env=b.env(), check=False).stdout.split()
+        if ids:
+            subprocess.run(self.cli(b) + ["rm", "-f"] + ids, capture_output=True, env=b.env(),
+                           check=False)
+
+    def setup(self, b):
+        if b.name == "rbuild":
+            _check(self.cli(b) + ["-q", "pull", self.image], b.env(), "rbuild pull")
+        else:
+            _check(self.cli(b) + ["pull", "-q", "--tls-verify=false", self.image], b.env(),
+                   "podman pull")
+        # unpack the snapshot once, as a second run would find it
+        _check(self.run(b) + ["--rm", self.image, "true"], b.env(), f"{b.name} run")
+        self.clear(b)
+
+    def finish(self):
+        for b in getattr(self, "seen", []):
+            self.clear(b)
+        super().finish()
+
+
+class RunDetach(_Containers):
+    """`run -d IMAGE sleep 1000` (returns once the command runs) against podman's; compare with
+    run-true, `run --rm IMAGE true`."""
+
+    def before(self, b, i):
+        self.seen = getattr(self, "seen", set()) | {b}
+        self.clear(b)
+
+    def command(self, b):
+        return self.run(b) + ["-d", self.image, "sleep", "1000"]
+
+
+class ExecTrue(_Containers):
+    """`exec NAME true` in a running detached container, against podman's."""
+
+    NAME = "bench-exec"
+
+    def setup(self, b):
+        super().setup(b)
+        self.seen = getattr(self, "seen", set()) | {b}
+        _check(self.run(b) + ["-d", "--name", self.NAME, self.image, "sleep", "100000"],
+               b.env(), f"{b.name} run -d")
+
+    def command(self, b):
+        return self.cli(b) + ["exec", self.NAME, "true"]
+
+
 class Report(Op):
     """`rbuild report` on the 1 GB, 100,000-file image of the files context."""
 
@@ -516,5 +622,7 @@ OPS = {
     "push500-repush": Repush,
     "pull500": Pull,
     "run-true": RunTrue,
+    "run-detach": RunDetach,
+    "exec-true": ExecTrue,
     "report-1g": Report,
 }

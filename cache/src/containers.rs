@@ -3,15 +3,30 @@
 //!
 //! This module keeps the records; the caller prepares and removes the file systems (which
 //! may need the sandbox's id map).
+//!
+//! A container started in the background (`rbuild run -d`) also has `supervisor.lock`, which
+//! its supervisor holds (an exclusive `flock`) for as long as it runs: a container recorded
+//! as running whose lock is free lost its supervisor (`Dead`), whatever pid it had. Its
+//! output is in `log.json`, one JSON object a line. Creating a container holds
+//! `ROOT/containers-v1.lock`, so that two containers cannot take the same name.
 
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FlockOperation, flock};
 
 use serde::{Deserialize, Serialize};
 
 /// The folder of the store holding containers.
 pub const CONTAINERS_DIR: &str = "containers-v1";
 const RECORD: &str = "container.json";
+const SUPERVISOR_LOCK: &str = "supervisor.lock";
+/// The lock file beside [`CONTAINERS_DIR`] that creating a container holds.
+pub const CREATE_LOCK: &str = "containers-v1.lock";
+/// A container's log (`rbuild run -d`), in its directory.
+pub const LOG: &str = "log.json";
 
 /// Errors of [`Containers`]; each names the container or path.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +55,19 @@ pub enum ContainersError {
     /// An id prefix matches more than one container.
     #[error("container id prefix {0} is ambiguous")]
     Ambiguous(String),
-    /// The name is taken.
-    #[error("the container name {0:?} is already in use")]
-    NameInUse(String),
+    /// The name is taken (docker's message).
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The id of the container that has it.
+        id: String,
+    },
+    /// Another supervisor runs the container.
+    #[error("container {0} is already running")]
+    Running(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContainersError + '_ {
@@ -56,6 +81,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContainersError + '_ {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Made; its supervisor starts it.
+    Created,
     /// Prepared or running.
     Running,
     /// Ended with an exit code.
@@ -83,8 +110,24 @@ pub struct Record {
     pub exit_code: Option<i32>,
     /// When it exited, seconds since the epoch.
     pub finished: Option<i64>,
-    /// The pid of the `rbuild` process running it (to tell a crashed run).
+    /// The pid of the `rbuild` process running it (to tell a crashed run): the supervisor
+    /// of a detached container.
     pub pid: u32,
+    /// Started in the background, under a supervisor (`rbuild run -d`).
+    #[serde(default)]
+    pub detached: bool,
+    /// The host pid of the sandbox's init while it runs (whose namespaces `exec` joins).
+    #[serde(default)]
+    pub init_pid: Option<i32>,
+    /// When it last started, seconds since the epoch.
+    #[serde(default)]
+    pub started: Option<i64>,
+    /// The settings it runs with, as the command line resolved them (kept for `start`).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// The state of its health check, when it has one.
+    #[serde(default)]
+    pub health: Option<serde_json::Value>,
 }
 
 /// The container folder of one store.
@@ -107,10 +150,16 @@ impl Containers {
     }
 
     /// Creates the directory of a new container and writes its record; fails when the
-    /// name is taken.
+    /// name is taken (by a container created at the same time too).
     pub fn create(&self, record: &Record) -> Result<PathBuf, ContainersError> {
-        if self.list()?.iter().any(|r| r.name == record.name) {
-            return Err(ContainersError::NameInUse(record.name.clone()));
+        let lock_path = self.dir.with_file_name(CREATE_LOCK);
+        let lock = open_lock(&lock_path)?;
+        flock(&lock, FlockOperation::LockExclusive).map_err(|e| io_err(&lock_path)(e.into()))?;
+        if let Some(other) = self.list()?.iter().find(|r| r.name == record.name) {
+            return Err(ContainersError::NameInUse {
+                name: record.name.clone(),
+                id: other.id.clone(),
+            });
         }
         let p = self.path(&record.id);
         std::fs::create_dir(&p).map_err(io_err(&p))?;
@@ -168,6 +217,65 @@ impl Containers {
         std::fs::remove_file(&p).map_err(io_err(&p))?;
         Ok(self.path(id))
     }
+
+    /// Takes the supervisor's lock of a container, for as long as the file is open; fails
+    /// with [`ContainersError::Running`] when another process keeps holding it (a moment's
+    /// holder, [`Containers::supervised`], is waited for).
+    pub fn supervise(&self, id: &str) -> Result<File, ContainersError> {
+        let path = self.path(id).join(SUPERVISOR_LOCK);
+        let lock = open_lock(&path)?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(lock),
+                Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR)
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(ContainersError::Running(id.into()));
+                }
+                Err(e) => return Err(io_err(&path)(e.into())),
+            }
+        }
+    }
+
+    /// Whether a supervisor holds the container's lock (it runs).
+    pub fn supervised(&self, id: &str) -> bool {
+        let path = self.path(id).join(SUPERVISOR_LOCK);
+        match File::open(&path) {
+            Ok(f) => flock(&f, FlockOperation::NonBlockingLockShared).is_err(),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until no supervisor holds the container's lock, at most `timeout` (`None`:
+    /// as long as it takes); returns whether it is free.
+    pub fn wait_unsupervised(&self, id: &str, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if !self.supervised(id) {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+fn open_lock(path: &Path) -> Result<File, ContainersError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))
 }
 
 #[cfg(test)]
@@ -186,6 +294,11 @@ mod tests {
             exit_code: None,
             finished: None,
             pid: 1,
+            detached: false,
+            init_pid: None,
+            started: None,
+            config: serde_json::Value::Null,
+            health: None,
         }
     }
 
@@ -197,7 +310,7 @@ mod tests {
         c.create(&record("abd2", "two", 1)).unwrap();
         assert!(matches!(
             c.create(&record("ff", "one", 3)),
-            Err(ContainersError::NameInUse(_))
+            Err(ContainersError::NameInUse { .. })
         ));
         let names: Vec<_> = c.list().unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["two", "one"]);

@@ -335,6 +335,9 @@ pub fn build_with(
 ) -> Result<Built, Error> {
     let started = std::time::Instant::now();
     warn_build_args(settings, progress);
+    if let Some(note) = settings.id_map.single_id_note() {
+        progress.warn("single-id", &note);
+    }
     exec::remove_stale_step_dirs(settings);
     let source = context::load(settings)?;
     let remote = (!settings.cache_from.is_empty())

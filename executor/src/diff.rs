@@ -412,9 +412,12 @@ impl<W: Write> LayerWriter<W> {
             path: path.to_owned(),
             source,
         };
-        let meta = self.meta(path, md)?;
+        let mut meta = self.meta(path, md)?;
         let ft = md.file_type();
-        let xattrs = read_xattrs(path).map_err(rerr)?;
+        let mut xattrs = read_xattrs(path).map_err(rerr)?;
+        if let Some((uid, gid)) = crate::owner::take_recorded(&mut xattrs, &self.opts.id_map) {
+            (meta.uid, meta.gid) = (uid, gid);
+        }
         if ft.is_dir() {
             let n = format!("{name}/");
             return self.append(

@@ -95,6 +95,16 @@ impl IdMap {
         Ok(Self::remapped(uid, gid, usize.min(gsize)))
     }
 
+    /// The mapping as seen from inside a user namespace that has this one: the identity,
+    /// but for a single-id mapping the one id alone (still of kind
+    /// [`MappingKind::Single`], so owners recorded on files count there too).
+    pub fn inside(&self) -> Self {
+        match self.kind {
+            MappingKind::Single => Self::single(0, 0),
+            MappingKind::Root | MappingKind::Subordinate => Self::identity(),
+        }
+    }
+
     /// Whether container ids are host ids.
     pub fn is_identity(&self) -> bool {
         *self == Self::identity()
@@ -132,7 +142,7 @@ impl IdMap {
 
     /// The mapping for the current process: identity as root; otherwise the
     /// caller's id as 0 plus its `/etc/subuid` and `/etc/subgid` ranges as 1..;
-    /// a single-id mapping (with a warning) when there are none.
+    /// a single-id mapping when there are none.
     pub fn for_current_user() -> Self {
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
@@ -175,14 +185,29 @@ impl IdMap {
                 }
             }
             _ => {
-                tracing::warn!(
+                // A build says so once in its progress ([`IdMap::single_id_note`]).
+                tracing::debug!(
                     uid,
                     "no subordinate id ranges in /etc/subuid and /etc/subgid (or newuidmap/newgidmap missing): \
-                     using a single-id mapping; files owned by other users cannot be created in the sandbox"
+                     using a single-id mapping"
                 );
                 Self::single(uid, gid)
             }
         }
+    }
+
+    /// For a single-id mapping, what a build says about it (once, as a progress warning):
+    /// whose ids are missing and what the sandbox does instead; `None` for the other kinds.
+    pub fn single_id_note(&self) -> Option<String> {
+        if self.kind != MappingKind::Single {
+            return None;
+        }
+        let uid = self.uids.first().map_or(0, |r| r.host);
+        let who = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+        Some(format!(
+            "no subordinate ids for {who} in /etc/subuid and /etc/subgid (or newuidmap/newgidmap \
+             missing): single-id mode, owners recorded by seccomp"
+        ))
     }
 
     /// The host uid for a uid inside the namespace.

@@ -30,6 +30,7 @@ pub mod diff;
 pub mod fileop;
 pub mod idmap;
 pub mod mounts;
+mod owner;
 mod rootfs;
 pub mod sandbox;
 pub mod snapshot;

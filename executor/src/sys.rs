@@ -1,10 +1,11 @@
 //! The only place in this crate with `unsafe` code: thin wrappers over the few
 //! system calls that neither `rustix` nor `std` expose safely (fork, execve,
-//! unshare, an interface ioctl, a signal's disposition, `_exit`, seccomp).
+//! unshare, an interface ioctl, a signal's disposition, `_exit`, seccomp and its
+//! user-notification ioctls).
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Result of [`fork`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,4 +240,152 @@ pub(crate) fn install_seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Installs the seccomp filter `prog` with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns
+/// its listener: the calls the filter answers with `SECCOMP_RET_USER_NOTIF` wait until a
+/// supervisor reading the listener answers them. The caller has set no_new_privs (or holds
+/// `CAP_SYS_ADMIN` in its user namespace).
+pub(crate) fn install_seccomp_listener(prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let len =
+        u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: as in `install_seccomp_filter`: the kernel only reads `fprog` and the program
+    // it points at, both live for the call. With NEW_LISTENER the result is a new file
+    // descriptor (close-on-exec) that nothing else owns.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_uint,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is the listener the kernel just created for this process; it is owned here
+    // and by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Waits for the next notification on a seccomp listener (`SECCOMP_IOCTL_NOTIF_RECV`).
+pub(crate) fn seccomp_notif_recv(listener: BorrowedFd<'_>) -> io::Result<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is a plain C struct for which all-zero bytes are valid; the kernel
+    // requires it zeroed.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl writes one `struct seccomp_notif` (the size its number encodes) into
+    // `notif`, which we own; the fd is valid for the duration of the borrow.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut notif as *mut libc::seccomp_notif,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(notif)
+}
+
+/// Whether notification `id` is still pending: its caller has not been killed or
+/// interrupted (`SECCOMP_IOCTL_NOTIF_ID_VALID`).
+pub(crate) fn seccomp_notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    // SAFETY: the ioctl reads one u64 from `id`, which lives for the call; the fd is valid
+    // for the duration of the borrow.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        )
+    };
+    r == 0
+}
+
+/// Answers notification `id` (`SECCOMP_IOCTL_NOTIF_SEND`): the call returns `val`, fails
+/// with `errno` (when not 0), or (with `run`) is carried out by the kernel as if no filter
+/// had stopped it.
+pub(crate) fn seccomp_notif_send(
+    listener: BorrowedFd<'_>,
+    id: u64,
+    val: i64,
+    errno: i32,
+    run: bool,
+) -> io::Result<()> {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error: -errno,
+        flags: 0,
+    };
+    if run {
+        resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+    }
+    // SAFETY: the ioctl reads one `struct seccomp_notif_resp` from `resp`, which lives for
+    // the call; the fd is valid for the duration of the borrow.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp as *mut libc::seccomp_notif_resp,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The bytes of the `struct stat` of `fd` (which may be an `O_PATH` descriptor) as `fstat(2)`
+/// fills it, with the owner replaced by `uid`/`gid`: what a stat call of a sandboxed process
+/// gets for a file whose owner single-id mode recorded.
+pub(crate) fn stat_bytes_with_owner(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<Vec<u8>> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes one `struct stat` into `st`, which is large enough and lives for
+    // the call; the fd is valid for the duration of the borrow.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed above and filled by fstat: every byte is initialized.
+    let mut st = unsafe { st.assume_init() };
+    st.st_uid = uid;
+    st.st_gid = gid;
+    Ok(struct_bytes(&st))
+}
+
+/// The bytes of the `struct statx` of `fd` for `mask` (`statx(2)` with `AT_EMPTY_PATH` and
+/// the caller's sync flags), with the owner replaced by `uid`/`gid`.
+pub(crate) fn statx_bytes_with_owner(
+    fd: BorrowedFd<'_>,
+    sync_flags: i32,
+    mask: u32,
+    uid: u32,
+    gid: u32,
+) -> io::Result<Vec<u8>> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    let flags = libc::AT_EMPTY_PATH | (sync_flags & libc::AT_STATX_SYNC_TYPE);
+    // SAFETY: statx writes one `struct statx` into `stx`, which is large enough and lives for
+    // the call; the path is a valid empty C string and the fd is valid for the borrow.
+    if unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, mask, stx.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed above and filled by statx: every byte is initialized.
+    let mut stx = unsafe { stx.assume_init() };
+    stx.stx_uid = uid;
+    stx.stx_gid = gid;
+    Ok(struct_bytes(&stx))
+}
+
+fn struct_bytes<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: `v` is a live plain C struct of `size_of::<T>()` bytes (stat, statx), zeroed
+    // before the kernel filled it, so every byte is initialized; the slice is only read while
+    // `v` is borrowed.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        .to_vec()
 }

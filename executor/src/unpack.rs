@@ -16,7 +16,7 @@ use rbuild_tarlimits::{LimitError, Limits};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use tar::EntryType;
 
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, MappingKind};
 use crate::rootfs::{self, Root};
 
 /// How whiteout entries (`.wh.NAME`, `.wh..wh..opq`) are applied.
@@ -572,6 +572,25 @@ impl Ctx<'_> {
     }
 
     fn chown_fd(&mut self, fd: impl std::os::fd::AsFd, uid: u64, gid: u64) -> Result<(), Fail> {
+        if self.opts.id_map.kind == MappingKind::Single && (uid, gid) != (0, 0) {
+            // One id on disk: the owner is recorded on the file (a regular file or a
+            // directory here), as the sandbox records a step's chown.
+            if let (Ok(u), Ok(g)) = (u32::try_from(uid), u32::try_from(gid)) {
+                let value = crate::owner::format(u, g);
+                let r = rustix::fs::fsetxattr(
+                    &fd,
+                    crate::owner::OWNER_XATTR,
+                    value.as_bytes(),
+                    rustix::fs::XattrFlags::empty(),
+                );
+                if r.is_err() {
+                    // No user.* attributes on this file system: the owner is lost, as a
+                    // refused chown's is.
+                    self.stats.chown_failures += 1;
+                }
+                return Ok(());
+            }
+        }
         let Some((u, g)) = self.map_ids(uid, gid)? else {
             return Ok(());
         };
@@ -605,6 +624,12 @@ impl Ctx<'_> {
 
     fn set_xattrs(&mut self, fd: impl std::os::fd::AsFd, xattrs: &[(String, Vec<u8>)]) {
         for (k, v) in xattrs {
+            if crate::owner::is_reserved_xattr(k) {
+                // rbuild's own bookkeeping is never taken from a layer.
+                tracing::warn!(layer = %self.opts.label, xattr = %k, "reserved extended attribute not set");
+                self.stats.skipped_xattrs += 1;
+                continue;
+            }
             if rustix::fs::fsetxattr(&fd, k.as_str(), v, rustix::fs::XattrFlags::empty()).is_err() {
                 tracing::warn!(layer = %self.opts.label, xattr = %k, "extended attribute not set");
                 self.stats.skipped_xattrs += 1;

@@ -261,11 +261,12 @@ fn metadata_is_preserved() {
         .symlink("d/link", "suid")
         .hardlink("d/hard", "d/suid")
         .chardev("d/null", 1, 3)
-        .xattr_file("d/x", b"x", "user.rbuild.test", b"value")
+        .xattr_file("d/x", b"x", "user.image.test", b"value")
         .xattr_file("d/ov", b"x", "user.overlay.opaque", b"y")
+        .xattr_file("d/rec", b"x", "user.rbuild.owner", b"0:0")
         .build();
     let st = a.apply(&tar).unwrap();
-    assert_eq!(st.entries, 9);
+    assert_eq!(st.entries, 10);
     let d = &a.snap.join("d");
     let md = |n: &str| std::fs::symlink_metadata(d.join(n)).unwrap();
     assert_eq!(md("").permissions().mode() & 0o7777, 0o1777);
@@ -287,11 +288,15 @@ fn metadata_is_preserved() {
         "dir times are set after their children"
     );
     let mut buf = [0u8; 16];
-    let n = rustix::fs::getxattr(d.join("x"), "user.rbuild.test", &mut buf).unwrap();
+    let n = rustix::fs::getxattr(d.join("x"), "user.image.test", &mut buf).unwrap();
     assert_eq!(&buf[..n], b"value");
     assert!(
         rustix::fs::getxattr(d.join("ov"), "user.overlay.opaque", &mut buf).is_err(),
         "overlay xattrs from a layer are dropped"
+    );
+    assert!(
+        rustix::fs::getxattr(d.join("rec"), "user.rbuild.owner", &mut buf).is_err(),
+        "rbuild's own owner records from a layer are dropped"
     );
 }
 

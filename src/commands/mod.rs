@@ -2,14 +2,19 @@
 
 pub mod build;
 pub mod check;
+pub mod container;
+pub mod exec;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod kill;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod logs;
 pub mod network;
 pub mod plan;
+pub mod port;
 pub mod prune;
 pub mod ps;
 pub mod pull;
@@ -21,8 +26,12 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod sbom;
+pub mod start;
+pub mod stop;
+pub mod supervise;
 pub mod system;
 pub mod tag;
+pub mod wait;
 
 use std::process::ExitCode;
 
@@ -58,6 +67,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Rm(args) => rm::run(&cli.global, args),
+        Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Stop(args) => stop::run(&cli.global, args),
+        Command::Kill(args) => kill::run(&cli.global, args),
+        Command::Start(args) => start::run(&cli.global, args),
+        Command::Wait(args) => wait::run(&cli.global, args),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Port(args) => port::run(&cli.global, args),
+        Command::ContainerSupervise(args) => supervise::run(&cli.global, args),
         Command::Report(args) => report::run(&cli.global, args),
         Command::Sbom(args) => sbom::run(&cli.global, args),
         Command::Pull(args) => pull::run(&cli.global, args),

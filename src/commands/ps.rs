@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
-use rbuild_cache::containers::{Containers, Record, State};
+use clap::{Args, ValueEnum};
+use rbuild_cache::containers::Containers;
 
+use super::container::{self, ContainerConfig, Status};
 use crate::cli::GlobalArgs;
 
-/// `rbuild ps [-a] [-q]`
+/// `rbuild ps [-a] [-q] [--format table|json]`
 #[derive(Debug, Args)]
 pub struct PsArgs {
     /// Show exited containers too.
@@ -16,6 +17,18 @@ pub struct PsArgs {
     /// Only the ids.
     #[arg(short, long)]
     pub quiet: bool,
+    /// `table` (docker's columns) or `json` (one object a line, docker's keys).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a header.
+    Table,
+    /// One JSON object a line.
+    Json,
 }
 
 pub fn run(global: &GlobalArgs, args: PsArgs) -> anyhow::Result<ExitCode> {
@@ -28,28 +41,42 @@ pub fn run(global: &GlobalArgs, args: PsArgs) -> anyhow::Result<ExitCode> {
         "COMMAND".into(),
         "CREATED".into(),
         "STATUS".into(),
+        "PORTS".into(),
         "NAMES".into(),
     ]];
     for r in containers.list()?.iter().rev() {
-        let running = is_running(r);
-        if !args.all && !running {
+        let status = container::status(&containers, r);
+        if !args.all && status != Status::Running {
             continue;
         }
         if args.quiet {
             crate::outln!("{}", &r.id[..12]);
             continue;
         }
-        rows.push([
+        let ports = ContainerConfig::of(r)
+            .map(|c| container::ports_text(&c.ports))
+            .unwrap_or_default();
+        let row = [
             r.id[..12].to_owned(),
             r.image.clone(),
             command(&r.command),
-            format!("{} ago", ago(now - r.created)),
-            status(r, running, now),
+            format!("{} ago", container::ago(now - r.created)),
+            container::status_text(&containers, r, now),
+            ports,
             r.name.clone(),
-        ]);
+        ];
+        if args.format == Format::Json {
+            let obj = serde_json::json!({
+                "ID": row[0], "Image": row[1], "Command": row[2], "CreatedAt": jiff::Timestamp::from_second(r.created).map(|t| t.to_string()).unwrap_or_default(),
+                "RunningFor": row[3], "Status": row[4], "State": status.word(), "Ports": row[5], "Names": row[6],
+            });
+            crate::outln!("{obj}");
+            continue;
+        }
+        rows.push(row);
     }
-    if !args.quiet {
-        let widths: Vec<usize> = (0..6)
+    if !args.quiet && args.format == Format::Table {
+        let widths: Vec<usize> = (0..rows[0].len())
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
         for row in &rows {
@@ -67,11 +94,6 @@ pub fn run(global: &GlobalArgs, args: PsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A container marked running whose `rbuild` process is gone ended without a record.
-fn is_running(r: &Record) -> bool {
-    r.state == State::Running && std::path::Path::new(&format!("/proc/{}", r.pid)).exists()
-}
-
 /// The command column: the image's or the user's argv, control characters shown as escapes.
 fn command(argv: &[String]) -> String {
     let text = argv.join(" ");
@@ -81,41 +103,5 @@ fn command(argv: &[String]) -> String {
         format!("\"{}…\"", short)
     } else {
         format!("\"{text}\"")
-    }
-}
-
-fn status(r: &Record, running: bool, now: i64) -> String {
-    if running {
-        return format!("Up {}", ago(now - r.created));
-    }
-    match (r.exit_code, r.finished) {
-        (Some(code), Some(at)) => format!("Exited ({code}) {} ago", ago(now - at)),
-        _ => "Dead".into(),
-    }
-}
-
-/// Docker's coarse durations: "5 seconds", "3 minutes", "2 hours", "4 days".
-fn ago(secs: i64) -> String {
-    let s = secs.max(0);
-    let (n, unit) = match s {
-        0..60 => (s, "second"),
-        60..3600 => (s / 60, "minute"),
-        3600..86400 => (s / 3600, "hour"),
-        _ => (s / 86400, "day"),
-    };
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_are_coarse() {
-        assert_eq!(super::ago(0), "0 seconds");
-        assert_eq!(super::ago(61), "1 minute");
-        assert_eq!(super::ago(7300), "2 hours");
     }
 }

@@ -79,10 +79,23 @@ pub struct RunArgs {
     /// Keep stdin open.
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
+    /// Run in the background under a supervisor process; print the container's id once
+    /// its command has started. The output goes to its log (`rbuild logs`).
+    #[arg(short = 'd', long = "detach")]
+    pub detach: bool,
+    /// Publish a container port on the host: `[IP:]HOSTPORT:CTRPORT[/tcp|udp]`, or
+    /// `CTRPORT[/PROTO]` for a free host port (`rbuild port` shows it).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// When to pull the image: `missing` (default), `always`, `never`.
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
-    /// The platform to pull when the image is pulled (os/arch[/variant]).
+    /// The platform to run (os/arch[/variant]): of a multi-platform image, that platform's
+    /// image; the platform pulled when the image is pulled. A foreign platform runs through
+    /// the kernel's emulator (`rbuild system binfmt`).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     #[command(flatten)]
@@ -130,7 +143,8 @@ pub fn run_descriptor(
     args: RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let seccomp = parse_security_opts(&args.security_opt)?;
-    let started = start_container(global, store, &args)?;
+    let ports = super::port::resolve(&args.publish, false, &[])?;
+    let started = start_container(global, store, &args, &ports)?;
     exit_code(run_image(store, descriptor, &args, seccomp, started))
 }
 
@@ -146,7 +160,7 @@ fn exit_code(ran: anyhow::Result<u8>) -> anyhow::Result<ExitCode> {
                     Some(SandboxError::Exec { code, .. }) => u8::try_from(*code).ok(),
                     _ => None,
                 })
-                .unwrap_or(EXIT_RBUILD);
+                .unwrap_or_else(|| super::container::error_code(&err));
             crate::report::render_error(&err);
             Ok(ExitCode::from(code))
         }
@@ -203,19 +217,7 @@ pub fn process(
         );
     }
     overrides.extend(args.env.iter().cloned());
-    for o in overrides {
-        let entry = if o.contains('=') {
-            o
-        } else {
-            match host_env(&o) {
-                Some(v) => format!("{o}={v}"),
-                None => continue,
-            }
-        };
-        let key = entry.split('=').next().unwrap_or_default().to_owned();
-        env.retain(|e| e.split('=').next() != Some(key.as_str()));
-        env.push(entry);
-    }
+    override_env(&mut env, overrides, host_env);
     let workdir = args
         .workdir
         .clone()
@@ -235,6 +237,28 @@ pub fn process(
         workdir,
         user,
     })
+}
+
+/// Applies `-e` values to `env`: `K=V` replaces a variable of the same name, `K` passes the
+/// host's value (nothing when the host has none).
+pub fn override_env(
+    env: &mut Vec<String>,
+    overrides: impl IntoIterator<Item = String>,
+    host_env: &dyn Fn(&str) -> Option<String>,
+) {
+    for o in overrides {
+        let entry = if o.contains('=') {
+            o
+        } else {
+            match host_env(&o) {
+                Some(v) => format!("{o}={v}"),
+                None => continue,
+            }
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
 }
 
 /// Parses `-v HOST:CTR[:ro|:rw]`.
@@ -297,7 +321,22 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
     }
     let seccomp = parse_security_opts(&args.security_opt)?;
     let store = super::open_store(global)?;
-    let started = start_container(global, &store, args)?;
+    if (!args.publish.is_empty() || args.publish_all) && args.network != NetworkArg::Default {
+        bail!(
+            "-p and -P need the container's own network (--network default), not --network {}",
+            args.network
+                .to_possible_value()
+                .map_or("?".into(), |v| v.get_name().to_owned())
+        );
+    }
+    // The network starts while the image is found, unless the ports it forwards depend on
+    // the image (-P).
+    let mut started = if args.detach || args.publish_all {
+        None
+    } else {
+        let ports = super::port::resolve(&args.publish, false, &[])?;
+        Some(start_container(global, &store, args, &ports)?)
+    };
     let pull = |store: &rbuild_cache::Store| {
         super::pull::pull_image(
             global,
@@ -320,7 +359,152 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
                 .context(Hint(format!("pull it: rbuild pull {}", args.image))));
         }
     };
+    // One platform's image: of an index, the one `--platform` names (else the host's best).
+    let descriptor = runnable(&store, &descriptor, args.platform.as_deref())?;
+    if args.detach {
+        return run_detached(global, &store, &descriptor, args).map(|()| 0);
+    }
+    let started = match started.take() {
+        Some(started) => started,
+        None => {
+            let exposed = exposed_ports(&store, &descriptor)?;
+            let ports = super::port::resolve(&args.publish, args.publish_all, &exposed)?;
+            start_container(global, &store, args, &ports)?
+        }
+    };
     run_image(&store, &descriptor, args, seccomp, started)
+}
+
+/// The manifest of `descriptor` for `platform` (see [`super::image_for_platform`]), checked
+/// to be runnable here: natively, or through an emulator the kernel has registered.
+fn runnable(
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    platform: Option<&str>,
+) -> anyhow::Result<oci_spec::image::Descriptor> {
+    let (manifest_desc, manifest) = super::image_for_platform(store, descriptor, platform)?;
+    let config = store.read_config(&rbuild_cache::descriptor_digest(manifest.config())?)?;
+    let image_platform = rbuild_compiler::plan::Platform::new(
+        &config.os().to_string(),
+        &config.architecture().to_string(),
+        config.variant().as_deref(),
+    );
+    rbuild_executor::binfmt::handler_for(&image_platform)?;
+    Ok(manifest_desc)
+}
+
+/// The image's raw config (what oci-spec does not model: `Healthcheck`, `StopSignal`).
+fn raw_config(
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+) -> anyhow::Result<serde_json::Value> {
+    let (_, manifest) = store.image_manifest(descriptor)?;
+    let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
+    serde_json::from_slice(&store.read_blob(&config_digest)?)
+        .with_context(|| format!("image config {config_digest} is not JSON"))
+}
+
+/// The image's `ExposedPorts` (`80/tcp`).
+fn exposed_ports(
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+) -> anyhow::Result<Vec<String>> {
+    Ok(exposed_of(&raw_config(store, descriptor)?))
+}
+
+fn exposed_of(raw: &serde_json::Value) -> Vec<String> {
+    raw.get("config")
+        .and_then(|c| c.get("ExposedPorts"))
+        .and_then(|e| e.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `rbuild run -d`: records the container with its resolved settings, starts its
+/// supervisor and prints its id once the command runs.
+fn run_detached(
+    global: &GlobalArgs,
+    store: &rbuild_cache::Store,
+    descriptor: &oci_spec::image::Descriptor,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    use super::container::{ContainerConfig, HealthConfig};
+    let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
+    let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
+    let config = store.read_config(&config_digest)?;
+    let raw = raw_config(store, descriptor)?;
+    let process = process(&config, args, &|k| std::env::var(k).ok())?;
+    for v in &args.volume {
+        parse_volume(v)?;
+    }
+    for h in &args.add_host {
+        super::network::add_host(h)?;
+    }
+    let exposed = exposed_of(&raw);
+    let ports = super::port::resolve(&args.publish, args.publish_all, &exposed)?;
+    let containers = Containers::open(store.root())?;
+    let id = new_id();
+    let cfg = ContainerConfig {
+        descriptor: descriptor.clone(),
+        argv: process.argv.clone(),
+        env: process.env,
+        workdir: process.workdir,
+        user: process.user,
+        network: args
+            .network
+            .to_possible_value()
+            .map_or("default".into(), |v| v.get_name().to_owned()),
+        volumes: args.volume.clone(),
+        add_hosts: args.add_host.clone(),
+        security_opt: args.security_opt.clone(),
+        tty: args.tty,
+        interactive: args.interactive,
+        ports,
+        stop_signal: raw
+            .get("config")
+            .and_then(|c| c.get("StopSignal"))
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        healthcheck: HealthConfig::from_image(&raw),
+    };
+    let record = Record {
+        id: id.clone(),
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("run-{}", &id[..12])),
+        image: args.image.clone(),
+        image_digest: manifest_desc.digest().to_string(),
+        command: process.argv,
+        created: jiff::Timestamp::now().as_second(),
+        state: State::Created,
+        exit_code: None,
+        finished: None,
+        pid: 0,
+        detached: true,
+        init_pid: None,
+        started: None,
+        config: serde_json::to_value(&cfg).context("cannot record the container's settings")?,
+        health: None,
+    };
+    let dir = containers.create(&record)?;
+    let root = super::store_root(global)?;
+    if let Err(e) = super::container::start_supervisor(global, &root, &containers, &id) {
+        // A container whose command never started is not kept.
+        containers.wait_unsupervised(&id, Some(Duration::from_secs(30)));
+        let id_map = super::id_map(global, store)?;
+        if let Err(e) = containers
+            .forget(&id)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| Ok(sandbox::remove_tree(&dir, &id_map)?))
+        {
+            tracing::warn!("cannot remove container {id}: {e:#}");
+        }
+        return Err(e);
+    }
+    crate::outln!("{id}");
+    Ok(())
 }
 
 /// What a container gets before its image is looked at: the id map, and the network stack,
@@ -335,6 +519,7 @@ fn start_container(
     global: &GlobalArgs,
     store: &rbuild_cache::Store,
     args: &RunArgs,
+    ports: &[rbuild_executor::sandbox::PortForward],
 ) -> anyhow::Result<Started> {
     let id_map = super::id_map(global, store)?;
     if id_map.kind == MappingKind::Single {
@@ -344,7 +529,8 @@ fn start_container(
     }
     let net_stack = match args.network {
         NetworkArg::Default => Some(Arc::new(
-            NetStack::start(&id_map).context("cannot start the container's network")?,
+            NetStack::start_forwarding(&id_map, ports)
+                .context("cannot start the container's network")?,
         )),
         NetworkArg::Host | NetworkArg::None => None,
     };
@@ -393,6 +579,11 @@ fn run_image(
         exit_code: None,
         finished: None,
         pid: std::process::id(),
+        detached: false,
+        init_pid: None,
+        started: None,
+        config: serde_json::Value::Null,
+        health: None,
     };
     let dir = containers.create(&record)?;
     let confined = Confinement {
@@ -502,7 +693,9 @@ fn run_in(
 
 /// Forwards the stop signals to the command; kills the sandbox when it has not ended
 /// [`STOP_GRACE`] after the first one.
-fn forward_signals(cancel: CancelHandle) -> anyhow::Result<signal_hook::iterator::Handle> {
+pub(crate) fn forward_signals(
+    cancel: CancelHandle,
+) -> anyhow::Result<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
         .context("cannot install signal handlers")?;
@@ -528,7 +721,7 @@ fn forward_signals(cancel: CancelHandle) -> anyhow::Result<signal_hook::iterator
 }
 
 /// A new container id: 64 hex digits.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -82,17 +82,16 @@ fn docker_flags_rbuild_lacks_are_named_with_what_to_use_instead() {
         "{}",
         run.stderr
     );
-    let run = usage_error(rbuild(&root).args(["run", "-d", BASE]));
+    let run = usage_error(rbuild(&root).args(["run", "--restart", "always", BASE]));
     assert_eq!(
         first_line(&run),
-        "error: rbuild run does not support -d (a docker flag): containers run in the \
-         foreground; start it in the background from the shell (`rbuild run IMAGE &`) or under \
-         a service manager"
+        "error: rbuild run does not support --restart (a docker flag): rbuild has no daemon to \
+         restart containers; use a service manager (systemd)"
     );
-    let run = usage_error(rbuild(&root).args(["run", "-p", "8080:80", BASE]));
+    let run = usage_error(rbuild(&root).args(["run", "--expose", "80", BASE]));
     assert!(
         first_line(&run).starts_with(
-            "error: rbuild run does not support -p (a docker flag): containers use the host's network"
+            "error: rbuild run does not support --expose (a docker flag): publish the port with"
         ),
         "{}",
         run.stderr

@@ -7,7 +7,7 @@
 //! each image is run with `rbuild run` and its output checked. RUN steps reach Debian's mirror
 //! through the host network.
 
-use rbuild_test_support::{DebianBase, Registry};
+use rbuild_test_support::{DebianBase, FileKind, ImageArchive, Registry};
 
 use crate::support::{BASE, BuildEnv, as_root_and_rootless, ok};
 
@@ -21,12 +21,15 @@ struct Distro {
 
 impl Distro {
     fn new(rootless: bool) -> Distro {
-        let base = DebianBase::bookworm();
-        let env = if rootless {
+        Self::with_env(if rootless {
             BuildEnv::rootless()
         } else {
             BuildEnv::new()
-        };
+        })
+    }
+
+    fn with_env(env: BuildEnv) -> Distro {
+        let base = DebianBase::bookworm();
         let registry = Registry::start();
         base.push(&registry, "debian:bookworm");
         let debian = format!("{}/debian:bookworm", registry.host());
@@ -312,5 +315,65 @@ fn imported_rootfs_runs_dpkg(rootless: bool) {
     assert_eq!(
         ok(env.rbuild().args(["run", "--rm", "dpkg", "cat", "/pkgs"])).stdout,
         "bash\ndpkg\n/usr/bin/passwd root:root 4755\n/usr/bin/chage root:shadow 2755\n/var/mail root:mail 2775\n"
+    );
+}
+
+/// A Debian build by a user without subordinate ids (single-id mode): apt-get installs a
+/// package whose maintainer script makes a system user and hands it a directory (downloads
+/// run as `_apt`), useradd, chown of files to several users (coreutils' `chown :GROUP` keeps
+/// the user; perl's chown on a handle is `fchown`), a later step that only changes files of
+/// the base (`/etc/shadow`, root:shadow) and of the step before. Its image has the owners and
+/// modes of the same build by a user with subordinate ids, file by file.
+#[test]
+fn single_id_build_gives_the_owners_of_a_subid_build() {
+    let dockerfile = "FROM {DEBIAN}\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends uuid-runtime \
+             && groupadd --gid 2345 crew && useradd --create-home --uid 1234 --gid crew appuser \
+             && mkdir -p /srv/a /srv/b && touch /srv/a/f /srv/b/g \
+             && chown -R appuser:crew /srv/a && chown :crew /srv/b/g && chown 77 /srv/b \
+             && perl -e 'open(my $f, \"<\", \"/srv/b/g\") or die; chown(88, -1, $f) or die \"fchown: $!\"'\n\
+         RUN chmod 640 /etc/shadow && echo more >> /srv/a/f\n";
+    let image = |d: &Distro| {
+        let out = d.env.dir.mkdir("out");
+        let user = d.env.user.expect("an unprivileged user");
+        ok(crate::support::tool("chown", "coreutils")
+            .arg(user)
+            .arg(&out));
+        let tar = out.join("image.tar");
+        d.build(
+            "owners",
+            dockerfile,
+            &["-o", &format!("type=docker,dest={}", tar.display())],
+        );
+        ImageArchive::read(&tar)
+    };
+    let single = image(&Distro::with_env(BuildEnv::nosubid()));
+    let subid = image(&Distro::new(true));
+    let owner = |i: &ImageArchive, p: &str| {
+        let e = &i.files[p];
+        (e.uid, e.gid, e.mode)
+    };
+    assert_eq!(owner(&single, "srv/a/f"), (1234, 2345, 0o644));
+    assert_eq!(owner(&single, "srv/a"), (1234, 2345, 0o755));
+    assert_eq!(owner(&single, "srv/b"), (77, 0, 0o755));
+    assert_eq!(owner(&single, "srv/b/g"), (88, 2345, 0o644));
+    assert_eq!(owner(&single, "home/appuser"), (1234, 2345, 0o755));
+    assert_eq!(owner(&single, "etc/shadow"), (0, 42, 0o640));
+    // Every file, symlinks aside (they cannot carry a recorded owner), as the subid build.
+    let table = |i: &ImageArchive| -> Vec<String> {
+        i.files
+            .iter()
+            .filter(|(_, e)| e.kind != FileKind::Symlink)
+            .map(|(p, e)| format!("{p} {:?} {:o} {}:{}", e.kind, e.mode, e.uid, e.gid))
+            .collect()
+    };
+    let (ours, theirs) = (table(&single), table(&subid));
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|l| !b.contains(l)).cloned().collect()
+    };
+    assert_eq!(
+        (only(&ours, &theirs), only(&theirs, &ours)),
+        (Vec::new(), Vec::new()),
+        "single-id entries differing from the subid build's, and the other way round"
     );
 }

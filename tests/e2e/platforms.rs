@@ -221,6 +221,21 @@ fn multi_platform_builds_make_an_index_and_share_the_build_stage(rootless: bool)
         assert_eq!(read("out"), format!("for {arch}\n"));
         assert_eq!(read("common"), "compiled\n");
     }
+    // run: the host's image of the index, or the one --platform names (emulated).
+    let machine = |platform: &[&str]| {
+        ok(env.rbuild().args(["run", "--rm"]).args(platform).args([
+            "localhost/multi:1",
+            "cat",
+            "/machine",
+            "/out",
+        ]))
+        .stdout
+    };
+    assert_eq!(machine(&[]), "x86_64\nfor amd64\n");
+    assert_eq!(
+        machine(&["--platform", "linux/arm64"]),
+        "aarch64\nfor arm64\n"
+    );
     // report: one platform of the index, or all side by side.
     let report = ok(env.rbuild().args([
         "report",

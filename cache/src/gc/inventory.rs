@@ -465,7 +465,9 @@ impl Inventory {
                 }
                 continue;
             }
-            let kind = if name == crate::containers::CONTAINERS_DIR {
+            let kind = if name == crate::containers::CONTAINERS_DIR
+                || name == crate::containers::CREATE_LOCK
+            {
                 Kind::Containers
             } else {
                 Kind::Other

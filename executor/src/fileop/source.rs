@@ -367,6 +367,9 @@ pub(crate) fn view_stat(
     let mut meta = SourceMeta::from_metadata(&md, uid, gid, link);
     if matches!(meta.kind, FileKind::File | FileKind::Dir) {
         meta.xattrs = crate::diff::read_xattrs(&p)?;
+        if let Some(owner) = crate::owner::take_recorded(&mut meta.xattrs, id_map) {
+            (meta.uid, meta.gid) = owner;
+        }
     }
     Ok(Some((p, meta)))
 }

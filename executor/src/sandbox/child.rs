@@ -9,12 +9,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Gid, Pid, Signal, Uid};
 use rustix::thread::{CapabilitySet, UnshareFlags};
 
 use super::Prepared;
 use super::fd::{read_exact_fd, write_all_fd};
-use super::pty::open_pty;
+use super::owners;
+use super::pty::{open_pty, recv_fd, send_fd};
 use crate::mounts::{self, HostKernel};
 use crate::sys;
 use crate::user::ResolvedUser;
@@ -37,8 +39,15 @@ pub fn default_capabilities() -> CapabilitySet {
         | CapabilitySet::AUDIT_WRITE
 }
 
+/// Takes the ids of the user namespace's root (no supplementary groups).
+pub(super) fn become_namespace_root() -> rustix::io::Result<()> {
+    rustix::thread::set_thread_groups(&[])?;
+    rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)?;
+    rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+}
+
 /// Reports a failure inside the sandbox to the caller and exits.
-fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
+pub(super) fn child_fail(err: &OwnedFd, what: &str, e: &dyn std::fmt::Display, code: i32) -> ! {
     let msg = format!("{what}: {e}");
     let _ = write_all_fd(err, msg.as_bytes());
     sys::exit_now(code)
@@ -52,6 +61,7 @@ pub(super) fn helper_main(
     fail: OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
+    note: Option<OwnedFd>,
 ) -> ! {
     let (up, down) = (&up, &down);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -75,15 +85,12 @@ pub(super) fn helper_main(
     if !read_exact_fd(down, &mut b).unwrap_or(false) {
         sys::exit_now(125);
     }
-    if p.remapped {
-        // Root's own ids are not mapped when it is remapped onto a subordinate range:
-        // become the namespace's root, so mounts and files are made as that id.
-        let root_ids = rustix::thread::set_thread_groups(&[])
-            .and_then(|()| rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT))
-            .and_then(|()| rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT));
-        if let Err(e) = root_ids {
-            child_fail(&fail, "become root of the user namespace", &e, 125);
-        }
+    // Root's own ids are not mapped when it is remapped onto a subordinate range: become the
+    // namespace's root, so mounts and files are made as that id.
+    if p.remapped
+        && let Err(e) = become_namespace_root()
+    {
+        child_fail(&fail, "become root of the user namespace", &e, 125);
     }
     // A cgroup namespace rooted at the caller's cgroup: /proc/self/cgroup inside shows `/`,
     // not where the host placed the build.
@@ -100,9 +107,9 @@ pub(super) fn helper_main(
     }
     match sys::fork() {
         Err(e) => child_fail(&fail, "fork the sandbox init", &e, 125),
-        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console),
+        Ok(sys::Fork::Child) => init_main(p, fail, down, [stdin, out, err], console, note),
         Ok(sys::Fork::Parent(pid)) => {
-            drop((out, err, stdin, fail, console));
+            drop((out, err, stdin, fail, console, note));
             if write_all_fd(up, &pid.to_ne_bytes()).is_err() {
                 sys::exit_now(125);
             }
@@ -125,6 +132,7 @@ fn init_main(
     go: &OwnedFd,
     [stdin, out, err]: [OwnedFd; 3],
     console: Option<OwnedFd>,
+    note: Option<OwnedFd>,
 ) -> ! {
     let fail = &fail;
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
@@ -163,13 +171,37 @@ fn init_main(
             sys::exit_now(125);
         }
     }
+    // Single-id mode: the command sends its filter's listener back over this socket.
+    let (owner_init, owner_cmd) = if p.owner_filter.is_some() {
+        match rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        ) {
+            Ok((a, b)) => (Some(a), Some(b)),
+            Err(e) => child_fail(fail, "create the seccomp listener socket", &e, 125),
+        }
+    } else {
+        (None, None)
+    };
     let cmd = match sys::fork() {
         Err(e) => child_fail(fail, "fork the command", &e, 125),
-        Ok(sys::Fork::Child) => exec_command(p, fail, stdin.as_fd(), &out, &err, tty),
+        Ok(sys::Fork::Child) => {
+            drop(owner_init);
+            exec_command(p, fail, stdin.as_fd(), &out, &err, tty, owner_cmd.as_ref())
+        }
         Ok(sys::Fork::Parent(pid)) => pid,
     };
-    // Init keeps no copy of the output pipes, so they close with the command's processes.
-    drop((out, err, stdin));
+    // Init keeps no copy of the output pipes, so they close with the command's processes;
+    // the note pipe closes when the command has exec'd (close-on-exec) or died.
+    drop((out, err, stdin, note, owner_cmd));
+    if let Some(sock) = owner_init {
+        // None: the command failed before installing its filter (and says why).
+        if let Ok(Some(listener)) = recv_fd(&sock) {
+            supervise(cmd, &listener);
+        }
+    }
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((pid, s))) if pid.as_raw_nonzero().get() == cmd => {
@@ -182,6 +214,53 @@ fn init_main(
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => sys::exit_now(125),
+        }
+    }
+}
+
+/// Answers the command's ownership and id calls until the last process under its filter is gone or
+/// the command exits; init exits with the command's status in the latter case.
+fn supervise(cmd: i32, listener: &OwnedFd) {
+    let mut ids = owners::IdTable::default();
+    let Ok(pidfd) = rustix::process::pidfd_open(
+        Pid::from_raw(cmd).expect("fork returns a positive pid"),
+        rustix::process::PidfdFlags::empty(),
+    ) else {
+        return;
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(listener, PollFlags::IN),
+            PollFd::new(&pidfd, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+        let (notified, exited) = (fds[0].revents(), !fds[1].revents().is_empty());
+        if notified.contains(PollFlags::IN) {
+            owners::answer_one(listener.as_fd(), &mut ids);
+        } else if !notified.is_empty() {
+            // Every process under the filter is gone.
+            return;
+        }
+        // Reap whatever has exited: the command ends the sandbox.
+        loop {
+            match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+                Ok(Some((pid, s))) if pid.as_raw_nonzero().get() == cmd => {
+                    let code = match s.exit_status() {
+                        Some(c) => c,
+                        None => 128 + s.terminating_signal().unwrap_or(0),
+                    };
+                    sys::exit_now(code);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if exited {
+            // Not reaped above: another waiter cannot exist, so this only means it is gone.
+            return;
         }
     }
 }
@@ -226,13 +305,14 @@ fn find_program(p: &Prepared) -> Result<CString, io::Error> {
     ))
 }
 
-fn exec_command(
+pub(super) fn exec_command(
     p: &Prepared,
     fail: &OwnedFd,
     stdin: std::os::fd::BorrowedFd<'_>,
     out: &OwnedFd,
     err: &OwnedFd,
     tty: bool,
+    owner_sock: Option<&OwnedFd>,
 ) -> ! {
     let step = |what: &str, r: io::Result<()>| {
         if let Err(e) = r {
@@ -327,7 +407,17 @@ fn exec_command(
     // As runc: the command starts with every signal's default action and none blocked
     // (Rust's runtime ignores SIGPIPE: `yes | head -1` would report "Broken pipe").
     step("restore the default signal actions", sys::default_signals());
-    // The filter comes last: nothing of the set-up runs under it, only execve.
+    // The filters come last: nothing of the set-up runs under them, only execve. In single-id
+    // mode the owner filter's listener goes to init, which answers its notifications.
+    if let (Some(filter), Some(sock)) = (&p.owner_filter, owner_sock) {
+        match sys::install_seccomp_listener(&filter.0) {
+            Ok(listener) => step(
+                "hand the seccomp listener to init",
+                send_fd(sock, listener.as_fd()),
+            ),
+            Err(e) => child_fail(fail, "install the owner-recording seccomp filter", &e, 126),
+        }
+    }
     if let Some(filter) = &p.seccomp {
         step(
             "install the seccomp filter",

@@ -21,13 +21,16 @@
 //! with the caller's id map (writing and unpacking layers, giving files their owners,
 //! removing trees) and probes overlayfs; `net` is the [`NetStack`] and the generated
 //! `/etc/hosts` and `resolv.conf`; `seccomp` compiles the system call filter the
-//! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`;
+//! command's set-up installs last; `pty` is the pseudo-terminal of `rbuild run -t`; `exec`
+//! runs another process in a running sandbox's namespaces and signals its processes;
 //! `fd` holds the pipes and whole-buffer reads and writes all of them use.
 
 mod child;
 mod error;
+pub mod exec;
 mod fd;
 mod net;
+mod owners;
 mod parent;
 mod pty;
 pub mod seccomp;
@@ -47,10 +50,10 @@ use crate::user::{ResolvedUser, resolve_user};
 pub use child::default_capabilities;
 pub use error::SandboxError;
 use error::host;
-pub use net::NetStack;
 use net::hosts_file;
+pub use net::{NetStack, PortForward};
 use parent::run_prepared;
-pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, Stdio, Stream};
+pub use spec::{CancelHandle, Command, Network, Outcome, RunSpec, StartHook, Stdio, Stream};
 pub use userns::{
     give_to_container_root, layer_where_readable, probe_overlay, remove_tree, set_owner,
     unpack_layer, write_layer,
@@ -79,6 +82,9 @@ struct Prepared {
     stack: Option<Arc<NetStack>>,
     /// Installed just before `execve`; `None`: unconfined.
     seccomp: Option<seccomp::Filter>,
+    /// Single-id mode: the filter that fakes the id-changing calls and hands the ownership
+    /// calls to init, which records the owners (`owners`).
+    owner_filter: Option<seccomp::Filter>,
     /// The capabilities root keeps (Docker's default set; all of them when privileged).
     capabilities: CapabilitySet,
     /// Whether the command runs with no_new_privs (not when privileged).
@@ -158,50 +164,20 @@ impl Sandbox {
         };
         let steps = mounts::plan(&input);
 
-        let mut env: Vec<String> = spec.env.clone();
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push(DEFAULT_PATH.into());
-        }
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", user.home));
-        }
-        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-            env.push(format!("HOSTNAME={}", spec.hostname));
-        }
-        let path_var = env
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("")
-            .to_owned();
-        let cstr = |s: &str| {
-            CString::new(s).map_err(|e| SandboxError::Host {
-                what: format!("pass {s:?} to the process"),
-                source: io::Error::new(io::ErrorKind::InvalidInput, e),
-            })
-        };
-        let argv = spec.command.argv();
-        if argv.is_empty() {
-            return Err(SandboxError::Host {
-                what: "run an empty command".into(),
-                source: io::ErrorKind::InvalidInput.into(),
-            });
-        }
+        let parts = ProcessParts::new(
+            &spec.command.argv(),
+            &spec.env,
+            &spec.workdir,
+            &user.home,
+            Some(&spec.hostname),
+        )?;
         let prepared = Prepared {
             steps,
             rootfs: root.mountpoint.clone(),
-            argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
-            env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
-            path_dirs: path_var
-                .split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| d.as_bytes().to_vec())
-                .collect(),
-            workdir: cstr(if spec.workdir.is_empty() {
-                "/"
-            } else {
-                &spec.workdir
-            })?,
+            argv: parts.argv,
+            env: parts.env,
+            path_dirs: parts.path_dirs,
+            workdir: parts.workdir,
             user,
             can_setgroups: spec.id_map.kind != MappingKind::Single,
             remapped: spec.id_map.kind == MappingKind::Root && !spec.id_map.is_identity(),
@@ -213,6 +189,12 @@ impl Sandbox {
                 seccomp::filter_for(&spec.seccomp, default_capabilities())
                     .map_err(|source| SandboxError::Seccomp { source })?
             },
+            owner_filter: match spec.id_map.kind {
+                MappingKind::Single => Some(
+                    seccomp::owner_filter().map_err(|source| SandboxError::Seccomp { source })?,
+                ),
+                MappingKind::Root | MappingKind::Subordinate => None,
+            },
             capabilities: if spec.privileged {
                 CapabilitySet::all()
             } else {
@@ -221,6 +203,65 @@ impl Sandbox {
             no_new_privs: !spec.privileged,
         };
         run_prepared(spec, &prepared, on_line)
+    }
+}
+
+/// A process's argv, environment (PATH, HOME and HOSTNAME added when missing), PATH's
+/// directories and working directory, as the children pass them to `execve`.
+struct ProcessParts {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path_dirs: Vec<Vec<u8>>,
+    workdir: CString,
+}
+
+impl ProcessParts {
+    fn new(
+        argv: &[String],
+        env: &[String],
+        workdir: &str,
+        home: &str,
+        hostname: Option<&str>,
+    ) -> Result<ProcessParts, SandboxError> {
+        let mut env: Vec<String> = env.to_vec();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={home}"));
+        }
+        if let Some(hostname) = hostname
+            && !env.iter().any(|e| e.starts_with("HOSTNAME="))
+        {
+            env.push(format!("HOSTNAME={hostname}"));
+        }
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("");
+        let cstr = |s: &str| {
+            CString::new(s).map_err(|e| SandboxError::Host {
+                what: format!("pass {s:?} to the process"),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })
+        };
+        if argv.is_empty() {
+            return Err(SandboxError::Host {
+                what: "run an empty command".into(),
+                source: io::ErrorKind::InvalidInput.into(),
+            });
+        }
+        Ok(ProcessParts {
+            argv: argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+            path_dirs: path_var
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| d.as_bytes().to_vec())
+                .collect(),
+            workdir: cstr(if workdir.is_empty() { "/" } else { workdir })?,
+        })
     }
 }
 

@@ -105,6 +105,29 @@ pub(super) fn private_resolv_conf(host: &str) -> (String, bool) {
     (out, forwarded)
 }
 
+/// A port of the host forwarded into the namespace (`rbuild run -p`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortForward {
+    /// `tcp` or `udp`.
+    pub udp: bool,
+    /// The host address pasta listens on; `None`: every address.
+    pub host_ip: Option<std::net::IpAddr>,
+    /// The host's port.
+    pub host_port: u16,
+    /// The namespace's port it reaches.
+    pub container_port: u16,
+}
+
+impl PortForward {
+    /// pasta's spec of the forward: `[ADDRESS/]HOSTPORT:CONTAINERPORT`.
+    fn pasta_spec(&self) -> String {
+        match self.host_ip {
+            Some(ip) => format!("{ip}/{}:{}", self.host_port, self.container_port),
+            None => format!("{}:{}", self.host_port, self.container_port),
+        }
+    }
+}
+
 /// How long pasta may take to configure the namespace.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -144,6 +167,15 @@ impl NetStack {
     /// Starts a stack whose user namespace has `id_map`. Returns once both namespaces exist;
     /// pasta may still be configuring the network, which [`NetStack::wait_ready`] waits for.
     pub fn start(id_map: &IdMap) -> Result<NetStack, SandboxError> {
+        Self::start_forwarding(id_map, &[])
+    }
+
+    /// [`NetStack::start`] with `ports` of the host forwarded into the namespace by pasta
+    /// (it fails when it cannot listen on one of them).
+    pub fn start_forwarding(
+        id_map: &IdMap,
+        ports: &[PortForward],
+    ) -> Result<NetStack, SandboxError> {
         let program = find_pasta()?;
         let failed = |message: String| SandboxError::NetworkStack {
             program: program.clone(),
@@ -158,11 +190,7 @@ impl NetStack {
             "--foreground",
             "--config-net",
             "--no-map-gw",
-            // No port is forwarded from the host into the namespace.
-            "-t",
-            "none",
-            "-u",
-            "none",
+            // No port is forwarded from the namespace to the host.
             "-T",
             "none",
             "-U",
@@ -180,6 +208,23 @@ impl NetStack {
         if dns_forward {
             args.extend(["--dns-forward", DNS_FORWARD]);
         }
+        // Only the ports asked for are forwarded from the host into the namespace.
+        let mut forwards: Vec<String> = Vec::new();
+        for udp in [false, true] {
+            let flag = if udp { "-u" } else { "-t" };
+            let specs: Vec<String> = ports
+                .iter()
+                .filter(|p| p.udp == udp)
+                .map(PortForward::pasta_spec)
+                .collect();
+            if specs.is_empty() {
+                forwards.extend([flag.to_owned(), "none".to_owned()]);
+            }
+            for spec in specs {
+                forwards.extend([flag.to_owned(), spec]);
+            }
+        }
+        args.extend(forwards.iter().map(String::as_str));
         let cstr = |p: &Path| {
             CString::new(p.as_os_str().as_bytes()).map_err(|e| failed(format!("its path: {e}")))
         };

@@ -14,7 +14,7 @@ use rustix::process::{Pid, Signal};
 use super::child::helper_main;
 use super::error::host;
 use super::fd::{FORK_LOCK, pipe, read_exact_fd, write_all_fd, write_all_fd_borrowed};
-use super::pty::{RawMode, recv_fd};
+use super::pty::{RawMode, console_socket, recv_fd};
 use super::spec::kill_init;
 use super::userns::install_maps;
 use super::{Outcome, Prepared, RunSpec, SandboxError, Stdio, Stream};
@@ -35,21 +35,7 @@ pub(super) fn run_prepared(
     // this run's pipes are open here, or it would hold them (see FORK_LOCK).
     let fork_guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // The pty's master comes back from init over this socket.
-    let (console_parent, console_child) = if spec.stdio == Stdio::Tty {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| SandboxError::Host {
-            what: "create the console socket".into(),
-            source: e.into(),
-        })?;
-        (Some(a), Some(b))
-    } else {
-        (None, None)
-    };
+    let (console_parent, console_child) = console_socket(spec.stdio == Stdio::Tty)?;
     let (out_r, out_w, err_r, err_w, devnull): (Option<OwnedFd>, _, Option<OwnedFd>, _, _) =
         match spec.stdio {
             Stdio::Lines => {
@@ -69,14 +55,23 @@ pub(super) fn run_prepared(
     let (up_r, up_w) = pipe()?; // helper -> caller
     let (down_r, down_w) = pipe()?; // caller -> helper
     let (fail_r, fail_w) = pipe()?; // setup errors from inside
+    // Closed when the command has exec'd (or died): only for a spec that asks to be told.
+    let (note_r, note_w) = match spec.on_start {
+        Some(_) => {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
 
     let helper = match sys::fork().map_err(host("fork the sandbox helper"))? {
         sys::Fork::Child => {
-            drop((out_r, err_r, up_r, down_w, fail_r));
+            drop((out_r, err_r, up_r, down_w, fail_r, note_r));
             drop(console_parent);
             let keep: Vec<i32> = [&up_w, &down_r, &fail_w, &devnull, &out_w, &err_w]
                 .into_iter()
                 .chain(console_child.as_ref())
+                .chain(note_w.as_ref())
                 .map(|fd| fd.as_raw_fd())
                 .chain(p.stack.iter().flat_map(|s| s.fds()))
                 .collect();
@@ -88,11 +83,21 @@ pub(super) fn run_prepared(
                 fail_w,
                 [devnull, out_w, err_w],
                 console_child,
+                note_w,
             )
         }
         sys::Fork::Parent(pid) => pid,
     };
-    drop((out_w, err_w, up_w, down_r, fail_w, devnull, console_child));
+    drop((
+        out_w,
+        err_w,
+        up_w,
+        down_r,
+        fail_w,
+        devnull,
+        console_child,
+        note_w,
+    ));
     drop(fork_guard);
     let helper_pid = Pid::from_raw(helper).expect("fork returns a positive pid");
     let reap_helper = || {
@@ -175,6 +180,24 @@ pub(super) fn run_prepared(
         });
     let tty_master = tty_master.transpose()?;
 
+    // The command has started once its end of the note pipe is closed with nothing on the
+    // error pipe (a failed exec writes there before it exits).
+    if let (Some(note), Some(hook)) = (&note_r, &spec.on_start) {
+        let mut b = [0u8; 1];
+        let _ = read_exact_fd(note, &mut b);
+        let mut fds = [PollFd::new(&fail_r, PollFlags::IN)];
+        // Nothing to read: the error pipe is still open (poll gives 0), or its writers are
+        // all gone because the command already ran and exited (HUP without data).
+        let quiet = match rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default())) {
+            Ok(0) => true,
+            Ok(_) => !fds[0].revents().contains(PollFlags::IN),
+            Err(_) => false,
+        };
+        if quiet {
+            (hook.0)(init_pid);
+        }
+    }
+    drop(note_r);
     // 4. Stream output until the helper exits.
     let pidfd = rustix::process::pidfd_open(helper_pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| SandboxError::Host {
@@ -303,29 +326,40 @@ pub(super) fn run_prepared(
         })?
         .map(|(_, s)| s);
     spec.cancel.init_pid.store(0, Ordering::SeqCst);
-    let exit_code = match status {
-        Some(s) if s.exit_status().is_some() => s.exit_status().unwrap_or(1),
-        Some(s) => 128 + s.terminating_signal().unwrap_or(0),
-        None => 1,
-    };
     let cancelled = spec.cancel.is_cancelled();
-    let mut msg = Vec::new();
-    let _ = File::from(fail_r).read_to_end(&mut msg);
-    if !msg.is_empty() && !timed_out && !cancelled {
-        let message = String::from_utf8_lossy(&msg).into_owned();
-        if matches!(exit_code, 126 | 127) {
-            return Err(SandboxError::Exec {
-                message,
-                code: exit_code,
-            });
-        }
-        return Err(SandboxError::Setup { message });
-    }
+    let exit_code = exit_or_failure(status, fail_r, !timed_out && !cancelled)?;
     Ok(Outcome {
         exit_code,
         timed_out,
         cancelled,
     })
+}
+
+/// The exit code of a child's wait status (128+N when signal N killed it); with `report`, a
+/// message on its error pipe is the error instead (the command could not start: 126, 127).
+pub(super) fn exit_or_failure(
+    status: Option<rustix::process::WaitStatus>,
+    fail_r: OwnedFd,
+    report: bool,
+) -> Result<i32, SandboxError> {
+    let exit_code = match status {
+        Some(s) if s.exit_status().is_some() => s.exit_status().unwrap_or(1),
+        Some(s) => 128 + s.terminating_signal().unwrap_or(0),
+        None => 1,
+    };
+    let mut msg = Vec::new();
+    let _ = File::from(fail_r).read_to_end(&mut msg);
+    if msg.is_empty() || !report {
+        return Ok(exit_code);
+    }
+    let message = String::from_utf8_lossy(&msg).into_owned();
+    if matches!(exit_code, 126 | 127) {
+        return Err(SandboxError::Exec {
+            message,
+            code: exit_code,
+        });
+    }
+    Err(SandboxError::Setup { message })
 }
 
 /// What a set-up error says when nothing inside reported a cause.

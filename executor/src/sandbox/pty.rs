@@ -3,7 +3,28 @@
 //! the command runs.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The socket pair the pty's master comes back over (`(caller's end, child's end)`), when
+/// `tty`.
+pub(super) fn console_socket(
+    tty: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), super::SandboxError> {
+    if !tty {
+        return Ok((None, None));
+    }
+    let (a, b) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| super::SandboxError::Host {
+        what: "create the console socket".into(),
+        source: e.into(),
+    })?;
+    Ok((Some(a), Some(b)))
+}
 
 /// In init, after pivot_root: opens a pty pair on the sandbox's own devpts,
 /// sends the master over `sock` to the caller, and returns the slave.
@@ -18,7 +39,13 @@ pub(super) fn open_pty(sock: &OwnedFd) -> io::Result<OwnedFd> {
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let fds = [master.as_fd()];
+    send_fd(sock, master.as_fd())?;
+    Ok(slave)
+}
+
+/// Sends `fd` over the unix socket `sock` (read with [`recv_fd`]).
+pub(super) fn send_fd(sock: &OwnedFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fds = [fd];
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
     anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
@@ -28,11 +55,12 @@ pub(super) fn open_pty(sock: &OwnedFd) -> io::Result<OwnedFd> {
         &mut anc,
         rustix::net::SendFlags::empty(),
     )?;
-    Ok(slave)
+    Ok(())
 }
 
-/// Receives the pty master sent by [`open_pty`]; `None` when init closed
-/// the socket without sending one (it failed, and says why on its error pipe).
+/// Receives a descriptor sent by [`send_fd`] (the pty master from init, the seccomp listener
+/// from the command); `None` when the sender closed the socket without sending one (it
+/// failed, and says why on its error pipe).
 pub(super) fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);

@@ -166,6 +166,187 @@ pub(super) fn filter_for(
     }
 }
 
+/// The id-changing calls of single-id mode (with their 16- and 32-bit variants where an
+/// architecture has them): the supervisor keeps each process's ids itself.
+const ID_SETTERS: &[&str] = &[
+    "setuid",
+    "setuid32",
+    "setgid",
+    "setgid32",
+    "setreuid",
+    "setreuid32",
+    "setregid",
+    "setregid32",
+    "setresuid",
+    "setresuid32",
+    "setresgid",
+    "setresgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setfsgid",
+    "setfsgid32",
+    "setgroups",
+    "setgroups32",
+];
+
+/// The calls that read the ids the supervisor keeps.
+const ID_GETTERS: &[&str] = &[
+    "getuid",
+    "getuid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getegid",
+    "getegid32",
+    "getresuid",
+    "getresuid32",
+    "getresgid",
+    "getresgid32",
+    "getgroups",
+    "getgroups32",
+];
+
+/// The calls that report a file's owner: answered with the recorded owner when there is one.
+const STAT_CALLS: &[&str] = &["stat", "fstat", "lstat", "newfstatat", "statx"];
+
+/// The ownership calls handed to the owner recorder in single-id mode.
+const CHOWN_CALLS: &[&str] = &[
+    "chown", "chown32", "fchown", "fchown32", "lchown", "lchown32", "fchownat",
+];
+
+/// A call of the host's own architecture that the supervisor of single-id mode answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Call {
+    /// `chown(path, uid, gid)`.
+    Chown,
+    /// `lchown(path, uid, gid)`.
+    Lchown,
+    /// `fchown(fd, uid, gid)`.
+    Fchown,
+    /// `fchownat(dirfd, path, uid, gid, flags)`.
+    Fchownat,
+    /// `setuid`, `setreuid`, `setresuid` (and the gid ones with `gid`).
+    SetIds {
+        /// Group ids, not user ids.
+        gid: bool,
+        /// 1 (`setuid`), 2 (`setreuid`) or 3 (`setresuid`) arguments.
+        args: u8,
+    },
+    /// `setfsuid`/`setfsgid`: answered with the effective id, changing nothing.
+    SetFs {
+        /// Group id, not user id.
+        gid: bool,
+    },
+    /// `setgroups(size, list)`.
+    SetGroups,
+    /// `getuid` (0), `geteuid` (1) and the gid ones.
+    GetId {
+        /// Group id, not user id.
+        gid: bool,
+        /// 0: real, 1: effective.
+        which: usize,
+    },
+    /// `getresuid`/`getresgid(real*, effective*, saved*)`.
+    GetRes {
+        /// Group ids, not user ids.
+        gid: bool,
+    },
+    /// `getgroups(size, list)`.
+    GetGroups,
+    /// `stat`, `lstat`, `fstat`, `newfstatat`, `statx`.
+    Stat(StatCall),
+}
+
+/// Which stat call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StatCall {
+    /// `stat(path, buf)`.
+    Stat,
+    /// `lstat(path, buf)`.
+    Lstat,
+    /// `fstat(fd, buf)`.
+    Fstat,
+    /// `newfstatat(dirfd, path, buf, flags)`.
+    At,
+    /// `statx(dirfd, path, flags, mask, buf)`.
+    Statx,
+}
+
+/// The call a notification is for: `None` for any other call and for every call of another
+/// architecture than the host's (32-bit and x32 programs).
+pub(super) fn call_of(audit_arch: u32, nr: i32) -> Option<Call> {
+    let arch = Arch::native()?;
+    if audit_arch != arch.audit() {
+        return None;
+    }
+    let nr = u32::try_from(nr).ok()?;
+    if nr & bpf::X32_SYSCALL_BIT != 0 {
+        return None;
+    }
+    let set = |gid, args| Call::SetIds { gid, args };
+    let get = |gid, which| Call::GetId { gid, which };
+    [
+        ("chown", Call::Chown),
+        ("lchown", Call::Lchown),
+        ("fchown", Call::Fchown),
+        ("fchownat", Call::Fchownat),
+        ("setuid", set(false, 1)),
+        ("setreuid", set(false, 2)),
+        ("setresuid", set(false, 3)),
+        ("setgid", set(true, 1)),
+        ("setregid", set(true, 2)),
+        ("setresgid", set(true, 3)),
+        ("setfsuid", Call::SetFs { gid: false }),
+        ("setfsgid", Call::SetFs { gid: true }),
+        ("setgroups", Call::SetGroups),
+        ("getuid", get(false, 0)),
+        ("geteuid", get(false, 1)),
+        ("getgid", get(true, 0)),
+        ("getegid", get(true, 1)),
+        ("getresuid", Call::GetRes { gid: false }),
+        ("getresgid", Call::GetRes { gid: true }),
+        ("getgroups", Call::GetGroups),
+        ("stat", Call::Stat(StatCall::Stat)),
+        ("lstat", Call::Stat(StatCall::Lstat)),
+        ("fstat", Call::Stat(StatCall::Fstat)),
+        ("newfstatat", Call::Stat(StatCall::At)),
+        ("statx", Call::Stat(StatCall::Statx)),
+    ]
+    .into_iter()
+    .find(|(name, _)| arch.number(name) == Some(nr))
+    .map(|(_, c)| c)
+}
+
+/// Whether a notification is an id-changing call of a compatibility architecture (a 32-bit
+/// or x32 program): it succeeds without effect, as in charliecloud's seccomp mode.
+pub(super) fn foreign_id_setter(audit_arch: u32, nr: i32) -> bool {
+    let Ok(nr) = u32::try_from(nr) else {
+        return false;
+    };
+    [Arch::X86, Arch::X32, Arch::Arm].into_iter().any(|a| {
+        a.audit() == audit_arch && ID_SETTERS.iter().any(|name| a.number(name) == Some(nr))
+    })
+}
+
+/// The filter of single-id mode, installed beside the sandbox's own: the id-changing and
+/// id-reading calls and the ownership calls wait for the supervisor in init; everything else
+/// is left to the other filter. It answers for the host's architecture and the compatibility
+/// ones the default profile covers, so it refuses nothing the other allows.
+pub(super) fn owner_filter() -> Result<Filter, SeccompError> {
+    static FILTER: std::sync::OnceLock<Vec<libc::sock_filter>> = std::sync::OnceLock::new();
+    if let Some(prog) = FILTER.get() {
+        return Ok(Filter(prog.clone()));
+    }
+    let host = host()?;
+    let names: Vec<&str> = [ID_SETTERS, ID_GETTERS, CHOWN_CALLS, STAT_CALLS].concat();
+    let rules = [Rule::new(&names, Action::Notify)];
+    let arches = default::profile().arches_for(host.arch);
+    let prog = bpf::compile(&arches, Action::Allow, &rules.iter().collect::<Vec<_>>())
+        .map_err(SeccompError::Compile)?;
+    Ok(Filter(FILTER.get_or_init(|| prog).clone()))
+}
+
 fn compile(profile: &Profile, caps: CapabilitySet) -> Result<Filter, SeccompError> {
     let host = host()?;
     let rules = profile.resolve(caps, host);
@@ -324,6 +505,44 @@ mod tests {
         if Arch::native() == Some(Arch::Aarch64) {
             assert_eq!(verdict(caps, Arch::Arm, "set_tls", [0; 6]), Action::Allow);
             assert_eq!(verdict(caps, Arch::Arm, "keyctl", [0; 6]), Action::Errno(1));
+        }
+    }
+
+    #[test]
+    fn the_owner_filter_hands_on_id_and_owner_calls() {
+        let Some(host) = Arch::native() else { return };
+        let Filter(prog) = owner_filter().expect("compiles");
+        let verdict = |arch: Arch, name: &str| {
+            let nr = arch.number(name).unwrap_or_else(|| panic!("{name}"));
+            run(&prog, arch.audit(), nr, [0; 6])
+        };
+        let notify = ret_value(Action::Notify);
+        for name in [
+            "setuid",
+            "setresgid",
+            "setgroups",
+            "getuid",
+            "getgroups",
+            "fchownat",
+            "newfstatat",
+            "statx",
+        ] {
+            assert_eq!(verdict(host, name), notify, "{name}");
+            let nr = host.number(name).expect("a number") as i32;
+            assert!(call_of(host.audit(), nr).is_some(), "{name}");
+            assert!(!foreign_id_setter(host.audit(), nr), "{name}");
+        }
+        for name in ["read", "openat", "execve", "mount", "getpid"] {
+            assert_eq!(verdict(host, name), ret_value(Action::Allow), "{name}");
+        }
+        if host == Arch::X86_64 {
+            // 32-bit programs: id changes succeed without effect, the rest runs as it would.
+            for name in ["setuid32", "chown32", "getuid32"] {
+                assert_eq!(verdict(Arch::X86, name), notify, "{name}");
+                let nr = Arch::X86.number(name).expect("a number") as i32;
+                assert_eq!(call_of(Arch::X86.audit(), nr), None);
+                assert_eq!(foreign_id_setter(Arch::X86.audit(), nr), name == "setuid32");
+            }
         }
     }
 

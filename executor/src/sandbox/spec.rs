@@ -120,7 +120,7 @@ impl CancelHandle {
 
 /// The pids whose parent is `parent`, from `/proc/PID/stat` (the kernel's
 /// `children` file is not always built in).
-fn children_of(parent: i32) -> Vec<i32> {
+pub(super) fn children_of(parent: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -143,6 +143,18 @@ fn children_of(parent: i32) -> Vec<i32> {
 pub(super) fn kill_init(pid: i32) {
     if let Some(p) = Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(p, Signal::KILL);
+    }
+}
+
+/// Called once the command has started, its `execve` done, with the host pid of the
+/// sandbox's init (whose namespaces [`super::exec`] joins); not called when the command
+/// cannot start ([`super::Sandbox::run`] then returns its error).
+#[derive(Clone)]
+pub struct StartHook(pub Arc<dyn Fn(i32) + Send + Sync>);
+
+impl std::fmt::Debug for StartHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartHook")
     }
 }
 
@@ -184,6 +196,8 @@ pub struct RunSpec {
     /// no_new_privs. Host devices are not added. Only with the `security.insecure`
     /// entitlement.
     pub privileged: bool,
+    /// Told when the command has started (`rbuild run -d` returns then).
+    pub on_start: Option<StartHook>,
 }
 
 impl RunSpec {
@@ -205,6 +219,7 @@ impl RunSpec {
             stdio: Stdio::Lines,
             privileged: false,
             seccomp: Seccomp::Default,
+            on_start: None,
         }
     }
 

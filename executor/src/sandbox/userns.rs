@@ -222,7 +222,7 @@ pub fn layer_where_readable(
         id_map,
         what,
         true,
-        |mut pipe| match write(&mut pipe, &IdMap::identity()) {
+        |mut pipe| match write(&mut pipe, &id_map.inside()) {
             Ok(None) => "ok".to_owned(),
             Ok(Some(i)) => {
                 // "-" for digests the sink computes (DiffOptions::sink_hashes).
@@ -311,7 +311,7 @@ pub fn unpack_layer(
             .map_err(|e| unpack_err(error_chain(&e)));
     }
     let mut inner = opts.clone();
-    inner.id_map = IdMap::identity();
+    inner.id_map = id_map.inside();
     let f = in_userns(
         id_map,
         "layer unpacker",

@@ -135,6 +135,72 @@ pub fn ensure_rootless_user() -> u32 {
     start("/etc/subuid").expect("a subordinate uid range")
 }
 
+/// An unprivileged user with no /etc/subuid and /etc/subgid entries: its builds use a
+/// single-id mapping ([`ensure_nosubid_user`]).
+pub const NOSUBID_USER: &str = "rbuild-nosubid";
+
+/// Makes [`NOSUBID_USER`] when missing and checks that neither /etc/subuid nor /etc/subgid
+/// names it (by name or uid), so that nothing can map more than its own id. Needs root and
+/// useradd (passwd).
+pub fn ensure_nosubid_user() {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(
+        rustix::process::getuid().as_raw(),
+        0,
+        "the single-id tests' setup must run as root (it creates a user)"
+    );
+    let user = NOSUBID_USER;
+    let id = || Command::new("id").args(["-u", user]).output().expect("id");
+    if !id().status.success() {
+        // useradd gives new users subordinate ranges when login.defs says so: not this one.
+        ok(tool("useradd", "passwd").args([
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            "-K",
+            "SUB_UID_COUNT=0",
+            "-K",
+            "SUB_GID_COUNT=0",
+            user,
+        ]));
+    }
+    let uid = String::from_utf8_lossy(&id().stdout).trim().to_owned();
+    let entries = |file: &str| -> Vec<String> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                let who = l.split(':').next().unwrap_or("");
+                who == user || who == uid
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    // Ranges left by an earlier setup are removed.
+    for (file, flag) in [
+        ("/etc/subuid", "--del-subuids"),
+        ("/etc/subgid", "--del-subgids"),
+    ] {
+        for line in entries(file) {
+            let f: Vec<u64> = line
+                .split(':')
+                .skip(1)
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            if let [start, count] = f[..] {
+                let range = format!("{start}-{}", start + count.max(1) - 1);
+                ok(tool("usermod", "passwd").args([flag, &range, user]));
+            }
+        }
+        assert_eq!(
+            entries(file),
+            Vec::<String>::new(),
+            "{file} still has an entry for {user}"
+        );
+    }
+}
+
 /// `rbuild --root ROOT` as `user` (through runuser) or as the caller, with a clean
 /// environment for the store.
 pub fn rbuild_as(user: Option<&str>, root: &Path) -> Command {
@@ -274,6 +340,13 @@ impl BuildEnv {
     pub fn rootless() -> BuildEnv {
         ensure_rootless_user();
         Self::new_as(Some(ROOTLESS_USER))
+    }
+
+    /// Like [`BuildEnv::new`], but every `rbuild` command runs as [`NOSUBID_USER`], which has
+    /// no subordinate ids (single-id mode).
+    pub fn nosubid() -> BuildEnv {
+        ensure_nosubid_user();
+        Self::new_as(Some(NOSUBID_USER))
     }
 
     fn new_as(user: Option<&'static str>) -> BuildEnv {

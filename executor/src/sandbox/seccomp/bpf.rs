@@ -48,6 +48,7 @@ pub(super) fn ret_value(a: Action) -> u32 {
         Action::Errno(e) => 0x0005_0000 | u32::from(e),
         Action::Trace(v) => 0x7ff0_0000 | u32::from(v),
         Action::Log => 0x7ffc_0000,
+        Action::Notify => libc::SECCOMP_RET_USER_NOTIF,
         Action::Allow => 0x7fff_0000,
     }
 }

@@ -28,6 +28,9 @@ pub enum Action {
     Trace(u16),
     /// Let it run and log it.
     Log,
+    /// Stop the caller until the supervisor holding the filter's listener answers
+    /// (`SECCOMP_RET_USER_NOTIF`); only in filters rbuild makes itself.
+    Notify,
 }
 
 /// How an argument is compared (all comparisons are of unsigned 64-bit values).
