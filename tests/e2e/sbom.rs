@@ -1,8 +1,8 @@
 //! `rbuild sbom`: the package inventory of a Debian image built with apt-get, compared with
 //! what `dpkg-query` reads from the same file system unpacked; busybox images carrying apk,
-//! Python and npm metadata; the SPDX and CycloneDX documents checked by the reference
-//! validators (PyPI's spdx-tools and cyclonedx-python-lib, which `.ci/setup` installs into
-//! /opt/rbuild-sbom-tools).
+//! Python and npm metadata and a Go binary's build information; the SPDX and CycloneDX
+//! documents checked by the reference validators (PyPI's spdx-tools and cyclonedx-python-lib,
+//! which `.ci/setup` installs into /opt/rbuild-sbom-tools).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -225,6 +225,39 @@ fn regular_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// An executable that carries Go build information as the Go 1.18+ linker writes it (the
+/// strings inline), its magic straddling the first 256 KiB: a main module, a dependency and
+/// a dependency replaced by another version.
+fn go_binary() -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, text: &[u8]) {
+        let mut len = text.len();
+        while len >= 0x80 {
+            out.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(text);
+    }
+    let mut out = b"\x7fELF\x02\x01\x01\0".to_vec();
+    out.resize(256 * 1024 - 5, 0);
+    out.extend_from_slice(b"\xff Go buildinf:");
+    out.extend_from_slice(&[8, 2]);
+    out.resize(out.len() + 16, 0);
+    string(&mut out, b"go1.21.5");
+    let mut modinfo = b"0w\xaf\x0c\x92t\x08\x02A\xe1\xc1\x07\xe6\xd6\x18\xe6".to_vec();
+    modinfo.extend_from_slice(
+        b"path\texample.com/app\nmod\texample.com/app\t(devel)\t\n\
+          dep\tgithub.com/pkg/errors\tv0.9.1\th1:abc=\n\
+          dep\tgolang.org/x/sys\tv0.15.0\th1:def=\n\
+          =>\tgolang.org/x/sys\tv0.16.0\th1:ghi=\n\
+          build\tGOOS=linux\n",
+    );
+    modinfo.extend_from_slice(b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2");
+    string(&mut out, &modinfo);
+    out.resize(out.len() + 4096, 0);
+    out
+}
+
 /// Writes `files` (path, content) under `dir`.
 fn write_tree(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
@@ -235,7 +268,7 @@ fn write_tree(dir: &Path, files: &[(&str, &str)]) {
 }
 
 #[test]
-fn apk_python_and_npm_metadata_of_a_busybox_image() {
+fn apk_python_npm_and_go_metadata_of_a_busybox_image() {
     let env = BuildEnv::new();
     write_tree(
         &env.ctx,
@@ -288,13 +321,16 @@ fn apk_python_and_npm_metadata_of_a_busybox_image() {
             ),
         ],
     );
+    let app = env.write("app", go_binary());
+    std::fs::set_permissions(&app, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     env.dockerfile(&format!(
         "FROM {BASE}\n\
          COPY os-release /etc/os-release\n\
          COPY apk/ /lib/apk/db/\n\
          COPY site/ /usr/lib/python3.11/site-packages/\n\
          COPY node_modules/ /app/node_modules/\n\
-         RUN printf 'P:zlib\\nV:1.3.1-r0\\nA:x86_64\\nL:Zlib\\nF:lib\\nR:libz.so.1\\n\\n' >> /lib/apk/db/installed\n"
+         RUN printf 'P:zlib\\nV:1.3.1-r0\\nA:x86_64\\nL:Zlib\\nF:lib\\nR:libz.so.1\\n\\n' >> /lib/apk/db/installed\n\
+         COPY app /usr/local/bin/app\n"
     ));
     env.build(&["-t", "langs"]);
     let inv = inventory(&env, "langs");
@@ -325,6 +361,9 @@ fn apk_python_and_npm_metadata_of_a_busybox_image() {
             "npm @types/node 20.1.0 pkg:npm/%40types/node@20.1.0 [\"MIT\"] line 5",
             "npm inner 0.1.0 pkg:npm/inner@0.1.0 [] line 5",
             "npm left-pad 1.3.0 pkg:npm/left-pad@1.3.0 [\"WTFPL\"] line 5",
+            "go example.com/app (devel) pkg:golang/example.com/app [] line 7",
+            "go github.com/pkg/errors v0.9.1 pkg:golang/github.com/pkg/errors@v0.9.1 [] line 7",
+            "go golang.org/x/sys v0.16.0 pkg:golang/golang.org/x/sys@v0.16.0 [] line 7",
         ]
     );
     assert_eq!(
@@ -352,7 +391,12 @@ fn apk_python_and_npm_metadata_of_a_busybox_image() {
             "/app/node_modules/left-pad/test/package.json",
         ])
     );
-    // busybox itself is no package here: its files are unowned.
+    assert_eq!(
+        package(&inv, "github.com/pkg/errors")["files"],
+        serde_json::json!(["/usr/local/bin/app"])
+    );
+    assert_eq!(package(&inv, "github.com/pkg/errors")["source"], "go1.21.5");
+    // busybox itself is no package here (nor a Go binary): its files are unowned.
     assert!(
         inv["unowned"]
             .as_array()
@@ -363,7 +407,7 @@ fn apk_python_and_npm_metadata_of_a_busybox_image() {
     );
 
     let table = ok(env.rbuild().args(["sbom", "langs"])).stdout;
-    assert!(table.contains("Packages: 8;"), "{table}");
+    assert!(table.contains("Packages: 11;"), "{table}");
     assert!(
         table
             .lines()
@@ -381,7 +425,7 @@ fn apk_python_and_npm_metadata_of_a_busybox_image() {
             .iter()
             .filter(|r| r["relationshipType"] == "CONTAINS")
             .count(),
-        8
+        11
     );
     assert_eq!(
         doc["creationInfo"]["creators"][0],

@@ -17,6 +17,63 @@ pub(crate) enum Captured {
     Bytes(Vec<u8>),
     /// The file is larger than the limit: it was not kept.
     TooLarge(u64),
+    /// An executable's Go build information: the bytes from [`GO_MAGIC`] on, at most
+    /// [`GO_KEEP`] of them.
+    Go(Vec<u8>),
+}
+
+/// What starts the build information the Go linker writes into every binary.
+pub(crate) const GO_MAGIC: &[u8] = b"\xff Go buildinf:";
+
+/// How much of the build information is kept: the header, the Go version and the module
+/// list.
+const GO_KEEP: usize = 256 * 1024;
+
+/// Looks for Go build information in an executable's content (ELF, PE or Mach-O, told by
+/// the first bytes): the bytes from [`GO_MAGIC`] on, or `None`. Reads the file only up to
+/// the magic (and [`GO_KEEP`] bytes after it).
+fn go_buildinfo(content: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+    let finder = memchr::memmem::Finder::new(GO_MAGIC);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut window: Vec<u8> = Vec::with_capacity(chunk.len() + GO_MAGIC.len());
+    let mut first = true;
+    loop {
+        let n = content.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if first {
+            first = false;
+            let head = &chunk[..n];
+            let executable = head.starts_with(b"\x7fELF")
+                || head.starts_with(b"MZ")
+                || [
+                    [0xfe, 0xed, 0xfa, 0xce],
+                    [0xfe, 0xed, 0xfa, 0xcf],
+                    [0xce, 0xfa, 0xed, 0xfe],
+                    [0xcf, 0xfa, 0xed, 0xfe],
+                ]
+                .iter()
+                .any(|m| head.starts_with(m));
+            if !executable {
+                return Ok(None);
+            }
+        }
+        window.extend_from_slice(&chunk[..n]);
+        if let Some(at) = finder.find(&window) {
+            let mut found = window.split_off(at);
+            if found.len() < GO_KEEP {
+                content
+                    .take((GO_KEEP - found.len()) as u64)
+                    .read_to_end(&mut found)?;
+            }
+            found.truncate(GO_KEEP);
+            return Ok(Some(found));
+        }
+        // Keep the tail that may hold the start of the magic.
+        let from = window.len().saturating_sub(GO_MAGIC.len() - 1);
+        window.drain(..from);
+    }
 }
 
 /// How much of a file of interest to keep.
@@ -103,6 +160,13 @@ pub(crate) fn collect(
                 None
             };
             let content = match wanted {
+                // An executable may be a Go binary.
+                None if entry.kind == Kind::File
+                    && entry.mode & 0o111 != 0
+                    && entry.size >= GO_MAGIC.len() as u64 =>
+                {
+                    go_buildinfo(walked.content)?.map(|b| Arc::new(Captured::Go(b)))
+                }
                 None => None,
                 Some(Keep::Whole) if entry.size > max_file => {
                     Some(Arc::new(Captured::TooLarge(entry.size)))
@@ -127,7 +191,7 @@ pub(crate) fn collect(
                     }
                 }
             };
-            if let Some(Captured::Bytes(bytes)) = content.as_deref() {
+            if let Some(Captured::Bytes(bytes) | Captured::Go(bytes)) = content.as_deref() {
                 *kept += bytes.len() as u64;
                 if *kept > max_layer_kept {
                     return Err(io::Error::new(
@@ -210,11 +274,7 @@ pub(crate) fn replay(layers: Vec<FsLayer>) -> Rootfs {
                         layer: li,
                         kind: Kind::File,
                         link: None,
-                        content: if keep(&path).is_some() {
-                            t.content.clone()
-                        } else {
-                            None
-                        },
+                        content: t.content.clone(),
                     },
                     _ => Node {
                         layer: li,

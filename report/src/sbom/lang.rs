@@ -1,5 +1,5 @@
-//! Language packages: Python distributions (`*.dist-info`, `*.egg-info`) and npm packages
-//! (`node_modules/**/package.json`).
+//! Language packages: Python distributions (`*.dist-info`, `*.egg-info`), npm packages
+//! (`node_modules/**/package.json`) and the modules Go binaries are built from.
 
 use super::fs::Captured;
 use super::{Ctx, Ecosystem, Package, SbomError, field, join_listed, paragraphs, purl_encode};
@@ -42,7 +42,7 @@ fn bytes<'b>(
     content: &'b Captured,
 ) -> Result<&'b [u8], SbomError> {
     match content {
-        Captured::Bytes(b) => Ok(b),
+        Captured::Bytes(b) | Captured::Go(b) => Ok(b),
         Captured::TooLarge(bytes) => Err(SbomError::TooLarge {
             path: path.to_string(),
             layer: ctx.layer_name(layer),
@@ -220,4 +220,129 @@ pub(crate) fn npm(ctx: &Ctx<'_>, packages: &mut Vec<Package>) -> Result<(), Sbom
         });
     }
     Ok(())
+}
+
+/// A LEB128 unsigned varint, as Go's `encoding/binary` writes it.
+fn uvarint(rest: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &b) in rest.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *rest = &rest[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A varint-prefixed string.
+fn go_string<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
+    let len = usize::try_from(uvarint(rest)?).ok()?;
+    let (text, after) = (rest.get(..len)?, rest.get(len..)?);
+    *rest = after;
+    Some(text)
+}
+
+/// The Go version and the module lines of a binary's build information (Go 1.18 and later,
+/// which write the strings inline; older binaries point at them in memory and are not read).
+pub(crate) fn go_buildinfo(blob: &[u8]) -> Option<(String, String)> {
+    let header = blob.get(..32)?;
+    if !header.starts_with(super::fs::GO_MAGIC) || header[15] & 2 == 0 {
+        return None;
+    }
+    let mut rest = &blob[32..];
+    let version = String::from_utf8_lossy(go_string(&mut rest)?).into_owned();
+    let mut modinfo = go_string(&mut rest)?;
+    // The module lines sit between two 16-byte sentinels.
+    if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
+        modinfo = &modinfo[16..modinfo.len() - 16];
+    }
+    Some((version, String::from_utf8_lossy(modinfo).into_owned()))
+}
+
+/// Go binaries: the main module and the dependencies their build information lists (a
+/// `=>` line replaces the module before it).
+pub(crate) fn go(ctx: &Ctx<'_>, packages: &mut Vec<Package>) -> Result<(), SbomError> {
+    for (path, node) in &ctx.fs.nodes {
+        let Some(Captured::Go(blob)) = node.content.as_deref() else {
+            continue;
+        };
+        let Some((go_version, modinfo)) = go_buildinfo(blob) else {
+            tracing::debug!("/{path}: Go build information of a Go before 1.18, not read");
+            continue;
+        };
+        let mut modules: Vec<(String, String)> = Vec::new();
+        for line in modinfo.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields.as_slice() {
+                ["mod" | "dep", module, version, ..] => {
+                    modules.push((module.to_string(), version.to_string()));
+                }
+                ["=>", module, version, ..] => {
+                    if let Some(last) = modules.last_mut() {
+                        *last = (module.to_string(), version.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (module, version) in modules {
+            check_count(ctx, packages, path, node.layer)?;
+            let purl = if version == "(devel)" || version.is_empty() {
+                format!("pkg:golang/{}", purl_encode(&module, true))
+            } else {
+                format!(
+                    "pkg:golang/{}@{}",
+                    purl_encode(&module, true),
+                    purl_encode(&version, false)
+                )
+            };
+            packages.push(Package {
+                ecosystem: Ecosystem::Go,
+                name: module,
+                version,
+                architecture: None,
+                source: Some(go_version.clone()),
+                purl,
+                licenses: Vec::new(),
+                files: vec![format!("/{path}")],
+                database: format!("/{path}"),
+                layer: node.layer as usize,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(flags: u8) -> Vec<u8> {
+        let mut out = super::super::fs::GO_MAGIC.to_vec();
+        out.extend_from_slice(&[8, flags]);
+        out.resize(32, 0);
+        out
+    }
+
+    #[test]
+    fn go_build_information() {
+        let mut blob = header(2);
+        blob.push(8);
+        blob.extend_from_slice(b"go1.22.0");
+        let modinfo = format!("{}mod\tm\tv1.0.0\t\n{}", "s".repeat(16), "e".repeat(16));
+        // 300 bytes need two varint bytes.
+        let modinfo = format!("{modinfo}{}", " ".repeat(300 - modinfo.len()));
+        blob.extend_from_slice(&[0xac, 0x02]);
+        blob.extend_from_slice(modinfo.as_bytes());
+        let (version, lines) = go_buildinfo(&blob).unwrap();
+        assert_eq!(version, "go1.22.0");
+        assert!(lines.contains("mod\tm\tv1.0.0"), "{lines:?}");
+        // Before Go 1.18 the header points at the strings: not read.
+        assert_eq!(go_buildinfo(&header(0)), None);
+        // A length past the end.
+        let mut cut = header(2);
+        cut.extend_from_slice(&[0x7f, b'g']);
+        assert_eq!(go_buildinfo(&cut), None);
+    }
 }

@@ -16,7 +16,9 @@
 //!   fields of `usr/share/doc/NAME/copyright` when it is machine-readable (DEP-5);
 //! - apk (Alpine): `lib/apk/db/installed` (`P:`, `V:`, `A:`, `L:`, `o:`, `F:`/`R:`);
 //! - Python: `*.dist-info/METADATA` with `RECORD`, and `*.egg-info/PKG-INFO`;
-//! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`.
+//! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`;
+//! - Go: the build information (`\xff Go buildinf:`, Go 1.18 and later) of executables: the
+//!   main module and its dependencies, each a package owned by the binary.
 //!
 //! Each package records the layer that added it: for a database holding many packages (dpkg's
 //! `status`, apk's `installed`) the lowest layer from which every later version of the
@@ -131,6 +133,8 @@ pub enum Ecosystem {
     Python,
     /// npm packages.
     Npm,
+    /// Go modules (from a Go binary's build information).
+    Go,
 }
 
 impl Ecosystem {
@@ -141,6 +145,7 @@ impl Ecosystem {
             Ecosystem::Apk => "apk",
             Ecosystem::Python => "python",
             Ecosystem::Npm => "npm",
+            Ecosystem::Go => "go",
         }
     }
 }
@@ -156,7 +161,8 @@ pub struct Package {
     pub version: String,
     /// Its architecture (dpkg, apk).
     pub architecture: Option<String>,
-    /// The source package (dpkg's `Source`, apk's origin), when it differs from the name.
+    /// The source package (dpkg's `Source`, apk's origin) when it differs from the name; for
+    /// a Go module, the Go version of the binary.
     pub source: Option<String>,
     /// Its package URL.
     pub purl: String,
@@ -251,7 +257,9 @@ impl Ctx<'_> {
             return Ok(None);
         }
         match node.content.as_deref() {
-            Some(fs::Captured::Bytes(bytes)) => Ok(Some((bytes, node.layer))),
+            Some(fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes)) => {
+                Ok(Some((bytes, node.layer)))
+            }
             Some(fs::Captured::TooLarge(bytes)) => Err(SbomError::TooLarge {
                 path: real.to_string(),
                 layer: self.layer_name(node.layer),
@@ -281,7 +289,9 @@ impl Ctx<'_> {
         versions
             .iter()
             .map(|(li, content)| match &**content {
-                fs::Captured::Bytes(bytes) => (*li, Some(parse(&String::from_utf8_lossy(bytes)))),
+                fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes) => {
+                    (*li, Some(parse(&String::from_utf8_lossy(bytes))))
+                }
                 fs::Captured::TooLarge(_) => (*li, None),
             })
             .collect()
@@ -450,6 +460,7 @@ pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Invento
     apk::read(&ctx, &mut packages)?;
     lang::python(&ctx, &mut packages)?;
     lang::npm(&ctx, &mut packages)?;
+    lang::go(&ctx, &mut packages)?;
     packages.sort_by(|a, b| {
         (
             a.ecosystem,
@@ -517,7 +528,9 @@ fn os_release(fs: &fs::Rootfs) -> Option<Distro> {
         .find_map(|p| {
             let (_, node) = fs.get(p)?;
             match node.content.as_deref()? {
-                fs::Captured::Bytes(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes) => {
+                    Some(String::from_utf8_lossy(bytes).into_owned())
+                }
                 fs::Captured::TooLarge(_) => None,
             }
         })?;
