@@ -197,19 +197,14 @@ const DOCKER_FLAGS: &[(&str, &[&str], &str)] = &[
     (
         "build",
         &[
-            "-m",
-            "--memory",
-            "--memory-swap",
             "--cpu-shares",
-            "--cpu-period",
-            "--cpu-quota",
             "--cpuset-cpus",
             "--cpuset-mems",
             "--shm-size",
             "--ulimit",
             "--cgroup-parent",
         ],
-        "build steps run without cgroup limits; run rbuild itself under limits (`systemd-run --user --scope -p MemoryMax=2G rbuild ...`)",
+        "build steps take --memory, --memory-swap, --cpu-quota and --cpu-period (config `limits.*`) and no other cgroup setting",
     ),
     (
         "build",
@@ -246,18 +241,8 @@ const DOCKER_FLAGS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "run",
-        &[
-            "-m",
-            "--memory",
-            "--memory-swap",
-            "--cpus",
-            "--cpu-shares",
-            "--cpuset-cpus",
-            "--pids-limit",
-            "--shm-size",
-            "--ulimit",
-        ],
-        "containers run without cgroup limits; run rbuild itself under limits (`systemd-run --user --scope -p MemoryMax=2G rbuild run ...`)",
+        &["--cpu-shares", "--cpuset-cpus", "--shm-size", "--ulimit"],
+        "containers take --memory, --memory-swap, --cpus and --pids-limit and no other cgroup setting",
     ),
     (
         "run",

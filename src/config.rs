@@ -38,6 +38,8 @@ pub enum ValueKind {
     CheckOptions,
     /// `true` or `false`.
     Bool,
+    /// A positive number of CPUs, fractions allowed (`1.5`).
+    Cpus,
 }
 
 impl ValueKind {
@@ -55,6 +57,7 @@ impl ValueKind {
                 "check settings: \"skip=RULE1,RULE2;error=true;experimental=RULE\""
             }
             ValueKind::Bool => "true or false",
+            ValueKind::Cpus => "a positive number of CPUs (1.5)",
         }
     }
 }
@@ -175,6 +178,34 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Report packages installed without a pinned version (apt-get, apk, pip): the \
               `UnpinnedPackage` rule, for teams that pin.",
     },
+    Setting {
+        key: "limits.memory",
+        env: None,
+        flag: Some("--memory"),
+        kind: ValueKind::Size,
+        default: "none",
+        doc: "The memory (and, as much again, swap) each RUN step may use; a step over it is \
+              killed by the kernel's OOM killer. Needs a cgroup: cgroup v2 with the caller's \
+              cgroup delegated, or root.",
+    },
+    Setting {
+        key: "limits.cpus",
+        env: None,
+        flag: Some("--cpu-quota"),
+        kind: ValueKind::Cpus,
+        default: "none",
+        doc: "How many CPUs' worth of time each RUN step may use (1.5: 150 ms every 100 ms).",
+    },
+    Setting {
+        key: "limits.pids",
+        env: None,
+        flag: None,
+        kind: ValueKind::Count,
+        default: "2048",
+        doc: "How many processes and threads each RUN step may have at once: a fork bomb ends \
+              there. Where no cgroup can be used, the build warns once (`no-cgroup`) and its \
+              steps run without limits.",
+    },
 ];
 
 /// A setting's value.
@@ -200,6 +231,8 @@ pub enum Value {
     CheckOptions(String),
     /// [`ValueKind::Bool`].
     Bool(bool),
+    /// [`ValueKind::Cpus`], in billionths of a CPU.
+    Cpus(u64),
 }
 
 /// How root's sandboxes map container ids to host ids (`userns`).
@@ -357,7 +390,14 @@ fn from_env(kind: ValueKind, text: &str) -> anyhow::Result<Value> {
             Value::CheckOptions(text.to_string())
         }
         ValueKind::Bool => Value::Bool(parse_bool(text).context("not true or false")?),
+        ValueKind::Cpus => Value::Cpus(parse_cpus(text).context("not a number of CPUs")?),
     })
+}
+
+/// A positive number of CPUs (`--cpus 1.5`) in billionths of a CPU.
+pub fn parse_cpus(text: &str) -> Option<u64> {
+    let n: f64 = text.trim().parse().ok()?;
+    (n.is_finite() && (0.001..=1e6).contains(&n)).then(|| (n * 1e9).round() as u64)
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -478,6 +518,15 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<&'static str, V
                 toml::de::DeValue::Boolean(b) => Value::Bool(*b),
                 other => return Err(bad(other.type_str())),
             },
+            ValueKind::Cpus => {
+                let text = match v {
+                    toml::de::DeValue::Integer(i) => i.as_str(),
+                    toml::de::DeValue::Float(f) => f.as_str(),
+                    toml::de::DeValue::String(s) => s.as_ref(),
+                    other => return Err(bad(other.type_str())),
+                };
+                Value::Cpus(parse_cpus(text).ok_or_else(|| bad(&format!("{text:?}")))?)
+            }
             ValueKind::Mirrors => {
                 let t = v.as_table().ok_or_else(|| bad(v.type_str()))?;
                 let mut map = BTreeMap::new();
@@ -549,6 +598,7 @@ impl Config {
             Value::Userns(u) => format!("{:?}", u.to_string()),
             Value::CheckOptions(c) => format!("{c:?}"),
             Value::Bool(b) => b.to_string(),
+            Value::Cpus(n) => (*n as f64 / 1e9).to_string(),
         })
     }
 
@@ -621,6 +671,26 @@ impl Config {
         match self.value("check.config") {
             Some(Value::CheckOptions(c)) => Some(c.clone()),
             _ => None,
+        }
+    }
+
+    /// `limits.memory`, `limits.cpus` and `limits.pids`: the limits of every RUN step
+    /// (by default only [`rbuild_engine::DEFAULT_STEP_PIDS`] processes).
+    pub fn step_limits(&self) -> rbuild_executor::cgroup::Limits {
+        rbuild_executor::cgroup::Limits {
+            memory: match self.value("limits.memory") {
+                Some(Value::Size(n)) => Some(*n),
+                _ => None,
+            },
+            memory_swap: None,
+            nano_cpus: match self.value("limits.cpus") {
+                Some(Value::Cpus(n)) => Some(*n),
+                _ => None,
+            },
+            pids: match self.value("limits.pids") {
+                Some(Value::Count(n)) => Some(*n as u64),
+                _ => Some(rbuild_engine::DEFAULT_STEP_PIDS),
+            },
         }
     }
 

@@ -162,13 +162,15 @@ impl rbuild_compiler::plan::BaseConfigs for Bases {
     }
 }
 
-/// Resolves every image op's reference of `plan` for its platform.
+/// Resolves every image op's reference of `plan` for its platform; a reference of `loaded`
+/// (an `oci-layout://` context's image) is that image, never looked up or pulled.
 /// A pull is shown as a step of its own in `progress`. A reference that is neither in the
 /// store nor pullable is reported at its Dockerfile line ([`BaseError::NotFound`]).
 pub fn resolve(
     settings: &BuildRequest,
     plan: &Plan,
     dockerfile: Dockerfile<'_>,
+    loaded: &BTreeMap<String, Descriptor>,
     progress: &dyn Events,
 ) -> Result<Bases, BaseError> {
     let mut out = BTreeMap::new();
@@ -184,7 +186,13 @@ pub fn resolve(
         if out.contains_key(&key) {
             continue;
         }
-        let base = match resolve_one(settings, reference, platform, progress) {
+        let base = match resolve_one(
+            settings,
+            reference,
+            platform,
+            loaded.get(reference),
+            progress,
+        ) {
             Ok(base) => base,
             Err(Failure::Pull(e)) => {
                 return Err(not_found(settings, plan, dockerfile, op.span, reference, e));
@@ -315,11 +323,12 @@ fn resolve_one(
     settings: &BuildRequest,
     reference: &str,
     platform: &Platform,
+    loaded: Option<&Descriptor>,
     progress: &dyn Events,
 ) -> Result<Base, Failure> {
     let store = &settings.store;
     let name = crate::names::normalize_name(reference)?;
-    let stored = local_image(store, reference);
+    let stored = loaded.cloned().or_else(|| local_image(store, reference));
     // The checks before the build saw the store's copy; only a base new to the store is
     // compared here.
     let new_to_store = stored.is_none();
@@ -330,7 +339,9 @@ fn resolve_one(
     let foreign = stored
         .as_ref()
         .is_some_and(|d| !rbuild_cache::is_index(d.media_type()) && !runs_here(store, d, platform));
-    let local = if settings.pull || foreign {
+    let local = if loaded.is_some() {
+        stored.clone()
+    } else if settings.pull || foreign {
         None
     } else {
         stored.clone()

@@ -151,6 +151,7 @@ mod tests {
         let failed = ExecError::Failed {
             argv: vec!["/bin/sh".into(), "-c".into(), "make".into()],
             code: 1,
+            killed: String::new(),
             tail: String::new(),
             hint: Some("the file system of the store /s is full".into()),
         };
@@ -172,7 +173,10 @@ mod tests {
 
     #[test]
     fn a_context_past_the_layer_size_limit_carries_the_variable_as_hint() {
-        let err = Error::Context(crate::context::ContextError::TooLarge { limit: 10 });
+        let err = Error::Context(crate::context::ContextError::TooLarge {
+            origin: "stdin".into(),
+            limit: 10,
+        });
         assert_eq!(hints(&err), [LAYER_SIZE_HINT]);
         let other = Error::NoCacheFilter {
             filter: "x".into(),

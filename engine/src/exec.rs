@@ -11,6 +11,7 @@ use rbuild_cache::action::LayerRecord;
 use rbuild_cache::snapshots::Snapshots;
 use rbuild_compiler::instructions::{MountType, NetworkMode, SecurityMode};
 use rbuild_compiler::plan::ExecOp;
+use rbuild_executor::cgroup::oom_message;
 use rbuild_executor::diff::{DiffOptions, LayerInfo};
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
 use rbuild_executor::sandbox::{self, Command, Network, RunSpec, Stream};
@@ -102,12 +103,14 @@ pub enum ExecError {
     Cancelled,
     /// The command failed (or timed out); `tail` holds its last output lines, `hint` says
     /// when the store's file system is full.
-    #[error("process {argv:?} did not complete successfully: exit code {code}{tail}")]
+    #[error("process {argv:?} did not complete successfully: exit code {code}{killed}{tail}")]
     Failed {
         /// The command.
         argv: Vec<String>,
         /// Its exit code.
         code: i32,
+        /// `: killed by the kernel's OOM killer (memory limit ...)`, or nothing.
+        killed: String,
         /// `\nlast output lines:` and the lines, or nothing.
         tail: String,
         /// What the user can do about it.
@@ -431,6 +434,8 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
     }
     spec.add_hosts = settings.add_hosts.clone();
     spec.privileged = privileged;
+    spec.limits = settings.step_limits;
+    spec.cgroup = env.cgroup.parent(&settings.step_limits, env.progress);
     let mut guards: Vec<CacheMountGuard> = Vec::new();
     spec.mounts = mounts(env, exec, dir.path(), &mut spec.env, &mut guards)?;
     env.cancel.register(&spec.cancel);
@@ -470,6 +475,11 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
         let failed = ExecError::Failed {
             argv: exec.argv.clone(),
             code: outcome.exit_code,
+            killed: if outcome.oom_killed {
+                format!(": {}", oom_message(outcome.memory_limit))
+            } else {
+                String::new()
+            },
             tail: last,
             hint: full.then(|| format!(
                 "the file system of the store {} is full (No space left on device): free space or run `rbuild prune`",
@@ -609,10 +619,10 @@ fn mounts(
                     // The context directory itself (never written: writes go to scratch),
                     // or, when a .dockerignore hides some of it, a tree of links to exactly
                     // the files the mount selects.
-                    InputData::Context(selection) => {
-                        if env.source.index(settings)?.ignore_file().is_some() {
+                    InputData::Context(selection, files) => {
+                        if files.filtered {
                             let tree = dir.join(format!("context-{n}"));
-                            link_tree(&env.source.root, selection, &tree).map_err(|source| {
+                            link_tree(&files.root, selection, &tree).map_err(|source| {
                                 ExecError::MountContext {
                                     mount: what(),
                                     source,
@@ -620,7 +630,7 @@ fn mounts(
                             })?;
                             vec![tree]
                         } else {
-                            vec![env.source.root.clone()]
+                            vec![files.root.clone()]
                         }
                     }
                     InputData::Layers(layers) => {

@@ -245,13 +245,10 @@ fn copy_layer(
             continue;
         }
         match &env.inputs[i] {
-            InputData::Context(selection) => {
+            InputData::Context(selection, files) => {
                 let allow: BTreeSet<PathBuf> =
                     selection.entries.iter().map(|e| e.path.clone()).collect();
-                trees.insert(
-                    i,
-                    Box::new(HostDir::new(env.source.root.clone(), Some(allow))),
-                );
+                trees.insert(i, Box::new(HostDir::new(files.root.clone(), Some(allow))));
             }
             InputData::Layers(_) => {
                 let view = views

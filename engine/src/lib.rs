@@ -95,6 +95,9 @@ pub struct BuildRequest {
     pub context: context::ContextArg,
     /// `-f`.
     pub file: Option<PathBuf>,
+    /// `--build-context NAME=VALUE`s, by the key names are matched with
+    /// ([`context::parse_named_context`]).
+    pub named_contexts: BTreeMap<String, context::NamedContextArg>,
     /// Planner options (`--target`, `--build-arg`, `--platform`).
     pub plan_options: PlanOptions,
     /// `-t`, normalized.
@@ -146,6 +149,9 @@ pub struct BuildRequest {
     pub limits: rbuild_tarlimits::Limits,
     /// The automatic prune after a build (config `gc.threshold`, `gc.keep_storage`).
     pub gc: maintain::GcPolicy,
+    /// The resource limits of every RUN step (config `limits.*`, `--memory`, `--cpu-quota`,
+    /// ...); by default only [`DEFAULT_STEP_PIDS`] processes.
+    pub step_limits: rbuild_executor::cgroup::Limits,
     /// What a failed RUN step does before the build ends (`--on-error`).
     pub on_error: debug_shell::OnError,
 }
@@ -163,6 +169,7 @@ impl BuildRequest {
             store,
             context: context::ContextArg::new(&context.into(), None)?,
             file: None,
+            named_contexts: BTreeMap::new(),
             plan_options: PlanOptions {
                 target_platform: host.clone(),
                 build_platform: host,
@@ -192,6 +199,10 @@ impl BuildRequest {
             limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
             on_error: debug_shell::OnError::Fail,
+            step_limits: rbuild_executor::cgroup::Limits {
+                pids: Some(DEFAULT_STEP_PIDS),
+                ..Default::default()
+            },
         })
     }
 }
@@ -207,6 +218,11 @@ impl BuildRequest {
         }
     }
 }
+
+/// How many processes a RUN step may have at once unless configured otherwise: enough for
+/// any parallel build (`make -j`), few enough that a fork bomb ends at it (podman's
+/// default).
+pub const DEFAULT_STEP_PIDS: u64 = 2048;
 
 /// What a build may do beyond the default sandbox (`--allow`, buildx's entitlements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -346,11 +362,15 @@ pub fn build_with(
     if platforms.len() > 1 {
         check_multi_platform(settings, &platforms)?;
     }
+    let plan_options = PlanOptions {
+        named_contexts: context::plan_contexts(&settings.named_contexts, &source),
+        ..settings.plan_options.clone()
+    };
     let solved: Vec<Solved> = if platforms.len() == 1 {
         vec![solve_platform(
             settings,
             &source,
-            &settings.plan_options,
+            &plan_options,
             None,
             progress,
             remote.as_ref(),
@@ -362,7 +382,7 @@ pub fn build_with(
             .iter()
             .map(|p| PlanOptions {
                 target_platform: p.clone(),
-                ..settings.plan_options.clone()
+                ..plan_options.clone()
             })
             .collect();
         std::thread::scope(|s| {
@@ -553,7 +573,13 @@ fn solve_platform(
             text,
         )));
     }
-    let bases = bases::resolve(settings, &first, bases::Dockerfile { name, text }, progress)?;
+    let bases = bases::resolve(
+        settings,
+        &first,
+        bases::Dockerfile { name, text },
+        &source.loaded_images(),
+        progress,
+    )?;
     for base in bases.values() {
         rbuild_cache::gc::mark_image_used(&settings.store, &base.manifest_descriptor).map_err(
             |source| Error::IncompleteBase {

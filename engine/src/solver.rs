@@ -27,7 +27,9 @@ use crate::events::{Events, Location};
 use crate::fileops::FileOpError;
 use crate::keys::{self, Part};
 use crate::remote_cache::{CacheImportError, FetchFailed, RemoteCache};
-use crate::worker::{BuildNetwork, CancelToken, InputData, StepEnv, Worker, WorkerError};
+use crate::worker::{
+    BuildCgroup, BuildNetwork, CancelToken, InputData, StepEnv, Worker, WorkerError,
+};
 use crate::{BuildRequest, fileops};
 
 /// Why the plan could not be solved.
@@ -536,8 +538,12 @@ fn key_phase(
                     None,
                 )
             }
-            OpKind::Context { include, exclude } => {
-                let index = source.index(settings)?;
+            OpKind::Context {
+                include,
+                exclude,
+                name,
+            } => {
+                let (index, files) = source.context_index(settings, name.as_deref())?;
                 for special in index.special_files() {
                     progress.warn(
                         "context-special-file",
@@ -561,7 +567,7 @@ fn key_phase(
                     "context".into(),
                     digest,
                     Vec::new(),
-                    Some(InputData::Context(selection)),
+                    Some(InputData::Context(selection, files)),
                 )
             }
             OpKind::Http { url, checksum } => {
@@ -734,6 +740,7 @@ fn run_phase(
     let signals = watch_signals(&cancel)?;
     // Ends (with its holder and pasta) once every step has.
     let network = BuildNetwork::default();
+    let cgroup = BuildCgroup::default();
     let mut failure: Option<SolveError> = None;
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<Finished>();
@@ -766,11 +773,15 @@ fn run_phase(
                                     );
                                     progress.done(*s, Duration::ZERO);
                                 }
-                                (Some((s, label)), OpKind::Context { include, .. }) => {
+                                (Some((s, label)), OpKind::Context { include, name, .. }) => {
+                                    let what = match name {
+                                        Some(n) => format!("[context {n}] load"),
+                                        None => "load build context".into(),
+                                    };
                                     progress.start_source(
                                         *s,
                                         label,
-                                        &format!("load build context: {}", include.join(" ")),
+                                        &format!("{what}: {}", include.join(" ")),
                                     );
                                     progress.done(*s, Duration::ZERO);
                                 }
@@ -853,6 +864,7 @@ fn run_phase(
                             let tx = tx.clone();
                             let cancel = &*cancel;
                             let network = &network;
+                            let cgroup = &cgroup;
                             scope.spawn(move || {
                                 let t = Instant::now();
                                 let env = StepEnv {
@@ -865,6 +877,7 @@ fn run_phase(
                                     inputs,
                                     cancel,
                                     network,
+                                    cgroup,
                                 };
                                 let r =
                                     run_once(inflight, cache, &record_key, &op.description, || {

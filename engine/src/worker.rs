@@ -15,12 +15,13 @@
 //! executor's file operations on the store's snapshots. [`crate::build_with`] takes another
 //! one (the solver's tests use one that writes small layers and records what it was asked).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rbuild_cache::action::LayerRecord;
 use rbuild_cache::context::Selection;
 use rbuild_compiler::plan::{CopyOp, ExecOp, InputRole, Op, Plan};
+use rbuild_executor::cgroup::{CgroupParent, Limits};
 use rbuild_executor::idmap::IdMap;
 use rbuild_executor::sandbox::{CancelHandle, NetStack, SandboxError};
 
@@ -83,8 +84,8 @@ impl WorkerError {
 pub enum InputData {
     /// A file system (a stage, an image, scratch): its layers, bottom first.
     Layers(Arc<Vec<LayerRecord>>),
-    /// Files of the context.
-    Context(Arc<Selection>),
+    /// Files of the build context or of a named context, and where they are.
+    Context(Arc<Selection>, crate::context::ContextFiles),
     /// A downloaded file (ADD URL).
     Download(Arc<Download>),
 }
@@ -109,6 +110,8 @@ pub struct StepEnv<'a> {
     pub cancel: &'a CancelToken,
     /// The network stack the build's RUN steps share.
     pub network: &'a BuildNetwork,
+    /// The cgroup parent of the build's RUN steps.
+    pub cgroup: &'a BuildCgroup,
 }
 
 impl StepEnv<'_> {
@@ -148,6 +151,38 @@ impl BuildNetwork {
         let s = Arc::new(NetStack::start(id_map)?);
         *stack = Some(s.clone());
         Ok(s)
+    }
+}
+
+/// The cgroup parent of one build's RUN steps ([`BuildRequest::step_limits`]): found by the
+/// first step that runs; where there is none, the build warns once (code `no-cgroup`) and
+/// its steps run without limits.
+#[derive(Debug, Default)]
+pub struct BuildCgroup(OnceLock<Option<CgroupParent>>);
+
+impl BuildCgroup {
+    /// The parent of the steps' cgroups, `None` when there is none or no limit is set.
+    pub(crate) fn parent(&self, limits: &Limits, progress: &dyn Events) -> Option<CgroupParent> {
+        self.0
+            .get_or_init(|| {
+                if limits.is_empty() {
+                    return None;
+                }
+                match CgroupParent::detect(limits) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        progress.warn(
+                            "no-cgroup",
+                            &format!(
+                                "{}; RUN steps run without resource limits",
+                                crate::error::chain_text(&e)
+                            ),
+                        );
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 }
 

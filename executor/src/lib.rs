@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod binfmt;
+pub mod cgroup;
 pub mod diff;
 pub mod fileop;
 pub mod idmap;

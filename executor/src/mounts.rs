@@ -348,7 +348,7 @@ impl fmt::Display for Step {
             Step::CopyTree { lowers, dest } => {
                 write!(f, "copy {} dirs into {}", lowers.len(), dest.display())
             }
-            Step::WriteFile { path, .. } => write!(f, "write secret file {}", path.display()),
+            Step::WriteFile { path, .. } => write!(f, "write file {}", path.display()),
             Step::Bind {
                 source,
                 target,
@@ -468,12 +468,16 @@ pub struct PlanInput<'a> {
     pub root: &'a RootSource,
     /// Where the root is mounted (host path).
     pub rootfs: &'a Path,
-    /// Generated files: hosts, hostname, resolv.conf (host paths).
-    pub etc_files: [(&'a Path, PathBuf); 3],
+    /// Generated files: the contents of hosts, hostname and resolv.conf, with their targets
+    /// resolved inside the root (relative). They are written into a tmpfs of the sandbox's
+    /// own and bound from there, so `/proc/self/mountinfo` names no host path as their
+    /// source.
+    pub etc_files: [(&'a [u8], PathBuf); 3],
     /// Extra mounts with their targets already resolved inside the root (relative).
     pub extra: Vec<(ExtraMount, PathBuf)>,
     /// An empty host directory of the step, outside the root, for what the
-    /// extra mounts need privately: the secrets' tmpfs, staging mount points,
+    /// mounts need privately: the tmpfs of the generated `/etc` files and the secrets' one,
+    /// staging mount points,
     /// copies made without overlayfs. Mounts on it stay in the sandbox's
     /// mount namespace.
     pub private_dir: &'a Path,
@@ -594,16 +598,36 @@ pub fn plan(input: &PlanInput<'_>) -> Vec<Step> {
             link: dev.join(name),
         });
     }
-    for (src, rel) in &input.etc_files {
+    let private = input.private_dir;
+    let etc = private.join("etc");
+    let etc_bytes: usize = input.etc_files.iter().map(|(c, _)| c.len() + 4096).sum();
+    s.push(Step::Mkdir { path: etc.clone() });
+    s.push(Step::Mount {
+        fstype: "tmpfs",
+        target: etc.clone(),
+        flags: nosuid_nodev_noexec,
+        data: format!("mode=755,size={}", etc_bytes + 65536),
+    });
+    for (name, (content, rel)) in ["hosts", "hostname", "resolv.conf"]
+        .into_iter()
+        .zip(&input.etc_files)
+    {
+        let file = etc.join(name);
+        s.push(Step::WriteFile {
+            path: file.clone(),
+            content: SecretBytes(content.to_vec()),
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+        });
         s.push(Step::Bind {
-            source: src.to_path_buf(),
+            source: file,
             target: r.join(rel),
             recursive: false,
             readonly: false,
         });
     }
     let has_overlay = matches!(input.root, RootSource::Overlay { .. });
-    let private = input.private_dir;
     let secrets = private.join("secrets");
     let secret_bytes: Vec<usize> = input
         .extra
@@ -968,20 +992,36 @@ impl Kernel for HostKernel {
         // The new mount API takes each lower dir as its own `lowerdir+`
         // parameter, so the number of layers is not limited by the size of
         // one option page.
+        // Each directory is passed as `/proc/self/fd/N` of a descriptor opened here: overlayfs
+        // shows the names it was given in /proc/self/mountinfo, and these say nothing of the
+        // host's paths (the store, its snapshots, the step's directory).
+        // (Held open until the mount is made, so each has a number of its own.)
         let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        let mut held: Vec<OwnedFd> = Vec::new();
+        let mut by_fd = |dir: &Path| -> io::Result<String> {
+            let fd = rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let name = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            held.push(fd);
+            Ok(name)
+        };
         for l in lowers {
-            fsconfig_set_string(&fs, "lowerdir+", l)?;
+            fsconfig_set_string(&fs, "lowerdir+", by_fd(l)?)?;
         }
         let mut attrs = MountAttrFlags::empty();
         match upper {
             Some((upper, work)) => {
-                fsconfig_set_string(&fs, "upperdir", upper)?;
-                fsconfig_set_string(&fs, "workdir", work)?;
+                fsconfig_set_string(&fs, "upperdir", by_fd(upper)?)?;
+                fsconfig_set_string(&fs, "workdir", by_fd(work)?)?;
             }
             None => attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY,
         }
         fsconfig_set_flag(&fs, "userxattr")?;
         fsconfig_create(&fs)?;
+        drop(held);
         let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
         // move_mount does not follow a `/proc/self/fd` link: pass the fd.
         match self.target(target)? {
@@ -1355,12 +1395,9 @@ mod tests_support {
             root,
             rootfs: Path::new("/s/rootfs"),
             etc_files: [
-                (Path::new("/s/hosts"), PathBuf::from("etc/hosts")),
-                (Path::new("/s/hostname"), PathBuf::from("etc/hostname")),
-                (
-                    Path::new("/s/resolv.conf"),
-                    PathBuf::from("etc/resolv.conf"),
-                ),
+                (b"127.0.0.1 localhost\n", PathBuf::from("etc/hosts")),
+                (b"box\n", PathBuf::from("etc/hostname")),
+                (b"nameserver 10.0.2.3\n", PathBuf::from("etc/resolv.conf")),
             ],
             extra,
             private_dir: Path::new("/s/private"),
@@ -1449,7 +1486,9 @@ mod tests {
                 .any(|s| s.starts_with("mount devpts /s/rootfs/dev/pts")
                     && s.ends_with("newinstance,ptmxmode=0666,mode=0620"))
         );
-        assert!(c.contains(&"bind /s/hosts /s/rootfs/etc/hosts rec=false ro=false".to_string()));
+        assert!(c.contains(
+            &"bind /s/private/etc/hosts /s/rootfs/etc/hosts rec=false ro=false".to_string()
+        ));
         assert!(c.contains(&"bind /ctx /s/rootfs/src rec=true ro=true".to_string()));
         assert!(
             c.iter().any(|s| s.starts_with("mount tmpfs /s/rootfs/tmp")

@@ -33,6 +33,12 @@ pub struct BuildArgs {
     /// A build argument, `NAME=value`, or `NAME` to take the value from the environment.
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
+    /// An extra context, `NAME=DIR`, `NAME=docker-image://REF` or
+    /// `NAME=oci-layout://DIR[:TAG|@DIGEST]`, for `FROM NAME`, `COPY --from=NAME` and `RUN
+    /// --mount=from=NAME` (it also replaces an image or stage of that name); may be
+    /// repeated.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// The stage to build (default: the last one).
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -119,6 +125,8 @@ pub struct BuildArgs {
     /// `manifest-descriptor`, optionally with `[PLATFORM]`; may be repeated.
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub limit_args: super::resources::BuildLimitArgs,
     /// Steps run at once (default: the number of CPUs).
     #[arg(short = 'j', long, value_name = "N", env = crate::env::RBUILD_JOBS)]
     pub jobs: Option<usize>,
@@ -182,7 +190,8 @@ pub struct BuildArgs {
     pub invoke: Option<String>,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
-    /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
+    /// The build context: a directory, `-` for a tar archive (or a Dockerfile) on stdin, or
+    /// the `http://` or `https://` URL of one.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }
@@ -360,6 +369,13 @@ pub fn request(
     let quiet = global.quiet || args.progress == ProgressArg::Quiet;
     let progress = crate::build_progress::Mode::resolve(args.progress, quiet)?;
     let context = rbuild_engine::context::ContextArg::new(&args.context, args.file.as_deref())?;
+    let mut named_contexts = BTreeMap::new();
+    for spec in &args.build_contexts {
+        let (key, value) = rbuild_engine::context::parse_named_context(spec)?;
+        if named_contexts.insert(key.clone(), value).is_some() {
+            bail!("--build-context {key} is given twice");
+        }
+    }
     let cache_from = args
         .cache_from
         .iter()
@@ -374,6 +390,7 @@ pub fn request(
         store,
         context,
         file: args.file,
+        named_contexts,
         plan_options,
         platforms,
         tags,
@@ -414,6 +431,7 @@ pub fn request(
             keep_storage: config.gc_keep_storage(),
         },
         on_error: on_error(&args.on_error)?,
+        step_limits: args.limit_args.limits(config.step_limits())?,
     };
     Ok((request, progress))
 }
@@ -526,6 +544,7 @@ fn invoke_shell(
         pull: super::run::PullPolicy::Never,
         platform: None,
         registry_args: RegistryArgs::default(),
+        limit_args: Default::default(),
         image: built.id.clone(),
         args: command,
     };

@@ -21,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod report;
+pub mod resources;
 pub mod rm;
 pub mod rmi;
 pub mod run;

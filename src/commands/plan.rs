@@ -158,6 +158,7 @@ pub fn plan_options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
         build_args: build_args(&args.build_args)?,
         target_platform,
         build_platform: host,
+        named_contexts: BTreeMap::new(),
     })
 }
 

@@ -16,6 +16,7 @@ use clap::{Args, ValueEnum};
 use oci_spec::image::ImageConfiguration;
 use rbuild_cache::Digest;
 use rbuild_cache::containers::{Containers, Record, State};
+use rbuild_executor::cgroup::{CgroupParent, oom_message};
 use rbuild_executor::idmap::{IdMap, MappingKind};
 use rbuild_executor::mounts::{ExtraMount, ExtraMountKind};
 use rbuild_executor::sandbox::seccomp::{Profile, Seccomp};
@@ -100,6 +101,8 @@ pub struct RunArgs {
     pub platform: Option<String>,
     #[command(flatten)]
     pub registry_args: super::registry::RegistryArgs,
+    #[command(flatten)]
+    pub limit_args: super::resources::RunLimitArgs,
     /// The image (name or id).
     pub image: String,
     /// The command and its arguments (replace the image's `Cmd`).
@@ -153,12 +156,13 @@ fn exit_code(ran: anyhow::Result<u8>) -> anyhow::Result<ExitCode> {
     match ran {
         Ok(code) => Ok(ExitCode::from(code)),
         Err(err) => {
-            // The command's own start-up failures keep the shell's codes (126, 127).
+            // The command's own start-up failures keep the shell's codes (126, 127), an
+            // OOM-killed command its 137.
             let code = err
                 .chain()
                 .find_map(|e| match e.downcast_ref::<SandboxError>() {
                     Some(SandboxError::Exec { code, .. }) => u8::try_from(*code).ok(),
-                    _ => None,
+                    _ => e.downcast_ref::<crate::report::Exit>().map(|x| x.0),
                 })
                 .unwrap_or_else(|| super::container::error_code(&err));
             crate::report::render_error(&err);
@@ -429,6 +433,13 @@ fn run_detached(
     args: &RunArgs,
 ) -> anyhow::Result<()> {
     use super::container::{ContainerConfig, HealthConfig};
+    if !args.limit_args.limits()?.is_empty() {
+        // The supervisor runs the container from its recorded settings, which hold no limits.
+        anyhow::bail!(
+            "rbuild run -d does not take --memory, --memory-swap, --cpus or --pids-limit: a \
+             detached container would run without them; run it in the foreground"
+        );
+    }
     let (manifest_desc, manifest) = store.image_manifest(descriptor)?;
     let config_digest = rbuild_cache::descriptor_digest(manifest.config())?;
     let config = store.read_config(&config_digest)?;
@@ -593,7 +604,7 @@ fn run_image(
     };
     let result = run_in(&dir, &layers, &process, args, confined, &id_map);
     let exit = match &result {
-        Ok(code) => Some(*code),
+        Ok(outcome) => Some(outcome.exit_code),
         Err(e) => e
             .chain()
             .find_map(|c| match c.downcast_ref::<SandboxError>() {
@@ -616,8 +627,17 @@ fn run_image(
         record.finished = Some(jiff::Timestamp::now().as_second());
         containers.save(&record)?;
     }
-    let code = result?;
-    Ok(u8::try_from(code).unwrap_or(255))
+    let outcome = result?;
+    if outcome.oom_killed {
+        return Err(
+            anyhow::Error::new(crate::report::Exit(137)).context(format!(
+                "container {} {}",
+                record.name,
+                oom_message(outcome.memory_limit)
+            )),
+        );
+    }
+    Ok(u8::try_from(outcome.exit_code).unwrap_or(255))
 }
 
 /// What the container gets besides the image's process: its volumes, its system call filter
@@ -636,7 +656,7 @@ fn run_in(
     args: &RunArgs,
     confined: Confinement,
     id_map: &IdMap,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<sandbox::Outcome> {
     let Confinement {
         mounts,
         seccomp,
@@ -644,6 +664,13 @@ fn run_in(
     } = confined;
     let mut spec = RunSpec::new(Command::Exec(process.argv.clone()));
     spec.seccomp = seccomp;
+    spec.limits = args.limit_args.limits()?;
+    if !spec.limits.is_empty() {
+        spec.cgroup = Some(
+            CgroupParent::detect(&spec.limits)
+                .context("cannot honour the container's resource limits")?,
+        );
+    }
     spec.env = process.env.clone();
     spec.workdir = process.workdir.clone();
     spec.user = process.user.clone();
@@ -688,7 +715,7 @@ fn run_in(
     let _forwarder = forward_signals(spec.cancel.clone())?;
     let outcome = sandbox::Sandbox::run(&spec, &root, &mut |_, _| {})
         .with_context(|| format!("cannot run {:?}", process.argv))?;
-    Ok(outcome.exit_code)
+    Ok(outcome)
 }
 
 /// Forwards the stop signals to the command; kills the sandbox when it has not ended

@@ -2,6 +2,7 @@
 
 mod build;
 mod build_cache;
+mod build_contexts;
 mod build_copy;
 mod build_graph;
 mod build_mounts;

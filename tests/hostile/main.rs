@@ -9,8 +9,10 @@
 mod support;
 
 mod archives;
+mod cgroups;
 mod check;
 mod concurrency;
+mod contexts;
 mod crash;
 mod diskfull;
 mod dockerfiles;
@@ -18,6 +20,7 @@ mod exec;
 mod expansion;
 mod layers;
 mod limits;
+mod mountinfo;
 mod network;
 mod owners;
 mod registry;

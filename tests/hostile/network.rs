@@ -4,7 +4,9 @@
 //! network namespace that plays the internet (a veth pair the test makes) is. The host's
 //! network needs `--allow network.host`; `--add-host` entries are seen during a step and not
 //! kept in the image; the cgroup namespace hides where the host placed the build. Each check
-//! runs as root and as an unprivileged user.
+//! runs as root and as an unprivileged user. A host whose resolver is on its loopback (as
+//! systemd-resolved's 127.0.0.53) is made in a network and mount namespace of the test's: a
+//! step's DNS queries reach that resolver through pasta's forwarder.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -452,4 +454,162 @@ fn a_builds_steps_share_one_network_namespace() {
 #[test]
 fn a_rootless_builds_steps_share_one_network_namespace() {
     steps_share_the_builds_network(&BuildEnv::rootless());
+}
+
+/// The name the test's resolver answers, and its address.
+const DNS_NAME: &str = "forwarded.rbuild-test.example";
+const DNS_ADDR: [u8; 4] = [10, 77, 66, 55];
+
+/// A DNS answer to `query`: `DNS_ADDR` for an A question about `DNS_NAME`, no records (but no
+/// error) for its other types, NXDOMAIN for other names.
+fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) != 1 {
+        return None;
+    }
+    // The question: labels, then type and class.
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).to_ascii_lowercase());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question = &query[12..at + 4];
+    let known = labels.join(".") == DNS_NAME;
+    let answer = known && qtype == 1;
+    let mut out = Vec::new();
+    out.extend_from_slice(&query[..2]);
+    // QR, RD copied, RA; NXDOMAIN for unknown names.
+    out.push(0x80 | (query[2] & 0x01));
+    out.push(if known { 0x80 } else { 0x83 });
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&u16::from(answer).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    if answer {
+        // A pointer to the question's name, A, IN, a TTL of 60, four bytes of address.
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        out.extend_from_slice(&DNS_ADDR);
+    }
+    Some(out)
+}
+
+/// A network namespace standing in for a host whose resolver is on its loopback: `lo` up with
+/// a resolver on 127.0.0.53:53 (a thread of the test, moved into the namespace), an
+/// interface with an address and a default route for pasta to take as the way out, and
+/// `/etc/netns/NAME/resolv.conf` naming 127.0.0.53, which `ip netns exec` binds over
+/// `/etc/resolv.conf` in the mount namespace it makes for the command.
+struct LoopbackResolverHost {
+    ns: String,
+    queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LoopbackResolverHost {
+    fn new() -> LoopbackResolverHost {
+        let ns = format!("rbdns{}", std::process::id());
+        let _ = finish_cmd(Command::new("ip").args(["netns", "del", &ns]));
+        let queries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Made first, so a failed set-up is cleaned up too.
+        let host = LoopbackResolverHost {
+            ns: ns.clone(),
+            queries: queries.clone(),
+        };
+        ok(Command::new("ip").args(["netns", "add", &ns]));
+        let in_ns = |args: &[&str]| {
+            ok(Command::new("ip").args(["netns", "exec", &ns]).args(args));
+        };
+        in_ns(&["ip", "link", "set", "lo", "up"]);
+        // A veth pair with both ends inside (this kernel has no dummy interfaces).
+        in_ns(&[
+            "ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1",
+        ]);
+        in_ns(&["ip", "addr", "add", "10.214.0.2/24", "dev", "out0"]);
+        in_ns(&["ip", "link", "set", "out0", "up"]);
+        in_ns(&["ip", "link", "set", "out1", "up"]);
+        in_ns(&["ip", "route", "add", "default", "via", "10.214.0.1"]);
+        let etc = std::path::Path::new("/etc/netns").join(&ns);
+        std::fs::create_dir_all(&etc).expect("mkdir /etc/netns/NAME");
+        std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.53\n")
+            .expect("write the namespace's resolv.conf");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = format!("/run/netns/{ns}");
+        let counted = queries.clone();
+        std::thread::spawn(move || {
+            // setns affects this thread only.
+            let fd = std::fs::File::open(&path).expect("open the namespace");
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&fd),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .expect("enter the namespace");
+            let sock = std::net::UdpSocket::bind("127.0.0.53:53").expect("bind 127.0.0.53:53");
+            ready_tx.send(()).expect("report ready");
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(reply) = dns_answer(&buf[..n]) {
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the resolver started");
+        host
+    }
+
+    /// `cmd` run in the namespace (and a mount namespace with its resolv.conf).
+    fn exec(&self, cmd: &Command) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]).arg(cmd.get_program());
+        c.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.stdin(std::process::Stdio::null());
+        c
+    }
+}
+
+impl Drop for LoopbackResolverHost {
+    fn drop(&mut self) {
+        // The resolver's thread keeps the namespace alive until the process ends; its name
+        // and resolv.conf go now.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&self.ns));
+        let _ = std::fs::remove_dir("/etc/netns");
+    }
+}
+
+#[test]
+fn dns_reaches_a_resolver_on_the_hosts_loopback_through_the_forwarder() {
+    let env = BuildEnv::new();
+    let host = LoopbackResolverHost::new();
+    env.dockerfile(&format!(
+        "FROM {BASE}\nRUN cat /etc/resolv.conf; nslookup {DNS_NAME}\n"
+    ));
+    let run = ok(&mut host.exec(&env.build_cmd(&["--no-cache"])));
+    let address = DNS_ADDR.map(|b| b.to_string()).join(".");
+    assert!(
+        run.stderr.contains("nameserver 169.254.1.1"),
+        "the step's resolv.conf names the forwarder: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("Address: {address}")),
+        "the step resolved {DNS_NAME} through the host's loopback resolver: {}",
+        run.stderr
+    );
+    assert!(
+        host.queries.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the resolver on 127.0.0.53 was asked"
+    );
 }

@@ -12,7 +12,10 @@ use super::limits::{
     MAX_ENVIRONMENT, MAX_EXPANSION_WORK, MAX_INSTRUCTION_GROWTH, MAX_PLAN_SIZE, MAX_WORD_GROWTH,
 };
 use super::scope::ArgList;
-use super::{Budget, ExpandError, ExpandLimit, PlanError, PlanErrorKind, PlanOptions, Planner};
+use super::{
+    Budget, ExpandError, ExpandLimit, NamedContext, PlanError, PlanErrorKind, PlanOptions, Planner,
+    named_context_key,
+};
 use crate::instructions::Span;
 
 pub(super) struct Ctx<'p> {
@@ -186,8 +189,23 @@ impl<'p> Ctx<'p> {
                 deps.push((i, span));
                 Ok(SourceRef::Stage(i))
             }
-            None => Ok(SourceRef::Image(value.to_string())),
+            None => Ok(match self.named_context(value) {
+                Some((key, NamedContext::Local)) => SourceRef::Named(key),
+                Some((_, NamedContext::Image { reference })) => SourceRef::Image(reference.clone()),
+                None => SourceRef::Image(value.to_string()),
+            }),
         }
+    }
+
+    /// The named context (`--build-context`) a `FROM`, `--from` or stage name stands for,
+    /// with its key.
+    pub(super) fn named_context(&self, name: &str) -> Option<(String, &'p NamedContext)> {
+        if self.options.named_contexts.is_empty() {
+            return None;
+        }
+        let key = named_context_key(name)?;
+        let found = self.options.named_contexts.get(&key)?;
+        Some((key, found))
     }
 }
 

@@ -140,8 +140,16 @@ pub fn definition_digest(kind: &OpKind) -> Digest {
             e.str("reference", reference)
                 .str("platform", &platform.to_string());
         }
-        OpKind::Context { include, exclude } => {
+        OpKind::Context {
+            include,
+            exclude,
+            name,
+        } => {
             e.list("include", include).list("exclude", exclude);
+            // The build context's ops keep the encoding they had before named contexts.
+            if let Some(name) = name {
+                e.str("name", name);
+            }
         }
         OpKind::Http { url, checksum } => {
             e.str("url", url).opt("checksum", checksum.as_deref());

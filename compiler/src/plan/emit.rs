@@ -159,10 +159,28 @@ impl Emitter {
             SourceRef::Context => self.push(
                 stage,
                 span,
-                OpKind::Context { include, exclude },
+                OpKind::Context {
+                    include,
+                    exclude,
+                    name: None,
+                },
                 vec![],
                 "context".into(),
             ),
+            SourceRef::Named(name) => {
+                let description = format!("context {name}");
+                self.push(
+                    stage,
+                    span,
+                    OpKind::Context {
+                        include,
+                        exclude,
+                        name: Some(name),
+                    },
+                    vec![],
+                    description,
+                )
+            }
             SourceRef::Stage(i) => results[i].expect("dependency emitted first"),
             SourceRef::Image(reference) => {
                 let description = format!("FROM {reference}");

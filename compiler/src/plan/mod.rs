@@ -70,8 +70,8 @@ pub use render::{render_dot, render_json, render_text};
 use scope::ArgList;
 pub use types::{
     BaseConfigState, BaseConfigs, CopyOp, CopySource, ExecMount, ExecOp, InlineFile, Input,
-    InputRole, NoBaseConfigs, Op, OpKind, PROXY_ARGS, Plan, PlanOptions, Platform, StageBase,
-    StageImage, StagePlan, TriggerParser,
+    InputRole, NamedContext, NoBaseConfigs, Op, OpKind, PROXY_ARGS, Plan, PlanOptions, Platform,
+    StageBase, StageImage, StagePlan, TriggerParser, named_context_key,
 };
 
 /// Plans Dockerfiles with a given expander, trigger parser and base configs.

@@ -14,8 +14,15 @@ fn op_summary(kind: &OpKind, description: &str) -> String {
             reference,
             platform,
         } => format!("{reference} ({platform})"),
-        OpKind::Context { include, exclude } => {
-            let mut s = format!("context {}", include.join(" "));
+        OpKind::Context {
+            include,
+            exclude,
+            name,
+        } => {
+            let mut s = match name {
+                Some(n) => format!("context {n}: {}", include.join(" ")),
+                None => format!("context {}", include.join(" ")),
+            };
             if !exclude.is_empty() {
                 let _ = write!(s, " (exclude {})", exclude.join(" "));
             }

@@ -731,3 +731,90 @@ fn large_dockerfile_plans_quickly() {
     let budget = if cfg!(debug_assertions) { 1500 } else { 250 };
     assert!(elapsed.as_millis() < budget, "planning took {elapsed:?}");
 }
+
+#[test]
+fn named_context_keys_follow_the_short_form_of_a_reference() {
+    for (name, key) in [
+        ("alpine", Some("alpine")),
+        ("alpine:latest", Some("alpine")),
+        ("library/alpine", Some("alpine")),
+        ("docker.io/library/alpine:latest", Some("alpine")),
+        ("index.docker.io/library/alpine", Some("alpine")),
+        ("alpine:3.20", Some("alpine:3.20")),
+        ("docker.io/me/app", Some("me/app")),
+        ("localhost/busybox:latest", Some("localhost/busybox")),
+        ("localhost:5000/app:1", Some("localhost:5000/app:1")),
+        ("builder", Some("builder")),
+        ("scratch", None),
+        ("context", None),
+        ("Alpine", None),
+        ("a//b", None),
+        ("", None),
+    ] {
+        assert_eq!(named_context_key(name).as_deref(), key, "{name}");
+    }
+}
+
+#[test]
+fn named_contexts_take_the_place_of_images_and_stages_as_buildkit_orders_them() {
+    let opts = PlanOptions {
+        named_contexts: [
+            (
+                "alpine".to_string(),
+                NamedContext::Image {
+                    reference: "localhost/busybox".into(),
+                },
+            ),
+            ("files".to_string(), NamedContext::Local),
+            ("tools".to_string(), NamedContext::Local),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let text = "FROM alpine AS tools\nRUN exit 3\n\
+                FROM docker.io/library/alpine:latest AS files\n\
+                FROM files\nCOPY --from=tools x /x\nRUN --mount=from=alpine,target=/m true\n";
+    let p = plan_with(text, &opts).unwrap_or_else(|e| panic!("{}", e.render("Dockerfile", text)));
+    // `tools` names a context: the stage is that directory, its RUN never planned.
+    assert_eq!(p.stages[0].base, StageBase::Scratch);
+    assert!(execs(&p).iter().all(|x| x.argv.last().unwrap() != "exit 3"));
+    // `files` too (a stage name wins over the image of its FROM line); `FROM files` is the
+    // stage.
+    assert_eq!(p.stages[1].base, StageBase::Scratch);
+    assert_eq!(p.stages[2].base, StageBase::Stage { index: 1 });
+    let mut contexts: Vec<&str> = p
+        .ops
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OpKind::Context { name, .. } => name.as_deref(),
+            _ => None,
+        })
+        .collect();
+    contexts.sort();
+    assert_eq!(contexts, ["files", "tools"]);
+    // The image context stands for `alpine` in a mount.
+    assert!(p.ops.iter().any(|o| matches!(
+        &o.kind,
+        OpKind::Image { reference, .. } if reference == "localhost/busybox"
+    )));
+    // `docker-image://scratch` is the empty file system, as in BuildKit.
+    let mut empty = opts.clone();
+    empty.named_contexts.insert(
+        "alpine".into(),
+        NamedContext::Image {
+            reference: "scratch".into(),
+        },
+    );
+    let p = plan_with("FROM alpine\nCOPY --from=tools x /x\n", &empty)
+        .unwrap_or_else(|e| panic!("{}", e.render("Dockerfile", text)));
+    assert_eq!(p.stages[0].base, StageBase::Scratch);
+    // Without contexts, the same names are images.
+    let plain = plan(text);
+    assert_eq!(
+        plain.stages[0].base,
+        StageBase::Image {
+            reference: "alpine".into()
+        }
+    );
+}

@@ -22,6 +22,8 @@ pub struct PlanOptions {
     pub target_platform: Platform,
     /// The platform the build runs on (`BUILDPLATFORM`).
     pub build_platform: Platform,
+    /// `--build-context NAME=VALUE`, by [`named_context_key`] of NAME.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 impl Default for PlanOptions {
@@ -31,8 +33,71 @@ impl Default for PlanOptions {
             build_args: BTreeMap::new(),
             target_platform: Platform::linux_amd64(),
             build_platform: Platform::linux_amd64(),
+            named_contexts: BTreeMap::new(),
         }
     }
+}
+
+/// What a named context (`--build-context NAME=VALUE`) stands for in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum NamedContext {
+    /// An image: `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME` read this
+    /// reference instead.
+    Image {
+        /// The image's reference.
+        reference: String,
+    },
+    /// A directory: its files, read as the build context is (`OpKind::Context` with the
+    /// context's name).
+    Local,
+}
+
+/// The name under which a named context matches a `FROM`, `--from` or stage name, as
+/// BuildKit compares them: the reference's short form (`docker.io/library/alpine:latest`,
+/// `library/alpine` and `alpine` are all `alpine`; `alpine:3.20` stays itself), without a
+/// `:latest` tag. `None` for what is not a valid image name (upper-case letters in the
+/// path, an empty component) and for `scratch` and `context`, which never name a context.
+pub fn named_context_key(name: &str) -> Option<String> {
+    if name.eq_ignore_ascii_case("scratch") || name.eq_ignore_ascii_case("context") {
+        return None;
+    }
+    let (domain, rest) = match name.split_once('/') {
+        Some((d, r)) if d.contains(['.', ':']) || d == "localhost" => (d.to_string(), r),
+        _ => ("docker.io".to_string(), name),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io".to_string()
+    } else {
+        domain
+    };
+    // The path ends where a tag or digest starts.
+    let path_end = rest
+        .find('@')
+        .unwrap_or(rest.len())
+        .min(rest.rfind(':').unwrap_or(rest.len()));
+    let (path, suffix) = rest.split_at(path_end);
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    if path.is_empty()
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || !c.chars().all(valid))
+    {
+        return None;
+    }
+    let path = if domain == "docker.io" {
+        match path.strip_prefix("library/") {
+            Some(p) if !p.contains('/') => p.to_string(),
+            _ => path.to_string(),
+        }
+    } else {
+        format!("{domain}/{path}")
+    };
+    let suffix = suffix.strip_prefix(":latest").map_or(suffix, |s| s);
+    if suffix.starts_with(':') && suffix.len() == 1 {
+        return None;
+    }
+    Some(format!("{path}{suffix}"))
 }
 
 /// The proxy ARGs: usable without declaration, visible to RUN, never in history or cache
@@ -266,12 +331,17 @@ pub enum OpKind {
         /// The platform to pull.
         platform: Platform,
     },
-    /// Files of the build context: exactly the paths/globs an instruction selects.
+    /// Files of the build context (or of a named context): exactly the paths/globs an
+    /// instruction selects.
     Context {
         /// Paths and globs, relative to the context root.
         include: Vec<String>,
         /// `--exclude` patterns.
         exclude: Vec<String>,
+        /// The named context (`--build-context NAME=DIR`, NAME as [`named_context_key`]
+        /// gives it) the files come from; `None`: the build context.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// A file downloaded by ADD.
     Http {

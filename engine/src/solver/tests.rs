@@ -129,7 +129,7 @@ impl FakeWorker {
             .iter()
             .map(|i| match i {
                 InputData::Layers(layers) => layers.iter().map(|l| l.digest.to_string()).collect(),
-                InputData::Context(selection) => vec![selection.digest.to_string()],
+                InputData::Context(selection, _) => vec![selection.digest.to_string()],
                 InputData::Download(d) => vec![d.digest.clone()],
             })
             .collect();

@@ -92,8 +92,9 @@ pub(super) fn helper_main(
     {
         child_fail(&fail, "become root of the user namespace", &e, 125);
     }
-    // A cgroup namespace rooted at the caller's cgroup: /proc/self/cgroup inside shows `/`,
-    // not where the host placed the build.
+    // A cgroup namespace rooted at the helper's cgroup (the sandbox's own when it has limits,
+    // the caller's otherwise): /proc/self/cgroup inside shows `/`, not where the host placed
+    // the build.
     let mut flags = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
         | UnshareFlags::NEWIPC

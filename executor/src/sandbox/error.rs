@@ -83,6 +83,13 @@ pub enum SandboxError {
         #[source]
         source: super::seccomp::SeccompError,
     },
+    /// The sandbox's cgroup could not be made or joined.
+    #[error("cannot set the sandbox's resource limits")]
+    Cgroup {
+        /// The cause.
+        #[source]
+        source: crate::cgroup::CgroupError,
+    },
     /// Installing the id maps failed.
     #[error("cannot install id maps for pid {pid} with {tool}")]
     IdMap {

@@ -7,7 +7,9 @@
 //! id map. The helper then unshares the mount, pid, ipc, uts, cgroup (and, for
 //! `--network none`, network) namespaces and forks the sandbox's init, pid 1 of
 //! the new pid namespace; with a stack, init forks the command only once the
-//! stack has configured the network. Init carries out the mount
+//! stack has configured the network. With [`RunSpec::limits`] the caller moves the helper into
+//! a cgroup of the sandbox's own ([`crate::cgroup`]) before it unshares the cgroup namespace.
+//! Init carries out the mount
 //! plan ([`crate::mounts`]), pivots into the root, and forks the command. When
 //! the command exits, init exits with its status, and the kernel kills every
 //! other process of the pid namespace. Timeouts and cancellation kill init.
@@ -113,13 +115,8 @@ impl Sandbox {
                 source,
             })?;
 
-        // Generated /etc files live outside the root and are bind-mounted.
-        let gen_dir = step_dir.join("etc");
-        std::fs::create_dir_all(&gen_dir).map_err(host(format!("create {}", gen_dir.display())))?;
-        let hosts = gen_dir.join("hosts");
-        let hostname = gen_dir.join("hostname");
-        let resolv = gen_dir.join("resolv.conf");
         let hosts_text = hosts_file(&spec.hostname, &spec.add_hosts);
+        let hostname_text = format!("{}\n", spec.hostname);
         // The spec's stack when it has the sandbox's id map, else one for this run only.
         let stack = match (spec.network, &spec.net_stack) {
             (Network::Private, Some(s)) if *s.id_map() == spec.id_map => Some(s.clone()),
@@ -131,17 +128,11 @@ impl Sandbox {
             (_, Some(stack)) => stack.resolv_conf().to_owned(),
             (_, None) => String::new(),
         };
-        for (p, t) in [
-            (&hosts, hosts_text),
-            (&hostname, format!("{}\n", spec.hostname)),
-            (&resolv, resolv_text),
-        ] {
-            std::fs::write(p, t).map_err(host(format!("write {}", p.display())))?;
-        }
-        // A private dir for what the extra mounts need outside the root.
+        // A private dir for what the mounts need outside the root. The mount point of the
+        // generated /etc files' tmpfs is made here: a remapped root inside may not write in it.
         let private_dir = step_dir.join("private");
-        std::fs::create_dir_all(&private_dir)
-            .map_err(host(format!("create {}", private_dir.display())))?;
+        let etc_dir = private_dir.join("etc");
+        std::fs::create_dir_all(&etc_dir).map_err(host(format!("create {}", etc_dir.display())))?;
         let rel = |p: &str| -> PathBuf { view.resolve_mountpoint(Path::new(p)).iter().collect() };
         let extra = spec
             .mounts
@@ -152,9 +143,9 @@ impl Sandbox {
             root: &root.source,
             rootfs: &root.mountpoint,
             etc_files: [
-                (&hosts, rel("/etc/hosts")),
-                (&hostname, rel("/etc/hostname")),
-                (&resolv, rel("/etc/resolv.conf")),
+                (hosts_text.as_bytes(), rel("/etc/hosts")),
+                (hostname_text.as_bytes(), rel("/etc/hostname")),
+                (resolv_text.as_bytes(), rel("/etc/resolv.conf")),
             ],
             extra,
             private_dir: &private_dir,
@@ -202,7 +193,15 @@ impl Sandbox {
             },
             no_new_privs: !spec.privileged,
         };
-        run_prepared(spec, &prepared, on_line)
+        let cgroup = match &spec.cgroup {
+            Some(parent) if !spec.limits.is_empty() => Some(
+                parent
+                    .create(&spec.limits)
+                    .map_err(|source| SandboxError::Cgroup { source })?,
+            ),
+            _ => None,
+        };
+        run_prepared(spec, &prepared, cgroup.as_ref(), on_line)
     }
 }
 

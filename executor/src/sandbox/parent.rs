@@ -18,11 +18,13 @@ use super::pty::{RawMode, console_socket, recv_fd};
 use super::spec::kill_init;
 use super::userns::install_maps;
 use super::{Outcome, Prepared, RunSpec, SandboxError, Stdio, Stream};
+use crate::cgroup::SandboxCgroup;
 use crate::sys;
 
 pub(super) fn run_prepared(
     spec: &RunSpec,
     p: &Prepared,
+    cgroup: Option<&SandboxCgroup>,
     on_line: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<Outcome, SandboxError> {
     let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &str| {
@@ -116,6 +118,14 @@ pub(super) fn run_prepared(
     {
         reap_helper();
         return Err(e);
+    }
+    // Into the sandbox's cgroup before it unshares the cgroup namespace, which is then rooted
+    // there; init and the command are forked later and start inside.
+    if let Some(cg) = cgroup
+        && let Err(source) = cg.add(helper)
+    {
+        reap_helper();
+        return Err(SandboxError::Cgroup { source });
     }
     write_all_fd(&down_w, b"g").map_err(host("signal the sandbox helper"))?;
     // 2. The helper reports init's pid.
@@ -332,6 +342,8 @@ pub(super) fn run_prepared(
         exit_code,
         timed_out,
         cancelled,
+        oom_killed: exit_code != 0 && cgroup.is_some_and(SandboxCgroup::oom_killed),
+        memory_limit: cgroup.and_then(SandboxCgroup::memory_limit),
     })
 }
 

@@ -9,6 +9,7 @@ use rustix::process::{Pid, Signal};
 
 use super::NetStack;
 use super::seccomp::Seccomp;
+use crate::cgroup::{CgroupParent, Limits};
 use crate::idmap::IdMap;
 use crate::mounts::ExtraMount;
 use crate::snapshot::MountPoint;
@@ -196,6 +197,12 @@ pub struct RunSpec {
     /// no_new_privs. Host devices are not added. Only with the `security.insecure`
     /// entitlement.
     pub privileged: bool,
+    /// Resource limits, applied through a cgroup of the sandbox's own made under
+    /// [`RunSpec::cgroup`]; without one they are not applied (the caller decides whether
+    /// that is an error).
+    pub limits: Limits,
+    /// Where the sandbox's cgroup is made ([`CgroupParent::detect`]).
+    pub cgroup: Option<CgroupParent>,
     /// Told when the command has started (`rbuild run -d` returns then).
     pub on_start: Option<StartHook>,
 }
@@ -219,6 +226,8 @@ impl RunSpec {
             stdio: Stdio::Lines,
             privileged: false,
             seccomp: Seccomp::Default,
+            limits: Limits::default(),
+            cgroup: None,
             on_start: None,
         }
     }
@@ -258,6 +267,11 @@ pub struct Outcome {
     pub timed_out: bool,
     /// [`CancelHandle::cancel`] killed it.
     pub cancelled: bool,
+    /// The kernel's OOM killer killed a process of the sandbox (its memory limit, when the
+    /// run had one, is [`Outcome::memory_limit`]).
+    pub oom_killed: bool,
+    /// The memory limit the sandbox ran under, in bytes.
+    pub memory_limit: Option<u64>,
 }
 
 #[cfg(test)]

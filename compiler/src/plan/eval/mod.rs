@@ -11,8 +11,8 @@ use super::context::{Ctx, global_lookup};
 use super::limits::{self, MAX_ENVIRONMENT};
 use super::scope::{self, ArgList, Scope};
 use super::{
-    BaseConfigState, CopyOp, ExecOp, History, ImageConfig, OpKind, PlanError, PlanErrorKind,
-    Planner, Platform, StageBase, StageImage, config,
+    BaseConfigState, CopyOp, CopySource, ExecOp, History, ImageConfig, NamedContext, OpKind,
+    PlanError, PlanErrorKind, Planner, Platform, StageBase, StageImage, config,
 };
 use crate::instructions::{self, CommandLine, Instruction, InstructionKind, SourceKind, Span};
 
@@ -20,6 +20,8 @@ use crate::instructions::{self, CommandLine, Instruction, InstructionKind, Sourc
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum SourceRef {
     Context,
+    /// A directory named context (`--build-context NAME=DIR`), by its key.
+    Named(String),
     Stage(usize),
     Image(String),
 }
@@ -139,11 +141,41 @@ impl Planner<'_> {
             None => None,
         };
         let lower = image.to_ascii_lowercase();
-        let base_stage = ctx.by_name.get(&lower).copied().filter(|&b| b < index);
+        // As BuildKit: a named context of the stage's own name replaces the whole stage;
+        // else a stage of that name comes first, then a named context, then an image.
+        let replaced = from.name.as_deref().and_then(|n| ctx.named_context(n));
+        let base_stage = ctx
+            .by_name
+            .get(&lower)
+            .copied()
+            .filter(|&b| b < index && replaced.is_none());
+        let body = if replaced.is_some() { &[][..] } else { body };
+        let named = match replaced {
+            Some(c) => Some(c),
+            None if base_stage.is_none() => ctx.named_context(&image),
+            None => None,
+        };
+        // An image context stands for its reference (`docker-image://scratch` is scratch).
+        let named_image = match &named {
+            Some((_, NamedContext::Image { reference })) => Some(reference.clone()),
+            _ => None,
+        };
+        let lower = match &named_image {
+            Some(r) => r.to_ascii_lowercase(),
+            None => lower,
+        };
         let mut base = StageImage::default();
         let mut base_image_name = None;
         let mut inherited = None;
-        if let Some(b) = base_stage {
+        let mut local_context = None;
+        if let Some((key, NamedContext::Local)) = &named {
+            // The directory's files are the stage's root, as a COPY into scratch.
+            work.base = StageBase::Scratch;
+            work.platform =
+                explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
+            base.config.working_dir = "/".into();
+            local_context = Some(key.clone());
+        } else if let Some(b) = base_stage {
             let base_work = &done[b];
             if let Some(e) = &base_work.error {
                 return Err(e.clone());
@@ -159,6 +191,7 @@ impl Planner<'_> {
                 explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
             base.config.working_dir = "/".into();
         } else {
+            let image = named_image.unwrap_or_else(|| image.clone());
             work.platform =
                 explicit_platform.unwrap_or_else(|| ctx.options.target_platform.clone());
             work.base = StageBase::Image {
@@ -220,6 +253,33 @@ impl Planner<'_> {
             }
             ins.span = span;
             trigger_instrs.push(ins);
+        }
+        if let Some(key) = local_context {
+            let op = CopyOp {
+                add: false,
+                sources: vec![CopySource {
+                    path: ".".into(),
+                    input: None,
+                    content: None,
+                }],
+                dest: "/".into(),
+                chown: None,
+                chmod: None,
+                link: false,
+                parents: false,
+                excludes: Vec::new(),
+                unpack: None,
+            };
+            let step = Step {
+                span,
+                kind: StepKind::Copy {
+                    op,
+                    from: SourceRef::Named(key.clone()),
+                    remote: Vec::new(),
+                },
+                description: format!("FROM {key}"),
+            };
+            record(ctx, &mut scope, work, step, false)?;
         }
         for ins in trigger_instrs.iter().chain(body.iter().copied()) {
             self.eval_instruction(ctx, global_args, index, ins, &mut scope, work)?;
