@@ -379,8 +379,8 @@ pub(crate) fn purl_encode(text: &str, slash: bool) -> String {
 }
 
 /// Joins a path a database lists (absolute, or relative to `base`) to a path of the image:
-/// `..` is resolved lexically and may not climb above `base` or the root (`None` then, as for
-/// an empty path).
+/// `..` is resolved lexically. `None` when it would climb above the root (a relative path:
+/// above the first component of `base`), or when nothing is left.
 pub(crate) fn join_listed(base: &str, listed: &str) -> Option<String> {
     let mut parts: Vec<&str> = if listed.starts_with('/') {
         Vec::new()
