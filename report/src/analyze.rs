@@ -355,6 +355,17 @@ pub(crate) fn take_subtree<N>(
     taken
 }
 
+/// What a report says of the image itself.
+pub(crate) fn image_info(image: &ImageInput<'_>, config: &Config) -> ImageInfo {
+    ImageInfo {
+        name: image.name.to_string(),
+        id: image.id.map(str::to_string),
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        created: config.created.clone(),
+    }
+}
+
 /// Parses an image's manifest and config.
 pub(crate) fn parse_image(image: &ImageInput<'_>) -> Result<(Manifest, Config), AnalyzeError> {
     let manifest: Manifest =
@@ -725,13 +736,7 @@ fn build(
     duplicates.truncate(options.top);
     let report = Report {
         schema: SCHEMA_VERSION,
-        image: ImageInfo {
-            name: image.name.to_string(),
-            id: image.id.map(str::to_string),
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            created: config.created.clone(),
-        },
+        image: image_info(&image, config),
         totals,
         base,
         layers,

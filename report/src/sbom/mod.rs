@@ -35,7 +35,9 @@ use std::hash::Hash;
 use serde::Serialize;
 
 use crate::ImageInput;
-use crate::analyze::{AnalyzeError, dockerfile_line, instruction, parse_image, read_layers};
+use crate::analyze::{
+    AnalyzeError, dockerfile_line, image_info, instruction, parse_image, read_layers,
+};
 use crate::model::ImageInfo;
 use crate::scan::{self, Kind, Limits};
 
@@ -505,13 +507,7 @@ pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Invento
         }
     }
     Ok(Inventory {
-        image: ImageInfo {
-            name: image.name.to_string(),
-            id: image.id.map(str::to_string),
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            created: config.created.clone(),
-        },
+        image: image_info(&image, &config),
         distro,
         layers,
         packages,
