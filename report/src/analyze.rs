@@ -196,34 +196,34 @@ impl Analysis {
 }
 
 #[derive(Debug, Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     #[serde(default)]
-    layers: Vec<DescriptorJson>,
+    pub(crate) layers: Vec<DescriptorJson>,
     #[serde(default)]
     annotations: HashMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct DescriptorJson {
+pub(crate) struct DescriptorJson {
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
     #[serde(default)]
-    size: u64,
+    pub(crate) size: u64,
     #[serde(default)]
-    digest: Option<String>,
+    pub(crate) digest: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Config {
-    created: Option<String>,
-    architecture: Option<String>,
-    os: Option<String>,
+pub(crate) struct Config {
+    pub(crate) created: Option<String>,
+    pub(crate) architecture: Option<String>,
+    pub(crate) os: Option<String>,
     #[serde(default)]
     config: Option<ContainerConfig>,
     #[serde(default)]
     rootfs: Option<RootFs>,
     #[serde(default)]
-    history: Vec<History>,
+    pub(crate) history: Vec<History>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,10 +241,10 @@ struct RootFs {
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(crate) struct History {
     created: Option<String>,
-    created_by: Option<String>,
-    comment: Option<String>,
+    pub(crate) created_by: Option<String>,
+    pub(crate) comment: Option<String>,
     #[serde(default)]
-    empty_layer: bool,
+    pub(crate) empty_layer: bool,
 }
 
 /// The annotation (or label) naming the base image.
@@ -328,11 +328,11 @@ pub(crate) fn base_from_history(history: &[History]) -> Option<usize> {
 }
 
 /// Removes `path` (when `with_self`) and everything under it; "" is the root.
-fn take_subtree(
-    state: &mut BTreeMap<Box<str>, Node>,
+pub(crate) fn take_subtree<N>(
+    state: &mut BTreeMap<Box<str>, N>,
     path: &str,
     with_self: bool,
-) -> Vec<(Box<str>, Node)> {
+) -> Vec<(Box<str>, N)> {
     let mut taken = Vec::new();
     if path.is_empty() {
         taken.extend(std::mem::take(state));
@@ -355,9 +355,19 @@ fn take_subtree(
     taken
 }
 
-/// Analyses an image: reads every layer once (in parallel), replays them in order and
-/// computes the report.
-pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, AnalyzeError> {
+/// What a report says of the image itself.
+pub(crate) fn image_info(image: &ImageInput<'_>, config: &Config) -> ImageInfo {
+    ImageInfo {
+        name: image.name.to_string(),
+        id: image.id.map(str::to_string),
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        created: config.created.clone(),
+    }
+}
+
+/// Parses an image's manifest and config.
+pub(crate) fn parse_image(image: &ImageInput<'_>) -> Result<(Manifest, Config), AnalyzeError> {
     let manifest: Manifest =
         serde_json::from_slice(image.manifest).map_err(|source| AnalyzeError::Manifest {
             image: image.name.to_string(),
@@ -368,10 +378,22 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
             image: image.name.to_string(),
             source,
         })?;
-    let threads = if options.threads == 0 {
+    Ok((manifest, config))
+}
+
+/// Reads every layer of an image once, on a pool of `threads` threads (0: one per CPU),
+/// larger blobs first: `read` gets a layer's digest (its position when it has none, for
+/// messages) and blob, and returns what it keeps of it. The results come in layer order.
+pub(crate) fn read_layers<T: Send>(
+    image: &ImageInput<'_>,
+    manifest: &Manifest,
+    threads: usize,
+    read: impl Fn(&str, Box<dyn Read + Send + '_>) -> Result<T, ScanError> + Sync,
+) -> Result<Vec<T>, AnalyzeError> {
+    let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        options.threads
+        threads
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -381,7 +403,7 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
     // Larger blobs first, so that one big layer does not start last.
     let mut order: Vec<usize> = (0..count).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(manifest.layers[i].size));
-    let mut scans: Vec<(usize, LayerScan)> = pool.install(|| {
+    let mut read_back: Vec<(usize, T)> = pool.install(|| {
         order
             .par_iter()
             .map(|&index| {
@@ -398,20 +420,28 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
                         digest: digest.clone(),
                         source,
                     })?;
-                let scan = scan::scan_layer_with(reader, &digest, &options.limits, |tar| {
-                    image.layers.check(tar)
-                })
-                .map_err(|source| AnalyzeError::Scan {
+                let kept = read(&digest, reader).map_err(|source| AnalyzeError::Scan {
                     image: image.name.to_string(),
                     index,
                     source,
                 })?;
-                Ok((index, scan))
+                Ok((index, kept))
             })
             .collect::<Result<Vec<_>, AnalyzeError>>()
     })?;
-    scans.sort_by_key(|(i, _)| *i);
-    let scans: Vec<LayerScan> = scans.into_iter().map(|(_, s)| s).collect();
+    read_back.sort_by_key(|(i, _)| *i);
+    Ok(read_back.into_iter().map(|(_, kept)| kept).collect())
+}
+
+/// Analyses an image: reads every layer once (in parallel), replays them in order and
+/// computes the report.
+pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, AnalyzeError> {
+    let (manifest, config) = parse_image(&image)?;
+    let scans = read_layers(&image, &manifest, options.threads, |digest, reader| {
+        scan::scan_layer_with(reader, digest, &options.limits, |tar| {
+            image.layers.check(tar)
+        })
+    })?;
     Ok(build(image, options, &manifest, &config, &scans))
 }
 
@@ -706,13 +736,7 @@ fn build(
     duplicates.truncate(options.top);
     let report = Report {
         schema: SCHEMA_VERSION,
-        image: ImageInfo {
-            name: image.name.to_string(),
-            id: image.id.map(str::to_string),
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            created: config.created.clone(),
-        },
+        image: image_info(&image, config),
         totals,
         base,
         layers,

@@ -107,6 +107,7 @@ mod findings;
 pub mod gate;
 pub mod model;
 pub mod render;
+pub mod sbom;
 pub mod scan;
 
 pub use analyze::{
@@ -117,4 +118,5 @@ pub use diff::{Diff, diff};
 pub use findings::TOOLCHAIN_MIN_BYTES;
 pub use gate::{Gate, GateError};
 pub use model::*;
+pub use sbom::{Inventory, SbomError, SbomOptions, inventory};
 pub use scan::Limits;

@@ -215,6 +215,65 @@ pub fn scan_layer_with<'a>(
     limits: &Limits,
     check: impl FnOnce(Box<dyn Read + 'a>) -> Box<dyn Read + 'a>,
 ) -> Result<LayerScan, ScanError> {
+    let mut changes = Vec::new();
+    let (compressed_bytes, tar_bytes) = walk_layer(reader, layer, limits, check, |item| {
+        match item {
+            Walked::Opaque(dir) => changes.push(Change::Opaque(dir)),
+            Walked::Whiteout(path) => changes.push(Change::Whiteout(path)),
+            Walked::Entry(WalkedEntry {
+                mut entry, content, ..
+            }) => {
+                // The size counted is the bytes read, not what the header claims.
+                let claimed = std::mem::take(&mut entry.size);
+                if entry.kind == Kind::File && claimed > 0 {
+                    let mut hasher = blake3::Hasher::new();
+                    entry.size = io::copy(content, &mut hasher)?;
+                    entry.hash = Some(*hasher.finalize().as_bytes());
+                }
+                changes.push(Change::Entry(entry));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(LayerScan {
+        changes,
+        compressed_bytes,
+        tar_bytes,
+    })
+}
+
+/// One change of a layer as [`walk_layer`] hands it over.
+pub(crate) enum Walked<'e> {
+    /// A `.wh..wh..opq` marker in this directory ("" is the root).
+    Opaque(Box<str>),
+    /// A `.wh.NAME` whiteout of this path.
+    Whiteout(Box<str>),
+    /// An entry.
+    Entry(WalkedEntry<'e>),
+}
+
+/// An entry of a layer, its content readable while the walk is at it.
+pub(crate) struct WalkedEntry<'e> {
+    /// The entry as its header gives it: `size` is the header's (regular files; 0
+    /// otherwise) and `hash` is `None`.
+    pub entry: Entry,
+    /// The target of a symbolic or hard link, as the tar gives it.
+    pub link: Option<Box<str>>,
+    /// The content (regular files).
+    pub content: &'e mut dyn Read,
+}
+
+/// Walks one layer blob (plain, gzip with any number of members, or zstd) once, keeping the
+/// limits, and hands every change to `visit` in tar order; an I/O error `visit` returns
+/// (reading the content) fails the walk naming the entry. Returns the compressed and the
+/// uncompressed byte counts.
+pub(crate) fn walk_layer<'a>(
+    reader: impl Read + 'a,
+    layer: &str,
+    limits: &Limits,
+    check: impl FnOnce(Box<dyn Read + 'a>) -> Box<dyn Read + 'a>,
+    mut visit: impl FnMut(Walked<'_>) -> io::Result<()>,
+) -> Result<(u64, u64), ScanError> {
     let too_large = || ScanError::TooLarge {
         layer: layer.to_string(),
         limit: limits.max_layer_bytes,
@@ -251,7 +310,6 @@ pub fn scan_layer_with<'a>(
         },
     );
     let mut archive = tar::Archive::new(counted);
-    let mut changes = Vec::new();
     let mut last = String::new();
     let tar_err = |last: &str, source: io::Error| {
         if source.kind() == io::ErrorKind::FileTooLarge {
@@ -292,7 +350,7 @@ pub fn scan_layer_with<'a>(
             None => ("", path.as_str()),
         };
         if name == ".wh..wh..opq" {
-            changes.push(Change::Opaque(parent.into()));
+            visit(Walked::Opaque(parent.into())).map_err(|e| tar_err(&last, e))?;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
@@ -301,7 +359,7 @@ pub fn scan_layer_with<'a>(
             } else {
                 format!("{parent}/{hidden}")
             };
-            changes.push(Change::Whiteout(target.into()));
+            visit(Walked::Whiteout(target.into())).map_err(|e| tar_err(&last, e))?;
             continue;
         }
         if path.is_empty() {
@@ -312,37 +370,37 @@ pub fn scan_layer_with<'a>(
         let mode = header.mode().unwrap_or(0) & 0o7777;
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
-        let (size, hash) = if kind == Kind::File {
-            let size = entry.size();
-            if size == 0 {
-                (0, None)
-            } else {
-                let mut hasher = blake3::Hasher::new();
-                let copied = io::copy(&mut entry, &mut hasher).map_err(|e| tar_err(&last, e))?;
-                (copied, Some(*hasher.finalize().as_bytes()))
-            }
-        } else {
-            (0, None)
+        let link = match kind {
+            Kind::Symlink | Kind::Hardlink => entry
+                .link_name()
+                .map_err(|e| tar_err(&last, e))?
+                .map(|l| l.to_string_lossy().into()),
+            _ => None,
         };
-        changes.push(Change::Entry(Entry {
-            path: path.into(),
-            kind,
-            size,
-            mode,
-            uid,
-            gid,
-            hash,
-        }));
+        let size = if kind == Kind::File { entry.size() } else { 0 };
+        visit(Walked::Entry(WalkedEntry {
+            entry: Entry {
+                path: path.into(),
+                kind,
+                size,
+                mode,
+                uid,
+                gid,
+                hash: None,
+            },
+            link,
+            content: &mut entry,
+        }))
+        .map_err(|e| tar_err(&last, e))?;
     }
     // The end-of-archive blocks and the blocking padding are part of the layer's size.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
     drop(rest);
-    Ok(LayerScan {
-        changes,
-        compressed_bytes: compressed.load(Ordering::Relaxed),
-        tar_bytes: uncompressed.load(Ordering::Relaxed),
-    })
+    Ok((
+        compressed.load(Ordering::Relaxed),
+        uncompressed.load(Ordering::Relaxed),
+    ))
 }
 
 /// Refuses a name past [`Limits::max_path_bytes`] or [`Limits::max_path_depth`].

@@ -26,6 +26,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod sbom;
 pub mod start;
 pub mod stop;
 pub mod supervise;
@@ -76,6 +77,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Port(args) => port::run(&cli.global, args),
         Command::ContainerSupervise(args) => supervise::run(&cli.global, args),
         Command::Report(args) => report::run(&cli.global, args),
+        Command::Sbom(args) => sbom::run(&cli.global, args),
         Command::Pull(args) => pull::run(&cli.global, args),
         Command::Push(args) => push::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),

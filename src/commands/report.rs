@@ -72,21 +72,22 @@ pub enum ReportFormat {
 }
 
 /// An image opened for analysis; keeps a temporary store alive for archives.
-struct Opened {
-    name: String,
-    store: Store,
-    id: String,
-    manifest: Vec<u8>,
-    config: Vec<u8>,
-    layers: Vec<Digest>,
+pub(super) struct Opened {
+    pub(super) name: String,
+    pub(super) store: Store,
+    pub(super) id: String,
+    pub(super) manifest: Vec<u8>,
+    pub(super) config: Vec<u8>,
+    pub(super) layers: Vec<Digest>,
     base_layers: Option<usize>,
     _temp: Option<tempfile::TempDir>,
 }
 
-struct StoreLayers<'a> {
-    store: &'a Store,
-    digests: &'a [Digest],
-    limits: rbuild_tarlimits::Limits,
+/// The layers of an opened image, read from its store.
+pub(super) struct StoreLayers<'a> {
+    pub(super) store: &'a Store,
+    pub(super) digests: &'a [Digest],
+    pub(super) limits: rbuild_tarlimits::Limits,
 }
 
 impl LayerSource for StoreLayers<'_> {
@@ -197,7 +198,7 @@ pub fn report_built(
 }
 
 /// A usage error: exit code 2.
-fn usage(message: impl std::fmt::Display + Send + Sync + 'static) -> anyhow::Error {
+pub(super) fn usage(message: impl std::fmt::Display + Send + Sync + 'static) -> anyhow::Error {
     anyhow::Error::new(Exit(2)).context(message)
 }
 
@@ -216,7 +217,7 @@ fn check_gates(gates: &[Gate], analysis: &Analysis) -> anyhow::Result<ExitCode> 
     )))
 }
 
-fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_output(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
     match path {
         Some(path) if path.as_os_str() != "-" => {
             std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
@@ -236,7 +237,7 @@ fn analyze(
     arg: &str,
     options: &Options,
 ) -> anyhow::Result<Analysis> {
-    let opened = open(global, args, arg)?;
+    let opened = open(global, args.platform.as_deref(), &args.registry_args, arg)?;
     let started = std::time::Instant::now();
     let analysis = analyze_opened(&opened, options, arg)?;
     tracing::debug!(
@@ -348,7 +349,12 @@ fn archive_and_name(rest: &str) -> (PathBuf, Option<String>) {
 /// Opens IMAGE: an archive (loaded into a temporary store), `docker://REF` (pulled into a
 /// temporary store, leaving the user's store as it was), or a name in the store, pulled into
 /// it first when it is not there (as `rbuild run` does).
-fn open(global: &GlobalArgs, args: &ReportArgs, arg: &str) -> anyhow::Result<Opened> {
+pub(super) fn open(
+    global: &GlobalArgs,
+    platform: Option<&str>,
+    registry_args: &super::registry::RegistryArgs,
+    arg: &str,
+) -> anyhow::Result<Opened> {
     let archive_path = arg
         .strip_prefix("oci-archive:")
         .or_else(|| arg.strip_prefix("docker-archive:"));
@@ -356,14 +362,8 @@ fn open(global: &GlobalArgs, args: &ReportArgs, arg: &str) -> anyhow::Result<Ope
         return open_archive(arg, rest);
     }
     let pull = |store: &Store, name: &str| {
-        super::pull::pull_image(
-            global,
-            store,
-            name,
-            args.platform.as_deref(),
-            &args.registry_args,
-        )
-        .with_context(|| format!("cannot read {arg} from its registry"))
+        super::pull::pull_image(global, store, name, platform, registry_args)
+            .with_context(|| format!("cannot read {arg} from its registry"))
     };
     if let Some(reference) = arg.strip_prefix("docker://") {
         let temp = tempfile::Builder::new()
@@ -386,7 +386,7 @@ fn open(global: &GlobalArgs, args: &ReportArgs, arg: &str) -> anyhow::Result<Ope
         }
     };
     // One platform of an index (the host's unless --platform names another).
-    let (descriptor, _) = super::image_for_platform(&store, &descriptor, args.platform.as_deref())?;
+    let (descriptor, _) = super::image_for_platform(&store, &descriptor, platform)?;
     open_in_store(store, name, &descriptor, None)
 }
 

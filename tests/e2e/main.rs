@@ -30,5 +30,6 @@ mod pullpush;
 mod report;
 mod rootless;
 mod run;
+mod sbom;
 mod store;
 mod support;

@@ -146,7 +146,7 @@ fn refused_in(cmd: &mut Command, code: i32, limit: Duration, needles: &[&str]) -
 }
 
 /// An OCI archive holding an image of `layers`.
-fn oci_archive(dir: &Dir, layers: &[&Blob]) -> PathBuf {
+pub(crate) fn oci_archive(dir: &Dir, layers: &[&Blob]) -> PathBuf {
     let layout = dir.mkdir("layout");
     write_layout(&layout, layers);
     let mut b = ::tar::Builder::new(Vec::new());

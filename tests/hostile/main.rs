@@ -25,6 +25,7 @@ mod network;
 mod owners;
 mod registry;
 mod sandbox;
+mod sbom;
 mod seccomp;
 mod text;
 

@@ -1,0 +1,440 @@
+//! The image's final file system as the package inventory needs it: which layer last wrote
+//! each path, what kind of entry it is, where its links point, and the content of the few
+//! files package databases live in (read while the layers stream, within bounds).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::analyze::take_subtree;
+use crate::scan::{Kind, Walked};
+
+/// The content kept of one database file.
+#[derive(Debug)]
+pub(crate) enum Captured {
+    /// The whole file (or, for a file read only in part, its first bytes).
+    Bytes(Vec<u8>),
+    /// The file is larger than the limit: it was not kept.
+    TooLarge(u64),
+    /// An executable's Go build information: the bytes from [`GO_MAGIC`] on, at most
+    /// [`GO_KEEP`] of them.
+    Go(Vec<u8>),
+}
+
+/// What starts the build information the Go linker writes into every binary.
+pub(crate) const GO_MAGIC: &[u8] = b"\xff Go buildinf:";
+
+/// How much of the build information is kept: the header, the Go version and the module
+/// list.
+const GO_KEEP: usize = 256 * 1024;
+
+/// Looks for Go build information in an executable's content (ELF, PE or Mach-O, told by
+/// the first bytes): the bytes from [`GO_MAGIC`] on, or `None`. Reads the file only up to
+/// the magic (and [`GO_KEEP`] bytes after it).
+fn go_buildinfo(content: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+    let finder = memchr::memmem::Finder::new(GO_MAGIC);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut window: Vec<u8> = Vec::with_capacity(chunk.len() + GO_MAGIC.len());
+    let mut first = true;
+    loop {
+        let n = content.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if first {
+            first = false;
+            let head = &chunk[..n];
+            let executable = head.starts_with(b"\x7fELF")
+                || head.starts_with(b"MZ")
+                || [
+                    [0xfe, 0xed, 0xfa, 0xce],
+                    [0xfe, 0xed, 0xfa, 0xcf],
+                    [0xce, 0xfa, 0xed, 0xfe],
+                    [0xcf, 0xfa, 0xed, 0xfe],
+                ]
+                .iter()
+                .any(|m| head.starts_with(m));
+            if !executable {
+                return Ok(None);
+            }
+        }
+        window.extend_from_slice(&chunk[..n]);
+        if let Some(at) = finder.find(&window) {
+            let mut found = window.split_off(at);
+            if found.len() < GO_KEEP {
+                content
+                    .take((GO_KEEP - found.len()) as u64)
+                    .read_to_end(&mut found)?;
+            }
+            found.truncate(GO_KEEP);
+            return Ok(Some(found));
+        }
+        // Keep the tail that may hold the start of the magic.
+        let from = window.len().saturating_sub(GO_MAGIC.len() - 1);
+        window.drain(..from);
+    }
+}
+
+/// How much of a file of interest to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// The whole file, up to the database limit (past it: [`Captured::TooLarge`]).
+    Whole,
+    /// Its first bytes only (copyright files: the licence fields come first).
+    Head(u64),
+}
+
+/// The first bytes read of a copyright file.
+pub(crate) const COPYRIGHT_HEAD: u64 = 256 * 1024;
+
+/// Whether a path holds package metadata, and how much of it to keep. Database paths are
+/// matched by their tail, so that a database directory moved behind a symbolic link (to a
+/// place inside the image) is still read.
+fn keep(path: &str) -> Option<Keep> {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let parent_name = parent.rsplit_once('/').map_or(parent, |p| p.1);
+    let grand = parent.rsplit_once('/').map_or("", |p| p.0);
+    let grand_name = grand.rsplit_once('/').map_or(grand, |p| p.1);
+    let whole = match name {
+        "status" => parent_name == "dpkg",
+        "installed" => parent.ends_with("apk/db") || parent == "apk/db",
+        "os-release" => path == "etc/os-release" || path == "usr/lib/os-release",
+        "METADATA" | "RECORD" => parent_name.ends_with(".dist-info"),
+        "PKG-INFO" => parent_name.ends_with(".egg-info"),
+        "package.json" => {
+            grand_name == "node_modules"
+                || (grand_name.starts_with('@')
+                    && grand.rsplit_once('/').is_some_and(|(up, _)| {
+                        up == "node_modules" || up.ends_with("/node_modules")
+                    }))
+        }
+        "copyright" => {
+            return (grand == "usr/share/doc").then_some(Keep::Head(COPYRIGHT_HEAD));
+        }
+        _ => {
+            (parent_name == "status.d" && grand_name == "dpkg")
+                || (name.ends_with(".list") && parent_name == "info" && grand_name == "dpkg")
+        }
+    };
+    whole.then_some(Keep::Whole)
+}
+
+/// One change of a layer, as kept for the replay.
+#[derive(Debug)]
+pub(crate) enum FsChange {
+    Whiteout(Box<str>),
+    Opaque(Box<str>),
+    Entry {
+        path: Box<str>,
+        kind: Kind,
+        link: Option<Box<str>>,
+        content: Option<Arc<Captured>>,
+    },
+}
+
+/// What one layer holds, with the database files it writes.
+#[derive(Debug, Default)]
+pub(crate) struct FsLayer {
+    pub changes: Vec<FsChange>,
+}
+
+/// Walks one layer, keeping the content of the package metadata files: a database file
+/// larger than `max_file` is kept as [`Captured::TooLarge`], and a layer whose kept bytes
+/// pass `max_layer_kept` fails with an I/O error of kind `OutOfMemory` naming the file.
+pub(crate) fn collect(
+    item: Walked<'_>,
+    layer: &mut FsLayer,
+    kept: &mut u64,
+    max_file: u64,
+    max_layer_kept: u64,
+) -> io::Result<()> {
+    let change = match item {
+        Walked::Opaque(dir) => FsChange::Opaque(dir),
+        Walked::Whiteout(path) => FsChange::Whiteout(path),
+        Walked::Entry(walked) => {
+            let entry = walked.entry;
+            let wanted = if entry.kind == Kind::File {
+                keep(&entry.path)
+            } else {
+                None
+            };
+            let content = match wanted {
+                // An executable may be a Go binary.
+                None if entry.kind == Kind::File
+                    && entry.mode & 0o111 != 0
+                    && entry.size >= GO_MAGIC.len() as u64 =>
+                {
+                    go_buildinfo(walked.content)?.map(|b| Arc::new(Captured::Go(b)))
+                }
+                None => None,
+                Some(Keep::Whole) if entry.size > max_file => {
+                    Some(Arc::new(Captured::TooLarge(entry.size)))
+                }
+                Some(how) => {
+                    let cap = match how {
+                        Keep::Whole => max_file,
+                        Keep::Head(n) => n.min(max_file),
+                    };
+                    let mut bytes = Vec::with_capacity(entry.size.min(cap) as usize);
+                    walked.content.take(cap + 1).read_to_end(&mut bytes)?;
+                    if bytes.len() as u64 > cap {
+                        if how == Keep::Whole {
+                            // The header lied about the size.
+                            Some(Arc::new(Captured::TooLarge(bytes.len() as u64)))
+                        } else {
+                            bytes.truncate(cap as usize);
+                            Some(Arc::new(Captured::Bytes(bytes)))
+                        }
+                    } else {
+                        Some(Arc::new(Captured::Bytes(bytes)))
+                    }
+                }
+            };
+            if let Some(Captured::Bytes(bytes) | Captured::Go(bytes)) = content.as_deref() {
+                *kept += bytes.len() as u64;
+                if *kept > max_layer_kept {
+                    return Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!(
+                            "package metadata of more than {max_layer_kept} bytes (at {})",
+                            entry.path
+                        ),
+                    ));
+                }
+            }
+            FsChange::Entry {
+                path: entry.path,
+                kind: entry.kind,
+                link: walked.link,
+                content,
+            }
+        }
+    };
+    layer.changes.push(change);
+    Ok(())
+}
+
+/// A path of the final file system.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    /// The layer that last wrote it.
+    pub layer: u32,
+    pub kind: Kind,
+    /// A symbolic link's target.
+    pub link: Option<Box<str>>,
+    pub content: Option<Arc<Captured>>,
+}
+
+/// The final file system, and every version of each database file (dpkg's `status`, apk's
+/// `installed`): the layers that wrote it, bottom to top, for finding the layer that added a
+/// package.
+#[derive(Debug, Default)]
+pub(crate) struct Rootfs {
+    pub nodes: BTreeMap<Box<str>, Node>,
+    pub versions: HashMap<Box<str>, Vec<(u32, Arc<Captured>)>>,
+}
+
+/// Whether a path's versions are kept (the databases that hold many packages).
+fn versioned(path: &str) -> bool {
+    path.ends_with("dpkg/status") || path.ends_with("apk/db/installed")
+}
+
+/// Replays the layers bottom to top.
+pub(crate) fn replay(layers: Vec<FsLayer>) -> Rootfs {
+    let mut fs = Rootfs::default();
+    for (index, layer) in layers.into_iter().enumerate() {
+        let li = index as u32;
+        // Whiteouts apply to the lower layers, wherever they are in the tar.
+        for change in &layer.changes {
+            match change {
+                FsChange::Whiteout(path) => drop(take_subtree(&mut fs.nodes, path, true)),
+                FsChange::Opaque(dir) => drop(take_subtree(&mut fs.nodes, dir, false)),
+                FsChange::Entry { .. } => {}
+            }
+        }
+        for change in layer.changes {
+            let FsChange::Entry {
+                path,
+                kind,
+                link,
+                content,
+            } = change
+            else {
+                continue;
+            };
+            if kind != Kind::Dir {
+                drop(take_subtree(&mut fs.nodes, &path, false));
+            }
+            let node = if kind == Kind::Hardlink {
+                // A hard link is the file it names (written earlier in this tar).
+                let target = crate::scan::normalize(link.as_deref().unwrap_or(""));
+                match fs.nodes.get(target.as_str()) {
+                    Some(t) if t.kind == Kind::File => Node {
+                        layer: li,
+                        kind: Kind::File,
+                        link: None,
+                        content: t.content.clone(),
+                    },
+                    _ => Node {
+                        layer: li,
+                        kind: Kind::File,
+                        link: None,
+                        content: None,
+                    },
+                }
+            } else {
+                Node {
+                    layer: li,
+                    kind,
+                    link,
+                    content,
+                }
+            };
+            if versioned(&path)
+                && let Some(content) = &node.content
+            {
+                fs.versions
+                    .entry(path.clone())
+                    .or_default()
+                    .push((li, content.clone()));
+            }
+            fs.nodes.insert(path, node);
+        }
+    }
+    fs
+}
+
+/// The most symbolic links followed in resolving one path (Linux's limit).
+const MAX_LINKS: usize = 40;
+
+impl Rootfs {
+    /// Resolves `path` (relative to the root, or absolute) inside the image: symbolic links
+    /// are followed with the image as the root, so `..` stops at `/` and an absolute target
+    /// names a path of the image, never one of the machine. The last component is followed
+    /// too when `follow_last`. `None` for a loop or more than [`MAX_LINKS`] links.
+    pub(crate) fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
+        let mut pending: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .rev()
+            .map(str::to_string)
+            .collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(part) = pending.pop() {
+            if part == ".." {
+                done.pop();
+                continue;
+            }
+            done.push(part);
+            let last = pending.is_empty();
+            if last && !follow_last {
+                break;
+            }
+            let here = done.join("/");
+            let Some(node) = self.nodes.get(here.as_str()) else {
+                continue;
+            };
+            if node.kind != Kind::Symlink {
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return None;
+            }
+            let target = node.link.as_deref().unwrap_or("");
+            done.pop();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .rev()
+                    .map(str::to_string),
+            );
+        }
+        Some(done.join("/"))
+    }
+
+    /// The node a path names after resolving its links.
+    pub(crate) fn get(&self, path: &str) -> Option<(String, &Node)> {
+        let real = self.resolve(path, true)?;
+        let node = self.nodes.get(real.as_str())?;
+        Some((real, node))
+    }
+
+    /// The paths directly or indirectly under `dir` (a resolved path), in path order.
+    pub(crate) fn under(&self, dir: &str) -> Vec<(&str, &Node)> {
+        let lo = format!("{dir}/");
+        let hi = format!("{dir}0");
+        self.nodes
+            .range::<str, _>((Bound::Included(lo.as_str()), Bound::Excluded(hi.as_str())))
+            .map(|(k, n)| (&**k, n))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(kind: Kind, link: Option<&str>) -> Node {
+        Node {
+            layer: 0,
+            kind,
+            link: link.map(Into::into),
+            content: None,
+        }
+    }
+
+    #[test]
+    fn links_resolve_inside_the_image() {
+        let mut fs = Rootfs::default();
+        fs.nodes
+            .insert("bin".into(), node(Kind::Symlink, Some("usr/bin")));
+        fs.nodes.insert("usr/bin/ls".into(), node(Kind::File, None));
+        fs.nodes.insert(
+            "var/lib/dpkg".into(),
+            node(Kind::Symlink, Some("../../../../../etc")),
+        );
+        fs.nodes
+            .insert("loop".into(), node(Kind::Symlink, Some("loop")));
+        assert_eq!(fs.resolve("/bin/ls", true).as_deref(), Some("usr/bin/ls"));
+        assert_eq!(
+            fs.resolve("var/lib/dpkg/status", true).as_deref(),
+            Some("etc/status")
+        );
+        assert_eq!(fs.resolve("bin", false).as_deref(), Some("bin"));
+        assert_eq!(fs.resolve("loop/x", true), None);
+    }
+
+    #[test]
+    fn metadata_paths_are_recognised() {
+        assert_eq!(keep("var/lib/dpkg/status"), Some(Keep::Whole));
+        assert_eq!(keep("var/lib/dpkg/status.d/base"), Some(Keep::Whole));
+        assert_eq!(keep("var/lib/dpkg/info/jq.list"), Some(Keep::Whole));
+        assert_eq!(keep("var/lib/dpkg/info/jq.md5sums"), None);
+        assert_eq!(keep("lib/apk/db/installed"), Some(Keep::Whole));
+        assert_eq!(
+            keep("usr/share/doc/jq/copyright"),
+            Some(Keep::Head(COPYRIGHT_HEAD))
+        );
+        assert_eq!(
+            keep("usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA"),
+            Some(Keep::Whole)
+        );
+        assert_eq!(
+            keep("app/node_modules/left-pad/package.json"),
+            Some(Keep::Whole)
+        );
+        assert_eq!(
+            keep("app/node_modules/@types/node/package.json"),
+            Some(Keep::Whole)
+        );
+        assert_eq!(keep("app/package.json"), None);
+        assert_eq!(keep("app/node_modules/x/lib/package.json"), None);
+    }
+}

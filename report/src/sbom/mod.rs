@@ -1,0 +1,596 @@
+//! The package inventory of an image (`rbuild sbom`): what its package databases say is
+//! installed, read from the image's final file system without running anything in it.
+//!
+//! The layers are streamed once, in parallel, as for the size analysis; only the files that
+//! hold package metadata are kept, within [`SbomOptions`]' bounds, and the final file system
+//! is replayed from the layers (whiteouts and opaque directories included) keeping which layer
+//! last wrote each path. Symbolic links are followed with the image as the root: `..` stops at
+//! `/` and an absolute target names a path of the image, so nothing outside it is ever read
+//! (nothing is read from disk at all: only the layer streams).
+//!
+//! What is read:
+//!
+//! - dpkg (Debian, Ubuntu): `var/lib/dpkg/status` and `var/lib/dpkg/status.d/*` (distroless),
+//!   packages whose `Status` is `install ok installed`; their files from
+//!   `var/lib/dpkg/info/NAME.list` (or `NAME:ARCH.list`); their licences from the `License:`
+//!   fields of `usr/share/doc/NAME/copyright` when it is machine-readable (DEP-5);
+//! - apk (Alpine): `lib/apk/db/installed` (`P:`, `V:`, `A:`, `L:`, `o:`, `F:`/`R:`);
+//! - Python: `*.dist-info/METADATA` with `RECORD`, and `*.egg-info/PKG-INFO`;
+//! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`;
+//! - Go: the build information (`\xff Go buildinf:`, Go 1.18 and later) of executables: the
+//!   main module and its dependencies, each a package owned by the binary.
+//!
+//! Each package records the layer that added it: for a database holding many packages (dpkg's
+//! `status`, apk's `installed`) the lowest layer from which every later version of the
+//! database still lists the package as it is at the top; for a file per package, the layer
+//! that wrote the file. The layer's history entry gives its instruction and Dockerfile line.
+//! Regular files that no package lists are counted as unowned.
+//!
+//! [`render`] writes the inventory as a table, as SPDX 2.3 JSON and as CycloneDX 1.5 JSON,
+//! deterministically: sorted, and dated by the image's `created` time.
+
+use std::collections::{BTreeSet, HashSet};
+use std::hash::Hash;
+
+use serde::Serialize;
+
+use crate::ImageInput;
+use crate::analyze::{
+    AnalyzeError, dockerfile_line, image_info, instruction, parse_image, read_layers,
+};
+use crate::model::ImageInfo;
+use crate::scan::{self, Kind, Limits};
+
+mod apk;
+mod dpkg;
+mod fs;
+mod lang;
+pub mod license;
+pub mod render;
+
+/// Why an inventory could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    /// The image's manifest, config or a layer could not be read (or a layer held more
+    /// package metadata than allowed).
+    #[error(transparent)]
+    Image(#[from] AnalyzeError),
+    /// A package database file is larger than [`SbomOptions::max_database_bytes`].
+    #[error("/{path} (written by {layer}) is {bytes} bytes, more than the {limit} allowed")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The layer that wrote it.
+        layer: String,
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The image lists more packages than [`SbomOptions::max_packages`].
+    #[error("/{path} (written by {layer}) takes the image past {limit} packages")]
+    TooManyPackages {
+        /// The database file where the limit was passed.
+        path: String,
+        /// The layer that wrote it.
+        layer: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A package database entry is malformed.
+    #[error("/{path} (written by {layer}), line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The layer that wrote it.
+        layer: String,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The bounds of an inventory; the inputs are untrusted.
+#[derive(Debug, Clone)]
+pub struct SbomOptions {
+    /// Worker threads for reading layers (0: one per CPU).
+    pub threads: usize,
+    /// What one layer may hold.
+    pub limits: Limits,
+    /// The largest package database file read (dpkg's `status`, a `.list`, apk's
+    /// `installed`, a `METADATA`, a `package.json`); a larger one in the final file system is
+    /// an error naming it and its layer.
+    pub max_database_bytes: u64,
+    /// The most bytes of package metadata kept from one layer.
+    pub max_layer_metadata_bytes: u64,
+    /// The most packages in one image.
+    pub max_packages: usize,
+    /// How many unowned files to list (all are counted).
+    pub unowned_listed: usize,
+}
+
+impl Default for SbomOptions {
+    fn default() -> SbomOptions {
+        SbomOptions {
+            threads: 0,
+            limits: Limits::default(),
+            max_database_bytes: 32 << 20,
+            max_layer_metadata_bytes: 512 << 20,
+            max_packages: 100_000,
+            unowned_listed: 100,
+        }
+    }
+}
+
+/// Which package manager a package comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ecosystem {
+    /// dpkg (Debian, Ubuntu).
+    Deb,
+    /// apk (Alpine).
+    Apk,
+    /// Python distributions.
+    Python,
+    /// npm packages.
+    Npm,
+    /// Go modules (from a Go binary's build information).
+    Go,
+}
+
+impl Ecosystem {
+    /// The short name (`deb`, `apk`, `python`, `npm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Ecosystem::Deb => "deb",
+            Ecosystem::Apk => "apk",
+            Ecosystem::Python => "python",
+            Ecosystem::Npm => "npm",
+            Ecosystem::Go => "go",
+        }
+    }
+}
+
+/// One installed package.
+#[derive(Debug, Clone, Serialize)]
+pub struct Package {
+    /// Where it comes from.
+    pub ecosystem: Ecosystem,
+    /// Its name.
+    pub name: String,
+    /// Its version, as the database gives it.
+    pub version: String,
+    /// Its architecture (dpkg, apk).
+    pub architecture: Option<String>,
+    /// The source package (dpkg's `Source`, apk's origin) when it differs from the name; for
+    /// a Go module, the Go version of the binary.
+    pub source: Option<String>,
+    /// Its package URL.
+    pub purl: String,
+    /// The licences it declares, as written (sorted, distinct).
+    pub licenses: Vec<String>,
+    /// The paths it owns, absolute, as its database lists them (sorted).
+    pub files: Vec<String>,
+    /// The database file (or entry) it was read from, absolute.
+    pub database: String,
+    /// The layer that added it (bottom = 0).
+    pub layer: usize,
+}
+
+/// A layer of the image, as its history tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// Position, bottom = 0.
+    pub index: usize,
+    /// The blob digest.
+    pub digest: Option<String>,
+    /// The instruction that made it (from the history's `created_by`).
+    pub instruction: Option<String>,
+    /// The Dockerfile line (from the history's `comment` or `created_by`).
+    pub dockerfile_line: Option<u32>,
+}
+
+/// The distribution `/etc/os-release` names.
+#[derive(Debug, Clone, Serialize)]
+pub struct Distro {
+    /// `ID`.
+    pub id: String,
+    /// `VERSION_ID`.
+    pub version_id: Option<String>,
+    /// `PRETTY_NAME`.
+    pub pretty_name: Option<String>,
+}
+
+/// The inventory of an image: what `rbuild sbom --format json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    /// The image.
+    pub image: ImageInfo,
+    /// Its distribution, when it has an os-release.
+    pub distro: Option<Distro>,
+    /// Its layers.
+    pub layers: Vec<LayerInfo>,
+    /// The packages, sorted by ecosystem, name, version, architecture and database.
+    pub packages: Vec<Package>,
+    /// Regular files in the final file system.
+    pub files: u64,
+    /// Regular files no package lists.
+    pub unowned_files: u64,
+    /// The first of them (up to [`SbomOptions::unowned_listed`]), absolute, in path order.
+    pub unowned: Vec<String>,
+}
+
+impl Inventory {
+    /// The layer a package was added by.
+    pub fn layer(&self, package: &Package) -> Option<&LayerInfo> {
+        self.layers.get(package.layer)
+    }
+}
+
+/// What the readers of package databases share.
+pub(crate) struct Ctx<'a> {
+    pub fs: &'a fs::Rootfs,
+    pub layers: &'a [LayerInfo],
+    pub distro: Option<&'a Distro>,
+    pub options: &'a SbomOptions,
+}
+
+impl Ctx<'_> {
+    /// A layer for messages: `layer 3 (sha256:...)`.
+    pub(crate) fn layer_name(&self, layer: u32) -> String {
+        match self
+            .layers
+            .get(layer as usize)
+            .and_then(|l| l.digest.as_deref())
+        {
+            Some(digest) => format!("layer {layer} ({digest})"),
+            None => format!("layer {layer}"),
+        }
+    }
+
+    /// The content of a database file of the final file system (`real`: a resolved path),
+    /// or `None` when it is missing or not a regular file; a file past the limit is an error.
+    pub(crate) fn read(&self, real: &str) -> Result<Option<(&[u8], u32)>, SbomError> {
+        let Some(node) = self.fs.nodes.get(real) else {
+            return Ok(None);
+        };
+        if node.kind != Kind::File {
+            return Ok(None);
+        }
+        match node.content.as_deref() {
+            Some(fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes)) => {
+                Ok(Some((bytes, node.layer)))
+            }
+            Some(fs::Captured::TooLarge(bytes)) => Err(SbomError::TooLarge {
+                path: real.to_string(),
+                layer: self.layer_name(node.layer),
+                bytes: *bytes,
+                limit: self.options.max_database_bytes,
+            }),
+            None => {
+                tracing::warn!(
+                    "/{real} (written by {}) is not at a place package databases are read from: skipped",
+                    self.layer_name(node.layer)
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every version of a database file holding many packages, bottom to top, as the set of
+    /// package keys `parse` finds in it (`None`: a version too large to have been kept).
+    pub(crate) fn versions<K: Hash + Eq>(
+        &self,
+        real: &str,
+        parse: impl Fn(&str) -> HashSet<K>,
+    ) -> Vec<(u32, Option<HashSet<K>>)> {
+        let Some(versions) = self.fs.versions.get(real) else {
+            return Vec::new();
+        };
+        versions
+            .iter()
+            .map(|(li, content)| match &**content {
+                fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes) => {
+                    (*li, Some(parse(&String::from_utf8_lossy(bytes))))
+                }
+                fs::Captured::TooLarge(_) => (*li, None),
+            })
+            .collect()
+    }
+}
+
+/// The layer that added a package of a database file holding many packages: the lowest
+/// layer from which every version of the file up to `top` (the final one's layer) lists it.
+pub(crate) fn added_by<K: Hash + Eq>(
+    versions: &[(u32, Option<HashSet<K>>)],
+    top: u32,
+    key: &K,
+) -> u32 {
+    let mut layer = top;
+    for (li, keys) in versions.iter().rev() {
+        if *li > top {
+            continue;
+        }
+        match keys {
+            Some(keys) if keys.contains(key) => layer = *li,
+            _ => break,
+        }
+    }
+    layer
+}
+
+/// Lines of a control file (dpkg's status, Python's METADATA) as paragraphs of fields:
+/// `(first line, [(field, value)])`; continuation lines (starting with a space or a tab) are
+/// joined to the field's value with a newline. Lines before the first field of a paragraph
+/// that are not fields are reported as (line, text) in the error list.
+pub(crate) fn paragraphs(text: &str) -> Vec<(usize, Vec<(String, String)>)> {
+    let mut out: Vec<(usize, Vec<(String, String)>)> = Vec::new();
+    let mut current: Option<(usize, Vec<(String, String)>)> = None;
+    for (at, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            if let Some(p) = current.take() {
+                out.push(p);
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, fields)) = current.as_mut()
+                && let Some((_, value)) = fields.last_mut()
+            {
+                value.push('\n');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f.trim().to_string(), v.trim().to_string()),
+            None => (line.trim().to_string(), String::new()),
+        };
+        current
+            .get_or_insert_with(|| (at + 1, Vec::new()))
+            .1
+            .push((field, value));
+    }
+    if let Some(p) = current {
+        out.push(p);
+    }
+    out
+}
+
+/// The value of a field in a paragraph (field names compare without case).
+pub(crate) fn field<'p>(fields: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    fields
+        .iter()
+        .find(|(f, _)| f.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Percent-encodes a package URL component: everything but ASCII letters, digits and
+/// `.-_~` (and `/` when `slash`).
+pub(crate) fn purl_encode(text: &str, slash: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-~".contains(&b) || (slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Joins a path a database lists (absolute, or relative to `base`) to a path of the image:
+/// `..` is resolved lexically. `None` when it would climb above the root (a relative path:
+/// above the first component of `base`), or when nothing is left.
+pub(crate) fn join_listed(base: &str, listed: &str) -> Option<String> {
+    let mut parts: Vec<&str> = if listed.starts_with('/') {
+        Vec::new()
+    } else {
+        base.split('/').filter(|c| !c.is_empty()).collect()
+    };
+    let floor = parts.len().min(if listed.starts_with('/') { 0 } else { 1 });
+    for part in listed.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.len() <= floor {
+                    return None;
+                }
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+/// Makes the inventory of an image.
+pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Inventory, SbomError> {
+    let (manifest, config) = parse_image(&image)?;
+    let count = manifest.layers.len();
+    let walked = read_layers(&image, &manifest, options.threads, |digest, reader| {
+        let mut layer = fs::FsLayer::default();
+        let mut kept = 0u64;
+        scan::walk_layer(
+            reader,
+            digest,
+            &options.limits,
+            |tar| image.layers.check(tar),
+            |item| {
+                fs::collect(
+                    item,
+                    &mut layer,
+                    &mut kept,
+                    options.max_database_bytes,
+                    options.max_layer_metadata_bytes,
+                )
+            },
+        )?;
+        Ok(layer)
+    })?;
+    let rootfs = fs::replay(walked);
+
+    let history: Vec<_> = config.history.iter().filter(|h| !h.empty_layer).collect();
+    let layers: Vec<LayerInfo> = (0..count)
+        .map(|index| {
+            let h = history.get(index);
+            let created_by = h.and_then(|h| h.created_by.as_deref());
+            let comment = h.and_then(|h| h.comment.as_deref());
+            LayerInfo {
+                index,
+                digest: manifest.layers[index].digest.clone(),
+                instruction: created_by.map(instruction),
+                dockerfile_line: comment
+                    .and_then(dockerfile_line)
+                    .or_else(|| created_by.and_then(dockerfile_line)),
+            }
+        })
+        .collect();
+    let distro = os_release(&rootfs);
+    let ctx = Ctx {
+        fs: &rootfs,
+        layers: &layers,
+        distro: distro.as_ref(),
+        options,
+    };
+    let mut packages = Vec::new();
+    dpkg::read(&ctx, &mut packages)?;
+    apk::read(&ctx, &mut packages)?;
+    lang::python(&ctx, &mut packages)?;
+    lang::npm(&ctx, &mut packages)?;
+    lang::go(&ctx, &mut packages)?;
+    packages.sort_by(|a, b| {
+        (
+            a.ecosystem,
+            &a.name,
+            &a.version,
+            &a.architecture,
+            &a.database,
+        )
+            .cmp(&(
+                b.ecosystem,
+                &b.name,
+                &b.version,
+                &b.architecture,
+                &b.database,
+            ))
+    });
+
+    // Files no package lists; a listed path through a linked directory (`/bin/ls` on a
+    // merged /usr) counts for the file it names.
+    let mut owned: HashSet<String> = HashSet::new();
+    for package in &packages {
+        for file in &package.files {
+            let real = rootfs
+                .resolve(file, false)
+                .unwrap_or_else(|| file.trim_start_matches('/').to_string());
+            owned.insert(real);
+        }
+    }
+    let mut files = 0u64;
+    let mut unowned_files = 0u64;
+    let mut unowned = Vec::new();
+    for (path, node) in &rootfs.nodes {
+        if node.kind != Kind::File {
+            continue;
+        }
+        files += 1;
+        if !owned.contains(&**path) {
+            unowned_files += 1;
+            if unowned.len() < options.unowned_listed {
+                unowned.push(format!("/{path}"));
+            }
+        }
+    }
+    Ok(Inventory {
+        image: image_info(&image, &config),
+        distro,
+        layers,
+        packages,
+        files,
+        unowned_files,
+        unowned,
+    })
+}
+
+/// The distribution from `etc/os-release` (or `usr/lib/os-release`).
+fn os_release(fs: &fs::Rootfs) -> Option<Distro> {
+    let text = ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| {
+            let (_, node) = fs.get(p)?;
+            match node.content.as_deref()? {
+                fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes) => {
+                    Some(String::from_utf8_lossy(bytes).into_owned())
+                }
+                fs::Captured::TooLarge(_) => None,
+            }
+        })?;
+    let mut id = None;
+    let mut version_id = None;
+    let mut pretty_name = None;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value
+            .trim()
+            .trim_matches('"')
+            .trim_matches('\'')
+            .to_string();
+        match key.trim() {
+            "ID" => id = Some(value),
+            "VERSION_ID" => version_id = Some(value),
+            "PRETTY_NAME" => pretty_name = Some(value),
+            _ => {}
+        }
+    }
+    Some(Distro {
+        id: id?,
+        version_id,
+        pretty_name,
+    })
+}
+
+/// Distinct, sorted.
+pub(crate) fn distinct(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    items
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_paths_stay_in_the_image() {
+        assert_eq!(
+            join_listed("", "/usr/bin/jq").as_deref(),
+            Some("usr/bin/jq")
+        );
+        assert_eq!(
+            join_listed("usr/lib/python3/dist-packages", "../../../bin/x").as_deref(),
+            Some("usr/bin/x")
+        );
+        assert_eq!(join_listed("", "/../../etc/passwd"), None);
+        assert_eq!(join_listed("a/b", "../../../etc/passwd"), None);
+        assert_eq!(join_listed("", "/."), None);
+    }
+
+    #[test]
+    fn control_paragraphs() {
+        let text = "Package: a\nDescription: x\n more\n\nPackage: b\n";
+        let p = paragraphs(text);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].0, 5);
+        assert_eq!(field(&p[0].1, "description"), Some("x\nmore"));
+        assert_eq!(purl_encode("1:2.0+b1", false), "1%3A2.0%2Bb1");
+    }
+}
