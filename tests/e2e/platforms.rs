@@ -50,12 +50,7 @@ fn import_busybox(env: &BuildEnv, busybox: &str, platform: &str, name: &str) {
 }
 
 fn emulated_run_steps_run_the_foreign_binaries(rootless: bool) {
-    let env = if rootless {
-        BuildEnv::rootless()
-    } else {
-        BuildEnv::new()
-    };
-    register_arm64(&env.root);
+    let env = env_for(rootless);
     import_arm64_base(&env);
     env.dockerfile(&format!(
         "FROM {ARM64_BASE}\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDARCH\nRUN echo \"$(uname -m) $TARGETPLATFORM $TARGETARCH [$TARGETVARIANT] $BUILDARCH\" > /machine\n"
@@ -97,8 +92,7 @@ as_root_and_rootless!(emulated_run_steps_run_the_foreign_binaries);
 
 #[test]
 fn binfmt_status_lists_the_emulators_and_a_missing_one_is_named() {
-    let env = BuildEnv::new();
-    register_arm64(&env.root);
+    let env = env_for(false);
     let out = ok(env.rbuild().args(["system", "binfmt", "--format", "json"]));
     let list: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
     let status = |platform: &str| -> String {
@@ -138,13 +132,20 @@ COPY --from=build /common /out /
 RUN uname -m > /machine
 ";
 
-fn multi_platform_builds_make_an_index_and_share_the_build_stage(rootless: bool) {
+/// A store (as root, or as the rootless user), with the arm64 emulator registered.
+fn env_for(rootless: bool) -> BuildEnv {
     let env = if rootless {
         BuildEnv::rootless()
     } else {
         BuildEnv::new()
     };
     register_arm64(&env.root);
+    env
+}
+
+/// [`env_for`] with both busybox bases and the [`CROSS`] Dockerfile.
+fn cross_env(rootless: bool) -> BuildEnv {
+    let env = env_for(rootless);
     import_busybox(
         &env,
         ARM64_BUSYBOX,
@@ -158,6 +159,11 @@ fn multi_platform_builds_make_an_index_and_share_the_build_stage(rootless: bool)
         "localhost/busybox-amd64",
     );
     env.dockerfile(CROSS);
+    env
+}
+
+fn multi_platform_builds_make_an_index_and_share_the_build_stage(rootless: bool) {
+    let env = cross_env(rootless);
     let built = env.build(&["-t", "localhost/multi:1", "--platform", "linux/amd64,arm64"]);
     // The build-platform stage's common step ran once: the other platform took its record.
     let common = "RUN /bin/sh -c echo compiled > /common";
@@ -300,21 +306,7 @@ as_root_and_rootless!(multi_platform_builds_make_an_index_and_share_the_build_st
 #[test]
 fn a_multi_platform_push_is_an_index_every_tool_reads() {
     let registry = rbuild_test_support::Registry::start();
-    let env = BuildEnv::new();
-    register_arm64(&env.root);
-    import_busybox(
-        &env,
-        ARM64_BUSYBOX,
-        "linux/arm64",
-        "localhost/busybox-arm64",
-    );
-    import_busybox(
-        &env,
-        "/bin/busybox",
-        "linux/amd64",
-        "localhost/busybox-amd64",
-    );
-    env.dockerfile(CROSS);
+    let env = cross_env(false);
     let name = format!("{}/multi:1", registry.host());
     let metadata = env.dir.join("metadata.json");
     let built = env.build(&[
@@ -382,8 +374,7 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
     }
     // A store that names one platform of a registry image: a multi-platform build from it
     // pulls the other platform for its stage, and the name keeps naming what it named.
-    let fresh = BuildEnv::new();
-    register_arm64(&fresh.root);
+    let fresh = env_for(false);
     ok(fresh
         .rbuild()
         .args(["pull", "--platform", "linux/amd64", &name]));
@@ -461,12 +452,7 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
 /// A Debian arm64 minbase (debootstrapped through the emulator) installs a package with apt
 /// in an emulated RUN step, and the image runs through the emulator too.
 fn debian_arm64_installs_packages_through_emulation(rootless: bool) {
-    let env = if rootless {
-        BuildEnv::rootless()
-    } else {
-        BuildEnv::new()
-    };
-    register_arm64(&env.root);
+    let env = env_for(rootless);
     let registry = rbuild_test_support::Registry::start();
     rbuild_test_support::DebianBase::bookworm_arm64().push(&registry, "debian:bookworm-arm64");
     env.dockerfile(&format!(
