@@ -218,6 +218,24 @@ pub(crate) fn make_mount_tree_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Installs the seccomp filter `prog` on the calling thread (`seccomp(2)`,
 /// `SECCOMP_SET_MODE_FILTER`). The caller has set no_new_privs.
 pub(crate) fn install_seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
+    set_seccomp_filter(prog, 0).map(|_| ())
+}
+
+/// Installs the seccomp filter `prog` with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns
+/// its listener: the calls the filter answers with `SECCOMP_RET_USER_NOTIF` wait until a
+/// supervisor reading the listener answers them. The caller has set no_new_privs (or holds
+/// `CAP_SYS_ADMIN` in its user namespace).
+pub(crate) fn install_seccomp_listener(prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    let fd = set_seccomp_filter(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_uint)?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: with NEW_LISTENER the result is the listener the kernel just created for this
+    // process (close-on-exec); it is owned here and by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`: the syscall's result (0, or the listener
+/// with `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+fn set_seccomp_filter(prog: &[libc::sock_filter], flags: libc::c_uint) -> io::Result<i64> {
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
     let len =
         u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -232,45 +250,14 @@ pub(crate) fn install_seccomp_filter(prog: &[libc::sock_filter]) -> io::Result<(
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_uint,
+            flags,
             &fprog as *const libc::sock_fprog,
         )
     };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
-}
-
-/// Installs the seccomp filter `prog` with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns
-/// its listener: the calls the filter answers with `SECCOMP_RET_USER_NOTIF` wait until a
-/// supervisor reading the listener answers them. The caller has set no_new_privs (or holds
-/// `CAP_SYS_ADMIN` in its user namespace).
-pub(crate) fn install_seccomp_listener(prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
-    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
-    let len =
-        u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let fprog = libc::sock_fprog {
-        len,
-        filter: prog.as_ptr().cast_mut(),
-    };
-    // SAFETY: as in `install_seccomp_filter`: the kernel only reads `fprog` and the program
-    // it points at, both live for the call. With NEW_LISTENER the result is a new file
-    // descriptor (close-on-exec) that nothing else owns.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_uint,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `r` is the listener the kernel just created for this process; it is owned here
-    // and by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+    Ok(r)
 }
 
 /// Waits for the next notification on a seccomp listener (`SECCOMP_IOCTL_NOTIF_RECV`).
