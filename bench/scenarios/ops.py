@@ -21,6 +21,7 @@ Fairness rules, kept by the hooks:
 
 import os
 import random
+import shlex
 import shutil
 import socket
 import subprocess
@@ -598,7 +599,7 @@ class _Multi(Op):
         if b.name == "rbuild":
             return [b.bin, "--root", b.root, "build", "--platform", ",".join(PLATFORMS), "-t",
                     tag, self.dir]
-        builds = [" ".join(b.command(tag, self.dir)[:-1] + ["--platform", p, self.dir])
+        builds = [shlex.join(b.command(tag, self.dir)[:-1] + ["--platform", p, self.dir])
                   for p in PLATFORMS]
         return ["sh", "-c", " && ".join(builds)]
 

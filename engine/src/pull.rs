@@ -202,8 +202,9 @@ pub fn pull_image_as(
 }
 
 /// Pulls every platform of `name` (`rbuild pull --all-platforms`): for an index, each image
-/// it lists, then the index itself, which the store names; an image of one platform is
-/// pulled as [`pull_image_with`] pulls it.
+/// it lists (through the registry's mirrors, as [`pull_image_with`]), then the index itself
+/// (read from the registry, not its mirrors), which the store names; an image of one platform
+/// is pulled as [`pull_image_with`] pulls it.
 pub fn pull_all_platforms(
     store: &rbuild_cache::Store,
     name: &str,
