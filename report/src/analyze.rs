@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::findings;
 use crate::model::*;
+use crate::packages::PackageIndex;
+use crate::sbom::{self, CollectedLayer, Collector, Inventory, Owners, SbomOptions};
 use crate::scan::{self, Change, Kind, LayerScan, Limits, ScanError};
 
 /// Why an image could not be analysed.
@@ -121,6 +123,9 @@ pub struct Options {
     pub min_finding_bytes: u64,
     /// What one layer may hold; past it the analysis fails naming the layer.
     pub limits: Limits,
+    /// Also read the package databases (as `rbuild sbom` does, in the same walk of the
+    /// layers) and count the final bytes by package.
+    pub packages: bool,
 }
 
 impl Default for Options {
@@ -130,6 +135,7 @@ impl Default for Options {
             threads: 0,
             min_finding_bytes: 64 * 1024,
             limits: Limits::default(),
+            packages: true,
         }
     }
 }
@@ -183,6 +189,9 @@ pub struct Analysis {
     pub report: Report,
     /// The final file system: path -> (kind, size, layer, content hash).
     pub(crate) files: BTreeMap<Box<str>, Node>,
+    /// Every package with the final bytes it owns (the report lists the largest only);
+    /// empty when packages were not read.
+    pub(crate) packages: Vec<PackageSize>,
 }
 
 impl Analysis {
@@ -437,12 +446,50 @@ pub(crate) fn read_layers<T: Send>(
 /// computes the report.
 pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, AnalyzeError> {
     let (manifest, config) = parse_image(&image)?;
-    let scans = read_layers(&image, &manifest, options.threads, |digest, reader| {
-        scan::scan_layer_with(reader, digest, &options.limits, |tar| {
-            image.layers.check(tar)
-        })
+    let sbom_options = SbomOptions {
+        threads: options.threads,
+        limits: options.limits,
+        ..SbomOptions::default()
+    };
+    let read = read_layers(&image, &manifest, options.threads, |digest, reader| {
+        let mut changes = Vec::new();
+        let mut collector = options.packages.then(|| Collector::new(&sbom_options));
+        let (compressed_bytes, tar_bytes) = scan::walk_layer(
+            reader,
+            digest,
+            &options.limits,
+            |tar| image.layers.check(tar),
+            |item| match collector.as_mut() {
+                Some(collector) => scan::record(
+                    item,
+                    &mut changes,
+                    Some(&mut |walked| collector.visit(walked)),
+                ),
+                None => scan::record(item, &mut changes, None),
+            },
+        )?;
+        let scan = LayerScan {
+            changes,
+            compressed_bytes,
+            tar_bytes,
+        };
+        Ok((scan, collector.map(Collector::finish)))
     })?;
-    Ok(build(image, options, &manifest, &config, &scans))
+    let (scans, collected): (Vec<LayerScan>, Vec<Option<CollectedLayer>>) =
+        read.into_iter().unzip();
+    let inventory = match collected.into_iter().collect::<Option<Vec<_>>>() {
+        Some(layers) => {
+            match sbom::from_layers(&image, &manifest, &config, layers, &sbom_options) {
+                Ok(found) => Some(found),
+                Err(error) => {
+                    tracing::warn!("{}: packages not counted: {error}", image.name);
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Ok(build(image, options, &manifest, &config, &scans, inventory))
 }
 
 fn build(
@@ -451,6 +498,7 @@ fn build(
     manifest: &Manifest,
     config: &Config,
     scans: &[LayerScan],
+    inventory: Option<(Inventory, Owners)>,
 ) -> Analysis {
     // History entries that made layers, in order.
     let layer_history: Vec<&History> = config.history.iter().filter(|h| !h.empty_layer).collect();
@@ -724,6 +772,8 @@ fn build(
             .map(|l| l.uncompressed_bytes)
             .sum(),
     };
+    let packages =
+        inventory.map(|(inventory, owners)| PackageIndex::new(inventory, owners, &state, &layers));
     let findings = findings::find(&findings::Inputs {
         layers: &layers,
         scans,
@@ -732,6 +782,7 @@ fn build(
         duplicates: &duplicates,
         final_bytes,
         options,
+        packages: packages.as_ref(),
     });
     duplicates.truncate(options.top);
     let report = Report {
@@ -744,10 +795,14 @@ fn build(
         largest_dirs,
         duplicates,
         findings,
+        packages: packages
+            .as_ref()
+            .map(|p| p.section(final_bytes, options.top)),
     };
     Analysis {
         report,
         files: state,
+        packages: packages.map(|p| p.sizes).unwrap_or_default(),
     }
 }
 

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::analyze::Analysis;
-use crate::diff::{Diff, Status};
+use crate::diff::{Diff, PackageStatus, Status};
 use crate::findings::shorten;
-use crate::model::Report;
+use crate::model::{PackageSize, Report};
 use crate::scan::Kind;
 
 use rbuild_options::size::image as human;
@@ -153,6 +153,26 @@ pub fn text(report: &Report) -> String {
             );
         }
     }
+    if let Some(p) = &report.packages {
+        let _ = writeln!(
+            out,
+            "\nPackages ({} in {} packages; {} in {} files owned by no package)",
+            human(p.owned_bytes),
+            p.count,
+            human(p.unowned_bytes),
+            p.unowned_files
+        );
+        for package in &p.largest {
+            let _ = writeln!(
+                out,
+                "  {:>9}  {} {}  {}",
+                human(package.bytes),
+                package.name,
+                package.version,
+                added_by(package)
+            );
+        }
+    }
     out.push_str("\nFindings\n");
     if report.findings.is_empty() {
         out.push_str("  none\n");
@@ -174,6 +194,19 @@ pub fn text(report: &Report) -> String {
         }
     }
     out
+}
+
+/// Where a package comes from: "from `RUN apt-get install clang` (line 7, layer 2)".
+fn added_by(package: &PackageSize) -> String {
+    match (&package.instruction, package.dockerfile_line) {
+        (Some(i), Some(line)) => format!(
+            "from `{}` (line {line}, layer {})",
+            shorten(i, 60),
+            package.layer
+        ),
+        (Some(i), None) => format!("from `{}` (layer {})", shorten(i, 60), package.layer),
+        (None, _) => format!("from layer {}", package.layer),
+    }
 }
 
 fn table(out: &mut String, rows: &[[String; 10]], right: &[bool; 10]) {
@@ -272,6 +305,31 @@ pub fn diff_text(diff: &Diff) -> String {
             human(d.old_bytes),
             human(d.new_bytes)
         );
+    }
+    if !diff.packages.is_empty() {
+        out.push_str("\nPackages\n");
+        for p in &diff.packages {
+            let (mark, versions) = match p.status {
+                PackageStatus::Added => ("+", p.new_version.clone().unwrap_or_default()),
+                PackageStatus::Removed => ("-", p.old_version.clone().unwrap_or_default()),
+                PackageStatus::Upgraded | PackageStatus::Resized => (
+                    "~",
+                    format!(
+                        "{} -> {}",
+                        p.old_version.as_deref().unwrap_or_default(),
+                        p.new_version.as_deref().unwrap_or_default()
+                    ),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {:>10}  {} {versions}  ({} -> {})",
+                signed(p.delta),
+                p.name,
+                human(p.old_bytes),
+                human(p.new_bytes)
+            );
+        }
     }
     out.push_str("\nFiles\n");
     for p in &diff.paths {
@@ -491,6 +549,27 @@ pub fn html(analysis: &Analysis) -> String {
                 escape(&f.message),
                 escape(&f.fix),
                 escape(&f.paths.join(", ")),
+            );
+        }
+        body.push_str("</table>");
+    }
+    if let Some(p) = &report.packages {
+        let _ = write!(
+            body,
+            "<h2>Packages</h2><p>{} in {} packages; {} in {} files owned by no package.</p><table class=\"list\">",
+            human(p.owned_bytes),
+            p.count,
+            human(p.unowned_bytes),
+            p.unowned_files
+        );
+        for package in &p.largest {
+            let _ = write!(
+                body,
+                "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                human(package.bytes),
+                escape(&package.name),
+                escape(&package.version),
+                escape(&added_by(package)),
             );
         }
         body.push_str("</table>");
