@@ -192,6 +192,8 @@ pub struct Analysis {
     /// Every package with the final bytes it owns (the report lists the largest only);
     /// empty when packages were not read.
     pub(crate) packages: Vec<PackageSize>,
+    /// The package (index in `packages`) that owns each listed path.
+    pub(crate) owners: Owners,
 }
 
 impl Analysis {
@@ -802,6 +804,10 @@ fn build(
     Analysis {
         report,
         files: state,
+        owners: packages
+            .as_ref()
+            .map(|p| p.owners.clone())
+            .unwrap_or_default(),
         packages: packages.map(|p| p.sizes).unwrap_or_default(),
     }
 }

@@ -153,7 +153,7 @@ pub fn text(report: &Report) -> String {
             );
         }
     }
-    if let Some(p) = &report.packages {
+    if let Some(p) = report.packages.as_ref().filter(|p| p.count > 0) {
         let _ = writeln!(
             out,
             "\nPackages ({} in {} packages; {} in {} files owned by no package)",
@@ -357,6 +357,10 @@ struct TreeNode {
     layer: u32,
     /// Directories: bytes per layer.
     by_layer: HashMap<u32, u64>,
+    /// Files: the owning package (-1: none). Directories: unused.
+    package: i64,
+    /// Directories: bytes per owning package (-1: none).
+    by_package: HashMap<i64, u64>,
     children: HashMap<String, usize>,
     file: bool,
 }
@@ -368,6 +372,8 @@ impl Tree {
             size: 0,
             layer: 0,
             by_layer: HashMap::new(),
+            package: -1,
+            by_package: HashMap::new(),
             children: HashMap::new(),
             file: false,
         }];
@@ -377,9 +383,11 @@ impl Tree {
             }
             let mut at = 0;
             let parts: Vec<&str> = path.split('/').collect();
+            let package = analysis.owners.get(&**path).map_or(-1, |&i| i as i64);
             for (i, part) in parts.iter().enumerate() {
                 nodes[at].size += node.size;
                 *nodes[at].by_layer.entry(node.layer).or_default() += node.size;
+                *nodes[at].by_package.entry(package).or_default() += node.size;
                 let next = match nodes[at].children.get(*part) {
                     Some(&n) => n,
                     None => {
@@ -389,6 +397,8 @@ impl Tree {
                             size: 0,
                             layer: node.layer,
                             by_layer: HashMap::new(),
+                            package,
+                            by_package: HashMap::new(),
                             children: HashMap::new(),
                             file: i + 1 == parts.len(),
                         });
@@ -415,6 +425,18 @@ impl Tree {
             .map_or(-1, |(l, _)| i64::from(*l))
     }
 
+    /// The package with the most bytes under a node (-1: no package owns most).
+    fn dominant_package(&self, index: usize) -> i64 {
+        let node = &self.nodes[index];
+        if node.file {
+            return node.package;
+        }
+        node.by_package
+            .iter()
+            .max_by_key(|(p, b)| (**b, std::cmp::Reverse(**p)))
+            .map_or(-1, |(p, _)| *p)
+    }
+
     /// JSON of the tree, pruned: children smaller than `min` bytes are merged into one
     /// "(N smaller)" node; no deeper than `depth`.
     fn json(&self, index: usize, min: u64, depth: usize) -> serde_json::Value {
@@ -423,6 +445,7 @@ impl Tree {
             "n": node.name,
             "s": node.size,
             "l": self.dominant(index),
+            "p": self.dominant_package(index),
         });
         if node.file || depth == 0 {
             return value;
@@ -449,6 +472,7 @@ impl Tree {
                 "n": format!("({} smaller)", rest.1),
                 "s": rest.0,
                 "l": -1,
+                "p": -1,
             }));
         }
         value["c"] = serde_json::Value::Array(out);
@@ -496,6 +520,9 @@ pub fn html(analysis: &Analysis) -> String {
             "ins": l.instruction.clone().unwrap_or_default(),
             "line": l.dockerfile_line,
         })).collect::<Vec<_>>(),
+        "packages": analysis.packages.iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect::<Vec<_>>(),
     });
     // `<` only occurs inside JSON strings, where \u003c means the same: no `</script>`.
     let data = data.to_string().replace('<', "\\u003c");
@@ -526,7 +553,9 @@ pub fn html(analysis: &Analysis) -> String {
          <span class=\"sw meta\"></span>tar overhead, directories, links</p>\
          <div id=\"timeline\"></div>\
          <h2>Final file system</h2><p class=\"legend\">Area: bytes. Colour: the layer a file comes from \
-         (grey: many small files). Hover for details, click a directory to zoom, click the path to go back.</p>\
+         (grey: many small files), or with the box below the package that owns it (grey: no package). \
+         Hover for details, click a directory to zoom, click the path to go back.</p>\
+         <label id=\"by-package-label\"><input type=\"checkbox\" id=\"by-package\"> colour by package</label>\
          <div id=\"crumbs\"></div><div id=\"treemap\"></div><div id=\"tip\"></div>",
     );
     body.push_str("<h2>Findings</h2>");
@@ -553,7 +582,7 @@ pub fn html(analysis: &Analysis) -> String {
         }
         body.push_str("</table>");
     }
-    if let Some(p) = &report.packages {
+    if let Some(p) = report.packages.as_ref().filter(|p| p.count > 0) {
         let _ = write!(
             body,
             "<h2>Packages</h2><p>{} in {} packages; {} in {} files owned by no package.</p><table class=\"list\">",

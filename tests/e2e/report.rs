@@ -357,7 +357,7 @@ fn registry_images_are_pulled_on_demand() {
     assert!(run.stderr.contains("nothing"), "{}", run.stderr);
 }
 
-fn chromium(profile: &Path) -> Command {
+pub(crate) fn chromium(profile: &Path) -> Command {
     let mut cmd = tool("chromium", "chromium");
     cmd.args([
         "--headless",

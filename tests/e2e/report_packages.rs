@@ -10,7 +10,7 @@ use std::process::Command;
 use rbuild_test_support::{DebianBase, Registry};
 use serde_json::Value;
 
-use crate::report::content;
+use crate::report::{chromium, content};
 use crate::support::{BASE, BuildEnv, ok};
 
 const MIB: u64 = 1024 * 1024;
@@ -300,6 +300,34 @@ fn busybox_package_bytes_and_findings_name_packages() {
         "{:#}",
         r["findings"]
     );
+
+    // The HTML treemap colours by package on request; each cell names its package.
+    let html = env.dir.join("report.html");
+    ok(env
+        .rbuild()
+        .args(["report", "apk", "--format", "html", "-o"])
+        .arg(&html));
+    for (hash, colour) in [("", "layer"), ("#by=package", "package")] {
+        let url = format!("file://{}{hash}", html.display());
+        let profile = env.dir.join(format!("profile-{colour}"));
+        let dom = ok(chromium(&profile).args(["--dump-dom", &url])).stdout;
+        assert!(
+            dom.contains("data-ok=\"1\""),
+            "{}",
+            &dom[..dom.len().min(2000)]
+        );
+        assert!(
+            dom.contains(&format!("data-colour=\"{colour}\"")),
+            "{colour}"
+        );
+        assert!(
+            dom.contains(
+                "data-path=\"/usr/share/doc/tools/manual.html\" data-layer=\"4\" data-package=\"tools-doc 1.0-r0\""
+            ),
+            "{}",
+            &dom[..dom.len().min(4000)]
+        );
+    }
 
     // The next version: tools upgraded, tools-doc gone, zlib new.
     env.write(

@@ -24,6 +24,7 @@ mod mountinfo;
 mod network;
 mod owners;
 mod registry;
+mod report_packages;
 mod sandbox;
 mod sbom;
 mod seccomp;
