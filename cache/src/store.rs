@@ -48,17 +48,13 @@ pub enum StoreError {
     /// An index lists an image for the platform asked for, but only some of its platforms
     /// were pulled and that one is not among them.
     #[error(
-        "image index {digest} lists {platform} as {manifest}, which is not in the store (it has: {present}); pull it with --platform {platform}"
+        "image index {digest} lists an image for {platform}, which is not in the store; pull it with --platform {platform}"
     )]
     PlatformNotPulled {
         /// The index.
         digest: Digest,
         /// The platform asked for.
         platform: String,
-        /// The manifest the index lists for it.
-        manifest: Digest,
-        /// The platforms whose images the store has.
-        present: String,
     },
     /// A file or directory of the store could not be read or written.
     #[error("cannot access {path}")]
@@ -658,13 +654,6 @@ impl Store {
                 return Err(StoreError::PlatformNotPulled {
                     digest,
                     platform: p.to_string(),
-                    manifest: descriptor_digest(d)?,
-                    present: entries
-                        .iter()
-                        .filter(|(d, _)| present(d))
-                        .map(|(_, p)| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
                 });
             }
             let chosen = match (picked, wanted) {

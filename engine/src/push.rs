@@ -177,7 +177,7 @@ fn push_image(
         let pushed_digest = rbuild_cache::Digest::of(&pushed.bytes);
         kept.push((
             i,
-            (pushed_digest != d).then(|| (pushed_digest, pushed.bytes.len())),
+            (pushed_digest != d).then_some((pushed_digest, pushed.bytes.len())),
         ));
         manifests.push(pushed);
     }
