@@ -180,17 +180,12 @@ fn package_findings(
             group.files,
             layer_text(inputs.layers, layer)
         );
-        let fix = toolchain_fix(inputs, layer, &package.name);
-        let sev = severity(group.bytes, inputs.final_bytes);
-        out.push(finding(
+        out.push(toolchain_finding(
             inputs,
-            FindingKind::Toolchain,
-            sev,
             layer,
-            None,
             group,
             message,
-            fix,
+            &package.name,
         ));
     }
     for (layer, (group, names)) in small {
@@ -212,23 +207,26 @@ fn package_findings(
                 String::new()
             }
         );
-        let fix = toolchain_fix(inputs, layer, &names.join(" "));
-        let sev = severity(group.bytes, inputs.final_bytes);
-        out.push(finding(
+        out.push(toolchain_finding(
             inputs,
-            FindingKind::Toolchain,
-            sev,
             layer,
-            None,
             group,
             message,
-            fix,
+            &names.join(" "),
         ));
     }
 }
 
-fn toolchain_fix(inputs: &Inputs<'_>, layer: usize, names: &str) -> String {
-    if inputs.layers[layer].base {
+/// A toolchain finding of the packages `names` (separated by spaces) that `layer` added.
+fn toolchain_finding(
+    inputs: &Inputs<'_>,
+    layer: usize,
+    group: Group,
+    message: String,
+    names: &str,
+) -> Finding {
+    let sev = severity(group.bytes, inputs.final_bytes);
+    let fix = if inputs.layers[layer].base {
         format!(
             "the base image brings it: build in a separate stage on this base and COPY --from=build only the artifacts into a slim runtime base without `{names}`"
         )
@@ -236,7 +234,17 @@ fn toolchain_fix(inputs: &Inputs<'_>, layer: usize, names: &str) -> String {
         format!(
             "build in a separate stage (`FROM ... AS build`) and COPY --from=build only the artifacts into the final stage, which does not install `{names}`"
         )
-    }
+    };
+    finding(
+        inputs,
+        FindingKind::Toolchain,
+        sev,
+        layer,
+        None,
+        group,
+        message,
+        fix,
+    )
 }
 
 /// Whether `needle` occurs in `path` at the start of a path component.

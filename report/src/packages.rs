@@ -115,40 +115,27 @@ pub(crate) fn toolchain_kind(ecosystem: Ecosystem, name: &str) -> Option<&'stati
                 .strip_prefix(base)
                 .is_some_and(|rest| rest.starts_with('-'))
     };
-    match ecosystem {
-        Ecosystem::Deb => {
-            if ["gcc", "g++", "cpp", "clang", "gfortran", "rustc", "golang"]
-                .iter()
-                .any(|b| family(b))
-            {
-                Some("a compiler")
-            } else if family("binutils") || family("lld") {
-                Some("an assembler and linker")
-            } else if family("llvm") || name == "build-essential" || name == "cargo" {
-                Some("a build toolchain")
-            } else if name.ends_with("-dev") {
-                Some("development headers")
-            } else {
-                None
-            }
-        }
-        Ecosystem::Apk => {
-            if ["gcc", "g++", "clang", "go", "rust"]
-                .iter()
-                .any(|b| family(b))
-            {
-                Some("a compiler")
-            } else if family("binutils") || family("lld") {
-                Some("an assembler and linker")
-            } else if family("llvm") || name == "build-base" || name == "cargo" {
-                Some("a build toolchain")
-            } else if name.ends_with("-dev") {
-                Some("development headers")
-            } else {
-                None
-            }
-        }
-        Ecosystem::Python | Ecosystem::Npm | Ecosystem::Go => None,
+    let (compilers, drivers): (&[&str], &[&str]) = match ecosystem {
+        Ecosystem::Deb => (
+            &["gcc", "g++", "cpp", "clang", "gfortran", "rustc", "golang"],
+            &["build-essential", "cargo"],
+        ),
+        Ecosystem::Apk => (
+            &["gcc", "g++", "clang", "go", "rust"],
+            &["build-base", "cargo"],
+        ),
+        Ecosystem::Python | Ecosystem::Npm | Ecosystem::Go => return None,
+    };
+    if compilers.iter().any(|b| family(b)) {
+        Some("a compiler")
+    } else if family("binutils") || family("lld") {
+        Some("an assembler and linker")
+    } else if family("llvm") || drivers.contains(&name) {
+        Some("a build toolchain")
+    } else if name.ends_with("-dev") {
+        Some("development headers")
+    } else {
+        None
     }
 }
 

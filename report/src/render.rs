@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::analyze::Analysis;
 use crate::diff::{Diff, PackageStatus, Status};
 use crate::findings::shorten;
-use crate::model::{PackageSize, Report};
+use crate::model::{PackageSize, Packages, Report};
 use crate::scan::Kind;
 
 use rbuild_options::size::image as human;
@@ -154,14 +154,7 @@ pub fn text(report: &Report) -> String {
         }
     }
     if let Some(p) = report.packages.as_ref().filter(|p| p.count > 0) {
-        let _ = writeln!(
-            out,
-            "\nPackages ({} in {} packages; {} in {} files owned by no package)",
-            human(p.owned_bytes),
-            p.count,
-            human(p.unowned_bytes),
-            p.unowned_files
-        );
+        let _ = writeln!(out, "\nPackages ({})", packages_summary(p));
         for package in &p.largest {
             let _ = writeln!(
                 out,
@@ -194,6 +187,17 @@ pub fn text(report: &Report) -> String {
         }
     }
     out
+}
+
+/// "293MB in 117 packages; 87.8MB in 627 files owned by no package".
+fn packages_summary(p: &Packages) -> String {
+    format!(
+        "{} in {} packages; {} in {} files owned by no package",
+        human(p.owned_bytes),
+        p.count,
+        human(p.unowned_bytes),
+        p.unowned_files
+    )
 }
 
 /// Where a package comes from: "from `RUN apt-get install clang` (line 7, layer 2)".
@@ -585,11 +589,8 @@ pub fn html(analysis: &Analysis) -> String {
     if let Some(p) = report.packages.as_ref().filter(|p| p.count > 0) {
         let _ = write!(
             body,
-            "<h2>Packages</h2><p>{} in {} packages; {} in {} files owned by no package.</p><table class=\"list\">",
-            human(p.owned_bytes),
-            p.count,
-            human(p.unowned_bytes),
-            p.unowned_files
+            "<h2>Packages</h2><p>{}.</p><table class=\"list\">",
+            escape(&packages_summary(p))
         );
         for package in &p.largest {
             let _ = write!(

@@ -3,19 +3,13 @@
 //! the size report is written as without package databases.
 
 use crate::limits::oci_archive;
+use crate::sbom::huge_dpkg_status;
+use crate::sha256;
 use crate::support::{Dir, ok, rbuild};
-use crate::{Entry, gzip, sha256, tar};
 
 #[test]
 fn a_huge_dpkg_status_leaves_the_packages_out_of_the_report() {
-    let paragraph = "Package: pkg\nStatus: install ok installed\nVersion: 1.0\n\n";
-    let status = paragraph.repeat((100 << 20) / paragraph.len() + 1);
-    let layer = gzip(&tar(&[
-        Entry::dir("var"),
-        Entry::dir("var/lib"),
-        Entry::dir("var/lib/dpkg"),
-        Entry::file("var/lib/dpkg/status", status.as_bytes()),
-    ]));
+    let (status, layer) = huge_dpkg_status();
     let dir = Dir::new();
     let archive = oci_archive(&dir, &[&layer]);
     let run = ok(rbuild(&dir.join("store"))
