@@ -126,6 +126,9 @@ pub struct Options {
     /// Also read the package databases (as `rbuild sbom` does, in the same walk of the
     /// layers) and count the final bytes by package.
     pub packages: bool,
+    /// The most bytes of package metadata kept from one layer; past it the report leaves
+    /// the packages out with a warning naming the layer and the file.
+    pub package_metadata_bytes: u64,
 }
 
 impl Default for Options {
@@ -136,6 +139,7 @@ impl Default for Options {
             min_finding_bytes: 64 * 1024,
             limits: Limits::default(),
             packages: true,
+            package_metadata_bytes: SbomOptions::default().max_layer_metadata_bytes,
         }
     }
 }
@@ -451,21 +455,30 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
     let sbom_options = SbomOptions {
         threads: options.threads,
         limits: options.limits,
+        max_layer_metadata_bytes: options.package_metadata_bytes,
         ..SbomOptions::default()
     };
     let read = read_layers(&image, &manifest, options.threads, |digest, reader| {
         let mut changes = Vec::new();
         let mut collector = options.packages.then(|| Collector::new(&sbom_options));
+        // Too much package metadata in the layer: the packages are left out, the sizes stand.
+        let mut overflow: Option<String> = None;
         let (compressed_bytes, tar_bytes) = scan::walk_layer(
             reader,
             digest,
             &options.limits,
             |tar| image.layers.check(tar),
-            |item| match collector.as_mut() {
+            |item| match collector.as_mut().filter(|_| overflow.is_none()) {
                 Some(collector) => scan::record(
                     item,
                     &mut changes,
-                    Some(&mut |walked| collector.visit(walked)),
+                    Some(&mut |walked| match collector.visit(walked) {
+                        Err(error) if error.kind() == io::ErrorKind::OutOfMemory => {
+                            overflow = Some(format!("layer {digest}: {error}"));
+                            Ok(())
+                        }
+                        other => other,
+                    }),
                 ),
                 None => scan::record(item, &mut changes, None),
             },
@@ -475,12 +488,16 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
             compressed_bytes,
             tar_bytes,
         };
-        Ok((scan, collector.map(Collector::finish)))
+        let collected = match overflow {
+            Some(overflow) => Err(overflow),
+            None => Ok(collector.map(Collector::finish)),
+        };
+        Ok((scan, collected))
     })?;
-    let (scans, collected): (Vec<LayerScan>, Vec<Option<CollectedLayer>>) =
+    let (scans, collected): (Vec<LayerScan>, Vec<Result<Option<CollectedLayer>, String>>) =
         read.into_iter().unzip();
-    let inventory = match collected.into_iter().collect::<Option<Vec<_>>>() {
-        Some(layers) => {
+    let inventory = match collected.into_iter().collect::<Result<Option<Vec<_>>, _>>() {
+        Ok(Some(layers)) => {
             match sbom::from_layers(&image, &manifest, &config, layers, &sbom_options) {
                 Ok(found) => Some(found),
                 Err(error) => {
@@ -489,7 +506,11 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
                 }
             }
         }
-        None => None,
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!("{}: packages not counted: {error}", image.name);
+            None
+        }
     };
     Ok(build(image, options, &manifest, &config, &scans, inventory))
 }
