@@ -274,6 +274,9 @@ pub enum NamedContextArg {
         /// `:TAG` or `@DIGEST` (default: the `latest` tag, or the layout's only image).
         select: Option<String>,
     },
+    /// An image already in the store, by its descriptor (a bake target built first, for
+    /// another target's `target:NAME` context).
+    Stored(oci_spec::image::Descriptor),
 }
 
 /// Parses one `--build-context NAME=VALUE` into the key the planner matches names with
@@ -369,9 +372,11 @@ pub fn plan_contexts(
                 NamedContextArg::Image(reference) => rbuild_compiler::plan::NamedContext::Image {
                     reference: reference.clone(),
                 },
-                NamedContextArg::OciLayout { .. } => rbuild_compiler::plan::NamedContext::Image {
-                    reference: source.oci.get(k)?.0.clone(),
-                },
+                NamedContextArg::OciLayout { .. } | NamedContextArg::Stored(_) => {
+                    rbuild_compiler::plan::NamedContext::Image {
+                        reference: source.oci.get(k)?.0.clone(),
+                    }
+                }
             };
             Some((k.clone(), planned))
         })
@@ -614,6 +619,13 @@ pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
             NamedContextArg::OciLayout { dir, select } => {
                 let loaded = load_oci_layout(settings, name, dir, select.as_deref())?;
                 source.oci.insert(name.clone(), loaded);
+                continue;
+            }
+            NamedContextArg::Stored(descriptor) => {
+                let reference = format!("{name}@{}", descriptor.digest());
+                source
+                    .oci
+                    .insert(name.clone(), (reference, descriptor.clone()));
                 continue;
             }
         };
