@@ -92,8 +92,15 @@ pub fn run(global: &GlobalArgs, args: BakeArgs) -> anyhow::Result<ExitCode> {
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut targets = Vec::new();
     let mut mode = None;
+    // Files in `scratch` are named by the target's index: a name may hold any character.
+    let index: BTreeMap<&str, usize> = resolved
+        .target
+        .keys()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     for (name, t) in &resolved.target {
-        let build_args = build_args(name, t, &args, jobs, scratch.path())?;
+        let build_args = build_args(name, index[name.as_str()], t, &args, jobs, scratch.path())?;
         let (request, m) =
             super::build::request(global, build_args).with_context(|| format!("target {name}"))?;
         mode = Some(m);
@@ -136,7 +143,7 @@ pub fn run(global: &GlobalArgs, args: BakeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.metadata_file {
         let mut doc = serde_json::Map::new();
         for (name, _) in &built {
-            let file = metadata_path(scratch.path(), name);
+            let file = metadata_path(scratch.path(), index[name.as_str()]);
             let text = std::fs::read(&file)
                 .with_context(|| format!("cannot read the metadata of target {name}"))?;
             let value: serde_json::Value = serde_json::from_slice(&text)
@@ -156,13 +163,14 @@ pub fn run(global: &GlobalArgs, args: BakeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Where a target's own metadata file is written during the build.
-fn metadata_path(dir: &std::path::Path, target: &str) -> PathBuf {
-    dir.join(format!("{target}.metadata.json"))
+fn metadata_path(dir: &std::path::Path, index: usize) -> PathBuf {
+    dir.join(format!("{index}.metadata.json"))
 }
 
 /// The `rbuild build` flags a resolved target stands for.
 fn build_args(
     name: &str,
+    index: usize,
     t: &Target,
     args: &BakeArgs,
     jobs: usize,
@@ -175,7 +183,7 @@ fn build_args(
     let mut b = BuildArgs::from_arg_matches(&matches)?;
     b.file = match (&t.dockerfile_inline, &t.dockerfile) {
         (Some(text), _) => {
-            let path = scratch.join(format!("{name}.Dockerfile"));
+            let path = scratch.join(format!("{index}.Dockerfile"));
             std::fs::write(&path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             Some(path)
@@ -215,7 +223,7 @@ fn build_args(
     b.metadata_file = args
         .metadata_file
         .as_ref()
-        .map(|_| metadata_path(scratch, name));
+        .map(|_| metadata_path(scratch, index));
     if let Some(network) = &t.network {
         b.network = clap::ValueEnum::from_str(network, true)
             .map_err(|_| anyhow::anyhow!("target {name}: unknown network {network:?}"))?;

@@ -54,6 +54,14 @@ pub enum ComposeError {
         /// Why.
         reason: String,
     },
+    /// A service's name cannot name a target.
+    #[error("{file}: service {service:?}: {reason}", reason = super::VALID_NAME)]
+    Name {
+        /// The compose file.
+        file: PathBuf,
+        /// The service.
+        service: String,
+    },
     /// The `.env` file could not be read.
     #[error("cannot read {path}")]
     EnvFile {
@@ -199,6 +207,12 @@ pub fn load(
         let Some(Build(b)) = s.build else {
             continue;
         };
+        if !super::valid_name(&super::sanitize(&service)) {
+            return Err(ComposeError::Name {
+                file: path.to_path_buf(),
+                service,
+            });
+        }
         let ip = |v: &str| -> Result<String, ComposeError> {
             interpolate(v, &vars).map_err(|message| ComposeError::Interpolation {
                 file: path.to_path_buf(),

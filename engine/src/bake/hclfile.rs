@@ -219,6 +219,11 @@ pub fn load(
                     let Some(name) = label(b) else {
                         return Err(bad("the block needs a name label"));
                     };
+                    if matches!(kind, "target" | "group")
+                        && !super::valid_name(&super::sanitize(name))
+                    {
+                        return Err(bad(super::VALID_NAME));
+                    }
                     match kind {
                         "variable" => {
                             let default = attr(b, "default").cloned().unwrap_or(Expression::Null);

@@ -456,6 +456,17 @@ pub fn resolve(
     Ok(out)
 }
 
+/// Whether `name` may name a target or a group (as buildx: ASCII letters, digits, `_`, `-`).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What [`valid_name`] allows, for error messages.
+pub const VALID_NAME: &str = "only letters, digits, '_' and '-' are allowed";
+
 /// Target names as buildx keeps them: `.` becomes `_`.
 pub fn sanitize(name: &str) -> String {
     name.replace('.', "_")
