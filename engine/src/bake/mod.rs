@@ -681,6 +681,41 @@ mod tests {
     }
 
     #[test]
+    fn later_files_override_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let compose = dir.path().join("compose.yaml");
+        std::fs::write(
+            &compose,
+            "services:\n  app:\n    image: localhost/app\n    build:\n      context: .\n      args:\n        - A=1\n        - B\n",
+        )
+        .unwrap();
+        let hcl = dir.path().join("docker-bake.override.hcl");
+        std::fs::write(
+            &hcl,
+            "target \"app\" {\n  tags = [\"localhost/app:override\"]\n  args = { C = \"3\" }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            default_files(dir.path()).unwrap(),
+            [compose.clone(), hcl.clone()]
+        );
+        let env = BTreeMap::from([("B".to_string(), "2".to_string())]);
+        let def = load(&[compose, hcl], &env).unwrap();
+        let r = resolve(&def, &[], &[]).unwrap();
+        let app = &r.target["app"];
+        assert_eq!(app.tags.as_deref().unwrap(), ["localhost/app:override"]);
+        assert_eq!(
+            app.args,
+            BTreeMap::from([
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "2".to_string()),
+                ("C".to_string(), "3".to_string()),
+            ])
+        );
+        assert_eq!(r.group["default"].targets, ["app"]);
+    }
+
+    #[test]
     fn merge_as_buildx() {
         let mut a = Target {
             tags: Some(vec!["a".into()]),
