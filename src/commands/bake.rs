@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, FromArgMatches as _};
 use rbuild_engine::bake::{self, Target};
 
@@ -82,12 +82,7 @@ pub fn run(global: &GlobalArgs, args: BakeArgs) -> anyhow::Result<ExitCode> {
         crate::out!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
-    let config = crate::config::get();
-    let jobs = match args.jobs.or(config.jobs()) {
-        Some(0) => bail!("--jobs must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    };
+    let jobs = super::build::jobs(args.jobs)?;
     // Inline Dockerfiles and each target's metadata are written here for the build.
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut targets = Vec::new();
