@@ -53,6 +53,7 @@ pub mod error;
 pub mod events;
 mod exec;
 mod fileops;
+pub mod git;
 pub mod image;
 mod keys;
 pub mod maintain;
