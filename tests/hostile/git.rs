@@ -1,0 +1,134 @@
+//! Git inputs that must fail cleanly: a ref the repository does not have, a repository
+//! that needs a token (none given, or a wrong one, which is never printed), a SUBDIR that
+//! climbs out of the checkout, and a SUBDIR that is a symbolic link out of it.
+
+use std::time::{Duration, Instant};
+
+use rbuild_test_support::GitServer;
+
+use crate::support::{BASE, BuildEnv};
+
+/// A repository with `sub/Dockerfile` and `sub/hello.txt`.
+fn repo(token: Option<&str>) -> GitServer {
+    let server = GitServer::start(token);
+    let work = server.work();
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    std::fs::write(
+        work.join("sub/Dockerfile"),
+        format!("FROM {BASE}\nCOPY hello.txt /hello.txt\n"),
+    )
+    .unwrap();
+    std::fs::write(work.join("sub/hello.txt"), "hello\n").unwrap();
+    server.commit("first");
+    server
+}
+
+#[test]
+fn unknown_ref_names_the_url_and_the_ref() {
+    let env = BuildEnv::new();
+    let server = repo(None);
+    let url = server.http_url();
+    let run = env.build_context_fails(&[], &format!("{url}#no-such-branch:sub"));
+    assert!(
+        run.stderr.contains(&url) && run.stderr.contains("no-such-branch"),
+        "{}",
+        run.stderr
+    );
+    env.dockerfile(&format!("FROM {BASE}\nADD {url}#v9.9.9 /src\n"));
+    let run = env.build_fails(&[]);
+    assert!(
+        run.stderr.contains("Dockerfile:2") && run.stderr.contains("v9.9.9"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_repository_needing_a_token_fails_without_one_and_never_prints_a_wrong_one() {
+    let env = BuildEnv::new();
+    let server = repo(Some("right-token-0d1e"));
+    let url = format!("{}#main:sub", server.http_url());
+    let started = Instant::now();
+    let run = env.build_context_fails(&[], &url);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "no prompt, no hang"
+    );
+    assert!(
+        run.stderr.contains(&server.http_url()) && run.stderr.contains("ls-remote"),
+        "{}",
+        run.stderr
+    );
+
+    let wrong = "wrong-token-7c2b5a";
+    let file = env.dir.write("token", wrong);
+    let secret = format!("id=GIT_AUTH_TOKEN,src={}", file.display());
+    let mut cmd = env.rbuild();
+    cmd.env("RBUILD_LOG", "trace")
+        .args(["build", "--progress", "plain", "--secret", &secret])
+        .arg(&url);
+    let run = crate::support::fails(&mut cmd);
+    assert!(run.stderr.contains(&server.http_url()), "{}", run.stderr);
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains(wrong), "the token is printed: {text}");
+        // Nor its encoded header.
+        assert!(
+            !text.contains("eC1hY2Nlc3MtdG9rZW46"),
+            "the header is printed: {text}"
+        );
+    }
+}
+
+#[test]
+fn subdir_climbing_out_is_refused() {
+    let env = BuildEnv::new();
+    let server = repo(None);
+    let run = env.build_context_fails(&[], &format!("{}#main:sub/../../..", server.http_url()));
+    assert!(
+        run.stderr.contains("leaves the repository") && run.stderr.contains("sub/../../.."),
+        "{}",
+        run.stderr
+    );
+    let spec = format!("x={}#main:../etc", server.http_url());
+    env.dockerfile(&format!("FROM {BASE}\n"));
+    let run = env.build_fails(&["--build-context", &spec]);
+    assert!(
+        run.stderr.contains("leaves the repository"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn subdir_that_is_a_symlink_out_of_the_checkout_is_refused() {
+    let env = BuildEnv::new();
+    let server = repo(None);
+    // A directory outside the checkout with a Dockerfile that would copy a file of it.
+    let outside = env.dir.mkdir("outside");
+    std::fs::write(
+        outside.join("Dockerfile"),
+        format!("FROM {BASE}\nCOPY secret.txt /leak.txt\n"),
+    )
+    .unwrap();
+    std::fs::write(outside.join("secret.txt"), "host file\n").unwrap();
+    std::os::unix::fs::symlink(&outside, server.work().join("escape")).unwrap();
+    std::os::unix::fs::symlink("../..", server.work().join("sub/up")).unwrap();
+    server.commit("links");
+    for sub in ["escape", "sub/up"] {
+        let run = env.build_context_fails(
+            &["-t", "leak"],
+            &format!("{}#main:{sub}", server.http_url()),
+        );
+        assert!(
+            run.stderr.contains("symbolic link") && run.stderr.contains(sub),
+            "{}",
+            run.stderr
+        );
+    }
+    env.dockerfile(&format!(
+        "FROM {BASE}\nADD {}#main:escape /x\n",
+        server.http_url()
+    ));
+    let run = env.build_fails(&[]);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+}
