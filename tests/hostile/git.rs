@@ -30,14 +30,19 @@ fn unknown_ref_names_the_url_and_the_ref() {
     let url = server.http_url();
     let run = env.build_context_fails(&[], &format!("{url}#no-such-branch:sub"));
     assert!(
-        run.stderr.contains(&url) && run.stderr.contains("no-such-branch"),
+        run.stderr.contains(&format!(
+            "{url}: the repository has no branch, tag or commit no-such-branch"
+        )),
         "{}",
         run.stderr
     );
     env.dockerfile(&format!("FROM {BASE}\nADD {url}#v9.9.9 /src\n"));
     let run = env.build_fails(&[]);
     assert!(
-        run.stderr.contains("Dockerfile:2") && run.stderr.contains("v9.9.9"),
+        run.stderr.contains("Dockerfile:2")
+            && run.stderr.contains(&format!(
+                "{url}: the repository has no branch, tag or commit v9.9.9"
+            )),
         "{}",
         run.stderr
     );
