@@ -137,3 +137,74 @@ fn subdir_that_is_a_symlink_out_of_the_checkout_is_refused() {
     let run = env.build_fails(&[]);
     assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
 }
+
+#[test]
+fn the_token_reaches_git_through_its_environment_never_its_arguments() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = BuildEnv::new();
+    let token = "argv-token-5e8d21";
+    let server = repo(Some(token));
+    // A `git` first on PATH that records its arguments and configuration variables, then
+    // runs the real git.
+    let real = rbuild_test_support::require_tool("git", "git");
+    let bin = env.dir.mkdir("bin");
+    let log = env.dir.mkdir("log");
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}/argv\nenv | grep '^GIT_CONFIG_' >> {log}/env\nexec {real} \"$@\"\n",
+            log = log.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = env.dir.write("token", token);
+    let secret = format!("id=GIT_AUTH_TOKEN.{},src={}", server.host(), file.display());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = env.rbuild();
+    cmd.env("PATH", path).args([
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "img",
+        "--secret",
+        &secret,
+    ]);
+    cmd.arg(format!("{}#main:sub", server.http_url()));
+    crate::support::ok(&mut cmd);
+    assert_eq!(env.sh("img", "cat /hello.txt"), "hello\n");
+    let argv = std::fs::read_to_string(log.join("argv")).unwrap();
+    assert!(
+        argv.contains("ls-remote") && argv.contains("fetch"),
+        "{argv}"
+    );
+    let header = "eC1hY2Nlc3MtdG9rZW46"; // base64 of "x-access-token:"
+    assert!(!argv.contains(token) && !argv.contains(header), "{argv}");
+    let config = std::fs::read_to_string(log.join("env")).unwrap();
+    assert!(
+        config.contains(&format!("http.{}.extraheader", server.http_url()))
+            && config.contains(&format!("Authorization: basic {header}")),
+        "{config}"
+    );
+}
+
+#[test]
+fn an_ssh_url_without_an_agent_is_refused() {
+    let env = BuildEnv::new();
+    let run = env.build_context_fails(&[], "git@127.0.0.1:repo.git#main");
+    assert!(
+        run.stderr.contains("git@127.0.0.1:repo.git")
+            && run
+                .stderr
+                .contains("needs an ssh agent: pass --ssh default"),
+        "{}",
+        run.stderr
+    );
+}
