@@ -364,7 +364,19 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         }
     };
     // One platform's image: of an index, the one `--platform` names (else the host's best).
-    let descriptor = runnable(&store, &descriptor, args.platform.as_deref())?;
+    // A platform the store's index lists but was never pulled is pulled, as a missing image is.
+    let descriptor = match runnable(&store, &descriptor, args.platform.as_deref()) {
+        Err(e)
+            if args.pull == PullPolicy::Missing
+                && matches!(
+                    e.downcast_ref::<rbuild_cache::StoreError>(),
+                    Some(rbuild_cache::StoreError::PlatformNotPulled { .. })
+                ) =>
+        {
+            runnable(&store, &pull(&store)?, args.platform.as_deref())?
+        }
+        other => other?,
+    };
     if args.detach {
         return run_detached(global, &store, &descriptor, args).map(|()| 0);
     }
