@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use crate::BuildRequest;
 use crate::secrets::Secret;
 
-/// How long one git command may run (a fetch of a large repository included).
+/// How long one git command may run by default (a fetch of a large repository included):
+/// [`BuildRequest::git_timeout`].
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The secret ids BuildKit's Dockerfile frontend reads for git credentials.
@@ -329,6 +330,7 @@ pub struct Checkout {
 /// How git is run: its empty home, the credential header, the ssh agent.
 struct Runner<'a> {
     url: &'a GitUrl,
+    timeout: Duration,
     home: &'a Path,
     config: Vec<(String, String)>,
     ssh_sock: Option<PathBuf>,
@@ -417,7 +419,7 @@ impl Runner<'_> {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if started.elapsed() > GIT_TIMEOUT => break None,
+                Ok(None) if started.elapsed() > self.timeout => break None,
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 Err(source) => {
                     return Err(GitError::Spawn { url, source });
@@ -433,7 +435,7 @@ impl Runner<'_> {
                 action,
                 url,
                 reference,
-                limit: GIT_TIMEOUT,
+                limit: self.timeout,
             });
         };
         let stdout = out_thread.join().unwrap_or_default();
@@ -637,6 +639,7 @@ pub fn checkout(
     };
     let mut runner = Runner {
         url,
+        timeout: settings.git_timeout,
         home: &home,
         config: Vec::new(),
         ssh_sock,

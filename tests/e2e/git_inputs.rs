@@ -235,4 +235,17 @@ fn token_from_a_secret_reaches_the_server() {
     let plain = format!("id=GIT_AUTH_TOKEN,src={}", file.display());
     env.build_context(&["-t", "img", "--secret", &plain, "--no-cache"], &url);
     assert!(server.requests() > 0);
+    // A header secret is the whole header value.
+    let header = env.dir.write(
+        "header",
+        format!(
+            "basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("x-access-token:{token}")
+            )
+        ),
+    );
+    let secret = format!("id=GIT_AUTH_HEADER,src={}", header.display());
+    env.build_context(&["-t", "img", "--secret", &secret], &url);
 }

@@ -208,3 +208,46 @@ fn an_ssh_url_without_an_agent_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn a_server_that_never_answers_ends_at_the_git_timeout() {
+    let env = BuildEnv::new();
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/silent.git");
+    let started = Instant::now();
+    let mut cmd = env.rbuild();
+    cmd.env("RBUILD_GIT_TIMEOUT", "3s")
+        .args(["build", "--progress", "plain"])
+        .arg(format!("{url}#main"));
+    let run = crate::support::fails(&mut cmd);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "git ls-remote of {url} at main did not finish in 3s"
+        )),
+        "{}",
+        run.stderr
+    );
+    let mut cmd = env.rbuild();
+    cmd.env("RBUILD_GIT_TIMEOUT", "soon")
+        .args(["build", "--progress", "plain"])
+        .arg(format!("{url}#main"));
+    let run = crate::support::fails(&mut cmd);
+    assert!(
+        run.stderr.contains("RBUILD_GIT_TIMEOUT=\"soon\""),
+        "{}",
+        run.stderr
+    );
+}
