@@ -524,7 +524,7 @@ fn resolve(runner: &Runner<'_>, url: &GitUrl) -> Result<Resolved, GitError> {
         return text
             .lines()
             .filter_map(|l| l.split_once('\t'))
-            .find(|(_, r)| *r == "HEAD")
+            .find(|(sha, r)| *r == "HEAD" && is_commit(sha))
             .map(|(sha, _)| Resolved::Commit {
                 commit: sha.to_string(),
                 fetch: "HEAD".into(),
@@ -556,7 +556,11 @@ fn resolve(runner: &Runner<'_>, url: &GitUrl) -> Result<Resolved, GitError> {
     );
     let annotated = format!("{tag}^{{}}");
     let (mut exact, mut branch, mut tagged, mut peeled_tag) = (None, None, None, None);
-    for (sha, name) in text.lines().filter_map(|l| l.split_once('\t')) {
+    for (sha, name) in text
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(sha, _)| is_commit(sha))
+    {
         if name == partial {
             exact = Some((sha, name));
         } else if name == head {
@@ -788,7 +792,14 @@ fn fetch(
                     url: url.shown(),
                     reference: url.reference_shown().to_string(),
                 })?;
-            String::from_utf8_lossy(&out).trim().to_string()
+            let commit = String::from_utf8_lossy(&out).trim().to_string();
+            if !is_commit(&commit) {
+                return Err(GitError::UnknownRef {
+                    url: url.shown(),
+                    reference: url.reference_shown().to_string(),
+                });
+            }
+            commit
         }
     };
     if !has(&commit) {
