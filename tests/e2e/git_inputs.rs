@@ -249,3 +249,38 @@ fn token_from_a_secret_reaches_the_server() {
     let secret = format!("id=GIT_AUTH_HEADER,src={}", header.display());
     env.build_context(&["-t", "img", "--secret", &secret], &url);
 }
+
+#[test]
+fn a_prune_during_a_build_leaves_the_checkouts_it_uses() {
+    let env = BuildEnv::new();
+    let (server, _, second) = two_commits(None);
+    env.dockerfile(&format!(
+        "FROM {BASE}\n\
+         COPY --from=src top.txt /top.txt\n\
+         RUN sleep 3\n\
+         RUN --mount=from=src,target=/m cat /m/sub/hello.txt > /hello.txt\n"
+    ));
+    let spec = format!("src={}#main", server.http_url());
+    let mut cmd = env.build_cmd(&["-t", "img", "--build-context", &spec]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while checkouts(&env) != vec![second.clone()] {
+        assert!(std::time::Instant::now() < deadline, "no checkout appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pruned = ok(env.rbuild().args(["prune", "--all"]));
+    assert!(pruned.stdout.contains("in use"), "{}", pruned.stdout);
+    assert_eq!(checkouts(&env), vec![second.clone()]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.sh("img", "cat /top.txt /hello.txt"), "top\nsecond\n");
+    // Once no build uses it, a prune takes it.
+    ok(env.rbuild().args(["prune"]));
+    assert_eq!(checkouts(&env), Vec::<String>::new());
+}
