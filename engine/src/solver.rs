@@ -139,6 +139,10 @@ impl SolveError {
         match self {
             SolveError::Worker(e) => e.hint(),
             SolveError::Context(e) => e.hint(),
+            SolveError::Download(FileOpError::Fetch {
+                source: rbuild_registry::fetch::FetchError::TooLarge { .. },
+                ..
+            }) => Some(crate::error::LAYER_SIZE_HINT),
             _ => None,
         }
     }

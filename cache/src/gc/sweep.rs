@@ -100,6 +100,12 @@ fn forget_sources(store: &Store) {
         Ok(n) => tracing::debug!("forgot the pull sources of {n} removed manifests"),
         Err(e) => tracing::warn!("{e}"),
     }
+    // So are the records of ADD downloads whose content went.
+    match store.forget_downloads() {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("forgot {n} downloads whose content was removed"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 fn trash_name(dir: &Path, name: &str) -> PathBuf {
