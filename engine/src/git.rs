@@ -296,8 +296,8 @@ impl GitUrl {
     }
 }
 
-/// SUBDIR as a relative path without `.` or empty parts (`None` for the root); `Err(())`
-/// (as `None` of the outer option) when a `..` part would leave the repository.
+/// SUBDIR as a relative path without `.` or empty parts (`Some(None)` for the root), or
+/// `None` when it has a `..` part, which could leave the repository.
 fn clean_subdir(dir: &str) -> Option<Option<String>> {
     let mut parts = Vec::new();
     for part in dir.split('/') {
