@@ -388,7 +388,12 @@ fn copy_layer(
                         .get(&i)
                         .map(|b| b.as_ref())
                         .ok_or(FileOpError::NoInput { input: i })?,
-                    pattern: src.path.clone(),
+                    // ADD of a git repository copies the checkout's content.
+                    pattern: if is_git_input(env, i) {
+                        ".".to_string()
+                    } else {
+                        src.path.clone()
+                    },
                 },
             },
         };
@@ -407,6 +412,16 @@ fn copy_layer(
         limits: env.settings.limits,
     };
     Ok(fileop::copy(&req, parent, opts, out)?.layer)
+}
+
+/// Whether input `i` of the step is a git checkout (`ADD URL#REF`).
+fn is_git_input(env: &StepEnv<'_>, i: usize) -> bool {
+    env.op.inputs.get(i).is_some_and(|x| {
+        matches!(
+            env.plan.ops[x.op].kind,
+            rbuild_compiler::plan::OpKind::Git { .. }
+        )
+    })
 }
 
 /// Runs WORKDIR's directory creation.

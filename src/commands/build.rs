@@ -431,9 +431,26 @@ pub fn request(
             keep_storage: config.gc_keep_storage(),
         },
         on_error: on_error(&args.on_error)?,
+        git_timeout: git_timeout()?,
         step_limits: args.limit_args.limits(config.step_limits())?,
     };
     Ok((request, progress))
+}
+
+/// `RBUILD_GIT_TIMEOUT`, or the default.
+fn git_timeout() -> anyhow::Result<std::time::Duration> {
+    let Some(value) = std::env::var_os(crate::env::RBUILD_GIT_TIMEOUT) else {
+        return Ok(rbuild_engine::git::GIT_TIMEOUT);
+    };
+    let text = value.to_string_lossy();
+    rbuild_cache::gc::parse_duration(&text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid {}={text:?}: expected a duration (30s, 10m, 1h)",
+                crate::env::RBUILD_GIT_TIMEOUT
+            )
+        })
 }
 
 /// Runs a build with the progress view `mode`; the closing summary goes to stderr.

@@ -21,6 +21,7 @@ mod detach;
 mod distro;
 mod docs;
 mod errors;
+mod git_inputs;
 mod login;
 mod nosubid;
 mod plan;

@@ -18,6 +18,7 @@ mod diskfull;
 mod dockerfiles;
 mod exec;
 mod expansion;
+mod git;
 mod layers;
 mod limits;
 mod mountinfo;
