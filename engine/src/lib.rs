@@ -54,6 +54,7 @@ pub mod error;
 pub mod events;
 mod exec;
 mod fileops;
+pub mod git;
 pub mod image;
 mod keys;
 pub mod maintain;
@@ -156,6 +157,9 @@ pub struct BuildRequest {
     pub step_limits: rbuild_executor::cgroup::Limits,
     /// What a failed RUN step does before the build ends (`--on-error`).
     pub on_error: debug_shell::OnError,
+    /// How long one `git` command of a git input may run (`RBUILD_GIT_TIMEOUT`); default
+    /// [`git::GIT_TIMEOUT`].
+    pub git_timeout: std::time::Duration,
 }
 
 impl BuildRequest {
@@ -201,6 +205,7 @@ impl BuildRequest {
             limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
             on_error: debug_shell::OnError::Fail,
+            git_timeout: git::GIT_TIMEOUT,
             step_limits: rbuild_executor::cgroup::Limits {
                 pids: Some(DEFAULT_STEP_PIDS),
                 ..Default::default()

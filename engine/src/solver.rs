@@ -16,13 +16,12 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rbuild_cache::action::{ActionCache, ActionError, CacheRecord, LayerRecord, SCHEMA};
-use rbuild_cache::context::{Context, SelectError, Selection};
+use rbuild_cache::context::{Context, IndexOptions, SelectError, Selection, index_context};
 use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
 
 use crate::bases::Bases;
-use crate::context::ContextError;
-use crate::context::Source;
+use crate::context::{ContextError, ContextFiles, Source};
 use crate::events::{Events, Location};
 use crate::fileops::FileOpError;
 use crate::keys::{self, Part};
@@ -74,14 +73,9 @@ pub enum SolveError {
     /// An ADD download failed.
     #[error(transparent)]
     Download(#[from] FileOpError),
-    /// `ADD` of a git repository.
-    #[error(
-        "ADD from a git repository ({url}) is not supported yet; clone it in a RUN step or into the context"
-    )]
-    Git {
-        /// The repository.
-        url: String,
-    },
+    /// `ADD` of a git repository failed.
+    #[error(transparent)]
+    Git(Box<crate::git::GitError>),
     /// The plan lists an op before one it reads.
     #[error("op {op} reads op {input} before it")]
     Order {
@@ -122,6 +116,12 @@ pub enum SolveError {
     },
 }
 
+impl From<crate::git::GitError> for SolveError {
+    fn from(e: crate::git::GitError) -> Self {
+        SolveError::Git(Box::new(e))
+    }
+}
+
 impl SolveError {
     /// The imported layer whose fetch failed this solve, if that is what did.
     fn fetch_failed(&self) -> Option<&FetchFailed> {
@@ -139,6 +139,10 @@ impl SolveError {
         match self {
             SolveError::Worker(e) => e.hint(),
             SolveError::Context(e) => e.hint(),
+            SolveError::Download(FileOpError::Fetch {
+                source: rbuild_registry::fetch::FetchError::TooLarge { .. },
+                ..
+            }) => Some(crate::error::LAYER_SIZE_HINT),
             _ => None,
         }
     }
@@ -644,8 +648,21 @@ fn key_phase(
                     Some(InputData::Download(Arc::new(download))),
                 )
             }
-            OpKind::Git { url, .. } => {
-                return Err(at(SolveError::Git { url: url.clone() }));
+            OpKind::Git {
+                url,
+                keep_git_dir,
+                checksum,
+            } => {
+                let (selection, files, commit, shown) =
+                    git_source(settings, url, *keep_git_dir, checksum.as_deref()).map_err(at)?;
+                source_result(
+                    &definition,
+                    "git",
+                    shown,
+                    commit,
+                    Vec::new(),
+                    Some(InputData::Context(Arc::new(selection), files)),
+                )
             }
             OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. } => {
                 let mut parts = Vec::new();
@@ -772,6 +789,36 @@ fn key_phase(
         preps.push(prep);
     }
     Ok((preps, reasons))
+}
+
+/// The files `ADD URL#REF /dst` copies: the whole checkout of the commit (or its SUBDIR),
+/// no ignore file applied, as BuildKit copies it; with the commit (its cache key) and the
+/// URL as shown.
+fn git_source(
+    settings: &BuildRequest,
+    url: &str,
+    keep_git_dir: bool,
+    checksum: Option<&str>,
+) -> Result<(Selection, ContextFiles, String, String), SolveError> {
+    let parsed = crate::git::GitUrl::parse(url)?;
+    let checkout = crate::git::checkout(settings, &parsed, keep_git_dir)?;
+    crate::git::check_checksum(&parsed, &checkout.commit, checksum)?;
+    let opts = IndexOptions {
+        dockerfile: None,
+        no_ignore_file: true,
+    };
+    let index = index_context(&settings.store, &checkout.root, &opts).map_err(|source| {
+        ContextError::Index {
+            path: checkout.root.clone(),
+            source,
+        }
+    })?;
+    let selection = index.select(&[".".to_string()], &[])?;
+    let files = ContextFiles {
+        root: checkout.root,
+        filtered: false,
+    };
+    Ok((selection, files, checkout.commit, parsed.shown()))
 }
 
 type Finished = (usize, Result<Outcome, SolveError>, Duration);

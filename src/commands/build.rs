@@ -427,6 +427,7 @@ pub fn request(
             keep_storage: config.gc_keep_storage(),
         },
         on_error: on_error(&args.on_error)?,
+        git_timeout: git_timeout()?,
         step_limits: args.limit_args.limits(config.step_limits())?,
     };
     Ok((request, progress))
@@ -439,6 +440,22 @@ pub fn jobs(flag: Option<usize>) -> anyhow::Result<usize> {
         Some(n) => Ok(n),
         None => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
     }
+}
+
+/// `RBUILD_GIT_TIMEOUT`, or the default.
+fn git_timeout() -> anyhow::Result<std::time::Duration> {
+    let Some(value) = std::env::var_os(crate::env::RBUILD_GIT_TIMEOUT) else {
+        return Ok(rbuild_engine::git::GIT_TIMEOUT);
+    };
+    let text = value.to_string_lossy();
+    rbuild_cache::gc::parse_duration(&text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid {}={text:?}: expected a duration (30s, 10m, 1h)",
+                crate::env::RBUILD_GIT_TIMEOUT
+            )
+        })
 }
 
 /// Runs a build with the progress view `mode`; the closing summary goes to stderr.
@@ -550,6 +567,7 @@ fn invoke_shell(
         platform: None,
         registry_args: RegistryArgs::default(),
         limit_args: Default::default(),
+        health_args: Default::default(),
         image: built.id.clone(),
         args: command,
     };

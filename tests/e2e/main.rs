@@ -22,6 +22,7 @@ mod detach;
 mod distro;
 mod docs;
 mod errors;
+mod git_inputs;
 mod login;
 mod nosubid;
 mod plan;

@@ -19,6 +19,7 @@ mod diskfull;
 mod dockerfiles;
 mod exec;
 mod expansion;
+mod git;
 mod layers;
 mod limits;
 mod mountinfo;
