@@ -301,6 +301,9 @@ pub enum NamedContextArg {
     },
     /// A git repository (`URL#REF:SUBDIR`), checked out when the build starts.
     Git(crate::git::GitUrl),
+    /// An image already in the store, by its descriptor (a bake target built first, for
+    /// another target's `target:NAME` context).
+    Stored(oci_spec::image::Descriptor),
 }
 
 /// Parses one `--build-context NAME=VALUE` into the key the planner matches names with
@@ -406,9 +409,11 @@ pub fn plan_contexts(
                 NamedContextArg::Image(reference) => rbuild_compiler::plan::NamedContext::Image {
                     reference: reference.clone(),
                 },
-                NamedContextArg::OciLayout { .. } => rbuild_compiler::plan::NamedContext::Image {
-                    reference: source.oci.get(k)?.0.clone(),
-                },
+                NamedContextArg::OciLayout { .. } | NamedContextArg::Stored(_) => {
+                    rbuild_compiler::plan::NamedContext::Image {
+                        reference: source.oci.get(k)?.0.clone(),
+                    }
+                }
             };
             Some((k.clone(), planned))
         })
@@ -673,6 +678,13 @@ pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
             NamedContextArg::OciLayout { dir, select } => {
                 let loaded = load_oci_layout(settings, name, dir, select.as_deref())?;
                 source.oci.insert(name.clone(), loaded);
+                continue;
+            }
+            NamedContextArg::Stored(descriptor) => {
+                let reference = format!("{name}@{}", descriptor.digest());
+                source
+                    .oci
+                    .insert(name.clone(), (reference, descriptor.clone()));
                 continue;
             }
         };

@@ -361,11 +361,7 @@ pub fn request(
     if args.format == FormatArg::Docker && layers == Compression::Zstd {
         bail!("--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers");
     }
-    let jobs = match args.jobs.or(config.jobs()) {
-        Some(0) => bail!("--jobs must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    };
+    let jobs = jobs(args.jobs)?;
     let quiet = global.quiet || args.progress == ProgressArg::Quiet;
     let progress = crate::build_progress::Mode::resolve(args.progress, quiet)?;
     let context = rbuild_engine::context::ContextArg::new(&args.context, args.file.as_deref())?;
@@ -435,6 +431,15 @@ pub fn request(
         step_limits: args.limit_args.limits(config.step_limits())?,
     };
     Ok((request, progress))
+}
+
+/// `--jobs` (else the config file's `build.jobs`, else the number of CPUs), at least 1.
+pub fn jobs(flag: Option<usize>) -> anyhow::Result<usize> {
+    match flag.or(crate::config::get().jobs()) {
+        Some(0) => bail!("--jobs must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+    }
 }
 
 /// `RBUILD_GIT_TIMEOUT`, or the default.

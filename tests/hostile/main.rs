@@ -9,6 +9,7 @@
 mod support;
 
 mod archives;
+mod bake;
 mod cgroups;
 mod check;
 mod concurrency;
