@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bake;
 pub mod bases;
 pub mod check;
 pub mod context;
@@ -53,6 +54,7 @@ pub mod error;
 pub mod events;
 mod exec;
 mod fileops;
+pub mod git;
 pub mod image;
 mod keys;
 pub mod maintain;
@@ -72,6 +74,7 @@ pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rbuild_cache::Store;
 use rbuild_compiler::instructions::from_ast::plan_source;
@@ -154,6 +157,9 @@ pub struct BuildRequest {
     pub step_limits: rbuild_executor::cgroup::Limits,
     /// What a failed RUN step does before the build ends (`--on-error`).
     pub on_error: debug_shell::OnError,
+    /// How long one `git` command of a git input may run (`RBUILD_GIT_TIMEOUT`); default
+    /// [`git::GIT_TIMEOUT`].
+    pub git_timeout: std::time::Duration,
 }
 
 impl BuildRequest {
@@ -199,6 +205,7 @@ impl BuildRequest {
             limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
             on_error: debug_shell::OnError::Fail,
+            git_timeout: git::GIT_TIMEOUT,
             step_limits: rbuild_executor::cgroup::Limits {
                 pids: Some(DEFAULT_STEP_PIDS),
                 ..Default::default()
@@ -349,6 +356,18 @@ pub fn build_with(
     progress: &dyn Events,
     worker: &dyn Worker,
 ) -> Result<Built, Error> {
+    build_beside(settings, progress, worker, None)
+}
+
+/// Runs a build as [`build_with`] does; with `beside`, side by side with other builds of one
+/// process (a bake's targets): their solves share `beside`'s running steps, and its name
+/// labels this build's steps.
+pub(crate) fn build_beside(
+    settings: &BuildRequest,
+    progress: &dyn Events,
+    worker: &dyn Worker,
+    beside: Option<(&solver::Inflight, &str)>,
+) -> Result<Built, Error> {
     let started = std::time::Instant::now();
     warn_build_args(settings, progress);
     if let Some(note) = settings.id_map.single_id_note() {
@@ -366,7 +385,7 @@ pub fn build_with(
         named_contexts: context::plan_contexts(&settings.named_contexts, &source),
         ..settings.plan_options.clone()
     };
-    let solved: Vec<Solved> = if platforms.len() == 1 {
+    let solved: Vec<Solved> = if platforms.len() == 1 && beside.is_none() {
         vec![solve_platform(
             settings,
             &source,
@@ -377,21 +396,37 @@ pub fn build_with(
             worker,
         )?]
     } else {
-        let shared = solver::Inflight::default();
-        let options: Vec<PlanOptions> = platforms
+        let own = solver::Inflight::default();
+        let shared = beside.map_or(&own, |(i, _)| i);
+        // The plan's warnings are shown once, not once per platform.
+        let warned = AtomicBool::new(false);
+        let solves: Vec<(PlanOptions, String)> = platforms
             .iter()
-            .map(|p| PlanOptions {
-                target_platform: p.clone(),
-                ..plan_options.clone()
+            .map(|p| {
+                let label = match (beside, platforms.len()) {
+                    (Some((_, name)), 1) => name.to_string(),
+                    (Some((_, name)), _) => format!("{name} {p}"),
+                    (None, _) => p.to_string(),
+                };
+                let options = PlanOptions {
+                    target_platform: p.clone(),
+                    ..plan_options.clone()
+                };
+                (options, label)
             })
             .collect();
         std::thread::scope(|s| {
-            let handles: Vec<_> = options
+            let handles: Vec<_> = solves
                 .iter()
-                .map(|o| {
-                    let (source, remote, shared) = (&source, remote.as_ref(), &shared);
+                .map(|(o, label)| {
+                    let (source, remote, warned) = (&source, remote.as_ref(), &warned);
+                    let group = Group {
+                        inflight: shared,
+                        label,
+                        warned,
+                    };
                     s.spawn(move || {
-                        solve_platform(settings, source, o, Some(shared), progress, remote, worker)
+                        solve_platform(settings, source, o, Some(group), progress, remote, worker)
                     })
                 })
                 .collect();
@@ -526,6 +561,15 @@ fn check_multi_platform(
     Ok(())
 }
 
+/// A solve beside others: the steps they share, its steps' label, and whether one of the
+/// build's solves has shown the plan's warnings.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    inflight: &'a solver::Inflight,
+    label: &'a str,
+    warned: &'a AtomicBool,
+}
+
 /// One platform's build: its plan, what each op gave, and its image in the store.
 struct Solved {
     plan: Plan,
@@ -534,13 +578,13 @@ struct Solved {
 }
 
 /// Plans the Dockerfile for `options`' target platform, resolves its base images, solves
-/// it (sharing running steps through `shared` with the other platforms' solves) and
+/// it (sharing running steps through `group` with the solves beside it) and
 /// assembles its image.
 fn solve_platform(
     settings: &BuildRequest,
     source: &context::Source,
     options: &PlanOptions,
-    shared: Option<&solver::Inflight>,
+    group: Option<Group<'_>>,
     progress: &dyn Events,
     remote: Option<&remote_cache::RemoteCache>,
     worker: &dyn Worker,
@@ -591,7 +635,7 @@ fn solve_platform(
     let plan: Plan =
         plan_source(text, options, &bases).map_err(|e| diagnostic(e.render(name, text)))?;
     // The warnings of a platform's plan (the first one's only, when they are the same).
-    let shown_before = shared.is_some_and(|s| !s.first_warnings());
+    let shown_before = group.is_some_and(|g| g.warned.swap(true, Ordering::SeqCst));
     for warning in plan.warnings.iter().filter(|_| !shown_before) {
         // With --target, the stages the target does not need are expected; without it, a
         // stage the last one does not need is dead code worth a warning.
@@ -617,7 +661,7 @@ fn solve_platform(
             });
         }
     }
-    let multi = shared.map(|s| (s, &options.target_platform));
+    let multi = group.map(|g| (g.inflight, g.label));
     let results = solver::solve(&solver::Problem {
         settings,
         source,

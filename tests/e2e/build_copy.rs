@@ -398,12 +398,15 @@ ADD data.gz plain.txt /files/
     assert_eq!(env.sh("img", "zcat /files/data.gz"), "not a tar\n");
 }
 
-/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified;
-/// records the paths asked for.
+/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified
+/// (and `etag` when set, answering 304 to an `If-None-Match` naming it); records the
+/// request lines and the bytes of body it sent.
 struct Http {
     port: u16,
     requests: Arc<Mutex<Vec<String>>>,
     body: Arc<Mutex<Vec<u8>>>,
+    etag: Arc<Mutex<Option<String>>>,
+    sent: Arc<Mutex<usize>>,
 }
 
 impl Http {
@@ -414,6 +417,10 @@ impl Http {
         let seen = requests.clone();
         let body = Arc::new(Mutex::new(body.to_vec()));
         let served = body.clone();
+        let etag = Arc::new(Mutex::new(None::<String>));
+        let tagged = etag.clone();
+        let sent = Arc::new(Mutex::new(0usize));
+        let counted = sent.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -430,13 +437,27 @@ impl Http {
                 seen.lock().unwrap().push(line.clone());
                 let get = line.starts_with("GET ");
                 let body = served.lock().unwrap().clone();
+                let etag = tagged.lock().unwrap().clone();
+                if let Some(tag) = &etag
+                    && head.lines().any(|l| {
+                        l.to_ascii_lowercase().starts_with("if-none-match:") && l.contains(tag)
+                    })
+                {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                }
+                let etag_line = etag.map(|t| format!("ETag: {t}\r\n")).unwrap_or_default();
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\n{etag_line}Connection: close\r\n\r\n",
                     body.len()
                 );
                 if get {
                     let _ = conn.write_all(&body);
+                    *counted.lock().unwrap() += body.len();
                 }
             }
         });
@@ -444,6 +465,8 @@ impl Http {
             port,
             requests,
             body,
+            etag,
+            sent,
         }
     }
 
@@ -593,5 +616,57 @@ fn copy_of_a_directory_keeps_hard_links_inside_it() {
             "stat -c '%h' /h/a.txt /h/b.txt; [ /h/a.txt -ef /h/b.txt ] && echo same"
         ),
         "2\n2\nsame\n"
+    );
+}
+
+/// A download that came with an ETag is asked for again with `If-None-Match`: a 304 reuses
+/// the kept copy (the server sends no body), a changed tag downloads the new content, and a
+/// download past the limit stops naming the URL.
+#[test]
+fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit() {
+    let server = Http::start(b"version one\n", "Wed, 21 Oct 2015 07:28:00 GMT");
+    *server.etag.lock().unwrap() = Some("\"v1\"".into());
+    let env = BuildEnv::new();
+    let url = server.url("dist/");
+    env.dockerfile(&format!("FROM {BASE}\nADD {url} /got/\n"));
+    env.build(&["-t", "img"]);
+    // The file is named from the URL path's last component, as Go's path.Base takes it.
+    assert_eq!(env.sh("img", "cat /got/dist"), "version one\n");
+    let first = *server.sent.lock().unwrap();
+    assert_eq!(first, 12);
+    // Unchanged: asked with the tag, answered 304, nothing sent, the step cached.
+    let built = env.build(&["-t", "img"]);
+    assert_eq!(built.ran(), Vec::<String>::new(), "{}", built.stderr);
+    assert_eq!(
+        *server.sent.lock().unwrap(),
+        first,
+        "the body was sent again"
+    );
+    // Also after the step's cache is gone: the copy kept is what the step copies.
+    let built = env.build(&["-t", "img", "--no-cache"]);
+    assert_eq!(*server.sent.lock().unwrap(), first, "{}", built.stderr);
+    assert_eq!(env.sh("img", "cat /got/dist"), "version one\n");
+    // Changed: a new tag, the new content downloaded and the step run again.
+    *server.body.lock().unwrap() = b"version two\n".to_vec();
+    *server.etag.lock().unwrap() = Some("\"v2\"".into());
+    env.build(&["-t", "img"]);
+    assert_eq!(env.sh("img", "cat /got/dist"), "version two\n");
+    assert_eq!(*server.sent.lock().unwrap(), first + 12);
+    // After a prune took the kept copy, the full download comes again.
+    ok(env.rbuild().args(["prune", "-a", "-f"]));
+    env.build(&["-t", "img"]);
+    assert_eq!(*server.sent.lock().unwrap(), first + 24);
+    // Past the download limit: stopped, naming the URL.
+    *server.body.lock().unwrap() = vec![b'x'; 8192];
+    let big = server.url("big");
+    env.dockerfile(&format!("FROM {BASE}\nADD {big} /big\n"));
+    let out = crate::support::finish_cmd(env.build_cmd(&[]).env("RBUILD_MAX_LAYER_SIZE", "4k"));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&big), "{}", out.stderr);
+    assert!(out.stderr.contains("limit"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("RBUILD_MAX_LAYER_SIZE"),
+        "{}",
+        out.stderr
     );
 }

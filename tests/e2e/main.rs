@@ -1,5 +1,6 @@
 //! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
 
+mod bake;
 mod build;
 mod build_cache;
 mod build_contexts;
@@ -21,6 +22,7 @@ mod detach;
 mod distro;
 mod docs;
 mod errors;
+mod git_inputs;
 mod login;
 mod nosubid;
 mod plan;

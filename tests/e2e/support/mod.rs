@@ -411,6 +411,24 @@ impl BuildEnv {
         Built::from_run(run)
     }
 
+    /// Runs a build of the context `context` (a URL) that must succeed.
+    pub fn build_context(&self, args: &[&str], context: &str) -> Built {
+        let mut cmd = self.rbuild();
+        cmd.args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(context);
+        Built::from_run(ok(&mut cmd))
+    }
+
+    /// Runs a build of the context `context` (a URL) that must fail with exit code 1.
+    pub fn build_context_fails(&self, args: &[&str], context: &str) -> Run {
+        let mut cmd = self.rbuild();
+        cmd.args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(context);
+        fails(&mut cmd)
+    }
+
     /// Runs a build that must fail with exit code 1; returns its output.
     pub fn build_fails(&self, args: &[&str]) -> Run {
         let run = fails(&mut self.build_cmd(args));
