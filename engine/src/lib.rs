@@ -65,6 +65,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod remote_cache;
+pub mod repro;
 pub mod secrets;
 pub mod snapshots;
 mod solver;
@@ -321,6 +322,9 @@ pub struct Built {
     /// Whether an output holds an image (not only `type=local`/`type=tar`): else no id is
     /// printed or written, as with buildx.
     pub makes_image: bool,
+    /// The base images the build used: the name each was found under in the store, and its
+    /// manifest.
+    pub bases: Vec<(String, oci_spec::image::Descriptor)>,
 }
 
 /// Warnings about the build args: names that look like credentials.
@@ -514,6 +518,7 @@ pub(crate) fn build_beside(
         descriptor,
         stdout_used: settings.output.writes_stdout(),
         makes_image,
+        bases: solved.iter().flat_map(|s| s.bases.clone()).collect(),
     })
 }
 
@@ -575,6 +580,8 @@ struct Solved {
     plan: Plan,
     results: Vec<Option<solver::OpResult>>,
     image: oci_spec::image::Descriptor,
+    /// The base images, by the name each was found under.
+    bases: Vec<(String, oci_spec::image::Descriptor)>,
 }
 
 /// Plans the Dockerfile for `options`' target platform, resolves its base images, solves
@@ -677,5 +684,9 @@ fn solve_platform(
         plan,
         results,
         image,
+        bases: bases
+            .values()
+            .map(|b| (b.name.clone(), b.manifest_descriptor.clone()))
+            .collect(),
     })
 }
