@@ -240,6 +240,9 @@ pub struct OpResult {
     /// When the step ran (seconds since the epoch; from the cache record for hits), so a
     /// rebuild from the cache gives the same image.
     pub created: i64,
+    /// For a download (`ADD URL`): the `sha256:` digest of what was fetched, which the
+    /// provenance names.
+    pub fetched: Option<String>,
 }
 
 /// An op's state after the key phase.
@@ -488,6 +491,7 @@ fn source_result(
             added: false,
             cached: true,
             created: 0,
+            fetched: None,
         },
         data,
     )
@@ -574,14 +578,18 @@ fn key_phase(
                 let download = fileops::download(settings, url, checksum.as_deref())
                     .map_err(|e| at(e.into()))?;
                 let digest = download.digest.clone();
-                source_result(
+                let mut prep = source_result(
                     &definition,
                     "url",
                     url.clone(),
-                    digest,
+                    digest.clone(),
                     Vec::new(),
                     Some(InputData::Download(Arc::new(download))),
-                )
+                );
+                if let Prep::Ready(result, _) = &mut prep {
+                    result.fetched = Some(digest);
+                }
+                prep
             }
             OpKind::Git { url, .. } => {
                 return Err(at(SolveError::Git { url: url.clone() }));
@@ -820,6 +828,7 @@ fn run_phase(
                                 added: rec.layer.is_some(),
                                 cached: true,
                                 created: rec.created,
+                                fetched: None,
                             });
                             started[i] = true;
                             finished[i] = true;
@@ -930,6 +939,7 @@ fn run_phase(
                         added: layer.is_some(),
                         cached,
                         created,
+                        fetched: None,
                     });
                 }
                 Err(e) => {
