@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A temp directory, removed at the end of the test.
 #[derive(Debug)]
@@ -636,3 +639,88 @@ macro_rules! as_root_and_rootless {
     )*};
 }
 pub(crate) use as_root_and_rootless;
+
+/// The private environment `.ci/setup` installs the validators into.
+const TOOLS: &str = "/opt/rbuild-sbom-tools/bin";
+
+/// A validator of the private environment; fails the test, naming .ci/setup, when missing.
+pub fn validator(name: &str) -> Command {
+    let path = Path::new(TOOLS).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run .ci/setup (it installs spdx-tools and cyclonedx-python-lib into {TOOLS})",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// Checks an SPDX document with `pyspdxtools -i` (it prints every breach of the SPDX 2.3
+/// rules and nothing else).
+pub fn validate_spdx(path: &Path) {
+    let run = ok(validator("pyspdxtools").arg("-i").arg(path));
+    assert_eq!(
+        format!("{}{}", run.stdout, run.stderr).trim(),
+        "",
+        "{} is not valid SPDX 2.3",
+        path.display()
+    );
+}
+
+/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified;
+/// records the paths asked for.
+pub struct Http {
+    /// Its port.
+    pub port: u16,
+    /// The request lines, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    /// What it serves (change it between requests).
+    pub body: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Http {
+    /// Starts serving `body`.
+    pub fn start(body: &'static [u8], last_modified: &'static str) -> Http {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let body = Arc::new(Mutex::new(body.to_vec()));
+        let served = body.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).into_owned();
+                let line = head.lines().next().unwrap_or_default().to_string();
+                seen.lock().unwrap().push(line.clone());
+                let get = line.starts_with("GET ");
+                let body = served.lock().unwrap().clone();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                if get {
+                    let _ = conn.write_all(&body);
+                }
+            }
+        });
+        Http {
+            port,
+            requests,
+            body,
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
