@@ -24,7 +24,8 @@
 //!
 //! Statements are made once per build ([`predicates`]) and wrapped for each output
 //! ([`attach`]): an output that compresses the layers has other manifest digests, and the
-//! subjects name the manifests the output holds.
+//! subjects name the manifests the output holds. A push compresses while it uploads; it
+//! makes the attestation manifests again for what it sends ([`retarget`]).
 
 use std::collections::BTreeMap;
 
@@ -110,6 +111,15 @@ pub enum AttestError {
         #[source]
         source: serde_json::Error,
     },
+    /// A digest in an attestation manifest is not a sha256 digest.
+    #[error("an attestation manifest names {digest:?}, which is not a sha256 digest")]
+    BadDigest {
+        /// The text.
+        digest: String,
+    },
+    /// The index could not be written.
+    #[error(transparent)]
+    Index(#[from] Box<crate::image::ImageError>),
     /// The result's index and the attestations disagree (a bug).
     #[error("internal error: the image {digest} has {images} images but {attested} attestations")]
     Mismatch {
@@ -879,16 +889,7 @@ fn attestation_manifest(
                 source,
             })
     };
-    let (manifest_type, config_type) = match format {
-        ImageFormat::Oci => (
-            "application/vnd.oci.image.manifest.v1+json",
-            "application/vnd.oci.image.config.v1+json",
-        ),
-        ImageFormat::Docker => (
-            "application/vnd.docker.distribution.manifest.v2+json",
-            "application/vnd.docker.container.image.v1+json",
-        ),
-    };
+    let (manifest_type, config_type) = crate::image::manifest_types(format);
     let mut layers = Vec::new();
     for predicate in &attested.predicates {
         let bytes = serde_json::to_vec(&statement(predicate, image, &attested.platform, names))
@@ -950,6 +951,85 @@ fn attestation_manifest(
     Ok(desc)
 }
 
+/// The attestation manifest `manifest` (its JSON) made again for the image manifest `new`
+/// in place of `old`, which it attests: a push that compresses the layers gives the image
+/// another digest, and its statements must name the manifest the registry gets. The
+/// statements get the new subject digest, the config their digests; everything is stored.
+/// Returns the new manifest's bytes.
+pub fn retarget(
+    store: &Store,
+    manifest: &[u8],
+    old: &str,
+    new: &str,
+) -> Result<Vec<u8>, AttestError> {
+    let json = |what| move |source| AttestError::Json { what, source };
+    let read = |digest: &Value| -> Result<Vec<u8>, AttestError> {
+        let text = digest.as_str().unwrap_or_default();
+        let parsed: rbuild_cache::Digest = text.parse().map_err(|_| AttestError::BadDigest {
+            digest: text.to_string(),
+        })?;
+        store
+            .read_blob(&parsed)
+            .map_err(|source| AttestError::Store {
+                action: "read the attestation",
+                digest: text.to_string(),
+                source,
+            })
+    };
+    let put = |media_type: &str, bytes: &[u8]| {
+        store
+            .put_document(MediaType::Other(media_type.into()), bytes)
+            .map_err(|source| AttestError::Store {
+                action: "store the attestation",
+                digest: rbuild_cache::Digest::of(bytes).to_string(),
+                source,
+            })
+    };
+    let (old_hex, new_hex) = (
+        old.strip_prefix("sha256:").unwrap_or(old),
+        new.strip_prefix("sha256:").unwrap_or(new),
+    );
+    let mut doc: Value = serde_json::from_slice(manifest).map_err(json("manifest"))?;
+    let mut diff_ids = Vec::new();
+    if let Some(layers) = doc["layers"].as_array_mut() {
+        for layer in layers {
+            let mut statement: Value =
+                serde_json::from_slice(&read(&layer["digest"])?).map_err(json("statement"))?;
+            if let Some(subjects) = statement["subject"].as_array_mut() {
+                for s in subjects {
+                    if s["digest"]["sha256"] == old_hex {
+                        s["digest"]["sha256"] = json!(new_hex);
+                    }
+                }
+            }
+            let bytes = serde_json::to_vec(&statement).map_err(json("statement"))?;
+            let media_type = layer["mediaType"]
+                .as_str()
+                .unwrap_or(IN_TOTO_MEDIA_TYPE)
+                .to_string();
+            let stored = put(&media_type, &bytes)?;
+            layer["digest"] = json!(stored.digest().to_string());
+            layer["size"] = json!(stored.size());
+            diff_ids.push(layer["digest"].clone());
+        }
+    }
+    let mut config: Value =
+        serde_json::from_slice(&read(&doc["config"]["digest"])?).map_err(json("config"))?;
+    config["rootfs"]["diff_ids"] = Value::Array(diff_ids);
+    let config_bytes = serde_json::to_vec(&config).map_err(json("config"))?;
+    let config_type = doc["config"]["mediaType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let stored = put(&config_type, &config_bytes)?;
+    doc["config"]["digest"] = json!(stored.digest().to_string());
+    doc["config"]["size"] = json!(stored.size());
+    let bytes = serde_json::to_vec(&doc).map_err(json("manifest"))?;
+    let manifest_type = doc["mediaType"].as_str().unwrap_or_default().to_string();
+    put(&manifest_type, &bytes)?;
+    Ok(bytes)
+}
+
 /// The image `image` (a manifest, or the index of a multi-platform build, as an output
 /// holds it) with an attestation manifest per image: a new index in the store. The
 /// index's images are in the order of `attested`.
@@ -986,30 +1066,7 @@ pub fn attach(
     for (img, a) in images.iter().zip(attested) {
         manifests.push(attestation_manifest(store, format, img, a, names)?);
     }
-    let media_type = match format {
-        ImageFormat::Oci => "application/vnd.oci.image.index.v1+json",
-        ImageFormat::Docker => rbuild_cache::DOCKER_MANIFEST_LIST,
-    };
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type,
-        "manifests": manifests,
-    });
-    let bytes = serde_json::to_vec(&index).map_err(|source| AttestError::Json {
-        what: "index",
-        source,
-    })?;
-    let mut desc = store
-        .put_document(MediaType::Other(media_type.into()), &bytes)
-        .map_err(|source| AttestError::Store {
-            action: "store the index",
-            digest: rbuild_cache::Digest::of(&bytes).to_string(),
-            source,
-        })?;
-    desc.set_media_type(match format {
-        ImageFormat::Oci => MediaType::ImageIndex,
-        ImageFormat::Docker => MediaType::Other(media_type.into()),
-    });
+    let mut desc = crate::image::write_index(store, format, &manifests).map_err(Box::new)?;
     if let Some(a) = image.annotations() {
         desc.set_annotations(Some(a.clone()));
     }

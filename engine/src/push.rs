@@ -39,6 +39,9 @@ pub enum PushError {
         #[source]
         source: Box<OutputError>,
     },
+    /// An attestation manifest could not be made for the pushed image.
+    #[error(transparent)]
+    Attest(Box<crate::attest::AttestError>),
     /// An image index lists a manifest the store does not have.
     #[error(
         "image index {index} lists manifest {manifest}, which is not in the store: push one platform by its manifest digest"
@@ -143,6 +146,10 @@ fn push_image(
     let index = store.read_index_blob(&digest)?;
     let mut manifests = Vec::new();
     let mut changed = Vec::new();
+    // The images whose manifests the push changes (old digest, new), and the attestation
+    // manifests made again for them (index position, the new image digest).
+    let mut renamed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut retargeted = Vec::new();
     for (i, entry) in index.manifests().iter().enumerate() {
         let d = descriptor_digest(entry)?;
         if !store.has_blob(&d) {
@@ -151,10 +158,23 @@ fn push_image(
                 manifest: d,
             });
         }
-        let pushed = manifest(entry)?;
+        let mut pushed = manifest(entry)?;
+        let attested = entry
+            .annotations()
+            .as_ref()
+            .filter(|_| rbuild_cache::is_attestation_manifest(entry))
+            .and_then(|a| a.get(crate::attest::REFERENCE_DIGEST_ANNOTATION))
+            .and_then(|old| Some((old, renamed.get(old.as_str())?)));
+        if let Some((old, new)) = attested {
+            let bytes = crate::attest::retarget(store, &pushed.bytes, old, new)
+                .map_err(|e| PushError::Attest(Box::new(e)))?;
+            pushed = PushManifest::from_bytes(entry.media_type().as_ref(), bytes)?;
+            retargeted.push((i, new.clone()));
+        }
         let pushed_digest = rbuild_cache::Digest::of(&pushed.bytes);
         if pushed_digest != d {
             changed.push((i, pushed_digest, pushed.bytes.len()));
+            renamed.insert(d.to_string(), pushed_digest.to_string());
         }
         manifests.push(pushed);
     }
@@ -169,6 +189,10 @@ fn push_image(
         for (i, d, size) in changed {
             doc["manifests"][i]["digest"] = serde_json::json!(d.to_string());
             doc["manifests"][i]["size"] = serde_json::json!(size);
+        }
+        for (i, image) in retargeted {
+            doc["manifests"][i]["annotations"][crate::attest::REFERENCE_DIGEST_ANNOTATION] =
+                serde_json::json!(image);
         }
         bytes = serde_json::to_vec(&doc).map_err(|e| RegistryError::InvalidManifest {
             reference: digest.to_string(),

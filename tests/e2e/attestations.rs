@@ -359,6 +359,15 @@ fn debian_sbom_lists_dpkg_packages_and_a_push_keeps_the_attestations() {
     assert_eq!(p["metadata"]["completeness"]["parameters"], false);
     assert!(p.get("buildConfig").is_none(), "{p:#}");
 
+    // `rbuild push` of the stored index makes the same attestation manifests for the
+    // manifests it compresses: the same index digest as the build's push.
+    let again = format!("{host}/again:1");
+    let pushed = ok(env.rbuild().args(["push", &name, &again])).stdout;
+    assert_eq!(
+        pushed.trim(),
+        format!("{host}/again@{}", top["digest"].as_str().unwrap())
+    );
+
     // umoci unpacks the image (skopeo picks the platform's manifest, not the attestation).
     let single = dir.join("single");
     ok(skopeo()
@@ -456,6 +465,25 @@ fn two_platforms_get_one_attestation_manifest_each_and_local_outputs_get_files()
         .unwrap();
         assert_eq!(sbom["predicateType"], SPDX);
     }
+    // type=tar of one platform: the statements at the top, after the files.
+    let tarball = env.dir.join("out.tar");
+    ok(&mut env.build_cmd(&[
+        "--provenance",
+        "-o",
+        &format!("type=tar,dest={}", tarball.display()),
+    ]));
+    let mut archive = tar::Archive::new(std::fs::File::open(&tarball).unwrap());
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        if name == "provenance.json" {
+            let statement: Value = serde_json::from_reader(&mut entry).unwrap();
+            assert_eq!(statement["predicateType"], SLSA1);
+        }
+        names.push(name);
+    }
+    assert_eq!(names, ["a.txt", "provenance.json"]);
     // Without the flags nothing changes: a one-platform build is a plain manifest.
     let plain = env.build(&["-t", "localhost/plain:1", "--platform", "linux/amd64"]);
     assert_eq!(

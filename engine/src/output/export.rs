@@ -118,14 +118,7 @@ pub fn export(
                     let compression = out
                         .compression_for(output, Some(Compression::Gzip))
                         .unwrap_or_default();
-                    // The statements name the manifests the registry gets: with
-                    // attestations the layers are converted first, then attested.
-                    let pushed_image = if attested.is_empty() {
-                        image.clone()
-                    } else {
-                        let converted = convert_image(store, &base, &compression).map_err(what)?;
-                        with_attestations(settings, &converted, attested, &names)?
-                    };
+
                     let mut previous: Option<rbuild_registry::Reference> = None;
                     for name in &names {
                         let dest = crate::names::parse_reference(name)?;
@@ -141,7 +134,7 @@ pub fn export(
                         let transfer = progress.transfer("push", name);
                         let result = crate::push::push_descriptor(
                             store,
-                            &pushed_image,
+                            &image,
                             &dest,
                             &settings.registry,
                             transfer.reporter(),

@@ -666,6 +666,19 @@ pub fn validate_spdx(path: &Path) {
     );
 }
 
+/// The head of an HTTP request (up to its blank line), read from `conn`.
+pub fn request_head(conn: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified;
 /// records the paths asked for.
 pub struct Http {
@@ -689,15 +702,7 @@ impl Http {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).into_owned();
+                let head = request_head(&mut conn);
                 let line = head.lines().next().unwrap_or_default().to_string();
                 seen.lock().unwrap().push(line.clone());
                 let get = line.starts_with("GET ");
