@@ -45,6 +45,17 @@ pub enum StoreError {
         /// The platforms it has.
         available: String,
     },
+    /// An index lists an image for the platform asked for, but only some of its platforms
+    /// were pulled and that one is not among them.
+    #[error(
+        "image index {digest} lists an image for {platform}, which is not in the store; pull it with --platform {platform}"
+    )]
+    PlatformNotPulled {
+        /// The index.
+        digest: Digest,
+        /// The platform asked for.
+        platform: String,
+    },
     /// A file or directory of the store could not be read or written.
     #[error("cannot access {path}")]
     Io {
@@ -568,20 +579,40 @@ impl Store {
     }
 
     /// The image manifest a descriptor stands for: the descriptor itself, or for an index the
-    /// entry this machine runs best (falling back to the first manifest).
+    /// entry this machine runs best among those the store has (a pull of one platform names
+    /// the index with only that platform's image present), falling back to the first present
+    /// manifest.
     pub fn image_manifest(&self, descriptor: &Descriptor) -> Result<(Descriptor, ImageManifest)> {
         self.image_manifest_at(descriptor, descriptor, 0, None)
     }
 
     /// The image manifest a descriptor stands for when `platform` is wanted: the descriptor
     /// itself, or for an index the entry [`Platform::pick`] chooses; an index without one is
-    /// [`StoreError::NoPlatform`], naming the platforms it has.
+    /// [`StoreError::NoPlatform`], naming the platforms it has, and one whose chosen image was
+    /// not pulled is [`StoreError::PlatformNotPulled`].
     pub fn image_manifest_for(
         &self,
         descriptor: &Descriptor,
         platform: &Platform,
     ) -> Result<(Descriptor, ImageManifest)> {
         self.image_manifest_at(descriptor, descriptor, 0, Some(platform))
+    }
+
+    /// The entries of an index whose documents the store does not have: a pull of one
+    /// platform names the whole index with only that platform's image present. Empty for a
+    /// manifest and for a complete index.
+    pub fn absent_manifests(&self, descriptor: &Descriptor) -> Result<Vec<Descriptor>> {
+        if !is_index(descriptor.media_type()) {
+            return Ok(Vec::new());
+        }
+        let index = self.read_index_blob(&descriptor_digest(descriptor)?)?;
+        let mut absent = Vec::new();
+        for entry in index.manifests() {
+            if !self.has_blob(&descriptor_digest(entry)?) {
+                absent.push(entry.clone());
+            }
+        }
+        Ok(absent)
     }
 
     fn image_manifest_at(
@@ -599,6 +630,7 @@ impl Store {
         }
         if is_index(descriptor.media_type()) {
             let index = self.read_index_blob(&digest)?;
+            let present = |d: &Descriptor| descriptor_digest(d).is_ok_and(|d| self.has_blob(&d));
             let entries: Vec<(&Descriptor, Platform)> = index
                 .manifests()
                 .iter()
@@ -606,9 +638,24 @@ impl Store {
                 .filter_map(|d| Some((d, descriptor_platform(d)?)))
                 .collect();
             let host = Platform::host();
-            let picked = wanted
-                .unwrap_or(&host)
-                .pick(entries.iter().map(|(d, p)| (*d, p)));
+            // Without a platform asked for, the choice is among the images the store has.
+            let picked = match wanted {
+                Some(p) => p.pick(entries.iter().map(|(d, p)| (*d, p))),
+                None => host.pick(
+                    entries
+                        .iter()
+                        .filter(|(d, _)| present(d))
+                        .map(|(d, p)| (*d, p)),
+                ),
+            };
+            if let (Some(d), Some(p)) = (picked, wanted)
+                && !present(d)
+            {
+                return Err(StoreError::PlatformNotPulled {
+                    digest,
+                    platform: p.to_string(),
+                });
+            }
             let chosen = match (picked, wanted) {
                 (Some(d), _) => d,
                 (None, Some(p)) => {
@@ -624,7 +671,9 @@ impl Store {
                 }
                 (None, None) => index
                     .manifests()
-                    .first()
+                    .iter()
+                    .find(|d| present(d))
+                    .or_else(|| index.manifests().first())
                     .ok_or(StoreError::BlobMissing { digest })?,
             }
             .clone();
@@ -687,13 +736,30 @@ impl Store {
     }
 
     /// Names `descriptor` `name`, replacing what had that name. Every blob the image needs must
-    /// be in the store already.
+    /// be in the store already; of an index, the images of some of its platforms may be absent
+    /// (a pull of one platform), not all.
     pub fn tag(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
         validate_name(name)?;
         let _lock = self.lock()?;
         // Checked under the lock, so a concurrent removal cannot take a blob away unseen.
-        for digest in self.reachable(descriptor, true)? {
-            if !self.has_blob(&digest) {
+        let reachable = self.reachable(descriptor, true)?;
+        let absent = self.absent_manifests(descriptor)?;
+        let entries = match is_index(descriptor.media_type()) {
+            true => self
+                .read_index_blob(&descriptor_digest(descriptor)?)?
+                .manifests()
+                .len(),
+            false => 0,
+        };
+        let absent = match absent.len() < entries {
+            true => absent
+                .iter()
+                .map(descriptor_digest)
+                .collect::<Result<BTreeSet<_>>>()?,
+            false => BTreeSet::new(),
+        };
+        for digest in reachable {
+            if !self.has_blob(&digest) && !absent.contains(&digest) {
                 return Err(StoreError::Incomplete {
                     name: name.to_string(),
                     digest,

@@ -335,10 +335,18 @@ fn resolve_one(
     // A single-platform copy this platform does not run (the store names the amd64 image,
     // an arm64 stage wants it) is pulled again for this platform, without taking the name
     // from the copy; when that pull fails, the copy is taken as it is (as BuildKit takes a
-    // single-platform image), with the check's warning.
-    let foreign = stored
-        .as_ref()
-        .is_some_and(|d| !rbuild_cache::is_index(d.media_type()) && !runs_here(store, d, platform));
+    // single-platform image), with the check's warning. So is an index of which another
+    // platform was pulled.
+    let foreign = stored.as_ref().is_some_and(|d| {
+        if rbuild_cache::is_index(d.media_type()) {
+            matches!(
+                store.image_manifest_for(d, platform),
+                Err(StoreError::PlatformNotPulled { .. })
+            )
+        } else {
+            !runs_here(store, d, platform)
+        }
+    });
     let local = if loaded.is_some() {
         stored.clone()
     } else if settings.pull || foreign {

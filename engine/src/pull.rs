@@ -169,12 +169,17 @@ pub fn pull_image_as(
         }
     }
     if tag {
-        store
-            .tag(&name, &descriptor)
-            .map_err(|source| PullError::Tag {
-                name: name.clone(),
-                source,
-            })?;
+        let tag_error = |source| PullError::Tag {
+            name: name.clone(),
+            source,
+        };
+        // The name stands for what the registry names: an index keeps its other platforms'
+        // entries, pulled later or never (the store reads only the ones present).
+        let named = match &pulled.index {
+            Some(index) => store_index(store, index).map_err(tag_error)?,
+            None => descriptor.clone(),
+        };
+        store.tag(&name, &named).map_err(tag_error)?;
     }
     for digest in std::iter::once(manifest_digest).chain(
         pulled
@@ -241,17 +246,7 @@ pub fn pull_all_platforms(
         name: reference.to_string(),
         source,
     };
-    let stored = store
-        .put_document(
-            oci_spec::image::MediaType::Other(top.media_type.clone()),
-            &top.bytes,
-        )
-        .map_err(tag_error)?;
-    let mut descriptor = stored.clone();
-    descriptor.set_media_type(match top.media_type.as_str() {
-        rbuild_registry::pull::OCI_INDEX => oci_spec::image::MediaType::ImageIndex,
-        other => oci_spec::image::MediaType::Other(other.to_string()),
-    });
+    let descriptor = store_index(store, &top).map_err(tag_error)?;
     let name = match reference.digest() {
         Some(d) => format!("{}@{d}", reference.name()),
         None => reference.to_string(),
@@ -267,4 +262,21 @@ pub fn pull_all_platforms(
         pinned: format!("{}@{}", reference.name(), top.digest),
         descriptor,
     })
+}
+
+/// Stores an index document as the registry gave it; its descriptor, with the index's own
+/// media type.
+fn store_index(
+    store: &rbuild_cache::Store,
+    index: &rbuild_registry::pull::FetchedManifest,
+) -> Result<oci_spec::image::Descriptor, rbuild_cache::StoreError> {
+    let mut descriptor = store.put_document(
+        oci_spec::image::MediaType::Other(index.media_type.clone()),
+        &index.bytes,
+    )?;
+    descriptor.set_media_type(match index.media_type.as_str() {
+        rbuild_registry::pull::OCI_INDEX => oci_spec::image::MediaType::ImageIndex,
+        other => oci_spec::image::MediaType::Other(other.to_string()),
+    });
+    Ok(descriptor)
 }

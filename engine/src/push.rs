@@ -42,9 +42,9 @@ pub enum PushError {
     /// An attestation manifest could not be made for the pushed image.
     #[error(transparent)]
     Attest(Box<crate::attest::AttestError>),
-    /// An image index lists a manifest the store does not have.
+    /// None of the manifests an image index lists is in the store.
     #[error(
-        "image index {index} lists manifest {manifest}, which is not in the store: push one platform by its manifest digest"
+        "image index {index} lists manifest {manifest}, and none of its images is in the store: pull a platform of it first"
     )]
     MissingManifest {
         /// The index.
@@ -118,8 +118,9 @@ pub fn push_descriptor(
     Ok(result)
 }
 
-/// What to push for a store descriptor: a manifest, or an index with every manifest it lists
-/// (all of them must be in the store; a pull keeps one platform and names its manifest).
+/// What to push for a store descriptor: a manifest, or an index with the manifests it lists
+/// that the store has (a pull of one platform names the index with only that platform's
+/// image present); an index none of whose images are here is refused.
 fn push_image(
     store: &Store,
     descriptor: &Descriptor,
@@ -144,19 +145,39 @@ fn push_image(
     }
     let mut bytes = store.read_blob(&digest)?;
     let index = store.read_index_blob(&digest)?;
+    let absent = store.absent_manifests(descriptor)?;
+    if absent.len() == index.manifests().len()
+        && let Some(first) = absent.first()
+    {
+        return Err(PushError::MissingManifest {
+            index: digest,
+            manifest: descriptor_digest(first)?,
+        });
+    }
+    if !absent.is_empty() {
+        tracing::warn!(
+            "image index {digest}: pushing the platforms the store has; not pulled: {}",
+            absent
+                .iter()
+                .map(|d| match rbuild_cache::descriptor_platform(d) {
+                    Some(p) => p.to_string(),
+                    None => d.digest().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let mut manifests = Vec::new();
-    let mut changed = Vec::new();
-    // The images whose manifests the push changes (old digest, new), and the attestation
-    // manifests made again for them (index position, the new image digest).
+    // Each entry the pushed index keeps: where it is in the store's index, the pushed
+    // manifest's digest and size when converting its layers made it a new document, and for
+    // an attestation manifest made again for such an image, that image's new digest.
+    let mut kept = Vec::new();
+    // The images whose manifests the push changes: old digest, new.
     let mut renamed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut retargeted = Vec::new();
     for (i, entry) in index.manifests().iter().enumerate() {
         let d = descriptor_digest(entry)?;
         if !store.has_blob(&d) {
-            return Err(PushError::MissingManifest {
-                index: digest,
-                manifest: d,
-            });
+            continue;
         }
         let mut pushed = manifest(entry)?;
         let attested = entry
@@ -165,39 +186,50 @@ fn push_image(
             .filter(|_| rbuild_cache::is_attestation_manifest(entry))
             .and_then(|a| a.get(crate::attest::REFERENCE_DIGEST_ANNOTATION))
             .and_then(|old| Some((old, renamed.get(old.as_str())?)));
+        let mut retargeted = None;
         if let Some((old, new)) = attested {
             let bytes = crate::attest::retarget(store, &pushed.bytes, old, new)
                 .map_err(|e| PushError::Attest(Box::new(e)))?;
             pushed = PushManifest::from_bytes(entry.media_type().as_ref(), bytes)?;
-            retargeted.push((i, new.clone()));
+            retargeted = Some(new.clone());
         }
         let pushed_digest = rbuild_cache::Digest::of(&pushed.bytes);
         if pushed_digest != d {
-            changed.push((i, pushed_digest, pushed.bytes.len()));
             renamed.insert(d.to_string(), pushed_digest.to_string());
         }
+        kept.push((
+            i,
+            (pushed_digest != d).then_some((pushed_digest, pushed.bytes.len())),
+            retargeted,
+        ));
         manifests.push(pushed);
     }
     // Manifests whose layers were compressed for the push are new documents: the index
-    // pushed names them (the store's index keeps naming the store's manifests).
-    if !changed.is_empty() {
-        let mut doc: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RegistryError::InvalidManifest {
-                reference: digest.to_string(),
-                message: e.to_string(),
-            })?;
-        for (i, d, size) in changed {
-            doc["manifests"][i]["digest"] = serde_json::json!(d.to_string());
-            doc["manifests"][i]["size"] = serde_json::json!(size);
-        }
-        for (i, image) in retargeted {
-            doc["manifests"][i]["annotations"][crate::attest::REFERENCE_DIGEST_ANNOTATION] =
-                serde_json::json!(image);
-        }
-        bytes = serde_json::to_vec(&doc).map_err(|e| RegistryError::InvalidManifest {
+    // pushed names them (the store's index keeps naming the store's manifests). An index
+    // pulled for some of its platforms is pushed with those.
+    if !absent.is_empty() || kept.iter().any(|(_, changed, _)| changed.is_some()) {
+        let invalid = |e: serde_json::Error| RegistryError::InvalidManifest {
             reference: digest.to_string(),
             message: e.to_string(),
-        })?;
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+        let entries = doc["manifests"].as_array().cloned().unwrap_or_default();
+        doc["manifests"] = kept
+            .iter()
+            .filter_map(|(i, changed, retargeted)| {
+                let mut entry = entries.get(*i)?.clone();
+                if let Some((d, size)) = changed {
+                    entry["digest"] = serde_json::json!(d.to_string());
+                    entry["size"] = serde_json::json!(size);
+                }
+                if let Some(image) = retargeted {
+                    entry["annotations"][crate::attest::REFERENCE_DIGEST_ANNOTATION] =
+                        serde_json::json!(image);
+                }
+                Some(entry)
+            })
+            .collect();
+        bytes = serde_json::to_vec(&doc).map_err(invalid)?;
     }
     Ok(PushImage::with_index(&media_type, bytes, manifests)?)
 }

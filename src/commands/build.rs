@@ -580,6 +580,7 @@ fn invoke_shell(
         platform: None,
         registry_args: RegistryArgs::default(),
         limit_args: Default::default(),
+        health_args: Default::default(),
         image: built.id.clone(),
         args: command,
     };

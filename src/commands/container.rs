@@ -64,6 +64,9 @@ pub struct HealthConfig {
     pub start_period: u64,
     /// Consecutive failures that make it unhealthy (default 3).
     pub retries: u32,
+    /// Between checks during the start period (default 5 s).
+    #[serde(default)]
+    pub start_interval: u64,
 }
 
 impl HealthConfig {
@@ -81,6 +84,7 @@ impl HealthConfig {
             timeout: num("Timeout"),
             start_period: num("StartPeriod"),
             retries: u32::try_from(num("Retries")).unwrap_or(u32::MAX),
+            start_interval: num("StartInterval"),
         })
     }
 
@@ -104,6 +108,15 @@ impl HealthConfig {
     /// Between checks.
     pub fn interval(&self) -> Duration {
         Self::or(self.interval, Duration::from_secs(30))
+    }
+
+    /// Between checks while `elapsed` (since the start) is within the start period.
+    pub fn interval_at(&self, elapsed: Duration) -> Duration {
+        if elapsed < Duration::from_nanos(self.start_period) {
+            Self::or(self.start_interval, Duration::from_secs(5))
+        } else {
+            self.interval()
+        }
     }
 
     /// One check's time limit.

@@ -104,7 +104,7 @@ fn container(
             "StopSignal": cfg.as_ref().map(|c| c.stop_signal.clone()),
             "Healthcheck": cfg.as_ref().and_then(|c| c.healthcheck.as_ref()).map(|h| json!({
                 "Test": h.test, "Interval": h.interval, "Timeout": h.timeout,
-                "StartPeriod": h.start_period, "Retries": h.retries,
+                "StartPeriod": h.start_period, "StartInterval": h.start_interval, "Retries": h.retries,
             })),
         },
         "NetworkSettings": { "Ports": ports },

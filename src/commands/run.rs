@@ -103,11 +103,96 @@ pub struct RunArgs {
     pub registry_args: super::registry::RegistryArgs,
     #[command(flatten)]
     pub limit_args: super::resources::RunLimitArgs,
+    #[command(flatten)]
+    pub health_args: HealthArgs,
     /// The image (name or id).
     pub image: String,
     /// The command and its arguments (replace the image's `Cmd`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// docker run's health flags: each replaces that part of the image's HEALTHCHECK. Checks
+/// run for a detached container (`-d`), whose supervisor runs them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HealthArgs {
+    /// The check, run with `/bin/sh -c` (replaces the image's HEALTHCHECK command).
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between checks (like 30s, 1m30s; default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = health_duration)]
+    pub health_interval: Option<u64>,
+    /// How long one check may run (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = health_duration)]
+    pub health_timeout: Option<u64>,
+    /// Time after the start in which failures do not count (default 0s).
+    #[arg(long, value_name = "DURATION", value_parser = health_duration)]
+    pub health_start_period: Option<u64>,
+    /// Time between checks during the start period (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = health_duration)]
+    pub health_start_interval: Option<u64>,
+    /// Consecutive failures that make the container unhealthy (default 3).
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long, conflicts_with_all = [
+        "health_cmd", "health_interval", "health_timeout", "health_start_period",
+        "health_start_interval", "health_retries",
+    ])]
+    pub no_healthcheck: bool,
+}
+
+/// A health flag's duration: a Go duration of at least 1ms, or 0 for the default.
+fn health_duration(value: &str) -> Result<u64, String> {
+    let ns = rbuild_compiler::instructions::flags::parse_duration(value)?;
+    if ns != 0 && ns < 1_000_000 {
+        return Err(format!("{value:?} is less than 1ms"));
+    }
+    Ok(ns)
+}
+
+impl HealthArgs {
+    /// Whether any health flag was given.
+    pub fn any(&self) -> bool {
+        self.no_healthcheck
+            || self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_start_period.is_some()
+            || self.health_start_interval.is_some()
+            || self.health_retries.is_some()
+    }
+
+    /// The check a container runs: the image's, with each part these flags give replaced
+    /// (a zero duration keeps the image's, as docker merges them); none without a command.
+    pub fn apply(
+        &self,
+        image: Option<super::container::HealthConfig>,
+    ) -> Option<super::container::HealthConfig> {
+        if self.no_healthcheck {
+            return None;
+        }
+        let mut h = image.unwrap_or(super::container::HealthConfig {
+            test: Vec::new(),
+            interval: 0,
+            timeout: 0,
+            start_period: 0,
+            retries: 0,
+            start_interval: 0,
+        });
+        if let Some(cmd) = &self.health_cmd {
+            h.test = vec!["CMD-SHELL".into(), cmd.clone()];
+        }
+        let keep = |flag: Option<u64>, image: u64| flag.filter(|&ns| ns != 0).unwrap_or(image);
+        h.interval = keep(self.health_interval, h.interval);
+        h.timeout = keep(self.health_timeout, h.timeout);
+        h.start_period = keep(self.health_start_period, h.start_period);
+        h.start_interval = keep(self.health_start_interval, h.start_interval);
+        if let Some(r) = self.health_retries.filter(|&r| r != 0) {
+            h.retries = r;
+        }
+        (!h.test.is_empty()).then_some(h)
+    }
 }
 
 /// `--pull`: when `rbuild run` fetches the image from its registry (docker's policy names).
@@ -364,9 +449,27 @@ fn run_container(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<u8> {
         }
     };
     // One platform's image: of an index, the one `--platform` names (else the host's best).
-    let descriptor = runnable(&store, &descriptor, args.platform.as_deref())?;
+    // A platform the store's index lists but was never pulled is pulled, as a missing image is.
+    let descriptor = match runnable(&store, &descriptor, args.platform.as_deref()) {
+        Err(e)
+            if args.pull == PullPolicy::Missing
+                && matches!(
+                    e.downcast_ref::<rbuild_cache::StoreError>(),
+                    Some(rbuild_cache::StoreError::PlatformNotPulled { .. })
+                ) =>
+        {
+            runnable(&store, &pull(&store)?, args.platform.as_deref())?
+        }
+        other => other?,
+    };
     if args.detach {
         return run_detached(global, &store, &descriptor, args).map(|()| 0);
+    }
+    if args.health_args.any() {
+        tracing::warn!(
+            "health checks run for detached containers (rbuild run -d); the --health flags \
+             have no effect here"
+        );
     }
     let started = match started.take() {
         Some(started) => started,
@@ -477,7 +580,7 @@ fn run_detached(
             .and_then(|s| s.as_str())
             .unwrap_or_default()
             .to_owned(),
-        healthcheck: HealthConfig::from_image(&raw),
+        healthcheck: args.health_args.apply(HealthConfig::from_image(&raw)),
     };
     let record = Record {
         id: id.clone(),

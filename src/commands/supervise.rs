@@ -336,7 +336,7 @@ impl Checker {
         let started = Instant::now();
         let start_period = Duration::from_nanos(self.health.start_period);
         loop {
-            std::thread::sleep(self.health.interval());
+            std::thread::sleep(self.health.interval_at(started.elapsed()));
             if self
                 .shared
                 .lock()

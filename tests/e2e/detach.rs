@@ -542,3 +542,76 @@ fn commands_that_exit_at_once_start_cleanly() {
     });
     assert!(!exited.contains("Dead"), "{exited}");
 }
+
+/// docker run's health flags replace the image's check part by part; `--no-healthcheck`
+/// turns it off.
+#[test]
+fn health_flags_replace_the_image_check() {
+    let env = env(false);
+    web_image(&env);
+    // The command is the flag's, the timeout still the image's (10 s); one failure is enough.
+    ok(env.rbuild().args([
+        "run",
+        "-d",
+        "--name",
+        "flagged",
+        "--health-cmd",
+        "test -f /www/ready",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "web",
+    ]));
+    eventually("the failing check", || {
+        let v = inspect(&env, "flagged");
+        (v["State"]["Health"]["Status"] == "unhealthy").then_some(())
+    });
+    let v = inspect(&env, "flagged");
+    let check = &v["Config"]["Healthcheck"];
+    assert_eq!(
+        check["Test"],
+        serde_json::json!(["CMD-SHELL", "test -f /www/ready"]),
+        "{v}"
+    );
+    assert_eq!(check["Interval"], 300_000_000u64, "{v}");
+    assert_eq!(check["Timeout"], 10_000_000_000u64, "{v}");
+    assert_eq!(check["Retries"], 1, "{v}");
+    ok(env
+        .rbuild()
+        .args(["exec", "flagged", "touch", "/www/ready"]));
+    eventually("the passing check", || {
+        let v = inspect(&env, "flagged");
+        (v["State"]["Health"]["Status"] == "healthy").then_some(())
+    });
+    // No check at all: no health state, and ps shows none.
+    ok(env.rbuild().args([
+        "run",
+        "-d",
+        "--name",
+        "unchecked",
+        "--no-healthcheck",
+        "web",
+    ]));
+    std::thread::sleep(Duration::from_millis(2500));
+    let v = inspect(&env, "unchecked");
+    assert!(v["State"]["Health"].is_null(), "{v}");
+    assert!(v["Config"]["Healthcheck"].is_null(), "{v}");
+    // Flags that contradict each other, or a duration too short, are usage errors.
+    let bad = rb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--no-healthcheck",
+            "--health-cmd",
+            "true",
+            "web",
+        ],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let bad = rb(&env, &["run", "-d", "--health-interval", "10us", "web"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("less than 1ms"), "{}", bad.stderr);
+    ok(env.rbuild().args(["rm", "-f", "flagged", "unchecked"]));
+}

@@ -388,6 +388,7 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
         assert_eq!(got, format!("{machine}\n"), "{dir}");
     }
     assert_eq!(fresh.inspect(&name)["id"], named["id"]);
+    one_name_for_platforms_pulled_one_by_one(&registry, &name, &pushed);
     // pull --all-platforms keeps the index and every image; a push of it is the same index.
     let whole = BuildEnv::new();
     let pinned = ok(whole.rbuild().args(["pull", "--all-platforms", &name]));
@@ -447,6 +448,102 @@ fn a_multi_platform_push_is_an_index_every_tool_reads() {
     ]);
     assert!(run.stderr.contains("type=docker"), "{}", run.stderr);
     assert!(run.stderr.contains("type=oci"), "{}", run.stderr);
+}
+
+/// `pull --platform` of an index names the index, with the platforms pulled so far present:
+/// pulling another platform adds it under the same name, and run, push and save use what
+/// is there.
+fn one_name_for_platforms_pulled_one_by_one(
+    registry: &rbuild_test_support::Registry,
+    name: &str,
+    index: &str,
+) {
+    let env = env_for(false);
+    let platforms = |env: &BuildEnv| {
+        let listed = ok(env.rbuild().args(["images", "--format", "json"]));
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+        let entry = listed.iter().find(|i| i["name"] == name).unwrap().clone();
+        assert_eq!(entry["id"], index, "{entry}");
+        entry["platforms"].clone()
+    };
+    ok(env
+        .rbuild()
+        .args(["pull", "--platform", "linux/arm64", name]));
+    assert_eq!(platforms(&env), serde_json::json!(["linux/arm64"]));
+    let missing = env
+        .rbuild()
+        .args([
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--platform",
+            "linux/amd64",
+        ])
+        .args([name, "cat", "/out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("linux/amd64") && stderr.contains("not in the store"),
+        "{stderr}"
+    );
+    // The platform pulled is what the name runs by default, even on another host.
+    let run = ok(env.rbuild().args(["run", "--rm", name, "cat", "/out"]));
+    assert_eq!(run.stdout, "for arm64\n");
+    // `run` pulls a platform the index lists and the store lacks, as it pulls a missing image.
+    let run = ok(env.rbuild().args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/amd64",
+        name,
+        "cat",
+        "/out",
+    ]));
+    assert_eq!(run.stdout, "for amd64\n");
+    assert_eq!(
+        platforms(&env),
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    for (platform, out) in [
+        ("linux/amd64", "for amd64\n"),
+        ("linux/arm64", "for arm64\n"),
+    ] {
+        let run =
+            ok(env
+                .rbuild()
+                .args(["run", "--rm", "--platform", platform, name, "cat", "/out"]));
+        assert_eq!(run.stdout, out, "{platform}");
+    }
+    // A store with one platform pushes that one, in an index of its own; a save and load
+    // keeps the name and what it has.
+    let partial = env_for(false);
+    ok(partial
+        .rbuild()
+        .args(["pull", "--platform", "linux/arm64", name]));
+    let copy = format!("{}/partial:1", registry.host());
+    ok(partial.rbuild().args(["push", name, &copy]));
+    let raw = ok(crate::support::skopeo()
+        .args(["inspect", "--raw"])
+        .args(registry.skopeo_flags(""))
+        .arg(format!("docker://{copy}")));
+    let pushed: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    let entries = pushed["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{pushed}");
+    assert_eq!(entries[0]["platform"]["architecture"], "arm64");
+    let archive = partial.dir.join("partial.tar");
+    ok(partial
+        .rbuild()
+        .args(["save", "--format", "oci", "-o"])
+        .arg(&archive)
+        .arg(name));
+    let loaded = BuildEnv::new();
+    ok(loaded.rbuild().arg("load").arg("-i").arg(&archive));
+    assert_eq!(platforms(&loaded), serde_json::json!(["linux/arm64"]));
+    let run = ok(loaded.rbuild().args(["run", "--rm", name, "cat", "/out"]));
+    assert_eq!(run.stdout, "for arm64\n");
 }
 
 /// A Debian arm64 minbase (debootstrapped through the emulator) installs a package with apt
