@@ -871,6 +871,17 @@ pub fn statement_file(
     })
 }
 
+/// Stores a document of an attestation manifest.
+fn put_document(store: &Store, media_type: &str, bytes: &[u8]) -> Result<Descriptor, AttestError> {
+    store
+        .put_document(MediaType::Other(media_type.into()), bytes)
+        .map_err(|source| AttestError::Store {
+            action: "store the attestation",
+            digest: rbuild_cache::Digest::of(bytes).to_string(),
+            source,
+        })
+}
+
 /// Stores the attestation manifest of the image `image` (a manifest descriptor).
 fn attestation_manifest(
     store: &Store,
@@ -880,15 +891,7 @@ fn attestation_manifest(
     names: &[String],
 ) -> Result<Descriptor, AttestError> {
     let json = |what| move |source| AttestError::Json { what, source };
-    let put = |media_type: &str, bytes: &[u8]| {
-        store
-            .put_document(MediaType::Other(media_type.into()), bytes)
-            .map_err(|source| AttestError::Store {
-                action: "store the attestation",
-                digest: rbuild_cache::Digest::of(bytes).to_string(),
-                source,
-            })
-    };
+    let put = |media_type: &str, bytes: &[u8]| put_document(store, media_type, bytes);
     let (manifest_type, config_type) = crate::image::manifest_types(format);
     let mut layers = Vec::new();
     for predicate in &attested.predicates {
@@ -976,15 +979,7 @@ pub fn retarget(
                 source,
             })
     };
-    let put = |media_type: &str, bytes: &[u8]| {
-        store
-            .put_document(MediaType::Other(media_type.into()), bytes)
-            .map_err(|source| AttestError::Store {
-                action: "store the attestation",
-                digest: rbuild_cache::Digest::of(bytes).to_string(),
-                source,
-            })
-    };
+    let put = |media_type: &str, bytes: &[u8]| put_document(store, media_type, bytes);
     let (old_hex, new_hex) = (
         old.strip_prefix("sha256:").unwrap_or(old),
         new.strip_prefix("sha256:").unwrap_or(new),
