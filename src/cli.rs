@@ -41,6 +41,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build an image from a Dockerfile (`rbuild -t NAME .` is `rbuild build -t NAME .`).
     Build(Box<commands::build::BuildArgs>),
+    /// Build the targets of compose files and docker bake files (HCL, JSON) in one process,
+    /// as `docker buildx bake`: a step two targets share runs once.
+    Bake(Box<commands::bake::BakeArgs>),
     /// Print the build plan (or the parse tree) of a Dockerfile.
     Plan(commands::plan::PlanArgs),
     /// Check a Dockerfile: BuildKit's build checks, best practices, and what only the

@@ -2,6 +2,9 @@
 //!
 //! The README's "Configuration" table lists the same names; keep the two in step.
 
+/// How long one `git` command of a git build input may run (`30s`, `10m`, `1h`; default 30
+/// minutes).
+pub const RBUILD_GIT_TIMEOUT: &str = "RBUILD_GIT_TIMEOUT";
 /// The store root (`--root`).
 pub const RBUILD_ROOT: &str = "RBUILD_ROOT";
 /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`--verbose` raises it).

@@ -1,8 +1,8 @@
 """Scenarios that are not builds: push, re-push and pull of a 500 MB image, `run --rm IMAGE true`
 against runc, `run -d IMAGE sleep` and `exec NAME true` against podman, `rbuild report` on a
 1 GB image, `rbuild check` against hadolint on a 5,000-line Dockerfile and on 500 Dockerfiles,
-and amd64+arm64 builds against dockerd's BuildKit building the same platforms one after the
-other.
+amd64+arm64 builds against dockerd's BuildKit building the same platforms one after the
+other, and `rbuild bake` of a three-service compose project against three builds.
 
 Each scenario is an `Op` with three hooks per builder: `setup` (once, untimed), `before` (before
 every run, untimed) and `command` (the timed command; None when the builder has no such
@@ -658,7 +658,82 @@ class AttestCold(Op):
         return cmd + [self.ctx["context_dir"]("app")]
 
 
+# Three services over one base stage whose RUN is the heavy part (a shell loop), each
+# service's stage a small RUN of its own.
+BAKE3_DOCKERFILE = """\
+FROM {registry}/busybox:latest AS base
+RUN i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo $i > /base
+FROM base AS app
+RUN echo app > /role
+FROM base AS worker
+RUN echo worker > /role
+FROM base AS migrate
+RUN echo migrate > /role
+"""
+
+BAKE3_SERVICES = ("app", "worker", "migrate")
+
+BAKE3_COMPOSE = "services:\n" + "".join(
+    f"  {s}:\n    image: bench-bake3-{s}:latest\n    build:\n      context: .\n"
+    f"      target: {s}\n" for s in BAKE3_SERVICES)
+
+
+class _Bake3(Op):
+    """A compose project of three services sharing a base stage. rbuild: `rbuild bake` (one
+    process, the shared base RUN once) or, for the -seq scenarios, three `rbuild build
+    --target` one after the other; dockerd's BuildKit: one `docker build --target` per
+    service, one after the other, its cache kept between them. Cold: every builder's cache
+    and images removed before every run; no-op: nothing changed since the warm-up."""
+
+    only = ("rbuild", "buildkit")
+    COLD = True
+    SEQUENTIAL = False
+
+    def setup(self, b):
+        self.dir = os.path.join(self.ctx["state"], "ctx", "bake3")
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "Dockerfile"), "w") as f:
+            f.write(BAKE3_DOCKERFILE.format(registry=self.ctx["registry"]))
+        with open(os.path.join(self.dir, "compose.yaml"), "w") as f:
+            f.write(BAKE3_COMPOSE)
+
+    def before(self, b, i):
+        if self.COLD:
+            b.reset()
+
+    def command(self, b):
+        if b.name == "rbuild" and not self.SEQUENTIAL:
+            return [b.bin, "--root", b.root, "bake", "--progress", "plain", "-f",
+                    os.path.join(self.dir, "compose.yaml")]
+        builds = [shlex.join(b.command(f"bench-bake3-{s}:latest", self.dir)[:-1]
+                             + ["--target", s, self.dir]) for s in BAKE3_SERVICES]
+        return ["sh", "-c", " && ".join(builds)]
+
+
+class Bake3Cold(_Bake3):
+    pass
+
+
+class Bake3Noop(_Bake3):
+    COLD = False
+
+
+class Bake3SeqCold(_Bake3):
+    only = ("rbuild",)
+    SEQUENTIAL = True
+
+
+class Bake3SeqNoop(_Bake3):
+    only = ("rbuild",)
+    COLD = False
+    SEQUENTIAL = True
+
+
 OPS = {
+    "bake3-cold": Bake3Cold,
+    "bake3-noop": Bake3Noop,
+    "bake3-seq-cold": Bake3SeqCold,
+    "bake3-seq-noop": Bake3SeqNoop,
     "attest-cold": AttestCold,
     "multi-emulated": MultiEmulated,
     "multi-cross": MultiCross,

@@ -25,6 +25,7 @@ pub mod atomic;
 mod blob;
 pub mod containers;
 pub mod context;
+pub mod downloads;
 pub mod exchange;
 mod fsutil;
 pub mod gc;

@@ -122,6 +122,7 @@ fn dockerfile_specific_ignore_file_wins() {
         &d.ctx,
         &IndexOptions {
             dockerfile: Some("df/app.Dockerfile".into()),
+            ..IndexOptions::default()
         },
     )
     .unwrap();

@@ -360,6 +360,8 @@ pub(crate) struct BuildFacts<'a> {
     pub settings: &'a BuildRequest,
     pub dockerfile_name: &'a str,
     pub dockerfile_text: &'a str,
+    /// The URL of a downloaded or git context (`...#COMMIT` for git).
+    pub context_url: Option<&'a str>,
     pub plan: &'a rbuild_compiler::plan::Plan,
     pub materials: Vec<Material>,
     /// The image in the store (its manifest).
@@ -391,15 +393,13 @@ pub(crate) fn materials(
                         digest: b.digest(),
                     })
                 }),
-                OpKind::Http { url, .. } => {
-                    result
-                        .as_ref()
-                        .and_then(|r| r.fetched.clone())
-                        .map(|digest| Material {
-                            uri: redact_url(url),
-                            digest,
-                        })
-                }
+                OpKind::Http { url, .. } | OpKind::Git { url, .. } => result
+                    .as_ref()
+                    .and_then(|r| r.fetched.clone())
+                    .map(|digest| Material {
+                        uri: redact_url(url),
+                        digest,
+                    }),
                 _ => None,
             };
         if let Some(m) = material.filter(|m| !out.contains(m)) {
@@ -590,10 +590,13 @@ fn withheld(name: &str) -> bool {
     crate::looks_secret(name) || PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(name))
 }
 
+/// A digest as SLSA's digest set: `sha256:HEX` is `{"sha256": HEX}`; a git commit (no
+/// algorithm) is `sha1`, or `sha256` for a 64-digit one, as BuildKit records commits.
 fn sha256_set(digest: &str) -> Value {
     match digest.split_once(':') {
         Some((algorithm, hex)) => json!({ algorithm: hex }),
-        None => json!({}),
+        None if digest.len() == 64 => json!({ "sha256": digest }),
+        None => json!({ "sha1": digest }),
     }
 }
 
@@ -648,6 +651,25 @@ fn provenance(
     let local = match &settings.context {
         crate::context::ContextArg::Url(url) => {
             config_source["uri"] = json!(redact_url(url));
+            false
+        }
+        crate::context::ContextArg::Git(url) => {
+            // The repository (credentials cut) with its ref and subdirectory; the commit
+            // checked out is the source's digest, the Dockerfile's moves beside it.
+            let mut uri = url.shown();
+            if url.reference.is_some() || url.subdir.is_some() {
+                uri.push('#');
+                uri.push_str(url.reference.as_deref().unwrap_or_default());
+                if let Some(dir) = &url.subdir {
+                    uri.push(':');
+                    uri.push_str(dir);
+                }
+            }
+            config_source["uri"] = json!(uri);
+            if let Some((_, commit)) = facts.context_url.and_then(|u| u.rsplit_once('#')) {
+                config_source["digest"] = sha256_set(commit);
+                config_source["dockerfileDigest"] = sha256_set(&dockerfile_digest);
+            }
             false
         }
         crate::context::ContextArg::Dir(_) | crate::context::ContextArg::Stdin => true,

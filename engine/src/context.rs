@@ -199,12 +199,30 @@ pub enum ContextError {
         /// What the layout's index names.
         found: String,
     },
+    /// A git repository context cannot be fetched or checked out.
+    #[error(transparent)]
+    Git(Box<crate::git::GitError>),
+    /// A git named context cannot be fetched or checked out.
+    #[error("build context {name:?}")]
+    NamedContextGit {
+        /// The context's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<crate::git::GitError>,
+    },
     /// An op names a named context the build was not given (an internal error).
     #[error("the plan reads build context {name:?}, which the build was not given")]
     UnknownNamedContext {
         /// The context's name.
         name: String,
     },
+}
+
+impl From<crate::git::GitError> for ContextError {
+    fn from(e: crate::git::GitError) -> Self {
+        ContextError::Git(Box::new(e))
+    }
 }
 
 impl ContextError {
@@ -230,11 +248,18 @@ pub enum ContextArg {
     Stdin,
     /// An `http://` or `https://` URL of a tar archive (or of a Dockerfile).
     Url(String),
+    /// A git repository (`URL#REF:SUBDIR`), checked out when the build starts.
+    Git(crate::git::GitUrl),
 }
 
 impl ContextArg {
     /// Checks the argument against `-f` (both cannot be stdin).
     pub fn new(arg: &Path, file: Option<&Path>) -> Result<ContextArg, ContextError> {
+        if let Some(text) = arg.to_str()
+            && crate::git::is_git_url(text)
+        {
+            return Ok(ContextArg::Git(crate::git::GitUrl::parse(text)?));
+        }
         if let Some(text) = arg.to_str()
             && (text.starts_with("https://") || text.starts_with("http://"))
         {
@@ -274,6 +299,11 @@ pub enum NamedContextArg {
         /// `:TAG` or `@DIGEST` (default: the `latest` tag, or the layout's only image).
         select: Option<String>,
     },
+    /// A git repository (`URL#REF:SUBDIR`), checked out when the build starts.
+    Git(crate::git::GitUrl),
+    /// An image already in the store, by its descriptor (a bake target built first, for
+    /// another target's `target:NAME` context).
+    Stored(oci_spec::image::Descriptor),
 }
 
 /// Parses one `--build-context NAME=VALUE` into the key the planner matches names with
@@ -331,6 +361,14 @@ pub fn parse_named_context(spec: &str) -> Result<(String, NamedContextArg), Cont
         }
         return Ok((key, NamedContextArg::OciLayout { dir, select }));
     }
+    if crate::git::is_git_url(value) {
+        let url =
+            crate::git::GitUrl::parse(value).map_err(|source| ContextError::NamedContextGit {
+                name: key.clone(),
+                source: Box::new(source),
+            })?;
+        return Ok((key, NamedContextArg::Git(url)));
+    }
     if let Some((scheme, _)) = value.split_once("://")
         && !scheme.is_empty()
         && scheme
@@ -365,13 +403,17 @@ pub fn plan_contexts(
         .iter()
         .filter_map(|(k, v)| {
             let planned = match v {
-                NamedContextArg::Dir(_) => rbuild_compiler::plan::NamedContext::Local,
+                NamedContextArg::Dir(_) | NamedContextArg::Git(_) => {
+                    rbuild_compiler::plan::NamedContext::Local
+                }
                 NamedContextArg::Image(reference) => rbuild_compiler::plan::NamedContext::Image {
                     reference: reference.clone(),
                 },
-                NamedContextArg::OciLayout { .. } => rbuild_compiler::plan::NamedContext::Image {
-                    reference: source.oci.get(k)?.0.clone(),
-                },
+                NamedContextArg::OciLayout { .. } | NamedContextArg::Stored(_) => {
+                    rbuild_compiler::plan::NamedContext::Image {
+                        reference: source.oci.get(k)?.0.clone(),
+                    }
+                }
             };
             Some((k.clone(), planned))
         })
@@ -523,6 +565,7 @@ impl Source {
         }
         let opts = IndexOptions {
             dockerfile: self.dockerfile_path.clone(),
+            ..IndexOptions::default()
         };
         let started = std::time::Instant::now();
         let ctx = index_context(&settings.store, &self.root, &opts).map_err(|source| {
@@ -567,7 +610,7 @@ impl Source {
         let index = match dir.index.get() {
             Some(c) => c,
             None => {
-                let opts = IndexOptions { dockerfile: None };
+                let opts = IndexOptions::default();
                 let ctx = index_context(&settings.store, &dir.root, &opts).map_err(|source| {
                     ContextError::NamedContextIndex {
                         name: name.to_string(),
@@ -591,6 +634,11 @@ impl Source {
         self.oci.values().cloned().collect()
     }
 
+    /// The URL a downloaded or git context came from (a git context's ends in `#COMMIT`).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
     /// A stable name of the context for explain records.
     pub fn identity(&self) -> String {
         if let Some(url) = &self.url {
@@ -611,9 +659,37 @@ pub fn load(settings: &BuildRequest) -> Result<Source, ContextError> {
         let path = match arg {
             NamedContextArg::Dir(path) => path,
             NamedContextArg::Image(_) => continue,
+            NamedContextArg::Git(url) => {
+                let checkout = crate::git::checkout(settings, url, false).map_err(|source| {
+                    ContextError::NamedContextGit {
+                        name: name.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+                tracing::debug!(
+                    "build context {name:?}: {} at {}",
+                    url.shown(),
+                    checkout.commit
+                );
+                source.named.insert(
+                    name.clone(),
+                    NamedDir {
+                        root: checkout.root,
+                        index: OnceLock::new(),
+                    },
+                );
+                continue;
+            }
             NamedContextArg::OciLayout { dir, select } => {
                 let loaded = load_oci_layout(settings, name, dir, select.as_deref())?;
                 source.oci.insert(name.clone(), loaded);
+                continue;
+            }
+            NamedContextArg::Stored(descriptor) => {
+                let reference = format!("{name}@{}", descriptor.digest());
+                source
+                    .oci
+                    .insert(name.clone(), (reference, descriptor.clone()));
                 continue;
             }
         };
@@ -663,7 +739,37 @@ fn load_main(settings: &BuildRequest) -> Result<Source, ContextError> {
         }
         ContextArg::Stdin => from_stdin(settings, file),
         ContextArg::Url(url) => from_url(settings, url, file),
+        ContextArg::Git(url) => from_git(settings, url, file),
     }
+}
+
+/// `rbuild build URL#REF:SUBDIR`: the context is the checkout of the commit REF names (its
+/// SUBDIR), kept in the store; the Dockerfile is read from it (a relative `-f` names a file
+/// of the checkout, as BuildKit reads it).
+fn from_git(
+    settings: &BuildRequest,
+    url: &crate::git::GitUrl,
+    file: Option<&Path>,
+) -> Result<Source, ContextError> {
+    let checkout = crate::git::checkout(settings, url, false)?;
+    let root = checkout.root;
+    let (name, text) = match file {
+        Some(f) if f.is_relative() && f.as_os_str() != "-" => {
+            crate::dockerfile::read_dockerfile_in(&root, f, &f.display().to_string())?
+        }
+        _ => crate::dockerfile::read_dockerfile(file, &root)?,
+    };
+    Ok(Source {
+        dockerfile_name: display_name(&name, file),
+        dockerfile_text: text,
+        dockerfile_path: file.map(Path::to_path_buf),
+        root,
+        _temp: None,
+        url: Some(format!("{}#{}", url.shown(), checkout.commit)),
+        index: OnceLock::new(),
+        named: BTreeMap::new(),
+        oci: BTreeMap::new(),
+    })
 }
 
 fn display_name(name: &str, file: Option<&Path>) -> String {

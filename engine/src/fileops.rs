@@ -159,27 +159,137 @@ pub fn download(
         resetter.set_len(0)?;
         resetter.rewind().map(|_| ())
     };
+    let store = &settings.store;
+    // A copy downloaded before with an entity tag: the server is asked whether it changed.
+    let before = store.downloaded(url);
+    let opts = rbuild_registry::fetch::FetchOptions {
+        checksum,
+        attempts: 4,
+        max_bytes: Some(settings.limits.max_layer_bytes),
+        etag: before.as_ref().map(|r| r.etag.as_str()),
+    };
+    let fetch_error = |source| FileOpError::Fetch {
+        url: url.to_string(),
+        source,
+    };
     let rt = crate::registry::runtime()?;
-    let fetched = rt
-        .block_on(rbuild_registry::fetch::fetch(
+    let outcome = rt
+        .block_on(rbuild_registry::fetch::fetch_with(
             url,
-            checksum,
+            &opts,
             &mut writer,
             &mut reset,
-            4,
         ))
-        .map_err(|source| FileOpError::Fetch {
-            url: url.to_string(),
-            source,
-        })?;
+        .map_err(fetch_error)?;
+    let fetched = match (outcome, &before) {
+        (rbuild_registry::fetch::Outcome::Fetched(f), _) => f,
+        (rbuild_registry::fetch::Outcome::NotModified, Some(before)) => {
+            let name = rbuild_registry::fetch::url_file_name(url);
+            match reuse_download(store, before, checksum, url, &mut writer) {
+                Some(digest) => {
+                    tracing::debug!("ADD {url}: not modified since the last download");
+                    writer.flush().map_err(file_error)?;
+                    return Ok(Download {
+                        digest,
+                        file,
+                        name,
+                        mtime: before.last_modified,
+                    });
+                }
+                // The kept copy went (a prune) or does not match: downloaded in full.
+                None => {
+                    reset().map_err(file_error)?;
+                    let opts = rbuild_registry::fetch::FetchOptions { etag: None, ..opts };
+                    match rt
+                        .block_on(rbuild_registry::fetch::fetch_with(
+                            url,
+                            &opts,
+                            &mut writer,
+                            &mut reset,
+                        ))
+                        .map_err(fetch_error)?
+                    {
+                        rbuild_registry::fetch::Outcome::Fetched(f) => f,
+                        rbuild_registry::fetch::Outcome::NotModified => {
+                            unreachable!("no entity tag was sent")
+                        }
+                    }
+                }
+            }
+        }
+        (rbuild_registry::fetch::Outcome::NotModified, None) => {
+            unreachable!("no entity tag was sent")
+        }
+    };
     writer.flush().map_err(file_error)?;
     file.as_file_mut().sync_all().map_err(file_error)?;
+    if let Some(etag) = &fetched.etag {
+        keep_download(store, url, etag, &fetched, file.path());
+    }
     Ok(Download {
         digest: fetched.digest,
         file,
         name: fetched.file_name,
         mtime: fetched.last_modified,
     })
+}
+
+/// Copies the kept content of a download the server says is unchanged into `out`: its
+/// digest, or `None` when the blob went or does not satisfy `checksum`.
+fn reuse_download(
+    store: &rbuild_cache::Store,
+    before: &rbuild_cache::downloads::Downloaded,
+    checksum: Option<&str>,
+    url: &str,
+    out: &mut std::fs::File,
+) -> Option<String> {
+    let digest = before.digest.to_string();
+    if checksum.is_some_and(|c| !c.eq_ignore_ascii_case(&digest)) {
+        return None;
+    }
+    let mut blob = store.open_blob(&before.digest).ok()?;
+    match std::io::copy(&mut blob, out) {
+        Ok(n) if n == before.size => Some(digest),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!("ADD {url}: cannot copy the kept download: {e}");
+            None
+        }
+    }
+}
+
+/// Keeps a download that came with an entity tag as a blob, recorded for the URL, so that
+/// the next build asks with `If-None-Match`. Failing to keep it costs only a download.
+fn keep_download(
+    store: &rbuild_cache::Store,
+    url: &str,
+    etag: &str,
+    fetched: &rbuild_registry::fetch::Fetched,
+    path: &std::path::Path,
+) {
+    let kept = std::fs::File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|mut f| {
+            let digest: rbuild_cache::Digest = fetched
+                .digest
+                .parse()
+                .map_err(|e: rbuild_cache::DigestError| e.to_string())?;
+            store
+                .copy_blob(&mut f, Some(rbuild_cache::Expected::digest(digest)))
+                .map_err(|e| crate::error::chain_text(&e))?;
+            let record = rbuild_cache::downloads::Downloaded {
+                etag: etag.to_string(),
+                digest,
+                size: fetched.size,
+                last_modified: fetched.last_modified,
+            };
+            store
+                .record_download(url, &record)
+                .map_err(|e| crate::error::chain_text(&e))
+        });
+    if let Err(e) = kept {
+        tracing::debug!("ADD {url}: the download is not kept for next time: {e}");
+    }
 }
 
 /// The snapshots of `layers` (bottom first) as a read-only view (topmost first).
@@ -278,7 +388,12 @@ fn copy_layer(
                         .get(&i)
                         .map(|b| b.as_ref())
                         .ok_or(FileOpError::NoInput { input: i })?,
-                    pattern: src.path.clone(),
+                    // ADD of a git repository copies the checkout's content.
+                    pattern: if is_git_input(env, i) {
+                        ".".to_string()
+                    } else {
+                        src.path.clone()
+                    },
                 },
             },
         };
@@ -297,6 +412,16 @@ fn copy_layer(
         limits: env.settings.limits,
     };
     Ok(fileop::copy(&req, parent, opts, out)?.layer)
+}
+
+/// Whether input `i` of the step is a git checkout (`ADD URL#REF`).
+fn is_git_input(env: &StepEnv<'_>, i: usize) -> bool {
+    env.op.inputs.get(i).is_some_and(|x| {
+        matches!(
+            env.plan.ops[x.op].kind,
+            rbuild_compiler::plan::OpKind::Git { .. }
+        )
+    })
 }
 
 /// Runs WORKDIR's directory creation.

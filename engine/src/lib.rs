@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod attest;
+pub mod bake;
 pub mod bases;
 pub mod check;
 pub mod context;
@@ -54,6 +55,7 @@ pub mod error;
 pub mod events;
 mod exec;
 mod fileops;
+pub mod git;
 pub mod image;
 pub mod inventory;
 mod keys;
@@ -74,6 +76,7 @@ pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rbuild_cache::Store;
 use rbuild_compiler::instructions::from_ast::plan_source;
@@ -158,6 +161,9 @@ pub struct BuildRequest {
     pub on_error: debug_shell::OnError,
     /// The attestations attached to the image (`--sbom`, `--provenance`, `--attest`).
     pub attest: attest::Attest,
+    /// How long one `git` command of a git input may run (`RBUILD_GIT_TIMEOUT`); default
+    /// [`git::GIT_TIMEOUT`].
+    pub git_timeout: std::time::Duration,
 }
 
 impl BuildRequest {
@@ -203,6 +209,7 @@ impl BuildRequest {
             limits: rbuild_tarlimits::Limits::default(),
             gc: maintain::GcPolicy::default(),
             on_error: debug_shell::OnError::Fail,
+            git_timeout: git::GIT_TIMEOUT,
             step_limits: rbuild_executor::cgroup::Limits {
                 pids: Some(DEFAULT_STEP_PIDS),
                 ..Default::default()
@@ -354,6 +361,18 @@ pub fn build_with(
     progress: &dyn Events,
     worker: &dyn Worker,
 ) -> Result<Built, Error> {
+    build_beside(settings, progress, worker, None)
+}
+
+/// Runs a build as [`build_with`] does; with `beside`, side by side with other builds of one
+/// process (a bake's targets): their solves share `beside`'s running steps, and its name
+/// labels this build's steps.
+pub(crate) fn build_beside(
+    settings: &BuildRequest,
+    progress: &dyn Events,
+    worker: &dyn Worker,
+    beside: Option<(&solver::Inflight, &str)>,
+) -> Result<Built, Error> {
     let started = std::time::Instant::now();
     let build_started = jiff::Timestamp::now();
     warn_build_args(settings, progress);
@@ -372,7 +391,7 @@ pub fn build_with(
         named_contexts: context::plan_contexts(&settings.named_contexts, &source),
         ..settings.plan_options.clone()
     };
-    let solved: Vec<Solved> = if platforms.len() == 1 {
+    let solved: Vec<Solved> = if platforms.len() == 1 && beside.is_none() {
         vec![solve_platform(
             settings,
             &source,
@@ -383,21 +402,37 @@ pub fn build_with(
             worker,
         )?]
     } else {
-        let shared = solver::Inflight::default();
-        let options: Vec<PlanOptions> = platforms
+        let own = solver::Inflight::default();
+        let shared = beside.map_or(&own, |(i, _)| i);
+        // The plan's warnings are shown once, not once per platform.
+        let warned = AtomicBool::new(false);
+        let solves: Vec<(PlanOptions, String)> = platforms
             .iter()
-            .map(|p| PlanOptions {
-                target_platform: p.clone(),
-                ..plan_options.clone()
+            .map(|p| {
+                let label = match (beside, platforms.len()) {
+                    (Some((_, name)), 1) => name.to_string(),
+                    (Some((_, name)), _) => format!("{name} {p}"),
+                    (None, _) => p.to_string(),
+                };
+                let options = PlanOptions {
+                    target_platform: p.clone(),
+                    ..plan_options.clone()
+                };
+                (options, label)
             })
             .collect();
         std::thread::scope(|s| {
-            let handles: Vec<_> = options
+            let handles: Vec<_> = solves
                 .iter()
-                .map(|o| {
-                    let (source, remote, shared) = (&source, remote.as_ref(), &shared);
+                .map(|(o, label)| {
+                    let (source, remote, warned) = (&source, remote.as_ref(), &warned);
+                    let group = Group {
+                        inflight: shared,
+                        label,
+                        warned,
+                    };
                     s.spawn(move || {
-                        solve_platform(settings, source, o, Some(shared), progress, remote, worker)
+                        solve_platform(settings, source, o, Some(group), progress, remote, worker)
                     })
                 })
                 .collect();
@@ -507,6 +542,7 @@ fn attestations(
             settings,
             dockerfile_name: &source.dockerfile_name,
             dockerfile_text: &source.dockerfile_text,
+            context_url: source.url(),
             plan: &s.plan,
             materials: s.materials.clone(),
             image: &s.image,
@@ -562,6 +598,15 @@ fn check_multi_platform(
     Ok(())
 }
 
+/// A solve beside others: the steps they share, its steps' label, and whether one of the
+/// build's solves has shown the plan's warnings.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    inflight: &'a solver::Inflight,
+    label: &'a str,
+    warned: &'a AtomicBool,
+}
+
 /// One platform's build: its plan, what each op gave, and its image in the store.
 struct Solved {
     plan: Plan,
@@ -572,13 +617,13 @@ struct Solved {
 }
 
 /// Plans the Dockerfile for `options`' target platform, resolves its base images, solves
-/// it (sharing running steps through `shared` with the other platforms' solves) and
+/// it (sharing running steps through `group` with the solves beside it) and
 /// assembles its image.
 fn solve_platform(
     settings: &BuildRequest,
     source: &context::Source,
     options: &PlanOptions,
-    shared: Option<&solver::Inflight>,
+    group: Option<Group<'_>>,
     progress: &dyn Events,
     remote: Option<&remote_cache::RemoteCache>,
     worker: &dyn Worker,
@@ -629,7 +674,7 @@ fn solve_platform(
     let plan: Plan =
         plan_source(text, options, &bases).map_err(|e| diagnostic(e.render(name, text)))?;
     // The warnings of a platform's plan (the first one's only, when they are the same).
-    let shown_before = shared.is_some_and(|s| !s.first_warnings());
+    let shown_before = group.is_some_and(|g| g.warned.swap(true, Ordering::SeqCst));
     for warning in plan.warnings.iter().filter(|_| !shown_before) {
         // With --target, the stages the target does not need are expected; without it, a
         // stage the last one does not need is dead code worth a warning.
@@ -655,7 +700,7 @@ fn solve_platform(
             });
         }
     }
-    let multi = shared.map(|s| (s, &options.target_platform));
+    let multi = group.map(|g| (g.inflight, g.label));
     let results = solver::solve(&solver::Problem {
         settings,
         source,

@@ -16,13 +16,12 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rbuild_cache::action::{ActionCache, ActionError, CacheRecord, LayerRecord, SCHEMA};
-use rbuild_cache::context::{Context, SelectError, Selection};
+use rbuild_cache::context::{Context, IndexOptions, SelectError, Selection, index_context};
 use rbuild_cache::{Digest, Hasher};
 use rbuild_compiler::plan::{InputRole, Op, OpKind, Plan};
 
 use crate::bases::Bases;
-use crate::context::ContextError;
-use crate::context::Source;
+use crate::context::{ContextError, ContextFiles, Source};
 use crate::events::{Events, Location};
 use crate::fileops::FileOpError;
 use crate::keys::{self, Part};
@@ -74,14 +73,9 @@ pub enum SolveError {
     /// An ADD download failed.
     #[error(transparent)]
     Download(#[from] FileOpError),
-    /// `ADD` of a git repository.
-    #[error(
-        "ADD from a git repository ({url}) is not supported yet; clone it in a RUN step or into the context"
-    )]
-    Git {
-        /// The repository.
-        url: String,
-    },
+    /// `ADD` of a git repository failed.
+    #[error(transparent)]
+    Git(Box<crate::git::GitError>),
     /// The plan lists an op before one it reads.
     #[error("op {op} reads op {input} before it")]
     Order {
@@ -122,6 +116,12 @@ pub enum SolveError {
     },
 }
 
+impl From<crate::git::GitError> for SolveError {
+    fn from(e: crate::git::GitError) -> Self {
+        SolveError::Git(Box::new(e))
+    }
+}
+
 impl SolveError {
     /// The imported layer whose fetch failed this solve, if that is what did.
     fn fetch_failed(&self) -> Option<&FetchFailed> {
@@ -139,18 +139,30 @@ impl SolveError {
         match self {
             SolveError::Worker(e) => e.hint(),
             SolveError::Context(e) => e.hint(),
+            SolveError::Download(FileOpError::Fetch {
+                source: rbuild_registry::fetch::FetchError::TooLarge { .. },
+                ..
+            }) => Some(crate::error::LAYER_SIZE_HINT),
             _ => None,
         }
     }
 }
 
-/// The steps running in the solves of one multi-platform build, by record key: a step
-/// whose key two platforms share runs in the first solve that starts it, and the others
-/// wait for it and take its record from the action cache.
+/// The steps running in solves side by side (the platforms of one multi-platform build, the
+/// targets of a bake), by record key: a step whose key two solves share runs in the first
+/// solve that starts it, and the others wait for it and take its record from the action
+/// cache. A bake also bounds the steps all its solves run at once, and stops them all when
+/// one target fails ([`Inflight::stop`]).
 #[derive(Debug, Default)]
 pub struct Inflight {
     running: std::sync::Mutex<HashMap<Digest, Arc<Running>>>,
-    warned: AtomicBool,
+    /// Steps running now, against `limit` (when set).
+    slots: std::sync::Mutex<usize>,
+    slot_freed: std::sync::Condvar,
+    limit: Option<usize>,
+    /// Set by [`Inflight::stop`]; the cancel tokens of the solves still running.
+    stopped: AtomicBool,
+    tokens: std::sync::Mutex<Vec<std::sync::Weak<CancelToken>>>,
 }
 
 /// One running step: done once its solve has recorded it (or given up).
@@ -173,10 +185,63 @@ struct RunGuard<'a> {
     running: Arc<Running>,
 }
 
+/// One of [`Inflight`]'s step slots, given back when dropped.
+struct Slot<'a>(&'a Inflight);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut used = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= 1;
+        self.0.slot_freed.notify_one();
+    }
+}
+
 impl Inflight {
-    /// Whether the caller is the first to ask (the first solve shows the plan's warnings).
-    pub fn first_warnings(&self) -> bool {
-        !self.warned.swap(true, Ordering::SeqCst)
+    /// Solves sharing their steps that run at most `jobs` steps at once between them.
+    pub fn with_jobs(jobs: usize) -> Inflight {
+        Inflight {
+            limit: Some(jobs.max(1)),
+            ..Inflight::default()
+        }
+    }
+
+    /// Stops every solve: their running steps are cancelled and no new step starts.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let tokens = std::mem::take(&mut *self.tokens.lock().unwrap_or_else(|p| p.into_inner()));
+        for token in tokens.iter().filter_map(std::sync::Weak::upgrade) {
+            token.cancel();
+        }
+    }
+
+    /// Whether [`Inflight::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Registers a solve's cancel token, fired by [`Inflight::stop`] (at once when stopped).
+    fn register(&self, token: &Arc<CancelToken>) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(token));
+        if self.stopped() {
+            token.cancel();
+        }
+    }
+
+    /// Waits for a free step slot (at once without a limit).
+    fn slot(&self) -> Option<Slot<'_>> {
+        let limit = self.limit?;
+        let mut used = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        while *used >= limit {
+            used = self
+                .slot_freed
+                .wait(used)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *used += 1;
+        Some(Slot(self))
     }
 
     fn claim(&self, key: Digest) -> Claim<'_> {
@@ -240,8 +305,8 @@ pub struct OpResult {
     /// When the step ran (seconds since the epoch; from the cache record for hits), so a
     /// rebuild from the cache gives the same image.
     pub created: i64,
-    /// For a download (`ADD URL`): the `sha256:` digest of what was fetched, which the
-    /// provenance names.
+    /// For a download (`ADD URL`): the `sha256:` digest of what was fetched; for a git
+    /// source (`ADD` of a repository): the commit. The provenance names them.
     pub fetched: Option<String>,
 }
 
@@ -323,9 +388,9 @@ pub struct Problem<'a> {
     pub remote: Option<&'a RemoteCache>,
     /// Runs the steps.
     pub worker: &'a dyn Worker,
-    /// In a multi-platform build: the steps the platforms' solves run, and this plan's
-    /// platform (which labels its steps).
-    pub multi: Option<(&'a Inflight, &'a rbuild_compiler::plan::Platform)>,
+    /// Beside other solves (a multi-platform build, a bake): the steps they all run, and
+    /// what labels this plan's steps (its platform, its bake target's name).
+    pub multi: Option<(&'a Inflight, &'a str)>,
 }
 
 /// One pass: every key, then the misses.
@@ -369,17 +434,17 @@ struct Run<'a> {
     remote: Option<&'a RemoteCache>,
     progress: &'a dyn Events,
     worker: &'a dyn Worker,
-    /// The running steps of the other platforms' solves, in a multi-platform build.
+    /// The running steps of the other solves (a multi-platform build, a bake).
     inflight: Option<&'a Inflight>,
 }
 
 /// Progress numbers (reserved from `progress`) and labels of the ops shown (everything but
-/// config ops); in a multi-platform build each label starts with the platform
-/// (`linux/arm64 build 2/3`).
+/// config ops); beside other solves each label starts with `prefix` (the platform:
+/// `linux/arm64 build 2/3`, a bake target: `app build 2/3`).
 fn number_steps(
     plan: &Plan,
     progress: &dyn Events,
-    platform: Option<&rbuild_compiler::plan::Platform>,
+    prefix: Option<&str>,
 ) -> Vec<Option<(usize, String)>> {
     let mut out = vec![None; plan.ops.len()];
     let mut n = 0;
@@ -407,7 +472,7 @@ fn number_steps(
                         build_steps += 1;
                     }
                     let pos = shown.iter().position(|&s| s == i).unwrap_or(0) + 1;
-                    match platform {
+                    match prefix {
                         Some(p) => format!("{p} {} {pos}/{}", stage.label(), shown.len()),
                         None => format!("{} {pos}/{}", stage.label(), shown.len()),
                     }
@@ -591,8 +656,25 @@ fn key_phase(
                 }
                 prep
             }
-            OpKind::Git { url, .. } => {
-                return Err(at(SolveError::Git { url: url.clone() }));
+            OpKind::Git {
+                url,
+                keep_git_dir,
+                checksum,
+            } => {
+                let (selection, files, commit, shown) =
+                    git_source(settings, url, *keep_git_dir, checksum.as_deref()).map_err(at)?;
+                let mut prep = source_result(
+                    &definition,
+                    "git",
+                    shown,
+                    commit.clone(),
+                    Vec::new(),
+                    Some(InputData::Context(Arc::new(selection), files)),
+                );
+                if let Prep::Ready(result, _) = &mut prep {
+                    result.fetched = Some(commit);
+                }
+                prep
             }
             OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. } => {
                 let mut parts = Vec::new();
@@ -721,6 +803,36 @@ fn key_phase(
     Ok((preps, reasons))
 }
 
+/// The files `ADD URL#REF /dst` copies: the whole checkout of the commit (or its SUBDIR),
+/// no ignore file applied, as BuildKit copies it; with the commit (its cache key) and the
+/// URL as shown.
+fn git_source(
+    settings: &BuildRequest,
+    url: &str,
+    keep_git_dir: bool,
+    checksum: Option<&str>,
+) -> Result<(Selection, ContextFiles, String, String), SolveError> {
+    let parsed = crate::git::GitUrl::parse(url)?;
+    let checkout = crate::git::checkout(settings, &parsed, keep_git_dir)?;
+    crate::git::check_checksum(&parsed, &checkout.commit, checksum)?;
+    let opts = IndexOptions {
+        dockerfile: None,
+        no_ignore_file: true,
+    };
+    let index = index_context(&settings.store, &checkout.root, &opts).map_err(|source| {
+        ContextError::Index {
+            path: checkout.root.clone(),
+            source,
+        }
+    })?;
+    let selection = index.select(&[".".to_string()], &[])?;
+    let files = ContextFiles {
+        root: checkout.root,
+        filtered: false,
+    };
+    Ok((selection, files, checkout.commit, parsed.shown()))
+}
+
 type Finished = (usize, Result<Outcome, SolveError>, Duration);
 
 fn run_phase(
@@ -746,6 +858,9 @@ fn run_phase(
     let mut started = vec![false; n];
     let cancel = Arc::new(CancelToken::default());
     let signals = watch_signals(&cancel)?;
+    if let Some(inflight) = inflight {
+        inflight.register(&cancel);
+    }
     // Ends (with its holder and pasta) once every step has.
     let network = BuildNetwork::default();
     let cgroup = BuildCgroup::default();
@@ -840,6 +955,7 @@ fn run_phase(
                             if failure.is_some()
                                 || running >= settings.jobs
                                 || cancel.claimed_by().is_some()
+                                || inflight.is_some_and(Inflight::stopped)
                             {
                                 continue;
                             }
@@ -1091,7 +1207,9 @@ fn run_once(
         Some(Claim::Run(guard)) => Some(guard),
         None => None,
     };
+    let slot = inflight.and_then(Inflight::slot);
     let layer = run()?;
+    drop(slot);
     let record = CacheRecord {
         schema: SCHEMA,
         layer,

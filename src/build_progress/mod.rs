@@ -216,7 +216,8 @@ impl Summary {
                 .iter()
                 .map(|n| escape_controls(crate::names::short_name(n)))
                 .collect();
-            if self.digest.is_none() {
+            // A bake names its images without one digest.
+            if self.digest.is_none() && names.is_empty() {
                 let _ = writeln!(out, "built in {secs} (outputs only, no image kept)");
             } else if names.is_empty() {
                 let _ = writeln!(out, "built an untagged image in {secs}");

@@ -385,11 +385,7 @@ pub fn request(
     if args.format == FormatArg::Docker && layers == Compression::Zstd {
         bail!("--compression zstd needs --format oci: Docker's v2 manifests have no zstd layers");
     }
-    let jobs = match args.jobs.or(config.jobs()) {
-        Some(0) => bail!("--jobs must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    };
+    let jobs = jobs(args.jobs)?;
     let quiet = global.quiet || args.progress == ProgressArg::Quiet;
     let progress = crate::build_progress::Mode::resolve(args.progress, quiet)?;
     let context = rbuild_engine::context::ContextArg::new(&args.context, args.file.as_deref())?;
@@ -465,10 +461,36 @@ pub fn request(
             keep_storage: config.gc_keep_storage(),
         },
         on_error: on_error(&args.on_error)?,
+        git_timeout: git_timeout()?,
         step_limits: args.limit_args.limits(config.step_limits())?,
         attest,
     };
     Ok((request, progress))
+}
+
+/// `--jobs` (else the config file's `build.jobs`, else the number of CPUs), at least 1.
+pub fn jobs(flag: Option<usize>) -> anyhow::Result<usize> {
+    match flag.or(crate::config::get().jobs()) {
+        Some(0) => bail!("--jobs must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+    }
+}
+
+/// `RBUILD_GIT_TIMEOUT`, or the default.
+fn git_timeout() -> anyhow::Result<std::time::Duration> {
+    let Some(value) = std::env::var_os(crate::env::RBUILD_GIT_TIMEOUT) else {
+        return Ok(rbuild_engine::git::GIT_TIMEOUT);
+    };
+    let text = value.to_string_lossy();
+    rbuild_cache::gc::parse_duration(&text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid {}={text:?}: expected a duration (30s, 10m, 1h)",
+                crate::env::RBUILD_GIT_TIMEOUT
+            )
+        })
 }
 
 /// Runs a build with the progress view `mode`; the closing summary goes to stderr.

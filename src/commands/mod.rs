@@ -1,5 +1,6 @@
 //! One module per subcommand. Each resolves its arguments into settings, then does the work.
 
+pub mod bake;
 pub mod build;
 pub mod check;
 pub mod container;
@@ -54,6 +55,7 @@ static LEASES: std::sync::Mutex<Vec<rbuild_cache::gc::Lease>> = std::sync::Mutex
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&cli.global, *args),
+        Command::Bake(args) => bake::run(&cli.global, *args),
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
         Command::Import(args) => import::run(&cli.global, args),

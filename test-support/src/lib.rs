@@ -15,10 +15,12 @@
 
 mod debian;
 mod dockerd;
+mod gitserver;
 mod imagefs;
 
 pub use debian::{DEBIAN_PATH, DebianBase, SUITE, apt_mirror, cache_dir};
 pub use dockerd::Dockerd;
+pub use gitserver::{GitServer, git};
 pub use imagefs::{FileEntry, FileKind, ImageArchive};
 
 use std::io::{Read, Write};

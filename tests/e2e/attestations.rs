@@ -550,3 +550,42 @@ fn no_secret_reaches_a_blob_or_the_provenance() {
         }
     }
 }
+
+#[test]
+fn a_git_context_and_an_added_repository_are_named_by_their_commits() {
+    let server = rbuild_test_support::GitServer::start(None);
+    let url = server.http_url();
+    let work = server.work();
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    std::fs::write(work.join("sub/hello.txt"), "hello\n").unwrap();
+    let dockerfile = format!("FROM {BASE}\nCOPY hello.txt /hello.txt\nADD {url}#v1 /repo\n");
+    std::fs::write(work.join("sub/Dockerfile"), &dockerfile).unwrap();
+    let commit = server.commit("first");
+    server.tag("v1");
+    let env = BuildEnv::new();
+    let built = env.build_context(
+        &["-t", "localhost/git:1", "--provenance"],
+        &format!("{url}#v1:sub"),
+    );
+    let a = attested(&env.root, &built.id);
+    let definition = &a.attestations[0].1[SLSA1]["predicate"]["buildDefinition"];
+    assert_eq!(
+        definition["externalParameters"]["configSource"],
+        json!({
+            "uri": format!("{url}#v1:sub"),
+            "path": "Dockerfile",
+            "digest": {"sha1": commit},
+            "dockerfileDigest": {"sha256": sha256(dockerfile.as_bytes())},
+        })
+    );
+    let deps = definition["resolvedDependencies"].as_array().unwrap();
+    assert!(
+        deps.contains(&json!({"uri": format!("{url}#v1"), "digest": {"sha1": commit}})),
+        "{deps:#?}"
+    );
+    assert!(
+        definition["externalParameters"]["request"]
+            .get("locals")
+            .is_none()
+    );
+}

@@ -538,3 +538,55 @@ fn copy_of_a_directory_keeps_hard_links_inside_it() {
         "2\n2\nsame\n"
     );
 }
+
+/// A download that came with an ETag is asked for again with `If-None-Match`: a 304 reuses
+/// the kept copy (the server sends no body), a changed tag downloads the new content, and a
+/// download past the limit stops naming the URL.
+#[test]
+fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit() {
+    let server = Http::start(b"version one\n", "Wed, 21 Oct 2015 07:28:00 GMT");
+    *server.etag.lock().unwrap() = Some("\"v1\"".into());
+    let env = BuildEnv::new();
+    let url = server.url("dist/");
+    env.dockerfile(&format!("FROM {BASE}\nADD {url} /got/\n"));
+    env.build(&["-t", "img"]);
+    // The file is named from the URL path's last component, as Go's path.Base takes it.
+    assert_eq!(env.sh("img", "cat /got/dist"), "version one\n");
+    let first = *server.sent.lock().unwrap();
+    assert_eq!(first, 12);
+    // Unchanged: asked with the tag, answered 304, nothing sent, the step cached.
+    let built = env.build(&["-t", "img"]);
+    assert_eq!(built.ran(), Vec::<String>::new(), "{}", built.stderr);
+    assert_eq!(
+        *server.sent.lock().unwrap(),
+        first,
+        "the body was sent again"
+    );
+    // Also after the step's cache is gone: the copy kept is what the step copies.
+    let built = env.build(&["-t", "img", "--no-cache"]);
+    assert_eq!(*server.sent.lock().unwrap(), first, "{}", built.stderr);
+    assert_eq!(env.sh("img", "cat /got/dist"), "version one\n");
+    // Changed: a new tag, the new content downloaded and the step run again.
+    *server.body.lock().unwrap() = b"version two\n".to_vec();
+    *server.etag.lock().unwrap() = Some("\"v2\"".into());
+    env.build(&["-t", "img"]);
+    assert_eq!(env.sh("img", "cat /got/dist"), "version two\n");
+    assert_eq!(*server.sent.lock().unwrap(), first + 12);
+    // After a prune took the kept copy, the full download comes again.
+    ok(env.rbuild().args(["prune", "-a", "-f"]));
+    env.build(&["-t", "img"]);
+    assert_eq!(*server.sent.lock().unwrap(), first + 24);
+    // Past the download limit: stopped, naming the URL.
+    *server.body.lock().unwrap() = vec![b'x'; 8192];
+    let big = server.url("big");
+    env.dockerfile(&format!("FROM {BASE}\nADD {big} /big\n"));
+    let out = crate::support::finish_cmd(env.build_cmd(&[]).env("RBUILD_MAX_LAYER_SIZE", "4k"));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&big), "{}", out.stderr);
+    assert!(out.stderr.contains("limit"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("RBUILD_MAX_LAYER_SIZE"),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
 
 mod attestations;
+mod bake;
 mod build;
 mod build_cache;
 mod build_contexts;
@@ -22,6 +23,7 @@ mod detach;
 mod distro;
 mod docs;
 mod errors;
+mod git_inputs;
 mod login;
 mod nosubid;
 mod plan;

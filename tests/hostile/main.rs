@@ -9,6 +9,7 @@
 mod support;
 
 mod archives;
+mod bake;
 mod cgroups;
 mod check;
 mod concurrency;
@@ -18,6 +19,7 @@ mod diskfull;
 mod dockerfiles;
 mod exec;
 mod expansion;
+mod git;
 mod layers;
 mod limits;
 mod mountinfo;

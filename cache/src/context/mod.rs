@@ -162,6 +162,9 @@ pub struct IndexOptions {
     /// Dockerfile's own directory for an absolute path and inside the context for a relative
     /// one. A Dockerfile from standard input has no such file: pass `Some("-")`.
     pub dockerfile: Option<PathBuf>,
+    /// Read no ignore file: every file is in the index (a git checkout that `ADD` copies
+    /// whole, as BuildKit does).
+    pub no_ignore_file: bool,
 }
 
 /// What an entry is.
@@ -375,6 +378,9 @@ fn load_ignore(
     root: &Path,
     options: &IndexOptions,
 ) -> Result<(Option<PathBuf>, Matcher, Vec<usize>)> {
+    if options.no_ignore_file {
+        return Ok((None, Matcher::default(), Vec::new()));
+    }
     let dockerfile = options
         .dockerfile
         .clone()

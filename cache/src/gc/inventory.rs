@@ -35,6 +35,8 @@ pub enum Kind {
     CacheMounts,
     /// Context stat indexes.
     Contexts,
+    /// Checkouts of git repositories (`git-v1/<commit>`).
+    GitCheckouts,
     /// Containers of `rbuild run` (never removed by prune).
     Containers,
     /// Leftovers of killed processes: temp files, step and unpack dirs, trash.
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Snapshots => "snapshots",
             Kind::CacheMounts => "cache mounts",
             Kind::Contexts => "context indexes",
+            Kind::GitCheckouts => "git checkouts",
             Kind::Containers => "containers",
             Kind::Temp => "temp",
             Kind::Other => "other",
@@ -105,6 +108,8 @@ pub(super) enum Action {
     Mount(String),
     /// A context index file.
     Context(PathBuf),
+    /// A git checkout directory (`git-v1/<name>`).
+    Checkout(String),
     /// A leftover file or directory.
     Temp { path: PathBuf, dir: bool },
     /// Never removed (images, containers, other).
@@ -423,6 +428,34 @@ impl Inventory {
             ));
         }
 
+        // Git checkouts: `<commit>` and `<commit>-git` directories.
+        let checkouts = root.join(super::GIT_CHECKOUTS_DIR);
+        for (name, path) in list_dir(&checkouts)? {
+            let commit = name.strip_suffix("-git").unwrap_or(&name);
+            let action = if name.starts_with(TRASH_PREFIX) {
+                (
+                    Kind::Temp,
+                    Action::Temp {
+                        path: path.clone(),
+                        dir: true,
+                    },
+                )
+            } else if path.is_dir()
+                && (commit.len() == 40 || commit.len() == 64)
+                && commit.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                (Kind::GitCheckouts, Action::Checkout(name.clone()))
+            } else {
+                (Kind::GitCheckouts, Action::Keep)
+            };
+            units.push(make(&mut sizer, root, action.0, &path, action.1));
+        }
+        units.extend(dir_unit(
+            Kind::GitCheckouts,
+            &checkouts,
+            super::GIT_CHECKOUTS_DIR,
+        ));
+
         // Temp files and step dirs.
         let tmp = store.tmp_dir();
         for (_, path) in list_dir(&tmp)? {
@@ -451,6 +484,7 @@ impl Inventory {
             SNAPSHOTS_DIR,
             MOUNTS_DIR,
             "contexts-v1",
+            super::GIT_CHECKOUTS_DIR,
             "tmp",
         ];
         for (name, path) in list_dir(root)? {

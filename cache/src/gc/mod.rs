@@ -6,7 +6,7 @@
 //! cache or garbage: action cache records (`cache-v1/keys`) and slot records
 //! (`cache-v1/slots`), compressed variants (`variants-v1`), blobs only they reference,
 //! blobs nothing references ("dangling"), unpacked snapshots (`snapshots-v1`), cache mounts
-//! (`mounts-v1`), context indexes (`contexts-v1`) and leftovers of killed processes (`tmp/`,
+//! (`mounts-v1`), context indexes (`contexts-v1`), git checkouts (`git-v1`) and leftovers of killed processes (`tmp/`,
 //! snapshot temp dirs, trash). The pull sources (`sources-v1`) of manifests no longer in the
 //! store go with every prune and `rmi`.
 //!
@@ -16,7 +16,9 @@
 //! snapshots of tagged images' layers (removing them would free nothing, or only cost an
 //! unpack) and cache mounts. `all` removes every record, snapshot, cache mount, variant and
 //! context index as well. `keep_storage` removes least recently used first and stops once
-//! the store is under the size; `until` removes only what was last used before then.
+//! the store is under the size; `until` removes only what was last used before then. Git
+//! checkouts are fetched again when needed: every prune removes those no running process
+//! uses.
 //!
 //! # Last use, and what a running process uses
 //!
@@ -83,6 +85,10 @@ pub use usage::{Entry, Usage, usage};
 pub const GC_LOCK: &str = "gc.lock";
 /// The folder of leases: one file per live process using the store.
 pub const LEASES_DIR: &str = "leases-v1";
+/// The folder of git checkouts, one directory per commit (`<commit>`, or `<commit>-git`
+/// with the repository's `.git`): cache a build fetches again when it is gone, removed by
+/// every prune that finds it unused.
+pub const GIT_CHECKOUTS_DIR: &str = "git-v1";
 /// The prefix of directories renamed for deletion.
 const TRASH_PREFIX: &str = ".trash-";
 

@@ -116,6 +116,7 @@ pub(super) fn plan(
                             && snap_refs.get(d).copied().unwrap_or(0) == 0)
                 }
                 Action::Mount(_) | Action::Context(_) => opts.all,
+                Action::Checkout(_) => true,
                 Action::Slot { .. } | Action::Temp { .. } | Action::Keep => false,
             };
             if !candidate {

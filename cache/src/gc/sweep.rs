@@ -100,6 +100,12 @@ fn forget_sources(store: &Store) {
         Ok(n) => tracing::debug!("forgot the pull sources of {n} removed manifests"),
         Err(e) => tracing::warn!("{e}"),
     }
+    // So are the records of ADD downloads whose content went.
+    match store.forget_downloads() {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("forgot {n} downloads whose content was removed"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 fn trash_name(dir: &Path, name: &str) -> PathBuf {
@@ -164,7 +170,7 @@ pub fn prune(
         Action::Record { .. } | Action::Slot { .. } | Action::Variant { .. } => 0,
         Action::Context(_) => 1,
         Action::Blob(_) => 2,
-        Action::Snapshot(_) | Action::Mount(_) => 3,
+        Action::Snapshot(_) | Action::Mount(_) | Action::Checkout(_) => 3,
         Action::Temp { .. } | Action::Keep => 4,
     };
     let mut chosen = chosen;
@@ -213,6 +219,18 @@ pub fn prune(
                     report.in_use += 1;
                     continue;
                 }
+                let to = trash_name(&dir, name);
+                match std::fs::rename(dir.join(name), &to) {
+                    Ok(()) => {
+                        trash.push(to);
+                        true
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(io_err(&dir.join(name))(e)),
+                }
+            }
+            Action::Checkout(name) => {
+                let dir = root.join(super::GIT_CHECKOUTS_DIR);
                 let to = trash_name(&dir, name);
                 match std::fs::rename(dir.join(name), &to) {
                     Ok(()) => {

@@ -414,6 +414,24 @@ impl BuildEnv {
         Built::from_run(run)
     }
 
+    /// Runs a build of the context `context` (a URL) that must succeed.
+    pub fn build_context(&self, args: &[&str], context: &str) -> Built {
+        let mut cmd = self.rbuild();
+        cmd.args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(context);
+        Built::from_run(ok(&mut cmd))
+    }
+
+    /// Runs a build of the context `context` (a URL) that must fail with exit code 1.
+    pub fn build_context_fails(&self, args: &[&str], context: &str) -> Run {
+        let mut cmd = self.rbuild();
+        cmd.args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(context);
+        fails(&mut cmd)
+    }
+
     /// Runs a build that must fail with exit code 1; returns its output.
     pub fn build_fails(&self, args: &[&str]) -> Run {
         let run = fails(&mut self.build_cmd(args));
@@ -679,8 +697,9 @@ pub fn request_head(conn: &mut std::net::TcpStream) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified;
-/// records the paths asked for.
+/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified
+/// (and `etag` when set, answering 304 to an `If-None-Match` naming it); records the
+/// request lines and the bytes of body it sent.
 pub struct Http {
     /// Its port.
     pub port: u16,
@@ -688,6 +707,10 @@ pub struct Http {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// What it serves (change it between requests).
     pub body: Arc<Mutex<Vec<u8>>>,
+    /// The ETag it sends, if any.
+    pub etag: Arc<Mutex<Option<String>>>,
+    /// The bytes of body sent so far.
+    pub sent: Arc<Mutex<usize>>,
 }
 
 impl Http {
@@ -699,6 +722,10 @@ impl Http {
         let seen = requests.clone();
         let body = Arc::new(Mutex::new(body.to_vec()));
         let served = body.clone();
+        let etag = Arc::new(Mutex::new(None::<String>));
+        let tagged = etag.clone();
+        let sent = Arc::new(Mutex::new(0usize));
+        let counted = sent.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -707,13 +734,27 @@ impl Http {
                 seen.lock().unwrap().push(line.clone());
                 let get = line.starts_with("GET ");
                 let body = served.lock().unwrap().clone();
+                let etag = tagged.lock().unwrap().clone();
+                if let Some(tag) = &etag
+                    && head.lines().any(|l| {
+                        l.to_ascii_lowercase().starts_with("if-none-match:") && l.contains(tag)
+                    })
+                {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                }
+                let etag_line = etag.map(|t| format!("ETag: {t}\r\n")).unwrap_or_default();
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\n{etag_line}Connection: close\r\n\r\n",
                     body.len()
                 );
                 if get {
                     let _ = conn.write_all(&body);
+                    *counted.lock().unwrap() += body.len();
                 }
             }
         });
@@ -721,6 +762,8 @@ impl Http {
             port,
             requests,
             body,
+            etag,
+            sent,
         }
     }
 
