@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::findings;
 use crate::model::*;
+use crate::packages::PackageIndex;
+use crate::sbom::{self, CollectedLayer, Collector, Inventory, Owners, SbomOptions};
 use crate::scan::{self, Change, Kind, LayerScan, Limits, ScanError};
 
 /// Why an image could not be analysed.
@@ -121,6 +123,12 @@ pub struct Options {
     pub min_finding_bytes: u64,
     /// What one layer may hold; past it the analysis fails naming the layer.
     pub limits: Limits,
+    /// Also read the package databases (as `rbuild sbom` does, in the same walk of the
+    /// layers) and count the final bytes by package.
+    pub packages: bool,
+    /// The most bytes of package metadata kept from one layer; past it the report leaves
+    /// the packages out with a warning naming the layer and the file.
+    pub package_metadata_bytes: u64,
 }
 
 impl Default for Options {
@@ -130,6 +138,8 @@ impl Default for Options {
             threads: 0,
             min_finding_bytes: 64 * 1024,
             limits: Limits::default(),
+            packages: true,
+            package_metadata_bytes: SbomOptions::default().max_layer_metadata_bytes,
         }
     }
 }
@@ -183,6 +193,11 @@ pub struct Analysis {
     pub report: Report,
     /// The final file system: path -> (kind, size, layer, content hash).
     pub(crate) files: BTreeMap<Box<str>, Node>,
+    /// Every package with the final bytes it owns (the report lists the largest only);
+    /// empty when packages were not read.
+    pub(crate) packages: Vec<PackageSize>,
+    /// The package (index in `packages`) that owns each listed path.
+    pub(crate) owners: Owners,
 }
 
 impl Analysis {
@@ -437,12 +452,67 @@ pub(crate) fn read_layers<T: Send>(
 /// computes the report.
 pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, AnalyzeError> {
     let (manifest, config) = parse_image(&image)?;
-    let scans = read_layers(&image, &manifest, options.threads, |digest, reader| {
-        scan::scan_layer_with(reader, digest, &options.limits, |tar| {
-            image.layers.check(tar)
-        })
+    let sbom_options = SbomOptions {
+        threads: options.threads,
+        limits: options.limits,
+        max_layer_metadata_bytes: options.package_metadata_bytes,
+        ..SbomOptions::default()
+    };
+    let read = read_layers(&image, &manifest, options.threads, |digest, reader| {
+        let mut changes = Vec::new();
+        let mut collector = options.packages.then(|| Collector::new(&sbom_options));
+        // Too much package metadata in the layer: the packages are left out, the sizes stand.
+        let mut overflow: Option<String> = None;
+        let (compressed_bytes, tar_bytes) = scan::walk_layer(
+            reader,
+            digest,
+            &options.limits,
+            |tar| image.layers.check(tar),
+            |item| match collector.as_mut().filter(|_| overflow.is_none()) {
+                Some(collector) => scan::record(
+                    item,
+                    &mut changes,
+                    Some(&mut |walked| match collector.visit(walked) {
+                        Err(error) if error.kind() == io::ErrorKind::OutOfMemory => {
+                            overflow = Some(format!("layer {digest}: {error}"));
+                            Ok(())
+                        }
+                        other => other,
+                    }),
+                ),
+                None => scan::record(item, &mut changes, None),
+            },
+        )?;
+        let scan = LayerScan {
+            changes,
+            compressed_bytes,
+            tar_bytes,
+        };
+        let collected = match overflow {
+            Some(overflow) => Err(overflow),
+            None => Ok(collector.map(Collector::finish)),
+        };
+        Ok((scan, collected))
     })?;
-    Ok(build(image, options, &manifest, &config, &scans))
+    let (scans, collected): (Vec<LayerScan>, Vec<Result<Option<CollectedLayer>, String>>) =
+        read.into_iter().unzip();
+    let inventory = match collected.into_iter().collect::<Result<Option<Vec<_>>, _>>() {
+        Ok(Some(layers)) => {
+            match sbom::from_layers(&image, &manifest, &config, layers, &sbom_options) {
+                Ok(found) => Some(found),
+                Err(error) => {
+                    tracing::warn!("{}: packages not counted: {error}", image.name);
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!("{}: packages not counted: {error}", image.name);
+            None
+        }
+    };
+    Ok(build(image, options, &manifest, &config, &scans, inventory))
 }
 
 fn build(
@@ -451,6 +521,7 @@ fn build(
     manifest: &Manifest,
     config: &Config,
     scans: &[LayerScan],
+    inventory: Option<(Inventory, Owners)>,
 ) -> Analysis {
     // History entries that made layers, in order.
     let layer_history: Vec<&History> = config.history.iter().filter(|h| !h.empty_layer).collect();
@@ -724,6 +795,8 @@ fn build(
             .map(|l| l.uncompressed_bytes)
             .sum(),
     };
+    let packages =
+        inventory.map(|(inventory, owners)| PackageIndex::new(inventory, owners, &state, &layers));
     let findings = findings::find(&findings::Inputs {
         layers: &layers,
         scans,
@@ -732,6 +805,7 @@ fn build(
         duplicates: &duplicates,
         final_bytes,
         options,
+        packages: packages.as_ref(),
     });
     duplicates.truncate(options.top);
     let report = Report {
@@ -744,10 +818,18 @@ fn build(
         largest_dirs,
         duplicates,
         findings,
+        packages: packages
+            .as_ref()
+            .map(|p| p.section(final_bytes, options.top)),
     };
     Analysis {
         report,
         files: state,
+        owners: packages
+            .as_ref()
+            .map(|p| p.owners.clone())
+            .unwrap_or_default(),
+        packages: packages.map(|p| p.sizes).unwrap_or_default(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
-use crate::model::SCHEMA_VERSION;
+use crate::model::{PackageSize, SCHEMA_VERSION};
 use crate::scan::Kind;
 
 /// The difference between two images.
@@ -29,6 +29,44 @@ pub struct Diff {
     pub paths: Vec<PathDelta>,
     /// Directories whose content grew or shrank the most, largest change first.
     pub dirs: Vec<PathDelta>,
+    /// Packages added, removed, upgraded or resized, largest size change first (top N).
+    #[serde(default)]
+    pub packages: Vec<PackageDelta>,
+}
+
+/// How a package changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageStatus {
+    /// Only in NEW.
+    Added,
+    /// Only in OLD.
+    Removed,
+    /// In both, with another version.
+    Upgraded,
+    /// In both, same version, other bytes in the final file system.
+    Resized,
+}
+
+/// A package that one image has and the other has not, or has in another version or size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageDelta {
+    /// `deb`, `apk`, `python`, `npm`, `go`.
+    pub ecosystem: String,
+    /// Its name.
+    pub name: String,
+    /// How it changed.
+    pub status: PackageStatus,
+    /// The version in OLD.
+    pub old_version: Option<String>,
+    /// The version in NEW.
+    pub new_version: Option<String>,
+    /// Its bytes in OLD.
+    pub old_bytes: u64,
+    /// Its bytes in NEW.
+    pub new_bytes: u64,
+    /// `new_bytes - old_bytes`.
+    pub delta: i64,
 }
 
 /// Old and new values of the whole-image numbers.
@@ -203,6 +241,7 @@ pub fn diff(old: &Analysis, new: &Analysis, top: usize) -> Diff {
     });
     dirs.truncate(top);
     let (ot, nt) = (&o.totals, &n.totals);
+    let packages = package_deltas(&old.packages, &new.packages, top);
     Diff {
         schema: SCHEMA_VERSION,
         old: o.image.name.clone(),
@@ -220,5 +259,49 @@ pub fn diff(old: &Analysis, new: &Analysis, top: usize) -> Diff {
         added_layers: n.layers[shared..].iter().map(delta).collect(),
         paths,
         dirs,
+        packages,
     }
+}
+
+/// The packages that differ, keyed by ecosystem, name and architecture.
+fn package_deltas(old: &[PackageSize], new: &[PackageSize], top: usize) -> Vec<PackageDelta> {
+    type Key<'a> = (&'a str, &'a str, Option<&'a str>);
+    fn by_key(sizes: &[PackageSize]) -> BTreeMap<Key<'_>, &PackageSize> {
+        sizes
+            .iter()
+            .map(|p| ((&*p.ecosystem, &*p.name, p.architecture.as_deref()), p))
+            .collect()
+    }
+    let (o, n) = (by_key(old), by_key(new));
+    let keys: std::collections::BTreeSet<&Key<'_>> = o.keys().chain(n.keys()).collect();
+    let mut out: Vec<PackageDelta> = Vec::new();
+    for key in keys {
+        let (a, b) = (o.get(key).copied(), n.get(key).copied());
+        let status = match (a, b) {
+            (None, Some(_)) => PackageStatus::Added,
+            (Some(_), None) => PackageStatus::Removed,
+            (Some(a), Some(b)) if a.version != b.version => PackageStatus::Upgraded,
+            (Some(a), Some(b)) if a.bytes != b.bytes => PackageStatus::Resized,
+            _ => continue,
+        };
+        let (old_bytes, new_bytes) = (a.map_or(0, |p| p.bytes), b.map_or(0, |p| p.bytes));
+        out.push(PackageDelta {
+            ecosystem: key.0.to_string(),
+            name: key.1.to_string(),
+            status,
+            old_version: a.map(|p| p.version.clone()),
+            new_version: b.map(|p| p.version.clone()),
+            old_bytes,
+            new_bytes,
+            delta: new_bytes as i64 - old_bytes as i64,
+        });
+    }
+    out.sort_by(|a, b| {
+        b.delta
+            .unsigned_abs()
+            .cmp(&a.delta.unsigned_abs())
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out.truncate(top);
+    out
 }

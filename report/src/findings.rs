@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::analyze::{Hidden, HiddenBytes, Node, Options};
 use crate::model::{Duplicate, Finding, FindingKind, LayerReport, Severity};
+use crate::packages::PackageIndex;
 use crate::scan::{Change, Kind, LayerScan};
 
 /// Toolchain findings start at this many bytes (a few headers are normal).
@@ -17,6 +18,7 @@ pub(crate) struct Inputs<'a> {
     pub duplicates: &'a [Duplicate],
     pub final_bytes: u64,
     pub options: &'a Options,
+    pub packages: Option<&'a PackageIndex>,
 }
 
 /// A package manager cache or index: a path fragment that starts at a path component.
@@ -136,6 +138,114 @@ const TOOLCHAINS: &[ToolRule] = &[
         what: "a JDK",
     },
 ];
+
+/// Documentation, manual pages and translations findings start at this many bytes per layer.
+pub const DOCS_MIN_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Where documentation, manual pages and translations go.
+const DOCS: &[&str] = &[
+    "usr/share/doc/",
+    "usr/share/man/",
+    "usr/share/info/",
+    "usr/share/locale/",
+];
+
+/// A toolchain package in the final image: one finding per package past
+/// [`TOOLCHAIN_MIN_BYTES`], the smaller ones of a layer together.
+fn package_findings(
+    inputs: &Inputs<'_>,
+    packages: &PackageIndex,
+    tools: BTreeMap<usize, Group>,
+    out: &mut Vec<Finding>,
+) {
+    let threshold = TOOLCHAIN_MIN_BYTES.max(inputs.options.min_finding_bytes);
+    let mut small: BTreeMap<usize, (Group, Vec<String>)> = BTreeMap::new();
+    for (index, group) in tools {
+        let package = &packages.inventory.packages[index];
+        let layer = package.layer.min(inputs.layers.len().saturating_sub(1));
+        if group.bytes < threshold {
+            let entry = small.entry(layer).or_default();
+            entry.0.bytes += group.bytes;
+            entry.0.files += group.files;
+            entry.0.samples.extend(group.samples);
+            entry.1.push(package.name.clone());
+            continue;
+        }
+        let what = packages.toolchain(index).unwrap_or("a build tool");
+        let message = format!(
+            "{} {} ({}, {} files) added by {} is {what}",
+            package.name,
+            package.version,
+            mb(group.bytes),
+            group.files,
+            layer_text(inputs.layers, layer)
+        );
+        out.push(toolchain_finding(
+            inputs,
+            layer,
+            group,
+            message,
+            &package.name,
+        ));
+    }
+    for (layer, (group, names)) in small {
+        if group.bytes < threshold {
+            continue;
+        }
+        let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+        let more = names.len().saturating_sub(shown.len());
+        let message = format!(
+            "{} build tool packages ({}, {} files) added by {}: {}{}",
+            names.len(),
+            mb(group.bytes),
+            group.files,
+            layer_text(inputs.layers, layer),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        out.push(toolchain_finding(
+            inputs,
+            layer,
+            group,
+            message,
+            &names.join(" "),
+        ));
+    }
+}
+
+/// A toolchain finding of the packages `names` (separated by spaces) that `layer` added.
+fn toolchain_finding(
+    inputs: &Inputs<'_>,
+    layer: usize,
+    group: Group,
+    message: String,
+    names: &str,
+) -> Finding {
+    let sev = severity(group.bytes, inputs.final_bytes);
+    let fix = if inputs.layers[layer].base {
+        format!(
+            "the base image brings it: build in a separate stage on this base and COPY --from=build only the artifacts into a slim runtime base without `{names}`"
+        )
+    } else {
+        format!(
+            "build in a separate stage (`FROM ... AS build`) and COPY --from=build only the artifacts into the final stage, which does not install `{names}`"
+        )
+    };
+    finding(
+        inputs,
+        FindingKind::Toolchain,
+        sev,
+        layer,
+        None,
+        group,
+        message,
+        fix,
+    )
+}
 
 /// Whether `needle` occurs in `path` at the start of a path component.
 fn at_component(path: &str, needle: &str) -> bool {
@@ -363,6 +473,8 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
     // Package manager caches, toolchains and permissions in the final image.
     let mut caches: BTreeMap<(usize, usize), Group> = BTreeMap::new();
     let mut tools: BTreeMap<(&str, usize), Group> = BTreeMap::new();
+    let mut tool_packages: BTreeMap<usize, Group> = BTreeMap::new();
+    let mut docs: BTreeMap<usize, (Group, HashMap<usize, u64>)> = BTreeMap::new();
     let mut world: BTreeMap<usize, Group> = BTreeMap::new();
     let mut setuid: BTreeMap<usize, Group> = BTreeMap::new();
     for (path, node) in inputs.state {
@@ -374,11 +486,24 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
                     .or_default()
                     .add(node.size, path);
             }
-            if let Some(rule) = TOOLCHAINS.iter().find(|r| at_component(path, r.needle)) {
-                tools
-                    .entry((rule.what, layer))
-                    .or_default()
-                    .add(node.size, path);
+            let package = inputs.packages.and_then(|p| p.owner(path));
+            match package.filter(|&i| inputs.packages.is_some_and(|p| p.toolchain(i).is_some())) {
+                // Named by its package below.
+                Some(i) => tool_packages.entry(i).or_default().add(node.size, path),
+                None => {
+                    if let Some(rule) = TOOLCHAINS.iter().find(|r| at_component(path, r.needle)) {
+                        tools
+                            .entry((rule.what, layer))
+                            .or_default()
+                            .add(node.size, path);
+                    }
+                }
+            }
+            if DOCS.iter().any(|d| at_component(path, d)) {
+                docs.entry(layer).or_default().0.add(node.size, path);
+                if let Some(i) = package {
+                    *docs.entry(layer).or_default().1.entry(i).or_default() += node.size;
+                }
             }
             if node.mode & 0o6000 != 0 {
                 setuid.entry(layer).or_default().add(node.size, path);
@@ -438,6 +563,49 @@ pub(crate) fn find(inputs: &Inputs<'_>) -> Vec<Finding> {
             group,
             message,
             "use a multi-stage build: compile in a builder stage (`FROM ... AS build`) and COPY --from=build only the artifacts into a slim final stage".to_string(),
+        ));
+    }
+    if let Some(packages) = inputs.packages {
+        package_findings(inputs, packages, tool_packages, &mut out);
+    }
+    for (layer, (group, by_package)) in docs {
+        if group.bytes < DOCS_MIN_BYTES.max(min) {
+            continue;
+        }
+        let mut largest: Vec<(usize, u64)> = by_package.into_iter().collect();
+        largest.sort_by_key(|&(i, bytes)| (std::cmp::Reverse(bytes), i));
+        let named: Vec<String> = largest
+            .iter()
+            .take(3)
+            .filter_map(|&(i, bytes)| {
+                let p = inputs.packages?.inventory.packages.get(i)?;
+                Some(format!("{} {}", p.name, mb(bytes)))
+            })
+            .collect();
+        let mut message = format!(
+            "{} of documentation, manual pages and translations ({} files) in {}",
+            mb(group.bytes),
+            group.files,
+            layer_text(inputs.layers, layer)
+        );
+        if !named.is_empty() {
+            message.push_str(&format!(", most from {}", named.join(", ")));
+        }
+        let fix = if inputs.layers[layer].base {
+            "they come with the base image: pick a slimmer base (a `-slim` variant), or delete them in the image's first RUN".to_string()
+        } else {
+            "keep them out of the install: for apt, a `/etc/dpkg/dpkg.cfg.d/` file with `path-exclude=/usr/share/doc/*`, `path-exclude=/usr/share/man/*`, `path-exclude=/usr/share/locale/*` (and `path-include=/usr/share/doc/*/copyright`) before `apt-get install`; or delete them in the same RUN that installs them".to_string()
+        };
+        let sev = severity(group.bytes, inputs.final_bytes).min(Severity::Medium);
+        out.push(finding(
+            inputs,
+            FindingKind::Docs,
+            sev,
+            layer,
+            None,
+            group,
+            message,
+            fix,
         ));
     }
     for (layer, group) in world {

@@ -106,6 +106,7 @@ pub mod diff;
 mod findings;
 pub mod gate;
 pub mod model;
+mod packages;
 pub mod render;
 pub mod sbom;
 pub mod scan;
@@ -115,7 +116,7 @@ pub use analyze::{
     base_annotations, dockerfile_line, instruction,
 };
 pub use diff::{Diff, diff};
-pub use findings::TOOLCHAIN_MIN_BYTES;
+pub use findings::{DOCS_MIN_BYTES, TOOLCHAIN_MIN_BYTES};
 pub use gate::{Gate, GateError};
 pub use model::*;
 pub use sbom::{Inventory, SbomError, SbomOptions, inventory};

@@ -27,6 +27,49 @@ pub struct Report {
     pub duplicates: Vec<Duplicate>,
     /// What to change, largest saving first.
     pub findings: Vec<Finding>,
+    /// The final file system's bytes by installed package, when the image has package
+    /// metadata that `rbuild sbom` reads (absent when the analysis was asked not to read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Packages>,
+}
+
+/// The final file system's bytes by package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Packages {
+    /// Packages found.
+    pub count: usize,
+    /// Bytes of the final regular files some package lists.
+    pub owned_bytes: u64,
+    /// Bytes of the final regular files no package lists: `final_bytes - owned_bytes`.
+    pub unowned_bytes: u64,
+    /// Final regular files no package lists.
+    pub unowned_files: u64,
+    /// The packages with the most bytes, largest first (top N).
+    pub largest: Vec<PackageSize>,
+}
+
+/// One package and the bytes of the final file system it owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageSize {
+    /// Its ecosystem: `deb`, `apk`, `python`, `npm`, `go`.
+    pub ecosystem: String,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its architecture, when the database gives one.
+    pub architecture: Option<String>,
+    /// Content bytes of the final regular files it lists (a file listed by several
+    /// packages counts for the first: dpkg, apk, Python, npm, Go).
+    pub bytes: u64,
+    /// Those files.
+    pub files: u64,
+    /// The layer that added it.
+    pub layer: usize,
+    /// That layer's instruction.
+    pub instruction: Option<String>,
+    /// That layer's Dockerfile line, when known.
+    pub dockerfile_line: Option<u32>,
 }
 
 /// Which image was analysed.
@@ -213,6 +256,8 @@ pub enum FindingKind {
     WorldWritable,
     /// setuid or setgid executables.
     Setuid,
+    /// Documentation, manual pages and translations in the final image.
+    Docs,
 }
 
 /// How much a finding matters.

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::analyze::Analysis;
-use crate::diff::{Diff, Status};
+use crate::diff::{Diff, PackageStatus, Status};
 use crate::findings::shorten;
-use crate::model::Report;
+use crate::model::{PackageSize, Packages, Report};
 use crate::scan::Kind;
 
 use rbuild_options::size::image as human;
@@ -153,6 +153,19 @@ pub fn text(report: &Report) -> String {
             );
         }
     }
+    if let Some(p) = report.packages.as_ref().filter(|p| p.count > 0) {
+        let _ = writeln!(out, "\nPackages ({})", packages_summary(p));
+        for package in &p.largest {
+            let _ = writeln!(
+                out,
+                "  {:>9}  {} {}  {}",
+                human(package.bytes),
+                package.name,
+                package.version,
+                added_by(package)
+            );
+        }
+    }
     out.push_str("\nFindings\n");
     if report.findings.is_empty() {
         out.push_str("  none\n");
@@ -174,6 +187,30 @@ pub fn text(report: &Report) -> String {
         }
     }
     out
+}
+
+/// "293MB in 117 packages; 87.8MB in 627 files owned by no package".
+fn packages_summary(p: &Packages) -> String {
+    format!(
+        "{} in {} packages; {} in {} files owned by no package",
+        human(p.owned_bytes),
+        p.count,
+        human(p.unowned_bytes),
+        p.unowned_files
+    )
+}
+
+/// Where a package comes from: "from `RUN apt-get install clang` (line 7, layer 2)".
+fn added_by(package: &PackageSize) -> String {
+    match (&package.instruction, package.dockerfile_line) {
+        (Some(i), Some(line)) => format!(
+            "from `{}` (line {line}, layer {})",
+            shorten(i, 60),
+            package.layer
+        ),
+        (Some(i), None) => format!("from `{}` (layer {})", shorten(i, 60), package.layer),
+        (None, _) => format!("from layer {}", package.layer),
+    }
 }
 
 fn table(out: &mut String, rows: &[[String; 10]], right: &[bool; 10]) {
@@ -273,6 +310,31 @@ pub fn diff_text(diff: &Diff) -> String {
             human(d.new_bytes)
         );
     }
+    if !diff.packages.is_empty() {
+        out.push_str("\nPackages\n");
+        for p in &diff.packages {
+            let (mark, versions) = match p.status {
+                PackageStatus::Added => ("+", p.new_version.clone().unwrap_or_default()),
+                PackageStatus::Removed => ("-", p.old_version.clone().unwrap_or_default()),
+                PackageStatus::Upgraded | PackageStatus::Resized => (
+                    "~",
+                    format!(
+                        "{} -> {}",
+                        p.old_version.as_deref().unwrap_or_default(),
+                        p.new_version.as_deref().unwrap_or_default()
+                    ),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {:>10}  {} {versions}  ({} -> {})",
+                signed(p.delta),
+                p.name,
+                human(p.old_bytes),
+                human(p.new_bytes)
+            );
+        }
+    }
     out.push_str("\nFiles\n");
     for p in &diff.paths {
         let _ = writeln!(
@@ -299,6 +361,10 @@ struct TreeNode {
     layer: u32,
     /// Directories: bytes per layer.
     by_layer: HashMap<u32, u64>,
+    /// Files: the owning package (-1: none). Directories: unused.
+    package: i64,
+    /// Directories: bytes per owning package (-1: none).
+    by_package: HashMap<i64, u64>,
     children: HashMap<String, usize>,
     file: bool,
 }
@@ -310,6 +376,8 @@ impl Tree {
             size: 0,
             layer: 0,
             by_layer: HashMap::new(),
+            package: -1,
+            by_package: HashMap::new(),
             children: HashMap::new(),
             file: false,
         }];
@@ -319,9 +387,11 @@ impl Tree {
             }
             let mut at = 0;
             let parts: Vec<&str> = path.split('/').collect();
+            let package = analysis.owners.get(&**path).map_or(-1, |&i| i as i64);
             for (i, part) in parts.iter().enumerate() {
                 nodes[at].size += node.size;
                 *nodes[at].by_layer.entry(node.layer).or_default() += node.size;
+                *nodes[at].by_package.entry(package).or_default() += node.size;
                 let next = match nodes[at].children.get(*part) {
                     Some(&n) => n,
                     None => {
@@ -331,6 +401,8 @@ impl Tree {
                             size: 0,
                             layer: node.layer,
                             by_layer: HashMap::new(),
+                            package,
+                            by_package: HashMap::new(),
                             children: HashMap::new(),
                             file: i + 1 == parts.len(),
                         });
@@ -357,6 +429,18 @@ impl Tree {
             .map_or(-1, |(l, _)| i64::from(*l))
     }
 
+    /// The package with the most bytes under a node (-1: no package owns most).
+    fn dominant_package(&self, index: usize) -> i64 {
+        let node = &self.nodes[index];
+        if node.file {
+            return node.package;
+        }
+        node.by_package
+            .iter()
+            .max_by_key(|(p, b)| (**b, std::cmp::Reverse(**p)))
+            .map_or(-1, |(p, _)| *p)
+    }
+
     /// JSON of the tree, pruned: children smaller than `min` bytes are merged into one
     /// "(N smaller)" node; no deeper than `depth`.
     fn json(&self, index: usize, min: u64, depth: usize) -> serde_json::Value {
@@ -365,6 +449,7 @@ impl Tree {
             "n": node.name,
             "s": node.size,
             "l": self.dominant(index),
+            "p": self.dominant_package(index),
         });
         if node.file || depth == 0 {
             return value;
@@ -391,6 +476,7 @@ impl Tree {
                 "n": format!("({} smaller)", rest.1),
                 "s": rest.0,
                 "l": -1,
+                "p": -1,
             }));
         }
         value["c"] = serde_json::Value::Array(out);
@@ -438,6 +524,9 @@ pub fn html(analysis: &Analysis) -> String {
             "ins": l.instruction.clone().unwrap_or_default(),
             "line": l.dockerfile_line,
         })).collect::<Vec<_>>(),
+        "packages": analysis.packages.iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect::<Vec<_>>(),
     });
     // `<` only occurs inside JSON strings, where \u003c means the same: no `</script>`.
     let data = data.to_string().replace('<', "\\u003c");
@@ -468,7 +557,9 @@ pub fn html(analysis: &Analysis) -> String {
          <span class=\"sw meta\"></span>tar overhead, directories, links</p>\
          <div id=\"timeline\"></div>\
          <h2>Final file system</h2><p class=\"legend\">Area: bytes. Colour: the layer a file comes from \
-         (grey: many small files). Hover for details, click a directory to zoom, click the path to go back.</p>\
+         (grey: many small files), or with the box below the package that owns it (grey: no package). \
+         Hover for details, click a directory to zoom, click the path to go back.</p>\
+         <label id=\"by-package-label\"><input type=\"checkbox\" id=\"by-package\"> colour by package</label>\
          <div id=\"crumbs\"></div><div id=\"treemap\"></div><div id=\"tip\"></div>",
     );
     body.push_str("<h2>Findings</h2>");
@@ -491,6 +582,24 @@ pub fn html(analysis: &Analysis) -> String {
                 escape(&f.message),
                 escape(&f.fix),
                 escape(&f.paths.join(", ")),
+            );
+        }
+        body.push_str("</table>");
+    }
+    if let Some(p) = report.packages.as_ref().filter(|p| p.count > 0) {
+        let _ = write!(
+            body,
+            "<h2>Packages</h2><p>{}.</p><table class=\"list\">",
+            escape(&packages_summary(p))
+        );
+        for package in &p.largest {
+            let _ = write!(
+                body,
+                "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                human(package.bytes),
+                escape(&package.name),
+                escape(&package.version),
+                escape(&added_by(package)),
             );
         }
         body.push_str("</table>");

@@ -217,29 +217,80 @@ pub fn scan_layer_with<'a>(
 ) -> Result<LayerScan, ScanError> {
     let mut changes = Vec::new();
     let (compressed_bytes, tar_bytes) = walk_layer(reader, layer, limits, check, |item| {
-        match item {
-            Walked::Opaque(dir) => changes.push(Change::Opaque(dir)),
-            Walked::Whiteout(path) => changes.push(Change::Whiteout(path)),
-            Walked::Entry(WalkedEntry {
-                mut entry, content, ..
-            }) => {
-                // The size counted is the bytes read, not what the header claims.
-                let claimed = std::mem::take(&mut entry.size);
-                if entry.kind == Kind::File && claimed > 0 {
-                    let mut hasher = blake3::Hasher::new();
-                    entry.size = io::copy(content, &mut hasher)?;
-                    entry.hash = Some(*hasher.finalize().as_bytes());
-                }
-                changes.push(Change::Entry(entry));
-            }
-        }
-        Ok(())
+        record(item, &mut changes, None)
     })?;
     Ok(LayerScan {
         changes,
         compressed_bytes,
         tar_bytes,
     })
+}
+
+/// A second reader of a layer's walk.
+pub(crate) type Visitor<'v> = dyn FnMut(Walked<'_>) -> io::Result<()> + 'v;
+
+/// Records one walked change for the size analysis: a regular file's content is hashed
+/// and its size counted as the bytes read. `also` sees the change first, with the content
+/// behind a reader that hashes what it takes, so that a second reader of the walk (the
+/// package inventory) costs no second read of the layer; the analysis hashes the rest.
+pub(crate) fn record(
+    item: Walked<'_>,
+    changes: &mut Vec<Change>,
+    also: Option<&mut Visitor<'_>>,
+) -> io::Result<()> {
+    match item {
+        Walked::Opaque(dir) => {
+            changes.push(Change::Opaque(dir.clone()));
+            also.map_or(Ok(()), |also| also(Walked::Opaque(dir)))
+        }
+        Walked::Whiteout(path) => {
+            changes.push(Change::Whiteout(path.clone()));
+            also.map_or(Ok(()), |also| also(Walked::Whiteout(path)))
+        }
+        Walked::Entry(WalkedEntry {
+            mut entry,
+            link,
+            content,
+        }) => {
+            let mut hashing = Hashing {
+                inner: content,
+                hasher: blake3::Hasher::new(),
+                read: 0,
+            };
+            if let Some(also) = also {
+                also(Walked::Entry(WalkedEntry {
+                    entry: entry.clone(),
+                    link,
+                    content: &mut hashing,
+                }))?;
+            }
+            // The size counted is the bytes read, not what the header claims.
+            let claimed = std::mem::take(&mut entry.size);
+            if entry.kind == Kind::File && claimed > 0 {
+                io::copy(&mut hashing, &mut io::sink())?;
+                entry.size = hashing.read;
+                entry.hash = Some(*hashing.hasher.finalize().as_bytes());
+            }
+            changes.push(Change::Entry(entry));
+            Ok(())
+        }
+    }
+}
+
+/// A reader that hashes and counts what goes through it.
+struct Hashing<'r> {
+    inner: &'r mut dyn Read,
+    hasher: blake3::Hasher,
+    read: u64,
+}
+
+impl Read for Hashing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// One change of a layer as [`walk_layer`] hands it over.

@@ -566,3 +566,42 @@ fn layers_past_the_limits_are_refused_naming_the_layer() {
     .unwrap_err();
     assert!(e.contains("has more than 0 entries"), "{e}");
 }
+
+/// Package metadata past the per-layer bound leaves the packages out; the sizes stand.
+#[test]
+fn too_much_package_metadata_leaves_the_packages_out() {
+    let status = "Package: a\nStatus: install ok installed\nVersion: 1\n\n";
+    let layer = tar(vec![
+        E::Dir("var/lib/dpkg/info", 0o755),
+        E::File("var/lib/dpkg/status", status.as_bytes().to_vec(), 0o644),
+        E::File("var/lib/dpkg/info/a.list", b"/usr/bin/a\n".to_vec(), 0o644),
+        E::File("usr/bin/a", content(1, 5000), 0o755),
+    ]);
+    let blob = gzip(&layer);
+    let img = image(vec![(layer, blob)], json!([]));
+    let with = |package_metadata_bytes: u64| {
+        analyze(
+            ImageInput {
+                name: "meta",
+                id: None,
+                manifest: &img.manifest,
+                config: &img.config,
+                base_layers: None,
+                layers: &img.blobs,
+            },
+            &Options {
+                package_metadata_bytes,
+                ..Options::default()
+            },
+        )
+        .expect("analysis")
+        .report
+    };
+    let packages = with(1 << 20).packages.expect("packages");
+    assert_eq!(packages.count, 1);
+    assert_eq!(packages.largest[0].name, "a");
+    assert_eq!(packages.largest[0].bytes, 5000);
+    let report = with(status.len() as u64);
+    assert!(report.packages.is_none());
+    assert_eq!(report.totals.final_bytes, 5000 + status.len() as u64 + 11);
+}

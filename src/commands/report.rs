@@ -48,6 +48,10 @@ pub struct ReportArgs {
     /// Threads that read layers (default: one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Do not read the package databases: no packages section, no findings that name
+    /// packages.
+    #[arg(long)]
+    pub no_packages: bool,
     /// The platform to report on (os/arch[/variant]): of an index, that platform's image;
     /// from a registry, the platform pulled. Default: this machine's.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
@@ -118,6 +122,7 @@ pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
         top: args.top,
         threads: args.threads,
         limits: crate::limits::get()?,
+        packages: !args.no_packages,
         ..Options::default()
     };
     if args.diff {

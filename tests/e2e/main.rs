@@ -30,6 +30,7 @@ mod platforms;
 mod prune;
 mod pullpush;
 mod report;
+mod report_packages;
 mod rootless;
 mod run;
 mod sbom;

@@ -12,7 +12,7 @@ use crate::support::{Dir, busybox_rootfs, ok, rbuild, skopeo, tool, umoci};
 const MIB: u64 = 1024 * 1024;
 
 /// Deterministic bytes that do not compress to nothing.
-fn content(seed: u64, len: u64) -> Vec<u8> {
+pub(crate) fn content(seed: u64, len: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut out = Vec::with_capacity(len as usize);
     while (out.len() as u64) < len {
@@ -357,7 +357,7 @@ fn registry_images_are_pulled_on_demand() {
     assert!(run.stderr.contains("nothing"), "{}", run.stderr);
 }
 
-fn chromium(profile: &Path) -> Command {
+pub(crate) fn chromium(profile: &Path) -> Command {
     let mut cmd = tool("chromium", "chromium");
     cmd.args([
         "--headless",

@@ -26,6 +26,7 @@ mod mountinfo;
 mod network;
 mod owners;
 mod registry;
+mod report_packages;
 mod sandbox;
 mod sbom;
 mod seccomp;

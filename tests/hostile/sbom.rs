@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::limits::oci_archive;
 use crate::support::{Dir, fails, ok, rbuild};
-use crate::{Entry, gzip, sha256, tar};
+use crate::{Blob, Entry, gzip, sha256, tar};
 
 /// A status paragraph of an installed package.
 fn installed(name: &str) -> String {
@@ -24,8 +24,8 @@ fn sbom(root: &Path, archive: &Path) -> std::process::Command {
     cmd
 }
 
-#[test]
-fn a_huge_dpkg_status_is_refused_naming_it_and_its_layer() {
+/// A layer holding a dpkg status file of 100 MB, and that file.
+pub(crate) fn huge_dpkg_status() -> (String, Blob) {
     let mut status = String::with_capacity(100 << 20);
     let mut n = 0;
     while status.len() < 100 << 20 {
@@ -38,6 +38,12 @@ fn a_huge_dpkg_status_is_refused_naming_it_and_its_layer() {
         Entry::dir("var/lib/dpkg"),
         Entry::file("var/lib/dpkg/status", status.as_bytes()),
     ]));
+    (status, layer)
+}
+
+#[test]
+fn a_huge_dpkg_status_is_refused_naming_it_and_its_layer() {
+    let (status, layer) = huge_dpkg_status();
     let dir = Dir::new();
     let archive = oci_archive(&dir, &[&layer]);
     let run = fails(&mut sbom(&dir.join("store"), &archive));

@@ -17,6 +17,13 @@
     if (l < 0) return "#9aa3ae";
     return "hsl(" + ((l * 137.508 + 210) % 360).toFixed(1) + ",58%,48%)";
   }
+  // The treemap's colour: by layer, or by owning package (`#by=package` starts so).
+  var byPackage = location.hash === "#by=package" && data.packages.length > 0;
+  function fill(node) { return color(byPackage ? node.p : node.l); }
+  function owner(node) {
+    if (node.p >= 0) return "  " + data.packages[node.p];
+    return "  no package";
+  }
   function el(name, attrs, parent) {
     var e = document.createElementNS(NS, name);
     for (var k in attrs) e.setAttribute(k, attrs[k]);
@@ -108,12 +115,13 @@
     function layout(node, path, x, y, w, h, depth) {
       var kids = (node.c || []).filter(function (c) { return c.s > 0; });
       if (!kids.length || w < 3 || h < 3) {
-        var r = el("rect", { x: x, y: y, width: Math.max(w, 0), height: Math.max(h, 0), fill: color(node.l), "class": "tm" }, svg);
+        var r = el("rect", { x: x, y: y, width: Math.max(w, 0), height: Math.max(h, 0), fill: fill(node), "class": "tm" }, svg);
         r.setAttribute("data-path", path);
         r.setAttribute("data-layer", node.l);
+        if (node.p >= 0) r.setAttribute("data-package", data.packages[node.p]);
         count++;
         r.addEventListener("mousemove", function (ev) {
-          showTip(ev, path + "  " + human(node.s) + (node.l >= 0 ? "  layer " + node.l : "  several layers"));
+          showTip(ev, path + "  " + human(node.s) + (node.l >= 0 ? "  layer " + node.l : "  several layers") + (data.packages.length ? owner(node) : ""));
         });
         r.addEventListener("mouseleave", hideTip);
         if (w > 70 && h > 16) {
@@ -157,7 +165,14 @@
     crumbs.appendChild(a);
     if (start !== "/") crumbs.appendChild(document.createTextNode(" " + start + "  (" + human(current.s) + ")"));
     svg.setAttribute("data-leaves", count);
+    svg.setAttribute("data-colour", byPackage ? "package" : "layer");
   }
+  var toggle = document.getElementById("by-package");
+  if (!data.packages.length) {
+    document.getElementById("by-package-label").style.display = "none";
+  }
+  toggle.checked = byPackage;
+  toggle.addEventListener("change", function () { byPackage = toggle.checked; draw(); });
   timeline();
   draw();
   root.setAttribute("data-ok", "1");

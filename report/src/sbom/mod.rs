@@ -36,7 +36,8 @@ use serde::Serialize;
 
 use crate::ImageInput;
 use crate::analyze::{
-    AnalyzeError, dockerfile_line, image_info, instruction, parse_image, read_layers,
+    AnalyzeError, Config, Manifest, dockerfile_line, image_info, instruction, parse_image,
+    read_layers,
 };
 use crate::model::ImageInfo;
 use crate::scan::{self, Kind, Limits};
@@ -411,27 +412,73 @@ pub(crate) fn join_listed(base: &str, listed: &str) -> Option<String> {
 /// Makes the inventory of an image.
 pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Inventory, SbomError> {
     let (manifest, config) = parse_image(&image)?;
-    let count = manifest.layers.len();
     let walked = read_layers(&image, &manifest, options.threads, |digest, reader| {
-        let mut layer = fs::FsLayer::default();
-        let mut kept = 0u64;
+        let mut layer = Collector::new(options);
         scan::walk_layer(
             reader,
             digest,
             &options.limits,
             |tar| image.layers.check(tar),
-            |item| {
-                fs::collect(
-                    item,
-                    &mut layer,
-                    &mut kept,
-                    options.max_database_bytes,
-                    options.max_layer_metadata_bytes,
-                )
-            },
+            |item| layer.visit(item),
         )?;
-        Ok(layer)
+        Ok(layer.finish())
     })?;
+    Ok(from_layers(&image, &manifest, &config, walked, options)?.0)
+}
+
+/// Keeps what the inventory needs of one layer while it streams: its changes, and the
+/// content of the files that hold package metadata.
+pub(crate) struct Collector {
+    layer: fs::FsLayer,
+    kept: u64,
+    max_file: u64,
+    max_layer_kept: u64,
+}
+
+/// What the inventory keeps of one layer.
+pub(crate) type CollectedLayer = fs::FsLayer;
+
+impl Collector {
+    pub(crate) fn new(options: &SbomOptions) -> Collector {
+        Collector {
+            layer: fs::FsLayer::default(),
+            kept: 0,
+            max_file: options.max_database_bytes,
+            max_layer_kept: options.max_layer_metadata_bytes,
+        }
+    }
+
+    /// Takes one change of the layer; reads (part of) a file's content when it holds
+    /// package metadata or may be an executable with build information.
+    pub(crate) fn visit(&mut self, item: scan::Walked<'_>) -> std::io::Result<()> {
+        fs::collect(
+            item,
+            &mut self.layer,
+            &mut self.kept,
+            self.max_file,
+            self.max_layer_kept,
+        )
+    }
+
+    pub(crate) fn finish(self) -> CollectedLayer {
+        self.layer
+    }
+}
+
+/// Which package owns each path of the final file system: the resolved path -> the index
+/// in [`Inventory::packages`]. A path several packages list belongs to the first one read
+/// (dpkg, apk, Python, npm, Go; a Go binary to its main module).
+pub(crate) type Owners = std::collections::HashMap<String, usize>;
+
+/// The inventory from the layers [`Collector`] kept, with the owner of each listed path.
+pub(crate) fn from_layers(
+    image: &ImageInput<'_>,
+    manifest: &Manifest,
+    config: &Config,
+    walked: Vec<CollectedLayer>,
+    options: &SbomOptions,
+) -> Result<(Inventory, Owners), SbomError> {
+    let count = manifest.layers.len();
     let rootfs = fs::replay(walked);
 
     let history: Vec<_> = config.history.iter().filter(|h| !h.empty_layer).collect();
@@ -463,34 +510,35 @@ pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Invento
     lang::python(&ctx, &mut packages)?;
     lang::npm(&ctx, &mut packages)?;
     lang::go(&ctx, &mut packages)?;
-    packages.sort_by(|a, b| {
+    let key = |p: &Package| {
         (
-            a.ecosystem,
-            &a.name,
-            &a.version,
-            &a.architecture,
-            &a.database,
+            p.ecosystem,
+            p.name.clone(),
+            p.version.clone(),
+            p.architecture.clone(),
+            p.database.clone(),
         )
-            .cmp(&(
-                b.ecosystem,
-                &b.name,
-                &b.version,
-                &b.architecture,
-                &b.database,
-            ))
-    });
+    };
+    let mut order: Vec<usize> = (0..packages.len()).collect();
+    order.sort_by_cached_key(|&i| key(&packages[i]));
+    let mut position = vec![0usize; packages.len()];
+    for (at, &i) in order.iter().enumerate() {
+        position[i] = at;
+    }
 
     // Files no package lists; a listed path through a linked directory (`/bin/ls` on a
     // merged /usr) counts for the file it names.
-    let mut owned: HashSet<String> = HashSet::new();
-    for package in &packages {
+    let mut owners: Owners = Owners::new();
+    for (i, package) in packages.iter().enumerate() {
         for file in &package.files {
             let real = rootfs
                 .resolve(file, false)
                 .unwrap_or_else(|| file.trim_start_matches('/').to_string());
-            owned.insert(real);
+            owners.entry(real).or_insert(position[i]);
         }
     }
+    let mut slots: Vec<Option<Package>> = packages.into_iter().map(Some).collect();
+    let packages: Vec<Package> = order.iter().filter_map(|&i| slots[i].take()).collect();
     let mut files = 0u64;
     let mut unowned_files = 0u64;
     let mut unowned = Vec::new();
@@ -499,22 +547,23 @@ pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Invento
             continue;
         }
         files += 1;
-        if !owned.contains(&**path) {
+        if !owners.contains_key(&**path) {
             unowned_files += 1;
             if unowned.len() < options.unowned_listed {
                 unowned.push(format!("/{path}"));
             }
         }
     }
-    Ok(Inventory {
-        image: image_info(&image, &config),
+    let inventory = Inventory {
+        image: image_info(image, config),
         distro,
         layers,
         packages,
         files,
         unowned_files,
         unowned,
-    })
+    };
+    Ok((inventory, owners))
 }
 
 /// The distribution from `etc/os-release` (or `usr/lib/os-release`).
