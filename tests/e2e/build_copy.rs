@@ -590,3 +590,35 @@ fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit() {
         out.stderr
     );
 }
+
+/// A redirect is followed (the file named from the URL the Dockerfile gives); a redirect
+/// loop stops with an error naming the URL.
+#[test]
+fn add_url_follows_redirects_within_limits() {
+    let server = Http::start(b"moved content\n", "Wed, 21 Oct 2015 07:28:00 GMT");
+    let env = BuildEnv::new();
+    let url = server.url("redirect/files/real.txt");
+    env.dockerfile(&format!("FROM {BASE}\nADD {url} /got/\n"));
+    env.build(&["-t", "img"]);
+    assert_eq!(env.sh("img", "cat /got/real.txt"), "moved content\n");
+    let requests = server.requests.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /files/real.txt ")),
+        "{requests:?}"
+    );
+    let looping = server.url("loop");
+    env.dockerfile(&format!("FROM {BASE}\nADD {looping} /got\n"));
+    let out = env.build_fails(&[]);
+    assert!(out.stderr.contains(&looping), "{}", out.stderr);
+    assert!(out.stderr.contains("Dockerfile:2"), "{}", out.stderr);
+    let asked = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("GET /loop "))
+        .count();
+    assert!((2..=50).contains(&asked), "{asked} requests for the loop");
+}

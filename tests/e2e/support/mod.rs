@@ -698,8 +698,9 @@ pub fn request_head(conn: &mut std::net::TcpStream) -> String {
 }
 
 /// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified
-/// (and `etag` when set, answering 304 to an `If-None-Match` naming it); records the
-/// request lines and the bytes of body it sent.
+/// (and `etag` when set, answering 304 to an `If-None-Match` naming it), except that
+/// `/redirect/REST` redirects to `/REST` and `/loop` to itself; records the request lines and
+/// the bytes of body it sent.
 pub struct Http {
     /// Its port.
     pub port: u16,
@@ -733,6 +734,19 @@ impl Http {
                 let line = head.lines().next().unwrap_or_default().to_string();
                 seen.lock().unwrap().push(line.clone());
                 let get = line.starts_with("GET ");
+                // `/redirect/REST` sends the client to `/REST`; `/loop` to itself, forever.
+                let path = line.split(' ').nth(1).unwrap_or_default();
+                let location = match path {
+                    "/loop" => Some("/loop".to_string()),
+                    p => p.strip_prefix("/redirect").map(str::to_string),
+                };
+                if let Some(location) = location {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                }
                 let body = served.lock().unwrap().clone();
                 let etag = tagged.lock().unwrap().clone();
                 if let Some(tag) = &etag
