@@ -211,11 +211,6 @@ const DOCKER_FLAGS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "build",
-        &["--sbom", "--provenance", "--attest"],
-        "rbuild writes no attestations",
-    ),
-    (
-        "build",
         &["--builder"],
         "rbuild builds in its own process; there are no builder instances",
     ),

@@ -3,8 +3,6 @@
 //! [`crate::env::RBUILD_MAX_LAYER_SIZE`]. `load`, `import`, `run`, `report` and the build (its
 //! context from stdin, ADD, outputs and cache imports) all take them from [`get`].
 
-use std::io::Read;
-
 use rbuild_tarlimits::{LimitError, Limits};
 
 use crate::env;
@@ -16,12 +14,6 @@ pub fn get() -> anyhow::Result<Limits> {
         max_layer_bytes: env::max_layer_size()?,
         ..Limits::default()
     })
-}
-
-/// `tar`, a layer's uncompressed stream, followed header by header against `limits` (for
-/// [`rbuild_report::LayerSource::check`]).
-pub fn check_tar<'r>(limits: &Limits, tar: Box<dyn Read + 'r>) -> Box<dyn Read + 'r> {
-    Box::new(limits.reader(tar))
 }
 
 /// The limit a cause of an error names: a limiter's (also inside an I/O error), or one a

@@ -614,6 +614,50 @@ class MultiCross(_Multi):
     TEXT = CROSS
 
 
+class RbuildPlain:
+    """A pseudo-builder for attest-cold: the same rbuild binary and the same build without
+    attestations, in a store of its own."""
+
+    name = "rbuild-plain"
+    daemon_pids = []
+
+    def __init__(self, rb):
+        self.bin = rb.bin
+        self.root = rb.root + "-plain"
+
+    def available(self):
+        return None if self.bin else "no rbuild binary"
+
+    def env(self):
+        return dict(os.environ)
+
+    def version(self):
+        return subprocess.run([self.bin, "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+
+class AttestCold(Op):
+    """A cold build of the app context (Debian base, 20,000 files) with `--sbom
+    --provenance=mode=max`, against the same cold build without them (rbuild-plain): what the
+    attestations cost. Both stores are removed before every build."""
+
+    only = ("rbuild", "rbuild-plain")
+    TAG = "bench-attest:latest"
+
+    def extra_builders(self):
+        rb = self.ctx["rbuild"]
+        return [RbuildPlain(rb)] if rb else []
+
+    def before(self, b, i):
+        shutil.rmtree(b.root, ignore_errors=True)
+
+    def command(self, b):
+        cmd = [b.bin, "--root", b.root, "build", "-t", self.TAG]
+        if b.name == "rbuild":
+            cmd += ["--sbom", "--provenance=mode=max"]
+        return cmd + [self.ctx["context_dir"]("app")]
+
+
 # Three services over one base stage whose RUN is the heavy part (a shell loop), each
 # service's stage a small RUN of its own.
 BAKE3_DOCKERFILE = """\
@@ -690,6 +734,7 @@ OPS = {
     "bake3-noop": Bake3Noop,
     "bake3-seq-cold": Bake3SeqCold,
     "bake3-seq-noop": Bake3SeqNoop,
+    "attest-cold": AttestCold,
     "multi-emulated": MultiEmulated,
     "multi-cross": MultiCross,
     "check-5000": CheckBig,

@@ -92,29 +92,13 @@ impl Store {
     /// no record). Returns how many went.
     pub fn forget_downloads(&self) -> Result<usize, DownloadsError> {
         let dir = self.root().join(DOWNLOADS_DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry.map_err(io_err(&dir))?;
-            let path = entry.path();
-            let kept = std::fs::read(&path)
+        crate::fsutil::remove_files_unless(&dir, |path| {
+            std::fs::read(path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Downloaded>(&b).ok())
-                .is_some_and(|r| self.has_blob(&r.digest));
-            if kept {
-                continue;
-            }
-            match std::fs::remove_file(&path) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path)(e)),
-            }
-        }
-        Ok(removed)
+                .is_some_and(|r| self.has_blob(&r.digest))
+        })
+        .map_err(|(path, source)| DownloadsError::Io { path, source })
     }
 }
 

@@ -61,6 +61,32 @@ pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Res
 
 /// Removes leftovers of killed processes from `tmp_dir`: temp files no process holds locked
 /// and older than a minute, and resumable partials older than a day. Returns how many.
+/// Removes the files of `dir` that `keep` (given each file's path) does not keep; a missing
+/// `dir` has none. Returns how many went, or the path that could not be read or removed.
+pub(crate) fn remove_files_unless(
+    dir: &Path,
+    keep: impl Fn(&Path) -> bool,
+) -> Result<usize, (PathBuf, io::Error)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err((dir.to_path_buf(), e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| (dir.to_path_buf(), e))?.path();
+        if keep(&path) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err((path, e)),
+        }
+    }
+    Ok(removed)
+}
+
 pub(crate) fn clean_tmp(tmp_dir: &Path) -> io::Result<usize> {
     let now = SystemTime::now();
     let mut removed = 0;

@@ -41,6 +41,6 @@ pub use blob::{BlobError, BlobWriter, Committed, Expected};
 pub use rbuild_digest::{Digest, DigestError, Hasher, HashingReader, HashingWriter};
 pub use store::{
     ANNOTATION_CONTAINERD_NAME, DOCKER_MANIFEST_LIST, ImageRef, MAX_DOCUMENT_SIZE, MAX_INDEX_DEPTH,
-    Removed, Store, StoreError, descriptor_digest, descriptor_platform, is_index, is_manifest,
-    ref_name, validate_name,
+    Removed, Store, StoreError, descriptor_digest, descriptor_platform, is_attestation_manifest,
+    is_index, is_manifest, ref_name, validate_name,
 };

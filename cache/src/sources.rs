@@ -75,30 +75,13 @@ impl Store {
     /// there that names no digest). Returns how many went.
     pub fn forget_sources(&self) -> Result<usize, SourcesError> {
         let dir = self.root().join(SOURCES_DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name();
-            let kept = name
-                .to_str()
+        crate::fsutil::remove_files_unless(&dir, |path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
                 .and_then(|n| Digest::from_hex(n).ok())
-                .is_some_and(|d| self.has_blob(&d));
-            if kept {
-                continue;
-            }
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path)(e)),
-            }
-        }
-        Ok(removed)
+                .is_some_and(|d| self.has_blob(&d))
+        })
+        .map_err(|(path, source)| SourcesError::Io { path, source })
     }
 }
 

@@ -634,7 +634,7 @@ impl Store {
             let entries: Vec<(&Descriptor, Platform)> = index
                 .manifests()
                 .iter()
-                .filter(|d| !is_index(d.media_type()))
+                .filter(|d| !is_index(d.media_type()) && !is_attestation_manifest(d))
                 .filter_map(|d| Some((d, descriptor_platform(d)?)))
                 .collect();
             let host = Platform::host();
@@ -1012,6 +1012,16 @@ pub fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
         digest: d.digest().to_string(),
         source,
     })
+}
+
+/// Whether an index entry is an attestation manifest (BuildKit's layout, which rbuild
+/// writes too): statements about another entry, not an image of a platform
+/// (`vnd.docker.reference.type: attestation-manifest`).
+pub fn is_attestation_manifest(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get("vnd.docker.reference.type"))
+        .is_some_and(|t| t == "attestation-manifest")
 }
 
 /// Whether a media type is an image index (OCI or Docker manifest list).

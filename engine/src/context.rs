@@ -634,6 +634,11 @@ impl Source {
         self.oci.values().cloned().collect()
     }
 
+    /// The URL a downloaded or git context came from (a git context's ends in `#COMMIT`).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
     /// A stable name of the context for explain records.
     pub fn identity(&self) -> String {
         if let Some(url) = &self.url {

@@ -56,6 +56,9 @@ pub enum Error {
     /// An output could not be written.
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    /// An attestation could not be made.
+    #[error(transparent)]
+    Attest(#[from] crate::attest::AttestError),
     /// The cache could not be exported.
     #[error(transparent)]
     CacheExport(#[from] crate::remote_cache::CacheExportError),

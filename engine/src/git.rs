@@ -84,6 +84,19 @@ pub enum GitError {
         /// The URL (credentials redacted).
         url: String,
     },
+    /// The ssh server's host key is not in `~/.ssh/known_hosts`, or differs from it.
+    #[error(
+        "{url}: the ssh host key of {host} is not in {} or does not match it (add it with ssh-keyscan after checking it)",
+        known_hosts.display()
+    )]
+    HostKey {
+        /// The URL (credentials redacted).
+        url: String,
+        /// The host as ssh names it in known_hosts (`[HOST]:PORT` off port 22).
+        host: String,
+        /// The known_hosts file checked.
+        known_hosts: PathBuf,
+    },
     /// The `git` program cannot be started.
     #[error("cannot run git for {url} (install the git package)")]
     Spawn {
@@ -375,9 +388,7 @@ impl Runner<'_> {
         }
         if let Some(sock) = &self.ssh_sock {
             cmd.env("SSH_AUTH_SOCK", sock);
-            let known = std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
-                .unwrap_or_else(|| PathBuf::from("/dev/null"));
+            let known = known_hosts();
             cmd.env(
                 "GIT_SSH_COMMAND",
                 format!(
@@ -443,6 +454,15 @@ impl Runner<'_> {
         if status.success() {
             return Ok(stdout);
         }
+        if self.ssh_sock.is_some()
+            && String::from_utf8_lossy(&stderr).contains("Host key verification failed")
+        {
+            return Err(GitError::HostKey {
+                url,
+                host: ssh_host(&self.url.host),
+                known_hosts: known_hosts(),
+            });
+        }
         let mut stderr = self.scrubbed(&stderr);
         if stderr.contains("could not read Username") || stderr.contains("Authentication failed") {
             stderr.push_str(&format!(
@@ -477,6 +497,25 @@ impl Runner<'_> {
         } else {
             joined
         }
+    }
+}
+
+/// The known_hosts file ssh checks host keys against: the caller's `~/.ssh/known_hosts`
+/// (`/dev/null` without a `HOME`: no host is known).
+fn known_hosts() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
+        .unwrap_or_else(|| PathBuf::from("/dev/null"))
+}
+
+/// `HOST[:PORT]` as ssh names it in known_hosts: `[HOST]:PORT` off port 22.
+fn ssh_host(host: &str) -> String {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port != "22" && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("[{name}]:{port}")
+        }
+        Some((name, _)) => name.to_string(),
+        None => host.to_string(),
     }
 }
 
@@ -909,6 +948,13 @@ mod tests {
             GitUrl::parse("https://h/r.git?ref=main"),
             Err(GitError::Query { .. })
         ));
+    }
+
+    #[test]
+    fn ssh_hosts_are_named_as_known_hosts_names_them() {
+        assert_eq!(ssh_host("127.0.0.1:2222"), "[127.0.0.1]:2222");
+        assert_eq!(ssh_host("example.com:22"), "example.com");
+        assert_eq!(ssh_host("github.com"), "github.com");
     }
 
     #[test]

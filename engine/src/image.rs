@@ -284,10 +284,7 @@ pub fn assemble(
     );
     obj.insert("history".into(), Value::Array(history));
 
-    let (manifest_type, config_type) = match settings.format {
-        FormatArg::Oci => (OCI_MANIFEST, OCI_CONFIG),
-        FormatArg::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG),
-    };
+    let (manifest_type, config_type) = manifest_types(settings.format);
     let config_bytes = serde_json::to_vec(&config).map_err(json("config"))?;
     let config_desc = settings
         .store
@@ -368,30 +365,46 @@ pub fn assemble_index(
     settings: &BuildRequest,
     images: &[oci_spec::image::Descriptor],
 ) -> Result<oci_spec::image::Descriptor, ImageError> {
-    let media_type = match settings.format {
+    write_index(&settings.store, settings.format, images)
+}
+
+/// Writes an index of `manifests` in `format` into the store; returns its descriptor.
+pub fn write_index(
+    store: &rbuild_cache::Store,
+    format: FormatArg,
+    manifests: &[oci_spec::image::Descriptor],
+) -> Result<oci_spec::image::Descriptor, ImageError> {
+    let media_type = match format {
         FormatArg::Oci => "application/vnd.oci.image.index.v1+json",
         FormatArg::Docker => rbuild_cache::DOCKER_MANIFEST_LIST,
     };
     let index = json!({
         "schemaVersion": 2,
         "mediaType": media_type,
-        "manifests": images,
+        "manifests": manifests,
     });
     let bytes = serde_json::to_vec(&index).map_err(|source| ImageError::Json {
         what: "index",
         stage: "the image index".into(),
         source,
     })?;
-    let mut descriptor = settings
-        .store
+    let mut descriptor = store
         .put_document(MediaType::Other(media_type.into()), &bytes)
         .map_err(|source| ImageError::Store {
             what: "index",
             source,
         })?;
-    descriptor.set_media_type(match settings.format {
+    descriptor.set_media_type(match format {
         FormatArg::Oci => MediaType::ImageIndex,
         FormatArg::Docker => MediaType::Other(media_type.into()),
     });
     Ok(descriptor)
+}
+
+/// The media types of a manifest and of its config in `format`.
+pub fn manifest_types(format: FormatArg) -> (&'static str, &'static str) {
+    match format {
+        FormatArg::Oci => (OCI_MANIFEST, OCI_CONFIG),
+        FormatArg::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG),
+    }
 }

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod attest;
 pub mod bake;
 pub mod bases;
 pub mod check;
@@ -56,6 +57,7 @@ mod exec;
 mod fileops;
 pub mod git;
 pub mod image;
+pub mod inventory;
 mod keys;
 pub mod maintain;
 pub mod missing;
@@ -158,6 +160,8 @@ pub struct BuildRequest {
     pub step_limits: rbuild_executor::cgroup::Limits,
     /// What a failed RUN step does before the build ends (`--on-error`).
     pub on_error: debug_shell::OnError,
+    /// The attestations attached to the image (`--sbom`, `--provenance`, `--attest`).
+    pub attest: attest::Attest,
     /// How long one `git` command of a git input may run (`RBUILD_GIT_TIMEOUT`); default
     /// [`git::GIT_TIMEOUT`].
     pub git_timeout: std::time::Duration,
@@ -211,6 +215,7 @@ impl BuildRequest {
                 pids: Some(DEFAULT_STEP_PIDS),
                 ..Default::default()
             },
+            attest: attest::Attest::default(),
         })
     }
 }
@@ -373,6 +378,7 @@ pub(crate) fn build_beside(
     beside: Option<(&solver::Inflight, &str)>,
 ) -> Result<Built, Error> {
     let started = std::time::Instant::now();
+    let build_started = jiff::Timestamp::now();
     warn_build_args(settings, progress);
     if let Some(note) = settings.id_map.single_id_note() {
         progress.warn("single-id", &note);
@@ -450,7 +456,8 @@ pub(crate) fn build_beside(
     if let Some(remote) = &remote {
         remote.note_push_source(&settings.store, &descriptor);
     }
-    let exported = output::export(settings, &descriptor, progress)?;
+    let attested = attestations(settings, &source, &solved, build_started)?;
+    let exported = output::export(settings, &descriptor, &attested, progress)?;
     // The image as the store names it (its layers converted when an image output asked).
     let descriptor = exported
         .written
@@ -522,6 +529,36 @@ pub(crate) fn build_beside(
     })
 }
 
+/// The predicates of each platform's image (none unless asked), in the order of the
+/// platforms.
+fn attestations(
+    settings: &BuildRequest,
+    source: &context::Source,
+    solved: &[Solved],
+    started: jiff::Timestamp,
+) -> Result<Vec<attest::PlatformPredicates>, Error> {
+    if settings.attest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let finished = jiff::Timestamp::now();
+    let mut out = Vec::new();
+    for s in solved {
+        let facts = attest::BuildFacts {
+            settings,
+            dockerfile_name: &source.dockerfile_name,
+            dockerfile_text: &source.dockerfile_text,
+            context_url: source.url(),
+            plan: &s.plan,
+            materials: s.materials.clone(),
+            image: &s.image,
+            started,
+            finished,
+        };
+        out.push(attest::predicates(&facts, &s.plan.target_platform)?);
+    }
+    Ok(out)
+}
+
 /// Refuses what cannot hold several platforms' images: a `type=docker` output (a docker
 /// archive names one image per tag) and an inline cache (kept in one image's config), as
 /// buildx refuses them.
@@ -582,6 +619,8 @@ struct Solved {
     image: oci_spec::image::Descriptor,
     /// The base images, by the name each was found under.
     bases: Vec<(String, oci_spec::image::Descriptor)>,
+    /// The base images and downloads it used, for its provenance.
+    materials: Vec<attest::Material>,
 }
 
 /// Plans the Dockerfile for `options`' target platform, resolves its base images, solves
@@ -680,6 +719,7 @@ fn solve_platform(
         multi,
     })?;
     let image = image::assemble(settings, &plan, &bases, &results)?;
+    let materials = attest::materials(&plan, &bases, &results);
     Ok(Solved {
         plan,
         results,
@@ -688,5 +728,6 @@ fn solve_platform(
             .values()
             .map(|b| (b.name.clone(), b.manifest_descriptor.clone()))
             .collect(),
+        materials,
     })
 }

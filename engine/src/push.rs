@@ -39,6 +39,9 @@ pub enum PushError {
         #[source]
         source: Box<OutputError>,
     },
+    /// An attestation manifest could not be made for the pushed image.
+    #[error(transparent)]
+    Attest(Box<crate::attest::AttestError>),
     /// None of the manifests an image index lists is in the store.
     #[error(
         "image index {index} lists manifest {manifest}, and none of its images is in the store: pull a platform of it first"
@@ -165,26 +168,46 @@ fn push_image(
         );
     }
     let mut manifests = Vec::new();
-    // Each entry the pushed index keeps: where it is in the store's index, and the pushed
-    // manifest's digest and size when converting its layers made it a new document.
+    // Each entry the pushed index keeps: where it is in the store's index, the pushed
+    // manifest's digest and size when converting its layers made it a new document, and for
+    // an attestation manifest made again for such an image, that image's new digest.
     let mut kept = Vec::new();
+    // The images whose manifests the push changes: old digest, new.
+    let mut renamed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (i, entry) in index.manifests().iter().enumerate() {
         let d = descriptor_digest(entry)?;
         if !store.has_blob(&d) {
             continue;
         }
-        let pushed = manifest(entry)?;
+        let mut pushed = manifest(entry)?;
+        let attested = entry
+            .annotations()
+            .as_ref()
+            .filter(|_| rbuild_cache::is_attestation_manifest(entry))
+            .and_then(|a| a.get(crate::attest::REFERENCE_DIGEST_ANNOTATION))
+            .and_then(|old| Some((old, renamed.get(old.as_str())?)));
+        let mut retargeted = None;
+        if let Some((old, new)) = attested {
+            let bytes = crate::attest::retarget(store, &pushed.bytes, old, new)
+                .map_err(|e| PushError::Attest(Box::new(e)))?;
+            pushed = PushManifest::from_bytes(entry.media_type().as_ref(), bytes)?;
+            retargeted = Some(new.clone());
+        }
         let pushed_digest = rbuild_cache::Digest::of(&pushed.bytes);
+        if pushed_digest != d {
+            renamed.insert(d.to_string(), pushed_digest.to_string());
+        }
         kept.push((
             i,
             (pushed_digest != d).then_some((pushed_digest, pushed.bytes.len())),
+            retargeted,
         ));
         manifests.push(pushed);
     }
     // Manifests whose layers were compressed for the push are new documents: the index
     // pushed names them (the store's index keeps naming the store's manifests). An index
     // pulled for some of its platforms is pushed with those.
-    if !absent.is_empty() || kept.iter().any(|(_, changed)| changed.is_some()) {
+    if !absent.is_empty() || kept.iter().any(|(_, changed, _)| changed.is_some()) {
         let invalid = |e: serde_json::Error| RegistryError::InvalidManifest {
             reference: digest.to_string(),
             message: e.to_string(),
@@ -193,11 +216,15 @@ fn push_image(
         let entries = doc["manifests"].as_array().cloned().unwrap_or_default();
         doc["manifests"] = kept
             .iter()
-            .filter_map(|(i, changed)| {
+            .filter_map(|(i, changed, retargeted)| {
                 let mut entry = entries.get(*i)?.clone();
                 if let Some((d, size)) = changed {
                     entry["digest"] = serde_json::json!(d.to_string());
                     entry["size"] = serde_json::json!(size);
+                }
+                if let Some(image) = retargeted {
+                    entry["annotations"][crate::attest::REFERENCE_DIGEST_ANNOTATION] =
+                        serde_json::json!(image);
                 }
                 Some(entry)
             })

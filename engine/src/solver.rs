@@ -305,6 +305,9 @@ pub struct OpResult {
     /// When the step ran (seconds since the epoch; from the cache record for hits), so a
     /// rebuild from the cache gives the same image.
     pub created: i64,
+    /// For a download (`ADD URL`): the `sha256:` digest of what was fetched; for a git
+    /// source (`ADD` of a repository): the commit. The provenance names them.
+    pub fetched: Option<String>,
 }
 
 /// An op's state after the key phase.
@@ -553,6 +556,7 @@ fn source_result(
             added: false,
             cached: true,
             created: 0,
+            fetched: None,
         },
         data,
     )
@@ -639,14 +643,18 @@ fn key_phase(
                 let download = fileops::download(settings, url, checksum.as_deref())
                     .map_err(|e| at(e.into()))?;
                 let digest = download.digest.clone();
-                source_result(
+                let mut prep = source_result(
                     &definition,
                     "url",
                     url.clone(),
-                    digest,
+                    digest.clone(),
                     Vec::new(),
                     Some(InputData::Download(Arc::new(download))),
-                )
+                );
+                if let Prep::Ready(result, _) = &mut prep {
+                    result.fetched = Some(digest);
+                }
+                prep
             }
             OpKind::Git {
                 url,
@@ -655,14 +663,18 @@ fn key_phase(
             } => {
                 let (selection, files, commit, shown) =
                     git_source(settings, url, *keep_git_dir, checksum.as_deref()).map_err(at)?;
-                source_result(
+                let mut prep = source_result(
                     &definition,
                     "git",
                     shown,
-                    commit,
+                    commit.clone(),
                     Vec::new(),
                     Some(InputData::Context(Arc::new(selection), files)),
-                )
+                );
+                if let Prep::Ready(result, _) = &mut prep {
+                    result.fetched = Some(commit);
+                }
+                prep
             }
             OpKind::Exec(_) | OpKind::Copy(_) | OpKind::Mkdir { .. } => {
                 let mut parts = Vec::new();
@@ -931,6 +943,7 @@ fn run_phase(
                                 added: rec.layer.is_some(),
                                 cached: true,
                                 created: rec.created,
+                                fetched: None,
                             });
                             started[i] = true;
                             finished[i] = true;
@@ -1042,6 +1055,7 @@ fn run_phase(
                         added: layer.is_some(),
                         cached,
                         created,
+                        fetched: None,
                     });
                 }
                 Err(e) => {

@@ -233,6 +233,10 @@ impl Client {
             .filter_map(|m| {
                 let p = m.platform().as_ref()?;
                 let os = p.os().to_string();
+                // BuildKit's attestation manifests are `unknown/unknown`: no platform.
+                if os == "unknown" {
+                    return None;
+                }
                 let arch = p.architecture().to_string();
                 Some((m, Platform::new(&os, &arch, p.variant().as_deref())))
             })

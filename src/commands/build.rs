@@ -125,6 +125,30 @@ pub struct BuildArgs {
     /// `manifest-descriptor`, optionally with `[PLATFORM]`; may be repeated.
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// Attach an SBOM of each image (SPDX 2.3: the packages `rbuild sbom` lists) as an
+    /// attestation; makes the image an index. `--sbom=false` turns it off.
+    #[arg(
+        long,
+        value_name = "true|false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub sbom: Option<String>,
+    /// Attach SLSA provenance of each image as an attestation (default mode=min,
+    /// version=v1); makes the image an index. `--provenance=false` turns it off.
+    #[arg(
+        long,
+        value_name = "[mode=min|max][,version=v0.2|v1]",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub provenance: Option<String>,
+    /// An attestation, buildx's general form: `type=sbom` or
+    /// `type=provenance[,mode=min|max][,version=v0.2|v1]`; may be repeated.
+    #[arg(long = "attest", value_name = "type=sbom|provenance[,KEY=VALUE...]")]
+    pub attest: Vec<String>,
     #[command(flatten)]
     pub limit_args: super::resources::BuildLimitArgs,
     /// Steps run at once (default: the number of CPUs).
@@ -391,6 +415,16 @@ pub fn request(
             bail!("--build-context {key} is given twice");
         }
     }
+    let mut attest = rbuild_engine::attest::Attest::default();
+    for a in &args.attest {
+        attest.add(a)?;
+    }
+    if let Some(v) = &args.sbom {
+        attest.set_sbom(v)?;
+    }
+    if let Some(v) = &args.provenance {
+        attest.set_provenance(v)?;
+    }
     let cache_from = args
         .cache_from
         .iter()
@@ -448,6 +482,7 @@ pub fn request(
         on_error: on_error(&args.on_error)?,
         git_timeout: git_timeout()?,
         step_limits: args.limit_args.limits(config.step_limits())?,
+        attest,
     };
     Ok((request, progress))
 }

@@ -66,6 +66,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                 .read_index_blob(&rbuild_cache::descriptor_digest(&image.descriptor)?)?
                 .manifests()
                 .iter()
+                .filter(|d| !rbuild_cache::is_attestation_manifest(d))
                 .filter_map(|d| {
                     let (_, m) = store.image_manifest(d).ok()?;
                     Some((rbuild_cache::descriptor_platform(d), m))

@@ -1,6 +1,6 @@
 //! `rbuild report IMAGE`: where an image's bytes go, what is wasted, and what to change.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,7 +9,8 @@ use clap::{Args, ValueEnum};
 use rbuild_cache::{Digest, Store, archive};
 use rbuild_compiler::text::escape_owned;
 use rbuild_compress::{Compression, Decoder};
-use rbuild_report::{Analysis, Gate, ImageInput, LayerSource, Options, render};
+use rbuild_engine::inventory::StoreLayers;
+use rbuild_report::{Analysis, Gate, ImageInput, Options, render};
 
 use crate::cli::GlobalArgs;
 use crate::report::Exit;
@@ -85,30 +86,6 @@ pub(super) struct Opened {
     pub(super) layers: Vec<Digest>,
     base_layers: Option<usize>,
     _temp: Option<tempfile::TempDir>,
-}
-
-/// The layers of an opened image, read from its store.
-pub(super) struct StoreLayers<'a> {
-    pub(super) store: &'a Store,
-    pub(super) digests: &'a [Digest],
-    pub(super) limits: rbuild_tarlimits::Limits,
-}
-
-impl LayerSource for StoreLayers<'_> {
-    fn open(&self, index: usize) -> std::io::Result<Box<dyn Read + Send + '_>> {
-        let digest = self.digests.get(index).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no layer {index}"))
-        })?;
-        let file = self
-            .store
-            .open_blob(digest)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Box::new(file))
-    }
-
-    fn check<'r>(&self, tar: Box<dyn Read + 'r>) -> Box<dyn Read + 'r> {
-        crate::limits::check_tar(&self.limits, tar)
-    }
 }
 
 pub fn run(global: &GlobalArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -276,7 +253,11 @@ fn all_platforms(
     }
     let index = store.read_index_blob(&rbuild_cache::descriptor_digest(&descriptor)?)?;
     let mut reports = Vec::new();
-    for entry in index.manifests() {
+    for entry in index
+        .manifests()
+        .iter()
+        .filter(|d| !rbuild_cache::is_attestation_manifest(d))
+    {
         let platform = rbuild_cache::descriptor_platform(entry)
             .map_or_else(|| "unknown".to_string(), |p| p.to_string());
         let opened = open_in_store(store.clone(), name.clone(), entry, None)?;

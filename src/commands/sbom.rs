@@ -9,7 +9,9 @@ use rbuild_compiler::text::escape_owned;
 use rbuild_report::sbom::render;
 use rbuild_report::{ImageInput, SbomOptions};
 
-use super::report::{StoreLayers, open, write_output};
+use rbuild_engine::inventory::StoreLayers;
+
+use super::report::{open, write_output};
 use crate::cli::GlobalArgs;
 
 /// `rbuild sbom [--format table|json|spdx-json|cyclonedx-json] [-o FILE] IMAGE`

@@ -120,9 +120,14 @@ impl GitServer {
     }
 
     fn push(&self) {
-        let bare = self.dir.path().join("root").join(REPO);
+        let bare = self.repo_path();
         let bare = bare.to_str().expect("utf-8 path");
         git(&self.work(), &["push", "-q", "-f", "--tags", bare, "main"]);
+    }
+
+    /// The served bare repository's absolute path (what an ssh URL names).
+    pub fn repo_path(&self) -> PathBuf {
+        self.dir.path().join("root").join(REPO)
     }
 
     /// `http://127.0.0.1:PORT/repo.git`.

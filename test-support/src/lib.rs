@@ -17,11 +17,13 @@ mod debian;
 mod dockerd;
 mod gitserver;
 mod imagefs;
+mod sshserver;
 
 pub use debian::{DEBIAN_PATH, DebianBase, SUITE, apt_mirror, cache_dir};
 pub use dockerd::Dockerd;
 pub use gitserver::{GitServer, git};
 pub use imagefs::{FileEntry, FileKind, ImageArchive};
+pub use sshserver::SshGitServer;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

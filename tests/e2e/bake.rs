@@ -1,6 +1,6 @@
 //! `rbuild bake`: a compose project of three services over one base stage builds in one
 //! process, the shared RUN once; a bake HCL file with inherits, variables, a function,
-//! `--set` and `--print`; a `target:` context; `--metadata-file`.
+//! `--set` and `--print`; a `target:` context; `--metadata-file`; `--push` to a registry.
 
 use crate::support::{BuildEnv, Step, fails, ok, steps};
 
@@ -249,4 +249,67 @@ target "bad" {
         started.elapsed() < std::time::Duration::from_secs(20),
         "the other target is stopped, not waited for"
     );
+}
+
+#[test]
+fn bake_push_sends_every_target_and_metadata_names_the_pushed_digests() {
+    let registry = rbuild_test_support::Registry::start();
+    let host = registry.host();
+    let env = BuildEnv::new();
+    env.write(
+        "docker-bake.hcl",
+        format!(
+            r#"
+group "default" {{ targets = ["api", "web"] }}
+target "api" {{
+  dockerfile-inline = "FROM localhost/busybox:latest\nRUN echo api > /role\n"
+  tags = ["{host}/bake/api:1", "{host}/bake/api:latest"]
+}}
+target "web" {{
+  dockerfile-inline = "FROM localhost/busybox:latest\nRUN echo web > /role\n"
+  tags = ["{host}/bake/web:1"]
+}}
+"#
+        ),
+    );
+    let meta = env.dir.join("meta.json");
+    ok(env.rbuild().current_dir(&env.ctx).args([
+        "bake",
+        "--progress",
+        "plain",
+        "--push",
+        "--metadata-file",
+        meta.to_str().unwrap(),
+    ]));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    let flags = registry.skopeo_flags("");
+    let mut seen = Vec::new();
+    for (target, tags) in [("api", &["1", "latest"][..]), ("web", &["1"][..])] {
+        for tag in tags {
+            let name = format!("{host}/bake/{target}:{tag}");
+            let inspected: serde_json::Value = serde_json::from_str(
+                &ok(crate::support::skopeo()
+                    .arg("inspect")
+                    .args(&flags)
+                    .arg(format!("docker://{name}")))
+                .stdout,
+            )
+            .unwrap();
+            let digest = inspected["Digest"].as_str().expect("a digest").to_string();
+            assert_eq!(m[target]["containerimage.digest"], digest.as_str(), "{m}");
+            let pushed = m[target]["rbuild.pushed"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no pushed list for {target}: {m}"));
+            assert!(
+                pushed
+                    .iter()
+                    .any(|p| p["reference"] == name.as_str() && p["digest"] == digest.as_str()),
+                "{name} at {digest} not in {m}"
+            );
+            seen.push(digest);
+        }
+    }
+    assert_eq!(seen[0], seen[1], "both api tags name one manifest");
+    assert_ne!(seen[0], seen[2], "api and web differ");
 }

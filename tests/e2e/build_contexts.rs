@@ -225,21 +225,13 @@ fn oci_layout_context_from_an_oci_directory_output() {
 /// Serves `body` at `/ctx.tar.gz`, a redirect to it at `/moved`, and 404 for the rest;
 /// returns the base URL.
 fn serve_context(body: Vec<u8>) -> String {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&buf).into_owned();
+            let head = crate::support::request_head(&mut conn);
             let path = head.split(' ').nth(1).unwrap_or_default().to_string();
             let _ = match path.as_str() {
                 "/ctx.tar.gz" => write!(

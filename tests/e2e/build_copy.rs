@@ -1,14 +1,11 @@
 //! COPY and ADD: destination rules, ownership and modes, flags, heredocs, .dockerignore,
 //! archives and URLs; and how context changes hit or miss the cache.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use crate::support::{BASE, BuildEnv, ok, tool};
+use crate::support::{BASE, BuildEnv, Http, ok, tool};
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -398,83 +395,6 @@ ADD data.gz plain.txt /files/
     assert_eq!(env.sh("img", "zcat /files/data.gz"), "not a tar\n");
 }
 
-/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified
-/// (and `etag` when set, answering 304 to an `If-None-Match` naming it); records the
-/// request lines and the bytes of body it sent.
-struct Http {
-    port: u16,
-    requests: Arc<Mutex<Vec<String>>>,
-    body: Arc<Mutex<Vec<u8>>>,
-    etag: Arc<Mutex<Option<String>>>,
-    sent: Arc<Mutex<usize>>,
-}
-
-impl Http {
-    fn start(body: &'static [u8], last_modified: &'static str) -> Http {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        let body = Arc::new(Mutex::new(body.to_vec()));
-        let served = body.clone();
-        let etag = Arc::new(Mutex::new(None::<String>));
-        let tagged = etag.clone();
-        let sent = Arc::new(Mutex::new(0usize));
-        let counted = sent.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).into_owned();
-                let line = head.lines().next().unwrap_or_default().to_string();
-                seen.lock().unwrap().push(line.clone());
-                let get = line.starts_with("GET ");
-                let body = served.lock().unwrap().clone();
-                let etag = tagged.lock().unwrap().clone();
-                if let Some(tag) = &etag
-                    && head.lines().any(|l| {
-                        l.to_ascii_lowercase().starts_with("if-none-match:") && l.contains(tag)
-                    })
-                {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nConnection: close\r\n\r\n"
-                    );
-                    continue;
-                }
-                let etag_line = etag.map(|t| format!("ETag: {t}\r\n")).unwrap_or_default();
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\n{etag_line}Connection: close\r\n\r\n",
-                    body.len()
-                );
-                if get {
-                    let _ = conn.write_all(&body);
-                    *counted.lock().unwrap() += body.len();
-                }
-            }
-        });
-        Http {
-            port,
-            requests,
-            body,
-            etag,
-            sent,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
 #[test]
 fn add_url_checksums_and_last_modified() {
     const BODY: &[u8] = b"downloaded content\n";
@@ -669,4 +589,36 @@ fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit() {
         "{}",
         out.stderr
     );
+}
+
+/// A redirect is followed (the file named from the URL the Dockerfile gives); a redirect
+/// loop stops with an error naming the URL.
+#[test]
+fn add_url_follows_redirects_within_limits() {
+    let server = Http::start(b"moved content\n", "Wed, 21 Oct 2015 07:28:00 GMT");
+    let env = BuildEnv::new();
+    let url = server.url("redirect/files/real.txt");
+    env.dockerfile(&format!("FROM {BASE}\nADD {url} /got/\n"));
+    env.build(&["-t", "img"]);
+    assert_eq!(env.sh("img", "cat /got/real.txt"), "moved content\n");
+    let requests = server.requests.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /files/real.txt ")),
+        "{requests:?}"
+    );
+    let looping = server.url("loop");
+    env.dockerfile(&format!("FROM {BASE}\nADD {looping} /got\n"));
+    let out = env.build_fails(&[]);
+    assert!(out.stderr.contains(&looping), "{}", out.stderr);
+    assert!(out.stderr.contains("Dockerfile:2"), "{}", out.stderr);
+    let asked = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("GET /loop "))
+        .count();
+    assert!((2..=50).contains(&asked), "{asked} requests for the loop");
 }

@@ -21,6 +21,7 @@ const DOCS: &[&str] = &[
     "ARCHITECTURE.md",
     "SECURITY.md",
     "docs/progress-json.md",
+    "docs/attestations.md",
     "bench/README.md",
     "compiler/src/plan/SCHEMA.md",
     "report/SCHEMA.md",

@@ -2,11 +2,16 @@
 //! http-backend` behind a small HTTP server, and `git daemon`): the build context
 //! `URL#REF:SUBDIR` at a branch, a tag, a full and an abbreviated commit; a named context;
 //! `ADD URL#REF /dst` with and without `--keep-git-dir`; credentials from `--secret`; the
-//! checkouts cached by commit and removed by `rbuild prune`.
+//! checkouts cached by commit and removed by `rbuild prune`; over ssh (a real sshd on
+//! loopback), through the `--ssh default` agent and checked against `~/.ssh/known_hosts`.
 
-use rbuild_test_support::GitServer;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use crate::support::{BASE, BuildEnv, ok};
+use rbuild_test_support::{GitServer, SshGitServer};
+
+use crate::support::{BASE, BuildEnv, fails, ok};
 
 /// A repository whose `sub/` holds a Dockerfile copying `sub/hello.txt`, tagged `v1`; then
 /// a second commit changing `hello.txt`. Returns the server and the two commits.
@@ -283,4 +288,123 @@ fn a_prune_during_a_build_leaves_the_checkouts_it_uses() {
     // Once no build uses it, a prune takes it.
     ok(env.rbuild().args(["prune"]));
     assert_eq!(checkouts(&env), Vec::<String>::new());
+}
+
+/// `cmd` reaching `ssh`'s agent through `SSH_AUTH_SOCK`, with `home` as its `HOME` (where
+/// rbuild reads `.ssh/known_hosts`).
+fn over_ssh<'a>(cmd: &'a mut Command, ssh: &SshGitServer, home: &Path) -> &'a mut Command {
+    cmd.env("SSH_AUTH_SOCK", ssh.agent_sock()).env("HOME", home)
+}
+
+#[test]
+fn ssh_context_and_add_through_the_agent() {
+    let env = BuildEnv::new();
+    let (server, _, _) = two_commits(None);
+    let ssh = SshGitServer::start(&server);
+    let url = ssh.url();
+    let mut cmd = env.rbuild();
+    cmd.args([
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "ctx",
+        "--ssh",
+        "default",
+    ])
+    .arg(format!("{url}#main:sub"));
+    let context = ok(over_ssh(&mut cmd, &ssh, &ssh.home()));
+    assert_eq!(
+        env.sh("ctx", "cat /hello.txt /copy.txt"),
+        "second\nsecond\n",
+        "{}",
+        ssh.log()
+    );
+
+    env.dockerfile(&format!(
+        "FROM {BASE}\nADD {url}#v1 /src\nADD --keep-git-dir=true {url}#main /kept\n"
+    ));
+    let mut cmd = env.build_cmd(&["-t", "add", "--ssh", "default"]);
+    let add = ok(over_ssh(&mut cmd, &ssh, &ssh.home()));
+    assert_eq!(
+        env.sh(
+            "add",
+            "cat /src/sub/hello.txt /src/top.txt /kept/sub/hello.txt"
+        ),
+        "first\ntop\nsecond\n"
+    );
+    assert!(
+        env.sh("add", "cat /kept/.git/config").contains(&url),
+        "the origin remote is the URL"
+    );
+    assert!(
+        ssh.log().contains("Accepted publickey for root"),
+        "{}",
+        ssh.log()
+    );
+
+    // The key stays in the agent: not in any output, the image or the store's checkouts.
+    let key = ssh.private_key().lines().nth(1).expect("a key body line");
+    for run in [&context, &add] {
+        assert!(!run.stdout.contains(key) && !run.stderr.contains(key));
+    }
+    let found = env.sh(
+        "add",
+        &format!("find / -xdev -type f -exec grep -lF '{key}' {{}} + ; true"),
+    );
+    assert_eq!(found, "", "files of the image hold the private key");
+    let grep = Command::new("grep")
+        .args(["-rlF", key])
+        .arg(&env.root)
+        .output()
+        .unwrap();
+    assert_eq!(
+        grep.status.code(),
+        Some(1),
+        "the store holds the private key: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+}
+
+#[test]
+fn ssh_to_an_unknown_host_key_fails_naming_the_host() {
+    let env = BuildEnv::new();
+    let (server, _, _) = two_commits(None);
+    let ssh = SshGitServer::start(&server);
+    let url = ssh.url();
+    let started = Instant::now();
+    let mut cmd = env.rbuild();
+    cmd.args(["build", "--progress", "plain", "--ssh", "default"])
+        .arg(format!("{url}#main:sub"));
+    let run = fails(over_ssh(&mut cmd, &ssh, &ssh.stranger_home()));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let host = format!("[127.0.0.1]:{}", ssh.port());
+    let known_hosts = ssh.stranger_home().join(".ssh/known_hosts");
+    assert!(
+        run.stderr.contains(&format!(
+            "{url}: the ssh host key of {host} is not in {}",
+            known_hosts.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!ssh.log().contains("Accepted publickey"), "{}", ssh.log());
+
+    // Without an agent: refused before anything connects.
+    let mut cmd = env.rbuild();
+    cmd.args(["build", "--progress", "plain"])
+        .arg(format!("{url}#main:sub"))
+        .env("HOME", ssh.home());
+    let run = fails(&mut cmd);
+    assert!(
+        run.stderr.contains(&format!(
+            "{url}: fetching over ssh needs an ssh agent: pass --ssh default"
+        )),
+        "{}",
+        run.stderr
+    );
 }

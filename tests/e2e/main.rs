@@ -1,5 +1,6 @@
 //! End-to-end tests of the `rbuild` binary. One test binary; shared helpers in `support`.
 
+mod attestations;
 mod bake;
 mod build;
 mod build_cache;

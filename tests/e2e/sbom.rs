@@ -10,33 +10,7 @@ use std::process::Command;
 use rbuild_test_support::{DebianBase, Registry};
 use serde_json::Value;
 
-use crate::support::{BASE, BuildEnv, ok};
-
-/// The private environment `.ci/setup` installs the validators into.
-const TOOLS: &str = "/opt/rbuild-sbom-tools/bin";
-
-/// A validator of the private environment; fails the test, naming .ci/setup, when missing.
-fn validator(name: &str) -> Command {
-    let path = Path::new(TOOLS).join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run .ci/setup (it installs spdx-tools and cyclonedx-python-lib into {TOOLS})",
-        path.display()
-    );
-    Command::new(path)
-}
-
-/// Checks an SPDX document with `pyspdxtools -i` (it prints every breach of the SPDX 2.3
-/// rules and nothing else).
-fn validate_spdx(path: &Path) {
-    let run = ok(validator("pyspdxtools").arg("-i").arg(path));
-    assert_eq!(
-        format!("{}{}", run.stdout, run.stderr).trim(),
-        "",
-        "{} is not valid SPDX 2.3",
-        path.display()
-    );
-}
+use crate::support::{BASE, BuildEnv, ok, validate_spdx, validator};
 
 /// Checks a CycloneDX document against the 1.5 JSON schema (strict: no unknown fields) with
 /// cyclonedx-python-lib's validator.

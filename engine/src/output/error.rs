@@ -403,6 +403,9 @@ pub enum OutputError {
     /// A name to push to is not valid.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// The attestations could not be attached to the image.
+    #[error(transparent)]
+    Attest(#[from] crate::attest::AttestError),
     /// A push failed.
     #[error("cannot push {reference}")]
     Push {

@@ -16,6 +16,7 @@ use super::flatten;
 use super::layout::{write_archive, write_oci_dir};
 use super::settings::{Dest, OutputKind};
 use crate::BuildRequest;
+use crate::attest::{PlatformPredicates, attach, statement_file};
 use crate::events::Events;
 
 /// One image reference pushed.
@@ -62,10 +63,14 @@ fn platform_text(descriptor: &Descriptor) -> String {
         })
 }
 
-/// Writes every output of `settings` for the image `descriptor` (in the store, unnamed).
+/// Writes every output of `settings` for the image `descriptor` (in the store, unnamed),
+/// with the statements of `attested` (one entry per image of `descriptor`, or none): an
+/// image output gets them as attestation manifests of an index, `local` and `tar` as files
+/// beside each platform's file system.
 pub fn export(
     settings: &BuildRequest,
     descriptor: &Descriptor,
+    attested: &[PlatformPredicates],
     progress: &dyn Events,
 ) -> Result<Exported, OutputError> {
     let store = &settings.store;
@@ -102,6 +107,7 @@ pub fn export(
                     Some(c) => convert_image(store, &base, &c).map_err(what)?,
                     None => base.clone(),
                 };
+                let image = with_attestations(settings, &image, attested, &names)?;
                 for name in &names {
                     store.tag(name, &image).map_err(|source| OutputError::Tag {
                         name: name.clone(),
@@ -112,6 +118,7 @@ pub fn export(
                     let compression = out
                         .compression_for(output, Some(Compression::Gzip))
                         .unwrap_or_default();
+
                     let mut previous: Option<rbuild_registry::Reference> = None;
                     for name in &names {
                         let dest = crate::names::parse_reference(name)?;
@@ -164,6 +171,7 @@ pub fn export(
                     Some(c) => convert_image(store, &base, &c).map_err(what)?,
                     None => base.clone(),
                 };
+                let image = with_attestations(settings, &image, attested, &names)?;
                 let dest = output.dest.as_ref().expect("checked when parsed");
                 if tar {
                     write_archive(store, &image, &names, Format::Oci, dest)
@@ -178,6 +186,13 @@ pub fn export(
                 written.descriptor = Some(image);
             }
             OutputKind::Docker => {
+                if !attested.is_empty() {
+                    progress.warn(
+                        "attestations",
+                        "the type=docker output holds no attestations: a docker archive names \
+                         one image manifest per tag; use type=oci to keep them",
+                    );
+                }
                 let dest = output.dest.as_ref().expect("checked when parsed");
                 write_archive(store, &base, &names, Format::Docker, dest)
                     .map_err(|e| what(e.into()))?;
@@ -188,6 +203,7 @@ pub fn export(
                     unreachable!("checked when parsed")
                 };
                 // An index: a directory per platform (`linux_arm64`), as buildx writes.
+                let files = attestation_files(settings, descriptor, attested)?;
                 for (sub, layers) in platform_layers(store, descriptor)? {
                     let dir = match &sub {
                         Some(sub) => dir.join(sub),
@@ -196,20 +212,27 @@ pub fn export(
                     flatten::write_dir(store, &layers, &settings.limits, &dir)
                         .map_err(|e| what(e.into()))?;
                 }
+                // Written after the file systems, by rename: a file or link of the image
+                // with the same name is replaced, never followed.
+                for (path, bytes) in &files {
+                    atomic_file(&dir.join(path), |w| w.write_all(bytes))
+                        .map_err(|e| what(e.into()))?;
+                }
             }
             OutputKind::Tar => {
                 let parts = platform_layers(store, descriptor)?;
+                let files = attestation_files(settings, descriptor, attested)?;
                 let dest = output.dest.as_ref().expect("checked when parsed");
                 write_to(dest, |w| match parts.as_slice() {
                     [(None, layers)] => {
-                        flatten::write_tar(store, layers, &settings.limits, w).map(|_| ())
+                        flatten::write_tar(store, layers, &settings.limits, &files, w).map(|_| ())
                     }
                     _ => {
                         let named: Vec<(String, Vec<(Digest, String)>)> = parts
                             .iter()
                             .map(|(sub, layers)| (sub.clone().unwrap_or_default(), layers.clone()))
                             .collect();
-                        flatten::write_tars(store, &named, &settings.limits, w).map(|_| ())
+                        flatten::write_tars(store, &named, &settings.limits, &files, w).map(|_| ())
                     }
                 })
                 .map_err(|e| what(e.into()))?;
@@ -223,6 +246,63 @@ pub fn export(
         exported.written.push(written);
     }
     Ok(exported)
+}
+
+/// `image` with its attestations attached (itself when there are none).
+fn with_attestations(
+    settings: &BuildRequest,
+    image: &Descriptor,
+    attested: &[PlatformPredicates],
+    names: &[String],
+) -> Result<Descriptor, OutputError> {
+    if attested.is_empty() {
+        return Ok(image.clone());
+    }
+    Ok(attach(
+        &settings.store,
+        settings.format,
+        image,
+        attested,
+        names,
+    )?)
+}
+
+/// The statements a `local` or `tar` output writes, as (path, JSON): `provenance.json` and
+/// `sbom.spdx.json` at the top, or in each platform's directory (`linux_arm64/`).
+fn attestation_files(
+    settings: &BuildRequest,
+    descriptor: &Descriptor,
+    attested: &[PlatformPredicates],
+) -> Result<Vec<(String, Vec<u8>)>, OutputError> {
+    let images: Vec<Descriptor> = if attested.is_empty() {
+        Vec::new()
+    } else if rbuild_cache::is_index(descriptor.media_type()) {
+        settings
+            .store
+            .read_index_blob(&descriptor_digest(descriptor)?)?
+            .manifests()
+            .clone()
+    } else {
+        vec![descriptor.clone()]
+    };
+    let multi = images.len() > 1;
+    let mut out = Vec::new();
+    for (image, a) in images.iter().zip(attested) {
+        for p in &a.predicates {
+            let path = if multi {
+                format!(
+                    "{}/{}",
+                    a.platform.to_string().replace('/', "_"),
+                    p.filename
+                )
+            } else {
+                p.filename.to_string()
+            };
+            let bytes = statement_file(p, image, &a.platform, &settings.tags)?;
+            out.push((path, bytes));
+        }
+    }
+    Ok(out)
 }
 
 /// The layers of each image `descriptor` holds: of the image itself (no directory), or of

@@ -332,13 +332,37 @@ pub fn write_tar<W: Write>(
     store: &Store,
     layers: &[(Digest, String)],
     limits: &Limits,
+    files: &[(String, Vec<u8>)],
     out: W,
 ) -> Result<Stats, FlattenError> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let stats = append_tree(&mut builder, store, layers, limits, b"")?;
+    append_files(&mut builder, files)?;
     finish(builder)?;
     Ok(stats)
+}
+
+/// Appends regular files (mode 0644, time 0) after the file systems: the attestations a
+/// `type=tar` output holds beside them.
+fn append_files<W: Write>(
+    builder: &mut tar::Builder<W>,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), FlattenError> {
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_size(bytes.len() as u64);
+        builder
+            .append_data(&mut header, path, &bytes[..])
+            .map_err(|source| FlattenError::Append {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Writes the final file systems of several images as one tar, each below a directory of
@@ -347,6 +371,7 @@ pub fn write_tars<W: Write>(
     store: &Store,
     parts: &[(String, Vec<(Digest, String)>)],
     limits: &Limits,
+    files: &[(String, Vec<u8>)],
     out: W,
 ) -> Result<Stats, FlattenError> {
     let mut builder = tar::Builder::new(out);
@@ -369,6 +394,7 @@ pub fn write_tars<W: Write>(
         stats.entries += s.entries + 1;
         stats.bytes += s.bytes;
     }
+    append_files(&mut builder, files)?;
     finish(builder)?;
     Ok(stats)
 }
@@ -559,6 +585,7 @@ pub fn write_dir(
                 store,
                 layers,
                 limits,
+                &[],
                 io::BufWriter::with_capacity(1 << 20, writer),
             )
         });
@@ -655,7 +682,7 @@ mod tests {
             refs.push((c.digest, media_type.to_string()));
         }
         let mut out = Vec::new();
-        write_tar(&store, &refs, &Limits::default(), &mut out).unwrap();
+        write_tar(&store, &refs, &Limits::default(), &[], &mut out).unwrap();
         let mut archive = tar::Archive::new(&out[..]);
         archive
             .entries()
@@ -767,6 +794,7 @@ mod tests {
                     .to_string(),
             )],
             &Limits::default(),
+            &[],
             io::sink(),
         )
         .unwrap_err();
@@ -797,6 +825,7 @@ mod tests {
                     .to_string(),
             )],
             &limits,
+            &[],
             io::sink(),
         )
         .unwrap_err();

@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A temp directory, removed at the end of the test.
 #[derive(Debug)]
@@ -654,3 +657,132 @@ macro_rules! as_root_and_rootless {
     )*};
 }
 pub(crate) use as_root_and_rootless;
+
+/// The private environment `.ci/setup` installs the validators into.
+const TOOLS: &str = "/opt/rbuild-sbom-tools/bin";
+
+/// A validator of the private environment; fails the test, naming .ci/setup, when missing.
+pub fn validator(name: &str) -> Command {
+    let path = Path::new(TOOLS).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run .ci/setup (it installs spdx-tools and cyclonedx-python-lib into {TOOLS})",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// Checks an SPDX document with `pyspdxtools -i` (it prints every breach of the SPDX 2.3
+/// rules and nothing else).
+pub fn validate_spdx(path: &Path) {
+    let run = ok(validator("pyspdxtools").arg("-i").arg(path));
+    assert_eq!(
+        format!("{}{}", run.stdout, run.stderr).trim(),
+        "",
+        "{} is not valid SPDX 2.3",
+        path.display()
+    );
+}
+
+/// The head of an HTTP request (up to its blank line), read from `conn`.
+pub fn request_head(conn: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A one-file HTTP server on 127.0.0.1: serves `body` at every path with Last-Modified
+/// (and `etag` when set, answering 304 to an `If-None-Match` naming it), except that
+/// `/redirect/REST` redirects to `/REST` and `/loop` to itself; records the request lines and
+/// the bytes of body it sent.
+pub struct Http {
+    /// Its port.
+    pub port: u16,
+    /// The request lines, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    /// What it serves (change it between requests).
+    pub body: Arc<Mutex<Vec<u8>>>,
+    /// The ETag it sends, if any.
+    pub etag: Arc<Mutex<Option<String>>>,
+    /// The bytes of body sent so far.
+    pub sent: Arc<Mutex<usize>>,
+}
+
+impl Http {
+    /// Starts serving `body`.
+    pub fn start(body: &'static [u8], last_modified: &'static str) -> Http {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let body = Arc::new(Mutex::new(body.to_vec()));
+        let served = body.clone();
+        let etag = Arc::new(Mutex::new(None::<String>));
+        let tagged = etag.clone();
+        let sent = Arc::new(Mutex::new(0usize));
+        let counted = sent.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let head = request_head(&mut conn);
+                let line = head.lines().next().unwrap_or_default().to_string();
+                seen.lock().unwrap().push(line.clone());
+                let get = line.starts_with("GET ");
+                // `/redirect/REST` sends the client to `/REST`; `/loop` to itself, forever.
+                let path = line.split(' ').nth(1).unwrap_or_default();
+                let location = match path {
+                    "/loop" => Some("/loop".to_string()),
+                    p => p.strip_prefix("/redirect").map(str::to_string),
+                };
+                if let Some(location) = location {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                }
+                let body = served.lock().unwrap().clone();
+                let etag = tagged.lock().unwrap().clone();
+                if let Some(tag) = &etag
+                    && head.lines().any(|l| {
+                        l.to_ascii_lowercase().starts_with("if-none-match:") && l.contains(tag)
+                    })
+                {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                }
+                let etag_line = etag.map(|t| format!("ETag: {t}\r\n")).unwrap_or_default();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {last_modified}\r\n{etag_line}Connection: close\r\n\r\n",
+                    body.len()
+                );
+                if get {
+                    let _ = conn.write_all(&body);
+                    *counted.lock().unwrap() += body.len();
+                }
+            }
+        });
+        Http {
+            port,
+            requests,
+            body,
+            etag,
+            sent,
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
