@@ -67,6 +67,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod remote_cache;
+pub mod repro;
 pub mod secrets;
 pub mod snapshots;
 mod solver;
@@ -326,6 +327,9 @@ pub struct Built {
     /// Whether an output holds an image (not only `type=local`/`type=tar`): else no id is
     /// printed or written, as with buildx.
     pub makes_image: bool,
+    /// The base images the build used: the name each was found under in the store, and its
+    /// manifest.
+    pub bases: Vec<(String, oci_spec::image::Descriptor)>,
 }
 
 /// Warnings about the build args: names that look like credentials.
@@ -521,6 +525,7 @@ pub(crate) fn build_beside(
         descriptor,
         stdout_used: settings.output.writes_stdout(),
         makes_image,
+        bases: solved.iter().flat_map(|s| s.bases.clone()).collect(),
     })
 }
 
@@ -612,6 +617,8 @@ struct Solved {
     plan: Plan,
     results: Vec<Option<solver::OpResult>>,
     image: oci_spec::image::Descriptor,
+    /// The base images, by the name each was found under.
+    bases: Vec<(String, oci_spec::image::Descriptor)>,
     /// The base images and downloads it used, for its provenance.
     materials: Vec<attest::Material>,
 }
@@ -717,6 +724,10 @@ fn solve_platform(
         plan,
         results,
         image,
+        bases: bases
+            .values()
+            .map(|b| (b.name.clone(), b.manifest_descriptor.clone()))
+            .collect(),
         materials,
     })
 }

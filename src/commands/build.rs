@@ -212,6 +212,11 @@ pub struct BuildArgs {
         default_missing_value = DEFAULT_INVOKE
     )]
     pub invoke: Option<String>,
+    /// After the build, build it again with no cache into a fresh store (the base images
+    /// copied from this one, nothing pulled) and compare the two images: exit 1 naming the
+    /// first layer and file that differ. Needs SOURCE_DATE_EPOCH.
+    #[arg(long = "reproducible-check")]
+    pub reproducible_check: bool,
     #[command(flatten)]
     pub registry_args: RegistryArgs,
     /// The build context: a directory, `-` for a tar archive (or a Dockerfile) on stdin, or
@@ -292,7 +297,18 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         allow: args.allow.clone(),
         add_host: args.add_host.clone(),
     };
+    let repro = args.reproducible_check;
+    if repro && args.context.as_os_str() == "-" {
+        bail!("--reproducible-check builds twice and cannot read the context from stdin twice");
+    }
     let (request, mode) = request(global, args)?;
+    if repro && request.epoch.is_none() {
+        bail!(
+            "--reproducible-check needs {}: set it to a number of seconds so that both builds \
+             record the same times",
+            crate::env::SOURCE_DATE_EPOCH
+        );
+    }
     let store = request.store.clone();
     let network = request.network;
     let built = build(&request, mode, checks)?;
@@ -300,6 +316,9 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     // system outputs there is no image id.
     if !built.stdout_used && built.makes_image {
         crate::outln!("{}", built.id);
+    }
+    if repro {
+        reproducible_check(global, request, mode, &built)?;
     }
     if let Some(command) = invoke {
         if !built.makes_image {
@@ -520,6 +539,85 @@ fn build(
             Err(e)
         }
     }
+}
+
+/// `--reproducible-check`: `request` built again with no cache into a fresh store under the
+/// store's temp space, the base images copied there, and the two images compared.
+fn reproducible_check(
+    global: &GlobalArgs,
+    mut request: BuildRequest,
+    mode: crate::build_progress::Mode,
+    built: &Built,
+) -> anyhow::Result<()> {
+    let main = request.store.clone();
+    let tmp = main.tmp_dir();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("repro-")
+        .tempdir_in(&tmp)
+        .with_context(|| format!("cannot create a directory in {}", tmp.display()))?
+        .keep();
+    let outcome = rebuild_and_compare(global, &mut request, mode, built, &dir.join("store"));
+    // The sandboxes may have written files of other ids there.
+    if let Err(e) = rbuild_engine::maintain::remove_tree(&dir) {
+        tracing::warn!("cannot remove {}: {e}", dir.display());
+    }
+    let compared = outcome?;
+    let differences: Vec<String> = compared
+        .iter()
+        .filter_map(|c| {
+            let d = c.difference.as_ref()?;
+            Some(match &c.platform {
+                Some(p) => format!("{p}: {} (build) and {} (rebuild): {d}", c.built, c.rebuilt),
+                None => format!("{} (build) and {} (rebuild): {d}", c.built, c.rebuilt),
+            })
+        })
+        .collect();
+    if !differences.is_empty() {
+        bail!("not reproducible: {}", differences.join("; "));
+    }
+    for c in &compared {
+        match &c.platform {
+            Some(p) => eprintln!("reproducible: {p} {}", c.built),
+            None => eprintln!("reproducible: {}", c.built),
+        }
+    }
+    Ok(())
+}
+
+/// The second build of `--reproducible-check` into a new store at `root`, and the comparison.
+fn rebuild_and_compare(
+    global: &GlobalArgs,
+    request: &mut BuildRequest,
+    mode: crate::build_progress::Mode,
+    built: &Built,
+    root: &std::path::Path,
+) -> anyhow::Result<Vec<rbuild_engine::repro::Compared>> {
+    let main = request.store.clone();
+    let fresh = crate::commands::open_store_at(global, root)?;
+    fresh.claim_id_map(&request.id_map.describe())?;
+    rbuild_engine::repro::copy_images(&main, &fresh, &built.bases)?;
+    request.store = fresh.clone();
+    request.no_cache = true;
+    request.pull = false;
+    request.tags.clear();
+    request.output = OutputSettings::from_flags(&OutputFlags::default(), &[])?;
+    request.iidfile = None;
+    request.cache_from.clear();
+    request.cache_to.clear();
+    request.explain = false;
+    request.on_error = OnError::Fail;
+    request.gc = GcPolicy::default();
+    tracing::info!("building again with no cache into {}", root.display());
+    let rebuilt = build(request, mode, super::check::BuildChecks::default())
+        .context("the rebuild of --reproducible-check failed")?;
+    Ok(rbuild_engine::repro::compare(
+        &main,
+        &built.descriptor,
+        &fresh,
+        &rebuilt.descriptor,
+        &request.limits,
+    )?)
 }
 
 /// The engine's compression of a `--compression` value.

@@ -90,8 +90,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Opens the store named by `--root` / `RBUILD_ROOT`, the config file's `root`, or the
 /// default one, and takes a lease on it for the rest of the command.
 pub fn open_store(global: &crate::cli::GlobalArgs) -> anyhow::Result<rbuild_cache::Store> {
+    open_store_at(global, &store_root(global)?)
+}
+
+/// [`open_store`] for the store at `root`, owned as the store of `global` would be.
+pub fn open_store_at(
+    global: &crate::cli::GlobalArgs,
+    root: &std::path::Path,
+) -> anyhow::Result<rbuild_cache::Store> {
     use anyhow::Context;
-    let root = store_root(global)?;
+    let root = root.to_path_buf();
     // A store for remapped sandboxes belongs to the container root's host ids.
     let owner = match root_id_map(global)? {
         Some(map) if !map.is_identity() => map.host_uid(0).zip(map.host_gid(0)),
