@@ -108,6 +108,19 @@ fn forget_sources(store: &Store) {
     }
 }
 
+/// Moves `dir/name` into the trash (emptied later, outside the lock): whether it was there.
+fn to_trash(dir: &Path, name: &str, trash: &mut Vec<PathBuf>) -> Result<bool, GcError> {
+    let to = trash_name(dir, name);
+    match std::fs::rename(dir.join(name), &to) {
+        Ok(()) => {
+            trash.push(to);
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(&dir.join(name))(e)),
+    }
+}
+
 fn trash_name(dir: &Path, name: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!("{TRASH_PREFIX}{name}-{}-{n}", std::process::id()))
@@ -201,15 +214,7 @@ pub fn prune(
             }
             Action::Snapshot(d) => {
                 let dir = root.join(SNAPSHOTS_DIR);
-                let to = trash_name(&dir, &d.hex());
-                match std::fs::rename(dir.join(d.hex()), &to) {
-                    Ok(()) => {
-                        trash.push(to);
-                        true
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                    Err(e) => return Err(io_err(&dir.join(d.hex()))(e)),
-                }
+                to_trash(&dir, &d.hex(), &mut trash)?
             }
             Action::Mount(name) => {
                 let dir = root.join(MOUNTS_DIR);
@@ -219,27 +224,11 @@ pub fn prune(
                     report.in_use += 1;
                     continue;
                 }
-                let to = trash_name(&dir, name);
-                match std::fs::rename(dir.join(name), &to) {
-                    Ok(()) => {
-                        trash.push(to);
-                        true
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                    Err(e) => return Err(io_err(&dir.join(name))(e)),
-                }
+                to_trash(&dir, name, &mut trash)?
             }
             Action::Checkout(name) => {
                 let dir = root.join(super::GIT_CHECKOUTS_DIR);
-                let to = trash_name(&dir, name);
-                match std::fs::rename(dir.join(name), &to) {
-                    Ok(()) => {
-                        trash.push(to);
-                        true
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                    Err(e) => return Err(io_err(&dir.join(name))(e)),
-                }
+                to_trash(&dir, name, &mut trash)?
             }
             Action::Temp { path, dir } => {
                 if *dir {
