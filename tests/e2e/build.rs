@@ -651,13 +651,7 @@ fn zstd_compressed_context_on_stdin() {
     let env = BuildEnv::new();
     env.write("data.txt", "from zstd context\n");
     env.dockerfile(&format!("FROM {BASE}\nCOPY data.txt /\n"));
-    let tar = crate::support::filter(
-        crate::support::tool("tar", "tar")
-            .arg("-C")
-            .arg(&env.ctx)
-            .args(["-c", "."]),
-        b"",
-    );
+    let tar = env.context_tar();
     let zst = crate::support::filter(
         crate::support::tool("zstd", "zstd").args(["-q", "-c"]),
         &tar,

@@ -259,13 +259,7 @@ fn a_tarball_url_is_the_context() {
     let env = BuildEnv::new();
     env.write("hello.txt", "hello from the tarball\n");
     env.dockerfile(&format!("FROM {BASE}\nCOPY hello.txt /hello.txt\n"));
-    let tar = crate::support::filter(
-        crate::support::tool("tar", "tar")
-            .arg("-C")
-            .arg(&env.ctx)
-            .args(["-c", "."]),
-        b"",
-    );
+    let tar = env.context_tar();
     let base = serve_context(crate::support::gzip(&tar));
     for (path, tag) in [("/ctx.tar.gz", "img"), ("/moved", "img2")] {
         let url = format!("{base}{path}");

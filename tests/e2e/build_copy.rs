@@ -242,10 +242,7 @@ fn dockerignore_and_the_dockerfile_specific_ignore_file() {
     let listing =
         ".\n./.dockerignore\n./Dockerfile\n./Dockerfile.dockerignore\n./keep.log\n./x.log\n";
     assert_eq!(env.sh("img3", "cd /ctx && find . | sort"), listing);
-    let tar = crate::support::filter(
-        tool("tar", "tar").arg("-C").arg(&env.ctx).args(["-c", "."]),
-        b"",
-    );
+    let tar = env.context_tar();
     let mut cmd = crate::support::rbuild(&env.root);
     cmd.args(["build", "--progress", "quiet", "-t", "img4", "-"]);
     crate::support::filter(&mut cmd, &tar);

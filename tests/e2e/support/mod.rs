@@ -393,6 +393,17 @@ impl BuildEnv {
         path
     }
 
+    /// The context directory as a plain tar stream (GNU tar's `-C CTX -c .`).
+    pub fn context_tar(&self) -> Vec<u8> {
+        filter(
+            tool("tar", "tar")
+                .arg("-C")
+                .arg(&self.ctx)
+                .args(["-c", "."]),
+            b"",
+        )
+    }
+
     /// Writes the context's Dockerfile.
     pub fn dockerfile(&self, text: &str) {
         self.write("Dockerfile", text);
