@@ -539,11 +539,14 @@ fn copy_of_a_directory_keeps_hard_links_inside_it() {
 /// A download that came with an ETag is asked for again with `If-None-Match`: a 304 reuses
 /// the kept copy (the server sends no body), a changed tag downloads the new content, and a
 /// download past the limit stops naming the URL.
-#[test]
-fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit() {
+fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit(rootless: bool) {
     let server = Http::start(b"version one\n", "Wed, 21 Oct 2015 07:28:00 GMT");
     *server.etag.lock().unwrap() = Some("\"v1\"".into());
-    let env = BuildEnv::new();
+    let env = if rootless {
+        BuildEnv::rootless()
+    } else {
+        BuildEnv::new()
+    };
     let url = server.url("dist/");
     env.dockerfile(&format!("FROM {BASE}\nADD {url} /got/\n"));
     env.build(&["-t", "img"]);
@@ -587,6 +590,8 @@ fn add_url_revalidates_with_the_etag_and_keeps_to_the_limit() {
         out.stderr
     );
 }
+
+crate::support::as_root_and_rootless!(add_url_revalidates_with_the_etag_and_keeps_to_the_limit);
 
 /// A redirect is followed (the file named from the URL the Dockerfile gives); a redirect
 /// loop stops with an error naming the URL.
