@@ -14,7 +14,7 @@ use crate::support::{BASE, BuildEnv, ok, validate_spdx, validator};
 
 /// Checks a CycloneDX document against the 1.5 JSON schema (strict: no unknown fields) with
 /// cyclonedx-python-lib's validator.
-fn validate_cyclonedx(path: &Path) {
+pub(crate) fn validate_cyclonedx(path: &Path) {
     const SCRIPT: &str = "import sys\n\
         from cyclonedx.schema import SchemaVersion\n\
         from cyclonedx.validation.json import JsonStrictValidator\n\
@@ -26,7 +26,7 @@ fn validate_cyclonedx(path: &Path) {
 
 /// `rbuild sbom --format FORMAT IMAGE` into a file of `env`'s directory (written twice: the
 /// two runs must give the same bytes); returns the path.
-fn sbom_file(env: &BuildEnv, image: &str, format: &str) -> PathBuf {
+pub(crate) fn sbom_file(env: &BuildEnv, image: &str, format: &str) -> PathBuf {
     let path = env.dir.join(format!("sbom-{format}.json"));
     let again = env.dir.join(format!("sbom-{format}-again.json"));
     for out in [&path, &again] {
@@ -44,7 +44,7 @@ fn sbom_file(env: &BuildEnv, image: &str, format: &str) -> PathBuf {
     path
 }
 
-fn inventory(env: &BuildEnv, image: &str) -> Value {
+pub(crate) fn inventory(env: &BuildEnv, image: &str) -> Value {
     let run = ok(env.rbuild().args(["sbom", "--format", "json", image]));
     serde_json::from_str(&run.stdout).expect("sbom json")
 }
