@@ -50,7 +50,7 @@ pub(crate) fn inventory(env: &BuildEnv, image: &str) -> Value {
 }
 
 /// The package of `inventory` named `name`.
-fn package<'v>(inventory: &'v Value, name: &str) -> &'v Value {
+pub(crate) fn package<'v>(inventory: &'v Value, name: &str) -> &'v Value {
     inventory["packages"]
         .as_array()
         .unwrap()
@@ -233,7 +233,7 @@ fn go_binary() -> Vec<u8> {
 }
 
 /// Writes `files` (path, content) under `dir`.
-fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_tree(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -12,7 +12,7 @@ use std::process::Command;
 use rbuild_test_support::{DebianBase, Registry};
 use serde_json::Value;
 
-use crate::sbom::{inventory, sbom_file, validate_cyclonedx};
+use crate::sbom::{inventory, package, sbom_file, validate_cyclonedx, write_tree};
 use crate::support::{BASE, BuildEnv, ok, tool, validate_spdx};
 
 /// `key=value` lines of a properties file.
@@ -204,12 +204,7 @@ fn debian_jars_and_a_war_with_a_nested_jar() {
         ),
         "{want:#?}"
     );
-    let war = inv["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "greeter-core")
-        .unwrap();
+    let war = package(&inv, "greeter-core");
     assert_eq!(war["files"], serde_json::json!(["/srv/app.war"]));
     // The war belongs to no Debian package: its artifacts own it.
     assert!(
@@ -221,15 +216,6 @@ fn debian_jars_and_a_war_with_a_nested_jar() {
 
     validate_spdx(&sbom_file(&env, "jars", "spdx-json"));
     validate_cyclonedx(&sbom_file(&env, "jars", "cyclonedx-json"));
-}
-
-/// Writes `files` (path, content) under `dir`.
-fn write_tree(dir: &Path, files: &[(&str, &str)]) {
-    for (path, content) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
 }
 
 #[test]
@@ -331,23 +317,13 @@ fn rust_binary_built_with_cargo_auditable() {
     let inv = inventory(&env, "rusty");
     let got: BTreeSet<String> = listed(&inv, "cargo").into_iter().collect();
     assert_eq!(got, want);
-    let memchr_pkg = inv["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "memchr")
-        .unwrap();
+    let memchr_pkg = package(&inv, "memchr");
     assert_eq!(
         memchr_pkg["files"],
         serde_json::json!(["/usr/local/bin/audited"])
     );
     assert!(memchr_pkg["source"].is_null(), "{memchr_pkg:#}");
-    let greeting = inv["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "greeting")
-        .unwrap();
+    let greeting = package(&inv, "greeting");
     assert_eq!(greeting["source"], "local");
 
     validate_spdx(&sbom_file(&env, "rusty", "spdx-json"));
