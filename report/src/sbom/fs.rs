@@ -86,6 +86,8 @@ fn executable(path: &str, size: u64, content: &mut dyn Read) -> io::Result<Optio
     }
     EXECUTABLE.with_borrow_mut(|bytes| {
         bytes.clear();
+        // The header's size: one allocation, not a doubling one.
+        bytes.reserve(size as usize);
         bytes.extend_from_slice(&head);
         content.take(MAX_EXECUTABLE).read_to_end(bytes)?;
         let found = match super::rust::crates(path, bytes) {
