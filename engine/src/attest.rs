@@ -530,7 +530,24 @@ fn sbom(
     };
     let id = image.digest().to_string();
     let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
-    let inventory = rbuild_report::inventory(
+    // The layers this build unpacked were read as they streamed: only the others are read
+    // from their blobs.
+    let diff_ids: Vec<Option<rbuild_cache::Digest>> =
+        serde_json::from_slice::<Value>(&stored.config)
+            .ok()
+            .and_then(|c| {
+                c.pointer("/rootfs/diff_ids")?.as_array().map(|ids| {
+                    ids.iter()
+                        .map(|d| d.as_str().and_then(|d| d.parse().ok()))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+    let known = |index: usize| {
+        let diff_id = diff_ids.get(index).copied().flatten()?;
+        settings.layer_scans.get(&diff_id)
+    };
+    let inventory = rbuild_report::sbom::inventory_with(
         rbuild_report::ImageInput {
             name: &name,
             id: Some(&id),
@@ -543,6 +560,7 @@ fn sbom(
             limits: settings.limits,
             ..Default::default()
         },
+        &known,
     )
     .map_err(|source| AttestError::Sbom {
         platform: platform.to_string(),

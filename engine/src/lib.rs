@@ -165,6 +165,9 @@ pub struct BuildRequest {
     /// How long one `git` command of a git input may run (`RBUILD_GIT_TIMEOUT`); default
     /// [`git::GIT_TIMEOUT`].
     pub git_timeout: std::time::Duration,
+    /// The package inventory's reading of the layers this build unpacks, for its SBOM
+    /// (start with an empty one; builds may share one).
+    pub layer_scans: std::sync::Arc<inventory::LayerScans>,
 }
 
 impl BuildRequest {
@@ -216,11 +219,18 @@ impl BuildRequest {
                 ..Default::default()
             },
             attest: attest::Attest::default(),
+            layer_scans: Default::default(),
         })
     }
 }
 
 impl BuildRequest {
+    /// Where the layers the build unpacks are read for the SBOM as they stream, when the
+    /// build attaches one.
+    pub(crate) fn layer_scans(&self) -> Option<&std::sync::Arc<inventory::LayerScans>> {
+        self.attest.sbom.then_some(&self.layer_scans)
+    }
+
     /// The platforms the build makes images for: [`BuildRequest::platforms`] when it names
     /// two or more, else the plan options' target platform.
     pub fn target_platforms(&self) -> Vec<rbuild_compiler::plan::Platform> {

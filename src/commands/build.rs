@@ -483,6 +483,7 @@ pub fn request(
         git_timeout: git_timeout()?,
         step_limits: args.limit_args.limits(config.step_limits())?,
         attest,
+        layer_scans: Default::default(),
     };
     Ok((request, progress))
 }

@@ -403,6 +403,64 @@ fn debian_sbom_lists_dpkg_packages_and_a_push_keeps_the_attestations() {
     );
 }
 
+/// A build with `--sbom` reads the package metadata of the base layers it unpacks as they
+/// stream by, instead of decompressing their blobs again for the SBOM; the attached SBOM
+/// equals `rbuild sbom`'s reading of the stored image from its blobs.
+fn debian_sbom_reads_the_base_while_it_is_unpacked(rootless: bool) {
+    let registry = Registry::start();
+    let host = registry.host();
+    DebianBase::bookworm().push(&registry, "debian:bookworm");
+    let env = if rootless {
+        BuildEnv::rootless()
+    } else {
+        BuildEnv::new()
+    };
+    env.dockerfile(&format!(
+        "FROM {host}/debian:bookworm\nRUN echo built > /built && rm /usr/share/doc/bash/copyright\n"
+    ));
+    let mut cmd = env.build_cmd(&["-t", "localhost/deb-tee:1", "--sbom"]);
+    cmd.env("RBUILD_LOG", "rbuild_engine=debug,rbuild_report=debug");
+    let run = ok(&mut cmd);
+    let id = run.stdout.trim();
+    // The test tier's Debian base is one layer.
+    let debian_layers = 1;
+    for layer in 0..debian_layers {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&format!("layer {layer} (sha256:"))
+                    && l.contains("packages taken from an earlier read")),
+            "the base layer {layer} was read again:\n{}",
+            run.stderr
+        );
+    }
+    // The RUN's layer was made by the build, not unpacked: read from its blob.
+    assert!(
+        !run.stderr
+            .lines()
+            .any(|l| l.contains(&format!("layer {debian_layers} (sha256:"))
+                && l.contains("packages taken from an earlier read")),
+        "{}",
+        run.stderr
+    );
+
+    let a = attested(&env.root, id);
+    let attached = checked_spdx(env.root.parent().unwrap(), &a.attestations[0].1[SPDX]);
+    let read = ok(env
+        .rbuild()
+        .args(["sbom", "--format", "spdx-json", "localhost/deb-tee:1"]))
+    .stdout;
+    let read: Value = serde_json::from_str(&read).unwrap();
+    for part in ["packages", "files", "relationships"] {
+        assert_eq!(attached[part], read[part], "{part} differ");
+    }
+    let packages = attached["packages"].as_array().unwrap();
+    assert!(packages.iter().any(|p| p["name"] == "bash"), "{attached:#}");
+    assert!(packages.len() > 80, "{}", packages.len());
+}
+
+as_root_and_rootless!(debian_sbom_reads_the_base_while_it_is_unpacked);
+
 #[test]
 fn two_platforms_get_one_attestation_manifest_each_and_local_outputs_get_files() {
     let env = BuildEnv::new();
