@@ -561,6 +561,7 @@ fn attestations(
             plan: &s.plan,
             materials: s.materials.clone(),
             image: &s.image,
+            stages: &s.scanned_stages,
             started,
             finished,
         };
@@ -627,6 +628,8 @@ struct Solved {
     plan: Plan,
     results: Vec<Option<solver::OpResult>>,
     image: oci_spec::image::Descriptor,
+    /// The other stages the SBOM attestation lists.
+    scanned_stages: Vec<image::ScannedStage>,
     /// The base images, by the name each was found under.
     bases: Vec<(String, oci_spec::image::Descriptor)>,
     /// The base images and downloads it used, for its provenance.
@@ -730,10 +733,22 @@ fn solve_platform(
     })?;
     let image = image::assemble(settings, &plan, &bases, &results)?;
     let materials = attest::materials(&plan, &bases, &results);
+    let scanned_stages = if settings.attest.sbom {
+        image::scanned_stages(
+            settings,
+            &plan,
+            &bases,
+            &results,
+            settings.attest.scan_stages,
+        )?
+    } else {
+        Vec::new()
+    };
     Ok(Solved {
         plan,
         results,
         image,
+        scanned_stages,
         bases: bases
             .values()
             .map(|b| (b.name.clone(), b.manifest_descriptor.clone()))
