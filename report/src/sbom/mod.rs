@@ -48,6 +48,7 @@ mod fs;
 mod lang;
 pub mod license;
 pub mod render;
+mod rpm;
 
 /// Why an inventory could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,16 @@ pub enum SbomError {
         layer: String,
         /// The limit.
         limit: usize,
+    },
+    /// A binary package database (rpm's) cannot be read.
+    #[error("/{path} (written by {layer}): {message}")]
+    Database {
+        /// The file.
+        path: String,
+        /// The layer that wrote it.
+        layer: String,
+        /// What is wrong (the record, page or SQLite error).
+        message: String,
     },
     /// A package database entry is malformed.
     #[error("/{path} (written by {layer}), line {line}: {message}")]
@@ -138,6 +149,8 @@ pub enum Ecosystem {
     Npm,
     /// Go modules (from a Go binary's build information).
     Go,
+    /// rpm (Fedora, RHEL and its rebuilds, Amazon Linux, openSUSE).
+    Rpm,
 }
 
 impl Ecosystem {
@@ -149,6 +162,7 @@ impl Ecosystem {
             Ecosystem::Python => "python",
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "go",
+            Ecosystem::Rpm => "rpm",
         }
     }
 }
@@ -507,6 +521,7 @@ pub(crate) fn from_layers(
     let mut packages = Vec::new();
     dpkg::read(&ctx, &mut packages)?;
     apk::read(&ctx, &mut packages)?;
+    rpm::read(&ctx, &mut packages)?;
     lang::python(&ctx, &mut packages)?;
     lang::npm(&ctx, &mut packages)?;
     lang::go(&ctx, &mut packages)?;
