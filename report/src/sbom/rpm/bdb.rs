@@ -219,45 +219,67 @@ pub(crate) fn records(bytes: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
 mod tests {
     use super::*;
 
-    /// A little-endian hash database of 512-byte pages: the metadata page, one hash page
-    /// with the given (key, overflow page) pairs, then `overflow` pages of (next, data).
-    pub(crate) fn db(pairs: &[(u32, u32, u32)], overflow: &[(u32, &[u8])]) -> Vec<u8> {
+    /// A hash database of 512-byte pages (little-endian unless `big`): the metadata page,
+    /// one hash page with the given (key, first overflow page, length) items, then
+    /// `overflow` pages of (next, data).
+    fn db_in(big: bool, pairs: &[(u32, u32, u32)], overflow: &[(u32, &[u8])]) -> Vec<u8> {
+        let n32 = |n: u32| {
+            if big {
+                n.to_be_bytes()
+            } else {
+                n.to_le_bytes()
+            }
+        };
+        let n16 = |n: u16| {
+            if big {
+                n.to_be_bytes()
+            } else {
+                n.to_le_bytes()
+            }
+        };
         let size = 512;
         let pages = 2 + overflow.len();
         let mut out = vec![0u8; size * pages];
-        out[12..16].copy_from_slice(&HASH_MAGIC.to_le_bytes());
-        out[20..24].copy_from_slice(&(size as u32).to_le_bytes());
-        out[32..36].copy_from_slice(&(pages as u32 - 1).to_le_bytes());
+        out[12..16].copy_from_slice(&n32(HASH_MAGIC));
+        out[20..24].copy_from_slice(&n32(size as u32));
+        out[32..36].copy_from_slice(&n32(pages as u32 - 1));
         let page = &mut out[size..2 * size];
         page[25] = P_HASH;
-        page[20..22].copy_from_slice(&(2 * pairs.len() as u16).to_le_bytes());
+        page[20..22].copy_from_slice(&n16(2 * pairs.len() as u16));
         let mut end = size;
         for (i, (key, first, len)) in pairs.iter().enumerate() {
             let mut k = vec![H_KEYDATA];
-            k.extend_from_slice(&key.to_le_bytes());
+            k.extend_from_slice(&n32(*key));
             let mut d = vec![H_OFFPAGE, 0, 0, 0];
-            d.extend_from_slice(&first.to_le_bytes());
-            d.extend_from_slice(&len.to_le_bytes());
+            d.extend_from_slice(&n32(*first));
+            d.extend_from_slice(&n32(*len));
             for (j, item) in [k, d].iter().enumerate() {
                 end -= item.len();
                 page[end..end + item.len()].copy_from_slice(item);
                 let at = PAGE_HEADER + 2 * (2 * i + j);
-                page[at..at + 2].copy_from_slice(&(end as u16).to_le_bytes());
+                page[at..at + 2].copy_from_slice(&n16(end as u16));
             }
         }
         for (n, (next, data)) in overflow.iter().enumerate() {
             let page = &mut out[(2 + n) * size..(3 + n) * size];
             page[25] = P_OVERFLOW;
-            page[16..20].copy_from_slice(&next.to_le_bytes());
-            page[22..24].copy_from_slice(&(data.len() as u16).to_le_bytes());
+            page[16..20].copy_from_slice(&n32(*next));
+            page[22..24].copy_from_slice(&n16(data.len() as u16));
             page[PAGE_HEADER..PAGE_HEADER + data.len()].copy_from_slice(data);
         }
         out
     }
 
+    fn db(pairs: &[(u32, u32, u32)], overflow: &[(u32, &[u8])]) -> Vec<u8> {
+        db_in(false, pairs, overflow)
+    }
+
     #[test]
     fn reads_overflow_chains() {
         let file = db(&[(7, 2, 6)], &[(3, b"abc"), (0, b"def")]);
+        assert_eq!(records(&file).unwrap(), [(7, b"abcdef".to_vec())]);
+        // A big-endian file (written on s390x or ppc64): the magic tells the byte order.
+        let file = db_in(true, &[(7, 2, 6)], &[(3, b"abc"), (0, b"def")]);
         assert_eq!(records(&file).unwrap(), [(7, b"abcdef".to_vec())]);
     }
 
