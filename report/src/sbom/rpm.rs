@@ -210,8 +210,9 @@ fn sqlite_blobs(db: &[u8], wal: Option<&[u8]>) -> Result<Vec<(u64, Vec<u8>)>, Rp
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
         false,
     )?;
-    // A row's value may not be larger than the file (nor than rpm's header bound).
-    let max_value = db.len().clamp(1024, 0x1000_0000) as i32;
+    // A row's value may not be larger than the files (nor than rpm's header bound).
+    let size = db.len() + wal.map_or(0, <[u8]>::len);
+    let max_value = size.clamp(1024, 0x1000_0000) as i32;
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, max_value)?;
     let mut checks = 0u64;
     conn.progress_handler(
@@ -246,7 +247,7 @@ fn sqlite_blobs(db: &[u8], wal: Option<&[u8]>) -> Result<Vec<(u64, Vec<u8>)>, Rp
         let record: i64 = row.get(0)?;
         let blob: Vec<u8> = row.get(1)?;
         total += blob.len();
-        if total > db.len() + wal.map_or(0, <[u8]>::len) {
+        if total > size {
             return Err(RpmError::Sqlite(
                 "the rows hold more bytes than the file".to_string(),
             ));
@@ -488,5 +489,34 @@ mod tests {
             err,
             "package record 3: package x: directory index 5 of 1 directories"
         );
+    }
+
+    #[test]
+    fn rows_still_in_the_write_ahead_log_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rpmdb.sqlite");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        // Larger than the main file: the bound on a value counts the log too.
+        let header = blob(&[string(NAME, "hello"), string(LICENSE, &"x".repeat(20_000))]);
+        conn.execute_batch(
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)",
+        )
+        .unwrap();
+        conn.execute("INSERT INTO Packages VALUES (1, ?1)", [&header])
+            .unwrap();
+        // Copied while the writer still has them open, as a layer would capture them.
+        let db = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(dir.path().join("rpmdb.sqlite-wal")).unwrap();
+        assert!(
+            wal.len() > header.len() && header.len() > db.len(),
+            "{}",
+            db.len()
+        );
+        assert_eq!(sqlite_blobs(&db, Some(&wal)).unwrap(), [(1, header)]);
+        let without = sqlite_blobs(&db, None).unwrap_err().to_string();
+        assert_eq!(without, "sqlite: no table Packages");
+        drop(conn);
     }
 }
