@@ -168,6 +168,9 @@ pub struct ProvenanceOptions {
 pub struct Attest {
     /// `--sbom`: an SPDX SBOM of each image.
     pub sbom: bool,
+    /// `--sbom=scan-stages=true`: an SBOM of every other stage the image needs too, as if
+    /// each declared `ARG BUILDKIT_SBOM_SCAN_STAGE=true`.
+    pub scan_stages: bool,
     /// `--provenance`: a SLSA provenance of each image.
     pub provenance: Option<ProvenanceOptions>,
 }
@@ -181,10 +184,10 @@ impl Attest {
     /// Applies `--sbom=VALUE`: `true` (or empty), `false`, or buildx's `key=value` list
     /// (`disabled=true`).
     pub fn set_sbom(&mut self, value: &str) -> Result<(), AttestError> {
-        self.sbom = match parse_bool(value) {
-            Some(on) => on,
-            None => sbom_fields(&fields("sbom", value)?, "sbom", value)?,
-        };
+        match parse_bool(value) {
+            Some(on) => self.sbom = on,
+            None => sbom_fields(self, &fields("sbom", value)?, "sbom", value)?,
+        }
         Ok(())
     }
 
@@ -214,7 +217,7 @@ impl Attest {
         })?;
         let (_, kind) = pairs.remove(at);
         match kind.as_deref() {
-            Some("sbom") => self.sbom = sbom_fields(&pairs, "attest", value)?,
+            Some("sbom") => sbom_fields(self, &pairs, "attest", value)?,
             Some("provenance") => self.provenance = provenance_fields(&pairs, "attest", value)?,
             other => {
                 return Err(bad(
@@ -263,14 +266,19 @@ fn disabled(flag: &'static str, value: &str, v: Option<&str>) -> Result<bool, At
 }
 
 fn sbom_fields(
+    attest: &mut Attest,
     pairs: &[(String, Option<String>)],
     flag: &'static str,
     value: &str,
-) -> Result<bool, AttestError> {
+) -> Result<(), AttestError> {
     let mut on = true;
     for (k, v) in pairs {
         match k.as_str() {
             "disabled" => on = !disabled(flag, value, v.as_deref())?,
+            "scan-stages" => {
+                attest.scan_stages = parse_bool(v.as_deref().unwrap_or("true"))
+                    .ok_or_else(|| bad(flag, value, "scan-stages takes true or false".into()))?;
+            }
             "generator" => {
                 return Err(bad(
                     flag,
@@ -283,12 +291,15 @@ fn sbom_fields(
                 return Err(bad(
                     flag,
                     value,
-                    format!("unknown sbom option {other:?} (rbuild takes disabled=)"),
+                    format!(
+                        "unknown sbom option {other:?} (rbuild takes disabled= and scan-stages=)"
+                    ),
                 ));
             }
         }
     }
-    Ok(on)
+    attest.sbom = on;
+    Ok(())
 }
 
 fn provenance_fields(
@@ -340,8 +351,9 @@ pub(crate) struct Material {
 pub struct Predicate {
     /// Its type ([`PREDICATE_SPDX`], [`PREDICATE_SLSA1`], ...).
     pub predicate_type: &'static str,
-    /// The file a `local` or `tar` output writes it to (`sbom.spdx.json`, `provenance.json`).
-    pub filename: &'static str,
+    /// The file a `local` or `tar` output writes it to (`sbom.spdx.json`,
+    /// `sbom-STAGE.spdx.json`, `provenance.json`).
+    pub filename: String,
     /// The predicate.
     pub predicate: Value,
 }
@@ -366,6 +378,8 @@ pub(crate) struct BuildFacts<'a> {
     pub materials: Vec<Material>,
     /// The image in the store (its manifest).
     pub image: &'a Descriptor,
+    /// The other stages whose packages the SBOM attestation lists.
+    pub stages: &'a [crate::image::ScannedStage],
     /// When the build started and finished.
     pub started: jiff::Timestamp,
     pub finished: jiff::Timestamp,
@@ -523,17 +537,45 @@ fn sbom(
     platform: &Platform,
 ) -> Result<Value, AttestError> {
     let stored = stored_image(&settings.store, image)?;
+    let id = image.digest().to_string();
+    let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
+    sbom_of(settings, &name, &id, &stored, platform)
+}
+
+/// The SPDX document of an image whose documents are `stored`, its layers in the store.
+fn sbom_of(
+    settings: &BuildRequest,
+    name: &str,
+    id: &str,
+    stored: &StoredImage,
+    platform: &Platform,
+) -> Result<Value, AttestError> {
     let layers = crate::inventory::StoreLayers {
         store: &settings.store,
         digests: &stored.layers,
         limits: settings.limits,
     };
-    let id = image.digest().to_string();
-    let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
-    let inventory = rbuild_report::inventory(
+    // The layers this build unpacked were read as they streamed: only the others are read
+    // from their blobs.
+    let diff_ids: Vec<Option<rbuild_cache::Digest>> =
+        serde_json::from_slice::<Value>(&stored.config)
+            .ok()
+            .and_then(|c| {
+                c.pointer("/rootfs/diff_ids")?.as_array().map(|ids| {
+                    ids.iter()
+                        .map(|d| d.as_str().and_then(|d| d.parse().ok()))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+    let known = |index: usize| {
+        let diff_id = diff_ids.get(index).copied().flatten()?;
+        settings.layer_scans.get(&diff_id)
+    };
+    let inventory = rbuild_report::sbom::inventory_with(
         rbuild_report::ImageInput {
-            name: &name,
-            id: Some(&id),
+            name,
+            id: Some(id),
             manifest: &stored.manifest,
             config: &stored.config,
             base_layers: None,
@@ -543,10 +585,11 @@ fn sbom(
             limits: settings.limits,
             ..Default::default()
         },
+        &known,
     )
     .map_err(|source| AttestError::Sbom {
         platform: platform.to_string(),
-        digest: id.clone(),
+        digest: id.to_string(),
         source: Box::new(source),
     })?;
     serde_json::from_str(&rbuild_report::sbom::render::spdx_json(&inventory)).map_err(|source| {
@@ -567,15 +610,37 @@ pub(crate) fn predicates(
     if attest.sbom {
         predicates.push(Predicate {
             predicate_type: PREDICATE_SPDX,
-            filename: "sbom.spdx.json",
+            filename: "sbom.spdx.json".into(),
             predicate: sbom(facts.settings, facts.image, platform)?,
         });
+        // Then the stages asked for, as BuildKit puts its scanner's extra documents after
+        // the image's own.
+        let image_name = facts
+            .settings
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| facts.image.digest().to_string());
+        for stage in facts.stages {
+            let id = rbuild_cache::Digest::of(&stage.documents.manifest).to_string();
+            let stored = StoredImage {
+                manifest: stage.documents.manifest.clone(),
+                config: stage.documents.config.clone(),
+                layers: stage.layers.clone(),
+            };
+            let name = format!("{image_name} (stage {})", stage.label);
+            predicates.push(Predicate {
+                predicate_type: PREDICATE_SPDX,
+                filename: format!("sbom-{}.spdx.json", stage.label),
+                predicate: sbom_of(facts.settings, &name, &id, &stored, platform)?,
+            });
+        }
     }
     if let Some(options) = attest.provenance {
         let (predicate_type, predicate) = provenance(facts, platform, options);
         predicates.push(Predicate {
             predicate_type,
-            filename: "provenance.json",
+            filename: "provenance.json".into(),
             predicate,
         });
     }
@@ -1122,6 +1187,11 @@ mod tests {
             assert!(e.contains(wrong), "{e}");
         }
         assert!(a.set_sbom("generator=docker/scout").is_err());
+        a.add("type=sbom,scan-stages=true").unwrap();
+        assert!(a.sbom && a.scan_stages);
+        a.set_sbom("scan-stages=false").unwrap();
+        assert!(a.sbom && !a.scan_stages);
+        assert!(a.set_sbom("scan-stages=sometimes").is_err());
     }
 
     #[test]

@@ -390,9 +390,14 @@ pub fn run(env: &StepEnv<'_>, exec: &ExecOp) -> Result<Option<LayerRecord>, Exec
     // nothing from the step's root file system (fix-binary handlers only).
     rbuild_executor::binfmt::handler_for(platform)?;
     let parent = env.parent_layers();
-    let layers =
-        ensure_layer_snapshots(&settings.store, &parent, &settings.id_map, &settings.limits)
-            .map_err(|e| ExecError::Parent(Box::new(e)))?;
+    let layers = ensure_layer_snapshots(
+        &settings.store,
+        &parent,
+        &settings.id_map,
+        &settings.limits,
+        settings.layer_scans(),
+    )
+    .map_err(|e| ExecError::Parent(Box::new(e)))?;
     let dir = StepDir::new(settings, "run-")?;
     let mut spec = RunSpec::new(Command::Exec(exec.argv.clone()));
     spec.env = exec.env.iter().chain(&exec.proxy_env).cloned().collect();
@@ -645,6 +650,7 @@ fn mounts(
                             layers,
                             &settings.id_map,
                             &settings.limits,
+                            settings.layer_scans(),
                         )
                         .map_err(|source| ExecError::MountSource {
                             mount: what(),

@@ -294,9 +294,14 @@ fn keep_download(
 
 /// The snapshots of `layers` (bottom first) as a read-only view (topmost first).
 fn view_of(settings: &BuildRequest, layers: &[LayerRecord]) -> Result<LowerView, FileOpError> {
-    let mut dirs =
-        ensure_layer_snapshots(&settings.store, layers, &settings.id_map, &settings.limits)
-            .map_err(|e| FileOpError::View(Box::new(e)))?;
+    let mut dirs = ensure_layer_snapshots(
+        &settings.store,
+        layers,
+        &settings.id_map,
+        &settings.limits,
+        settings.layer_scans(),
+    )
+    .map_err(|e| FileOpError::View(Box::new(e)))?;
     dirs.reverse();
     Ok(LowerView::new(dirs))
 }

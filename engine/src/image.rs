@@ -130,6 +130,90 @@ pub fn assemble(
     results: &[Option<OpResult>],
 ) -> Result<oci_spec::image::Descriptor, ImageError> {
     let stage = plan.target_stage();
+    let documents = stage_documents(settings, plan, stage, bases, results)?;
+    let (manifest_type, config_type) = manifest_types(settings.format);
+    settings
+        .store
+        .put_document(MediaType::Other(config_type.into()), &documents.config)
+        .map_err(|source| ImageError::Store {
+            what: "config",
+            source,
+        })?;
+    let manifest_desc = settings
+        .store
+        .put_document(MediaType::Other(manifest_type.into()), &documents.manifest)
+        .map_err(|source| ImageError::Store {
+            what: "manifest",
+            source,
+        })?;
+    let mut tagged = manifest_desc.clone();
+    tagged.set_media_type(match settings.format {
+        FormatArg::Oci => MediaType::ImageManifest,
+        FormatArg::Docker => MediaType::Other(DOCKER_MANIFEST.into()),
+    });
+    let mut platform = oci_spec::image::Platform::default();
+    platform.set_os(stage.platform.os.as_str().into());
+    platform.set_architecture(stage.platform.architecture.as_str().into());
+    if !stage.platform.variant.is_empty() {
+        platform.set_variant(Some(stage.platform.variant.clone()));
+    }
+    tagged.set_platform(Some(platform));
+    Ok(tagged)
+}
+
+/// A built stage other than the target whose packages an SBOM attestation lists (its
+/// `BUILDKIT_SBOM_SCAN_STAGE` ARG, or `--sbom=scan-stages=true`).
+#[derive(Debug, Clone)]
+pub(crate) struct ScannedStage {
+    /// Its name, or `stage-N`.
+    pub label: String,
+    pub documents: StageDocuments,
+    /// Its layers' blobs, bottom first.
+    pub layers: Vec<rbuild_cache::Digest>,
+}
+
+/// The stages of `plan` an SBOM attestation also lists: those the target needs (never one
+/// not built, as in BuildKit) that ask for it, or all of them with `all`.
+pub(crate) fn scanned_stages(
+    settings: &BuildRequest,
+    plan: &Plan,
+    bases: &Bases,
+    results: &[Option<OpResult>],
+    all: bool,
+) -> Result<Vec<ScannedStage>, ImageError> {
+    let mut out = Vec::new();
+    for stage in &plan.stages {
+        if !stage.built || stage.index == plan.target || !(all || stage.sbom_scan) {
+            continue;
+        }
+        let Some(state) = stage.result.and_then(|r| results[r].as_ref()) else {
+            continue;
+        };
+        out.push(ScannedStage {
+            label: stage.label(),
+            documents: stage_documents(settings, plan, stage, bases, results)?,
+            layers: state.layers.iter().map(|l| l.digest).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// A stage's image as the build writes it: its config and manifest documents.
+#[derive(Debug, Clone)]
+pub(crate) struct StageDocuments {
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
+/// Makes the config and manifest of `stage`'s image (without storing them): the target
+/// stage's for [`assemble`], another built stage's for its SBOM.
+pub(crate) fn stage_documents(
+    settings: &BuildRequest,
+    plan: &Plan,
+    stage: &rbuild_compiler::plan::StagePlan,
+    bases: &Bases,
+    results: &[Option<OpResult>],
+) -> Result<StageDocuments, ImageError> {
     let internal = |problem: String| ImageError::Internal {
         stage: stage.label(),
         problem,
@@ -286,13 +370,6 @@ pub fn assemble(
 
     let (manifest_type, config_type) = manifest_types(settings.format);
     let config_bytes = serde_json::to_vec(&config).map_err(json("config"))?;
-    let config_desc = settings
-        .store
-        .put_document(MediaType::Other(config_type.into()), &config_bytes)
-        .map_err(|source| ImageError::Store {
-            what: "config",
-            source,
-        })?;
     let mut layer_descs = Vec::new();
     for l in layers {
         layer_descs.push(json!({
@@ -306,8 +383,8 @@ pub fn assemble(
         "mediaType": manifest_type,
         "config": {
             "mediaType": config_type,
-            "digest": config_desc.digest().to_string(),
-            "size": config_desc.size(),
+            "digest": rbuild_cache::Digest::of(&config_bytes).to_string(),
+            "size": config_bytes.len(),
         },
         "layers": layer_descs,
     });
@@ -336,26 +413,10 @@ pub fn assemble(
         manifest["annotations"] = json!(annotations);
     }
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(json("manifest"))?;
-    let manifest_desc = settings
-        .store
-        .put_document(MediaType::Other(manifest_type.into()), &manifest_bytes)
-        .map_err(|source| ImageError::Store {
-            what: "manifest",
-            source,
-        })?;
-    let mut tagged = manifest_desc.clone();
-    tagged.set_media_type(match settings.format {
-        FormatArg::Oci => MediaType::ImageManifest,
-        FormatArg::Docker => MediaType::Other(DOCKER_MANIFEST.into()),
-    });
-    let mut platform = oci_spec::image::Platform::default();
-    platform.set_os(stage.platform.os.as_str().into());
-    platform.set_architecture(stage.platform.architecture.as_str().into());
-    if !stage.platform.variant.is_empty() {
-        platform.set_variant(Some(stage.platform.variant.clone()));
-    }
-    tagged.set_platform(Some(platform));
-    Ok(tagged)
+    Ok(StageDocuments {
+        config: config_bytes,
+        manifest: manifest_bytes,
+    })
 }
 
 /// Writes the index of a multi-platform build's images (`images`, each descriptor naming its

@@ -165,6 +165,9 @@ pub struct BuildRequest {
     /// How long one `git` command of a git input may run (`RBUILD_GIT_TIMEOUT`); default
     /// [`git::GIT_TIMEOUT`].
     pub git_timeout: std::time::Duration,
+    /// The package inventory's reading of the layers this build unpacks, for its SBOM
+    /// (start with an empty one; builds may share one).
+    pub layer_scans: std::sync::Arc<inventory::LayerScans>,
 }
 
 impl BuildRequest {
@@ -216,11 +219,18 @@ impl BuildRequest {
                 ..Default::default()
             },
             attest: attest::Attest::default(),
+            layer_scans: Default::default(),
         })
     }
 }
 
 impl BuildRequest {
+    /// Where the layers the build unpacks are read for the SBOM as they stream, when the
+    /// build attaches one.
+    pub(crate) fn layer_scans(&self) -> Option<&std::sync::Arc<inventory::LayerScans>> {
+        self.attest.sbom.then_some(&self.layer_scans)
+    }
+
     /// The platforms the build makes images for: [`BuildRequest::platforms`] when it names
     /// two or more, else the plan options' target platform.
     pub fn target_platforms(&self) -> Vec<rbuild_compiler::plan::Platform> {
@@ -551,6 +561,7 @@ fn attestations(
             plan: &s.plan,
             materials: s.materials.clone(),
             image: &s.image,
+            stages: &s.scanned_stages,
             started,
             finished,
         };
@@ -617,6 +628,8 @@ struct Solved {
     plan: Plan,
     results: Vec<Option<solver::OpResult>>,
     image: oci_spec::image::Descriptor,
+    /// The other stages the SBOM attestation lists.
+    scanned_stages: Vec<image::ScannedStage>,
     /// The base images, by the name each was found under.
     bases: Vec<(String, oci_spec::image::Descriptor)>,
     /// The base images and downloads it used, for its provenance.
@@ -720,10 +733,22 @@ fn solve_platform(
     })?;
     let image = image::assemble(settings, &plan, &bases, &results)?;
     let materials = attest::materials(&plan, &bases, &results);
+    let scanned_stages = if settings.attest.sbom {
+        image::scanned_stages(
+            settings,
+            &plan,
+            &bases,
+            &results,
+            settings.attest.scan_stages,
+        )?
+    } else {
+        Vec::new()
+    };
     Ok(Solved {
         plan,
         results,
         image,
+        scanned_stages,
         bases: bases
             .values()
             .map(|b| (b.name.clone(), b.manifest_descriptor.clone()))

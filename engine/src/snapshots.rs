@@ -1,6 +1,7 @@
 //! Image layers unpacked into the store's snapshots, once per layer, for builds and runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use oci_spec::image::ImageConfiguration;
 use rbuild_cache::action::LayerRecord;
@@ -10,6 +11,8 @@ use rbuild_cache::{Digest, DigestError, Store, StoreError};
 use rbuild_executor::idmap::{IdMap, MappingKind};
 use rbuild_executor::sandbox::{self, SandboxError};
 use rbuild_executor::unpack::UnpackOptions;
+
+use crate::inventory::{LayerScans, LayerTee, TeeReader};
 
 /// Why a layer's snapshot could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -122,15 +125,18 @@ pub fn ensure_snapshots(
             })
         })
         .collect::<Result<_, SnapshotError>>()?;
-    ensure_layer_snapshots(store, &layers, id_map, limits)
+    ensure_layer_snapshots(store, &layers, id_map, limits, None)
 }
 
 /// [`ensure_snapshots`] for a list of layers (bottom first), as the build engine has them.
+/// With `scans`, each layer unpacked is also read for the package inventory (see
+/// [`LayerScans`]).
 pub fn ensure_layer_snapshots(
     store: &Store,
     layers: &[LayerRecord],
     id_map: &IdMap,
     limits: &rbuild_tarlimits::Limits,
+    scans: Option<&Arc<LayerScans>>,
 ) -> Result<Vec<PathBuf>, SnapshotError> {
     let snapshots = Snapshots::open(store.root())?;
     let mut out = Vec::with_capacity(layers.len());
@@ -157,7 +163,8 @@ pub fn ensure_layer_snapshots(
             continue;
         }
         let temp = snapshots.temp_dir(&d)?;
-        let result = unpack_into(store, layer, &d, &temp, id_map, limits);
+        let tee = scans.and_then(|s| s.tee(d, *limits));
+        let result = unpack_into(store, layer, &d, &temp, id_map, limits, tee);
         let published = result.and_then(|()| match snapshots.commit(&temp, &d) {
             Ok(p) => Ok(p),
             Err(SnapshotsError::Exists { path }) => Ok(path),
@@ -180,6 +187,7 @@ fn unpack_into(
     temp: &Path,
     id_map: &IdMap,
     limits: &rbuild_tarlimits::Limits,
+    tee: Option<LayerTee>,
 ) -> Result<(), SnapshotError> {
     let started = std::time::Instant::now();
     let diff_id = &layer.diff_id;
@@ -193,7 +201,10 @@ fn unpack_into(
     })?;
     // Every decompressed byte counts, those after the tar's end too: the drain below reads
     // them all to check the diff id.
-    let mut tar = limits.reader(tar);
+    let mut tar = TeeReader {
+        inner: limits.reader(tar),
+        tee,
+    };
     // Check the uncompressed bytes against the diff id while they stream by.
     let mut hashing = rbuild_cache::HashingReader::new(&mut tar);
     let mut opts = UnpackOptions::new(diff_id.to_string());
@@ -204,7 +215,7 @@ fn unpack_into(
         Ok(stats) => stats,
         // The sandbox reports the unpacker's errors as text: say here which limit was hit.
         Err(source) => {
-            let crossed = tar.limiter().seen() > limits.max_layer_bytes;
+            let crossed = tar.inner.limiter().seen() > limits.max_layer_bytes;
             return Err(SnapshotError::Unpack {
                 layer: blob,
                 source,
@@ -218,6 +229,12 @@ fn unpack_into(
         source,
     })?;
     let (_, actual, _) = hashing.finish();
+    if let Some(tee) = tar.tee.take() {
+        // Only a layer whose bytes matched its diff id is kept for the inventory.
+        if actual == *d {
+            tee.finish();
+        }
+    }
     if actual != *d {
         return Err(SnapshotError::DiffId {
             layer: blob,

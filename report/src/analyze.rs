@@ -403,7 +403,7 @@ pub(crate) fn read_layers<T: Send>(
     image: &ImageInput<'_>,
     manifest: &Manifest,
     threads: usize,
-    read: impl Fn(&str, Box<dyn Read + Send + '_>) -> Result<T, ScanError> + Sync,
+    read: impl Fn(usize, &str, Box<dyn Read + Send + '_>) -> Result<T, ScanError> + Sync,
 ) -> Result<Vec<T>, AnalyzeError> {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -435,7 +435,7 @@ pub(crate) fn read_layers<T: Send>(
                         digest: digest.clone(),
                         source,
                     })?;
-                let kept = read(&digest, reader).map_err(|source| AnalyzeError::Scan {
+                let kept = read(index, &digest, reader).map_err(|source| AnalyzeError::Scan {
                     image: image.name.to_string(),
                     index,
                     source,
@@ -458,7 +458,7 @@ pub fn analyze(image: ImageInput<'_>, options: &Options) -> Result<Analysis, Ana
         max_layer_metadata_bytes: options.package_metadata_bytes,
         ..SbomOptions::default()
     };
-    let read = read_layers(&image, &manifest, options.threads, |digest, reader| {
+    let read = read_layers(&image, &manifest, options.threads, |_, digest, reader| {
         let mut changes = Vec::new();
         let mut collector = options.packages.then(|| Collector::new(&sbom_options));
         // Too much package metadata in the layer: the packages are left out, the sizes stand.

@@ -126,10 +126,11 @@ pub struct BuildArgs {
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
     /// Attach an SBOM of each image (SPDX 2.3: the packages `rbuild sbom` lists) as an
-    /// attestation; makes the image an index. `--sbom=false` turns it off.
+    /// attestation; makes the image an index. `--sbom=false` turns it off;
+    /// `--sbom=scan-stages=true` adds an SBOM of each stage the image is built from.
     #[arg(
         long,
-        value_name = "true|false",
+        value_name = "true|false|scan-stages=true",
         num_args = 0..=1,
         default_missing_value = "true",
         require_equals = true
@@ -483,6 +484,7 @@ pub fn request(
         git_timeout: git_timeout()?,
         step_limits: args.limit_args.limits(config.step_limits())?,
         attest,
+        layer_scans: Default::default(),
     };
     Ok((request, progress))
 }

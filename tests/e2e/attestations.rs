@@ -403,6 +403,200 @@ fn debian_sbom_lists_dpkg_packages_and_a_push_keeps_the_attestations() {
     );
 }
 
+/// A build with `--sbom` reads the package metadata of the base layers it unpacks as they
+/// stream by, instead of decompressing their blobs again for the SBOM; the attached SBOM
+/// equals `rbuild sbom`'s reading of the stored image from its blobs.
+fn debian_sbom_reads_the_base_while_it_is_unpacked(rootless: bool) {
+    let registry = Registry::start();
+    let host = registry.host();
+    DebianBase::bookworm().push(&registry, "debian:bookworm");
+    let env = if rootless {
+        BuildEnv::rootless()
+    } else {
+        BuildEnv::new()
+    };
+    env.dockerfile(&format!(
+        "FROM {host}/debian:bookworm\nRUN echo built > /built && rm /usr/share/doc/bash/copyright\n"
+    ));
+    let mut cmd = env.build_cmd(&["-t", "localhost/deb-tee:1", "--sbom"]);
+    cmd.env("RBUILD_LOG", "rbuild_engine=debug,rbuild_report=debug");
+    let run = ok(&mut cmd);
+    let id = run.stdout.trim();
+    // The test tier's Debian base is one layer.
+    let debian_layers = 1;
+    for layer in 0..debian_layers {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&format!("layer {layer} (sha256:"))
+                    && l.contains("packages taken from an earlier read")),
+            "the base layer {layer} was read again:\n{}",
+            run.stderr
+        );
+    }
+    // The RUN's layer was made by the build, not unpacked: read from its blob.
+    assert!(
+        !run.stderr
+            .lines()
+            .any(|l| l.contains(&format!("layer {debian_layers} (sha256:"))
+                && l.contains("packages taken from an earlier read")),
+        "{}",
+        run.stderr
+    );
+
+    let a = attested(&env.root, id);
+    let attached = checked_spdx(env.root.parent().unwrap(), &a.attestations[0].1[SPDX]);
+    let read = ok(env
+        .rbuild()
+        .args(["sbom", "--format", "spdx-json", "localhost/deb-tee:1"]))
+    .stdout;
+    let read: Value = serde_json::from_str(&read).unwrap();
+    for part in ["packages", "files", "relationships"] {
+        assert_eq!(attached[part], read[part], "{part} differ");
+    }
+    let packages = attached["packages"].as_array().unwrap();
+    assert!(packages.iter().any(|p| p["name"] == "bash"), "{attached:#}");
+    assert!(packages.len() > 80, "{}", packages.len());
+}
+
+as_root_and_rootless!(debian_sbom_reads_the_base_while_it_is_unpacked);
+
+/// The SPDX statements of the attestation manifest of the image `image_digest` in the index
+/// `index_digest` of the store at `root`, in layer order, validated.
+fn spdx_statements(root: &Path, index_digest: &str) -> Vec<Value> {
+    let index = json_blob(root, index_digest);
+    let a = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["platform"]["os"] == "unknown")
+        .expect("an attestation manifest")
+        .clone();
+    let manifest = json_blob(root, a["digest"].as_str().unwrap());
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["annotations"]["in-toto.io/predicate-type"] == SPDX)
+        .map(|l| {
+            let statement = json_blob(root, l["digest"].as_str().unwrap());
+            assert_eq!(
+                format!(
+                    "sha256:{}",
+                    statement["subject"][0]["digest"]["sha256"]
+                        .as_str()
+                        .unwrap()
+                ),
+                a["annotations"]["vnd.docker.reference.digest"]
+                    .as_str()
+                    .unwrap()
+            );
+            let dir = Dir::new();
+            checked_spdx(dir.path(), &statement);
+            statement
+        })
+        .collect()
+}
+
+fn package_names(statement: &Value) -> Vec<String> {
+    statement["predicate"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `ARG BUILDKIT_SBOM_SCAN_STAGE` (BuildKit's switch) and `--sbom=scan-stages=true` add an
+/// SBOM of the stages the image is built from, after the image's own; a stage not built
+/// gets none.
+#[test]
+fn stage_sboms_follow_buildkits_scan_stage_arg() {
+    let registry = Registry::start();
+    let host = registry.host();
+    DebianBase::bookworm().push(&registry, "debian:bookworm");
+    let env = BuildEnv::new();
+    env.dockerfile(&format!(
+        "FROM {host}/debian:bookworm AS build\n\
+         ARG BUILDKIT_SBOM_SCAN_STAGE=true\n\
+         RUN env > /build-env && echo tool > /tool\n\
+         FROM {BASE} AS helper\n\
+         RUN echo helper > /helper\n\
+         FROM {BASE} AS unused\n\
+         ARG BUILDKIT_SBOM_SCAN_STAGE=true\n\
+         FROM {BASE}\n\
+         COPY --from=build /tool /build-env /\n\
+         COPY --from=helper /helper /helper\n"
+    ));
+    let built = env.build(&["-t", "localhost/stages:1", "--sbom"]);
+    // BuildKit's switch stays out of the steps' environment.
+    assert!(
+        !env.sh("localhost/stages:1", "cat /build-env")
+            .contains("BUILDKIT_SBOM"),
+        "the scan switch reached a RUN"
+    );
+    let statements = spdx_statements(&env.root, &built.id);
+    assert_eq!(statements.len(), 2, "{statements:#?}");
+    let (image, build) = (&statements[0], &statements[1]);
+    assert_eq!(image["predicate"]["name"], "localhost/stages:1");
+    assert_eq!(
+        build["predicate"]["name"],
+        "localhost/stages:1 (stage build)"
+    );
+    let in_image = package_names(image);
+    let in_build = package_names(build);
+    for package in ["bash", "dpkg", "libc6"] {
+        assert!(in_build.iter().any(|n| n == package), "{in_build:?}");
+        assert!(!in_image.iter().any(|n| n == package), "{in_image:?}");
+    }
+
+    // --sbom=scan-stages=true: every stage built, in stage order; `unused` is not built.
+    let out = env.dir.join("out");
+    ok(&mut env.build_cmd(&[
+        "-t",
+        "localhost/stages:2",
+        "--sbom=scan-stages=true",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+    ]));
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".spdx.json"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "sbom-build.spdx.json",
+            "sbom-helper.spdx.json",
+            "sbom.spdx.json"
+        ]
+    );
+    let helper: Value =
+        serde_json::from_slice(&std::fs::read(out.join("sbom-helper.spdx.json")).unwrap()).unwrap();
+    assert_eq!(helper["predicateType"], SPDX);
+    assert_eq!(
+        helper["predicate"]["name"],
+        "localhost/stages:2 (stage helper)"
+    );
+    let built = env.build(&["-t", "localhost/stages:3", "--sbom=scan-stages=true"]);
+    assert_eq!(spdx_statements(&env.root, &built.id).len(), 3);
+
+    // Without --sbom nothing is scanned, whatever the ARG says.
+    let plain = env.build(&["-t", "localhost/stages:4"]);
+    assert_eq!(
+        json_blob(&env.root, &plain.id)["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let bad = env.build_fails(&["--sbom=scan-stages=maybe"]);
+    assert!(
+        bad.stderr.contains("scan-stages takes true or false"),
+        "{}",
+        bad.stderr
+    );
+}
+
 #[test]
 fn two_platforms_get_one_attestation_manifest_each_and_local_outputs_get_files() {
     let env = BuildEnv::new();

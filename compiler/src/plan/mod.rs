@@ -307,6 +307,7 @@ impl<'a> Planner<'a> {
                     ops: std::mem::take(&mut stage_ops[i]),
                     result: results[i],
                     image: w.image,
+                    sbom_scan: w.sbom_scan,
                 }
             })
             .collect();

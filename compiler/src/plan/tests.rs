@@ -818,3 +818,39 @@ fn named_contexts_take_the_place_of_images_and_stages_as_buildkit_orders_them() 
         }
     );
 }
+
+#[test]
+fn sbom_scan_stage_args_select_stages_as_buildkit_does() {
+    let scanned = |p: &Plan| -> Vec<bool> { p.stages.iter().map(|s| s.sbom_scan).collect() };
+    // A global ARG applies to every stage; a stage's own ARG overrides it.
+    let text = "ARG BUILDKIT_SBOM_SCAN_STAGE=true\nFROM scratch AS a\nFROM scratch AS b\n\
+                ARG BUILDKIT_SBOM_SCAN_STAGE=false\nFROM scratch\nCOPY --from=a / /a\n\
+                COPY --from=b / /b\n";
+    assert_eq!(scanned(&plan(text)), [true, false, true]);
+    // A list names stages; a build arg overrides a declared ARG only.
+    let text = "FROM busybox AS build\nARG BUILDKIT_SBOM_SCAN_STAGE=other,build\n\
+                RUN env > /env\nFROM scratch AS other\nARG BUILDKIT_SBOM_SCAN_STAGE\n\
+                FROM scratch\nCOPY --from=build /env /env\n";
+    let p = plan(text);
+    assert_eq!(scanned(&p), [true, false, false]);
+    // Like BuildKit, the switch never reaches a step's environment.
+    assert!(
+        !execs(&p)[0]
+            .env
+            .iter()
+            .any(|e| e.starts_with("BUILDKIT_SBOM")),
+        "{:?}",
+        execs(&p)[0].env
+    );
+    let p = plan_with(text, &args(&[("BUILDKIT_SBOM_SCAN_STAGE", "1")])).unwrap();
+    assert_eq!(scanned(&p), [true, true, false]);
+    let p = plan_with(text, &args(&[("BUILDKIT_SBOM_SCAN_STAGE", "F")])).unwrap();
+    assert_eq!(scanned(&p), [false, false, false]);
+    // Undeclared, the build arg selects nothing.
+    let p = plan_with(
+        "FROM scratch AS a\nFROM scratch\nCOPY --from=a / /\n",
+        &args(&[("BUILDKIT_SBOM_SCAN_STAGE", "true")]),
+    )
+    .unwrap();
+    assert_eq!(scanned(&p), [false, false]);
+}

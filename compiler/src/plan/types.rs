@@ -226,6 +226,11 @@ pub struct StagePlan {
     pub result: Option<usize>,
     /// The image it produces.
     pub image: StageImage,
+    /// Whether a build with an SBOM also lists this stage's packages, as its
+    /// `BUILDKIT_SBOM_SCAN_STAGE` ARG (or the global one) asks: `true`, or a list of stage
+    /// names holding this one's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sbom_scan: bool,
 }
 
 impl StagePlan {

@@ -130,7 +130,7 @@ fn keep(path: &str) -> Option<Keep> {
 }
 
 /// One change of a layer, as kept for the replay.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum FsChange {
     Whiteout(Box<str>),
     Opaque(Box<str>),
@@ -143,7 +143,7 @@ pub(crate) enum FsChange {
 }
 
 /// What one layer holds, with the database files it writes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct FsLayer {
     pub changes: Vec<FsChange>,
 }

@@ -36,6 +36,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::hash::Hash;
+use std::io::Read;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -62,6 +64,15 @@ pub enum SbomError {
     /// package metadata than allowed).
     #[error(transparent)]
     Image(#[from] AnalyzeError),
+    /// A layer's tar stream handed to [`scan_layer`] could not be read.
+    #[error("cannot read the packages of layer {layer}")]
+    Layer {
+        /// The layer.
+        layer: String,
+        /// The cause.
+        #[source]
+        source: scan::ScanError,
+    },
     /// A package database file is larger than [`SbomOptions::max_database_bytes`].
     #[error("/{path} (written by {layer}) is {bytes} bytes, more than the {limit} allowed")]
     TooLarge {
@@ -431,18 +442,64 @@ pub(crate) fn join_listed(base: &str, listed: &str) -> Option<String> {
 
 /// Makes the inventory of an image.
 pub fn inventory(image: ImageInput<'_>, options: &SbomOptions) -> Result<Inventory, SbomError> {
-    let (manifest, config) = parse_image(&image)?;
-    let walked = read_layers(&image, &manifest, options.threads, |digest, reader| {
-        let mut layer = Collector::new(options);
-        scan::walk_layer(
-            reader,
-            digest,
-            &options.limits,
-            |tar| image.layers.check(tar),
-            |item| layer.visit(item),
-        )?;
-        Ok(layer.finish())
+    inventory_with(image, options, &|_| None)
+}
+
+/// What the inventory keeps of one layer, read once (while a build unpacks the layer, say)
+/// for later inventories of images holding it.
+#[derive(Debug, Clone)]
+pub struct ScannedLayer(Arc<CollectedLayer>);
+
+/// Reads one layer's uncompressed tar stream as [`inventory`] reads a layer blob: `name`
+/// names it in errors.
+pub fn scan_layer(
+    tar: impl Read,
+    name: &str,
+    options: &SbomOptions,
+) -> Result<ScannedLayer, SbomError> {
+    let mut layer = Collector::new(options);
+    scan::walk_layer(
+        tar,
+        name,
+        &options.limits,
+        |tar| tar,
+        |item| layer.visit(item),
+    )
+    .map_err(|source| SbomError::Layer {
+        layer: name.to_string(),
+        source,
     })?;
+    Ok(ScannedLayer(Arc::new(layer.finish())))
+}
+
+/// [`inventory`], taking the layers `known` gives (by position, bottom = 0) from an earlier
+/// [`scan_layer`] instead of reading their blobs.
+pub fn inventory_with(
+    image: ImageInput<'_>,
+    options: &SbomOptions,
+    known: &(dyn Fn(usize) -> Option<ScannedLayer> + Sync),
+) -> Result<Inventory, SbomError> {
+    let (manifest, config) = parse_image(&image)?;
+    let walked = read_layers(
+        &image,
+        &manifest,
+        options.threads,
+        |index, digest, reader| {
+            if let Some(ScannedLayer(layer)) = known(index) {
+                tracing::debug!("layer {index} ({digest}): packages taken from an earlier read");
+                return Ok(Arc::unwrap_or_clone(layer));
+            }
+            let mut layer = Collector::new(options);
+            scan::walk_layer(
+                reader,
+                digest,
+                &options.limits,
+                |tar| image.layers.check(tar),
+                |item| layer.visit(item),
+            )?;
+            Ok(layer.finish())
+        },
+    )?;
     Ok(from_layers(&image, &manifest, &config, walked, options)?.0)
 }
 

@@ -3,7 +3,10 @@
 //! STOPSIGNAL, HEALTHCHECK, ONBUILD, MAINTAINER), each recorded as a step with its history
 //! text; RUN, COPY and ADD go to their own files.
 
-use super::{StageWork, Step, StepKind, join_clean, record, step_weight, windows_join, with_shell};
+use super::{
+    SBOM_SCAN_CONTEXT, SBOM_SCAN_STAGE, StageWork, Step, StepKind, join_clean, record, step_weight,
+    windows_join, with_shell,
+};
 use crate::instructions::{ArgDecl, Healthcheck, Instruction, InstructionKind};
 use crate::plan::context::{Ctx, STAGE_ENV, check_environment};
 use crate::plan::scope::{ArgList, Scope};
@@ -55,7 +58,10 @@ impl Planner<'_> {
                         Some(v) => format!("{name}={v}"),
                         None => name.clone(),
                     });
-                    let env = !PROXY_ARGS.contains(&name.as_str());
+                    // Proxy variables go apart; BuildKit's SBOM switches never reach steps.
+                    let env = !PROXY_ARGS.contains(&name.as_str())
+                        && name != SBOM_SCAN_STAGE
+                        && name != SBOM_SCAN_CONTEXT;
                     scope.declare_arg(name, value, env);
                     check_environment(scope.environment_size(), name, STAGE_ENV, span)?;
                 }

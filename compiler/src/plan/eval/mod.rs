@@ -62,7 +62,26 @@ pub(super) struct StageWork {
     pub(super) inherited: scope::Inherited,
     /// See [`super::StagePlan::unresolved_variables`].
     pub(super) unresolved_variables: Vec<String>,
+    /// See [`super::StagePlan::sbom_scan`].
+    pub(super) sbom_scan: bool,
     pub(super) error: Option<PlanError>,
+}
+
+/// The build arg that asks for an SBOM of a stage besides the image's (BuildKit's).
+pub(crate) const SBOM_SCAN_STAGE: &str = "BUILDKIT_SBOM_SCAN_STAGE";
+
+/// BuildKit's build arg that asks for an SBOM of the build context (not made by rbuild; it
+/// stays out of steps' environment as in BuildKit).
+pub(super) const SBOM_SCAN_CONTEXT: &str = "BUILDKIT_SBOM_SCAN_CONTEXT";
+
+/// Whether [`SBOM_SCAN_STAGE`]'s `value` selects the stage `name`: a boolean as Go's
+/// `strconv.ParseBool` reads one, else a comma-separated list of stage names.
+pub(crate) fn sbom_scan_enabled(name: Option<&str>, value: &str) -> bool {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+        list => name.is_some_and(|name| list.split(',').any(|n| n == name)),
+    }
 }
 
 impl Planner<'_> {
@@ -89,6 +108,7 @@ impl Planner<'_> {
             declared: Vec::new(),
             inherited: scope::Inherited::default(),
             unresolved_variables: Vec::new(),
+            sbom_scan: false,
             error: None,
         };
         if let Err(e) = self.eval_stage_inner(
@@ -285,6 +305,11 @@ impl Planner<'_> {
             self.eval_instruction(ctx, global_args, index, ins, &mut scope, work)?;
         }
         work.inherited = scope.inherited();
+        // BuildKit's rule: the global ARG's value, then the stage's own ARG's.
+        let scan = |args: &ArgList| args.get(SBOM_SCAN_STAGE).flatten().map(str::to_string);
+        if let Some(value) = scan(&scope.args).or_else(|| scan(global_args)) {
+            work.sbom_scan = sbom_scan_enabled(work.name.as_deref(), &value);
+        }
         if let Some(names) = scope.unresolved.take() {
             work.unresolved_variables = names.into_inner().into_iter().collect();
         }
