@@ -35,5 +35,6 @@ mod report_packages;
 mod rootless;
 mod run;
 mod sbom;
+mod sbom_rpm;
 mod store;
 mod support;

@@ -15,7 +15,7 @@ use crate::support::{BASE, BuildEnv, ok, validate_spdx, validator};
 
 /// Checks a CycloneDX document against the 1.5 JSON schema (strict: no unknown fields) with
 /// cyclonedx-python-lib's validator.
-fn validate_cyclonedx(path: &Path) {
+pub(crate) fn validate_cyclonedx(path: &Path) {
     const SCRIPT: &str = "import sys\n\
         from cyclonedx.schema import SchemaVersion\n\
         from cyclonedx.validation.json import JsonStrictValidator\n\
