@@ -51,7 +51,7 @@ pub struct Packages {
 /// One package and the bytes of the final file system it owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageSize {
-    /// Its ecosystem: `deb`, `apk`, `python`, `npm`, `go`.
+    /// Its ecosystem: `deb`, `apk`, `rpm`, `python`, `npm`, `go`.
     pub ecosystem: String,
     /// Its name.
     pub name: String,

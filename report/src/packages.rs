@@ -124,6 +124,7 @@ pub(crate) fn toolchain_kind(ecosystem: Ecosystem, name: &str) -> Option<&'stati
             &["gcc", "g++", "clang", "go", "rust"],
             &["build-base", "cargo"],
         ),
+        Ecosystem::Rpm => (&["gcc", "cpp", "clang", "rust", "golang"], &["cargo"]),
         Ecosystem::Python | Ecosystem::Npm | Ecosystem::Go | Ecosystem::Java | Ecosystem::Cargo => {
             return None;
         }
@@ -134,7 +135,7 @@ pub(crate) fn toolchain_kind(ecosystem: Ecosystem, name: &str) -> Option<&'stati
         Some("an assembler and linker")
     } else if family("llvm") || drivers.contains(&name) {
         Some("a build toolchain")
-    } else if name.ends_with("-dev") {
+    } else if name.ends_with("-dev") || (ecosystem == Ecosystem::Rpm && name.ends_with("-devel")) {
         Some("development headers")
     } else {
         None
@@ -169,5 +170,9 @@ mod tests {
         );
         assert_eq!(toolchain_kind(Ecosystem::Apk, "go"), Some("a compiler"));
         assert_eq!(toolchain_kind(Ecosystem::Npm, "gcc"), None);
+        let rpm = |n| toolchain_kind(Ecosystem::Rpm, n);
+        assert_eq!(rpm("gcc-c++"), Some("a compiler"));
+        assert_eq!(rpm("glibc-devel"), Some("development headers"));
+        assert_eq!(rpm("libgcc"), None);
     }
 }

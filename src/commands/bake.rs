@@ -30,9 +30,18 @@ pub struct BakeArgs {
     /// Override a target's key: `TARGET.KEY=VALUE` (`*` in TARGET matches any characters):
     /// `args.NAME`, `labels.NAME`, `contexts.NAME`, `context`, `dockerfile`,
     /// `dockerfile-inline`, `target`, `tags`, `platform`, `output`, `cache-from`, `cache-to`,
-    /// `secrets`, `ssh`, `network`, `pull`, `no-cache`; may be repeated.
+    /// `secrets`, `ssh`, `network`, `attest` (added to the target's), `pull`, `no-cache`;
+    /// may be repeated.
     #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
+    /// Attach an SBOM to every target's image: `--set=*.attest=type=sbom[,VALUE]`
+    /// (`true`, `false`, or `scan-stages=true`).
+    #[arg(long, value_name = "true|false|KEY=VALUE", require_equals = true, num_args = 0..=1, default_missing_value = "true")]
+    pub sbom: Option<String>,
+    /// Attach a provenance to every target's image: `--set=*.attest=type=provenance[,VALUE]`
+    /// (`true`, `false`, or `mode=min|max`).
+    #[arg(long, value_name = "true|false|KEY=VALUE", require_equals = true, num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<String>,
     /// Print the resolved targets and groups as JSON (buildx's shape) and build nothing.
     #[arg(long)]
     pub print: bool,
@@ -75,7 +84,15 @@ pub fn run(global: &GlobalArgs, args: BakeArgs) -> anyhow::Result<ExitCode> {
     };
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let def = bake::load(&files, &env)?;
-    let resolved = bake::resolve(&def, &args.targets, &args.set)?;
+    // buildx's shorthands: `--sbom` and `--provenance` are `--set *.attest=...` after the
+    // others.
+    let mut set = args.set.clone();
+    for (kind, value) in [("sbom", &args.sbom), ("provenance", &args.provenance)] {
+        if let Some(value) = value {
+            set.push(format!("*.attest={}", canonical_attest(kind, value)));
+        }
+    }
+    let resolved = bake::resolve(&def, &args.targets, &set)?;
     if args.print {
         let mut text = serde_json::to_string_pretty(&resolved)?;
         text.push('\n');
@@ -157,6 +174,19 @@ pub fn run(global: &GlobalArgs, args: BakeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// buildx's spelling of a `--sbom`/`--provenance` value as an `attest` entry: a boolean
+/// becomes `type=KIND` or `type=KIND,disabled=true`, anything else `type=KIND,VALUE`.
+fn canonical_attest(kind: &str, value: &str) -> String {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "true" | "1" => format!("type={kind}"),
+        "false" | "0" => format!("type={kind},disabled=true"),
+        _ if kind == "provenance" && matches!(value, "min" | "max") => {
+            format!("type={kind},mode={value}")
+        }
+        _ => format!("type={kind},{value}"),
+    }
+}
+
 /// Where a target's own metadata file is written during the build.
 fn metadata_path(dir: &std::path::Path, index: usize) -> PathBuf {
     dir.join(format!("{index}.metadata.json"))
@@ -203,6 +233,7 @@ fn build_args(
     b.cache_from = t.cache_from.clone();
     b.cache_to = t.cache_to.clone().unwrap_or_default();
     b.outputs = t.output.clone().unwrap_or_default();
+    b.attest = t.attest.clone();
     b.add_host = t
         .extra_hosts
         .iter()

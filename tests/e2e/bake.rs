@@ -313,3 +313,128 @@ target "web" {{
     assert_eq!(seen[0], seen[1], "both api tags name one manifest");
     assert_ne!(seen[0], seen[2], "api and web differ");
 }
+
+/// A target's `attest` list and bake's `--sbom`/`--provenance` shorthands (buildx's
+/// `--set *.attest=...`) attach attestations to every target's image; a later entry of a
+/// type replaces an earlier one.
+#[test]
+fn bake_attest_fields_and_flags_attach_attestations() {
+    let env = BuildEnv::new();
+    env.write(
+        "docker-bake.hcl",
+        r#"
+group "default" { targets = ["api", "web"] }
+target "common" {
+  attest = ["type=provenance,mode=max"]
+}
+target "api" {
+  inherits = ["common"]
+  dockerfile-inline = "FROM localhost/busybox:latest\nRUN echo api > /role\n"
+  tags = ["localhost/att-api"]
+  attest = ["type=sbom"]
+}
+target "web" {
+  dockerfile-inline = "FROM localhost/busybox:latest\nRUN echo web > /role\n"
+  tags = ["localhost/att-web"]
+}
+"#,
+    );
+    let printed: serde_json::Value = serde_json::from_str(
+        &ok(env
+            .rbuild()
+            .current_dir(&env.ctx)
+            .args(["bake", "--print", "--provenance=min"]))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        printed["target"]["api"]["attest"],
+        serde_json::json!([
+            "type=provenance,mode=max",
+            "type=sbom",
+            "type=provenance,mode=min"
+        ])
+    );
+    assert_eq!(
+        printed["target"]["web"]["attest"],
+        serde_json::json!(["type=provenance,mode=min"])
+    );
+
+    ok(env.rbuild().current_dir(&env.ctx).args([
+        "bake",
+        "--progress",
+        "plain",
+        "--set",
+        "api.attest=type=provenance,mode=max",
+    ]));
+    // The predicate types of each image's attestation manifest.
+    let kinds = |image: &str| -> Vec<String> {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(env.root.join("index.json")).unwrap()).unwrap();
+        let top = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == image)
+            .unwrap_or_else(|| panic!("{image} is not in {index:#}"))
+            .clone();
+        let blob = |d: &serde_json::Value| -> serde_json::Value {
+            let hex = d["digest"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap();
+            serde_json::from_slice(&std::fs::read(env.root.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap()
+        };
+        let doc = blob(&top);
+        let Some(manifests) = doc["manifests"].as_array() else {
+            return Vec::new();
+        };
+        let attestation = manifests
+            .iter()
+            .find(|d| d["platform"]["os"] == "unknown")
+            .expect("an attestation manifest");
+        blob(attestation)["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let statement = blob(l);
+                let mut kind = statement["predicateType"].as_str().unwrap().to_string();
+                // Only mode=max records the build's steps.
+                let p = &statement["predicate"]["buildDefinition"];
+                if p.is_object() {
+                    let max = p["internalParameters"]["buildConfig"].is_object();
+                    kind.push_str(if max { " max" } else { " min" });
+                }
+                kind
+            })
+            .collect()
+    };
+    assert_eq!(
+        kinds("localhost/att-api:latest"),
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v1 max"
+        ]
+    );
+    assert!(kinds("localhost/att-web:latest").is_empty());
+
+    // The shorthands apply to every target.
+    ok(env.rbuild().current_dir(&env.ctx).args([
+        "bake",
+        "--progress",
+        "plain",
+        "--sbom",
+        "--provenance=false",
+    ]));
+    assert_eq!(
+        kinds("localhost/att-web:latest"),
+        ["https://spdx.dev/Document"]
+    );
+    assert_eq!(
+        kinds("localhost/att-api:latest"),
+        ["https://spdx.dev/Document"]
+    );
+}

@@ -36,5 +36,6 @@ mod rootless;
 mod run;
 mod sbom;
 mod sbom_archives;
+mod sbom_rpm;
 mod store;
 mod support;

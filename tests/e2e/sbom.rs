@@ -1,6 +1,7 @@
 //! `rbuild sbom`: the package inventory of a Debian image built with apt-get, compared with
 //! what `dpkg-query` reads from the same file system unpacked; busybox images carrying apk,
-//! Python and npm metadata and a Go binary's build information; the SPDX and CycloneDX
+//! Python and npm metadata and a Go binary's build information, a Go program built by
+//! Debian's Go (its modules checked against `go version -m`); the SPDX and CycloneDX
 //! documents checked by the reference validators (PyPI's spdx-tools and cyclonedx-python-lib,
 //! which `.ci/setup` installs into /opt/rbuild-sbom-tools).
 
@@ -419,4 +420,104 @@ fn apk_python_npm_and_go_metadata_of_a_busybox_image() {
         requests["licenses"],
         serde_json::json!([{"license": {"id": "Apache-2.0"}}])
     );
+}
+
+/// A Go program built by Debian's Go in a test stage, with a dependency vendored from
+/// Debian's `golang-github-pkg-errors-dev`: the inventory of the final image lists the
+/// modules `go version -m` reads from the same binary, with the binary's Go version and
+/// the COPY line that brought it.
+#[test]
+fn a_go_binary_built_by_debians_go_lists_the_modules_go_version_reads() {
+    let env = BuildEnv::new();
+    let registry = Registry::start();
+    DebianBase::bookworm().push(&registry, "debian:bookworm");
+    env.write(
+        "go.mod",
+        "module example.com/app\n\ngo 1.19\n\nrequire github.com/pkg/errors v0.9.1\n",
+    );
+    env.write(
+        "main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"github.com/pkg/errors\"\n)\n\n\
+         func main() { fmt.Println(errors.New(\"built\")) }\n",
+    );
+    env.dockerfile(&format!(
+        "FROM {}/debian:bookworm AS build\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends golang-go golang-github-pkg-errors-dev\n\
+         WORKDIR /src\n\
+         COPY go.mod main.go ./\n\
+         RUN mkdir -p vendor/github.com/pkg \
+             && cp -r /usr/share/gocode/src/github.com/pkg/errors vendor/github.com/pkg/errors \
+             && printf '# github.com/pkg/errors v0.9.1\\n## explicit\\ngithub.com/pkg/errors\\n' > vendor/modules.txt \
+             && CGO_ENABLED=0 GOCACHE=/tmp/go-cache GOFLAGS=-mod=vendor go build -o /app . \
+             && go version -m /app > /app.modules\n\
+         FROM {BASE}\n\
+         COPY --from=build /app /usr/local/bin/app\n\
+         COPY --from=build /app.modules /app.modules\n",
+        registry.host()
+    ));
+    env.build(&["-t", "goapp"]);
+    assert_eq!(env.sh("goapp", "/usr/local/bin/app"), "built\n");
+
+    // `go version -m`: the Go version, then `mod` (the main module) and `dep` lines.
+    let modules = env.sh("goapp", "cat /app.modules");
+    let go_version = modules
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(": "))
+        .map(|(_, v)| v.trim().to_string())
+        .expect("a go version line");
+    assert!(go_version.starts_with("go1.19"), "{modules}");
+    let mut expected: Vec<(String, String)> = modules
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.trim().split('\t').collect();
+            match fields.as_slice() {
+                ["mod" | "dep", path, version, ..] => Some((path.to_string(), version.to_string())),
+                _ => None,
+            }
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        expected,
+        [
+            ("example.com/app".to_string(), "(devel)".to_string()),
+            ("github.com/pkg/errors".to_string(), "v0.9.1".to_string())
+        ],
+        "{modules}"
+    );
+
+    let inv = inventory(&env, "goapp");
+    let go: Vec<&Value> = inv["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ecosystem"] == "go")
+        .collect();
+    let mut listed: Vec<(String, String)> = go
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected);
+    for p in &go {
+        assert_eq!(p["source"], go_version.as_str(), "{p:#}");
+        assert_eq!(
+            p["files"],
+            serde_json::json!(["/usr/local/bin/app"]),
+            "{p:#}"
+        );
+        assert_eq!(line_of(&inv, p), Some(7), "{p:#}");
+    }
+    assert_eq!(
+        package(&inv, "github.com/pkg/errors")["purl"],
+        "pkg:golang/github.com/pkg/errors@v0.9.1"
+    );
+    validate_spdx(&sbom_file(&env, "goapp", "spdx-json"));
+    validate_cyclonedx(&sbom_file(&env, "goapp", "cyclonedx-json"));
 }

@@ -30,6 +30,7 @@ mod report_packages;
 mod sandbox;
 mod sbom;
 mod sbom_archives;
+mod sbom_rpm;
 mod seccomp;
 mod text;
 

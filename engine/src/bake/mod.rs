@@ -178,6 +178,10 @@ pub struct Target {
         deserialize_with = "scalar_map"
     )]
     pub extra_hosts: BTreeMap<String, String>,
+    /// Attestations (as `--attest`: `type=sbom`, `type=provenance,mode=max`); a later entry
+    /// of a type replaces an earlier one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attest: Vec<String>,
 }
 
 /// A map whose values may be strings, numbers or booleans (all kept as text); null values
@@ -255,6 +259,7 @@ impl Target {
             (&mut self.secret, &later.secret),
             (&mut self.ssh, &later.ssh),
             (&mut self.cache_from, &later.cache_from),
+            (&mut self.attest, &later.attest),
         ] {
             for item in more {
                 if !list.contains(item) {
@@ -633,6 +638,7 @@ impl Override {
             ("cache-from", None) => t.cache_from = vec![v],
             ("secrets" | "secret", None) => t.secret = vec![v],
             ("ssh", None) => t.ssh = vec![v],
+            ("attest", None) => t.attest.push(v),
             ("pull", None) => t.pull = Some(flag(&v)?),
             ("no-cache", None) => t.no_cache = Some(flag(&v)?),
             _ => {
@@ -641,7 +647,7 @@ impl Override {
                     reason: format!(
                         "{:?} cannot be set (args.NAME, labels.NAME, contexts.NAME, context, \
                          dockerfile, dockerfile-inline, target, network, tags, platform, \
-                         output, cache-from, cache-to, secrets, ssh, pull, no-cache)",
+                         output, cache-from, cache-to, secrets, ssh, attest, pull, no-cache)",
                         self.key
                     ),
                 });

@@ -148,7 +148,13 @@ enum Keep {
     Whole,
     /// Its first bytes only (copyright files: the licence fields come first).
     Head(u64),
+    /// The whole file, up to [`RPMDB_MAX_BYTES`] (or the database limit if larger).
+    Rpmdb,
 }
+
+/// The largest rpm database kept: one file holds every package's header with its file list,
+/// tens of MB in images and hundreds on big hosts.
+pub(crate) const RPMDB_MAX_BYTES: u64 = 256 << 20;
 
 /// The first bytes read of a copyright file.
 pub(crate) const COPYRIGHT_HEAD: u64 = 256 * 1024;
@@ -173,6 +179,9 @@ fn keep(path: &str) -> Option<Keep> {
                     && grand.rsplit_once('/').is_some_and(|(up, _)| {
                         up == "node_modules" || up.ends_with("/node_modules")
                     }))
+        }
+        "rpmdb.sqlite" | "rpmdb.sqlite-wal" | "Packages" if parent_name == "rpm" => {
+            return Some(Keep::Rpmdb);
         }
         "copyright" => {
             return (grand == "usr/share/doc").then_some(Keep::Head(COPYRIGHT_HEAD));
@@ -239,15 +248,19 @@ pub(crate) fn collect(
                 Some(Keep::Whole) if entry.size > max_file => {
                     Some(Arc::new(Captured::TooLarge(entry.size)))
                 }
+                Some(Keep::Rpmdb) if entry.size > max_file.max(RPMDB_MAX_BYTES) => {
+                    Some(Arc::new(Captured::TooLarge(entry.size)))
+                }
                 Some(how) => {
                     let cap = match how {
                         Keep::Whole => max_file,
                         Keep::Head(n) => n.min(max_file),
+                        Keep::Rpmdb => max_file.max(RPMDB_MAX_BYTES),
                     };
                     let mut bytes = Vec::with_capacity(entry.size.min(cap) as usize);
                     walked.content.take(cap + 1).read_to_end(&mut bytes)?;
                     if bytes.len() as u64 > cap {
-                        if how == Keep::Whole {
+                        if !matches!(how, Keep::Head(_)) {
                             // The header lied about the size.
                             Some(Arc::new(Captured::TooLarge(bytes.len() as u64)))
                         } else {
@@ -305,7 +318,10 @@ pub(crate) struct Rootfs {
 
 /// Whether a path's versions are kept (the databases that hold many packages).
 fn versioned(path: &str) -> bool {
-    path.ends_with("dpkg/status") || path.ends_with("apk/db/installed")
+    path.ends_with("dpkg/status")
+        || path.ends_with("apk/db/installed")
+        || path.ends_with("rpm/rpmdb.sqlite")
+        || path.ends_with("rpm/Packages")
 }
 
 /// Replays the layers bottom to top.
@@ -502,6 +518,9 @@ mod tests {
             keep("app/node_modules/@types/node/package.json"),
             Some(Keep::Whole)
         );
+        assert_eq!(keep("var/lib/rpm/rpmdb.sqlite"), Some(Keep::Rpmdb));
+        assert_eq!(keep("usr/lib/sysimage/rpm/Packages"), Some(Keep::Rpmdb));
+        assert_eq!(keep("srv/Packages"), None);
         assert_eq!(keep("app/package.json"), None);
         assert_eq!(keep("app/node_modules/x/lib/package.json"), None);
     }

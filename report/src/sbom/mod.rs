@@ -15,6 +15,11 @@
 //!   `var/lib/dpkg/info/NAME.list` (or `NAME:ARCH.list`); their licences from the `License:`
 //!   fields of `usr/share/doc/NAME/copyright` when it is machine-readable (DEP-5);
 //! - apk (Alpine): `lib/apk/db/installed` (`P:`, `V:`, `A:`, `L:`, `o:`, `F:`/`R:`);
+//! - rpm (Fedora, RHEL and its rebuilds, Amazon Linux): `rpmdb.sqlite` (rpm 4.16 and later,
+//!   with its `-wal` file) or the Berkeley DB hash file `Packages`, in `var/lib/rpm` or
+//!   `usr/lib/sysimage/rpm`: each row's header blob gives the name, `[EPOCH:]VERSION-RELEASE`,
+//!   architecture, licence, source RPM and file list (`gpg-pubkey` entries are skipped). These
+//!   files are kept up to 256 MiB; see `sbom::rpm` for how the untrusted SQLite file is opened;
 //! - Python: `*.dist-info/METADATA` with `RECORD`, and `*.egg-info/PKG-INFO`;
 //! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`;
 //! - Go: the build information (`\xff Go buildinf:`, Go 1.18 and later) of executables: the
@@ -28,7 +33,7 @@
 //!   left out, each a package owned by the binary (see [`rust`]).
 //!
 //! Each package records the layer that added it: for a database holding many packages (dpkg's
-//! `status`, apk's `installed`) the lowest layer from which every later version of the
+//! `status`, apk's `installed`, rpm's database) the lowest layer from which every later version of the
 //! database still lists the package as it is at the top; for a file per package, the layer
 //! that wrote the file. The layer's history entry gives its instruction and Dockerfile line.
 //! Regular files that no package lists are counted as unowned.
@@ -58,6 +63,7 @@ mod java;
 mod lang;
 pub mod license;
 pub mod render;
+mod rpm;
 mod rust;
 
 /// Why an inventory could not be made.
@@ -98,6 +104,16 @@ pub enum SbomError {
         /// The limit.
         limit: usize,
     },
+    /// A binary package database (rpm's) cannot be read.
+    #[error("/{path} (written by {layer}): {message}")]
+    Database {
+        /// The file.
+        path: String,
+        /// The layer that wrote it.
+        layer: String,
+        /// What is wrong (the record, page or SQLite error).
+        message: String,
+    },
     /// A package database entry is malformed.
     #[error("/{path} (written by {layer}), line {line}: {message}")]
     Parse {
@@ -120,8 +136,9 @@ pub struct SbomOptions {
     /// What one layer may hold.
     pub limits: Limits,
     /// The largest package database file read (dpkg's `status`, a `.list`, apk's
-    /// `installed`, a `METADATA`, a `package.json`); a larger one in the final file system is
-    /// an error naming it and its layer.
+    /// `installed`, a `METADATA`, a `package.json`; rpm's database may be up to 256 MiB, or
+    /// this if larger); a larger one in the final file system is an error naming it and its
+    /// layer.
     pub max_database_bytes: u64,
     /// The most bytes of package metadata kept from one layer.
     pub max_layer_metadata_bytes: u64,
@@ -158,6 +175,8 @@ pub enum Ecosystem {
     Npm,
     /// Go modules (from a Go binary's build information).
     Go,
+    /// rpm (Fedora, RHEL and its rebuilds, Amazon Linux, openSUSE).
+    Rpm,
     /// Java archives (Maven artifacts).
     Java,
     /// Rust crates (from the `cargo auditable` data of an executable).
@@ -165,7 +184,7 @@ pub enum Ecosystem {
 }
 
 impl Ecosystem {
-    /// The short name (`deb`, `apk`, `python`, `npm`, `go`, `java`, `cargo`).
+    /// The short name (`deb`, `apk`, `python`, `npm`, `go`, `rpm`, `java`, `cargo`).
     pub fn name(self) -> &'static str {
         match self {
             Ecosystem::Deb => "deb",
@@ -173,6 +192,7 @@ impl Ecosystem {
             Ecosystem::Python => "python",
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "go",
+            Ecosystem::Rpm => "rpm",
             Ecosystem::Java => "java",
             Ecosystem::Cargo => "cargo",
         }
@@ -540,8 +560,8 @@ impl Collector {
 
 /// Which package owns each path of the final file system: the resolved path -> the index
 /// in [`Inventory::packages`]. A path several packages list belongs to the first one read
-/// (dpkg, apk, Python, npm, Go, Java, Rust; a Go binary to its main module, a Rust one to
-/// its root crate).
+/// (dpkg, apk, rpm, Python, npm, Go, Java, Rust; a Go binary to its main module, a Rust one
+/// to its root crate).
 pub(crate) type Owners = std::collections::HashMap<String, usize>;
 
 /// The inventory from the layers [`Collector`] kept, with the owner of each listed path.
@@ -581,6 +601,7 @@ pub(crate) fn from_layers(
     let mut packages = Vec::new();
     dpkg::read(&ctx, &mut packages)?;
     apk::read(&ctx, &mut packages)?;
+    rpm::read(&ctx, &mut packages)?;
     lang::python(&ctx, &mut packages)?;
     lang::npm(&ctx, &mut packages)?;
     lang::go(&ctx, &mut packages)?;
