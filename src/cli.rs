@@ -92,7 +92,7 @@ pub enum Command {
     ContainerSupervise(commands::supervise::SuperviseArgs),
     /// Where an image's bytes go, what is wasted, and what to change (exit 3 on --fail-on).
     Report(commands::report::ReportArgs),
-    /// The packages an image holds (dpkg, apk, rpm, Python, npm, Go), as a table, SPDX or CycloneDX.
+    /// The packages an image holds (dpkg, apk, rpm, Python, npm, Go, Java, Rust), as a table, SPDX or CycloneDX.
     Sbom(commands::sbom::SbomArgs),
     /// Fetch an image from a registry into the store.
     Pull(commands::pull::PullArgs),

@@ -125,7 +125,9 @@ pub(crate) fn toolchain_kind(ecosystem: Ecosystem, name: &str) -> Option<&'stati
             &["build-base", "cargo"],
         ),
         Ecosystem::Rpm => (&["gcc", "cpp", "clang", "rust", "golang"], &["cargo"]),
-        Ecosystem::Python | Ecosystem::Npm | Ecosystem::Go => return None,
+        Ecosystem::Python | Ecosystem::Npm | Ecosystem::Go | Ecosystem::Java | Ecosystem::Cargo => {
+            return None;
+        }
     };
     if compilers.iter().any(|b| family(b)) {
         Some("a compiler")

@@ -35,6 +35,7 @@ mod report_packages;
 mod rootless;
 mod run;
 mod sbom;
+mod sbom_archives;
 mod sbom_rpm;
 mod store;
 mod support;

@@ -27,7 +27,7 @@ pub(crate) fn validate_cyclonedx(path: &Path) {
 
 /// `rbuild sbom --format FORMAT IMAGE` into a file of `env`'s directory (written twice: the
 /// two runs must give the same bytes); returns the path.
-fn sbom_file(env: &BuildEnv, image: &str, format: &str) -> PathBuf {
+pub(crate) fn sbom_file(env: &BuildEnv, image: &str, format: &str) -> PathBuf {
     let path = env.dir.join(format!("sbom-{format}.json"));
     let again = env.dir.join(format!("sbom-{format}-again.json"));
     for out in [&path, &again] {
@@ -45,13 +45,13 @@ fn sbom_file(env: &BuildEnv, image: &str, format: &str) -> PathBuf {
     path
 }
 
-fn inventory(env: &BuildEnv, image: &str) -> Value {
+pub(crate) fn inventory(env: &BuildEnv, image: &str) -> Value {
     let run = ok(env.rbuild().args(["sbom", "--format", "json", image]));
     serde_json::from_str(&run.stdout).expect("sbom json")
 }
 
 /// The package of `inventory` named `name`.
-fn package<'v>(inventory: &'v Value, name: &str) -> &'v Value {
+pub(crate) fn package<'v>(inventory: &'v Value, name: &str) -> &'v Value {
     inventory["packages"]
         .as_array()
         .unwrap()
@@ -234,7 +234,7 @@ fn go_binary() -> Vec<u8> {
 }
 
 /// Writes `files` (path, content) under `dir`.
-fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_tree(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -29,6 +29,7 @@ mod registry;
 mod report_packages;
 mod sandbox;
 mod sbom;
+mod sbom_archives;
 mod sbom_rpm;
 mod seccomp;
 mod text;

@@ -20,6 +20,25 @@ pub(crate) enum Captured {
     /// An executable's Go build information: the bytes from [`GO_MAGIC`] on, at most
     /// [`GO_KEEP`] of them.
     Go(Vec<u8>),
+    /// The artifacts a Java archive holds.
+    Java(Vec<super::java::Artifact>),
+    /// The crates of a Rust executable built with `cargo auditable`.
+    Rust(Vec<super::rust::Crate>),
+}
+
+impl Captured {
+    /// The bytes it keeps, for the bound on what a layer keeps.
+    fn size(&self) -> u64 {
+        match self {
+            Captured::Bytes(b) | Captured::Go(b) => b.len() as u64,
+            Captured::TooLarge(_) => 0,
+            Captured::Java(found) => found.iter().map(|a| a.size()).sum(),
+            Captured::Rust(crates) => crates
+                .iter()
+                .map(|c| (c.name.len() + c.version.len() + c.source.len()) as u64)
+                .sum(),
+        }
+    }
 }
 
 /// What starts the build information the Go linker writes into every binary.
@@ -29,35 +48,81 @@ pub(crate) const GO_MAGIC: &[u8] = b"\xff Go buildinf:";
 /// list.
 const GO_KEEP: usize = 256 * 1024;
 
-/// Looks for Go build information in an executable's content (ELF, PE or Mach-O, told by
-/// the first bytes): the bytes from [`GO_MAGIC`] on, or `None`. Reads the file only up to
-/// the magic (and [`GO_KEEP`] bytes after it).
+/// The largest executable held in memory whole (to read its section table, at its end);
+/// the Go build information of a larger one is still searched for as it streams.
+pub(crate) const MAX_EXECUTABLE: u64 = 64 << 20;
+
+/// Whether the first bytes of a file are those of an ELF, PE or Mach-O executable.
+fn is_executable(head: &[u8]) -> bool {
+    head.starts_with(b"\x7fELF")
+        || head.starts_with(b"MZ")
+        || [
+            [0xfe, 0xed, 0xfa, 0xce],
+            [0xfe, 0xed, 0xfa, 0xcf],
+            [0xce, 0xfa, 0xed, 0xfe],
+            [0xcf, 0xfa, 0xed, 0xfe],
+        ]
+        .iter()
+        .any(|m| head.starts_with(m))
+}
+
+std::thread_local! {
+    /// The buffer an executable is read into, reused from one to the next on a thread.
+    static EXECUTABLE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What an executable (`size` bytes, told by its first bytes: ELF, PE or Mach-O) carries:
+/// the crates of its `cargo auditable` section, or its Go build information. Up to
+/// [`MAX_EXECUTABLE`] bytes it is read whole, once; a larger one is searched for Go build
+/// information only, as it streams.
+fn executable(path: &str, size: u64, content: &mut dyn Read) -> io::Result<Option<Captured>> {
+    let mut head = Vec::with_capacity(4);
+    content.take(4).read_to_end(&mut head)?;
+    if !is_executable(&head) {
+        return Ok(None);
+    }
+    if size > MAX_EXECUTABLE {
+        return Ok(go_buildinfo(&mut head.chain(content))?.map(Captured::Go));
+    }
+    EXECUTABLE.with_borrow_mut(|bytes| {
+        bytes.clear();
+        // The header's size: one allocation, not a doubling one.
+        bytes.reserve(size as usize);
+        bytes.extend_from_slice(&head);
+        content.take(MAX_EXECUTABLE).read_to_end(bytes)?;
+        let found = match super::rust::crates(path, bytes) {
+            Ok(Some(crates)) => Some(Captured::Rust(crates)),
+            Ok(None) => go_in(bytes).map(Captured::Go),
+            Err(e) => {
+                tracing::warn!("cargo auditable data skipped: {e}");
+                go_in(bytes).map(Captured::Go)
+            }
+        };
+        // Keep the buffer of a usual executable for the next one, not of a huge one.
+        if bytes.capacity() > 16 << 20 {
+            *bytes = Vec::new();
+        }
+        Ok(found)
+    })
+}
+
+/// The Go build information in an executable held whole.
+fn go_in(bytes: &[u8]) -> Option<Vec<u8>> {
+    let at = memchr::memmem::find(bytes, GO_MAGIC)?;
+    Some(bytes[at..].iter().take(GO_KEEP).copied().collect())
+}
+
+/// Looks for Go build information in an executable's content as it streams: the bytes from
+/// [`GO_MAGIC`] on, or `None`. Reads the file only up to the magic (and [`GO_KEEP`] bytes
+/// after it).
 fn go_buildinfo(content: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
     let finder = memchr::memmem::Finder::new(GO_MAGIC);
     let mut chunk = vec![0u8; 256 * 1024];
     let mut window: Vec<u8> = Vec::with_capacity(chunk.len() + GO_MAGIC.len());
-    let mut first = true;
     loop {
         let n = content.read(&mut chunk)?;
         if n == 0 {
             return Ok(None);
-        }
-        if first {
-            first = false;
-            let head = &chunk[..n];
-            let executable = head.starts_with(b"\x7fELF")
-                || head.starts_with(b"MZ")
-                || [
-                    [0xfe, 0xed, 0xfa, 0xce],
-                    [0xfe, 0xed, 0xfa, 0xcf],
-                    [0xce, 0xfa, 0xed, 0xfe],
-                    [0xcf, 0xfa, 0xed, 0xfe],
-                ]
-                .iter()
-                .any(|m| head.starts_with(m));
-            if !executable {
-                return Ok(None);
-            }
         }
         window.extend_from_slice(&chunk[..n]);
         if let Some(at) = finder.find(&window) {
@@ -169,12 +234,15 @@ pub(crate) fn collect(
                 None
             };
             let content = match wanted {
-                // An executable may be a Go binary.
+                None if entry.kind == Kind::File && super::java::is_archive(&entry.path) => {
+                    super::java::capture(&entry.path, entry.size, walked.content)?.map(Arc::new)
+                }
+                // An executable may be a Go binary or a Rust one built with `cargo auditable`.
                 None if entry.kind == Kind::File
                     && entry.mode & 0o111 != 0
                     && entry.size >= GO_MAGIC.len() as u64 =>
                 {
-                    go_buildinfo(walked.content)?.map(|b| Arc::new(Captured::Go(b)))
+                    executable(&entry.path, entry.size, walked.content)?.map(Arc::new)
                 }
                 None => None,
                 Some(Keep::Whole) if entry.size > max_file => {
@@ -204,8 +272,8 @@ pub(crate) fn collect(
                     }
                 }
             };
-            if let Some(Captured::Bytes(bytes) | Captured::Go(bytes)) = content.as_deref() {
-                *kept += bytes.len() as u64;
+            if let Some(captured) = content.as_deref() {
+                *kept += captured.size();
                 if *kept > max_layer_kept {
                     return Err(io::Error::new(
                         io::ErrorKind::OutOfMemory,

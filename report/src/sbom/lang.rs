@@ -19,7 +19,7 @@ fn metadata_files<'c>(ctx: &'c Ctx<'_>, suffix: &str) -> Vec<(&'c str, u32, &'c 
         .collect()
 }
 
-fn check_count(
+pub(crate) fn check_count(
     ctx: &Ctx<'_>,
     packages: &[Package],
     path: &str,
@@ -43,6 +43,8 @@ fn bytes<'b>(
 ) -> Result<&'b [u8], SbomError> {
     match content {
         Captured::Bytes(b) | Captured::Go(b) => Ok(b),
+        // Archives and executables are never at a database's path.
+        Captured::Java(_) | Captured::Rust(_) => Ok(&[]),
         Captured::TooLarge(bytes) => Err(SbomError::TooLarge {
             path: path.to_string(),
             layer: ctx.layer_name(layer),

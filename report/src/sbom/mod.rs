@@ -24,6 +24,13 @@
 //! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`;
 //! - Go: the build information (`\xff Go buildinf:`, Go 1.18 and later) of executables: the
 //!   main module and its dependencies, each a package owned by the binary.
+//! - Java: archives (`*.jar`, `*.war`, `*.ear`, `*.jpi`, `*.hpi`) anywhere, read as their layer
+//!   streams (up to 128 MiB): one package per `META-INF/maven/GROUP/ARTIFACT/pom.properties`,
+//!   else the `MANIFEST.MF` main attributes, else the file name; the archives inside one are
+//!   read one level deep; each package owns the archive (see [`java`]);
+//! - Rust: the crates of executables built with `cargo auditable` (their `.dep-v0` section,
+//!   read from the executable's bytes held as it streams, up to 64 MiB), build dependencies
+//!   left out, each a package owned by the binary (see [`rust`]).
 //!
 //! Each package records the layer that added it: for a database holding many packages (dpkg's
 //! `status`, apk's `installed`, rpm's database) the lowest layer from which every later version of the
@@ -52,10 +59,12 @@ use crate::scan::{self, Kind, Limits};
 mod apk;
 mod dpkg;
 mod fs;
+mod java;
 mod lang;
 pub mod license;
 pub mod render;
 mod rpm;
+mod rust;
 
 /// Why an inventory could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -168,10 +177,14 @@ pub enum Ecosystem {
     Go,
     /// rpm (Fedora, RHEL and its rebuilds, Amazon Linux, openSUSE).
     Rpm,
+    /// Java archives (Maven artifacts).
+    Java,
+    /// Rust crates (from the `cargo auditable` data of an executable).
+    Cargo,
 }
 
 impl Ecosystem {
-    /// The short name (`deb`, `apk`, `python`, `npm`, `go`, `rpm`).
+    /// The short name (`deb`, `apk`, `python`, `npm`, `go`, `rpm`, `java`, `cargo`).
     pub fn name(self) -> &'static str {
         match self {
             Ecosystem::Deb => "deb",
@@ -180,6 +193,8 @@ impl Ecosystem {
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "go",
             Ecosystem::Rpm => "rpm",
+            Ecosystem::Java => "java",
+            Ecosystem::Cargo => "cargo",
         }
     }
 }
@@ -294,6 +309,7 @@ impl Ctx<'_> {
             Some(fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes)) => {
                 Ok(Some((bytes, node.layer)))
             }
+            Some(fs::Captured::Java(_) | fs::Captured::Rust(_)) => Ok(None),
             Some(fs::Captured::TooLarge(bytes)) => Err(SbomError::TooLarge {
                 path: real.to_string(),
                 layer: self.layer_name(node.layer),
@@ -326,7 +342,7 @@ impl Ctx<'_> {
                 fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes) => {
                     (*li, Some(parse(&String::from_utf8_lossy(bytes))))
                 }
-                fs::Captured::TooLarge(_) => (*li, None),
+                _ => (*li, None),
             })
             .collect()
     }
@@ -544,7 +560,8 @@ impl Collector {
 
 /// Which package owns each path of the final file system: the resolved path -> the index
 /// in [`Inventory::packages`]. A path several packages list belongs to the first one read
-/// (dpkg, apk, rpm, Python, npm, Go; a Go binary to its main module).
+/// (dpkg, apk, rpm, Python, npm, Go, Java, Rust; a Go binary to its main module, a Rust one
+/// to its root crate).
 pub(crate) type Owners = std::collections::HashMap<String, usize>;
 
 /// The inventory from the layers [`Collector`] kept, with the owner of each listed path.
@@ -588,6 +605,8 @@ pub(crate) fn from_layers(
     lang::python(&ctx, &mut packages)?;
     lang::npm(&ctx, &mut packages)?;
     lang::go(&ctx, &mut packages)?;
+    java::read(&ctx, &mut packages)?;
+    rust::read(&ctx, &mut packages)?;
     let key = |p: &Package| {
         (
             p.ecosystem,
@@ -654,7 +673,7 @@ fn os_release(fs: &fs::Rootfs) -> Option<Distro> {
                 fs::Captured::Bytes(bytes) | fs::Captured::Go(bytes) => {
                     Some(String::from_utf8_lossy(bytes).into_owned())
                 }
-                fs::Captured::TooLarge(_) => None,
+                _ => None,
             }
         })?;
     let mut id = None;
