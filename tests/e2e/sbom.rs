@@ -521,3 +521,93 @@ fn a_go_binary_built_by_debians_go_lists_the_modules_go_version_reads() {
     validate_spdx(&sbom_file(&env, "goapp", "spdx-json"));
     validate_cyclonedx(&sbom_file(&env, "goapp", "cyclonedx-json"));
 }
+
+/// npm lockfiles of applications (`package-lock.json` version 3, `npm-shrinkwrap.json`
+/// version 1) name the packages not installed beside them; installed ones are read from
+/// their own `package.json` once, development dependencies and workspace links are left
+/// out, and lockfiles inside `node_modules` are not read.
+#[test]
+fn npm_lockfiles_name_the_packages_not_installed() {
+    let env = BuildEnv::new();
+    write_tree(
+        &env.ctx,
+        &[
+            (
+                "app/package-lock.json",
+                r#"{
+  "name": "shop", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+  "packages": {
+    "": {"name": "shop", "version": "1.0.0", "dependencies": {"express": "^4.18.2"}},
+    "node_modules/express": {"version": "4.18.2", "license": "MIT", "resolved": "https://registry.npmjs.org/express/-/express-4.18.2.tgz"},
+    "node_modules/express/node_modules/debug": {"version": "2.6.9", "license": "MIT"},
+    "node_modules/@babel/core": {"version": "7.23.0", "license": "MIT"},
+    "node_modules/left-pad": {"version": "1.3.0", "license": "WTFPL"},
+    "node_modules/jest": {"version": "29.7.0", "dev": true},
+    "node_modules/shared": {"resolved": "packages/shared", "link": true},
+    "packages/shared": {"name": "shared", "version": "0.0.1"}
+  }
+}"#,
+            ),
+            (
+                "app/node_modules/left-pad/package.json",
+                r#"{"name": "left-pad", "version": "1.3.0", "license": "WTFPL"}"#,
+            ),
+            (
+                "app/node_modules/left-pad/package-lock.json",
+                r#"{"lockfileVersion": 3, "packages": {"node_modules/hidden": {"version": "1.0.0"}}}"#,
+            ),
+            (
+                "app/node_modules/.package-lock.json",
+                r#"{"lockfileVersion": 3, "packages": {"node_modules/mirror": {"version": "1.0.0"}}}"#,
+            ),
+            (
+                "legacy/npm-shrinkwrap.json",
+                r#"{
+  "name": "legacy", "version": "0.1.0", "lockfileVersion": 1,
+  "dependencies": {
+    "lodash": {"version": "4.17.21"},
+    "request": {"version": "2.88.2", "dependencies": {"qs": {"version": "6.5.3"}}},
+    "mocha": {"version": "10.2.0", "dev": true}
+  }
+}"#,
+            ),
+        ],
+    );
+    env.dockerfile(&format!(
+        "FROM {BASE}\nCOPY app/ /srv/app/\nCOPY legacy/ /srv/legacy/\n"
+    ));
+    env.build(&["-t", "locks"]);
+    let inv = inventory(&env, "locks");
+    let npm: Vec<String> = inv["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ecosystem"] == "npm")
+        .map(|p| {
+            format!(
+                "{} {} {} {} {} {} line {}",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap(),
+                p["purl"].as_str().unwrap(),
+                p["licenses"],
+                p["database"].as_str().unwrap(),
+                p["files"].as_array().unwrap().len(),
+                line_of(&inv, p).unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        npm,
+        [
+            "@babel/core 7.23.0 pkg:npm/%40babel/core@7.23.0 [\"MIT\"] /srv/app/package-lock.json 0 line 2",
+            "debug 2.6.9 pkg:npm/debug@2.6.9 [\"MIT\"] /srv/app/package-lock.json 0 line 2",
+            "express 4.18.2 pkg:npm/express@4.18.2 [\"MIT\"] /srv/app/package-lock.json 0 line 2",
+            "left-pad 1.3.0 pkg:npm/left-pad@1.3.0 [\"WTFPL\"] /srv/app/node_modules/left-pad/package.json 2 line 2",
+            "lodash 4.17.21 pkg:npm/lodash@4.17.21 [] /srv/legacy/npm-shrinkwrap.json 0 line 3",
+            "qs 6.5.3 pkg:npm/qs@6.5.3 [] /srv/legacy/npm-shrinkwrap.json 0 line 3",
+            "request 2.88.2 pkg:npm/request@2.88.2 [] /srv/legacy/npm-shrinkwrap.json 0 line 3",
+        ]
+    );
+    validate_spdx(&sbom_file(&env, "locks", "spdx-json"));
+    validate_cyclonedx(&sbom_file(&env, "locks", "cyclonedx-json"));
+}

@@ -183,6 +183,11 @@ fn keep(path: &str) -> Option<Keep> {
         "rpmdb.sqlite" | "rpmdb.sqlite-wal" | "Packages" if parent_name == "rpm" => {
             return Some(Keep::Rpmdb);
         }
+        // npm's lockfiles of an application (not those inside installed packages, nor
+        // `node_modules/.package-lock.json`, which mirrors what is installed).
+        "package-lock.json" | "npm-shrinkwrap.json" => {
+            !path.starts_with("node_modules/") && !path.contains("/node_modules/")
+        }
         "copyright" => {
             return (grand == "usr/share/doc").then_some(Keep::Head(COPYRIGHT_HEAD));
         }
@@ -522,6 +527,10 @@ mod tests {
         assert_eq!(keep("usr/lib/sysimage/rpm/Packages"), Some(Keep::Rpmdb));
         assert_eq!(keep("srv/Packages"), None);
         assert_eq!(keep("app/package.json"), None);
+        assert_eq!(keep("app/package-lock.json"), Some(Keep::Whole));
+        assert_eq!(keep("npm-shrinkwrap.json"), Some(Keep::Whole));
+        assert_eq!(keep("app/node_modules/x/package-lock.json"), None);
+        assert_eq!(keep("app/node_modules/.package-lock.json"), None);
         assert_eq!(keep("app/node_modules/x/lib/package.json"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Language packages: Python distributions (`*.dist-info`, `*.egg-info`), npm packages
-//! (`node_modules/**/package.json`) and the modules Go binaries are built from.
+//! (`node_modules/**/package.json`, and the lockfiles of applications) and the modules Go
+//! binaries are built from.
 
 use super::fs::Captured;
 use super::{Ctx, Ecosystem, Package, SbomError, field, join_listed, paragraphs, purl_encode};
@@ -220,6 +221,109 @@ pub(crate) fn npm(ctx: &Ctx<'_>, packages: &mut Vec<Package>) -> Result<(), Sbom
             database: format!("/{path}"),
             layer: layer as usize,
         });
+    }
+    Ok(())
+}
+
+/// The packages an npm lockfile (`package-lock.json`, `npm-shrinkwrap.json`) of an
+/// application names that are not installed beside it (those are read from their own
+/// `package.json`): lockfile versions 2 and 3 (`packages`, keyed by install path) and 1
+/// (nested `dependencies`). Development dependencies and workspace links are left out. Such
+/// a package owns no file of the image; its database is the lockfile.
+pub(crate) fn npm_lock(ctx: &Ctx<'_>, packages: &mut Vec<Package>) -> Result<(), SbomError> {
+    let mut found = metadata_files(ctx, "/package-lock.json");
+    found.extend(metadata_files(ctx, "/npm-shrinkwrap.json"));
+    for name in ["package-lock.json", "npm-shrinkwrap.json"] {
+        if let Some(node) = ctx.fs.nodes.get(name)
+            && node.kind == Kind::File
+            && let Some(content) = node.content.as_deref()
+        {
+            found.push((name, node.layer, content));
+        }
+    }
+    for (path, layer, content) in found {
+        if path.starts_with("node_modules/") || path.contains("/node_modules/") {
+            continue;
+        }
+        let raw = bytes(ctx, path, layer, content)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| SbomError::Parse {
+                path: path.to_string(),
+                layer: ctx.layer_name(layer),
+                line: e.line(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        let dir = path.rsplit_once('/').map_or("", |p| p.0);
+        // (install path relative to the lockfile's directory, name, version, licence)
+        let mut entries: Vec<(String, String, String, Option<String>)> = Vec::new();
+        if let Some(map) = value["packages"].as_object() {
+            for (key, p) in map {
+                let Some(at) = key.rfind("node_modules/") else {
+                    continue; // the root project, or a workspace folder
+                };
+                if p["dev"] == true || p["link"] == true {
+                    continue;
+                }
+                let name = p["name"]
+                    .as_str()
+                    .unwrap_or(&key[at + "node_modules/".len()..]);
+                let Some(version) = p["version"].as_str() else {
+                    continue;
+                };
+                let license = p["license"].as_str().and_then(license_name);
+                entries.push((key.clone(), name.into(), version.into(), license));
+            }
+        } else if value["dependencies"].is_object() {
+            // Version 1: `dependencies` nested as node_modules directories are.
+            let mut pending = vec![(String::new(), &value["dependencies"], 0usize)];
+            while let Some((base, deps, depth)) = pending.pop() {
+                let Some(map) = deps.as_object() else {
+                    continue;
+                };
+                for (name, d) in map {
+                    let key = format!("{base}node_modules/{name}");
+                    if d["dev"] == true {
+                        continue;
+                    }
+                    if let Some(version) = d["version"].as_str() {
+                        entries.push((key.clone(), name.clone(), version.into(), None));
+                    }
+                    // A nesting as deep as a path may be is the most there can be.
+                    if depth < 64 && d["dependencies"].is_object() {
+                        pending.push((format!("{key}/"), &d["dependencies"], depth + 1));
+                    }
+                }
+            }
+        }
+        entries.sort();
+        let mut seen = std::collections::HashSet::new();
+        for (key, name, version, license) in entries {
+            let installed = join_listed(dir, &format!("{key}/package.json"))
+                .and_then(|p| ctx.fs.get(&p))
+                .is_some_and(|(_, n)| n.kind == Kind::File);
+            if installed || !seen.insert((name.clone(), version.clone())) {
+                continue;
+            }
+            check_count(ctx, packages, path, layer)?;
+            let purl_name = match name.split_once('/') {
+                Some((scope, rest)) => {
+                    format!("{}/{}", purl_encode(scope, false), purl_encode(rest, false))
+                }
+                None => purl_encode(&name, false),
+            };
+            packages.push(Package {
+                ecosystem: Ecosystem::Npm,
+                purl: format!("pkg:npm/{purl_name}@{}", purl_encode(&version, false)),
+                name,
+                version,
+                architecture: None,
+                source: None,
+                licenses: license.into_iter().collect(),
+                files: Vec::new(),
+                database: format!("/{path}"),
+                layer: layer as usize,
+            });
+        }
     }
     Ok(())
 }

@@ -21,7 +21,9 @@
 //!   architecture, licence, source RPM and file list (`gpg-pubkey` entries are skipped). These
 //!   files are kept up to 256 MiB; see `sbom::rpm` for how the untrusted SQLite file is opened;
 //! - Python: `*.dist-info/METADATA` with `RECORD`, and `*.egg-info/PKG-INFO`;
-//! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`;
+//! - npm: `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`, and
+//!   the packages an application's `package-lock.json`/`npm-shrinkwrap.json` names that are
+//!   not installed beside it (no development dependencies);
 //! - Go: the build information (`\xff Go buildinf:`, Go 1.18 and later) of executables: the
 //!   main module and its dependencies, each a package owned by the binary.
 //! - Java: archives (`*.jar`, `*.war`, `*.ear`, `*.jpi`, `*.hpi`) anywhere, read as their layer
@@ -604,6 +606,7 @@ pub(crate) fn from_layers(
     rpm::read(&ctx, &mut packages)?;
     lang::python(&ctx, &mut packages)?;
     lang::npm(&ctx, &mut packages)?;
+    lang::npm_lock(&ctx, &mut packages)?;
     lang::go(&ctx, &mut packages)?;
     java::read(&ctx, &mut packages)?;
     rust::read(&ctx, &mut packages)?;
