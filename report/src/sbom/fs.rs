@@ -98,8 +98,10 @@ fn executable(path: &str, size: u64, content: &mut dyn Read) -> io::Result<Optio
                 go_in(bytes).map(Captured::Go)
             }
         };
-        // Keep the buffer of a usual executable for the next one, not of a huge one.
-        if bytes.capacity() > 16 << 20 {
+        // The buffer is kept for the next executable, whatever its size: the pages of a
+        // fresh one cost more than reading into them (this thread held that much anyway),
+        // and the threads end with the inventory.
+        if bytes.capacity() > MAX_EXECUTABLE as usize {
             *bytes = Vec::new();
         }
         Ok(found)
