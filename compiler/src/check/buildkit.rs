@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Cx, prev_comments, var_span};
 use crate::parser::{Node, Span};
-use crate::plan::{BaseConfigs, Plan, Platform};
+use crate::plan::{BaseConfigs, NON_ENV_ARGS, Plan, Platform};
 use crate::shell::Lexer;
 
 /// The search path BuildKit gives a stage whose base image sets none.
@@ -29,9 +29,6 @@ const SECRET_TOKENS: [&str; 10] = [
     "token",
 ];
 const ALLOW_TOKENS: [&str; 3] = ["public", "file", "version"];
-
-/// Build arguments that never enter the environment.
-const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
 
 /// What a stage has at a point of the walk.
 #[derive(Debug, Clone, Default)]

@@ -45,6 +45,7 @@ pub mod digest;
 mod emit;
 mod error;
 mod eval;
+pub(crate) use eval::NON_ENV_ARGS;
 pub mod expand;
 mod graph;
 pub mod limits;

@@ -4,8 +4,8 @@
 //! text; RUN, COPY and ADD go to their own files.
 
 use super::{
-    SBOM_SCAN_CONTEXT, SBOM_SCAN_STAGE, StageWork, Step, StepKind, join_clean, record, step_weight,
-    windows_join, with_shell,
+    NON_ENV_ARGS, StageWork, Step, StepKind, join_clean, record, step_weight, windows_join,
+    with_shell,
 };
 use crate::instructions::{ArgDecl, Healthcheck, Instruction, InstructionKind};
 use crate::plan::context::{Ctx, STAGE_ENV, check_environment};
@@ -60,8 +60,7 @@ impl Planner<'_> {
                     });
                     // Proxy variables go apart; BuildKit's SBOM switches never reach steps.
                     let env = !PROXY_ARGS.contains(&name.as_str())
-                        && name != SBOM_SCAN_STAGE
-                        && name != SBOM_SCAN_CONTEXT;
+                        && !NON_ENV_ARGS.contains(&name.as_str());
                     scope.declare_arg(name, value, env);
                     check_environment(scope.environment_size(), name, STAGE_ENV, span)?;
                 }

@@ -70,9 +70,9 @@ pub(super) struct StageWork {
 /// The build arg that asks for an SBOM of a stage besides the image's (BuildKit's).
 pub(crate) const SBOM_SCAN_STAGE: &str = "BUILDKIT_SBOM_SCAN_STAGE";
 
-/// BuildKit's build arg that asks for an SBOM of the build context (not made by rbuild; it
-/// stays out of steps' environment as in BuildKit).
-pub(super) const SBOM_SCAN_CONTEXT: &str = "BUILDKIT_SBOM_SCAN_CONTEXT";
+/// BuildKit's build args that never reach a step's environment: the SBOM switches (the
+/// context's SBOM is not made by rbuild).
+pub(crate) const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", SBOM_SCAN_STAGE];
 
 /// Whether [`SBOM_SCAN_STAGE`]'s `value` selects the stage `name`: a boolean as Go's
 /// `strconv.ParseBool` reads one, else a comma-separated list of stage names.
