@@ -530,44 +530,33 @@ fn stored_image(store: &Store, image: &Descriptor) -> Result<StoredImage, Attest
     })
 }
 
-/// The SPDX document of the image `image` of the store.
-fn sbom(
-    settings: &BuildRequest,
-    image: &Descriptor,
-    platform: &Platform,
-) -> Result<Value, AttestError> {
-    let stored = stored_image(&settings.store, image)?;
-    let id = image.digest().to_string();
-    let name = settings.tags.first().cloned().unwrap_or_else(|| id.clone());
-    sbom_of(settings, &name, &id, &stored, platform)
-}
-
-/// The SPDX document of an image whose documents are `stored`, its layers in the store.
+/// The SPDX document of the image whose manifest and config are `manifest` and `config`,
+/// its layer blobs `layers` in the store.
 fn sbom_of(
     settings: &BuildRequest,
-    name: &str,
-    id: &str,
-    stored: &StoredImage,
+    (name, id): (&str, &str),
+    manifest: &[u8],
+    config: &[u8],
+    layers: &[rbuild_cache::Digest],
     platform: &Platform,
 ) -> Result<Value, AttestError> {
     let layers = crate::inventory::StoreLayers {
         store: &settings.store,
-        digests: &stored.layers,
+        digests: layers,
         limits: settings.limits,
     };
     // The layers this build unpacked were read as they streamed: only the others are read
     // from their blobs.
-    let diff_ids: Vec<Option<rbuild_cache::Digest>> =
-        serde_json::from_slice::<Value>(&stored.config)
-            .ok()
-            .and_then(|c| {
-                c.pointer("/rootfs/diff_ids")?.as_array().map(|ids| {
-                    ids.iter()
-                        .map(|d| d.as_str().and_then(|d| d.parse().ok()))
-                        .collect()
-                })
+    let diff_ids: Vec<Option<rbuild_cache::Digest>> = serde_json::from_slice::<Value>(config)
+        .ok()
+        .and_then(|c| {
+            c.pointer("/rootfs/diff_ids")?.as_array().map(|ids| {
+                ids.iter()
+                    .map(|d| d.as_str().and_then(|d| d.parse().ok()))
+                    .collect()
             })
-            .unwrap_or_default();
+        })
+        .unwrap_or_default();
     let known = |index: usize| {
         let diff_id = diff_ids.get(index).copied().flatten()?;
         settings.layer_scans.get(&diff_id)
@@ -576,8 +565,8 @@ fn sbom_of(
         rbuild_report::ImageInput {
             name,
             id: Some(id),
-            manifest: &stored.manifest,
-            config: &stored.config,
+            manifest,
+            config,
             base_layers: None,
             layers: &layers,
         },
@@ -608,31 +597,37 @@ pub(crate) fn predicates(
     let attest = facts.settings.attest;
     let mut predicates = Vec::new();
     if attest.sbom {
+        let id = facts.image.digest().to_string();
+        let image_name = facts.settings.tags.first().unwrap_or(&id);
+        let stored = stored_image(&facts.settings.store, facts.image)?;
         predicates.push(Predicate {
             predicate_type: PREDICATE_SPDX,
             filename: "sbom.spdx.json".into(),
-            predicate: sbom(facts.settings, facts.image, platform)?,
+            predicate: sbom_of(
+                facts.settings,
+                (image_name, &id),
+                &stored.manifest,
+                &stored.config,
+                &stored.layers,
+                platform,
+            )?,
         });
         // Then the stages asked for, as BuildKit puts its scanner's extra documents after
         // the image's own.
-        let image_name = facts
-            .settings
-            .tags
-            .first()
-            .cloned()
-            .unwrap_or_else(|| facts.image.digest().to_string());
         for stage in facts.stages {
             let id = rbuild_cache::Digest::of(&stage.documents.manifest).to_string();
-            let stored = StoredImage {
-                manifest: stage.documents.manifest.clone(),
-                config: stage.documents.config.clone(),
-                layers: stage.layers.clone(),
-            };
             let name = format!("{image_name} (stage {})", stage.label);
             predicates.push(Predicate {
                 predicate_type: PREDICATE_SPDX,
                 filename: format!("sbom-{}.spdx.json", stage.label),
-                predicate: sbom_of(facts.settings, &name, &id, &stored, platform)?,
+                predicate: sbom_of(
+                    facts.settings,
+                    (&name, &id),
+                    &stage.documents.manifest,
+                    &stage.documents.config,
+                    &stage.layers,
+                    platform,
+                )?,
             });
         }
     }
